@@ -1,0 +1,2 @@
+/* protd — (being written) */
+int main(void) { return 0; }

@@ -1,0 +1,2 @@
+/* shm.c — (being written) */
+#include "internal.h"

@@ -1,0 +1,274 @@
+/* prot.h — the public API of libprot: shared-memory protections for multi-process programs.
+ *
+ * A process attaches to the segment that protd owns with prot_open() and then makes rate-limit,
+ * circuit-breaker and pool decisions with atomic operations directly on that segment: no IPC on the
+ * hot path. Configuration comes from protd (INI file, SIGHUP, or prot_configure() through protd's
+ * control socket); clients only ever write counters and states.
+ *
+ * Conventions (after systemd's sd-event):
+ *  - every function returns 0 (or a documented non-negative value) on success, or a negative error
+ *    code: -errno for system errors, or one of the PROT_E* codes below. prot_strerror() names both.
+ *  - out-parameters come last and are left untouched on failure. The one documented exception is
+ *    struct prot_detail, whose whole purpose is to describe a failure.
+ *  - handles are opaque. The library never logs, never exits, never installs signal handlers and
+ *    keeps no global mutable state: everything it owns hangs off a prot_t.
+ *  - a prot_t may be shared by the threads of one process. After fork() the child may keep using
+ *    the parent's handle (it detects the fork and takes on its own identity; it inherits neither
+ *    pool leases nor pooled connections) or open its own.
+ */
+#ifndef PROT_H
+#define PROT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PROT_BUILDING) && defined(__GNUC__)
+#define PROT_API __attribute__((visibility("default")))
+#else
+#define PROT_API
+#endif
+
+/* The segment layout version this header was built for. prot_open() refuses any other. */
+#define PROT_ABI_VERSION 1
+
+/* Longest names, in bytes, without the terminating NUL. Longer ones are refused (PROT_ETOOLONG),
+ * never truncated: truncation would silently merge two users. */
+#define PROT_NAME_MAX 47   /* protection keys, breakers, pools */
+#define PROT_ENTITY_MAX 64 /* rate-limiter entity ids, e.g. "user:123" */
+#define PROT_OP_MAX 47     /* rate-limiter operation names */
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors. Negative return values. Values from -1 to -4095 are -errno; PROT_E* live above that.
+ * The numbers are stable ABI.
+ * ------------------------------------------------------------------------------------------- */
+enum {
+	PROT_ENOSEG = 5000,     /* segment missing: protd is not running (or another name) */
+	PROT_EABI,              /* segment has another ABI version */
+	PROT_ESIZE,             /* segment size does not match its header */
+	PROT_ECORRUPT,          /* foreign or corrupt segment (bad magic, bad offsets) */
+	PROT_ERETIRED,          /* segment was retired by protd and no successor exists yet */
+	PROT_ENOKEY,            /* no such protection key */
+	PROT_ENOBREAKER,        /* circuit breaker not found */
+	PROT_ENOPOOL,           /* pool not found */
+	PROT_ERATELIMITED,      /* rate limit exceeded */
+	PROT_ECOST,             /* the cost can never fit the limit */
+	PROT_ETABLEFULL,        /* rate bucket table full and the key's policy is to deny */
+	PROT_EBLOWN,            /* circuit breaker open: call rejected without running */
+	PROT_EFAILED,           /* the protected operation failed (its own code is reported apart) */
+	PROT_ECHECKOUT_TIMEOUT, /* no pool slot within the checkout timeout */
+	PROT_EPOOLFULL,         /* non-blocking checkout on a full pool */
+	PROT_ETIMEOUT,          /* the call overran its timeout (it ran to completion regardless) */
+	PROT_ETOOLONG,          /* a name or entity is longer than the documented maximum */
+	PROT_ECAPACITY,         /* a table of the segment is full (keys, breakers, pools, waiters) */
+	PROT_EEXIST,            /* the object exists already */
+	PROT_EINVAL_CONFIG,     /* configuration value refused by protd (see the message) */
+	PROT_ECONNECTOR,        /* the pool connector's create() failed */
+	PROT_ESTALE,            /* a token, lease or id refers to an object that has since changed */
+	PROT_ENOTCONNECTED,     /* protd's control socket is not reachable */
+	PROT_E_MAX_
+};
+
+/* A static string for any code returned by this library (negative or positive), never NULL. */
+PROT_API const char *prot_strerror(int err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Attaching
+ * ------------------------------------------------------------------------------------------- */
+typedef struct prot prot_t;
+
+#define PROT_DEFAULT_SEGMENT "/prot"
+
+enum {
+	PROT_OPEN_RDONLY = 1u << 0, /* map read-only: inspection only (protctl) */
+};
+
+/* Attach to the segment NAME (e.g. "/prot"); NULL means $PROT_SEGMENT, else PROT_DEFAULT_SEGMENT.
+ * Fails with PROT_ENOSEG, -EACCES, PROT_EABI, PROT_ESIZE or PROT_ECORRUPT. */
+PROT_API int prot_open(const char *name, unsigned flags, prot_t **out);
+/* Detach and free the handle, destroying this process's pooled connections and returning its
+ * leases. NULL is accepted. */
+PROT_API void prot_close(prot_t *p);
+
+/* What protd and the segment say about themselves. */
+struct prot_info {
+	char segment[64];
+	uint32_t abi_version;
+	uint64_t size;              /* bytes */
+	uint64_t config_generation; /* bumped by every applied reload or runtime change */
+	int32_t protd_pid;          /* 0 when no protd serves the segment */
+	int protd_alive;            /* heartbeat seen within the last 2 s */
+	uint64_t heartbeat_age_ms;
+	int retired;
+	uint32_t keys, max_keys, breakers, max_breakers, pools, max_pools;
+	uint64_t rate_buckets_used, rate_buckets_max;
+};
+PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Rate limiter (Hammer). A bucket is identified by (operation, entity).
+ *
+ * Algorithms:
+ *  PROT_RATE_FIXED_WINDOW — Hammer's default. Windows are aligned on multiples of the window length
+ *    on CLOCK_MONOTONIC (so every process agrees on where a window starts); at most `limit` units are
+ *    admitted per window.
+ *  PROT_RATE_GCRA — smooth rate of limit/window with a burst of `burst` units (default: limit);
+ *    a single 64-bit theoretical-arrival-time word per bucket.
+ * ------------------------------------------------------------------------------------------- */
+enum prot_rate_algo { PROT_RATE_FIXED_WINDOW = 1, PROT_RATE_GCRA = 2 };
+
+struct prot_rate_limit {
+	uint32_t algo;      /* enum prot_rate_algo; 0 means fixed window */
+	uint64_t limit;     /* units per window, >= 1 */
+	uint64_t window_ms; /* >= 1 */
+	uint64_t burst;     /* GCRA only; 0 means `limit` */
+};
+
+struct prot_rate_info {
+	int allowed;             /* the decision this info describes (status: would the next unit pass) */
+	uint64_t limit;
+	uint64_t used;           /* units counted in the current window (GCRA: equivalent units in flight) */
+	uint64_t remaining;
+	uint64_t window_ms;
+	uint64_t reset_after_ms; /* until the bucket is fully available again */
+	uint64_t retry_after_ms; /* until a unit of the given cost passes; 0 when allowed */
+};
+
+/* Hammer's check_rate(entity, operation, limit, window): one unit, fixed window.
+ * Returns 1 when allowed, 0 when rate-limited (info->retry_after_ms says how long to wait), or a
+ * negative error. info may be NULL and is filled on 0 and 1. */
+PROT_API int prot_rate_check(prot_t *p, const char *operation, const char *entity,
+                             uint64_t limit, uint64_t window_ms, struct prot_rate_info *info);
+/* The general form: any algorithm and a cost of n units. A cost that can never fit the limit is
+ * PROT_ECOST, never a wait forever. */
+PROT_API int prot_rate_check_n(prot_t *p, const char *operation, const char *entity,
+                               const struct prot_rate_limit *lim, uint64_t cost,
+                               struct prot_rate_info *info);
+/* Use the limits of protection key KEY (from the INI or prot_configure()); the operation is KEY. */
+PROT_API int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t cost,
+                                 struct prot_rate_info *info);
+/* Hammer's execute_with_limit: run fn(arg) only when allowed. Returns 0 and stores fn's return in
+ * *fn_result when it ran, PROT_ERATELIMITED (retry_after in *info if given) when denied. */
+PROT_API int prot_rate_execute(prot_t *p, const char *operation, const char *entity,
+                               const struct prot_rate_limit *lim, int (*fn)(void *arg), void *arg,
+                               int *fn_result, struct prot_rate_info *info);
+/* The state of one bucket without charging it. A bucket never used reports full availability. */
+PROT_API int prot_rate_status(prot_t *p, const char *operation, const char *entity,
+                              const struct prot_rate_limit *lim, struct prot_rate_info *out);
+/* Forget one entity's bucket. -ENOENT when it does not exist. */
+PROT_API int prot_rate_reset(prot_t *p, const char *operation, const char *entity);
+
+/* ---------------------------------------------------------------------------------------------
+ * Circuit breaker (fuse)
+ * ------------------------------------------------------------------------------------------- */
+enum prot_breaker_strategy { PROT_BREAKER_STANDARD = 1, PROT_BREAKER_RATE = 2 };
+enum prot_breaker_state {
+	PROT_BREAKER_CLOSED = 0,
+	PROT_BREAKER_OPEN = 1,
+	PROT_BREAKER_HALF_OPEN = 2,
+	PROT_BREAKER_BLOWN = 3, /* forced open by prot_breaker_blow() until reset */
+};
+
+struct prot_breaker_opts {
+	uint32_t strategy;          /* enum prot_breaker_strategy; 0 = standard */
+	uint32_t tolerance;         /* standard: trips at the (tolerance+1)-th failure within window */
+	uint64_t window_ms;
+	uint64_t refresh_ms;        /* open period before half-open probes */
+	uint32_t half_open_probes;  /* 0 means 1 */
+	uint64_t probe_timeout_ms;  /* a probe not reported within this is given back; 0 = refresh_ms */
+	uint64_t slow_call_ms;      /* 0 = off; longer calls count as failures */
+	uint32_t rate_threshold_pct;/* rate strategy: trip when failure rate >= this over ... */
+	uint32_t rate_window_calls; /* ... the last N calls ... */
+	uint32_t rate_min_calls;    /* ... once at least M calls have been seen */
+};
+
+struct prot_breaker_status {
+	char name[PROT_NAME_MAX + 1];
+	uint32_t state;             /* enum prot_breaker_state */
+	uint32_t failures_in_window;
+	uint64_t next_probe_ms;     /* open: until half-open; 0 otherwise */
+	uint64_t calls, successes, failures, rejections;
+	uint64_t last_transition_ms_ago;
+	struct prot_breaker_opts opts;
+};
+
+/* Create a breaker at runtime (through protd, which stays the only writer of configuration).
+ * PROT_EEXIST if it exists with other options; 0 if it exists with the same ones. */
+PROT_API int prot_breaker_create(prot_t *p, const char *name, const struct prot_breaker_opts *opts);
+/* Run fn(arg) if the breaker admits the call and record the outcome: fn returning < 0 is a failure.
+ * Returns 0 (fn's value in *fn_result), PROT_EBLOWN without calling fn, or PROT_EFAILED (fn's
+ * value in *fn_result). */
+PROT_API int prot_breaker_execute(prot_t *p, const char *name, int (*fn)(void *arg), void *arg,
+                                  int *fn_result);
+
+/* Split form for callers that cannot wrap their work in a callback. */
+typedef struct prot_breaker_token {
+	uint64_t opaque[3];
+} prot_breaker_token;
+enum { PROT_OUTCOME_SUCCESS = 0, PROT_OUTCOME_FAILURE = 1 };
+PROT_API int prot_breaker_allow(prot_t *p, const char *name, prot_breaker_token *tok);
+/* duration_ns: how long the call took (for slow-call detection); 0 if unknown. */
+PROT_API int prot_breaker_record(prot_t *p, const prot_breaker_token *tok, int outcome,
+                                 uint64_t duration_ns);
+
+PROT_API int prot_breaker_status(prot_t *p, const char *name, struct prot_breaker_status *out);
+PROT_API int prot_breaker_reset(prot_t *p, const char *name); /* close now, clear history */
+PROT_API int prot_breaker_blow(prot_t *p, const char *name);  /* force open until reset */
+
+/* ---------------------------------------------------------------------------------------------
+ * Connection pool (poolboy)
+ *
+ * The segment counts leases across all processes; each process keeps its own connections, made
+ * by the connector it registers. A child forked while its parent holds a lease inherits neither
+ * the lease nor the parent's connections: the child's handle starts with an empty pool.
+ * ------------------------------------------------------------------------------------------- */
+struct prot_connector {
+	/* Make a connection; return 0 and set *conn, or a negative error. */
+	int (*create)(void *ctx, void **conn);
+	void (*destroy)(void *ctx, void *conn);
+	/* Optional: return 0 if an idle connection is still usable before reuse. */
+	int (*check)(void *ctx, void *conn);
+	void *ctx;
+};
+
+/* Register this process's connector for pool NAME. */
+PROT_API int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector *c);
+
+typedef struct prot_lease {
+	uint64_t opaque[3];
+} prot_lease;
+
+/* timeout_ms < 0: the pool's checkout_timeout; 0: non-blocking (PROT_EPOOLFULL when full). */
+PROT_API int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lease *lease,
+                                void **conn);
+enum { PROT_CHECKIN_OK = 0, PROT_CHECKIN_BROKEN = 1 };
+PROT_API int prot_pool_checkin(prot_t *p, prot_lease *lease, int how);
+/* checkout, fn(conn, arg), checkin (broken when fn returns < 0). Returns fn's value or an error. */
+PROT_API int prot_pool_with(prot_t *p, const char *pool, int64_t timeout_ms,
+                            int (*fn)(void *conn, void *arg), void *arg, int *fn_result);
+
+struct prot_pool_status {
+	char name[PROT_NAME_MAX + 1];
+	uint32_t size, max_overflow;
+	uint32_t in_use, overflow_in_use, waiting;
+	uint64_t checkout_timeout_ms, overflow_ttl_ms;
+	uint32_t strategy; /* 0 lifo, 1 fifo */
+	uint64_t checkouts, timeouts, reclaims;
+};
+PROT_API int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Enumeration
+ * ------------------------------------------------------------------------------------------- */
+/* Call fn(name, arg) for each live protection key / breaker / pool. fn returning non-zero stops. */
+PROT_API int prot_list_keys(prot_t *p, int (*fn)(const char *name, void *arg), void *arg);
+PROT_API int prot_list_breakers(prot_t *p, int (*fn)(const char *name, void *arg), void *arg);
+PROT_API int prot_list_pools(prot_t *p, int (*fn)(const char *name, void *arg), void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+/* breaker.c — (being written) */
+#include "internal.h"

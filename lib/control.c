@@ -1,0 +1,2 @@
+/* control.c — (being written) */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* error.c — (being written) */
+#include "internal.h"

@@ -1,0 +1,178 @@
+/* internal.h — libprot's private interface: the per-process handle, and the helpers every module
+ * shares (clock, seqlock reads, region access, named-slot lookup). protd, protctl and the tests
+ * link the static library and may use these; nothing here is exported from libprot.so.
+ */
+#ifndef PROT_INTERNAL_H
+#define PROT_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "layout.h"
+
+#define PROT_HIDDEN __attribute__((visibility("hidden")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- one mapping of a segment ------------------------------------------------------------ */
+struct prot_map {
+	struct prot_shm_header *hdr; /* == base */
+	size_t size;
+	dev_t dev;
+	ino_t ino;
+	struct prot_map *older; /* retired mappings stay mapped until prot_close(): a thread may
+	                           still be inside an operation on them */
+};
+
+/* ---- per-process identity (rewritten in a child after fork) ------------------------------ */
+struct prot_ident {
+	pid_t pid;
+	uint64_t start;  /* clock ticks after boot, /proc/self/stat field 22 */
+	uint64_t lease_owner; /* pid | (start & 0xffffffff) << 32: the value written in lease words */
+};
+
+struct prot_pool_local; /* lib/pool.c */
+
+struct prot {
+	char name[64];
+	unsigned flags;
+	_Atomic(struct prot_map *) map; /* current mapping; swapped on re-attach to a successor */
+	uint64_t next_reattach_ns;      /* retired segment: earliest next successor probe */
+	/* A page mapped with MADV_WIPEONFORK: reads as zero in a child, which is how a handle learns
+	 * it is now in another process without getpid() on the hot path or a global atfork list. */
+	_Atomic uint64_t *fork_page;
+	struct prot_ident ident;
+	pthread_mutex_t lock;           /* guards ident refresh, re-attach and pool-local state */
+	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool.c) */
+};
+
+/* ---- clock --------------------------------------------------------------------------------- */
+static inline uint64_t prot_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+static inline uint64_t prot_now_coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- seqlock over configuration blocks (protd is the single writer) ----------------------- */
+/* Copy n 64-bit words of a config block consistently. Returns after a clean read; protd holds
+ * the odd state for a few stores only, so the retry loop is short. */
+static inline void seq_read(_Atomic uint32_t *seq, const void *src, void *dst, size_t words)
+{
+	const uint64_t *s = src;
+	uint64_t *d = dst;
+	for (;;) {
+		uint32_t a = atomic_load_explicit(seq, memory_order_acquire); /* pairs with seq_write_end */
+		if (a & 1u) {
+			__builtin_ia32_pause();
+			continue;
+		}
+		for (size_t i = 0; i < words; i++)
+			d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+		atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
+		if (atomic_load_explicit(seq, memory_order_relaxed) == a)
+			return;
+	}
+}
+static inline void seq_write_begin(_Atomic uint32_t *seq)
+{
+	atomic_store_explicit(seq, atomic_load_explicit(seq, memory_order_relaxed) + 1,
+	                      memory_order_relaxed);
+	atomic_thread_fence(memory_order_release); /* odd seq is visible before any word changes */
+}
+static inline void seq_write_words(void *dst, const void *src, size_t words)
+{
+	uint64_t *d = dst;
+	const uint64_t *s = src;
+	for (size_t i = 0; i < words; i++)
+		__atomic_store_n(&d[i], s[i], __ATOMIC_RELAXED);
+}
+static inline void seq_write_end(_Atomic uint32_t *seq)
+{
+	/* release: every word store happens before the even seq a reader acquires */
+	atomic_store_explicit(seq, atomic_load_explicit(seq, memory_order_relaxed) + 1,
+	                      memory_order_release);
+}
+
+/* ---- regions ------------------------------------------------------------------------------- */
+/* Only valid on a header that seg_validate() accepted: offsets and counts are then in bounds. */
+static inline void *seg_entry(const struct prot_shm_header *h, int reg, uint32_t i)
+{
+	return (char *)h + h->region[reg].off + (uint64_t)i * h->region[reg].stride;
+}
+static inline uint32_t seg_count(const struct prot_shm_header *h, int reg)
+{
+	return h->region[reg].count;
+}
+
+/* Keys, breakers and pools share this line-0 prefix. */
+struct prot_named {
+	_Atomic uint32_t state;
+	_Atomic uint32_t seq;
+	uint64_t name_hash;
+	char name[PROT_NAME_BYTES];
+};
+_Static_assert(offsetof(struct prot_key_slot, name) == offsetof(struct prot_named, name), "prefix");
+_Static_assert(offsetof(struct prot_breaker_slot, name) == offsetof(struct prot_named, name), "prefix");
+_Static_assert(offsetof(struct prot_pool_slot, name) == offsetof(struct prot_named, name), "prefix");
+
+/* FNV-1a: names are public and few; this hash only speeds up the comparison. */
+static inline uint64_t prot_name_hash(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
+	return h;
+}
+
+/* ---- functions shared between modules (hidden) ------------------------------------------- */
+
+/* lib/segment.c */
+struct seg_geometry {
+	uint32_t max_keys, max_breakers, max_pools, pool_max_slots, pool_max_waiters, events;
+	uint64_t rate_entities; /* rounded up to a power-of-two number of groups */
+};
+/* Bytes needed for a geometry; fills the region table of *h (which may be NULL). */
+PROT_HIDDEN int seg_layout(const struct seg_geometry *g, struct prot_shm_header *h, size_t *size);
+/* Check a mapped header against its mapping size: magic, ABI, size, every region in bounds and
+ * non-overlapping, strides equal to this build's sizeof. Returns 0 or PROT_E*. Treats the segment
+ * as untrusted. */
+PROT_HIDDEN int seg_validate(const void *base, size_t size);
+/* The geometry recorded in a validated header. */
+PROT_HIDDEN void seg_geometry_of(const struct prot_shm_header *h, struct seg_geometry *g);
+/* Find a LIVE named slot (REG_KEYS / REG_BREAKERS / REG_POOLS). Returns index or a negative
+ * PROT_ENOKEY/PROT_ENOBREAKER/PROT_ENOPOOL, PROT_ETOOLONG. */
+PROT_HIDDEN int seg_find(const struct prot_shm_header *h, int reg, const char *name);
+/* The mapping to operate on: checks retirement (one relaxed load on header line 0) and fork. */
+PROT_HIDDEN struct prot_shm_header *prot_hdr(prot_t *p);
+/* Refresh p->ident after a fork; returns it. */
+PROT_HIDDEN const struct prot_ident *prot_self(prot_t *p);
+/* Read /proc/PID/stat field 22. 0 on success. */
+PROT_HIDDEN int proc_start_time(pid_t pid, uint64_t *start);
+/* Is the process (pid, start) alive? 1 alive, 0 dead/reused, never trusts the pid alone. */
+PROT_HIDDEN int proc_alive(pid_t pid, uint64_t start);
+
+/* lib/hash.c: SipHash-1-3 with the segment's key. */
+PROT_HIDDEN uint64_t prot_siphash(const uint64_t key[2], const void *data, size_t len);
+
+/* lib/event.c: append to the event ring (never blocks; overwrites the oldest). */
+PROT_HIDDEN void prot_event_emit(struct prot_shm_header *h, uint32_t type, uint32_t object,
+                                 const char *name, uint64_t a, uint64_t b);
+
+/* Maintenance entry points that protd calls on its tick (they are also safe to call from any
+ * process: every step is a CAS that re-checks what it acts on). */
+PROT_HIDDEN void rate_sweep(struct prot_shm_header *h, uint64_t now_ns, uint64_t *swept);      /* lib/ratelimit.c */
+PROT_HIDDEN void breaker_tick(struct prot_shm_header *h, uint64_t now_ns);                     /* lib/breaker.c */
+PROT_HIDDEN void pool_reclaim(struct prot_shm_header *h, uint64_t now_ns, uint64_t *reclaimed); /* lib/pool.c */
+PROT_HIDDEN void pool_local_free(prot_t *p);                                                    /* lib/pool.c */
+
+#endif

@@ -1,0 +1,324 @@
+/* layout.h — the shared-memory segment: the ABI between protd, libprot and protctl.
+ *
+ * Private to the project (not installed). Everything here lives in the segment, so:
+ *  - fixed-size, offset-based, no pointers; every region offset is relative to the segment base;
+ *  - any change to a struct here is an ABI change: bump PROT_ABI_VERSION in include/prot.h;
+ *  - protd and protctl treat every index/offset/length read from the segment as untrusted and
+ *    bounds-check it (see seg_validate_header() in lib/segment.c);
+ *  - hot atomics sit on cache lines of their own; _Static_asserts at the bottom pin the layout.
+ *
+ * Writers: protd alone writes the header's configuration fields and every *_cfg block (under the
+ * block's sequence counter, see SEQLOCK below). Clients write only state words and counters.
+ *
+ * Times stored in the segment are CLOCK_MONOTONIC nanoseconds (or milliseconds where a field says
+ * so): the clock is system-wide, so every process agrees on it, and a segment does not survive a
+ * reboot (it lives in /dev/shm).
+ */
+#ifndef PROT_LAYOUT_H
+#define PROT_LAYOUT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "prot.h"
+
+#define PROT_CACHELINE 64
+#define PROT_ALIGNED __attribute__((aligned(PROT_CACHELINE)))
+
+#define PROT_MAGIC 0x314d48535452504fULL /* "OPRTSHM1" little-endian */
+
+/* Header state (hdr.state). Pairs: protd stores RETIRED with release before unlinking; clients load
+ * it (relaxed is enough: it is a hint to re-attach, it publishes no data) on every operation. */
+enum { SEG_STATE_INIT = 0, SEG_STATE_LIVE = 1, SEG_STATE_RETIRED = 2 };
+
+/* Name slots (keys, breakers, pools). */
+#define PROT_NAME_BYTES 48 /* PROT_NAME_MAX + NUL */
+
+/* Slot life cycle (slot.state, low 8 bits; the high 24 bits are a generation bumped on every
+ * (re)use so that an id held by a client goes stale when the slot is recycled).
+ * Written by protd only, with release, after the slot's name and config are complete. */
+enum { SLOT_FREE = 0, SLOT_LIVE = 1, SLOT_RETIRED = 2 };
+#define SLOT_STATE(w) ((w) & 0xffu)
+#define SLOT_GEN(w) ((w) >> 8)
+
+/* ------------------------------------------------------------------------------------------------
+ * SEQLOCK for configuration blocks. protd (single writer) makes seq odd, writes the words with
+ * relaxed atomic stores, makes seq even again (release). A reader loads seq (acquire), copies the
+ * words with relaxed loads, issues an acquire fence and re-loads seq; equal and even means the copy
+ * is one whole version: never half an old config and half a new one. See lib/seqlock.h.
+ * ---------------------------------------------------------------------------------------------- */
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Header: page 0.                                                                                 */
+/* ---------------------------------------------------------------------------------------------- */
+struct prot_region {
+	uint64_t off;   /* from the segment base; multiple of 64 */
+	uint32_t count; /* number of entries */
+	uint32_t stride;/* bytes per entry (checked against sizeof at attach) */
+};
+
+enum { REG_KEYS, REG_BREAKERS, REG_POOLS, REG_LEASES, REG_WAITERS, REG_RATE_GROUPS, REG_EVENTS,
+       REG_COUNT_ };
+
+struct prot_shm_header {
+	/* line 0: immutable after creation, except `state` (written once, at retirement). Every client
+	 * operation loads `state` from here: the line is never written in steady state, so it stays
+	 * shared in every core's cache and the check costs one L1 hit. */
+	uint64_t magic;
+	uint32_t abi_version;
+	uint32_t header_size;      /* sizeof(struct prot_shm_header) */
+	uint64_t total_size;       /* bytes of the whole segment */
+	_Atomic uint32_t state;    /* SEG_STATE_*; see above */
+	uint32_t flags;
+	uint64_t hash_key[2];      /* SipHash key for entity buckets, random per segment */
+	uint64_t created_ns;       /* CLOCK_MONOTONIC at creation */
+	uint8_t pad0[64 - 56];
+
+	/* line 1-2: table geometry, immutable after creation. */
+	struct prot_region region[REG_COUNT_];
+	uint32_t pool_max_slots;   /* leases per pool (stride of the lease table per pool) */
+	uint32_t pool_max_waiters; /* waiter ring entries per pool */
+	uint32_t rate_group_slots; /* buckets per group (RATE_GROUP_SLOTS) */
+	uint32_t rate_groups;      /* number of groups, power of two */
+
+	/* line 3: written by protd. */
+	_Atomic uint64_t config_gen;   /* bumped (release) after every applied config change */
+	_Atomic int32_t protd_pid;     /* 0 when protd stopped cleanly or not yet started */
+	uint32_t pad2;
+	_Atomic uint64_t protd_start;  /* protd's start time, clock ticks after boot (/proc/PID/stat
+	                                  field 22): with the pid, safe against pid reuse */
+	_Atomic uint64_t heartbeat_ns; /* protd's CLOCK_MONOTONIC at its last tick */
+	_Atomic uint64_t owner_uid;    /* uid that created the segment */
+	uint8_t pad3[64 - 40];
+
+	/* line 4: counters written by clients (rarely). */
+	_Atomic uint64_t rate_buckets_used; /* live buckets (approximate under races, exact at rest) */
+	_Atomic uint64_t events_dropped;    /* see event ring */
+	uint8_t pad4[64 - 16];
+
+	/* line 5: event ring head, hot for writers of events only. */
+	_Atomic uint64_t event_head;        /* next sequence number to write */
+	uint8_t pad5[64 - 8];
+
+	/* lines 6-7: protd's control socket (NUL-terminated; clients bounds-check it). Written by
+	 * protd before it publishes state LIVE, and again (under config_gen) if it changes. */
+	char control_path[108];
+	uint8_t pad6[128 - 108];
+} PROT_ALIGNED;
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Protection keys. One slot per INI section [key NAME] or runtime-configured key.                 */
+/* ---------------------------------------------------------------------------------------------- */
+enum { RATE_FULL_DENY = 0, RATE_FULL_ALLOW = 1 };
+enum { RATE_CLOCK_MONO = 0, RATE_CLOCK_COARSE = 1 };
+#define PROT_NO_INDEX 0xffffffffu
+
+/* Configuration of a key, protected by key.seq. Only whole 64-bit words: copied word by word. */
+struct prot_key_cfg {
+	uint64_t rate_limit;     /* 0: no rate limiter on this key */
+	uint64_t rate_window_ms;
+	uint64_t rate_burst;     /* GCRA burst in units; 0 = rate_limit */
+	uint64_t rate_algo;      /* enum prot_rate_algo */
+	uint64_t rate_full_policy;/* RATE_FULL_* */
+	uint64_t rate_clock;     /* RATE_CLOCK_* */
+	uint64_t breaker_index;  /* index into REG_BREAKERS or PROT_NO_INDEX */
+	uint64_t pool_index;     /* index into REG_POOLS or PROT_NO_INDEX */
+	uint64_t timeout_ms;     /* facade default call timeout */
+	uint64_t reserved[7];
+};
+
+#define PROT_HIST_BUCKETS 16 /* latency histogram: upper bounds 2^(10+i) ns, i.e. ~1us .. ~33ms, +Inf */
+
+struct prot_key_stats {
+	_Atomic uint64_t calls, ok, failed, timeouts;
+	_Atomic uint64_t rate_allowed, rate_denied, rate_table_full;
+	_Atomic uint64_t breaker_rejected, pool_timeouts;
+	_Atomic uint64_t latency_sum_ns;
+	_Atomic uint64_t latency_hist[PROT_HIST_BUCKETS];
+	uint64_t reserved[6];
+};
+
+struct prot_key_slot {
+	/* line 0: identity, read on lookup; written by protd only. */
+	_Atomic uint32_t state;  /* SLOT_* | gen << 8 */
+	_Atomic uint32_t seq;    /* seqlock over cfg */
+	uint64_t name_hash;      /* prot_name_hash(name) */
+	char name[PROT_NAME_BYTES];
+	/* lines 1-2: configuration */
+	struct prot_key_cfg cfg PROT_ALIGNED;
+	/* lines 3-: counters written by clients */
+	struct prot_key_stats stats PROT_ALIGNED;
+} PROT_ALIGNED;
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Circuit breakers. See lib/breaker.c for the algorithm and the argument for its invariants.      */
+/* ---------------------------------------------------------------------------------------------- */
+#define BREAKER_MELT_RING 128 /* standard strategy: tolerance <= BREAKER_MELT_RING - 1 */
+#define BREAKER_RATE_BITS 1024 /* rate strategy: rate_window_calls <= this */
+
+struct prot_breaker_cfg {
+	uint64_t strategy, tolerance, window_ms, refresh_ms, half_open_probes, probe_timeout_ms;
+	uint64_t slow_call_ms, rate_threshold_pct, rate_window_calls, rate_min_calls;
+	uint64_t reserved[6];
+};
+
+struct prot_breaker_slot {
+	/* line 0: identity (protd) */
+	_Atomic uint32_t state;  /* SLOT_* | gen << 8 */
+	_Atomic uint32_t seq;    /* seqlock over cfg */
+	uint64_t name_hash;
+	char name[PROT_NAME_BYTES];
+	/* lines 1-2: configuration (protd) */
+	struct prot_breaker_cfg cfg PROT_ALIGNED;
+	/* line 3: the state word and its timestamp; read on every call, written on transitions only.
+	 * Meaning and memory orders: lib/breaker.c. */
+	_Atomic uint64_t word PROT_ALIGNED;
+	_Atomic uint64_t since;      /* epoch-tagged time of the last transition */
+	_Atomic uint64_t cleared_ms; /* failures older than this are ignored (reset/close) */
+	_Atomic uint64_t melt_next;  /* next index into melts[] */
+	_Atomic uint64_t rate_next;  /* next index into rate_bits */
+	uint64_t pad_w[3];
+	/* line 4: counters, written on every call */
+	_Atomic uint64_t calls PROT_ALIGNED;
+	_Atomic uint64_t successes, failures, rejections, probes_given_back;
+	uint64_t pad_c[3];
+	/* failure history */
+	_Atomic uint64_t melts[BREAKER_MELT_RING] PROT_ALIGNED;
+	_Atomic uint64_t rate_bits[BREAKER_RATE_BITS / 64] PROT_ALIGNED;
+	_Atomic uint64_t rate_seen[BREAKER_RATE_BITS / 64];
+} PROT_ALIGNED;
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Pools. Leases: REG_LEASES holds pool_max_slots entries per pool slot, pool i owning entries      */
+/* [i*pool_max_slots, (i+1)*pool_max_slots). Waiters: likewise with pool_max_waiters.              */
+/* See lib/pool.c for the algorithm.                                                               */
+/* ---------------------------------------------------------------------------------------------- */
+struct prot_pool_cfg {
+	uint64_t size, max_overflow, checkout_timeout_ms, strategy, overflow_ttl_ms, reclaim_ms;
+	uint64_t reserved[10];
+};
+
+struct prot_pool_slot {
+	/* line 0: identity (protd) */
+	_Atomic uint32_t state;
+	_Atomic uint32_t seq;
+	uint64_t name_hash;
+	char name[PROT_NAME_BYTES];
+	/* lines 1-2: configuration (protd) */
+	struct prot_pool_cfg cfg PROT_ALIGNED;
+	/* line 3: the pool word (in use, queue head and tail; lib/pool.c) */
+	_Atomic uint64_t word PROT_ALIGNED;
+	uint64_t pad_w[7];
+	/* line 4: counters */
+	_Atomic uint64_t checkouts PROT_ALIGNED;
+	_Atomic uint64_t timeouts, reclaims, high_water;
+	uint64_t pad_c[4];
+} PROT_ALIGNED;
+
+/* One lease: 0 when free, else the holder's identity (lib/pool.c). */
+struct prot_lease_slot {
+	_Atomic uint64_t owner;
+};
+
+/* One waiter-ring entry; 32-bit because it is the futex word a waiter sleeps on. */
+struct prot_waiter_slot {
+	_Atomic uint32_t word;
+	uint32_t pad;
+	_Atomic uint64_t ident; /* the waiter's identity, so a slot granted to a dead waiter is reclaimed */
+};
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Rate-limiter buckets. REG_RATE_GROUPS holds `rate_groups` groups of RATE_GROUP_SLOTS buckets.    */
+/* See lib/ratelimit.c for the algorithm (membership, insertion races, expiry).                    */
+/* ---------------------------------------------------------------------------------------------- */
+#define RATE_GROUP_SLOTS 32
+#define RATE_ENTITY_HEAD 16
+#define RATE_ENTITY_TAIL 56
+#define RATE_OP_HEAD 14
+
+struct prot_rate_bucket {
+	/* line 0: the decision line. A decision loads `meta` and `word` and, only when admitting,
+	 * CASes `word` and adds to `allowed`: a denial writes nothing here. For entities of at most
+	 * RATE_ENTITY_HEAD bytes a hit reads this line alone. */
+	_Atomic uint64_t word;    /* GCRA: TAT (ns); fixed window: window end (ms) << 24 | count */
+	_Atomic uint64_t meta;    /* state, algorithm, generation (lib/ratelimit.c) */
+	uint64_t op_hash;         /* keyed hash of the operation name */
+	_Atomic uint64_t allowed; /* units admitted, for protctl rate top */
+	uint8_t op_len, ent_len;
+	char op_head[RATE_OP_HEAD];         /* for display; identity is op_hash + op_len */
+	char ent_head[RATE_ENTITY_HEAD];    /* entity bytes 0..15 */
+	/* line 1: written on denial, never on admission. */
+	_Atomic uint64_t denied;
+	char ent_tail[RATE_ENTITY_TAIL];    /* entity bytes 16..71 */
+} PROT_ALIGNED;
+
+/* The group index: one line per RATE_GROUP_SLOTS buckets, read on every lookup, written only when
+ * a bucket of the group is inserted or removed. The group word linearises those insertions and
+ * removals; tags[] (a byte of each bucket's hash) lets a lookup skip buckets that cannot match. */
+struct prot_rate_group_hdr {
+	_Atomic uint64_t word;    /* version << 32 | occupancy bitmap (lib/ratelimit.c) */
+	_Atomic uint8_t tags[RATE_GROUP_SLOTS];
+	uint8_t pad[64 - 8 - RATE_GROUP_SLOTS];
+} PROT_ALIGNED;
+
+struct prot_rate_group {
+	struct prot_rate_group_hdr h;
+	struct prot_rate_bucket b[RATE_GROUP_SLOTS];
+} PROT_ALIGNED;
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Event ring: state changes (breaker transitions, pool exhaustion, reclaims, reloads).            */
+/* ---------------------------------------------------------------------------------------------- */
+enum {
+	EV_NONE = 0, EV_BREAKER_OPEN, EV_BREAKER_HALF_OPEN, EV_BREAKER_CLOSED, EV_BREAKER_BLOWN,
+	EV_BREAKER_RESET, EV_BREAKER_CREATED, EV_POOL_EXHAUSTED, EV_LEASE_RECLAIMED,
+	EV_CONFIG_RELOADED, EV_CONFIG_CHANGED, EV_RATE_TABLE_FULL,
+};
+
+struct prot_event {
+	/* Writers take a sequence number with fetch_add on hdr.event_head, fill the entry and store
+	 * seq = number + 1 with release. Readers load seq (acquire), copy, re-load seq: a torn or
+	 * overwritten entry shows as a changed seq and is skipped (counted as dropped). */
+	_Atomic uint64_t seq;
+	uint64_t time_ns;
+	uint32_t type;
+	int32_t pid;
+	uint32_t object;     /* slot index of the breaker / pool / key */
+	uint32_t pad;
+	char name[PROT_NAME_BYTES];
+	uint64_t a, b;
+	uint8_t pad2[32];
+} PROT_ALIGNED;
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Layout pins.                                                                                    */
+/* ---------------------------------------------------------------------------------------------- */
+_Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
+_Static_assert(sizeof(_Atomic uint64_t) == 8, "no padded atomics");
+_Static_assert(sizeof(struct prot_shm_header) == 8 * 64, "header is eight lines");
+_Static_assert(offsetof(struct prot_shm_header, state) < 64, "state is on line 0");
+_Static_assert(offsetof(struct prot_shm_header, region) == 64, "geometry starts on line 1");
+_Static_assert(REG_COUNT_ * sizeof(struct prot_region) + 16 == 128, "geometry is lines 1-2");
+_Static_assert(offsetof(struct prot_shm_header, config_gen) == 192, "protd line");
+_Static_assert(offsetof(struct prot_shm_header, event_head) == 320, "event head line");
+_Static_assert(sizeof(struct prot_key_cfg) == 128, "key cfg is two lines");
+_Static_assert(sizeof(struct prot_key_slot) == 64 + 128 + 256, "key slot");
+_Static_assert(sizeof(struct prot_breaker_cfg) == 128, "breaker cfg is two lines");
+_Static_assert(offsetof(struct prot_breaker_slot, word) == 192, "breaker word line");
+_Static_assert(offsetof(struct prot_breaker_slot, calls) == 256, "breaker counters line");
+_Static_assert(sizeof(struct prot_breaker_slot) == 320 + BREAKER_MELT_RING * 8 + 2 * BREAKER_RATE_BITS / 8,
+               "breaker slot");
+_Static_assert(sizeof(struct prot_pool_cfg) == 128, "pool cfg is two lines");
+_Static_assert(sizeof(struct prot_pool_slot) == 320, "pool slot");
+_Static_assert(sizeof(struct prot_lease_slot) == 8, "lease");
+_Static_assert(sizeof(struct prot_waiter_slot) == 16, "waiter");
+_Static_assert(sizeof(struct prot_rate_bucket) == 128, "a bucket is two lines");
+_Static_assert(offsetof(struct prot_rate_bucket, denied) == 64, "denials write line 1 only");
+_Static_assert(RATE_ENTITY_HEAD + RATE_ENTITY_TAIL >= PROT_ENTITY_MAX, "entity fits a bucket");
+_Static_assert(sizeof(struct prot_rate_group_hdr) == 64, "group index is one line");
+_Static_assert(sizeof(struct prot_rate_group) == 64 + RATE_GROUP_SLOTS * 128, "130 B per entity");
+_Static_assert(sizeof(struct prot_event) == 128, "event");
+
+#endif

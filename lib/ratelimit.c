@@ -1,0 +1,2 @@
+/* ratelimit.c — (being written) */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* segment.c — (being written) */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* ctl_breaker.c — (being written) */
+#include "internal.h"

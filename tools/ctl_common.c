@@ -1,0 +1,2 @@
+/* ctl_common.c — (being written) */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* ctl_pool.c — (being written) */
+#include "internal.h"

@@ -1,0 +1,2 @@
+/* demo — (being written) */
+int main(void) { return 0; }

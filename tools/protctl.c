@@ -1,0 +1,2 @@
+/* protctl — (being written) */
+int main(void) { return 0; }
