@@ -1,2 +1,2 @@
 /* ctl_breaker.c — (being written) */
-#include "internal.h"
+#include "ctl.h"

@@ -1,2 +1,2 @@
 /* ctl_common.c — (being written) */
-#include "internal.h"
+#include "ctl.h"

@@ -1,2 +1,2 @@
 /* ctl_pool.c — (being written) */
-#include "internal.h"
+#include "ctl.h"

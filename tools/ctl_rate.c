@@ -1,2 +1,2 @@
 /* ctl_rate.c — (being written) */
-#include "internal.h"
+#include "ctl.h"

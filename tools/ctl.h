@@ -1,0 +1,54 @@
+/* ctl.h — protctl's internal interface: the command table and what each object's verbs share.
+ *
+ * `protctl [--segment NAME] [--json] <object> <verb> [args]`. Each object file (ctl_rate.c,
+ * ctl_breaker.c, ctl_pool.c, ...) exports a table of verbs; protctl.c dispatches from them.
+ *
+ * Exit codes (stable, documented in README and --help):
+ *   0 success; 1 the object or entity does not exist / the operation was refused;
+ *   2 usage error (bad arguments); 3 segment unavailable (missing, wrong ABI, wrong size, corrupt);
+ *   4 permission denied; 5 protd unreachable (control socket).
+ */
+#ifndef PROT_CTL_H
+#define PROT_CTL_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+enum { CTL_OK = 0, CTL_ENOENT = 1, CTL_EUSAGE = 2, CTL_ESEGMENT = 3, CTL_EPERM = 4, CTL_ECONTROL = 5 };
+
+struct ctl {
+	const char *segment; /* as given, or NULL for the default */
+	bool json;
+	prot_t *p;           /* attached read-only, or read-write for verbs with .write set */
+	FILE *out;           /* stdout */
+};
+
+typedef int (*ctl_fn)(struct ctl *c, int argc, char **argv); /* argv[0] is the verb */
+
+struct ctl_cmd {
+	const char *object; /* "rate", "breaker", "pool", ... ; NULL ends a table */
+	const char *verb;   /* "show", "reset", ... */
+	const char *args;   /* usage of the arguments, e.g. "KEY ENTITY" */
+	const char *help;   /* one line */
+	int min_args, max_args; /* after the verb */
+	bool write;         /* needs a read-write mapping */
+	ctl_fn fn;
+};
+
+extern const struct ctl_cmd ctl_rate_cmds[];
+extern const struct ctl_cmd ctl_breaker_cmds[];
+extern const struct ctl_cmd ctl_pool_cmds[];
+
+/* ctl_common.c */
+/* Print an error "protctl: <object> <verb>: <what>" to stderr and return code. */
+int ctl_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Map a libprot error to an exit code (PROT_ENOSEG -> CTL_ESEGMENT, -EACCES -> CTL_EPERM, ...). */
+int ctl_code(int err);
+/* JSON string with escaping (quotes included). */
+void ctl_json_str(FILE *f, const char *s);
+/* Human duration "1.5s", "250ms", "2m". */
+const char *ctl_dur(char buf[32], uint64_t ms);
+
+#endif
