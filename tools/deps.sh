@@ -1,0 +1,35 @@
+# deps.sh — sourced by tools/demo.sh and tools/test.sh: install the Debian packages that are missing.
+# Usage: deps_install build|test|bench ...
+deps_build="gcc meson ninja-build pkg-config liburcu-dev libinih-dev"
+deps_test="libcriterion-dev redis-server libhiredis-dev prometheus"
+
+deps_install() {
+	local want="" missing="" p
+	for set in "$@"; do
+		case $set in
+		build) want="$want $deps_build" ;;
+		test | bench) want="$want $deps_build $deps_test" ;;
+		esac
+	done
+	for p in $want; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	echo "installing:$missing" >&2
+	if [ "$(id -u)" != 0 ]; then
+		echo "error: missing packages:$missing (run as root, or install them)" >&2
+		return 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends $missing >&2
+}
+
+# Configure (once) and build one build directory. meson_setup DIR [meson options...]
+build_dir() {
+	local dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log" >&2; return 1; }
+	fi
+	ninja -C "$dir" >"$dir.build.log" 2>&1 || { cat "$dir.build.log" >&2; return 1; }
+}
