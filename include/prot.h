@@ -42,34 +42,34 @@ extern "C" {
 #define PROT_OP_MAX 47     /* rate-limiter operation names */
 
 /* ---------------------------------------------------------------------------------------------
- * Errors. Negative return values. Values from -1 to -4095 are -errno; PROT_E* live above that.
- * The numbers are stable ABI.
+ * Errors. Every error is a negative int, errno-style: -errno (-1 .. -4095) for system errors, or
+ * -PROT_E* for the codes below (functions return -PROT_EBLOWN; callers test r == -PROT_EBLOWN).
+ * prot_strerror() accepts either sign. The numbers are stable ABI.
  * ------------------------------------------------------------------------------------------- */
 enum {
-	PROT_ENOSEG = 5000,     /* segment missing: protd is not running (or another name) */
-	PROT_EABI,              /* segment has another ABI version */
-	PROT_ESIZE,             /* segment size does not match its header */
-	PROT_ECORRUPT,          /* foreign or corrupt segment (bad magic, bad offsets) */
-	PROT_ERETIRED,          /* segment was retired by protd and no successor exists yet */
-	PROT_ENOKEY,            /* no such protection key */
-	PROT_ENOBREAKER,        /* circuit breaker not found */
-	PROT_ENOPOOL,           /* pool not found */
-	PROT_ERATELIMITED,      /* rate limit exceeded */
-	PROT_ECOST,             /* the cost can never fit the limit */
-	PROT_ETABLEFULL,        /* rate bucket table full and the key's policy is to deny */
-	PROT_EBLOWN,            /* circuit breaker open: call rejected without running */
-	PROT_EFAILED,           /* the protected operation failed (its own code is reported apart) */
-	PROT_ECHECKOUT_TIMEOUT, /* no pool slot within the checkout timeout */
-	PROT_EPOOLFULL,         /* non-blocking checkout on a full pool */
-	PROT_ETIMEOUT,          /* the call overran its timeout (it ran to completion regardless) */
-	PROT_ETOOLONG,          /* a name or entity is longer than the documented maximum */
-	PROT_ECAPACITY,         /* a table of the segment is full (keys, breakers, pools, waiters) */
-	PROT_EEXIST,            /* the object exists already */
-	PROT_EINVAL_CONFIG,     /* configuration value refused by protd (see the message) */
-	PROT_ECONNECTOR,        /* the pool connector's create() failed */
-	PROT_ESTALE,            /* a token, lease or id refers to an object that has since changed */
-	PROT_ENOTCONNECTED,     /* protd's control socket is not reachable */
-	PROT_E_MAX_
+	PROT_ENOSEG = 5000,    /* segment missing: protd is not running (or another name) */
+	PROT_EABI = 5001,      /* segment has another ABI version */
+	PROT_ESIZE = 5002,     /* segment size does not match its header */
+	PROT_ECORRUPT = 5003,  /* foreign or corrupt segment (bad magic, bad offsets) */
+	PROT_ERETIRED = 5004,  /* segment was retired by protd and no successor exists yet */
+	PROT_ENOKEY = 5005,    /* no such protection key */
+	PROT_ENOBREAKER = 5006, /* circuit breaker not found */
+	PROT_ENOPOOL = 5007,   /* pool not found */
+	PROT_ERATELIMITED = 5008, /* rate limit exceeded */
+	PROT_ECOST = 5009,     /* the cost can never fit the limit */
+	PROT_ETABLEFULL = 5010, /* rate bucket table full and the key's policy is to deny */
+	PROT_EBLOWN = 5011,    /* circuit breaker open: call rejected without running */
+	PROT_EFAILED = 5012,   /* the protected operation failed (its own code is reported apart) */
+	PROT_ECHECKOUT_TIMEOUT = 5013, /* no pool slot within the checkout timeout */
+	PROT_EPOOLFULL = 5014, /* non-blocking checkout on a full pool */
+	PROT_ETIMEOUT = 5015,  /* the call overran its timeout (it ran to completion regardless) */
+	PROT_ETOOLONG = 5016,  /* a name or entity is longer than the documented maximum */
+	PROT_ECAPACITY = 5017, /* a table of the segment is full (keys, breakers, pools, waiters) */
+	PROT_EEXIST = 5018,    /* the object exists already */
+	PROT_EINVAL_CONFIG = 5019, /* configuration value refused by protd (see the message) */
+	PROT_ECONNECTOR = 5020, /* the pool connector's create() failed */
+	PROT_ESTALE = 5021,    /* a token, lease or id refers to an object that has since changed */
+	PROT_ENOTCONNECTED = 5022, /* protd's control socket is not reachable */
 };
 
 /* A static string for any code returned by this library (negative or positive), never NULL. */
@@ -259,6 +259,123 @@ struct prot_pool_status {
 	uint64_t checkouts, timeouts, reclaims;
 };
 PROT_API int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * The facade: execute_protected
+ *
+ * prot_execute(key, opts, fn) applies the protections configured for KEY, in this order:
+ *   1. rate limiter (bucket (operation, entity); operation defaults to KEY);
+ *   2. circuit breaker (a rejection takes no pool slot);
+ *   3. pool (fn receives this process's connection);
+ *   4. fn itself, with a deadline.
+ * What each outcome charges: a rate denial charges nothing else; a breaker rejection takes no
+ * pool slot; a pool timeout is not a breaker failure (a probe it held is given back); fn < 0 is a
+ * breaker failure and returns PROT_EFAILED with fn's code in *fn_result.
+ * The timeout bounds every wait the library makes (the pool checkout) and is handed to fn as a
+ * CLOCK_MONOTONIC deadline. A C call cannot be pre-empted safely, so fn always runs to completion:
+ * a call that overruns its timeout counts as a breaker failure and returns PROT_ETIMEOUT once fn
+ * has returned.
+ * ------------------------------------------------------------------------------------------- */
+enum {
+	PROT_LAYER_NONE = 0,
+	PROT_LAYER_RATE = 1u << 0,
+	PROT_LAYER_BREAKER = 1u << 1,
+	PROT_LAYER_POOL = 1u << 2,
+	PROT_LAYER_CALL = 1u << 3,
+};
+
+struct prot_call_opts {
+	const char *entity;    /* rate-limiter entity, e.g. "user:123"; NULL = "" (one bucket per key) */
+	const char *operation; /* rate-limiter operation; NULL = the key */
+	uint64_t cost;         /* rate units; 0 = 1 */
+	int64_t timeout_ms;    /* < 0 or opts NULL: the key's timeout (default 5000 ms); 0 = no wait */
+	unsigned skip;         /* PROT_LAYER_* bits of layers not to apply to this call */
+};
+
+/* What fn receives. conn is NULL when the key has no pool (or the pool layer is skipped). */
+struct prot_call {
+	void *conn;
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC */
+	void *arg;
+	const char *key;
+};
+
+/* Why a call did not succeed. The one out-parameter that is written on failure: it exists to
+ * describe failures. Zeroed and filled on every return. */
+struct prot_detail {
+	unsigned layer;          /* PROT_LAYER_* that refused or failed; NONE on success */
+	uint64_t retry_after_ms; /* rate limiter: when to retry */
+	int fn_result;           /* fn's return value when it ran */
+	char key[PROT_NAME_MAX + 1];
+	char message[256];       /* prot_configure: protd's message */
+};
+
+PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opts *opts,
+                          int (*fn)(const struct prot_call *call), void *arg,
+                          struct prot_detail *detail);
+
+/* configure_protection at runtime: SETTINGS is "name=value ..." with the names of an INI [key]
+ * section (rate_limit=100 rate_window=60s breaker_tolerance=3 ...). Sent to protd over its control
+ * socket; protd validates with the INI parser, applies atomically (no process reads half a change),
+ * keeps counters and states, and replies with what changed (detail->message). A later SIGHUP
+ * re-applies the INI, which is the source of truth for the keys it names. */
+PROT_API int prot_configure(prot_t *p, const char *key, const char *settings,
+                            struct prot_detail *detail);
+
+/* get_protection_status: every layer of a key. */
+struct prot_protection_status {
+	char key[PROT_NAME_MAX + 1];
+	int has_rate, has_breaker, has_pool;
+	struct prot_rate_limit rate;
+	uint64_t rate_buckets;      /* live buckets of this key's operation */
+	uint64_t rate_allowed, rate_denied, rate_table_full;
+	struct prot_breaker_status breaker;
+	struct prot_pool_status pool;
+	uint64_t timeout_ms;
+	uint64_t calls, ok, failed, timeouts;
+};
+PROT_API int prot_get_protection_status(prot_t *p, const char *key,
+                                        struct prot_protection_status *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Telemetry: in-process handlers. With no handler attached an event costs one predictable branch.
+ * ------------------------------------------------------------------------------------------- */
+enum prot_tel_event {
+	PROT_TEL_EXECUTE_START = 0,
+	PROT_TEL_EXECUTE_STOP,
+	PROT_TEL_EXECUTE_EXCEPTION,    /* fn failed or overran its timeout */
+	PROT_TEL_PROTECTION_TRIGGERED, /* a layer refused the call */
+	PROT_TEL_RATE_ALLOWED,
+	PROT_TEL_RATE_DENIED,
+	PROT_TEL_BREAKER_EXECUTED,
+	PROT_TEL_BREAKER_REJECTED,
+	PROT_TEL_BREAKER_STATE_CHANGED,
+	PROT_TEL_BREAKER_CREATED,
+	PROT_TEL_POOL_CHECKOUT,
+	PROT_TEL_POOL_CHECKIN,
+	PROT_TEL_POOL_TIMEOUT,
+	PROT_TEL_POOL_RECLAIMED,
+	PROT_TEL_COUNT_
+};
+#define PROT_TEL_MASK(ev) (1u << (ev))
+#define PROT_TEL_ALL ((1u << PROT_TEL_COUNT_) - 1)
+
+struct prot_tel {
+	uint32_t event;          /* enum prot_tel_event */
+	unsigned layer;          /* PROT_LAYER_* */
+	int result;              /* 0 or the error code of the outcome */
+	uint64_t duration_ns;    /* measurement: stop/exception/executed/checkout wait */
+	const char *key;         /* metadata; NULL when not applicable */
+	const char *entity;
+	const char *operation;
+	uint32_t state;          /* breaker state changes: the new enum prot_breaker_state */
+};
+
+/* Attach handler for the events in mask (PROT_TEL_MASK bits). Returns a handler id (>= 0).
+ * Handlers run synchronously in the calling thread; at most 8 per handle. */
+PROT_API int prot_telemetry_attach(prot_t *p, uint32_t mask,
+                                   void (*handler)(const struct prot_tel *ev, void *ctx), void *ctx);
+PROT_API int prot_telemetry_detach(prot_t *p, int id);
 
 /* ---------------------------------------------------------------------------------------------
  * Enumeration

@@ -47,7 +47,31 @@ struct prot {
 	struct prot_ident ident;
 	pthread_mutex_t lock;           /* guards ident refresh, re-attach and pool-local state */
 	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool.c) */
+	/* Telemetry (lib/telemetry.c). tel_mask is the union of the handlers' masks: the hot path
+	 * tests it with one relaxed load and a predictable branch. A handler's fn/ctx are written
+	 * before its mask is published (release; emit loads the mask with acquire). */
+	_Atomic uint32_t tel_mask;
+	struct prot_tel_slot {
+		_Atomic uint32_t mask;
+		void (*fn)(const struct prot_tel *ev, void *ctx);
+		void *ctx;
+	} tel[8];
 };
+
+/* lib/telemetry.c */
+PROT_HIDDEN void prot_tel_emit(prot_t *p, const struct prot_tel *ev);
+static inline bool prot_tel_on(prot_t *p, uint32_t ev)
+{
+	return unlikely(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & (1u << ev));
+}
+/* Emit an event if anyone listens: builds the struct only then. */
+#define PROT_TEL(p, ev_, ...)                                                                    \
+	do {                                                                                     \
+		if (prot_tel_on((p), (ev_))) {                                                   \
+			struct prot_tel tel_ev_ = {.event = (ev_), __VA_ARGS__};                 \
+			prot_tel_emit((p), &tel_ev_);                                            \
+		}                                                                                \
+	} while (0)
 
 /* ---- clock --------------------------------------------------------------------------------- */
 static inline uint64_t prot_now_ns(void)
