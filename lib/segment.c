@@ -1,2 +1,635 @@
-/* segment.c — (being written) */
+/* segment.c — the segment as libprot sees it: its geometry (seg_layout), the check of an untrusted
+ * mapping (seg_validate), attaching and detaching (prot_open, prot_close), the per-call accessor
+ * that notices retirement and fork (prot_hdr), named-slot lookup, process identity, and the
+ * read-only views (prot_get_info, prot_list_*).
+ *
+ * Concurrency argument for the handle:
+ *  - p->map only ever moves forward to a newer mapping (release store under p->lock, acquire loads
+ *    everywhere); older mappings stay mapped on the ->older chain until prot_close(), so a thread
+ *    that loaded an old map pointer can finish its operation on memory that is still mapped.
+ *  - the fork page is private, wiped in a child (MADV_WIPEONFORK). Its word is the state of
+ *    p->ident: FORK_ARMED (ident valid for this process), 0 (we are a fresh child: ident is the
+ *    parent's), FORK_BUSY (one thread is refreshing). The refresh is claimed by a CAS 0 -> BUSY and
+ *    published by a release store of ARMED, which every reader acquires before using ident. This
+ *    is a lock of its own rather than p->lock on purpose: a child forked while another parent
+ *    thread held p->lock inherits that mutex locked forever; the refresh re-initialises it.
+ *    Consequence for every module: call prot_hdr() (or prot_self()) before taking p->lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "internal.h"
+
+#define SEG_MAX_SIZE (64ull << 30)      /* refuse geometries beyond 64 GiB */
+#define SEG_PAGE 4096u
+#define REATTACH_INTERVAL_NS 100000000u /* at most one successor probe per 100 ms per handle */
+#define HEARTBEAT_ALIVE_MS 2000u
+
+enum { FORK_WIPED = 0, FORK_ARMED = 1, FORK_BUSY = 2 };
+
+/* ---- geometry -------------------------------------------------------------------------------- */
+
+static const uint32_t reg_stride[REG_COUNT_] = {
+	[REG_KEYS] = sizeof(struct prot_key_slot),
+	[REG_BREAKERS] = sizeof(struct prot_breaker_slot),
+	[REG_POOLS] = sizeof(struct prot_pool_slot),
+	[REG_LEASES] = sizeof(struct prot_lease_slot),
+	[REG_WAITERS] = sizeof(struct prot_waiter_slot),
+	[REG_RATE_GROUPS] = sizeof(struct prot_rate_group),
+	[REG_EVENTS] = sizeof(struct prot_event),
+};
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static uint64_t pow2_ceil(uint64_t v)
+{
+	uint64_t r = 1;
+	while (r < v)
+		r <<= 1;
+	return r;
+}
+
+static int geometry_counts(const struct seg_geometry *g, uint32_t count[REG_COUNT_],
+                           uint32_t *groups)
+{
+	uint64_t leases = (uint64_t)g->max_pools * g->pool_max_slots;
+	uint64_t waiters = (uint64_t)g->max_pools * g->pool_max_waiters;
+	uint64_t ents = g->rate_entities > SEG_MAX_SIZE ? SEG_MAX_SIZE : g->rate_entities;
+	uint64_t grp = pow2_ceil((ents + RATE_GROUP_SLOTS - 1) / RATE_GROUP_SLOTS);
+
+	if (leases > UINT32_MAX || waiters > UINT32_MAX || grp > UINT32_MAX)
+		return -PROT_ECAPACITY;
+	count[REG_KEYS] = g->max_keys;
+	count[REG_BREAKERS] = g->max_breakers;
+	count[REG_POOLS] = g->max_pools;
+	count[REG_LEASES] = (uint32_t)leases;
+	count[REG_WAITERS] = (uint32_t)waiters;
+	count[REG_RATE_GROUPS] = (uint32_t)grp;
+	count[REG_EVENTS] = g->events;
+	*groups = (uint32_t)grp;
+	return 0;
+}
+
+int seg_layout(const struct seg_geometry *g, struct prot_shm_header *h, size_t *size)
+{
+	uint32_t count[REG_COUNT_], groups;
+	struct prot_region reg[REG_COUNT_];
+	uint64_t off = sizeof(struct prot_shm_header);
+	int r = geometry_counts(g, count, &groups);
+
+	if (r < 0)
+		return r;
+	for (int i = 0; i < REG_COUNT_; i++) {
+		uint64_t bytes = (uint64_t)count[i] * reg_stride[i]; /* < 2^32 * 2^13: no overflow */
+		/* Page-align the big tables so that each starts on its own pages (huge tables are
+		 * touched lazily; the small ones share pages with the header). */
+		off = align_up(off, bytes >= SEG_PAGE ? SEG_PAGE : PROT_CACHELINE);
+		reg[i] = (struct prot_region){.off = off, .count = count[i], .stride = reg_stride[i]};
+		off += bytes;
+		if (off > SEG_MAX_SIZE)
+			return -PROT_ECAPACITY;
+	}
+	off = align_up(off, SEG_PAGE);
+	if (h) {
+		memcpy(h->region, reg, sizeof reg);
+		h->header_size = sizeof(struct prot_shm_header);
+		h->total_size = off;
+		h->pool_max_slots = g->pool_max_slots;
+		h->pool_max_waiters = g->pool_max_waiters;
+		h->rate_group_slots = RATE_GROUP_SLOTS;
+		h->rate_groups = groups;
+	}
+	*size = off;
+	return 0;
+}
+
+void seg_geometry_of(const struct prot_shm_header *h, struct seg_geometry *g)
+{
+	*g = (struct seg_geometry){
+		.max_keys = h->region[REG_KEYS].count,
+		.max_breakers = h->region[REG_BREAKERS].count,
+		.max_pools = h->region[REG_POOLS].count,
+		.pool_max_slots = h->pool_max_slots,
+		.pool_max_waiters = h->pool_max_waiters,
+		.events = h->region[REG_EVENTS].count,
+		.rate_entities = (uint64_t)h->rate_groups * RATE_GROUP_SLOTS,
+	};
+}
+
+/* ---- validation of an untrusted mapping ------------------------------------------------------ */
+
+static int region_ok(const struct prot_region *r, uint32_t stride, uint64_t hdr_size, size_t size)
+{
+	uint64_t bytes, end;
+
+	if (r->stride != stride || r->off % PROT_CACHELINE != 0 || r->off < hdr_size)
+		return 0;
+	if (__builtin_mul_overflow((uint64_t)r->count, (uint64_t)r->stride, &bytes) ||
+	    __builtin_add_overflow(r->off, bytes, &end))
+		return 0;
+	return end <= size;
+}
+
+static int regions_disjoint(const struct prot_region *reg)
+{
+	for (int i = 0; i < REG_COUNT_; i++)
+		for (int j = i + 1; j < REG_COUNT_; j++) {
+			/* region_ok() already proved off + count*stride does not overflow */
+			uint64_t ai = reg[i].off, bi = ai + (uint64_t)reg[i].count * reg[i].stride;
+			uint64_t aj = reg[j].off, bj = aj + (uint64_t)reg[j].count * reg[j].stride;
+			if (ai < bj && aj < bi)
+				return 0;
+		}
+	return 1;
+}
+
+static int counts_consistent(const struct prot_shm_header *h)
+{
+	uint32_t groups = h->rate_groups;
+
+	if (h->rate_group_slots != RATE_GROUP_SLOTS || groups == 0 || (groups & (groups - 1)) != 0)
+		return 0;
+	return h->region[REG_LEASES].count == (uint64_t)h->region[REG_POOLS].count * h->pool_max_slots &&
+	       h->region[REG_WAITERS].count == (uint64_t)h->region[REG_POOLS].count * h->pool_max_waiters &&
+	       h->region[REG_RATE_GROUPS].count == groups;
+}
+
+int seg_validate(const void *base, size_t size)
+{
+	const struct prot_shm_header *h = base;
+
+	if (size < sizeof *h)
+		return -PROT_ESIZE;
+	if (h->magic != PROT_MAGIC)
+		return -PROT_ECORRUPT;
+	if (h->abi_version != PROT_ABI_VERSION)
+		return -PROT_EABI;
+	if (h->total_size != size)
+		return -PROT_ESIZE;
+	if (h->header_size != sizeof *h ||
+	    atomic_load_explicit(&((struct prot_shm_header *)h)->state, memory_order_relaxed) >
+	            SEG_STATE_RETIRED)
+		return -PROT_ECORRUPT;
+	for (int i = 0; i < REG_COUNT_; i++)
+		if (!region_ok(&h->region[i], reg_stride[i], h->header_size, size))
+			return -PROT_ECORRUPT;
+	if (!regions_disjoint(h->region) || !counts_consistent(h))
+		return -PROT_ECORRUPT;
+	if (memchr(h->control_path, '\0', sizeof h->control_path) == NULL)
+		return -PROT_ECORRUPT;
+	return 0;
+}
+
+/* ---- process identity ------------------------------------------------------------------------ */
+
+/* Read the state letter (field 3) and start time (field 22) of /proc/PID/stat. The command name
+ * (field 2) is in parentheses and may itself contain spaces and ')': fields resume after the LAST
+ * ')'. */
+static int proc_stat(pid_t pid, char *state, uint64_t *start)
+{
+	char path[64], buf[1024];
+	int fd;
+	ssize_t n;
+
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? -errno : -EIO;
+	buf[n] = '\0';
+	char *s = strrchr(buf, ')');
+	if (!s || s[1] != ' ' || !s[2])
+		return -EIO;
+	*state = s[2];
+	s += 3; /* now at field 4 */
+	for (int field = 4; field < 22; field++) {
+		s = strchr(s, ' ');
+		if (!s)
+			return -EIO;
+		s++;
+	}
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || errno != 0 || (*end != ' ' && *end != '\n' && *end != '\0'))
+		return -EIO;
+	*start = v;
+	return 0;
+}
+
+int proc_start_time(pid_t pid, uint64_t *start)
+{
+	char state;
+	uint64_t v;
+	int r = proc_stat(pid, &state, &v);
+
+	if (r < 0)
+		return r;
+	*start = v;
+	return 0;
+}
+
+int proc_alive(pid_t pid, uint64_t start)
+{
+	char state;
+	uint64_t now_start;
+
+	if (pid <= 0)
+		return 0;
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return 0;
+	if (proc_stat(pid, &state, &now_start) < 0)
+		return 0;
+	/* A zombie holds nothing any more; 'X' is a process being reaped. */
+	if (state == 'Z' || state == 'X')
+		return 0;
+	return now_start == start;
+}
+
+static int ident_fill(struct prot_ident *id)
+{
+	pid_t pid = getpid();
+	uint64_t start;
+	int r = proc_start_time(pid, &start);
+
+	if (r < 0)
+		return r;
+	id->pid = pid;
+	id->start = start;
+	id->lease_owner = (uint64_t)(uint32_t)pid | (start & 0xffffffffu) << 32;
+	return 0;
+}
+
+/* Slow path of the fork check: we are a child that inherited the handle. */
+static void fork_refresh(prot_t *p)
+{
+	uint64_t expect = FORK_WIPED;
+
+	/* acq_rel: the winner's CAS orders nothing yet; the losers' later acquire of ARMED does. */
+	if (atomic_compare_exchange_strong_explicit(p->fork_page, &expect, FORK_BUSY,
+	                                            memory_order_acq_rel, memory_order_acquire)) {
+		struct prot_ident id = p->ident;
+		if (ident_fill(&id) < 0)
+			id.pid = getpid(); /* /proc unreadable: keep the parent's start, at least the pid */
+		id.lease_owner = (uint64_t)(uint32_t)id.pid | (id.start & 0xffffffffu) << 32;
+		p->ident = id;
+		/* The parent's p->lock may have been held by a thread that does not exist here. No
+		 * thread of this process can hold it: every entry point passes here first. */
+		pthread_mutex_init(&p->lock, NULL);
+		/* release: publishes ident and the fresh lock to every thread that acquires ARMED */
+		atomic_store_explicit(p->fork_page, FORK_ARMED, memory_order_release);
+		return;
+	}
+	/* Another thread is refreshing: it reads one /proc file, so this wait is short. */
+	while (atomic_load_explicit(p->fork_page, memory_order_acquire) != FORK_ARMED)
+		sched_yield();
+}
+
+static inline void fork_check(prot_t *p)
+{
+	/* acquire: pairs with the release store of ARMED in fork_refresh (or prot_open) */
+	if (unlikely(atomic_load_explicit(p->fork_page, memory_order_acquire) != FORK_ARMED))
+		fork_refresh(p);
+}
+
+const struct prot_ident *prot_self(prot_t *p)
+{
+	fork_check(p);
+	return &p->ident;
+}
+
+/* ---- mapping ---------------------------------------------------------------------------------- */
+
+static int open_flags(unsigned flags)
+{
+	return (flags & PROT_OPEN_RDONLY) ? O_RDONLY : O_RDWR;
+}
+
+static void map_free(struct prot_map *m)
+{
+	while (m) {
+		struct prot_map *older = m->older;
+		munmap(m->hdr, m->size);
+		free(m);
+		m = older;
+	}
+}
+
+/* Map the object behind fd and check it. A segment that protd is still creating (size 0, or a
+ * header not yet stamped, or state INIT) is reported as PROT_ENOSEG: to the caller it does not
+ * exist yet, and a retry will find it. */
+static int map_fd(int fd, unsigned flags, struct prot_map **out)
+{
+	struct stat st;
+	void *base;
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (st.st_size == 0)
+		return -PROT_ENOSEG;
+	if ((uint64_t)st.st_size < sizeof(struct prot_shm_header) || (uint64_t)st.st_size > SEG_MAX_SIZE)
+		return -PROT_ESIZE;
+	base = mmap(NULL, (size_t)st.st_size,
+	            (flags & PROT_OPEN_RDONLY) ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED)
+		return -errno;
+	const struct prot_shm_header *h = base;
+	if (h->magic == 0 && h->abi_version == 0)
+		r = -PROT_ENOSEG;
+	else
+		r = seg_validate(base, (size_t)st.st_size);
+	/* acquire: pairs with protd's release store of LIVE after it filled the header */
+	if (r == 0 && atomic_load_explicit(&((struct prot_shm_header *)base)->state,
+	                                   memory_order_acquire) == SEG_STATE_INIT)
+		r = -PROT_ENOSEG;
+	struct prot_map *m = r == 0 ? calloc(1, sizeof *m) : NULL;
+	if (r == 0 && !m)
+		r = -ENOMEM;
+	if (r < 0) {
+		munmap(base, (size_t)st.st_size);
+		return r;
+	}
+	*m = (struct prot_map){.hdr = base, .size = (size_t)st.st_size, .dev = st.st_dev, .ino = st.st_ino};
+	*out = m;
+	return 0;
+}
+
+static int shm_errno(int e)
+{
+	return e == ENOENT ? -PROT_ENOSEG : -e;
+}
+
+static int valid_name(const char *name)
+{
+	size_t n = strnlen(name, 64);
+	return n >= 2 && n < 64 && name[0] == '/' && strchr(name + 1, '/') == NULL;
+}
+
+static int fork_page_new(_Atomic uint64_t **out)
+{
+	void *pg = mmap(NULL, SEG_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (pg == MAP_FAILED)
+		return -errno;
+	if (madvise(pg, SEG_PAGE, MADV_WIPEONFORK) < 0) {
+		int e = errno;
+		munmap(pg, SEG_PAGE);
+		return -e;
+	}
+	*out = pg;
+	return 0;
+}
+
+static void handle_free(prot_t *p)
+{
+	if (p->fork_page)
+		munmap((void *)p->fork_page, SEG_PAGE);
+	free(p);
+}
+
+int prot_open(const char *name, unsigned flags, prot_t **out)
+{
+	struct prot_map *m;
+	prot_t *p;
+	int fd, r;
+
+	if (!out)
+		return -EINVAL;
+	if (!name)
+		name = secure_getenv("PROT_SEGMENT");
+	if (!name || !*name)
+		name = PROT_DEFAULT_SEGMENT;
+	if (!valid_name(name) || (flags & ~(unsigned)PROT_OPEN_RDONLY))
+		return -EINVAL;
+	p = calloc(1, sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	strcpy(p->name, name);
+	p->flags = flags;
+	r = fork_page_new(&p->fork_page);
+	if (r == 0)
+		r = ident_fill(&p->ident);
+	if (r < 0) {
+		handle_free(p);
+		return r;
+	}
+	fd = shm_open(name, open_flags(flags) | O_CLOEXEC, 0);
+	if (fd < 0) {
+		r = shm_errno(errno);
+		handle_free(p);
+		return r;
+	}
+	r = map_fd(fd, flags, &m);
+	close(fd);
+	if (r < 0) {
+		handle_free(p);
+		return r;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	atomic_init(&p->map, m);
+	/* release: ident is complete before any thread (of this process) sees ARMED */
+	atomic_store_explicit(p->fork_page, FORK_ARMED, memory_order_release);
+	*out = p;
+	return 0;
+}
+
+void prot_close(prot_t *p)
+{
+	if (!p)
+		return;
+	fork_check(p);
+	pool_local_free(p);
+	map_free(atomic_load_explicit(&p->map, memory_order_acquire));
+	pthread_mutex_destroy(&p->lock);
+	handle_free(p);
+}
+
+/* ---- retirement ------------------------------------------------------------------------------ */
+
+/* Our segment was retired. Look (at most every 100 ms) for a successor under the same name: a
+ * different object, valid and LIVE. Until one exists we keep operating on the old mapping: its
+ * counters still work for every process attached to it, and refusing every call while protd
+ * restarts would turn a planned restart into an outage. */
+static struct prot_shm_header *reattach(prot_t *p, struct prot_shm_header *seen)
+{
+	struct prot_map *cur, *m;
+	struct stat st;
+	int fd;
+
+	/* trylock: a caller holding p->lock (pool code) must not deadlock; it retries next call */
+	if (pthread_mutex_trylock(&p->lock) != 0)
+		return seen;
+	cur = atomic_load_explicit(&p->map, memory_order_relaxed); /* we hold the lock: no writer */
+	uint64_t now = prot_now_coarse_ns();
+	if (cur->hdr != seen || now < p->next_reattach_ns)
+		goto out;
+	p->next_reattach_ns = now + REATTACH_INTERVAL_NS;
+	fd = shm_open(p->name, open_flags(p->flags) | O_CLOEXEC, 0);
+	if (fd < 0)
+		goto out;
+	if (fstat(fd, &st) < 0 || (st.st_dev == cur->dev && st.st_ino == cur->ino) ||
+	    map_fd(fd, p->flags, &m) < 0) {
+		close(fd);
+		goto out;
+	}
+	close(fd);
+	if (atomic_load_explicit(&m->hdr->state, memory_order_relaxed) != SEG_STATE_LIVE) {
+		map_free(m);
+		goto out;
+	}
+	m->older = cur;
+	/* release: the new map's fields are written before other threads load the pointer */
+	atomic_store_explicit(&p->map, m, memory_order_release);
+	cur = m;
+out:
+	pthread_mutex_unlock(&p->lock);
+	return cur->hdr;
+}
+
+struct prot_shm_header *prot_hdr(prot_t *p)
+{
+	/* acquire: pairs with the release store in reattach() */
+	struct prot_shm_header *h = atomic_load_explicit(&p->map, memory_order_acquire)->hdr;
+
+	/* relaxed: RETIRED is a hint to look for a successor, it publishes nothing */
+	if (unlikely(atomic_load_explicit(&h->state, memory_order_relaxed) == SEG_STATE_RETIRED))
+		h = reattach(p, h);
+	fork_check(p);
+	return h;
+}
+
+/* ---- named slots ----------------------------------------------------------------------------- */
+
+static int not_found(int reg)
+{
+	switch (reg) {
+	case REG_KEYS: return -PROT_ENOKEY;
+	case REG_BREAKERS: return -PROT_ENOBREAKER;
+	case REG_POOLS: return -PROT_ENOPOOL;
+	default: return -EINVAL;
+	}
+}
+
+int seg_find(const struct prot_shm_header *h, int reg, const char *name)
+{
+	size_t len;
+	uint64_t hash;
+
+	if (reg != REG_KEYS && reg != REG_BREAKERS && reg != REG_POOLS)
+		return -EINVAL;
+	if (!name)
+		return -EINVAL;
+	len = strnlen(name, PROT_NAME_BYTES);
+	if (len > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	hash = prot_name_hash(name);
+	for (uint32_t i = 0, n = seg_count(h, reg); i < n; i++) {
+		struct prot_named *s = seg_entry(h, reg, i);
+		/* acquire: pairs with protd's release store of LIVE after writing name and config */
+		uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
+		if (SLOT_STATE(st) != SLOT_LIVE || s->name_hash != hash)
+			continue;
+		/* len + 1 <= PROT_NAME_BYTES: the compare stays in the slot and needs its NUL */
+		if (memcmp(s->name, name, len + 1) != 0)
+			continue;
+		/* The slot may have been recycled while we compared: same state word, same use. */
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&s->state, memory_order_relaxed) == st)
+			return (int)i;
+	}
+	return not_found(reg);
+}
+
+/* ---- views ----------------------------------------------------------------------------------- */
+
+static uint32_t live_slots(const struct prot_shm_header *h, int reg)
+{
+	uint32_t live = 0;
+
+	for (uint32_t i = 0, n = seg_count(h, reg); i < n; i++) {
+		struct prot_named *s = seg_entry(h, reg, i);
+		live += SLOT_STATE(atomic_load_explicit(&s->state, memory_order_relaxed)) == SLOT_LIVE;
+	}
+	return live;
+}
+
+int prot_get_info(prot_t *p, struct prot_info *out)
+{
+	struct prot_shm_header *h;
+	struct prot_info in = {0};
+
+	if (!p || !out)
+		return -EINVAL;
+	h = prot_hdr(p);
+	snprintf(in.segment, sizeof in.segment, "%s", p->name);
+	in.abi_version = h->abi_version;
+	in.size = h->total_size;
+	/* the counters below are read for display: relaxed, no ordering needed */
+	in.config_generation = atomic_load_explicit(&h->config_gen, memory_order_relaxed);
+	in.protd_pid = atomic_load_explicit(&h->protd_pid, memory_order_relaxed);
+	uint64_t hb = atomic_load_explicit(&h->heartbeat_ns, memory_order_relaxed);
+	uint64_t now = prot_now_ns();
+	in.heartbeat_age_ms = hb == 0 ? UINT64_MAX : hb >= now ? 0 : (now - hb) / 1000000u;
+	in.protd_alive = in.protd_pid > 0 && in.heartbeat_age_ms < HEARTBEAT_ALIVE_MS;
+	in.retired = atomic_load_explicit(&h->state, memory_order_relaxed) == SEG_STATE_RETIRED;
+	in.keys = live_slots(h, REG_KEYS);
+	in.max_keys = seg_count(h, REG_KEYS);
+	in.breakers = live_slots(h, REG_BREAKERS);
+	in.max_breakers = seg_count(h, REG_BREAKERS);
+	in.pools = live_slots(h, REG_POOLS);
+	in.max_pools = seg_count(h, REG_POOLS);
+	in.rate_buckets_used = atomic_load_explicit(&h->rate_buckets_used, memory_order_relaxed);
+	in.rate_buckets_max = (uint64_t)seg_count(h, REG_RATE_GROUPS) * RATE_GROUP_SLOTS;
+	*out = in;
+	return 0;
+}
+
+static int list_named(prot_t *p, int reg, int (*fn)(const char *name, void *arg), void *arg)
+{
+	struct prot_shm_header *h;
+
+	if (!p || !fn)
+		return -EINVAL;
+	h = prot_hdr(p);
+	for (uint32_t i = 0, n = seg_count(h, reg); i < n; i++) {
+		struct prot_named *s = seg_entry(h, reg, i);
+		char name[PROT_NAME_BYTES];
+		/* acquire: pairs with protd's release store of LIVE after writing the name */
+		if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_acquire)) != SLOT_LIVE)
+			continue;
+		memcpy(name, s->name, sizeof name);
+		if (memchr(name, '\0', sizeof name) == NULL || name[0] == '\0')
+			continue; /* not a name this library could have written: skip, never overrun */
+		if (fn(name, arg) != 0)
+			break;
+	}
+	return 0;
+}
+
+int prot_list_keys(prot_t *p, int (*fn)(const char *name, void *arg), void *arg)
+{
+	return list_named(p, REG_KEYS, fn, arg);
+}
+
+int prot_list_breakers(prot_t *p, int (*fn)(const char *name, void *arg), void *arg)
+{
+	return list_named(p, REG_BREAKERS, fn, arg);
+}
+
+int prot_list_pools(prot_t *p, int (*fn)(const char *name, void *arg), void *arg)
+{
+	return list_named(p, REG_POOLS, fn, arg);
+}
