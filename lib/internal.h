@@ -191,6 +191,16 @@ PROT_HIDDEN uint64_t prot_siphash(const uint64_t key[2], const void *data, size_
 /* lib/event.c: append to the event ring (never blocks; overwrites the oldest). */
 PROT_HIDDEN void prot_event_emit(struct prot_shm_header *h, uint32_t type, uint32_t object,
                                  const char *name, uint64_t a, uint64_t b);
+/* Read the event numbered *cursor (0 = the first ever emitted). Returns 1 and fills *out (cursor
+ * advanced), or 0 when no newer event is published yet. Entries overwritten before they were read
+ * are skipped, the cursor moved past them and their number added to *dropped (may be NULL).
+ * Reads only: works on a read-only mapping. */
+PROT_HIDDEN int prot_event_read(const struct prot_shm_header *h, uint64_t *cursor,
+                                struct prot_event *out, uint64_t *dropped);
+/* The oldest event still in the ring: a reader that wants history starts here. */
+PROT_HIDDEN uint64_t prot_event_oldest(const struct prot_shm_header *h);
+/* "breaker_open", ... ; "unknown" for a type this build does not know. */
+PROT_HIDDEN const char *prot_event_name(uint32_t type);
 
 /* Maintenance entry points that protd calls on its tick (they are also safe to call from any
  * process: every step is a CAS that re-checks what it acts on). */
