@@ -208,7 +208,9 @@ PROT_API int prot_breaker_execute(prot_t *p, const char *name, int (*fn)(void *a
 typedef struct prot_breaker_token {
 	uint64_t opaque[3];
 } prot_breaker_token;
-enum { PROT_OUTCOME_SUCCESS = 0, PROT_OUTCOME_FAILURE = 1 };
+/* CANCEL: the call never reached the dependency (e.g. no pool slot): no verdict is recorded and a
+ * half-open probe the token holds is given back at once. */
+enum { PROT_OUTCOME_SUCCESS = 0, PROT_OUTCOME_FAILURE = 1, PROT_OUTCOME_CANCEL = 2 };
 PROT_API int prot_breaker_allow(prot_t *p, const char *name, prot_breaker_token *tok);
 /* duration_ns: how long the call took (for slow-call detection); 0 if unknown. */
 PROT_API int prot_breaker_record(prot_t *p, const prot_breaker_token *tok, int outcome,
