@@ -125,7 +125,8 @@ struct prot_key_cfg {
 	uint64_t breaker_index;  /* index into REG_BREAKERS or PROT_NO_INDEX */
 	uint64_t pool_index;     /* index into REG_POOLS or PROT_NO_INDEX */
 	uint64_t timeout_ms;     /* facade default call timeout */
-	uint64_t reserved[7];
+	uint64_t origin;         /* protd's bookkeeping: 0 from the INI, 1 made at runtime (kept by reloads) */
+	uint64_t reserved[6];
 };
 
 #define PROT_HIST_BUCKETS 16 /* latency histogram: upper bounds 2^(10+i) ns, i.e. ~1us .. ~33ms, +Inf */
@@ -160,7 +161,8 @@ struct prot_key_slot {
 struct prot_breaker_cfg {
 	uint64_t strategy, tolerance, window_ms, refresh_ms, half_open_probes, probe_timeout_ms;
 	uint64_t slow_call_ms, rate_threshold_pct, rate_window_calls, rate_min_calls;
-	uint64_t reserved[6];
+	uint64_t origin;         /* as in prot_key_cfg */
+	uint64_t reserved[5];
 };
 
 struct prot_breaker_slot {
@@ -196,7 +198,8 @@ struct prot_breaker_slot {
 /* ---------------------------------------------------------------------------------------------- */
 struct prot_pool_cfg {
 	uint64_t size, max_overflow, checkout_timeout_ms, strategy, overflow_ttl_ms, reclaim_ms;
-	uint64_t reserved[10];
+	uint64_t origin;         /* as in prot_key_cfg */
+	uint64_t reserved[9];
 };
 
 struct prot_pool_slot {
