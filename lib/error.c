@@ -64,7 +64,7 @@ static const char *errno_msg(int e)
 
 const char *prot_strerror(int err)
 {
-	int e = err < 0 ? -err : err;
+	long e = err < 0 ? -(long)err : err; /* long: -INT_MIN does not fit an int */
 	const char *s = NULL;
 
 	if (err == 0)
@@ -72,6 +72,6 @@ const char *prot_strerror(int err)
 	if (e >= PROT_ENOSEG && e <= PROT_ENOTCONNECTED)
 		s = prot_msgs[e - PROT_ENOSEG];
 	else if (e > 0 && e < 4096)
-		s = errno_msg(e);
+		s = errno_msg((int)e);
 	return s ? s : "unknown error";
 }

@@ -213,8 +213,8 @@ static int proc_stat(pid_t pid, char *state, uint64_t *start)
 	if (!s || s[1] != ' ' || !s[2])
 		return -EIO;
 	*state = s[2];
-	s += 3; /* now at field 4 */
-	for (int field = 4; field < 22; field++) {
+	s += 2; /* now at field 3 */
+	for (int field = 3; field < 22; field++) {
 		s = strchr(s, ' ');
 		if (!s)
 			return -EIO;

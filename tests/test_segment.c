@@ -1,2 +1,728 @@
+/* test_segment.c — the segment seen from libprot: layout, attach, every validation error, process
+ * identity and fork, named lookup, the event ring, retirement and re-attach. Segments are crafted
+ * in the test (seg_layout + ftruncate + mmap) where the test needs a precise defect, and come from
+ * a real protd where the test is about protd's segment. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "harness.h"
+#include "internal.h"
+
+/* ---- crafting segments --------------------------------------------------------------------- */
+
+static const struct seg_geometry small_geo = {
+	.max_keys = 4, .max_breakers = 3, .max_pools = 2, .pool_max_slots = 8,
+	.pool_max_waiters = 16, .events = 8, .rate_entities = 100,
+};
+
+struct crafted {
+	struct prot_shm_header *h;
+	size_t size;
+};
+
+/* Create NAME with geometry g, stamped LIVE like protd would. mode is the object's mode. The
+ * mapping stays in c so the test can damage it. */
+static struct crafted craft_mode(const char *name, const struct seg_geometry *g, mode_t mode)
+{
+	struct crafted c;
+	cr_assert_eq(seg_layout(g, NULL, &c.size), 0);
+	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, mode);
+	cr_assert(fd >= 0, "shm_open %s: %s", name, strerror(errno));
+	cr_assert_eq(fchmod(fd, mode), 0);
+	cr_assert_eq(ftruncate(fd, (off_t)c.size), 0);
+	c.h = mmap(NULL, c.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	cr_assert(c.h != MAP_FAILED);
+	close(fd);
+	cr_assert_eq(seg_layout(g, c.h, &c.size), 0);
+	c.h->magic = PROT_MAGIC;
+	c.h->abi_version = PROT_ABI_VERSION;
+	c.h->created_ns = prot_now_ns();
+	atomic_store(&c.h->state, SEG_STATE_LIVE);
+	return c;
+}
+
+static struct crafted craft(const char *name)
+{
+	return craft_mode(name, &small_geo, 0600);
+}
+
+static void uncraft(struct crafted *c)
+{
+	munmap(c->h, c->size);
+}
+
+static int open_err(const char *name, unsigned flags)
+{
+	prot_t *p = (prot_t *)0x1; /* must stay untouched on failure */
+	int r = prot_open(name, flags, &p);
+	if (r == 0)
+		prot_close(p);
+	else
+		cr_assert_eq(p, (prot_t *)0x1, "out-param written on failure");
+	return r;
+}
+
+static void name_slot(struct prot_shm_header *h, int reg, uint32_t i, const char *name)
+{
+	struct prot_named *s = seg_entry(h, reg, i);
+	snprintf(s->name, sizeof s->name, "%s", name);
+	s->name_hash = prot_name_hash(name);
+	atomic_store(&s->state, SLOT_LIVE | 1u << 8);
+}
+
+/* ---- layout -------------------------------------------------------------------------------- */
+
+Test(segment, layout_is_aligned_disjoint_and_valid)
+{
+	struct seg_geometry g = {.max_keys = 32, .max_breakers = 32, .max_pools = 8,
+	                         .pool_max_slots = 64, .pool_max_waiters = 128, .events = 1024,
+	                         .rate_entities = 65536};
+	size_t size;
+	cr_assert_eq(seg_layout(&g, NULL, &size), 0);
+	struct prot_shm_header *h = aligned_alloc(4096, size);
+	cr_assert_not_null(h);
+	memset(h, 0, size);
+	cr_assert_eq(seg_layout(&g, h, &size), 0);
+	h->magic = PROT_MAGIC;
+	h->abi_version = PROT_ABI_VERSION;
+	cr_expect_eq(seg_validate(h, size), 0);
+	cr_expect_eq(h->rate_groups, 2048u);
+	cr_expect_eq(h->region[REG_LEASES].count, 8u * 64);
+	cr_expect_eq(h->region[REG_WAITERS].count, 8u * 128);
+	cr_expect_eq(size % 4096, 0u);
+	for (int i = 0; i < REG_COUNT_; i++)
+		cr_expect_eq(h->region[i].off % 64, 0u, "region %d misaligned", i);
+	cr_expect_eq(h->region[REG_RATE_GROUPS].off % 4096, 0u, "big table page-aligned");
+	struct seg_geometry back;
+	seg_geometry_of(h, &back);
+	cr_expect_eq(back.max_keys, 32u);
+	cr_expect_eq(back.rate_entities, 65536u);
+	free(h);
+}
+
+Test(segment, rate_groups_round_up_to_power_of_two)
+{
+	struct seg_geometry g = small_geo;
+	size_t size;
+	struct prot_shm_header h;
+	g.rate_entities = 100; /* 4 groups */
+	cr_assert_eq(seg_layout(&g, &h, &size), 0);
+	cr_expect_eq(h.rate_groups, 4u);
+	g.rate_entities = 3 * 32 + 1; /* 4 groups (3.03 -> 4) */
+	cr_assert_eq(seg_layout(&g, &h, &size), 0);
+	cr_expect_eq(h.rate_groups, 4u);
+	g.rate_entities = 5 * 32; /* 5 -> 8 */
+	cr_assert_eq(seg_layout(&g, &h, &size), 0);
+	cr_expect_eq(h.rate_groups, 8u);
+	g.rate_entities = 0; /* at least one group */
+	cr_assert_eq(seg_layout(&g, &h, &size), 0);
+	cr_expect_eq(h.rate_groups, 1u);
+}
+
+Test(segment, capacity_too_large_is_refused)
+{
+	struct seg_geometry g = small_geo;
+	size_t size = 12345;
+	g.rate_entities = 1ull << 40;
+	cr_expect_eq(seg_layout(&g, NULL, &size), -PROT_ECAPACITY);
+	g = small_geo;
+	g.max_pools = 1u << 20;
+	g.pool_max_slots = 1u << 20; /* 2^40 leases: does not fit the count */
+	cr_expect_eq(seg_layout(&g, NULL, &size), -PROT_ECAPACITY);
+	cr_expect_eq(size, 12345u, "size untouched on failure");
+}
+
+/* ---- attach and validation errors -------------------------------------------------------- */
+
+Test(segment, attach_crafted_segment)
+{
+	const char *name = th_segname("ok");
+	struct crafted c = craft(name);
+	prot_t *p = NULL;
+	cr_assert_eq(prot_open(name, 0, &p), 0);
+	struct prot_info info;
+	cr_assert_eq(prot_get_info(p, &info), 0);
+	cr_expect_str_eq(info.segment, name);
+	cr_expect_eq(info.abi_version, PROT_ABI_VERSION);
+	cr_expect_eq(info.size, c.size);
+	cr_expect_eq(info.max_keys, 4u);
+	cr_expect_eq(info.max_pools, 2u);
+	cr_expect_eq(info.keys, 0u);
+	cr_expect_eq(info.rate_buckets_max, 4u * 32);
+	cr_expect_eq(info.protd_pid, 0);
+	cr_expect_eq(info.protd_alive, 0);
+	cr_expect_eq(info.retired, 0);
+	prot_close(p);
+	uncraft(&c);
+}
+
+Test(segment, name_from_environment)
+{
+	const char *name = th_segname("env");
+	struct crafted c = craft(name);
+	prot_t *p = NULL;
+	setenv("PROT_SEGMENT", name, 1);
+	cr_assert_eq(prot_open(NULL, 0, &p), 0);
+	struct prot_info info;
+	prot_get_info(p, &info);
+	cr_expect_str_eq(info.segment, name);
+	prot_close(p);
+	unsetenv("PROT_SEGMENT");
+	uncraft(&c);
+}
+
+Test(segment, bad_names_are_einval)
+{
+	cr_expect_eq(open_err("noslash", 0), -EINVAL);
+	cr_expect_eq(open_err("/a/b", 0), -EINVAL);
+	cr_expect_eq(open_err("/", 0), -EINVAL);
+	char longname[80];
+	memset(longname, 'x', sizeof longname);
+	longname[0] = '/';
+	longname[70] = 0;
+	cr_expect_eq(open_err(longname, 0), -EINVAL);
+	cr_expect_eq(prot_open("/x", 0, NULL), -EINVAL);
+}
+
+Test(segment, missing_is_enoseg)
+{
+	cr_expect_eq(open_err(th_segname("missing"), 0), -PROT_ENOSEG);
+	cr_expect_eq(open_err(th_segname("missing"), PROT_OPEN_RDONLY), -PROT_ENOSEG);
+}
+
+Test(segment, being_created_is_enoseg)
+{
+	/* protd has created the object but not sized it yet */
+	const char *name = th_segname("empty");
+	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
+	cr_assert(fd >= 0);
+	cr_expect_eq(open_err(name, 0), -PROT_ENOSEG);
+	/* ... sized it but not yet stamped the header */
+	cr_assert_eq(ftruncate(fd, 1 << 16), 0);
+	cr_expect_eq(open_err(name, 0), -PROT_ENOSEG);
+	close(fd);
+	/* ... stamped but not yet published LIVE */
+	const char *name2 = th_segname("init");
+	struct crafted c = craft(name2);
+	atomic_store(&c.h->state, SEG_STATE_INIT);
+	cr_expect_eq(open_err(name2, 0), -PROT_ENOSEG);
+	uncraft(&c);
+}
+
+Test(segment, wrong_magic_is_ecorrupt)
+{
+	const char *name = th_segname("magic");
+	struct crafted c = craft(name);
+	c.h->magic ^= 1;
+	cr_expect_eq(open_err(name, 0), -PROT_ECORRUPT);
+	cr_expect_eq(strstr(prot_strerror(-PROT_ECORRUPT), "corrupt") != NULL, 1);
+	uncraft(&c);
+}
+
+Test(segment, wrong_abi_is_eabi)
+{
+	const char *name = th_segname("abi");
+	struct crafted c = craft(name);
+	c.h->abi_version = PROT_ABI_VERSION + 1;
+	cr_expect_eq(open_err(name, 0), -PROT_EABI);
+	uncraft(&c);
+}
+
+Test(segment, wrong_size_is_esize)
+{
+	const char *name = th_segname("size");
+	struct crafted c = craft(name);
+	int fd = shm_open(name, O_RDWR, 0);
+	cr_assert(fd >= 0);
+	cr_assert_eq(ftruncate(fd, (off_t)c.size + 4096), 0); /* grown */
+	cr_expect_eq(open_err(name, 0), -PROT_ESIZE);
+	cr_assert_eq(ftruncate(fd, (off_t)c.size - 4096), 0); /* shrunk */
+	cr_expect_eq(open_err(name, 0), -PROT_ESIZE);
+	cr_assert_eq(ftruncate(fd, 100), 0); /* too small for a header: refused before reading it */
+	cr_expect_eq(open_err(name, 0), -PROT_ESIZE);
+	close(fd);
+	munmap(c.h, c.size); /* the pages beyond 100 bytes are gone: do not touch them */
+}
+
+/* Damage one thing in a fresh crafted segment and expect PROT_ECORRUPT. */
+static void expect_corrupt(void (*damage)(struct prot_shm_header *h), const char *what)
+{
+	const char *name = th_segname("corrupt");
+	struct crafted c = craft(name);
+	damage(c.h);
+	cr_expect_eq(open_err(name, 0), -PROT_ECORRUPT, "%s not detected", what);
+	cr_expect_eq(seg_validate(c.h, c.size), -PROT_ECORRUPT, "%s not detected", what);
+	uncraft(&c);
+	shm_unlink(name);
+}
+
+static void dmg_misaligned(struct prot_shm_header *h) { h->region[REG_KEYS].off += 8; }
+static void dmg_beyond_end(struct prot_shm_header *h) { h->region[REG_EVENTS].off = h->total_size; h->region[REG_EVENTS].off -= 64; }
+static void dmg_overflow(struct prot_shm_header *h) { h->region[REG_BREAKERS].off = UINT64_MAX - 63; }
+static void dmg_overlap(struct prot_shm_header *h) { h->region[REG_POOLS].off = h->region[REG_KEYS].off; }
+static void dmg_in_header(struct prot_shm_header *h) { h->region[REG_KEYS].off = 0; }
+static void dmg_stride(struct prot_shm_header *h) { h->region[REG_KEYS].stride += 64; }
+static void dmg_count(struct prot_shm_header *h) { h->region[REG_RATE_GROUPS].count = 1u << 30; }
+static void dmg_leases(struct prot_shm_header *h) { h->pool_max_slots++; }
+static void dmg_waiters(struct prot_shm_header *h) { h->region[REG_WAITERS].count--; }
+static void dmg_groups(struct prot_shm_header *h) { h->rate_groups = 3; h->region[REG_RATE_GROUPS].count = 3; }
+static void dmg_group_slots(struct prot_shm_header *h) { h->rate_group_slots = 16; }
+static void dmg_hdr_size(struct prot_shm_header *h) { h->header_size = 64; }
+static void dmg_state(struct prot_shm_header *h) { atomic_store(&h->state, 7); }
+static void dmg_ctl_path(struct prot_shm_header *h) { memset(h->control_path, 'a', sizeof h->control_path); }
+
+Test(segment, corrupt_geometry_is_ecorrupt)
+{
+	expect_corrupt(dmg_misaligned, "misaligned region");
+	expect_corrupt(dmg_beyond_end, "region beyond the end");
+	expect_corrupt(dmg_overflow, "offset overflow");
+	expect_corrupt(dmg_overlap, "overlapping regions");
+	expect_corrupt(dmg_in_header, "region inside the header");
+	expect_corrupt(dmg_stride, "wrong stride");
+	expect_corrupt(dmg_count, "huge count");
+	expect_corrupt(dmg_leases, "lease count inconsistent");
+	expect_corrupt(dmg_waiters, "waiter count inconsistent");
+	expect_corrupt(dmg_groups, "groups not a power of two");
+	expect_corrupt(dmg_group_slots, "group slots");
+	expect_corrupt(dmg_hdr_size, "header size");
+	expect_corrupt(dmg_state, "unknown state");
+	expect_corrupt(dmg_ctl_path, "control path without NUL");
+}
+
+/* ---- permissions (needs root to make a segment another user cannot open) ------------------ */
+
+static uid_t nobody_uid(void)
+{
+	struct passwd *pw = getpwnam("nobody");
+	return pw ? pw->pw_uid : 65534;
+}
+
+struct perm_args {
+	const char *name;
+	unsigned flags;
+};
+
+static int open_as_nobody(void *arg, int i)
+{
+	(void)i;
+	struct perm_args *a = arg;
+	if (setgid(65534) < 0 || setuid(nobody_uid()) < 0)
+		return 100;
+	prot_t *p = NULL;
+	int r = prot_open(a->name, a->flags, &p);
+	if (r == 0) {
+		struct prot_info info;
+		r = prot_get_info(p, &info);
+		prot_close(p);
+		return r == 0 ? 0 : 101;
+	}
+	return r == -EACCES ? 13 : 102;
+}
+
+static int run_as_nobody(const char *name, unsigned flags)
+{
+	struct perm_args a = {name, flags};
+	int st;
+	pid_t pid = th_fork(open_as_nobody, &a, 0);
+	cr_assert_eq(th_wait(pid, 5000, &st), 0);
+	cr_assert(WIFEXITED(st));
+	return WEXITSTATUS(st);
+}
+
+Test(segment, permission_denied_is_eacces)
+{
+	if (geteuid() != 0)
+		cr_skip("needs root to open a segment as another user");
+	const char *name = th_segname("perm");
+	struct crafted c = craft_mode(name, &small_geo, 0600);
+	cr_expect_eq(run_as_nobody(name, 0), 13, "0600 root segment must be -EACCES for nobody");
+	cr_expect_eq(run_as_nobody(name, PROT_OPEN_RDONLY), 13);
+	uncraft(&c);
+}
+
+Test(segment, read_permission_allows_read_only_attach)
+{
+	if (geteuid() != 0)
+		cr_skip("needs root to open a segment as another user");
+	const char *name = th_segname("rdonly");
+	struct crafted c = craft_mode(name, &small_geo, 0644);
+	cr_expect_eq(run_as_nobody(name, PROT_OPEN_RDONLY), 0, "read-only attach with read permission");
+	cr_expect_eq(run_as_nobody(name, 0), 13, "read-write attach needs write permission");
+	uncraft(&c);
+}
+
+/* ---- named slots --------------------------------------------------------------------------- */
+
+Test(segment, find_live_named_slots)
+{
+	const char *name = th_segname("find");
+	struct crafted c = craft(name);
+	name_slot(c.h, REG_KEYS, 2, "api");
+	name_slot(c.h, REG_BREAKERS, 0, "api");
+	name_slot(c.h, REG_POOLS, 1, "db");
+	name_slot(c.h, REG_KEYS, 3, "gone");
+	struct prot_named *gone = seg_entry(c.h, REG_KEYS, 3);
+	atomic_store(&gone->state, SLOT_RETIRED | 1u << 8);
+	/* a slot whose name fills the array without a NUL must never match nor be read past */
+	struct prot_named *bad = seg_entry(c.h, REG_KEYS, 0);
+	memset(bad->name, 'z', sizeof bad->name);
+	atomic_store(&bad->state, SLOT_LIVE);
+
+	prot_t *p = NULL;
+	cr_assert_eq(prot_open(name, 0, &p), 0);
+	struct prot_shm_header *h = prot_hdr(p);
+	cr_expect_eq(seg_find(h, REG_KEYS, "api"), 2);
+	cr_expect_eq(seg_find(h, REG_BREAKERS, "api"), 0);
+	cr_expect_eq(seg_find(h, REG_POOLS, "db"), 1);
+	cr_expect_eq(seg_find(h, REG_KEYS, "db"), -PROT_ENOKEY);
+	cr_expect_eq(seg_find(h, REG_BREAKERS, "db"), -PROT_ENOBREAKER);
+	cr_expect_eq(seg_find(h, REG_POOLS, "api"), -PROT_ENOPOOL);
+	cr_expect_eq(seg_find(h, REG_KEYS, "gone"), -PROT_ENOKEY, "retired slots are not found");
+	char zz[PROT_NAME_BYTES];
+	memset(zz, 'z', PROT_NAME_MAX);
+	zz[PROT_NAME_MAX] = 0;
+	cr_expect_eq(seg_find(h, REG_KEYS, zz), -PROT_ENOKEY, "47 z's is not 48 z's");
+	char toolong[PROT_NAME_BYTES + 8];
+	memset(toolong, 'a', sizeof toolong - 1);
+	toolong[sizeof toolong - 1] = 0;
+	cr_expect_eq(seg_find(h, REG_KEYS, toolong), -PROT_ETOOLONG);
+
+	struct prot_info info;
+	prot_get_info(p, &info);
+	cr_expect_eq(info.keys, 2u, "live slots (the unterminated one counts as live)");
+	cr_expect_eq(info.breakers, 1u);
+	cr_expect_eq(info.pools, 1u);
+	prot_close(p);
+	uncraft(&c);
+}
+
+static int collect(const char *name, void *arg)
+{
+	char *buf = arg;
+	strcat(buf, name);
+	strcat(buf, ",");
+	return 0;
+}
+
+static int stop_at_first(const char *name, void *arg)
+{
+	(void)name;
+	++*(int *)arg;
+	return 1;
+}
+
+Test(segment, list_skips_free_and_unterminated_names)
+{
+	const char *name = th_segname("list");
+	struct crafted c = craft(name);
+	name_slot(c.h, REG_KEYS, 1, "a");
+	name_slot(c.h, REG_KEYS, 3, "b");
+	struct prot_named *bad = seg_entry(c.h, REG_KEYS, 2);
+	memset(bad->name, 'z', sizeof bad->name);
+	atomic_store(&bad->state, SLOT_LIVE);
+	name_slot(c.h, REG_POOLS, 0, "p");
+	prot_t *p = NULL;
+	cr_assert_eq(prot_open(name, PROT_OPEN_RDONLY, &p), 0);
+	char buf[256] = "";
+	cr_assert_eq(prot_list_keys(p, collect, buf), 0);
+	cr_expect_str_eq(buf, "a,b,");
+	buf[0] = 0;
+	cr_assert_eq(prot_list_breakers(p, collect, buf), 0);
+	cr_expect_str_eq(buf, "");
+	cr_assert_eq(prot_list_pools(p, collect, buf), 0);
+	cr_expect_str_eq(buf, "p,");
+	int calls = 0;
+	prot_list_keys(p, stop_at_first, &calls);
+	cr_expect_eq(calls, 1);
+	prot_close(p);
+	uncraft(&c);
+}
+
+/* ---- process identity --------------------------------------------------------------------- */
+
+Test(segment, proc_alive_uses_pid_and_start_time)
+{
+	uint64_t start;
+	cr_assert_eq(proc_start_time(getpid(), &start), 0);
+	cr_expect_gt(start, 0u);
+	cr_expect_eq(proc_alive(getpid(), start), 1);
+	cr_expect_eq(proc_alive(getpid(), start + 1), 0, "same pid, other start: a reused pid");
+	cr_expect_eq(proc_alive(0, start), 0);
+	cr_expect_eq(proc_alive(-1, start), 0);
+}
+
+static int exit_now(void *arg, int i)
+{
+	(void)arg;
+	(void)i;
+	return 0;
+}
+
+Test(segment, zombie_and_reaped_processes_are_dead)
+{
+	pid_t pid = th_fork(exit_now, NULL, 0);
+	uint64_t start = 0;
+	/* the child may already be a zombie: its stat is still readable until reaped */
+	int have = proc_start_time(pid, &start) == 0;
+	for (int i = 0; i < 5000; i++) { /* bounded: 5 s */
+		char path[64], buf[512];
+		snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+		FILE *f = fopen(path, "r");
+		cr_assert_not_null(f);
+		size_t n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[n] = 0;
+		if (strstr(buf, ") Z "))
+			break;
+		usleep(1000);
+	}
+	if (have)
+		cr_expect_eq(proc_alive(pid, start), 0, "a zombie holds nothing");
+	cr_assert_eq(th_wait(pid, 5000, NULL), 0);
+	cr_expect_eq(proc_alive(pid, start), 0);
+}
+
+struct comm_report {
+	uint64_t own_start;
+	volatile int ready;
+};
+
+static int weird_comm_child(void *arg, int i)
+{
+	(void)i;
+	struct comm_report *r = arg;
+	prctl(PR_SET_NAME, "a) b (c) d ");
+	if (proc_start_time(getpid(), &r->own_start) < 0)
+		return 1;
+	r->ready = 1;
+	for (int k = 0; k < 5000 && r->ready != 2; k++)
+		usleep(1000);
+	return 0;
+}
+
+Test(segment, start_time_parse_survives_parentheses_in_comm)
+{
+	struct comm_report *r = th_shared(sizeof *r);
+	pid_t pid = th_fork(weird_comm_child, r, 0);
+	for (int k = 0; k < 5000 && !r->ready; k++)
+		usleep(1000);
+	cr_assert_eq(r->ready, 1, "child did not start");
+	uint64_t start = 0;
+	cr_expect_eq(proc_start_time(pid, &start), 0);
+	cr_expect_eq(start, r->own_start);
+	cr_expect_eq(proc_alive(pid, start), 1);
+	r->ready = 2;
+	int st;
+	cr_assert_eq(th_wait(pid, 5000, &st), 0);
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* ---- fork ------------------------------------------------------------------------------------ */
+
+struct fork_report {
+	pid_t parent_pid_in_handle;
+	pid_t child_pid_in_handle;
+	pid_t child_getpid;
+	uint64_t child_owner, parent_owner;
+	int child_hdr_ok;
+};
+
+static prot_t *fork_handle;
+static struct fork_report *fork_rep;
+
+static int child_uses_parent_handle(void *arg, int i)
+{
+	(void)arg;
+	(void)i;
+	const struct prot_ident *id = prot_self(fork_handle);
+	fork_rep->child_pid_in_handle = id->pid;
+	fork_rep->child_owner = id->lease_owner;
+	fork_rep->child_getpid = getpid();
+	fork_rep->child_hdr_ok = prot_hdr(fork_handle) != NULL;
+	/* the lock is usable in the child */
+	pthread_mutex_lock(&fork_handle->lock);
+	pthread_mutex_unlock(&fork_handle->lock);
+	return 0;
+}
+
+Test(segment, forked_child_takes_its_own_identity)
+{
+	const char *name = th_segname("fork");
+	struct crafted c = craft(name);
+	cr_assert_eq(prot_open(name, 0, &fork_handle), 0);
+	fork_rep = th_shared(sizeof *fork_rep);
+	const struct prot_ident *id = prot_self(fork_handle);
+	cr_expect_eq(id->pid, getpid());
+	uint64_t owner = id->lease_owner;
+	th_fork_n(1, child_uses_parent_handle, NULL, 5000);
+	cr_expect_eq(fork_rep->child_pid_in_handle, fork_rep->child_getpid);
+	cr_expect_neq(fork_rep->child_owner, owner);
+	cr_expect_eq(fork_rep->child_owner & 0xffffffffu, (uint64_t)fork_rep->child_getpid);
+	cr_expect_eq(fork_rep->child_hdr_ok, 1);
+	cr_expect_eq(prot_self(fork_handle)->pid, getpid(), "the parent keeps its identity");
+	cr_expect_eq(prot_self(fork_handle)->lease_owner, owner);
+	prot_close(fork_handle);
+	uncraft(&c);
+}
+
+/* ---- event ring ------------------------------------------------------------------------------ */
+
+Test(segment, events_in_order_then_none)
+{
+	const char *name = th_segname("ev");
+	struct crafted c = craft(name);
+	prot_event_emit(c.h, EV_BREAKER_OPEN, 3, "api", 7, 8);
+	prot_event_emit(c.h, EV_POOL_EXHAUSTED, 1, "db", 0, 0);
+	uint64_t cur = prot_event_oldest(c.h), dropped = 0;
+	cr_expect_eq(cur, 0u);
+	struct prot_event ev;
+	cr_assert_eq(prot_event_read(c.h, &cur, &ev, &dropped), 1);
+	cr_expect_eq(ev.type, (uint32_t)EV_BREAKER_OPEN);
+	cr_expect_str_eq(ev.name, "api");
+	cr_expect_eq(ev.object, 3u);
+	cr_expect_eq(ev.a, 7u);
+	cr_expect_eq(ev.pid, getpid());
+	cr_expect_eq(ev.seq, 0u);
+	cr_assert_eq(prot_event_read(c.h, &cur, &ev, &dropped), 1);
+	cr_expect_str_eq(ev.name, "db");
+	cr_expect_str_eq(prot_event_name(ev.type), "pool_exhausted");
+	cr_expect_eq(prot_event_read(c.h, &cur, &ev, &dropped), 0);
+	cr_expect_eq(dropped, 0u);
+	cr_expect_str_eq(prot_event_name(999), "unknown");
+	uncraft(&c);
+}
+
+Test(segment, lapped_reader_counts_dropped_events)
+{
+	const char *name = th_segname("evlap");
+	struct crafted c = craft(name); /* 8 entries */
+	uint64_t cur = 0, dropped = 0;
+	for (uint64_t i = 0; i < 20; i++)
+		prot_event_emit(c.h, EV_CONFIG_CHANGED, 0, NULL, i, 0);
+	struct prot_event ev;
+	cr_assert_eq(prot_event_read(c.h, &cur, &ev, &dropped), 1);
+	cr_expect_eq(dropped, 12u);
+	cr_expect_eq(ev.a, 12u, "the oldest surviving event");
+	int n = 1;
+	while (prot_event_read(c.h, &cur, &ev, &dropped) == 1)
+		n++;
+	cr_expect_eq(n, 8);
+	cr_expect_eq(ev.a, 19u);
+	cr_expect_eq(prot_event_oldest(c.h), 12u);
+	uncraft(&c);
+}
+
+Test(segment, unpublished_event_is_waited_for_then_skipped)
+{
+	const char *name = th_segname("evhole");
+	struct crafted c = craft(name); /* 8 entries */
+	/* a writer that took number 0 and died before publishing it */
+	atomic_store(&c.h->event_head, 1);
+	uint64_t cur = 0, dropped = 0;
+	struct prot_event ev;
+	cr_expect_eq(prot_event_read(c.h, &cur, &ev, &dropped), 0, "may still be written");
+	for (int i = 0; i < 5; i++)
+		prot_event_emit(c.h, EV_CONFIG_CHANGED, 0, NULL, (uint64_t)i, 0);
+	cr_assert_eq(prot_event_read(c.h, &cur, &ev, &dropped), 1, "skipped once half the ring passed");
+	cr_expect_eq(dropped, 1u);
+	cr_expect_eq(ev.a, 0u);
+	uncraft(&c);
+}
+
+/* ---- errors ---------------------------------------------------------------------------------- */
+
+Test(segment, every_error_has_a_distinct_message)
+{
+	for (int e = PROT_ENOSEG; e <= PROT_ENOTCONNECTED; e++) {
+		const char *s = prot_strerror(-e);
+		cr_assert_not_null(s);
+		cr_expect_str_neq(s, "unknown error", "code %d", e);
+		cr_expect_str_eq(prot_strerror(e), s, "either sign");
+		for (int f = PROT_ENOSEG; f < e; f++)
+			cr_expect_str_neq(prot_strerror(-f), s, "%d and %d share a message", e, f);
+	}
+	cr_expect_str_eq(prot_strerror(-EACCES), "Permission denied");
+	cr_expect_str_eq(prot_strerror(0), "success");
+	cr_expect_str_eq(prot_strerror(-4000), "unknown error");
+	cr_expect_str_eq(prot_strerror(-PROT_ENOTCONNECTED - 1), "unknown error");
+	cr_expect_str_eq(prot_strerror(-99999), "unknown error");
+	cr_expect_not_null(prot_strerror(-2147483647 - 1));
+}
+
+/* ---- retirement ------------------------------------------------------------------------------ */
+
+struct retire_ctx {
+	prot_t *p;
+	struct prot_shm_header *old;
+};
+
+static bool moved_on(void *arg)
+{
+	struct retire_ctx *r = arg;
+	return prot_hdr(r->p) != r->old;
+}
+
+Test(segment, retired_segment_reattaches_to_successor)
+{
+	const char *name = th_segname("retire");
+	struct crafted c = craft(name);
+	name_slot(c.h, REG_KEYS, 0, "old");
+	struct retire_ctx r = {0};
+	cr_assert_eq(prot_open(name, 0, &r.p), 0);
+	r.old = prot_hdr(r.p);
+	/* protd retires and removes the segment; no successor yet: keep using the old mapping */
+	atomic_store(&c.h->state, SEG_STATE_RETIRED);
+	shm_unlink(name);
+	cr_expect_eq(prot_hdr(r.p), r.old);
+	cr_expect_eq(seg_find(prot_hdr(r.p), REG_KEYS, "old"), 0, "the old mapping still works");
+	struct prot_info info;
+	prot_get_info(r.p, &info);
+	cr_expect_eq(info.retired, 1);
+	/* a new protd publishes a successor under the same name */
+	struct seg_geometry g = small_geo;
+	g.max_keys = 6;
+	struct crafted c2 = craft_mode(name, &g, 0600);
+	name_slot(c2.h, REG_KEYS, 5, "new");
+	cr_assert(th_until(moved_on, &r, 2000), "no re-attach within 2 s");
+	struct prot_shm_header *h = prot_hdr(r.p);
+	cr_expect_eq(seg_find(h, REG_KEYS, "new"), 5);
+	cr_expect_eq(seg_find(h, REG_KEYS, "old"), -PROT_ENOKEY);
+	prot_get_info(r.p, &info);
+	cr_expect_eq(info.retired, 0);
+	cr_expect_eq(info.max_keys, 6u);
+	/* the old mapping is still readable (other threads may be on it) until prot_close */
+	cr_expect_eq(atomic_load(&r.old->state), (uint32_t)SEG_STATE_RETIRED);
+	prot_close(r.p);
+	uncraft(&c);
+	uncraft(&c2);
+}
+
+Test(segment, retired_segment_ignores_a_successor_that_is_not_live)
+{
+	const char *name = th_segname("retire2");
+	struct crafted c = craft(name);
+	prot_t *p = NULL;
+	cr_assert_eq(prot_open(name, 0, &p), 0);
+	struct prot_shm_header *old = prot_hdr(p);
+	atomic_store(&c.h->state, SEG_STATE_RETIRED);
+	shm_unlink(name);
+	struct crafted c2 = craft(name);
+	atomic_store(&c2.h->state, SEG_STATE_INIT); /* protd still creating it */
+	usleep(150 * 1000);
+	cr_expect_eq(prot_hdr(p), old);
+	usleep(150 * 1000);
+	cr_expect_eq(prot_hdr(p), old);
+	prot_close(p);
+	uncraft(&c);
+	uncraft(&c2);
+}
