@@ -1,3 +1,646 @@
-/* breaker.c — (being written) */
+/* breaker.c — circuit breakers (fuse) shared by every process: the lock-free state machine on a
+ * struct prot_breaker_slot, the public prot_breaker_* calls, the hidden index-based fast paths the
+ * facade uses, and breaker_tick() for protd.
+ *
+ * The words of a slot (lib/layout.h), what they publish and their memory orders:
+ *
+ *  word        [state:2 | epoch:30 | issued:16 | ok:16], all zero = CLOSED, epoch 0.
+ *              The only place the state lives. Every transition is one CAS that bumps the epoch
+ *              (acq_rel; loads are acquire), so each epoch names exactly one state period and a
+ *              CAS can never succeed on a word another process has already moved on. The CAS
+ *              winner owns the transition: it publishes `since`, clears the history, emits the
+ *              event. In HALF_OPEN, `issued` counts probes handed out and `ok` probes that
+ *              succeeded; taking a probe is a CAS issued -> issued+1, so at most half_open_probes
+ *              are handed out per epoch, across all processes together.
+ *  since       [epoch:30 | time_ms:34]: when the state period `epoch` began. Stored by the CAS
+ *              winner right after its CAS. A reader that needs the start of epoch e and finds
+ *              another epoch there CASes (e, now) in itself: a winner that died between its CAS and
+ *              its store delays the period by at most until the next reader, never forever. The
+ *              value only moves to newer epochs (a late winner of an older epoch does not overwrite
+ *              a newer one), so a published start is never moved later except by that fallback.
+ *              The time is CLOCK_MONOTONIC ms modulo 2^34 (198 days): ages are computed modulo
+ *              2^34, and a start "in the future" (a clock read a little later in another process)
+ *              counts as age 0. acquire/acq_rel; it publishes nothing but itself.
+ *  cleared_ms  time of the last close or reset; failures before it are ignored. Stored (release)
+ *              by the winner of the close/reset, loaded (acquire) by scans.
+ *  melt_next   standard strategy: a ticket per failure (fetch_add; only uniqueness matters).
+ *  melts[R]    standard strategy: melts[i % R] = (epoch & 0xffff) << 48 | time_ms of failure i.
+ *              The epoch tag drops failures of an earlier closed period without clearing the ring.
+ *  rate_next, rate_bits, rate_seen
+ *              rate strategy: a ring of the last rate_window_calls outcomes; call i sets its bit in
+ *              rate_seen and sets (failure) or clears (success) it in rate_bits.
+ *  calls .. probes_given_back
+ *              statistics, relaxed fetch_adds; they order nothing. `calls` is not written: status
+ *              reports calls = successes + failures + rejections, so that the closed success path
+ *              writes one counter.
+ *
+ * Why exactly the (tolerance+1)-th failure within the window trips (standard strategy): every
+ * failing call of a closed epoch e does, in this order, a seq_cst store of its entry and then
+ * seq_cst loads of the whole ring, and trips if it counts more than `tolerance` entries of epoch e
+ * within [now - window, now]. Take tolerance+1 failures of epoch e within one window: in the single
+ * total order of seq_cst operations one of their stores is the last; its process loads the ring
+ * after all of them, so it sees all tolerance+1 entries (an entry can only have been overwritten by
+ * a later failure, which is then in the window too, since tolerance < R) and it trips — unless
+ * another process already did, which makes its CAS fail harmlessly. Conversely, a process only
+ * counts real failures of epoch e newer than the window and than cleared_ms, so fewer than
+ * tolerance+1 of them, or failures spread wider than the window, never trip it. Failures recorded
+ * while not CLOSED (tokens of a past epoch) only bump counters: they neither extend the open
+ * period nor count towards the next trip. The rate strategy uses the same store-then-scan order
+ * on its two bitmaps.
+ *
+ * Why the breaker is never stuck half-open: a probe taken in HALF_OPEN epoch e that never reports
+ * (its process died, or it just never called record) leaves issued == probes. Once probe_timeout
+ * has passed since epoch e began, the next allow() CASes HALF_OPEN(e) -> HALF_OPEN(e+1, issued=1)
+ * and owns the first probe of a new round; breaker_tick() does the same (issued=0) for a breaker
+ * nobody calls. The late verdict of an old probe carries epoch e and is then ignored. Epoch e's
+ * start is always obtainable (see `since`), so the timeout always expires.
+ */
+#include <errno.h>
+#include <stdio.h>
+
 #include "internal.h"
-void breaker_tick(struct prot_shm_header *h, uint64_t now_ns) { (void)h; (void)now_ns; }
+
+/* ---- the state word ------------------------------------------------------------------------ */
+#define EPOCH_BITS 30
+#define EPOCH_MASK ((1u << EPOCH_BITS) - 1)
+#define PROBES_MAX 0xffffu
+
+static inline uint32_t w_state(uint64_t w) { return (uint32_t)(w >> 62); }
+static inline uint32_t w_epoch(uint64_t w) { return (uint32_t)(w >> 32) & EPOCH_MASK; }
+static inline uint32_t w_issued(uint64_t w) { return (uint32_t)(w >> 16) & 0xffffu; }
+static inline uint32_t w_ok(uint64_t w) { return (uint32_t)w & 0xffffu; }
+static inline uint64_t w_make(uint32_t state, uint32_t epoch, uint32_t issued, uint32_t ok)
+{
+	return (uint64_t)state << 62 | (uint64_t)(epoch & EPOCH_MASK) << 32 | (uint64_t)issued << 16 | ok;
+}
+
+/* a is a later epoch than b (epochs wrap; a lag of up to 2^29 transitions is unambiguous) */
+static inline bool epoch_newer(uint32_t a, uint32_t b)
+{
+	uint32_t d = (a - b) & EPOCH_MASK;
+	return d != 0 && d < (1u << (EPOCH_BITS - 1));
+}
+
+/* ---- since --------------------------------------------------------------------------------- */
+#define SINCE_TIME_BITS 34
+#define SINCE_TIME_MASK ((1ull << SINCE_TIME_BITS) - 1)
+
+static inline uint64_t since_pack(uint32_t e, uint64_t ms)
+{
+	return (uint64_t)(e & EPOCH_MASK) << SINCE_TIME_BITS | (ms & SINCE_TIME_MASK);
+}
+static inline uint32_t since_epoch(uint64_t v) { return (uint32_t)(v >> SINCE_TIME_BITS); }
+static inline uint64_t since_age_of(uint64_t v, uint64_t now_ms)
+{
+	uint64_t age = (now_ms - v) & SINCE_TIME_MASK;
+	return age >= SINCE_TIME_MASK / 2 ? 0 : age; /* "in the future": another process's later clock */
+}
+
+/* Age of state period e; publishes (e, now) if e's start is missing. When `since` already names a
+ * newer epoch the caller's view of the word is stale: it reports age 0, i.e. the caller acts as if
+ * it had looked just before that newer transition (its word load is its linearisation point). */
+static uint64_t since_age(_Atomic uint64_t *since, uint32_t e, uint64_t now_ms)
+{
+	uint64_t v = atomic_load_explicit(since, memory_order_acquire); /* pairs with the CAS below */
+	for (;;) {
+		if (since_epoch(v) == e)
+			return since_age_of(v, now_ms);
+		if (epoch_newer(since_epoch(v), e))
+			return 0;
+		if (atomic_compare_exchange_weak_explicit(since, &v, since_pack(e, now_ms),
+		                                          memory_order_acq_rel, memory_order_acquire))
+			return 0;
+	}
+}
+
+/* ---- melts (standard strategy) --------------------------------------------------------------- */
+#define MELT_TIME_MASK ((1ull << 48) - 1)
+
+static inline uint64_t melt_pack(uint32_t e, uint64_t ms) { return (uint64_t)(e & 0xffffu) << 48 | (ms & MELT_TIME_MASK); }
+
+/* Entries of epoch e (any epoch when any_epoch) no older than lo_ms. */
+static uint32_t melts_count(struct prot_breaker_slot *s, uint32_t e, bool any_epoch, uint64_t lo_ms)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < BREAKER_MELT_RING; i++) {
+		/* seq_cst: the scan half of store-then-scan (file header) */
+		uint64_t m = atomic_load(&s->melts[i]);
+		if (m != 0 && (any_epoch || m >> 48 == (e & 0xffffu)) && (m & MELT_TIME_MASK) >= lo_ms)
+			n++;
+	}
+	return n;
+}
+
+/* ---- configuration ---------------------------------------------------------------------------- */
+#define CFG_WORDS 10 /* strategy .. rate_min_calls */
+
+struct bcfg {
+	uint64_t strategy, tolerance, window_ms, refresh_ms, probes, probe_timeout_ms;
+	uint64_t slow_call_ms, rate_threshold_pct, rate_window_calls, rate_min_calls;
+};
+_Static_assert(sizeof(struct bcfg) == CFG_WORDS * 8, "bcfg mirrors the head of prot_breaker_cfg");
+_Static_assert(offsetof(struct prot_breaker_cfg, rate_min_calls) == (CFG_WORDS - 1) * 8, "cfg head");
+
+/* A consistent copy (seqlock), with the documented defaults filled in and values clamped to
+ * what the slot can hold: protd validates, but the segment is not trusted blindly. */
+static void cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
+{
+	seq_read(&s->seq, &s->cfg, c, CFG_WORDS);
+	if (c->strategy != PROT_BREAKER_RATE)
+		c->strategy = PROT_BREAKER_STANDARD;
+	if (c->tolerance > BREAKER_MELT_RING - 1)
+		c->tolerance = BREAKER_MELT_RING - 1;
+	if (c->probes == 0)
+		c->probes = 1;
+	if (c->probes > PROBES_MAX)
+		c->probes = PROBES_MAX;
+	if (c->probe_timeout_ms == 0)
+		c->probe_timeout_ms = c->refresh_ms;
+	if (c->rate_threshold_pct == 0 || c->rate_threshold_pct > 100)
+		c->rate_threshold_pct = 50; /* resilience4j's defaults */
+	if (c->rate_window_calls == 0 || c->rate_window_calls > BREAKER_RATE_BITS)
+		c->rate_window_calls = c->rate_window_calls ? BREAKER_RATE_BITS : 100;
+	if (c->rate_min_calls == 0)
+		c->rate_min_calls = c->rate_window_calls;
+}
+
+/* ---- one operation on one slot ---------------------------------------------------------------- */
+struct bk {
+	prot_t *p; /* for telemetry; NULL from protd */
+	struct prot_shm_header *h;
+	struct prot_breaker_slot *s;
+	uint32_t idx;
+	bool have_now;
+	uint64_t now_ms;
+	struct bcfg c;
+};
+
+static inline uint64_t bk_now(struct bk *b)
+{
+	if (!b->have_now) {
+		b->now_ms = prot_now_ns() / 1000000u;
+		b->have_now = true;
+	}
+	return b->now_ms;
+}
+
+static void bk_init(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns)
+{
+	b->p = p;
+	b->h = h;
+	b->idx = idx;
+	b->s = seg_entry(h, REG_BREAKERS, idx);
+	b->have_now = now_ns != 0;
+	b->now_ms = now_ns / 1000000u;
+	cfg_read(b->s, &b->c);
+}
+
+static const uint32_t ev_of_state[] = {
+	[PROT_BREAKER_CLOSED] = EV_BREAKER_CLOSED,
+	[PROT_BREAKER_OPEN] = EV_BREAKER_OPEN,
+	[PROT_BREAKER_HALF_OPEN] = EV_BREAKER_HALF_OPEN,
+	[PROT_BREAKER_BLOWN] = EV_BREAKER_BLOWN,
+};
+
+/* The CAS winner's duties: publish the start of the new period, then tell the event ring and the
+ * in-process telemetry. ev = 0: the event of the new state. */
+static void bk_transitioned(struct bk *b, uint64_t nw, uint32_t ev, uint64_t detail)
+{
+	struct prot_breaker_slot *s = b->s;
+	char name[PROT_NAME_BYTES];
+
+	since_age(&s->since, w_epoch(nw), bk_now(b));
+	memcpy(name, s->name, sizeof name);
+	name[PROT_NAME_BYTES - 1] = '\0';
+	prot_event_emit(b->h, ev ? ev : ev_of_state[w_state(nw)], b->idx, name, w_epoch(nw), detail);
+	if (b->p)
+		PROT_TEL(b->p, PROT_TEL_BREAKER_STATE_CHANGED, .layer = PROT_LAYER_BREAKER, .key = name,
+		         .state = w_state(nw));
+}
+
+/* Forget the history: closes and resets. Melts are dropped by their epoch tag; the rate bitmaps
+ * are cleared word by word (a concurrent record of the new period may lose its sample: the
+ * bitmaps are statistics of recent calls, not an exact log). */
+static void bk_clear_history(struct bk *b)
+{
+	struct prot_breaker_slot *s = b->s;
+	for (uint32_t i = 0; i < BREAKER_RATE_BITS / 64; i++) {
+		atomic_store(&s->rate_bits[i], 0);
+		atomic_store(&s->rate_seen[i], 0);
+	}
+	/* release: pairs with the acquire load in the scans */
+	atomic_store_explicit(&s->cleared_ms, bk_now(b), memory_order_release);
+}
+
+static bool bk_cas(struct bk *b, uint64_t *w, uint64_t nw)
+{
+	/* acq_rel: the winner's later stores (since, history) follow its win; acquire on failure
+	 * hands the new word to the retry */
+	return atomic_compare_exchange_strong_explicit(&b->s->word, w, nw, memory_order_acq_rel,
+	                                               memory_order_acquire);
+}
+
+static int bk_reject(struct bk *b)
+{
+	atomic_fetch_add_explicit(&b->s->rejections, 1, memory_order_relaxed); /* statistic */
+	return -PROT_EBLOWN;
+}
+
+/* Admission. On 0, *epoch and *probe describe the token. */
+static int bk_allow(struct bk *b, uint32_t *epoch, bool *probe)
+{
+	struct prot_breaker_slot *s = b->s;
+	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
+
+	for (;;) {
+		uint32_t e = w_epoch(w);
+		uint64_t nw;
+
+		switch (w_state(w)) {
+		case PROT_BREAKER_CLOSED:
+			*epoch = e;
+			*probe = false;
+			return 0;
+		case PROT_BREAKER_OPEN:
+			if (since_age(&s->since, e, bk_now(b)) < b->c.refresh_ms)
+				return bk_reject(b);
+			nw = w_make(PROT_BREAKER_HALF_OPEN, e + 1, 1, 0);
+			break;
+		case PROT_BREAKER_HALF_OPEN:
+			if (w_issued(w) < b->c.probes)
+				nw = w + (1u << 16);
+			else if (since_age(&s->since, e, bk_now(b)) >= b->c.probe_timeout_ms)
+				nw = w_make(PROT_BREAKER_HALF_OPEN, e + 1, 1, 0); /* a new round */
+			else
+				return bk_reject(b);
+			break;
+		default:
+			return bk_reject(b);
+		}
+		if (!bk_cas(b, &w, nw))
+			continue;
+		if (w_epoch(nw) != e) {
+			uint64_t lost = w_state(w) == PROT_BREAKER_HALF_OPEN ? w_issued(w) - w_ok(w) : 0;
+			if (lost)
+				atomic_fetch_add_explicit(&s->probes_given_back, lost, memory_order_relaxed);
+			bk_transitioned(b, nw, 0, lost);
+		}
+		*epoch = w_epoch(nw);
+		*probe = true;
+		return 0;
+	}
+}
+
+/* CLOSED(e) -> OPEN(e+1). One attempt: a CLOSED word changes only with its epoch, so a failed CAS
+ * means someone else tripped, reset or blew it. */
+static void bk_trip(struct bk *b, uint32_t e, uint64_t failures)
+{
+	uint64_t w = w_make(PROT_BREAKER_CLOSED, e, 0, 0), nw = w_make(PROT_BREAKER_OPEN, e + 1, 0, 0);
+	if (bk_cas(b, &w, nw))
+		bk_transitioned(b, nw, 0, failures);
+}
+
+static inline uint64_t window_lo(struct bk *b)
+{
+	uint64_t now = bk_now(b), lo = now > b->c.window_ms ? now - b->c.window_ms : 0;
+	uint64_t cleared = atomic_load_explicit(&b->s->cleared_ms, memory_order_acquire); /* bk_clear_history */
+	return lo > cleared ? lo : cleared;
+}
+
+static void bk_melt(struct bk *b, uint32_t e)
+{
+	struct prot_breaker_slot *s = b->s;
+	/* relaxed: the ticket only has to be unique */
+	uint64_t i = atomic_fetch_add_explicit(&s->melt_next, 1, memory_order_relaxed);
+	atomic_store(&s->melts[i % BREAKER_MELT_RING], melt_pack(e, bk_now(b))); /* seq_cst: store-then-scan */
+	uint32_t n = melts_count(s, e, false, window_lo(b));
+	if (n > b->c.tolerance)
+		bk_trip(b, e, n);
+}
+
+/* Outcomes among the last rate_window_calls calls: seen and failed. */
+static void rate_count(struct prot_breaker_slot *s, uint64_t ncalls, uint64_t *seen, uint64_t *failed)
+{
+	*seen = *failed = 0;
+	for (uint64_t i = 0; i * 64 < ncalls; i++) {
+		uint64_t mask = ncalls - i * 64 >= 64 ? ~0ull : (1ull << (ncalls - i * 64)) - 1;
+		uint64_t sn = atomic_load(&s->rate_seen[i]) & mask; /* seq_cst: store-then-scan */
+		*seen += (uint64_t)__builtin_popcountll(sn);
+		*failed += (uint64_t)__builtin_popcountll(atomic_load(&s->rate_bits[i]) & sn);
+	}
+}
+
+static void bk_rate_push(struct bk *b, uint32_t e, bool failed)
+{
+	struct prot_breaker_slot *s = b->s;
+	uint64_t n = b->c.rate_window_calls;
+	uint64_t i = atomic_fetch_add_explicit(&s->rate_next, 1, memory_order_relaxed) % n; /* ticket */
+	uint64_t bit = 1ull << (i % 64), seen, fails;
+
+	/* seq_cst RMWs: the store half of store-then-scan. The outcome bit first, so that a scan that
+	 * sees this call as seen also sees its outcome. */
+	if (failed)
+		atomic_fetch_or(&s->rate_bits[i / 64], bit);
+	else
+		atomic_fetch_and(&s->rate_bits[i / 64], ~bit);
+	uint64_t was = atomic_fetch_or(&s->rate_seen[i / 64], bit);
+	/* A success can only trip by bringing the calls seen up to the minimum. */
+	if (!failed && (was & bit))
+		return;
+	rate_count(s, n, &seen, &fails);
+	if (seen >= b->c.rate_min_calls && fails > 0 && fails * 100 >= b->c.rate_threshold_pct * seen)
+		bk_trip(b, e, fails);
+}
+
+/* HALF_OPEN(e): a probe's verdict. Success: ok+1, and the last one closes. Failure: re-open. */
+static void bk_probe_verdict(struct bk *b, uint64_t w, uint32_t e, bool failed)
+{
+	for (;;) {
+		if (w_epoch(w) != e || w_state(w) != PROT_BREAKER_HALF_OPEN)
+			return; /* a verdict of a past round */
+		uint64_t nw;
+		if (failed)
+			nw = w_make(PROT_BREAKER_OPEN, e + 1, 0, 0);
+		else if (w_ok(w) + 1u >= b->c.probes)
+			nw = w_make(PROT_BREAKER_CLOSED, e + 1, 0, 0);
+		else
+			nw = w + 1;
+		if (!bk_cas(b, &w, nw))
+			continue;
+		if (w_state(nw) == PROT_BREAKER_CLOSED)
+			bk_clear_history(b);
+		if (w_epoch(nw) != e)
+			bk_transitioned(b, nw, 0, 0);
+		return;
+	}
+}
+
+/* The verdict of an admitted call. */
+static void bk_record(struct bk *b, uint32_t e, bool probe, bool failed)
+{
+	struct prot_breaker_slot *s = b->s;
+	/* statistics: relaxed */
+	atomic_fetch_add_explicit(failed ? &s->failures : &s->successes, 1, memory_order_relaxed);
+	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
+	if (w_epoch(w) != e)
+		return; /* a token of a past period: counters only */
+	if (probe)
+		bk_probe_verdict(b, w, e, failed);
+	else if (w_state(w) != PROT_BREAKER_CLOSED)
+		return;
+	else if (b->c.strategy == PROT_BREAKER_RATE)
+		bk_rate_push(b, e, failed);
+	else if (failed)
+		bk_melt(b, e);
+}
+
+/* Reset (CLOSED) and blow (BLOWN): from any state, a new epoch. */
+static void bk_force(struct bk *b, uint32_t state, uint32_t ev)
+{
+	uint64_t w = atomic_load_explicit(&b->s->word, memory_order_acquire), nw;
+	do {
+		if (state == PROT_BREAKER_BLOWN && w_state(w) == PROT_BREAKER_BLOWN)
+			return; /* blowing a blown breaker changes nothing */
+		nw = w_make(state, w_epoch(w) + 1, 0, 0);
+	} while (!bk_cas(b, &w, nw));
+	if (state == PROT_BREAKER_CLOSED)
+		bk_clear_history(b);
+	bk_transitioned(b, nw, ev, 0);
+}
+
+/* ---- tokens ------------------------------------------------------------------------------------ */
+/* opaque[0] = slot index | slot generation << 32
+ * opaque[1] = epoch | probe << 30 | TOK_VALID
+ * opaque[2] = admission time (ns) when the breaker measures slow calls, else 0 */
+#define TOK_PROBE (1ull << 30)
+#define TOK_VALID (1ull << 31)
+
+static inline uint32_t slot_gen(struct prot_breaker_slot *s)
+{
+	/* acquire: pairs with protd's release store of the slot state */
+	return SLOT_GEN(atomic_load_explicit(&s->state, memory_order_acquire));
+}
+
+/* ---- hidden fast paths (lib/internal.h) -------------------------------------------------------- */
+
+int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
+                      prot_breaker_token *tok)
+{
+	struct bk b;
+	uint32_t e;
+	bool probe;
+
+	if (idx >= seg_count(h, REG_BREAKERS))
+		return -PROT_ENOBREAKER;
+	bk_init(&b, p, h, idx, now_ns);
+	/* the generation before the decision: a slot recycled meanwhile makes the token stale */
+	uint32_t gen = slot_gen(b.s);
+	int r = bk_allow(&b, &e, &probe);
+	if (r < 0)
+		return r;
+	tok->opaque[0] = idx | (uint64_t)gen << 32;
+	tok->opaque[1] = e | (probe ? TOK_PROBE : 0) | TOK_VALID;
+	tok->opaque[2] = b.c.slow_call_ms ? (now_ns ? now_ns : prot_now_ns()) : 0;
+	return 0;
+}
+
+static inline bool is_slow(const struct bk *b, uint64_t duration_ns)
+{
+	return b->c.slow_call_ms && duration_ns > b->c.slow_call_ms * 1000000u;
+}
+
+int breaker_record_idx(prot_t *p, struct prot_shm_header *h, const prot_breaker_token *tok,
+                       int outcome, uint64_t duration_ns, uint64_t now_ns)
+{
+	struct bk b;
+	uint32_t idx = (uint32_t)tok->opaque[0];
+
+	if (!(tok->opaque[1] & TOK_VALID) || (outcome != PROT_OUTCOME_SUCCESS && outcome != PROT_OUTCOME_FAILURE))
+		return -EINVAL;
+	if (idx >= seg_count(h, REG_BREAKERS))
+		return -PROT_ESTALE;
+	bk_init(&b, p, h, idx, now_ns);
+	if (SLOT_STATE(atomic_load_explicit(&b.s->state, memory_order_relaxed)) != SLOT_LIVE ||
+	    slot_gen(b.s) != (uint32_t)(tok->opaque[0] >> 32))
+		return -PROT_ESTALE;
+	if (duration_ns == 0 && tok->opaque[2] != 0) {
+		uint64_t now = now_ns ? now_ns : prot_now_ns();
+		duration_ns = now > tok->opaque[2] ? now - tok->opaque[2] : 0;
+	}
+	bk_record(&b, (uint32_t)tok->opaque[1] & EPOCH_MASK, tok->opaque[1] & TOK_PROBE,
+	          outcome == PROT_OUTCOME_FAILURE || is_slow(&b, duration_ns));
+	return 0;
+}
+
+int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int (*fn)(void *arg),
+                        void *arg, int *fn_result)
+{
+	struct bk b;
+	uint32_t e;
+	bool probe;
+	uint64_t t0 = 0;
+
+	if (idx >= seg_count(h, REG_BREAKERS))
+		return -PROT_ENOBREAKER;
+	bk_init(&b, p, h, idx, 0);
+	int r = bk_allow(&b, &e, &probe);
+	if (r < 0) {
+		if (p)
+			PROT_TEL(p, PROT_TEL_BREAKER_REJECTED, .layer = PROT_LAYER_BREAKER, .result = r,
+			         .key = b.s->name);
+		return r;
+	}
+	if (b.c.slow_call_ms)
+		t0 = prot_now_ns(); /* only then: the closed path reads no clock */
+	int res = fn(arg);
+	uint64_t dur = t0 ? prot_now_ns() - t0 : 0;
+	b.have_now = false; /* fn took time: a failure is stamped when it is recorded */
+	bk_record(&b, e, probe, res < 0 || is_slow(&b, dur));
+	if (p)
+		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = res,
+		         .duration_ns = dur, .key = b.s->name);
+	if (fn_result)
+		*fn_result = res;
+	return res < 0 ? -PROT_EFAILED : 0;
+}
+
+int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
+                       struct prot_breaker_status *out)
+{
+	struct prot_breaker_status st = {0};
+	struct bk b;
+
+	if (idx >= seg_count(h, REG_BREAKERS))
+		return -PROT_ENOBREAKER;
+	bk_init(&b, NULL, h, idx, now_ns ? now_ns : prot_now_ns());
+	struct prot_breaker_slot *s = b.s;
+	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
+	uint64_t since = atomic_load_explicit(&s->since, memory_order_acquire);
+	uint32_t e = w_epoch(w);
+
+	memcpy(st.name, s->name, sizeof st.name);
+	st.name[PROT_NAME_MAX] = '\0';
+	st.state = w_state(w);
+	if (b.c.strategy == PROT_BREAKER_RATE) {
+		uint64_t seen, fails;
+		rate_count(s, b.c.rate_window_calls, &seen, &fails);
+		st.failures_in_window = (uint32_t)fails;
+	} else {
+		st.failures_in_window = melts_count(s, e, st.state != PROT_BREAKER_CLOSED, window_lo(&b));
+	}
+	/* Read-only: a start not yet published (status never writes) reads as "just now". */
+	uint64_t age = since_epoch(since) == e ? since_age_of(since, b.now_ms) : 0;
+	if (e == 0) /* never transitioned: as old as the segment */
+		age = b.now_ms - h->created_ns / 1000000u;
+	if (st.state == PROT_BREAKER_OPEN)
+		st.next_probe_ms = age < b.c.refresh_ms ? b.c.refresh_ms - age : 0;
+	st.last_transition_ms_ago = age;
+	/* statistics: relaxed */
+	st.successes = atomic_load_explicit(&s->successes, memory_order_relaxed);
+	st.failures = atomic_load_explicit(&s->failures, memory_order_relaxed);
+	st.rejections = atomic_load_explicit(&s->rejections, memory_order_relaxed);
+	st.calls = st.successes + st.failures + st.rejections;
+	st.opts = (struct prot_breaker_opts){
+		.strategy = (uint32_t)b.c.strategy, .tolerance = (uint32_t)b.c.tolerance,
+		.window_ms = b.c.window_ms, .refresh_ms = b.c.refresh_ms,
+		.half_open_probes = (uint32_t)b.c.probes, .probe_timeout_ms = b.c.probe_timeout_ms,
+		.slow_call_ms = b.c.slow_call_ms, .rate_threshold_pct = (uint32_t)b.c.rate_threshold_pct,
+		.rate_window_calls = (uint32_t)b.c.rate_window_calls,
+		.rate_min_calls = (uint32_t)b.c.rate_min_calls,
+	};
+	*out = st;
+	return 0;
+}
+
+int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t state)
+{
+	struct bk b;
+
+	if (idx >= seg_count(h, REG_BREAKERS))
+		return -PROT_ENOBREAKER;
+	if (state != PROT_BREAKER_CLOSED && state != PROT_BREAKER_BLOWN)
+		return -EINVAL;
+	bk_init(&b, p, h, idx, 0);
+	bk_force(&b, state, state == PROT_BREAKER_CLOSED ? EV_BREAKER_RESET : EV_BREAKER_BLOWN);
+	return 0;
+}
+
+/* protd's tick: publish missing starts, and start a new probe round for a breaker whose probes
+ * were all taken and never answered. Everything is a CAS that re-checks its premise, so this is
+ * safe from any process and alongside clients. */
+void breaker_tick(struct prot_shm_header *h, uint64_t now_ns)
+{
+	for (uint32_t i = 0, n = seg_count(h, REG_BREAKERS); i < n; i++) {
+		struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, i);
+		if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_acquire)) != SLOT_LIVE)
+			continue;
+		uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
+		if (w_state(w) == PROT_BREAKER_CLOSED && w_epoch(w) == 0)
+			continue; /* never transitioned */
+		struct bk b;
+		bk_init(&b, NULL, h, i, now_ns);
+		uint64_t age = since_age(&s->since, w_epoch(w), b.now_ms);
+		if (w_state(w) != PROT_BREAKER_HALF_OPEN || w_issued(w) < b.c.probes ||
+		    age < b.c.probe_timeout_ms)
+			continue;
+		uint64_t nw = w_make(PROT_BREAKER_HALF_OPEN, w_epoch(w) + 1, 0, 0);
+		if (bk_cas(&b, &w, nw)) {
+			uint64_t lost = w_issued(w) - w_ok(w);
+			atomic_fetch_add_explicit(&s->probes_given_back, lost, memory_order_relaxed);
+			bk_transitioned(&b, nw, 0, lost);
+		}
+	}
+}
+
+/* ---- public API -------------------------------------------------------------------------------- */
+
+/* prot_hdr + name lookup, the common prologue. */
+static int lookup(prot_t *p, const char *name, struct prot_shm_header **h)
+{
+	if (!p || !name)
+		return -EINVAL;
+	*h = prot_hdr(p);
+	return seg_find(*h, REG_BREAKERS, name);
+}
+
+int prot_breaker_execute(prot_t *p, const char *name, int (*fn)(void *arg), void *arg, int *fn_result)
+{
+	struct prot_shm_header *h;
+	int idx = fn ? lookup(p, name, &h) : -EINVAL;
+	return idx < 0 ? idx : breaker_execute_idx(p, h, (uint32_t)idx, fn, arg, fn_result);
+}
+
+int prot_breaker_allow(prot_t *p, const char *name, prot_breaker_token *tok)
+{
+	struct prot_shm_header *h;
+	int idx = tok ? lookup(p, name, &h) : -EINVAL;
+	return idx < 0 ? idx : breaker_allow_idx(p, h, (uint32_t)idx, 0, tok);
+}
+
+int prot_breaker_record(prot_t *p, const prot_breaker_token *tok, int outcome, uint64_t duration_ns)
+{
+	if (!p || !tok)
+		return -EINVAL;
+	return breaker_record_idx(p, prot_hdr(p), tok, outcome, duration_ns, 0);
+}
+
+int prot_breaker_status(prot_t *p, const char *name, struct prot_breaker_status *out)
+{
+	struct prot_shm_header *h;
+	int idx = out ? lookup(p, name, &h) : -EINVAL;
+	return idx < 0 ? idx : breaker_status_idx(h, (uint32_t)idx, 0, out);
+}
+
+int prot_breaker_reset(prot_t *p, const char *name)
+{
+	struct prot_shm_header *h;
+	int idx = lookup(p, name, &h);
+	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, PROT_BREAKER_CLOSED);
+}
+
+int prot_breaker_blow(prot_t *p, const char *name)
+{
+	struct prot_shm_header *h;
+	int idx = lookup(p, name, &h);
+	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, PROT_BREAKER_BLOWN);
+}

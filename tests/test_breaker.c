@@ -1,2 +1,384 @@
+/* test_breaker.c — circuit breakers.
+ *
+ * Suite "core": the state machine alone, on a segment made by hand in anonymous shared memory
+ * (seg_layout + a slot filled as protd would), with an injected clock so that every window and
+ * timeout is exact; forked processes where the point is the race.
+ * Suite "breaker": the whole thing with a real protd, real processes, real time.
+ */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "harness.h"
+#include "internal.h"
+
+#define MS 1000000ull
+
+/* ---- a hand-made segment ---------------------------------------------------------------------- */
+
+static struct prot_shm_header *core_seg(void)
+{
+	struct seg_geometry g = {.max_keys = 1, .max_breakers = 4, .max_pools = 1, .pool_max_slots = 1,
+	                         .pool_max_waiters = 1, .events = 64, .rate_entities = 32};
+	size_t size;
+	cr_assert_eq(seg_layout(&g, NULL, &size), 0);
+	struct prot_shm_header *h = th_shared(size);
+	cr_assert_eq(seg_layout(&g, h, &size), 0);
+	h->magic = PROT_MAGIC;
+	h->abi_version = PROT_ABI_VERSION;
+	h->created_ns = prot_now_ns();
+	return h;
+}
+
+/* As protd publishes a slot: name and config first, then LIVE with release. */
+static void core_breaker(struct prot_shm_header *h, uint32_t idx, const char *name,
+                         const struct prot_breaker_cfg *cfg)
+{
+	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
+	snprintf(s->name, sizeof s->name, "%s", name);
+	s->name_hash = prot_name_hash(name);
+	seq_write_begin(&s->seq);
+	seq_write_words(&s->cfg, cfg, sizeof *cfg / 8);
+	seq_write_end(&s->seq);
+	atomic_store_explicit(&s->state, SLOT_LIVE | 1u << 8, memory_order_release);
+}
+
+static struct prot_breaker_slot *slot(struct prot_shm_header *h, uint32_t idx)
+{
+	return seg_entry(h, REG_BREAKERS, idx);
+}
+
+static uint64_t T0; /* injected clock origin; every test time is T0 + k ms */
+static uint64_t at(uint64_t ms) { return T0 + ms * MS; }
+
+static int allow(struct prot_shm_header *h, uint64_t ms, prot_breaker_token *tok)
+{
+	return breaker_allow_idx(NULL, h, 0, at(ms), tok);
+}
+
+static void record(struct prot_shm_header *h, uint64_t ms, const prot_breaker_token *tok, int outcome)
+{
+	cr_assert_eq(breaker_record_idx(NULL, h, tok, outcome, 0, at(ms)), 0);
+}
+
+/* One whole call at time ms: admitted (1) and recorded with outcome, or rejected (0). */
+static int call(struct prot_shm_header *h, uint64_t ms, int outcome)
+{
+	prot_breaker_token tok;
+	int r = allow(h, ms, &tok);
+	if (r == -PROT_EBLOWN)
+		return 0;
+	cr_assert_eq(r, 0, "allow: %s", prot_strerror(r));
+	record(h, ms, &tok, outcome);
+	return 1;
+}
+
+static uint32_t state_at(struct prot_shm_header *h, uint64_t ms)
+{
+	struct prot_breaker_status st;
+	cr_assert_eq(breaker_status_idx(h, 0, at(ms), &st), 0);
+	return st.state;
+}
+
+static struct prot_shm_header *core_std(uint64_t tolerance, uint64_t window, uint64_t refresh, uint64_t probes)
+{
+	struct prot_shm_header *h = core_seg();
+	struct prot_breaker_cfg c = {.strategy = PROT_BREAKER_STANDARD, .tolerance = tolerance,
+	                             .window_ms = window, .refresh_ms = refresh, .half_open_probes = probes};
+	core_breaker(h, 0, "b", &c);
+	T0 = prot_now_ns();
+	return h;
+}
+
+Test(core, trips_at_exactly_tolerance_plus_one)
+{
+	struct prot_shm_header *h = core_std(3, 1000, 500, 1);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(call(h, 10 * (uint64_t)i, PROT_OUTCOME_FAILURE), 1);
+	cr_assert_eq(state_at(h, 30), PROT_BREAKER_CLOSED);
+	for (int i = 0; i < 50; i++) /* successes do not erase failures */
+		cr_assert_eq(call(h, 40, PROT_OUTCOME_SUCCESS), 1);
+	cr_assert_eq(call(h, 50, PROT_OUTCOME_FAILURE), 1);
+	cr_assert_eq(state_at(h, 50), PROT_BREAKER_OPEN);
+	struct prot_breaker_status st;
+	cr_assert_eq(breaker_status_idx(h, 0, at(60), &st), 0);
+	cr_assert_eq(st.failures_in_window, 4);
+	cr_assert_eq(st.next_probe_ms, 490);
+	cr_assert_eq(st.successes, 50);
+	cr_assert_eq(st.failures, 4);
+}
+
+Test(core, spread_wider_than_window_does_not_trip)
+{
+	struct prot_shm_header *h = core_std(3, 1000, 500, 1);
+	/* 0, 400, 800, 1200, 1600: any four span 1200 ms > window */
+	for (uint64_t t = 0; t <= 1600; t += 400) {
+		cr_assert_eq(call(h, t, PROT_OUTCOME_FAILURE), 1);
+		cr_assert_eq(state_at(h, t), PROT_BREAKER_CLOSED, "tripped at %llu", (unsigned long long)t);
+	}
+	cr_assert_eq(call(h, 1700, PROT_OUTCOME_FAILURE), 1); /* 800, 1200, 1600, 1700 */
+	cr_assert_eq(state_at(h, 1700), PROT_BREAKER_OPEN);
+}
+
+Test(core, tolerance_zero_trips_on_first_failure)
+{
+	struct prot_shm_header *h = core_std(0, 1000, 500, 1);
+	cr_assert_eq(call(h, 0, PROT_OUTCOME_SUCCESS), 1);
+	cr_assert_eq(call(h, 1, PROT_OUTCOME_FAILURE), 1);
+	cr_assert_eq(state_at(h, 1), PROT_BREAKER_OPEN);
+}
+
+static struct prot_shm_header *tripped(uint64_t refresh, uint64_t probes)
+{
+	struct prot_shm_header *h = core_std(1, 1000, refresh, probes);
+	call(h, 0, PROT_OUTCOME_FAILURE);
+	call(h, 0, PROT_OUTCOME_FAILURE);
+	cr_assert_eq(state_at(h, 0), PROT_BREAKER_OPEN);
+	return h;
+}
+
+Test(core, open_rejects_and_late_failures_do_not_extend)
+{
+	struct prot_shm_header *h = core_std(1, 1000, 500, 1);
+	prot_breaker_token late[5];
+	for (int i = 0; i < 5; i++) /* admitted while closed, reported after the trip */
+		cr_assert_eq(allow(h, 0, &late[i]), 0);
+	call(h, 0, PROT_OUTCOME_FAILURE);
+	call(h, 0, PROT_OUTCOME_FAILURE);
+	for (uint64_t t = 0; t < 500; t += 50) {
+		cr_assert_eq(call(h, t, PROT_OUTCOME_FAILURE), 0, "admitted at %llu", (unsigned long long)t);
+		if (t / 100 < 5)
+			record(h, t, &late[t / 100], PROT_OUTCOME_FAILURE);
+	}
+	struct prot_breaker_status st;
+	cr_assert_eq(breaker_status_idx(h, 0, at(450), &st), 0);
+	cr_assert_eq(st.next_probe_ms, 50, "late failures must not move the open period");
+	cr_assert_eq(st.rejections, 10);
+	cr_assert_eq(call(h, 500, PROT_OUTCOME_SUCCESS), 1); /* the probe, exactly at refresh */
+	cr_assert_eq(state_at(h, 500), PROT_BREAKER_CLOSED);
+	/* the failures before the close are forgotten: one more does not trip (tolerance 1) */
+	cr_assert_eq(call(h, 501, PROT_OUTCOME_FAILURE), 1);
+	cr_assert_eq(state_at(h, 501), PROT_BREAKER_CLOSED);
+}
+
+Test(core, half_open_admits_exactly_n_probes)
+{
+	struct prot_shm_header *h = tripped(500, 3);
+	prot_breaker_token tok[3], t;
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(allow(h, 500, &tok[i]), 0);
+	cr_assert_eq(allow(h, 501, &t), -PROT_EBLOWN);
+	cr_assert_eq(state_at(h, 501), PROT_BREAKER_HALF_OPEN);
+	record(h, 502, &tok[0], PROT_OUTCOME_SUCCESS);
+	record(h, 502, &tok[1], PROT_OUTCOME_SUCCESS);
+	cr_assert_eq(state_at(h, 502), PROT_BREAKER_HALF_OPEN);
+	cr_assert_eq(allow(h, 503, &t), -PROT_EBLOWN, "probes taken are not handed out again");
+	record(h, 503, &tok[2], PROT_OUTCOME_SUCCESS);
+	cr_assert_eq(state_at(h, 503), PROT_BREAKER_CLOSED);
+}
+
+Test(core, failed_probe_reopens_with_fresh_refresh)
+{
+	struct prot_shm_header *h = tripped(500, 2);
+	prot_breaker_token a, b;
+	cr_assert_eq(allow(h, 700, &a), 0);
+	cr_assert_eq(allow(h, 700, &b), 0);
+	record(h, 710, &a, PROT_OUTCOME_SUCCESS);
+	record(h, 720, &b, PROT_OUTCOME_FAILURE);
+	cr_assert_eq(state_at(h, 720), PROT_BREAKER_OPEN);
+	cr_assert_eq(call(h, 1219, PROT_OUTCOME_SUCCESS), 0);
+	cr_assert_eq(call(h, 1220, PROT_OUTCOME_SUCCESS), 1);
+	cr_assert_eq(state_at(h, 1220), PROT_BREAKER_HALF_OPEN);
+	cr_assert_eq(call(h, 1221, PROT_OUTCOME_SUCCESS), 1);
+	cr_assert_eq(state_at(h, 1221), PROT_BREAKER_CLOSED);
+}
+
+Test(core, unanswered_probe_is_given_back_after_timeout)
+{
+	struct prot_shm_header *h = tripped(500, 1); /* probe_timeout defaults to refresh */
+	prot_breaker_token lost, t;
+	cr_assert_eq(allow(h, 500, &lost), 0);
+	cr_assert_eq(allow(h, 999, &t), -PROT_EBLOWN);
+	cr_assert_eq(allow(h, 1000, &t), 0, "a new round after the probe timeout");
+	record(h, 1001, &lost, PROT_OUTCOME_FAILURE); /* a verdict of the old round: ignored */
+	cr_assert_eq(state_at(h, 1001), PROT_BREAKER_HALF_OPEN);
+	record(h, 1002, &t, PROT_OUTCOME_SUCCESS);
+	cr_assert_eq(state_at(h, 1002), PROT_BREAKER_CLOSED);
+	cr_assert_eq(atomic_load(&slot(h, 0)->probes_given_back), 1);
+}
+
+Test(core, tick_gives_back_probes_of_an_idle_breaker)
+{
+	struct prot_shm_header *h = tripped(500, 1);
+	prot_breaker_token lost, t;
+	cr_assert_eq(allow(h, 500, &lost), 0);
+	breaker_tick(h, at(999));
+	cr_assert_eq(allow(h, 999, &t), -PROT_EBLOWN);
+	breaker_tick(h, at(1000));
+	cr_assert_eq(atomic_load(&slot(h, 0)->probes_given_back), 1);
+	cr_assert_eq(allow(h, 1000, &t), 0, "the tick handed the probe back");
+	cr_assert_eq(allow(h, 1000, &t), -PROT_EBLOWN);
+}
+
+Test(core, winner_that_never_published_since_does_not_stick)
+{
+	struct prot_shm_header *h = core_std(1, 1000, 500, 1);
+	/* as if a process won CLOSED(0) -> OPEN(1) and died before storing `since` */
+	atomic_store(&slot(h, 0)->word, (uint64_t)PROT_BREAKER_OPEN << 62 | 1ull << 32);
+	prot_breaker_token t;
+	cr_assert_eq(allow(h, 100, &t), -PROT_EBLOWN); /* publishes (1, 100) */
+	cr_assert_eq(allow(h, 599, &t), -PROT_EBLOWN);
+	cr_assert_eq(allow(h, 600, &t), 0);
+}
+
+Test(core, reset_and_blow)
+{
+	struct prot_shm_header *h = tripped(500, 1);
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, PROT_BREAKER_CLOSED), 0);
+	cr_assert_eq(state_at(h, 1), PROT_BREAKER_CLOSED);
+	struct prot_breaker_status st;
+	cr_assert_eq(breaker_status_idx(h, 0, at(1), &st), 0);
+	cr_assert_eq(st.failures_in_window, 0, "reset clears the history");
+	cr_assert_eq(call(h, 1, PROT_OUTCOME_FAILURE), 1);
+	cr_assert_eq(state_at(h, 1), PROT_BREAKER_CLOSED);
+
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, PROT_BREAKER_BLOWN), 0);
+	cr_assert_eq(state_at(h, 1), PROT_BREAKER_BLOWN);
+	cr_assert_eq(call(h, 1000000, PROT_OUTCOME_SUCCESS), 0, "blown stays open past any refresh");
+	breaker_tick(h, at(1000000));
+	cr_assert_eq(state_at(h, 1000000), PROT_BREAKER_BLOWN);
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, PROT_BREAKER_CLOSED), 0);
+	cr_assert_eq(call(h, 1000000, PROT_OUTCOME_SUCCESS), 1);
+}
+
+Test(core, rate_strategy_with_min_calls)
+{
+	struct prot_shm_header *h = core_seg();
+	struct prot_breaker_cfg c = {.strategy = PROT_BREAKER_RATE, .refresh_ms = 500, .rate_threshold_pct = 50,
+	                             .rate_window_calls = 10, .rate_min_calls = 5};
+	core_breaker(h, 0, "r", &c);
+	T0 = prot_now_ns();
+	for (int i = 0; i < 4; i++) /* 100 % failures, but fewer than 5 calls */
+		call(h, 0, PROT_OUTCOME_FAILURE);
+	cr_assert_eq(state_at(h, 0), PROT_BREAKER_CLOSED);
+	call(h, 0, PROT_OUTCOME_SUCCESS); /* 5 calls, 80 % */
+	cr_assert_eq(state_at(h, 0), PROT_BREAKER_OPEN);
+
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, PROT_BREAKER_CLOSED), 0);
+	for (int i = 0; i < 6; i++)
+		call(h, 1, PROT_OUTCOME_SUCCESS);
+	for (int i = 0; i < 4; i++)
+		call(h, 1, PROT_OUTCOME_FAILURE); /* 4 of 10: 40 % */
+	cr_assert_eq(state_at(h, 1), PROT_BREAKER_CLOSED);
+	call(h, 1, PROT_OUTCOME_FAILURE); /* the oldest success drops out: 5 of 10 */
+	cr_assert_eq(state_at(h, 1), PROT_BREAKER_OPEN);
+}
+
+Test(core, slow_calls_count_as_failures)
+{
+	struct prot_shm_header *h = core_seg();
+	struct prot_breaker_cfg c = {.tolerance = 1, .window_ms = 1000, .refresh_ms = 500, .slow_call_ms = 50};
+	core_breaker(h, 0, "s", &c);
+	T0 = prot_now_ns();
+	prot_breaker_token t;
+	cr_assert_eq(allow(h, 0, &t), 0);
+	cr_assert_eq(breaker_record_idx(NULL, h, &t, PROT_OUTCOME_SUCCESS, 50 * MS, at(0)), 0);
+	cr_assert_eq(allow(h, 0, &t), 0);
+	cr_assert_eq(breaker_record_idx(NULL, h, &t, PROT_OUTCOME_SUCCESS, 51 * MS, at(0)), 0);
+	cr_assert_eq(state_at(h, 0), PROT_BREAKER_CLOSED);
+	cr_assert_eq(allow(h, 10, &t), 0); /* duration unknown: measured from the token */
+	cr_assert_eq(breaker_record_idx(NULL, h, &t, PROT_OUTCOME_SUCCESS, 0, at(80)), 0);
+	cr_assert_eq(state_at(h, 80), PROT_BREAKER_OPEN);
+}
+
+Test(core, stale_tokens)
+{
+	struct prot_shm_header *h = core_std(3, 1000, 500, 1);
+	prot_breaker_token t;
+	cr_assert_eq(allow(h, 0, &t), 0);
+	/* protd recycles the slot: a new generation */
+	atomic_store(&slot(h, 0)->state, SLOT_LIVE | 2u << 8);
+	cr_assert_eq(breaker_record_idx(NULL, h, &t, PROT_OUTCOME_FAILURE, 0, at(0)), -PROT_ESTALE);
+	prot_breaker_token zero = {{0}};
+	cr_assert_eq(breaker_record_idx(NULL, h, &zero, PROT_OUTCOME_FAILURE, 0, at(0)), -EINVAL);
+}
+
+/* ---- races between processes on the hand-made segment ------------------------------------------ */
+
+struct race {
+	struct prot_shm_header *h;
+	_Atomic int go;
+	_Atomic int admitted;
+	_Atomic int ready;
+};
+
+static void race_start(struct race *r)
+{
+	atomic_fetch_add(&r->ready, 1);
+	while (!atomic_load(&r->go))
+		__builtin_ia32_pause();
+}
+
+static int melt_once(void *arg, int i)
+{
+	struct race *r = arg;
+	prot_breaker_token t;
+	(void)i;
+	if (breaker_allow_idx(NULL, r->h, 0, at(0), &t) != 0)
+		return 1;
+	race_start(r);
+	return breaker_record_idx(NULL, r->h, &t, PROT_OUTCOME_FAILURE, 0, at(1)) != 0;
+}
+
+static int probe_once(void *arg, int i)
+{
+	struct race *r = arg;
+	prot_breaker_token t;
+	(void)i;
+	race_start(r);
+	if (breaker_allow_idx(NULL, r->h, 0, at(500), &t) == 0)
+		atomic_fetch_add(&r->admitted, 1);
+	return 0;
+}
+
+/* Start n workers that wait at race_start, release them together, wait for all. */
+static void race(struct race *r, int n, int (*fn)(void *, int))
+{
+	pid_t pids[16];
+	for (int i = 0; i < n; i++)
+		pids[i] = th_fork(fn, r, i);
+	uint64_t end = th_now_ms() + 5000;
+	while (atomic_load(&r->ready) < n && th_now_ms() < end)
+		usleep(100);
+	atomic_store(&r->go, 1);
+	for (int i = 0; i < n; i++) {
+		int st;
+		cr_assert_eq(th_wait(pids[i], 5000, &st), 0);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+}
+
+Test(core, concurrent_failures_from_4_processes)
+{
+	for (int tol = 3; tol <= 4; tol++) {
+		struct race *r = th_shared(sizeof *r);
+		r->h = core_std((uint64_t)tol, 1000, 500, 1);
+		race(r, 4, melt_once);
+		cr_assert_eq(state_at(r->h, 1), tol == 3 ? PROT_BREAKER_OPEN : PROT_BREAKER_CLOSED,
+		             "tolerance %d, 4 failures", tol);
+	}
+}
+
+Test(core, eight_processes_race_for_probes)
+{
+	for (uint64_t n = 1; n <= 3; n++) {
+		struct race *r = th_shared(sizeof *r);
+		r->h = tripped(500, n);
+		race(r, 8, probe_once);
+		cr_assert_eq(atomic_load(&r->admitted), (int)n);
+	}
+}
