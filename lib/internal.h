@@ -202,6 +202,22 @@ PROT_HIDDEN uint64_t prot_event_oldest(const struct prot_shm_header *h);
 /* "breaker_open", ... ; "unknown" for a type this build does not know. */
 PROT_HIDDEN const char *prot_event_name(uint32_t type);
 
+/* lib/breaker.c: index-based forms of prot_breaker_* (the facade resolves the index once).
+ * p may be NULL (no telemetry); now_ns 0 = read the clock only if the decision needs it. */
+PROT_HIDDEN int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
+                                  uint64_t now_ns, prot_breaker_token *tok);
+PROT_HIDDEN int breaker_record_idx(prot_t *p, struct prot_shm_header *h,
+                                   const prot_breaker_token *tok, int outcome,
+                                   uint64_t duration_ns, uint64_t now_ns);
+PROT_HIDDEN int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
+                                    int (*fn)(void *arg), void *arg, int *fn_result);
+/* Read-only: works on a read-only mapping. */
+PROT_HIDDEN int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
+                                   struct prot_breaker_status *out);
+/* state: PROT_BREAKER_CLOSED (reset) or PROT_BREAKER_BLOWN (blow). */
+PROT_HIDDEN int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
+                                  uint32_t state);
+
 /* Maintenance entry points that protd calls on its tick (they are also safe to call from any
  * process: every step is a CAS that re-checks what it acts on). */
 PROT_HIDDEN void rate_sweep(struct prot_shm_header *h, uint64_t now_ns, uint64_t *swept);      /* lib/ratelimit.c */
