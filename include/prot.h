@@ -193,6 +193,7 @@ struct prot_breaker_status {
 	uint64_t calls, successes, failures, rejections;
 	uint64_t last_transition_ms_ago;
 	struct prot_breaker_opts opts;
+	uint64_t probes_given_back; /* half-open probes never answered (timeout, death) or cancelled */
 };
 
 /* Create a breaker at runtime (through protd, which stays the only writer of configuration).
