@@ -375,6 +375,18 @@ static void bk_probe_verdict(struct bk *b, uint64_t w, uint32_t e, bool failed)
 	}
 }
 
+/* A probe that never reached the dependency: hand it back to the round at once. */
+static void bk_probe_cancel(struct bk *b, uint32_t e)
+{
+	uint64_t w = atomic_load_explicit(&b->s->word, memory_order_acquire); /* pairs with bk_cas */
+	do {
+		/* issued > ok: this probe is one of the issued ones without a verdict */
+		if (w_epoch(w) != e || w_state(w) != PROT_BREAKER_HALF_OPEN || w_issued(w) <= w_ok(w))
+			return;
+	} while (!bk_cas(b, &w, w - (1u << 16)));
+	atomic_fetch_add_explicit(&b->s->probes_given_back, 1, memory_order_relaxed); /* statistic */
+}
+
 /* The verdict of an admitted call. */
 static void bk_record(struct bk *b, uint32_t e, bool probe, bool failed)
 {
@@ -455,7 +467,7 @@ int breaker_record_idx(prot_t *p, struct prot_shm_header *h, const prot_breaker_
 	struct bk b;
 	uint32_t idx = (uint32_t)tok->opaque[0];
 
-	if (!(tok->opaque[1] & TOK_VALID) || (outcome != PROT_OUTCOME_SUCCESS && outcome != PROT_OUTCOME_FAILURE))
+	if (!(tok->opaque[1] & TOK_VALID) || outcome < PROT_OUTCOME_SUCCESS || outcome > PROT_OUTCOME_CANCEL)
 		return -EINVAL;
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ESTALE;
@@ -463,6 +475,11 @@ int breaker_record_idx(prot_t *p, struct prot_shm_header *h, const prot_breaker_
 	if (SLOT_STATE(atomic_load_explicit(&b.s->state, memory_order_relaxed)) != SLOT_LIVE ||
 	    slot_gen(b.s) != (uint32_t)(tok->opaque[0] >> 32))
 		return -PROT_ESTALE;
+	if (outcome == PROT_OUTCOME_CANCEL) { /* no verdict: nothing is counted */
+		if (tok->opaque[1] & TOK_PROBE)
+			bk_probe_cancel(&b, (uint32_t)tok->opaque[1] & EPOCH_MASK);
+		return 0;
+	}
 	if (duration_ns == 0 && tok->opaque[2] != 0) {
 		uint64_t now = now_ns ? now_ns : prot_now_ns();
 		duration_ns = now > tok->opaque[2] ? now - tok->opaque[2] : 0;
@@ -540,6 +557,7 @@ int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
 	st.failures = atomic_load_explicit(&s->failures, memory_order_relaxed);
 	st.rejections = atomic_load_explicit(&s->rejections, memory_order_relaxed);
 	st.calls = st.successes + st.failures + st.rejections;
+	st.probes_given_back = atomic_load_explicit(&s->probes_given_back, memory_order_relaxed);
 	st.opts = (struct prot_breaker_opts){
 		.strategy = (uint32_t)b.c.strategy, .tolerance = (uint32_t)b.c.tolerance,
 		.window_ms = b.c.window_ms, .refresh_ms = b.c.refresh_ms,

@@ -211,6 +211,24 @@ Test(core, unanswered_probe_is_given_back_after_timeout)
 	cr_assert_eq(atomic_load(&slot(h, 0)->probes_given_back), 1);
 }
 
+Test(core, cancelled_probe_is_given_back_at_once)
+{
+	struct prot_shm_header *h = tripped(500, 1);
+	prot_breaker_token p, t;
+	cr_assert_eq(allow(h, 500, &p), 0);
+	cr_assert_eq(allow(h, 501, &t), -PROT_EBLOWN);
+	record(h, 502, &p, PROT_OUTCOME_CANCEL);
+	record(h, 502, &p, PROT_OUTCOME_CANCEL); /* twice: still one probe back, not two */
+	cr_assert_eq(allow(h, 503, &t), 0);
+	cr_assert_eq(allow(h, 503, &p), -PROT_EBLOWN);
+	record(h, 504, &t, PROT_OUTCOME_SUCCESS);
+	cr_assert_eq(state_at(h, 504), PROT_BREAKER_CLOSED);
+	struct prot_breaker_status st;
+	cr_assert_eq(breaker_status_idx(h, 0, at(504), &st), 0);
+	cr_assert_eq(st.successes, 1);
+	cr_assert_eq(st.failures, 2, "the two failures that tripped it; a cancel counts nothing");
+}
+
 Test(core, tick_gives_back_probes_of_an_idle_breaker)
 {
 	struct prot_shm_header *h = tripped(500, 1);
