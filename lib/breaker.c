@@ -56,6 +56,7 @@
  * start is always obtainable (see `since`), so the timeout always expires.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "internal.h"
@@ -143,9 +144,8 @@ _Static_assert(offsetof(struct prot_breaker_cfg, rate_min_calls) == (CFG_WORDS -
 
 /* A consistent copy (seqlock), with the documented defaults filled in and values clamped to
  * what the slot can hold: protd validates, but the segment is not trusted blindly. */
-static void cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
+static void cfg_normalize(struct bcfg *c)
 {
-	seq_read(&s->seq, &s->cfg, c, CFG_WORDS);
 	if (c->strategy != PROT_BREAKER_RATE)
 		c->strategy = PROT_BREAKER_STANDARD;
 	if (c->tolerance > BREAKER_MELT_RING - 1)
@@ -162,6 +162,12 @@ static void cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
 		c->rate_window_calls = c->rate_window_calls ? BREAKER_RATE_BITS : 100;
 	if (c->rate_min_calls == 0)
 		c->rate_min_calls = c->rate_window_calls;
+}
+
+static void cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
+{
+	seq_read(&s->seq, &s->cfg, c, CFG_WORDS);
+	cfg_normalize(c);
 }
 
 /* ---- one operation on one slot ---------------------------------------------------------------- */
@@ -661,4 +667,87 @@ int prot_breaker_blow(prot_t *p, const char *name)
 	struct prot_shm_header *h;
 	int idx = lookup(p, name, &h);
 	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, PROT_BREAKER_BLOWN);
+}
+
+/* Runtime creation goes through protd, the only writer of configuration. The request uses the
+ * option names of an INI [breaker] section (daemon/config.c validates it with the INI's rules):
+ *   breaker-create NAME strategy=standard|rate refresh=Nms half_open_probes=N probe_timeout=Nms
+ *                  slow_call=Nms  + tolerance=N window=Nms (standard)
+ *                                 | rate_threshold=N rate_window_calls=N [rate_min_calls=N] (rate)
+ * If the breaker exists, protd refuses with PROT_EEXIST; that is success when its options are the
+ * ones asked for (the documented contract), which this side checks on the live slot. */
+static int create_request(char *buf, size_t n, const char *name, const struct prot_breaker_opts *o)
+{
+	bool rate = o->strategy == PROT_BREAKER_RATE;
+	int len = snprintf(buf, n,
+	                   "breaker-create %s strategy=%s refresh=%" PRIu64 "ms half_open_probes=%" PRIu32
+	                   " probe_timeout=%" PRIu64 "ms slow_call=%" PRIu64 "ms",
+	                   name, rate ? "rate" : "standard", o->refresh_ms,
+	                   o->half_open_probes ? o->half_open_probes : 1, o->probe_timeout_ms,
+	                   o->slow_call_ms);
+	if (len > 0 && (size_t)len < n) {
+		if (!rate)
+			len += snprintf(buf + len, n - (size_t)len, " tolerance=%" PRIu32 " window=%" PRIu64 "ms",
+			                o->tolerance, o->window_ms);
+		else
+			len += snprintf(buf + len, n - (size_t)len,
+			                " rate_threshold=%" PRIu32 " rate_window_calls=%" PRIu32, o->rate_threshold_pct,
+			                o->rate_window_calls);
+	}
+	if (len > 0 && (size_t)len < n && rate && o->rate_min_calls)
+		len += snprintf(buf + len, n - (size_t)len, " rate_min_calls=%" PRIu32, o->rate_min_calls);
+	return len > 0 && (size_t)len < n ? 0 : -PROT_ETOOLONG;
+}
+
+static void cfg_of_opts(const struct prot_breaker_opts *o, struct bcfg *c)
+{
+	*c = (struct bcfg){
+		.strategy = o->strategy, .tolerance = o->tolerance, .window_ms = o->window_ms,
+		.refresh_ms = o->refresh_ms, .probes = o->half_open_probes,
+		.probe_timeout_ms = o->probe_timeout_ms, .slow_call_ms = o->slow_call_ms,
+		.rate_threshold_pct = o->rate_threshold_pct, .rate_window_calls = o->rate_window_calls,
+		.rate_min_calls = o->rate_min_calls,
+	};
+	cfg_normalize(c);
+}
+
+/* Keep only what the strategy uses: the others are whatever defaults protd chose. */
+static void cfg_relevant(struct bcfg *c)
+{
+	if (c->strategy == PROT_BREAKER_RATE)
+		c->tolerance = c->window_ms = 0;
+	else
+		c->rate_threshold_pct = c->rate_window_calls = c->rate_min_calls = 0;
+}
+
+/* 0 when breaker NAME exists with options o, else PROT_EEXIST (or the lookup's error). */
+static int same_breaker(prot_t *p, const char *name, const struct prot_breaker_opts *o)
+{
+	struct prot_shm_header *h;
+	struct bcfg want, have;
+	int idx = lookup(p, name, &h);
+
+	if (idx < 0)
+		return idx;
+	cfg_of_opts(o, &want);
+	cfg_read(seg_entry(h, REG_BREAKERS, (uint32_t)idx), &have);
+	cfg_relevant(&want);
+	cfg_relevant(&have);
+	return memcmp(&want, &have, sizeof want) == 0 ? 0 : -PROT_EEXIST;
+}
+
+int prot_breaker_create(prot_t *p, const char *name, const struct prot_breaker_opts *opts)
+{
+	char req[512], reply[256];
+
+	if (!p || !name || !opts || !*name || strpbrk(name, " \t\r\n="))
+		return -EINVAL;
+	if (strlen(name) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	int r = create_request(req, sizeof req, name, opts);
+	if (r == 0) {
+		prot_hdr(p);
+		r = prot_control(p, req, reply, sizeof reply);
+	}
+	return r == -PROT_EEXIST ? same_breaker(p, name, opts) : r;
 }

@@ -202,6 +202,11 @@ PROT_HIDDEN uint64_t prot_event_oldest(const struct prot_shm_header *h);
 /* "breaker_open", ... ; "unknown" for a type this build does not know. */
 PROT_HIDDEN const char *prot_event_name(uint32_t type);
 
+/* lib/control.c: one request over protd's control socket ("breaker-create NAME k=v ...",
+ * "set KEY k=v ..."); protd's reply text goes to reply (n bytes, NUL-terminated). Returns 0 or a
+ * negative error (PROT_ENOTCONNECTED when protd cannot be reached). */
+PROT_HIDDEN int prot_control(prot_t *p, const char *request, char *reply, size_t n);
+
 /* lib/breaker.c: index-based forms of prot_breaker_* (the facade resolves the index once).
  * p may be NULL (no telemetry); now_ns 0 = read the clock only if the decision needs it. */
 PROT_HIDDEN int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,

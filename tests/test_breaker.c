@@ -400,3 +400,434 @@ Test(core, eight_processes_race_for_probes)
 		cr_assert_eq(atomic_load(&r->admitted), (int)n);
 	}
 }
+
+/* ---- with a real protd ---------------------------------------------------------------------------- */
+
+struct env {
+	pid_t protd;
+	const char *seg, *ini;
+	prot_t *p;
+	/* shared with forked children */
+	_Atomic int fn_calls;
+	_Atomic int admitted;
+	_Atomic int ready, go;
+	_Atomic int holding; /* the pid of a child that holds a probe */
+};
+
+static const char ini_head[] = "[segment]\nmax_keys = 4\nmax_breakers = 8\nmax_pools = 1\n"
+                               "pool_max_slots = 4\npool_max_waiters = 4\nrate_entities = 64\n"
+                               "events = 256\n\n[daemon]\ntick = 10ms\n\n";
+
+/* protd with the given [breaker] sections, and a handle on its segment. */
+static struct env *start(const char *sections)
+{
+	struct env *e = th_shared(sizeof *e);
+	e->seg = th_segname("brk");
+	e->ini = th_write_file("protd.ini", "%s%s", ini_head, sections);
+	e->protd = th_protd_start(e->ini, e->seg, NULL);
+	e->p = th_open(e->seg, 2000);
+	return e;
+}
+
+static void stop(struct env *e)
+{
+	prot_close(e->p);
+	th_protd_stop(e->protd);
+}
+
+static int fn_fail(void *arg)
+{
+	struct env *e = arg;
+	atomic_fetch_add(&e->fn_calls, 1);
+	return -5;
+}
+
+static int fn_ok(void *arg)
+{
+	struct env *e = arg;
+	atomic_fetch_add(&e->fn_calls, 1);
+	return 7;
+}
+
+static uint32_t bstate(struct env *e, const char *name)
+{
+	struct prot_breaker_status st;
+	int r = prot_breaker_status(e->p, name, &st);
+	cr_assert_eq(r, 0, "status %s: %s", name, prot_strerror(r));
+	return st.state;
+}
+
+static struct prot_breaker_status bstatus(struct env *e, const char *name)
+{
+	struct prot_breaker_status st;
+	int r = prot_breaker_status(e->p, name, &st);
+	cr_assert_eq(r, 0, "status %s: %s", name, prot_strerror(r));
+	return st;
+}
+
+/* A child: one failing call through breaker "b" (the parent's handle, inherited by fork). */
+static int child_fail(void *arg, int i)
+{
+	struct env *e = arg;
+	int res = 0;
+	(void)i;
+	return prot_breaker_execute(e->p, "b", fn_fail, e, &res) == -PROT_EFAILED && res == -5 ? 0 : 1;
+}
+
+Test(breaker, trips_at_tolerance_plus_one_from_4_processes)
+{
+	struct env *e = start("[breaker b]\ntolerance = 3\nwindow = 10s\nrefresh = 10s\n");
+	for (int i = 0; i < 3; i++) {
+		th_fork_n(1, child_fail, e, 5000); /* one process each */
+		cr_assert_eq(bstate(e, "b"), PROT_BREAKER_CLOSED, "tripped after %d failures", i + 1);
+	}
+	th_fork_n(1, child_fail, e, 5000);
+	struct prot_breaker_status st = bstatus(e, "b");
+	cr_assert_eq(st.state, PROT_BREAKER_OPEN);
+	cr_assert_eq(st.failures, 4);
+	cr_assert_eq(st.failures_in_window, 4);
+	stop(e);
+}
+
+Test(breaker, concurrent_failures_from_4_processes_trip)
+{
+	struct env *e = start("[breaker b]\ntolerance = 3\nwindow = 10s\nrefresh = 10s\n");
+	th_fork_n(4, child_fail, e, 5000);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_OPEN);
+	stop(e);
+}
+
+Test(breaker, failures_spread_wider_than_window_do_not_trip)
+{
+	/* any 3 consecutive failures span >= 400 ms > window; delays only spread them more */
+	struct env *e = start("[breaker b]\ntolerance = 2\nwindow = 300ms\nrefresh = 10s\n");
+	for (int i = 0; i < 6; i++) {
+		if (i)
+			usleep(200 * 1000);
+		th_fork_n(1, child_fail, e, 5000);
+		cr_assert_eq(bstate(e, "b"), PROT_BREAKER_CLOSED, "tripped at failure %d", i + 1);
+	}
+	stop(e);
+}
+
+/* Trip breaker NAME with tolerance+1 failures from this process. */
+static void trip(struct env *e, const char *name)
+{
+	struct prot_breaker_status st = bstatus(e, name);
+	for (uint32_t i = 0; i <= st.opts.tolerance; i++)
+		cr_assert_eq(prot_breaker_execute(e->p, name, fn_fail, e, NULL), -PROT_EFAILED);
+	cr_assert_eq(bstate(e, name), PROT_BREAKER_OPEN);
+}
+
+static bool probe_due(void *arg)
+{
+	struct env *e = arg;
+	struct prot_breaker_status st = bstatus(e, "b");
+	return st.state == PROT_BREAKER_OPEN && st.next_probe_ms == 0;
+}
+
+Test(breaker, open_rejects_without_calling_fn_and_melts_do_not_extend)
+{
+	struct env *e = start("[breaker b]\ntolerance = 1\nwindow = 10s\nrefresh = 600ms\n");
+	prot_breaker_token late[3];
+	for (int i = 0; i < 3; i++) /* admitted while closed, reported while open */
+		cr_assert_eq(prot_breaker_allow(e->p, "b", &late[i]), 0);
+	trip(e, "b");
+	uint64_t t_trip = th_now_ms();
+	int before = atomic_load(&e->fn_calls);
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), -PROT_EBLOWN);
+	cr_assert_eq(atomic_load(&e->fn_calls), before, "fn ran while open");
+	usleep(300 * 1000);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(prot_breaker_record(e->p, &late[i], PROT_OUTCOME_FAILURE, 0), 0);
+	struct prot_breaker_status st = bstatus(e, "b");
+	uint64_t elapsed = th_now_ms() - t_trip;
+	cr_assert_eq(st.state, PROT_BREAKER_OPEN);
+	cr_assert(st.next_probe_ms <= 600 - (elapsed < 600 ? elapsed : 600) + 1,
+	          "open period moved: %llu ms left after %llu ms", (unsigned long long)st.next_probe_ms,
+	          (unsigned long long)elapsed);
+	cr_assert_geq(st.rejections, 100);
+	cr_assert(th_until(probe_due, e, 2000));
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), 0);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_CLOSED);
+	stop(e);
+}
+
+/* A child racing for a probe: takes it (if it can) and holds it without a verdict. */
+static int child_probe(void *arg, int i)
+{
+	struct env *e = arg;
+	prot_breaker_token t;
+	(void)i;
+	atomic_fetch_add(&e->ready, 1);
+	uint64_t end = th_now_ms() + 5000;
+	while (!atomic_load(&e->go))
+		if (th_now_ms() > end)
+			return 1;
+	int r = prot_breaker_allow(e->p, "b", &t);
+	if (r == 0)
+		atomic_fetch_add(&e->admitted, 1);
+	return r == 0 || r == -PROT_EBLOWN ? 0 : 1;
+}
+
+static bool all_ready(void *arg)
+{
+	struct env *e = arg;
+	return atomic_load(&e->ready) == 8;
+}
+
+Test(breaker, exactly_n_probes_across_8_processes)
+{
+	struct env *e = start("[breaker b]\ntolerance = 0\nwindow = 10s\nrefresh = 200ms\n"
+	                      "half_open_probes = 3\nprobe_timeout = 30s\n");
+	trip(e, "b");
+	cr_assert(th_until(probe_due, e, 2000));
+	pid_t pids[8];
+	for (int i = 0; i < 8; i++)
+		pids[i] = th_fork(child_probe, e, i);
+	cr_assert(th_until(all_ready, e, 5000));
+	atomic_store(&e->go, 1);
+	for (int i = 0; i < 8; i++) {
+		int st;
+		cr_assert_eq(th_wait(pids[i], 5000, &st), 0);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	cr_assert_eq(atomic_load(&e->admitted), 3);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_HALF_OPEN);
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), -PROT_EBLOWN);
+	stop(e);
+}
+
+Test(breaker, successful_probe_closes_failed_probe_reopens)
+{
+	struct env *e = start("[breaker b]\ntolerance = 0\nwindow = 10s\nrefresh = 200ms\n");
+	trip(e, "b");
+	cr_assert(th_until(probe_due, e, 2000));
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_fail, e, NULL), -PROT_EFAILED);
+	struct prot_breaker_status st = bstatus(e, "b");
+	cr_assert_eq(st.state, PROT_BREAKER_OPEN, "a failed probe re-opens");
+	cr_assert_gt(st.next_probe_ms, 100, "with a fresh refresh period");
+	cr_assert(th_until(probe_due, e, 2000));
+	int res = 0;
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, &res), 0);
+	cr_assert_eq(res, 7);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_CLOSED);
+	stop(e);
+}
+
+static int child_hold_probe(void *arg, int i)
+{
+	struct env *e = arg;
+	prot_breaker_token t;
+	(void)i;
+	if (prot_breaker_allow(e->p, "b", &t) != 0)
+		return 1;
+	atomic_store(&e->holding, 1);
+	for (;;)
+		pause(); /* until SIGKILL */
+}
+
+static bool holding(void *arg)
+{
+	return atomic_load(&((struct env *)arg)->holding) != 0;
+}
+
+static bool probe_admitted(void *arg)
+{
+	struct env *e = arg;
+	return prot_breaker_execute(e->p, "b", fn_ok, e, NULL) == 0;
+}
+
+static bool given_back(void *arg)
+{
+	return bstatus(arg, "b").probes_given_back > 0;
+}
+
+static void kill9_probe_holder(struct env *e)
+{
+	trip(e, "b");
+	cr_assert(th_until(probe_due, e, 2000));
+	pid_t child = th_fork(child_hold_probe, e, 0);
+	cr_assert(th_until(holding, e, 5000));
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_HALF_OPEN);
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), -PROT_EBLOWN);
+	kill(child, SIGKILL);
+	cr_assert_eq(th_wait(child, 5000, NULL), 0);
+}
+
+Test(breaker, kill9_of_probe_holder_recovers_within_probe_timeout)
+{
+	struct env *e = start("[breaker b]\ntolerance = 0\nwindow = 10s\nrefresh = 100ms\n"
+	                      "probe_timeout = 300ms\n");
+	kill9_probe_holder(e);
+	cr_assert(th_until(probe_admitted, e, 2000), "still stuck half-open");
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_CLOSED);
+	stop(e);
+}
+
+Test(breaker, protd_tick_gives_back_an_idle_probe)
+{
+	struct env *e = start("[breaker b]\ntolerance = 0\nwindow = 10s\nrefresh = 100ms\n"
+	                      "probe_timeout = 300ms\n");
+	kill9_probe_holder(e);
+	cr_assert(th_until(given_back, e, 2000), "protd did not hand the probe back");
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_HALF_OPEN);
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), 0);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_CLOSED);
+	stop(e);
+}
+
+Test(breaker, reset_and_blow)
+{
+	struct env *e = start("[breaker b]\ntolerance = 1\nwindow = 10s\nrefresh = 100ms\n");
+	trip(e, "b");
+	cr_assert_eq(prot_breaker_reset(e->p, "b"), 0);
+	struct prot_breaker_status st = bstatus(e, "b");
+	cr_assert_eq(st.state, PROT_BREAKER_CLOSED);
+	cr_assert_eq(st.failures_in_window, 0);
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_fail, e, NULL), -PROT_EFAILED);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_CLOSED, "reset cleared the history");
+
+	cr_assert_eq(prot_breaker_blow(e->p, "b"), 0);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_BLOWN);
+	usleep(300 * 1000); /* three refresh periods: a blown breaker does not half-open */
+	int before = atomic_load(&e->fn_calls);
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), -PROT_EBLOWN);
+	cr_assert_eq(atomic_load(&e->fn_calls), before);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_BLOWN);
+	cr_assert_eq(prot_breaker_reset(e->p, "b"), 0);
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), 0);
+	cr_assert_eq(prot_breaker_reset(e->p, "nope"), -PROT_ENOBREAKER);
+	stop(e);
+}
+
+Test(breaker, protctl_show_reset_blow)
+{
+	struct env *e = start("[breaker b]\ntolerance = 1\nwindow = 10s\nrefresh = 10s\n"
+	                      "[breaker c]\nstrategy = rate\nrate_threshold = 50%\nrate_window_calls = 10\n"
+	                      "refresh = 1s\n");
+	struct th_out *o = th_shared(sizeof *o);
+	cr_assert_eq(th_protctl(o, e->seg, "breaker", "blow", "b", NULL), 0, "%s", o->err);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_BLOWN);
+	cr_assert_eq(th_protctl(o, e->seg, "breaker", "show", NULL), 0, "%s", o->err);
+	cr_assert(strstr(o->out, "blown") && strstr(o->out, "closed"), "%s", o->out);
+	cr_assert_eq(th_protctl(o, e->seg, "--json", "breaker", "show", "b", NULL), 0, "%s", o->err);
+	cr_assert(strstr(o->out, "\"name\":\"b\"") && strstr(o->out, "\"state\":\"blown\""), "%s", o->out);
+	cr_assert_eq(th_protctl(o, e->seg, "--json", "breaker", "show", NULL), 0, "%s", o->err);
+	cr_assert(strstr(o->out, "\"breakers\":[") && strstr(o->out, "\"name\":\"c\"") &&
+	          strstr(o->out, "\"strategy\":\"rate\""), "%s", o->out);
+	cr_assert_eq(th_protctl(o, e->seg, "breaker", "reset", "b", NULL), 0, "%s", o->err);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_CLOSED);
+	cr_assert_eq(th_protctl(o, e->seg, "breaker", "reset", "nope", NULL), 1);
+	cr_assert_eq(th_protctl(o, e->seg, "breaker", "show", "nope", NULL), 1);
+	cr_assert_eq(th_protctl(o, e->seg, "breaker", "reset", NULL), 2);
+	stop(e);
+}
+
+Test(breaker, rate_strategy_with_min_calls)
+{
+	struct env *e = start("[breaker r]\nstrategy = rate\nrate_threshold = 50%\nrate_window_calls = 10\n"
+	                      "rate_min_calls = 6\nrefresh = 10s\n");
+	for (int i = 0; i < 5; i++) /* 100 % failures but fewer than 6 calls */
+		cr_assert_eq(prot_breaker_execute(e->p, "r", fn_fail, e, NULL), -PROT_EFAILED);
+	cr_assert_eq(bstate(e, "r"), PROT_BREAKER_CLOSED);
+	cr_assert_eq(prot_breaker_execute(e->p, "r", fn_ok, e, NULL), 0); /* 6 calls, 83 % */
+	cr_assert_eq(bstate(e, "r"), PROT_BREAKER_OPEN);
+
+	cr_assert_eq(prot_breaker_reset(e->p, "r"), 0);
+	for (int i = 0; i < 6; i++)
+		cr_assert_eq(prot_breaker_execute(e->p, "r", fn_ok, e, NULL), 0);
+	for (int i = 0; i < 4; i++) /* 4 of 10 */
+		prot_breaker_execute(e->p, "r", fn_fail, e, NULL);
+	struct prot_breaker_status st = bstatus(e, "r");
+	cr_assert_eq(st.state, PROT_BREAKER_CLOSED);
+	cr_assert_eq(st.failures_in_window, 4);
+	prot_breaker_execute(e->p, "r", fn_fail, e, NULL); /* 5 of the last 10: 50 % */
+	cr_assert_eq(bstate(e, "r"), PROT_BREAKER_OPEN);
+	stop(e);
+}
+
+static int fn_slow(void *arg)
+{
+	(void)arg;
+	usleep(80 * 1000);
+	return 0;
+}
+
+Test(breaker, slow_calls_count_as_failures)
+{
+	struct env *e = start("[breaker s]\ntolerance = 1\nwindow = 10s\nrefresh = 10s\nslow_call = 40ms\n");
+	int res = -1;
+	cr_assert_eq(prot_breaker_execute(e->p, "s", fn_slow, e, &res), 0, "fn itself succeeded");
+	cr_assert_eq(res, 0);
+	cr_assert_eq(bstate(e, "s"), PROT_BREAKER_CLOSED);
+	prot_breaker_token t;
+	cr_assert_eq(prot_breaker_allow(e->p, "s", &t), 0);
+	cr_assert_eq(prot_breaker_record(e->p, &t, PROT_OUTCOME_SUCCESS, 10 * MS), 0); /* fast */
+	cr_assert_eq(bstate(e, "s"), PROT_BREAKER_CLOSED);
+	cr_assert_eq(prot_breaker_allow(e->p, "s", &t), 0);
+	cr_assert_eq(prot_breaker_record(e->p, &t, PROT_OUTCOME_SUCCESS, 41 * MS), 0); /* slow */
+	struct prot_breaker_status st = bstatus(e, "s");
+	cr_assert_eq(st.state, PROT_BREAKER_OPEN);
+	cr_assert_eq(st.failures, 2);
+	cr_assert_eq(st.successes, 1);
+	stop(e);
+}
+
+static int child_sees_runtime(void *arg, int i)
+{
+	struct env *e = arg;
+	prot_t *p;
+	struct prot_breaker_status st;
+	(void)i;
+	if (prot_open(e->seg, 0, &p) != 0)
+		return 1;
+	int ok = prot_breaker_status(p, "rt", &st) == 0 && st.opts.tolerance == 2 &&
+	         st.opts.window_ms == 5000 && st.opts.refresh_ms == 700;
+	for (int k = 0; ok && k < 3; k++)
+		ok = prot_breaker_execute(p, "rt", fn_fail, e, NULL) == -PROT_EFAILED;
+	prot_close(p);
+	return ok ? 0 : 2;
+}
+
+Test(breaker, created_at_runtime_is_seen_by_another_process)
+{
+	struct env *e = start("[breaker b]\ntolerance = 1\nwindow = 10s\nrefresh = 10s\n");
+	struct prot_breaker_opts o = {.tolerance = 2, .window_ms = 5000, .refresh_ms = 700};
+	cr_assert_eq(prot_breaker_status(e->p, "rt", &(struct prot_breaker_status){0}), -PROT_ENOBREAKER);
+	int r = prot_breaker_create(e->p, "rt", &o);
+	cr_assert_eq(r, 0, "create: %s", prot_strerror(r));
+	th_fork_n(1, child_sees_runtime, e, 5000);
+	cr_assert_eq(bstate(e, "rt"), PROT_BREAKER_OPEN, "the child's 3 failures tripped it");
+	cr_assert_eq(prot_breaker_create(e->p, "rt", &o), 0, "same options: not an error");
+	o.tolerance = 5;
+	cr_assert_eq(prot_breaker_create(e->p, "rt", &o), -PROT_EEXIST);
+	stop(e);
+}
+
+static bool tolerance_is_3(void *arg)
+{
+	return bstatus(arg, "b").opts.tolerance == 3;
+}
+
+Test(breaker, reload_changing_tolerance_keeps_state)
+{
+	struct env *e = start("[breaker b]\ntolerance = 5\nwindow = 30s\nrefresh = 30s\n"
+	                      "[breaker o]\ntolerance = 0\nwindow = 30s\nrefresh = 30s\n");
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(prot_breaker_execute(e->p, "b", fn_fail, e, NULL), -PROT_EFAILED);
+	trip(e, "o");
+	th_write_file("protd.ini", "%s[breaker b]\ntolerance = 3\nwindow = 30s\nrefresh = 30s\n"
+	              "[breaker o]\ntolerance = 1\nwindow = 30s\nrefresh = 30s\n", ini_head);
+	cr_assert_eq(kill(e->protd, SIGHUP), 0);
+	cr_assert(th_until(tolerance_is_3, e, 3000), "reload not applied");
+	struct prot_breaker_status st = bstatus(e, "b");
+	cr_assert_eq(st.state, PROT_BREAKER_CLOSED);
+	cr_assert_eq(st.failures_in_window, 3, "the history survived the reload");
+	cr_assert_eq(st.failures, 3);
+	cr_assert_eq(bstate(e, "o"), PROT_BREAKER_OPEN, "an open breaker stays open");
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_fail, e, NULL), -PROT_EFAILED);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_OPEN, "4 > new tolerance 3");
+	stop(e);
+}
