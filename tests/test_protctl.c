@@ -1,2 +1,443 @@
+/* test_protctl.c — protctl as a user runs it: exit codes and messages for every kind of mistake,
+ * --json that a strict parser accepts (even with hostile names in the segment), read-only attach
+ * for a user with read permission only, events --follow ending on SIGTERM. Runs the real binary
+ * ($PROTCTL) against crafted segments and against a real protd. */
 #include <criterion/criterion.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "craft.h"
 #include "harness.h"
+
+/* ---- a strict JSON validator (RFC 8259) -------------------------------------------------------- */
+
+struct js {
+	const char *s;
+	int depth;
+};
+
+static bool js_value(struct js *j);
+
+static void js_ws(struct js *j)
+{
+	while (*j->s == ' ' || *j->s == '\t' || *j->s == '\n' || *j->s == '\r')
+		j->s++;
+}
+
+static bool js_lit(struct js *j, const char *lit)
+{
+	size_t n = strlen(lit);
+	if (strncmp(j->s, lit, n) != 0)
+		return false;
+	j->s += n;
+	return true;
+}
+
+static bool js_utf8(struct js *j)
+{
+	const unsigned char *u = (const unsigned char *)j->s;
+	int n = u[0] >= 0xf0 && u[0] <= 0xf4 ? 4 : u[0] >= 0xe0 && u[0] < 0xf0 ? 3 : u[0] >= 0xc2 && u[0] < 0xe0 ? 2 : 0;
+	if (!n)
+		return false;
+	for (int i = 1; i < n; i++)
+		if ((u[i] & 0xc0) != 0x80)
+			return false;
+	if ((n == 3 && u[0] == 0xe0 && u[1] < 0xa0) || (n == 3 && u[0] == 0xed && u[1] >= 0xa0) ||
+	    (n == 4 && u[0] == 0xf0 && u[1] < 0x90) || (n == 4 && u[0] == 0xf4 && u[1] >= 0x90))
+		return false;
+	j->s += n;
+	return true;
+}
+
+static bool js_string(struct js *j)
+{
+	if (*j->s != '"')
+		return false;
+	j->s++;
+	for (;;) {
+		unsigned char ch = (unsigned char)*j->s;
+		if (ch == '"') {
+			j->s++;
+			return true;
+		}
+		if (ch < 0x20)
+			return false; /* includes the end of the text */
+		if (ch == '\\') {
+			j->s++;
+			if (*j->s == 'u') {
+				for (int i = 1; i <= 4; i++)
+					if (!strchr("0123456789abcdefABCDEF", j->s[i]) || !j->s[i])
+						return false;
+				j->s += 5;
+			} else if (*j->s && strchr("\"\\/bfnrt", *j->s)) {
+				j->s++;
+			} else {
+				return false;
+			}
+		} else if (ch >= 0x80) {
+			if (!js_utf8(j))
+				return false;
+		} else {
+			j->s++;
+		}
+	}
+}
+
+static bool js_digits(struct js *j)
+{
+	if (*j->s < '0' || *j->s > '9')
+		return false;
+	while (*j->s >= '0' && *j->s <= '9')
+		j->s++;
+	return true;
+}
+
+static bool js_number(struct js *j)
+{
+	if (*j->s == '-')
+		j->s++;
+	if (*j->s == '0')
+		j->s++;
+	else if (!js_digits(j))
+		return false;
+	if (*j->s == '.') {
+		j->s++;
+		if (!js_digits(j))
+			return false;
+	}
+	if (*j->s == 'e' || *j->s == 'E') {
+		j->s++;
+		if (*j->s == '+' || *j->s == '-')
+			j->s++;
+		if (!js_digits(j))
+			return false;
+	}
+	return true;
+}
+
+/* Members of an object (pair = true) or elements of an array, after the opening bracket. */
+static bool js_seq(struct js *j, char close, bool pair)
+{
+	js_ws(j);
+	if (*j->s == close) {
+		j->s++;
+		return true;
+	}
+	for (;;) {
+		js_ws(j);
+		if (pair) {
+			if (!js_string(j))
+				return false;
+			js_ws(j);
+			if (*j->s++ != ':')
+				return false;
+		}
+		if (!js_value(j))
+			return false;
+		js_ws(j);
+		if (*j->s == close) {
+			j->s++;
+			return true;
+		}
+		if (*j->s++ != ',')
+			return false;
+	}
+}
+
+static bool js_value(struct js *j)
+{
+	bool ok;
+	js_ws(j);
+	if (++j->depth > 64)
+		return false;
+	switch (*j->s) {
+	case '{': j->s++; ok = js_seq(j, '}', true); break;
+	case '[': j->s++; ok = js_seq(j, ']', false); break;
+	case '"': ok = js_string(j); break;
+	case 't': ok = js_lit(j, "true"); break;
+	case 'f': ok = js_lit(j, "false"); break;
+	case 'n': ok = js_lit(j, "null"); break;
+	default: ok = js_number(j); break;
+	}
+	j->depth--;
+	return ok;
+}
+
+/* One JSON text, with nothing but whitespace around it. */
+static bool json_valid(const char *text)
+{
+	struct js j = {text, 0};
+	if (!js_value(&j))
+		return false;
+	js_ws(&j);
+	return *j.s == '\0';
+}
+
+Test(protctl, the_validator_is_strict)
+{
+	cr_assert(json_valid("{\"a\": [1, -2.5e3, true, null, \"x\\u00e9\\n\"]}\n"));
+	cr_assert(json_valid("\"caf\xc3\xa9\""));
+	cr_assert(!json_valid("{\"a\": 1,}"));
+	cr_assert(!json_valid("{\"a\" 1}"));
+	cr_assert(!json_valid("[01]"));
+	cr_assert(!json_valid("\"tab\there\""));
+	cr_assert(!json_valid("\"\xff\""));
+	cr_assert(!json_valid("\"\\x\""));
+	cr_assert(!json_valid("{} {}"));
+	cr_assert(!json_valid(""));
+}
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static struct th_out out; /* large: static */
+
+#define PROTCTL(seg, ...) th_protctl(&out, (seg), __VA_ARGS__, NULL)
+
+static void expect_json(const char *what)
+{
+	cr_expect(json_valid(out.out), "%s: not valid JSON:\n%s", what, out.out);
+}
+
+static void expect_one_line(const char *s)
+{
+	const char *nl = strchr(s, '\n');
+	cr_expect(nl && nl[1] == '\0', "want one line, got:\n%s", s);
+}
+
+/* ---- errors and exit codes ------------------------------------------------------------------- */
+
+Test(protctl, missing_segment_exits_3_with_a_clear_message)
+{
+	const char *seg = th_segname("none");
+	cr_assert_eq(PROTCTL(seg, "status"), 3, "stderr: %s", out.err);
+	cr_expect(strstr(out.err, seg), "names the segment: %s", out.err);
+	cr_expect(strstr(out.err, "protd is not running"), "says why: %s", out.err);
+	expect_one_line(out.err);
+	cr_expect_str_empty(out.out);
+	cr_expect_eq(PROTCTL(seg, "list", "--json"), 3);
+}
+
+Test(protctl, damaged_segments_exit_3)
+{
+	const char *seg = th_segname("bad");
+	struct crafted c = craft(seg);
+	c.h->abi_version++;
+	cr_expect_eq(PROTCTL(seg, "list"), 3);
+	cr_expect(strstr(out.err, "ABI"), "%s", out.err);
+	c.h->abi_version--;
+	c.h->magic = 0x1234;
+	cr_expect_eq(PROTCTL(seg, "list"), 3);
+	cr_expect(strstr(out.err, "corrupt"), "%s", out.err);
+	uncraft(&c);
+}
+
+Test(protctl, usage_errors_exit_2_with_specific_messages)
+{
+	const char *seg = th_segname("usage");
+	struct crafted c = craft(seg);
+
+	cr_expect_eq(PROTCTL(seg, "frobnicate"), 2);
+	cr_expect(strstr(out.err, "unknown object 'frobnicate'"), "%s", out.err);
+	cr_expect(strstr(out.err, "list") && strstr(out.err, "status"), "lists the objects: %s", out.err);
+	expect_one_line(out.err);
+
+	cr_expect_eq(PROTCTL(seg, "status", "a", "b"), 2);
+	cr_expect_str_eq(out.err, "protctl: usage: protctl status [KEY]\n");
+
+	cr_expect_eq(PROTCTL(seg, "list", "extra"), 2);
+	cr_expect_str_eq(out.err, "protctl: usage: protctl list\n");
+
+	cr_expect_eq(PROTCTL(seg, "events", "--sideways"), 2);
+	cr_expect(strstr(out.err, "--sideways"), "%s", out.err);
+
+	const char *const bad_opt[] = {th_protctl_path(), "--bogus", "list", NULL};
+	cr_expect_eq(th_run(&out, 5000, bad_opt), 2);
+	cr_expect(strstr(out.err, "unknown option '--bogus'"), "%s", out.err);
+
+	const char *const no_seg[] = {th_protctl_path(), "--segment", NULL};
+	cr_expect_eq(th_run(&out, 5000, no_seg), 2);
+
+	const char *const bad_name[] = {th_protctl_path(), "--segment", "no-slash", "list", NULL};
+	cr_expect_eq(th_run(&out, 5000, bad_name), 2);
+	cr_expect(strstr(out.err, "invalid name"), "%s", out.err);
+
+	const char *const nothing[] = {th_protctl_path(), NULL};
+	cr_expect_eq(th_run(&out, 5000, nothing), 2);
+	cr_expect(strstr(out.err, "usage:"), "%s", out.err);
+	uncraft(&c);
+}
+
+Test(protctl, objects_with_verbs_report_the_verbs)
+{
+	/* the breaker table is another file's; skip when this build has none */
+	const char *const help[] = {th_protctl_path(), "--help", NULL};
+	cr_assert_eq(th_run(&out, 5000, help), 0);
+	if (!strstr(out.out, "breaker show"))
+		cr_skip("no breaker commands in this build");
+	const char *seg = th_segname("verbs");
+	struct crafted c = craft(seg);
+	cr_expect_eq(PROTCTL(seg, "breaker", "melt"), 2);
+	cr_expect(strstr(out.err, "unknown verb 'melt'") && strstr(out.err, "show"), "%s", out.err);
+	expect_one_line(out.err);
+	cr_expect_eq(PROTCTL(seg, "breaker"), 2);
+	cr_expect(strstr(out.err, "missing verb") && strstr(out.err, "reset"), "%s", out.err);
+	cr_expect_eq(PROTCTL(seg, "breaker", "reset"), 2);
+	cr_expect_str_eq(out.err, "protctl: usage: protctl breaker reset NAME\n");
+	uncraft(&c);
+}
+
+Test(protctl, help_documents_exit_codes)
+{
+	const char *const help[] = {th_protctl_path(), "--help", NULL};
+	cr_assert_eq(th_run(&out, 5000, help), 0);
+	cr_expect(strstr(out.out, "Exit codes"), "%s", out.out);
+	for (const char *code = "012345"; *code; code++) {
+		char line[8];
+		snprintf(line, sizeof line, "  %c  ", *code);
+		cr_expect(strstr(out.out, line), "exit code %c documented", *code);
+	}
+	const char *const obj_help[] = {th_protctl_path(), "status", "--help", NULL};
+	cr_assert_eq(th_run(&out, 5000, obj_help), 0);
+	cr_expect(strstr(out.out, "status [KEY]"), "%s", out.out);
+}
+
+/* ---- output on a crafted segment --------------------------------------------------------------- */
+
+Test(protctl, list_and_status_on_a_crafted_segment)
+{
+	const char *seg = th_segname("view");
+	struct crafted c = craft(seg);
+	name_slot(c.h, REG_KEYS, 0, "api");
+	name_slot(c.h, REG_KEYS, 2, "db");
+	name_slot(c.h, REG_BREAKERS, 1, "api");
+	name_slot(c.h, REG_POOLS, 0, "db");
+
+	cr_assert_eq(PROTCTL(seg, "list"), 0, "%s", out.err);
+	cr_expect_str_eq(out.out, "keys:\n  api\n  db\nbreakers:\n  api\npools:\n  db\n");
+	cr_assert_eq(PROTCTL(seg, "--json", "list"), 0, "%s", out.err);
+	expect_json("list");
+	cr_expect_str_eq(out.out, "{\"keys\": [\"api\", \"db\"], \"breakers\": [\"api\"], \"pools\": [\"db\"]}\n");
+
+	cr_assert_eq(PROTCTL(seg, "status"), 0, "%s", out.err);
+	cr_expect(strstr(out.out, "keys          2 / 4"), "%s", out.out);
+	cr_expect(strstr(out.out, "protd         stopped"), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "status", "--json"), 0, "%s", out.err);
+	expect_json("status");
+	cr_expect(strstr(out.out, "\"keys\": {\"used\": 2, \"max\": 4}"), "%s", out.out);
+
+	cr_expect_eq(PROTCTL(seg, "status", "nokey"), 1);
+	cr_expect(strstr(out.err, "no protection key 'nokey'"), "%s", out.err);
+	uncraft(&c);
+}
+
+Test(protctl, json_stays_valid_with_hostile_names)
+{
+	const char *seg = th_segname("hostile");
+	struct crafted c = craft(seg);
+	name_slot(c.h, REG_KEYS, 0, "quote\"back\\slash");
+	name_slot(c.h, REG_KEYS, 1, "ctl\x01\x1f\x7f\ttab");
+	name_slot(c.h, REG_KEYS, 2, "bad\xff\xc3utf8\xed\xa0\x80");
+	name_slot(c.h, REG_KEYS, 3, "caf\xc3\xa9");
+	/* an unterminated name is skipped, never read past */
+	struct prot_named *s = seg_entry(c.h, REG_BREAKERS, 0);
+	memset(s->name, 'x', sizeof s->name);
+	atomic_store(&s->state, SLOT_LIVE);
+	prot_event_emit(c.h, EV_BREAKER_OPEN, 0, "quote\"\n", 1, 2);
+
+	cr_assert_eq(PROTCTL(seg, "--json", "list"), 0, "%s", out.err);
+	expect_json("list");
+	cr_expect(strstr(out.out, "caf\xc3\xa9"), "valid UTF-8 passes through: %s", out.out);
+	cr_expect(strstr(out.out, "\"breakers\": []"), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "--json", "events"), 0, "%s", out.err);
+	expect_json("events");
+	uncraft(&c);
+}
+
+Test(protctl, events_lists_the_ring_and_counts_losses)
+{
+	const char *seg = th_segname("events");
+	struct crafted c = craft(seg); /* ring of 8 */
+	cr_assert_eq(PROTCTL(seg, "events"), 0);
+	cr_expect_str_eq(out.out, "no events\n");
+	cr_assert_eq(PROTCTL(seg, "events", "--json"), 0);
+	expect_json("empty events");
+	for (int i = 0; i < 10; i++)
+		prot_event_emit(c.h, EV_CONFIG_CHANGED, 0, "api", (uint64_t)i, 0);
+	cr_assert_eq(PROTCTL(seg, "events", "--json"), 0);
+	expect_json("events");
+	cr_expect(strstr(out.out, "\"type\": \"config_changed\""), "%s", out.out);
+	cr_expect(strstr(out.out, "\"a\": 9"), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "events"), 0);
+	cr_expect(strstr(out.out, "config_changed"), "%s", out.out);
+	uncraft(&c);
+}
+
+Test(protctl, events_follow_stops_on_sigterm)
+{
+	const char *seg = th_segname("follow");
+	struct crafted c = craft(seg);
+	const char *log = th_write_file("follow.out", "%s", "");
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		if (!freopen(log, "w", stdout))
+			_exit(126);
+		execl(th_protctl_path(), th_protctl_path(), "--segment", seg, "--json", "events", "--follow",
+		      (char *)NULL);
+		_exit(127);
+	}
+	usleep(200 * 1000);
+	prot_event_emit(c.h, EV_POOL_EXHAUSTED, 1, "db", 0, 0);
+	usleep(300 * 1000);
+	kill(pid, SIGTERM);
+	int st;
+	cr_assert_eq(th_wait(pid, 5000, &st), 0, "protctl events --follow did not stop on SIGTERM");
+	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
+	FILE *f = fopen(log, "r");
+	cr_assert_not_null(f);
+	char line[1024];
+	int lines = 0;
+	while (fgets(line, sizeof line, f)) {
+		cr_expect(json_valid(line), "not JSON: %s", line);
+		cr_expect(strstr(line, "pool_exhausted"), "%s", line);
+		lines++;
+	}
+	fclose(f);
+	cr_expect_eq(lines, 1);
+	uncraft(&c);
+}
+
+/* ---- read-only attach ---------------------------------------------------------------------------- */
+
+static int protctl_as_nobody(const char *seg, const char *cmd)
+{
+	const char *const argv[] = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+	                            th_protctl_path(), "--segment", seg, cmd, NULL};
+	return th_run(&out, 5000, argv);
+}
+
+Test(protctl, read_permission_is_enough_to_inspect)
+{
+	if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0)
+		cr_skip("needs root and setpriv to run protctl as another user");
+	const char *seg = th_segname("ro");
+	struct crafted c = craft_mode(seg, &small_geo, 0644);
+	name_slot(c.h, REG_KEYS, 0, "api");
+	int rc = protctl_as_nobody(seg, "list");
+	if (rc == 126 || strstr(out.err, "exec"))
+		cr_skip("protctl is not executable by nobody here: %s", out.err);
+	cr_expect_eq(rc, 0, "%s", out.err);
+	cr_expect(strstr(out.out, "api"), "%s", out.out);
+	cr_expect_eq(protctl_as_nobody(seg, "status"), 0, "%s", out.err);
+	uncraft(&c);
+
+	const char *seg2 = th_segname("ro2");
+	struct crafted c2 = craft_mode(seg2, &small_geo, 0600);
+	cr_expect_eq(protctl_as_nobody(seg2, "list"), 4, "%s", out.err);
+	cr_expect(strstr(out.err, "Permission denied"), "%s", out.err);
+	uncraft(&c2);
+}

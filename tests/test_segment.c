@@ -15,51 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "craft.h"
 #include "harness.h"
-#include "internal.h"
-
-/* ---- crafting segments --------------------------------------------------------------------- */
-
-static const struct seg_geometry small_geo = {
-	.max_keys = 4, .max_breakers = 3, .max_pools = 2, .pool_max_slots = 8,
-	.pool_max_waiters = 16, .events = 8, .rate_entities = 100,
-};
-
-struct crafted {
-	struct prot_shm_header *h;
-	size_t size;
-};
-
-/* Create NAME with geometry g, stamped LIVE like protd would. mode is the object's mode. The
- * mapping stays in c so the test can damage it. */
-static struct crafted craft_mode(const char *name, const struct seg_geometry *g, mode_t mode)
-{
-	struct crafted c;
-	cr_assert_eq(seg_layout(g, NULL, &c.size), 0);
-	int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, mode);
-	cr_assert(fd >= 0, "shm_open %s: %s", name, strerror(errno));
-	cr_assert_eq(fchmod(fd, mode), 0);
-	cr_assert_eq(ftruncate(fd, (off_t)c.size), 0);
-	c.h = mmap(NULL, c.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	cr_assert(c.h != MAP_FAILED);
-	close(fd);
-	cr_assert_eq(seg_layout(g, c.h, &c.size), 0);
-	c.h->magic = PROT_MAGIC;
-	c.h->abi_version = PROT_ABI_VERSION;
-	c.h->created_ns = prot_now_ns();
-	atomic_store(&c.h->state, SEG_STATE_LIVE);
-	return c;
-}
-
-static struct crafted craft(const char *name)
-{
-	return craft_mode(name, &small_geo, 0600);
-}
-
-static void uncraft(struct crafted *c)
-{
-	munmap(c->h, c->size);
-}
 
 static int open_err(const char *name, unsigned flags)
 {
@@ -70,14 +27,6 @@ static int open_err(const char *name, unsigned flags)
 	else
 		cr_assert_eq(p, (prot_t *)0x1, "out-param written on failure");
 	return r;
-}
-
-static void name_slot(struct prot_shm_header *h, int reg, uint32_t i, const char *name)
-{
-	struct prot_named *s = seg_entry(h, reg, i);
-	snprintf(s->name, sizeof s->name, "%s", name);
-	s->name_hash = prot_name_hash(name);
-	atomic_store(&s->state, SLOT_LIVE | 1u << 8);
 }
 
 /* ---- layout -------------------------------------------------------------------------------- */

@@ -40,6 +40,9 @@ struct ctl_cmd {
 extern const struct ctl_cmd ctl_rate_cmds[];
 extern const struct ctl_cmd ctl_breaker_cmds[];
 extern const struct ctl_cmd ctl_pool_cmds[];
+/* Top-level commands (verb NULL: `protctl list`, `protctl status KEY`): object is the command. */
+extern const struct ctl_cmd ctl_segment_cmds[]; /* list, status, events (ctl_segment.c) */
+extern const struct ctl_cmd ctl_stats_cmds[];   /* stats, metrics (ctl_stats.c) */
 
 /* ctl_common.c */
 /* Print an error "protctl: <object> <verb>: <what>" to stderr and return code. */

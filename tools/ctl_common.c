@@ -1,2 +1,118 @@
-/* ctl_common.c — (being written) */
+/* ctl_common.c — what every protctl command shares: error reporting and exit codes, JSON string
+ * output, human durations; and empty fallbacks for the object tables of files not yet linked. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "ctl.h"
+
+/* An object file that is not part of this build leaves its table undefined: these weak empty
+ * tables make protctl link either way, and the real tables override them. */
+__attribute__((weak)) const struct ctl_cmd ctl_rate_cmds[] = {{0}};
+__attribute__((weak)) const struct ctl_cmd ctl_breaker_cmds[] = {{0}};
+__attribute__((weak)) const struct ctl_cmd ctl_pool_cmds[] = {{0}};
+__attribute__((weak)) const struct ctl_cmd ctl_stats_cmds[] = {{0}};
+__attribute__((weak)) const struct ctl_cmd ctl_segment_cmds[] = {{0}};
+
+int ctl_fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout); /* keep what was printed before the error in order on a shared terminal */
+	fputs("protctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+int ctl_code(int err)
+{
+	switch (err < 0 ? -err : err) {
+	case 0: return CTL_OK;
+	case PROT_ENOSEG: case PROT_EABI: case PROT_ESIZE: case PROT_ECORRUPT: case PROT_ERETIRED:
+		return CTL_ESEGMENT;
+	case EACCES: case EPERM: case EROFS:
+		return CTL_EPERM;
+	case PROT_ENOTCONNECTED: case ECONNREFUSED:
+		return CTL_ECONTROL;
+	case PROT_ETOOLONG: case EINVAL:
+		return CTL_EUSAGE;
+	default:
+		return CTL_ENOENT; /* no such object, or refused */
+	}
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there are not one. */
+static int utf8_len(const unsigned char *s)
+{
+	int n = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 0;
+
+	if (s[0] >= 0xf5)
+		return 0;
+	for (int i = 1; i < n; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	/* overlong 3/4-byte forms, surrogates, and code points above U+10FFFF */
+	if ((n == 3 && s[0] == 0xe0 && s[1] < 0xa0) || (n == 3 && s[0] == 0xed && s[1] >= 0xa0) ||
+	    (n == 4 && s[0] == 0xf0 && s[1] < 0x90) || (n == 4 && s[0] == 0xf4 && s[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* Names come from the segment (untrusted): the output must stay valid JSON whatever the bytes,
+ * so control characters are escaped and invalid UTF-8 becomes U+FFFD. */
+void ctl_json_str(FILE *f, const char *s)
+{
+	const unsigned char *u = (const unsigned char *)(s ? s : "");
+
+	fputc('"', f);
+	while (*u) {
+		int n;
+		switch (*u) {
+		case '"': fputs("\\\"", f); u++; continue;
+		case '\\': fputs("\\\\", f); u++; continue;
+		case '\n': fputs("\\n", f); u++; continue;
+		case '\r': fputs("\\r", f); u++; continue;
+		case '\t': fputs("\\t", f); u++; continue;
+		}
+		if (*u < 0x20 || *u == 0x7f) {
+			fprintf(f, "\\u%04x", *u);
+			u++;
+		} else if (*u < 0x80) {
+			fputc(*u++, f);
+		} else if ((n = utf8_len(u)) > 0) {
+			fwrite(u, 1, (size_t)n, f);
+			u += n;
+		} else {
+			fputs("\\ufffd", f);
+			u++;
+		}
+	}
+	fputc('"', f);
+}
+
+const char *ctl_dur(char buf[32], uint64_t ms)
+{
+	if (ms == UINT64_MAX)
+		snprintf(buf, 32, "never");
+	else if (ms < 1000)
+		snprintf(buf, 32, "%" PRIu64 "ms", ms);
+	else if (ms % 3600000 == 0)
+		snprintf(buf, 32, "%" PRIu64 "h", ms / 3600000);
+	else if (ms % 60000 == 0)
+		snprintf(buf, 32, "%" PRIu64 "m", ms / 60000);
+	else if (ms % 1000 == 0)
+		snprintf(buf, 32, "%" PRIu64 "s", ms / 1000);
+	else {
+		/* seconds with the significant decimals only: 1.5s, 1.25s, 61.001s */
+		int len = snprintf(buf, 32, "%" PRIu64 ".%03" PRIu64, ms / 1000, ms % 1000);
+		while (buf[len - 1] == '0')
+			len--;
+		buf[len] = 's';
+		buf[len + 1] = '\0';
+	}
+	return buf;
+}

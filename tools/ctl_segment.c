@@ -1,0 +1,380 @@
+/* ctl_segment.c — protctl's views of the segment as a whole: `list` (keys, breakers, pools),
+ * `status` (segment, protd, capacities) and `status KEY` (one key's settings and counters), and
+ * `events` (the event ring, optionally followed until SIGINT/SIGTERM).
+ *
+ * Everything read from the segment is untrusted: names come through prot_list_* (bounded, NUL
+ * checked) and the event reader (NUL forced); indices through the library's bounds checks.
+ */
+#include <errno.h>
+#include <time.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+/* ---- list ------------------------------------------------------------------------------------ */
+
+struct list_out {
+	struct ctl *c;
+	int n;
+};
+
+static int list_one(const char *name, void *arg)
+{
+	struct list_out *l = arg;
+
+	if (l->c->json) {
+		fputs(l->n ? ", " : "", l->c->out);
+		ctl_json_str(l->c->out, name);
+	} else {
+		fprintf(l->c->out, "  %s\n", name);
+	}
+	l->n++;
+	return 0;
+}
+
+typedef int (*list_fn)(prot_t *, int (*)(const char *, void *), void *);
+
+static int cmd_list(struct ctl *c, int argc, char **argv)
+{
+	static const struct {
+		const char *title;
+		list_fn fn;
+	} kinds[] = {{"keys", prot_list_keys}, {"breakers", prot_list_breakers}, {"pools", prot_list_pools}};
+	(void)argc, (void)argv;
+
+	if (c->json)
+		fputc('{', c->out);
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+		struct list_out l = {c, 0};
+		if (c->json)
+			fprintf(c->out, "%s\"%s\": [", i ? ", " : "", kinds[i].title);
+		else
+			fprintf(c->out, "%s:\n", kinds[i].title);
+		int r = kinds[i].fn(c->p, list_one, &l);
+		if (r < 0)
+			return ctl_fail(ctl_code(r), "list: %s", prot_strerror(r));
+		if (c->json)
+			fputc(']', c->out);
+		else if (l.n == 0)
+			fputs("  (none)\n", c->out);
+	}
+	if (c->json)
+		fputs("}\n", c->out);
+	return CTL_OK;
+}
+
+/* ---- status ---------------------------------------------------------------------------------- */
+
+static const char *protd_state(const struct prot_info *in, uint64_t start, bool *process_alive)
+{
+	*process_alive = in->protd_pid > 0 && proc_alive(in->protd_pid, start);
+	if (in->protd_pid == 0)
+		return "stopped";
+	if (!*process_alive)
+		return "dead";
+	return in->protd_alive ? "running" : "not responding";
+}
+
+static void status_json(struct ctl *c, const struct prot_info *in, const char *state,
+                        bool process_alive, uint64_t ev_head, uint32_t ev_ring)
+{
+	FILE *f = c->out;
+
+	fputs("{\"segment\": ", f);
+	ctl_json_str(f, in->segment);
+	fprintf(f, ", \"size\": %" PRIu64 ", \"abi_version\": %" PRIu32
+	           ", \"config_generation\": %" PRIu64 ", \"retired\": %s",
+	        in->size, in->abi_version, in->config_generation, in->retired ? "true" : "false");
+	fprintf(f, ", \"protd\": {\"pid\": %" PRId32 ", \"state\": \"%s\", \"process_alive\": %s, "
+	           "\"heartbeat_alive\": %s, \"heartbeat_age_ms\": ",
+	        in->protd_pid, state, process_alive ? "true" : "false", in->protd_alive ? "true" : "false");
+	if (in->heartbeat_age_ms == UINT64_MAX)
+		fputs("null}", f);
+	else
+		fprintf(f, "%" PRIu64 "}", in->heartbeat_age_ms);
+	fprintf(f, ", \"keys\": {\"used\": %" PRIu32 ", \"max\": %" PRIu32 "}"
+	           ", \"breakers\": {\"used\": %" PRIu32 ", \"max\": %" PRIu32 "}"
+	           ", \"pools\": {\"used\": %" PRIu32 ", \"max\": %" PRIu32 "}"
+	           ", \"rate_buckets\": {\"used\": %" PRIu64 ", \"max\": %" PRIu64 "}"
+	           ", \"events\": {\"emitted\": %" PRIu64 ", \"ring\": %" PRIu32 "}}\n",
+	        in->keys, in->max_keys, in->breakers, in->max_breakers, in->pools, in->max_pools,
+	        in->rate_buckets_used, in->rate_buckets_max, ev_head, ev_ring);
+}
+
+static void status_human(struct ctl *c, const struct prot_info *in, const char *state,
+                         uint64_t ev_head, uint32_t ev_ring)
+{
+	FILE *f = c->out;
+	char d[32];
+
+	fprintf(f, "segment       %s%s\n", in->segment, in->retired ? " (retired)" : "");
+	fprintf(f, "size          %" PRIu64 " bytes (%.1f %s)\n", in->size,
+	        in->size >= 1u << 20 ? (double)in->size / 1048576.0 : (double)in->size / 1024.0,
+	        in->size >= 1u << 20 ? "MiB" : "KiB");
+	fprintf(f, "abi version   %" PRIu32 "\n", in->abi_version);
+	fprintf(f, "config gen    %" PRIu64 "\n", in->config_generation);
+	if (in->protd_pid == 0)
+		fprintf(f, "protd         stopped\n");
+	else
+		fprintf(f, "protd         pid %" PRId32 ", %s, heartbeat %s%s\n", in->protd_pid, state,
+		        ctl_dur(d, in->heartbeat_age_ms), in->heartbeat_age_ms == UINT64_MAX ? "" : " ago");
+	fprintf(f, "keys          %" PRIu32 " / %" PRIu32 "\n", in->keys, in->max_keys);
+	fprintf(f, "breakers      %" PRIu32 " / %" PRIu32 "\n", in->breakers, in->max_breakers);
+	fprintf(f, "pools         %" PRIu32 " / %" PRIu32 "\n", in->pools, in->max_pools);
+	fprintf(f, "rate buckets  %" PRIu64 " / %" PRIu64 "\n", in->rate_buckets_used, in->rate_buckets_max);
+	fprintf(f, "events        %" PRIu64 " emitted, ring of %" PRIu32 "\n", ev_head, ev_ring);
+}
+
+static int status_segment(struct ctl *c)
+{
+	struct prot_info in;
+	int r = prot_get_info(c->p, &in);
+	if (r < 0)
+		return ctl_fail(ctl_code(r), "status: %s", prot_strerror(r));
+	const struct prot_shm_header *h = prot_hdr(c->p);
+	/* relaxed: display only */
+	uint64_t start = atomic_load_explicit(&((struct prot_shm_header *)h)->protd_start,
+	                                      memory_order_relaxed);
+	uint64_t head = atomic_load_explicit(&((struct prot_shm_header *)h)->event_head,
+	                                     memory_order_relaxed);
+	bool process_alive;
+	const char *state = protd_state(&in, start, &process_alive);
+	if (c->json)
+		status_json(c, &in, state, process_alive, head, seg_count(h, REG_EVENTS));
+	else
+		status_human(c, &in, state, head, seg_count(h, REG_EVENTS));
+	return CTL_OK;
+}
+
+static const char *algo_name(uint32_t a)
+{
+	return a == PROT_RATE_FIXED_WINDOW ? "fixed_window" : a == PROT_RATE_GCRA ? "gcra" : "unknown";
+}
+
+static const char *breaker_state_name(uint32_t s)
+{
+	static const char *const n[] = {"closed", "open", "half_open", "blown"};
+	return s < 4 ? n[s] : "unknown";
+}
+
+static void key_json(FILE *f, const struct prot_protection_status *s)
+{
+	fputs("{\"key\": ", f);
+	ctl_json_str(f, s->key);
+	fprintf(f, ", \"timeout_ms\": %" PRIu64 ", \"calls\": %" PRIu64 ", \"ok\": %" PRIu64
+	           ", \"failed\": %" PRIu64 ", \"timeouts\": %" PRIu64 ", \"rate\": ",
+	        s->timeout_ms, s->calls, s->ok, s->failed, s->timeouts);
+	if (s->has_rate)
+		fprintf(f, "{\"algorithm\": \"%s\", \"limit\": %" PRIu64 ", \"window_ms\": %" PRIu64
+		           ", \"burst\": %" PRIu64 ", \"buckets\": %" PRIu64 ", \"allowed\": %" PRIu64
+		           ", \"denied\": %" PRIu64 ", \"table_full\": %" PRIu64 "}",
+		        algo_name(s->rate.algo), s->rate.limit, s->rate.window_ms, s->rate.burst,
+		        s->rate_buckets, s->rate_allowed, s->rate_denied, s->rate_table_full);
+	else
+		fputs("null", f);
+	fputs(", \"breaker\": ", f);
+	if (s->has_breaker) {
+		const struct prot_breaker_status *b = &s->breaker;
+		fputs("{\"name\": ", f);
+		ctl_json_str(f, b->name);
+		fprintf(f, ", \"state\": \"%s\", \"strategy\": \"%s\", \"tolerance\": %" PRIu32
+		           ", \"window_ms\": %" PRIu64 ", \"refresh_ms\": %" PRIu64
+		           ", \"failures_in_window\": %" PRIu32 ", \"calls\": %" PRIu64
+		           ", \"successes\": %" PRIu64 ", \"failures\": %" PRIu64 ", \"rejections\": %" PRIu64 "}",
+		        breaker_state_name(b->state), b->opts.strategy == PROT_BREAKER_RATE ? "rate" : "standard",
+		        b->opts.tolerance, b->opts.window_ms, b->opts.refresh_ms, b->failures_in_window,
+		        b->calls, b->successes, b->failures, b->rejections);
+	} else {
+		fputs("null", f);
+	}
+	fputs(", \"pool\": ", f);
+	if (s->has_pool) {
+		const struct prot_pool_status *p = &s->pool;
+		fputs("{\"name\": ", f);
+		ctl_json_str(f, p->name);
+		fprintf(f, ", \"size\": %" PRIu32 ", \"max_overflow\": %" PRIu32 ", \"in_use\": %" PRIu32
+		           ", \"overflow_in_use\": %" PRIu32 ", \"waiting\": %" PRIu32
+		           ", \"checkout_timeout_ms\": %" PRIu64 ", \"strategy\": \"%s\""
+		           ", \"checkouts\": %" PRIu64 ", \"timeouts\": %" PRIu64 ", \"reclaims\": %" PRIu64 "}",
+		        p->size, p->max_overflow, p->in_use, p->overflow_in_use, p->waiting,
+		        p->checkout_timeout_ms, p->strategy ? "fifo" : "lifo", p->checkouts, p->timeouts,
+		        p->reclaims);
+	} else {
+		fputs("null", f);
+	}
+	fputs("}\n", f);
+}
+
+static void key_human(FILE *f, const struct prot_protection_status *s)
+{
+	char d1[32], d2[32];
+
+	fprintf(f, "key %s\n", s->key);
+	fprintf(f, "  timeout   %s\n", ctl_dur(d1, s->timeout_ms));
+	fprintf(f, "  calls     %" PRIu64 " (ok %" PRIu64 ", failed %" PRIu64 ", timeouts %" PRIu64 ")\n",
+	        s->calls, s->ok, s->failed, s->timeouts);
+	if (s->has_rate)
+		fprintf(f, "  rate      %s, %" PRIu64 " per %s, burst %" PRIu64 "; %" PRIu64
+		           " buckets, allowed %" PRIu64 ", denied %" PRIu64 ", table full %" PRIu64 "\n",
+		        algo_name(s->rate.algo), s->rate.limit, ctl_dur(d1, s->rate.window_ms),
+		        s->rate.burst ? s->rate.burst : s->rate.limit, s->rate_buckets, s->rate_allowed,
+		        s->rate_denied, s->rate_table_full);
+	else
+		fputs("  rate      none\n", f);
+	if (s->has_breaker) {
+		const struct prot_breaker_status *b = &s->breaker;
+		fprintf(f, "  breaker   %s: %s (%s, tolerance %" PRIu32 " in %s, refresh %s); calls %" PRIu64
+		           ", failures %" PRIu64 ", rejections %" PRIu64 "\n",
+		        b->name, breaker_state_name(b->state),
+		        b->opts.strategy == PROT_BREAKER_RATE ? "rate" : "standard", b->opts.tolerance,
+		        ctl_dur(d1, b->opts.window_ms), ctl_dur(d2, b->opts.refresh_ms), b->calls,
+		        b->failures, b->rejections);
+	} else {
+		fputs("  breaker   none\n", f);
+	}
+	if (s->has_pool) {
+		const struct prot_pool_status *p = &s->pool;
+		fprintf(f, "  pool      %s: %" PRIu32 "/%" PRIu32 " in use, overflow %" PRIu32 "/%" PRIu32
+		           ", %" PRIu32 " waiting (checkout timeout %s, %s); checkouts %" PRIu64
+		           ", timeouts %" PRIu64 ", reclaims %" PRIu64 "\n",
+		        p->name, p->in_use, p->size, p->overflow_in_use, p->max_overflow, p->waiting,
+		        ctl_dur(d1, p->checkout_timeout_ms), p->strategy ? "fifo" : "lifo", p->checkouts,
+		        p->timeouts, p->reclaims);
+	} else {
+		fputs("  pool      none\n", f);
+	}
+}
+
+static int status_key(struct ctl *c, const char *key)
+{
+	struct prot_protection_status s;
+	int r = prot_get_protection_status(c->p, key, &s);
+
+	if (r == -PROT_ENOKEY)
+		return ctl_fail(CTL_ENOENT, "status: no protection key '%s' (see protctl list)", key);
+	if (r == -PROT_ETOOLONG)
+		return ctl_fail(CTL_EUSAGE, "status: key name longer than %d bytes", PROT_NAME_MAX);
+	if (r < 0)
+		return ctl_fail(ctl_code(r), "status %s: %s", key, prot_strerror(r));
+	if (c->json)
+		key_json(c->out, &s);
+	else
+		key_human(c->out, &s);
+	return CTL_OK;
+}
+
+static int cmd_status(struct ctl *c, int argc, char **argv)
+{
+	return argc > 1 ? status_key(c, argv[1]) : status_segment(c);
+}
+
+/* ---- events ---------------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_following;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	stop_following = 1;
+}
+
+static void event_print(struct ctl *c, const struct prot_event *e, uint64_t now)
+{
+	char d[32];
+	uint64_t age_ms = e->time_ns < now ? (now - e->time_ns) / 1000000u : 0;
+
+	if (c->json) {
+		fprintf(c->out, "{\"seq\": %" PRIu64 ", \"age_ms\": %" PRIu64 ", \"type\": \"%s\", "
+		                "\"pid\": %" PRId32 ", \"object\": %" PRIu32 ", \"name\": ",
+		        e->seq, age_ms, prot_event_name(e->type), e->pid, e->object);
+		ctl_json_str(c->out, e->name);
+		fprintf(c->out, ", \"a\": %" PRIu64 ", \"b\": %" PRIu64 "}", e->a, e->b);
+	} else {
+		fprintf(c->out, "%-8" PRIu64 " %8s ago  %-18s %-20s pid %-7" PRId32 " a=%" PRIu64
+		                " b=%" PRIu64 "\n",
+		        e->seq, ctl_dur(d, age_ms), prot_event_name(e->type), e->name[0] ? e->name : "-",
+		        e->pid, e->a, e->b);
+	}
+}
+
+struct ev_reader {
+	const struct prot_shm_header *h; /* the mapping the cursor counts in */
+	uint64_t cursor, dropped;
+	int printed;
+	bool ndjson; /* --follow --json: one object per line, as they come */
+};
+
+/* Print every event readable now. A re-attach to a successor segment restarts the numbering. */
+static void events_drain(struct ctl *c, struct ev_reader *r)
+{
+	struct prot_event e;
+	const struct prot_shm_header *h = prot_hdr(c->p);
+
+	if (h != r->h) {
+		r->h = h;
+		r->cursor = prot_event_oldest(h);
+	}
+	while (prot_event_read(h, &r->cursor, &e, &r->dropped) == 1) {
+		if (c->json && !r->ndjson)
+			fputs(r->printed ? ",\n  " : "\n  ", c->out);
+		event_print(c, &e, prot_now_ns());
+		if (c->json && r->ndjson)
+			fputc('\n', c->out);
+		r->printed++;
+	}
+}
+
+static void follow(struct ctl *c, struct ev_reader *r)
+{
+	struct sigaction sa = {.sa_handler = on_stop}; /* no SA_RESTART: the sleep returns at once */
+	const struct timespec tick = {0, 100 * 1000 * 1000};
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	while (!stop_following) {
+		events_drain(c, r);
+		fflush(c->out);
+		nanosleep(&tick, NULL);
+	}
+}
+
+static int cmd_events(struct ctl *c, int argc, char **argv)
+{
+	bool follow_ = false;
+	struct ev_reader r = {0};
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--follow") == 0 || strcmp(argv[i], "-f") == 0)
+			follow_ = true;
+		else
+			return ctl_fail(CTL_EUSAGE, "events: unknown argument '%s'; usage: protctl events [--follow]",
+			                argv[i]);
+	}
+	r.ndjson = follow_;
+	if (c->json && !follow_)
+		fputs("{\"events\": [", c->out);
+	events_drain(c, &r);
+	if (follow_)
+		follow(c, &r);
+	if (c->json && !follow_)
+		fprintf(c->out, "%s], \"dropped\": %" PRIu64 "}\n", r.printed ? "\n" : "", r.dropped);
+	else if (!c->json && r.printed == 0 && !follow_)
+		fputs("no events\n", c->out);
+	if (!c->json && r.dropped)
+		fprintf(c->out, "(%" PRIu64 " events were overwritten before they could be read)\n", r.dropped);
+	return CTL_OK;
+}
+
+const struct ctl_cmd ctl_segment_cmds[] = {
+	{"list", NULL, "", "names of the protection keys, breakers and pools", 0, 0, false, cmd_list},
+	{"status", NULL, "[KEY]", "segment, protd and capacities; with KEY: its settings and counters",
+	 0, 1, false, cmd_status},
+	{"events", NULL, "[--follow]", "state changes from the event ring; --follow until Ctrl-C",
+	 0, 1, false, cmd_events},
+	{0},
+};
