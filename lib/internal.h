@@ -223,9 +223,50 @@ PROT_HIDDEN int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint
 PROT_HIDDEN int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
                                   uint32_t state);
 
+/* lib/ratelimit.c: the rate limiter on a mapped header (protctl, the facade, tests). now_ns 0 =
+ * read CLOCK_MONOTONIC. Same returns as the public forms. */
+PROT_HIDDEN int rate_check_h(struct prot_shm_header *h, const char *op, const char *entity,
+                             const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
+                             struct prot_rate_info *info);
+/* Key idx's limits (seqlock read of its cfg); key = its name if the caller has it, else NULL. */
+PROT_HIDDEN int rate_check_key_idx(struct prot_shm_header *h, uint32_t idx, const char *key,
+                                   const char *entity, uint64_t cost, struct prot_rate_info *info);
+PROT_HIDDEN int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
+                               struct prot_rate_limit *lim);
+/* Read-only: works on a read-only mapping. */
+PROT_HIDDEN int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
+                              const struct prot_rate_limit *lim, uint64_t now_ns,
+                              struct prot_rate_info *out);
+PROT_HIDDEN int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity);
+/* A copy of one live bucket, for display. Strings are NUL-terminated; lengths are clamped. */
+struct rate_view {
+	uint32_t group, slot, algo;
+	uint8_t op_len, ent_len;
+	uint64_t op_hash, word, allowed, denied;
+	char op_head[RATE_OP_HEAD + 1];
+	char entity[PROT_ENTITY_MAX + 1];
+};
+/* Visit the live buckets of operation op (NULL: all). fn returning non-zero stops and is returned.
+ * Read-only. */
+PROT_HIDDEN int rate_foreach(struct prot_shm_header *h, const char *op,
+                             int (*fn)(const struct rate_view *v, void *arg), void *arg);
+PROT_HIDDEN uint64_t rate_count_op(struct prot_shm_header *h, const char *op);
+/* The state a bucket view describes under limits lim at now_ns (what status would say). */
+PROT_HIDDEN void rate_view_info(const struct rate_view *v, const struct prot_rate_limit *lim,
+                                uint64_t now_ns, struct prot_rate_info *out);
+
+/* lib/pool.c: index-based forms for the facade (it resolves the pool index once). Checkin goes
+ * through prot_pool_checkin: the lease carries the index. */
+PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
+                                  int64_t timeout_ms, prot_lease *lease, void **conn);
+/* Read-only: works on a read-only mapping. */
+PROT_HIDDEN int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_status *out);
+
 /* Maintenance entry points that protd calls on its tick (they are also safe to call from any
  * process: every step is a CAS that re-checks what it acts on). */
-PROT_HIDDEN void rate_sweep(struct prot_shm_header *h, uint64_t now_ns, uint64_t *swept);      /* lib/ratelimit.c */
+/* lib/ratelimit.c: visits a bounded slice of the table per call (cursor in hdr.rate_sweep_cursor);
+ * *swept = buckets removed by this call. */
+PROT_HIDDEN void rate_sweep(struct prot_shm_header *h, uint64_t now_ns, uint64_t *swept);
 PROT_HIDDEN void breaker_tick(struct prot_shm_header *h, uint64_t now_ns);                     /* lib/breaker.c */
 PROT_HIDDEN void pool_reclaim(struct prot_shm_header *h, uint64_t now_ns, uint64_t *reclaimed); /* lib/pool.c */
 PROT_HIDDEN void pool_local_free(prot_t *p);                                                    /* lib/pool.c */

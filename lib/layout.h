@@ -95,7 +95,11 @@ struct prot_shm_header {
 	/* line 4: counters written by clients (rarely). */
 	_Atomic uint64_t rate_buckets_used; /* live buckets (approximate under races, exact at rest) */
 	_Atomic uint64_t events_dropped;    /* see event ring */
-	uint8_t pad4[64 - 16];
+	_Atomic uint64_t rate_table_full;   /* decisions that found their bucket group full (all keys
+	                                       and Hammer-style calls); relaxed counter */
+	_Atomic uint64_t rate_sweep_cursor; /* next bucket group rate_sweep() visits; fetch_add by
+	                                       sweepers, so concurrent sweeps take disjoint ranges */
+	uint8_t pad4[64 - 32];
 
 	/* line 5: event ring head, hot for writers of events only. */
 	_Atomic uint64_t event_head;        /* next sequence number to write */
@@ -306,6 +310,7 @@ _Static_assert(offsetof(struct prot_shm_header, region) == 64, "geometry starts 
 _Static_assert(REG_COUNT_ * sizeof(struct prot_region) + 16 == 128, "geometry is lines 1-2");
 _Static_assert(offsetof(struct prot_shm_header, config_gen) == 192, "protd line");
 _Static_assert(offsetof(struct prot_shm_header, event_head) == 320, "event head line");
+_Static_assert(offsetof(struct prot_shm_header, rate_sweep_cursor) < 320, "sweep cursor on line 4");
 _Static_assert(sizeof(struct prot_key_cfg) == 128, "key cfg is two lines");
 _Static_assert(sizeof(struct prot_key_slot) == 64 + 128 + 256, "key slot");
 _Static_assert(sizeof(struct prot_breaker_cfg) == 128, "breaker cfg is two lines");
