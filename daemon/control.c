@@ -1,2 +1,568 @@
-/* control.c — (being written) */
-#include "internal.h"
+/* control.c — protd's control socket: runtime configuration (configure_protection, `protctl set`,
+ * prot_breaker_create) through protd, which stays the only writer of configuration.
+ *
+ * Protocol: a Unix stream socket; one request line per connection, words separated by spaces,
+ * values as name=value; the reply's first line is `ok` or `error <message>`, then detail lines.
+ *   ping                          -> ok, "generation N"
+ *   get KEY                       -> ok, one "name: value" line per setting of the key, its
+ *                                    breaker (breaker_*) and its pool (pool_*)
+ *   set KEY name=value ...        -> names of an INI [key] section, breaker_* / pool_* included;
+ *                                    validated by the INI's parser (same messages); creates the key
+ *                                    when missing; replies "name: old -> new" per change
+ *   breaker-create NAME name=value ...  options of a [breaker] section; an existing breaker with
+ *                                    the same options is ok, with other options `error exists: ...`
+ * Callers are checked with SO_PEERCRED: root, the segment owner's uid, or a member of the
+ * configured group; others get `error permission denied: ...`.
+ *
+ * Runtime changes are written like reloads (registry_apply: each slot under its seqlock, counters
+ * and states kept), bump config_gen and emit EV_CONFIG_CHANGED. A later SIGHUP re-applies the INI,
+ * the source of truth: runtime changes to objects the INI defines are overwritten; objects made at
+ * runtime only are kept.
+ *
+ * One thread serves the socket; it polls with a timeout so that shutdown is prompt, and it reads
+ * the registry under RCU (get) or takes the registry's writer lock (set, breaker-create).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <urcu/urcu-memb.h>
+
+#include "protd.h"
+
+#define REQ_MAX 4096
+#define REPLY_MAX 16384
+#define MAX_WORDS 64
+#define POLL_MS 100
+#define IO_TIMEOUT_S 2
+
+static struct {
+	int fd;
+	pthread_t thread;
+	bool running;
+	atomic_bool stop; /* relaxed: a request to leave the loop, it publishes nothing */
+	struct shm *shm;
+	uid_t owner;
+	bool has_group;
+	gid_t gid;
+	char path[CFG_PATH_MAX];
+} ctl = { .fd = -1 };
+
+/* ---- replies ----------------------------------------------------------------------------------- */
+struct out {
+	char *buf;
+	size_t n, len;
+};
+
+static void outf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(struct out *o, const char *fmt, ...)
+{
+	if (o->len >= o->n)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int w = vsnprintf(o->buf + o->len, o->n - o->len, fmt, ap);
+	va_end(ap);
+	if (w > 0)
+		o->len = o->len + (size_t)w < o->n ? o->len + (size_t)w : o->n - 1;
+}
+
+static void errors_reply(struct out *o, const struct cfg_errors *e)
+{
+	outf(o, "error %s\n", e->n ? e->msg[0] : "invalid request");
+	for (size_t i = 1; i < e->n; i++)
+		outf(o, "%s\n", e->msg[i]);
+}
+
+/* ---- get ----------------------------------------------------------------------------------------- */
+static void list_options(struct out *o, enum cfg_kind kind, const void *obj, const char *prefix)
+{
+	char v[128];
+	for (const char *const *n = config_option_names(kind); *n; n++) {
+		config_get_value(kind, obj, *n, v, sizeof v);
+		outf(o, "%s%s: %s\n", prefix, *n, v);
+	}
+}
+
+static void do_get(struct out *o, const char *key)
+{
+	registry_read_lock();
+	const struct registry *r = registry_current();
+	const struct cfg_key *k = r ? config_key(&r->cfg, key) : NULL;
+	if (!k) {
+		outf(o, "error no such key: %s\n", key);
+	} else {
+		outf(o, "ok\n");
+		list_options(o, CFG_KEY, k, "");
+		const struct cfg_breaker *b = k->breaker[0] ? config_breaker(&r->cfg, k->breaker) : NULL;
+		const struct cfg_pool *p = k->pool[0] ? config_pool(&r->cfg, k->pool) : NULL;
+		if (b)
+			list_options(o, CFG_BREAKER, b, "breaker_");
+		if (p)
+			list_options(o, CFG_POOL, p, "pool_");
+	}
+	registry_read_unlock();
+}
+
+/* ---- set ------------------------------------------------------------------------------------------ */
+/* The breaker/pool a key's breaker_* / pool_* options go to: the one it names, else one named after
+ * the key (made at runtime when missing). Returns the object or NULL (-ENOMEM). */
+static void *key_target(struct config *c, size_t ki, enum cfg_kind kind)
+{
+	struct cfg_key *k = &c->keys[ki];
+	char *ref = kind == CFG_BREAKER ? k->breaker : k->pool;
+	if (!ref[0])
+		snprintf(ref, PROT_NAME_BYTES, "%s", k->o.name);
+	char name[PROT_NAME_BYTES];
+	snprintf(name, sizeof name, "%s", ref);
+	if (kind == CFG_BREAKER) {
+		struct cfg_breaker *b = config_breaker(c, name);
+		if (!b && (b = config_add_breaker(c, name)))
+			b->o.origin = CFG_ORIGIN_RUNTIME;
+		return b;
+	}
+	struct cfg_pool *p = config_pool(c, name);
+	if (!p && (p = config_add_pool(c, name)))
+		p->o.origin = CFG_ORIGIN_RUNTIME;
+	return p;
+}
+
+/* The value of a key-section option NAME for key KEY in c ("" when absent). */
+static void key_value(const struct config *c, const char *key, const char *name, char *v, size_t n)
+{
+	enum cfg_kind kind;
+	const char *sub;
+	const struct cfg_key *k = config_key(c, key);
+	v[0] = '\0';
+	if (!k || config_route(name, &kind, &sub) < 0)
+		return;
+	const void *obj = k;
+	if (kind == CFG_BREAKER)
+		obj = k->breaker[0] ? config_breaker(c, k->breaker) : NULL;
+	else if (kind == CFG_POOL)
+		obj = k->pool[0] ? config_pool(c, k->pool) : NULL;
+	if (obj)
+		config_get_value(kind, obj, sub, v, n);
+	if (!v[0])
+		snprintf(v, n, "(none)");
+}
+
+/* Runtime messages carry no file position. */
+static void forget_lines(struct config *c)
+{
+	for (size_t i = 0; i < c->nkeys; i++)
+		c->keys[i].o.line = 0;
+	for (size_t i = 0; i < c->nbreakers; i++)
+		c->breakers[i].o.line = 0;
+	for (size_t i = 0; i < c->npools; i++)
+		c->pools[i].o.line = 0;
+}
+
+/* Split "name=value" in place. */
+static int split(char *w, char **value, struct cfg_errors *e)
+{
+	char *eq = strchr(w, '=');
+	if (!eq || eq == w) {
+		cfg_errors_add(e, "expected name=value, got \"%s\"", w);
+		return -1;
+	}
+	*eq = '\0';
+	*value = eq + 1;
+	return 0;
+}
+
+static int set_values(struct config *c, size_t ki, char **w, int nw, struct cfg_errors *e)
+{
+	for (int i = 0; i < nw; i++) {
+		char *value, err[CFG_ERR_MAX];
+		enum cfg_kind kind;
+		const char *sub;
+		if (split(w[i], &value, e))
+			continue;
+		if (config_route(w[i], &kind, &sub) < 0) {
+			cfg_errors_add(e, "unknown option \"%s\" for a key", w[i]);
+			continue;
+		}
+		void *obj = kind == CFG_KEY ? &c->keys[ki] : key_target(c, ki, kind);
+		if (!obj) {
+			cfg_errors_add(e, "out of memory");
+			return -1;
+		}
+		if (config_set_value(kind, obj, sub, value, err))
+			cfg_errors_add(e, "%s", err);
+	}
+	return e->n ? -1 : 0;
+}
+
+static void report_changes(struct out *o, const struct config *before, const struct config *after,
+                           const char *key, char **w, int nw, bool created)
+{
+	outf(o, "ok\n");
+	if (created)
+		outf(o, "key %s created\n", key);
+	for (int i = 0; i < nw; i++) {
+		char a[128], b[128];
+		key_value(before, key, w[i], a, sizeof a);
+		key_value(after, key, w[i], b, sizeof b);
+		if (strcmp(a, b) == 0)
+			outf(o, "%s: %s (unchanged)\n", w[i], b);
+		else
+			outf(o, "%s: %s -> %s\n", w[i], a, b);
+	}
+}
+
+/* Check, apply and free next (holding the writer lock). */
+static int check_apply(struct config *next, struct cfg_errors *e, uint32_t ev)
+{
+	config_finalize(next);
+	forget_lines(next);
+	if (config_check(next, e)) {
+		config_free(next);
+		return -1;
+	}
+	int r = registry_apply(ctl.shm, next, ev);
+	if (r < 0)
+		cfg_errors_add(e, "cannot apply: %s", prot_strerror(r));
+	return r;
+}
+
+static void do_set(struct out *o, const char *key, char **w, int nw)
+{
+	struct cfg_errors e = { 0 };
+	struct config before, next;
+	char err[CFG_ERR_MAX];
+	registry_lock();
+	if (registry_snapshot(&before) < 0 || config_copy(&next, &before) < 0) {
+		outf(o, "error out of memory\n");
+		goto out;
+	}
+	struct cfg_key *k = config_key(&next, key);
+	bool created = !k;
+	if (created) {
+		if (config_check_name("key", key, err))
+			cfg_errors_add(&e, "%s", err);
+		else if ((k = config_add_key(&next, key)))
+			k->o.origin = CFG_ORIGIN_RUNTIME;
+	}
+	if (e.n || !k || set_values(&next, (size_t)(k - next.keys), w, nw, &e) < 0) {
+		config_free(&next);
+		errors_reply(o, &e);
+		goto out;
+	}
+	struct config after;
+	if (config_copy(&after, &next) < 0 || check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
+		errors_reply(o, &e);
+		config_free(&after);
+		goto out;
+	}
+	/* words were split in place: w[i] is now the name alone */
+	report_changes(o, &before, &after, key, w, nw, created);
+	log_info("control: set %s (%d settings)%s", key, nw, created ? ", key created" : "");
+	config_free(&after);
+out:
+	config_free(&before);
+	registry_unlock();
+	cfg_errors_free(&e);
+}
+
+/* ---- breaker-create -------------------------------------------------------------------------------- */
+static void do_breaker_create(struct out *o, const char *name, char **w, int nw)
+{
+	struct cfg_errors e = { 0 };
+	struct config next, scratch;
+	char err[CFG_ERR_MAX];
+	config_init(&scratch);
+	registry_lock();
+	if (registry_snapshot(&next) < 0) {
+		outf(o, "error out of memory\n");
+		goto out;
+	}
+	struct cfg_breaker *want = config_add_breaker(&scratch, name);
+	if (!want)
+		cfg_errors_add(&e, "out of memory");
+	else if (config_check_name("breaker", name, err))
+		cfg_errors_add(&e, "%s", err);
+	for (int i = 0; !e.n && i < nw; i++) {
+		char *value;
+		if (split(w[i], &value, &e) == 0 && config_set_value(CFG_BREAKER, want, w[i], value, err))
+			cfg_errors_add(&e, "%s", err);
+	}
+	if (e.n) {
+		config_free(&next);
+		errors_reply(o, &e);
+		goto out;
+	}
+	config_finalize(&scratch);
+	struct cfg_breaker *have = config_breaker(&next, name);
+	if (have) {
+		struct prot_breaker_cfg a = have->c, b = want->c;
+		a.origin = b.origin = 0;
+		if (memcmp(&a, &b, sizeof a) == 0)
+			outf(o, "ok\nbreaker %s exists with the same options\n", name);
+		else
+			outf(o, "error exists: breaker %s exists with other options\n", name);
+		config_free(&next);
+		goto out;
+	}
+	struct cfg_breaker *b = config_add_breaker(&next, name);
+	if (!b) {
+		config_free(&next);
+		outf(o, "error out of memory\n");
+		goto out;
+	}
+	*b = *want;
+	b->o.origin = CFG_ORIGIN_RUNTIME;
+	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
+		errors_reply(o, &e);
+		goto out;
+	}
+	int slot = shm_slot_find(ctl.shm, REG_BREAKERS, name);
+	prot_event_emit(ctl.shm->hdr, EV_BREAKER_CREATED, slot < 0 ? 0 : (uint32_t)slot, name, 0, 0);
+	outf(o, "ok\nbreaker %s created\n", name);
+	log_info("control: breaker %s created", name);
+out:
+	registry_unlock();
+	config_free(&scratch);
+	cfg_errors_free(&e);
+}
+
+/* ---- requests ------------------------------------------------------------------------------------ */
+void control_handle(struct shm *s, const char *req, char *reply, size_t n)
+{
+	char line[REQ_MAX], *w[MAX_WORDS], *save = NULL;
+	int nw = 0;
+	struct out o = { reply, n, 0 };
+	reply[0] = '\0';
+	snprintf(line, sizeof line, "%s", req);
+	line[strcspn(line, "\r\n")] = '\0';
+	for (char *t = strtok_r(line, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
+		if (nw == MAX_WORDS) {
+			outf(&o, "error too many words (at most %d)\n", MAX_WORDS);
+			return;
+		}
+		w[nw++] = t;
+	}
+	if (nw == 1 && strcmp(w[0], "ping") == 0)
+		outf(&o, "ok\ngeneration %" PRIu64 "\n",
+		     atomic_load_explicit(&s->hdr->config_gen, memory_order_acquire));
+	else if (nw == 2 && strcmp(w[0], "get") == 0)
+		do_get(&o, w[1]);
+	else if (nw >= 2 && strcmp(w[0], "set") == 0)
+		do_set(&o, w[1], w + 2, nw - 2);
+	else if (nw >= 2 && strcmp(w[0], "breaker-create") == 0)
+		do_breaker_create(&o, w[1], w + 2, nw - 2);
+	else
+		outf(&o, "error unknown request (expected ping, get KEY, set KEY name=value ..., "
+		         "breaker-create NAME name=value ...)\n");
+}
+
+/* ---- callers ------------------------------------------------------------------------------------- */
+/* Is gid among the peer's groups? From /proc/PID/status: the process's real supplementary groups,
+ * not the user database's idea of them. */
+static bool peer_in_group(pid_t pid, gid_t primary, gid_t gid)
+{
+	if (primary == gid)
+		return true;
+	char path[64], buf[4096];
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	bool found = false;
+	while (!found && fgets(buf, sizeof buf, f)) {
+		if (strncmp(buf, "Groups:", 7) != 0)
+			continue;
+		char *save = NULL;
+		for (char *t = strtok_r(buf + 7, " \t\n", &save); t; t = strtok_r(NULL, " \t\n", &save))
+			if (strtoul(t, NULL, 10) == gid)
+				found = true;
+	}
+	fclose(f);
+	return found;
+}
+
+static bool allowed(int fd, char *why, size_t n)
+{
+	struct ucred uc;
+	socklen_t len = sizeof uc;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
+		snprintf(why, n, "cannot identify the caller: %s", strerror(errno));
+		return false;
+	}
+	if (uc.uid == 0 || uc.uid == ctl.owner || (ctl.has_group && peer_in_group(uc.pid, uc.gid, ctl.gid)))
+		return true;
+	snprintf(why, n, "uid %u is not root, the segment owner (uid %u)%s", (unsigned)uc.uid,
+	         (unsigned)ctl.owner, ctl.has_group ? " or a member of its group" : "");
+	return false;
+}
+
+static ssize_t read_line(int fd, char *buf, size_t n)
+{
+	size_t len = 0;
+	while (len < n - 1) {
+		ssize_t r = read(fd, buf + len, n - 1 - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+		if (memchr(buf, '\n', len))
+			break;
+	}
+	buf[len] = '\0';
+	return (ssize_t)len;
+}
+
+static void write_all(int fd, const char *s, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		s += w;
+		n -= (size_t)w;
+	}
+}
+
+static void serve(int fd)
+{
+	static char req[REQ_MAX], reply[REPLY_MAX]; /* one thread serves the socket */
+	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	char why[256];
+	if (!allowed(fd, why, sizeof why)) {
+		snprintf(reply, sizeof reply, "error permission denied: %s\n", why);
+		log_warn("control: refused: %s", why);
+	} else if (read_line(fd, req, sizeof req) <= 0) {
+		return;
+	} else {
+		control_handle(ctl.shm, req, reply, sizeof reply);
+	}
+	write_all(fd, reply, strlen(reply));
+}
+
+static void *loop(void *arg)
+{
+	(void)arg;
+	urcu_memb_register_thread();
+	while (!atomic_load_explicit(&ctl.stop, memory_order_relaxed)) {
+		struct pollfd p = { .fd = ctl.fd, .events = POLLIN };
+		if (poll(&p, 1, POLL_MS) <= 0)
+			continue;
+		int c = accept4(ctl.fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		serve(c);
+		close(c);
+	}
+	urcu_memb_unregister_thread();
+	return NULL;
+}
+
+/* ---- the socket ------------------------------------------------------------------------------------ */
+static int make_dir(const char *path)
+{
+	char dir[CFG_PATH_MAX];
+	snprintf(dir, sizeof dir, "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		log_err("control socket directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* An existing socket file: another protd's (refuse) or a dead one's (replace). */
+static int clear_stale(const struct sockaddr_un *a)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	int r = connect(fd, (const struct sockaddr *)a, sizeof *a);
+	int e = errno;
+	close(fd);
+	if (r == 0) {
+		log_err("control socket %s is in use by another process", a->sun_path);
+		return -1;
+	}
+	if (e != ECONNREFUSED && e != ENOENT) {
+		log_err("control socket %s: %s", a->sun_path, strerror(e));
+		return -1;
+	}
+	unlink(a->sun_path);
+	return 0;
+}
+
+int control_start(struct shm *s, const struct config *c, const char *path)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+	snprintf(ctl.path, sizeof ctl.path, "%s", path);
+	ctl.shm = s;
+	ctl.owner = (uid_t)atomic_load_explicit(&s->hdr->owner_uid, memory_order_relaxed);
+	ctl.has_group = c->seg.has_group;
+	ctl.gid = c->seg.gid;
+	if (make_dir(path) < 0)
+		return -1;
+	ctl.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (ctl.fd < 0) {
+		log_err("control socket: %s", strerror(errno));
+		return -1;
+	}
+	int r = bind(ctl.fd, (struct sockaddr *)&a, sizeof a);
+	if (r < 0 && errno == EADDRINUSE && clear_stale(&a) == 0)
+		r = bind(ctl.fd, (struct sockaddr *)&a, sizeof a);
+	/* Anyone may connect: SO_PEERCRED decides, so a refused caller learns why. */
+	if (r < 0 || chmod(path, 0666) < 0 || listen(ctl.fd, 16) < 0) {
+		log_err("control socket %s: %s", path, strerror(errno));
+		close(ctl.fd);
+		ctl.fd = -1;
+		return -1;
+	}
+	/* The thread takes no signals: they go to the main loop, whose sleep they interrupt. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	atomic_store_explicit(&ctl.stop, false, memory_order_relaxed);
+	r = pthread_create(&ctl.thread, NULL, loop, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		log_err("control thread: %s", strerror(r));
+		close(ctl.fd);
+		unlink(path);
+		ctl.fd = -1;
+		return -1;
+	}
+	ctl.running = true;
+	return 0;
+}
+
+void control_stop(void)
+{
+	if (!ctl.running)
+		return;
+	atomic_store_explicit(&ctl.stop, true, memory_order_relaxed);
+	pthread_join(ctl.thread, NULL);
+	close(ctl.fd);
+	unlink(ctl.path);
+	ctl.fd = -1;
+	ctl.running = false;
+}

@@ -1,2 +1,340 @@
-/* protd — (being written) */
-int main(void) { return 0; }
+/* main.c — protd: options, logging, signals, the tick loop (heartbeat, sweeps, reclaims, event
+ * log) and SIGHUP reloads. Signal handlers only set flags; all work happens in the loop.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "protd.h"
+
+#define EVENTS_PER_TICK 256
+
+static volatile sig_atomic_t got_stop, got_hup;
+
+struct opts {
+	const char *config;
+	const char *segment;
+	const char *control;
+	bool keep, recreate;
+};
+
+struct daemon {
+	struct opts o;
+	struct config ini;        /* the running INI configuration (without runtime objects) */
+	char control_path[CFG_PATH_MAX];
+	struct shm shm;
+	uint64_t event_cursor;
+};
+
+/* ---- logging ------------------------------------------------------------------------------- */
+void plog(int level, const char *fmt, ...)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	char ts[32], msg[1024];
+	struct timespec now;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	/* one fprintf per line: stdio's lock keeps lines of the two threads whole */
+	fprintf(stderr, "%s.%03ldZ protd[%d] %s: %s\n", ts, now.tv_nsec / 1000000, (int)getpid(),
+	        names[level], msg);
+}
+
+/* ---- options -------------------------------------------------------------------------------- */
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: protd -c FILE [--segment NAME] [--control PATH] [--keep-segment] [--recreate]\n"
+	        "       protd --check-config FILE\n"
+	        "\n"
+	        "Owns the shared-memory segment of prot (rate limiters, circuit breakers, pools) and its\n"
+	        "configuration. Runs in the foreground and logs to stderr.\n"
+	        "\n"
+	        "  -c, --config FILE      the INI configuration (see examples/protd.ini)\n"
+	        "      --check-config FILE  validate FILE only: prints \"FILE: ok\" or every error\n"
+	        "      --segment NAME     segment name, overriding [segment] name\n"
+	        "      --control PATH     control socket, overriding [daemon] control_socket\n"
+	        "      --keep-segment     on SIGTERM/SIGINT leave the segment for the next protd\n"
+	        "                         (planned restarts, upgrades) instead of removing it\n"
+	        "      --recreate         replace an existing incompatible segment (other ABI or\n"
+	        "                         capacities) instead of refusing to start\n"
+	        "  -h, --help             this text\n"
+	        "  -V, --version          the version\n"
+	        "\n"
+	        "Signals: SIGHUP re-reads FILE (an invalid file keeps the running configuration);\n"
+	        "SIGTERM/SIGINT stop cleanly. Exit status: 0 clean stop, 1 error, 2 usage.\n");
+}
+
+static int check_config(const char *file)
+{
+	struct config c;
+	struct cfg_errors e = { 0 };
+	int r = config_load(file, &c, &e);
+	for (size_t i = 0; i < e.n; i++)
+		fprintf(stderr, "%s\n", e.msg[i]);
+	if (r == 0)
+		printf("%s: ok\n", file);
+	config_free(&c);
+	cfg_errors_free(&e);
+	return r == 0 ? 0 : 1;
+}
+
+/* Returns -1 to continue, else an exit status. */
+static int parse_args(int argc, char **argv, struct opts *o)
+{
+	enum { O_CHECK = 256, O_SEGMENT, O_CONTROL, O_KEEP, O_RECREATE };
+	static const struct option lo[] = {
+		{ "config", required_argument, 0, 'c' },    { "check-config", required_argument, 0, O_CHECK },
+		{ "segment", required_argument, 0, O_SEGMENT }, { "control", required_argument, 0, O_CONTROL },
+		{ "keep-segment", no_argument, 0, O_KEEP },  { "recreate", no_argument, 0, O_RECREATE },
+		{ "help", no_argument, 0, 'h' },             { "version", no_argument, 0, 'V' },
+		{ 0, 0, 0, 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:hV", lo, NULL)) != -1) {
+		switch (ch) {
+		case 'c': o->config = optarg; break;
+		case O_CHECK: return check_config(optarg);
+		case O_SEGMENT: o->segment = optarg; break;
+		case O_CONTROL: o->control = optarg; break;
+		case O_KEEP: o->keep = true; break;
+		case O_RECREATE: o->recreate = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("protd %s (segment ABI %d)\n", PROTD_VERSION, PROT_ABI_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!o->config || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	return -1;
+}
+
+/* Command-line overrides, applied to every configuration read (start and reloads). */
+static int apply_overrides(const struct opts *o, struct config *c, char *err)
+{
+	if (o->segment && config_set_value(CFG_SEGMENT, &c->seg, "name", o->segment, err))
+		return -1;
+	if (o->control && config_set_value(CFG_DAEMON, &c->daemon, "control_socket", o->control, err))
+		return -1;
+	return 0;
+}
+
+static int load(const struct opts *o, struct config *c)
+{
+	struct cfg_errors e = { 0 };
+	char err[CFG_ERR_MAX];
+	int r = config_load(o->config, c, &e);
+	for (size_t i = 0; i < e.n; i++)
+		log_err("%s", e.msg[i]);
+	cfg_errors_free(&e);
+	if (r == 0 && apply_overrides(o, c, err)) {
+		log_err("command line: %s", err);
+		config_free(c);
+		r = -1;
+	}
+	return r;
+}
+
+/* ---- applying --------------------------------------------------------------------------------- */
+/* INI + the runtime objects of the registry, checked, applied. Holds the registry's writer lock. */
+static int apply_ini(struct daemon *d, const struct config *ini, uint32_t ev)
+{
+	struct config next;
+	struct cfg_errors e = { 0 };
+	int r = config_copy(&next, ini);
+	registry_lock();
+	if (r == 0)
+		r = registry_merge_runtime(&next);
+	if (r == 0) {
+		config_finalize(&next);
+		if (config_check(&next, &e)) {
+			for (size_t i = 0; i < e.n; i++)
+				log_err("%s", e.msg[i]);
+			r = -1;
+		}
+	}
+	if (r == 0)
+		r = registry_apply(&d->shm, &next, ev);
+	else
+		config_free(&next);
+	registry_unlock();
+	cfg_errors_free(&e);
+	return r;
+}
+
+static bool geometry_change(const struct config *a, const struct config *b)
+{
+	const struct seg_geometry *x = &a->seg.geo, *y = &b->seg.geo;
+	bool changed = false;
+#define CMP(f)                                                                                 \
+	if (x->f != y->f) {                                                                        \
+		log_err("reload refused: [segment] " #f " %" PRIu64 " -> %" PRIu64                  \
+		        " needs a segment of another size; restart protd with --recreate",          \
+		        (uint64_t)x->f, (uint64_t)y->f);                                            \
+		changed = true;                                                                    \
+	}
+	CMP(max_keys) CMP(max_breakers) CMP(max_pools) CMP(pool_max_slots) CMP(pool_max_waiters)
+	CMP(rate_entities) CMP(events)
+#undef CMP
+	if (strcmp(a->seg.name, b->seg.name) != 0) {
+		log_err("reload refused: [segment] name %s -> %s needs a restart", a->seg.name, b->seg.name);
+		changed = true;
+	}
+	return changed;
+}
+
+static void reload(struct daemon *d)
+{
+	struct config next;
+	log_info("SIGHUP: reloading %s", d->o.config);
+	if (load(&d->o, &next) != 0) {
+		log_err("reload refused: %s is invalid; keeping the running configuration", d->o.config);
+		return;
+	}
+	if (geometry_change(&d->ini, &next) || apply_ini(d, &next, EV_CONFIG_RELOADED) != 0) {
+		log_err("reload refused; keeping the running configuration");
+		config_free(&next);
+		return;
+	}
+	if (strcmp(next.daemon.control_socket, d->ini.daemon.control_socket) != 0)
+		log_warn("control_socket changes take effect at the next start");
+	shm_set_access(&d->shm, &next);
+	config_free(&d->ini);
+	d->ini = next;
+	log_info("configuration reloaded: %zu keys, %zu breakers, %zu pools from the file "
+	         "(generation %" PRIu64 ")", next.nkeys, next.nbreakers, next.npools,
+	         atomic_load_explicit(&d->shm.hdr->config_gen, memory_order_relaxed));
+}
+
+/* ---- the loop ---------------------------------------------------------------------------------- */
+static void drain_events(struct daemon *d)
+{
+	struct prot_event ev;
+	uint64_t dropped = 0;
+	for (int i = 0; i < EVENTS_PER_TICK && prot_event_read(d->shm.hdr, &d->event_cursor, &ev, &dropped);
+	     i++) {
+		ev.name[PROT_NAME_BYTES - 1] = '\0';
+		log_info("event %s %s (object %u, pid %d, a=%" PRIu64 ", b=%" PRIu64 ")",
+		         prot_event_name(ev.type), ev.name, ev.object, (int)ev.pid, ev.a, ev.b);
+	}
+	if (dropped)
+		log_warn("event ring overflowed: %" PRIu64 " events lost", dropped);
+}
+
+static void tick(struct daemon *d)
+{
+	uint64_t now = prot_now_ns(), swept = 0, reclaimed = 0;
+	shm_heartbeat(&d->shm, now);
+	rate_sweep(d->shm.hdr, now, &swept);
+	breaker_tick(d->shm.hdr, now);
+	pool_reclaim(d->shm.hdr, now, &reclaimed);
+	if (reclaimed)
+		log_info("reclaimed %" PRIu64 " pool leases of dead processes", reclaimed);
+	drain_events(d);
+}
+
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL); /* EINTR by a signal: the loop looks at the flags at once */
+}
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	got_stop = 1;
+}
+static void on_hup(int sig)
+{
+	(void)sig;
+	got_hup = 1;
+}
+
+static void signals(void)
+{
+	struct sigaction sa = { 0 };
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = on_stop; /* no SA_RESTART: the sleep is interrupted */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = on_hup;
+	sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+static int start(struct daemon *d)
+{
+	char err[512];
+	const char *cp = d->ini.daemon.control_socket;
+	if (cp[0])
+		snprintf(d->control_path, sizeof d->control_path, "%s", cp);
+	else
+		config_default_control(d->ini.seg.name, d->control_path, sizeof d->control_path);
+	if (shm_setup(&d->shm, &d->ini, d->control_path, d->o.recreate, err, sizeof err) < 0) {
+		log_err("%s", err);
+		return -1;
+	}
+	d->event_cursor = atomic_load_explicit(&d->shm.hdr->event_head, memory_order_relaxed);
+	if (registry_init(&d->shm) < 0 || apply_ini(d, &d->ini, d->shm.adopted ? EV_CONFIG_RELOADED : 0) < 0) {
+		log_err("cannot apply the configuration to segment %s", d->shm.name);
+		shm_shutdown(&d->shm, d->shm.adopted);
+		return -1;
+	}
+	if (control_start(&d->shm, &d->ini, d->control_path) < 0) {
+		shm_shutdown(&d->shm, d->shm.adopted);
+		return -1;
+	}
+	shm_publish(&d->shm);
+	log_info("serving %s (%zu keys, %zu breakers, %zu pools; control %s; tick %" PRIu64 "ms)",
+	         d->shm.name, d->ini.nkeys, d->ini.nbreakers, d->ini.npools, d->control_path,
+	         d->ini.daemon.tick_ms);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct daemon d = { 0 };
+	int r = parse_args(argc, argv, &d.o);
+	if (r >= 0)
+		return r;
+	if (load(&d.o, &d.ini) != 0) {
+		log_err("%s: invalid configuration; nothing applied", d.o.config);
+		return 1;
+	}
+	signals();
+	if (start(&d) < 0) {
+		config_free(&d.ini);
+		return 1;
+	}
+	while (!got_stop) {
+		if (got_hup) {
+			got_hup = 0;
+			reload(&d);
+		}
+		tick(&d);
+		sleep_ms(d.ini.daemon.tick_ms);
+	}
+	log_info("stopping");
+	control_stop();
+	drain_events(&d);
+	shm_shutdown(&d.shm, d.o.keep);
+	registry_fini();
+	config_free(&d.ini);
+	return 0;
+}

@@ -1,2 +1,406 @@
-/* shm.c — (being written) */
-#include "internal.h"
+/* shm.c — the segment as protd owns it: creation with an exact mode, re-adoption of a compatible
+ * segment left by an earlier protd (every counter, state and lease kept), refusal of a foreign,
+ * incompatible or already served one, the heartbeat, slot publication, and retirement.
+ *
+ * Why the publication order is safe for clients (the writer is protd alone, one thread at a time:
+ * registry_lock serialises the reload and the control socket):
+ *  - a new segment stays INIT (attachers report "not there yet") until every header field and
+ *    every slot is written; state LIVE is then stored with release and attachers acquire it;
+ *  - a slot becomes visible to lookups only through the release store of SLOT_LIVE | gen << 8,
+ *    after its name, hash and cfg; seg_find() acquires that word and re-checks it after comparing
+ *    the name, so a slot recycled meanwhile (gen bumped) is not taken for the old one;
+ *  - a slot's cfg changes only under its seqlock (seq_write_begin / _words / _end), so a reader
+ *    copies one whole version;
+ *  - a recycled slot first leaves LIVE (state FREE | gen, release), then its state part is zeroed
+ *    word by word with atomic stores (stragglers may still touch it: they see zeroes, the initial
+ *    state), then it is republished with gen + 1.
+ *  - "served": protd holds an exclusive flock on the segment for its whole life. The kernel drops it
+ *    when protd dies (even by kill -9), so a second protd cannot take a served segment, while a
+ *    dead protd's segment is re-adopted at once. protd_pid / protd_start / the heartbeat are for
+ *    the messages and for clients.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "protd.h"
+
+#define HEARTBEAT_STALE_NS (2000ull * 1000000) /* as libprot's "alive" */
+#define CFG_WORDS 16
+
+_Static_assert(sizeof(struct prot_key_cfg) == CFG_WORDS * 8, "cfg words");
+_Static_assert(sizeof(struct prot_breaker_cfg) == CFG_WORDS * 8, "cfg words");
+_Static_assert(sizeof(struct prot_pool_cfg) == CFG_WORDS * 8, "cfg words");
+_Static_assert(offsetof(struct prot_key_slot, cfg) == 64, "cfg on line 1");
+_Static_assert(offsetof(struct prot_breaker_slot, cfg) == 64, "cfg on line 1");
+_Static_assert(offsetof(struct prot_pool_slot, cfg) == 64, "cfg on line 1");
+
+#define ERR(...) (snprintf(err, errn, __VA_ARGS__), -1)
+
+/* ---- creation ------------------------------------------------------------------------------ */
+
+static void set_access(int fd, const struct config *c)
+{
+	/* fchmod: the mode is exactly the configured one, whatever the umask was at shm_open */
+	if (fchmod(fd, c->seg.mode) < 0)
+		log_warn("fchmod %s %04o: %s", c->seg.name, c->seg.mode, strerror(errno));
+	if (c->seg.has_group && fchown(fd, (uid_t)-1, c->seg.gid) < 0)
+		log_warn("fchown %s group %u: %s", c->seg.name, (unsigned)c->seg.gid, strerror(errno));
+}
+
+void shm_set_access(struct shm *s, const struct config *c)
+{
+	set_access(s->fd, c);
+}
+
+static void stamp_protd(struct prot_shm_header *h, const char *control_path)
+{
+	uint64_t start = 0;
+	proc_start_time(getpid(), &start);
+	/* control_path is plain bytes: attachers read it after acquiring LIVE (new segment) or after
+	 * config_gen (re-adopted one, bumped by the first apply). */
+	memset(h->control_path, 0, sizeof h->control_path);
+	snprintf(h->control_path, sizeof h->control_path, "%s", control_path);
+	/* relaxed: liveness hints, read together with proc_alive(); they publish no data */
+	atomic_store_explicit(&h->protd_start, start, memory_order_relaxed);
+	atomic_store_explicit(&h->protd_pid, (int32_t)getpid(), memory_order_relaxed);
+	atomic_store_explicit(&h->heartbeat_ns, prot_now_ns(), memory_order_relaxed);
+}
+
+static int map(struct shm *s, char *err, size_t errn)
+{
+	void *base = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (base == MAP_FAILED)
+		return ERR("segment %s: mmap of %zu bytes: %s", s->name, s->size, strerror(errno));
+	s->hdr = base;
+	return 0;
+}
+
+static int create_fresh(struct shm *s, const struct config *c, const char *control_path, char *err,
+                        size_t errn)
+{
+	set_access(s->fd, c);
+	if (flock(s->fd, LOCK_EX | LOCK_NB) < 0)
+		return ERR("segment %s: being created by another protd", s->name);
+	int r = seg_layout(&c->seg.geo, NULL, &s->size);
+	if (r < 0)
+		return ERR("segment %s: capacities too large for one segment (%s)", s->name,
+		           prot_strerror(r));
+	if (ftruncate(s->fd, (off_t)s->size) < 0)
+		return ERR("segment %s: ftruncate to %zu bytes: %s", s->name, s->size, strerror(errno));
+	if (map(s, err, errn))
+		return -1;
+	struct prot_shm_header *h = s->hdr;
+	seg_layout(&c->seg.geo, h, &s->size);
+	h->magic = PROT_MAGIC;
+	h->abi_version = PROT_ABI_VERSION;
+	if (getrandom(h->hash_key, sizeof h->hash_key, 0) != sizeof h->hash_key)
+		return ERR("getrandom: %s", strerror(errno));
+	h->created_ns = prot_now_ns();
+	atomic_store_explicit(&h->owner_uid, geteuid(), memory_order_relaxed); /* before LIVE */
+	stamp_protd(h, control_path);
+	log_info("segment %s created: %zu bytes, mode %04o", s->name, s->size, c->seg.mode);
+	return 0;
+}
+
+/* ---- re-adoption ----------------------------------------------------------------------------- */
+enum { ADOPTED = 0, REFUSED = -1, REPLACE = 1 };
+
+static int check_owner(struct shm *s, const struct config *c, const struct stat *st, char *err,
+                       size_t errn)
+{
+	if (st->st_uid != geteuid())
+		return ERR("segment %s exists and belongs to uid %u, not to us (uid %u): refusing to "
+		           "trust it", s->name, (unsigned)st->st_uid, (unsigned)geteuid());
+	mode_t extra = (st->st_mode & 0777) & ~c->seg.mode & 0022;
+	if (extra)
+		return ERR("segment %s exists with mode %04o, writable beyond the configured %04o: "
+		           "refusing to trust it", s->name, (unsigned)(st->st_mode & 0777), c->seg.mode);
+	return 0;
+}
+
+/* Is the existing segment's geometry the one c asks for? */
+static bool same_layout(const struct prot_shm_header *h, const struct config *c)
+{
+	struct prot_shm_header want;
+	size_t size;
+	memset(&want, 0, sizeof want);
+	if (seg_layout(&c->seg.geo, &want, &size) < 0)
+		return false;
+	return size == h->total_size && memcmp(want.region, h->region, sizeof want.region) == 0 &&
+	       want.pool_max_slots == h->pool_max_slots && want.pool_max_waiters == h->pool_max_waiters &&
+	       want.rate_groups == h->rate_groups;
+}
+
+static int incompatible(struct shm *s, bool recreate, const char *why, char *err, size_t errn)
+{
+	if (recreate) {
+		log_warn("segment %s: %s: recreating it (--recreate)", s->name, why);
+		return REPLACE;
+	}
+	return ERR("segment %s exists but %s; remove it or start protd with --recreate", s->name, why);
+}
+
+static int adopt(struct shm *s, const struct config *c, const char *control_path, bool recreate,
+                 char *err, size_t errn)
+{
+	struct stat st;
+	s->fd = shm_open(s->name, O_RDWR | O_CLOEXEC, 0);
+	if (s->fd < 0)
+		return errno == ENOENT ? REPLACE : ERR("segment %s: %s", s->name, strerror(errno));
+	if (fstat(s->fd, &st) < 0)
+		return ERR("segment %s: fstat: %s", s->name, strerror(errno));
+	if (check_owner(s, c, &st, err, errn))
+		return REFUSED;
+	if (flock(s->fd, LOCK_EX | LOCK_NB) < 0) {
+		int32_t pid = 0;
+		void *b = mmap(NULL, sizeof(struct prot_shm_header), PROT_READ, MAP_SHARED, s->fd, 0);
+		if ((size_t)st.st_size >= sizeof(struct prot_shm_header) && b != MAP_FAILED)
+			pid = atomic_load_explicit(&((struct prot_shm_header *)b)->protd_pid,
+			                           memory_order_relaxed);
+		if (b != MAP_FAILED)
+			munmap(b, sizeof(struct prot_shm_header));
+		return ERR("segment %s is served by protd pid %d", s->name, (int)pid);
+	}
+	if ((uint64_t)st.st_size < sizeof(struct prot_shm_header))
+		return incompatible(s, recreate, "is too small to be a prot segment", err, errn);
+	s->size = (size_t)st.st_size;
+	if (map(s, err, errn))
+		return REFUSED;
+	struct prot_shm_header *h = s->hdr;
+	int r = seg_validate(h, s->size);
+	if (r < 0) {
+		char why[128];
+		snprintf(why, sizeof why, "is not usable (%s)", prot_strerror(r));
+		return incompatible(s, recreate, why, err, errn);
+	}
+	/* The flock is ours, so any protd that wrote protd_pid is gone; a live one with a fresh
+	 * heartbeat would be a protd that lost its lock: refuse rather than share. */
+	int32_t pid = atomic_load_explicit(&h->protd_pid, memory_order_relaxed);
+	uint64_t start = atomic_load_explicit(&h->protd_start, memory_order_relaxed);
+	uint64_t beat = atomic_load_explicit(&h->heartbeat_ns, memory_order_relaxed);
+	if (pid > 0 && pid != getpid() && proc_alive(pid, start) &&
+	    prot_now_ns() - beat < HEARTBEAT_STALE_NS)
+		return ERR("segment %s is served by protd pid %d", s->name, (int)pid);
+	uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
+	if (state != SEG_STATE_LIVE) {
+		/* INIT: its creator died half-way; RETIRED: its protd stopped before unlinking it.
+		 * Neither holds anything worth keeping. */
+		log_warn("segment %s was left %s by pid %d: replacing it", s->name,
+		         state == SEG_STATE_INIT ? "half-created" : "retired", (int)pid);
+		return REPLACE;
+	}
+	if (!same_layout(h, c))
+		return incompatible(s, recreate, "has another geometry (capacities) than the configuration",
+		                    err, errn);
+	set_access(s->fd, c);
+	stamp_protd(h, control_path);
+	s->adopted = true;
+	log_info("segment %s re-adopted (%zu bytes, config generation %" PRIu64 ", last protd pid %d)",
+	         s->name, s->size, atomic_load_explicit(&h->config_gen, memory_order_relaxed), (int)pid);
+	return ADOPTED;
+}
+
+static void drop(struct shm *s)
+{
+	if (s->hdr)
+		munmap(s->hdr, s->size);
+	if (s->fd >= 0)
+		close(s->fd);
+	s->hdr = NULL;
+	s->fd = -1;
+}
+
+int shm_setup(struct shm *s, const struct config *c, const char *control_path, bool recreate,
+              char *err, size_t errn)
+{
+	*s = (struct shm){ .fd = -1 };
+	snprintf(s->name, sizeof s->name, "%s", c->seg.name);
+	for (int attempt = 0; attempt < 3; attempt++) {
+		s->fd = shm_open(s->name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, c->seg.mode);
+		if (s->fd >= 0) {
+			if (create_fresh(s, c, control_path, err, errn) == 0)
+				return 0;
+			drop(s);
+			shm_unlink(s->name);
+			return -1;
+		}
+		if (errno != EEXIST)
+			return ERR("segment %s: shm_open: %s", s->name, strerror(errno));
+		int r = adopt(s, c, control_path, recreate, err, errn);
+		if (r == ADOPTED)
+			return 0;
+		drop(s);
+		if (r == REFUSED)
+			return -1;
+		shm_unlink(s->name);
+	}
+	return ERR("segment %s: keeps being recreated by someone else", s->name);
+}
+
+void shm_publish(struct shm *s)
+{
+	/* release: header and slots are written before an attacher acquires LIVE */
+	atomic_store_explicit(&s->hdr->state, SEG_STATE_LIVE, memory_order_release);
+}
+
+void shm_heartbeat(struct shm *s, uint64_t now_ns)
+{
+	/* relaxed: a liveness hint; clients compare it with their own clock */
+	atomic_store_explicit(&s->hdr->heartbeat_ns, now_ns, memory_order_relaxed);
+}
+
+void shm_config_changed(struct shm *s, uint32_t ev, const char *what)
+{
+	/* release: every cfg write of this change happens before the new generation is seen */
+	uint64_t gen = atomic_fetch_add_explicit(&s->hdr->config_gen, 1, memory_order_release) + 1;
+	if (ev)
+		prot_event_emit(s->hdr, ev, 0, what, gen, 0);
+}
+
+void shm_shutdown(struct shm *s, bool keep)
+{
+	if (!s->hdr)
+		return;
+	struct prot_shm_header *h = s->hdr;
+	if (!keep) {
+		/* release: clients that see RETIRED look for a successor (lib/segment.c) */
+		atomic_store_explicit(&h->state, SEG_STATE_RETIRED, memory_order_release);
+		atomic_store_explicit(&h->protd_pid, 0, memory_order_relaxed);
+		shm_unlink(s->name);
+		log_info("segment %s retired and removed", s->name);
+	} else {
+		atomic_store_explicit(&h->protd_pid, 0, memory_order_relaxed);
+		log_info("segment %s kept for re-adoption (--keep-segment)", s->name);
+	}
+	drop(s);
+}
+
+/* ---- slots ----------------------------------------------------------------------------------- */
+static struct prot_named *slot(struct shm *s, int reg, uint32_t i)
+{
+	return seg_entry(s->hdr, reg, i);
+}
+
+uint32_t shm_slot_state(struct shm *s, int reg, uint32_t i)
+{
+	return atomic_load_explicit(&slot(s, reg, i)->state, memory_order_relaxed); /* we write it */
+}
+
+const char *shm_slot_name(struct shm *s, int reg, uint32_t i)
+{
+	struct prot_named *n = slot(s, reg, i);
+	/* the segment is untrusted (a re-adopted one was written by someone else): force a NUL */
+	n->name[PROT_NAME_BYTES - 1] = '\0';
+	return n->name;
+}
+
+int shm_slot_find(struct shm *s, int reg, const char *name)
+{
+	for (uint32_t i = 0, n = seg_count(s->hdr, reg); i < n; i++) {
+		uint32_t st = SLOT_STATE(shm_slot_state(s, reg, i));
+		if ((st == SLOT_LIVE || st == SLOT_RETIRED) && strcmp(shm_slot_name(s, reg, i), name) == 0)
+			return (int)i;
+	}
+	return -1;
+}
+
+int shm_slot_alloc(struct shm *s, int reg)
+{
+	int retired = -1;
+	for (uint32_t i = 0, n = seg_count(s->hdr, reg); i < n; i++) {
+		uint32_t st = SLOT_STATE(shm_slot_state(s, reg, i));
+		if (st == SLOT_FREE)
+			return (int)i;
+		if (st == SLOT_RETIRED && retired < 0)
+			retired = (int)i;
+	}
+	return retired;
+}
+
+void shm_slot_cfg(struct shm *s, int reg, uint32_t i, void *cfg)
+{
+	struct prot_named *n = slot(s, reg, i);
+	seq_read(&n->seq, (char *)n + 64, cfg, CFG_WORDS);
+}
+
+/* Zero with atomic stores: a process that looked the slot up before it was recycled may still
+ * touch these words; it then sees the initial all-zero state. */
+static void zero_words(void *p, size_t bytes)
+{
+	uint64_t *w = p;
+	for (size_t i = 0; i < bytes / 8; i++)
+		__atomic_store_n(&w[i], 0, __ATOMIC_RELAXED);
+}
+
+static void zero_state(struct shm *s, int reg, uint32_t i)
+{
+	char *base = (char *)slot(s, reg, i);
+	struct prot_shm_header *h = s->hdr;
+	switch (reg) {
+	case REG_KEYS:
+		zero_words(base + offsetof(struct prot_key_slot, stats), sizeof(struct prot_key_stats));
+		break;
+	case REG_BREAKERS:
+		zero_words(base + offsetof(struct prot_breaker_slot, word),
+		           sizeof(struct prot_breaker_slot) - offsetof(struct prot_breaker_slot, word));
+		break;
+	case REG_POOLS:
+		zero_words(base + offsetof(struct prot_pool_slot, word),
+		           sizeof(struct prot_pool_slot) - offsetof(struct prot_pool_slot, word));
+		zero_words(seg_entry(h, REG_LEASES, i * h->pool_max_slots),
+		           (size_t)h->pool_max_slots * sizeof(struct prot_lease_slot));
+		zero_words(seg_entry(h, REG_WAITERS, i * h->pool_max_waiters),
+		           (size_t)h->pool_max_waiters * sizeof(struct prot_waiter_slot));
+		break;
+	}
+}
+
+static void write_cfg(struct prot_named *n, const void *cfg)
+{
+	seq_write_begin(&n->seq);
+	seq_write_words((char *)n + 64, cfg, CFG_WORDS);
+	seq_write_end(&n->seq);
+}
+
+void shm_slot_publish(struct shm *s, int reg, uint32_t i, const char *name, const void *cfg)
+{
+	struct prot_named *n = slot(s, reg, i);
+	uint32_t w = shm_slot_state(s, reg, i);
+	bool same = SLOT_STATE(w) != SLOT_FREE && strcmp(shm_slot_name(s, reg, i), name) == 0;
+	if (same) {
+		uint64_t cur[CFG_WORDS];
+		shm_slot_cfg(s, reg, i, cur);
+		if (memcmp(cur, cfg, sizeof cur) != 0)
+			write_cfg(n, cfg);
+		if (SLOT_STATE(w) != SLOT_LIVE) /* revival: state and generation kept */
+			atomic_store_explicit(&n->state, SLOT_LIVE | (w & ~0xffu), memory_order_release);
+		return;
+	}
+	uint32_t gen = SLOT_GEN(w);
+	if (SLOT_STATE(w) != SLOT_FREE) /* recycling: leave LIVE/RETIRED before anything changes */
+		atomic_store_explicit(&n->state, SLOT_FREE | gen << 8, memory_order_release);
+	zero_state(s, reg, i);
+	memset(n->name, 0, sizeof n->name);
+	snprintf(n->name, sizeof n->name, "%s", name);
+	n->name_hash = prot_name_hash(name);
+	write_cfg(n, cfg);
+	/* release: name, hash, cfg and the zeroed state before lookups can match the slot */
+	atomic_store_explicit(&n->state, SLOT_LIVE | ((gen + 1) & 0xffffffu) << 8, memory_order_release);
+}
+
+void shm_slot_retire(struct shm *s, int reg, uint32_t i)
+{
+	struct prot_named *n = slot(s, reg, i);
+	uint32_t w = shm_slot_state(s, reg, i);
+	if (SLOT_STATE(w) == SLOT_LIVE)
+		/* release: pairs with seg_find's acquire; lookups miss it from now on */
+		atomic_store_explicit(&n->state, SLOT_RETIRED | (w & ~0xffu), memory_order_release);
+}

@@ -203,8 +203,10 @@ PROT_HIDDEN uint64_t prot_event_oldest(const struct prot_shm_header *h);
 PROT_HIDDEN const char *prot_event_name(uint32_t type);
 
 /* lib/control.c: one request over protd's control socket ("breaker-create NAME k=v ...",
- * "set KEY k=v ..."); protd's reply text goes to reply (n bytes, NUL-terminated). Returns 0 or a
- * negative error (PROT_ENOTCONNECTED when protd cannot be reached). */
+ * "set KEY k=v ..."); protd's reply text goes to reply (n bytes, NUL-terminated): the detail lines
+ * after "ok", or the message after "error ". Returns 0, -PROT_EINVAL_CONFIG (refused value),
+ * -PROT_EEXIST ("error exists: ..."), -EACCES (SO_PEERCRED check failed), -PROT_ENOTCONNECTED
+ * (protd unreachable, 2 s timeout). Protocol: daemon/control.c. */
 PROT_HIDDEN int prot_control(prot_t *p, const char *request, char *reply, size_t n);
 
 /* lib/breaker.c: index-based forms of prot_breaker_* (the facade resolves the index once).
