@@ -675,3 +675,58 @@ Test(segment, retired_segment_ignores_a_successor_that_is_not_live)
 	uncraft(&c);
 	uncraft(&c2);
 }
+
+/* Threads of one process share a handle while it moves to a successor: no thread may see a
+ * half-made mapping, and every mapping a thread loaded stays valid until prot_close(). */
+struct share_ctx {
+	prot_t *p;
+	_Atomic int stop;
+	_Atomic int bad;
+};
+
+static void *hammer(void *arg)
+{
+	struct share_ctx *s = arg;
+	while (!atomic_load(&s->stop)) {
+		struct prot_shm_header *h = prot_hdr(s->p);
+		if (h->magic != PROT_MAGIC || seg_find(h, REG_KEYS, "k") < 0)
+			atomic_fetch_add(&s->bad, 1);
+		if (prot_self(s->p)->pid != getpid())
+			atomic_fetch_add(&s->bad, 1);
+	}
+	return NULL;
+}
+
+static bool on_second(void *arg)
+{
+	struct share_ctx *s = arg;
+	return seg_count(prot_hdr(s->p), REG_KEYS) == 6;
+}
+
+Test(segment, threads_share_a_handle_across_reattach)
+{
+	const char *name = th_segname("threads");
+	struct crafted c = craft(name);
+	name_slot(c.h, REG_KEYS, 0, "k");
+	static struct share_ctx s;
+	cr_assert_eq(prot_open(name, 0, &s.p), 0);
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&t[i], NULL, hammer, &s), 0);
+	usleep(20 * 1000);
+	atomic_store(&c.h->state, SEG_STATE_RETIRED);
+	shm_unlink(name);
+	usleep(20 * 1000);
+	struct seg_geometry g = small_geo;
+	g.max_keys = 6;
+	struct crafted c2 = craft_mode(name, &g, 0600);
+	name_slot(c2.h, REG_KEYS, 3, "k");
+	cr_expect(th_until(on_second, &s, 2000), "no re-attach within 2 s");
+	atomic_store(&s.stop, 1);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	cr_expect_eq(atomic_load(&s.bad), 0);
+	prot_close(s.p);
+	uncraft(&c);
+	uncraft(&c2);
+}
