@@ -18,6 +18,8 @@
  *              its store delays the period by at most until the next reader, never forever. The
  *              value only moves to newer epochs (a late winner of an older epoch does not overwrite
  *              a newer one), so a published start is never moved later except by that fallback.
+ *              (That reader's clock may be CLOCK_MONOTONIC_COARSE, up to one kernel tick early:
+ *              the fallback period is then that much shorter.)
  *              The time is CLOCK_MONOTONIC ms modulo 2^34 (198 days): ages are computed modulo
  *              2^34, and a start "in the future" (a clock read a little later in another process)
  *              counts as age 0. acquire/acq_rel; it publishes nothing but itself.
@@ -190,6 +192,12 @@ static inline uint64_t bk_now(struct bk *b)
 	return b->now_ms;
 }
 
+/* Now, or a little before: the injected time, else CLOCK_MONOTONIC_COARSE. */
+static inline uint64_t bk_now_cheap(const struct bk *b)
+{
+	return b->have_now ? b->now_ms : prot_now_coarse_ns() / 1000000u;
+}
+
 static void bk_init(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns)
 {
 	b->p = p;
@@ -268,7 +276,10 @@ static int bk_allow(struct bk *b, uint32_t *epoch, bool *probe)
 			*probe = false;
 			return 0;
 		case PROT_BREAKER_OPEN:
-			if (since_age(&s->since, e, bk_now(b)) < b->c.refresh_ms)
+			/* The coarse clock (a few ns, at most one kernel tick behind) settles the common
+			 * case, a rejection; it can only make the half-open come that tick later. */
+			if (since_age(&s->since, e, bk_now_cheap(b)) < b->c.refresh_ms ||
+			    since_age(&s->since, e, bk_now(b)) < b->c.refresh_ms)
 				return bk_reject(b);
 			nw = w_make(PROT_BREAKER_HALF_OPEN, e + 1, 1, 0);
 			break;
