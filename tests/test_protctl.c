@@ -441,3 +441,67 @@ Test(protctl, read_permission_is_enough_to_inspect)
 	cr_expect(strstr(out.err, "Permission denied"), "%s", out.err);
 	uncraft(&c2);
 }
+
+/* ---- against a real protd -------------------------------------------------------------------- */
+
+static const char *ini_mode(const char *mode)
+{
+	return th_write_file("ctl.ini", "[segment]\nmode = %s\nmax_keys = 4\nmax_breakers = 2\nmax_pools = 2\n"
+	                                "rate_entities = 64\nevents = 16\n\n"
+	                                "[key api]\nrate_limit = 10\nrate_window = 1s\n"
+	                                "breaker_tolerance = 2\nbreaker_window = 1s\nbreaker_refresh = 1s\n",
+	                     mode);
+}
+
+Test(protctl, json_of_a_real_protd_parses)
+{
+	const char *seg = th_segname("real");
+	pid_t pid = th_protd_start(ini_mode("0600"), seg, NULL);
+	cr_assert_eq(PROTCTL(seg, "--json", "list"), 0, "%s", out.err);
+	expect_json("list");
+	cr_expect(strstr(out.out, "\"keys\": [\"api\"]"), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "--json", "status"), 0, "%s", out.err);
+	expect_json("status");
+	char want[64];
+	snprintf(want, sizeof want, "\"pid\": %d, \"state\": \"running\"", (int)pid);
+	cr_expect(strstr(out.out, want), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "status"), 0, "%s", out.err);
+	snprintf(want, sizeof want, "pid %d, running", (int)pid);
+	cr_expect(strstr(out.out, want), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "--json", "events"), 0, "%s", out.err);
+	expect_json("events");
+	th_protd_stop(pid);
+	cr_expect_eq(PROTCTL(seg, "status"), 3, "after a clean stop the segment is gone");
+}
+
+Test(protctl, status_of_a_key_on_a_real_protd)
+{
+	const char *seg = th_segname("key");
+	pid_t pid = th_protd_start(ini_mode("0600"), seg, NULL);
+	int rc = PROTCTL(seg, "status", "api");
+	if (rc != 0 && strstr(out.err, "not implemented"))
+		cr_skip("prot_get_protection_status is not in this build");
+	cr_assert_eq(rc, 0, "%s", out.err);
+	cr_expect(strstr(out.out, "key api"), "%s", out.out);
+	cr_expect(strstr(out.out, "10 per 1s"), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "--json", "status", "api"), 0, "%s", out.err);
+	expect_json("status KEY");
+	cr_expect(strstr(out.out, "\"limit\": 10"), "%s", out.out);
+	cr_expect(strstr(out.out, "\"breaker\": {\"name\": \"api\""), "%s", out.out);
+	cr_expect_eq(PROTCTL(seg, "status", "nope"), 1);
+	th_protd_stop(pid);
+}
+
+Test(protctl, a_reader_inspects_protd_segment_read_only)
+{
+	if (geteuid() != 0 || access("/usr/bin/setpriv", X_OK) != 0)
+		cr_skip("needs root and setpriv to run protctl as another user");
+	const char *seg = th_segname("rdreal");
+	pid_t pid = th_protd_start(ini_mode("0644"), seg, NULL);
+	int rc = protctl_as_nobody(seg, "status");
+	if (rc == 126 || strstr(out.err, "exec"))
+		cr_skip("protctl is not executable by nobody here: %s", out.err);
+	cr_expect_eq(rc, 0, "%s", out.err);
+	cr_expect(strstr(out.out, "running"), "%s", out.out);
+	th_protd_stop(pid);
+}

@@ -730,3 +730,72 @@ Test(segment, threads_share_a_handle_across_reattach)
 	uncraft(&c);
 	uncraft(&c2);
 }
+
+/* ---- with a real protd ---------------------------------------------------------------------- */
+
+static const char *mini_ini(void)
+{
+	return th_write_file("mini.ini", "[segment]\nmax_keys = 4\nmax_breakers = 2\nmax_pools = 2\n"
+	                                 "rate_entities = 64\nevents = 16\n\n"
+	                                 "[key api]\nrate_limit = 10\nrate_window = 1s\n");
+}
+
+Test(segment, protd_creates_and_clients_attach)
+{
+	const char *seg = th_segname("protd");
+	pid_t pid = th_protd_start(mini_ini(), seg, NULL);
+	prot_t *p = th_open(seg, 5000);
+	struct prot_info info;
+	cr_assert_eq(prot_get_info(p, &info), 0);
+	cr_expect_eq(info.protd_pid, pid);
+	cr_expect_eq(info.protd_alive, 1);
+	cr_expect_eq(info.retired, 0);
+	cr_expect_eq(info.keys, 1u);
+	cr_expect_eq(info.max_keys, 4u);
+	cr_expect_geq(info.config_generation, 1u);
+	struct prot_shm_header *h = prot_hdr(p);
+	cr_expect_geq(seg_find(h, REG_KEYS, "api"), 0);
+	cr_expect_eq(proc_alive(atomic_load(&h->protd_pid), atomic_load(&h->protd_start)), 1);
+	struct stat st;
+	int fd = shm_open(seg, O_RDONLY, 0);
+	cr_assert(fd >= 0);
+	cr_assert_eq(fstat(fd, &st), 0);
+	close(fd);
+	cr_expect_eq(st.st_mode & 0777, 0600, "default mode 0600, whatever the umask");
+	prot_close(p);
+	th_protd_stop(pid);
+	cr_expect_eq(open_err(seg, 0), -PROT_ENOSEG, "a clean stop removes the segment");
+}
+
+struct successor {
+	prot_t *p;
+	pid_t pid;
+};
+
+static bool serves_again(void *arg)
+{
+	struct successor *s = arg;
+	struct prot_info info;
+	return prot_get_info(s->p, &info) == 0 && !info.retired && info.protd_pid == s->pid;
+}
+
+Test(segment, clients_follow_protd_to_its_successor)
+{
+	const char *seg = th_segname("succ");
+	const char *ini = mini_ini();
+	pid_t pid = th_protd_start(ini, seg, NULL);
+	struct successor s = {th_open(seg, 5000), 0};
+	struct prot_shm_header *old = prot_hdr(s.p);
+	th_protd_stop(pid);
+	struct prot_info info;
+	cr_assert_eq(prot_get_info(s.p, &info), 0);
+	cr_expect_eq(info.retired, 1, "a client sees the retirement");
+	cr_expect_eq(prot_hdr(s.p), old, "no successor yet: the old mapping stays in use");
+	cr_expect_geq(seg_find(prot_hdr(s.p), REG_KEYS, "api"), 0);
+	s.pid = th_protd_start(ini, seg, NULL);
+	cr_assert(th_until(serves_again, &s, 3000), "client did not re-attach to the new protd");
+	cr_expect_neq(prot_hdr(s.p), old);
+	cr_expect_geq(seg_find(prot_hdr(s.p), REG_KEYS, "api"), 0);
+	prot_close(s.p);
+	th_protd_stop(s.pid);
+}
