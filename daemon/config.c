@@ -1017,6 +1017,7 @@ static int on_value(void *user, const char *section, const char *name, const cha
 	char err[CFG_ERR_MAX];
 	if (config_set_value(kind, obj, sub, value, err))
 		PERR(ps, "%s", err);
+	o->seen |= 1ull << i; /* given, even if wrong: no "missing" or second "duplicate" for it */
 	return 1;
 }
 

@@ -129,13 +129,17 @@ static void *key_target(struct config *c, size_t ki, enum cfg_kind kind)
 	snprintf(name, sizeof name, "%s", ref);
 	if (kind == CFG_BREAKER) {
 		struct cfg_breaker *b = config_breaker(c, name);
-		if (!b && (b = config_add_breaker(c, name)))
+		if (!b && (b = config_add_breaker(c, name))) {
 			b->o.origin = CFG_ORIGIN_RUNTIME;
+			b->inline_of_key = true;
+		}
 		return b;
 	}
 	struct cfg_pool *p = config_pool(c, name);
-	if (!p && (p = config_add_pool(c, name)))
+	if (!p && (p = config_add_pool(c, name))) {
 		p->o.origin = CFG_ORIGIN_RUNTIME;
+		p->inline_of_key = true;
+	}
 	return p;
 }
 
@@ -145,7 +149,7 @@ static void key_value(const struct config *c, const char *key, const char *name,
 	enum cfg_kind kind;
 	const char *sub;
 	const struct cfg_key *k = config_key(c, key);
-	v[0] = '\0';
+	snprintf(v, n, "(none)");
 	if (!k || config_route(name, &kind, &sub) < 0)
 		return;
 	const void *obj = k;
@@ -155,8 +159,6 @@ static void key_value(const struct config *c, const char *key, const char *name,
 		obj = k->pool[0] ? config_pool(c, k->pool) : NULL;
 	if (obj)
 		config_get_value(kind, obj, sub, v, n);
-	if (!v[0])
-		snprintf(v, n, "(none)");
 }
 
 /* Runtime messages carry no file position. */
