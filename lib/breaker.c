@@ -192,7 +192,10 @@ static inline uint64_t bk_now(struct bk *b)
 	return b->now_ms;
 }
 
-/* Now, or a little before: the injected time, else CLOCK_MONOTONIC_COARSE. */
+/* Now, or a little before: the injected time, else CLOCK_MONOTONIC_COARSE, which lags the precise
+ * clock by at most one kernel tick (<= 10 ms for HZ >= 100). */
+#define COARSE_SLACK_MS 20
+
 static inline uint64_t bk_now_cheap(const struct bk *b)
 {
 	return b->have_now ? b->now_ms : prot_now_coarse_ns() / 1000000u;
@@ -277,8 +280,9 @@ static int bk_allow(struct bk *b, uint32_t *epoch, bool *probe)
 			return 0;
 		case PROT_BREAKER_OPEN:
 			/* The coarse clock (a few ns, at most one kernel tick behind) settles the common
-			 * case, a rejection; it can only make the half-open come that tick later. */
-			if (since_age(&s->since, e, bk_now_cheap(b)) < b->c.refresh_ms ||
+			 * case, a rejection well before the end of the period; near the end the precise
+			 * clock decides, so the half-open comes exactly on time. */
+			if (since_age(&s->since, e, bk_now_cheap(b)) + COARSE_SLACK_MS < b->c.refresh_ms ||
 			    since_age(&s->since, e, bk_now(b)) < b->c.refresh_ms)
 				return bk_reject(b);
 			nw = w_make(PROT_BREAKER_HALF_OPEN, e + 1, 1, 0);
