@@ -65,4 +65,13 @@ static inline void name_slot(struct prot_shm_header *h, int reg, uint32_t i, con
 	atomic_store(&s->state, SLOT_LIVE | 1u << 8);
 }
 
+/* A LIVE slot whose name fills its array without a NUL: nothing this library writes, so readers
+ * must skip it and never read past it. */
+static inline void unterminated_slot(struct prot_shm_header *h, int reg, uint32_t i)
+{
+	struct prot_named *s = seg_entry(h, reg, i);
+	memset(s->name, 'z', sizeof s->name);
+	atomic_store(&s->state, SLOT_LIVE);
+}
+
 #endif

@@ -342,9 +342,7 @@ Test(protctl, json_stays_valid_with_hostile_names)
 	name_slot(c.h, REG_KEYS, 2, "bad\xff\xc3utf8\xed\xa0\x80");
 	name_slot(c.h, REG_KEYS, 3, "caf\xc3\xa9");
 	/* an unterminated name is skipped, never read past */
-	struct prot_named *s = seg_entry(c.h, REG_BREAKERS, 0);
-	memset(s->name, 'x', sizeof s->name);
-	atomic_store(&s->state, SLOT_LIVE);
+	unterminated_slot(c.h, REG_BREAKERS, 0);
 	prot_event_emit(c.h, EV_BREAKER_OPEN, 0, "quote\"\n", 1, 2);
 
 	cr_assert_eq(PROTCTL(seg, "--json", "list"), 0, "%s", out.err);

@@ -323,9 +323,7 @@ Test(segment, find_live_named_slots)
 	struct prot_named *gone = seg_entry(c.h, REG_KEYS, 3);
 	atomic_store(&gone->state, SLOT_RETIRED | 1u << 8);
 	/* a slot whose name fills the array without a NUL must never match nor be read past */
-	struct prot_named *bad = seg_entry(c.h, REG_KEYS, 0);
-	memset(bad->name, 'z', sizeof bad->name);
-	atomic_store(&bad->state, SLOT_LIVE);
+	unterminated_slot(c.h, REG_KEYS, 0);
 
 	prot_t *p = NULL;
 	cr_assert_eq(prot_open(name, 0, &p), 0);
@@ -376,9 +374,7 @@ Test(segment, list_skips_free_and_unterminated_names)
 	struct crafted c = craft(name);
 	name_slot(c.h, REG_KEYS, 1, "a");
 	name_slot(c.h, REG_KEYS, 3, "b");
-	struct prot_named *bad = seg_entry(c.h, REG_KEYS, 2);
-	memset(bad->name, 'z', sizeof bad->name);
-	atomic_store(&bad->state, SLOT_LIVE);
+	unterminated_slot(c.h, REG_KEYS, 2);
 	name_slot(c.h, REG_POOLS, 0, "p");
 	prot_t *p = NULL;
 	cr_assert_eq(prot_open(name, PROT_OPEN_RDONLY, &p), 0);
