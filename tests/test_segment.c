@@ -480,6 +480,8 @@ struct fork_report {
 	pid_t child_getpid;
 	uint64_t child_owner, parent_owner;
 	int child_hdr_ok;
+	int child_own_ok;
+	char name[64];
 };
 
 static prot_t *fork_handle;
@@ -497,6 +499,13 @@ static int child_uses_parent_handle(void *arg, int i)
 	/* the lock is usable in the child */
 	pthread_mutex_lock(&fork_handle->lock);
 	pthread_mutex_unlock(&fork_handle->lock);
+	/* and a child may attach on its own as well */
+	prot_t *own = NULL;
+	struct prot_info info;
+	if (prot_open(fork_rep->name, 0, &own) != 0 || prot_get_info(own, &info) != 0)
+		return 1;
+	fork_rep->child_own_ok = prot_self(own)->pid == getpid() && info.max_keys == 4;
+	prot_close(own);
 	return 0;
 }
 
@@ -506,6 +515,7 @@ Test(segment, forked_child_takes_its_own_identity)
 	struct crafted c = craft(name);
 	cr_assert_eq(prot_open(name, 0, &fork_handle), 0);
 	fork_rep = th_shared(sizeof *fork_rep);
+	snprintf(fork_rep->name, sizeof fork_rep->name, "%s", name);
 	const struct prot_ident *id = prot_self(fork_handle);
 	cr_expect_eq(id->pid, getpid());
 	uint64_t owner = id->lease_owner;
@@ -514,6 +524,7 @@ Test(segment, forked_child_takes_its_own_identity)
 	cr_expect_neq(fork_rep->child_owner, owner);
 	cr_expect_eq(fork_rep->child_owner & 0xffffffffu, (uint64_t)fork_rep->child_getpid);
 	cr_expect_eq(fork_rep->child_hdr_ok, 1);
+	cr_expect_eq(fork_rep->child_own_ok, 1);
 	cr_expect_eq(prot_self(fork_handle)->pid, getpid(), "the parent keeps its identity");
 	cr_expect_eq(prot_self(fork_handle)->lease_owner, owner);
 	prot_close(fork_handle);
