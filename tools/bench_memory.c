@@ -1,0 +1,75 @@
+/* bench_memory.c — the memory figures: bytes per entity bucket (from the layout, the ABI), and the
+ * segment size for examples/protd.ini and for 1M entities (from seg_layout, the function protd
+ * sizes its segment with), plus the size of the segment this run used.
+ */
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "internal.h"
+
+#ifndef PROT_SOURCE_ROOT
+#define PROT_SOURCE_ROOT "."
+#endif
+
+/* protd's defaults (daemon/config.c) for what an INI does not set. */
+static const struct seg_geometry geo_default = {
+	.max_keys = 64, .max_breakers = 64, .max_pools = 16, .pool_max_slots = 64,
+	.pool_max_waiters = 128, .events = 1024, .rate_entities = 65536,
+};
+
+static int on_entry(void *user, const char *section, const char *name, const char *value)
+{
+	struct seg_geometry *g = user;
+	static const struct {
+		const char *name;
+		size_t off;
+	} fields[] = {
+		{"max_keys", offsetof(struct seg_geometry, max_keys)},
+		{"max_breakers", offsetof(struct seg_geometry, max_breakers)},
+		{"max_pools", offsetof(struct seg_geometry, max_pools)},
+		{"pool_max_slots", offsetof(struct seg_geometry, pool_max_slots)},
+		{"pool_max_waiters", offsetof(struct seg_geometry, pool_max_waiters)},
+		{"events", offsetof(struct seg_geometry, events)},
+	};
+	if (strcmp(section, "segment") != 0)
+		return 1;
+	if (strcmp(name, "rate_entities") == 0)
+		g->rate_entities = strtoull(value, NULL, 10);
+	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+		if (strcmp(name, fields[i].name) == 0)
+			*(uint32_t *)((char *)g + fields[i].off) = (uint32_t)strtoul(value, NULL, 10);
+	return 1;
+}
+
+static uint64_t layout_size(const struct seg_geometry *g)
+{
+	size_t size = 0;
+	return seg_layout(g, NULL, &size) == 0 ? size : 0;
+}
+
+void bench_memory(struct bench *b)
+{
+	struct seg_geometry g = geo_default;
+	const char *path = PROT_SOURCE_ROOT "/examples/protd.ini";
+	if (ini_parse(path, on_entry, &g) == 0) {
+		b->seg_example = layout_size(&g);
+		snprintf(b->seg_example_note, sizeof b->seg_example_note, "%llu entities",
+		         (unsigned long long)g.rate_entities);
+	} else {
+		snprintf(b->seg_example_note, sizeof b->seg_example_note, "cannot read %s", path);
+	}
+	g = geo_default;
+	g.rate_entities = 1000000;
+	b->seg_1m = layout_size(&g);
+	struct prot_info info;
+	if (b->prot && prot_get_info(b->prot, &info) == 0)
+		b->seg_run = info.size;
+}
+
+double bench_bytes_per_entity(void)
+{
+	return sizeof(struct prot_rate_bucket) + (double)sizeof(struct prot_rate_group_hdr) / RATE_GROUP_SLOTS;
+}

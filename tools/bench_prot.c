@@ -1,0 +1,389 @@
+/* bench_prot.c — the prot rows: rate checks (hot key admitted and denied, first use, 100k and 1M
+ * entities, and 1..8 processes on one hot key), breaker execute closed and open against a direct
+ * call, pool checkout + checkin uncontended and the hand-off latency under contention, and the
+ * full prot_execute. Everything goes through the public API on the bench's own protd.
+ * Forked workers keep using the parent's handle, as include/prot.h allows.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+/* ---- rate ------------------------------------------------------------------------------------ */
+struct rate_arg {
+	prot_t *p;
+	const char *key;
+	const char (*ents)[16];
+	uint32_t nents; /* 0: one hot key */
+	int expect;     /* 1 admitted, 0 denied */
+};
+
+struct rate_state {
+	const struct rate_arg *a;
+	uint64_t rng;
+};
+
+static void *rate_setup(void *arg, int worker)
+{
+	struct rate_state *s = malloc(sizeof *s);
+	if (!s)
+		return NULL;
+	s->a = arg;
+	s->rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(worker + 1);
+	if (s->a->expect == 0) /* spend the one unit of the denied key's window */
+		prot_rate_check_key(s->a->p, s->a->key, "hot", 1, NULL);
+	return s;
+}
+
+static void rate_teardown(void *st) { free(st); }
+
+static int rate_batch(void *st, uint64_t n)
+{
+	struct rate_state *s = st;
+	const struct rate_arg *a = s->a;
+	for (uint64_t i = 0; i < n; i++) {
+		const char *ent = a->nents ? a->ents[bench_rand(&s->rng, a->nents)] : "hot";
+		int r = prot_rate_check_key(a->p, a->key, ent, 1, NULL);
+		if (r != a->expect)
+			return r < 0 ? r : BENCH_EDENIED;
+	}
+	return 0;
+}
+
+/* First use of every entity, in order: one pass, timed as a whole (it cannot be repeated). */
+static void rate_insert_row(struct bench *b)
+{
+	uint64_t t0 = bench_now_ns();
+	for (uint32_t i = 0; i < b->sz.ent_large; i++) {
+		int r = prot_rate_check_key(b->prot, "bench_ent", b->ents[i], 1, NULL);
+		if (r != 1) {
+			bench_skip(b, ROW_RATE_INSERT, true, "entity %u: %s", i, bench_strerror(r < 0 ? r : BENCH_EDENIED));
+			bench_skip(b, ROW_RATE_100K, true, "no buckets: the first-use pass failed");
+			bench_skip(b, ROW_RATE_1M, true, "no buckets: the first-use pass failed");
+			return;
+		}
+	}
+	double ns = (double)(bench_now_ns() - t0) / b->sz.ent_large;
+	bench_stat_set(&b->res[ROW_RATE_INSERT][0], &ns, 1, 1);
+	snprintf(b->res[ROW_RATE_INSERT][0].note, sizeof b->res[0][0].note, "one pass over %u entities",
+	         b->sz.ent_large);
+}
+
+static void rate_rows(struct bench *b)
+{
+	static const struct {
+		int row;
+		const char *key;
+		int expect;
+	} hot[] = {
+		{ROW_RATE_HOT_FW, "bench_fw", 1},
+		{ROW_RATE_HOT_GCRA, "bench_gcra", 1},
+		{ROW_RATE_DENY_FW, "bench_deny_fw", 0},
+		{ROW_RATE_DENY_GCRA, "bench_deny_gcra", 0},
+	};
+	struct rate_arg a = {b->prot, NULL, NULL, 0, 1};
+	struct bench_work w = {rate_setup, rate_batch, rate_teardown, &a, 0};
+	for (size_t i = 0; i < sizeof hot / sizeof hot[0]; i++) {
+		a.key = hot[i].key;
+		a.expect = hot[i].expect;
+		bench_single(b, hot[i].row, &w, b->sz.hot_ops, b->sz.reps);
+	}
+	a.key = "bench_fw";
+	a.expect = 1;
+	bench_scale(b, ROW_SC_PROT_FW, &w);
+	a.key = "bench_gcra";
+	bench_scale(b, ROW_SC_PROT_GCRA, &w);
+
+	rate_insert_row(b);
+	if (b->res[ROW_RATE_INSERT][0].state != 1)
+		return;
+	a.key = "bench_ent";
+	a.ents = (const char(*)[16])b->ents;
+	a.nents = b->sz.ent_small;
+	bench_single(b, ROW_RATE_100K, &w, b->sz.hot_ops, b->sz.reps);
+	a.nents = b->sz.ent_large;
+	bench_single(b, ROW_RATE_1M, &w, b->sz.hot_ops, b->sz.reps);
+}
+
+/* ---- breaker --------------------------------------------------------------------------------- */
+static int noop(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+/* volatile: the direct call stays an indirect call, as the breaker's call of fn is */
+static int (*volatile noop_ptr)(void *) = noop;
+
+struct brk_arg {
+	prot_t *p;
+	const char *name; /* NULL: call the no-op directly */
+	int expect;
+};
+
+static void *brk_setup(void *arg, int worker)
+{
+	(void)worker;
+	return arg;
+}
+
+static void brk_teardown(void *st) { (void)st; }
+
+static int brk_batch(void *st, uint64_t n)
+{
+	const struct brk_arg *a = st;
+	for (uint64_t i = 0; i < n; i++) {
+		int res = 0, r = a->name ? prot_breaker_execute(a->p, a->name, noop_ptr, NULL, &res) : noop_ptr(NULL);
+		if (r != a->expect)
+			return r < 0 ? r : BENCH_EDENIED;
+	}
+	return 0;
+}
+
+static void breaker_rows(struct bench *b)
+{
+	struct brk_arg a = {b->prot, NULL, 0};
+	struct bench_work w = {brk_setup, brk_batch, brk_teardown, &a, 0};
+	bench_single(b, ROW_BRK_DIRECT, &w, b->sz.hot_ops, b->sz.reps);
+	a.name = "bench";
+	bench_single(b, ROW_BRK_CLOSED, &w, b->sz.hot_ops, b->sz.reps);
+	const struct bench_stat *d = &b->res[ROW_BRK_DIRECT][0], *c = &b->res[ROW_BRK_CLOSED][0];
+	if (d->state == 1 && c->state == 1) {
+		struct bench_stat *o = &b->res[ROW_BRK_OVERHEAD][0];
+		*o = *c;
+		o->med = c->med - d->med;
+		o->min = c->min - d->min;
+		o->max = c->max - d->max;
+		o->ops_s = 0;
+		snprintf(o->note, sizeof o->note, "difference of the two rows above");
+	} else {
+		bench_skip(b, ROW_BRK_OVERHEAD, false, "needs both rows above");
+	}
+	int r = prot_breaker_blow(b->prot, "bench_open");
+	if (r < 0) {
+		bench_skip(b, ROW_BRK_OPEN, true, "prot_breaker_blow: %s", prot_strerror(r));
+		return;
+	}
+	a.name = "bench_open";
+	a.expect = -PROT_EBLOWN;
+	bench_single(b, ROW_BRK_OPEN, &w, b->sz.hot_ops, b->sz.reps);
+}
+
+/* ---- pool ------------------------------------------------------------------------------------ */
+static int conn_create(void *ctx, void **conn)
+{
+	*conn = ctx;
+	return 0;
+}
+static void conn_destroy(void *ctx, void *conn)
+{
+	(void)ctx;
+	(void)conn;
+}
+
+/* Register the dummy connector in this process (a forked worker starts with an empty pool). */
+static int pool_register(prot_t *p, const char *pool)
+{
+	static int dummy;
+	const struct prot_connector c = {conn_create, conn_destroy, NULL, &dummy};
+	int r = prot_pool_register(p, pool, &c);
+	return r == -PROT_EEXIST ? 0 : r;
+}
+
+struct pool_arg {
+	prot_t *p;
+	const char *pool;
+	struct handoff *ho; /* hand-off rows only */
+};
+
+static void *pool_setup(void *arg, int worker)
+{
+	(void)worker;
+	const struct pool_arg *a = arg;
+	return pool_register(a->p, a->pool) == 0 ? arg : NULL;
+}
+
+static int pool_batch(void *st, uint64_t n)
+{
+	const struct pool_arg *a = st;
+	for (uint64_t i = 0; i < n; i++) {
+		prot_lease lease;
+		void *conn;
+		int r = prot_pool_checkout(a->p, a->pool, -1, &lease, &conn);
+		if (r == 0)
+			r = prot_pool_checkin(a->p, &lease, PROT_CHECKIN_OK);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Hand-off: the holder stamps the time and its worker index just before checkin; the next holder,
+ * if it is another worker, reads the stamp right after its checkout returned. The pool's checkin
+ * (release) and checkout (acquire) order the stamp; the atomics only keep the stores whole. */
+#define HO_CAP 65536
+struct handoff {
+	_Atomic uint64_t stamp_ns;
+	_Atomic int holder;
+	_Atomic uint32_t n[BENCH_MAX_WORKERS];
+	uint32_t samples[][HO_CAP]; /* ns, per worker */
+};
+
+struct ho_state {
+	const struct pool_arg *a;
+	int me;
+};
+
+static void *ho_setup(void *arg, int worker)
+{
+	struct ho_state *s = malloc(sizeof *s);
+	if (!s || pool_setup(arg, worker) == NULL) {
+		free(s);
+		return NULL;
+	}
+	s->a = arg;
+	s->me = worker + 1;
+	return s;
+}
+
+static void ho_teardown(void *st) { free(st); }
+
+static int ho_batch(void *st, uint64_t n)
+{
+	struct ho_state *s = st;
+	struct handoff *h = s->a->ho;
+	for (uint64_t i = 0; i < n; i++) {
+		prot_lease lease;
+		void *conn;
+		int r = prot_pool_checkout(s->a->p, s->a->pool, 5000, &lease, &conn);
+		if (r < 0)
+			return r;
+		uint64_t now = bench_now_ns(), then = atomic_load_explicit(&h->stamp_ns, memory_order_relaxed);
+		int prev = atomic_load_explicit(&h->holder, memory_order_relaxed);
+		uint32_t k = atomic_load_explicit(&h->n[s->me - 1], memory_order_relaxed);
+		if (prev && prev != s->me && then && k < HO_CAP) {
+			uint64_t d = now - then;
+			h->samples[s->me - 1][k] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+			atomic_store_explicit(&h->n[s->me - 1], k + 1, memory_order_relaxed);
+		}
+		atomic_store_explicit(&h->holder, s->me, memory_order_relaxed);
+		atomic_store_explicit(&h->stamp_ns, bench_now_ns(), memory_order_relaxed);
+		r = prot_pool_checkin(s->a->p, &lease, PROT_CHECKIN_OK);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* p50/p99 over every worker's samples. */
+static void handoff_stats(struct bench_stat *s, struct handoff *h, int procs)
+{
+	uint64_t total = 0;
+	for (int i = 0; i < procs; i++)
+		total += atomic_load_explicit(&h->n[i], memory_order_relaxed);
+	uint32_t *all = malloc((total ? total : 1) * sizeof *all);
+	if (!all)
+		return;
+	uint64_t k = 0;
+	for (int i = 0; i < procs; i++)
+		for (uint32_t j = 0; j < atomic_load_explicit(&h->n[i], memory_order_relaxed); j++)
+			all[k++] = h->samples[i][j];
+	qsort(all, total, sizeof *all, cmp_u32);
+	s->samples = total;
+	s->p50 = total ? all[total / 2] : 0;
+	s->p99 = total ? all[total * 99 / 100] : 0;
+	free(all);
+}
+
+static void handoff_rows(struct bench *b)
+{
+	static const int procs[] = {2, 8};
+	for (int i = 0; i < 2; i++) {
+		size_t bytes = sizeof(struct handoff) + (size_t)procs[i] * HO_CAP * sizeof(uint32_t);
+		struct handoff *h = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		struct bench_stat *s = &b->res[ROW_HANDOFF][i];
+		if (h == MAP_FAILED) {
+			bench_skip(b, ROW_HANDOFF, true, "mmap: %s", strerror(errno));
+			return;
+		}
+		struct pool_arg a = {b->prot, "bench_one", h};
+		struct bench_work w = {ho_setup, ho_batch, ho_teardown, &a, 1};
+		uint64_t ops = 0, ns = 0;
+		int r = bench_team(procs[i], b->sz.handoff_ms, &w, &ops, &ns);
+		s->procs = procs[i];
+		if (r < 0) {
+			s->state = -1;
+			snprintf(s->note, sizeof s->note, "failed: %s", bench_strerror(r));
+			b->failures++;
+		} else {
+			double per = ops ? (double)ns / (double)ops : 0;
+			bench_stat_set(s, &per, 1, procs[i]);
+			handoff_stats(s, h, procs[i]);
+		}
+		munmap(h, bytes);
+	}
+}
+
+static void pool_rows(struct bench *b)
+{
+	struct pool_arg a = {b->prot, "bench", NULL};
+	struct bench_work w = {pool_setup, pool_batch, brk_teardown, &a, 0};
+	bench_single(b, ROW_POOL_UNCONT, &w, b->sz.hot_ops, b->sz.reps);
+	handoff_rows(b);
+}
+
+/* ---- the facade ------------------------------------------------------------------------------ */
+#ifdef HAVE_PROT_EXECUTE
+static int exec_noop(const struct prot_call *call)
+{
+	(void)call;
+	return 0;
+}
+
+static int exec_batch(void *st, uint64_t n)
+{
+	prot_t *p = st;
+	const struct prot_call_opts opts = {.entity = "hot", .timeout_ms = -1};
+	for (uint64_t i = 0; i < n; i++) {
+		int r = prot_execute(p, "bench_exec", &opts, exec_noop, NULL, NULL);
+		if (r != 0)
+			return r < 0 ? r : BENCH_EDENIED;
+	}
+	return 0;
+}
+
+static void *exec_setup(void *arg, int worker)
+{
+	(void)worker;
+	return pool_register(arg, "bench") == 0 ? arg : NULL;
+}
+
+static void exec_row(struct bench *b)
+{
+	struct bench_work w = {exec_setup, exec_batch, brk_teardown, b->prot, 0};
+	bench_single(b, ROW_EXEC_FULL, &w, b->sz.hot_ops, b->sz.reps);
+}
+#else
+static void exec_row(struct bench *b)
+{
+	bench_skip(b, ROW_EXEC_FULL, false, "not built yet: prot_execute is not in libprot (issue 6)");
+}
+#endif
+
+void bench_prot_rows(struct bench *b)
+{
+	rate_rows(b);
+	breaker_rows(b);
+	pool_rows(b);
+	exec_row(b);
+}

@@ -1,0 +1,178 @@
+/* bench_protd.c — the bench's own protd: an INI written to the bench's temporary directory with
+ * the keys, breakers and pools the rows need, a private segment name (/prot-bench-<pid>), a bounded
+ * wait until the segment is served, and a stop by pid (SIGTERM, then SIGKILL) that also unlinks the
+ * segment and the control socket.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static pid_t protd_pid;
+
+/* $PROTD, else the protd of the same build tree: <dir of this executable>/../daemon/protd. */
+static const char *protd_path(char *buf, size_t len)
+{
+	const char *env = getenv("PROTD");
+	if (env && *env)
+		return env;
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n <= 0)
+		return "protd";
+	self[n] = 0;
+	snprintf(buf, len, "%s/../daemon/protd", dirname(self));
+	return buf;
+}
+
+static int write_ini(const struct bench *b, const char *path)
+{
+	char sock[128];
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -errno;
+	bench_tmpfile(b, "protd.sock", sock, sizeof sock);
+	fprintf(f,
+	        "; written by protbench for its own protd; removed at exit\n"
+	        "[segment]\nname = %s\nmode = 0600\nmax_keys = 16\nmax_breakers = 8\nmax_pools = 4\n"
+	        "pool_max_slots = 16\npool_max_waiters = 64\nrate_entities = %llu\nevents = 1024\n\n"
+	        "[daemon]\ntick = 10ms\nreclaim_interval = 100ms\ncontrol_socket = %s\n\n",
+	        b->seg, (unsigned long long)b->sz.rate_entities, sock);
+	/* Admitted rows: a limit no process reaches (10M per 100 ms). Denied rows: 1 per hour. The
+	 * entity key's window is long so that no bucket expires (and is swept) during the run. */
+	static const struct {
+		const char *name, *algo, *limit, *window;
+	} keys[] = {
+		{"bench_fw", "fixed_window", "10000000", "100ms"},
+		{"bench_gcra", "gcra", "10000000", "100ms"},
+		{"bench_deny_fw", "fixed_window", "1", "1h"},
+		{"bench_deny_gcra", "gcra", "1", "1h"},
+		{"bench_ent", "fixed_window", "10000000", "1h"},
+	};
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		fprintf(f, "[key %s]\nrate_limit = %s\nrate_window = %s\nrate_algorithm = %s\nrate_on_full = deny\n\n",
+		        keys[i].name, keys[i].limit, keys[i].window, keys[i].algo);
+	fprintf(f,
+	        "[key bench_exec]\nrate_limit = 10000000\nrate_window = 100ms\nrate_algorithm = gcra\n"
+	        "breaker = bench\npool = bench\ntimeout = 5s\n\n"
+	        "[breaker bench]\nstrategy = standard\ntolerance = 100\nwindow = 1s\nrefresh = 1s\n\n"
+	        "[breaker bench_open]\nstrategy = standard\ntolerance = 1\nwindow = 1s\nrefresh = 1h\n\n"
+	        "[pool bench]\nsize = 4\nmax_overflow = 0\ncheckout_timeout = 1s\nstrategy = lifo\n\n"
+	        "[pool bench_one]\nsize = 1\nmax_overflow = 0\ncheckout_timeout = 5s\nstrategy = fifo\n");
+	return fclose(f) == 0 ? 0 : -errno;
+}
+
+static pid_t spawn_protd(const struct bench *b, const char *exe, const char *ini)
+{
+	char log[128];
+	bench_tmpfile(b, "protd.log", log, sizeof log);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a crashed bench still stops its protd */
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execl(exe, exe, "-c", ini, "--segment", b->seg, (char *)NULL);
+		fprintf(stderr, "exec %s: %s\n", exe, strerror(errno));
+		_exit(127);
+	}
+	if (pid > 0)
+		bench_track_pid(pid);
+	return pid;
+}
+
+/* The last line of protd's log, for the reason a start failed. */
+static void log_tail(const struct bench *b, char *out, size_t len)
+{
+	char path[128], line[256] = "";
+	FILE *f = fopen(bench_tmpfile(b, "protd.log", path, sizeof path), "r");
+	out[0] = 0;
+	if (!f)
+		return;
+	while (fgets(line, sizeof line, f))
+		if (line[0] != '\n')
+			snprintf(out, len, "%s", line);
+	fclose(f);
+	out[strcspn(out, "\n")] = 0;
+}
+
+/* Bounded (5 s): open the segment once protd serves it. */
+static int wait_served(struct bench *b, pid_t pid)
+{
+	uint64_t end = bench_now_ns() + 5000000000u;
+	int r = -ETIMEDOUT;
+	while (bench_now_ns() < end) {
+		prot_t *p = NULL;
+		struct prot_info info;
+		r = prot_open(b->seg, 0, &p);
+		if (r == 0 && prot_get_info(p, &info) == 0 && info.protd_pid == pid) {
+			b->prot = p;
+			return 0;
+		}
+		prot_close(p);
+		if (kill(pid, 0) < 0 || waitpid(pid, NULL, WNOHANG) == pid)
+			return -ECHILD;
+		usleep(2000);
+	}
+	return r;
+}
+
+int bench_protd_start(struct bench *b)
+{
+	char exe_buf[PATH_MAX + 32], ini[128], tail[120];
+	const char *exe = protd_path(exe_buf, sizeof exe_buf);
+	snprintf(b->seg, sizeof b->seg, "/prot-bench-%d", (int)getpid());
+	bench_tmpfile(b, "protd.ini", ini, sizeof ini);
+	int r = write_ini(b, ini);
+	if (r < 0) {
+		snprintf(b->prot_error, sizeof b->prot_error, "cannot write %s: %s", ini, strerror(-r));
+		return r;
+	}
+	if (access(exe, X_OK) < 0) {
+		snprintf(b->prot_error, sizeof b->prot_error, "protd not found at %.120s (set $PROTD)", exe);
+		return -ENOENT;
+	}
+	protd_pid = spawn_protd(b, exe, ini);
+	if (protd_pid < 0) {
+		snprintf(b->prot_error, sizeof b->prot_error, "fork: %s", strerror(errno));
+		return -errno;
+	}
+	r = wait_served(b, protd_pid);
+	if (r < 0) {
+		log_tail(b, tail, sizeof tail);
+		snprintf(b->prot_error, sizeof b->prot_error, "protd did not serve %s: %s%s%s", b->seg,
+		         r == -ECHILD ? "it exited" : prot_strerror(r), *tail ? "; log: " : "", tail);
+		bench_protd_stop(b);
+	}
+	return r;
+}
+
+void bench_protd_stop(struct bench *b)
+{
+	char sock[128];
+	if (b->prot) {
+		prot_close(b->prot);
+		b->prot = NULL;
+	}
+	if (protd_pid > 0) {
+		bench_reap(protd_pid, 5000, true);
+		protd_pid = 0;
+	}
+	shm_unlink(b->seg); /* protd removes it on a clean stop; this covers the others */
+	unlink(bench_tmpfile(b, "protd.sock", sock, sizeof sock));
+}
