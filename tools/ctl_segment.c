@@ -69,6 +69,16 @@ static int cmd_list(struct ctl *c, int argc, char **argv)
 
 /* ---- status ---------------------------------------------------------------------------------- */
 
+/* What `status` shows beyond struct prot_info. */
+struct seg_view {
+	struct prot_info in;
+	const char *state;   /* protd: running, not responding, dead, stopped */
+	bool process_alive;  /* protd's (pid, start time) is a live process */
+	uint64_t ev_head;
+	uint32_t ev_ring;
+	char control[sizeof(((struct prot_shm_header *)0)->control_path)];
+};
+
 static const char *protd_state(const struct prot_info *in, uint64_t start, bool *process_alive)
 {
 	*process_alive = in->protd_pid > 0 && proc_alive(in->protd_pid, start);
@@ -79,9 +89,9 @@ static const char *protd_state(const struct prot_info *in, uint64_t start, bool 
 	return in->protd_alive ? "running" : "not responding";
 }
 
-static void status_json(struct ctl *c, const struct prot_info *in, const char *state,
-                        bool process_alive, uint64_t ev_head, uint32_t ev_ring)
+static void status_json(struct ctl *c, const struct seg_view *v)
 {
+	const struct prot_info *in = &v->in;
 	FILE *f = c->out;
 
 	fputs("{\"segment\": ", f);
@@ -91,23 +101,26 @@ static void status_json(struct ctl *c, const struct prot_info *in, const char *s
 	        in->size, in->abi_version, in->config_generation, in->retired ? "true" : "false");
 	fprintf(f, ", \"protd\": {\"pid\": %" PRId32 ", \"state\": \"%s\", \"process_alive\": %s, "
 	           "\"heartbeat_alive\": %s, \"heartbeat_age_ms\": ",
-	        in->protd_pid, state, process_alive ? "true" : "false", in->protd_alive ? "true" : "false");
+	        in->protd_pid, v->state, v->process_alive ? "true" : "false",
+	        in->protd_alive ? "true" : "false");
 	if (in->heartbeat_age_ms == UINT64_MAX)
-		fputs("null}", f);
+		fputs("null", f);
 	else
-		fprintf(f, "%" PRIu64 "}", in->heartbeat_age_ms);
-	fprintf(f, ", \"keys\": {\"used\": %" PRIu32 ", \"max\": %" PRIu32 "}"
+		fprintf(f, "%" PRIu64, in->heartbeat_age_ms);
+	fputs(", \"control_socket\": ", f);
+	ctl_json_str(f, v->control);
+	fprintf(f, "}, \"keys\": {\"used\": %" PRIu32 ", \"max\": %" PRIu32 "}"
 	           ", \"breakers\": {\"used\": %" PRIu32 ", \"max\": %" PRIu32 "}"
 	           ", \"pools\": {\"used\": %" PRIu32 ", \"max\": %" PRIu32 "}"
 	           ", \"rate_buckets\": {\"used\": %" PRIu64 ", \"max\": %" PRIu64 "}"
 	           ", \"events\": {\"emitted\": %" PRIu64 ", \"ring\": %" PRIu32 "}}\n",
 	        in->keys, in->max_keys, in->breakers, in->max_breakers, in->pools, in->max_pools,
-	        in->rate_buckets_used, in->rate_buckets_max, ev_head, ev_ring);
+	        in->rate_buckets_used, in->rate_buckets_max, v->ev_head, v->ev_ring);
 }
 
-static void status_human(struct ctl *c, const struct prot_info *in, const char *state,
-                         uint64_t ev_head, uint32_t ev_ring)
+static void status_human(struct ctl *c, const struct seg_view *v)
 {
+	const struct prot_info *in = &v->in;
 	FILE *f = c->out;
 	char d[32];
 
@@ -120,33 +133,36 @@ static void status_human(struct ctl *c, const struct prot_info *in, const char *
 	if (in->protd_pid == 0)
 		fprintf(f, "protd         stopped\n");
 	else
-		fprintf(f, "protd         pid %" PRId32 ", %s, heartbeat %s%s\n", in->protd_pid, state,
+		fprintf(f, "protd         pid %" PRId32 ", %s, heartbeat %s%s\n", in->protd_pid, v->state,
 		        ctl_dur(d, in->heartbeat_age_ms), in->heartbeat_age_ms == UINT64_MAX ? "" : " ago");
+	if (v->control[0])
+		fprintf(f, "control       %s\n", v->control);
 	fprintf(f, "keys          %" PRIu32 " / %" PRIu32 "\n", in->keys, in->max_keys);
 	fprintf(f, "breakers      %" PRIu32 " / %" PRIu32 "\n", in->breakers, in->max_breakers);
 	fprintf(f, "pools         %" PRIu32 " / %" PRIu32 "\n", in->pools, in->max_pools);
 	fprintf(f, "rate buckets  %" PRIu64 " / %" PRIu64 "\n", in->rate_buckets_used, in->rate_buckets_max);
-	fprintf(f, "events        %" PRIu64 " emitted, ring of %" PRIu32 "\n", ev_head, ev_ring);
+	fprintf(f, "events        %" PRIu64 " emitted, ring of %" PRIu32 "\n", v->ev_head, v->ev_ring);
 }
 
 static int status_segment(struct ctl *c)
 {
-	struct prot_info in;
-	int r = prot_get_info(c->p, &in);
+	struct seg_view v = {0};
+	int r = prot_get_info(c->p, &v.in);
 	if (r < 0)
 		return ctl_fail(ctl_code(r), "status: %s", prot_strerror(r));
-	const struct prot_shm_header *h = prot_hdr(c->p);
+	struct prot_shm_header *h = prot_hdr(c->p);
 	/* relaxed: display only */
-	uint64_t start = atomic_load_explicit(&((struct prot_shm_header *)h)->protd_start,
-	                                      memory_order_relaxed);
-	uint64_t head = atomic_load_explicit(&((struct prot_shm_header *)h)->event_head,
-	                                     memory_order_relaxed);
-	bool process_alive;
-	const char *state = protd_state(&in, start, &process_alive);
+	uint64_t start = atomic_load_explicit(&h->protd_start, memory_order_relaxed);
+	v.ev_head = atomic_load_explicit(&h->event_head, memory_order_relaxed);
+	v.ev_ring = seg_count(h, REG_EVENTS);
+	/* protd may rewrite the path: copy it bounded and terminate it whatever the bytes */
+	memcpy(v.control, h->control_path, sizeof v.control);
+	v.control[sizeof v.control - 1] = '\0';
+	v.state = protd_state(&v.in, start, &v.process_alive);
 	if (c->json)
-		status_json(c, &in, state, process_alive, head, seg_count(h, REG_EVENTS));
+		status_json(c, &v);
 	else
-		status_human(c, &in, state, head, seg_count(h, REG_EVENTS));
+		status_human(c, &v);
 	return CTL_OK;
 }
 
