@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -399,6 +400,62 @@ Test(core, eight_processes_race_for_probes)
 		race(r, 8, probe_once);
 		cr_assert_eq(atomic_load(&r->admitted), (int)n);
 	}
+}
+
+/* ---- threads of one process sharing a breaker (run under TSan too) ------------------------------ */
+
+struct thr {
+	struct prot_shm_header *h;
+	unsigned seed;
+	long admitted, rejected;
+};
+
+static int fn_flaky(void *arg)
+{
+	struct thr *t = arg;
+	t->seed = t->seed * 1103515245u + 12345u;
+	return (t->seed >> 16) % 3 == 0 ? -1 : 0;
+}
+
+static void *thr_main(void *arg)
+{
+	struct thr *t = arg;
+	for (int i = 0; i < 20000; i++) {
+		int r = breaker_execute_idx(NULL, t->h, 0, fn_flaky, t, NULL);
+		if (r == -PROT_EBLOWN)
+			t->rejected++;
+		else
+			t->admitted++;
+		if (i % 1000 == 0)
+			breaker_tick(t->h, 0);
+	}
+	return NULL;
+}
+
+Test(core, threads_share_a_breaker)
+{
+	struct prot_shm_header *h = core_seg();
+	struct prot_breaker_cfg c = {.tolerance = 2, .window_ms = 1000, .refresh_ms = 1,
+	                             .half_open_probes = 2, .probe_timeout_ms = 1};
+	core_breaker(h, 0, "t", &c);
+	pthread_t th[8];
+	struct thr t[8];
+	for (int i = 0; i < 8; i++) {
+		t[i] = (struct thr){.h = h, .seed = (unsigned)i + 1};
+		cr_assert_eq(pthread_create(&th[i], NULL, thr_main, &t[i]), 0);
+	}
+	long admitted = 0, rejected = 0;
+	for (int i = 0; i < 8; i++) {
+		pthread_join(th[i], NULL);
+		admitted += t[i].admitted;
+		rejected += t[i].rejected;
+	}
+	struct prot_breaker_status st;
+	cr_assert_eq(breaker_status_idx(h, 0, 0, &st), 0);
+	cr_assert_eq(st.successes + st.failures, (uint64_t)admitted);
+	cr_assert_eq(st.rejections, (uint64_t)rejected);
+	cr_assert_gt(rejected, 0, "it never tripped");
+	cr_assert_leq(st.state, PROT_BREAKER_BLOWN);
 }
 
 /* ---- with a real protd ---------------------------------------------------------------------------- */
