@@ -447,11 +447,13 @@ static void serve(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	char why[256];
+	/* read the request even when refusing: closing on unread data would reset the connection
+	 * and the caller would see no reply */
+	if (read_line(fd, req, sizeof req) <= 0)
+		return;
 	if (!allowed(fd, why, sizeof why)) {
 		snprintf(reply, sizeof reply, "error permission denied: %s\n", why);
 		log_warn("control: refused: %s", why);
-	} else if (read_line(fd, req, sizeof req) <= 0) {
-		return;
 	} else {
 		control_handle(ctl.shm, req, reply, sizeof reply);
 	}
