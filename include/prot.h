@@ -260,6 +260,7 @@ struct prot_pool_status {
 	uint64_t checkout_timeout_ms, overflow_ttl_ms;
 	uint32_t strategy; /* 0 lifo, 1 fifo */
 	uint64_t checkouts, timeouts, reclaims;
+	uint32_t high_water; /* most leases held at once since the pool was created */
 };
 PROT_API int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out);
 

@@ -220,7 +220,9 @@ struct prot_pool_slot {
 	/* line 4: counters */
 	_Atomic uint64_t checkouts PROT_ALIGNED;
 	_Atomic uint64_t timeouts, reclaims, high_water;
-	uint64_t pad_c[4];
+	_Atomic uint64_t exhausted_ns;  /* last EV_POOL_EXHAUSTED (rate limit: one a second) */
+	_Atomic uint64_t reclaim_at_ns; /* protd only: when pool_reclaim last scanned this pool */
+	uint64_t pad_c[2];
 } PROT_ALIGNED;
 
 /* One lease: 0 when free, else the holder's identity (lib/pool.c). */
@@ -320,6 +322,8 @@ _Static_assert(sizeof(struct prot_breaker_slot) == 320 + BREAKER_MELT_RING * 8 +
                "breaker slot");
 _Static_assert(sizeof(struct prot_pool_cfg) == 128, "pool cfg is two lines");
 _Static_assert(sizeof(struct prot_pool_slot) == 320, "pool slot");
+_Static_assert(offsetof(struct prot_pool_slot, word) == 192, "pool word line");
+_Static_assert(offsetof(struct prot_pool_slot, checkouts) == 256, "pool counters line");
 _Static_assert(sizeof(struct prot_lease_slot) == 8, "lease");
 _Static_assert(sizeof(struct prot_waiter_slot) == 16, "waiter");
 _Static_assert(sizeof(struct prot_rate_bucket) == 128, "a bucket is two lines");
