@@ -36,6 +36,19 @@ struct prot_ident {
 
 struct prot_pool_local; /* lib/pool.c */
 
+/* A per-handle memo of operation-name hashes (lib/ratelimit.c): operation names are program
+ * constants, and hashing one costs as much as the rest of a rate decision. Each entry is a small
+ * seqlock (odd seq: being written; writers claim it by CAS, so threads sharing the handle are
+ * safe); it is keyed by the segment too, whose hash key a successor segment changes. */
+#define RATE_OP_CACHE 8
+struct rate_op_cache {
+	_Atomic uint32_t seq;
+	uint32_t len;
+	const struct prot_shm_header *h;
+	uint64_t op_hash;
+	uint64_t op[(PROT_OP_MAX + 8) / 8]; /* the name, zero-padded */
+};
+
 struct prot {
 	char name[64];
 	unsigned flags;
@@ -47,6 +60,7 @@ struct prot {
 	struct prot_ident ident;
 	pthread_mutex_t lock;           /* guards ident refresh, re-attach and pool-local state */
 	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool.c) */
+	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/ratelimit.c */
 	/* Telemetry (lib/telemetry.c). tel_mask is the union of the handlers' masks: the hot path
 	 * tests it with one relaxed load and a predictable branch. A handler's fn/ctx are written
 	 * before its mask is published (release; emit loads the mask with acquire). */
@@ -227,12 +241,14 @@ PROT_HIDDEN int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t
 
 /* lib/ratelimit.c: the rate limiter on a mapped header (protctl, the facade, tests). now_ns 0 =
  * read CLOCK_MONOTONIC. Same returns as the public forms. */
-PROT_HIDDEN int rate_check_h(struct prot_shm_header *h, const char *op, const char *entity,
-                             const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
-                             struct prot_rate_info *info);
-/* Key idx's limits (seqlock read of its cfg); key = its name if the caller has it, else NULL. */
-PROT_HIDDEN int rate_check_key_idx(struct prot_shm_header *h, uint32_t idx, const char *key,
-                                   const char *entity, uint64_t cost, struct prot_rate_info *info);
+PROT_HIDDEN int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op,
+                             const char *entity, const struct prot_rate_limit *lim, uint64_t cost,
+                             uint64_t now_ns, struct prot_rate_info *info);
+/* Key idx's limits (seqlock read of its cfg); key = its name if the caller has it, else NULL.
+ * p may be NULL (then the operation hash is not memoised). */
+PROT_HIDDEN int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
+                                   const char *key, const char *entity, uint64_t cost,
+                                   struct prot_rate_info *info);
 PROT_HIDDEN int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
                                struct prot_rate_limit *lim);
 /* Read-only: works on a read-only mapping. */

@@ -8,7 +8,9 @@
  * For a protection key (prot_rate_check_key) the operation is the key's name.
  *
  * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. h = SipHash(segment
- * key, op_hash || entity) picks the group (low bits) and an 8-bit tag (top byte). An entity lives
+ * key ^ (op_hash, 0), entity) — a key per operation — picks the group (low bits) and an 8-bit tag
+ * (top byte). op_hash itself is memoised per handle (struct rate_op_cache), so a decision hashes
+ * only the entity. An entity lives
  * in its one group or nowhere: a group with no free bucket is "table full" and the key's policy
  * applies (deny: PROT_ETABLEFULL; allow: admitted without a bucket and counted). Cost: 128 B per
  * bucket + 64 B group index per 32 buckets = 130 B per entity. Since entities fall into groups at
@@ -132,8 +134,7 @@ _Static_assert(offsetof(struct prot_rate_group_hdr, tags) == 8, "tags are 4 alig
 
 #define ENT_WORDS 9 /* 72 bytes: head (2 words) + tail (7 words) */
 
-/* Everything a call knows about its bucket before touching the table. op_hash and ent[] are
- * adjacent: they are the lookup hash's input. */
+/* Everything a call knows about its bucket before touching the table. */
 struct rate_id {
 	uint64_t op_hash;
 	uint64_t ent[ENT_WORDS]; /* entity, zero-padded */
@@ -143,7 +144,6 @@ struct rate_id {
 	uint8_t tag;
 	uint8_t ent_len;
 };
-_Static_assert(offsetof(struct rate_id, ent) == 8, "hash input is contiguous");
 
 /* Decision parameters, validated. */
 struct rate_params {
@@ -199,8 +199,73 @@ static void id_store(struct prot_rate_bucket *b, const struct rate_id *id)
 		st(b, ent_off(k), id->ent[k]);
 }
 
-static int rate_id_make(const struct prot_shm_header *h, const char *op, const char *entity,
-                        struct rate_id *id)
+/* ---- operation hashes, memoised per handle (see struct rate_op_cache) ------------------------- */
+
+static struct rate_op_cache *opc_slot(prot_t *p, const char *op, size_t ol)
+{
+	return &p->rate_ops[(ol * 31 + (uint8_t)op[0] + (uint8_t)op[ol - 1]) % RATE_OP_CACHE];
+}
+
+/* Words of the cache entry are read with relaxed atomics inside the seqlock: a concurrent writer
+ * makes the read fail, never tear. */
+static bool opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw,
+                    size_t ol, uint64_t *out)
+{
+	/* acquire: pairs with the writer's release of an even seq */
+	uint32_t s = atomic_load_explicit(&c->seq, memory_order_acquire);
+
+	if ((s & 1) || __atomic_load_n(&c->h, __ATOMIC_RELAXED) != h ||
+	    __atomic_load_n(&c->len, __ATOMIC_RELAXED) != ol)
+		return false;
+	for (size_t k = 0; k < (ol + 7) / 8; k++)
+		if (__atomic_load_n(&c->op[k], __ATOMIC_RELAXED) != opw[k])
+			return false;
+	uint64_t v = __atomic_load_n(&c->op_hash, __ATOMIC_RELAXED);
+	atomic_thread_fence(memory_order_acquire); /* the reads happen before the re-check */
+	if (atomic_load_explicit(&c->seq, memory_order_relaxed) != s)
+		return false;
+	*out = v;
+	return true;
+}
+
+static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw,
+                    size_t ol, uint64_t v)
+{
+	uint32_t s = atomic_load_explicit(&c->seq, memory_order_relaxed);
+
+	/* relaxed CAS + release fence: the odd seq is visible before any word changes (seqlock
+	 * writer); a thread that loses the CAS simply does not memoise */
+	if ((s & 1) || !atomic_compare_exchange_strong_explicit(&c->seq, &s, s + 1, memory_order_relaxed,
+	                                                        memory_order_relaxed))
+		return;
+	atomic_thread_fence(memory_order_release);
+	__atomic_store_n(&c->h, h, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->len, (uint32_t)ol, __ATOMIC_RELAXED);
+	for (size_t k = 0; k < (ol + 7) / 8; k++)
+		__atomic_store_n(&c->op[k], opw[k], __ATOMIC_RELAXED);
+	__atomic_store_n(&c->op_hash, v, __ATOMIC_RELAXED);
+	/* release: the words above happen before a reader acquires this even seq */
+	atomic_store_explicit(&c->seq, s + 2, memory_order_release);
+}
+
+static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const char *op, size_t ol)
+{
+	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0}, v;
+	struct rate_op_cache *c;
+
+	if (!p)
+		return prot_siphash(h->hash_key, op, ol);
+	memcpy(opw, op, ol);
+	c = opc_slot(p, op, ol);
+	if (opc_get(c, h, opw, ol, &v))
+		return v;
+	v = prot_siphash(h->hash_key, op, ol);
+	opc_put(c, h, opw, ol, v);
+	return v;
+}
+
+static int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op,
+                        const char *entity, struct rate_id *id)
 {
 	size_t ol, el;
 	uint8_t head[16] = {0};
@@ -222,8 +287,11 @@ static int rate_id_make(const struct prot_shm_header *h, const char *op, const c
 	memcpy(&id->id1, head + 8, 8);
 	id->ent_len = (uint8_t)el;
 	id->ent_words = el <= 16 ? 2 : (uint32_t)(el + 7) / 8;
-	id->op_hash = prot_siphash(h->hash_key, op, ol);
-	uint64_t x = prot_siphash(h->hash_key, &id->op_hash, 8 + el);
+	id->op_hash = op_hash_of(p, h, op, ol);
+	/* The lookup hash: SipHash of the entity under the segment key offset by the operation's
+	 * hash — a key per operation, one pass over the entity. */
+	const uint64_t k[2] = {h->hash_key[0] ^ id->op_hash, h->hash_key[1]};
+	uint64_t x = prot_siphash(k, id->ent, el);
 	id->group = (uint32_t)x & (h->rate_groups - 1);
 	id->tag = (uint8_t)(x >> 56);
 	return 0;
@@ -625,14 +693,14 @@ static int rate_run(struct prot_shm_header *h, const struct rate_id *id, const s
 
 /* ---- hidden entry points (protctl, facade, tests) -------------------------------------------- */
 
-int rate_check_h(struct prot_shm_header *h, const char *op, const char *entity,
+int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const char *entity,
                  const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
                  struct prot_rate_info *info)
 {
 	struct rate_params rp;
 	struct rate_id id;
 	struct rate_policy pol = {.full = RATE_FULL_DENY, .key_idx = PROT_NO_INDEX, .name = op};
-	int r = rate_id_make(h, op, entity, &id);
+	int r = rate_id_make(p, h, op, entity, &id);
 
 	if (r == 0)
 		r = params_make(lim, cost, &rp);
@@ -660,8 +728,8 @@ int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg 
 	return 0;
 }
 
-int rate_check_key_idx(struct prot_shm_header *h, uint32_t idx, const char *key, const char *entity,
-                       uint64_t cost, struct prot_rate_info *info)
+int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
+                       const char *entity, uint64_t cost, struct prot_rate_info *info)
 {
 	struct prot_key_slot *k = seg_entry(h, REG_KEYS, idx);
 	char name[PROT_NAME_BYTES];
@@ -683,7 +751,7 @@ int rate_check_key_idx(struct prot_shm_header *h, uint32_t idx, const char *key,
 		name[sizeof name - 1] = '\0';
 		key = name;
 	}
-	r = rate_id_make(h, key, entity, &id);
+	r = rate_id_make(p, h, key, entity, &id);
 	if (r == 0)
 		r = params_make(&lim, cost, &rp);
 	if (r < 0)
@@ -726,7 +794,7 @@ int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
 	struct rate_ref ref;
 	struct rate_eval e, one;
 	uint64_t m, w;
-	int r = rate_id_make(h, op, entity, &id);
+	int r = rate_id_make(NULL, h, op, entity, &id);
 
 	if (r == 0)
 		r = params_make(lim, 0, &rp);
@@ -754,7 +822,7 @@ int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
 	struct rate_id id;
 	struct rate_ref ref;
 	uint64_t m, w;
-	int r = rate_id_make(h, op, entity, &id);
+	int r = rate_id_make(NULL, h, op, entity, &id);
 
 	if (r < 0)
 		return r;
@@ -957,7 +1025,7 @@ int prot_rate_check_n(prot_t *p, const char *operation, const char *entity,
 {
 	if (!p)
 		return -EINVAL;
-	return rate_check_h(prot_hdr(p), operation, entity, lim, cost, 0, info);
+	return rate_check_h(p, prot_hdr(p), operation, entity, lim, cost, 0, info);
 }
 
 int prot_rate_check(prot_t *p, const char *operation, const char *entity, uint64_t limit,
@@ -980,7 +1048,7 @@ int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t
 	idx = seg_find(h, REG_KEYS, key);
 	if (idx < 0)
 		return idx;
-	return rate_check_key_idx(h, (uint32_t)idx, key, entity, cost, info);
+	return rate_check_key_idx(p, h, (uint32_t)idx, key, entity, cost, info);
 }
 
 int prot_rate_execute(prot_t *p, const char *operation, const char *entity,

@@ -72,7 +72,7 @@ static const struct prot_rate_limit GCRA10 = {.algo = PROT_RATE_GCRA, .limit = 1
 static int chk(struct prot_shm_header *h, const char *ent, const struct prot_rate_limit *l,
                uint64_t cost, uint64_t ms, struct prot_rate_info *info)
 {
-	return rate_check_h(h, "op", ent, l, cost, at(ms), info);
+	return rate_check_h(NULL, h, "op", ent, l, cost, at(ms), info);
 }
 
 static int count_cb(const struct rate_view *v, void *arg)
@@ -186,7 +186,7 @@ Test(core, overlong_names_are_refused)
 	cr_assert_eq(chk(h, ent, &FW5, 1, 0, NULL), -PROT_ETOOLONG);
 	memset(op, 'o', sizeof op);
 	op[PROT_OP_MAX + 1] = '\0';
-	cr_assert_eq(rate_check_h(h, op, "u", &FW5, 1, at(0), NULL), -PROT_ETOOLONG);
+	cr_assert_eq(rate_check_h(NULL, h, op, "u", &FW5, 1, at(0), NULL), -PROT_ETOOLONG);
 	/* Entities that differ only past byte 16 (head) or in the last byte are distinct. */
 	char a[65], b[65];
 	memset(a, 'a', 64), memset(b, 'a', 64);
@@ -236,7 +236,7 @@ Test(core, gcra_never_exceeds_burst_plus_rate)
 	set_t0();
 	for (int k = 0; k < N; k++) {
 		t += (uint64_t)(rand_r(&seed) % 60) * MS / 2;
-		if (rate_check_h(h, "op", "p", &l, 1, T0 + t, NULL) == 1)
+		if (rate_check_h(NULL, h, "op", "p", &l, 1, T0 + t, NULL) == 1)
 			times[admitted++] = t;
 	}
 	cr_assert_gt(admitted, 100);
@@ -340,22 +340,22 @@ Test(core, key_limits_stats_and_full_policy)
 	char ent[32];
 	for (int i = 0; i < 32; i++) {
 		snprintf(ent, sizeof ent, "e%d", i);
-		cr_assert_eq(rate_check_key_idx(h, 0, NULL, ent, 1, NULL), 1);
+		cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, ent, 1, NULL), 1);
 	}
 	cr_assert_eq(atomic_load(&h->rate_buckets_used), 32);
-	cr_assert_eq(rate_check_key_idx(h, 0, NULL, "e0", 2, NULL), 0, "burst 2, 1 used");
+	cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, "e0", 2, NULL), 0, "burst 2, 1 used");
 	cr_assert_eq(atomic_load(&kd->stats.rate_allowed), 32);
 	cr_assert_eq(atomic_load(&kd->stats.rate_denied), 1);
-	cr_assert_eq(rate_check_key_idx(h, 0, NULL, "new", 1, NULL), -PROT_ETABLEFULL);
+	cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, "new", 1, NULL), -PROT_ETABLEFULL);
 	cr_assert_eq(atomic_load(&kd->stats.rate_table_full), 1);
 	struct prot_rate_info in;
-	cr_assert_eq(rate_check_key_idx(h, 1, NULL, "new", 1, &in), 1, "allow policy");
+	cr_assert_eq(rate_check_key_idx(NULL, h, 1, NULL, "new", 1, &in), 1, "allow policy");
 	cr_assert(in.allowed);
 	cr_assert_eq(atomic_load(&ka->stats.rate_table_full), 1);
 	cr_assert_eq(atomic_load(&h->rate_table_full), 2);
 	cr_assert_eq(buckets(h, NULL), 32, "nothing corrupted");
 	/* Hammer-style calls deny on a full table */
-	cr_assert_eq(rate_check_h(h, "op", "x", &FW5, 1, 0, NULL), -PROT_ETABLEFULL);
+	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, 0, NULL), -PROT_ETABLEFULL);
 }
 
 /* ---- expiry ----------------------------------------------------------------------------------- */
@@ -372,7 +372,7 @@ Test(core, sweep_expires_and_churn_keeps_working)
 	for (int w = 0; w < 40; w++) {
 		for (int i = 0; i < 64; i++) {
 			snprintf(ent, sizeof ent, "w%d-e%d", w, i);
-			cr_assert_eq(rate_check_h(h, "op", ent, (i & 1) ? &l : &g, 1, at(1000 * (uint64_t)w), NULL),
+			cr_assert_eq(rate_check_h(NULL, h, "op", ent, (i & 1) ? &l : &g, 1, at(1000 * (uint64_t)w), NULL),
 			             1, "wave %d entity %d", w, i);
 		}
 		cr_assert_eq(atomic_load(&h->rate_buckets_used), 64);
@@ -400,17 +400,17 @@ Test(core, dead_claimers_are_recovered)
 		atomic_store(&g->b[i].meta, (uint64_t)1 << 32 | PROT_RATE_GCRA << 8 | 1 /* CLAIMED */);
 	for (int i = 0; i < 32; i++)
 		atomic_store(&g->b[i].word, at(0));
-	cr_assert_eq(rate_check_h(h, "op", "x", &FW5, 1, at(10), NULL), -PROT_ETABLEFULL);
+	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(10), NULL), -PROT_ETABLEFULL);
 	rate_sweep(h, at(100), &swept);
-	cr_assert_eq(rate_check_h(h, "op", "x", &FW5, 1, at(100), NULL), -PROT_ETABLEFULL, "too young");
+	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(100), NULL), -PROT_ETABLEFULL, "too young");
 	rate_sweep(h, at(3000), &swept);
-	cr_assert_eq(rate_check_h(h, "op", "x", &FW5, 1, at(3000), NULL), 1, "freed");
+	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(3000), NULL), 1, "freed");
 
 	/* published (bit set) but still CLAIMED: a lookup completes the publication */
 	struct prot_rate_bucket *b = bucket_of(h, "op", "x");
 	uint64_t m = atomic_load(&b->meta);
 	atomic_store(&b->meta, (m & ~0xffull) | 1);
-	cr_assert_eq(rate_check_h(h, "op", "x", &FW5, 1, at(3001), NULL), 1);
+	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(3001), NULL), 1);
 	cr_assert_eq(atomic_load(&b->meta), m);
 	cr_assert_eq(buckets(h, NULL), 1);
 }
@@ -442,7 +442,7 @@ static int first_use_child(void *arg, int i)
 	barrier(r, 8);
 	for (int k = 0; k < r->rounds; k++) {
 		snprintf(ent, sizeof ent, "new-%d", k);
-		int res = rate_check_h(r->h, r->op, ent, &r->lim, 1, 0, NULL);
+		int res = rate_check_h(NULL, r->h, r->op, ent, &r->lim, 1, 0, NULL);
 		if (res < 0)
 			return 10;
 		atomic_fetch_add(&r->admitted, (uint64_t)res);
@@ -472,7 +472,7 @@ static int hammer_child(void *arg, int i)
 	(void)i;
 	barrier(r, 8);
 	for (int k = 0; k < r->attempts; k++) {
-		int res = rate_check_h(r->h, "hot", "one", &r->lim, 1, 0, NULL);
+		int res = rate_check_h(NULL, r->h, "hot", "one", &r->lim, 1, 0, NULL);
 		if (res < 0)
 			return 10;
 		atomic_fetch_add(&r->admitted, (uint64_t)res);
