@@ -28,6 +28,10 @@
  *  melt_next   standard strategy: a ticket per failure (fetch_add; only uniqueness matters).
  *  melts[R]    standard strategy: melts[i % R] = (epoch & 0xffff) << 48 | time_ms of failure i.
  *              The epoch tag drops failures of an earlier closed period without clearing the ring.
+ *  probe_ms    CLOCK_MONOTONIC ms at which the latest half-open probe was handed out; raised
+ *              (CAS max, relaxed: it orders nothing) by each process that takes a probe, right
+ *              after its CAS. The probe timeout runs from the later of it and the start of the
+ *              half-open epoch, so a probe handed out late in a round still gets its full time.
  *  rate_next, rate_bits, rate_seen
  *              rate strategy: a ring of the last rate_window_calls outcomes; call i sets its bit in
  *              rate_seen and sets (failure) or clears (success) it in rate_bits.
@@ -87,6 +91,7 @@ static inline bool epoch_newer(uint32_t a, uint32_t b)
 /* ---- since --------------------------------------------------------------------------------- */
 #define SINCE_TIME_BITS 34
 #define SINCE_TIME_MASK ((1ull << SINCE_TIME_BITS) - 1)
+#define SINCE_FUTURE_MS 3600000ull
 
 static inline uint64_t since_pack(uint32_t e, uint64_t ms)
 {
@@ -96,7 +101,10 @@ static inline uint32_t since_epoch(uint64_t v) { return (uint32_t)(v >> SINCE_TI
 static inline uint64_t since_age_of(uint64_t v, uint64_t now_ms)
 {
 	uint64_t age = (now_ms - v) & SINCE_TIME_MASK;
-	return age >= SINCE_TIME_MASK / 2 ? 0 : age; /* "in the future": another process's later clock */
+	/* "In the future" (within an hour): another process read its clock a little later. Anything
+	 * else is a real age, up to 2^34 ms less that hour (198 days); protd's tick moves every timed
+	 * state on long before that. */
+	return age > SINCE_TIME_MASK - SINCE_FUTURE_MS ? 0 : age;
 }
 
 /* Age of state period e; publishes (e, now) if e's start is missing. When `since` already names a
@@ -114,6 +122,24 @@ static uint64_t since_age(_Atomic uint64_t *since, uint32_t e, uint64_t now_ms)
 		                                          memory_order_acq_rel, memory_order_acquire))
 			return 0;
 	}
+}
+
+/* ---- probe timing ---------------------------------------------------------------------------- */
+static void probe_taken(_Atomic uint64_t *probe_ms, uint64_t now_ms)
+{
+	uint64_t v = atomic_load_explicit(probe_ms, memory_order_relaxed);
+	while (v < now_ms && !atomic_compare_exchange_weak_explicit(probe_ms, &v, now_ms, memory_order_relaxed,
+	                                                            memory_order_relaxed))
+		;
+}
+
+/* How long the probes of HALF_OPEN epoch e have gone without a verdict. */
+static uint64_t probe_age(struct prot_breaker_slot *s, uint32_t e, uint64_t now_ms)
+{
+	uint64_t age = since_age(&s->since, e, now_ms);
+	uint64_t last = atomic_load_explicit(&s->probe_ms, memory_order_relaxed); /* probe_taken */
+	uint64_t since_last = now_ms > last ? now_ms - last : 0;
+	return since_last < age ? since_last : age;
 }
 
 /* ---- melts (standard strategy) --------------------------------------------------------------- */
@@ -290,7 +316,7 @@ static int bk_allow(struct bk *b, uint32_t *epoch, bool *probe)
 		case PROT_BREAKER_HALF_OPEN:
 			if (w_issued(w) < b->c.probes)
 				nw = w + (1u << 16);
-			else if (since_age(&s->since, e, bk_now(b)) >= b->c.probe_timeout_ms)
+			else if (probe_age(s, e, bk_now(b)) >= b->c.probe_timeout_ms)
 				nw = w_make(PROT_BREAKER_HALF_OPEN, e + 1, 1, 0); /* a new round */
 			else
 				return bk_reject(b);
@@ -306,6 +332,7 @@ static int bk_allow(struct bk *b, uint32_t *epoch, bool *probe)
 				atomic_fetch_add_explicit(&s->probes_given_back, lost, memory_order_relaxed);
 			bk_transitioned(b, nw, 0, lost);
 		}
+		probe_taken(&s->probe_ms, bk_now(b));
 		*epoch = w_epoch(nw);
 		*probe = true;
 		return 0;
@@ -569,7 +596,7 @@ int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
 	/* Read-only: a start not yet published (status never writes) reads as "just now". */
 	uint64_t age = since_epoch(since) == e ? since_age_of(since, b.now_ms) : 0;
 	if (e == 0) /* never transitioned: as old as the segment */
-		age = b.now_ms - h->created_ns / 1000000u;
+		age = b.now_ms > h->created_ns / 1000000u ? b.now_ms - h->created_ns / 1000000u : 0;
 	if (st.state == PROT_BREAKER_OPEN)
 		st.next_probe_ms = age < b.c.refresh_ms ? b.c.refresh_ms - age : 0;
 	st.last_transition_ms_ago = age;
@@ -604,9 +631,10 @@ int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32
 	return 0;
 }
 
-/* protd's tick: publish missing starts, and start a new probe round for a breaker whose probes
- * were all taken and never answered. Everything is a CAS that re-checks its premise, so this is
- * safe from any process and alongside clients. */
+/* protd's tick: publish missing starts; half-open a breaker whose open period is over (so status
+ * shows it, and no state outlives its period by more than a tick while protd runs); start a new
+ * probe round for a breaker whose probes were all taken and never answered. Everything is a CAS
+ * that re-checks its premise, so this is safe from any process and alongside clients. */
 void breaker_tick(struct prot_shm_header *h, uint64_t now_ns)
 {
 	for (uint32_t i = 0, n = seg_count(h, REG_BREAKERS); i < n; i++) {
@@ -618,16 +646,17 @@ void breaker_tick(struct prot_shm_header *h, uint64_t now_ns)
 			continue; /* never transitioned */
 		struct bk b;
 		bk_init(&b, NULL, h, i, now_ns);
-		uint64_t age = since_age(&s->since, w_epoch(w), b.now_ms);
-		if (w_state(w) != PROT_BREAKER_HALF_OPEN || w_issued(w) < b.c.probes ||
-		    age < b.c.probe_timeout_ms)
-			continue;
+		uint64_t age = since_age(&s->since, w_epoch(w), bk_now(&b));
+		bool due = (w_state(w) == PROT_BREAKER_OPEN && age >= b.c.refresh_ms) ||
+		           (w_state(w) == PROT_BREAKER_HALF_OPEN && w_issued(w) >= b.c.probes &&
+		            probe_age(s, w_epoch(w), b.now_ms) >= b.c.probe_timeout_ms);
 		uint64_t nw = w_make(PROT_BREAKER_HALF_OPEN, w_epoch(w) + 1, 0, 0);
-		if (bk_cas(&b, &w, nw)) {
-			uint64_t lost = w_issued(w) - w_ok(w);
+		if (!due || !bk_cas(&b, &w, nw))
+			continue;
+		uint64_t lost = w_state(w) == PROT_BREAKER_HALF_OPEN ? w_issued(w) - w_ok(w) : 0;
+		if (lost)
 			atomic_fetch_add_explicit(&s->probes_given_back, lost, memory_order_relaxed);
-			bk_transitioned(&b, nw, 0, lost);
-		}
+		bk_transitioned(&b, nw, 0, lost);
 	}
 }
 

@@ -184,7 +184,9 @@ struct prot_breaker_slot {
 	_Atomic uint64_t cleared_ms; /* failures older than this are ignored (reset/close) */
 	_Atomic uint64_t melt_next;  /* next index into melts[] */
 	_Atomic uint64_t rate_next;  /* next index into rate_bits */
-	uint64_t pad_w[3];
+	_Atomic uint64_t probe_ms;   /* when the latest half-open probe was handed out: the probe
+	                                timeout runs from there */
+	uint64_t pad_w[2];
 	/* line 4: counters, written on every call */
 	_Atomic uint64_t calls PROT_ALIGNED;
 	_Atomic uint64_t successes, failures, rejections, probes_given_back;

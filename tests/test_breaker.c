@@ -243,6 +243,26 @@ Test(core, tick_gives_back_probes_of_an_idle_breaker)
 	cr_assert_eq(allow(h, 1000, &t), -PROT_EBLOWN);
 }
 
+Test(core, tick_half_opens_after_refresh)
+{
+	struct prot_shm_header *h = tripped(500, 2);
+	breaker_tick(h, at(499));
+	cr_assert_eq(state_at(h, 499), PROT_BREAKER_OPEN);
+	breaker_tick(h, at(500));
+	cr_assert_eq(state_at(h, 500), PROT_BREAKER_HALF_OPEN);
+	breaker_tick(h, at(5000)); /* no probe taken: nothing to give back, nothing times out */
+	prot_breaker_token a, b, c;
+	cr_assert_eq(allow(h, 5000, &a), 0);
+	cr_assert_eq(allow(h, 5400, &b), 0);
+	/* the timeout runs from the latest probe handed out, not from the half-open */
+	cr_assert_eq(allow(h, 5899, &c), -PROT_EBLOWN);
+	breaker_tick(h, at(5899));
+	cr_assert_eq(atomic_load(&slot(h, 0)->probes_given_back), 0);
+	record(h, 5899, &a, PROT_OUTCOME_SUCCESS);
+	record(h, 5899, &b, PROT_OUTCOME_SUCCESS);
+	cr_assert_eq(state_at(h, 5899), PROT_BREAKER_CLOSED);
+}
+
 Test(core, winner_that_never_published_since_does_not_stick)
 {
 	struct prot_shm_header *h = core_std(1, 1000, 500, 1);
@@ -468,7 +488,7 @@ struct env {
 	_Atomic int fn_calls;
 	_Atomic int admitted;
 	_Atomic int ready, go;
-	_Atomic int holding; /* the pid of a child that holds a probe */
+	_Atomic int holding; /* set by the child that holds a probe */
 };
 
 static const char ini_head[] = "[segment]\nmax_keys = 4\nmax_breakers = 8\nmax_pools = 1\n"
@@ -580,7 +600,8 @@ static bool probe_due(void *arg)
 {
 	struct env *e = arg;
 	struct prot_breaker_status st = bstatus(e, "b");
-	return st.state == PROT_BREAKER_OPEN && st.next_probe_ms == 0;
+	/* protd's tick half-opens it once the period is over; a call may be first */
+	return st.state == PROT_BREAKER_HALF_OPEN || (st.state == PROT_BREAKER_OPEN && st.next_probe_ms == 0);
 }
 
 Test(breaker, open_rejects_without_calling_fn_and_melts_do_not_extend)
