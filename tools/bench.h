@@ -97,6 +97,7 @@ struct bench {
 	int nprocs;
 	bool json;
 	char tmpdir[64];
+	char loadavg[48];    /* /proc/loadavg when the run started */
 	const char *argv0;
 	prot_t *prot;        /* NULL when protd could not be started */
 	char seg[64];
@@ -104,6 +105,8 @@ struct bench {
 	struct bench_stat res[ROW_COUNT_][BENCH_MAXP];
 	/* memory figures */
 	uint64_t seg_example, seg_1m, seg_run;
+	double lost_1m;          /* of 1M random entities, expected not to fit at rate_entities = 1M */
+	uint64_t fit_1m, seg_1m_fit; /* rate_entities (and segment) where 1M random entities fit */
 	char seg_example_note[96];
 	int failures;        /* rows that failed (not skipped): the exit code is 1 when > 0 */
 	/* entity ids "user:NNNNNNN", prebuilt so that no formatting is timed */

@@ -3,6 +3,7 @@
  * sizes its segment with), plus the size of the segment this run used.
  */
 #include <ini.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,38 @@ static uint64_t layout_size(const struct seg_geometry *g)
 	return seg_layout(g, NULL, &size) == 0 ? size : 0;
 }
 
+/* Entities land in their group at random and a group holds RATE_GROUP_SLOTS of them (an entity
+ * lives in its one group or nowhere: lib/ratelimit.c). With n entities in g groups a group's load
+ * is Poisson(n/g): how many entities find their group full, and how many groups overflow. */
+static void group_overflow(double n, double groups, double *lost, double *full_groups)
+{
+	double lam = n / groups, pmf = exp(-lam), tail = 0, excess = 0;
+	for (int k = 1; k < 400; k++) {
+		pmf *= lam / k;
+		if (k > RATE_GROUP_SLOTS) {
+			tail += pmf;
+			excess += (k - RATE_GROUP_SLOTS) * pmf;
+		}
+	}
+	*lost = excess * groups;
+	*full_groups = tail * groups;
+}
+
+/* The smallest power-of-two table where n random entities all fit (expected overflowing groups
+ * below 1%). */
+static uint64_t entities_to_fit(double n)
+{
+	uint64_t groups = 1;
+	while ((double)groups * RATE_GROUP_SLOTS < n) /* fewer could not hold them at all */
+		groups <<= 1;
+	for (;; groups <<= 1) {
+		double lost, full;
+		group_overflow(n, (double)groups, &lost, &full);
+		if (full < 0.01)
+			return groups * RATE_GROUP_SLOTS;
+	}
+}
+
 void bench_memory(struct bench *b)
 {
 	struct seg_geometry g = geo_default;
@@ -64,6 +97,10 @@ void bench_memory(struct bench *b)
 	g = geo_default;
 	g.rate_entities = 1000000;
 	b->seg_1m = layout_size(&g);
+	double full;
+	group_overflow(1e6, 1048576.0 / RATE_GROUP_SLOTS, &b->lost_1m, &full);
+	g.rate_entities = b->fit_1m = entities_to_fit(1e6);
+	b->seg_1m_fit = layout_size(&g);
 	struct prot_info info;
 	if (b->prot && prot_get_info(b->prot, &info) == 0)
 		b->seg_run = info.size;

@@ -223,8 +223,10 @@ static int pool_batch(void *st, uint64_t n)
 }
 
 /* Hand-off: the holder stamps the time and its worker index just before checkin; the next holder,
- * if it is another worker, reads the stamp right after its checkout returned. The pool's checkin
- * (release) and checkout (acquire) order the stamp; the atomics only keep the stores whole. */
+ * if it is another worker that was already waiting when that checkin happened, reads the stamp
+ * right after its checkout returned: that interval is the hand-off (checkin -> waiter running).
+ * A checkout that began after the checkin (the worker had been descheduled) is no hand-off. The
+ * pool's checkin (release) and checkout (acquire) order the stamp; the atomics keep stores whole. */
 #define HO_CAP 65536
 struct handoff {
 	_Atomic uint64_t stamp_ns;
@@ -259,13 +261,14 @@ static int ho_batch(void *st, uint64_t n)
 	for (uint64_t i = 0; i < n; i++) {
 		prot_lease lease;
 		void *conn;
+		uint64_t asked = bench_now_ns();
 		int r = prot_pool_checkout(s->a->p, s->a->pool, 5000, &lease, &conn);
 		if (r < 0)
 			return r;
 		uint64_t now = bench_now_ns(), then = atomic_load_explicit(&h->stamp_ns, memory_order_relaxed);
 		int prev = atomic_load_explicit(&h->holder, memory_order_relaxed);
 		uint32_t k = atomic_load_explicit(&h->n[s->me - 1], memory_order_relaxed);
-		if (prev && prev != s->me && then && k < HO_CAP) {
+		if (prev && prev != s->me && then > asked && k < HO_CAP) {
 			uint64_t d = now - then;
 			h->samples[s->me - 1][k] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 			atomic_store_explicit(&h->n[s->me - 1], k + 1, memory_order_relaxed);

@@ -155,8 +155,8 @@ static void print_scale(const struct bench *b)
 
 static void print_handoff(const struct bench *b)
 {
-	printf("\nPool hand-off under contention: checkin to the waiter's checkout returning\n");
-	printf("%-48s %5s %12s %10s %13s %9s\n", "operation", "procs", "p50 ns", "p99 ns", "hand-offs/s", "samples");
+	printf("\nPool hand-off under contention: checkin to the waiting process's checkout returning\n");
+	printf("%-48s %5s %12s %10s %13s %9s\n", "operation", "procs", "p50 ns", "p99 ns", "checkouts/s", "hand-offs");
 	for (int i = 0; i < 2; i++) {
 		const struct bench_stat *s = &b->res[ROW_HANDOFF][i];
 		char rb[32];
@@ -176,7 +176,11 @@ static void print_memory(const struct bench *b)
 	       (size_t)128);
 	printf("%-54s %10.1f MiB (%s)\n", "segment for examples/protd.ini", b->seg_example / 1048576.0,
 	       b->seg_example_note);
-	printf("%-54s %10.1f MiB\n", "segment for 1M entities (other capacities default)", b->seg_1m / 1048576.0);
+	printf("%-54s %10.1f MiB (but ~%.0f of 1M random entities find their group full)\n",
+	       "segment for rate_entities = 1M (others default)", b->seg_1m / 1048576.0, b->lost_1m);
+	printf("%-54s %10.1f MiB (rate_entities = %llu: %.0f B per entity in use)\n",
+	       "segment where 1M random entities all fit", b->seg_1m_fit / 1048576.0,
+	       (unsigned long long)b->fit_1m, b->fit_1m * bench_bytes_per_entity() / 1e6);
 	printf("%-54s %10.1f MiB (rate_entities = %llu)\n", "segment of this run", b->seg_run / 1048576.0,
 	       (unsigned long long)b->sz.rate_entities);
 }
@@ -278,8 +282,10 @@ static void print_json(const struct bench *b)
 		}
 	}
 	printf("\n],\"memory\":{\"bytes_per_entity\":%.1f,\"segment_example\":%llu,\"segment_1m\":%llu,"
+	       "\"lost_of_1m_at_1m\":%.0f,\"rate_entities_to_fit_1m\":%llu,\"segment_to_fit_1m\":%llu,"
 	       "\"segment_run\":%llu},\"targets\":[",
 	       bench_bytes_per_entity(), (unsigned long long)b->seg_example, (unsigned long long)b->seg_1m,
+	       b->lost_1m, (unsigned long long)b->fit_1m, (unsigned long long)b->seg_1m_fit,
 	       (unsigned long long)b->seg_run);
 	for (int i = 0; i < n; i++) {
 		char vb[96];
@@ -305,6 +311,7 @@ void bench_report(const struct bench *b)
 	strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&now));
 	printf("protbench: %s run, %ld CPUs, %s, protd segment %s\n", b->mode, sysconf(_SC_NPROCESSORS_ONLN),
 	       date, b->seg);
+	printf("load average at start: %s (other processes on the machine skew every row)\n", b->loadavg);
 	if (strcmp(b->mode, "smoke") == 0)
 		printf("SMOKE RUN: tiny sizes (entities %u / %u); the figures are not measurements\n",
 		       b->sz.ent_small, b->sz.ent_large);
