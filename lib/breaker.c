@@ -21,13 +21,15 @@
  *              (That reader's clock may be CLOCK_MONOTONIC_COARSE, up to one kernel tick early:
  *              the fallback period is then that much shorter.)
  *              The time is CLOCK_MONOTONIC ms modulo 2^34 (198 days): ages are computed modulo
- *              2^34, and a start "in the future" (a clock read a little later in another process)
- *              counts as age 0. acquire/acq_rel; it publishes nothing but itself.
+ *              2^34, and a start up to an hour "in the future" (a clock read a little later in
+ *              another process) counts as age 0. protd's tick moves OPEN and stuck HALF_OPEN
+ *              states on within a tick of their period, far inside that range. acquire/acq_rel; it publishes nothing but itself.
  *  cleared_ms  time of the last close or reset; failures before it are ignored. Stored (release)
  *              by the winner of the close/reset, loaded (acquire) by scans.
  *  melt_next   standard strategy: a ticket per failure (fetch_add; only uniqueness matters).
  *  melts[R]    standard strategy: melts[i % R] = (epoch & 0xffff) << 48 | time_ms of failure i.
- *              The epoch tag drops failures of an earlier closed period without clearing the ring.
+ *              The epoch tag drops failures of an earlier closed period without clearing the ring;
+ *              cleared_ms covers the tag's wrap (2^16 transitions).
  *  probe_ms    CLOCK_MONOTONIC ms at which the latest half-open probe was handed out; raised
  *              (CAS max, relaxed: it orders nothing) by each process that takes a probe, right
  *              after its CAS. The probe timeout runs from the later of it and the start of the
@@ -56,10 +58,12 @@
  *
  * Why the breaker is never stuck half-open: a probe taken in HALF_OPEN epoch e that never reports
  * (its process died, or it just never called record) leaves issued == probes. Once probe_timeout
- * has passed since epoch e began, the next allow() CASes HALF_OPEN(e) -> HALF_OPEN(e+1, issued=1)
- * and owns the first probe of a new round; breaker_tick() does the same (issued=0) for a breaker
- * nobody calls. The late verdict of an old probe carries epoch e and is then ignored. Epoch e's
- * start is always obtainable (see `since`), so the timeout always expires.
+ * has passed since the later of epoch e's start and the latest probe handed out, the next allow()
+ * CASes HALF_OPEN(e) -> HALF_OPEN(e+1, issued=1) and owns the first probe of a new round;
+ * breaker_tick() does the same (issued=0) for a breaker nobody calls. The late verdict of an old
+ * probe carries epoch e and is then ignored. Epoch e's start is always obtainable (see `since`),
+ * and probe_ms only ever grows to a time already passed, so the timeout always expires. A probe
+ * that never reached the dependency (PROT_OUTCOME_CANCEL) is handed back at once: issued - 1.
  */
 #include <errno.h>
 #include <inttypes.h>
