@@ -224,9 +224,34 @@ PROT_API int prot_breaker_blow(prot_t *p, const char *name);  /* force open unti
 /* ---------------------------------------------------------------------------------------------
  * Connection pool (poolboy)
  *
- * The segment counts leases across all processes; each process keeps its own connections, made
- * by the connector it registers. A child forked while its parent holds a lease inherits neither
- * the lease nor the parent's connections: the child's handle starts with an empty pool.
+ * The segment counts leases across all processes: at most size + max_overflow are held at once
+ * by all of them together. Each process keeps its own connections (a file descriptor cannot be
+ * shared), made lazily by the connector it registers and reused within the process: lifo (the
+ * most recently returned) or fifo (the longest idle), per the pool's strategy.
+ *
+ * Waiting. A blocking checkout sleeps on a futex in the segment, without spinning; waiters of all
+ * processes are served in the order they queued (FIFO), and a newcomer queues behind them. A
+ * checkout that times out holds nothing afterwards, even when a lease was handed to it in the
+ * race with its timeout (it hands that one on to the next waiter).
+ *
+ * Overflow. A checkin that frees a slot beyond `size` while nobody waits closes the connection at
+ * once (overflow_ttl = 0, poolboy's behaviour) or keeps it idle for overflow_ttl, after which the
+ * next pool call of that process closes it.
+ *
+ * Leases and processes.
+ *  - prot_close() returns the leases the process still holds and destroys its connections.
+ *  - A process that exits or dies without prot_close() (exit(), kill -9, a crash): protd notices
+ *    within the pool's reclaim_interval (default 100 ms) and returns its leases, waking waiters.
+ *    It identifies holders by pid and process start time, so a reused pid is never mistaken for
+ *    the holder. The library installs no atexit handler. Connections die with the process.
+ *  - A child forked while its parent holds leases inherits neither the leases nor the parent's
+ *    connections: its first pool call forgets them (without destroying: they are the parent's),
+ *    prot_pool_checkin() of a parent's lease in the child returns PROT_ESTALE, and prot_close() in
+ *    the child closes only connections the child made. Registered connectors are kept: the child
+ *    makes its own connections with them.
+ *  - A reload that changes size or max_overflow applies to the next checkouts: leases in use are
+ *    never dropped; after a shrink, checkouts wait until in_use is below the new capacity; after a
+ *    growth, protd serves queued waiters from the new capacity within a tick.
  * ------------------------------------------------------------------------------------------- */
 struct prot_connector {
 	/* Make a connection; return 0 and set *conn, or a negative error. */
@@ -237,26 +262,35 @@ struct prot_connector {
 	void *ctx;
 };
 
-/* Register this process's connector for pool NAME. */
+/* Register this process's connector for pool NAME (which must exist: PROT_ENOPOOL). Registering
+ * the same connector again is 0; another one is PROT_EEXIST. Without a connector, checkouts still
+ * count leases and give a NULL connection. */
 PROT_API int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector *c);
 
 typedef struct prot_lease {
 	uint64_t opaque[3];
 } prot_lease;
 
-/* timeout_ms < 0: the pool's checkout_timeout; 0: non-blocking (PROT_EPOOLFULL when full). */
+/* timeout_ms < 0: the pool's checkout_timeout; 0: non-blocking (PROT_EPOOLFULL when full).
+ * Errors: PROT_ENOPOOL, PROT_EPOOLFULL, PROT_ECHECKOUT_TIMEOUT, PROT_ECAPACITY (the waiter queue,
+ * pool_max_waiters, is full), PROT_ECONNECTOR (create() failed: the slot is freed again). */
 PROT_API int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lease *lease,
                                 void **conn);
 enum { PROT_CHECKIN_OK = 0, PROT_CHECKIN_BROKEN = 1 };
+/* Return a lease (zeroed on success). PROT_CHECKIN_BROKEN destroys the connection; the next
+ * checkout makes a new one. PROT_ESTALE for a lease this process does not hold (returned twice,
+ * or its parent's). */
 PROT_API int prot_pool_checkin(prot_t *p, prot_lease *lease, int how);
-/* checkout, fn(conn, arg), checkin (broken when fn returns < 0). Returns fn's value or an error. */
+/* checkout, fn(conn, arg), checkin (broken when fn returns < 0). Returns 0 with fn's value in
+ * *fn_result (may be NULL), or the checkout's error without calling fn. */
 PROT_API int prot_pool_with(prot_t *p, const char *pool, int64_t timeout_ms,
                             int (*fn)(void *conn, void *arg), void *arg, int *fn_result);
 
 struct prot_pool_status {
 	char name[PROT_NAME_MAX + 1];
 	uint32_t size, max_overflow;
-	uint32_t in_use, overflow_in_use, waiting;
+	uint32_t in_use, overflow_in_use; /* leases held by all processes; beyond size */
+	uint32_t waiting;                 /* checkouts queued, in all processes */
 	uint64_t checkout_timeout_ms, overflow_ttl_ms;
 	uint32_t strategy; /* 0 lifo, 1 fifo */
 	uint64_t checkouts, timeouts, reclaims;

@@ -6,6 +6,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -234,6 +235,81 @@ Test(pool, eight_processes_never_exceed_size_plus_overflow, .timeout = 60)
 	cr_assert_leq(st.high_water, 3);
 	cr_assert_eq(st.in_use, 0, "in use %u after all returned", st.in_use);
 	cr_assert_eq(st.waiting, 0);
+	cr_assert_eq(entries_held(e->p, "db"), 0);
+	stop(e);
+}
+
+static int hammer_tiny_ring(void *arg, int i)
+{
+	struct env *e = arg;
+	for (int k = 0; k < 200; k++) {
+		prot_lease l;
+		void *c;
+		int r = prot_pool_checkout(e->p, "db", (k + i) % 9 == 0 ? 1 : 5000, &l, &c);
+		if (r == -PROT_ECAPACITY || r == -PROT_ECHECKOUT_TIMEOUT) {
+			sched_yield();
+			continue; /* the queue has 2 places; 8 processes compete for them */
+		}
+		if (r != 0)
+			return 12;
+		int now = atomic_fetch_add(&e->holding, 1) + 1;
+		int m = atomic_load(&e->max_holding);
+		while (now > m && !atomic_compare_exchange_weak(&e->max_holding, &m, now))
+			;
+		atomic_fetch_sub(&e->holding, 1);
+		if (prot_pool_checkin(e->p, &l, PROT_CHECKIN_OK) != 0)
+			return 13;
+	}
+	return 0;
+}
+
+/* Two waiter cells: tickets wrap the ring every two, so every lap hand-over races. */
+Test(pool, tiny_waiter_ring_wraps_without_losing_a_lease, .timeout = 60)
+{
+	struct env *e = th_shared(sizeof *e);
+	e->seg = th_segname("pool");
+	e->ini = th_write_file("protd.ini",
+	                       "[segment]\nmax_pools = 1\npool_max_slots = 2\npool_max_waiters = 2\n"
+	                       "[daemon]\ntick = 10ms\n[pool db]\nsize = 1\nmax_overflow = 1\n");
+	e->protd = th_protd_start(e->ini, e->seg, NULL);
+	e->p = th_open(e->seg, 2000);
+	th_fork_n(NPROC, hammer_tiny_ring, e, 50000);
+	cr_assert_leq(atomic_load(&e->max_holding), 2);
+	struct prot_pool_status st = pstatus(e->p, "db");
+	cr_assert_eq(st.in_use, 0);
+	cr_assert_eq(st.waiting, 0);
+	cr_assert_eq(entries_held(e->p, "db"), 0);
+	stop(e);
+}
+
+static void *thread_hammer(void *arg)
+{
+	return (void *)(intptr_t)hammer(arg, 3);
+}
+
+static int threads_in_one_process(void *arg, int i)
+{
+	(void)i;
+	pthread_t t[4];
+	int bad = 0;
+	for (int k = 0; k < 4; k++)
+		pthread_create(&t[k], NULL, thread_hammer, arg);
+	for (int k = 0; k < 4; k++) {
+		void *rv;
+		pthread_join(t[k], &rv);
+		bad |= (int)(intptr_t)rv;
+	}
+	return bad;
+}
+
+Test(pool, threads_and_processes_share_one_pool, .timeout = 60)
+{
+	struct env *e = start("[pool db]\nsize = 2\nmax_overflow = 1\ncheckout_timeout = 5s\n");
+	reg(e, "db");
+	th_fork_n(3, threads_in_one_process, e, 50000);
+	cr_assert_leq(atomic_load(&e->max_holding), 3);
+	struct prot_pool_status st = pstatus(e->p, "db");
+	cr_assert_eq(st.in_use, 0);
 	cr_assert_eq(entries_held(e->p, "db"), 0);
 	stop(e);
 }
