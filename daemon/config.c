@@ -557,12 +557,22 @@ void config_free(struct config *c)
 	c->nkeys = c->nbreakers = c->npools = 0;
 }
 
+/* Arrays of objects hold cap(n) elements: the count rounded up to a power of two, so that no
+ * capacity field is needed and copies keep the same invariant. */
+static size_t cap(size_t n)
+{
+	size_t c = n ? 1 : 0;
+	while (c < n)
+		c <<= 1;
+	return c;
+}
+
 static int dup_array(void **dst, const void *src, size_t n, size_t size)
 {
 	*dst = NULL;
 	if (!n)
 		return 0;
-	*dst = malloc(n * size);
+	*dst = malloc(cap(n) * size);
 	if (!*dst)
 		return -ENOMEM;
 	memcpy(*dst, src, n * size);
@@ -586,13 +596,12 @@ int config_copy(struct config *dst, const struct config *src)
 	return 0;
 }
 
-/* Grow an array by one zeroed element; returns it or NULL. Capacity is the count rounded up to a
- * power of two, so no separate capacity field is needed. */
+/* Grow an array by one zeroed element; returns it or NULL. */
 static void *grow(void **arr, size_t *n, size_t size)
 {
 	size_t cnt = *n;
-	if ((cnt & (cnt - 1)) == 0) { /* 0, 1, 2, 4, ...: full */
-		void *m = realloc(*arr, (cnt ? cnt * 2 : 4) * size);
+	if (cap(cnt + 1) != cap(cnt)) {
+		void *m = realloc(*arr, cap(cnt + 1) * size);
 		if (!m)
 			return NULL;
 		*arr = m;
