@@ -106,7 +106,7 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 			show_json(c, &st);
 			fputc('\n', c->out);
 		} else {
-			fprintf(c->out, header_fmt, "NAME", "STATE", "FAILURES", "NEXT_PROBE", "CALLS",
+			fprintf(c->out, header_fmt, "NAME", "STATE", "IN_WINDOW", "NEXT_PROBE", "CALLS",
 			        "SUCCESSES", "FAILURES", "REJECTED", "GIVEBACK", "LAST_CHANGE");
 			show_line(c, &st);
 		}
@@ -115,7 +115,7 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 	if (c->json)
 		fputs("{\"breakers\":[", c->out);
 	else
-		fprintf(c->out, header_fmt, "NAME", "STATE", "FAILURES", "NEXT_PROBE", "CALLS", "SUCCESSES",
+		fprintf(c->out, header_fmt, "NAME", "STATE", "IN_WINDOW", "NEXT_PROBE", "CALLS", "SUCCESSES",
 		        "FAILURES", "REJECTED", "GIVEBACK", "LAST_CHANGE");
 	int r = prot_list_breakers(c->p, show_one, &a);
 	if (r >= 0)
