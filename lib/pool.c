@@ -200,6 +200,20 @@ static void cell_repair(const struct pool_ref *r, _Atomic uint32_t *cw, uint32_t
 		futex_wake_all(cw);
 }
 
+/* An older lap still holds the cell (invariant 7): its giver is between two steps. Sleep until it
+ * recycles the cell (it wakes us), or repair it once STALE_NS says the giver died there. */
+static void cell_wait_behind(const struct pool_ref *r, _Atomic uint32_t *cw, uint32_t v,
+                             uint64_t *since)
+{
+	uint64_t now = prot_now_ns();
+	if (!*since)
+		*since = now;
+	if (now - *since > STALE_NS)
+		cell_repair(r, cw, v);
+	else
+		futex_wait_until(cw, v, *since + STALE_NS + 1);
+}
+
 /* The giver's step on ticket t's cell: move it to the next lap and wake its sleepers. Returns
  * true when the waiter had cancelled (the grant must go to someone else). */
 static bool cell_settle(const struct pool_ref *r, uint32_t t)
@@ -214,13 +228,7 @@ static bool cell_settle(const struct pool_ref *r, uint32_t t)
 		if (c > 0)
 			return false; /* repaired while this giver stalled: the waiter looks for its grant */
 		if (c < 0) {
-			uint64_t now = prot_now_ns();
-			if (!behind_since)
-				behind_since = now;
-			if (now - behind_since > STALE_NS)
-				cell_repair(r, cw, v);
-			else
-				sched_yield();
+			cell_wait_behind(r, cw, v, &behind_since);
 			continue;
 		}
 		/* acq_rel: release publishes GRANT(t) (written before) to the waiter that sees the
@@ -457,14 +465,7 @@ static int ticket_wait(const struct pool_ref *r, uint32_t t, uint64_t me, uint64
 		uint32_t v = atomic_load_explicit(cw, memory_order_acquire);
 		int c = cell_cmp(r, v, lap);
 		if (c < 0) {
-			/* the previous lap's giver is between two steps (invariant 7) */
-			uint64_t now = prot_now_ns();
-			if (!behind_since)
-				behind_since = now;
-			if (now - behind_since > STALE_NS)
-				cell_repair(r, cw, v);
-			else
-				futex_wait_until(cw, v, behind_since + STALE_NS + 1);
+			cell_wait_behind(r, cw, v, &behind_since);
 			continue;
 		}
 		if (c > 0) {
