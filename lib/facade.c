@@ -1,0 +1,256 @@
+/* facade.c — execute_protected: rate limiter → breaker → pool → call, for one protection key; plus
+ * runtime configuration (through protd) and the per-key status that gathers every layer.
+ *
+ * What each path charges (and why nothing leaks):
+ *  - rate denial: returns before the breaker is asked, so no token and no slot exist;
+ *  - breaker rejection: returns before checkout, so no slot exists;
+ *  - pool timeout/error: the breaker token is cancelled (PROT_OUTCOME_CANCEL): not a failure, and a
+ *    half-open probe it held is given back at once;
+ *  - fn ran: the lease is checked in and the outcome recorded on every path out of the call.
+ * The per-key counters and the latency histogram in the segment are updated with relaxed atomic
+ * adds: they are statistics and publish nothing.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define FACADE_DEFAULT_TIMEOUT_MS 5000
+
+struct call_ctx {
+	prot_t *p;
+	struct prot_shm_header *h;
+	struct prot_key_slot *slot;
+	struct prot_key_cfg cfg;
+	uint32_t idx;
+	const char *key;
+	const struct prot_call_opts *opts;
+	struct prot_detail *detail;
+	uint64_t start_ns;
+};
+
+static void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_fetch_add_explicit(c, v, memory_order_relaxed); /* statistics only */
+}
+
+static int hist_bucket(uint64_t ns)
+{
+	/* bucket i holds durations up to 2^(10+i) ns; the last one is +Inf */
+	int b = ns <= 1024 ? 0 : 64 - __builtin_clzll(ns - 1) - 10;
+	return b < PROT_HIST_BUCKETS - 1 ? b : PROT_HIST_BUCKETS - 1;
+}
+
+/* The breaker or pool slot a key points to, bounds-checked (the index comes from the segment):
+ * its index, or -1 when the key has no such layer (or it is skipped for this call). */
+static int64_t layer_index(const struct call_ctx *c, int reg, uint64_t idx, unsigned layer)
+{
+	if (idx == PROT_NO_INDEX || idx >= seg_count(c->h, reg) || (c->opts && (c->opts->skip & layer)))
+		return -1;
+	const struct prot_named *n = seg_entry(c->h, reg, (uint32_t)idx);
+	if (SLOT_STATE(atomic_load_explicit(&n->state, memory_order_acquire)) != SLOT_LIVE)
+		return -1;
+	return (int64_t)idx;
+}
+
+/* Same, for status: the slot's name. */
+static const char *layer_name(const struct prot_shm_header *h, int reg, uint64_t idx)
+{
+	if (idx == PROT_NO_INDEX || idx >= seg_count(h, reg))
+		return NULL;
+	const struct prot_named *n = seg_entry(h, reg, (uint32_t)idx);
+	if (SLOT_STATE(atomic_load_explicit(&n->state, memory_order_acquire)) != SLOT_LIVE ||
+	    !memchr(n->name, 0, sizeof n->name))
+		return NULL;
+	return n->name;
+}
+
+static int refuse(struct call_ctx *c, unsigned layer, int err)
+{
+	c->detail->layer = layer;
+	PROT_TEL(c->p, PROT_TEL_PROTECTION_TRIGGERED, .layer = layer, .result = err, .key = c->key,
+	         .entity = c->opts ? c->opts->entity : NULL);
+	return err;
+}
+
+static int step_rate(struct call_ctx *c)
+{
+	const struct prot_call_opts *o = c->opts;
+	if (!c->cfg.rate_limit || (o && (o->skip & PROT_LAYER_RATE)))
+		return 0;
+	const char *entity = o && o->entity ? o->entity : "";
+	uint64_t cost = o && o->cost ? o->cost : 1;
+	struct prot_rate_info info;
+	int r;
+	if (o && o->operation) {
+		struct prot_key_cfg cfg;
+		struct prot_rate_limit lim;
+		r = rate_key_limit(c->h, c->idx, &cfg, &lim);
+		if (r == 0)
+			r = rate_check_h(c->p, c->h, o->operation, entity, &lim, cost, 0, &info);
+	} else {
+		r = rate_check_key_idx(c->p, c->h, c->idx, c->key, entity, cost, &info);
+	}
+	if (r == 1)
+		return 0;
+	if (r == 0) {
+		c->detail->retry_after_ms = info.retry_after_ms;
+		return refuse(c, PROT_LAYER_RATE, -PROT_ERATELIMITED);
+	}
+	return refuse(c, PROT_LAYER_RATE, r);
+}
+
+static void account_call(struct call_ctx *c, int outcome, uint64_t dur)
+{
+	struct prot_key_stats *st = &c->slot->stats;
+	stat_add(outcome == 0 ? &st->ok : outcome == -PROT_ETIMEOUT ? &st->timeouts : &st->failed, 1);
+	stat_add(&st->latency_sum_ns, dur);
+	stat_add(&st->latency_hist[hist_bucket(dur)], 1);
+}
+
+/* Steps 3 and 4: the pool (if any) and the call under its deadline. */
+static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
+                     int (*fn)(const struct prot_call *), void *arg, uint64_t deadline)
+{
+	int64_t pool = layer_index(c, REG_POOLS, c->cfg.pool_index, PROT_LAYER_POOL);
+	struct prot_call call = {.deadline_ns = deadline, .arg = arg, .key = c->key};
+	prot_lease lease;
+	int r;
+	if (pool >= 0) {
+		uint64_t now = prot_now_ns();
+		int64_t left = now < deadline ? (int64_t)((deadline - now) / 1000000u) : 0;
+		r = pool_checkout_idx(c->p, c->h, (uint32_t)pool, left, &lease, &call.conn);
+		if (r < 0) {
+			if (breaker)
+				breaker_record_idx(c->p, c->h, tok, PROT_OUTCOME_CANCEL, 0, now);
+			if (r == -PROT_ECHECKOUT_TIMEOUT || r == -PROT_EPOOLFULL) {
+				stat_add(&c->slot->stats.pool_timeouts, 1);
+				r = -PROT_ECHECKOUT_TIMEOUT;
+			}
+			return refuse(c, PROT_LAYER_POOL, r);
+		}
+	}
+
+	uint64_t t0 = prot_now_ns();
+	int rc = fn(&call);
+	uint64_t t1 = prot_now_ns();
+	c->detail->fn_result = rc;
+	if (pool >= 0)
+		prot_pool_checkin(c->p, &lease, PROT_CHECKIN_OK);
+
+	int outcome = rc < 0 ? -PROT_EFAILED : t1 > deadline ? -PROT_ETIMEOUT : 0;
+	if (breaker)
+		breaker_record_idx(c->p, c->h, tok, outcome ? PROT_OUTCOME_FAILURE : PROT_OUTCOME_SUCCESS,
+		                   t1 - t0, t1);
+	account_call(c, outcome, t1 - t0);
+	if (outcome) {
+		c->detail->layer = PROT_LAYER_CALL;
+		PROT_TEL(c->p, PROT_TEL_EXECUTE_EXCEPTION, .layer = PROT_LAYER_CALL, .result = outcome,
+		         .duration_ns = t1 - c->start_ns, .key = c->key);
+	}
+	return outcome;
+}
+
+PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opts *opts,
+                          int (*fn)(const struct prot_call *call), void *arg,
+                          struct prot_detail *detail)
+{
+	struct prot_detail scratch;
+	struct prot_detail *d = detail ? detail : &scratch;
+	memset(d, 0, sizeof *d);
+	if (!p || !key || !fn)
+		return -EINVAL;
+	snprintf(d->key, sizeof d->key, "%s", key);
+
+	struct call_ctx c = {.p = p, .key = key, .opts = opts, .detail = d};
+	c.h = prot_hdr(p);
+	int idx = seg_find(c.h, REG_KEYS, key);
+	if (idx < 0)
+		return idx;
+	c.idx = (uint32_t)idx;
+	c.slot = seg_entry(c.h, REG_KEYS, c.idx);
+	seq_read(&c.slot->seq, &c.slot->cfg, &c.cfg, sizeof c.cfg / 8);
+
+	c.start_ns = prot_now_ns();
+	int64_t tmo = opts && opts->timeout_ms >= 0 ? opts->timeout_ms
+	              : c.cfg.timeout_ms                ? (int64_t)c.cfg.timeout_ms
+	                                                : FACADE_DEFAULT_TIMEOUT_MS;
+	uint64_t deadline = c.start_ns + (uint64_t)tmo * 1000000u;
+	stat_add(&c.slot->stats.calls, 1);
+	PROT_TEL(p, PROT_TEL_EXECUTE_START, .key = key, .entity = opts ? opts->entity : NULL);
+
+	int r = step_rate(&c);
+	if (r)
+		return r;
+
+	int64_t breaker = layer_index(&c, REG_BREAKERS, c.cfg.breaker_index, PROT_LAYER_BREAKER);
+	prot_breaker_token tok;
+	if (breaker >= 0) {
+		r = breaker_allow_idx(p, c.h, (uint32_t)breaker, 0, &tok);
+		if (r == -PROT_EBLOWN)
+			stat_add(&c.slot->stats.breaker_rejected, 1);
+		if (r < 0)
+			return refuse(&c, PROT_LAYER_BREAKER, r);
+	}
+
+	r = step_call(&c, breaker >= 0, &tok, fn, arg, deadline);
+	PROT_TEL(p, PROT_TEL_EXECUTE_STOP, .result = r, .duration_ns = prot_now_ns() - c.start_ns,
+	         .key = key, .entity = opts ? opts->entity : NULL);
+	return r;
+}
+
+PROT_API int prot_configure(prot_t *p, const char *key, const char *settings,
+                            struct prot_detail *detail)
+{
+	struct prot_detail scratch;
+	struct prot_detail *d = detail ? detail : &scratch;
+	memset(d, 0, sizeof *d);
+	if (!p || !key || !settings || strpbrk(key, " \t\r\n") || strpbrk(settings, "\r\n"))
+		return -EINVAL;
+	if (strlen(key) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	snprintf(d->key, sizeof d->key, "%s", key);
+	char req[1024];
+	if ((size_t)snprintf(req, sizeof req, "set %s %s", key, settings) >= sizeof req)
+		return -PROT_ETOOLONG;
+	prot_hdr(p);
+	return prot_control(p, req, d->message, sizeof d->message);
+}
+
+PROT_API int prot_get_protection_status(prot_t *p, const char *key,
+                                        struct prot_protection_status *out)
+{
+	if (!p || !key || !out)
+		return -EINVAL;
+	struct prot_shm_header *h = prot_hdr(p);
+	int idx = seg_find(h, REG_KEYS, key);
+	if (idx < 0)
+		return idx;
+	struct prot_key_slot *slot = seg_entry(h, REG_KEYS, (uint32_t)idx);
+	struct prot_key_cfg cfg;
+	seq_read(&slot->seq, &slot->cfg, &cfg, sizeof cfg / 8);
+
+	struct prot_protection_status st;
+	memset(&st, 0, sizeof st);
+	snprintf(st.key, sizeof st.key, "%s", key);
+	st.has_rate = cfg.rate_limit != 0;
+	st.rate = (struct prot_rate_limit){.algo = (uint32_t)cfg.rate_algo, .limit = cfg.rate_limit,
+	                                   .window_ms = cfg.rate_window_ms, .burst = cfg.rate_burst};
+	st.rate_buckets = rate_count_op(h, key);
+	st.rate_allowed = atomic_load_explicit(&slot->stats.rate_allowed, memory_order_relaxed);
+	st.rate_denied = atomic_load_explicit(&slot->stats.rate_denied, memory_order_relaxed);
+	st.rate_table_full = atomic_load_explicit(&slot->stats.rate_table_full, memory_order_relaxed);
+	st.timeout_ms = cfg.timeout_ms ? cfg.timeout_ms : FACADE_DEFAULT_TIMEOUT_MS;
+	st.calls = atomic_load_explicit(&slot->stats.calls, memory_order_relaxed);
+	st.ok = atomic_load_explicit(&slot->stats.ok, memory_order_relaxed);
+	st.failed = atomic_load_explicit(&slot->stats.failed, memory_order_relaxed);
+	st.timeouts = atomic_load_explicit(&slot->stats.timeouts, memory_order_relaxed);
+
+	const char *b = layer_name(h, REG_BREAKERS, cfg.breaker_index);
+	st.has_breaker = b && prot_breaker_status(p, b, &st.breaker) == 0;
+	const char *pl = layer_name(h, REG_POOLS, cfg.pool_index);
+	st.has_pool = pl && prot_pool_status(p, pl, &st.pool) == 0;
+	*out = st;
+	return 0;
+}
