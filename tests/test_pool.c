@@ -438,6 +438,18 @@ static int waiter(void *arg, int i)
 	return prot_pool_checkin(e->p, &l, PROT_CHECKIN_OK) == 0 ? 0 : 32;
 }
 
+/* Is there an event of this type about this pool in the ring? */
+static bool has_event(prot_t *p, uint32_t type, const char *pool)
+{
+	struct prot_shm_header *h = prot_hdr(p);
+	uint64_t cur = prot_event_oldest(h);
+	struct prot_event ev;
+	while (prot_event_read(h, &cur, &ev, NULL) == 1)
+		if (ev.type == type && strcmp(ev.name, pool) == 0)
+			return true;
+	return false;
+}
+
 static bool flag_set(void *arg)
 {
 	return atomic_load((_Atomic int *)arg) != 0;
@@ -462,6 +474,8 @@ Test(pool, kill9_holder_is_reclaimed_and_a_waiter_gets_it, .timeout = 30)
 	cr_assert_lt(dt, 100 + 400, "reclaimed after %llu ms", (unsigned long long)dt);
 	struct prot_pool_status st = pstatus(e->p, "one");
 	cr_assert_eq(st.reclaims, 1);
+	cr_assert(has_event(e->p, EV_LEASE_RECLAIMED, "one"));
+	cr_assert(has_event(e->p, EV_POOL_EXHAUSTED, "one"), "the waiter found the pool exhausted");
 	cr_assert_eq(st.in_use, 0);
 	cr_assert_eq(entries_held(e->p, "one"), 0);
 	stop(e);
