@@ -13,7 +13,6 @@ __attribute__((weak)) const struct ctl_cmd ctl_rate_cmds[] = {{0}};
 __attribute__((weak)) const struct ctl_cmd ctl_breaker_cmds[] = {{0}};
 __attribute__((weak)) const struct ctl_cmd ctl_pool_cmds[] = {{0}};
 __attribute__((weak)) const struct ctl_cmd ctl_stats_cmds[] = {{0}};
-__attribute__((weak)) const struct ctl_cmd ctl_segment_cmds[] = {{0}};
 
 int ctl_fail(int code, const char *fmt, ...)
 {
