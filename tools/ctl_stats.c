@@ -1,0 +1,287 @@
+/* ctl_stats.c — protctl's cross-process statistics: `stats [KEY]` and `metrics` (Prometheus text
+ * exposition format 0.0.4), both read from the per-key counters and latency histograms that every
+ * process updates in the segment (struct prot_key_stats), plus breaker and pool gauges.
+ *
+ * The counters are read while workers update them: each is individually exact, and a histogram is
+ * made self-consistent by deriving its _count from the buckets read (so +Inf == _count always).
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+
+struct key_snapshot {
+	char name[PROT_NAME_BYTES];
+	uint64_t calls, ok, failed, timeouts, rate_allowed, rate_denied, rate_table_full;
+	uint64_t breaker_rejected, pool_timeouts, latency_sum_ns, count;
+	uint64_t hist[PROT_HIST_BUCKETS]; /* cumulative */
+};
+
+static uint64_t ld(_Atomic uint64_t *a)
+{
+	return atomic_load_explicit(a, memory_order_relaxed); /* statistics: no ordering needed */
+}
+
+/* Copy a live key's counters. The name is untrusted: bounded and NUL-checked. */
+static bool key_snapshot(const struct prot_shm_header *h, uint32_t i, struct key_snapshot *k)
+{
+	struct prot_key_slot *s = seg_entry(h, REG_KEYS, i);
+	if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_acquire)) != SLOT_LIVE)
+		return false;
+	if (!memchr(s->name, 0, sizeof s->name))
+		return false;
+	memcpy(k->name, s->name, sizeof k->name);
+	struct prot_key_stats *st = &s->stats;
+	k->calls = ld(&st->calls), k->ok = ld(&st->ok), k->failed = ld(&st->failed);
+	k->timeouts = ld(&st->timeouts), k->rate_allowed = ld(&st->rate_allowed);
+	k->rate_denied = ld(&st->rate_denied), k->rate_table_full = ld(&st->rate_table_full);
+	k->breaker_rejected = ld(&st->breaker_rejected), k->pool_timeouts = ld(&st->pool_timeouts);
+	k->latency_sum_ns = ld(&st->latency_sum_ns);
+	uint64_t run = 0;
+	for (int b = 0; b < PROT_HIST_BUCKETS; b++) {
+		run += ld(&st->latency_hist[b]);
+		k->hist[b] = run;
+	}
+	k->count = run;
+	return true;
+}
+
+/* Upper bound of histogram bucket b in seconds; the last bucket is +Inf. */
+static double hist_le(int b)
+{
+	return (double)(1ull << (10 + b)) / 1e9;
+}
+
+static const struct {
+	const char *name, *help;
+	size_t off;
+} key_counters[] = {
+#define C(f, n, h) {n, h, offsetof(struct key_snapshot, f)}
+	C(calls, "prot_calls_total", "Calls made through prot_execute, by protection key."),
+	C(ok, "prot_calls_ok_total", "Calls whose function succeeded within its timeout."),
+	C(failed, "prot_calls_failed_total", "Calls whose function returned a failure."),
+	C(timeouts, "prot_calls_timeout_total", "Calls that overran their timeout."),
+	C(rate_allowed, "prot_rate_allowed_total", "Rate-limiter units admitted."),
+	C(rate_denied, "prot_rate_denied_total", "Rate-limiter decisions denied."),
+	C(rate_table_full, "prot_rate_table_full_total", "Decisions made while the bucket table was full."),
+	C(breaker_rejected, "prot_breaker_rejected_total", "Calls rejected by an open circuit breaker."),
+	C(pool_timeouts, "prot_pool_checkout_timeout_total", "Pool checkouts that timed out."),
+#undef C
+};
+
+static uint64_t field(const struct key_snapshot *k, size_t off)
+{
+	uint64_t v;
+	memcpy(&v, (const char *)k + off, sizeof v);
+	return v;
+}
+
+/* Prometheus label values escape backslash, double quote and newline. */
+static void prom_label(FILE *f, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			fprintf(f, "\\%c", *v);
+		else if (*v == '\n')
+			fputs("\\n", f);
+		else
+			fputc(*v, f);
+	}
+}
+
+static void prom_head(FILE *f, const char *name, const char *type, const char *help)
+{
+	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void prom_sample(FILE *f, const char *name, const char *label, const char *value_of_label,
+                        uint64_t v)
+{
+	fprintf(f, "%s{%s=\"", name, label);
+	prom_label(f, value_of_label);
+	fprintf(f, "\"} %" PRIu64 "\n", v);
+}
+
+static int keys_snapshot(struct ctl *c, struct key_snapshot **out, uint32_t *n)
+{
+	const struct prot_shm_header *h = prot_hdr(c->p);
+	uint32_t max = seg_count(h, REG_KEYS);
+	struct key_snapshot *ks = calloc(max ? max : 1, sizeof *ks);
+	if (!ks)
+		return ctl_fail(CTL_ENOENT, "out of memory");
+	uint32_t k = 0;
+	for (uint32_t i = 0; i < max; i++)
+		if (key_snapshot(h, i, &ks[k]))
+			k++;
+	*out = ks;
+	*n = k;
+	return 0;
+}
+
+static void metrics_keys(FILE *f, const struct key_snapshot *ks, uint32_t n)
+{
+	for (size_t m = 0; m < sizeof key_counters / sizeof key_counters[0]; m++) {
+		prom_head(f, key_counters[m].name, "counter", key_counters[m].help);
+		for (uint32_t i = 0; i < n; i++)
+			prom_sample(f, key_counters[m].name, "key", ks[i].name, field(&ks[i], key_counters[m].off));
+	}
+	prom_head(f, "prot_call_duration_seconds", "histogram", "Duration of protected calls (the function itself).");
+	for (uint32_t i = 0; i < n; i++) {
+		for (int b = 0; b < PROT_HIST_BUCKETS; b++) {
+			fputs("prot_call_duration_seconds_bucket{key=\"", f);
+			prom_label(f, ks[i].name);
+			if (b == PROT_HIST_BUCKETS - 1)
+				fprintf(f, "\",le=\"+Inf\"} %" PRIu64 "\n", ks[i].hist[b]);
+			else
+				fprintf(f, "\",le=\"%g\"} %" PRIu64 "\n", hist_le(b), ks[i].hist[b]);
+		}
+		fputs("prot_call_duration_seconds_sum{key=\"", f);
+		prom_label(f, ks[i].name);
+		fprintf(f, "\"} %.9f\n", (double)ks[i].latency_sum_ns / 1e9);
+		fputs("prot_call_duration_seconds_count{key=\"", f);
+		prom_label(f, ks[i].name);
+		fprintf(f, "\"} %" PRIu64 "\n", ks[i].count);
+	}
+}
+
+struct gauge_ctx {
+	struct ctl *c;
+	FILE *f;
+	int which;
+};
+
+static int metrics_breaker(const char *name, void *arg)
+{
+	struct gauge_ctx *g = arg;
+	struct prot_breaker_status st;
+	if (prot_breaker_status(g->c->p, name, &st) == 0)
+		prom_sample(g->f, "prot_breaker_state", "breaker", name, st.state);
+	return 0;
+}
+
+static int metrics_pool(const char *name, void *arg)
+{
+	struct gauge_ctx *g = arg;
+	struct prot_pool_status st;
+	if (prot_pool_status(g->c->p, name, &st) != 0)
+		return 0;
+	static const char *const names[] = {"prot_pool_in_use", "prot_pool_waiting", "prot_pool_size"};
+	uint64_t v[] = {st.in_use, st.waiting, st.size + st.max_overflow};
+	prom_sample(g->f, names[g->which], "pool", name, v[g->which]);
+	return 0;
+}
+
+static int cmd_metrics(struct ctl *c, int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	struct key_snapshot *ks;
+	uint32_t n;
+	int r = keys_snapshot(c, &ks, &n);
+	if (r)
+		return r;
+	FILE *f = c->out;
+	struct prot_info info;
+	if (prot_get_info(c->p, &info) == 0) {
+		prom_head(f, "prot_protd_up", "gauge", "1 when protd's heartbeat is recent.");
+		fprintf(f, "prot_protd_up %d\n", info.protd_alive ? 1 : 0);
+		prom_head(f, "prot_config_generation", "gauge", "Configuration generation of the segment.");
+		fprintf(f, "prot_config_generation %" PRIu64 "\n", info.config_generation);
+		prom_head(f, "prot_rate_buckets", "gauge", "Live rate-limiter buckets.");
+		fprintf(f, "prot_rate_buckets %" PRIu64 "\n", info.rate_buckets_used);
+		prom_head(f, "prot_rate_buckets_capacity", "gauge", "Rate-limiter bucket capacity.");
+		fprintf(f, "prot_rate_buckets_capacity %" PRIu64 "\n", info.rate_buckets_max);
+	}
+	metrics_keys(f, ks, n);
+	free(ks);
+	struct gauge_ctx g = {c, f, 0};
+	prom_head(f, "prot_breaker_state", "gauge", "Breaker state: 0 closed, 1 open, 2 half-open, 3 blown.");
+	prot_list_breakers(c->p, metrics_breaker, &g);
+	static const char *const pool_help[][2] = {
+		{"prot_pool_in_use", "Leases held across all processes."},
+		{"prot_pool_waiting", "Processes waiting for a lease."},
+		{"prot_pool_size", "Lease capacity: size + max_overflow."},
+	};
+	for (g.which = 0; g.which < 3; g.which++) {
+		prom_head(f, pool_help[g.which][0], "gauge", pool_help[g.which][1]);
+		prot_list_pools(c->p, metrics_pool, &g);
+	}
+	return CTL_OK;
+}
+
+static void stats_human(FILE *f, const struct key_snapshot *k)
+{
+	uint64_t mean = k->count ? k->latency_sum_ns / k->count : 0;
+	fprintf(f, "%-20s calls %" PRIu64 "  ok %" PRIu64 "  failed %" PRIu64 "  timeouts %" PRIu64 "\n",
+	        k->name, k->calls, k->ok, k->failed, k->timeouts);
+	fprintf(f, "%-20s rate allowed %" PRIu64 "  denied %" PRIu64 "  table-full %" PRIu64
+	           "  breaker-rejected %" PRIu64 "  pool-timeouts %" PRIu64 "\n",
+	        "", k->rate_allowed, k->rate_denied, k->rate_table_full, k->breaker_rejected,
+	        k->pool_timeouts);
+	fprintf(f, "%-20s latency mean %" PRIu64 " ns over %" PRIu64 " calls; histogram (le):", "", mean,
+	        k->count);
+	uint64_t prev = 0;
+	for (int b = 0; b < PROT_HIST_BUCKETS; b++) {
+		uint64_t in = k->hist[b] - prev;
+		prev = k->hist[b];
+		if (!in)
+			continue;
+		if (b == PROT_HIST_BUCKETS - 1)
+			fprintf(f, " +Inf:%" PRIu64, in);
+		else
+			fprintf(f, " %gs:%" PRIu64, hist_le(b), in);
+	}
+	fputc('\n', f);
+}
+
+static void stats_json(FILE *f, const struct key_snapshot *k)
+{
+	fputs("{\"key\":", f);
+	ctl_json_str(f, k->name);
+	for (size_t m = 0; m < sizeof key_counters / sizeof key_counters[0]; m++)
+		fprintf(f, ",\"%s\":%" PRIu64, key_counters[m].name + 5, field(k, key_counters[m].off));
+	fprintf(f, ",\"latency_sum_ns\":%" PRIu64 ",\"latency_count\":%" PRIu64 ",\"latency_hist\":[",
+	        k->latency_sum_ns, k->count);
+	for (int b = 0; b < PROT_HIST_BUCKETS; b++)
+		fprintf(f, "%s{\"le_ns\":%s%" PRIu64 "%s,\"count\":%" PRIu64 "}", b ? "," : "",
+		        b == PROT_HIST_BUCKETS - 1 ? "\"" : "", b == PROT_HIST_BUCKETS - 1 ? 0 : 1ull << (10 + b),
+		        b == PROT_HIST_BUCKETS - 1 ? "+Inf\"" : "", k->hist[b]);
+	fputs("]}", f);
+}
+
+static int cmd_stats(struct ctl *c, int argc, char **argv)
+{
+	struct key_snapshot *ks;
+	uint32_t n;
+	int r = keys_snapshot(c, &ks, &n);
+	if (r)
+		return r;
+	const char *only = argc > 1 ? argv[1] : NULL;
+	uint32_t shown = 0;
+	if (c->json)
+		fputs(only ? "" : "[", c->out);
+	for (uint32_t i = 0; i < n; i++) {
+		if (only && strcmp(only, ks[i].name))
+			continue;
+		if (c->json) {
+			if (shown)
+				fputc(',', c->out);
+			stats_json(c->out, &ks[i]);
+		} else {
+			stats_human(c->out, &ks[i]);
+		}
+		shown++;
+	}
+	if (c->json)
+		fputs(only ? "\n" : "]\n", c->out);
+	free(ks);
+	if (only && !shown)
+		return ctl_fail(CTL_ENOENT, "stats: no protection key '%s'", only);
+	return CTL_OK;
+}
+
+const struct ctl_cmd ctl_stats_cmds[] = {
+	{"stats", NULL, "[KEY]", "per-key counters and latency histogram", 0, 1, false, cmd_stats},
+	{"metrics", NULL, "", "Prometheus text exposition of every counter and gauge", 0, 0, false, cmd_metrics},
+	{0},
+};
