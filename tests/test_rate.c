@@ -497,3 +497,378 @@ Test(core, eight_processes_exact_limit, .timeout = 60)
 	cr_assert_eq(atomic_load(&b->allowed), 1000);
 	cr_assert_eq(atomic_load(&b->denied), 8 * 20000 - 1000);
 }
+
+/* ================================================================================================
+ * With a real protd
+ * ============================================================================================== */
+
+struct env {
+	const char *seg, *ini;
+	pid_t protd;
+	prot_t *p;
+	/* shared with forked children */
+	_Atomic int ready;
+	_Atomic uint64_t admitted, errors;
+	_Atomic uint64_t per_window[2];
+	_Atomic uint64_t window_id[2];
+	uint64_t window_ms;
+	const char *key;
+	int attempts;
+};
+
+static const char *ini_text(uint64_t entities, const char *sections)
+{
+	return th_write_file("protd.ini",
+	                     "[segment]\nmax_keys = 8\nmax_breakers = 1\nmax_pools = 1\npool_max_slots = 1\n"
+	                     "pool_max_waiters = 1\nrate_entities = %lu\nevents = 64\n\n"
+	                     "[daemon]\ntick = 10ms\n\n%s",
+	                     (unsigned long)entities, sections);
+}
+
+static struct env *start(uint64_t entities, const char *sections)
+{
+	struct env *e = th_shared(sizeof *e);
+	e->seg = th_segname("rate");
+	e->ini = ini_text(entities, sections);
+	e->protd = th_protd_start(e->ini, e->seg, NULL);
+	e->p = th_open(e->seg, 2000);
+	return e;
+}
+
+static void stop(struct env *e)
+{
+	prot_close(e->p);
+	th_protd_stop(e->protd);
+}
+
+static void env_barrier(struct env *e, int n)
+{
+	atomic_fetch_add(&e->ready, 1);
+	uint64_t deadline = th_now_ms() + 5000;
+	while (atomic_load(&e->ready) < n && th_now_ms() < deadline)
+		;
+}
+
+/* Count an admission in the window it fell in (the window's end, from reset_after). */
+static void count_window(struct env *e, const struct prot_rate_info *in)
+{
+	uint64_t end_ms = prot_now_ns() / MS + in->reset_after_ms;
+	uint64_t id = (end_ms + e->window_ms / 2) / e->window_ms;
+	for (int k = 0; k < 2; k++) {
+		uint64_t cur = atomic_load(&e->window_id[k]);
+		if (cur == 0 && atomic_compare_exchange_strong(&e->window_id[k], &cur, id))
+			cur = id;
+		if (cur == id) {
+			atomic_fetch_add(&e->per_window[k], 1);
+			return;
+		}
+	}
+	atomic_fetch_add(&e->errors, 1); /* a third window: the run is not that long */
+}
+
+static int exact_child(void *arg, int i)
+{
+	struct env *e = arg;
+	struct prot_rate_info in;
+	(void)i;
+	env_barrier(e, 8);
+	for (int k = 0; k < e->attempts; k++) {
+		int r = prot_rate_check(e->p, "api_calls", "user:123", 1000, e->window_ms, &in);
+		if (r < 0)
+			return 10;
+		if (r == 1)
+			count_window(e, &in);
+	}
+	return 0;
+}
+
+Test(rate, eight_processes_exactly_the_limit_per_window, .timeout = 120)
+{
+	struct env *e = start(1024, "");
+	e->window_ms = 60000;
+	e->attempts = 20000;
+	th_fork_n(8, exact_child, e, 100000);
+	cr_assert_eq(atomic_load(&e->errors), 0);
+	cr_assert_eq(atomic_load(&e->per_window[0]), 1000, "the first window admits exactly 1000");
+	/* a window boundary may fall inside the run: the next window admits at most 1000 */
+	cr_assert_leq(atomic_load(&e->per_window[1]), 1000);
+	cr_assert_eq(rate_count_op(prot_hdr(e->p), "api_calls"), 1);
+	stop(e);
+}
+
+static int gcra_child(void *arg, int i)
+{
+	struct env *e = arg;
+	(void)i;
+	env_barrier(e, 4);
+	uint64_t end = th_now_ms() + 600;
+	while (th_now_ms() < end) {
+		int r = prot_rate_check_key(e->p, "smooth", "u", 1, NULL);
+		if (r < 0)
+			return 10;
+		atomic_fetch_add(&e->admitted, (uint64_t)r);
+	}
+	return 0;
+}
+
+Test(rate, gcra_never_exceeds_burst_plus_rate, .timeout = 60)
+{
+	/* T = 10 ms, burst 20 */
+	struct env *e = start(1024, "[key smooth]\nrate_limit = 100\nrate_window = 1s\nrate_burst = 20\n");
+	uint64_t t0 = prot_now_ns();
+	th_fork_n(4, gcra_child, e, 20000);
+	uint64_t elapsed = prot_now_ns() - t0;
+	uint64_t bound = 20 + elapsed / (10 * MS) + 1;
+	cr_assert_leq(atomic_load(&e->admitted), bound, "%lu admitted in %lu ms",
+	              (unsigned long)atomic_load(&e->admitted), (unsigned long)(elapsed / MS));
+	cr_assert_geq(atomic_load(&e->admitted), 20 + 600 / 10 - 5, "the rate is actually granted");
+	stop(e);
+}
+
+Test(rate, window_rollover_and_honest_retry_after, .timeout = 60)
+{
+	struct env *e = start(1024, "[key g]\nrate_limit = 5\nrate_window = 500ms\nrate_burst = 2\n"
+	                            "[key f]\nrate_limit = 3\nrate_window = 300ms\nrate_algorithm = fixed_window\n");
+	struct prot_rate_info in;
+	const char *keys[] = {"g", "f"};
+	for (int k = 0; k < 2; k++)
+		for (int round = 0; round < 3; round++) {
+			int n = 0, r;
+			while ((r = prot_rate_check_key(e->p, keys[k], "e", 1, &in)) == 1)
+				cr_assert_lt(++n, 10);
+			cr_assert_eq(r, 0, "%s: %s", keys[k], prot_strerror(r));
+			cr_assert_gt(in.retry_after_ms, 0);
+			cr_assert_leq(in.retry_after_ms, 300);
+			usleep((useconds_t)in.retry_after_ms * 1000);
+			cr_assert_eq(prot_rate_check_key(e->p, keys[k], "e", 1, &in), 1,
+			             "%s round %d: retry-after was not honest", keys[k], round);
+		}
+	/* Hammer style: a fixed window rolls over on its boundary */
+	int n = 0;
+	while (prot_rate_check(e->p, "op", "x", 4, 200, &in) == 1)
+		n++;
+	cr_assert_leq(n, 4);
+	usleep((useconds_t)in.retry_after_ms * 1000);
+	cr_assert_eq(prot_rate_check(e->p, "op", "x", 4, 200, &in), 1);
+	cr_assert_eq(in.used, 1, "a fresh window");
+	stop(e);
+}
+
+static int add_one(void *arg)
+{
+	++*(int *)arg;
+	return 7;
+}
+
+Test(rate, cost_reset_execute_and_overlong, .timeout = 60)
+{
+	struct env *e = start(1024, "[key k]\nrate_limit = 4\nrate_window = 10s\nrate_algorithm = fixed_window\n");
+	struct prot_rate_info in;
+	const struct prot_rate_limit l = {.algo = PROT_RATE_GCRA, .limit = 2, .window_ms = 1000};
+	cr_assert_eq(prot_rate_check_key(e->p, "k", "u", 5, &in), -PROT_ECOST);
+	cr_assert_eq(prot_rate_check_n(e->p, "op", "u", &l, 3, &in), -PROT_ECOST);
+	cr_assert_eq(prot_rate_check_key(e->p, "k", "u", 4, &in), 1);
+	cr_assert_eq(prot_rate_check_key(e->p, "k", "u", 1, &in), 0);
+	cr_assert_eq(prot_rate_reset(e->p, "k", "u"), 0);
+	cr_assert_eq(prot_rate_check_key(e->p, "k", "u", 4, &in), 1, "reset: the bucket starts over");
+	cr_assert_eq(prot_rate_reset(e->p, "k", "nobody"), -ENOENT);
+	cr_assert_eq(prot_rate_check_key(e->p, "nokey", "u", 1, &in), -PROT_ENOKEY);
+
+	int calls = 0, res = 0;
+	cr_assert_eq(prot_rate_execute(e->p, "ex", "u", &l, add_one, &calls, &res, &in), 0);
+	cr_assert_eq(prot_rate_execute(e->p, "ex", "u", &l, add_one, &calls, &res, &in), 0);
+	cr_assert_eq(res, 7);
+	cr_assert_eq(prot_rate_execute(e->p, "ex", "u", &l, add_one, &calls, &res, &in),
+	             -PROT_ERATELIMITED);
+	cr_assert_eq(calls, 2, "not run when denied");
+	cr_assert_gt(in.retry_after_ms, 0);
+
+	char ent[PROT_ENTITY_MAX + 2];
+	memset(ent, 'x', sizeof ent);
+	ent[PROT_ENTITY_MAX] = '\0';
+	cr_assert_eq(prot_rate_check_key(e->p, "k", ent, 1, &in), 1);
+	ent[PROT_ENTITY_MAX] = 'y';
+	ent[PROT_ENTITY_MAX + 1] = '\0';
+	cr_assert_eq(prot_rate_check_key(e->p, "k", ent, 1, &in), -PROT_ETOOLONG);
+	cr_assert_eq(prot_rate_check(e->p, "op", ent, 1, 1, &in), -PROT_ETOOLONG);
+	cr_assert_eq(prot_rate_status(e->p, "op", ent, &l, &in), -PROT_ETOOLONG);
+	stop(e);
+}
+
+static int first_use_child2(void *arg, int i)
+{
+	struct env *e = arg;
+	char ent[32];
+	(void)i;
+	env_barrier(e, 8);
+	for (int k = 0; k < 500; k++) {
+		snprintf(ent, sizeof ent, "fresh:%d", k);
+		int r = prot_rate_check_key(e->p, "k", ent, 1, NULL);
+		if (r < 0)
+			return 10;
+		atomic_fetch_add(&e->admitted, (uint64_t)r);
+	}
+	return 0;
+}
+
+Test(rate, concurrent_first_use_leaves_one_bucket, .timeout = 60)
+{
+	struct env *e = start(65536, "[key k]\nrate_limit = 2\nrate_window = 60s\n");
+	th_fork_n(8, first_use_child2, e, 30000);
+	cr_assert_eq(rate_count_op(prot_hdr(e->p), "k"), 500);
+	cr_assert_eq(atomic_load(&e->admitted), 1000, "2 per entity, exactly");
+	stop(e);
+}
+
+static bool table_empty(void *arg)
+{
+	struct env *e = arg;
+	return atomic_load(&prot_hdr(e->p)->rate_buckets_used) == 0;
+}
+
+Test(rate, churn_at_ten_times_capacity, .timeout = 120)
+{
+	/* 64 buckets; windows of 30 ms: protd's sweep (10 ms tick) frees them */
+	struct env *e = start(64, "[key c]\nrate_limit = 2\nrate_window = 30ms\nrate_algorithm = fixed_window\n"
+	                          "[key d]\nrate_limit = 2\nrate_window = 30ms\n");
+	char ent[32];
+	for (int w = 0; w < 20; w++) { /* 20 x 32 = 640 distinct entities */
+		for (int i = 0; i < 32; i++) {
+			snprintf(ent, sizeof ent, "w%d:%d", w, i);
+			int r = prot_rate_check_key(e->p, (i & 1) ? "c" : "d", ent, 1, NULL);
+			cr_assert_eq(r, 1, "wave %d entity %d: %s", w, i, r < 0 ? prot_strerror(r) : "denied");
+		}
+		cr_assert(th_until(table_empty, e, 5000), "wave %d: the sweep did not empty the table", w);
+	}
+	stop(e);
+}
+
+Test(rate, full_table_follows_its_policy, .timeout = 60)
+{
+	/* one group of 32 buckets */
+	struct env *e = start(32, "[key fdeny]\nrate_limit = 5\nrate_window = 60s\nrate_on_full = deny\n"
+	                          "[key fallow]\nrate_limit = 5\nrate_window = 60s\nrate_on_full = allow\n");
+	struct prot_rate_info in;
+	char ent[32];
+	for (int i = 0; i < 32; i++) {
+		snprintf(ent, sizeof ent, "e%d", i);
+		cr_assert_eq(prot_rate_check_key(e->p, "fdeny", ent, 1, &in), 1);
+	}
+	cr_assert_eq(prot_rate_check_key(e->p, "fdeny", "one-more", 1, &in), -PROT_ETABLEFULL);
+	cr_assert_eq(prot_rate_check_key(e->p, "fallow", "one-more", 1, &in), 1);
+	cr_assert_eq(prot_rate_check_key(e->p, "fdeny", "e3", 1, &in), 1, "existing buckets still work");
+	struct prot_shm_header *h = prot_hdr(e->p);
+	struct prot_key_slot *kd = seg_entry(h, REG_KEYS, (uint32_t)seg_find(h, REG_KEYS, "fdeny"));
+	struct prot_key_slot *ka = seg_entry(h, REG_KEYS, (uint32_t)seg_find(h, REG_KEYS, "fallow"));
+	cr_assert_eq(atomic_load(&kd->stats.rate_table_full), 1);
+	cr_assert_eq(atomic_load(&ka->stats.rate_table_full), 1);
+	struct th_out *o = th_shared(sizeof *o);
+	cr_assert_eq(th_protctl(o, e->seg, "--json", "rate", "show", "fallow", NULL), 0, "%s", o->err);
+	cr_assert(strstr(o->out, "\"table_full\":1"), "%s", o->out);
+	cr_assert_eq(rate_count_op(h, NULL), 32);
+	stop(e);
+}
+
+static struct prot_rate_bucket *bucket_in(struct env *e, const char *op, const char *ent)
+{
+	return bucket_of(prot_hdr(e->p), op, ent);
+}
+
+static bool config_moved(void *arg)
+{
+	struct env *e = arg;
+	struct prot_info info;
+	return prot_get_info(e->p, &info) == 0 && info.config_generation != e->window_ms;
+}
+
+Test(rate, reload_changes_limits_and_keeps_state, .timeout = 60)
+{
+	struct env *e = start(1024, "[key g]\nrate_limit = 10\nrate_window = 60s\n"
+	                            "[key f]\nrate_limit = 5\nrate_window = 60s\nrate_algorithm = fixed_window\n");
+	struct prot_rate_info in;
+	struct prot_info info;
+	cr_assert_eq(prot_rate_check_key(e->p, "g", "u", 10, &in), 1); /* 60 s of debt at T = 6 s */
+	cr_assert_eq(prot_rate_check_key(e->p, "f", "u", 5, &in), 1);
+	uint64_t window_end = prot_now_ns() / MS + in.reset_after_ms;
+	if (in.reset_after_ms < 5000)
+		cr_skip("too close to a window boundary");
+	struct prot_rate_bucket *bg = bucket_in(e, "g", "u"), *bf = bucket_in(e, "f", "u");
+	uint64_t wg = atomic_load(&bg->word);
+
+	cr_assert_eq(prot_get_info(e->p, &info), 0);
+	e->window_ms = info.config_generation; /* (reused as "the generation before") */
+	ini_text(1024, "[key g]\nrate_limit = 20\nrate_window = 60s\n"
+	               "[key f]\nrate_limit = 8\nrate_window = 60s\nrate_algorithm = fixed_window\n");
+	cr_assert_eq(kill(e->protd, SIGHUP), 0);
+	cr_assert(th_until(config_moved, e, 5000), "protd did not apply the reload");
+
+	/* GCRA: the same TAT read with T = 3 s: still ~60 s of debt = 20 units of the new burst */
+	cr_assert_eq(prot_rate_check_key(e->p, "g", "u", 1, &in), 0, "a fresh bucket would admit 20");
+	cr_assert_eq(in.limit, 20);
+	cr_assert_eq(in.used, 20);
+	cr_assert_gt(in.retry_after_ms, 0);
+	cr_assert_leq(in.retry_after_ms, 3000);
+	cr_assert_eq(atomic_load(&bg->word), wg, "the bucket kept its word");
+	/* fixed window: the count survives, the new limit applies */
+	cr_assert_eq(prot_rate_check_key(e->p, "f", "u", 3, &in), 1);
+	cr_assert_eq(in.used, 8);
+	cr_assert_eq(prot_rate_check_key(e->p, "f", "u", 1, &in), 0);
+	cr_assert_leq(prot_now_ns() / MS + in.reset_after_ms, window_end + 1, "the same window");
+	cr_assert_eq(bucket_in(e, "f", "u"), bf, "the same bucket");
+	stop(e);
+}
+
+static int deny_child(void *arg, int i)
+{
+	struct env *e = arg;
+	(void)i;
+	for (int k = 0; k < 1000; k++)
+		if (prot_rate_check_key(e->p, (k & 1) ? "g" : "f", "u", 1, NULL) != 0)
+			return 10;
+	return 0;
+}
+
+Test(rate, denial_leaves_the_bucket_word_unchanged, .timeout = 60)
+{
+	struct env *e = start(1024, "[key g]\nrate_limit = 3\nrate_window = 60s\n"
+	                            "[key f]\nrate_limit = 3\nrate_window = 60s\nrate_algorithm = fixed_window\n");
+	uint8_t bg0[64], bf0[64], bg1[64], bf1[64];
+	cr_assert_eq(prot_rate_check_key(e->p, "g", "u", 3, NULL), 1);
+	cr_assert_eq(prot_rate_check_key(e->p, "f", "u", 3, NULL), 1);
+	struct prot_rate_bucket *bg = bucket_in(e, "g", "u"), *bf = bucket_in(e, "f", "u");
+	memcpy(bg0, bg, 64);
+	memcpy(bf0, bf, 64);
+	th_fork_n(4, deny_child, e, 20000);
+	memcpy(bg1, bg, 64);
+	memcpy(bf1, bf, 64);
+	cr_assert_eq(memcmp(bg0, bg1, 64), 0, "GCRA denial wrote line 0");
+	cr_assert_eq(memcmp(bf0, bf1, 64), 0, "fixed-window denial wrote line 0");
+	cr_assert_eq(atomic_load(&bg->denied) + atomic_load(&bf->denied), 4000);
+	stop(e);
+}
+
+Test(rate, protctl_show_top_reset, .timeout = 60)
+{
+	struct env *e = start(1024, "[key api]\nrate_limit = 3\nrate_window = 60s\nrate_algorithm = fixed_window\n");
+	struct th_out *o = th_shared(sizeof *o);
+	for (int i = 0; i < 5; i++)
+		prot_rate_check_key(e->p, "api", "heavy", 1, NULL);
+	prot_rate_check_key(e->p, "api", "light", 1, NULL);
+	cr_assert_eq(th_protctl(o, e->seg, "--json", "rate", "show", "api", NULL), 0, "%s", o->err);
+	cr_assert(strstr(o->out, "\"buckets\":2"), "%s", o->out);
+	cr_assert(strstr(o->out, "\"algorithm\":\"fixed_window\""), "%s", o->out);
+	cr_assert_eq(th_protctl(o, e->seg, "--json", "rate", "show", "api", "heavy", NULL), 0);
+	cr_assert(strstr(o->out, "\"used\":3,\"remaining\":0"), "%s", o->out);
+	cr_assert(strstr(o->out, "\"allowed\":false"), "%s", o->out);
+	cr_assert(strstr(o->out, "\"denied_total\":2"), "%s", o->out);
+	cr_assert_eq(th_protctl(o, e->seg, "--json", "rate", "top", "api", "1", NULL), 0);
+	cr_assert(strstr(o->out, "\"most_used\":[{\"entity\":\"heavy\",\"admitted\":3,\"denied\":2}]"),
+	          "%s", o->out);
+	cr_assert(strstr(o->out, "\"most_denied\":[{\"entity\":\"heavy\""), "%s", o->out);
+	cr_assert_eq(th_protctl(o, e->seg, "rate", "reset", "api", "heavy", NULL), 0, "%s", o->err);
+	cr_assert_eq(th_protctl(o, e->seg, "rate", "reset", "api", "heavy", NULL), 1);
+	cr_assert_eq(th_protctl(o, e->seg, "rate", "show", "nokey", NULL), 1);
+	cr_assert_eq(th_protctl(o, e->seg, "rate", "top", "api", "zero", NULL), 2);
+	cr_assert_eq(prot_rate_check_key(e->p, "api", "heavy", 3, NULL), 1, "reset by protctl");
+	stop(e);
+}
