@@ -244,7 +244,7 @@ static void stats_json(FILE *f, const struct key_snapshot *k)
 	        k->latency_sum_ns, k->count);
 	for (int b = 0; b < PROT_HIST_BUCKETS; b++)
 		fprintf(f, "%s{\"le_ns\":%s%" PRIu64 "%s,\"count\":%" PRIu64 "}", b ? "," : "",
-		        b == PROT_HIST_BUCKETS - 1 ? "\"" : "", b == PROT_HIST_BUCKETS - 1 ? 0 : 1ull << (10 + b),
+		        b == PROT_HIST_BUCKETS - 1 ? "\"" : "", b == PROT_HIST_BUCKETS - 1 ? (uint64_t)0 : (uint64_t)1 << (10 + b),
 		        b == PROT_HIST_BUCKETS - 1 ? "+Inf\"" : "", k->hist[b]);
 	fputs("]}", f);
 }
