@@ -123,6 +123,15 @@ struct bench_work {
 	uint64_t chunk;                         /* scaling rows: ops per batch call (0: 64) */
 };
 
+/* Per-worker state of the workloads that pick entities at random: their argument and a random
+ * stream of their own (bench_proc.c). */
+struct bench_rstate {
+	const void *arg;
+	uint64_t rng;
+};
+void *bench_rstate_new(void *arg, int worker);
+void bench_rstate_free(void *st);
+
 const char *bench_row_label(int row);
 enum bench_kind bench_row_kind(int row);
 /* Record a skipped (ok = true) or failed row at every process count. */

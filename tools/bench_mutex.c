@@ -23,11 +23,6 @@ struct mx_arg {
 	uint32_t nents; /* 0: one hot key */
 };
 
-struct mx_state {
-	const struct mx_arg *a;
-	uint64_t rng;
-};
-
 static int mx_lock(pthread_mutex_t *mu)
 {
 	int r = pthread_mutex_lock(mu);
@@ -38,8 +33,8 @@ static int mx_lock(pthread_mutex_t *mu)
 
 static int mx_batch(void *st, uint64_t n)
 {
-	struct mx_state *s = st;
-	const struct mx_arg *a = s->a;
+	struct bench_rstate *s = st;
+	const struct mx_arg *a = s->arg;
 	for (uint64_t i = 0; i < n; i++) {
 		const char *ent = a->nents ? a->ents[bench_rand(&s->rng, a->nents)] : "hot";
 		uint64_t now = bench_now_ns(); /* read before locking, as prot reads it once per decision */
@@ -53,18 +48,6 @@ static int mx_batch(void *st, uint64_t n)
 	}
 	return 0;
 }
-
-static void *mx_setup(void *arg, int worker)
-{
-	struct mx_state *s = malloc(sizeof *s);
-	if (!s)
-		return NULL;
-	s->a = arg;
-	s->rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(worker + 1);
-	return s;
-}
-
-static void mx_teardown(void *st) { free(st); }
 
 static struct mx_region *mx_create(uint32_t max_entities)
 {
@@ -108,7 +91,7 @@ void bench_mutex_rows(struct bench *b)
 	}
 	struct mx_arg hot_fw = {r, PROT_RATE_FIXED_WINDOW, NULL, 0};
 	struct mx_arg hot_gcra = {r, PROT_RATE_GCRA, NULL, 0};
-	struct bench_work w = {mx_setup, mx_batch, mx_teardown, &hot_fw, 0};
+	struct bench_work w = {bench_rstate_new, mx_batch, bench_rstate_free, &hot_fw, 0};
 	bench_single(b, ROW_MX_HOT_FW, &w, b->sz.hot_ops, b->sz.reps);
 	bench_scale(b, ROW_SC_MX_FW, &w);
 	w.arg = &hot_gcra;

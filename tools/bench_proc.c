@@ -31,6 +31,18 @@ const char *bench_strerror(int err)
 	return err == BENCH_EDENIED ? "unexpected decision (admitted/denied)" : prot_strerror(err);
 }
 
+void *bench_rstate_new(void *arg, int worker)
+{
+	struct bench_rstate *s = malloc(sizeof *s);
+	if (!s)
+		return NULL;
+	s->arg = arg;
+	s->rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(worker + 1);
+	return s;
+}
+
+void bench_rstate_free(void *st) { free(st); }
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;

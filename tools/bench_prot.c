@@ -23,29 +23,18 @@ struct rate_arg {
 	int expect;     /* 1 admitted, 0 denied */
 };
 
-struct rate_state {
-	const struct rate_arg *a;
-	uint64_t rng;
-};
-
 static void *rate_setup(void *arg, int worker)
 {
-	struct rate_state *s = malloc(sizeof *s);
-	if (!s)
-		return NULL;
-	s->a = arg;
-	s->rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(worker + 1);
-	if (s->a->expect == 0) /* spend the one unit of the denied key's window */
-		prot_rate_check_key(s->a->p, s->a->key, "hot", 1, NULL);
-	return s;
+	const struct rate_arg *a = arg;
+	if (a->expect == 0) /* spend the one unit of the denied key's window */
+		prot_rate_check_key(a->p, a->key, "hot", 1, NULL);
+	return bench_rstate_new(arg, worker);
 }
-
-static void rate_teardown(void *st) { free(st); }
 
 static int rate_batch(void *st, uint64_t n)
 {
-	struct rate_state *s = st;
-	const struct rate_arg *a = s->a;
+	struct bench_rstate *s = st;
+	const struct rate_arg *a = s->arg;
 	for (uint64_t i = 0; i < n; i++) {
 		const char *ent = a->nents ? a->ents[bench_rand(&s->rng, a->nents)] : "hot";
 		int r = prot_rate_check_key(a->p, a->key, ent, 1, NULL);
@@ -87,7 +76,7 @@ static void rate_rows(struct bench *b)
 		{ROW_RATE_DENY_GCRA, "bench_deny_gcra", 0},
 	};
 	struct rate_arg a = {b->prot, NULL, NULL, 0, 1};
-	struct bench_work w = {rate_setup, rate_batch, rate_teardown, &a, 0};
+	struct bench_work w = {rate_setup, rate_batch, bench_rstate_free, &a, 0};
 	for (size_t i = 0; i < sizeof hot / sizeof hot[0]; i++) {
 		a.key = hot[i].key;
 		a.expect = hot[i].expect;
@@ -125,13 +114,14 @@ struct brk_arg {
 	int expect;
 };
 
-static void *brk_setup(void *arg, int worker)
+/* Workloads whose state is their argument. */
+static void *arg_setup(void *arg, int worker)
 {
 	(void)worker;
 	return arg;
 }
 
-static void brk_teardown(void *st) { (void)st; }
+static void arg_teardown(void *st) { (void)st; }
 
 static int brk_batch(void *st, uint64_t n)
 {
@@ -147,7 +137,7 @@ static int brk_batch(void *st, uint64_t n)
 static void breaker_rows(struct bench *b)
 {
 	struct brk_arg a = {b->prot, NULL, 0};
-	struct bench_work w = {brk_setup, brk_batch, brk_teardown, &a, 0};
+	struct bench_work w = {arg_setup, brk_batch, arg_teardown, &a, 0};
 	bench_single(b, ROW_BRK_DIRECT, &w, b->sz.hot_ops, b->sz.reps);
 	a.name = "bench";
 	bench_single(b, ROW_BRK_CLOSED, &w, b->sz.hot_ops, b->sz.reps);
@@ -340,7 +330,7 @@ static void handoff_rows(struct bench *b)
 static void pool_rows(struct bench *b)
 {
 	struct pool_arg a = {b->prot, "bench", NULL};
-	struct bench_work w = {pool_setup, pool_batch, brk_teardown, &a, 0};
+	struct bench_work w = {pool_setup, pool_batch, arg_teardown, &a, 0};
 	bench_single(b, ROW_POOL_UNCONT, &w, b->sz.hot_ops, b->sz.reps);
 	handoff_rows(b);
 }
@@ -373,7 +363,7 @@ static void *exec_setup(void *arg, int worker)
 
 static void exec_row(struct bench *b)
 {
-	struct bench_work w = {exec_setup, exec_batch, brk_teardown, b->prot, 0};
+	struct bench_work w = {exec_setup, exec_batch, arg_teardown, b->prot, 0};
 	bench_single(b, ROW_EXEC_FULL, &w, b->sz.hot_ops, b->sz.reps);
 }
 #else
