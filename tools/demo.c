@@ -2,8 +2,9 @@
  *
  * The master forks N workers; each attaches with libprot and, for a couple of seconds, serves
  * requests for a few users against a simulated dependency that fails for a while in the middle of
- * the run. Every request goes through the key "api" of examples/protd.ini: rate limiter per user,
- * then the breaker, then the pool. The workers print what they saw; the master prints the totals.
+ * the run. Every request goes through prot_execute() on the key "api" of examples/protd.ini: rate
+ * limiter per user, then the breaker, then the pool, then the call. The workers print what they
+ * saw; the master prints the totals.
  *
  * Usage: prot-demo [workers] [milliseconds]   (segment from $PROT_SEGMENT)
  */
@@ -40,11 +41,11 @@ struct dep {
 	uint64_t start, span;
 };
 
-static int dep_call(void *arg)
+static int dep_call(const struct prot_call *call)
 {
-	const struct dep *d = arg;
+	const struct dep *d = call->arg;
 	uint64_t t = now_ms() - d->start;
-	sleep_ms(2);
+	sleep_ms(2); /* the work, on call->conn, bounded by call->deadline_ns */
 	return (t > d->span * 3 / 10 && t < d->span * 6 / 10) ? -EIO : 0;
 }
 
@@ -61,42 +62,20 @@ static void conn_destroy(void *ctx, void *conn)
 	free(conn);
 }
 
+/* One request: everything the key "api" configures, in order, through the facade. */
 static int serve(prot_t *p, const struct dep *d, const char *user, struct tally *t)
 {
-	int r = prot_rate_check_key(p, "api", user, 1, NULL);
-	if (r < 0)
-		return r;
-	if (r == 0) {
-		t->rate_denied++;
-		return 0;
+	struct prot_call_opts o = {.entity = user, .timeout_ms = -1};
+	struct prot_detail det;
+	int r = prot_execute(p, "api", &o, dep_call, (void *)d, &det);
+	switch (r) {
+	case 0: t->allowed++, t->ok++; return 0;
+	case -PROT_ERATELIMITED: t->rate_denied++; return 0;
+	case -PROT_EBLOWN: t->allowed++, t->blown++; return 0;
+	case -PROT_ECHECKOUT_TIMEOUT: t->allowed++, t->pool_timeouts++; return 0;
+	case -PROT_EFAILED: case -PROT_ETIMEOUT: t->allowed++, t->failed++; return 0;
+	default: return r;
 	}
-	t->allowed++;
-
-	prot_breaker_token tok;
-	r = prot_breaker_allow(p, "api", &tok);
-	if (r == -PROT_EBLOWN) {
-		t->blown++;
-		return 0;
-	}
-	if (r < 0)
-		return r;
-
-	prot_lease lease;
-	void *conn;
-	uint64_t t0 = now_ms();
-	r = prot_pool_checkout(p, "api", -1, &lease, &conn);
-	if (r == -PROT_ECHECKOUT_TIMEOUT) {
-		t->pool_timeouts++;
-		/* not the dependency's fault: give the probe/slot back as a success */
-		return prot_breaker_record(p, &tok, PROT_OUTCOME_SUCCESS, 0);
-	}
-	if (r < 0)
-		return r;
-	int rc = dep_call((void *)d);
-	prot_pool_checkin(p, &lease, PROT_CHECKIN_OK);
-	rc < 0 ? t->failed++ : t->ok++;
-	return prot_breaker_record(p, &tok, rc < 0 ? PROT_OUTCOME_FAILURE : PROT_OUTCOME_SUCCESS,
-	                           (now_ms() - t0) * 1000000u);
 }
 
 static int worker(int id, const struct dep *d, struct tally *t)
