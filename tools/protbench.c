@@ -5,8 +5,9 @@
  *   protbench [--json] [--smoke | --quick] [--procs 1,2,4,8]
  *
  * This file owns the options, the run order, the temporary directory, and the cleanup of every
- * process the bench started (by pid, also on SIGINT/SIGTERM). Exit status: 0 when every row that
- * was not skipped measured, 1 when one failed, 2 on a usage error.
+ * process the bench started (by pid, also on SIGINT/SIGTERM and on its own alarm: 60 s for
+ * --smoke, 300 s otherwise). Exit status: 0 when every row that was not skipped measured, 1 when
+ * one failed, 2 on a usage error.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -81,15 +82,26 @@ static void remove_tmpdir(void)
 	tmpdir_path[0] = 0;
 }
 
-/* SIGINT/SIGTERM: stop what we started and leave nothing behind (async-signal-safe calls only,
+/* SIGINT/SIGTERM/SIGALRM: stop what we started and leave nothing behind (async-signal-safe calls only,
  * the children also have PR_SET_PDEATHSIG). */
 static void on_signal(int sig)
 {
+	static const char *const files[] = {"protd.ini", "protd.log", "protd.sock", "decide.sock", "redis.log"};
 	for (int i = 0; i < MAX_TRACKED; i++)
 		if (tracked[i] > 0)
 			kill(tracked[i], SIGTERM);
 	if (seg_path[0])
 		unlink(seg_path);
+	for (size_t i = 0; i < sizeof files / sizeof files[0] && tmpdir_path[0]; i++) {
+		char p[sizeof tmpdir_path + 16];
+		size_t n = strlen(tmpdir_path), m = strlen(files[i]); /* no snprintf in a handler */
+		memcpy(p, tmpdir_path, n);
+		p[n] = '/';
+		memcpy(p + n + 1, files[i], m + 1);
+		unlink(p);
+	}
+	if (tmpdir_path[0])
+		rmdir(tmpdir_path); /* fails if redis or protd left more: harmless */
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -235,6 +247,9 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	/* The bound on the whole run: a row stuck inside the library ends the bench, not the caller. */
+	signal(SIGALRM, on_signal);
+	alarm(strcmp(b.mode, "smoke") == 0 ? 60 : 300);
 	if ((r = make_entities(&b)) < 0) {
 		fprintf(stderr, "protbench: entity ids: %s\n", strerror(-r));
 		return 1;
