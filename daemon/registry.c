@@ -19,6 +19,27 @@
 
 #include "protd.h"
 
+/* ThreadSanitizer cannot see liburcu's grace periods (the library is not instrumented, and its
+ * ordering comes from membarrier). Model them: every reader's unlock and the writer's hand-over
+ * to call_rcu "release" one sync address; the reclaim callback "acquires" it, which is exactly what
+ * a grace period guarantees: everything before those points happens before the free. */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static char grace;
+#define GRACE_RELEASE() __tsan_release(&grace)
+#define GRACE_ACQUIRE() __tsan_acquire(&grace)
+/* rcu_assign_pointer / rcu_dereference are a release store and a consume load built from volatile
+ * accesses and compiler barriers, which TSan does not understand: spell them as C11 atomics. */
+#define PUBLISH(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
+#define DEREF(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
+#else
+#define GRACE_RELEASE() ((void)0)
+#define GRACE_ACQUIRE() ((void)0)
+#define PUBLISH(p, v) rcu_assign_pointer(p, v)
+#define DEREF(p) rcu_dereference(p)
+#endif
+
 struct box {
 	struct registry r;
 	struct rcu_head head;
@@ -41,12 +62,13 @@ void registry_read_lock(void)
 }
 void registry_read_unlock(void)
 {
+	GRACE_RELEASE();
 	urcu_memb_read_unlock();
 }
 
 const struct registry *registry_current(void)
 {
-	struct box *b = rcu_dereference(current); /* pairs with rcu_assign_pointer in swap() */
+	struct box *b = DEREF(current); /* pairs with PUBLISH in swap() */
 	return b ? &b->r : NULL;
 }
 
@@ -63,6 +85,7 @@ static void box_free(struct box *b)
 
 static void box_free_rcu(struct rcu_head *h)
 {
+	GRACE_ACQUIRE();
 	box_free(caa_container_of(h, struct box, head));
 }
 
@@ -87,9 +110,11 @@ static struct box *box_new(struct config *cfg)
 static void swap(struct box *b)
 {
 	struct box *old = current;
-	rcu_assign_pointer(current, b);
-	if (old)
+	PUBLISH(current, b); /* release: the version is complete before readers see it */
+	if (old) {
+		GRACE_RELEASE();
 		urcu_memb_call_rcu(&old->head, box_free_rcu);
+	}
 }
 
 /* ---- a re-adopted segment's objects ---------------------------------------------------------- */
