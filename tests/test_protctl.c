@@ -503,3 +503,16 @@ Test(protctl, a_reader_inspects_protd_segment_read_only)
 	cr_expect(strstr(out.out, "running"), "%s", out.out);
 	th_protd_stop(pid);
 }
+
+Test(protctl, status_tells_a_dead_protd_from_a_running_one)
+{
+	const char *seg = th_segname("dead");
+	pid_t pid = th_protd_start(ini_mode("0600"), seg, NULL);
+	th_kill9(pid);
+	/* the segment outlives protd: clients keep working, status says who is (not) serving it */
+	cr_assert_eq(PROTCTL(seg, "--json", "status"), 0, "%s", out.err);
+	expect_json("status");
+	cr_expect(strstr(out.out, "\"state\": \"dead\""), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "status"), 0, "%s", out.err);
+	cr_expect(strstr(out.out, ", dead,"), "%s", out.out);
+}
