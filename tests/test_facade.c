@@ -1,0 +1,569 @@
+/* test_facade.c — prot_execute and its companions against a real protd: the order of the layers
+ * and what each outcome charges, no leaks under 8 processes of mixed calls, per-call overrides,
+ * runtime configuration (applied, refused, not permitted), status and list, error strings,
+ * telemetry handlers, Prometheus metrics through promtool, and the event ring under overflow.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* One key with all three layers; limits small enough to reach in a test. */
+#define INI_FMT                                                                                    \
+	"[segment]\nmax_keys = 8\nmax_breakers = 8\nmax_pools = 4\npool_max_slots = 8\nevents = %d\n"  \
+	"[daemon]\ntick = 5ms\nreclaim_interval = 20ms\n"                                          \
+	"[key svc]\nrate_limit = %d\nrate_window = 60s\nrate_algorithm = fixed_window\n"           \
+	"breaker_tolerance = %d\nbreaker_window = 60s\nbreaker_refresh = %s\n"                     \
+	"pool_size = 1\npool_max_overflow = 0\npool_checkout_timeout = 1s\ntimeout = 1s\n"          \
+	"[key plain]\ntimeout = 1s\n"
+
+static const char *start(const char *tag, int rate_limit, int tolerance, const char *refresh,
+                         int events, pid_t *pid)
+{
+	const char *seg = th_segname(tag);
+	const char *ini = th_write_file("f.ini", INI_FMT, events, rate_limit, tolerance, refresh);
+	*pid = th_protd_start(ini, seg, NULL);
+	return seg;
+}
+
+struct counter {
+	_Atomic int calls;
+};
+
+static int fn_ok(const struct prot_call *c)
+{
+	struct counter *k = c->arg;
+	if (k)
+		atomic_fetch_add(&k->calls, 1);
+	return 7;
+}
+static int fn_fail(const struct prot_call *c)
+{
+	struct counter *k = c->arg;
+	if (k)
+		atomic_fetch_add(&k->calls, 1);
+	return -42;
+}
+static int fn_slow(const struct prot_call *c)
+{
+	(void)c;
+	usleep(60 * 1000);
+	return 0;
+}
+
+static int conn_create(void *ctx, void **conn)
+{
+	(void)ctx;
+	*conn = malloc(1);
+	return *conn ? 0 : -ENOMEM;
+}
+static void conn_destroy(void *ctx, void *conn)
+{
+	(void)ctx;
+	free(conn);
+}
+static const struct prot_connector connector = {.create = conn_create, .destroy = conn_destroy};
+
+static prot_t *attach(const char *seg)
+{
+	prot_t *p = th_open(seg, 2000);
+	cr_assert_eq(prot_pool_register(p, "svc", &connector), 0);
+	return p;
+}
+
+Test(facade, rate_denial_charges_nothing_else)
+{
+	pid_t pd;
+	const char *seg = start("rate", 2, 5, "1s", 64, &pd);
+	prot_t *p = attach(seg);
+	struct counter k = {0};
+	struct prot_detail d;
+	struct prot_call_opts o = {.entity = "user:1", .timeout_ms = -1};
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, &k, &d), 0);
+	cr_assert_eq(d.fn_result, 7);
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, &k, &d), 0);
+
+	struct prot_breaker_status b0;
+	struct prot_pool_status p0;
+	cr_assert_eq(prot_breaker_status(p, "svc", &b0), 0);
+	cr_assert_eq(prot_pool_status(p, "svc", &p0), 0);
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, &k, &d), -PROT_ERATELIMITED);
+	cr_assert_eq(d.layer, PROT_LAYER_RATE);
+	cr_assert_gt(d.retry_after_ms, 0);
+	cr_assert_str_eq(d.key, "svc");
+	cr_assert_eq(atomic_load(&k.calls), 2, "fn must not run when rate-limited");
+	struct prot_breaker_status b1;
+	struct prot_pool_status p1;
+	cr_assert_eq(prot_breaker_status(p, "svc", &b1), 0);
+	cr_assert_eq(prot_pool_status(p, "svc", &p1), 0);
+	cr_assert_eq(b1.calls, b0.calls, "a rate denial must not reach the breaker");
+	cr_assert_eq(p1.checkouts, p0.checkouts, "a rate denial must not take a pool slot");
+
+	/* another entity has its own bucket */
+	o.entity = "user:2";
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, &k, &d), 0);
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+Test(facade, breaker_rejection_takes_no_slot_and_failures_are_recorded)
+{
+	pid_t pd;
+	const char *seg = start("brk", 1000, 1, "10s", 64, &pd);
+	prot_t *p = attach(seg);
+	struct counter k = {0};
+	struct prot_detail d;
+	/* fn failure: PROT_EFAILED with fn's own code, recorded by the breaker */
+	cr_assert_eq(prot_execute(p, "svc", NULL, fn_fail, &k, &d), -PROT_EFAILED);
+	cr_assert_eq(d.fn_result, -42);
+	cr_assert_eq(d.layer, PROT_LAYER_CALL);
+	cr_assert_eq(prot_execute(p, "svc", NULL, fn_fail, &k, &d), -PROT_EFAILED);
+	struct prot_breaker_status b;
+	cr_assert_eq(prot_breaker_status(p, "svc", &b), 0);
+	cr_assert_eq(b.failures, 2);
+	cr_assert_eq(b.state, PROT_BREAKER_OPEN, "tolerance 1: the second failure trips it");
+
+	struct prot_pool_status p0, p1;
+	cr_assert_eq(prot_pool_status(p, "svc", &p0), 0);
+	cr_assert_eq(prot_execute(p, "svc", NULL, fn_ok, &k, &d), -PROT_EBLOWN);
+	cr_assert_eq(d.layer, PROT_LAYER_BREAKER);
+	cr_assert_eq(atomic_load(&k.calls), 2, "fn must not run while the breaker is open");
+	cr_assert_eq(prot_pool_status(p, "svc", &p1), 0);
+	cr_assert_eq(p1.checkouts, p0.checkouts, "a breaker rejection must not take a pool slot");
+	cr_assert_eq(p1.in_use, 0);
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+Test(facade, pool_timeout_is_not_a_breaker_failure)
+{
+	pid_t pd;
+	const char *seg = start("pool", 1000, 0, "10s", 64, &pd);
+	prot_t *p = attach(seg);
+	prot_lease lease;
+	void *conn;
+	cr_assert_eq(prot_pool_checkout(p, "svc", 0, &lease, &conn), 0); /* the only slot */
+	struct prot_detail d;
+	struct prot_call_opts o = {.timeout_ms = 50};
+	uint64_t t0 = th_now_ms();
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), -PROT_ECHECKOUT_TIMEOUT);
+	uint64_t waited = th_now_ms() - t0;
+	cr_assert_geq(waited, 45, "the timeout bounds the checkout wait (waited %llu ms)", (unsigned long long)waited);
+	cr_assert_lt(waited, 1000);
+	cr_assert_eq(d.layer, PROT_LAYER_POOL);
+	struct prot_breaker_status b;
+	cr_assert_eq(prot_breaker_status(p, "svc", &b), 0);
+	cr_assert_eq(b.failures, 0, "tolerance 0 would have tripped on a failure");
+	cr_assert_eq(b.state, PROT_BREAKER_CLOSED);
+	cr_assert_eq(prot_pool_checkin(p, &lease, PROT_CHECKIN_OK), 0);
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), 0);
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+static int fn_deadline(const struct prot_call *c)
+{
+	uint64_t *out = c->arg;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	*out = c->deadline_ns > now ? (c->deadline_ns - now) / 1000000u : 0;
+	return c->conn ? 0 : -1;
+}
+
+Test(facade, timeout_is_a_deadline_and_an_overrun_is_a_failure)
+{
+	pid_t pd;
+	const char *seg = start("tmo", 1000, 5, "10s", 64, &pd);
+	prot_t *p = attach(seg);
+	struct prot_detail d;
+	uint64_t left = 0;
+	struct prot_call_opts o = {.timeout_ms = 300};
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_deadline, &left, &d), 0, "fn gets the pool connection");
+	cr_assert(left > 200 && left <= 300, "deadline handed to fn: %llu ms left", (unsigned long long)left);
+	o.timeout_ms = 20;
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_slow, NULL, &d), -PROT_ETIMEOUT);
+	cr_assert_eq(d.layer, PROT_LAYER_CALL);
+	struct prot_breaker_status b;
+	cr_assert_eq(prot_breaker_status(p, "svc", &b), 0);
+	cr_assert_eq(b.failures, 1, "an overrun counts as a breaker failure");
+	struct prot_protection_status st;
+	cr_assert_eq(prot_get_protection_status(p, "svc", &st), 0);
+	cr_assert_eq(st.timeouts, 1);
+	cr_assert_eq(st.pool.in_use, 0);
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+Test(facade, per_call_overrides)
+{
+	pid_t pd;
+	const char *seg = start("ovr", 3, 5, "10s", 64, &pd);
+	prot_t *p = attach(seg);
+	struct prot_detail d;
+	/* cost: 3 units exhaust the limit of 3 at once */
+	struct prot_call_opts o = {.entity = "e", .cost = 3, .timeout_ms = -1};
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), 0);
+	o.cost = 1;
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), -PROT_ERATELIMITED);
+	/* cost over the limit is its own error */
+	o.entity = "other", o.cost = 4;
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), -PROT_ECOST);
+	/* skipping the rate layer */
+	o.entity = "e", o.cost = 1, o.skip = PROT_LAYER_RATE;
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), 0);
+	/* skipping the pool: fn gets no connection */
+	uint64_t left;
+	o.skip = PROT_LAYER_RATE | PROT_LAYER_POOL;
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_deadline, &left, &d), -PROT_EFAILED);
+	/* skipping the breaker: a blown breaker does not matter */
+	cr_assert_eq(prot_breaker_blow(p, "svc"), 0);
+	o.skip = PROT_LAYER_RATE | PROT_LAYER_BREAKER;
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), 0);
+	o.skip = PROT_LAYER_RATE;
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), -PROT_EBLOWN);
+	/* the operation override makes a separate bucket with the key's limits */
+	o.skip = PROT_LAYER_BREAKER, o.operation = "other-op";
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), 0);
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), -PROT_ERATELIMITED);
+	/* unknown key */
+	cr_assert_eq(prot_execute(p, "nope", NULL, fn_ok, NULL, &d), -PROT_ENOKEY);
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+/* Mixed calls from 8 processes: afterwards nothing is held and every call is accounted for. */
+struct mix {
+	const char *seg;
+	_Atomic long outcomes[8];
+};
+
+static int fn_mixed(const struct prot_call *c)
+{
+	unsigned r = (unsigned)(uintptr_t)c->arg;
+	if (r % 7 == 0)
+		return -1;
+	if (r % 53 == 0)
+		usleep(3000); /* overruns the 2 ms timeout below */
+	return 0;
+}
+
+static int mixed_worker(void *arg, int i)
+{
+	struct mix *m = arg;
+	prot_t *p;
+	if (prot_open(m->seg, 0, &p) || prot_pool_register(p, "svc", &connector))
+		return 1;
+	unsigned seed = (unsigned)i * 7919u + 1;
+	char ent[16];
+	for (int n = 0; n < 1250; n++) {
+		seed = seed * 1103515245u + 12345u;
+		unsigned r = seed >> 8;
+		snprintf(ent, sizeof ent, "u%u", r % 20);
+		struct prot_call_opts o = {.entity = ent, .timeout_ms = (r % 53 == 0) ? 2 : 200};
+		int rc = prot_execute(p, "svc", &o, fn_mixed, (void *)(uintptr_t)r, NULL);
+		int slot = rc == 0 ? 0 : rc == -PROT_ERATELIMITED ? 1 : rc == -PROT_EBLOWN ? 2
+		         : rc == -PROT_ECHECKOUT_TIMEOUT ? 3 : rc == -PROT_EFAILED ? 4 : rc == -PROT_ETIMEOUT ? 5 : 6;
+		atomic_fetch_add(&m->outcomes[slot], 1);
+		if (n % 97 == 0)
+			prot_breaker_reset(p, "svc"); /* keep traffic flowing through every layer */
+	}
+	prot_close(p);
+	return 0;
+}
+
+Test(facade, no_leaks_after_mixed_calls_from_8_processes, .timeout = 120)
+{
+	pid_t pd;
+	const char *seg = start("mix", 400, 3, "5ms", 4096, &pd);
+	struct mix *m = th_shared(sizeof *m);
+	m->seg = seg;
+	th_fork_n(8, mixed_worker, m, 90000);
+	cr_assert_eq(m->outcomes[6], 0, "unexpected error codes");
+	prot_t *p = th_open(seg, 1000);
+	struct prot_protection_status st;
+	cr_assert_eq(prot_get_protection_status(p, "svc", &st), 0);
+	cr_assert_eq(st.pool.in_use, 0, "no pool slot leaked");
+	cr_assert_eq(st.pool.waiting, 0);
+	cr_assert_eq(st.calls, 10000);
+	long total = 0;
+	for (int i = 0; i < 6; i++)
+		total += m->outcomes[i];
+	cr_assert_eq(total, 10000);
+	cr_assert_eq(st.rate_denied, (uint64_t)m->outcomes[1], "rate denials counted once");
+	cr_assert_eq(st.ok, (uint64_t)m->outcomes[0]);
+	cr_assert_eq(st.failed, (uint64_t)m->outcomes[4]);
+	cr_assert_eq(st.timeouts, (uint64_t)m->outcomes[5]);
+	cr_assert_eq(st.rate_allowed, 10000 - (uint64_t)m->outcomes[1], "no charge for denied work");
+	/* no half-open probe leaked: after the refresh the breaker admits a probe and closes */
+	usleep(20 * 1000);
+	cr_assert_eq(prot_execute(p, "svc", &(struct prot_call_opts){.entity = "fresh", .timeout_ms = -1},
+	                          fn_ok, NULL, NULL), 0);
+	cr_assert_eq(prot_breaker_status(p, "svc", &st.breaker), 0);
+	cr_assert_eq(st.breaker.state, PROT_BREAKER_CLOSED);
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+static bool gen_at_least(void *arg)
+{
+	void **a = arg;
+	struct prot_info info;
+	return prot_get_info(a[0], &info) == 0 && info.config_generation >= (uint64_t)(uintptr_t)a[1];
+}
+
+static int child_sees_limit(void *arg, int i)
+{
+	(void)i;
+	prot_t *p = arg;
+	/* the child attached (through the parent's handle) before the change; limit is now 1 */
+	struct prot_call_opts o = {.entity = "cfg", .timeout_ms = -1};
+	if (prot_execute(p, "svc", &o, fn_ok, NULL, NULL) != 0)
+		return 1;
+	return prot_execute(p, "svc", &o, fn_ok, NULL, NULL) == -PROT_ERATELIMITED ? 0 : 2;
+}
+
+Test(facade, configure_applies_to_all_and_refuses_bad_values)
+{
+	pid_t pd;
+	const char *seg = start("cfg", 1000, 5, "10s", 64, &pd);
+	prot_t *p = attach(seg);
+	struct prot_info info;
+	cr_assert_eq(prot_get_info(p, &info), 0);
+	struct prot_detail d;
+	cr_assert_eq(prot_configure(p, "svc", "rate_limit=1 breaker_tolerance=2", &d), 0, "%s", d.message);
+	cr_assert(strstr(d.message, "rate_limit"), "the reply says what changed: %s", d.message);
+	void *a[2] = {p, (void *)(uintptr_t)(info.config_generation + 1)};
+	cr_assert(th_until(gen_at_least, a, 2000));
+	th_fork_n(1, child_sees_limit, p, 10000);
+	struct prot_breaker_status b;
+	cr_assert_eq(prot_breaker_status(p, "svc", &b), 0);
+	cr_assert_eq(b.opts.tolerance, 2);
+
+	/* a bad value: the INI parser's message, nothing applied */
+	int r = prot_configure(p, "svc", "rate_window=12parsecs", &d);
+	cr_assert_eq(r, -PROT_EINVAL_CONFIG);
+	cr_assert(strstr(d.message, "rate_window"), "message names the setting: %s", d.message);
+	cr_assert_eq(prot_configure(p, "svc", "no_such_setting=1", &d), -PROT_EINVAL_CONFIG);
+	cr_assert_eq(prot_breaker_status(p, "svc", &b), 0);
+	cr_assert_eq(b.opts.tolerance, 2);
+
+	/* runtime keys appear in the list */
+	cr_assert_eq(prot_configure(p, "fresh", "rate_limit=5 rate_window=1s", &d), 0, "%s", d.message);
+	struct prot_protection_status st;
+	a[1] = (void *)(uintptr_t)(info.config_generation + 2);
+	cr_assert(th_until(gen_at_least, a, 2000));
+	cr_assert_eq(prot_get_protection_status(p, "fresh", &st), 0);
+	cr_assert_eq(st.rate.limit, 5);
+
+	/* a caller that is neither root, the owner nor in the group is refused */
+	if (geteuid() == 0) {
+		struct passwd *nobody = getpwnam("nobody");
+		cr_assert(nobody);
+		pid_t c = fork();
+		if (c == 0) {
+			if (setgid(nobody->pw_gid) || setuid(nobody->pw_uid))
+				_exit(3);
+			struct prot_detail dd;
+			_exit(prot_configure(p, "svc", "rate_limit=9", &dd) == -EACCES ? 0 : 1);
+		}
+		int stt;
+		cr_assert_eq(th_wait(c, 5000, &stt), 0);
+		cr_assert(WIFEXITED(stt) && WEXITSTATUS(stt) == 0, "unprivileged configure must get -EACCES");
+	}
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+static int list_cb(const char *name, void *arg)
+{
+	char *buf = arg;
+	strcat(buf, name);
+	strcat(buf, ",");
+	return 0;
+}
+
+Test(facade, status_and_list)
+{
+	pid_t pd;
+	const char *seg = start("st", 10, 4, "10s", 64, &pd);
+	prot_t *p = attach(seg);
+	char names[256] = "";
+	cr_assert_eq(prot_list_keys(p, list_cb, names), 0);
+	cr_assert(strstr(names, "svc,") && strstr(names, "plain,"), "keys: %s", names);
+	struct prot_protection_status st;
+	cr_assert_eq(prot_execute(p, "svc", &(struct prot_call_opts){.entity = "a", .timeout_ms = -1}, fn_ok,
+	                          NULL, NULL), 0);
+	cr_assert_eq(prot_get_protection_status(p, "svc", &st), 0);
+	cr_assert(st.has_rate && st.has_breaker && st.has_pool);
+	cr_assert_eq(st.rate.limit, 10);
+	cr_assert_eq(st.rate.window_ms, 60000);
+	cr_assert_eq(st.rate_buckets, 1);
+	cr_assert_eq(st.breaker.opts.tolerance, 4);
+	cr_assert_eq(st.breaker.state, PROT_BREAKER_CLOSED);
+	cr_assert_eq(st.pool.size, 1);
+	cr_assert_eq(st.timeout_ms, 1000);
+	cr_assert_eq(st.calls, 1);
+	cr_assert_eq(prot_get_protection_status(p, "plain", &st), 0);
+	cr_assert(!st.has_rate && !st.has_breaker && !st.has_pool);
+	cr_assert_eq(prot_execute(p, "plain", NULL, fn_ok, NULL, NULL), 0, "a key without layers just calls");
+	cr_assert_eq(prot_get_protection_status(p, "missing", &st), -PROT_ENOKEY);
+
+	struct th_out o;
+	cr_assert_eq(th_protctl(&o, seg, "status", "svc", NULL), 0, "%s", o.err);
+	cr_assert(strstr(o.out, "svc"));
+	cr_assert_eq(th_protctl(&o, seg, "stats", "svc", NULL), 0, "%s", o.err);
+	cr_assert(strstr(o.out, "calls 1"), "%s", o.out);
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+Test(facade, every_error_code_has_its_own_string)
+{
+	static const int codes[] = {
+		PROT_ENOSEG, PROT_EABI, PROT_ESIZE, PROT_ECORRUPT, PROT_ERETIRED, PROT_ENOKEY,
+		PROT_ENOBREAKER, PROT_ENOPOOL, PROT_ERATELIMITED, PROT_ECOST, PROT_ETABLEFULL, PROT_EBLOWN,
+		PROT_EFAILED, PROT_ECHECKOUT_TIMEOUT, PROT_EPOOLFULL, PROT_ETIMEOUT, PROT_ETOOLONG,
+		PROT_ECAPACITY, PROT_EEXIST, PROT_EINVAL_CONFIG, PROT_ECONNECTOR, PROT_ESTALE,
+		PROT_ENOTCONNECTED,
+	};
+	const size_t n = sizeof codes / sizeof codes[0];
+	for (size_t i = 0; i < n; i++) {
+		const char *s = prot_strerror(-codes[i]);
+		cr_assert(s && *s);
+		cr_assert_str_eq(s, prot_strerror(codes[i]), "either sign names the same error");
+		cr_assert_null(strstr(s, "nknown"), "code %d has a string of its own", codes[i]);
+		for (size_t j = 0; j < i; j++)
+			cr_assert_str_neq(s, prot_strerror(-codes[j]), "codes %d and %d share a string", codes[i], codes[j]);
+	}
+	cr_assert(strstr(prot_strerror(-EACCES), "ermission"));
+	cr_assert_not_null(prot_strerror(123456));
+	cr_assert_eq(PROT_ENOSEG, 5000, "error numbers are ABI");
+	cr_assert_eq(PROT_ENOTCONNECTED, 5022, "error numbers are ABI");
+}
+
+struct seen {
+	int n[PROT_TEL_COUNT_];
+	char key[32], entity[32];
+	unsigned layer;
+	int result;
+	uint64_t duration;
+};
+
+static void handler(const struct prot_tel *ev, void *ctx)
+{
+	struct seen *s = ctx;
+	s->n[ev->event]++;
+	if (ev->event == PROT_TEL_PROTECTION_TRIGGERED) {
+		snprintf(s->key, sizeof s->key, "%s", ev->key ? ev->key : "");
+		snprintf(s->entity, sizeof s->entity, "%s", ev->entity ? ev->entity : "");
+		s->layer = ev->layer;
+		s->result = ev->result;
+	}
+	if (ev->event == PROT_TEL_EXECUTE_STOP)
+		s->duration = ev->duration_ns;
+}
+
+Test(facade, telemetry_handlers_receive_events_and_metadata)
+{
+	pid_t pd;
+	const char *seg = start("tel", 1, 5, "10s", 64, &pd);
+	prot_t *p = attach(seg);
+	struct seen s = {0};
+	int id = prot_telemetry_attach(p, PROT_TEL_ALL, handler, &s);
+	cr_assert_geq(id, 0);
+	struct prot_call_opts o = {.entity = "user:9", .timeout_ms = -1};
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, NULL), 0);
+	cr_assert_eq(s.n[PROT_TEL_EXECUTE_START], 1);
+	cr_assert_eq(s.n[PROT_TEL_EXECUTE_STOP], 1);
+	cr_assert_gt(s.duration, 0);
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, NULL), -PROT_ERATELIMITED);
+	cr_assert_eq(s.n[PROT_TEL_PROTECTION_TRIGGERED], 1);
+	cr_assert_str_eq(s.key, "svc");
+	cr_assert_str_eq(s.entity, "user:9");
+	cr_assert_eq(s.layer, PROT_LAYER_RATE);
+	cr_assert_eq(s.result, -PROT_ERATELIMITED);
+	o.entity = "user:10";
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_fail, NULL, NULL), -PROT_EFAILED);
+	cr_assert_eq(s.n[PROT_TEL_EXECUTE_EXCEPTION], 1);
+
+	/* only the events in the mask, and nothing after detach */
+	struct seen only = {0};
+	int id2 = prot_telemetry_attach(p, PROT_TEL_MASK(PROT_TEL_EXECUTE_STOP), handler, &only);
+	cr_assert_geq(id2, 0);
+	o.entity = "user:11";
+	prot_execute(p, "svc", &o, fn_ok, NULL, NULL);
+	cr_assert_eq(only.n[PROT_TEL_EXECUTE_STOP], 1);
+	cr_assert_eq(only.n[PROT_TEL_EXECUTE_START], 0);
+	cr_assert_eq(prot_telemetry_detach(p, id), 0);
+	cr_assert_eq(prot_telemetry_detach(p, id), -ENOENT);
+	int before = s.n[PROT_TEL_EXECUTE_START];
+	o.entity = "user:12";
+	prot_execute(p, "svc", &o, fn_ok, NULL, NULL);
+	cr_assert_eq(s.n[PROT_TEL_EXECUTE_START], before);
+	cr_assert_eq(prot_telemetry_attach(p, 0, handler, &s), -EINVAL);
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+Test(facade, promtool_accepts_the_metrics)
+{
+	if (access("/usr/bin/promtool", X_OK) != 0)
+		cr_skip_test("promtool (Debian package prometheus) is not installed");
+	pid_t pd;
+	const char *seg = start("prom", 5, 5, "10s", 64, &pd);
+	prot_t *p = attach(seg);
+	for (int i = 0; i < 8; i++)
+		prot_execute(p, "svc", &(struct prot_call_opts){.entity = "m", .timeout_ms = -1},
+		             i % 3 ? fn_ok : fn_fail, NULL, NULL);
+	char cmd[512];
+	snprintf(cmd, sizeof cmd, "'%s' --segment '%s' metrics | /usr/bin/promtool check metrics",
+	         th_protctl_path(), seg);
+	struct th_out o;
+	const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+	cr_assert_eq(th_run(&o, 20000, argv), 0, "promtool: %s %s", o.out, o.err);
+	struct th_out m;
+	cr_assert_eq(th_protctl(&m, seg, "metrics", NULL), 0);
+	cr_assert(strstr(m.out, "prot_calls_total{key=\"svc\"} 8"), "%s", m.out);
+	cr_assert(strstr(m.out, "prot_call_duration_seconds_bucket{key=\"svc\",le=\"+Inf\"} 5"), "%s", m.out);
+	cr_assert(strstr(m.out, "# TYPE prot_call_duration_seconds histogram"));
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+Test(facade, event_ring_survives_overflow)
+{
+	pid_t pd;
+	const char *seg = start("ev", 5, 5, "10s", 16, &pd);
+	prot_t *p = attach(seg);
+	/* 40 state changes into a ring of 16: the oldest are dropped, writers never block */
+	for (int i = 0; i < 20; i++) {
+		cr_assert_eq(prot_breaker_blow(p, "svc"), 0);
+		cr_assert_eq(prot_breaker_reset(p, "svc"), 0);
+	}
+	struct th_out o;
+	cr_assert_eq(th_protctl(&o, seg, "events", NULL), 0, "%s", o.err);
+	int lines = 0;
+	for (char *s = o.out; (s = strchr(s, '\n')); s++)
+		lines++;
+	cr_assert(lines >= 8 && lines <= 20, "the ring keeps at most its capacity: %d lines\n%s", lines, o.out);
+	cr_assert(strstr(o.out, "breaker_reset") || strstr(o.out, "reset"), "%s", o.out);
+	cr_assert_eq(th_protctl(&o, seg, "--json", "events", NULL), 0, "%s", o.err);
+	cr_assert(strstr(o.out, "dropped"), "the JSON says how many were dropped: %s", o.out);
+	/* the ring keeps working after overflow */
+	cr_assert_eq(prot_breaker_blow(p, "svc"), 0);
+	cr_assert_eq(th_protctl(&o, seg, "events", NULL), 0);
+	cr_assert(strstr(o.out, "blown") || strstr(o.out, "blow"), "%s", o.out);
+	prot_close(p);
+	th_protd_stop(pd);
+}
