@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -496,6 +497,51 @@ Test(core, eight_processes_exact_limit, .timeout = 60)
 	struct prot_rate_bucket *b = bucket_of(r->h, "hot", "one");
 	cr_assert_eq(atomic_load(&b->allowed), 1000);
 	cr_assert_eq(atomic_load(&b->denied), 8 * 20000 - 1000);
+}
+
+/* Threads of one process sharing a handle: the per-handle operation-hash memo is a seqlock that
+ * several threads write; the table is the same as across processes. (Run under TSan.) */
+struct thr {
+	struct prot_shm_header *h;
+	prot_t *p;
+	_Atomic uint64_t admitted;
+	_Atomic int bad;
+};
+
+static void *thread_main(void *arg)
+{
+	struct thr *t = arg;
+	static const char *const ops[] = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta",
+	                                  "eta", "theta", "iota", "kappa", "lambda"};
+	const struct prot_rate_limit l = {.algo = PROT_RATE_FIXED_WINDOW, .limit = 500,
+	                                  .window_ms = 3600 * 1000};
+	for (int k = 0; k < 20000; k++) {
+		const char *op = ops[k % 11];
+		int r = rate_check_h(t->p, t->h, op, "shared", &l, 1, 0, NULL);
+		if (r < 0)
+			atomic_fetch_add(&t->bad, 1);
+		else
+			atomic_fetch_add(&t->admitted, (uint64_t)r);
+	}
+	return NULL;
+}
+
+Test(core, threads_share_a_handle, .timeout = 60)
+{
+	struct thr t = {.h = core_seg()};
+	pthread_t th[4];
+	uint64_t left = 3600 * 1000 - (prot_now_ns() / MS) % (3600 * 1000);
+	if (left < 30000)
+		cr_skip("too close to a window boundary");
+	t.p = calloc(1, sizeof *t.p); /* only its operation-hash memo is used */
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, thread_main, &t), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	cr_assert_eq(atomic_load(&t.bad), 0);
+	cr_assert_eq(atomic_load(&t.admitted), 11 * 500, "each operation admits exactly its limit");
+	cr_assert_eq(buckets(t.h, NULL), 11);
+	free(t.p);
 }
 
 /* ================================================================================================
