@@ -936,10 +936,29 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	return 0;
 }
 
+/* checkout() with the telemetry events: the clock is read only when a handler listens. */
+static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
+                             int64_t timeout_ms, prot_lease *lease, void **conn)
+{
+	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
+	if (likely(!p || !(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want)))
+		return checkout(p, h, name, idx, timeout_ms, lease, conn);
+	uint64_t t0 = prot_now_ns();
+	int rc = checkout(p, h, name, idx, timeout_ms, lease, conn);
+	char nm[PROT_NAME_BYTES] = "";
+	if (name)
+		snprintf(nm, sizeof nm, "%s", name);
+	else if (h && idx < seg_count(h, REG_POOLS))
+		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, idx))->name, sizeof nm - 1);
+	PROT_TEL(p, rc == -PROT_ECHECKOUT_TIMEOUT ? PROT_TEL_POOL_TIMEOUT : PROT_TEL_POOL_CHECKOUT,
+	         .layer = PROT_LAYER_POOL, .result = rc, .duration_ns = prot_now_ns() - t0, .key = nm);
+	return rc;
+}
+
 int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int64_t timeout_ms,
                       prot_lease *lease, void **conn)
 {
-	return checkout(p, h, NULL, idx, timeout_ms, lease, conn);
+	return checkout_observed(p, h, NULL, idx, timeout_ms, lease, conn);
 }
 
 int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lease *lease,
@@ -949,7 +968,7 @@ int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lea
 		return -EINVAL;
 	if (strlen(pool) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
-	return checkout(p, prot_hdr(p), pool, 0, timeout_ms, lease, conn);
+	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, lease, conn);
 }
 
 int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
@@ -1009,6 +1028,7 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
 		destroy_chain(&cn, dead);
+	PROT_TEL(p, PROT_TEL_POOL_CHECKIN, .layer = PROT_LAYER_POOL, .result = how);
 	return 0;
 }
 

@@ -18,7 +18,7 @@ passed=0 failed=0
 logdir=$(mktemp -d /tmp/prot-tests-XXXXXX)
 for dir in build build-asan; do
 	for t in "$dir"/tests/test_*; do
-		[ -x "$t" ] || continue
+		[ -f "$t" ] && [ -x "$t" ] || continue
 		name="$dir/$(basename "$t")"
 		log="$logdir/$(echo "$name" | tr / _).log"
 		PROTD="$PWD/$dir/daemon/protd" PROTCTL="$PWD/$dir/tools/protctl" PROTBENCH="$PWD/$dir/tools/protbench" \
