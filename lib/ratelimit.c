@@ -248,14 +248,39 @@ static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, co
 	atomic_store_explicit(&c->seq, s + 2, memory_order_release);
 }
 
-static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const char *op, size_t ol)
+/* s[0..n) as little-endian words, zero-padded, built in registers: reads no byte outside s[0..n)
+ * and never reloads narrow stores as a wide word (a store-forwarding stall costs more than the
+ * rest of a decision). */
+static inline uint64_t load_tail(const char *s, size_t n) /* 0 < n < 8 */
 {
-	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0}, v;
+	if (n >= 4) {
+		uint32_t a, b;
+		memcpy(&a, s, 4);
+		memcpy(&b, s + n - 4, 4);
+		return a | (uint64_t)b << (8 * (n - 4)); /* the overlap ORs equal bytes */
+	}
+	return (uint64_t)(uint8_t)s[0] | (uint64_t)(uint8_t)s[n / 2] << (8 * (n / 2)) |
+	       (uint64_t)(uint8_t)s[n - 1] << (8 * (n - 1));
+}
+
+static inline void to_words(uint64_t *w, const char *s, size_t n)
+{
+	size_t k = 0;
+
+	for (; k < n / 8; k++)
+		memcpy(&w[k], s + 8 * k, 8);
+	if (n % 8)
+		w[k] = load_tail(s + 8 * k, n % 8);
+}
+
+static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const char *op, size_t ol,
+                           const uint64_t *opw)
+{
 	struct rate_op_cache *c;
+	uint64_t v;
 
 	if (!p)
 		return prot_siphash(h->hash_key, op, ol);
-	memcpy(opw, op, ol);
 	c = opc_slot(p, op, ol);
 	if (opc_get(c, h, opw, ol, &v))
 		return v;
@@ -267,8 +292,8 @@ static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const cha
 static int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op,
                         const char *entity, struct rate_id *id)
 {
+	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
 	size_t ol, el;
-	uint8_t head[16] = {0};
 
 	if (!op || !entity)
 		return -EINVAL;
@@ -279,15 +304,14 @@ static int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *
 	if (ol == 0)
 		return -EINVAL;
 	memset(id->ent, 0, sizeof id->ent);
-	memcpy(id->ent, entity, el);
-	head[0] = (uint8_t)ol;
-	head[1] = (uint8_t)el;
-	memcpy(head + 2, op, ol < RATE_OP_HEAD ? ol : RATE_OP_HEAD);
-	memcpy(&id->id0, head, 8);
-	memcpy(&id->id1, head + 8, 8);
+	to_words(id->ent, entity, el);
+	to_words(opw, op, ol);
+	/* op_len, ent_len, then op_head = the name's first 14 bytes */
+	id->id0 = ol | el << 8 | opw[0] << 16;
+	id->id1 = opw[0] >> 48 | opw[1] << 16;
 	id->ent_len = (uint8_t)el;
 	id->ent_words = el <= 16 ? 2 : (uint32_t)(el + 7) / 8;
-	id->op_hash = op_hash_of(p, h, op, ol);
+	id->op_hash = op_hash_of(p, h, op, ol, opw);
 	/* The lookup hash: SipHash of the entity under the segment key offset by the operation's
 	 * hash — a key per operation, one pass over the entity. */
 	const uint64_t k[2] = {h->hash_key[0] ^ id->op_hash, h->hash_key[1]};
@@ -529,9 +553,8 @@ static void gcra_eval(const struct rate_params *rp, uint64_t tat, uint64_t now, 
 		e->retry_ns = 0;
 	}
 	e->next = next;
-	e->used = div_up(debt, rp->t_ns);
-	e->remaining = debt <= rp->tau_ns ? (rp->tau_ns - debt) / rp->t_ns : 0; /* reload: tau shrank */
-	e->reset_ns = debt;
+	e->reset_ns = debt; /* used and remaining follow from it, in info_fill (only if asked) */
+	e->used = e->remaining = 0;
 }
 
 static void fw_eval(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t n,
@@ -567,11 +590,16 @@ static void info_fill(struct prot_rate_info *info, const struct rate_params *rp,
 {
 	if (!info)
 		return;
+	uint64_t used = e->used, remaining = e->remaining;
+	if (rp->algo == PROT_RATE_GCRA) {
+		used = div_up(e->reset_ns, rp->t_ns);
+		remaining = e->reset_ns <= rp->tau_ns ? (rp->tau_ns - e->reset_ns) / rp->t_ns : 0;
+	}
 	*info = (struct prot_rate_info){
 		.allowed = e->ok,
 		.limit = rp->limit,
-		.used = e->used,
-		.remaining = e->remaining,
+		.used = used,
+		.remaining = remaining, /* 0 when a reload shrank the limit below the use */
 		.window_ms = rp->window_ms,
 		.reset_after_ms = div_up(e->reset_ns, NS_MS),
 		.retry_after_ms = div_up(e->retry_ns, NS_MS),
