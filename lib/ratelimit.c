@@ -14,8 +14,11 @@
  * in its one group or nowhere: a group with no free bucket is "table full" and the key's policy
  * applies (deny: PROT_ETABLEFULL; allow: admitted without a bucket and counted). Cost: 128 B per
  * bucket + 64 B group index per 32 buckets = 130 B per entity. Since entities fall into groups at
- * random, groups fill before the table does; the measured effective capacity is in
- * tests/test_rate.c (capacity test) and the closing note of issue 3.
+ * random, groups fill before the table does. Measured on 64 Ki and 1 Mi buckets with uniformly
+ * hashed ids: the first full group appears at ~48-56 % occupancy (~64 % on 4 Ki); a new entity is
+ * refused 0.03 % of the time at 60 % occupancy, 1.6 % at 70 %, 10 % at 80 %, 32 % at 90 %. Size
+ * rate_entities at ~1.5x the live entities expected (effective capacity ~65 %: ~200 B per live
+ * entity). See the effective_capacity test.
  *
  * WORDS.
  *  group word = version << 32 | occupancy bitmap. Every change (a bucket published or removed)
