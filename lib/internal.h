@@ -62,13 +62,15 @@ struct prot {
 	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool.c) */
 	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/ratelimit.c */
 	/* Telemetry (lib/telemetry.c). tel_mask is the union of the handlers' masks: the hot path
-	 * tests it with one relaxed load and a predictable branch. A handler's fn/ctx are written
-	 * before its mask is published (release; emit loads the mask with acquire). */
+	 * tests it with one relaxed load and a predictable branch. Each slot is a small seqlock: seq
+	 * is odd while attach/detach (under p->lock) rewrites mask/fn/ctx, so an emitting thread never
+	 * calls a handler with another handler's context. */
 	_Atomic uint32_t tel_mask;
 	struct prot_tel_slot {
+		_Atomic uint32_t seq;
 		_Atomic uint32_t mask;
-		void (*fn)(const struct prot_tel *ev, void *ctx);
-		void *ctx;
+		void (*_Atomic fn)(const struct prot_tel *ev, void *ctx);
+		void *_Atomic ctx;
 	} tel[8];
 };
 

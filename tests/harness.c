@@ -230,6 +230,11 @@ int th_protd_stop(pid_t pid)
 		cr_assert_fail("protd %d did not stop within 5 s of SIGTERM", (int)pid);
 	}
 	th_forget_pid(pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		/* a clean stop exits 0; a sanitizer report in protd makes it exit otherwise */
+		th_dump_log(pid);
+		cr_assert_fail("protd %d did not exit cleanly on SIGTERM (status %d)", (int)pid, st);
+	}
 	return st;
 }
 

@@ -31,5 +31,6 @@ build_dir() {
 	if [ ! -f "$dir/build.ninja" ]; then
 		meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log" >&2; return 1; }
 	fi
-	ninja -C "$dir" >"$dir.build.log" 2>&1 || { cat "$dir.build.log" >&2; return 1; }
+	# $TARGETS (optional): build only these targets of the directory
+	ninja -C "$dir" ${TARGETS:-} >"$dir.build.log" 2>&1 || { cat "$dir.build.log" >&2; return 1; }
 }
