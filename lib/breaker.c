@@ -500,8 +500,12 @@ int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64
 	/* the generation before the decision: a slot recycled meanwhile makes the token stale */
 	uint32_t gen = slot_gen(b.s);
 	int r = bk_allow(&b, &e, &probe);
-	if (r < 0)
+	if (r < 0) {
+		if (p)
+			PROT_TEL(p, PROT_TEL_BREAKER_REJECTED, .layer = PROT_LAYER_BREAKER, .result = r,
+			         .key = b.s->name);
 		return r;
+	}
 	tok->opaque[0] = idx | (uint64_t)gen << 32;
 	tok->opaque[1] = e | (probe ? TOK_PROBE : 0) | TOK_VALID;
 	tok->opaque[2] = b.c.slow_call_ms ? (now_ns ? now_ns : prot_now_ns()) : 0;
@@ -538,6 +542,9 @@ int breaker_record_idx(prot_t *p, struct prot_shm_header *h, const prot_breaker_
 	}
 	bk_record(&b, (uint32_t)tok->opaque[1] & EPOCH_MASK, tok->opaque[1] & TOK_PROBE,
 	          outcome == PROT_OUTCOME_FAILURE || is_slow(&b, duration_ns));
+	if (p)
+		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = outcome,
+		         .duration_ns = duration_ns, .key = b.s->name);
 	return 0;
 }
 
@@ -797,5 +804,8 @@ int prot_breaker_create(prot_t *p, const char *name, const struct prot_breaker_o
 		prot_hdr(p);
 		r = prot_control(p, req, reply, sizeof reply);
 	}
-	return r == -PROT_EEXIST ? same_breaker(p, name, opts) : r;
+	r = r == -PROT_EEXIST ? same_breaker(p, name, opts) : r;
+	if (r == 0)
+		PROT_TEL(p, PROT_TEL_BREAKER_CREATED, .layer = PROT_LAYER_BREAKER, .key = name);
+	return r;
 }

@@ -489,6 +489,7 @@ Test(facade, telemetry_handlers_receive_events_and_metadata)
 	cr_assert_gt(s.duration, 0);
 	cr_assert_eq(s.n[PROT_TEL_POOL_CHECKOUT], 1, "the layers report too");
 	cr_assert_eq(s.n[PROT_TEL_POOL_CHECKIN], 1);
+	cr_assert_eq(s.n[PROT_TEL_BREAKER_EXECUTED], 1);
 	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, NULL), -PROT_ERATELIMITED);
 	cr_assert_eq(s.n[PROT_TEL_PROTECTION_TRIGGERED], 1);
 	cr_assert_str_eq(s.key, "svc");
@@ -498,6 +499,21 @@ Test(facade, telemetry_handlers_receive_events_and_metadata)
 	o.entity = "user:10";
 	cr_assert_eq(prot_execute(p, "svc", &o, fn_fail, NULL, NULL), -PROT_EFAILED);
 	cr_assert_eq(s.n[PROT_TEL_EXECUTE_EXCEPTION], 1);
+	/* tolerance 5: five more failures trip the breaker: a state change, then a rejection */
+	for (int i = 0; i < 5; i++) {
+		char e[16];
+		snprintf(e, sizeof e, "trip:%d", i);
+		o.entity = e;
+		prot_execute(p, "svc", &o, fn_fail, NULL, NULL);
+	}
+	cr_assert_geq(s.n[PROT_TEL_BREAKER_STATE_CHANGED], 1);
+	o.entity = "after";
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, NULL), -PROT_EBLOWN);
+	cr_assert_eq(s.n[PROT_TEL_BREAKER_REJECTED], 1);
+	cr_assert_eq(prot_breaker_reset(p, "svc"), 0);
+	struct prot_breaker_opts bo = {.tolerance = 2, .window_ms = 1000, .refresh_ms = 1000};
+	cr_assert_eq(prot_breaker_create(p, "made", &bo), 0);
+	cr_assert_eq(s.n[PROT_TEL_BREAKER_CREATED], 1);
 
 	/* only the events in the mask, and nothing after detach */
 	struct seen only = {0};
