@@ -111,6 +111,23 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
 /* ---------------------------------------------------------------------------------------------
  * Rate limiter (Hammer). A bucket is identified by (operation, entity).
  *
+ * Identity: the entity is compared byte for byte (at most PROT_ENTITY_MAX bytes; longer is
+ * PROT_ETOOLONG); the operation (a program constant, at most PROT_OP_MAX bytes) by a 64-bit keyed
+ * hash of its name. For prot_rate_check_key the operation is the key's name. Buckets live in a
+ * fixed table sized by [segment] rate_entities (130 B each); entities are placed by a keyed hash
+ * into groups of 32, so size the table at about 1.5x the live entities (a full group is the key's
+ * rate_on_full policy: PROT_ETABLEFULL, or admitted and counted; Hammer-style calls get
+ * PROT_ETABLEFULL). protd expires buckets whose window (GCRA: whose debt) has passed.
+ *
+ * Limits: window_ms <= 2^36; fixed-window limit < 2^24; otherwise -EINVAL. A cost above the limit
+ * (GCRA: above the burst) is PROT_ECOST. A reload that changes a key's limits keeps each bucket's
+ * state (GCRA re-reads its arrival time with the new interval; a fixed window keeps its count);
+ * a bucket used with another algorithm starts over.
+ *
+ * Clock: CLOCK_MONOTONIC, read once per decision; a key with rate_clock = coarse uses
+ * CLOCK_MONOTONIC_COARSE (cheaper; its resolution, clock_getres(), is typically 4 ms, so a window
+ * boundary or an emission can be seen up to that late).
+ *
  * Algorithms:
  *  PROT_RATE_FIXED_WINDOW — Hammer's default. Windows are aligned on multiples of the window length
  *    on CLOCK_MONOTONIC (so every process agrees on where a window starts); at most `limit` units are
@@ -143,7 +160,7 @@ struct prot_rate_info {
 PROT_API int prot_rate_check(prot_t *p, const char *operation, const char *entity,
                              uint64_t limit, uint64_t window_ms, struct prot_rate_info *info);
 /* The general form: any algorithm and a cost of n units. A cost that can never fit the limit is
- * PROT_ECOST, never a wait forever. */
+ * PROT_ECOST, never a wait forever. Returns 1 allowed, 0 rate-limited, or a negative error. */
 PROT_API int prot_rate_check_n(prot_t *p, const char *operation, const char *entity,
                                const struct prot_rate_limit *lim, uint64_t cost,
                                struct prot_rate_info *info);
