@@ -371,6 +371,21 @@ int th_protctl(struct th_out *o, const char *seg, ...)
 	return th_run(o, 10000, argv);
 }
 
+pid_t th_serve(const char *tag, const char *ini_text, const char **seg, const char **ini, prot_t **p)
+{
+	*seg = th_segname(tag);
+	*ini = th_write_file("protd.ini", "%s", ini_text);
+	pid_t pid = th_protd_start(*ini, *seg, NULL);
+	*p = th_open(*seg, 2000);
+	return pid;
+}
+
+void th_unserve(prot_t *p, pid_t protd)
+{
+	prot_close(p);
+	th_protd_stop(protd);
+}
+
 prot_t *th_open(const char *seg, int timeout_ms)
 {
 	uint64_t end = th_now_ms() + (uint64_t)timeout_ms;

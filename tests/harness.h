@@ -65,6 +65,11 @@ int th_run(struct th_out *o, int timeout_ms, const char *const argv[]);
 /* Convenience: run protctl with "--segment SEG" prepended before the other args (NULL-terminated). */
 int th_protctl(struct th_out *o, const char *seg, ...);
 
+/* The usual fixture: write INI_TEXT to a file, start protd on a new segment named after TAG, attach.
+ * Fills *seg, *ini and *p; returns protd's pid. th_unserve() detaches and stops protd cleanly. */
+pid_t th_serve(const char *tag, const char *ini_text, const char **seg, const char **ini, prot_t **p);
+void th_unserve(prot_t *p, pid_t protd);
+
 /* Open the segment, retrying for up to timeout_ms while it does not exist yet. */
 prot_t *th_open(const char *seg, int timeout_ms);
 

@@ -499,17 +499,15 @@ static const char ini_head[] = "[segment]\nmax_keys = 4\nmax_breakers = 8\nmax_p
 static struct env *start(const char *sections)
 {
 	struct env *e = th_shared(sizeof *e);
-	e->seg = th_segname("brk");
-	e->ini = th_write_file("protd.ini", "%s%s", ini_head, sections);
-	e->protd = th_protd_start(e->ini, e->seg, NULL);
-	e->p = th_open(e->seg, 2000);
+	char text[4096];
+	cr_assert((size_t)snprintf(text, sizeof text, "%s%s", ini_head, sections) < sizeof text);
+	e->protd = th_serve("brk", text, &e->seg, &e->ini, &e->p);
 	return e;
 }
 
 static void stop(struct env *e)
 {
-	prot_close(e->p);
-	th_protd_stop(e->protd);
+	th_unserve(e->p, e->protd);
 }
 
 static int fn_fail(void *arg)
