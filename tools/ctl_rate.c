@@ -13,20 +13,27 @@ static const char *algo_name(uint64_t a)
 	return a == PROT_RATE_GCRA ? "gcra" : "fixed_window";
 }
 
-/* The key's slot index and its limits; prints the error itself. Returns 0 or an exit code. */
-static int key_of(struct ctl *c, const char *verb, const char *key, struct prot_shm_header **h,
-                  uint32_t *idx, struct prot_key_cfg *cfg, struct prot_rate_limit *lim)
+struct key {
+	struct prot_shm_header *h;
+	uint32_t idx;
+	struct prot_key_cfg cfg;
+	struct prot_rate_limit lim;
+};
+
+/* The key argv[1] of the verb argv[0]: its slot and limits. Prints the error itself; returns 0 or
+ * an exit code. */
+static int key_of(struct ctl *c, char **argv, struct key *k)
 {
-	*h = prot_hdr(c->p);
-	int r = seg_find(*h, REG_KEYS, key);
+	k->h = prot_hdr(c->p);
+	int r = seg_find(k->h, REG_KEYS, argv[1]);
 	if (r >= 0) {
-		*idx = (uint32_t)r;
-		r = rate_key_limit(*h, *idx, cfg, lim);
+		k->idx = (uint32_t)r;
+		r = rate_key_limit(k->h, k->idx, &k->cfg, &k->lim);
 	}
 	if (r < 0)
-		return ctl_fail(ctl_code(r), "rate %s: %s: %s", verb, key, prot_strerror(r));
-	if (cfg->rate_limit == 0)
-		return ctl_fail(CTL_ENOENT, "rate %s: %s: the key has no rate limiter", verb, key);
+		return ctl_fail(ctl_code(r), "rate %s: %s: %s", argv[0], argv[1], prot_strerror(r));
+	if (k->cfg.rate_limit == 0)
+		return ctl_fail(CTL_ENOENT, "rate %s: %s: the key has no rate limiter", argv[0], argv[1]);
 	return 0;
 }
 
@@ -131,24 +138,21 @@ static void show_entity(struct ctl *c, const char *key, const char *entity, bool
 
 static int cmd_show(struct ctl *c, int argc, char **argv)
 {
-	struct prot_shm_header *h;
-	struct prot_key_cfg cfg;
-	struct prot_rate_limit lim;
-	uint32_t idx;
-	int code = key_of(c, "show", argv[1], &h, &idx, &cfg, &lim);
+	struct key k;
+	int code = key_of(c, argv, &k);
 
 	if (code)
 		return code;
 	if (argc < 3) {
-		show_key(c, h, idx, argv[1], &cfg);
+		show_key(c, k.h, k.idx, argv[1], &k.cfg);
 		return CTL_OK;
 	}
 	struct prot_rate_info in;
 	struct one o = {.entity = argv[2]};
-	int r = rate_status_h(h, argv[1], argv[2], &lim, 0, &in);
+	int r = rate_status_h(k.h, argv[1], argv[2], &k.lim, 0, &in);
 	if (r < 0)
 		return ctl_fail(ctl_code(r), "rate show: %s %s: %s", argv[1], argv[2], prot_strerror(r));
-	rate_foreach(h, argv[1], find_entity, &o);
+	rate_foreach(k.h, argv[1], find_entity, &o);
 	show_entity(c, argv[1], argv[2], o.found, &o.v, &in);
 	return CTL_OK;
 }
@@ -157,11 +161,8 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 
 static int cmd_reset(struct ctl *c, int argc, char **argv)
 {
-	struct prot_shm_header *h;
-	struct prot_key_cfg cfg;
-	struct prot_rate_limit lim;
-	uint32_t idx;
-	int code = key_of(c, "reset", argv[1], &h, &idx, &cfg, &lim);
+	struct key k;
+	int code = key_of(c, argv, &k);
 
 	(void)argc;
 	if (code)
@@ -252,13 +253,10 @@ static void top_list(struct ctl *c, const char *title, const struct collect *a, 
 
 static int cmd_top(struct ctl *c, int argc, char **argv)
 {
-	struct prot_shm_header *h;
-	struct prot_key_cfg cfg;
-	struct prot_rate_limit lim;
+	struct key k;
 	struct collect a = {0};
-	uint32_t idx;
 	size_t n = 10;
-	int code = key_of(c, "top", argv[1], &h, &idx, &cfg, &lim);
+	int code = key_of(c, argv, &k);
 
 	if (code)
 		return code;
@@ -270,7 +268,7 @@ static int cmd_top(struct ctl *c, int argc, char **argv)
 			                argv[2]);
 		n = v;
 	}
-	rate_foreach(h, argv[1], collect_one, &a);
+	rate_foreach(k.h, argv[1], collect_one, &a);
 	if (a.err) {
 		free(a.v);
 		return ctl_fail(ctl_code(a.err), "rate top: %s", prot_strerror(a.err));
