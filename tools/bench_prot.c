@@ -336,7 +336,6 @@ static void pool_rows(struct bench *b)
 }
 
 /* ---- the facade ------------------------------------------------------------------------------ */
-#ifdef HAVE_PROT_EXECUTE
 static int exec_noop(const struct prot_call *call)
 {
 	(void)call;
@@ -366,12 +365,6 @@ static void exec_row(struct bench *b)
 	struct bench_work w = {exec_setup, exec_batch, arg_teardown, b->prot, 0};
 	bench_single(b, ROW_EXEC_FULL, &w, b->sz.hot_ops, b->sz.reps);
 }
-#else
-static void exec_row(struct bench *b)
-{
-	bench_skip(b, ROW_EXEC_FULL, false, "not built yet: prot_execute is not in libprot (issue 6)");
-}
-#endif
 
 void bench_prot_rows(struct bench *b)
 {
