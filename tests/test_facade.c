@@ -358,10 +358,20 @@ Test(facade, configure_applies_to_all_and_refuses_bad_values)
 	cr_assert_eq(prot_breaker_status(p, "svc", &b), 0);
 	cr_assert_eq(b.opts.tolerance, 2);
 
+	/* the same through protctl: what changed on stdout, the parser's message on stderr */
+	struct th_out o;
+	cr_assert_eq(th_protctl(&o, seg, "set", "svc", "breaker_tolerance=3", NULL), 0, "%s", o.err);
+	cr_assert(strstr(o.out, "breaker_tolerance: 2 -> 3"), "%s", o.out);
+	cr_assert_eq(th_protctl(&o, seg, "set", "svc", "rate_window=-5s", NULL), 1);
+	cr_assert(strstr(o.err, "rate_window"), "%s", o.err);
+	cr_assert_eq(th_protctl(&o, seg, "set", "svc", "novalue", NULL), 2);
+	cr_assert_eq(th_protctl(&o, seg, "--json", "set", "svc", "breaker_tolerance=2", NULL), 0, "%s", o.err);
+	cr_assert(strstr(o.out, "\"changes\":[\"breaker_tolerance: 3 -> 2\"]"), "%s", o.out);
+
 	/* runtime keys appear in the list */
 	cr_assert_eq(prot_configure(p, "fresh", "rate_limit=5 rate_window=1s", &d), 0, "%s", d.message);
 	struct prot_protection_status st;
-	a[1] = (void *)(uintptr_t)(info.config_generation + 2);
+	a[1] = (void *)(uintptr_t)(info.config_generation + 4);
 	cr_assert(th_until(gen_at_least, a, 2000));
 	cr_assert_eq(prot_get_protection_status(p, "fresh", &st), 0);
 	cr_assert_eq(st.rate.limit, 5);

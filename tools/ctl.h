@@ -42,6 +42,7 @@ extern const struct ctl_cmd ctl_breaker_cmds[];
 extern const struct ctl_cmd ctl_pool_cmds[];
 /* Top-level commands (verb NULL: `protctl list`, `protctl status KEY`): object is the command. */
 extern const struct ctl_cmd ctl_segment_cmds[]; /* list, status, events (ctl_segment.c) */
+extern const struct ctl_cmd ctl_set_cmds[];     /* set (ctl_set.c) */
 extern const struct ctl_cmd ctl_stats_cmds[];   /* stats, metrics (ctl_stats.c) */
 
 /* ctl_common.c */

@@ -1,0 +1,52 @@
+/* ctl_set.c — `protctl set KEY name=value ...`: runtime configuration through protd's control
+ * socket (prot_configure), printing what changed. protd validates with the INI parser, so the
+ * messages are the INI's; the INI stays the source of truth on the next SIGHUP.
+ */
+#include <string.h>
+
+#include "ctl.h"
+
+static int cmd_set(struct ctl *c, int argc, char **argv)
+{
+	char settings[1024] = "";
+	size_t len = 0;
+	for (int i = 2; i < argc; i++) {
+		if (!strchr(argv[i], '=') || argv[i][0] == '=')
+			return ctl_fail(CTL_EUSAGE, "set: '%s' is not name=value", argv[i]);
+		int n = snprintf(settings + len, sizeof settings - len, "%s%s", len ? " " : "", argv[i]);
+		if (n < 0 || (size_t)n >= sizeof settings - len)
+			return ctl_fail(CTL_EUSAGE, "set: settings longer than %zu bytes", sizeof settings - 1);
+		len += (size_t)n;
+	}
+	struct prot_detail d;
+	int r = prot_configure(c->p, argv[1], settings, &d);
+	if (r < 0) {
+		if (r == -PROT_EINVAL_CONFIG || r == -PROT_EEXIST)
+			return ctl_fail(CTL_ENOENT, "set %s: %s", argv[1], d.message[0] ? d.message : prot_strerror(r));
+		return ctl_fail(ctl_code(r), "set %s: %s", argv[1], prot_strerror(r));
+	}
+	if (c->json) {
+		fputs("{\"key\":", c->out);
+		ctl_json_str(c->out, argv[1]);
+		fputs(",\"changes\":[", c->out);
+		/* protd replies one "name: old -> new" per line */
+		const char *sep = "";
+		for (char *line = strtok(d.message, "\n"); line; line = strtok(NULL, "\n")) {
+			fputs(sep, c->out);
+			ctl_json_str(c->out, line);
+			sep = ",";
+		}
+		fputs("]}\n", c->out);
+	} else {
+		fprintf(c->out, "%s%s", d.message[0] ? d.message : "no change\n",
+		        d.message[0] && d.message[strlen(d.message) - 1] != '\n' ? "\n" : "");
+	}
+	return CTL_OK;
+}
+
+const struct ctl_cmd ctl_set_cmds[] = {
+	{"set", NULL, "KEY name=value ...",
+	 "change a key at runtime through protd (INI names: rate_limit=100 breaker_tolerance=3 ...)", 2, 64,
+	 false, cmd_set},
+	{0},
+};
