@@ -860,7 +860,7 @@ static bool config_moved(void *arg)
 Test(rate, reload_changes_limits_and_keeps_state, .timeout = 60)
 {
 	struct env *e = start(1024, "[key g]\nrate_limit = 10\nrate_window = 60s\n"
-	                            "[key f]\nrate_limit = 5\nrate_window = 60s\nrate_algorithm = fixed_window\n");
+	                            "[key f]\nrate_limit = 5\nrate_window = 1h\nrate_algorithm = fixed_window\n");
 	struct prot_rate_info in;
 	struct prot_info info;
 	cr_assert_eq(prot_rate_check_key(e->p, "g", "u", 10, &in), 1); /* 60 s of debt at T = 6 s */
@@ -874,7 +874,7 @@ Test(rate, reload_changes_limits_and_keeps_state, .timeout = 60)
 	cr_assert_eq(prot_get_info(e->p, &info), 0);
 	e->window_ms = info.config_generation; /* (reused as "the generation before") */
 	ini_text(1024, "[key g]\nrate_limit = 20\nrate_window = 60s\n"
-	               "[key f]\nrate_limit = 8\nrate_window = 60s\nrate_algorithm = fixed_window\n");
+	               "[key f]\nrate_limit = 8\nrate_window = 1h\nrate_algorithm = fixed_window\n");
 	cr_assert_eq(kill(e->protd, SIGHUP), 0);
 	cr_assert(th_until(config_moved, e, 5000), "protd did not apply the reload");
 
