@@ -39,8 +39,9 @@
  * one; otherwise it retries the CAS. So N processes inserting one new entity at once publish ONE
  * bucket: every publication changes the version, every other publisher then rescans and finds it.
  * After publishing, meta goes CLAIMED -> LIVE (release). Everything a lookup needs was written
- * before the group CAS, so a lookup that sees a set bit on a CLAIMED bucket completes that step
- * itself (helping) instead of waiting: no lookup ever waits for another process.
+ * before the group CAS, so a lookup that sees a CLAIMED bucket whose bit is set (re-read after
+ * the meta: an older group word may show the bit of the bucket's previous use) completes that
+ * step itself (helping) instead of waiting: no lookup ever waits for another process.
  *
  * LOOKUP. Load the group word (acquire: pairs with the publishing CAS, so tags and identity of
  * every set bit are visible), match tags with SWAR, then for each candidate load meta (acquire)
@@ -350,8 +351,8 @@ static inline uint32_t tag_match(struct prot_rate_group *g, uint8_t tag)
 
 /* ---- publication helpers ---------------------------------------------------------------------- */
 
-/* A set bit on a CLAIMED bucket: its claimer published it and has not yet stored LIVE. Do it for
- * it (release: pairs with the acquire of meta by lookups). Returns the meta now in place. */
+/* CLAIMED(g) -> LIVE(g) (release: pairs with the acquire of meta by lookups). Returns the meta now
+ * in place. */
 static uint64_t help_publish(struct prot_rate_bucket *b, uint64_t m)
 {
 	uint64_t live = META_WITH(m, RB_LIVE);
@@ -360,6 +361,25 @@ static uint64_t help_publish(struct prot_rate_bucket *b, uint64_t m)
 	                                            memory_order_acquire))
 		return live;
 	return m;
+}
+
+static inline uint64_t group_load(struct prot_rate_group *g)
+{
+	/* acquire: pairs with the release CAS that published each set bit */
+	return atomic_load_explicit(&g->h.word, memory_order_acquire);
+}
+
+/* Bucket i of g was seen CLAIMED (meta m) through a set bit of an earlier group-word load. That
+ * bit may belong to the bucket's previous use, removed since; the claim may not be published
+ * yet. Only a bit set NOW, after we saw the claim, is this claim's publication (a claimed bucket
+ * was FREE, hence bit-clear, when claimed, and only its claimer sets the bit while it stays
+ * CLAIMED): then complete it for its claimer, who may be descheduled or dead. */
+static uint64_t help_if_published(struct prot_rate_group *g, uint32_t i, uint64_t m)
+{
+	/* the acquire load of m that the caller did orders this load after it */
+	if (!(group_load(g) & (1ull << i)))
+		return m;
+	return help_publish(&g->b[i], m);
 }
 
 /* Clear bit i of the group (version+1). Called only by the one process that owns the bit's
@@ -423,7 +443,7 @@ static int group_scan(struct prot_rate_group *g, uint64_t gw, const struct rate_
 		/* acquire: pairs with the LIVE release (and the group CAS) of the bucket's claimer */
 		uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire);
 		if (META_ST(m) == RB_CLAIMED && help)
-			m = help_publish(b, m);
+			m = help_if_published(g, (uint32_t)i, m);
 		/* A writer charges LIVE buckets only; a reader also sees published CLAIMED ones. */
 		if (META_ST(m) != RB_LIVE && (help || META_ST(m) != RB_CLAIMED))
 			continue;
@@ -433,12 +453,6 @@ static int group_scan(struct prot_rate_group *g, uint64_t gw, const struct rate_
 		return i;
 	}
 	return -1;
-}
-
-static inline uint64_t group_load(struct prot_rate_group *g)
-{
-	/* acquire: pairs with the release CAS that published each set bit */
-	return atomic_load_explicit(&g->h.word, memory_order_acquire);
 }
 
 /* ---- insertion -------------------------------------------------------------------------------- */
@@ -873,7 +887,7 @@ int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
 		if (r < 0)
 			return r;
 		if (META_ST(m) == RB_CLAIMED)
-			m = help_publish(&ref.g->b[ref.i], m);
+			m = help_if_published(ref.g, ref.i, m);
 		if (META_ST(m) == RB_LIVE && bucket_remove(ref, m, w))
 			return 0;
 	}
@@ -1002,7 +1016,7 @@ static uint64_t sweep_set(struct rate_ref r, uint64_t now)
 	uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire);
 
 	if (META_ST(m) == RB_CLAIMED)
-		m = help_publish(b, m);
+		m = help_if_published(r.g, r.i, m);
 	if (META_ST(m) != RB_LIVE)
 		return 0;
 	/* acquire: the meta re-check below cannot be satisfied before this load */
