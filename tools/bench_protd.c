@@ -49,17 +49,17 @@ static int write_ini(const struct bench *b, const char *path)
 	        "pool_max_slots = 16\npool_max_waiters = 64\nrate_entities = %llu\nevents = 1024\n\n"
 	        "[daemon]\ntick = 10ms\nreclaim_interval = 100ms\ncontrol_socket = %s\n\n",
 	        b->seg, (unsigned long long)b->sz.rate_entities, sock);
-	/* Admitted rows: a limit no process reaches (10M per 100 ms). Denied rows: 1 per year (windows
-	 * are aligned on multiples of their length, so a short one could roll over mid-row). The
+	/* Admitted rows: a limit no process reaches (10M per 100 ms). Denied rows: 1 per 30 days (protd's
+	 * longest; windows are aligned on multiples of their length: a short one could roll over mid-row). The
 	 * entity key's window is as long, so that no bucket expires (and is swept) during the run. */
 	static const struct {
 		const char *name, *algo, *limit, *window;
 	} keys[] = {
 		{"bench_fw", "fixed_window", "10000000", "100ms"},
 		{"bench_gcra", "gcra", "10000000", "100ms"},
-		{"bench_deny_fw", "fixed_window", "1", "8760h"},
-		{"bench_deny_gcra", "gcra", "1", "8760h"},
-		{"bench_ent", "fixed_window", "10000000", "8760h"},
+		{"bench_deny_fw", "fixed_window", "1", "720h"},
+		{"bench_deny_gcra", "gcra", "1", "720h"},
+		{"bench_ent", "fixed_window", "10000000", "720h"},
 	};
 	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
 		fprintf(f, "[key %s]\nrate_limit = %s\nrate_window = %s\nrate_algorithm = %s\nrate_on_full = deny\n\n",
@@ -97,17 +97,21 @@ static pid_t spawn_protd(const struct bench *b, const char *exe, const char *ini
 	return pid;
 }
 
-/* The last line of protd's log, for the reason a start failed. */
+/* The reason a start failed: the first line of protd's log that names a file position (a config
+ * error: "FILE:LINE: ..."), else its last line. */
 static void log_tail(const struct bench *b, char *out, size_t len)
 {
 	char path[128], line[256] = "";
 	FILE *f = fopen(bench_tmpfile(b, "protd.log", path, sizeof path), "r");
+	bool pinned = false;
 	out[0] = 0;
 	if (!f)
 		return;
-	while (fgets(line, sizeof line, f))
+	while (fgets(line, sizeof line, f) && !pinned) {
+		pinned = strstr(line, ".ini:") != NULL;
 		if (line[0] != '\n')
 			snprintf(out, len, "%s", line);
+	}
 	fclose(f);
 	out[strcspn(out, "\n")] = 0;
 }
