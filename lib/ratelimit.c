@@ -784,20 +784,19 @@ int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg 
 	return 0;
 }
 
-int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
-                       const char *entity, uint64_t cost, struct prot_rate_info *info)
+int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
+                   const struct prot_key_cfg *cfg, const char *entity, uint64_t cost,
+                   struct prot_rate_info *info)
 {
 	struct prot_key_slot *k = seg_entry(h, REG_KEYS, idx);
+	const struct prot_rate_limit lim = {.algo = (uint32_t)cfg->rate_algo, .limit = cfg->rate_limit,
+	                                    .window_ms = cfg->rate_window_ms, .burst = cfg->rate_burst};
 	char name[PROT_NAME_BYTES];
-	struct prot_key_cfg cfg;
-	struct prot_rate_limit lim;
 	struct rate_params rp;
 	struct rate_id id;
-	int r = rate_key_limit(h, idx, &cfg, &lim);
+	int r;
 
-	if (r < 0)
-		return r;
-	if (cfg.rate_limit == 0) { /* no limiter on this key: everything passes */
+	if (cfg->rate_limit == 0) { /* no limiter on this key: everything passes */
 		if (info)
 			*info = (struct prot_rate_info){.allowed = 1};
 		return 1;
@@ -812,10 +811,20 @@ int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const
 		r = params_make(&lim, cost, &rp);
 	if (r < 0)
 		return r;
-	struct rate_policy pol = {.full = cfg.rate_full_policy, .ks = &k->stats, .key_idx = idx,
+	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,
 	                          .name = key};
-	uint64_t now = cfg.rate_clock == RATE_CLOCK_COARSE ? prot_now_coarse_ns() : prot_now_ns();
+	uint64_t now = cfg->rate_clock == RATE_CLOCK_COARSE ? prot_now_coarse_ns() : prot_now_ns();
 	return rate_run(h, &id, &rp, cost, now, &pol, info);
+}
+
+int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
+                       const char *entity, uint64_t cost, struct prot_rate_info *info)
+{
+	struct prot_key_cfg cfg;
+	struct prot_rate_limit lim;
+	int r = rate_key_limit(h, idx, &cfg, &lim);
+
+	return r < 0 ? r : rate_check_cfg(p, h, idx, key, &cfg, entity, cost, info);
 }
 
 /* Find id's bucket without helping (works on a read-only mapping) and snapshot its word. */
