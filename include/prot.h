@@ -164,7 +164,8 @@ PROT_API int prot_rate_check(prot_t *p, const char *operation, const char *entit
 PROT_API int prot_rate_check_n(prot_t *p, const char *operation, const char *entity,
                                const struct prot_rate_limit *lim, uint64_t cost,
                                struct prot_rate_info *info);
-/* Use the limits of protection key KEY (from the INI or prot_configure()); the operation is KEY. */
+/* Use the limits of protection key KEY (from the INI or prot_configure()); the operation is KEY.
+ * PROT_ENOKEY if there is no such key; a key without rate_limit admits everything (returns 1). */
 PROT_API int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t cost,
                                  struct prot_rate_info *info);
 /* Hammer's execute_with_limit: run fn(arg) only when allowed. Returns 0 and stores fn's return in
