@@ -133,7 +133,8 @@ void *bench_rstate_new(void *arg, int worker);
 void bench_rstate_free(void *st);
 
 const char *bench_row_label(int row);
-enum bench_kind bench_row_kind(int row);
+int bench_cells(const struct bench *b, int row);
+int bench_cell_procs(const struct bench *b, int row, int cell);
 /* Record a skipped (ok = true) or failed row at every process count. */
 void bench_skip(struct bench *b, int row, bool failed, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

@@ -49,9 +49,10 @@ static int write_ini(const struct bench *b, const char *path)
 	        "pool_max_slots = 16\npool_max_waiters = 64\nrate_entities = %llu\nevents = 1024\n\n"
 	        "[daemon]\ntick = 10ms\nreclaim_interval = 100ms\ncontrol_socket = %s\n\n",
 	        b->seg, (unsigned long long)b->sz.rate_entities, sock);
-	/* Admitted rows: a limit no process reaches (10M per 100 ms). Denied rows: 1 per 30 days (protd's
-	 * longest; windows are aligned on multiples of their length: a short one could roll over mid-row). The
-	 * entity key's window is as long, so that no bucket expires (and is swept) during the run. */
+	/* Admitted rows: a limit no process reaches (10M per 100 ms). Denied rows: 1 per 30 days,
+	 * protd's longest window (windows are aligned on multiples of their length: a short one could
+	 * roll over mid-row). The entity key's window is as long: no bucket expires (and is swept)
+	 * during the run. */
 	static const struct {
 		const char *name, *algo, *limit, *window;
 	} keys[] = {

@@ -21,7 +21,20 @@ static const struct {
 };
 
 const char *bench_row_label(int row) { return rows[row].label; }
-enum bench_kind bench_row_kind(int row) { return rows[row].kind; }
+
+/* Cells of a row: one for a single-process row, one per --procs entry for a scaling row, and the
+ * 2 and 8 processes of the hand-off row. */
+int bench_cells(const struct bench *b, int row)
+{
+	return rows[row].kind == BK_SINGLE ? 1 : rows[row].kind == BK_SCALE ? b->nprocs : 2;
+}
+
+int bench_cell_procs(const struct bench *b, int row, int cell)
+{
+	if (rows[row].kind == BK_SCALE)
+		return b->procs[cell];
+	return rows[row].kind == BK_LATENCY ? (cell ? 8 : 2) : 1;
+}
 
 /* ---- derived figures -------------------------------------------------------------------------- */
 static const struct bench_stat *at_procs(const struct bench *b, int row, int procs)
@@ -62,8 +75,10 @@ static int checks_of(const struct bench *b, struct check *c)
 	c[n++] = (struct check){"breaker open rejection", med(b, ROW_BRK_OPEN), 30, 1, "ns"};
 	c[n++] = (struct check){"pool checkout + checkin", med(b, ROW_POOL_UNCONT), 150, 1, "ns"};
 	c[n++] = (struct check){"full prot_execute", med(b, ROW_EXEC_FULL), 250, 1, "ns"};
-	c[n++] = (struct check){"vs 1-client Redis round trip", ratio(b, ROW_REDIS_FW_RTT, ROW_RATE_HOT_FW, 1), 500, 0, "x"};
-	c[n++] = (struct check){"vs mutex at 2 processes", ratio(b, ROW_SC_MX_FW, ROW_SC_PROT_FW, 2), 2, 0, "x"};
+	c[n++] = (struct check){"vs 1-client Redis round trip", ratio(b, ROW_REDIS_FW_RTT, ROW_RATE_HOT_FW, 1),
+	                        500, 0, "x"};
+	c[n++] = (struct check){"vs mutex at 2 processes", ratio(b, ROW_SC_MX_FW, ROW_SC_PROT_FW, 2), 2, 0,
+	                        "x"};
 	c[n++] = (struct check){"bytes per entity", bench_bytes_per_entity(), 128, 1, "B"};
 	return n;
 }
@@ -101,7 +116,8 @@ static void print_stat_line(const char *label, const struct bench_stat *s, bool 
 		printf(" %s\n", s->state ? s->note : "not run");
 		return;
 	}
-	printf("%12.1f %10.1f %10.1f %13s", s->med, s->min, s->max, s->ops_s > 0 ? rate_str(s->ops_s, rb, sizeof rb) : "-");
+	printf("%12.1f %10.1f %10.1f %13s", s->med, s->min, s->max,
+	       s->ops_s > 0 ? rate_str(s->ops_s, rb, sizeof rb) : "-");
 	printf("%s%s\n", s->note[0] ? "   " : "", s->note);
 }
 
@@ -156,11 +172,12 @@ static void print_scale(const struct bench *b)
 static void print_handoff(const struct bench *b)
 {
 	printf("\nPool hand-off under contention: checkin to the waiting process's checkout returning\n");
-	printf("%-48s %5s %12s %10s %13s %9s\n", "operation", "procs", "p50 ns", "p99 ns", "checkouts/s", "hand-offs");
+	printf("%-48s %5s %12s %10s %13s %9s\n", "operation", "procs", "p50 ns", "p99 ns", "checkouts/s",
+	       "hand-offs");
 	for (int i = 0; i < 2; i++) {
 		const struct bench_stat *s = &b->res[ROW_HANDOFF][i];
 		char rb[32];
-		printf("%-48s %5d ", rows[ROW_HANDOFF].label, s->procs ? s->procs : (i ? 8 : 2));
+		printf("%-48s %5d ", rows[ROW_HANDOFF].label, bench_cell_procs(b, ROW_HANDOFF, i));
 		if (s->state != 1)
 			printf(" %s\n", s->state ? s->note : "not run");
 		else
@@ -274,13 +291,9 @@ static void print_json(const struct bench *b)
 	       "\"entities\":[%u,%u],\"rows\":[",
 	       b->mode, sysconf(_SC_NPROCESSORS_ONLN), (long long)time(NULL), b->sz.reps,
 	       (unsigned long long)b->sz.hot_ops, b->sz.ent_small, b->sz.ent_large);
-	for (int r = 0; r < ROW_COUNT_; r++) {
-		int cells = rows[r].kind == BK_SINGLE ? 1 : rows[r].kind == BK_SCALE ? b->nprocs : 2;
-		for (int i = 0; i < cells; i++) {
-			int procs = rows[r].kind == BK_SCALE ? b->procs[i] : rows[r].kind == BK_LATENCY ? (i ? 8 : 2) : 1;
-			json_stat(r, &b->res[r][i], procs, &first);
-		}
-	}
+	for (int r = 0; r < ROW_COUNT_; r++)
+		for (int i = 0; i < bench_cells(b, r); i++)
+			json_stat(r, &b->res[r][i], bench_cell_procs(b, r, i), &first);
 	printf("\n],\"memory\":{\"bytes_per_entity\":%.1f,\"segment_example\":%llu,\"segment_1m\":%llu,"
 	       "\"lost_of_1m_at_1m\":%.0f,\"rate_entities_to_fit_1m\":%llu,\"segment_to_fit_1m\":%llu,"
 	       "\"segment_run\":%llu},\"targets\":[",

@@ -121,11 +121,10 @@ void bench_skip(struct bench *b, int row, bool failed, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(note, sizeof note, fmt, ap);
 	va_end(ap);
-	int cells = bench_row_kind(row) == BK_SINGLE ? 1 : bench_row_kind(row) == BK_SCALE ? b->nprocs : 2;
-	for (int i = 0; i < cells; i++) {
+	for (int i = 0; i < bench_cells(b, row); i++) {
 		struct bench_stat *s = &b->res[row][i];
 		s->state = -1;
-		s->procs = bench_row_kind(row) == BK_SCALE ? b->procs[i] : bench_row_kind(row) == BK_LATENCY ? (i ? 8 : 2) : 1;
+		s->procs = bench_cell_procs(b, row, i);
 		snprintf(s->note, sizeof s->note, "%s%.150s", failed ? "FAILED: " : "", note);
 	}
 	if (failed)
