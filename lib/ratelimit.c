@@ -1090,6 +1090,8 @@ int prot_rate_check_n(prot_t *p, const char *operation, const char *entity,
 {
 	if (!p)
 		return -EINVAL;
+	if (p->flags & PROT_OPEN_RDONLY) /* deciding writes the segment */
+		return -EROFS;
 	return rate_check_h(p, prot_hdr(p), operation, entity, lim, cost, 0, info);
 }
 
@@ -1109,6 +1111,8 @@ int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t
 
 	if (!p)
 		return -EINVAL;
+	if (p->flags & PROT_OPEN_RDONLY)
+		return -EROFS;
 	h = prot_hdr(p);
 	idx = seg_find(h, REG_KEYS, key);
 	if (idx < 0)

@@ -768,6 +768,14 @@ Test(rate, cost_reset_execute_and_overlong, .timeout = 60)
 	cr_assert_eq(prot_rate_check_key(e->p, "k", ent, 1, &in), -PROT_ETOOLONG);
 	cr_assert_eq(prot_rate_check(e->p, "op", ent, 1, 1, &in), -PROT_ETOOLONG);
 	cr_assert_eq(prot_rate_status(e->p, "op", ent, &l, &in), -PROT_ETOOLONG);
+
+	prot_t *ro;
+	cr_assert_eq(prot_open(e->seg, PROT_OPEN_RDONLY, &ro), 0);
+	cr_assert_eq(prot_rate_check_key(ro, "k", "u", 1, &in), -EROFS);
+	cr_assert_eq(prot_rate_check(ro, "op", "u", 1, 1000, &in), -EROFS);
+	cr_assert_eq(prot_rate_reset(ro, "k", "u"), -EROFS);
+	cr_assert_eq(prot_rate_status(ro, "k", "u", &l, &in), 0, "status only reads");
+	prot_close(ro);
 	stop(e);
 }
 
