@@ -70,11 +70,14 @@
  * and a later TAT to hit w to the nanosecond.
  *
  * STUCK CLAIMS. A process killed between claiming a bucket and publishing it leaves a CLAIMED
- * bucket whose bit is clear. The sweep frees such a claim once its stamp is RATE_STUCK_NS old; the
- * claimer re-checks its claim just before publishing, so only a claimer suspended that long
- * exactly between that check and its CAS could publish a bucket the sweep freed. A process killed
- * inside a removal, between its two meta steps, leaks that one bucket (its bit stays set) until
- * the segment is recreated: lookups skip DEAD buckets, nothing waits on it.
+ * bucket whose bit is clear. While it holds the claim, the claimer's identity (pid and start time,
+ * as in pool leases) sits in the bucket's `allowed` field (cleared just before publication). The
+ * sweep frees a claim only when that process is provably gone (proc_alive: pid and start time, so
+ * pid reuse cannot fool it): a live claimer, however long descheduled, is never robbed, so once
+ * its group CAS succeeds its bucket is published for good. Unfreed (leaked until the segment is
+ * recreated, skipped by lookups, never waited on): a claim whose claimer died in the two
+ * instructions between the claim and the identity store, or right after clearing it; and a
+ * removal whose remover died between its meta step and clearing the bit.
  *
  * ALGORITHMS.
  *  GCRA: T = ceil(window/limit) (rounded up: never more than limit per window), tau = burst * T.
@@ -112,7 +115,6 @@ enum { RB_FREE = 0, RB_CLAIMED = 1, RB_LIVE = 2, RB_DEAD = 3 };
 #define NS_MS 1000000ull
 
 #define RATE_GRACE_NS (100 * NS_MS)       /* > coarse clock lag; see the stale-client argument */
-#define RATE_STUCK_NS (2000 * NS_MS)      /* a claim this old, unpublished, is a dead claimer's */
 #define RATE_SWEEP_GROUPS 128u            /* groups per rate_sweep() call */
 #define RATE_WINDOW_MAX_MS (1ull << 36)
 #define FW_BITS 24
@@ -408,7 +410,11 @@ static bool finish_remove(struct rate_ref r, uint64_t m)
 	                                             memory_order_relaxed))
 		return false;
 	group_clear(r);
-	/* release: the bucket is reusable only after its bit is gone (pairs with the claimer's CAS) */
+	/* A FREE bucket's `allowed` is 0: a claimer's identity is stored there only after its claim,
+	 * so the sweep must never read a stale count as a claimer (see claimer_dead). */
+	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
+	/* release: the bucket is reusable only after its bit is gone (pairs with the claimer's CAS);
+	 * also publishes the zero above to the next claim's observers (release sequence) */
 	atomic_compare_exchange_strong_explicit(&b->meta, &dead, META_WITH(m, RB_FREE),
 	                                        memory_order_release, memory_order_relaxed);
 	return true;
@@ -470,7 +476,7 @@ static inline uint32_t rotr32(uint32_t x, unsigned r)
 /* Claim a FREE bucket whose bit is clear in gw, trying the entity's home slot first and then the
  * next ones round the group. Returns its slot and meta, or -1. */
 static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uint32_t algo,
-                      uint64_t now, uint64_t *claimed)
+                      uint64_t *claimed)
 {
 	uint32_t freebits = rotr32(~(uint32_t)gw, home); /* bit j: slot (home + j) % 32 */
 
@@ -481,9 +487,6 @@ static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uin
 		uint64_t m = atomic_load_explicit(&b->meta, memory_order_relaxed);
 		if (META_ST(m) != RB_FREE)
 			continue; /* claimed by another inserter, or the tail of a removal */
-		/* The stamp tells the sweep how old an unpublished claim is. Racing claimers of this
-		 * bucket all write "now"; nobody else reads the word of a bucket whose bit is clear. */
-		atomic_store_explicit(&b->word, now, memory_order_relaxed);
 		uint64_t c = META(META_GEN(m) + 1, algo, RB_CLAIMED);
 		/* acquire: the bucket's previous removal (FREE release) happens before our writes */
 		if (atomic_compare_exchange_strong_explicit(&b->meta, &m, c, memory_order_acquire,
@@ -497,6 +500,7 @@ static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uin
 
 static void claim_release(struct prot_rate_bucket *b, uint64_t c)
 {
+	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed); /* see finish_remove */
 	/* relaxed: nothing of ours is published; fails harmlessly if the sweep freed it already */
 	atomic_compare_exchange_strong_explicit(&b->meta, &c, META_WITH(c, RB_FREE),
 	                                        memory_order_relaxed, memory_order_relaxed);
@@ -505,23 +509,27 @@ static void claim_release(struct prot_rate_bucket *b, uint64_t c)
 /* Insert id into group r.g, whose word was gw when id was not found in it. Returns the slot (and
  * its LIVE meta) of id's bucket — ours, or the one another process published first — or R_FULL,
  * or R_RETRY. */
-static int group_insert(struct rate_ref *r, uint64_t gw, const struct rate_id *id, uint32_t algo,
-                        uint64_t now, uint64_t *meta)
+static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct rate_id *id,
+                        uint32_t algo, uint64_t now, uint64_t *meta)
 {
 	struct prot_rate_group *g = r->g;
 	uint64_t c;
-	int i = claim_free(g, gw, id->home, algo, now, &c);
+	int i = claim_free(g, gw, id->home, algo, &c);
 
 	if (i < 0)
 		return R_FULL;
 	struct prot_rate_bucket *b = &g->b[i];
+	/* relaxed stores, all published by the group CAS (release) below. Who holds the claim, for
+	 * the sweep (0: unknown, never freed: calls without a handle). p->ident is this process's:
+	 * every entry point called prot_hdr(p), which refreshes it after a fork. */
+	atomic_store_explicit(&b->allowed, p ? p->ident.lease_owner : 0, memory_order_relaxed);
 	__atomic_store_n(&g->h.tags[i], id->tag, __ATOMIC_RELAXED);
 	id_store(b, id);
-	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
 	atomic_store_explicit(&b->word, word_init(algo, now), memory_order_relaxed);
+	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
 	for (;;) {
-		/* Our claim may have been freed by the sweep if we were suspended for RATE_STUCK_NS. */
+		/* Defensive: only a dead claimer's claim is ever freed by someone else. */
 		if (atomic_load_explicit(&b->meta, memory_order_relaxed) != c)
 			return R_RETRY;
 		/* release: tag, identity and word are visible to whoever acquires the bit */
@@ -538,13 +546,11 @@ static int group_insert(struct rate_ref *r, uint64_t gw, const struct rate_id *i
 	}
 	/* relaxed: a statistic */
 	atomic_fetch_add_explicit(&r->h->rate_buckets_used, 1, memory_order_relaxed);
+	/* Published: from here the bucket belongs to the removal protocol. If a helper made it LIVE
+	 * and it has even been removed since (we were descheduled that long), look up again. */
 	uint64_t m = help_publish(b, c);
-	if (m != META_WITH(c, RB_LIVE)) {
-		/* The sweep freed our claim between our check and our CAS: the bit is ours to clear. */
-		r->i = (uint32_t)i;
-		group_clear(*r);
+	if (m != META_WITH(c, RB_LIVE))
 		return R_RETRY;
-	}
 	*meta = m;
 	return i;
 }
@@ -715,7 +721,8 @@ static int table_full(struct prot_shm_header *h, const struct rate_policy *pol,
 	return 1;
 }
 
-static int rate_run(struct prot_shm_header *h, const struct rate_id *id, const struct rate_params *rp,
+static int rate_run(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                    const struct rate_params *rp,
                     uint64_t cost, uint64_t now, const struct rate_policy *pol,
                     struct prot_rate_info *info)
 {
@@ -730,7 +737,7 @@ static int rate_run(struct prot_shm_header *h, const struct rate_id *id, const s
 		uint64_t gw = group_load(r.g);
 		i = group_scan(r.g, gw, id, true, &m);
 		if (i < 0) {
-			i = group_insert(&r, gw, id, rp->algo, now, &m);
+			i = group_insert(&r, p, gw, id, rp->algo, now, &m);
 			if (i == R_FULL)
 				return table_full(h, pol, rp, info);
 			if (i == R_RETRY)
@@ -762,7 +769,7 @@ int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const cha
 		r = params_make(lim, cost, &rp);
 	if (r < 0)
 		return r;
-	return rate_run(h, &id, &rp, cost, now_ns ? now_ns : prot_now_ns(), &pol, info);
+	return rate_run(h, p, &id, &rp, cost, now_ns ? now_ns : prot_now_ns(), &pol, info);
 }
 
 int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
@@ -814,7 +821,7 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
 	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,
 	                          .name = key};
 	uint64_t now = cfg->rate_clock == RATE_CLOCK_COARSE ? prot_now_coarse_ns() : prot_now_ns();
-	return rate_run(h, &id, &rp, cost, now, &pol, info);
+	return rate_run(h, p, &id, &rp, cost, now, &pol, info);
 }
 
 int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
@@ -1037,22 +1044,45 @@ static uint64_t sweep_set(struct rate_ref r, uint64_t now)
 	return expired(m, w, now) && bucket_remove(r, m, w);
 }
 
+/* Is the claimer `owner` (pid | low 32 bits of its start time << 32) provably gone? Unknown (0, or
+ * /proc unreadable) counts as alive. */
+static bool claimer_dead(uint64_t owner)
+{
+	pid_t pid = (pid_t)(uint32_t)owner;
+	uint64_t start;
+
+	/* 0: no identity stored (yet, or a call without a handle). A zero start half: not an
+	 * identity either (a stale statistic added to a FREE bucket's `allowed` after its removal,
+	 * by a client descheduled across the removal). */
+	if ((owner >> 32) == 0 || pid <= 0)
+		return false;
+	int r = proc_start_time(pid, &start);
+	if (r == -ENOENT || r == -ESRCH)
+		return true;
+	if (r < 0)
+		return false;
+	if ((start & 0xffffffffu) != owner >> 32)
+		return true; /* the pid belongs to another process now */
+	return !proc_alive(pid, start); /* a zombie holds nothing */
+}
+
 /* A bucket whose bit was clear: free a dead claimer's claim, finish a removal's last step. */
-static void sweep_clear(struct rate_ref r, uint64_t now)
+static void sweep_clear(struct rate_ref r)
 {
 	struct prot_rate_bucket *b = &r.g->b[r.i];
 	uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire); /* see sweep_set */
-	uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
 
 	if (META_ST(m) == RB_FREE || META_ST(m) == RB_LIVE)
 		return;
-	if (META_ST(m) == RB_CLAIMED && (w > now || now - w < RATE_STUCK_NS))
+	/* relaxed: the claimer's identity; if the claim changes meanwhile, the CAS below fails */
+	if (META_ST(m) == RB_CLAIMED &&
+	    !claimer_dead(atomic_load_explicit(&b->allowed, memory_order_relaxed)))
 		return;
 	/* Bit still clear after we saw the meta: a DEAD bucket's remover has cleared it; a CLAIMED
 	 * one was never published. */
 	if (group_load(r.g) & (1ull << r.i))
 		return;
-	/* relaxed: a claimer re-checks its meta before publishing; a remover CASes DEAD -> FREE */
+	/* release: the bucket is reusable only after this; a remover CASes DEAD -> FREE as well */
 	atomic_compare_exchange_strong_explicit(&b->meta, &m, META_WITH(m, RB_FREE),
 	                                        memory_order_release, memory_order_relaxed);
 }
@@ -1077,7 +1107,7 @@ void rate_sweep(struct prot_shm_header *h, uint64_t now_ns, uint64_t *swept)
 			if (bits & (1u << r.i))
 				count += sweep_set(r, now_ns);
 			else
-				sweep_clear(r, now_ns);
+				sweep_clear(r);
 		}
 	}
 	*swept = count;

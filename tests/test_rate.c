@@ -56,6 +56,8 @@ static void core_key(struct prot_shm_header *h, uint32_t idx, const char *name,
 	atomic_store_explicit(&k->state, SLOT_LIVE | 1u << 8, memory_order_release);
 }
 
+#define META_ST_OF(m) ((m) & 0xffu) /* bucket state: 0 FREE, 1 CLAIMED, 2 LIVE, 3 DEAD */
+
 static uint64_t T0; /* injected clock origin, a multiple of every window used: every test time is
                        T0 + k ms */
 static uint64_t at(uint64_t ms) { return T0 + ms * MS; }
@@ -390,28 +392,51 @@ Test(core, sweep_expires_and_churn_keeps_working)
 }
 
 /* A claimer killed before publishing leaves a CLAIMED bucket with a clear bit: the sweep frees it
- * after RATE_STUCK_NS. One that published but died before LIVE is completed by the next lookup. */
+ * once the claimer (pid + start time, stored in the claim) is provably gone — never while it lives,
+ * never when unknown. One that published but died before LIVE is completed by the next lookup. */
+static int report_identity(void *arg, int i)
+{
+	uint64_t *owner = arg, start;
+	(void)i;
+	if (proc_start_time(getpid(), &start) < 0)
+		return 1;
+	*owner = (uint64_t)(uint32_t)getpid() | (start & 0xffffffffu) << 32;
+	return 0;
+}
+
+static uint64_t identity_of_self(void)
+{
+	uint64_t start;
+	cr_assert_eq(proc_start_time(getpid(), &start), 0);
+	return (uint64_t)(uint32_t)getpid() | (start & 0xffffffffu) << 32;
+}
+
 Test(core, dead_claimers_are_recovered)
 {
 	struct prot_shm_header *h = core_seg_n(32);
 	struct prot_rate_group *g = seg_entry(h, REG_RATE_GROUPS, 0);
-	uint64_t swept;
+	uint64_t *dead = th_shared(sizeof *dead), swept;
+	th_fork_n(1, report_identity, dead, 5000); /* a process that has exited by now */
+	cr_assert_neq(*dead, 0);
 	set_t0();
-	for (int i = 0; i < 32; i++)
+	for (int i = 0; i < 32; i++) {
 		atomic_store(&g->b[i].meta, (uint64_t)1 << 32 | PROT_RATE_GCRA << 8 | 1 /* CLAIMED */);
-	for (int i = 0; i < 32; i++)
-		atomic_store(&g->b[i].word, at(0));
+		/* slot 0: a live claimer (us); slot 1: unknown; the others: the dead child */
+		atomic_store(&g->b[i].allowed, i == 0 ? identity_of_self() : i == 1 ? 0 : *dead);
+	}
 	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(10), NULL), -PROT_ETABLEFULL);
 	rate_sweep(h, at(100), &swept);
-	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(100), NULL), -PROT_ETABLEFULL, "too young");
-	rate_sweep(h, at(3000), &swept);
-	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(3000), NULL), 1, "freed");
+	cr_assert_eq(META_ST_OF(atomic_load(&g->b[0].meta)), 1, "a live claimer keeps its claim");
+	cr_assert_eq(META_ST_OF(atomic_load(&g->b[1].meta)), 1, "an unknown claimer keeps its claim");
+	for (int i = 2; i < 32; i++)
+		cr_assert_eq(META_ST_OF(atomic_load(&g->b[i].meta)), 0, "slot %d: dead claimer's claim freed", i);
+	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(100), NULL), 1);
 
 	/* published (bit set) but still CLAIMED: a lookup completes the publication */
 	struct prot_rate_bucket *b = bucket_of(h, "op", "x");
 	uint64_t m = atomic_load(&b->meta);
 	atomic_store(&b->meta, (m & ~0xffull) | 1);
-	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(3001), NULL), 1);
+	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(101), NULL), 1);
 	cr_assert_eq(atomic_load(&b->meta), m);
 	cr_assert_eq(buckets(h, NULL), 1);
 }
@@ -954,5 +979,45 @@ Test(rate, protctl_show_top_reset, .timeout = 60)
 	cr_assert_eq(th_protctl(o, e->seg, "rate", "show", "nokey", NULL), 1);
 	cr_assert_eq(th_protctl(o, e->seg, "rate", "top", "api", "zero", NULL), 2);
 	cr_assert_eq(prot_rate_check_key(e->p, "api", "heavy", 3, NULL), 1, "reset by protctl");
+	stop(e);
+}
+
+/* A process killed in the middle of an insertion (simulated: it claims a bucket as the library
+ * does, then dies) leaves a claim that protd's sweep gives back once the process is gone. */
+static int claim_and_die(void *arg, int i)
+{
+	struct env *e = arg;
+	struct prot_shm_header *h = prot_hdr(e->p); /* inherited handle: refreshes our identity */
+	struct prot_rate_group *g = seg_entry(h, REG_RATE_GROUPS, 0);
+	(void)i;
+	for (int k = 0; k < RATE_GROUP_SLOTS; k++) {
+		uint64_t m = atomic_load(&g->b[k].meta);
+		if (META_ST_OF(m) != 0 || (atomic_load(&g->h.word) & (1ull << k)))
+			continue;
+		if (atomic_compare_exchange_strong(&g->b[k].meta, &m, (m + (1ull << 32)) | 1)) {
+			atomic_store(&g->b[k].allowed, e->p->ident.lease_owner);
+			return 0; /* and exit, holding the claim */
+		}
+	}
+	return 1;
+}
+
+static bool can_insert(void *arg)
+{
+	struct env *e = arg;
+	return prot_rate_check_key(e->p, "k", "latecomer", 1, NULL) == 1;
+}
+
+Test(rate, a_dead_claimers_bucket_comes_back, .timeout = 60)
+{
+	struct env *e = start(32, "[key k]\nrate_limit = 5\nrate_window = 1h\n");
+	char ent[32];
+	th_fork_n(1, claim_and_die, e, 5000);
+	for (int i = 0; i < 31; i++) {
+		snprintf(ent, sizeof ent, "e%d", i);
+		cr_assert_eq(prot_rate_check_key(e->p, "k", ent, 1, NULL), 1);
+	}
+	cr_assert(th_until(can_insert, e, 5000), "protd's sweep did not free the dead claimer's bucket");
+	cr_assert_eq(rate_count_op(prot_hdr(e->p), "k"), 32);
 	stop(e);
 }
