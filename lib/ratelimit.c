@@ -9,10 +9,10 @@
  *
  * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. h = SipHash(segment
  * key ^ (op_hash, 0), entity) — a key per operation — picks the group (low bits), an 8-bit tag
- * (top byte) and a home slot (insertion tries it first; lookups prefetch it with the group line). op_hash itself is memoised per handle (struct rate_op_cache), so a decision hashes
- * only the entity. An entity lives
- * in its one group or nowhere: a group with no free bucket is "table full" and the key's policy
- * applies (deny: PROT_ETABLEFULL; allow: admitted without a bucket and counted). Cost: 128 B per
+ * (top byte) and a home slot (insertion tries it first; lookups prefetch it with the group line).
+ * op_hash itself is memoised per handle (struct rate_op_cache): a decision hashes only the entity.
+ * An entity lives in its one group or nowhere: a group with no free bucket is "table full" and the
+ * key's policy applies (deny: PROT_ETABLEFULL; allow: admitted without a bucket and counted). Cost: 128 B per
  * bucket + 64 B group index per 32 buckets = 130 B per entity. Since entities fall into groups at
  * random, groups fill before the table does. Measured on 64 Ki and 1 Mi buckets with uniformly
  * hashed ids: the first full group appears at ~48-56 % occupancy (~64 % on 4 Ki); a new entity is
@@ -30,8 +30,8 @@
  *    units counted in it. DEAD_WORD (all ones) = being removed.
  *
  * INSERTION (claim, then publish). A process that did not find its entity in the group word it
- * loaded (gw): picks a bucket whose bit is clear in gw and whose meta is FREE, stamps word with
- * the time, and CASes meta FREE(g) -> CLAIMED(g+1): one claimer per bucket. It writes tag, identity
+ * loaded (gw): picks a bucket whose bit is clear in gw and whose meta is FREE (its home slot
+ * first) and CASes meta FREE(g) -> CLAIMED(g+1): one claimer per bucket. It writes tag, identity
  * and the initial word, re-checks that its claim still stands, and CASes the group word gw ->
  * (version+1, bit set) with release: this is the publication, and it succeeds only if nothing in
  * the group changed since the scan. If it fails, the claimer rescans the new group word: if its
@@ -60,8 +60,8 @@
  *
  * WHY A STALE CLIENT NEVER CHARGES A RECYCLED BUCKET. A client charges only by CAS(word, w, w')
  * where w was loaded while meta was LIVE(g) (re-checked after the load). Once the bucket is
- * removed, word goes w_last -> DEAD_WORD -> claim stamp t -> initial word (GCRA t ns; fixed window
- * t_ms << 24) -> values that only grow (GCRA: max(tat, now) + n*T; window: count up, then later
+ * removed, word goes w_last -> DEAD_WORD -> initial word (GCRA: t ns, fixed window: t_ms << 24,
+ * t = the inserter's clock read) -> values that only grow (GCRA: max(tat, now) + n*T; window: count up, then later
  * windows). The sweep removes only expired buckets: w <= w_last <= now_sweep - grace < t (the grace
  * exceeds the coarse clock's lag), so no value of a later use of the bucket equals w and the stale
  * CAS fails. Generations (in meta) stop every other stale step. Reset and algorithm change may
