@@ -47,6 +47,8 @@ struct rate_op_cache {
 	const struct prot_shm_header *h;
 	uint64_t op_hash;
 	uint64_t op[(PROT_OP_MAX + 8) / 8]; /* the name, zero-padded */
+	uint32_t key_idx, key_state;        /* the name as a protection key: slot, and its state word
+	                                       when resolved (0: not resolved) */
 };
 
 struct prot {
@@ -251,6 +253,7 @@ PROT_HIDDEN int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *o
 PROT_HIDDEN int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
                                    const char *key, const char *entity, uint64_t cost,
                                    struct prot_rate_info *info);
+/* Key idx's rate fields (cfg words 0-5, seqlock read; the other words are zeroed) as limits. */
 PROT_HIDDEN int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
                                struct prot_rate_limit *lim);
 /* The same with the key's cfg already read by the caller (the facade reads it once per call). */

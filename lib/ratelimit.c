@@ -213,10 +213,17 @@ static struct rate_op_cache *opc_slot(prot_t *p, const char *op, size_t ol)
 	return &p->rate_ops[(ol * 31 + (uint8_t)op[0] + (uint8_t)op[ol - 1]) % RATE_OP_CACHE];
 }
 
+/* What an entry remembers about one name: its hash, and if the name is a protection key's, the
+ * key's slot and the slot's state word when it was resolved (key_state 0: not resolved). */
+struct opc_val {
+	uint64_t op_hash;
+	uint32_t key_idx, key_state;
+};
+
 /* Words of the cache entry are read with relaxed atomics inside the seqlock: a concurrent writer
  * makes the read fail, never tear. */
 static bool opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw,
-                    size_t ol, uint64_t *out)
+                    size_t ol, struct opc_val *out)
 {
 	/* acquire: pairs with the writer's release of an even seq */
 	uint32_t s = atomic_load_explicit(&c->seq, memory_order_acquire);
@@ -227,7 +234,9 @@ static bool opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, co
 	for (size_t k = 0; k < (ol + 7) / 8; k++)
 		if (__atomic_load_n(&c->op[k], __ATOMIC_RELAXED) != opw[k])
 			return false;
-	uint64_t v = __atomic_load_n(&c->op_hash, __ATOMIC_RELAXED);
+	struct opc_val v = {.op_hash = __atomic_load_n(&c->op_hash, __ATOMIC_RELAXED),
+	                    .key_idx = __atomic_load_n(&c->key_idx, __ATOMIC_RELAXED),
+	                    .key_state = __atomic_load_n(&c->key_state, __ATOMIC_RELAXED)};
 	atomic_thread_fence(memory_order_acquire); /* the reads happen before the re-check */
 	if (atomic_load_explicit(&c->seq, memory_order_relaxed) != s)
 		return false;
@@ -236,7 +245,7 @@ static bool opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, co
 }
 
 static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw,
-                    size_t ol, uint64_t v)
+                    size_t ol, const struct opc_val *v)
 {
 	uint32_t s = atomic_load_explicit(&c->seq, memory_order_relaxed);
 
@@ -250,7 +259,9 @@ static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, co
 	__atomic_store_n(&c->len, (uint32_t)ol, __ATOMIC_RELAXED);
 	for (size_t k = 0; k < (ol + 7) / 8; k++)
 		__atomic_store_n(&c->op[k], opw[k], __ATOMIC_RELAXED);
-	__atomic_store_n(&c->op_hash, v, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->op_hash, v->op_hash, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->key_idx, v->key_idx, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->key_state, v->key_state, __ATOMIC_RELAXED);
 	/* release: the words above happen before a reader acquires this even seq */
 	atomic_store_explicit(&c->seq, s + 2, memory_order_release);
 }
@@ -284,16 +295,55 @@ static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const cha
                            const uint64_t *opw)
 {
 	struct rate_op_cache *c;
-	uint64_t v;
+	struct opc_val v;
 
 	if (!p)
 		return prot_siphash(h->hash_key, op, ol);
 	c = opc_slot(p, op, ol);
 	if (opc_get(c, h, opw, ol, &v))
-		return v;
-	v = prot_siphash(h->hash_key, op, ol);
-	opc_put(c, h, opw, ol, v);
-	return v;
+		return v.op_hash;
+	v = (struct opc_val){.op_hash = prot_siphash(h->hash_key, op, ol)};
+	opc_put(c, h, opw, ol, &v);
+	return v.op_hash;
+}
+
+/* Key NAME's slot index, remembered per handle with the slot's state word: while that word is
+ * unchanged the slot holds the same key (protd bumps the generation in it on every reuse), so a
+ * hit costs one load instead of a search. Errors as seg_find. */
+static int key_lookup(prot_t *p, struct prot_shm_header *h, const char *name)
+{
+	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
+	size_t ol = strnlen(name, PROT_NAME_MAX + 1);
+	struct rate_op_cache *c;
+	struct opc_val v;
+	bool known;
+
+	if (ol == 0 || ol > PROT_NAME_MAX)
+		return seg_find(h, REG_KEYS, name);
+	to_words(opw, name, ol);
+	c = opc_slot(p, name, ol);
+	known = opc_get(c, h, opw, ol, &v);
+	if (known && v.key_state && v.key_idx < seg_count(h, REG_KEYS)) {
+		struct prot_key_slot *k = seg_entry(h, REG_KEYS, v.key_idx);
+		/* acquire: pairs with protd's release of LIVE; the caller then reads the cfg */
+		if (atomic_load_explicit(&k->state, memory_order_acquire) == v.key_state)
+			return (int)v.key_idx;
+	}
+	int idx = seg_find(h, REG_KEYS, name);
+	if (idx < 0)
+		return idx;
+	struct prot_key_slot *k = seg_entry(h, REG_KEYS, (uint32_t)idx);
+	uint32_t st = atomic_load_explicit(&k->state, memory_order_acquire); /* as above */
+	/* remember it only if the slot provably held this name under st */
+	if (SLOT_STATE(st) != SLOT_LIVE || memcmp(k->name, name, ol + 1) != 0)
+		return idx;
+	atomic_thread_fence(memory_order_acquire); /* the compare happens before the re-check */
+	if (atomic_load_explicit(&k->state, memory_order_relaxed) != st)
+		return idx;
+	v = (struct opc_val){.op_hash = known ? v.op_hash : prot_siphash(h->hash_key, name, ol),
+	                     .key_idx = (uint32_t)idx, .key_state = st};
+	opc_put(c, h, opw, ol, &v);
+	return idx;
 }
 
 static int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op,
@@ -748,9 +798,9 @@ static int rate_run(struct prot_shm_header *h, prot_t *p, const struct rate_id *
 		if (res != R_RETRY)
 			break;
 	}
-	if (pol->ks) /* relaxed: statistics */
-		atomic_fetch_add_explicit(res ? &pol->ks->rate_allowed : &pol->ks->rate_denied, 1,
-		                          memory_order_relaxed);
+	if (pol->ks) /* relaxed: statistics (units admitted, decisions denied) */
+		atomic_fetch_add_explicit(res ? &pol->ks->rate_allowed : &pol->ks->rate_denied,
+		                          res ? cost : 1, memory_order_relaxed);
 	return res;
 }
 
@@ -772,22 +822,40 @@ int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const cha
 	return rate_run(h, p, &id, &rp, cost, now_ns ? now_ns : prot_now_ns(), &pol, info);
 }
 
+/* The rate fields lead struct prot_key_cfg: a decision copies those six words, not sixteen. */
+#define RATE_CFG_WORDS 6
+_Static_assert(offsetof(struct prot_key_cfg, rate_clock) == 8 * (RATE_CFG_WORDS - 1), "rate words");
+_Static_assert(offsetof(struct prot_key_cfg, breaker_index) == 8 * RATE_CFG_WORDS, "then the rest");
+
 int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
                    struct prot_rate_limit *lim)
 {
 	struct prot_key_slot *k;
+	uint64_t w[RATE_CFG_WORDS];
 
 	if (idx >= seg_count(h, REG_KEYS))
 		return -PROT_ENOKEY;
 	k = seg_entry(h, REG_KEYS, idx);
 	/* acquire: pairs with protd's release of LIVE after writing the slot */
 	uint32_t st0 = atomic_load_explicit(&k->state, memory_order_acquire);
-	seq_read(&k->seq, &k->cfg, cfg, sizeof *cfg / 8);
+	seq_read(&k->seq, &k->cfg, w, RATE_CFG_WORDS); /* the rate fields only */
 	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
 	if (SLOT_STATE(st0) != SLOT_LIVE || atomic_load_explicit(&k->state, memory_order_relaxed) != st0)
 		return -PROT_ENOKEY; /* recycled while we read */
-	*lim = (struct prot_rate_limit){.algo = (uint32_t)cfg->rate_algo, .limit = cfg->rate_limit,
-	                                .window_ms = cfg->rate_window_ms, .burst = cfg->rate_burst};
+	/* Field by field from registers: copying the struct through memory would reload the
+	 * seq_read stores with wider loads, and a failed store-forward stalls for longer than the
+	 * copy takes. */
+	memset(&cfg->breaker_index, 0, sizeof *cfg - offsetof(struct prot_key_cfg, breaker_index));
+	cfg->rate_limit = w[0];
+	cfg->rate_window_ms = w[1];
+	cfg->rate_burst = w[2];
+	cfg->rate_algo = w[3];
+	cfg->rate_full_policy = w[4];
+	cfg->rate_clock = w[5];
+	lim->algo = (uint32_t)w[3];
+	lim->limit = w[0];
+	lim->window_ms = w[1];
+	lim->burst = w[2];
 	return 0;
 }
 
@@ -1144,7 +1212,7 @@ int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t
 	if (p->flags & PROT_OPEN_RDONLY)
 		return -EROFS;
 	h = prot_hdr(p);
-	idx = seg_find(h, REG_KEYS, key);
+	idx = key_lookup(p, h, key);
 	if (idx < 0)
 		return idx;
 	return rate_check_key_idx(p, h, (uint32_t)idx, key, entity, cost, info);

@@ -1021,3 +1021,31 @@ Test(rate, a_dead_claimers_bucket_comes_back, .timeout = 60)
 	cr_assert_eq(rate_count_op(prot_hdr(e->p), "k"), 32);
 	stop(e);
 }
+
+/* The per-handle memo of a key's slot follows keys that a reload removes and adds back. */
+static void reload_to(struct env *e, const char *sections)
+{
+	struct prot_info info;
+	cr_assert_eq(prot_get_info(e->p, &info), 0);
+	e->window_ms = info.config_generation; /* (see config_moved) */
+	ini_text(1024, sections);
+	cr_assert_eq(kill(e->protd, SIGHUP), 0);
+	cr_assert(th_until(config_moved, e, 5000), "protd did not apply the reload");
+}
+
+Test(rate, keys_removed_and_added_back_by_reloads, .timeout = 60)
+{
+	struct env *e = start(1024, "[key a]\nrate_limit = 2\nrate_window = 1h\nrate_algorithm = fixed_window\n"
+	                            "[key b]\nrate_limit = 2\nrate_window = 1h\n");
+	struct prot_rate_info in;
+	cr_assert_eq(prot_rate_check_key(e->p, "a", "u", 1, &in), 1);
+	cr_assert_eq(in.limit, 2);
+	reload_to(e, "[key b]\nrate_limit = 2\nrate_window = 1h\n");
+	cr_assert_eq(prot_rate_check_key(e->p, "a", "u", 1, &in), -PROT_ENOKEY, "a is gone");
+	cr_assert_eq(prot_rate_check_key(e->p, "b", "u", 1, &in), 1);
+	reload_to(e, "[key b]\nrate_limit = 2\nrate_window = 1h\n"
+	             "[key a]\nrate_limit = 7\nrate_window = 1h\nrate_algorithm = fixed_window\n");
+	cr_assert_eq(prot_rate_check_key(e->p, "a", "u", 1, &in), 1, "a is back");
+	cr_assert_eq(in.limit, 7, "with its new limits");
+	stop(e);
+}
