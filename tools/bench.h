@@ -45,6 +45,8 @@
 	X(SC_PROT_GCRA, BK_SCALE, "prot, hot key, GCRA")                                           \
 	X(SC_MX_FW, BK_SCALE, "mutex, hot key, fixed window")                                      \
 	X(SC_MX_GCRA, BK_SCALE, "mutex, hot key, GCRA")                                            \
+	X(SC_PROT_SPREAD, BK_SCALE, "prot, one entity per process, fixed window")                  \
+	X(SC_MX_SPREAD, BK_SCALE, "mutex, one entity per process, fixed window")                   \
 	X(SC_UDS, BK_SCALE, "unix-socket daemon, fixed window")                                    \
 	X(SC_REDIS_FW, BK_SCALE, "redis INCR+PEXPIRE, 1 round trip each")                          \
 	X(SC_REDIS_FW_PIPE, BK_SCALE, "redis INCR+PEXPIRE, pipeline 64")                           \
@@ -128,6 +130,7 @@ struct bench_work {
 struct bench_rstate {
 	const void *arg;
 	uint64_t rng;
+	int worker;
 };
 void *bench_rstate_new(void *arg, int worker);
 void bench_rstate_free(void *st);
@@ -199,6 +202,15 @@ static inline uint32_t bench_rand(uint64_t *s, uint32_t n)
 	x ^= x >> 27;
 	*s = x;
 	return (uint32_t)(((x * 0x2545f4914f6cdd1dULL) >> 32) * n >> 32);
+}
+
+/* The entity of a workload's next decision: uniformly random among nents, else this worker's own
+ * (ents without nents: no two workers share a bucket), else the one hot key. */
+static inline const char *bench_entity(struct bench_rstate *s, const char (*ents)[16], uint32_t nents)
+{
+	if (nents)
+		return ents[bench_rand(&s->rng, nents)];
+	return ents ? ents[s->worker] : "hot";
 }
 
 #endif

@@ -36,7 +36,7 @@ static int mx_batch(void *st, uint64_t n)
 	struct bench_rstate *s = st;
 	const struct mx_arg *a = s->arg;
 	for (uint64_t i = 0; i < n; i++) {
-		const char *ent = a->nents ? a->ents[bench_rand(&s->rng, a->nents)] : "hot";
+		const char *ent = bench_entity(s, a->ents, a->nents);
 		uint64_t now = bench_now_ns(); /* read before locking, as prot reads it once per decision */
 		int r = mx_lock(&a->r->mu);
 		if (r < 0)
@@ -87,6 +87,7 @@ void bench_mutex_rows(struct bench *b)
 			bench_skip(b, row, true, "mmap: %s", prot_strerror(-errno));
 		bench_skip(b, ROW_SC_MX_FW, true, "mmap failed");
 		bench_skip(b, ROW_SC_MX_GCRA, true, "mmap failed");
+		bench_skip(b, ROW_SC_MX_SPREAD, true, "mmap failed");
 		return;
 	}
 	struct mx_arg hot_fw = {r, PROT_RATE_FIXED_WINDOW, NULL, 0};
@@ -97,6 +98,9 @@ void bench_mutex_rows(struct bench *b)
 	w.arg = &hot_gcra;
 	bench_single(b, ROW_MX_HOT_GCRA, &w, b->sz.hot_ops, b->sz.reps);
 	bench_scale(b, ROW_SC_MX_GCRA, &w);
+	struct mx_arg spread = {r, PROT_RATE_FIXED_WINDOW, (const char(*)[16])b->ents, 0};
+	w.arg = &spread;
+	bench_scale(b, ROW_SC_MX_SPREAD, &w);
 
 	int e = mx_prefill(r, (const char(*)[16])b->ents, b->sz.ent_large);
 	struct mx_arg ent = {r, PROT_RATE_FIXED_WINDOW, (const char(*)[16])b->ents, b->sz.ent_small};

@@ -38,6 +38,7 @@ void *bench_rstate_new(void *arg, int worker)
 		return NULL;
 	s->arg = arg;
 	s->rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(worker + 1);
+	s->worker = worker;
 	return s;
 }
 

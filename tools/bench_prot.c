@@ -36,8 +36,7 @@ static int rate_batch(void *st, uint64_t n)
 	struct bench_rstate *s = st;
 	const struct rate_arg *a = s->arg;
 	for (uint64_t i = 0; i < n; i++) {
-		const char *ent = a->nents ? a->ents[bench_rand(&s->rng, a->nents)] : "hot";
-		int r = prot_rate_check_key(a->p, a->key, ent, 1, NULL);
+		int r = prot_rate_check_key(a->p, a->key, bench_entity(s, a->ents, a->nents), 1, NULL);
 		if (r != a->expect)
 			return r < 0 ? r : BENCH_EDENIED;
 	}
@@ -87,6 +86,9 @@ static void rate_rows(struct bench *b)
 	bench_scale(b, ROW_SC_PROT_FW, &w);
 	a.key = "bench_gcra";
 	bench_scale(b, ROW_SC_PROT_GCRA, &w);
+	a.key = "bench_fw";
+	a.ents = (const char(*)[16])b->ents; /* without nents: one entity per worker */
+	bench_scale(b, ROW_SC_PROT_SPREAD, &w);
 
 	rate_insert_row(b);
 	if (b->res[ROW_RATE_INSERT][0].state != 1)

@@ -154,6 +154,7 @@ static void print_scale(const struct bench *b)
 	} cmp[] = {
 		{"prot / mutex, fixed window", ROW_SC_MX_FW, ROW_SC_PROT_FW},
 		{"prot / mutex, GCRA", ROW_SC_MX_GCRA, ROW_SC_PROT_GCRA},
+		{"prot / mutex, one entity per process", ROW_SC_MX_SPREAD, ROW_SC_PROT_SPREAD},
 		{"prot / unix-socket daemon", ROW_SC_UDS, ROW_SC_PROT_FW},
 		{"prot / redis INCR+PEXPIRE, pipeline 64", ROW_SC_REDIS_FW_PIPE, ROW_SC_PROT_FW},
 		{"prot / redis GCRA, pipeline 64", ROW_SC_REDIS_GCRA_PIPE, ROW_SC_PROT_GCRA},
@@ -219,6 +220,7 @@ static void print_targets(const struct bench *b)
 		{"prot vs mutex, 1M entities", ROW_MX_1M, ROW_RATE_1M, 1},
 		{"prot vs mutex throughput, fixed window, 2 processes", ROW_SC_MX_FW, ROW_SC_PROT_FW, 2},
 		{"prot vs mutex throughput, GCRA, 2 processes", ROW_SC_MX_GCRA, ROW_SC_PROT_GCRA, 2},
+		{"prot vs mutex, one entity per process, 2 processes", ROW_SC_MX_SPREAD, ROW_SC_PROT_SPREAD, 2},
 	};
 	printf("\nRatios (how many times faster prot is)\n");
 	for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
