@@ -1,6 +1,6 @@
 # deps.sh — sourced by tools/demo.sh and tools/test.sh: install the Debian packages that are missing.
 # Usage: deps_install build|test|bench ...
-deps_build="gcc meson ninja-build pkg-config liburcu-dev libinih-dev"
+deps_build="gcc libc6-dev meson ninja-build pkg-config liburcu-dev libinih-dev"
 deps_test="libcriterion-dev redis-server libhiredis-dev prometheus"
 
 deps_install() {
