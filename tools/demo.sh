@@ -37,6 +37,8 @@ demo_rc=$?
 
 echo "== protctl status"
 $protctl status
+echo "== protctl stats"
+$protctl stats
 echo "== protctl breaker show api"
 $protctl breaker show api
 echo "== protctl pool show api"
