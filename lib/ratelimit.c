@@ -753,6 +753,7 @@ struct rate_policy {
 	struct prot_key_stats *ks;
 	uint32_t key_idx;
 	const char *name;
+	const char *entity; /* for telemetry only */
 };
 
 static int table_full(struct prot_shm_header *h, const struct rate_policy *pol,
@@ -801,6 +802,10 @@ static int rate_run(struct prot_shm_header *h, prot_t *p, const struct rate_id *
 	if (pol->ks) /* relaxed: statistics (units admitted, decisions denied) */
 		atomic_fetch_add_explicit(res ? &pol->ks->rate_allowed : &pol->ks->rate_denied,
 		                          res ? cost : 1, memory_order_relaxed);
+	if (p)
+		PROT_TEL(p, res ? PROT_TEL_RATE_ALLOWED : PROT_TEL_RATE_DENIED, .layer = PROT_LAYER_RATE,
+		         .result = res, .key = pol->ks ? pol->name : NULL, .operation = pol->name,
+		         .entity = pol->entity);
 	return res;
 }
 
@@ -812,7 +817,8 @@ int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const cha
 {
 	struct rate_params rp;
 	struct rate_id id;
-	struct rate_policy pol = {.full = RATE_FULL_DENY, .key_idx = PROT_NO_INDEX, .name = op};
+	struct rate_policy pol = {.full = RATE_FULL_DENY, .key_idx = PROT_NO_INDEX, .name = op,
+	                          .entity = entity};
 	int r = rate_id_make(p, h, op, entity, &id);
 
 	if (r == 0)
@@ -887,7 +893,7 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
 	if (r < 0)
 		return r;
 	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,
-	                          .name = key};
+	                          .name = key, .entity = entity};
 	uint64_t now = cfg->rate_clock == RATE_CLOCK_COARSE ? prot_now_coarse_ns() : prot_now_ns();
 	return rate_run(h, p, &id, &rp, cost, now, &pol, info);
 }

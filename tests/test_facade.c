@@ -500,8 +500,10 @@ Test(facade, telemetry_handlers_receive_events_and_metadata)
 	cr_assert_eq(s.n[PROT_TEL_POOL_CHECKOUT], 1, "the layers report too");
 	cr_assert_eq(s.n[PROT_TEL_POOL_CHECKIN], 1);
 	cr_assert_eq(s.n[PROT_TEL_BREAKER_EXECUTED], 1);
+	cr_assert_eq(s.n[PROT_TEL_RATE_ALLOWED], 1);
 	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, NULL), -PROT_ERATELIMITED);
 	cr_assert_eq(s.n[PROT_TEL_PROTECTION_TRIGGERED], 1);
+	cr_assert_eq(s.n[PROT_TEL_RATE_DENIED], 1);
 	cr_assert_str_eq(s.key, "svc");
 	cr_assert_str_eq(s.entity, "user:9");
 	cr_assert_eq(s.layer, PROT_LAYER_RATE);
