@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "internal.h"
 
 static const struct seg_geometry small_geo = {
@@ -63,6 +64,40 @@ static inline void name_slot(struct prot_shm_header *h, int reg, uint32_t i, con
 	snprintf(s->name, sizeof s->name, "%s", name);
 	s->name_hash = prot_name_hash(name);
 	atomic_store(&s->state, SLOT_LIVE | 1u << 8);
+}
+
+/* An anonymous MAP_SHARED segment (shared with forked children, gone with the test process) laid
+ * out for g and stamped like protd does, with a fixed SipHash key: for the in-process suites that
+ * drive the algorithms directly with an injected clock. */
+static inline struct prot_shm_header *craft_anon(const struct seg_geometry *g)
+{
+	size_t size;
+	cr_assert_eq(seg_layout(g, NULL, &size), 0);
+	struct prot_shm_header *h = th_shared(size);
+	cr_assert_eq(seg_layout(g, h, &size), 0);
+	h->magic = PROT_MAGIC;
+	h->abi_version = PROT_ABI_VERSION;
+	h->created_ns = prot_now_ns();
+	h->hash_key[0] = 0x0123456789abcdefULL ^ (uint64_t)getpid();
+	h->hash_key[1] = 0xfedcba9876543210ULL ^ h->created_ns;
+	return h;
+}
+
+/* Publish slot i of a named region with a config block, as protd does: name and config first
+ * (config under the slot's seqlock), then LIVE with release. Every named slot keeps its config at
+ * line 1. */
+_Static_assert(offsetof(struct prot_key_slot, cfg) == 64 && offsetof(struct prot_breaker_slot, cfg) == 64 &&
+               offsetof(struct prot_pool_slot, cfg) == 64, "config blocks sit at line 1");
+static inline void publish_slot(struct prot_shm_header *h, int reg, uint32_t i, const char *name,
+                                const void *cfg, size_t cfg_bytes)
+{
+	struct prot_named *s = seg_entry(h, reg, i);
+	snprintf(s->name, sizeof s->name, "%s", name);
+	s->name_hash = prot_name_hash(name);
+	seq_write_begin(&s->seq);
+	seq_write_words((char *)s + 64, cfg, cfg_bytes / 8);
+	seq_write_end(&s->seq);
+	atomic_store_explicit(&s->state, SLOT_LIVE | 1u << 8, memory_order_release);
 }
 
 /* A LIVE slot whose name fills its array without a NUL: nothing this library writes, so readers

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "craft.h"
 #include "internal.h"
 
 #define MS 1000000ull
@@ -25,27 +26,13 @@ static struct prot_shm_header *core_seg(void)
 {
 	struct seg_geometry g = {.max_keys = 1, .max_breakers = 4, .max_pools = 1, .pool_max_slots = 1,
 	                         .pool_max_waiters = 1, .events = 64, .rate_entities = 32};
-	size_t size;
-	cr_assert_eq(seg_layout(&g, NULL, &size), 0);
-	struct prot_shm_header *h = th_shared(size);
-	cr_assert_eq(seg_layout(&g, h, &size), 0);
-	h->magic = PROT_MAGIC;
-	h->abi_version = PROT_ABI_VERSION;
-	h->created_ns = prot_now_ns();
-	return h;
+	return craft_anon(&g);
 }
 
-/* As protd publishes a slot: name and config first, then LIVE with release. */
 static void core_breaker(struct prot_shm_header *h, uint32_t idx, const char *name,
                          const struct prot_breaker_cfg *cfg)
 {
-	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
-	snprintf(s->name, sizeof s->name, "%s", name);
-	s->name_hash = prot_name_hash(name);
-	seq_write_begin(&s->seq);
-	seq_write_words(&s->cfg, cfg, sizeof *cfg / 8);
-	seq_write_end(&s->seq);
-	atomic_store_explicit(&s->state, SLOT_LIVE | 1u << 8, memory_order_release);
+	publish_slot(h, REG_BREAKERS, idx, name, cfg, sizeof *cfg);
 }
 
 static struct prot_breaker_slot *slot(struct prot_shm_header *h, uint32_t idx)

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "craft.h"
 #include "internal.h"
 
 #define MS 1000000ull
@@ -26,16 +27,7 @@ static struct prot_shm_header *core_seg_n(uint64_t entities)
 {
 	struct seg_geometry g = {.max_keys = 2, .max_breakers = 1, .max_pools = 1, .pool_max_slots = 1,
 	                         .pool_max_waiters = 1, .events = 64, .rate_entities = entities};
-	size_t size;
-	cr_assert_eq(seg_layout(&g, NULL, &size), 0);
-	struct prot_shm_header *h = th_shared(size);
-	cr_assert_eq(seg_layout(&g, h, &size), 0);
-	h->magic = PROT_MAGIC;
-	h->abi_version = PROT_ABI_VERSION;
-	h->created_ns = prot_now_ns();
-	h->hash_key[0] = 0x0123456789abcdefULL ^ (uint64_t)getpid();
-	h->hash_key[1] = 0xfedcba9876543210ULL ^ h->created_ns;
-	return h;
+	return craft_anon(&g);
 }
 
 static struct prot_shm_header *core_seg(void)
@@ -43,17 +35,10 @@ static struct prot_shm_header *core_seg(void)
 	return core_seg_n(4096);
 }
 
-/* Publish key slot idx like protd: name and cfg, then LIVE with release. */
 static void core_key(struct prot_shm_header *h, uint32_t idx, const char *name,
                      const struct prot_key_cfg *cfg)
 {
-	struct prot_key_slot *k = seg_entry(h, REG_KEYS, idx);
-	snprintf(k->name, sizeof k->name, "%s", name);
-	k->name_hash = prot_name_hash(name);
-	seq_write_begin(&k->seq);
-	seq_write_words(&k->cfg, cfg, sizeof *cfg / 8);
-	seq_write_end(&k->seq);
-	atomic_store_explicit(&k->state, SLOT_LIVE | 1u << 8, memory_order_release);
+	publish_slot(h, REG_KEYS, idx, name, cfg, sizeof *cfg);
 }
 
 #define META_ST_OF(m) ((m) & 0xffu) /* bucket state: 0 FREE, 1 CLAIMED, 2 LIVE, 3 DEAD */
@@ -638,8 +623,7 @@ static struct env *start(uint64_t entities, const char *sections)
 
 static void stop(struct env *e)
 {
-	prot_close(e->p);
-	th_protd_stop(e->protd);
+	th_unserve(e->p, e->protd);
 }
 
 static void env_barrier(struct env *e, int n)
