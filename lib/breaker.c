@@ -487,6 +487,15 @@ static inline uint32_t slot_gen(struct prot_breaker_slot *s)
 
 /* ---- hidden fast paths (lib/internal.h) -------------------------------------------------------- */
 
+/* A refused admission, told to the in-process telemetry. */
+static int bk_rejected(const struct bk *b, int r)
+{
+	if (b->p)
+		PROT_TEL(b->p, PROT_TEL_BREAKER_REJECTED, .layer = PROT_LAYER_BREAKER, .result = r,
+		         .key = b->s->name);
+	return r;
+}
+
 int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
                       prot_breaker_token *tok)
 {
@@ -500,12 +509,8 @@ int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64
 	/* the generation before the decision: a slot recycled meanwhile makes the token stale */
 	uint32_t gen = slot_gen(b.s);
 	int r = bk_allow(&b, &e, &probe);
-	if (r < 0) {
-		if (p)
-			PROT_TEL(p, PROT_TEL_BREAKER_REJECTED, .layer = PROT_LAYER_BREAKER, .result = r,
-			         .key = b.s->name);
-		return r;
-	}
+	if (r < 0)
+		return bk_rejected(&b, r);
 	tok->opaque[0] = idx | (uint64_t)gen << 32;
 	tok->opaque[1] = e | (probe ? TOK_PROBE : 0) | TOK_VALID;
 	tok->opaque[2] = b.c.slow_call_ms ? (now_ns ? now_ns : prot_now_ns()) : 0;
@@ -560,12 +565,8 @@ int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int 
 		return -PROT_ENOBREAKER;
 	bk_init(&b, p, h, idx, 0);
 	int r = bk_allow(&b, &e, &probe);
-	if (r < 0) {
-		if (p)
-			PROT_TEL(p, PROT_TEL_BREAKER_REJECTED, .layer = PROT_LAYER_BREAKER, .result = r,
-			         .key = b.s->name);
-		return r;
-	}
+	if (r < 0)
+		return bk_rejected(&b, r);
 	if (b.c.slow_call_ms)
 		t0 = prot_now_ns(); /* only then: the closed path reads no clock */
 	int res = fn(arg);
