@@ -24,7 +24,7 @@
 /* rate_entities: 1M random entities fit (no group overflows) only in 4M buckets; see bench_memory.c. */
 static const struct bench_sizes sizes_full = {
 	.hot_ops = 1000000, .slow_ops = 4000, .ent_small = 100000, .ent_large = 1000000, .reps = 7,
-	.scale_reps = 3, .scale_ms = 150, .handoff_ms = 400, .rate_entities = 4000000,
+	.scale_reps = 5, .scale_ms = 100, .handoff_ms = 400, .rate_entities = 4000000,
 };
 static const struct bench_sizes sizes_quick = {
 	.hot_ops = 200000, .slow_ops = 1000, .ent_small = 100000, .ent_large = 1000000, .reps = 3,
