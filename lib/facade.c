@@ -237,9 +237,7 @@ PROT_API int prot_get_protection_status(prot_t *p, const char *key,
 	st.has_rate = cfg.rate_limit != 0;
 	st.rate = (struct prot_rate_limit){.algo = (uint32_t)cfg.rate_algo, .limit = cfg.rate_limit,
 	                                   .window_ms = cfg.rate_window_ms, .burst = cfg.rate_burst};
-	st.rate_buckets = rate_count_op(h, key);
-	st.rate_allowed = atomic_load_explicit(&slot->stats.rate_allowed, memory_order_relaxed);
-	st.rate_denied = atomic_load_explicit(&slot->stats.rate_denied, memory_order_relaxed);
+	rate_key_totals(h, key, &st.rate_buckets, &st.rate_allowed, &st.rate_denied);
 	st.rate_table_full = atomic_load_explicit(&slot->stats.rate_table_full, memory_order_relaxed);
 	st.timeout_ms = cfg.timeout_ms ? cfg.timeout_ms : FACADE_DEFAULT_TIMEOUT_MS;
 	st.calls = atomic_load_explicit(&slot->stats.calls, memory_order_relaxed);

@@ -449,6 +449,31 @@ static void group_clear(struct rate_ref r)
 	atomic_fetch_sub_explicit(&r.h->rate_buckets_used, 1, memory_order_relaxed);
 }
 
+/* A removed bucket's counts go to its key's totals, so that they outlive the bucket. Only the
+ * winner of LIVE -> DEAD calls this (once per bucket); a client that charged just before the
+ * removal and adds its count just after it is lost to the statistic, never double-counted. The
+ * key is the one whose name hashes to the bucket's op_hash (Hammer-style operations that are no
+ * key have no totals). Removals are rare (expiry, reset, algorithm change): a scan of the keys. */
+static void fold_counts(struct prot_shm_header *h, struct prot_rate_bucket *b)
+{
+	/* relaxed: statistics */
+	uint64_t allowed = atomic_load_explicit(&b->allowed, memory_order_relaxed);
+	uint64_t denied = atomic_load_explicit(&b->denied, memory_order_relaxed);
+	if (!allowed && !denied)
+		return;
+	for (uint32_t i = 0, n = seg_count(h, REG_KEYS); i < n; i++) {
+		struct prot_key_slot *k = seg_entry(h, REG_KEYS, i);
+		uint32_t st = SLOT_STATE(atomic_load_explicit(&k->state, memory_order_acquire));
+		size_t len = strnlen(k->name, sizeof k->name);
+		if ((st != SLOT_LIVE && st != SLOT_RETIRED) || len == 0 || len >= sizeof k->name ||
+		    prot_siphash(h->hash_key, k->name, len) != b->op_hash)
+			continue;
+		atomic_fetch_add_explicit(&k->stats.rate_allowed, allowed, memory_order_relaxed);
+		atomic_fetch_add_explicit(&k->stats.rate_denied, denied, memory_order_relaxed);
+		return;
+	}
+}
+
 /* Second half of a removal: the bucket holds DEAD_WORD under meta m (LIVE). */
 static bool finish_remove(struct rate_ref r, uint64_t m)
 {
@@ -459,6 +484,7 @@ static bool finish_remove(struct rate_ref r, uint64_t m)
 	if (!atomic_compare_exchange_strong_explicit(&b->meta, &m, dead, memory_order_acq_rel,
 	                                             memory_order_relaxed))
 		return false;
+	fold_counts(r.h, b);
 	group_clear(r);
 	/* A FREE bucket's `allowed` is 0: a claimer's identity is stored there only after its claim,
 	 * so the sweep must never read a stale count as a claimer (see claimer_dead). */
@@ -799,9 +825,10 @@ static int rate_run(struct prot_shm_header *h, prot_t *p, const struct rate_id *
 		if (res != R_RETRY)
 			break;
 	}
-	if (pol->ks) /* relaxed: statistics (units admitted, decisions denied) */
-		atomic_fetch_add_explicit(res ? &pol->ks->rate_allowed : &pol->ks->rate_denied,
-		                          res ? cost : 1, memory_order_relaxed);
+	/* No per-key counter here: a line shared by every process and entity of the key would be
+	 * written by every decision (denials included). The bucket counts (admissions on the line the
+	 * CAS already owns, denials on line 1); a key's totals are its live buckets plus what removed
+	 * buckets had counted (rate_key_totals). */
 	if (p)
 		PROT_TEL(p, res ? PROT_TEL_RATE_ALLOWED : PROT_TEL_RATE_DENIED, .layer = PROT_LAYER_RATE,
 		         .result = res, .key = pol->ks ? pol->name : NULL, .operation = pol->name,
@@ -1065,6 +1092,33 @@ uint64_t rate_count_op(struct prot_shm_header *h, const char *op)
 
 	rate_foreach(h, op, count_one, &n);
 	return n;
+}
+
+struct totals {
+	uint64_t buckets, allowed, denied;
+};
+
+static int total_one(const struct rate_view *v, void *arg)
+{
+	struct totals *t = arg;
+	t->buckets++;
+	t->allowed += v->allowed;
+	t->denied += v->denied;
+	return 0;
+}
+
+void rate_key_totals(struct prot_shm_header *h, const char *key, uint64_t *buckets,
+                     uint64_t *allowed, uint64_t *denied)
+{
+	struct totals t = {0};
+	rate_foreach(h, key, total_one, &t);
+	int idx = seg_find(h, REG_KEYS, key);
+	if (idx >= 0) { /* what removed buckets of the key had counted (fold_counts) */
+		struct prot_key_slot *k = seg_entry(h, REG_KEYS, (uint32_t)idx);
+		t.allowed += atomic_load_explicit(&k->stats.rate_allowed, memory_order_relaxed);
+		t.denied += atomic_load_explicit(&k->stats.rate_denied, memory_order_relaxed);
+	}
+	*buckets = t.buckets, *allowed = t.allowed, *denied = t.denied;
 }
 
 void rate_view_info(const struct rate_view *v, const struct prot_rate_limit *lim, uint64_t now_ns,

@@ -34,8 +34,9 @@ static bool key_snapshot(const struct prot_shm_header *h, uint32_t i, struct key
 	memcpy(k->name, s->name, sizeof k->name);
 	struct prot_key_stats *st = &s->stats;
 	k->calls = ld(&st->calls), k->ok = ld(&st->ok), k->failed = ld(&st->failed);
-	k->timeouts = ld(&st->timeouts), k->rate_allowed = ld(&st->rate_allowed);
-	k->rate_denied = ld(&st->rate_denied), k->rate_table_full = ld(&st->rate_table_full);
+	k->timeouts = ld(&st->timeouts), k->rate_table_full = ld(&st->rate_table_full);
+	uint64_t buckets;
+	rate_key_totals((struct prot_shm_header *)h, k->name, &buckets, &k->rate_allowed, &k->rate_denied);
 	k->breaker_rejected = ld(&st->breaker_rejected), k->pool_timeouts = ld(&st->pool_timeouts);
 	k->latency_sum_ns = ld(&st->latency_sum_ns);
 	uint64_t run = 0;
