@@ -90,7 +90,8 @@ static int step_rate(struct call_ctx *c)
 		if (r == 0)
 			r = rate_check_h(c->p, c->h, o->operation, entity, &lim, cost, 0, &info);
 	} else {
-		r = rate_check_cfg(c->p, c->h, c->idx, c->key, &c->cfg, entity, cost, &info);
+		/* the call's start time serves the decision: one clock read less per call */
+		r = rate_check_cfg(c->p, c->h, c->idx, c->key, &c->cfg, entity, cost, c->start_ns, &info);
 	}
 	if (r == 1)
 		return 0;

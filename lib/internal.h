@@ -256,10 +256,11 @@ PROT_HIDDEN int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_
 /* Key idx's rate fields (cfg words 0-5, seqlock read; the other words are zeroed) as limits. */
 PROT_HIDDEN int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
                                struct prot_rate_limit *lim);
-/* The same with the key's cfg already read by the caller (the facade reads it once per call). */
+/* The same with the key's cfg already read by the caller (the facade reads it once per call), and
+ * the caller's clock reading (now_ns 0: read the key's clock here). */
 PROT_HIDDEN int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                                const struct prot_key_cfg *cfg, const char *entity, uint64_t cost,
-                               struct prot_rate_info *info);
+                               uint64_t now_ns, struct prot_rate_info *info);
 /* Read-only: works on a read-only mapping. */
 PROT_HIDDEN int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
                               const struct prot_rate_limit *lim, uint64_t now_ns,

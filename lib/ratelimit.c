@@ -894,7 +894,7 @@ int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg 
 
 int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                    const struct prot_key_cfg *cfg, const char *entity, uint64_t cost,
-                   struct prot_rate_info *info)
+                   uint64_t now_ns, struct prot_rate_info *info)
 {
 	struct prot_key_slot *k = seg_entry(h, REG_KEYS, idx);
 	const struct prot_rate_limit lim = {.algo = (uint32_t)cfg->rate_algo, .limit = cfg->rate_limit,
@@ -921,7 +921,9 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
 		return r;
 	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,
 	                          .name = key, .entity = entity};
-	uint64_t now = cfg->rate_clock == RATE_CLOCK_COARSE ? prot_now_coarse_ns() : prot_now_ns();
+	uint64_t now = now_ns                              ? now_ns
+	               : cfg->rate_clock == RATE_CLOCK_COARSE ? prot_now_coarse_ns()
+	                                                      : prot_now_ns();
 	return rate_run(h, p, &id, &rp, cost, now, &pol, info);
 }
 
@@ -932,7 +934,7 @@ int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const
 	struct prot_rate_limit lim;
 	int r = rate_key_limit(h, idx, &cfg, &lim);
 
-	return r < 0 ? r : rate_check_cfg(p, h, idx, key, &cfg, entity, cost, info);
+	return r < 0 ? r : rate_check_cfg(p, h, idx, key, &cfg, entity, cost, 0, info);
 }
 
 /* Find id's bucket without helping (works on a read-only mapping) and snapshot its word. */

@@ -36,6 +36,8 @@
 	X(BRK_OPEN, BK_SINGLE, "prot breaker execute, open (rejected)")                            \
 	X(POOL_UNCONT, BK_SINGLE, "prot pool checkout + checkin, uncontended")                     \
 	X(EXEC_FULL, BK_SINGLE, "prot execute, rate + breaker + pool, no-op")                      \
+	X(TEL_CHECK, BK_SINGLE, "telemetry with no handler, one event site")                       \
+	X(TEL_EXEC, BK_SINGLE, "telemetry with no handler, per prot_execute (6 sites)")            \
 	X(UDS_RTT, BK_SINGLE, "unix-socket daemon, fixed window, round trip")                      \
 	X(REDIS_FW_RTT, BK_SINGLE, "redis INCR+PEXPIRE (MULTI/EXEC), round trip")                  \
 	X(REDIS_GCRA_RTT, BK_SINGLE, "redis GCRA (EVALSHA), round trip")                           \

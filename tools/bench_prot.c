@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "internal.h"
 
 /* ---- rate ------------------------------------------------------------------------------------ */
 struct rate_arg {
@@ -368,10 +369,47 @@ static void exec_row(struct bench *b)
 	bench_single(b, ROW_EXEC_FULL, &w, b->sz.hot_ops, b->sz.reps);
 }
 
+/* ---- telemetry with no handler attached -------------------------------------------------------- */
+/* What every event site of the library costs when nobody listens: prot_tel_on(), one relaxed load of
+ * the handle's mask and a branch. The compiler barrier keeps the load in the loop, as it is in the
+ * library, where it sits between other work. A full prot_execute passes 6 sites (execute start and
+ * stop, rate decision, breaker record, pool checkout and checkin). */
+#define TEL_SITES_PER_EXECUTE 6
+
+static int tel_batch(void *st, uint64_t n)
+{
+	prot_t *p = st;
+	unsigned heard = 0;
+	for (uint64_t i = 0; i < n; i++) {
+		heard += prot_tel_on(p, PROT_TEL_RATE_ALLOWED);
+		__asm__ volatile("" ::: "memory");
+	}
+	return heard ? BENCH_EDENIED : 0; /* a handler is attached: not the row we measure */
+}
+
+static void tel_rows(struct bench *b)
+{
+	struct bench_work w = {arg_setup, tel_batch, arg_teardown, b->prot, 0};
+	bench_single(b, ROW_TEL_CHECK, &w, b->sz.hot_ops, b->sz.reps);
+	const struct bench_stat *c = &b->res[ROW_TEL_CHECK][0];
+	if (c->state != 1) {
+		bench_skip(b, ROW_TEL_EXEC, false, "needs the row above");
+		return;
+	}
+	struct bench_stat *e = &b->res[ROW_TEL_EXEC][0];
+	*e = *c;
+	e->med = c->med * TEL_SITES_PER_EXECUTE;
+	e->min = c->min * TEL_SITES_PER_EXECUTE;
+	e->max = c->max * TEL_SITES_PER_EXECUTE;
+	e->ops_s = 0;
+	snprintf(e->note, sizeof e->note, "%d x the row above", TEL_SITES_PER_EXECUTE);
+}
+
 void bench_prot_rows(struct bench *b)
 {
 	rate_rows(b);
 	breaker_rows(b);
 	pool_rows(b);
 	exec_row(b);
+	tel_rows(b);
 }

@@ -75,6 +75,7 @@ static int checks_of(const struct bench *b, struct check *c)
 	c[n++] = (struct check){"breaker open rejection", med(b, ROW_BRK_OPEN), 30, 1, "ns"};
 	c[n++] = (struct check){"pool checkout + checkin", med(b, ROW_POOL_UNCONT), 150, 1, "ns"};
 	c[n++] = (struct check){"full prot_execute", med(b, ROW_EXEC_FULL), 250, 1, "ns"};
+	c[n++] = (struct check){"telemetry per execute, no handler", med(b, ROW_TEL_EXEC), 2, 1, "ns"};
 	c[n++] = (struct check){"vs 1-client Redis round trip", ratio(b, ROW_REDIS_FW_RTT, ROW_RATE_HOT_FW, 1),
 	                        500, 0, "x"};
 	c[n++] = (struct check){"vs mutex at 2 processes", ratio(b, ROW_SC_MX_FW, ROW_SC_PROT_FW, 2), 2, 0,
