@@ -292,7 +292,8 @@ PROT_HIDDEN void rate_view_info(const struct rate_view *v, const struct prot_rat
 /* lib/pool.c: index-based forms for the facade (it resolves the pool index once). Checkin goes
  * through prot_pool_checkin: the lease carries the index. */
 PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
-                                  int64_t timeout_ms, prot_lease *lease, void **conn);
+                                  int64_t timeout_ms, prot_lease *lease, void **conn,
+                                  bool *waited /* set when it had to queue; may be NULL */);
 /* Read-only: works on a read-only mapping. */
 PROT_HIDDEN int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_status *out);
 

@@ -851,7 +851,7 @@ static void checkout_undo(prot_t *p, const struct pool_ref *r, struct pool_loc *
 
 /* Checkout on pool `name` (resolved by name) or, name NULL, on slot idx of h. */
 static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
-                    int64_t timeout_ms, prot_lease *lease, void **conn)
+                    int64_t timeout_ms, prot_lease *lease, void **conn, bool *waited)
 {
 	if (!p || !lease)
 		return -EINVAL;
@@ -903,6 +903,8 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 		destroy_chain(&cn, dead);
 
 	if (rc == -PROT_EPOOLFULL) {
+		if (waited)
+			*waited = true;
 		uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms;
 		uint64_t deadline = prot_now_ns() + tmo * 1000000u;
 		rc = lease_acquire(h, idx, &r, cap, me, timeout_ms != 0 && tmo != 0, deadline, hint, &e);
@@ -938,13 +940,13 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 
 /* checkout() with the telemetry events: the clock is read only when a handler listens. */
 static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
-                             int64_t timeout_ms, prot_lease *lease, void **conn)
+                             int64_t timeout_ms, prot_lease *lease, void **conn, bool *waited)
 {
 	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
 	if (likely(!p || !(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want)))
-		return checkout(p, h, name, idx, timeout_ms, lease, conn);
+		return checkout(p, h, name, idx, timeout_ms, lease, conn, waited);
 	uint64_t t0 = prot_now_ns();
-	int rc = checkout(p, h, name, idx, timeout_ms, lease, conn);
+	int rc = checkout(p, h, name, idx, timeout_ms, lease, conn, waited);
 	char nm[PROT_NAME_BYTES] = "";
 	if (name)
 		snprintf(nm, sizeof nm, "%s", name);
@@ -956,9 +958,9 @@ static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *n
 }
 
 int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int64_t timeout_ms,
-                      prot_lease *lease, void **conn)
+                      prot_lease *lease, void **conn, bool *waited)
 {
-	return checkout_observed(p, h, NULL, idx, timeout_ms, lease, conn);
+	return checkout_observed(p, h, NULL, idx, timeout_ms, lease, conn, waited);
 }
 
 int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lease *lease,
@@ -968,7 +970,7 @@ int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lea
 		return -EINVAL;
 	if (strlen(pool) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
-	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, lease, conn);
+	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, lease, conn, NULL);
 }
 
 int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
