@@ -78,6 +78,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -932,46 +933,53 @@ static void begin_section(struct parse *ps, char *hdr)
 
 /* Where a key-section option goes: the key itself or its inline breaker/pool (made on first use).
  * Returns the object or NULL (error reported). */
+/* What differs between the breaker and the pool an inline breaker_* / pool_* option makes: the
+ * rest of inline_target() is one path for both. */
+static void *find_breaker(const struct config *c, const char *n) { return config_breaker(c, n); }
+static void *add_breaker(struct config *c, const char *n) { return config_add_breaker(c, n); }
+static void *find_pool(const struct config *c, const char *n) { return config_pool(c, n); }
+static void *add_pool(struct config *c, const char *n) { return config_add_pool(c, n); }
+
+static const struct inline_kind {
+	const char *what;
+	void *(*find)(const struct config *c, const char *name);
+	void *(*add)(struct config *c, const char *name);
+	size_t flag_off; /* of bool inline_of_key in the object */
+	size_t ref_off;  /* of the key's reference to it (char[PROT_NAME_BYTES]) */
+} inline_kinds[] = {
+	{"breaker", find_breaker, add_breaker, offsetof(struct cfg_breaker, inline_of_key),
+	 offsetof(struct cfg_key, breaker)},
+	{"pool", find_pool, add_pool, offsetof(struct cfg_pool, inline_of_key), offsetof(struct cfg_key, pool)},
+};
+_Static_assert(offsetof(struct cfg_breaker, o) == 0 && offsetof(struct cfg_pool, o) == 0,
+               "inline objects start with their cfg_obj");
+
+/* The breaker or pool that inline options of the current [key] section configure: made on first
+ * use, named after the key; a standalone section of that name is a clash. */
 static void *inline_target(struct parse *ps, enum cfg_kind kind)
 {
+	const struct inline_kind *ik = &inline_kinds[kind == CFG_BREAKER ? 0 : 1];
 	struct config *c = ps->c;
 	struct cfg_key *k = &c->keys[ps->index];
-	if (kind == CFG_BREAKER) {
-		struct cfg_breaker *b = config_breaker(c, k->o.name);
-		if (b && !b->inline_of_key) {
-			PERR(ps, "breaker_* options of [key %s] clash with [breaker %s] (line %d)",
-			     k->o.name, b->o.name, b->o.line);
-			return NULL;
-		}
-		if (!b) {
-			b = config_add_breaker(c, k->o.name);
-			k = &c->keys[ps->index];
-			if (!b)
-				return NULL;
-			b->inline_of_key = true;
-			b->o.line = k->o.line;
-			if (!k->breaker[0])
-				snprintf(k->breaker, sizeof k->breaker, "%s", k->o.name);
-		}
-		return b;
-	}
-	struct cfg_pool *p = config_pool(c, k->o.name);
-	if (p && !p->inline_of_key) {
-		PERR(ps, "pool_* options of [key %s] clash with [pool %s] (line %d)", k->o.name,
-		     p->o.name, p->o.line);
+	char *obj = ik->find(c, k->o.name);
+	if (obj && !*(bool *)(obj + ik->flag_off)) {
+		const struct cfg_obj *o = (const struct cfg_obj *)obj;
+		PERR(ps, "%s_* options of [key %s] clash with [%s %s] (line %d)", ik->what, k->o.name,
+		     ik->what, o->name, o->line);
 		return NULL;
 	}
-	if (!p) {
-		p = config_add_pool(c, k->o.name);
-		k = &c->keys[ps->index];
-		if (!p)
+	if (!obj) {
+		obj = ik->add(c, k->o.name);
+		k = &c->keys[ps->index]; /* adding may have moved the arrays */
+		if (!obj)
 			return NULL;
-		p->inline_of_key = true;
-		p->o.line = k->o.line;
-		if (!k->pool[0])
-			snprintf(k->pool, sizeof k->pool, "%s", k->o.name);
+		*(bool *)(obj + ik->flag_off) = true;
+		((struct cfg_obj *)obj)->line = k->o.line;
+		char *ref = (char *)k + ik->ref_off;
+		if (!ref[0]) /* both are char[PROT_NAME_BYTES] holding a terminated name */
+			memcpy(ref, k->o.name, PROT_NAME_BYTES);
 	}
-	return p;
+	return obj;
 }
 
 static void *section_object(struct parse *ps)
