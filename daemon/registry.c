@@ -11,9 +11,11 @@
 #define _LGPL_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include <urcu/urcu-memb.h>
 
@@ -242,91 +244,114 @@ int registry_merge_runtime(struct config *ini)
 
 /* ---- applying --------------------------------------------------------------------------------- */
 
+/* One kind of named object of a configuration (keys, breakers, pools) seen alike: each element
+ * starts with its cfg_obj and carries the config block protd publishes at cfg_off, and the registry
+ * keeps the slot of element i in slots[i]. */
+struct objs {
+	int reg;
+	const char *what;
+	char *base;
+	size_t n, stride, cfg_off, origin_off; /* origin_off: of `origin` within the cfg block */
+	uint32_t *slots;
+};
+_Static_assert(offsetof(struct cfg_key, o) == 0 && offsetof(struct cfg_breaker, o) == 0 &&
+               offsetof(struct cfg_pool, o) == 0, "objects start with their cfg_obj");
+
+static struct objs objs_of(const struct config *c, const struct registry *r, int reg)
+{
+	switch (reg) {
+	case REG_KEYS:
+		return (struct objs){reg, "key", (char *)c->keys, c->nkeys, sizeof *c->keys,
+		                     offsetof(struct cfg_key, c), offsetof(struct prot_key_cfg, origin),
+		                     r ? r->key_slot : NULL};
+	case REG_BREAKERS:
+		return (struct objs){reg, "breaker", (char *)c->breakers, c->nbreakers, sizeof *c->breakers,
+		                     offsetof(struct cfg_breaker, c), offsetof(struct prot_breaker_cfg, origin),
+		                     r ? r->breaker_slot : NULL};
+	default:
+		return (struct objs){reg, "pool", (char *)c->pools, c->npools, sizeof *c->pools,
+		                     offsetof(struct cfg_pool, c), offsetof(struct prot_pool_cfg, origin),
+		                     r ? r->pool_slot : NULL};
+	}
+}
+
+static struct cfg_obj *obj_at(const struct objs *v, size_t i)
+{
+	return (struct cfg_obj *)(v->base + i * v->stride);
+}
+
+/* Index of NAME among v's objects, or -1. */
+static ssize_t obj_find(const struct objs *v, const char *name)
+{
+	for (size_t i = 0; i < v->n; i++)
+		if (strcmp(obj_at(v, i)->name, name) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
 /* The slot NAME keeps or gets: its current one, else a retired one of that name (revival), else a
  * free or recyclable one. */
-static int slot_for(struct shm *s, int reg, const char *name, const struct config *old,
-                    const uint32_t *old_slots)
+static int slot_for(struct shm *s, const struct objs *old, const char *name)
 {
-	const struct cfg_obj *o = NULL;
-	size_t idx = 0;
-	if (reg == REG_KEYS) {
-		const struct cfg_key *k = config_key(old, name);
-		o = k ? &k->o : NULL;
-		idx = k ? (size_t)(k - old->keys) : 0;
-	} else if (reg == REG_BREAKERS) {
-		const struct cfg_breaker *b = config_breaker(old, name);
-		o = b ? &b->o : NULL;
-		idx = b ? (size_t)(b - old->breakers) : 0;
-	} else {
-		const struct cfg_pool *p = config_pool(old, name);
-		o = p ? &p->o : NULL;
-		idx = p ? (size_t)(p - old->pools) : 0;
-	}
-	if (o && old_slots[idx] != (uint32_t)-1)
-		return (int)old_slots[idx];
-	int i = shm_slot_find(s, reg, name);
-	return i >= 0 ? i : shm_slot_alloc(s, reg);
+	ssize_t idx = obj_find(old, name);
+	if (idx >= 0 && old->slots[idx] != (uint32_t)-1)
+		return (int)old->slots[idx];
+	int i = shm_slot_find(s, old->reg, name);
+	return i >= 0 ? i : shm_slot_alloc(s, old->reg);
 }
 
 static void retire_removed(struct shm *s, const struct registry *old, const struct config *next)
 {
-	for (size_t i = 0; i < old->cfg.nkeys; i++)
-		if (!config_key(next, old->cfg.keys[i].o.name) && old->key_slot[i] != (uint32_t)-1) {
-			shm_slot_retire(s, REG_KEYS, old->key_slot[i]);
-			log_info("key %s retired", old->cfg.keys[i].o.name);
+	static const int regs[] = {REG_KEYS, REG_BREAKERS, REG_POOLS};
+	for (size_t r = 0; r < sizeof regs / sizeof regs[0]; r++) {
+		struct objs was = objs_of(&old->cfg, old, regs[r]), now = objs_of(next, NULL, regs[r]);
+		for (size_t i = 0; i < was.n; i++) {
+			const char *name = obj_at(&was, i)->name;
+			if (obj_find(&now, name) < 0 && was.slots[i] != (uint32_t)-1) {
+				shm_slot_retire(s, was.reg, was.slots[i]);
+				log_info("%s %s retired", was.what, name);
+			}
 		}
-	for (size_t i = 0; i < old->cfg.nbreakers; i++)
-		if (!config_breaker(next, old->cfg.breakers[i].o.name) && old->breaker_slot[i] != (uint32_t)-1) {
-			shm_slot_retire(s, REG_BREAKERS, old->breaker_slot[i]);
-			log_info("breaker %s retired", old->cfg.breakers[i].o.name);
-		}
-	for (size_t i = 0; i < old->cfg.npools; i++)
-		if (!config_pool(next, old->cfg.pools[i].o.name) && old->pool_slot[i] != (uint32_t)-1) {
-			shm_slot_retire(s, REG_POOLS, old->pool_slot[i]);
-			log_info("pool %s retired", old->cfg.pools[i].o.name);
-		}
+	}
 }
 
-static int no_slot(int reg, const char *name)
+/* Give object i of v its slot and publish its config there. */
+static int publish_obj(struct shm *s, const struct objs *v, const struct objs *old, size_t i)
 {
-	log_err("no free %s slot for %s", reg == REG_KEYS ? "key" : reg == REG_BREAKERS ? "breaker" : "pool",
-	        name);
-	return -PROT_ECAPACITY;
+	struct cfg_obj *o = obj_at(v, i);
+	int slot = slot_for(s, old, o->name);
+	if (slot < 0) {
+		log_err("no free %s slot for %s", v->what, o->name);
+		return -PROT_ECAPACITY;
+	}
+	v->slots[i] = (uint32_t)slot;
+	char *cfg = (char *)o + v->cfg_off;
+	/* protd's bookkeeping of where the object came from, kept in the segment for re-adoption */
+	uint64_t origin = (uint64_t)o->origin;
+	memcpy(cfg + v->origin_off, &origin, sizeof origin);
+	shm_slot_publish(s, v->reg, (uint32_t)slot, o->name, cfg);
+	return 0;
 }
 
+/* Breakers and pools first: keys name them by slot index. */
 static int publish_all(struct shm *s, struct registry *r, const struct registry *old)
 {
 	struct config *c = &r->cfg;
-	for (size_t i = 0; i < c->nbreakers; i++) {
-		struct cfg_breaker *b = &c->breakers[i];
-		int slot = slot_for(s, REG_BREAKERS, b->o.name, &old->cfg, old->breaker_slot);
-		if (slot < 0)
-			return no_slot(REG_BREAKERS, b->o.name);
-		r->breaker_slot[i] = (uint32_t)slot;
-		b->c.origin = (uint64_t)b->o.origin;
-		shm_slot_publish(s, REG_BREAKERS, (uint32_t)slot, b->o.name, &b->c);
-	}
-	for (size_t i = 0; i < c->npools; i++) {
-		struct cfg_pool *p = &c->pools[i];
-		int slot = slot_for(s, REG_POOLS, p->o.name, &old->cfg, old->pool_slot);
-		if (slot < 0)
-			return no_slot(REG_POOLS, p->o.name);
-		r->pool_slot[i] = (uint32_t)slot;
-		p->c.origin = (uint64_t)p->o.origin;
-		shm_slot_publish(s, REG_POOLS, (uint32_t)slot, p->o.name, &p->c);
-	}
-	for (size_t i = 0; i < c->nkeys; i++) {
-		struct cfg_key *k = &c->keys[i];
-		int slot = slot_for(s, REG_KEYS, k->o.name, &old->cfg, old->key_slot);
-		if (slot < 0)
-			return no_slot(REG_KEYS, k->o.name);
-		r->key_slot[i] = (uint32_t)slot;
-		const struct cfg_breaker *b = k->breaker[0] ? config_breaker(c, k->breaker) : NULL;
-		const struct cfg_pool *p = k->pool[0] ? config_pool(c, k->pool) : NULL;
-		k->c.breaker_index = b ? r->breaker_slot[b - c->breakers] : PROT_NO_INDEX;
-		k->c.pool_index = p ? r->pool_slot[p - c->pools] : PROT_NO_INDEX;
-		k->c.origin = (uint64_t)k->o.origin;
-		shm_slot_publish(s, REG_KEYS, (uint32_t)slot, k->o.name, &k->c);
+	static const int regs[] = {REG_BREAKERS, REG_POOLS, REG_KEYS};
+	for (size_t k = 0; k < sizeof regs / sizeof regs[0]; k++) {
+		struct objs v = objs_of(c, r, regs[k]), was = objs_of(&old->cfg, old, regs[k]);
+		for (size_t i = 0; i < v.n; i++) {
+			if (regs[k] == REG_KEYS) {
+				struct cfg_key *key = &c->keys[i];
+				const struct cfg_breaker *b = key->breaker[0] ? config_breaker(c, key->breaker) : NULL;
+				const struct cfg_pool *p = key->pool[0] ? config_pool(c, key->pool) : NULL;
+				key->c.breaker_index = b ? r->breaker_slot[b - c->breakers] : PROT_NO_INDEX;
+				key->c.pool_index = p ? r->pool_slot[p - c->pools] : PROT_NO_INDEX;
+			}
+			int rc = publish_obj(s, &v, &was, i);
+			if (rc < 0)
+				return rc;
+		}
 	}
 	return 0;
 }
