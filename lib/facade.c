@@ -42,28 +42,22 @@ static int hist_bucket(uint64_t ns)
 	return b < PROT_HIST_BUCKETS - 1 ? b : PROT_HIST_BUCKETS - 1;
 }
 
-/* The breaker or pool slot a key points to, bounds-checked (the index comes from the segment):
- * its index, or -1 when the key has no such layer (or it is skipped for this call). */
-static int64_t layer_index(const struct call_ctx *c, int reg, uint64_t idx, unsigned layer)
+/* The LIVE breaker or pool slot a key's config points to, bounds-checked (the index comes from the
+ * segment): its index, or -1 when the key has no such layer. */
+static int64_t live_slot(const struct prot_shm_header *h, int reg, uint64_t idx)
 {
-	if (idx == PROT_NO_INDEX || idx >= seg_count(c->h, reg) || (c->opts && (c->opts->skip & layer)))
+	if (idx == PROT_NO_INDEX || idx >= seg_count(h, reg))
 		return -1;
-	const struct prot_named *n = seg_entry(c->h, reg, (uint32_t)idx);
+	const struct prot_named *n = seg_entry(h, reg, (uint32_t)idx);
 	if (SLOT_STATE(atomic_load_explicit(&n->state, memory_order_acquire)) != SLOT_LIVE)
 		return -1;
 	return (int64_t)idx;
 }
 
-/* Same, for status: the slot's name. */
-static const char *layer_name(const struct prot_shm_header *h, int reg, uint64_t idx)
+/* Same, for one call: -1 also when the call skips the layer. */
+static int64_t layer_index(const struct call_ctx *c, int reg, uint64_t idx, unsigned layer)
 {
-	if (idx == PROT_NO_INDEX || idx >= seg_count(h, reg))
-		return NULL;
-	const struct prot_named *n = seg_entry(h, reg, (uint32_t)idx);
-	if (SLOT_STATE(atomic_load_explicit(&n->state, memory_order_acquire)) != SLOT_LIVE ||
-	    !memchr(n->name, 0, sizeof n->name))
-		return NULL;
-	return n->name;
+	return c->opts && (c->opts->skip & layer) ? -1 : live_slot(c->h, reg, idx);
 }
 
 /* Name the key in the detail of a failed call (bounded: a name from the caller). */
@@ -263,10 +257,11 @@ PROT_API int prot_get_protection_status(prot_t *p, const char *key,
 	st.failed = atomic_load_explicit(&slot->stats.failed, memory_order_relaxed);
 	st.timeouts = atomic_load_explicit(&slot->stats.timeouts, memory_order_relaxed);
 
-	const char *b = layer_name(h, REG_BREAKERS, cfg.breaker_index);
-	st.has_breaker = b && prot_breaker_status(p, b, &st.breaker) == 0;
-	const char *pl = layer_name(h, REG_POOLS, cfg.pool_index);
-	st.has_pool = pl && prot_pool_status(p, pl, &st.pool) == 0;
+	/* the key names its layers by slot index: no second lookup by name */
+	int64_t b = live_slot(h, REG_BREAKERS, cfg.breaker_index);
+	st.has_breaker = b >= 0 && breaker_status_idx(h, (uint32_t)b, 0, &st.breaker) == 0;
+	int64_t pl = live_slot(h, REG_POOLS, cfg.pool_index);
+	st.has_pool = pl >= 0 && pool_status_idx(h, (uint32_t)pl, &st.pool) == 0;
 	*out = st;
 	return 0;
 }
