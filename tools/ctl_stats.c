@@ -146,31 +146,45 @@ static void metrics_keys(FILE *f, const struct key_snapshot *ks, uint32_t n)
 	}
 }
 
-struct gauge_ctx {
-	struct ctl *c;
-	FILE *f;
-	int which;
-};
-
-static int metrics_breaker(const char *name, void *arg)
+/* Breaker and pool gauges: each LIVE slot read once, by index (breaker_status_idx and
+ * pool_status_idx work on the read-only mapping and copy names bounded). */
+static void metrics_breakers(FILE *f, struct prot_shm_header *h)
 {
-	struct gauge_ctx *g = arg;
-	struct prot_breaker_status st;
-	if (prot_breaker_status(g->c->p, name, &st) == 0)
-		prom_sample(g->f, "prot_breaker_state", "breaker", name, st.state);
-	return 0;
+	prom_head(f, "prot_breaker_state", "gauge", "Breaker state: 0 closed, 1 open, 2 half-open, 3 blown.");
+	for (uint32_t i = 0, n = seg_count(h, REG_BREAKERS); i < n; i++) {
+		struct prot_named *s = seg_entry(h, REG_BREAKERS, i);
+		struct prot_breaker_status st;
+		if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_acquire)) == SLOT_LIVE &&
+		    breaker_status_idx(h, i, 0, &st) == 0)
+			prom_sample(f, "prot_breaker_state", "breaker", st.name, st.state);
+	}
 }
 
-static int metrics_pool(const char *name, void *arg)
+static void metrics_pools(FILE *f, struct prot_shm_header *h)
 {
-	struct gauge_ctx *g = arg;
-	struct prot_pool_status st;
-	if (prot_pool_status(g->c->p, name, &st) != 0)
-		return 0;
-	static const char *const names[] = {"prot_pool_in_use", "prot_pool_waiting", "prot_pool_size"};
-	uint64_t v[] = {st.in_use, st.waiting, st.size + st.max_overflow};
-	prom_sample(g->f, names[g->which], "pool", name, v[g->which]);
-	return 0;
+	static const char *const gauge[][2] = {
+		{"prot_pool_in_use", "Leases held across all processes."},
+		{"prot_pool_waiting", "Processes waiting for a lease."},
+		{"prot_pool_size", "Lease capacity: size + max_overflow."},
+	};
+	uint32_t n = seg_count(h, REG_POOLS), k = 0;
+	struct prot_pool_status *ps = calloc(n ? n : 1, sizeof *ps);
+	if (!ps)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		struct prot_named *s = seg_entry(h, REG_POOLS, i);
+		if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_acquire)) == SLOT_LIVE &&
+		    pool_status_idx(h, i, &ps[k]) == 0)
+			k++;
+	}
+	for (int g = 0; g < 3; g++) {
+		prom_head(f, gauge[g][0], "gauge", gauge[g][1]);
+		for (uint32_t i = 0; i < k; i++) {
+			uint64_t v[] = {ps[i].in_use, ps[i].waiting, (uint64_t)ps[i].size + ps[i].max_overflow};
+			prom_sample(f, gauge[g][0], "pool", ps[i].name, v[g]);
+		}
+	}
+	free(ps);
 }
 
 static int cmd_metrics(struct ctl *c, int argc, char **argv)
@@ -195,18 +209,8 @@ static int cmd_metrics(struct ctl *c, int argc, char **argv)
 	}
 	metrics_keys(f, ks, n);
 	free(ks);
-	struct gauge_ctx g = {c, f, 0};
-	prom_head(f, "prot_breaker_state", "gauge", "Breaker state: 0 closed, 1 open, 2 half-open, 3 blown.");
-	prot_list_breakers(c->p, metrics_breaker, &g);
-	static const char *const pool_help[][2] = {
-		{"prot_pool_in_use", "Leases held across all processes."},
-		{"prot_pool_waiting", "Processes waiting for a lease."},
-		{"prot_pool_size", "Lease capacity: size + max_overflow."},
-	};
-	for (g.which = 0; g.which < 3; g.which++) {
-		prom_head(f, pool_help[g.which][0], "gauge", pool_help[g.which][1]);
-		prot_list_pools(c->p, metrics_pool, &g);
-	}
+	metrics_breakers(f, prot_hdr(c->p));
+	metrics_pools(f, prot_hdr(c->p));
 	return CTL_OK;
 }
 
