@@ -249,7 +249,10 @@ PROT_API int prot_get_protection_status(prot_t *p, const char *key,
 	st.has_rate = cfg.rate_limit != 0;
 	st.rate = (struct prot_rate_limit){.algo = (uint32_t)cfg.rate_algo, .limit = cfg.rate_limit,
 	                                   .window_ms = cfg.rate_window_ms, .burst = cfg.rate_burst};
-	rate_key_totals(h, key, &st.rate_buckets, &st.rate_allowed, &st.rate_denied);
+	struct rate_totals rt;
+	uint32_t kidx = (uint32_t)idx;
+	if (rate_keys_totals(h, 1, &kidx, &rt) == 0)
+		st.rate_buckets = rt.buckets, st.rate_allowed = rt.allowed, st.rate_denied = rt.denied;
 	st.rate_table_full = atomic_load_explicit(&slot->stats.rate_table_full, memory_order_relaxed);
 	st.timeout_ms = cfg.timeout_ms ? cfg.timeout_ms : FACADE_DEFAULT_TIMEOUT_MS;
 	st.calls = atomic_load_explicit(&slot->stats.calls, memory_order_relaxed);

@@ -279,12 +279,15 @@ struct rate_view {
 PROT_HIDDEN int rate_foreach(struct prot_shm_header *h, const char *op,
                              int (*fn)(const struct rate_view *v, void *arg), void *arg);
 PROT_HIDDEN uint64_t rate_count_op(struct prot_shm_header *h, const char *op);
-/* A key's rate totals: live buckets of its operation, and the units admitted / decisions denied
- * by them plus by its removed buckets (decisions write only their bucket; removals fold counts
- * into the key). A bucket removed during the scan may be counted twice for that one read.
- * Read-only; visits the whole table (an admin path). */
-PROT_HIDDEN void rate_key_totals(struct prot_shm_header *h, const char *key, uint64_t *buckets,
-                                 uint64_t *allowed, uint64_t *denied);
+/* The rate totals of n keys (slot indices), in one pass over the table: live buckets of each key's
+ * operation, and the units admitted / decisions denied by them plus by its removed buckets
+ * (decisions write only their bucket; removals fold counts into the key). A bucket removed during
+ * the pass may be counted twice for that one read. Read-only; an admin path. 0 or -ENOMEM. */
+struct rate_totals {
+	uint64_t buckets, allowed, denied;
+};
+PROT_HIDDEN int rate_keys_totals(struct prot_shm_header *h, uint32_t n, const uint32_t *key_idx,
+                                 struct rate_totals *out);
 /* The state a bucket view describes under limits lim at now_ns (what status would say). */
 PROT_HIDDEN void rate_view_info(const struct rate_view *v, const struct prot_rate_limit *lim,
                                 uint64_t now_ns, struct prot_rate_info *out);

@@ -99,6 +99,7 @@
  * ago. Removing an expired bucket loses nothing: a fresh bucket decides the same way.
  */
 #include <errno.h>
+#include <stdlib.h>
 
 #include "internal.h"
 
@@ -454,6 +455,17 @@ static void group_clear(struct rate_ref r)
  * removal and adds its count just after it is lost to the statistic, never double-counted. The
  * key is the one whose name hashes to the bucket's op_hash (Hammer-style operations that are no
  * key have no totals). Removals are rare (expiry, reset, algorithm change): a scan of the keys. */
+/* The op_hash of key slot k's operation (its name), or 0 when the slot holds no key with rate
+ * buckets (free, or a name that is not terminated within the slot: untrusted). */
+static uint64_t key_op_hash(const struct prot_shm_header *h, struct prot_key_slot *k)
+{
+	uint32_t st = SLOT_STATE(atomic_load_explicit(&k->state, memory_order_acquire));
+	size_t len = strnlen(k->name, sizeof k->name);
+	if ((st != SLOT_LIVE && st != SLOT_RETIRED) || len == 0 || len >= sizeof k->name)
+		return 0;
+	return prot_siphash(h->hash_key, k->name, len);
+}
+
 static void fold_counts(struct prot_shm_header *h, struct prot_rate_bucket *b)
 {
 	/* relaxed: statistics */
@@ -463,10 +475,7 @@ static void fold_counts(struct prot_shm_header *h, struct prot_rate_bucket *b)
 		return;
 	for (uint32_t i = 0, n = seg_count(h, REG_KEYS); i < n; i++) {
 		struct prot_key_slot *k = seg_entry(h, REG_KEYS, i);
-		uint32_t st = SLOT_STATE(atomic_load_explicit(&k->state, memory_order_acquire));
-		size_t len = strnlen(k->name, sizeof k->name);
-		if ((st != SLOT_LIVE && st != SLOT_RETIRED) || len == 0 || len >= sizeof k->name ||
-		    prot_siphash(h->hash_key, k->name, len) != b->op_hash)
+		if (key_op_hash(h, k) != b->op_hash)
 			continue;
 		atomic_fetch_add_explicit(&k->stats.rate_allowed, allowed, memory_order_relaxed);
 		atomic_fetch_add_explicit(&k->stats.rate_denied, denied, memory_order_relaxed);
@@ -828,7 +837,7 @@ static int rate_run(struct prot_shm_header *h, prot_t *p, const struct rate_id *
 	/* No per-key counter here: a line shared by every process and entity of the key would be
 	 * written by every decision (denials included). The bucket counts (admissions on the line the
 	 * CAS already owns, denials on line 1); a key's totals are its live buckets plus what removed
-	 * buckets had counted (rate_key_totals). */
+	 * buckets had counted (rate_keys_totals). */
 	if (p)
 		PROT_TEL(p, res ? PROT_TEL_RATE_ALLOWED : PROT_TEL_RATE_DENIED, .layer = PROT_LAYER_RATE,
 		         .result = res, .key = pol->ks ? pol->name : NULL, .operation = pol->name,
@@ -1096,31 +1105,46 @@ uint64_t rate_count_op(struct prot_shm_header *h, const char *op)
 	return n;
 }
 
-struct totals {
-	uint64_t buckets, allowed, denied;
+struct totals_pass {
+	uint32_t n;
+	const uint64_t *op_hash;
+	struct rate_totals *out;
 };
 
 static int total_one(const struct rate_view *v, void *arg)
 {
-	struct totals *t = arg;
-	t->buckets++;
-	t->allowed += v->allowed;
-	t->denied += v->denied;
+	struct totals_pass *t = arg;
+	for (uint32_t i = 0; i < t->n; i++) {
+		if (t->op_hash[i] && t->op_hash[i] == v->op_hash) {
+			t->out[i].buckets++;
+			t->out[i].allowed += v->allowed;
+			t->out[i].denied += v->denied;
+			break;
+		}
+	}
 	return 0;
 }
 
-void rate_key_totals(struct prot_shm_header *h, const char *key, uint64_t *buckets,
-                     uint64_t *allowed, uint64_t *denied)
+int rate_keys_totals(struct prot_shm_header *h, uint32_t n, const uint32_t *key_idx,
+                     struct rate_totals *out)
 {
-	struct totals t = {0};
-	rate_foreach(h, key, total_one, &t);
-	int idx = seg_find(h, REG_KEYS, key);
-	if (idx >= 0) { /* what removed buckets of the key had counted (fold_counts) */
-		struct prot_key_slot *k = seg_entry(h, REG_KEYS, (uint32_t)idx);
-		t.allowed += atomic_load_explicit(&k->stats.rate_allowed, memory_order_relaxed);
-		t.denied += atomic_load_explicit(&k->stats.rate_denied, memory_order_relaxed);
+	uint64_t *op_hash = calloc(n ? n : 1, sizeof *op_hash);
+	if (!op_hash)
+		return -ENOMEM;
+	memset(out, 0, n * sizeof *out);
+	for (uint32_t i = 0; i < n; i++) {
+		if (key_idx[i] >= seg_count(h, REG_KEYS))
+			continue;
+		struct prot_key_slot *k = seg_entry(h, REG_KEYS, key_idx[i]);
+		op_hash[i] = key_op_hash(h, k);
+		/* what removed buckets of the key had counted (fold_counts) */
+		out[i].allowed = atomic_load_explicit(&k->stats.rate_allowed, memory_order_relaxed);
+		out[i].denied = atomic_load_explicit(&k->stats.rate_denied, memory_order_relaxed);
 	}
-	*buckets = t.buckets, *allowed = t.allowed, *denied = t.denied;
+	struct totals_pass t = {n, op_hash, out};
+	rate_foreach(h, NULL, total_one, &t); /* one pass over the table for every key */
+	free(op_hash);
+	return 0;
 }
 
 void rate_view_info(const struct rate_view *v, const struct prot_rate_limit *lim, uint64_t now_ns,

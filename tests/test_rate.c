@@ -332,18 +332,26 @@ Test(core, key_limits_stats_and_full_policy)
 	}
 	cr_assert_eq(atomic_load(&h->rate_buckets_used), 32);
 	cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, "e0", 2, NULL), 0, "burst 2, 1 used");
-	uint64_t nb, allowed, denied;
-	rate_key_totals(h, "kdeny", &nb, &allowed, &denied);
-	cr_assert_eq(nb, 32);
-	cr_assert_eq(allowed, 32);
-	cr_assert_eq(denied, 1);
+	struct rate_totals t;
+	const uint32_t kdeny = 0;
+	cr_assert_eq(rate_keys_totals(h, 1, &kdeny, &t), 0);
+	cr_assert_eq(t.buckets, 32);
+	cr_assert_eq(t.allowed, 32);
+	cr_assert_eq(t.denied, 1);
 	cr_assert_eq(atomic_load(&kd->stats.rate_allowed), 0, "decisions write only their bucket");
 	/* a removed bucket's counts move to the key: the totals do not change */
 	cr_assert_eq(rate_reset_h(h, "kdeny", "e0"), 0);
-	rate_key_totals(h, "kdeny", &nb, &allowed, &denied);
-	cr_assert_eq(nb, 31);
-	cr_assert_eq(allowed, 32);
-	cr_assert_eq(denied, 1);
+	cr_assert_eq(rate_keys_totals(h, 1, &kdeny, &t), 0);
+	cr_assert_eq(t.buckets, 31);
+	cr_assert_eq(t.allowed, 32);
+	cr_assert_eq(t.denied, 1);
+	/* several keys in one pass: kallow has no bucket yet */
+	const uint32_t both[2] = {1, 0};
+	struct rate_totals two[2];
+	cr_assert_eq(rate_keys_totals(h, 2, both, two), 0);
+	cr_assert_eq(two[0].buckets, 0);
+	cr_assert_eq(two[1].buckets, 31);
+	cr_assert_eq(two[1].allowed, 32);
 	cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, "e0", 1, NULL), 1, "back in its group");
 	cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, "new", 1, NULL), -PROT_ETABLEFULL);
 	cr_assert_eq(atomic_load(&kd->stats.rate_table_full), 1);

@@ -5,6 +5,7 @@
  * The counters are read while workers update them: each is individually exact, and a histogram is
  * made self-consistent by deriving its _count from the buckets read (so +Inf == _count always).
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 struct key_snapshot {
 	char name[PROT_NAME_BYTES];
+	uint32_t slot;
 	uint64_t calls, ok, failed, timeouts, rate_allowed, rate_denied, rate_table_full;
 	uint64_t breaker_rejected, pool_timeouts, latency_sum_ns, count;
 	uint64_t hist[PROT_HIST_BUCKETS]; /* cumulative */
@@ -35,8 +37,7 @@ static bool key_snapshot(const struct prot_shm_header *h, uint32_t i, struct key
 	struct prot_key_stats *st = &s->stats;
 	k->calls = ld(&st->calls), k->ok = ld(&st->ok), k->failed = ld(&st->failed);
 	k->timeouts = ld(&st->timeouts), k->rate_table_full = ld(&st->rate_table_full);
-	uint64_t buckets;
-	rate_key_totals((struct prot_shm_header *)h, k->name, &buckets, &k->rate_allowed, &k->rate_denied);
+	k->slot = i; /* rate totals: one pass for all keys, in keys_snapshot */
 	k->breaker_rejected = ld(&st->breaker_rejected), k->pool_timeouts = ld(&st->pool_timeouts);
 	k->latency_sum_ns = ld(&st->latency_sum_ns);
 	uint64_t run = 0;
@@ -115,6 +116,19 @@ static int keys_snapshot(struct ctl *c, struct key_snapshot **out, uint32_t *n)
 	for (uint32_t i = 0; i < max; i++)
 		if (key_snapshot(h, i, &ks[k]))
 			k++;
+	uint32_t *slots = calloc(k ? k : 1, sizeof *slots);
+	struct rate_totals *rt = calloc(k ? k : 1, sizeof *rt);
+	for (uint32_t i = 0; slots && i < k; i++)
+		slots[i] = ks[i].slot;
+	int r = slots && rt ? rate_keys_totals((struct prot_shm_header *)h, k, slots, rt) : -ENOMEM;
+	for (uint32_t i = 0; r == 0 && i < k; i++)
+		ks[i].rate_allowed = rt[i].allowed, ks[i].rate_denied = rt[i].denied;
+	free(slots);
+	free(rt);
+	if (r < 0) {
+		free(ks);
+		return ctl_fail(CTL_ENOENT, "out of memory");
+	}
 	*out = ks;
 	*n = k;
 	return 0;
