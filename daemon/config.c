@@ -23,6 +23,8 @@
  *   pool_max_waiters = 128      waiters per pool              (1..65536)
  *   rate_entities = 65536       rate-limiter buckets, rounded up to whole groups (32..67108864)
  *   events = 1024               event ring entries            (16..1048576)
+ *   max_processes = 1024        process slots: read-write handles attached at once, plus protd
+ *                               (2..65535); a prot_open() beyond them is PROT_ECAPACITY
  *
  * [daemon]
  *   tick = 10ms                 heartbeat, sweeps, reclaims, event draining (1ms..1s)
@@ -51,7 +53,7 @@
  *                               required for standard
  *   window = DURATION           standard: the failure window; required for standard
  *   refresh = DURATION          how long it stays open before half-open probes; required
- *   half_open_probes = 1        concurrent probes while half-open (1..1024)
+ *   half_open_probes = 1        concurrent probes while half-open (1..64)
  *   probe_timeout = DURATION    a probe not reported within this is given back; 0 (default) = refresh
  *   slow_call = DURATION        calls longer than this count as failures; 0 (default) = off
  *   rate_threshold = 50%        rate: trip when the failure percentage reaches this (1..100; the %
@@ -131,6 +133,7 @@ static const struct opt opts_segment[] = {
 	{ "rate_entities", T_U64, U(struct cfg_segment, geo.rate_entities), RATE_GROUP_SLOTS, 1u << 26,
 	  NULL, NULL },
 	{ "events", T_U64, U(struct cfg_segment, geo.events), 16, 1u << 20, NULL, NULL },
+	{ "max_processes", T_U64, U(struct cfg_segment, geo.max_procs), 2, PROC_SLOTS_MAX, NULL, NULL },
 	{ 0 },
 };
 static const struct opt opts_daemon[] = {
@@ -157,7 +160,7 @@ static const struct opt opts_breaker[] = {
 	  "BREAKER_MELT_RING - 1" },
 	{ "window", T_DUR, U(struct cfg_breaker, c.window_ms), 1, DUR_MAX, NULL, NULL },
 	{ "refresh", T_DUR, U(struct cfg_breaker, c.refresh_ms), 1, DUR_MAX, NULL, NULL },
-	{ "half_open_probes", T_U64, U(struct cfg_breaker, c.half_open_probes), 1, 1024, NULL, NULL },
+	{ "half_open_probes", T_U64, U(struct cfg_breaker, c.half_open_probes), 1, BREAKER_PROBES_MAX, NULL, NULL },
 	{ "probe_timeout", T_DUR, U(struct cfg_breaker, c.probe_timeout_ms), 0, DUR_MAX, NULL, NULL },
 	{ "slow_call", T_DUR, U(struct cfg_breaker, c.slow_call_ms), 0, DUR_MAX, NULL, NULL },
 	{ "rate_threshold", T_PCT, U(struct cfg_breaker, c.rate_threshold_pct), 1, 100, NULL, NULL },
@@ -542,7 +545,8 @@ void config_init(struct config *c)
 	c->seg.mode = 0600;
 	c->seg.geo = (struct seg_geometry){ .max_keys = 64, .max_breakers = 64, .max_pools = 16,
 		                            .pool_max_slots = 64, .pool_max_waiters = 128,
-		                            .events = 1024, .rate_entities = 65536 };
+		                            .events = 1024, .rate_entities = 65536,
+		                            .max_procs = PROC_SLOTS_DEFAULT };
 	c->daemon.tick_ms = 10;
 	c->daemon.reclaim_ms = 100;
 }

@@ -241,10 +241,11 @@ static void drain_events(struct daemon *d)
 static void tick(struct daemon *d)
 {
 	uint64_t now = prot_now_ns(), swept = 0, reclaimed = 0;
+	struct prot_idv v = shm_idv(&d->shm);
 	shm_heartbeat(&d->shm, now);
-	rate_sweep(d->shm.hdr, now, &swept);
-	breaker_tick(d->shm.hdr, now);
-	pool_reclaim(d->shm.hdr, now, &reclaimed);
+	rate_sweep(&v, now, &swept);
+	breaker_tick(&v, now);
+	pool_reclaim(&v, now, &reclaimed);
 	if (reclaimed)
 		log_info("reclaimed %" PRIu64 " pool leases of dead processes", reclaimed);
 	drain_events(d);

@@ -26,7 +26,11 @@ struct shm {
 	struct prot_shm_header *hdr;
 	size_t size;
 	bool adopted;                /* an existing segment was re-adopted */
+	uint64_t ident;              /* protd's process identity in the segment (lib/ident.c), held
+	                                through fd's record lock */
 };
+/* The liveness view of protd's own segment (for the tick's reclaims). */
+struct prot_idv shm_idv(const struct shm *s);
 
 /* Create the segment of c (or re-adopt a compatible existing one; with `recreate`, replace an
  * incompatible one). Writes the header (state stays INIT on a new segment until shm_publish). 0, or

@@ -16,8 +16,9 @@
  *    state), then it is republished with gen + 1.
  *  - "served": protd holds an exclusive flock on the segment for its whole life. The kernel drops it
  *    when protd dies (even by kill -9), so a second protd cannot take a served segment, while a
- *    dead protd's segment is re-adopted at once. protd_pid / protd_start / the heartbeat are for
- *    the messages and for clients.
+ *    dead protd's segment is re-adopted at once. protd also claims a process slot through the same
+ *    fd (lib/ident.c) and publishes it as protd_ident: clients test it to know whether protd is
+ *    alive (and reclaim for it while it is not). protd_pid and the heartbeat are for messages.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +33,6 @@
 
 #include "protd.h"
 
-#define HEARTBEAT_STALE_NS (2000ull * 1000000) /* as libprot's "alive" */
 #define CFG_WORDS 16
 
 _Static_assert(sizeof(struct prot_key_cfg) == CFG_WORDS * 8, "cfg words");
@@ -60,18 +60,27 @@ void shm_set_access(struct shm *s, const struct config *c)
 	set_access(s->fd, c);
 }
 
-static void stamp_protd(struct prot_shm_header *h, const char *control_path)
+struct prot_idv shm_idv(const struct shm *s)
 {
-	uint64_t start = 0;
-	proc_start_time(getpid(), &start);
+	return (struct prot_idv){ .h = s->hdr, .fd = s->fd, .nprocs = s->hdr->region[REG_PROCS].count,
+	                          .self = s->ident };
+}
+
+static int stamp_protd(struct shm *s, const char *control_path, char *err, size_t errn)
+{
+	struct prot_shm_header *h = s->hdr;
+	int r = ident_claim(h, h->region[REG_PROCS].count, s->fd, PROC_F_PROTD, &s->ident);
+	if (r < 0)
+		return ERR("segment %s: cannot claim a process slot (%s)", s->name, prot_strerror(r));
 	/* control_path is plain bytes: attachers read it after acquiring LIVE (new segment) or after
 	 * config_gen (re-adopted one, bumped by the first apply). */
 	memset(h->control_path, 0, sizeof h->control_path);
 	snprintf(h->control_path, sizeof h->control_path, "%s", control_path);
-	/* relaxed: liveness hints, read together with proc_alive(); they publish no data */
-	atomic_store_explicit(&h->protd_start, start, memory_order_relaxed);
+	/* relaxed: clients test the identity's lock; the pid and heartbeat are for display */
+	atomic_store_explicit(&h->protd_ident, s->ident, memory_order_relaxed);
 	atomic_store_explicit(&h->protd_pid, (int32_t)getpid(), memory_order_relaxed);
 	atomic_store_explicit(&h->heartbeat_ns, prot_now_ns(), memory_order_relaxed);
+	return 0;
 }
 
 static int map(struct shm *s, char *err, size_t errn)
@@ -105,7 +114,8 @@ static int create_fresh(struct shm *s, const struct config *c, const char *contr
 		return ERR("getrandom: %s", strerror(errno));
 	h->created_ns = prot_now_ns();
 	atomic_store_explicit(&h->owner_uid, geteuid(), memory_order_relaxed); /* before LIVE */
-	stamp_protd(h, control_path);
+	if (stamp_protd(s, control_path, err, errn))
+		return -1;
 	log_info("segment %s created: %zu bytes, mode %04o", s->name, s->size, c->seg.mode);
 	return 0;
 }
@@ -181,13 +191,11 @@ static int adopt(struct shm *s, const struct config *c, const char *control_path
 		snprintf(why, sizeof why, "is not usable (%s)", prot_strerror(r));
 		return incompatible(s, recreate, why, err, errn);
 	}
-	/* The flock is ours, so any protd that wrote protd_pid is gone; a live one with a fresh
-	 * heartbeat would be a protd that lost its lock: refuse rather than share. */
+	/* The flock is ours, so any protd that served it is gone; one whose identity lock is still
+	 * held would be a protd that lost its flock: refuse rather than share. */
 	int32_t pid = atomic_load_explicit(&h->protd_pid, memory_order_relaxed);
-	uint64_t start = atomic_load_explicit(&h->protd_start, memory_order_relaxed);
-	uint64_t beat = atomic_load_explicit(&h->heartbeat_ns, memory_order_relaxed);
-	if (pid > 0 && pid != getpid() && proc_alive(pid, start) &&
-	    prot_now_ns() - beat < HEARTBEAT_STALE_NS)
+	struct prot_idv v = { .h = h, .fd = s->fd, .nprocs = h->region[REG_PROCS].count };
+	if (protd_alive(&v))
 		return ERR("segment %s is served by protd pid %d", s->name, (int)pid);
 	uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
 	if (state != SEG_STATE_LIVE) {
@@ -201,7 +209,8 @@ static int adopt(struct shm *s, const struct config *c, const char *control_path
 		return incompatible(s, recreate, "has another geometry (capacities) than the configuration",
 		                    err, errn);
 	set_access(s->fd, c);
-	stamp_protd(h, control_path);
+	if (stamp_protd(s, control_path, err, errn))
+		return REFUSED;
 	s->adopted = true;
 	log_info("segment %s re-adopted (%zu bytes, config generation %" PRIu64 ", last protd pid %d)",
 	         s->name, s->size, atomic_load_explicit(&h->config_gen, memory_order_relaxed), (int)pid);
@@ -353,8 +362,8 @@ static void zero_state(struct shm *s, int reg, uint32_t i)
 		           sizeof(struct prot_breaker_slot) - offsetof(struct prot_breaker_slot, word));
 		break;
 	case REG_POOLS:
-		zero_words(base + offsetof(struct prot_pool_slot, word),
-		           sizeof(struct prot_pool_slot) - offsetof(struct prot_pool_slot, word));
+		zero_words(base + offsetof(struct prot_pool_slot, lock),
+		           sizeof(struct prot_pool_slot) - offsetof(struct prot_pool_slot, lock));
 		zero_words(seg_entry(h, REG_LEASES, i * h->pool_max_slots),
 		           (size_t)h->pool_max_slots * sizeof(struct prot_lease_slot));
 		zero_words(seg_entry(h, REG_WAITERS, i * h->pool_max_waiters),

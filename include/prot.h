@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* The segment layout version this header was built for. prot_open() refuses any other. */
-#define PROT_ABI_VERSION 1
+#define PROT_ABI_VERSION 2
 
 /* Longest names, in bytes, without the terminating NUL. Longer ones are refused (PROT_ETOOLONG),
  * never truncated: truncation would silently merge two users. */
@@ -100,7 +100,7 @@ struct prot_info {
 	uint64_t size;              /* bytes */
 	uint64_t config_generation; /* bumped by every applied reload or runtime change */
 	int32_t protd_pid;          /* 0 when no protd serves the segment */
-	int protd_alive;            /* heartbeat seen within the last 2 s */
+	int protd_alive;            /* protd's identity lock is held: it runs (however slow) */
 	uint64_t heartbeat_age_ms;
 	int retired;
 	uint32_t keys, max_keys, breakers, max_breakers, pools, max_pools;

@@ -9,9 +9,8 @@
  *              (acq_rel; loads are acquire), so each epoch names exactly one state period and a
  *              CAS can never succeed on a word another process has already moved on. The CAS
  *              winner owns the transition: it publishes `since`, clears the history, emits the
- *              event. In HALF_OPEN, `issued` counts probes handed out and `ok` probes that
- *              succeeded; taking a probe is a CAS issued -> issued+1, so at most half_open_probes
- *              are handed out per epoch, across all processes together.
+ *              event. In HALF_OPEN, `ok` counts probes that succeeded (`issued` is unused: the
+ *              permits are probe_holder[]).
  *  since       [epoch:30 | time_ms:34]: when the state period `epoch` began. Stored by the CAS
  *              winner right after its CAS. A reader that needs the start of epoch e and finds
  *              another epoch there CASes (e, now) in itself: a winner that died between its CAS and
@@ -34,6 +33,21 @@
  *              (CAS max, relaxed: it orders nothing) by each process that takes a probe, right
  *              after its CAS. The probe timeout runs from the later of it and the start of the
  *              half-open epoch, so a probe handed out late in a round still gets its full time.
+ *  probe_holder[i], i < half_open_probes
+ *              the permits of a HALF_OPEN epoch e. A value is current when it carries HOLD_VALID and
+ *              e's 15-bit tag: then it is held by an identity (HOLD_ID: the holder's slot and the
+ *              low 32 bits of its incarnation, lib/ident.c), or SPENT (its verdict is in). Any other
+ *              value is a free permit. Taking one is a CAS from a non-current value to (e, me),
+ *              then a re-load of the word: if the epoch moved meanwhile the taker gives it back
+ *              (CAS to 0) and starts over, so every permit kept belongs to the epoch its token
+ *              names. So at most half_open_probes are out per epoch, across all processes, and a
+ *              token is honoured only by the CAS of its exact holder value (the same identity,
+ *              the same epoch, the same permit): a copy used by another process, or a permit
+ *              given back or reclaimed, is PROT_ESTALE. A holder found dead (its identity lock
+ *              released: protd's tick, or a rejected caller at most every PROBE_RECHECK_MS while
+ *              protd is down) has its permit CASed back to 0: exactly one next caller takes it.
+ *              The winner of a transition into HALF_OPEN clears values of older epochs, so that
+ *              the tag's wrap cannot make an old value current.
  *  rate_next, rate_bits, rate_seen
  *              rate strategy: a ring of the last rate_window_calls outcomes; call i sets its bit in
  *              rate_seen and sets (failure) or clears (success) it in rate_bits.
@@ -56,8 +70,8 @@
  * period nor count towards the next trip. The rate strategy uses the same store-then-scan order
  * on its two bitmaps.
  *
- * Why the breaker is never stuck half-open: a probe taken in HALF_OPEN epoch e that never reports
- * (its process died, or it just never called record) leaves issued == probes. Once probe_timeout
+ * Why the breaker is never stuck half-open: a probe whose holder died comes back when the death is
+ * seen (above). A probe whose live holder never reports leaves its permit held. Once probe_timeout
  * has passed since the later of epoch e's start and the latest probe handed out, the next allow()
  * CASes HALF_OPEN(e) -> HALF_OPEN(e+1, issued=1) and owns the first probe of a new round;
  * breaker_tick() does the same (issued=0) for a breaker nobody calls. The late verdict of an old
@@ -74,11 +88,11 @@
 /* ---- the state word ------------------------------------------------------------------------ */
 #define EPOCH_BITS 30
 #define EPOCH_MASK ((1u << EPOCH_BITS) - 1)
-#define PROBES_MAX 0xffffu
+#define PROBES_MAX BREAKER_PROBES_MAX
+#define PROBE_RECHECK_MS 100u /* while protd is down, rejected callers look for dead holders this often */
 
 static inline uint32_t w_state(uint64_t w) { return (uint32_t)(w >> 62); }
 static inline uint32_t w_epoch(uint64_t w) { return (uint32_t)(w >> 32) & EPOCH_MASK; }
-static inline uint32_t w_issued(uint64_t w) { return (uint32_t)(w >> 16) & 0xffffu; }
 static inline uint32_t w_ok(uint64_t w) { return (uint32_t)w & 0xffffu; }
 static inline uint64_t w_make(uint32_t state, uint32_t epoch, uint32_t issued, uint32_t ok)
 {
@@ -146,6 +160,28 @@ static uint64_t probe_age(struct prot_breaker_slot *s, uint32_t e, uint64_t now_
 	return since_last < age ? since_last : age;
 }
 
+/* ---- probe permits ----------------------------------------------------------------------------- */
+#define HOLD_VALID (1ull << 63)
+#define HOLD_TAG_MASK 0x7fffu
+#define HOLD_ID_MASK ((1ull << 48) - 1)
+#define HOLD_SPENT HOLD_ID_MASK /* slot 0xffff never exists */
+
+static inline uint64_t hold_tag(uint32_t e) { return (uint64_t)(e & HOLD_TAG_MASK) << 48; }
+static inline bool hold_current(uint64_t v, uint32_t e)
+{
+	return (v & HOLD_VALID) && ((v >> 48) & HOLD_TAG_MASK) == (e & HOLD_TAG_MASK);
+}
+/* The short identity a permit records: slot and the low 32 bits of the incarnation (never 0, see
+ * ident_claim); 0 for a caller without identity (protd, tests driving the algorithm). */
+static inline uint64_t hold_id(uint64_t self)
+{
+	return self ? (ident_inc(self) & 0xffffffffu) << 16 | ident_slot(self) : 0;
+}
+static inline uint64_t hold_value(uint32_t e, uint64_t self)
+{
+	return HOLD_VALID | hold_tag(e) | hold_id(self);
+}
+
 /* ---- melts (standard strategy) --------------------------------------------------------------- */
 #define MELT_TIME_MASK ((1ull << 48) - 1)
 
@@ -204,7 +240,7 @@ static void cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
 
 /* ---- one operation on one slot ---------------------------------------------------------------- */
 struct bk {
-	prot_t *p; /* for telemetry; NULL from protd */
+	prot_t *p; /* for telemetry and identity; NULL from protd */
 	struct prot_shm_header *h;
 	struct prot_breaker_slot *s;
 	uint32_t idx;
@@ -293,11 +329,102 @@ static int bk_reject(struct bk *b)
 	return -PROT_EBLOWN;
 }
 
-/* Admission. On 0, *epoch and *probe describe the token. */
-static int bk_allow(struct bk *b, uint32_t *epoch, bool *probe)
+/* Clear the permits of older epochs (the winner of a transition into HALF_OPEN e). A CAS per
+ * value: a taker that got there first keeps its permit. */
+static void probes_clear_stale(struct prot_breaker_slot *s, uint32_t e)
+{
+	for (uint32_t i = 0; i < PROBES_MAX; i++) {
+		uint64_t v = atomic_load_explicit(&s->probe_holder[i], memory_order_relaxed);
+		if (v != 0 && !hold_current(v, e))
+			atomic_compare_exchange_strong_explicit(&s->probe_holder[i], &v, 0, memory_order_relaxed,
+			                                        memory_order_relaxed);
+	}
+}
+
+enum { TAKE_NONE = -1, TAKE_RETRY = -2 };
+
+/* Take a free permit of HALF_OPEN epoch e for self: its index, TAKE_NONE, or TAKE_RETRY (the
+ * epoch moved while we took one). */
+static int probe_take(struct bk *b, uint32_t e, uint64_t self)
+{
+	struct prot_breaker_slot *s = b->s;
+	uint64_t mine = hold_value(e, self);
+	for (uint32_t i = 0; i < b->c.probes; i++) {
+		uint64_t v = atomic_load_explicit(&s->probe_holder[i], memory_order_acquire);
+		if (hold_current(v, e))
+			continue;
+		/* acq_rel, then the seq_cst re-load of the word: the permit is ours before we look */
+		if (!atomic_compare_exchange_strong_explicit(&s->probe_holder[i], &v, mine,
+		                                             memory_order_acq_rel, memory_order_acquire)) {
+			i--; /* it changed: look at it again */
+			continue;
+		}
+		uint64_t w = atomic_load(&s->word);
+		if (w_state(w) == PROT_BREAKER_HALF_OPEN && w_epoch(w) == e)
+			return (int)i;
+		atomic_compare_exchange_strong_explicit(&s->probe_holder[i], &mine, 0, memory_order_relaxed,
+		                                        memory_order_relaxed);
+		return TAKE_RETRY;
+	}
+	return TAKE_NONE;
+}
+
+/* Permits of epoch e whose holders are dead go back (CAS: one reclaimer per permit). Returns how
+ * many. v NULL or without fd: nothing can be told. */
+static uint32_t probes_reclaim(struct bk *b, const struct prot_idv *v, uint32_t e)
+{
+	uint32_t n = 0;
+	if (!v || v->fd < 0)
+		return 0;
+	for (uint32_t i = 0; i < b->c.probes; i++) {
+		uint64_t x = atomic_load_explicit(&b->s->probe_holder[i], memory_order_acquire);
+		uint64_t id = x & HOLD_ID_MASK;
+		if (!hold_current(x, e) || id == 0 || id == HOLD_SPENT ||
+		    ident_alive_masked(v, (uint32_t)(id & 0xffffu), id >> 16, 0xffffffffu))
+			continue;
+		if (atomic_compare_exchange_strong_explicit(&b->s->probe_holder[i], &x, 0, memory_order_acq_rel,
+		                                            memory_order_relaxed)) {
+			n++;
+			atomic_fetch_add_explicit(&b->s->probes_given_back, 1, memory_order_relaxed); /* statistic */
+		}
+	}
+	return n;
+}
+
+/* Permits of epoch e held or spent. */
+static uint32_t probes_out(struct bk *b, uint32_t e)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < b->c.probes; i++)
+		n += hold_current(atomic_load_explicit(&b->s->probe_holder[i], memory_order_relaxed), e);
+	return n;
+}
+
+/* A rejected half-open caller while protd is down: look for dead holders, at most every
+ * PROBE_RECHECK_MS per breaker. true when a permit came back. */
+static bool probes_rescue(struct bk *b, uint32_t e)
+{
+	if (!b->p)
+		return false;
+	struct prot_idv v;
+	prot_idv(b->p, b->h, &v);
+	uint64_t now = bk_now(b), last = atomic_load_explicit(&b->s->probe_check_ms, memory_order_relaxed);
+	if (v.fd < 0 || (now >= last && now - last < PROBE_RECHECK_MS) || protd_alive(&v))
+		return false;
+	/* relaxed: spreads the checks only */
+	if (!atomic_compare_exchange_strong_explicit(&b->s->probe_check_ms, &last, now, memory_order_relaxed,
+	                                             memory_order_relaxed))
+		return false;
+	return probes_reclaim(b, &v, e) > 0;
+}
+
+/* Admission. On 0, *epoch, *probe and *slot describe the token. */
+static int bk_allow(struct bk *b, uint32_t *epoch, bool *probe, uint32_t *slot)
 {
 	struct prot_breaker_slot *s = b->s;
 	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
+	uint64_t self = 0;
+	bool have_self = false, rescued = false;
 
 	for (;;) {
 		uint32_t e = w_epoch(w);
@@ -315,31 +442,46 @@ static int bk_allow(struct bk *b, uint32_t *epoch, bool *probe)
 			if (since_age(&s->since, e, bk_now_cheap(b)) + COARSE_SLACK_MS < b->c.refresh_ms ||
 			    since_age(&s->since, e, bk_now(b)) < b->c.refresh_ms)
 				return bk_reject(b);
-			nw = w_make(PROT_BREAKER_HALF_OPEN, e + 1, 1, 0);
+			nw = w_make(PROT_BREAKER_HALF_OPEN, e + 1, 0, 0);
 			break;
-		case PROT_BREAKER_HALF_OPEN:
-			if (w_issued(w) < b->c.probes)
-				nw = w + (1u << 16);
-			else if (probe_age(s, e, bk_now(b)) >= b->c.probe_timeout_ms)
-				nw = w_make(PROT_BREAKER_HALF_OPEN, e + 1, 1, 0); /* a new round */
-			else
+		case PROT_BREAKER_HALF_OPEN: {
+			if (!have_self) {
+				self = b->p ? prot_self(b->p, b->h) : 0;
+				have_self = true;
+			}
+			int k = probe_take(b, e, self);
+			if (k >= 0) {
+				probe_taken(&s->probe_ms, bk_now(b));
+				*epoch = e;
+				*probe = true;
+				*slot = (uint32_t)k;
+				return 0;
+			}
+			if (k == TAKE_RETRY) {
+				w = atomic_load_explicit(&s->word, memory_order_acquire);
+				continue;
+			}
+			if (!rescued && probes_rescue(b, e)) {
+				rescued = true;
+				continue;
+			}
+			if (probe_age(s, e, bk_now(b)) < b->c.probe_timeout_ms)
 				return bk_reject(b);
+			nw = w_make(PROT_BREAKER_HALF_OPEN, e + 1, 0, 0); /* a new round */
 			break;
+		}
 		default:
 			return bk_reject(b);
 		}
 		if (!bk_cas(b, &w, nw))
 			continue;
-		if (w_epoch(nw) != e) {
-			uint64_t lost = w_state(w) == PROT_BREAKER_HALF_OPEN ? w_issued(w) - w_ok(w) : 0;
-			if (lost)
-				atomic_fetch_add_explicit(&s->probes_given_back, lost, memory_order_relaxed);
-			bk_transitioned(b, nw, 0, lost);
-		}
-		probe_taken(&s->probe_ms, bk_now(b));
-		*epoch = w_epoch(nw);
-		*probe = true;
-		return 0;
+		uint32_t out = w_state(w) == PROT_BREAKER_HALF_OPEN ? probes_out(b, e) : 0;
+		uint64_t lost = out > w_ok(w) ? out - w_ok(w) : 0;
+		if (lost)
+			atomic_fetch_add_explicit(&s->probes_given_back, lost, memory_order_relaxed);
+		probes_clear_stale(s, w_epoch(nw));
+		bk_transitioned(b, nw, 0, lost);
+		w = nw;
 	}
 }
 
@@ -427,19 +569,19 @@ static void bk_probe_verdict(struct bk *b, uint64_t w, uint32_t e, bool failed)
 	}
 }
 
-/* A probe that never reached the dependency: hand it back to the round at once. */
-static void bk_probe_cancel(struct bk *b, uint32_t e)
+/* The permit of token (e, slot) held by self: settle it to `to` (SPENT: a verdict; 0: given back).
+ * false when the token is not its holder's (another process, a permit reclaimed or re-issued). */
+static bool probe_settle(struct bk *b, uint32_t e, uint32_t slot, uint64_t self, uint64_t to)
 {
-	uint64_t w = atomic_load_explicit(&b->s->word, memory_order_acquire); /* pairs with bk_cas */
-	do {
-		/* issued > ok: this probe is one of the issued ones without a verdict */
-		if (w_epoch(w) != e || w_state(w) != PROT_BREAKER_HALF_OPEN || w_issued(w) <= w_ok(w))
-			return;
-	} while (!bk_cas(b, &w, w - (1u << 16)));
-	atomic_fetch_add_explicit(&b->s->probes_given_back, 1, memory_order_relaxed); /* statistic */
+	if (slot >= PROBES_MAX)
+		return false;
+	uint64_t mine = hold_value(e, self);
+	/* acq_rel: pairs with probe_take's CAS; one settlement per permit */
+	return atomic_compare_exchange_strong_explicit(&b->s->probe_holder[slot], &mine, to,
+	                                               memory_order_acq_rel, memory_order_relaxed);
 }
 
-/* The verdict of an admitted call. */
+/* The verdict of an admitted call (a probe's permit is already settled). */
 static void bk_record(struct bk *b, uint32_t e, bool probe, bool failed)
 {
 	struct prot_breaker_slot *s = b->s;
@@ -474,10 +616,13 @@ static void bk_force(struct bk *b, uint32_t state, uint32_t ev)
 
 /* ---- tokens ------------------------------------------------------------------------------------ */
 /* opaque[0] = slot index | slot generation << 32
- * opaque[1] = epoch | probe << 30 | TOK_VALID
- * opaque[2] = admission time (ns) when the breaker measures slow calls, else 0 */
+ * opaque[1] = epoch | probe << 30 | TOK_VALID | probe permit << 32
+ * opaque[2] = admission time (ns) when the breaker measures slow calls, else 0
+ * A probe token is honoured only by the CAS of its exact permit value, which names the holder's
+ * identity: nothing else in it is trusted. */
 #define TOK_PROBE (1ull << 30)
 #define TOK_VALID (1ull << 31)
+#define TOK_SLOT(t) ((uint32_t)((t)->opaque[1] >> 32))
 
 static inline uint32_t slot_gen(struct prot_breaker_slot *s)
 {
@@ -500,7 +645,7 @@ int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64
                       prot_breaker_token *tok)
 {
 	struct bk b;
-	uint32_t e;
+	uint32_t e, k = 0;
 	bool probe;
 
 	if (idx >= seg_count(h, REG_BREAKERS))
@@ -508,11 +653,11 @@ int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64
 	bk_init(&b, p, h, idx, now_ns);
 	/* the generation before the decision: a slot recycled meanwhile makes the token stale */
 	uint32_t gen = slot_gen(b.s);
-	int r = bk_allow(&b, &e, &probe);
+	int r = bk_allow(&b, &e, &probe, &k);
 	if (r < 0)
 		return bk_rejected(&b, r);
 	tok->opaque[0] = idx | (uint64_t)gen << 32;
-	tok->opaque[1] = e | (probe ? TOK_PROBE : 0) | TOK_VALID;
+	tok->opaque[1] = e | (probe ? TOK_PROBE : 0) | TOK_VALID | (uint64_t)k << 32;
 	tok->opaque[2] = b.c.slow_call_ms ? (now_ns ? now_ns : prot_now_ns()) : 0;
 	return 0;
 }
@@ -536,17 +681,22 @@ int breaker_record_idx(prot_t *p, struct prot_shm_header *h, const prot_breaker_
 	if (SLOT_STATE(atomic_load_explicit(&b.s->state, memory_order_relaxed)) != SLOT_LIVE ||
 	    slot_gen(b.s) != (uint32_t)(tok->opaque[0] >> 32))
 		return -PROT_ESTALE;
-	if (outcome == PROT_OUTCOME_CANCEL) { /* no verdict: nothing is counted */
-		if (tok->opaque[1] & TOK_PROBE)
-			bk_probe_cancel(&b, (uint32_t)tok->opaque[1] & EPOCH_MASK);
-		return 0;
+	uint32_t e = (uint32_t)tok->opaque[1] & EPOCH_MASK;
+	if (tok->opaque[1] & TOK_PROBE) {
+		uint64_t self = p ? prot_self(p, h) : 0;
+		bool cancel = outcome == PROT_OUTCOME_CANCEL;
+		if (!probe_settle(&b, e, TOK_SLOT(tok), self, cancel ? 0 : HOLD_VALID | hold_tag(e) | HOLD_SPENT))
+			return -PROT_ESTALE; /* not this holder's permit: records nothing */
+		if (cancel)
+			atomic_fetch_add_explicit(&b.s->probes_given_back, 1, memory_order_relaxed); /* statistic */
 	}
+	if (outcome == PROT_OUTCOME_CANCEL) /* no verdict: nothing is counted */
+		return 0;
 	if (duration_ns == 0 && tok->opaque[2] != 0) {
 		uint64_t now = now_ns ? now_ns : prot_now_ns();
 		duration_ns = now > tok->opaque[2] ? now - tok->opaque[2] : 0;
 	}
-	bk_record(&b, (uint32_t)tok->opaque[1] & EPOCH_MASK, tok->opaque[1] & TOK_PROBE,
-	          outcome == PROT_OUTCOME_FAILURE || is_slow(&b, duration_ns));
+	bk_record(&b, e, tok->opaque[1] & TOK_PROBE, outcome == PROT_OUTCOME_FAILURE || is_slow(&b, duration_ns));
 	if (p)
 		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = outcome,
 		         .duration_ns = duration_ns, .key = b.s->name);
@@ -557,14 +707,14 @@ int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int 
                         void *arg, int *fn_result)
 {
 	struct bk b;
-	uint32_t e;
+	uint32_t e, k = 0;
 	bool probe;
 	uint64_t t0 = 0;
 
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ENOBREAKER;
 	bk_init(&b, p, h, idx, 0);
-	int r = bk_allow(&b, &e, &probe);
+	int r = bk_allow(&b, &e, &probe, &k);
 	if (r < 0)
 		return bk_rejected(&b, r);
 	if (b.c.slow_call_ms)
@@ -572,7 +722,8 @@ int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int 
 	int res = fn(arg);
 	uint64_t dur = t0 ? prot_now_ns() - t0 : 0;
 	b.have_now = false; /* fn took time: a failure is stamped when it is recorded */
-	bk_record(&b, e, probe, res < 0 || is_slow(&b, dur));
+	if (!probe || probe_settle(&b, e, k, p ? prot_self(p, h) : 0, HOLD_VALID | hold_tag(e) | HOLD_SPENT))
+		bk_record(&b, e, probe, res < 0 || is_slow(&b, dur));
 	if (p)
 		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = res,
 		         .duration_ns = dur, .key = b.s->name);
@@ -644,11 +795,13 @@ int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32
 }
 
 /* protd's tick: publish missing starts; half-open a breaker whose open period is over (so status
- * shows it, and no state outlives its period by more than a tick while protd runs); start a new
- * probe round for a breaker whose probes were all taken and never answered. Everything is a CAS
- * that re-checks its premise, so this is safe from any process and alongside clients. */
-void breaker_tick(struct prot_shm_header *h, uint64_t now_ns)
+ * shows it, and no state outlives its period by more than a tick while protd runs); give back the
+ * permits of dead probe holders; start a new probe round for a breaker whose permits are all out
+ * and unanswered past the probe timeout. Everything is a CAS that re-checks its premise, so this
+ * is safe from any process and alongside clients. */
+void breaker_tick(const struct prot_idv *v, uint64_t now_ns)
 {
+	struct prot_shm_header *h = v->h;
 	for (uint32_t i = 0, n = seg_count(h, REG_BREAKERS); i < n; i++) {
 		struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, i);
 		if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_acquire)) != SLOT_LIVE)
@@ -658,16 +811,20 @@ void breaker_tick(struct prot_shm_header *h, uint64_t now_ns)
 			continue; /* never transitioned */
 		struct bk b;
 		bk_init(&b, NULL, h, i, now_ns);
+		if (w_state(w) == PROT_BREAKER_HALF_OPEN)
+			probes_reclaim(&b, v, w_epoch(w));
 		uint64_t age = since_age(&s->since, w_epoch(w), bk_now(&b));
 		bool due = (w_state(w) == PROT_BREAKER_OPEN && age >= b.c.refresh_ms) ||
-		           (w_state(w) == PROT_BREAKER_HALF_OPEN && w_issued(w) >= b.c.probes &&
+		           (w_state(w) == PROT_BREAKER_HALF_OPEN && probes_out(&b, w_epoch(w)) >= b.c.probes &&
 		            probe_age(s, w_epoch(w), b.now_ms) >= b.c.probe_timeout_ms);
 		uint64_t nw = w_make(PROT_BREAKER_HALF_OPEN, w_epoch(w) + 1, 0, 0);
 		if (!due || !bk_cas(&b, &w, nw))
 			continue;
-		uint64_t lost = w_state(w) == PROT_BREAKER_HALF_OPEN ? w_issued(w) - w_ok(w) : 0;
+		uint32_t out = w_state(w) == PROT_BREAKER_HALF_OPEN ? probes_out(&b, w_epoch(w)) : 0;
+		uint64_t lost = out > w_ok(w) ? out - w_ok(w) : 0;
 		if (lost)
 			atomic_fetch_add_explicit(&s->probes_given_back, lost, memory_order_relaxed);
+		probes_clear_stale(s, w_epoch(nw));
 		bk_transitioned(&b, nw, 0, lost);
 	}
 }

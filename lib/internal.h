@@ -17,21 +17,45 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+/* ---- process identity (lib/ident.c) -------------------------------------------------------- */
+#define PROC_SLOT_BITS 16
+#define PROC_SLOTS_MAX ((1u << PROC_SLOT_BITS) - 1) /* slot 0xffff never exists: a marker */
+#define PROC_INC_MAX ((1ull << (63 - PROC_SLOT_BITS)) - 1) /* bit 63 of an identity is always 0 */
+static inline uint32_t ident_slot(uint64_t id) { return (uint32_t)(id & ((1u << PROC_SLOT_BITS) - 1)); }
+static inline uint64_t ident_inc(uint64_t id) { return id >> PROC_SLOT_BITS; }
+
+/* What a liveness test needs: the mapping, an fd of the segment (for F_OFD_GETLK), the private
+ * process-slot count, and the caller's own identity (0: none). */
+struct prot_idv {
+	struct prot_shm_header *h;
+	int fd;
+	uint32_t nprocs;
+	uint64_t self;
+};
+/* Claim a process slot of h through fd (an O_RDWR fd of the segment that nobody else uses): 0 and
+ * *out, -PROT_ECAPACITY when every slot is held, or -errno. */
+PROT_HIDDEN int ident_claim(struct prot_shm_header *h, uint32_t nprocs, int fd, uint32_t flags,
+                            uint64_t *out);
+/* Give the slot up (the lock; the slot's incarnation stays, now dead). */
+PROT_HIDDEN void ident_release(int fd, uint64_t ident);
+/* 1 when the holder of `ident` is alive, 0 when it is provably gone (or ident is no identity). */
+PROT_HIDDEN int ident_alive(const struct prot_idv *v, uint64_t ident);
+/* The same for an identity stored with only the low bits of its incarnation (inc & mask). */
+PROT_HIDDEN int ident_alive_masked(const struct prot_idv *v, uint32_t slot, uint64_t inc, uint64_t mask);
+
 /* ---- one mapping of a segment ------------------------------------------------------------ */
 struct prot_map {
 	struct prot_shm_header *hdr; /* == base */
 	size_t size;
 	dev_t dev;
 	ino_t ino;
+	int fd;           /* kept open: holds this attachment's identity lock (lib/ident.c) */
+	uint32_t nprocs;  /* private copy of the process-slot count, taken at attach */
+	uint64_t ident;   /* this handle's identity in this segment; 0: none (read-only handle, a
+	                     retired mapping in a forked child). Written before the map is published,
+	                     or by the fork refresh before it publishes FORK_ARMED. */
 	struct prot_map *older; /* retired mappings stay mapped until prot_close(): a thread may
 	                           still be inside an operation on them */
-};
-
-/* ---- per-process identity (rewritten in a child after fork) ------------------------------ */
-struct prot_ident {
-	pid_t pid;
-	uint64_t start;  /* clock ticks after boot, /proc/self/stat field 22 */
-	uint64_t lease_owner; /* pid | (start & 0xffffffff) << 32: the value written in lease words */
 };
 
 struct prot_pool_local; /* lib/pool.c */
@@ -59,7 +83,8 @@ struct prot {
 	/* A page mapped with MADV_WIPEONFORK: reads as zero in a child, which is how a handle learns
 	 * it is now in another process without getpid() on the hot path or a global atfork list. */
 	_Atomic uint64_t *fork_page;
-	struct prot_ident ident;
+	prot_t *fork_next, *fork_prev;  /* the process's list of handles, for the atfork handler */
+	uint32_t fork_epoch;            /* bumped by each fork refresh: whose local state is whose */
 	pthread_mutex_t lock;           /* guards ident refresh, re-attach and pool-local state */
 	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool.c) */
 	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/ratelimit.c */
@@ -182,7 +207,9 @@ static inline uint64_t prot_name_hash(const char *s)
 struct seg_geometry {
 	uint32_t max_keys, max_breakers, max_pools, pool_max_slots, pool_max_waiters, events;
 	uint64_t rate_entities; /* rounded up to a power-of-two number of groups */
+	uint32_t max_procs;     /* process slots (read-write handles + protd); 0: PROC_SLOTS_DEFAULT */
 };
+#define PROC_SLOTS_DEFAULT 1024u
 /* Bytes needed for a geometry; fills the region table of *h (which may be NULL). */
 PROT_HIDDEN int seg_layout(const struct seg_geometry *g, struct prot_shm_header *h, size_t *size);
 /* Check a mapped header against its mapping size: magic, ABI, size, every region in bounds and
@@ -196,12 +223,13 @@ PROT_HIDDEN void seg_geometry_of(const struct prot_shm_header *h, struct seg_geo
 PROT_HIDDEN int seg_find(const struct prot_shm_header *h, int reg, const char *name);
 /* The mapping to operate on: checks retirement (one relaxed load on header line 0) and fork. */
 PROT_HIDDEN struct prot_shm_header *prot_hdr(prot_t *p);
-/* Refresh p->ident after a fork; returns it. */
-PROT_HIDDEN const struct prot_ident *prot_self(prot_t *p);
-/* Read /proc/PID/stat field 22. 0 on success. */
-PROT_HIDDEN int proc_start_time(pid_t pid, uint64_t *start);
-/* Is the process (pid, start) alive? 1 alive, 0 dead/reused, never trusts the pid alone. */
-PROT_HIDDEN int proc_alive(pid_t pid, uint64_t start);
+/* The liveness view of mapping h of p for the calling process (identity refreshed after a fork):
+ * always filled; self is 0 when this process has no identity in h (read-only handle). */
+PROT_HIDDEN void prot_idv(prot_t *p, struct prot_shm_header *h, struct prot_idv *v);
+/* The calling process's identity in h (0: none). */
+PROT_HIDDEN uint64_t prot_self(prot_t *p, struct prot_shm_header *h);
+/* Is protd alive (its identity lock held)? */
+PROT_HIDDEN int protd_alive(const struct prot_idv *v);
 
 /* lib/hash.c: SipHash-1-3 with the segment's key. */
 PROT_HIDDEN uint64_t prot_siphash(const uint64_t key[2], const void *data, size_t len);
@@ -304,9 +332,11 @@ PROT_HIDDEN int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct 
  * process: every step is a CAS that re-checks what it acts on). */
 /* lib/ratelimit.c: visits a bounded slice of the table per call (cursor in hdr.rate_sweep_cursor);
  * *swept = buckets removed by this call. */
-PROT_HIDDEN void rate_sweep(struct prot_shm_header *h, uint64_t now_ns, uint64_t *swept);
-PROT_HIDDEN void breaker_tick(struct prot_shm_header *h, uint64_t now_ns);                     /* lib/breaker.c */
-PROT_HIDDEN void pool_reclaim(struct prot_shm_header *h, uint64_t now_ns, uint64_t *reclaimed); /* lib/pool.c */
+PROT_HIDDEN void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept);
+/* lib/breaker.c: moves timed states on, and gives back the probes of dead holders */
+PROT_HIDDEN void breaker_tick(const struct prot_idv *v, uint64_t now_ns);
+/* lib/pool.c: a reclaim pass over every pool whose reclaim_interval has passed */
+PROT_HIDDEN void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed);
 PROT_HIDDEN void pool_local_free(prot_t *p);                                                    /* lib/pool.c */
 
 #endif

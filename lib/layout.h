@@ -59,7 +59,7 @@ struct prot_region {
 };
 
 enum { REG_KEYS, REG_BREAKERS, REG_POOLS, REG_LEASES, REG_WAITERS, REG_RATE_GROUPS, REG_EVENTS,
-       REG_COUNT_ };
+       REG_PROCS, REG_COUNT_ };
 
 struct prot_shm_header {
 	/* line 0: immutable after creation, except `state` (written once, at retirement). Every client
@@ -75,24 +75,28 @@ struct prot_shm_header {
 	uint64_t created_ns;       /* CLOCK_MONOTONIC at creation */
 	uint8_t pad0[64 - 56];
 
-	/* line 1-2: table geometry, immutable after creation. */
+	/* lines 1-3: table geometry, immutable after creation. Every process copies it once, at
+	 * attach, into private memory (struct prot_map) and never re-reads it from the mapping. */
 	struct prot_region region[REG_COUNT_];
 	uint32_t pool_max_slots;   /* leases per pool (stride of the lease table per pool) */
 	uint32_t pool_max_waiters; /* waiter ring entries per pool */
 	uint32_t rate_group_slots; /* buckets per group (RATE_GROUP_SLOTS) */
 	uint32_t rate_groups;      /* number of groups, power of two */
+	uint8_t pad1[256 - 64 - REG_COUNT_ * 16 - 16];
 
-	/* line 3: written by protd. */
+	/* line 4: written by protd. */
 	_Atomic uint64_t config_gen;   /* bumped (release) after every applied config change */
-	_Atomic int32_t protd_pid;     /* 0 when protd stopped cleanly or not yet started */
+	_Atomic int32_t protd_pid;     /* for messages only: liveness is protd_ident (lib/ident.c) */
 	uint32_t pad2;
-	_Atomic uint64_t protd_start;  /* protd's start time, clock ticks after boot (/proc/PID/stat
-	                                  field 22): with the pid, safe against pid reuse */
-	_Atomic uint64_t heartbeat_ns; /* protd's CLOCK_MONOTONIC at its last tick */
+	_Atomic uint64_t protd_ident;  /* protd's process identity (lib/ident.c); 0 before the first */
+	_Atomic uint64_t heartbeat_ns; /* protd's CLOCK_MONOTONIC at its last tick (display only) */
 	_Atomic uint64_t owner_uid;    /* uid that created the segment */
-	uint8_t pad3[64 - 40];
+	_Atomic uint64_t proc_next_inc;/* last incarnation handed out (lib/ident.c): fetch_add by
+	                                  every attaching process, never reused */
+	_Atomic uint64_t pool_reclaim_ns; /* a client's last reclaim pass while protd is down */
+	uint8_t pad3[64 - 56];
 
-	/* line 4: counters written by clients (rarely). */
+	/* line 5: counters written by clients (rarely). */
 	_Atomic uint64_t rate_buckets_used; /* live buckets (approximate under races, exact at rest) */
 	_Atomic uint64_t events_dropped;    /* see event ring */
 	_Atomic uint64_t rate_table_full;   /* decisions that found their bucket group full (all keys
@@ -101,15 +105,27 @@ struct prot_shm_header {
 	                                       sweepers, so concurrent sweeps take disjoint ranges */
 	uint8_t pad4[64 - 32];
 
-	/* line 5: event ring head, hot for writers of events only. */
+	/* line 6: event ring head, hot for writers of events only. */
 	_Atomic uint64_t event_head;        /* next sequence number to write */
 	uint8_t pad5[64 - 8];
 
-	/* lines 6-7: protd's control socket (NUL-terminated; clients bounds-check it). Written by
+	/* lines 7-8: protd's control socket (NUL-terminated; clients bounds-check it). Written by
 	 * protd before it publishes state LIVE, and again (under config_gen) if it changes. */
 	char control_path[108];
 	uint8_t pad6[128 - 108];
 } PROT_ALIGNED;
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Process slots (lib/ident.c): one per attached read-write handle and one for protd.              */
+/* ---------------------------------------------------------------------------------------------- */
+struct prot_proc_slot {
+	_Atomic uint64_t inc;      /* incarnation of the slot's latest holder; 0: never held */
+	_Atomic int32_t pid;       /* that holder's pid, for display */
+	uint32_t flags;            /* PROC_F_* */
+	_Atomic uint64_t attached_ns;
+	uint8_t pad[64 - 24];
+} PROT_ALIGNED;
+enum { PROC_F_PROTD = 1 };
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Protection keys. One slot per INI section [key NAME] or runtime-configured key.                 */
@@ -161,6 +177,7 @@ struct prot_key_slot {
 /* ---------------------------------------------------------------------------------------------- */
 #define BREAKER_MELT_RING 128 /* standard strategy: tolerance <= BREAKER_MELT_RING - 1 */
 #define BREAKER_RATE_BITS 1024 /* rate strategy: rate_window_calls <= this */
+#define BREAKER_PROBES_MAX 64  /* half_open_probes <= this */
 
 struct prot_breaker_cfg {
 	uint64_t strategy, tolerance, window_ms, refresh_ms, half_open_probes, probe_timeout_ms;
@@ -186,7 +203,8 @@ struct prot_breaker_slot {
 	_Atomic uint64_t rate_next;  /* next index into rate_bits */
 	_Atomic uint64_t probe_ms;   /* when the latest half-open probe was handed out: the probe
 	                                timeout runs from there */
-	uint64_t pad_w[2];
+	_Atomic uint64_t probe_check_ms; /* a client's last look for dead probe holders */
+	uint64_t pad_w[1];
 	/* line 4: counters, written on every call */
 	_Atomic uint64_t calls PROT_ALIGNED;
 	_Atomic uint64_t successes, failures, rejections, probes_given_back;
@@ -195,6 +213,8 @@ struct prot_breaker_slot {
 	_Atomic uint64_t melts[BREAKER_MELT_RING] PROT_ALIGNED;
 	_Atomic uint64_t rate_bits[BREAKER_RATE_BITS / 64] PROT_ALIGNED;
 	_Atomic uint64_t rate_seen[BREAKER_RATE_BITS / 64];
+	/* half-open probe permits: who holds each (lib/breaker.c) */
+	_Atomic uint64_t probe_holder[BREAKER_PROBES_MAX] PROT_ALIGNED;
 } PROT_ALIGNED;
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -216,25 +236,33 @@ struct prot_pool_slot {
 	char name[PROT_NAME_BYTES];
 	/* lines 1-2: configuration (protd) */
 	struct prot_pool_cfg cfg PROT_ALIGNED;
-	/* line 3: the pool word (in use, queue head and tail; lib/pool.c) */
-	_Atomic uint64_t word PROT_ALIGNED;
-	uint64_t pad_w[7];
+	/* line 3: the pool lock and the state it guards (lib/pool.c) */
+	_Atomic uint64_t lock PROT_ALIGNED; /* 0 free, else the holder's identity */
+	_Atomic uint32_t lock_seq;      /* futex word: bumped by an unlock that saw sleepers */
+	_Atomic uint32_t lock_sleepers; /* processes sleeping on lock_seq */
+	_Atomic uint32_t in_use;        /* leases held (written under the lock) */
+	_Atomic uint32_t head, tail;    /* waiter tickets [head, tail) (written under the lock) */
+	_Atomic uint32_t hint;          /* next lease entry to try first */
+	_Atomic uint64_t pending;       /* the hand-off in progress (lib/pool.c) */
+	uint64_t pad_w[3];
 	/* line 4: counters */
 	_Atomic uint64_t checkouts PROT_ALIGNED;
 	_Atomic uint64_t timeouts, reclaims, high_water;
 	_Atomic uint64_t exhausted_ns;  /* last EV_POOL_EXHAUSTED (rate limit: one a second) */
-	_Atomic uint64_t reclaim_at_ns; /* protd only: when pool_reclaim last scanned this pool */
+	_Atomic uint64_t reclaim_at_ns; /* when a reclaim pass (protd's, or a client's) last began */
 	uint64_t pad_c[2];
 } PROT_ALIGNED;
 
-/* One lease: 0 when free, else the holder's identity (lib/pool.c). */
+/* One lease: owner 0 when free, else the holder's identity; gen counts its hand-outs, so that a
+ * stale copy of a lease never matches (lib/pool.c). Written under the pool lock. */
 struct prot_lease_slot {
 	_Atomic uint64_t owner;
+	_Atomic uint64_t gen;
 };
 
-/* One waiter-ring entry; 32-bit because it is the futex word a waiter sleeps on. */
+/* One waiter-ring entry; the word is 32-bit because it is the futex word a waiter sleeps on. */
 struct prot_waiter_slot {
-	_Atomic uint32_t word;
+	_Atomic uint32_t word;  /* state and granted entry (lib/pool.c) */
 	uint32_t pad;
 	_Atomic uint64_t ident; /* the waiter's identity, so a slot granted to a dead waiter is reclaimed */
 };
@@ -247,6 +275,8 @@ struct prot_waiter_slot {
 #define RATE_ENTITY_HEAD 16
 #define RATE_ENTITY_TAIL 56
 #define RATE_OP_HEAD 14
+
+#define CLAIM_TAG (1ull << 63) /* a claimer's identity in `allowed` while CLAIMED (lib/ratelimit.c) */
 
 struct prot_rate_bucket {
 	/* line 0: the decision line. A decision loads `meta` and `word` and, only when admitting,
@@ -308,25 +338,28 @@ struct prot_event {
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 _Static_assert(sizeof(_Atomic uint64_t) == 8, "no padded atomics");
-_Static_assert(sizeof(struct prot_shm_header) == 8 * 64, "header is eight lines");
+_Static_assert(sizeof(struct prot_shm_header) == 9 * 64, "header is nine lines");
 _Static_assert(offsetof(struct prot_shm_header, state) < 64, "state is on line 0");
 _Static_assert(offsetof(struct prot_shm_header, region) == 64, "geometry starts on line 1");
-_Static_assert(REG_COUNT_ * sizeof(struct prot_region) + 16 == 128, "geometry is lines 1-2");
-_Static_assert(offsetof(struct prot_shm_header, config_gen) == 192, "protd line");
-_Static_assert(offsetof(struct prot_shm_header, event_head) == 320, "event head line");
-_Static_assert(offsetof(struct prot_shm_header, rate_sweep_cursor) < 320, "sweep cursor on line 4");
+_Static_assert(REG_COUNT_ * sizeof(struct prot_region) + 16 <= 192, "geometry is lines 1-3");
+_Static_assert(offsetof(struct prot_shm_header, config_gen) == 256, "protd line");
+_Static_assert(offsetof(struct prot_shm_header, rate_buckets_used) == 320, "client counters line");
+_Static_assert(offsetof(struct prot_shm_header, event_head) == 384, "event head line");
+_Static_assert(offsetof(struct prot_shm_header, rate_sweep_cursor) < 384, "sweep cursor on line 5");
+_Static_assert(sizeof(struct prot_proc_slot) == 64, "a process slot is one line");
 _Static_assert(sizeof(struct prot_key_cfg) == 128, "key cfg is two lines");
 _Static_assert(sizeof(struct prot_key_slot) == 64 + 128 + 256, "key slot");
 _Static_assert(sizeof(struct prot_breaker_cfg) == 128, "breaker cfg is two lines");
 _Static_assert(offsetof(struct prot_breaker_slot, word) == 192, "breaker word line");
 _Static_assert(offsetof(struct prot_breaker_slot, calls) == 256, "breaker counters line");
-_Static_assert(sizeof(struct prot_breaker_slot) == 320 + BREAKER_MELT_RING * 8 + 2 * BREAKER_RATE_BITS / 8,
+_Static_assert(sizeof(struct prot_breaker_slot) ==
+               320 + BREAKER_MELT_RING * 8 + 2 * BREAKER_RATE_BITS / 8 + BREAKER_PROBES_MAX * 8,
                "breaker slot");
 _Static_assert(sizeof(struct prot_pool_cfg) == 128, "pool cfg is two lines");
 _Static_assert(sizeof(struct prot_pool_slot) == 320, "pool slot");
-_Static_assert(offsetof(struct prot_pool_slot, word) == 192, "pool word line");
+_Static_assert(offsetof(struct prot_pool_slot, lock) == 192, "pool lock line");
 _Static_assert(offsetof(struct prot_pool_slot, checkouts) == 256, "pool counters line");
-_Static_assert(sizeof(struct prot_lease_slot) == 8, "lease");
+_Static_assert(sizeof(struct prot_lease_slot) == 16, "lease");
 _Static_assert(sizeof(struct prot_waiter_slot) == 16, "waiter");
 _Static_assert(sizeof(struct prot_rate_bucket) == 128, "a bucket is two lines");
 _Static_assert(offsetof(struct prot_rate_bucket, denied) == 64, "denials write line 1 only");

@@ -1,54 +1,51 @@
-/* pool.c — the connection pool (poolboy for many processes): the lease counter, the FIFO waiter
- * queue and the hand-off in the segment; each process's connectors and idle connections.
+/* pool.c — the connection pool (poolboy for many processes): leases, the FIFO waiter queue and
+ * hand-offs in the segment, under a pool lock whose holder's death the kernel reports; and each
+ * process's connectors and idle connections.
  *
- * SHARED STATE (per pool; see lib/layout.h)
- *   word      64 bits  [in_use:16 | head:24 | tail:24]. in_use counts leases held, including one
- *                      being handed to a waiter. Tickets [head, tail) are the waiters, oldest first.
- *   lease[e]  64 bits  0 = free; an identity (pid | start_low32 << 32, bit 31 clear since pid <
- *                      2^31) = held by that process; or a tag with bit 31 set: GRANT(t) = handed to
- *                      the waiter of ticket t, HOLD = a maintenance step holds it. Tags carry the
- *                      CLOCK_MONOTONIC ms at which they were written in the high half.
- *   cell[i]   32 bits  the futex word of waiter ticket t, i = t mod W (W a power of two):
- *                      [lap:16 | state:4 | unused:12], lap = t / W (mod 2^lapbits), state EMPTY,
- *                      WAITING or CANCELLED. All zero = lap 0 EMPTY, the initial state of ticket i.
+ * SHARED STATE (per pool; lib/layout.h). Everything but a waiter's own cell steps is written under
+ * the pool lock.
+ *   lease[e]   owner: 0 free, else the holder's identity (lib/ident.c). gen: bumped at every
+ *              hand-out, so a lease (pool, e, gen) is valid exactly while that hand-out lasts.
+ *   in_use     entries with an owner.
+ *   cell[i]    the waiter of ticket t, i = t mod W (W a power of two): word = state << 28 | entry,
+ *              ident = the waiter's identity. EMPTY -> WAITING (queued, under the lock) ->
+ *              GRANTED|e (a giver handed it entry e, under the lock) -> EMPTY (the waiter, having
+ *              read its lease; no lock). Or WAITING -> CANCELLED (the waiter timed out: its own CAS,
+ *              no lock) -> EMPTY (under the lock, by whoever passes it).
+ *   head, tail tickets [head, tail) are queued, oldest first.
+ *   pending    the hand-off in progress (entry, cell), so that a dead giver's step is completed.
  *
- * INVARIANTS AND WHY THEY HOLD
- *  1. in_use <= max(cap, in_use before a reload) <= pool_max_slots. The only increments are CASes
- *     that check in_use < cap (cap clamped to pool_max_slots) on the very word they change.
- *  2. Entries not free <= in_use. A count is taken (CAS in_use+1) before an entry is claimed, and
- *     an entry is freed (store 0, release) before its count is dropped (CAS in_use-1, acq_rel). So
- *     whoever holds a count without an entry finds a free one: scanning after its acquire CAS, it
- *     sees every free made before the decrements it read.
- *  3. No lost wake-up. One CAS on the word decides both "take a count or queue" (checkout) and
- *     "drop the count or pass it to ticket head" (checkin): a checkin that drops the count saw
- *     head == tail on the word it replaced, so no waiter had queued; a waiter that queued made
- *     head != tail first, so the checkin's CAS fails and it re-decides as a hand-off.
- *  4. FIFO. Tickets are served in order of head; a newcomer queues as soon as head != tail.
- *  5. A hand-off is: CAS word head+1 (in_use unchanged: the count moves), write GRANT(t) into the
- *     giver's entry, then recycle the cell (lap L -> EMPTY, lap L+1) and FUTEX_WAKE it. The waiter
- *     learns of its grant from its cell leaving lap L, then CASes GRANT(t) -> its identity. The
- *     giver never waits for the waiter, and the cell is free for the next lap at once.
- *  6. Cancellation. A waiter that times out CASes its cell WAITING(L) -> CANCELLED(L). The giver's
- *     recycle CAS reads the state it replaces: CANCELLED means the waiter is gone, so the giver takes
- *     its GRANT back and re-decides (next ticket, or drop the count). If the waiter's CAS fails, the
- *     cell was recycled: the grant raced the timeout; the waiter claims the lease and gives it back
- *     through a normal checkin, so a timeout never leaves a lease behind (poolboy #64/#70).
- *  7. A queue holds at most W tickets (tail - head <= W), so ticket t + W is issued only after the
- *     CAS that granted t. Its cell may still be at lap L for the few instructions the giver of t
- *     needs; a waiter or giver of lap L+1 that finds it so waits (futex / yield). If it stays so for
- *     STALE_NS the giver died there; the party that waits recycles it itself.
- *  8. Dead processes. Every entry names its holder by pid + start time; pool_reclaim (protd, each
- *     reclaim interval) runs the checkin hand-off for entries of dead holders, cancels WAITING cells
- *     of dead waiters, and revokes tags older than ORPHAN_MS (a waiter that died between its grant
- *     and its claim). A process killed inside the few instructions between two steps of a hand-off
- *     can delay the next waiter by STALE_NS or leave one count unaccounted; the window is
- *     nanoseconds wide, and it is the only case not repaired.
+ * THE LOCK. lock = 0 or the holder's identity, taken by CAS (acquire) and dropped by a store
+ * (release). A taker that finds it held sleeps on lock_seq (futex) and, once it has seen the same
+ * holder across a sleep, asks the kernel whether that holder lives (ident_alive: its record lock;
+ * a slow or stopped holder is alive and keeps the lock). A dead holder's lock is taken over by CAS
+ * on the very value it held, so one taker wins, and that taker repairs what the holder may have
+ * left half-done (pool_repair): the writes under the lock are ordered so that every prefix is
+ * repaired by completing the pending hand-off and recomputing in_use from the entries.
+ *
+ * INVARIANTS (between critical sections)
+ *  1. in_use = entries with an owner <= max(cap, in_use before a reload) <= pool_max_slots: a
+ *     checkout takes an entry only when in_use < cap; a hand-off moves a lease without changing it.
+ *  2. FIFO: a lease freed while tickets wait goes to the oldest WAITING one (if in_use <= cap);
+ *     a newcomer queues whenever anyone waits.
+ *  3. A GRANTED|e cell's waiter owns e: the giver writes lease[e] (owner, gen) and then CASes the
+ *     cell (release), which the waiter acquires before it reads gen.
+ *  4. No wake-up is lost: a waiter queues and a giver grants under the same lock, and the grant is
+ *     a CAS on the cell word the waiter sleeps on, followed by FUTEX_WAKE.
+ *  5. A timeout is the waiter's CAS WAITING -> CANCELLED. When it fails a grant won the race: the
+ *     checkout succeeds (the lease was handed out before the deadline was observed).
+ *  6. Death. An entry owned by a dead identity, a GRANTED cell of a dead waiter and a WAITING cell
+ *     of a dead waiter are found by the next reclaim pass (protd's, each reclaim_interval; or a
+ *     client's, when protd is down and the pool is full or someone waits): the cell is emptied
+ *     first, then the entry goes to the next waiter or is freed. Identities are never reused, so
+ *     "still owned by that dead identity" under the lock makes each release happen once, however
+ *     many reclaimers race.
  *
  * LOCAL STATE: struct prot_pool_local hangs off p->pools under p->lock: per pool, the registered
- * connector, the idle connections (a deque: lifo or fifo), the busy ones (to return at
- * prot_close) and spare records. It belongs to the process whose identity it records; a forked
- * child finds another identity and forgets it (without destroying anything: the parent owns those
- * connections and leases). Connector callbacks always run outside p->lock.
+ * connector, the idle connections (a deque: lifo or fifo), the busy ones (each with the lease it
+ * goes with) and spare records. It belongs to the process (fork epoch) that made it; a forked
+ * child forgets it without destroying anything: the parent owns those connections and leases.
+ * Connector callbacks always run outside p->lock.
  */
 #include <errno.h>
 #include <limits.h>
@@ -62,50 +59,27 @@
 #include "internal.h"
 
 /* ---- encodings -------------------------------------------------------------------------------- */
-#define T_MASK 0xffffffu
-#define USED_ONE (1ull << 48)
-#define PW_TAIL(w) ((uint32_t)(w) & T_MASK)
-#define PW_HEAD(w) ((uint32_t)((w) >> 24) & T_MASK)
-#define PW_USED(w) ((uint32_t)((w) >> 48))
+enum { CELL_EMPTY = 0, CELL_WAITING = 1, CELL_GRANTED = 2, CELL_CANCELLED = 3 };
+#define CELL_STATE(v) ((uint32_t)(v) >> 28)
+#define CELL_ENTRY(v) ((uint32_t)(v) & 0x0fffffffu)
+#define CELL(st, e) ((uint32_t)(st) << 28 | (uint32_t)(e))
+/* pending: entry + 1 | cell << 32; 0 = none */
+#define PENDING(e, ci) (((uint64_t)(e) + 1) | (uint64_t)(ci) << 32)
 
-static inline uint64_t pw_make(uint32_t used, uint32_t head, uint32_t tail)
-{
-	return (uint64_t)used << 48 | (uint64_t)(head & T_MASK) << 24 | (tail & T_MASK);
-}
-static inline uint32_t pw_waiting(uint64_t w)
-{
-	return (PW_TAIL(w) - PW_HEAD(w)) & T_MASK;
-}
-
-#define TAG_BIT 0x80000000u
-#define TAG_HOLD 0x40000000u
-#define LEASE_TAGGED(v) (((uint32_t)(v) & TAG_BIT) != 0)
-static inline uint64_t tag_grant(uint32_t t, uint64_t now_ns)
-{
-	return (uint64_t)(uint32_t)(now_ns / 1000000u) << 32 | TAG_BIT | (t & T_MASK);
-}
-static inline uint64_t tag_hold(uint64_t now_ns)
-{
-	return (uint64_t)(uint32_t)(now_ns / 1000000u) << 32 | TAG_BIT | TAG_HOLD;
-}
-
-enum { CELL_EMPTY = 0, CELL_WAITING = 1, CELL_CANCELLED = 2 };
-#define CELL_STATE(v) (((v) >> 12) & 0xfu)
-#define CELL_LAP(v) ((v) >> 16)
-
-#define WAITERS_MAX (1u << 15)                   /* lap keeps >= 9 bits */
-#define STALE_NS (100ull * 1000000)              /* a hand-off step never takes this long */
-#define ORPHAN_MIN_MS 1000u                      /* tags older than max(this, 10 reclaims) */
+#define WAITERS_MAX (1u << 15)
 #define RECLAIM_DEFAULT_MS 100u
+#define LOCK_SPINS 100
+#define LOCK_RECHECK_NS (2ull * 1000000) /* a sleeper wakes this often to ask if the holder lives */
+#define LOCK_ANON 1u                     /* a holder without identity (tests driving the algorithm) */
+#define GEN_BITS 40                      /* of a lease entry's generation, in a prot_lease */
+#define GEN_MASK ((1ull << GEN_BITS) - 1)
 
 /* A pool's shared parts, resolved and bounds-checked once per operation. */
 struct pool_ref {
 	struct prot_pool_slot *s;
-	_Atomic uint64_t *lease;    /* nlease entries */
-	struct prot_waiter_slot *cell;
-	uint32_t nlease;
-	uint32_t wcap;              /* W: power of two, 0 when the segment has no waiter cells */
-	uint32_t wshift, lapmask;
+	struct prot_lease_slot *lease; /* nlease entries */
+	struct prot_waiter_slot *cell; /* wcap cells */
+	uint32_t nlease, wcap;         /* wcap: a power of two, 0 when there are no waiter cells */
 };
 
 /* The configuration words a decision needs (a consistent copy, see seq_read). */
@@ -113,21 +87,6 @@ struct pool_cfgv {
 	uint64_t size, max_overflow, checkout_timeout_ms, strategy, overflow_ttl_ms, reclaim_ms;
 };
 _Static_assert(sizeof(struct pool_cfgv) == 6 * 8, "prefix of struct prot_pool_cfg");
-
-static void ref_init(struct pool_ref *r, struct prot_pool_slot *s, _Atomic uint64_t *lease,
-                     uint32_t nlease, struct prot_waiter_slot *cell, uint32_t ncell)
-{
-	uint32_t w = 0;
-	if (ncell) {
-		w = 1;
-		while (w * 2 <= ncell && w * 2 <= WAITERS_MAX)
-			w *= 2;
-	}
-	uint32_t shift = (uint32_t)__builtin_ctz(w ? w : 1);
-	uint32_t lapbits = 24 - shift < 16 ? 24 - shift : 16;
-	*r = (struct pool_ref){ .s = s, .lease = lease, .cell = cell, .nlease = nlease,
-	                        .wcap = w, .wshift = shift, .lapmask = (1u << lapbits) - 1 };
-}
 
 /* Resolve pool idx of a validated header; the region sizes are re-checked (untrusted segment). */
 static int ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r)
@@ -137,10 +96,16 @@ static int ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r)
 	    (uint64_t)(idx + 1) * ns > seg_count(h, REG_LEASES) ||
 	    (uint64_t)(idx + 1) * nw > seg_count(h, REG_WAITERS))
 		return -PROT_ENOPOOL;
-	struct prot_pool_slot *s = seg_entry(h, REG_POOLS, idx);
-	_Atomic uint64_t *lease = &((struct prot_lease_slot *)seg_entry(h, REG_LEASES, idx * ns))->owner;
-	struct prot_waiter_slot *cell = nw ? seg_entry(h, REG_WAITERS, idx * nw) : NULL;
-	ref_init(r, s, lease, ns, cell, nw);
+	uint32_t w = 0;
+	while (nw && (w ? w * 2 : 1) <= nw && (w ? w * 2 : 1) <= WAITERS_MAX)
+		w = w ? w * 2 : 1;
+	*r = (struct pool_ref){
+		.s = seg_entry(h, REG_POOLS, idx),
+		.lease = seg_entry(h, REG_LEASES, idx * ns),
+		.cell = nw ? seg_entry(h, REG_WAITERS, idx * nw) : NULL,
+		.nlease = ns,
+		.wcap = w,
+	};
 	return 0;
 }
 
@@ -153,8 +118,12 @@ static void cfg_read(const struct pool_ref *r, struct pool_cfgv *c)
 static uint32_t cfg_cap(const struct pool_ref *r, const struct pool_cfgv *c)
 {
 	uint64_t cap = c->size + c->max_overflow;
-	cap = cap > r->nlease ? r->nlease : cap;
-	return cap > 0xffff ? 0xffff : (uint32_t)cap; /* in_use is 16 bits */
+	return cap > r->nlease ? r->nlease : (uint32_t)cap;
+}
+
+static uint64_t reclaim_every_ns(const struct pool_cfgv *c)
+{
+	return (c->reclaim_ms ? c->reclaim_ms : RECLAIM_DEFAULT_MS) * 1000000u;
 }
 
 /* ---- futex (shared, not private: the word is in a mapping other processes share) ------------ */
@@ -162,457 +131,312 @@ static void futex_wake_all(_Atomic uint32_t *addr)
 {
 	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
-/* Sleep while *addr == val, until deadline_ns (CLOCK_MONOTONIC, absolute; UINT64_MAX: none). */
+/* Sleep while *addr == val, until deadline_ns (CLOCK_MONOTONIC, absolute). */
 static void futex_wait_until(_Atomic uint32_t *addr, uint32_t val, uint64_t deadline_ns)
 {
-	struct timespec ts, *tp = NULL;
-	if (deadline_ns != UINT64_MAX) {
-		ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
-		ts.tv_nsec = (long)(deadline_ns % 1000000000u);
-		tp = &ts;
-	}
+	struct timespec ts = { (time_t)(deadline_ns / 1000000000u), (long)(deadline_ns % 1000000000u) };
 	/* BITSET takes an absolute CLOCK_MONOTONIC deadline: no drift across spurious wake-ups. */
-	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_BITSET, val, tp, NULL, FUTEX_BITSET_MATCH_ANY);
+	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_BITSET, val, &ts, NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
-/* ---- waiter cells ------------------------------------------------------------------------------ */
-static inline uint32_t cell_lap(const struct pool_ref *r, uint32_t t)
+/* ---- the pool lock ----------------------------------------------------------------------------- */
+static bool holder_alive(const struct prot_idv *v, uint64_t o)
 {
-	return (t >> r->wshift) & r->lapmask;
-}
-static inline uint32_t cell_make(const struct pool_ref *r, uint32_t lap, uint32_t state)
-{
-	return (lap & r->lapmask) << 16 | state << 12;
-}
-/* 0: the cell is at lap L; < 0: an older lap still occupies it; > 0: it has moved past L. */
-static inline int cell_cmp(const struct pool_ref *r, uint32_t v, uint32_t lap)
-{
-	uint32_t d = (CELL_LAP(v) - lap) & r->lapmask;
-	return d == 0 ? 0 : d > r->lapmask / 2 ? -1 : 1;
+	return ident_inc(o) == 0 || ident_alive(v, o); /* LOCK_ANON: trusted (in-process tests) */
 }
 
-/* Recycle a cell an older lap has held for STALE_NS (its giver died between two steps). */
-static void cell_repair(const struct pool_ref *r, _Atomic uint32_t *cw, uint32_t v)
+static bool lock_cas(const struct pool_ref *r, uint64_t from, uint64_t me)
 {
-	/* acq_rel: pairs with the loads of the waiter and the giver that wait on this cell. */
-	if (atomic_compare_exchange_strong_explicit(cw, &v, cell_make(r, CELL_LAP(v) + 1, CELL_EMPTY),
-	                                            memory_order_acq_rel, memory_order_acquire))
-		futex_wake_all(cw);
+	/* acquire: pairs with the release store of plock_drop (or the CAS of a takeover): the state
+	 * written under the lock by the previous holder is visible to the next */
+	return atomic_compare_exchange_strong_explicit(&r->s->lock, &from, me, memory_order_acquire,
+	                                               memory_order_relaxed);
 }
 
-/* An older lap still holds the cell (invariant 7): its giver is between two steps. Sleep until it
- * recycles the cell (it wakes us), or repair it once STALE_NS says the giver died there. */
-static void cell_wait_behind(const struct pool_ref *r, _Atomic uint32_t *cw, uint32_t v,
-                             uint64_t *since)
-{
-	uint64_t now = prot_now_ns();
-	if (!*since)
-		*since = now;
-	if (now - *since > STALE_NS)
-		cell_repair(r, cw, v);
-	else
-		futex_wait_until(cw, v, *since + STALE_NS + 1);
-}
+static void pool_repair(const struct pool_ref *r);
 
-/* The giver's step on ticket t's cell: move it to the next lap and wake its sleepers. Returns
- * true when the waiter had cancelled (the grant must go to someone else). */
-static bool cell_settle(const struct pool_ref *r, uint32_t t)
+/* Take the lock by deadline_ns: 0, or -PROT_ECHECKOUT_TIMEOUT. A dead holder's lock is taken over
+ * and the state repaired before this returns. */
+static int plock_take(const struct pool_ref *r, const struct prot_idv *v, uint64_t deadline_ns)
 {
-	_Atomic uint32_t *cw = &r->cell[t & (r->wcap - 1)].word;
-	uint32_t lap = cell_lap(r, t);
-	uint64_t behind_since = 0;
+	uint64_t me = v->self ? v->self : LOCK_ANON, seen = 0;
+	for (int i = 0; i < LOCK_SPINS; i++) {
+		if (atomic_load_explicit(&r->s->lock, memory_order_relaxed) == 0 && lock_cas(r, 0, me))
+			return 0;
+		__builtin_ia32_pause();
+	}
 	for (;;) {
-		/* acquire: pairs with the waiter's release CAS to WAITING/CANCELLED */
-		uint32_t v = atomic_load_explicit(cw, memory_order_acquire);
-		int c = cell_cmp(r, v, lap);
-		if (c > 0)
-			return false; /* repaired while this giver stalled: the waiter looks for its grant */
-		if (c < 0) {
-			cell_wait_behind(r, cw, v, &behind_since);
+		uint64_t o = atomic_load_explicit(&r->s->lock, memory_order_relaxed);
+		if (o == 0) {
+			if (lock_cas(r, 0, me))
+				return 0;
 			continue;
 		}
-		/* acq_rel: release publishes GRANT(t) (written before) to the waiter that sees the
-		 * recycled cell; acquire reads the waiter's cancellation. */
-		if (atomic_compare_exchange_strong_explicit(cw, &v, cell_make(r, lap + 1, CELL_EMPTY),
-		                                            memory_order_acq_rel, memory_order_acquire)) {
-			futex_wake_all(cw);
-			return CELL_STATE(v) == CELL_CANCELLED;
-		}
-	}
-}
-
-/* ---- lease entries ----------------------------------------------------------------------------- */
-/* Claim a free entry for someone who holds a count (invariant 2 guarantees one). */
-static int lease_claim(const struct pool_ref *r, uint64_t val, uint32_t hint, uint32_t *e_out)
-{
-	for (uint32_t pass = 0; pass < 64; pass++) {
-		for (uint32_t i = 0; i < r->nlease; i++) {
-			uint32_t e = (hint + i) % r->nlease;
-			uint64_t z = 0;
-			/* relaxed: ownership publishes no data; the count was taken with acquire */
-			if (atomic_load_explicit(&r->lease[e], memory_order_relaxed) == 0 &&
-			    atomic_compare_exchange_strong_explicit(&r->lease[e], &z, val, memory_order_relaxed,
-			                                            memory_order_relaxed)) {
-				*e_out = e;
+		/* The kernel is asked only about a holder seen across a whole sleep: the lock is held
+		 * for nanoseconds, and the question costs a system call. */
+		if (o == seen && !holder_alive(v, o)) {
+			if (lock_cas(r, o, me)) {
+				pool_repair(r);
 				return 0;
 			}
-		}
-		sched_yield(); /* only a corrupt segment gets here */
-	}
-	return -PROT_ECORRUPT;
-}
-
-enum { GIVE_DELIVERED, GIVE_CANCELLED, GIVE_LOST };
-
-/* Hand the count held with entry e (owner word `cur`) to ticket t, whose CAS (head+1) the caller
- * has made. GIVE_CANCELLED: the waiter had gone; e is back to `cur` and the count still held. */
-static int grant_ticket(const struct pool_ref *r, uint32_t t, uint32_t e, uint64_t cur)
-{
-	uint64_t g = tag_grant(t, prot_now_ns()), want = cur;
-	/* release: pairs with the waiter's acquire scan (ordered also through the cell CAS) */
-	if (!atomic_compare_exchange_strong_explicit(&r->lease[e], &want, g, memory_order_release,
-	                                             memory_order_relaxed))
-		return GIVE_LOST;
-	if (!cell_settle(r, t))
-		return GIVE_DELIVERED;
-	want = g;
-	/* a revoker (pool_reclaim of an orphan tag) may have taken it: then the count is its own */
-	if (!atomic_compare_exchange_strong_explicit(&r->lease[e], &want, cur, memory_order_acq_rel,
-	                                             memory_order_relaxed))
-		return GIVE_LOST;
-	return GIVE_CANCELLED;
-}
-
-enum { REL_FREED = 0, REL_HANDED = 1 };
-
-/* Give back the count held with entry e whose owner word is `cur` (e PROT_NO_INDEX: a count
- * without an entry): to the oldest waiter, else drop it. Returns REL_FREED (*used_before = in_use
- * before the drop), REL_HANDED, or -PROT_ESTALE when e was not held by `cur`. */
-static int lease_release(const struct pool_ref *r, uint32_t e, uint64_t cur, uint32_t *used_before)
-{
-	bool held = e != PROT_NO_INDEX, first = true;
-	if (!held)
-		e = 0;
-	/* acquire: pairs with the acq_rel CASes of other deciders */
-	uint64_t w = atomic_load_explicit(&r->s->word, memory_order_acquire);
-	for (;;) {
-		if (PW_HEAD(w) == PW_TAIL(w)) {
-			if (held) {
-				uint64_t want = cur;
-				/* release: the free is visible to whoever takes the count we drop next */
-				if (!atomic_compare_exchange_strong_explicit(&r->lease[e], &want, 0,
-				                                             memory_order_release,
-				                                             memory_order_relaxed))
-					return first ? -PROT_ESTALE : REL_HANDED;
-				held = false;
-			}
-			first = false;
-			if (PW_USED(w) == 0)
-				return -PROT_ECORRUPT;
-			/* acq_rel: pairs with the CAS of the next decider (invariants 2 and 3) */
-			if (atomic_compare_exchange_weak_explicit(&r->s->word, &w, w - USED_ONE,
-			                                          memory_order_acq_rel, memory_order_acquire)) {
-				if (used_before)
-					*used_before = PW_USED(w);
-				return REL_FREED;
-			}
 			continue;
 		}
-		if (!held) {
-			/* a waiter queued after the free: take an entry again to carry the grant */
-			int rc = lease_claim(r, cur, e, &e);
-			if (rc < 0)
-				return rc;
-			held = true;
-		}
-		first = false;
-		uint64_t nw = pw_make(PW_USED(w), PW_HEAD(w) + 1, PW_TAIL(w));
-		if (!atomic_compare_exchange_weak_explicit(&r->s->word, &w, nw, memory_order_acq_rel,
-		                                           memory_order_acquire))
-			continue;
-		int g = grant_ticket(r, PW_HEAD(w), e, cur);
-		if (g != GIVE_CANCELLED)
-			return REL_HANDED;
-		w = atomic_load_explicit(&r->s->word, memory_order_acquire);
+		uint64_t now = prot_now_ns();
+		if (now >= deadline_ns)
+			return -PROT_ECHECKOUT_TIMEOUT;
+		/* seq_cst, with plock_drop's: either it sees us sleeping and bumps lock_seq, or we see
+		 * its release of the lock and do not sleep */
+		uint32_t seq = atomic_load(&r->s->lock_seq);
+		atomic_fetch_add(&r->s->lock_sleepers, 1);
+		if (atomic_load(&r->s->lock) == o)
+			futex_wait_until(&r->s->lock_seq, seq,
+			                 deadline_ns - now < LOCK_RECHECK_NS ? deadline_ns : now + LOCK_RECHECK_NS);
+		atomic_fetch_sub(&r->s->lock_sleepers, 1);
+		seen = o;
 	}
+}
+
+static void plock_drop(const struct pool_ref *r)
+{
+	/* seq_cst: a release of everything written under the lock, ordered before the load of
+	 * lock_sleepers (see plock_take) */
+	atomic_store(&r->s->lock, 0);
+	if (atomic_load(&r->s->lock_sleepers)) {
+		atomic_fetch_add(&r->s->lock_seq, 1);
+		futex_wake_all(&r->s->lock_seq);
+	}
+}
+
+/* ---- state under the lock (relaxed accessors: the lock orders them) ----------------------- */
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define ST(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+
+static _Atomic uint32_t *cell_word(const struct pool_ref *r, uint32_t t)
+{
+	return &r->cell[t & (r->wcap - 1)].word;
+}
+
+static void lease_assign(const struct pool_ref *r, uint32_t e, uint64_t who)
+{
+	ST(r->lease[e].gen, LD(r->lease[e].gen) + 1);
+	/* release: with the gen store, visible to a waiter that acquires its GRANTED cell */
+	atomic_store_explicit(&r->lease[e].owner, who, memory_order_release);
 }
 
 static void high_water(const struct pool_ref *r, uint32_t used)
 {
-	uint64_t hw = atomic_load_explicit(&r->s->high_water, memory_order_relaxed);
-	/* relaxed: a statistic, publishes nothing */
-	while (used > hw && !atomic_compare_exchange_weak_explicit(&r->s->high_water, &hw, used,
-	                                                            memory_order_relaxed,
-	                                                            memory_order_relaxed))
-		;
+	if (used > LD(r->s->high_water))
+		ST(r->s->high_water, used); /* a statistic, written under the lock */
 }
 
-/* Serve waiters from free capacity (after a reload that grew the pool): take a count and the
- * head ticket in one CAS, then hand it over like a checkin would. */
-static void pool_pump(const struct pool_ref *r, uint32_t cap)
+/* Give entry e, owned by `prev` (0: a free entry, not counted in in_use), to the oldest waiting
+ * ticket. true when granted. */
+static bool grant_next(const struct pool_ref *r, uint32_t e, uint64_t prev)
 {
-	uint64_t w = atomic_load_explicit(&r->s->word, memory_order_acquire);
-	while (PW_HEAD(w) != PW_TAIL(w) && PW_USED(w) < cap) {
-		uint64_t nw = pw_make(PW_USED(w) + 1, PW_HEAD(w) + 1, PW_TAIL(w));
-		if (!atomic_compare_exchange_weak_explicit(&r->s->word, &w, nw, memory_order_acq_rel,
-		                                           memory_order_acquire))
-			continue;
-		high_water(r, PW_USED(nw));
-		uint64_t hold = tag_hold(prot_now_ns());
-		uint32_t e;
-		if (lease_claim(r, hold, 0, &e) < 0)
-			return;
-		if (grant_ticket(r, PW_HEAD(w), e, hold) == GIVE_CANCELLED)
-			lease_release(r, e, hold, NULL);
-		w = atomic_load_explicit(&r->s->word, memory_order_acquire);
-	}
-}
-
-/* Take cancelled tickets off the head of the queue, so that the pool does not look busy (and
- * newcomers do not queue) behind waiters that left. Competes with givers for the same head CAS:
- * whoever wins ticket t settles its cell, exactly once. */
-static void unqueue_cancelled(const struct pool_ref *r)
-{
-	uint64_t w = atomic_load_explicit(&r->s->word, memory_order_acquire);
-	while (PW_HEAD(w) != PW_TAIL(w)) {
-		uint32_t t = PW_HEAD(w), lap = cell_lap(r, t);
-		_Atomic uint32_t *cw = &r->cell[t & (r->wcap - 1)].word;
-		uint32_t v = atomic_load_explicit(cw, memory_order_acquire); /* pairs with the cancel */
-		if (cell_cmp(r, v, lap) != 0 || CELL_STATE(v) != CELL_CANCELLED)
-			return;
-		uint64_t nw = pw_make(PW_USED(w), t + 1, PW_TAIL(w));
-		if (!atomic_compare_exchange_strong_explicit(&r->s->word, &w, nw, memory_order_acq_rel,
-		                                             memory_order_acquire))
-			continue;
-		cell_settle(r, t); /* recycles it for the next lap */
-		w = nw;
-	}
-}
-
-/* Waiters in [head, tail) that have not cancelled: what status reports as waiting. */
-static uint32_t live_waiters(const struct pool_ref *r, uint64_t w)
-{
-	uint32_t n = 0, q = pw_waiting(w);
-	for (uint32_t k = 0; k < q && k < r->wcap; k++) {
-		uint32_t t = (PW_HEAD(w) + k) & T_MASK;
-		uint32_t v = atomic_load_explicit(&r->cell[t & (r->wcap - 1)].word, memory_order_relaxed);
-		n += !(cell_cmp(r, v, cell_lap(r, t)) == 0 && CELL_STATE(v) == CELL_CANCELLED);
-	}
-	return n;
-}
-
-/* ---- checkout ------------------------------------------------------------------------------------ */
-/* The uncontended path: one CAS on the word, one on an entry. -PROT_EPOOLFULL when the caller
- * must queue (full, or others queue already). */
-static int lease_try(const struct pool_ref *r, uint32_t cap, uint64_t me, uint32_t hint,
-                     uint32_t *e_out)
-{
-	uint64_t w = atomic_load_explicit(&r->s->word, memory_order_relaxed);
-	do {
-		if (PW_HEAD(w) != PW_TAIL(w) || PW_USED(w) >= cap)
-			return -PROT_EPOOLFULL;
-		/* acq_rel: acquire sees the entry frees before the decrements read (invariant 2) */
-	} while (!atomic_compare_exchange_weak_explicit(&r->s->word, &w, w + USED_ONE,
-	                                                 memory_order_acq_rel, memory_order_relaxed));
-	high_water(r, PW_USED(w) + 1);
-	int rc = lease_claim(r, me, hint, e_out);
-	if (rc < 0)
-		lease_release(r, PROT_NO_INDEX, me, NULL); /* corrupt segment: give the count back */
-	return rc;
-}
-
-enum { WAIT_AGAIN = 1 };
-
-/* A granted waiter takes the GRANT(t) tag the giver wrote before recycling the cell. */
-static int grant_claim(const struct pool_ref *r, uint32_t t, uint64_t me, uint32_t *e_out)
-{
-	uint32_t want = TAG_BIT | (t & T_MASK);
-	uint64_t until = 0;
-	for (;;) {
-		for (uint32_t e = 0; e < r->nlease; e++) {
-			/* acquire: pairs with grant_ticket's release */
-			uint64_t v = atomic_load_explicit(&r->lease[e], memory_order_acquire);
-			if ((uint32_t)v == want &&
-			    atomic_compare_exchange_strong_explicit(&r->lease[e], &v, me, memory_order_acq_rel,
-			                                            memory_order_relaxed)) {
-				*e_out = e;
-				return 0;
-			}
-		}
-		/* only after a repair of a stalled giver: it may still write the tag */
-		uint64_t now = prot_now_ns();
-		if (!until)
-			until = now + STALE_NS;
-		if (now > until)
-			return WAIT_AGAIN;
-		struct timespec ts = { 0, 200000 };
-		nanosleep(&ts, NULL);
-	}
-}
-
-/* Sleep on ticket t until granted (0, *e_out), timed out (-PROT_ECHECKOUT_TIMEOUT, holding
- * nothing) or told to queue again (WAIT_AGAIN). */
-static int ticket_wait(const struct pool_ref *r, uint32_t t, uint64_t me, uint64_t deadline,
-                       uint32_t *e_out)
-{
-	struct prot_waiter_slot *ws = &r->cell[t & (r->wcap - 1)];
-	_Atomic uint32_t *cw = &ws->word;
-	uint32_t lap = cell_lap(r, t);
-	uint64_t behind_since = 0;
-	bool late = false; /* our cancel lost to a grant */
-	for (;;) {
-		/* acquire: pairs with the giver's acq_rel recycle (GRANT(t) is written before it) */
-		uint32_t v = atomic_load_explicit(cw, memory_order_acquire);
-		int c = cell_cmp(r, v, lap);
-		if (c < 0) {
-			cell_wait_behind(r, cw, v, &behind_since);
+	uint32_t head = LD(r->s->head), tail = LD(r->s->tail);
+	for (; head != tail; head++) {
+		_Atomic uint32_t *cw = cell_word(r, head);
+		/* acquire: pairs with the waiter's CAS to CANCELLED (nothing else to read) */
+		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
+		if (CELL_STATE(w) == CELL_CANCELLED) {
+			ST(*cw, CELL(CELL_EMPTY, 0));
 			continue;
 		}
-		if (c > 0) {
-			int rc = grant_claim(r, t, me, e_out);
-			if (rc == 0 && late) {
-				/* granted in the race with our timeout: hand it on, leave nothing */
-				lease_release(r, *e_out, me, NULL);
-				return -PROT_ECHECKOUT_TIMEOUT;
-			}
-			return rc;
+		if (CELL_STATE(w) != CELL_WAITING)
+			continue; /* GRANTED behind a dead giver's head: already served */
+		uint64_t who = LD(r->cell[head & (r->wcap - 1)].ident);
+		ST(r->s->pending, PENDING(e, head & (r->wcap - 1)));
+		lease_assign(r, e, who);
+		/* release: the lease (owner, gen) is complete before the waiter sees GRANTED */
+		if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_GRANTED, e),
+		                                            memory_order_release, memory_order_acquire)) {
+			ST(r->s->pending, 0);
+			ST(r->s->head, head + 1);
+			if (prev == 0)
+				ST(r->s->in_use, LD(r->s->in_use) + 1);
+			futex_wake_all(cw);
+			return true;
 		}
-		uint32_t st = CELL_STATE(v);
-		if (st == CELL_CANCELLED)
-			return WAIT_AGAIN; /* reclaim believed us dead: take a new ticket */
-		if (st == CELL_EMPTY) {
-			/* relaxed: published by the release CAS below; read by pool_reclaim after an
-			 * acquire load of WAITING */
-			atomic_store_explicit(&ws->ident, me, memory_order_relaxed);
-			atomic_compare_exchange_strong_explicit(cw, &v, cell_make(r, lap, CELL_WAITING),
-			                                        memory_order_release, memory_order_relaxed);
-			continue;
-		}
-		if (prot_now_ns() >= deadline) {
-			/* release: nothing to publish, but pairs with the giver's acquire of the state */
-			if (atomic_compare_exchange_strong_explicit(cw, &v, cell_make(r, lap, CELL_CANCELLED),
-			                                            memory_order_acq_rel, memory_order_acquire)) {
-				unqueue_cancelled(r);
-				return -PROT_ECHECKOUT_TIMEOUT;
-			}
-			late = cell_cmp(r, v, lap) > 0; /* recycled meanwhile: granted */
-			continue;
-		}
-		futex_wait_until(cw, v, deadline);
+		/* it cancelled in between: the entry goes back, the cell is passed */
+		atomic_store_explicit(&r->lease[e].owner, prev, memory_order_release);
+		ST(r->s->pending, 0);
+		ST(*cw, CELL(CELL_EMPTY, 0));
 	}
+	ST(r->s->head, head);
+	return false;
 }
 
-static void note_exhausted(struct prot_shm_header *h, const struct pool_ref *r, uint32_t idx)
+/* Entry e leaves its holder `prev`: to the oldest waiter while the pool has room, else freed.
+ * Returns true when it was freed (*used_before: in_use before). */
+static bool release_entry(const struct pool_ref *r, uint32_t e, uint64_t prev, uint32_t cap,
+                          uint32_t *used_before)
 {
-	if (!h)
-		return;
-	uint64_t now = prot_now_coarse_ns();
-	uint64_t last = atomic_load_explicit(&r->s->exhausted_ns, memory_order_relaxed);
-	/* relaxed: only rate-limits the event to one a second per pool */
-	if ((last == 0 || now - last >= 1000000000u) &&
-	    atomic_compare_exchange_strong_explicit(&r->s->exhausted_ns, &last, now, memory_order_relaxed,
-	                                            memory_order_relaxed)) {
-		uint64_t w = atomic_load_explicit(&r->s->word, memory_order_relaxed);
-		prot_event_emit(h, EV_POOL_EXHAUSTED, idx, r->s->name, PW_USED(w), pw_waiting(w));
-	}
-}
-
-/* Take a lease: 0 and *e_out, or -PROT_EPOOLFULL (block false), -PROT_ECHECKOUT_TIMEOUT,
- * -PROT_ECAPACITY (waiter queue full). h may be NULL (no event). */
-static int lease_acquire(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
-                         uint32_t cap, uint64_t me, bool block, uint64_t deadline, uint32_t hint,
-                         uint32_t *e_out)
-{
-	int rc = lease_try(r, cap, me, hint, e_out);
-	if (rc != -PROT_EPOOLFULL)
-		return rc;
-	note_exhausted(h, r, idx);
-	if (!block)
-		return -PROT_EPOOLFULL;
-	for (;;) {
-		uint64_t w = atomic_load_explicit(&r->s->word, memory_order_acquire), nw;
-		bool queued = false;
-		while (!queued) {
-			if (PW_HEAD(w) == PW_TAIL(w) && PW_USED(w) < cap) {
-				nw = w + USED_ONE;
-			} else {
-				if (pw_waiting(w) >= r->wcap)
-					return -PROT_ECAPACITY;
-				nw = pw_make(PW_USED(w), PW_HEAD(w), PW_TAIL(w) + 1);
-				queued = true;
-			}
-			/* acq_rel: the decision of invariant 3 */
-			if (atomic_compare_exchange_weak_explicit(&r->s->word, &w, nw, memory_order_acq_rel,
-			                                          memory_order_acquire))
-				break;
-			queued = false;
-		}
-		if (!queued) {
-			high_water(r, PW_USED(nw));
-			return lease_claim(r, me, hint, e_out);
-		}
-		if (PW_USED(nw) < cap)
-			pool_pump(r, cap); /* capacity grew while others queued */
-		rc = ticket_wait(r, PW_TAIL(w), me, deadline, e_out);
-		if (rc != WAIT_AGAIN)
-			return rc;
-		if (prot_now_ns() >= deadline)
-			return -PROT_ECHECKOUT_TIMEOUT;
-	}
-}
-
-/* ---- dead owners (protd's tick) --------------------------------------------------------------- */
-static bool owner_alive(uint64_t v)
-{
-	uint32_t pid = (uint32_t)v;
-	uint64_t start;
-	if (pid == 0 || pid > INT_MAX)
+	uint32_t used = LD(r->s->in_use);
+	if (used <= cap && grant_next(r, e, prev))
 		return false;
-	if (proc_start_time((pid_t)pid, &start) != 0)
-		return false;
-	if ((uint32_t)start != (uint32_t)(v >> 32))
-		return false; /* pid reused by another process */
-	return proc_alive((pid_t)pid, start) == 1;
+	/* release: a later taker of e (under the lock) needs nothing from us, but readers outside it
+	 * (reclaim's scan) see a consistent owner */
+	atomic_store_explicit(&r->lease[e].owner, 0, memory_order_release);
+	ST(r->s->in_use, used ? used - 1 : 0);
+	if (used_before)
+		*used_before = used;
+	return true;
 }
 
+/* Take a free entry for `who`. */
+static int take_free(const struct pool_ref *r, uint64_t who, uint32_t *e_out)
+{
+	uint32_t hint = LD(r->s->hint);
+	for (uint32_t i = 0; i < r->nlease; i++) {
+		uint32_t e = (hint + i) % r->nlease;
+		if (LD(r->lease[e].owner) == 0) {
+			lease_assign(r, e, who);
+			uint32_t used = LD(r->s->in_use) + 1;
+			ST(r->s->in_use, used);
+			ST(r->s->hint, e + 1);
+			high_water(r, used);
+			*e_out = e;
+			return 0;
+		}
+	}
+	return -PROT_ECORRUPT; /* in_use disagreed with the entries: a hostile writer */
+}
+
+/* Tickets at the head that cancelled: passed, so that newcomers do not queue behind them. */
+static void trim_cancelled(const struct pool_ref *r)
+{
+	uint32_t head = LD(r->s->head), tail = LD(r->s->tail);
+	while (head != tail) {
+		_Atomic uint32_t *cw = cell_word(r, head);
+		if (CELL_STATE(atomic_load_explicit(cw, memory_order_acquire)) != CELL_CANCELLED)
+			break;
+		ST(*cw, CELL(CELL_EMPTY, 0));
+		head++;
+	}
+	ST(r->s->head, head);
+}
+
+/* Serve waiters from free capacity (after a reload grew the pool, or a shrink ended). */
+static void pump(const struct pool_ref *r, uint32_t cap)
+{
+	while (LD(r->s->head) != LD(r->s->tail) && LD(r->s->in_use) < cap) {
+		uint32_t e = r->nlease;
+		for (uint32_t i = 0; i < r->nlease && e == r->nlease; i++)
+			if (LD(r->lease[i].owner) == 0)
+				e = i;
+		if (e == r->nlease || !grant_next(r, e, 0))
+			return;
+		high_water(r, LD(r->s->in_use));
+	}
+}
+
+/* After taking the lock over from a dead holder: complete its hand-off if it was between writing
+ * the lease and granting the cell (a hand-off whose waiter cancelled meanwhile frees the entry:
+ * its previous owner was the dead holder itself, a dead holder being reclaimed, or nobody), then
+ * recount in_use and clamp the queue to what the ring can hold. */
+static void pool_repair(const struct pool_ref *r)
+{
+	uint64_t pd = LD(r->s->pending);
+	uint32_t e = (uint32_t)pd - 1, ci = (uint32_t)(pd >> 32);
+	if (pd && e < r->nlease && ci < r->wcap) {
+		_Atomic uint32_t *cw = &r->cell[ci].word;
+		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
+		uint64_t who = LD(r->cell[ci].ident);
+		/* WAITING: the giver died between the lease and the grant: grant it. CANCELLED: the
+		 * waiter left first, and the entry's previous owner was the dead giver itself, a dead
+		 * holder being reclaimed, or nobody: free it. GRANTED or EMPTY: the hand-off completed
+		 * (and maybe was consumed), or the giver had already put the entry back. */
+		if (CELL_STATE(w) == CELL_WAITING && LD(r->lease[e].owner) == who) {
+			if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_GRANTED, e),
+			                                            memory_order_release, memory_order_relaxed))
+				futex_wake_all(cw);
+		} else if (CELL_STATE(w) == CELL_CANCELLED && LD(r->lease[e].owner) == who) {
+			atomic_store_explicit(&r->lease[e].owner, 0, memory_order_release);
+		}
+	}
+	ST(r->s->pending, 0);
+	uint32_t used = 0;
+	for (uint32_t i = 0; i < r->nlease; i++)
+		used += LD(r->lease[i].owner) != 0;
+	ST(r->s->in_use, used);
+	uint32_t head = LD(r->s->head), tail = LD(r->s->tail);
+	if (tail - head > r->wcap)
+		ST(r->s->head, tail - r->wcap);
+}
+
+/* ---- dead holders and waiters ----------------------------------------------------------------- */
+/* One reclaim pass over a pool: the liveness questions are asked outside the lock; what they find
+ * is re-checked under it (an identity that died stays dead). Returns leases reclaimed. */
 static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
-                             uint64_t now_ns, uint64_t orphan_ms)
+                             const struct prot_idv *v, uint32_t cap, uint64_t deadline_ns)
 {
-	uint64_t n = 0;
-	uint32_t now_ms = (uint32_t)(now_ns / 1000000u);
+	uint64_t n = 0, alive_id = 0;
 	for (uint32_t e = 0; e < r->nlease; e++) {
-		uint64_t v = atomic_load_explicit(&r->lease[e], memory_order_acquire);
-		if (v == 0)
+		uint64_t o = atomic_load_explicit(&r->lease[e].owner, memory_order_acquire);
+		if (o == 0 || o == alive_id || ident_inc(o) == 0)
 			continue;
-		if (LEASE_TAGGED(v) ? (uint32_t)(now_ms - (uint32_t)(v >> 32)) <= orphan_ms
-		                    : owner_alive(v))
+		if (ident_alive(v, o)) {
+			alive_id = o; /* runs of one holder's entries ask once */
 			continue;
-		if (lease_release(r, e, v, NULL) < 0)
-			continue; /* changed meanwhile: its holder acted */
-		n++;
-		atomic_fetch_add_explicit(&r->s->reclaims, 1, memory_order_relaxed); /* statistic */
-		prot_event_emit(h, EV_LEASE_RECLAIMED, idx, r->s->name,
-		                LEASE_TAGGED(v) ? 0 : (uint32_t)v, e);
+		}
+		if (plock_take(r, v, deadline_ns) < 0)
+			return n;
+		if (LD(r->lease[e].owner) == o) {
+			/* a dead waiter's grant: its cell first (repair would re-grant it otherwise) */
+			for (uint32_t c = 0; c < r->wcap; c++) {
+				uint32_t w = atomic_load_explicit(&r->cell[c].word, memory_order_acquire);
+				if (CELL_STATE(w) == CELL_GRANTED && CELL_ENTRY(w) == e && LD(r->cell[c].ident) == o)
+					ST(r->cell[c].word, CELL(CELL_EMPTY, 0));
+			}
+			release_entry(r, e, o, cap, NULL);
+			n++;
+			atomic_fetch_add_explicit(&r->s->reclaims, 1, memory_order_relaxed); /* statistic */
+			if (h)
+				prot_event_emit(h, EV_LEASE_RECLAIMED, idx, r->s->name, ident_slot(o), e);
+		}
+		plock_drop(r);
 	}
-	for (uint32_t i = 0; r->cell && i < r->wcap; i++) {
-		_Atomic uint32_t *cw = &r->cell[i].word;
-		uint32_t v = atomic_load_explicit(cw, memory_order_acquire); /* pairs with WAITING CAS */
-		if (CELL_STATE(v) != CELL_WAITING)
+	for (uint32_t c = 0; c < r->wcap; c++) {
+		_Atomic uint32_t *cw = &r->cell[c].word;
+		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
+		uint64_t who = LD(r->cell[c].ident);
+		if (CELL_STATE(w) != CELL_WAITING || ident_inc(who) == 0 || ident_alive(v, who))
 			continue;
-		uint64_t who = atomic_load_explicit(&r->cell[i].ident, memory_order_relaxed);
-		if (owner_alive(who))
-			continue;
-		/* the giver of this ticket will skip it, as for a timeout */
-		atomic_compare_exchange_strong_explicit(cw, &v, cell_make(r, CELL_LAP(v), CELL_CANCELLED),
-		                                        memory_order_acq_rel, memory_order_relaxed);
+		/* acq_rel: as the waiter's own cancel; a giver under the lock then passes the cell */
+		atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0), memory_order_acq_rel,
+		                                        memory_order_relaxed);
 	}
-	if (r->cell)
-		unqueue_cancelled(r);
+	if (plock_take(r, v, deadline_ns) == 0) {
+		trim_cancelled(r);
+		pump(r, cap);
+		plock_drop(r);
+	}
 	return n;
 }
 
-void pool_reclaim(struct prot_shm_header *h, uint64_t now_ns, uint64_t *reclaimed)
+/* Claim the pool's reclaim pass for this reclaim interval (one process per interval). */
+static bool reclaim_due(const struct pool_ref *r, const struct pool_cfgv *c, uint64_t now_ns)
 {
+	uint64_t last = atomic_load_explicit(&r->s->reclaim_at_ns, memory_order_relaxed);
+	if (last && now_ns >= last && now_ns - last < reclaim_every_ns(c))
+		return false;
+	/* relaxed: the timestamp only spreads the passes; each pass is exact on its own */
+	return atomic_compare_exchange_strong_explicit(&r->s->reclaim_at_ns, &last, now_ns,
+	                                               memory_order_relaxed, memory_order_relaxed);
+}
+
+/* A client's pass while protd is down, when it needs a lease. */
+static void client_reclaim(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
+                           const struct prot_idv *v, const struct pool_cfgv *c, uint64_t deadline_ns)
+{
+	if (v->fd < 0 || protd_alive(v) || !reclaim_due(r, c, prot_now_ns()))
+		return;
+	reclaim_pool(h, idx, r, v, cfg_cap(r, c), deadline_ns);
+}
+
+void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed)
+{
+	struct prot_shm_header *h = v->h;
 	uint64_t n = 0;
 	for (uint32_t idx = 0; idx < seg_count(h, REG_POOLS); idx++) {
 		struct pool_ref r;
@@ -623,27 +447,179 @@ void pool_reclaim(struct prot_shm_header *h, uint64_t now_ns, uint64_t *reclaime
 			continue;
 		struct pool_cfgv c;
 		cfg_read(&r, &c);
-		uint64_t every = c.reclaim_ms ? c.reclaim_ms : RECLAIM_DEFAULT_MS;
-		uint64_t last = atomic_load_explicit(&r.s->reclaim_at_ns, memory_order_relaxed);
-		if (last && now_ns - last < every * 1000000u && now_ns >= last)
+		if (!reclaim_due(&r, &c, now_ns))
 			continue;
-		/* relaxed: protd's own bookkeeping, no other writer */
-		atomic_store_explicit(&r.s->reclaim_at_ns, now_ns, memory_order_relaxed);
-		uint64_t orphan = every * 10 > ORPHAN_MIN_MS ? every * 10 : ORPHAN_MIN_MS;
-		n += reclaim_pool(h, idx, &r, now_ns, orphan);
-		if (SLOT_STATE(st) == SLOT_LIVE)
-			pool_pump(&r, cfg_cap(&r, &c));
+		/* a retired pool keeps its leases until they come back; it serves no new waiter */
+		uint32_t cap = SLOT_STATE(st) == SLOT_LIVE ? cfg_cap(&r, &c) : 0;
+		n += reclaim_pool(h, idx, &r, v, cap, prot_now_ns() + 10 * LOCK_RECHECK_NS);
 	}
 	if (reclaimed)
 		*reclaimed = n;
 }
 
+/* Waiters in [head, tail) still waiting: what status reports. A snapshot without the lock. */
+static uint32_t live_waiters(const struct pool_ref *r)
+{
+	uint32_t n = 0, head = LD(r->s->head), q = LD(r->s->tail) - head;
+	for (uint32_t k = 0; k < q && k < r->wcap; k++)
+		n += CELL_STATE(atomic_load_explicit(cell_word(r, head + k), memory_order_relaxed)) ==
+		     CELL_WAITING;
+	return n;
+}
+
+/* ---- checkout and checkin ----------------------------------------------------------------------- */
+static void note_exhausted(struct prot_shm_header *h, const struct pool_ref *r, uint32_t idx)
+{
+	if (!h)
+		return;
+	uint64_t now = prot_now_coarse_ns();
+	uint64_t last = atomic_load_explicit(&r->s->exhausted_ns, memory_order_relaxed);
+	/* relaxed: only rate-limits the event to one a second per pool */
+	if ((last == 0 || now - last >= 1000000000u) &&
+	    atomic_compare_exchange_strong_explicit(&r->s->exhausted_ns, &last, now, memory_order_relaxed,
+	                                            memory_order_relaxed))
+		prot_event_emit(h, EV_POOL_EXHAUSTED, idx, r->s->name, LD(r->s->in_use),
+		                LD(r->s->tail) - LD(r->s->head));
+}
+
+struct grant {
+	uint32_t e;
+	uint64_t gen;
+};
+
+enum { CO_TAKEN = 0, CO_QUEUED = 1 };
+
+/* Under the lock: take an entry (CO_TAKEN), queue ticket *t (CO_QUEUED), or refuse. */
+static int checkout_locked(const struct pool_ref *r, uint32_t cap, uint64_t me, bool block,
+                           struct grant *g, uint32_t *t)
+{
+	trim_cancelled(r);
+	pump(r, cap);
+	uint32_t head = LD(r->s->head), tail = LD(r->s->tail);
+	if (head == tail && LD(r->s->in_use) < cap) {
+		int rc = take_free(r, me, &g->e);
+		if (rc == 0)
+			g->gen = LD(r->lease[g->e].gen);
+		return rc;
+	}
+	if (!block)
+		return -PROT_EPOOLFULL;
+	if (r->wcap == 0 || tail - head >= r->wcap)
+		return -PROT_ECAPACITY;
+	struct prot_waiter_slot *c = &r->cell[tail & (r->wcap - 1)];
+	if (CELL_STATE(LD(c->word)) != CELL_EMPTY)
+		return -PROT_ECAPACITY; /* a granted waiter of the previous lap has not woken yet */
+	ST(c->ident, me);
+	/* release: ident is written before the cell reads WAITING (reclaim acquires it) */
+	atomic_store_explicit(&c->word, CELL(CELL_WAITING, 0), memory_order_release);
+	ST(r->s->tail, tail + 1);
+	*t = tail;
+	return CO_QUEUED;
+}
+
+/* A granted waiter reads its lease and frees its cell. */
+static int grant_take(const struct pool_ref *r, _Atomic uint32_t *cw, uint32_t w, uint64_t me,
+                      struct grant *g)
+{
+	uint32_t e = CELL_ENTRY(w);
+	if (e >= r->nlease || atomic_load_explicit(&r->lease[e].owner, memory_order_acquire) != me)
+		return -PROT_ECORRUPT;
+	g->e = e;
+	g->gen = atomic_load_explicit(&r->lease[e].gen, memory_order_relaxed);
+	/* release: our reads of the lease happen before the cell can be reused */
+	atomic_store_explicit(cw, CELL(CELL_EMPTY, 0), memory_order_release);
+	return 0;
+}
+
+/* Sleep on ticket t until granted (0), timed out (-PROT_ECHECKOUT_TIMEOUT, holding nothing). While
+ * protd is down, wake each reclaim interval to reclaim for everyone. */
+static int ticket_wait(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
+                       const struct prot_idv *v, const struct pool_cfgv *c, uint32_t t,
+                       uint64_t deadline, struct grant *g)
+{
+	_Atomic uint32_t *cw = cell_word(r, t);
+	bool protd_up = v->fd < 0 || protd_alive(v);
+	for (;;) {
+		/* acquire: pairs with the giver's release CAS to GRANTED (the lease is complete) */
+		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
+		if (CELL_STATE(w) == CELL_GRANTED)
+			return grant_take(r, cw, w, v->self, g);
+		if (CELL_STATE(w) != CELL_WAITING)
+			return -PROT_ECORRUPT; /* only a dead waiter's cell is cancelled by others */
+		uint64_t now = prot_now_ns();
+		if (now >= deadline) {
+			/* acq_rel: a failed CAS acquires the grant that won */
+			if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0),
+			                                            memory_order_acq_rel, memory_order_acquire))
+				return -PROT_ECHECKOUT_TIMEOUT;
+			continue;
+		}
+		uint64_t wake = deadline;
+		if (!protd_up && now + reclaim_every_ns(c) < deadline)
+			wake = now + reclaim_every_ns(c);
+		futex_wait_until(cw, w, wake);
+		if (!protd_up) {
+			client_reclaim(h, idx, r, v, c, deadline);
+			protd_up = protd_alive(v);
+		}
+	}
+}
+
+/* Take a lease: 0 and *g, or -PROT_EPOOLFULL (block false), -PROT_ECHECKOUT_TIMEOUT,
+ * -PROT_ECAPACITY (waiter queue full). */
+static int lease_acquire(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
+                         const struct prot_idv *v, const struct pool_cfgv *c, bool block,
+                         uint64_t deadline, struct grant *g, bool *waited)
+{
+	uint32_t cap = cfg_cap(r, c), t = 0;
+	/* a non-blocking checkout still waits for the lock, briefly: its holder is in a few
+	 * instructions, or dead and then taken over */
+	uint64_t lock_by = block ? deadline : prot_now_ns() + LOCK_RECHECK_NS;
+	for (int pass = 0;; pass++) {
+		if (plock_take(r, v, lock_by) < 0)
+			return block ? -PROT_ECHECKOUT_TIMEOUT : -PROT_EPOOLFULL;
+		int rc = checkout_locked(r, cap, v->self, block, g, &t);
+		plock_drop(r);
+		if (rc == CO_TAKEN)
+			return 0;
+		if (pass == 0 && (rc == -PROT_EPOOLFULL || rc == CO_QUEUED))
+			note_exhausted(h, r, idx);
+		if (rc == -PROT_EPOOLFULL && pass == 0 && v->fd >= 0 && !protd_alive(v)) {
+			client_reclaim(h, idx, r, v, c, lock_by); /* dead holders may be all that fills it */
+			continue;
+		}
+		if (rc != CO_QUEUED)
+			return rc;
+		if (waited)
+			*waited = true;
+		if (pass == 0)
+			client_reclaim(h, idx, r, v, c, deadline);
+		return ticket_wait(h, idx, r, v, c, t, deadline, g);
+	}
+}
+
+/* Return lease entry e (generation gen) held by `me`: 0, or -PROT_ESTALE when it is not held so. */
+static int lease_return(const struct pool_ref *r, const struct prot_idv *v, uint32_t e, uint64_t gen,
+                        uint32_t cap, bool *freed, uint32_t *used_before)
+{
+	if (e >= r->nlease)
+		return -PROT_ESTALE;
+	plock_take(r, v, UINT64_MAX);
+	int rc = -PROT_ESTALE;
+	if (LD(r->lease[e].owner) == v->self && (LD(r->lease[e].gen) & GEN_MASK) == (gen & GEN_MASK)) {
+		*freed = release_entry(r, e, v->self, cap, used_before);
+		rc = 0;
+	}
+	plock_drop(r);
+	return rc;
+}
 /* ---- this process's connections (under p->lock) ------------------------------------------------ */
 struct pool_rec {
 	struct pool_rec *prev, *next;
 	void *conn;          /* NULL: none (no connector, or not made yet) */
 	uint64_t expires_ns; /* an idle overflow connection is destroyed after this; 0: kept */
-	uint32_t entry;      /* busy: the lease entry it goes with */
+	uint32_t entry;      /* busy: the lease entry it goes with ... */
+	uint64_t gen;        /* ... and that entry's generation */
 	struct pool_loc *loc;
 };
 
@@ -659,7 +635,7 @@ struct pool_loc {
 };
 
 struct prot_pool_local {
-	uint64_t owner; /* lease_owner of the process this state belongs to */
+	uint32_t epoch; /* p->fork_epoch of the process this state belongs to */
 	uint32_t n, cap;
 	struct pool_loc **v;
 };
@@ -706,20 +682,20 @@ static void loc_forget(struct pool_loc *l)
 
 /* The local state of the calling process, NULL on ENOMEM. A state inherited through fork() is
  * forgotten here: its leases and connections are the parent's. */
-static struct prot_pool_local *local_get(prot_t *p, uint64_t me)
+static struct prot_pool_local *local_get(prot_t *p)
 {
 	struct prot_pool_local *pl = p->pools;
 	if (!pl) {
 		pl = calloc(1, sizeof *pl);
 		if (!pl)
 			return NULL;
-		pl->owner = me;
+		pl->epoch = p->fork_epoch;
 		p->pools = pl;
 	}
-	if (pl->owner != me) {
+	if (pl->epoch != p->fork_epoch) {
 		for (uint32_t i = 0; i < pl->n; i++)
 			loc_forget(pl->v[i]); /* connectors stay: registration is code, not state */
-		pl->owner = me;
+		pl->epoch = p->fork_epoch;
 	}
 	return pl;
 }
@@ -811,7 +787,7 @@ static void destroy_chain(const struct prot_connector *c, struct pool_rec *dead)
 }
 
 /* The idle connection to reuse (lifo: newest, fifo: oldest), moved to busy; or a fresh record. */
-static struct pool_rec *loc_take(struct pool_loc *l, uint64_t strategy, uint32_t e)
+static struct pool_rec *loc_take(struct pool_loc *l, uint64_t strategy, const struct grant *g)
 {
 	struct pool_rec *r = NULL;
 	if (!list_empty(&l->idle)) {
@@ -821,24 +797,33 @@ static struct pool_rec *loc_take(struct pool_loc *l, uint64_t strategy, uint32_t
 	} else if (!(r = rec_get(l))) {
 		return NULL;
 	}
-	r->entry = e;
+	r->entry = g->e;
+	r->gen = g->gen;
 	r->loc = l;
 	list_add_tail(&l->busy, r);
 	return r;
 }
 
 /* ---- public API ------------------------------------------------------------------------------- */
-static void lease_fill(prot_lease *lease, struct prot_shm_header *h, uint32_t idx, uint32_t e,
-                       struct pool_rec *rec)
+/* A lease names its segment (by a value private to that segment's life), its pool slot and that
+ * slot's generation, and the entry and its generation: nothing in it is an address, and nothing
+ * is used before the segment, slot and entry it names are found and match. */
+static uint64_t seg_id(const struct prot_shm_header *h)
 {
-	lease->opaque[0] = (uintptr_t)h;
-	lease->opaque[1] = (uint64_t)(e + 1) << 32 | idx; /* an all-zero lease is invalid */
-	lease->opaque[2] = (uintptr_t)rec;
+	return h->created_ns ^ h->hash_key[0];
 }
 
-/* Give a lease's count back after a failed checkout step (no connection to keep). */
-static void checkout_undo(prot_t *p, const struct pool_ref *r, struct pool_loc *l, struct pool_rec *rec,
-                          uint32_t e, uint64_t me)
+static void lease_fill(prot_lease *lease, struct prot_shm_header *h, uint32_t idx, uint32_t slot_state,
+                       const struct grant *g)
+{
+	lease->opaque[0] = seg_id(h);
+	lease->opaque[1] = (uint64_t)SLOT_GEN(slot_state) << 32 | idx;
+	lease->opaque[2] = (g->gen & GEN_MASK) << 24 | g->e; /* gen >= 1: an all-zero lease is invalid */
+}
+
+/* Give a lease back after a failed checkout step (no connection to keep). */
+static void checkout_undo(prot_t *p, const struct pool_ref *r, const struct prot_idv *v,
+                          struct pool_loc *l, struct pool_rec *rec, const struct grant *g, uint32_t cap)
 {
 	pthread_mutex_lock(&p->lock);
 	if (rec) {
@@ -846,7 +831,30 @@ static void checkout_undo(prot_t *p, const struct pool_ref *r, struct pool_loc *
 		rec_put(l, rec);
 	}
 	pthread_mutex_unlock(&p->lock);
-	lease_release(r, e, me, NULL);
+	bool freed;
+	lease_return(r, v, g->e, g->gen, cap, &freed, NULL);
+}
+
+/* Resolve the pool (by name, or name NULL: slot idx of h) into this process's local state. */
+static int checkout_resolve(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
+                            struct pool_loc **lp, struct pool_ref *r)
+{
+	char nm[PROT_NAME_BYTES];
+	struct prot_pool_local *pl = local_get(p);
+	if (!name && idx < seg_count(h, REG_POOLS)) {
+		struct prot_pool_slot *s = seg_entry(h, REG_POOLS, idx);
+		memcpy(nm, s->name, sizeof nm);
+		nm[sizeof nm - 1] = 0;
+		name = nm;
+	}
+	struct pool_loc *l = pl && name ? loc_by_name(pl, name, true) : NULL;
+	int rc = !name ? -PROT_ENOPOOL : !l ? -ENOMEM : loc_resolve(l, h);
+	if (rc == 0)
+		rc = ref_at(h, l->idx, r);
+	if (rc == 0 && SLOT_STATE(l->slot_state) != SLOT_LIVE)
+		rc = -PROT_ENOPOOL;
+	*lp = l;
+	return rc;
 }
 
 /* Checkout on pool `name` (resolved by name) or, name NULL, on slot idx of h. */
@@ -857,69 +865,46 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 		return -EINVAL;
 	if (!h)
 		return -PROT_ENOSEG;
-	uint64_t me = prot_self(p)->lease_owner;
+	if (p->flags & PROT_OPEN_RDONLY)
+		return -EROFS;
+	struct prot_idv v;
+	prot_idv(p, h, &v);
+	if (!v.self)
+		return -PROT_ECAPACITY; /* no process slot could be claimed for this process */
 	struct pool_ref r;
 	struct pool_cfgv c;
 	struct pool_loc *l;
 	struct pool_rec *rec = NULL, *dead;
-	uint32_t e = 0, hint;
-	char nm[PROT_NAME_BYTES];
-	int rc;
+	struct grant g;
 
 	pthread_mutex_lock(&p->lock);
-	struct prot_pool_local *pl = local_get(p, me);
-	if (!name && idx < seg_count(h, REG_POOLS)) {
-		struct prot_pool_slot *s = seg_entry(h, REG_POOLS, idx);
-		memcpy(nm, s->name, sizeof nm);
-		nm[sizeof nm - 1] = 0;
-		name = nm;
-		l = pl ? loc_by_name(pl, name, true) : NULL;
-	} else {
-		l = pl && name ? loc_by_name(pl, name, true) : NULL;
-	}
-	rc = !name ? -PROT_ENOPOOL : !l ? -ENOMEM : loc_resolve(l, h);
-	if (rc == 0)
-		rc = ref_at(h, l->idx, &r);
-	if (rc == 0 && SLOT_STATE(l->slot_state) != SLOT_LIVE)
-		rc = -PROT_ENOPOOL;
+	int rc = checkout_resolve(p, h, name, idx, &l, &r);
 	if (rc < 0) {
 		pthread_mutex_unlock(&p->lock);
 		return rc;
 	}
-	cfg_read(&r, &c);
-	uint32_t cap = cfg_cap(&r, &c);
 	idx = l->idx;
-	hint = l->hint;
+	uint32_t slot_state = l->slot_state;
 	struct prot_connector cn = l->c;
 	bool has = l->has_connector;
 	dead = loc_expired(l, prot_now_coarse_ns());
-	rc = lease_try(&r, cap, me, l->hint, &e);
-	if (rc == 0) {
-		l->hint = e + 1;
-		rec = loc_take(l, c.strategy, e);
-	}
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
 		destroy_chain(&cn, dead);
 
-	if (rc == -PROT_EPOOLFULL) {
-		if (waited)
-			*waited = true;
-		uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms;
-		uint64_t deadline = prot_now_ns() + tmo * 1000000u;
-		rc = lease_acquire(h, idx, &r, cap, me, timeout_ms != 0 && tmo != 0, deadline, hint, &e);
-		if (rc == -PROT_ECHECKOUT_TIMEOUT)
-			atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
-		if (rc < 0)
-			return rc;
-		pthread_mutex_lock(&p->lock);
-		rec = loc_take(l, c.strategy, e);
-		pthread_mutex_unlock(&p->lock);
-	}
+	cfg_read(&r, &c);
+	uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms;
+	uint64_t deadline = prot_now_ns() + tmo * 1000000u;
+	rc = lease_acquire(h, idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
+	if (rc == -PROT_ECHECKOUT_TIMEOUT)
+		atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
 	if (rc < 0)
 		return rc;
+	pthread_mutex_lock(&p->lock);
+	rec = loc_take(l, c.strategy, &g);
+	pthread_mutex_unlock(&p->lock);
 	if (!rec) {
-		checkout_undo(p, &r, l, NULL, e, me);
+		checkout_undo(p, &r, &v, l, NULL, &g, cfg_cap(&r, &c));
 		return -ENOMEM;
 	}
 	if (has && rec->conn && cn.check && cn.check(cn.ctx, rec->conn) != 0) {
@@ -928,11 +913,11 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	}
 	if (has && !rec->conn && cn.create(cn.ctx, &rec->conn) != 0) {
 		rec->conn = NULL;
-		checkout_undo(p, &r, l, rec, e, me);
+		checkout_undo(p, &r, &v, l, rec, &g, cfg_cap(&r, &c));
 		return -PROT_ECONNECTOR;
 	}
 	atomic_fetch_add_explicit(&r.s->checkouts, 1, memory_order_relaxed); /* statistic */
-	lease_fill(lease, h, idx, e, rec);
+	lease_fill(lease, h, idx, slot_state, &g);
 	if (conn)
 		*conn = rec->conn;
 	return 0;
@@ -973,60 +958,92 @@ int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lea
 	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, lease, conn, NULL);
 }
 
+/* The mapping of p a lease names, from p's private list of mappings (never from the lease). */
+static struct prot_shm_header *lease_map(prot_t *p, const prot_lease *lease)
+{
+	for (struct prot_map *m = atomic_load_explicit(&p->map, memory_order_acquire); m; m = m->older)
+		if (seg_id(m->hdr) == lease->opaque[0])
+			return m->hdr;
+	return NULL;
+}
+
+/* This process's record of the lease (idx, e, gen) in mapping h, or NULL. Under p->lock. */
+static struct pool_rec *rec_find(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t e,
+                                 uint64_t gen)
+{
+	struct prot_pool_local *pl = local_get(p);
+	for (uint32_t i = 0; pl && i < pl->n; i++) {
+		struct pool_loc *l = pl->v[i];
+		if (l->h != h || l->idx != idx)
+			continue;
+		for (struct pool_rec *r = l->busy.next; r != &l->busy; r = r->next)
+			if (r->entry == e && (r->gen & GEN_MASK) == gen)
+				return r;
+	}
+	return NULL;
+}
+
+/* Keep, park or close the connection of a returned lease; returns what to destroy unlocked. */
+static struct pool_rec *rec_return(struct pool_rec *rec, int how, bool overflow,
+                                   const struct pool_cfgv *c, uint64_t now)
+{
+	struct pool_loc *l = rec->loc;
+	struct pool_rec *dead = NULL;
+	list_del(rec);
+	if (!rec->conn) {
+		rec_put(l, rec);
+	} else if (how == PROT_CHECKIN_BROKEN || (overflow && c->overflow_ttl_ms == 0)) {
+		rec->next = NULL;
+		dead = rec;
+	} else {
+		rec->expires_ns = overflow ? now + c->overflow_ttl_ms * 1000000u : 0;
+		list_add_tail(&l->idle, rec);
+	}
+	struct pool_rec *exp = loc_expired(l, now);
+	if (exp) {
+		struct pool_rec *t = exp;
+		while (t->next)
+			t = t->next;
+		t->next = dead;
+		dead = exp;
+	}
+	return dead;
+}
+
 int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 {
-	if (!p || !lease)
+	if (!p || !lease || (how != PROT_CHECKIN_OK && how != PROT_CHECKIN_BROKEN))
 		return -EINVAL;
-	struct prot_shm_header *h = (struct prot_shm_header *)(uintptr_t)lease->opaque[0];
-	uint32_t idx = (uint32_t)lease->opaque[1], e1 = (uint32_t)(lease->opaque[1] >> 32);
-	struct pool_rec *rec = (struct pool_rec *)(uintptr_t)lease->opaque[2];
-	if (!h || e1 == 0 || !rec)
-		return -PROT_ESTALE;
-	uint64_t me = prot_self(p)->lease_owner;
+	if (p->flags & PROT_OPEN_RDONLY)
+		return -EROFS;
+	prot_hdr(p); /* fork check and successor before p's maps are read */
+	struct prot_shm_header *h = lease_map(p, lease);
+	uint32_t idx = (uint32_t)lease->opaque[1], sgen = (uint32_t)(lease->opaque[1] >> 32);
+	uint32_t e = (uint32_t)(lease->opaque[2] & 0xffffffu);
+	uint64_t gen = lease->opaque[2] >> 24;
 	struct pool_ref r;
-	int rc = ref_at(h, idx, &r);
-	if (rc < 0)
-		return rc;
-	uint32_t e = e1 - 1;
-	/* a lease of another process (e.g. the parent of a forked child) fails here, before rec is
-	 * touched: rec belongs to that process's memory */
-	if (e >= r.nlease || atomic_load_explicit(&r.lease[e], memory_order_relaxed) != me)
+	if (!h || gen == 0 || ref_at(h, idx, &r) < 0 ||
+	    SLOT_GEN(atomic_load_explicit(&r.s->state, memory_order_acquire)) != sgen)
 		return -PROT_ESTALE;
+	struct prot_idv v;
+	prot_idv(p, h, &v);
+	if (!v.self)
+		return -PROT_ESTALE; /* no identity here (a forked child's copy of its parent's lease) */
 	struct pool_cfgv c;
 	cfg_read(&r, &c);
 	uint32_t before = 0;
-	rc = lease_release(&r, e, me, &before);
+	bool freed = false;
+	int rc = lease_return(&r, &v, e, gen, cfg_cap(&r, &c), &freed, &before);
 	if (rc < 0)
 		return rc;
 	memset(lease, 0, sizeof *lease); /* a second checkin of the same lease is -PROT_ESTALE */
 
 	uint64_t now = prot_now_coarse_ns();
 	pthread_mutex_lock(&p->lock);
-	struct pool_loc *l = rec->loc;
-	struct pool_rec *dead = NULL;
-	struct prot_connector cn = { 0 };
-	if (l) {
-		cn = l->c;
-		list_del(rec);
-		bool overflow = rc == REL_FREED && before > c.size;
-		if (!rec->conn) {
-			rec_put(l, rec);
-		} else if (how == PROT_CHECKIN_BROKEN || (overflow && c.overflow_ttl_ms == 0)) {
-			rec->next = NULL;
-			dead = rec;
-		} else {
-			rec->expires_ns = overflow ? now + c.overflow_ttl_ms * 1000000u : 0;
-			list_add_tail(&l->idle, rec);
-		}
-		struct pool_rec *exp = loc_expired(l, now);
-		if (exp) {
-			struct pool_rec *t = exp;
-			while (t->next)
-				t = t->next;
-			t->next = dead;
-			dead = exp;
-		}
-	}
+	struct pool_rec *rec = rec_find(p, h, idx, e, gen), *dead = NULL;
+	struct prot_connector cn = rec ? rec->loc->c : (struct prot_connector){ 0 };
+	if (rec)
+		dead = rec_return(rec, how, freed && before > c.size, &c, now);
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
 		destroy_chain(&cn, dead);
@@ -1057,12 +1074,13 @@ int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector 
 		return -EINVAL;
 	if (strlen(pool) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
+	if (p->flags & PROT_OPEN_RDONLY)
+		return -EROFS;
 	struct prot_shm_header *h = prot_hdr(p);
 	if (!h)
 		return -PROT_ENOSEG;
-	uint64_t me = prot_self(p)->lease_owner;
 	pthread_mutex_lock(&p->lock);
-	struct prot_pool_local *pl = local_get(p, me);
+	struct prot_pool_local *pl = local_get(p);
 	struct pool_loc *l = pl ? loc_by_name(pl, pool, true) : NULL;
 	int rc = l ? loc_resolve(l, h) : -ENOMEM;
 	if (rc == 0 && l->has_connector) {
@@ -1089,15 +1107,14 @@ int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_st
 		return -PROT_ENOPOOL;
 	struct pool_cfgv c;
 	cfg_read(&r, &c);
-	uint64_t w = atomic_load_explicit(&r.s->word, memory_order_relaxed); /* a snapshot */
 	struct prot_pool_status s = { 0 };
 	memcpy(s.name, r.s->name, sizeof s.name);
 	s.name[sizeof s.name - 1] = 0;
 	s.size = (uint32_t)c.size;
 	s.max_overflow = (uint32_t)c.max_overflow;
-	s.in_use = PW_USED(w);
+	s.in_use = atomic_load_explicit(&r.s->in_use, memory_order_relaxed); /* a snapshot */
 	s.overflow_in_use = s.in_use > s.size ? s.in_use - s.size : 0;
-	s.waiting = r.cell ? live_waiters(&r, w) : 0;
+	s.waiting = r.cell ? live_waiters(&r) : 0;
 	s.checkout_timeout_ms = c.checkout_timeout_ms;
 	s.overflow_ttl_ms = c.overflow_ttl_ms;
 	s.strategy = (uint32_t)c.strategy;
@@ -1121,9 +1138,8 @@ int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out)
 		return idx;
 	if (!(p->flags & PROT_OPEN_RDONLY)) {
 		/* a pool call: lingering overflow connections past their deadline close here too */
-		uint64_t me = prot_self(p)->lease_owner;
 		pthread_mutex_lock(&p->lock);
-		struct prot_pool_local *pl = local_get(p, me);
+		struct prot_pool_local *pl = local_get(p);
 		struct pool_loc *l = pl ? loc_by_name(pl, pool, false) : NULL;
 		struct pool_rec *dead = l ? loc_expired(l, prot_now_coarse_ns()) : NULL;
 		struct prot_connector cn = l ? l->c : (struct prot_connector){ 0 };
@@ -1140,20 +1156,27 @@ void pool_local_free(prot_t *p)
 {
 	if (!p || !p->pools)
 		return;
-	uint64_t me = prot_self(p)->lease_owner;
+	prot_hdr(p); /* the fork check: a child's state is forgotten, never returned */
 	pthread_mutex_lock(&p->lock);
-	struct prot_pool_local *pl = local_get(p, me);
+	struct prot_pool_local *pl = local_get(p);
 	p->pools = NULL;
 	pthread_mutex_unlock(&p->lock);
 	for (uint32_t i = 0; i < pl->n; i++) {
 		struct pool_loc *l = pl->v[i];
 		struct pool_ref r;
+		struct pool_cfgv c;
+		struct prot_idv v;
 		bool ok = l->h && ref_at(l->h, l->idx, &r) == 0;
+		if (ok) {
+			prot_idv(p, l->h, &v);
+			cfg_read(&r, &c);
+		}
 		while (!list_empty(&l->busy)) {
 			struct pool_rec *rec = l->busy.next;
 			list_del(rec);
-			if (ok)
-				lease_release(&r, rec->entry, me, NULL);
+			bool freed;
+			if (ok && v.self)
+				lease_return(&r, &v, rec->entry, rec->gen, cfg_cap(&r, &c), &freed, NULL);
 			list_add_tail(&l->idle, rec);
 		}
 		struct pool_rec *dead = NULL;

@@ -70,10 +70,11 @@
  * and a later TAT to hit w to the nanosecond.
  *
  * STUCK CLAIMS. A process killed between claiming a bucket and publishing it leaves a CLAIMED
- * bucket whose bit is clear. While it holds the claim, the claimer's identity (pid and start time,
- * as in pool leases) sits in the bucket's `allowed` field (cleared just before publication). The
- * sweep frees a claim only when that process is provably gone (proc_alive: pid and start time, so
- * pid reuse cannot fool it): a live claimer, however long descheduled, is never robbed, so once
+ * bucket whose bit is clear. While it holds the claim, the claimer's identity (lib/ident.c, as in
+ * pool leases), tagged with bit 63, sits in the bucket's `allowed` field (cleared just before
+ * publication; the tag keeps a stale statistic from passing for an identity). The sweep frees a
+ * claim only when that identity is provably gone (its record lock is released: pid reuse cannot
+ * fool it): a live claimer, however long descheduled, is never robbed, so once
  * its group CAS succeeds its bucket is published for good. Unfreed (leaked until the segment is
  * recreated, skipped by lookups, never waited on): a claim whose claimer died in the two
  * instructions between the claim and the identity store, or right after clearing it; and a
@@ -605,9 +606,9 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 		return R_FULL;
 	struct prot_rate_bucket *b = &g->b[i];
 	/* relaxed stores, all published by the group CAS (release) below. Who holds the claim, for
-	 * the sweep (0: unknown, never freed: calls without a handle). p->ident is this process's:
-	 * every entry point called prot_hdr(p), which refreshes it after a fork. */
-	atomic_store_explicit(&b->allowed, p ? p->ident.lease_owner : 0, memory_order_relaxed);
+	 * the sweep (0: unknown, never freed: calls without a handle or without identity). */
+	uint64_t self = p ? prot_self(p, r->h) : 0;
+	atomic_store_explicit(&b->allowed, self ? self | CLAIM_TAG : 0, memory_order_relaxed);
 	__atomic_store_n(&g->h.tags[i], id->tag, __ATOMIC_RELAXED);
 	id_store(b, id);
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
@@ -1198,30 +1199,15 @@ static uint64_t sweep_set(struct rate_ref r, uint64_t now)
 	return expired(m, w, now) && bucket_remove(r, m, w);
 }
 
-/* Is the claimer `owner` (pid | low 32 bits of its start time << 32) provably gone? Unknown (0, or
- * /proc unreadable) counts as alive. */
-static bool claimer_dead(uint64_t owner)
+/* Is the claimer `owner` (identity | CLAIM_TAG) provably gone? Anything else stored there (0, a
+ * stale statistic) is no identity and counts as alive. */
+static bool claimer_dead(const struct prot_idv *v, uint64_t owner)
 {
-	pid_t pid = (pid_t)(uint32_t)owner;
-	uint64_t start;
-
-	/* 0: no identity stored (yet, or a call without a handle). A zero start half: not an
-	 * identity either (a stale statistic added to a FREE bucket's `allowed` after its removal,
-	 * by a client descheduled across the removal). */
-	if ((owner >> 32) == 0 || pid <= 0)
-		return false;
-	int r = proc_start_time(pid, &start);
-	if (r == -ENOENT || r == -ESRCH)
-		return true;
-	if (r < 0)
-		return false;
-	if ((start & 0xffffffffu) != owner >> 32)
-		return true; /* the pid belongs to another process now */
-	return !proc_alive(pid, start); /* a zombie holds nothing */
+	return (owner & CLAIM_TAG) && v && !ident_alive(v, owner & ~CLAIM_TAG);
 }
 
 /* A bucket whose bit was clear: free a dead claimer's claim, finish a removal's last step. */
-static void sweep_clear(struct rate_ref r)
+static void sweep_clear(struct rate_ref r, const struct prot_idv *v)
 {
 	struct prot_rate_bucket *b = &r.g->b[r.i];
 	uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire); /* see sweep_set */
@@ -1230,7 +1216,7 @@ static void sweep_clear(struct rate_ref r)
 		return;
 	/* relaxed: the claimer's identity; if the claim changes meanwhile, the CAS below fails */
 	if (META_ST(m) == RB_CLAIMED &&
-	    !claimer_dead(atomic_load_explicit(&b->allowed, memory_order_relaxed)))
+	    !claimer_dead(v, atomic_load_explicit(&b->allowed, memory_order_relaxed)))
 		return;
 	/* Bit still clear after we saw the meta: a DEAD bucket's remover has cleared it; a CLAIMED
 	 * one was never published. */
@@ -1241,8 +1227,9 @@ static void sweep_clear(struct rate_ref r)
 	                                        memory_order_release, memory_order_relaxed);
 }
 
-void rate_sweep(struct prot_shm_header *h, uint64_t now_ns, uint64_t *swept)
+void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
 {
+	struct prot_shm_header *h = v->h;
 	uint32_t groups = seg_count(h, REG_RATE_GROUPS);
 	uint32_t n = groups < RATE_SWEEP_GROUPS ? groups : RATE_SWEEP_GROUPS;
 	uint64_t count = 0;
@@ -1261,7 +1248,7 @@ void rate_sweep(struct prot_shm_header *h, uint64_t now_ns, uint64_t *swept)
 			if (bits & (1u << r.i))
 				count += sweep_set(r, now_ns);
 			else
-				sweep_clear(r);
+				sweep_clear(r, v);
 		}
 	}
 	*swept = count;

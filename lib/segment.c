@@ -1,23 +1,28 @@
 /* segment.c — the segment as libprot sees it: its geometry (seg_layout), the check of an untrusted
  * mapping (seg_validate), attaching and detaching (prot_open, prot_close), the per-call accessor
- * that notices retirement and fork (prot_hdr), named-slot lookup, process identity, and the
- * read-only views (prot_get_info, prot_list_*).
+ * that notices retirement and fork (prot_hdr), named-slot lookup, each mapping's process identity
+ * (claimed through lib/ident.c, refreshed after fork), and the read-only views (prot_get_info,
+ * prot_list_*).
  *
  * Concurrency argument for the handle:
  *  - p->map only ever moves forward to a newer mapping (release store under p->lock, acquire loads
  *    everywhere); older mappings stay mapped on the ->older chain until prot_close(), so a thread
  *    that loaded an old map pointer can finish its operation on memory that is still mapped.
- *  - the fork page is private, wiped in a child (MADV_WIPEONFORK). Its word is the state of
- *    p->ident: FORK_ARMED (ident valid for this process), 0 (we are a fresh child: ident is the
+ *  - the fork page is private, wiped in a child (MADV_WIPEONFORK). Its word is the state of the
+ *    maps' identities: FORK_ARMED (valid for this process), 0 (we are a fresh child: they are the
  *    parent's), FORK_BUSY (one thread is refreshing). The refresh is claimed by a CAS 0 -> BUSY and
  *    published by a release store of ARMED, which every reader acquires before using ident. This
  *    is a lock of its own rather than p->lock on purpose: a child forked while another parent
  *    thread held p->lock inherits that mutex locked forever; the refresh re-initialises it.
  *    Consequence for every module: call prot_hdr() (or prot_self()) before taking p->lock.
+ *  - identity fds: each read-write mapping keeps its segment fd open, holding the OFD lock of its
+ *    process slot (lib/ident.c). The atfork child handler (below) swaps every such mapping and fd
+ *    for a fresh open file description before fork() returns in the child, so the child never
+ *    holds its parent's locks; the child's fork refresh claims a slot of its own for the current mapping.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -29,7 +34,6 @@
 #define SEG_MAX_SIZE (64ull << 30)      /* refuse geometries beyond 64 GiB */
 #define SEG_PAGE 4096u
 #define REATTACH_INTERVAL_NS 100000000u /* at most one successor probe per 100 ms per handle */
-#define HEARTBEAT_ALIVE_MS 2000u
 
 enum { FORK_WIPED = 0, FORK_ARMED = 1, FORK_BUSY = 2 };
 
@@ -43,6 +47,7 @@ static const uint32_t reg_stride[REG_COUNT_] = {
 	[REG_WAITERS] = sizeof(struct prot_waiter_slot),
 	[REG_RATE_GROUPS] = sizeof(struct prot_rate_group),
 	[REG_EVENTS] = sizeof(struct prot_event),
+	[REG_PROCS] = sizeof(struct prot_proc_slot),
 };
 
 static uint64_t align_up(uint64_t v, uint64_t a)
@@ -75,6 +80,9 @@ static int geometry_counts(const struct seg_geometry *g, uint32_t count[REG_COUN
 	count[REG_WAITERS] = (uint32_t)waiters;
 	count[REG_RATE_GROUPS] = (uint32_t)grp;
 	count[REG_EVENTS] = g->events;
+	count[REG_PROCS] = g->max_procs ? g->max_procs : PROC_SLOTS_DEFAULT;
+	if (count[REG_PROCS] > PROC_SLOTS_MAX)
+		return -PROT_ECAPACITY;
 	*groups = (uint32_t)grp;
 	return 0;
 }
@@ -122,6 +130,7 @@ void seg_geometry_of(const struct prot_shm_header *h, struct seg_geometry *g)
 		.pool_max_waiters = h->pool_max_waiters,
 		.events = h->region[REG_EVENTS].count,
 		.rate_entities = (uint64_t)h->rate_groups * RATE_GROUP_SLOTS,
+		.max_procs = h->region[REG_PROCS].count,
 	};
 }
 
@@ -160,7 +169,8 @@ static int counts_consistent(const struct prot_shm_header *h)
 		return 0;
 	return h->region[REG_LEASES].count == (uint64_t)h->region[REG_POOLS].count * h->pool_max_slots &&
 	       h->region[REG_WAITERS].count == (uint64_t)h->region[REG_POOLS].count * h->pool_max_waiters &&
-	       h->region[REG_RATE_GROUPS].count == groups;
+	       h->region[REG_RATE_GROUPS].count == groups && h->region[REG_PROCS].count >= 1 &&
+	       h->region[REG_PROCS].count <= PROC_SLOTS_MAX;
 }
 
 int seg_validate(const void *base, size_t size)
@@ -191,88 +201,106 @@ int seg_validate(const void *base, size_t size)
 
 /* ---- process identity ------------------------------------------------------------------------ */
 
-/* Read the state letter (field 3) and start time (field 22) of /proc/PID/stat. The command name
- * (field 2) is in parentheses and may itself contain spaces and ')': fields resume after the LAST
- * ')'. */
-static int proc_stat(pid_t pid, char *state, uint64_t *start)
-{
-	char path[64], buf[1024];
-	int fd;
-	ssize_t n;
+/* Every live handle of this process, for the atfork child handler. */
+static pthread_mutex_t handles_mu = PTHREAD_MUTEX_INITIALIZER;
+static prot_t *handles;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return n < 0 ? -errno : -EIO;
-	buf[n] = '\0';
-	char *s = strrchr(buf, ')');
-	if (!s || s[1] != ' ' || !s[2])
-		return -EIO;
-	*state = s[2];
-	s += 2; /* now at field 3 */
-	for (int field = 3; field < 22; field++) {
-		s = strchr(s, ' ');
-		if (!s)
-			return -EIO;
-		s++;
+/* /proc/self/fd/N without stdio: the child handler may run in a child of a threaded parent. */
+static void fd_path(char *buf, int fd)
+{
+	static const char pre[] = "/proc/self/fd/";
+	char digits[12];
+	int n = 0;
+	memcpy(buf, pre, sizeof pre - 1);
+	do
+		digits[n++] = (char)('0' + fd % 10);
+	while ((fd /= 10) > 0);
+	for (int i = 0; i < n; i++)
+		buf[sizeof pre - 1 + i] = digits[n - 1 - i];
+	buf[sizeof pre - 1 + n] = '\0';
+}
+
+/* Give mapping m a fresh open file description of the same file. The inherited one carries the
+ * parent's identity lock (OFD locks are shared through fork), and it is referenced twice: by the
+ * fd and by the mapping itself (a MAP_SHARED mapping keeps its file description alive, so closing
+ * the fd alone would not drop the parent's lock when the parent dies). The mapping is replaced in
+ * place (MAP_FIXED, same address and size, same shared pages), then the fd. On failure the child
+ * has no identity in that mapping rather than the parent's. */
+static void map_refresh(struct prot_map *m)
+{
+	char path[32];
+	fd_path(path, m->fd);
+	int nfd = open(path, O_RDWR | O_CLOEXEC);
+	if (nfd >= 0 && mmap(m->hdr, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, nfd, 0) ==
+	                        (void *)m->hdr &&
+	    dup3(nfd, m->fd, O_CLOEXEC) >= 0) {
+		close(nfd);
+		return;
 	}
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (end == s || errno != 0 || (*end != ' ' && *end != '\n' && *end != '\0'))
-		return -EIO;
-	*start = v;
-	return 0;
+	if (nfd >= 0)
+		close(nfd);
+	close(m->fd);
+	m->fd = -1;
 }
 
-int proc_start_time(pid_t pid, uint64_t *start)
+static void atfork_prepare(void)
 {
-	char state;
-	uint64_t v;
-	int r = proc_stat(pid, &state, &v);
-
-	if (r < 0)
-		return r;
-	*start = v;
-	return 0;
+	pthread_mutex_lock(&handles_mu);
 }
-
-int proc_alive(pid_t pid, uint64_t start)
+static void atfork_parent(void)
 {
-	char state;
-	uint64_t now_start;
-
-	if (pid <= 0)
-		return 0;
-	if (kill(pid, 0) < 0 && errno == ESRCH)
-		return 0;
-	if (proc_stat(pid, &state, &now_start) < 0)
-		return 0;
-	/* A zombie holds nothing any more; 'X' is a process being reaped. */
-	if (state == 'Z' || state == 'X')
-		return 0;
-	return now_start == start;
+	pthread_mutex_unlock(&handles_mu);
 }
-
-static int ident_fill(struct prot_ident *id)
+static void atfork_child(void)
 {
-	pid_t pid = getpid();
-	uint64_t start;
-	int r = proc_start_time(pid, &start);
-
-	if (r < 0)
-		return r;
-	id->pid = pid;
-	id->start = start;
-	id->lease_owner = (uint64_t)(uint32_t)pid | (start & 0xffffffffu) << 32;
-	return 0;
+	for (prot_t *p = handles; p; p = p->fork_next)
+		for (struct prot_map *m = atomic_load_explicit(&p->map, memory_order_relaxed); m; m = m->older)
+			if (m->ident) {
+				map_refresh(m);
+				m->ident = 0; /* the parent's; the fork refresh claims the child's own */
+			}
+	pthread_mutex_unlock(&handles_mu);
+}
+static void atfork_install(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
-/* Slow path of the fork check: we are a child that inherited the handle. */
+static void handle_link(prot_t *p)
+{
+	pthread_once(&atfork_once, atfork_install);
+	pthread_mutex_lock(&handles_mu);
+	p->fork_next = handles;
+	if (handles)
+		handles->fork_prev = p;
+	handles = p;
+	pthread_mutex_unlock(&handles_mu);
+}
+static void handle_unlink(prot_t *p)
+{
+	pthread_mutex_lock(&handles_mu);
+	if (p->fork_prev)
+		p->fork_prev->fork_next = p->fork_next;
+	else if (handles == p)
+		handles = p->fork_next;
+	if (p->fork_next)
+		p->fork_next->fork_prev = p->fork_prev;
+	p->fork_next = p->fork_prev = NULL;
+	pthread_mutex_unlock(&handles_mu);
+}
+
+/* Claim this process's identity in mapping m (read-write handles only). */
+static int map_claim(struct prot_map *m)
+{
+	if (m->fd < 0)
+		return -EBADF;
+	return ident_claim(m->hdr, m->nprocs, m->fd, 0, &m->ident);
+}
+
+/* Slow path of the fork check: we are a child that inherited the handle. The atfork handler has
+ * already given every identity fd a fresh open file description and dropped the parent's
+ * identities; claim our own for the current mapping. */
 static void fork_refresh(prot_t *p)
 {
 	uint64_t expect = FORK_WIPED;
@@ -280,19 +308,18 @@ static void fork_refresh(prot_t *p)
 	/* acq_rel: the winner's CAS orders nothing yet; the losers' later acquire of ARMED does. */
 	if (atomic_compare_exchange_strong_explicit(p->fork_page, &expect, FORK_BUSY,
 	                                            memory_order_acq_rel, memory_order_acquire)) {
-		struct prot_ident id = p->ident;
-		if (ident_fill(&id) < 0)
-			id.pid = getpid(); /* /proc unreadable: keep the parent's start, at least the pid */
-		id.lease_owner = (uint64_t)(uint32_t)id.pid | (id.start & 0xffffffffu) << 32;
-		p->ident = id;
+		struct prot_map *m = atomic_load_explicit(&p->map, memory_order_relaxed);
+		if (!(p->flags & PROT_OPEN_RDONLY) && m->ident == 0 && map_claim(m) < 0)
+			m->ident = 0; /* no slot: the calls that need an identity fail */
 		/* The parent's p->lock may have been held by a thread that does not exist here. No
 		 * thread of this process can hold it: every entry point passes here first. */
 		pthread_mutex_init(&p->lock, NULL);
-		/* release: publishes ident and the fresh lock to every thread that acquires ARMED */
+		p->fork_epoch++;
+		/* release: publishes the identity and the fresh lock to every thread that acquires ARMED */
 		atomic_store_explicit(p->fork_page, FORK_ARMED, memory_order_release);
 		return;
 	}
-	/* Another thread is refreshing: it reads one /proc file, so this wait is short. */
+	/* Another thread is refreshing: it claims one slot, so this wait is short. */
 	while (atomic_load_explicit(p->fork_page, memory_order_acquire) != FORK_ARMED)
 		sched_yield();
 }
@@ -304,10 +331,40 @@ static inline void fork_check(prot_t *p)
 		fork_refresh(p);
 }
 
-const struct prot_ident *prot_self(prot_t *p)
+static const struct prot_map *map_of(prot_t *p, const struct prot_shm_header *h)
+{
+	for (struct prot_map *m = atomic_load_explicit(&p->map, memory_order_acquire); m; m = m->older)
+		if (m->hdr == h)
+			return m;
+	return NULL;
+}
+
+void prot_idv(prot_t *p, struct prot_shm_header *h, struct prot_idv *v)
+{
+	*v = (struct prot_idv){ .h = h, .fd = -1 };
+	if (!p || !h)
+		return;
+	fork_check(p);
+	const struct prot_map *m = map_of(p, h);
+	if (m)
+		*v = (struct prot_idv){ .h = h, .fd = m->fd, .nprocs = m->nprocs, .self = m->ident };
+}
+
+uint64_t prot_self(prot_t *p, struct prot_shm_header *h)
 {
 	fork_check(p);
-	return &p->ident;
+	const struct prot_map *m = atomic_load_explicit(&p->map, memory_order_acquire);
+	if (m && m->hdr != h)
+		m = map_of(p, h);
+	return m ? m->ident : 0;
+}
+
+int protd_alive(const struct prot_idv *v)
+{
+	/* relaxed: protd stores it before it publishes anything it serves; a stale value is an older
+	 * protd's identity, which then reads as dead */
+	uint64_t id = atomic_load_explicit(&v->h->protd_ident, memory_order_relaxed);
+	return id != 0 && v->fd >= 0 && ident_alive(v, id);
 }
 
 /* ---- mapping ---------------------------------------------------------------------------------- */
@@ -322,6 +379,8 @@ static void map_free(struct prot_map *m)
 	while (m) {
 		struct prot_map *older = m->older;
 		munmap(m->hdr, m->size);
+		if (m->fd >= 0)
+			close(m->fd); /* drops the identity lock */
 		free(m);
 		m = older;
 	}
@@ -362,7 +421,13 @@ static int map_fd(int fd, unsigned flags, struct prot_map **out)
 		munmap(base, (size_t)st.st_size);
 		return r;
 	}
-	*m = (struct prot_map){.hdr = base, .size = (size_t)st.st_size, .dev = st.st_dev, .ino = st.st_ino};
+	*m = (struct prot_map){.hdr = base, .size = (size_t)st.st_size, .dev = st.st_dev, .ino = st.st_ino,
+	                       .fd = fd, .nprocs = ((struct prot_shm_header *)base)->region[REG_PROCS].count};
+	if (!(flags & PROT_OPEN_RDONLY) && (r = map_claim(m)) < 0) {
+		munmap(base, (size_t)st.st_size);
+		free(m);
+		return r;
+	}
 	*out = m;
 	return 0;
 }
@@ -395,6 +460,7 @@ static int fork_page_new(_Atomic uint64_t **out)
 
 static void handle_free(prot_t *p)
 {
+	handle_unlink(p);
 	if (p->fork_page)
 		munmap((void *)p->fork_page, SEG_PAGE);
 	free(p);
@@ -420,8 +486,6 @@ int prot_open(const char *name, unsigned flags, prot_t **out)
 	strcpy(p->name, name);
 	p->flags = flags;
 	r = fork_page_new(&p->fork_page);
-	if (r == 0)
-		r = ident_fill(&p->ident);
 	if (r < 0) {
 		handle_free(p);
 		return r;
@@ -432,14 +496,15 @@ int prot_open(const char *name, unsigned flags, prot_t **out)
 		handle_free(p);
 		return r;
 	}
-	r = map_fd(fd, flags, &m);
-	close(fd);
+	r = map_fd(fd, flags, &m); /* keeps fd on success */
 	if (r < 0) {
+		close(fd);
 		handle_free(p);
 		return r;
 	}
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->map, m);
+	handle_link(p);
 	/* release: ident is complete before any thread (of this process) sees ARMED */
 	atomic_store_explicit(p->fork_page, FORK_ARMED, memory_order_release);
 	*out = p;
@@ -485,7 +550,6 @@ static struct prot_shm_header *reattach(prot_t *p, struct prot_shm_header *seen)
 		close(fd);
 		goto out;
 	}
-	close(fd);
 	if (atomic_load_explicit(&m->hdr->state, memory_order_relaxed) != SEG_STATE_LIVE) {
 		map_free(m);
 		goto out;
@@ -583,7 +647,9 @@ int prot_get_info(prot_t *p, struct prot_info *out)
 	uint64_t hb = atomic_load_explicit(&h->heartbeat_ns, memory_order_relaxed);
 	uint64_t now = prot_now_ns();
 	in.heartbeat_age_ms = hb == 0 ? UINT64_MAX : hb >= now ? 0 : (now - hb) / 1000000u;
-	in.protd_alive = in.protd_pid > 0 && in.heartbeat_age_ms < HEARTBEAT_ALIVE_MS;
+	struct prot_idv v;
+	prot_idv(p, h, &v);
+	in.protd_alive = protd_alive(&v); /* its identity lock, not the heartbeat's age */
 	in.retired = atomic_load_explicit(&h->state, memory_order_relaxed) == SEG_STATE_RETIRED;
 	in.keys = live_slots(h, REG_KEYS);
 	in.max_keys = seg_count(h, REG_KEYS);

@@ -83,6 +83,10 @@ static inline struct prot_shm_header *craft_anon(const struct seg_geometry *g)
 	return h;
 }
 
+/* A liveness view of an anonymous segment: no fd, so no holder can be told dead (the maintenance
+ * entry points then reclaim nothing, as they must when they cannot tell). */
+#define ANON_VIEW(hdr) (&(struct prot_idv){ .h = (hdr), .fd = -1 })
+
 /* Publish slot i of a named region with a config block, as protd does: name and config first
  * (config under the slot's seqlock), then LIVE with release. Every named slot keeps its config at
  * line 1. */

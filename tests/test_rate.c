@@ -384,9 +384,9 @@ Test(core, sweep_expires_and_churn_keeps_working)
 		}
 		cr_assert_eq(atomic_load(&h->rate_buckets_used), 64);
 		/* nothing has expired within its window */
-		rate_sweep(h, at(1000 * (uint64_t)w + 50), &swept);
+		rate_sweep(ANON_VIEW(h), at(1000 * (uint64_t)w + 50), &swept);
 		cr_assert_eq(swept, 0);
-		rate_sweep(h, at(1000 * (uint64_t)w + 900), &swept);
+		rate_sweep(ANON_VIEW(h), at(1000 * (uint64_t)w + 900), &swept);
 		cr_assert_eq(swept, 64, "wave %d", w);
 		total += swept;
 		cr_assert_eq(atomic_load(&h->rate_buckets_used), 0);
@@ -396,43 +396,52 @@ Test(core, sweep_expires_and_churn_keeps_working)
 }
 
 /* A claimer killed before publishing leaves a CLAIMED bucket with a clear bit: the sweep frees it
- * once the claimer (pid + start time, stored in the claim) is provably gone — never while it lives,
- * never when unknown. One that published but died before LIVE is completed by the next lookup. */
+ * once the claimer (its identity, tagged, stored in the claim) is provably gone — never while it
+ * lives, never when unknown. One that published but died before LIVE is completed by the next
+ * lookup. */
 static int report_identity(void *arg, int i)
 {
-	uint64_t *owner = arg, start;
+	uint64_t *owner = arg;
+	prot_t *p;
 	(void)i;
-	if (proc_start_time(getpid(), &start) < 0)
+	if (prot_open((const char *)(owner + 1), 0, &p) != 0)
 		return 1;
-	*owner = (uint64_t)(uint32_t)getpid() | (start & 0xffffffffu) << 32;
-	return 0;
-}
-
-static uint64_t identity_of_self(void)
-{
-	uint64_t start;
-	cr_assert_eq(proc_start_time(getpid(), &start), 0);
-	return (uint64_t)(uint32_t)getpid() | (start & 0xffffffffu) << 32;
+	*owner = prot_self(p, prot_hdr(p));
+	return 0; /* exits holding the handle: its identity dies with it */
 }
 
 Test(core, dead_claimers_are_recovered)
 {
-	struct prot_shm_header *h = core_seg_n(32);
+	const char *name = th_segname("claim");
+	struct seg_geometry geo = {.max_keys = 2, .max_breakers = 1, .max_pools = 1, .pool_max_slots = 1,
+	                           .pool_max_waiters = 1, .events = 64, .rate_entities = 32};
+	struct crafted c = craft_mode(name, &geo, 0600);
+	struct prot_shm_header *h = c.h;
 	struct prot_rate_group *g = seg_entry(h, REG_RATE_GROUPS, 0);
-	uint64_t *dead = th_shared(sizeof *dead), swept;
+	uint64_t *dead = th_shared(sizeof *dead + 64), swept;
+	snprintf((char *)(dead + 1), 64, "%s", name);
 	th_fork_n(1, report_identity, dead, 5000); /* a process that has exited by now */
 	cr_assert_neq(*dead, 0);
+	prot_t *self;
+	cr_assert_eq(prot_open(name, 0, &self), 0);
+	uint64_t me = prot_self(self, prot_hdr(self));
 	set_t0();
 	for (int i = 0; i < 32; i++) {
 		atomic_store(&g->b[i].meta, (uint64_t)1 << 32 | PROT_RATE_GCRA << 8 | 1 /* CLAIMED */);
-		/* slot 0: a live claimer (us); slot 1: unknown; the others: the dead child */
-		atomic_store(&g->b[i].allowed, i == 0 ? identity_of_self() : i == 1 ? 0 : *dead);
+		/* slot 0: a live claimer (us); slot 1: unknown; slot 2: a statistic, untagged; the
+		 * others: the dead child */
+		atomic_store(&g->b[i].allowed, i == 0 ? me | CLAIM_TAG : i == 1 ? 0 : i == 2 ? *dead : *dead | CLAIM_TAG);
 	}
+	/* a view with an fd of its own: it judges our handle through its lock, as another process */
+	int fd = shm_open(name, O_RDONLY, 0);
+	cr_assert(fd >= 0);
+	struct prot_idv v = { .h = h, .fd = fd, .nprocs = h->region[REG_PROCS].count };
 	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(10), NULL), -PROT_ETABLEFULL);
-	rate_sweep(h, at(100), &swept);
+	rate_sweep(&v, at(100), &swept);
 	cr_assert_eq(META_ST_OF(atomic_load(&g->b[0].meta)), 1, "a live claimer keeps its claim");
 	cr_assert_eq(META_ST_OF(atomic_load(&g->b[1].meta)), 1, "an unknown claimer keeps its claim");
-	for (int i = 2; i < 32; i++)
+	cr_assert_eq(META_ST_OF(atomic_load(&g->b[2].meta)), 1, "an untagged value is no identity");
+	for (int i = 3; i < 32; i++)
 		cr_assert_eq(META_ST_OF(atomic_load(&g->b[i].meta)), 0, "slot %d: dead claimer's claim freed", i);
 	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(100), NULL), 1);
 
@@ -443,6 +452,9 @@ Test(core, dead_claimers_are_recovered)
 	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(101), NULL), 1);
 	cr_assert_eq(atomic_load(&b->meta), m);
 	cr_assert_eq(buckets(h, NULL), 1);
+	close(fd);
+	prot_close(self);
+	uncraft(&c);
 }
 
 /* Single-group placement: groups fill before the table does. Measured (tools: the same loop on
@@ -592,7 +604,9 @@ Test(core, threads_share_a_handle, .timeout = 60)
 	uint64_t left = 3600 * 1000 - (prot_now_ns() / MS) % (3600 * 1000);
 	if (left < 30000)
 		cr_skip("too close to a window boundary");
-	t.p = calloc(1, sizeof *t.p); /* only its operation-hash memo is used */
+	t.p = calloc(1, sizeof *t.p); /* only its operation-hash memo is used: no mapping, no identity */
+	static _Atomic uint64_t armed = 1; /* FORK_ARMED: this process's handle */
+	t.p->fork_page = &armed;
 	for (int i = 0; i < 4; i++)
 		cr_assert_eq(pthread_create(&th[i], NULL, thread_main, &t), 0);
 	for (int i = 0; i < 4; i++)
@@ -998,7 +1012,7 @@ static int claim_and_die(void *arg, int i)
 		if (META_ST_OF(m) != 0 || (atomic_load(&g->h.word) & (1ull << k)))
 			continue;
 		if (atomic_compare_exchange_strong(&g->b[k].meta, &m, (m + (1ull << 32)) | 1)) {
-			atomic_store(&g->b[k].allowed, e->p->ident.lease_owner);
+			atomic_store(&g->b[k].allowed, prot_self(e->p, h) | CLAIM_TAG);
 			return 0; /* and exit, holding the claim */
 		}
 	}

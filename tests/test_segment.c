@@ -393,94 +393,102 @@ Test(segment, list_skips_free_and_unterminated_names)
 	uncraft(&c);
 }
 
-/* ---- process identity --------------------------------------------------------------------- */
+/* ---- process identity (lib/ident.c) ----------------------------------------------------------- */
 
-Test(segment, proc_alive_uses_pid_and_start_time)
+/* A liveness view of c's segment from this test process: its own fd, no identity of its own. */
+static struct prot_idv test_view(const char *name, struct crafted *c, int *fd)
 {
-	uint64_t start;
-	cr_assert_eq(proc_start_time(getpid(), &start), 0);
-	cr_expect_gt(start, 0u);
-	cr_expect_eq(proc_alive(getpid(), start), 1);
-	cr_expect_eq(proc_alive(getpid(), start + 1), 0, "same pid, other start: a reused pid");
-	cr_expect_eq(proc_alive(0, start), 0);
-	cr_expect_eq(proc_alive(-1, start), 0);
+	*fd = shm_open(name, O_RDONLY, 0);
+	cr_assert(*fd >= 0);
+	return (struct prot_idv){ .h = c->h, .fd = *fd, .nprocs = c->h->region[REG_PROCS].count };
 }
 
-static int exit_now(void *arg, int i)
+Test(segment, identity_lives_with_the_handle_and_dies_at_close)
 {
-	(void)arg;
-	(void)i;
-	return 0;
+	const char *name = th_segname("idclose");
+	struct crafted c = craft(name);
+	int fd;
+	struct prot_idv v = test_view(name, &c, &fd);
+	prot_t *p;
+	cr_assert_eq(prot_open(name, 0, &p), 0);
+	uint64_t id = prot_self(p, prot_hdr(p));
+	cr_assert_neq(id, 0u);
+	cr_expect_eq(ident_alive(&v, id), 1);
+	/* a second handle of the same process, opened and closed, must not kill the first one's
+	 * identity (the POSIX record lock trap) */
+	prot_t *q;
+	cr_assert_eq(prot_open(name, 0, &q), 0);
+	uint64_t id2 = prot_self(q, prot_hdr(q));
+	cr_expect_neq(id2, id);
+	prot_close(q);
+	cr_expect_eq(ident_alive(&v, id2), 0, "a closed handle's identity is dead");
+	cr_expect_eq(ident_alive(&v, id), 1, "the other handle's identity survives");
+	/* a read-only handle has no identity */
+	prot_t *ro;
+	cr_assert_eq(prot_open(name, PROT_OPEN_RDONLY, &ro), 0);
+	cr_expect_eq(prot_self(ro, prot_hdr(ro)), 0u);
+	prot_close(ro);
+	prot_close(p);
+	cr_expect_eq(ident_alive(&v, id), 0);
+	/* garbage is never alive: a slot out of range, an incarnation never handed out, 0 */
+	cr_expect_eq(ident_alive(&v, 0), 0);
+	cr_expect_eq(ident_alive(&v, (uint64_t)5 << PROC_SLOT_BITS | 0xfff0u), 0);
+	cr_expect_eq(ident_alive(&v, id + ((uint64_t)1000 << PROC_SLOT_BITS)), 0);
+	close(fd);
+	uncraft(&c);
 }
 
-Test(segment, zombie_and_reaped_processes_are_dead)
-{
-	pid_t pid = th_fork(exit_now, NULL, 0);
-	uint64_t start = 0;
-	/* the child may already be a zombie: its stat is still readable until reaped */
-	int have = proc_start_time(pid, &start) == 0;
-	for (int i = 0; i < 5000; i++) { /* bounded: 5 s */
-		char path[64], buf[512];
-		snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-		FILE *f = fopen(path, "r");
-		cr_assert_not_null(f);
-		size_t n = fread(buf, 1, sizeof buf - 1, f);
-		fclose(f);
-		buf[n] = 0;
-		if (strstr(buf, ") Z "))
-			break;
-		usleep(1000);
-	}
-	if (have)
-		cr_expect_eq(proc_alive(pid, start), 0, "a zombie holds nothing");
-	cr_assert_eq(th_wait(pid, 5000, NULL), 0);
-	cr_expect_eq(proc_alive(pid, start), 0);
-}
-
-struct comm_report {
-	uint64_t own_start;
-	volatile int ready;
+struct id_report {
+	uint64_t id;
+	volatile int ready, go;
 };
 
-static int weird_comm_child(void *arg, int i)
+static int hold_identity(void *arg, int i)
 {
 	(void)i;
-	struct comm_report *r = arg;
-	prctl(PR_SET_NAME, "a) b (c) d ");
-	if (proc_start_time(getpid(), &r->own_start) < 0)
+	struct id_report *r = arg;
+	prot_t *p;
+	char name[64];
+	snprintf(name, sizeof name, "%s", (const char *)(r + 1));
+	if (prot_open(name, 0, &p) != 0)
 		return 1;
+	r->id = prot_self(p, prot_hdr(p));
 	r->ready = 1;
-	for (int k = 0; k < 5000 && r->ready != 2; k++)
+	for (int k = 0; k < 10000 && !r->go; k++) /* bounded: 10 s */
 		usleep(1000);
-	return 0;
+	return 0; /* exits without prot_close */
 }
 
-Test(segment, start_time_parse_survives_parentheses_in_comm)
+Test(segment, identity_dies_with_the_process_stopped_or_not)
 {
-	struct comm_report *r = th_shared(sizeof *r);
-	pid_t pid = th_fork(weird_comm_child, r, 0);
+	const char *name = th_segname("idkill");
+	struct crafted c = craft(name);
+	int fd;
+	struct prot_idv v = test_view(name, &c, &fd);
+	struct id_report *r = th_shared(sizeof *r + 64);
+	snprintf((char *)(r + 1), 64, "%s", name);
+	pid_t pid = th_fork(hold_identity, r, 0);
 	for (int k = 0; k < 5000 && !r->ready; k++)
 		usleep(1000);
-	cr_assert_eq(r->ready, 1, "child did not start");
-	uint64_t start = 0;
-	cr_expect_eq(proc_start_time(pid, &start), 0);
-	cr_expect_eq(start, r->own_start);
-	cr_expect_eq(proc_alive(pid, start), 1);
-	r->ready = 2;
-	int st;
-	cr_assert_eq(th_wait(pid, 5000, &st), 0);
-	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	cr_assert_eq(r->ready, 1);
+	cr_expect_eq(ident_alive(&v, r->id), 1);
+	kill(pid, SIGSTOP); /* a stopped process is alive */
+	usleep(50000);
+	cr_expect_eq(ident_alive(&v, r->id), 1, "stopped is not dead");
+	kill(pid, SIGKILL);
+	cr_assert_eq(th_wait(pid, 5000, NULL), 0);
+	cr_expect_eq(ident_alive(&v, r->id), 0, "killed: its record lock is gone");
+	close(fd);
+	uncraft(&c);
 }
 
 /* ---- fork ------------------------------------------------------------------------------------ */
 
 struct fork_report {
-	pid_t parent_pid_in_handle;
-	pid_t child_pid_in_handle;
-	pid_t child_getpid;
-	uint64_t child_owner, parent_owner;
+	uint64_t parent_id, child_id, child_own_id;
+	int parent_alive_seen_by_child, parent_dead_seen_by_child;
 	int child_hdr_ok;
-	int child_own_ok;
+	volatile int parent_gone;
 	char name[64];
 };
 
@@ -491,20 +499,20 @@ static int child_uses_parent_handle(void *arg, int i)
 {
 	(void)arg;
 	(void)i;
-	const struct prot_ident *id = prot_self(fork_handle);
-	fork_rep->child_pid_in_handle = id->pid;
-	fork_rep->child_owner = id->lease_owner;
-	fork_rep->child_getpid = getpid();
-	fork_rep->child_hdr_ok = prot_hdr(fork_handle) != NULL;
+	struct prot_shm_header *h = prot_hdr(fork_handle);
+	fork_rep->child_hdr_ok = h != NULL;
+	fork_rep->child_id = prot_self(fork_handle, h);
 	/* the lock is usable in the child */
 	pthread_mutex_lock(&fork_handle->lock);
 	pthread_mutex_unlock(&fork_handle->lock);
+	struct prot_idv v;
+	prot_idv(fork_handle, h, &v);
+	fork_rep->parent_alive_seen_by_child = ident_alive(&v, fork_rep->parent_id);
 	/* and a child may attach on its own as well */
 	prot_t *own = NULL;
-	struct prot_info info;
-	if (prot_open(fork_rep->name, 0, &own) != 0 || prot_get_info(own, &info) != 0)
+	if (prot_open(fork_rep->name, 0, &own) != 0)
 		return 1;
-	fork_rep->child_own_ok = prot_self(own)->pid == getpid() && info.max_keys == 4;
+	fork_rep->child_own_id = prot_self(own, prot_hdr(own));
 	prot_close(own);
 	return 0;
 }
@@ -516,18 +524,62 @@ Test(segment, forked_child_takes_its_own_identity)
 	cr_assert_eq(prot_open(name, 0, &fork_handle), 0);
 	fork_rep = th_shared(sizeof *fork_rep);
 	snprintf(fork_rep->name, sizeof fork_rep->name, "%s", name);
-	const struct prot_ident *id = prot_self(fork_handle);
-	cr_expect_eq(id->pid, getpid());
-	uint64_t owner = id->lease_owner;
+	fork_rep->parent_id = prot_self(fork_handle, prot_hdr(fork_handle));
+	cr_assert_neq(fork_rep->parent_id, 0u);
 	th_fork_n(1, child_uses_parent_handle, NULL, 5000);
-	cr_expect_eq(fork_rep->child_pid_in_handle, fork_rep->child_getpid);
-	cr_expect_neq(fork_rep->child_owner, owner);
-	cr_expect_eq(fork_rep->child_owner & 0xffffffffu, (uint64_t)fork_rep->child_getpid);
 	cr_expect_eq(fork_rep->child_hdr_ok, 1);
-	cr_expect_eq(fork_rep->child_own_ok, 1);
-	cr_expect_eq(prot_self(fork_handle)->pid, getpid(), "the parent keeps its identity");
-	cr_expect_eq(prot_self(fork_handle)->lease_owner, owner);
+	cr_expect_neq(fork_rep->child_id, 0u);
+	cr_expect_neq(fork_rep->child_id, fork_rep->parent_id);
+	cr_expect_neq(fork_rep->child_own_id, 0u);
+	cr_expect_neq(fork_rep->child_own_id, fork_rep->child_id);
+	cr_expect_eq(fork_rep->parent_alive_seen_by_child, 1);
+	cr_expect_eq(prot_self(fork_handle, prot_hdr(fork_handle)), fork_rep->parent_id,
+	             "the parent keeps its identity");
 	prot_close(fork_handle);
+	uncraft(&c);
+}
+
+/* A child that inherited the handle must not keep a dead parent looking alive (OFD locks are
+ * shared through fork: the atfork handler gives the child a fresh open file description). */
+static int middle_parent(void *arg, int i)
+{
+	(void)arg;
+	(void)i;
+	prot_t *p;
+	if (prot_open(fork_rep->name, 0, &p) != 0)
+		return 1;
+	fork_rep->parent_id = prot_self(p, prot_hdr(p));
+	pid_t kid = fork();
+	if (kid == 0) {
+		/* the grandchild: never calls prot before its parent is gone */
+		for (int k = 0; k < 5000 && !fork_rep->parent_gone; k++)
+			usleep(1000);
+		struct prot_idv v;
+		struct prot_shm_header *h = prot_hdr(p);
+		prot_idv(p, h, &v);
+		fork_rep->parent_dead_seen_by_child = ident_alive(&v, fork_rep->parent_id) == 0;
+		fork_rep->child_id = v.self;
+		_exit(0);
+	}
+	return kid > 0 ? 0 : 1; /* exits, grandchild still running with the inherited fd */
+}
+
+Test(segment, child_does_not_keep_a_dead_parent_alive)
+{
+	const char *name = th_segname("forkdead");
+	struct crafted c = craft(name);
+	int fd;
+	struct prot_idv v = test_view(name, &c, &fd);
+	fork_rep = th_shared(sizeof *fork_rep);
+	snprintf(fork_rep->name, sizeof fork_rep->name, "%s", name);
+	th_fork_n(1, middle_parent, NULL, 5000);
+	cr_expect_eq(ident_alive(&v, fork_rep->parent_id), 0, "the parent exited: dead, child or not");
+	fork_rep->parent_gone = 1;
+	for (int k = 0; k < 5000 && !fork_rep->child_id; k++)
+		usleep(1000);
+	cr_expect_eq(fork_rep->parent_dead_seen_by_child, 1);
+	cr_expect_neq(fork_rep->child_id, 0u);
+	close(fd);
 	uncraft(&c);
 }
 
@@ -698,7 +750,7 @@ static void *hammer(void *arg)
 		struct prot_shm_header *h = prot_hdr(s->p);
 		if (h->magic != PROT_MAGIC || seg_find(h, REG_KEYS, "k") < 0)
 			atomic_fetch_add(&s->bad, 1);
-		if (prot_self(s->p)->pid != getpid())
+		if (prot_self(s->p, h) == 0)
 			atomic_fetch_add(&s->bad, 1);
 	}
 	return NULL;
@@ -762,7 +814,9 @@ Test(segment, protd_creates_and_clients_attach)
 	cr_expect_geq(info.config_generation, 1u);
 	struct prot_shm_header *h = prot_hdr(p);
 	cr_expect_geq(seg_find(h, REG_KEYS, "api"), 0);
-	cr_expect_eq(proc_alive(atomic_load(&h->protd_pid), atomic_load(&h->protd_start)), 1);
+	struct prot_idv v;
+	prot_idv(p, h, &v);
+	cr_expect_eq(protd_alive(&v), 1, "protd's identity lock is held");
 	struct stat st;
 	int fd = shm_open(seg, O_RDONLY, 0);
 	cr_assert(fd >= 0);

@@ -73,20 +73,22 @@ static int cmd_list(struct ctl *c, int argc, char **argv)
 struct seg_view {
 	struct prot_info in;
 	const char *state;   /* protd: running, not responding, dead, stopped */
-	bool process_alive;  /* protd's (pid, start time) is a live process */
+	bool process_alive;  /* protd's identity lock is held (lib/ident.c) */
 	uint64_t ev_head;
 	uint32_t ev_ring;
 	char control[sizeof(((struct prot_shm_header *)0)->control_path)];
 };
 
-static const char *protd_state(const struct prot_info *in, uint64_t start, bool *process_alive)
+#define HEARTBEAT_RESPONSIVE_MS 2000u /* display only: a live protd whose tick is this late */
+
+static const char *protd_state(const struct prot_info *in, bool *process_alive)
 {
-	*process_alive = in->protd_pid > 0 && proc_alive(in->protd_pid, start);
-	if (in->protd_pid == 0)
+	*process_alive = in->protd_alive;
+	if (in->protd_pid == 0 && !in->protd_alive)
 		return "stopped";
 	if (!*process_alive)
 		return "dead";
-	return in->protd_alive ? "running" : "not responding";
+	return in->heartbeat_age_ms < HEARTBEAT_RESPONSIVE_MS ? "running" : "not responding";
 }
 
 static void status_json(struct ctl *c, const struct seg_view *v)
@@ -152,13 +154,12 @@ static int status_segment(struct ctl *c)
 		return ctl_fail(ctl_code(r), "status: %s", prot_strerror(r));
 	struct prot_shm_header *h = prot_hdr(c->p);
 	/* relaxed: display only */
-	uint64_t start = atomic_load_explicit(&h->protd_start, memory_order_relaxed);
 	v.ev_head = atomic_load_explicit(&h->event_head, memory_order_relaxed);
 	v.ev_ring = seg_count(h, REG_EVENTS);
 	/* protd may rewrite the path: copy it bounded and terminate it whatever the bytes */
 	memcpy(v.control, h->control_path, sizeof v.control);
 	v.control[sizeof v.control - 1] = '\0';
-	v.state = protd_state(&v.in, start, &v.process_alive);
+	v.state = protd_state(&v.in, &v.process_alive);
 	if (c->json)
 		status_json(c, &v);
 	else
