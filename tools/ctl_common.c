@@ -35,7 +35,7 @@ int ctl_code(int err)
 		return CTL_ESEGMENT;
 	case EACCES: case EPERM: case EROFS:
 		return CTL_EPERM;
-	case PROT_ENOTCONNECTED: case ECONNREFUSED:
+	case PROT_ENOTCONNECTED: case ECONNREFUSED: case ETIMEDOUT:
 		return CTL_ECONTROL;
 	case PROT_ETOOLONG: case EINVAL:
 		return CTL_EUSAGE;

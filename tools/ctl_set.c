@@ -21,9 +21,9 @@ static int cmd_set(struct ctl *c, int argc, char **argv)
 	struct prot_detail d;
 	int r = prot_configure(c->p, argv[1], settings, &d);
 	if (r < 0) {
-		if (r == -PROT_EINVAL_CONFIG || r == -PROT_EEXIST)
-			return ctl_fail(CTL_ENOENT, "set %s: %s", argv[1], d.message[0] ? d.message : prot_strerror(r));
-		return ctl_fail(ctl_code(r), "set %s: %s", argv[1], prot_strerror(r));
+		/* protd's message (or the library's, for an unknown outcome) names what was wrong */
+		int code = r == -PROT_EINVAL_CONFIG || r == -PROT_EEXIST ? CTL_ENOENT : ctl_code(r);
+		return ctl_fail(code, "set %s: %s", argv[1], d.message[0] ? d.message : prot_strerror(r));
 	}
 	if (c->json) {
 		fputs("{\"key\":", c->out);
