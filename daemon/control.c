@@ -357,17 +357,18 @@ void control_handle(struct shm *s, const char *req, struct ctl_caller *who, char
 		}
 		w[nw++] = t;
 	}
+	bool writes = nw >= 2 && (strcmp(w[0], "set") == 0 || strcmp(w[0], "breaker-create") == 0);
+	if (writes && refuse_reader(&o, w[0]))
+		return;
 	if (nw == 1 && strcmp(w[0], "ping") == 0)
 		outf(&o, "ok\ngeneration %" PRIu64 "\n",
 		     atomic_load_explicit(&s->hdr->config_gen, memory_order_acquire));
 	else if (nw == 2 && strcmp(w[0], "get") == 0)
 		do_get(&o, w[1]);
-	else if (nw >= 2 && strcmp(w[0], "set") == 0 && !refuse_reader(&o, w[0]))
+	else if (writes && strcmp(w[0], "set") == 0)
 		do_set(&o, w[1], w + 2, nw - 2);
-	else if (nw >= 2 && strcmp(w[0], "breaker-create") == 0 && !refuse_reader(&o, w[0]))
+	else if (writes)
 		do_breaker_create(&o, w[1], w + 2, nw - 2);
-	else if (o.len)
-		; /* refused */
 	else
 		outf(&o, "error unknown request (expected ping, get KEY, set KEY name=value ..., "
 		         "breaker-create NAME name=value ...)\n");
