@@ -13,9 +13,11 @@
  * [segment]                     one per file; changes to capacities need a restart (--recreate)
  *   name = /prot                POSIX shm name (/ + up to 62 bytes, no other /); --segment overrides
  *   mode = 0600                 octal; the segment gets exactly this mode (the umask is ignored);
- *                               must give the owner read and write
- *   group = NAME|GID            group owner of the segment (optional); its members may attach and
- *                               use the control socket
+ *                               must give the owner read and write, and must not be
+ *                               world-writable (o+w is an error); g+w lets the group change
+ *                               state and use the control socket's writing requests
+ *   group = NAME|GID            group owner of the segment (optional); its members may attach,
+ *                               and make changes through the control socket only when mode has g+w
  *   max_keys = 64               protection key slots          (1..65536)
  *   max_breakers = 64           circuit breaker slots         (1..65536)
  *   max_pools = 16              pool slots                    (1..4096)
@@ -448,6 +450,9 @@ static int set_opt(const struct opt *o, void *obj, const char *v, char *err)
 			return fail(err, "%s: %s is larger than 0777", o->name, v);
 		if ((m & 0600) != 0600)
 			return fail(err, "%s: %s must give the owner read and write (0600)", o->name, v);
+		if (m & 0002)
+			return fail(err, "%s: %s is world-writable: every local user could rewrite the "
+			            "segment (at most 0660; give writers a group)", o->name, v);
 		n = m;
 		r = 0;
 		break;

@@ -11,54 +11,36 @@
  *                                    when missing; replies "name: old -> new" per change
  *   breaker-create NAME name=value ...  options of a [breaker] section; an existing breaker with
  *                                    the same options is ok, with other options `error exists: ...`
- * Callers are checked with SO_PEERCRED: root, the segment owner's uid, or a member of the
- * configured group; others get `error permission denied: ...`.
+ * Who may send which request, deadlines, and the exact rule for when a request is applied (so an
+ * `error` reply always means "not applied"): daemon/ctlsock.c, which serves the socket. ping and
+ * get change nothing and are open to readers of the segment; set and breaker-create need a writer
+ * (`error permission denied: ...` otherwise), and are applied only if the caller is still there
+ * when the validated change is about to be written (ctl_caller.present).
  *
  * Runtime changes are written like reloads (registry_apply: each slot under its seqlock, counters
  * and states kept), bump config_gen and emit EV_CONFIG_CHANGED. A later SIGHUP re-applies the INI,
  * the source of truth: runtime changes to objects the INI defines are overwritten; objects made at
  * runtime only are kept.
  *
- * One thread serves the socket; it polls with a timeout so that shutdown is prompt, and it reads
- * the registry under RCU (get) or takes the registry's writer lock (set, breaker-create).
+ * Requests run in the socket's thread; they read the registry under RCU (get) or take the
+ * registry's writer lock (set, breaker-create).
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <urcu/urcu-memb.h>
 
 #include "protd.h"
 
-#define REQ_MAX 4096
-#define REPLY_MAX 16384
 #define MAX_WORDS 64
-#define POLL_MS 100
-#define IO_TIMEOUT_S 2
 
+/* The request being served: the segment and the caller (one thread serves requests). */
 static struct {
-	int fd;
-	pthread_t thread;
-	bool running;
-	atomic_bool stop; /* relaxed: a request to leave the loop, it publishes nothing */
 	struct shm *shm;
-	uid_t owner;
-	bool has_group;
-	gid_t gid;
-	char path[CFG_PATH_MAX];
-} ctl = { .fd = -1 };
+	struct ctl_caller *who;
+} ctl;
 
 /* ---- replies ----------------------------------------------------------------------------------- */
 struct out {
@@ -225,13 +207,20 @@ static void report_changes(struct out *o, const struct config *before, const str
 	}
 }
 
-/* Check, apply and free next (holding the writer lock). */
+/* Check, apply and free next (holding the writer lock). The last step before writing the segment
+ * is asking whether the caller is still there: one that gave up gets nothing applied. */
 static int check_apply(struct config *next, struct cfg_errors *e, uint32_t ev)
 {
 	config_finalize(next);
 	forget_lines(next);
 	if (config_check(next, e)) {
 		config_free(next);
+		return -1;
+	}
+	if (ctl.who && ctl.who->present && !ctl.who->present(ctl.who->arg)) {
+		ctl.who->gone = true;
+		config_free(next);
+		cfg_errors_add(e, "the caller gave up: not applied");
 		return -1;
 	}
 	int r = registry_apply(ctl.shm, next, ev);
@@ -341,12 +330,24 @@ out:
 }
 
 /* ---- requests ------------------------------------------------------------------------------------ */
-void control_handle(struct shm *s, const char *req, char *reply, size_t n)
+/* A writing request from a caller who may only read: the refusal, true. */
+static bool refuse_reader(struct out *o, const char *verb)
 {
-	char line[REQ_MAX], *w[MAX_WORDS], *save = NULL;
+	if (!ctl.who || ctl.who->peer == CTL_PEER_WRITER)
+		return false;
+	outf(o, "error permission denied: %s; %s changes the configuration and needs write permission "
+	        "on the segment\n", ctl.who->why ? ctl.who->why : "a reader", verb);
+	return true;
+}
+
+void control_handle(struct shm *s, const char *req, struct ctl_caller *who, char *reply, size_t n)
+{
+	char line[CTL_REQ_MAX], *w[MAX_WORDS], *save = NULL;
 	int nw = 0;
 	struct out o = { reply, n, 0 };
 	reply[0] = '\0';
+	ctl.shm = s;
+	ctl.who = who;
 	snprintf(line, sizeof line, "%s", req);
 	line[strcspn(line, "\r\n")] = '\0';
 	for (char *t = strtok_r(line, " \t", &save); t; t = strtok_r(NULL, " \t", &save)) {
@@ -356,217 +357,19 @@ void control_handle(struct shm *s, const char *req, char *reply, size_t n)
 		}
 		w[nw++] = t;
 	}
+	bool writes = nw >= 2 && (strcmp(w[0], "set") == 0 || strcmp(w[0], "breaker-create") == 0);
+	if (writes && refuse_reader(&o, w[0]))
+		return;
 	if (nw == 1 && strcmp(w[0], "ping") == 0)
 		outf(&o, "ok\ngeneration %" PRIu64 "\n",
 		     atomic_load_explicit(&s->hdr->config_gen, memory_order_acquire));
 	else if (nw == 2 && strcmp(w[0], "get") == 0)
 		do_get(&o, w[1]);
-	else if (nw >= 2 && strcmp(w[0], "set") == 0)
+	else if (writes && strcmp(w[0], "set") == 0)
 		do_set(&o, w[1], w + 2, nw - 2);
-	else if (nw >= 2 && strcmp(w[0], "breaker-create") == 0)
+	else if (writes)
 		do_breaker_create(&o, w[1], w + 2, nw - 2);
 	else
 		outf(&o, "error unknown request (expected ping, get KEY, set KEY name=value ..., "
 		         "breaker-create NAME name=value ...)\n");
-}
-
-/* ---- callers ------------------------------------------------------------------------------------- */
-/* Is gid among the peer's groups? From /proc/PID/status: the process's real supplementary groups,
- * not the user database's idea of them. */
-static bool peer_in_group(pid_t pid, gid_t primary, gid_t gid)
-{
-	if (primary == gid)
-		return true;
-	char path[64], buf[4096];
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return false;
-	bool found = false;
-	while (!found && fgets(buf, sizeof buf, f)) {
-		if (strncmp(buf, "Groups:", 7) != 0)
-			continue;
-		char *save = NULL;
-		for (char *t = strtok_r(buf + 7, " \t\n", &save); t; t = strtok_r(NULL, " \t\n", &save))
-			if (strtoul(t, NULL, 10) == gid)
-				found = true;
-	}
-	fclose(f);
-	return found;
-}
-
-static bool allowed(int fd, char *why, size_t n)
-{
-	struct ucred uc;
-	socklen_t len = sizeof uc;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
-		snprintf(why, n, "cannot identify the caller: %s", strerror(errno));
-		return false;
-	}
-	if (uc.uid == 0 || uc.uid == ctl.owner || (ctl.has_group && peer_in_group(uc.pid, uc.gid, ctl.gid)))
-		return true;
-	snprintf(why, n, "uid %u is not root, the segment owner (uid %u)%s", (unsigned)uc.uid,
-	         (unsigned)ctl.owner, ctl.has_group ? " or a member of its group" : "");
-	return false;
-}
-
-static ssize_t read_line(int fd, char *buf, size_t n)
-{
-	size_t len = 0;
-	while (len < n - 1) {
-		ssize_t r = read(fd, buf + len, n - 1 - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		len += (size_t)r;
-		if (memchr(buf, '\n', len))
-			break;
-	}
-	buf[len] = '\0';
-	return (ssize_t)len;
-}
-
-static void write_all(int fd, const char *s, size_t n)
-{
-	while (n) {
-		ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		s += w;
-		n -= (size_t)w;
-	}
-}
-
-static void serve(int fd)
-{
-	static char req[REQ_MAX], reply[REPLY_MAX]; /* one thread serves the socket */
-	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-	char why[256];
-	/* read the request even when refusing: closing on unread data would reset the connection
-	 * and the caller would see no reply */
-	if (read_line(fd, req, sizeof req) <= 0)
-		return;
-	if (!allowed(fd, why, sizeof why)) {
-		snprintf(reply, sizeof reply, "error permission denied: %s\n", why);
-		log_warn("control: refused: %s", why);
-	} else {
-		control_handle(ctl.shm, req, reply, sizeof reply);
-	}
-	write_all(fd, reply, strlen(reply));
-}
-
-static void *loop(void *arg)
-{
-	(void)arg;
-	urcu_memb_register_thread();
-	while (!atomic_load_explicit(&ctl.stop, memory_order_relaxed)) {
-		struct pollfd p = { .fd = ctl.fd, .events = POLLIN };
-		if (poll(&p, 1, POLL_MS) <= 0)
-			continue;
-		int c = accept4(ctl.fd, NULL, NULL, SOCK_CLOEXEC);
-		if (c < 0)
-			continue;
-		serve(c);
-		close(c);
-	}
-	urcu_memb_unregister_thread();
-	return NULL;
-}
-
-/* ---- the socket ------------------------------------------------------------------------------------ */
-static int make_dir(const char *path)
-{
-	char dir[CFG_PATH_MAX];
-	snprintf(dir, sizeof dir, "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		return 0;
-	*slash = '\0';
-	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
-		log_err("control socket directory %s: %s", dir, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
-/* An existing socket file: another protd's (refuse) or a dead one's (replace). */
-static int clear_stale(const struct sockaddr_un *a)
-{
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	int r = connect(fd, (const struct sockaddr *)a, sizeof *a);
-	int e = errno;
-	close(fd);
-	if (r == 0) {
-		log_err("control socket %s is in use by another process", a->sun_path);
-		return -1;
-	}
-	if (e != ECONNREFUSED && e != ENOENT) {
-		log_err("control socket %s: %s", a->sun_path, strerror(e));
-		return -1;
-	}
-	unlink(a->sun_path);
-	return 0;
-}
-
-int control_start(struct shm *s, const struct config *c, const char *path)
-{
-	struct sockaddr_un a = { .sun_family = AF_UNIX };
-	snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
-	snprintf(ctl.path, sizeof ctl.path, "%s", path);
-	ctl.shm = s;
-	ctl.owner = (uid_t)atomic_load_explicit(&s->hdr->owner_uid, memory_order_relaxed);
-	ctl.has_group = c->seg.has_group;
-	ctl.gid = c->seg.gid;
-	if (make_dir(path) < 0)
-		return -1;
-	ctl.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (ctl.fd < 0) {
-		log_err("control socket: %s", strerror(errno));
-		return -1;
-	}
-	int r = bind(ctl.fd, (struct sockaddr *)&a, sizeof a);
-	if (r < 0 && errno == EADDRINUSE && clear_stale(&a) == 0)
-		r = bind(ctl.fd, (struct sockaddr *)&a, sizeof a);
-	/* Anyone may connect: SO_PEERCRED decides, so a refused caller learns why. */
-	if (r < 0 || chmod(path, 0666) < 0 || listen(ctl.fd, 16) < 0) {
-		log_err("control socket %s: %s", path, strerror(errno));
-		close(ctl.fd);
-		ctl.fd = -1;
-		return -1;
-	}
-	/* The thread takes no signals: they go to the main loop, whose sleep they interrupt. */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	atomic_store_explicit(&ctl.stop, false, memory_order_relaxed);
-	r = pthread_create(&ctl.thread, NULL, loop, NULL);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0) {
-		log_err("control thread: %s", strerror(r));
-		close(ctl.fd);
-		unlink(path);
-		ctl.fd = -1;
-		return -1;
-	}
-	ctl.running = true;
-	return 0;
-}
-
-void control_stop(void)
-{
-	if (!ctl.running)
-		return;
-	atomic_store_explicit(&ctl.stop, true, memory_order_relaxed);
-	pthread_join(ctl.thread, NULL);
-	close(ctl.fd);
-	unlink(ctl.path);
-	ctl.fd = -1;
-	ctl.running = false;
 }

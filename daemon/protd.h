@@ -91,11 +91,29 @@ int registry_apply(struct shm *s, struct config *next, uint32_t ev);
 /* Merge the runtime objects of the current registry into a freshly loaded INI config. */
 int registry_merge_runtime(struct config *ini);
 
-/* ---- control.c: the control socket ------------------------------------------------------------- */
+/* ---- ctlsock.c: the control socket (directory, credentials, deadlines, the serving thread) ------ */
 int control_start(struct shm *s, const struct config *c, const char *path);
 void control_stop(void);
-/* Serve one request line (also used by tests through the socket). reply gets "ok\n..." or
- * "error ...\n". */
-void control_handle(struct shm *s, const char *req, char *reply, size_t n);
+
+/* ---- control.c: the control socket's requests ------------------------------------------------ */
+#define CTL_REQ_MAX 4096   /* a request line, '\n' included */
+#define CTL_REPLY_MAX 16384
+
+/* What the caller could do to the segment (decided from SO_PEERCRED at accept). */
+enum ctl_peer { CTL_PEER_NONE, CTL_PEER_READER, CTL_PEER_WRITER };
+
+struct ctl_caller {
+	enum ctl_peer peer;
+	const char *why; /* a reader: why it may not write ("uid N is not root, ...") */
+	/* Asked with the writer lock held, right before a validated change is written: false when
+	 * the caller gave up; then nothing is applied and .gone is set. NULL: always there. */
+	bool (*present)(void *arg);
+	void *arg;
+	bool gone;
+};
+
+/* Serve one request line of caller who. reply gets "ok\n..." or "error ...\n"; an error reply
+ * means nothing was applied. */
+void control_handle(struct shm *s, const char *req, struct ctl_caller *who, char *reply, size_t n);
 
 #endif

@@ -128,6 +128,18 @@ Test(config, bad_mode)
 	expect_error(SEG "mode = 0689\n", 3, "not an octal mode");
 }
 
+Test(config, world_writable_mode)
+{
+	expect_error(SEG "mode = 0666\n", 3, "world-writable");
+	expect_error(SEG "max_keys = 4\nmode = 0602\n", 4, "world-writable");
+}
+
+Test(config, group_writable_mode_is_fine)
+{
+	const char *path;
+	cr_expect_eq(check(&path, SEG "mode = 0660\n"), 0, "%s", out.err);
+}
+
 Test(config, duplicate_key)
 {
 	expect_error(SEG "[pool p]\nsize = 1\nmax_overflow = 0\nsize = 2\n", 6,

@@ -516,3 +516,112 @@ Test(protctl, status_tells_a_dead_protd_from_a_running_one)
 	cr_assert_eq(PROTCTL(seg, "status"), 0, "%s", out.err);
 	cr_expect(strstr(out.out, ", dead,"), "%s", out.out);
 }
+
+/* ---- hostile names in text, --json always JSON, empty tables, errors that name the value ------- */
+
+/* No terminal control byte (C0, DEL, ESC sequences) in text. */
+static void expect_no_controls(const char *what, const char *text)
+{
+	for (const unsigned char *u = (const unsigned char *)text; *u; u++)
+		cr_expect(*u >= 0x20 || *u == '\n', "%s: control byte 0x%02x reached the terminal", what, *u);
+}
+
+Test(protctl, text_output_escapes_control_characters)
+{
+	const char *seg = th_segname("esc");
+	struct crafted c = craft(seg);
+	name_slot(c.h, REG_KEYS, 0, "red\x1b[31mkey");
+	name_slot(c.h, REG_KEYS, 1, "bell\x07\x7f");
+	name_slot(c.h, REG_BREAKERS, 0, "title\x1b]0;owned\x07");
+	name_slot(c.h, REG_POOLS, 0, "c1\xc2\x9bpool");
+	prot_event_emit(c.h, EV_BREAKER_OPEN, 0, "ev\x1b[2J", 1, 2);
+	const char *const cmds[][3] = {{"list"}, {"events"}, {"stats"}, {"metrics"}, {"pool", "list"}};
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+		cr_assert_eq(th_protctl(&out, seg, cmds[i][0], cmds[i][1], NULL), 0, "%s: %s", cmds[i][0],
+		             out.err);
+		expect_no_controls(cmds[i][0], out.out);
+	}
+	cr_assert_eq(PROTCTL(seg, "list"), 0, "%s", out.err);
+	cr_expect(strstr(out.out, "red\\x1b[31mkey"), "escaped form missing: %s", out.out);
+	cr_expect(strstr(out.out, "c1\\xc2\\x9bpool"), "a C1 control passed: %s", out.out);
+	cr_assert_eq(PROTCTL(seg, "events"), 0, "%s", out.err);
+	cr_expect(strstr(out.out, "ev\\x1b[2J"), "%s", out.out);
+	cr_expect_eq(PROTCTL(seg, "status", "no\x1b[1mkey"), 1);
+	expect_no_controls("status error", out.err);
+	uncraft(&c);
+}
+
+Test(protctl, json_is_always_json)
+{
+	const char *seg = th_segname("jsonall");
+	pid_t pid = th_protd_start(ini_mode("0600"), seg, NULL);
+	cr_assert_eq(PROTCTL(seg, "--json", "metrics"), 0, "%s", out.err);
+	expect_json("metrics");
+	cr_expect(strstr(out.out, "\"protd\":{\"up\":true"), "%s", out.out);
+	cr_expect(strstr(out.out, "\"keys\":[{\"key\":\"api\""), "%s", out.out);
+	cr_expect(strstr(out.out, "\"breakers\":[{\"breaker\":\"api\",\"state\":0}]"), "%s", out.out);
+	cr_expect(strstr(out.out, "{\"le_ns\":\"+Inf\""), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "--json", "stats"), 0, "%s", out.err);
+	expect_json("stats");
+	/* errors, whatever their kind: a JSON object on stdout, the message on stderr */
+	cr_expect_eq(PROTCTL(seg, "--json", "status", "nope"), 1);
+	expect_json("status error");
+	cr_expect(strstr(out.out, "{\"error\": \"status: no protection key 'nope'"), "%s", out.out);
+	cr_expect_eq(PROTCTL(seg, "--json", "frob"), 2);
+	expect_json("unknown object");
+	cr_expect_eq(PROTCTL(seg, "rate", "--json"), 2);
+	expect_json("missing verb");
+	cr_expect_eq(PROTCTL(seg, "--json", "set", "api", "rate_limit=abc"), 1);
+	expect_json("set error");
+	cr_expect(strstr(out.out, "\"exit\": 1}"), "%s", out.out);
+	th_protd_stop(pid);
+	cr_expect_eq(PROTCTL(seg, "--json", "metrics"), 3);
+	expect_json("no segment");
+}
+
+Test(protctl, rate_top_of_an_empty_key)
+{
+	const char *seg = th_segname("topempty");
+	pid_t pid = th_protd_start(ini_mode("0600"), seg, NULL);
+	/* under UBSan (the ASan+UBSan build) qsort(NULL, 0, ...) aborts protctl */
+	cr_assert_eq(PROTCTL(seg, "rate", "top", "api"), 0, "%s", out.err);
+	cr_expect(strstr(out.out, "key api: 0 buckets"), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "--json", "rate", "top", "api", "5"), 0, "%s", out.err);
+	expect_json("rate top");
+	cr_expect(strstr(out.out, "\"most_used\":[]"), "%s", out.out);
+	th_protd_stop(pid);
+}
+
+Test(protctl, errors_name_the_bad_value)
+{
+	const char *seg = th_segname("badval");
+	pid_t pid = th_protd_start(ini_mode("0600"), seg, NULL);
+	char longent[80], longname[60];
+	memset(longent, 'e', sizeof longent - 1);
+	longent[sizeof longent - 1] = '\0';
+	memset(longname, 'n', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	const struct {
+		const char *a[4];
+		const char *want;
+	} cases[] = {
+		{{"rate", "show", "api", longent}, "entity 'eeee"},
+		{{"rate", "show", longname, NULL}, "key 'nnnn"},
+		{{"breaker", "show", longname, NULL}, "breaker 'nnnn"},
+		{{"pool", "show", longname, NULL}, "pool 'nnnn"},
+		{{"status", longname, NULL, NULL}, "key 'nnnn"},
+		{{"set", "a b", "x=1", NULL}, "key 'a b'"},
+		{{"set", "api", "rate_limit=abc", NULL}, "\"abc\""},
+		{{"rate", "top", "api", "0"}, "not '0'"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *const *a = cases[i].a;
+		int rc = th_protctl(&out, seg, a[0], a[1], a[2], a[3], NULL);
+		cr_expect_neq(rc, 0, "%s %s accepted", a[0], a[1]);
+		cr_expect(strstr(out.err, cases[i].want), "%s %s: expected \"%s\" in: %s", a[0], a[1],
+		          cases[i].want, out.err);
+		cr_expect(!strstr(out.err, "Invalid argument"), "%s %s: bare errno text: %s", a[0], a[1],
+		          out.err);
+	}
+	th_protd_stop(pid);
+}

@@ -310,7 +310,10 @@ static int stranger(void *arg, int i)
 Test(reload, control_refuses_stranger)
 {
 	seg = th_segname("rl-perm");
-	const char *path = ini("[key k]\ntimeout = 1s\n");
+	/* o+r: the stranger may read the segment (and so reach the socket), not change it */
+	const char *path = th_write_file("protd.ini", "[segment]\nmode = 0604\nmax_keys = 8\n"
+	                                 "max_breakers = 4\nmax_pools = 2\nrate_entities = 64\n"
+	                                 "events = 64\n[key k]\ntimeout = 1s\n");
 	pid_t pid = th_protd_start(path, seg, NULL);
 	cr_assert_eq(geteuid(), 0, "this test needs root");
 	pid_t child = th_fork(stranger, NULL, 0);

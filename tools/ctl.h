@@ -48,8 +48,16 @@ extern const struct ctl_cmd ctl_stats_cmds[];   /* stats, metrics (ctl_stats.c) 
 /* ctl_common.c */
 /* Print an error "protctl: <object> <verb>: <what>" to stderr and return code. */
 int ctl_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The error err of command cmd about its argument what = value (at most max bytes), naming both:
+ * "rate show: entity 'x...' is longer than 64 bytes". Returns the exit code. */
+int ctl_bad_arg(int err, const char *cmd, const char *what, const char *value, int max);
 /* Map a libprot error to an exit code (PROT_ENOSEG -> CTL_ESEGMENT, -EACCES -> CTL_EPERM, ...). */
 int ctl_code(int err);
+/* Set by --json: ctl_fail also prints {"error": ..., "exit": N} on stdout. */
+extern bool ctl_json_errors;
+/* A string from the segment, made safe for a terminal (control characters, backslash and invalid
+ * UTF-8 as \xNN / \\). Static storage, 8 results in rotation. */
+const char *ctl_text(const char *s);
 /* JSON string with escaping (quotes included). */
 void ctl_json_str(FILE *f, const char *s);
 /* Human duration "1.5s", "250ms", "2m". */

@@ -59,7 +59,7 @@ static void show_line(struct ctl *c, const struct prot_breaker_status *st)
 	char w[64], probe[32], ago[32];
 	fprintf(c->out, "%-20s %-9s %-16s %-10s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64
 	                " %8" PRIu64 " %s ago\n",
-	        st->name, state_name(st->state), window_text(w, st),
+	        ctl_text(st->name), state_name(st->state), window_text(w, st),
 	        st->state == PROT_BREAKER_OPEN ? ctl_dur(probe, st->next_probe_ms) : "-", st->calls,
 	        st->successes, st->failures, st->rejections, st->probes_given_back,
 	        ctl_dur(ago, st->last_transition_ms_ago));
@@ -101,7 +101,7 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 		struct prot_breaker_status st;
 		int r = prot_breaker_status(c->p, argv[1], &st);
 		if (r < 0)
-			return ctl_fail(ctl_code(r), "breaker show: %s: %s", argv[1], prot_strerror(r));
+			return ctl_bad_arg(r, "breaker show", "breaker", argv[1], PROT_NAME_MAX);
 		if (c->json) {
 			show_json(c, &st);
 			fputc('\n', c->out);
@@ -134,13 +134,13 @@ static int cmd_force(struct ctl *c, int argc, char **argv)
 
 	(void)argc;
 	if (r < 0)
-		return ctl_fail(ctl_code(r), "breaker %s: %s: %s", argv[0], argv[1], prot_strerror(r));
+		return ctl_bad_arg(r, blow ? "breaker blow" : "breaker reset", "breaker", argv[1], PROT_NAME_MAX);
 	if (c->json) {
 		fputs("{\"name\":", c->out);
 		ctl_json_str(c->out, argv[1]);
 		fprintf(c->out, ",\"state\":\"%s\"}\n", blow ? "blown" : "closed");
 	} else {
-		fprintf(c->out, "breaker %s %s\n", argv[1], blow ? "blown: open until reset" : "reset: closed");
+		fprintf(c->out, "breaker %s %s\n", ctl_text(argv[1]), blow ? "blown: open until reset" : "reset: closed");
 	}
 	return CTL_OK;
 }

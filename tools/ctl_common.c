@@ -1,5 +1,6 @@
-/* ctl_common.c — what every protctl command shares: error reporting and exit codes, JSON string
- * output, human durations; and empty fallbacks for the object tables of files not yet linked. */
+/* ctl_common.c — what every protctl command shares: error reporting and exit codes (a JSON error
+ * object on stdout under --json), JSON string output, terminal-safe text for untrusted strings,
+ * human durations; and empty fallbacks for the object tables of files not yet linked. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -14,16 +15,29 @@ __attribute__((weak)) const struct ctl_cmd ctl_breaker_cmds[] = {{0}};
 __attribute__((weak)) const struct ctl_cmd ctl_pool_cmds[] = {{0}};
 __attribute__((weak)) const struct ctl_cmd ctl_stats_cmds[] = {{0}};
 
+bool ctl_json_errors;
+
+/* --json: the error also goes to stdout as {"error": MESSAGE, "exit": CODE}, so stdout is JSON
+ * whatever happens (what was printed before it, if anything, ends with its own newline). */
+static void json_error(const char *msg, int code)
+{
+	fputs("{\"error\": ", stdout);
+	ctl_json_str(stdout, msg);
+	printf(", \"exit\": %d}\n", code);
+}
+
 int ctl_fail(int code, const char *fmt, ...)
 {
 	va_list ap;
+	char msg[1024];
 
-	fflush(stdout); /* keep what was printed before the error in order on a shared terminal */
-	fputs("protctl: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (ctl_json_errors)
+		json_error(msg, code);
+	fflush(stdout); /* keep what was printed before the error in order on a shared terminal */
+	fprintf(stderr, "protctl: %s\n", ctl_text(msg));
 	return code;
 }
 
@@ -35,13 +49,24 @@ int ctl_code(int err)
 		return CTL_ESEGMENT;
 	case EACCES: case EPERM: case EROFS:
 		return CTL_EPERM;
-	case PROT_ENOTCONNECTED: case ECONNREFUSED:
+	case PROT_ENOTCONNECTED: case ECONNREFUSED: case ETIMEDOUT:
 		return CTL_ECONTROL;
 	case PROT_ETOOLONG: case EINVAL:
 		return CTL_EUSAGE;
 	default:
 		return CTL_ENOENT; /* no such object, or refused */
 	}
+}
+
+int ctl_bad_arg(int err, const char *cmd, const char *what, const char *value, int max)
+{
+	const char *v = ctl_text(value);
+	if (err == -PROT_ETOOLONG)
+		return ctl_fail(CTL_EUSAGE, "%s: %s '%s' is longer than %d bytes", cmd, what, v, max);
+	if (err == -EINVAL)
+		return ctl_fail(CTL_EUSAGE, "%s: %s '%s' is not valid (1 to %d bytes, no spaces)", cmd,
+		                what, v, max);
+	return ctl_fail(ctl_code(err), "%s: %s '%s': %s", cmd, what, v, prot_strerror(err));
 }
 
 /* Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there are not one. */
@@ -91,6 +116,34 @@ void ctl_json_str(FILE *f, const char *s)
 		}
 	}
 	fputc('"', f);
+}
+
+/* Text output of a string from the segment: printable ASCII and valid UTF-8 (C1 controls aside)
+ * as they are; backslash, control characters and bytes of invalid UTF-8 as \\ and \xNN, so no
+ * byte of a hostile name reaches the terminal as a control sequence. Rotating static buffers:
+ * up to 8 results may be used in one printf. */
+const char *ctl_text(const char *s)
+{
+	static char bufs[8][4 * 512 + 1];
+	static unsigned next;
+	char *out = bufs[next++ % 8], *o = out;
+	const unsigned char *u = (const unsigned char *)(s ? s : "");
+	const char *end = out + sizeof bufs[0] - 5;
+
+	while (*u && o < end) {
+		int n = *u >= 0x80 ? utf8_len(u) : 1;
+		bool c1 = n == 2 && u[0] == 0xc2 && u[1] < 0xa0; /* U+0080..U+009F */
+		if (*u == '\\') {
+			*o++ = '\\', *o++ = '\\', u++;
+		} else if (*u < 0x20 || *u == 0x7f || n == 0 || c1) {
+			o += sprintf(o, "\\x%02x", *u++);
+		} else {
+			for (int i = 0; i < n && o < end; i++)
+				*o++ = (char)*u++;
+		}
+	}
+	*o = '\0';
+	return out;
 }
 
 const char *ctl_dur(char buf[32], uint64_t ms)

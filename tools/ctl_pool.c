@@ -30,7 +30,7 @@ static void show_line(struct ctl *c, const struct prot_pool_status *st)
 	char tmo[32];
 	fprintf(c->out, "%-20s %6" PRIu32 " %8" PRIu32 " %6" PRIu32 " %8" PRIu32 " %7" PRIu32
 	                " %10" PRIu64 " %8" PRIu64 " %8" PRIu64 " %s\n",
-	        st->name, st->size, st->max_overflow, st->in_use, st->overflow_in_use, st->waiting,
+	        ctl_text(st->name), st->size, st->max_overflow, st->in_use, st->overflow_in_use, st->waiting,
 	        st->checkouts, st->timeouts, st->reclaims, ctl_dur(tmo, st->checkout_timeout_ms));
 }
 
@@ -57,7 +57,7 @@ static int walk_one(const char *name, void *arg)
 			fputs(w->n ? "," : "", f);
 			ctl_json_str(f, name);
 		} else {
-			fprintf(f, "%s\n", name);
+			fprintf(f, "%s\n", ctl_text(name));
 		}
 		w->n++;
 		return 0;
@@ -112,7 +112,7 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 	struct prot_pool_status st;
 	int r = prot_pool_status(c->p, argv[1], &st);
 	if (r < 0)
-		return ctl_fail(ctl_code(r), "pool show: %s: %s", argv[1], prot_strerror(r));
+		return ctl_bad_arg(r, "pool show", "pool", argv[1], PROT_NAME_MAX);
 	if (c->json) {
 		show_json(c, &st);
 		fputc('\n', c->out);
@@ -125,7 +125,7 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 	        "\n  high water      %" PRIu32 "\n  checkouts       %" PRIu64 "\n  timeouts        %" PRIu64
 	        "\n  reclaims        %" PRIu64 "\n  checkout timeout %s\n  overflow ttl    %s\n"
 	        "  strategy        %s\n",
-	        st.name, st.size, st.max_overflow, st.in_use, st.overflow_in_use, st.waiting,
+	        ctl_text(st.name), st.size, st.max_overflow, st.in_use, st.overflow_in_use, st.waiting,
 	        st.high_water, st.checkouts, st.timeouts, st.reclaims,
 	        ctl_dur(d1, st.checkout_timeout_ms), ctl_dur(d2, st.overflow_ttl_ms),
 	        st.strategy == 1 ? "fifo" : "lifo");

@@ -30,10 +30,12 @@ static int key_of(struct ctl *c, char **argv, struct key *k)
 		k->idx = (uint32_t)r;
 		r = rate_key_limit(k->h, k->idx, &k->cfg, &k->lim);
 	}
+	char cmd[32];
+	snprintf(cmd, sizeof cmd, "rate %s", argv[0]);
 	if (r < 0)
-		return ctl_fail(ctl_code(r), "rate %s: %s: %s", argv[0], argv[1], prot_strerror(r));
+		return ctl_bad_arg(r, cmd, "key", argv[1], PROT_NAME_MAX);
 	if (k->cfg.rate_limit == 0)
-		return ctl_fail(CTL_ENOENT, "rate %s: %s: the key has no rate limiter", argv[0], argv[1]);
+		return ctl_fail(CTL_ENOENT, "%s: key '%s' has no rate limiter", cmd, ctl_text(argv[1]));
 	return 0;
 }
 
@@ -96,7 +98,7 @@ static void show_key(struct ctl *c, struct prot_shm_header *h, uint32_t idx, con
 		        clock, t.buckets, t.allowed, t.denied, full, used, max);
 		return;
 	}
-	fprintf(f, "key %s: %s, %" PRIu64 " per %s", key, algo_name(cfg->rate_algo), cfg->rate_limit,
+	fprintf(f, "key %s: %s, %" PRIu64 " per %s", ctl_text(key), algo_name(cfg->rate_algo), cfg->rate_limit,
 	        ctl_dur(d, cfg->rate_window_ms));
 	if (cfg->rate_algo == PROT_RATE_GCRA)
 		fprintf(f, ", burst %" PRIu64, burst);
@@ -127,7 +129,7 @@ static void show_entity(struct ctl *c, const char *key, const char *entity, bool
 		        exists ? v->allowed : 0, exists ? v->denied : 0);
 		return;
 	}
-	fprintf(f, "%s %s: %s%s\n", key, entity, in->allowed ? "allowed" : "rate-limited",
+	fprintf(f, "%s %s: %s%s\n", ctl_text(key), ctl_text(entity), in->allowed ? "allowed" : "rate-limited",
 	        exists ? "" : " (no bucket: never used or expired)");
 	fprintf(f, "used %" PRIu64 " of %" PRIu64 " per %s, remaining %" PRIu64 ", reset in %s, retry in %s\n",
 	        in->used, in->limit, ctl_dur(d1, in->window_ms), in->remaining,
@@ -151,7 +153,7 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 	struct one o = {.entity = argv[2]};
 	int r = rate_status_h(k.h, argv[1], argv[2], &k.lim, 0, &in);
 	if (r < 0)
-		return ctl_fail(ctl_code(r), "rate show: %s %s: %s", argv[1], argv[2], prot_strerror(r));
+		return ctl_bad_arg(r, "rate show", "entity", argv[2], PROT_ENTITY_MAX);
 	rate_foreach(k.h, argv[1], find_entity, &o);
 	show_entity(c, argv[1], argv[2], o.found, &o.v, &in);
 	return CTL_OK;
@@ -169,10 +171,10 @@ static int cmd_reset(struct ctl *c, int argc, char **argv)
 		return code;
 	int r = prot_rate_reset(c->p, argv[1], argv[2]);
 	if (r == -ENOENT)
-		return ctl_fail(CTL_ENOENT, "rate reset: %s %s: no bucket (never used or expired)", argv[1],
-		                argv[2]);
+		return ctl_fail(CTL_ENOENT, "rate reset: key '%s' entity '%s': no bucket (never used or "
+		                "expired)", ctl_text(argv[1]), ctl_text(argv[2]));
 	if (r < 0)
-		return ctl_fail(ctl_code(r), "rate reset: %s %s: %s", argv[1], argv[2], prot_strerror(r));
+		return ctl_bad_arg(r, "rate reset", "entity", argv[2], PROT_ENTITY_MAX);
 	if (c->json) {
 		fputs("{\"key\":", c->out);
 		ctl_json_str(c->out, argv[1]);
@@ -180,7 +182,7 @@ static int cmd_reset(struct ctl *c, int argc, char **argv)
 		ctl_json_str(c->out, argv[2]);
 		fputs(",\"reset\":true}\n", c->out);
 	} else {
-		fprintf(c->out, "%s %s: bucket reset\n", argv[1], argv[2]);
+		fprintf(c->out, "%s %s: bucket reset\n", ctl_text(argv[1]), ctl_text(argv[2]));
 	}
 	return CTL_OK;
 }
@@ -222,6 +224,12 @@ static int by_denied(const void *a, const void *b)
 	return x->denied < y->denied ? 1 : x->denied > y->denied ? -1 : strcmp(x->entity, y->entity);
 }
 
+static void sort_views(struct collect *a, int (*cmp)(const void *, const void *))
+{
+	if (a->n > 1)
+		qsort(a->v, a->n, sizeof *a->v, cmp);
+}
+
 static void top_list(struct ctl *c, const char *title, const struct collect *a, size_t n,
                      bool denials)
 {
@@ -243,7 +251,8 @@ static void top_list(struct ctl *c, const char *title, const struct collect *a, 
 			ctl_json_str(f, v->entity);
 			fprintf(f, ",\"admitted\":%" PRIu64 ",\"denied\":%" PRIu64 "}", v->allowed, v->denied);
 		} else {
-			fprintf(f, "  %-40s %14" PRIu64 " %14" PRIu64 "\n", v->entity, v->allowed, v->denied);
+			fprintf(f, "  %-40s %14" PRIu64 " %14" PRIu64 "\n", ctl_text(v->entity), v->allowed,
+			        v->denied);
 		}
 		shown++;
 	}
@@ -264,25 +273,26 @@ static int cmd_top(struct ctl *c, int argc, char **argv)
 		char *end;
 		unsigned long v = strtoul(argv[2], &end, 10);
 		if (*argv[2] == '\0' || *end != '\0' || v == 0 || v > 100000)
-			return ctl_fail(CTL_EUSAGE, "rate top: N must be a number from 1 to 100000, not %s",
-			                argv[2]);
+			return ctl_fail(CTL_EUSAGE, "rate top: N must be a number from 1 to 100000, not '%s'",
+			                ctl_text(argv[2]));
 		n = v;
 	}
 	rate_foreach(k.h, argv[1], collect_one, &a);
 	if (a.err) {
 		free(a.v);
-		return ctl_fail(ctl_code(a.err), "rate top: %s", prot_strerror(a.err));
+		return ctl_fail(ctl_code(a.err), "rate top: key '%s': %s", ctl_text(argv[1]),
+		                prot_strerror(a.err));
 	}
 	if (c->json) {
 		fputs("{\"key\":", c->out);
 		ctl_json_str(c->out, argv[1]);
 		fprintf(c->out, ",\"buckets\":%zu", a.n);
 	} else {
-		fprintf(c->out, "key %s: %zu buckets\n", argv[1], a.n);
+		fprintf(c->out, "key %s: %zu buckets\n", ctl_text(argv[1]), a.n);
 	}
-	qsort(a.v, a.n, sizeof *a.v, by_allowed);
+	sort_views(&a, by_allowed); /* qsort(NULL, 0) is undefined: an empty key has no array */
 	top_list(c, "most_used", &a, n, false);
-	qsort(a.v, a.n, sizeof *a.v, by_denied);
+	sort_views(&a, by_denied);
 	top_list(c, "most_denied", &a, n, true);
 	if (c->json)
 		fputs("}\n", c->out);

@@ -30,7 +30,7 @@ static int list_one(const char *name, void *arg)
 		fputs(l->n ? ", " : "", l->c->out);
 		ctl_json_str(l->c->out, name);
 	} else {
-		fprintf(l->c->out, "  %s\n", name);
+		fprintf(l->c->out, "  %s\n", ctl_text(name));
 	}
 	l->n++;
 	return 0;
@@ -126,7 +126,7 @@ static void status_human(struct ctl *c, const struct seg_view *v)
 	FILE *f = c->out;
 	char d[32];
 
-	fprintf(f, "segment       %s%s\n", in->segment, in->retired ? " (retired)" : "");
+	fprintf(f, "segment       %s%s\n", ctl_text(in->segment), in->retired ? " (retired)" : "");
 	fprintf(f, "size          %" PRIu64 " bytes (%.1f %s)\n", in->size,
 	        in->size >= 1u << 20 ? (double)in->size / 1048576.0 : (double)in->size / 1024.0,
 	        in->size >= 1u << 20 ? "MiB" : "KiB");
@@ -138,7 +138,7 @@ static void status_human(struct ctl *c, const struct seg_view *v)
 		fprintf(f, "protd         pid %" PRId32 ", %s, heartbeat %s%s\n", in->protd_pid, v->state,
 		        ctl_dur(d, in->heartbeat_age_ms), in->heartbeat_age_ms == UINT64_MAX ? "" : " ago");
 	if (v->control[0])
-		fprintf(f, "control       %s\n", v->control);
+		fprintf(f, "control       %s\n", ctl_text(v->control));
 	fprintf(f, "keys          %" PRIu32 " / %" PRIu32 "\n", in->keys, in->max_keys);
 	fprintf(f, "breakers      %" PRIu32 " / %" PRIu32 "\n", in->breakers, in->max_breakers);
 	fprintf(f, "pools         %" PRIu32 " / %" PRIu32 "\n", in->pools, in->max_pools);
@@ -230,7 +230,7 @@ static void key_human(FILE *f, const struct prot_protection_status *s)
 {
 	char d1[32], d2[32];
 
-	fprintf(f, "key %s\n", s->key);
+	fprintf(f, "key %s\n", ctl_text(s->key));
 	fprintf(f, "  timeout   %s\n", ctl_dur(d1, s->timeout_ms));
 	fprintf(f, "  calls     %" PRIu64 " (ok %" PRIu64 ", failed %" PRIu64 ", timeouts %" PRIu64 ")\n",
 	        s->calls, s->ok, s->failed, s->timeouts);
@@ -246,7 +246,7 @@ static void key_human(FILE *f, const struct prot_protection_status *s)
 		const struct prot_breaker_status *b = &s->breaker;
 		fprintf(f, "  breaker   %s: %s (%s, tolerance %" PRIu32 " in %s, refresh %s); calls %" PRIu64
 		           ", failures %" PRIu64 ", rejections %" PRIu64 "\n",
-		        b->name, breaker_state_name(b->state),
+		        ctl_text(b->name), breaker_state_name(b->state),
 		        b->opts.strategy == PROT_BREAKER_RATE ? "rate" : "standard", b->opts.tolerance,
 		        ctl_dur(d1, b->opts.window_ms), ctl_dur(d2, b->opts.refresh_ms), b->calls,
 		        b->failures, b->rejections);
@@ -258,7 +258,7 @@ static void key_human(FILE *f, const struct prot_protection_status *s)
 		fprintf(f, "  pool      %s: %" PRIu32 "/%" PRIu32 " in use, overflow %" PRIu32 "/%" PRIu32
 		           ", %" PRIu32 " waiting (checkout timeout %s, %s); checkouts %" PRIu64
 		           ", timeouts %" PRIu64 ", reclaims %" PRIu64 "\n",
-		        p->name, p->in_use, p->size, p->overflow_in_use, p->max_overflow, p->waiting,
+		        ctl_text(p->name), p->in_use, p->size, p->overflow_in_use, p->max_overflow, p->waiting,
 		        ctl_dur(d1, p->checkout_timeout_ms), p->strategy ? "fifo" : "lifo", p->checkouts,
 		        p->timeouts, p->reclaims);
 	} else {
@@ -272,11 +272,9 @@ static int status_key(struct ctl *c, const char *key)
 	int r = prot_get_protection_status(c->p, key, &s);
 
 	if (r == -PROT_ENOKEY)
-		return ctl_fail(CTL_ENOENT, "status: no protection key '%s' (see protctl list)", key);
-	if (r == -PROT_ETOOLONG)
-		return ctl_fail(CTL_EUSAGE, "status: key name longer than %d bytes", PROT_NAME_MAX);
+		return ctl_fail(CTL_ENOENT, "status: no protection key '%s' (see protctl list)", ctl_text(key));
 	if (r < 0)
-		return ctl_fail(ctl_code(r), "status %s: %s", key, prot_strerror(r));
+		return ctl_bad_arg(r, "status", "key", key, PROT_NAME_MAX);
 	if (c->json)
 		key_json(c->out, &s);
 	else
@@ -313,7 +311,7 @@ static void event_print(struct ctl *c, const struct prot_event *e, uint64_t now)
 	} else {
 		fprintf(c->out, "%-8" PRIu64 " %8s ago  %-18s %-20s pid %-7" PRId32 " a=%" PRIu64
 		                " b=%" PRIu64 "\n",
-		        e->seq, ctl_dur(d, age_ms), prot_event_name(e->type), e->name[0] ? e->name : "-",
+		        e->seq, ctl_dur(d, age_ms), prot_event_name(e->type), e->name[0] ? ctl_text(e->name) : "-",
 		        e->pid, e->a, e->b);
 	}
 }

@@ -12,7 +12,7 @@ static int cmd_set(struct ctl *c, int argc, char **argv)
 	size_t len = 0;
 	for (int i = 2; i < argc; i++) {
 		if (!strchr(argv[i], '=') || argv[i][0] == '=')
-			return ctl_fail(CTL_EUSAGE, "set: '%s' is not name=value", argv[i]);
+			return ctl_fail(CTL_EUSAGE, "set: '%s' is not name=value", ctl_text(argv[i]));
 		int n = snprintf(settings + len, sizeof settings - len, "%s%s", len ? " " : "", argv[i]);
 		if (n < 0 || (size_t)n >= sizeof settings - len)
 			return ctl_fail(CTL_EUSAGE, "set: settings longer than %zu bytes", sizeof settings - 1);
@@ -21,9 +21,11 @@ static int cmd_set(struct ctl *c, int argc, char **argv)
 	struct prot_detail d;
 	int r = prot_configure(c->p, argv[1], settings, &d);
 	if (r < 0) {
-		if (r == -PROT_EINVAL_CONFIG || r == -PROT_EEXIST)
-			return ctl_fail(CTL_ENOENT, "set %s: %s", argv[1], d.message[0] ? d.message : prot_strerror(r));
-		return ctl_fail(ctl_code(r), "set %s: %s", argv[1], prot_strerror(r));
+		/* protd's message (or the library's, for an unknown outcome) names what was wrong */
+		int code = r == -PROT_EINVAL_CONFIG || r == -PROT_EEXIST ? CTL_ENOENT : ctl_code(r);
+		if (d.message[0])
+			return ctl_fail(code, "set %s: %s", ctl_text(argv[1]), ctl_text(d.message));
+		return ctl_bad_arg(r, "set", "key", argv[1], PROT_NAME_MAX);
 	}
 	if (c->json) {
 		fputs("{\"key\":", c->out);
@@ -37,9 +39,12 @@ static int cmd_set(struct ctl *c, int argc, char **argv)
 			sep = ",";
 		}
 		fputs("]}\n", c->out);
+	} else if (!d.message[0]) {
+		fputs("no change\n", c->out);
 	} else {
-		fprintf(c->out, "%s%s", d.message[0] ? d.message : "no change\n",
-		        d.message[0] && d.message[strlen(d.message) - 1] != '\n' ? "\n" : "");
+		/* protd's lines carry names and values: escaped for the terminal, line by line */
+		for (char *line = strtok(d.message, "\n"); line; line = strtok(NULL, "\n"))
+			fprintf(c->out, "%s\n", ctl_text(line));
 	}
 	return CTL_OK;
 }

@@ -1,6 +1,7 @@
 /* ctl_stats.c — protctl's cross-process statistics: `stats [KEY]` and `metrics` (Prometheus text
- * exposition format 0.0.4), both read from the per-key counters and latency histograms that every
- * process updates in the segment (struct prot_key_stats), plus breaker and pool gauges.
+ * exposition format 0.0.4; with --json one JSON object, schema in README "protctl JSON"), both
+ * read from the per-key counters and latency histograms that every process updates in the segment
+ * (struct prot_key_stats), plus breaker and pool gauges.
  *
  * The counters are read while workers update them: each is individually exact, and a histogram is
  * made self-consistent by deriving its _count from the buckets read (so +Inf == _count always).
@@ -79,16 +80,20 @@ static uint64_t field(const struct key_snapshot *k, size_t off)
 	return v;
 }
 
-/* Prometheus label values escape backslash, double quote and newline. */
+/* Prometheus label values escape backslash, double quote and newline; other control characters
+ * (which the format has no escape for) become U+FFFD, so none reaches a terminal. */
 static void prom_label(FILE *f, const char *v)
 {
 	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			fprintf(f, "\\%c", *v);
-		else if (*v == '\n')
+		unsigned char u = (unsigned char)*v;
+		if (u == '\\' || u == '"')
+			fprintf(f, "\\%c", u);
+		else if (u == '\n')
 			fputs("\\n", f);
+		else if (u < 0x20 || u == 0x7f)
+			fputs("\xef\xbf\xbd", f);
 		else
-			fputc(*v, f);
+			fputc(u, f);
 	}
 }
 
@@ -162,35 +167,37 @@ static void metrics_keys(FILE *f, const struct key_snapshot *ks, uint32_t n)
 
 /* Breaker and pool gauges: each LIVE slot read once, by index (breaker_status_idx and
  * pool_status_idx work on the read-only mapping and copy names bounded). */
-static void metrics_breakers(FILE *f, struct prot_shm_header *h)
+static void metrics_breakers(FILE *f, struct prot_shm_header *h, bool json)
 {
-	prom_head(f, "prot_breaker_state", "gauge", "Breaker state: 0 closed, 1 open, 2 half-open, 3 blown.");
-	for (uint32_t i = 0, n = seg_count(h, REG_BREAKERS); i < n; i++) {
+	if (json)
+		fputs(",\"breakers\":[", f);
+	else
+		prom_head(f, "prot_breaker_state", "gauge", "Breaker state: 0 closed, 1 open, 2 half-open, 3 blown.");
+	for (uint32_t i = 0, n = seg_count(h, REG_BREAKERS), k = 0; i < n; i++) {
 		struct prot_named *s = seg_entry(h, REG_BREAKERS, i);
 		struct prot_breaker_status st;
-		if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_acquire)) == SLOT_LIVE &&
-		    breaker_status_idx(h, i, 0, &st) == 0)
+		if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_acquire)) != SLOT_LIVE ||
+		    breaker_status_idx(h, i, 0, &st) != 0)
+			continue;
+		if (!json) {
 			prom_sample(f, "prot_breaker_state", "breaker", st.name, st.state);
+			continue;
+		}
+		fputs(k++ ? ",{\"breaker\":" : "{\"breaker\":", f);
+		ctl_json_str(f, st.name);
+		fprintf(f, ",\"state\":%" PRIu32 "}", (uint32_t)st.state);
 	}
+	if (json)
+		fputc(']', f);
 }
 
-static void metrics_pools(FILE *f, struct prot_shm_header *h)
+static void pools_prom(FILE *f, const struct prot_pool_status *ps, uint32_t k)
 {
 	static const char *const gauge[][2] = {
 		{"prot_pool_in_use", "Leases held across all processes."},
 		{"prot_pool_waiting", "Processes waiting for a lease."},
 		{"prot_pool_size", "Lease capacity: size + max_overflow."},
 	};
-	uint32_t n = seg_count(h, REG_POOLS), k = 0;
-	struct prot_pool_status *ps = calloc(n ? n : 1, sizeof *ps);
-	if (!ps)
-		return;
-	for (uint32_t i = 0; i < n; i++) {
-		struct prot_named *s = seg_entry(h, REG_POOLS, i);
-		if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_acquire)) == SLOT_LIVE &&
-		    pool_status_idx(h, i, &ps[k]) == 0)
-			k++;
-	}
 	for (int g = 0; g < 3; g++) {
 		prom_head(f, gauge[g][0], "gauge", gauge[g][1]);
 		for (uint32_t i = 0; i < k; i++) {
@@ -198,7 +205,57 @@ static void metrics_pools(FILE *f, struct prot_shm_header *h)
 			prom_sample(f, gauge[g][0], "pool", ps[i].name, v[g]);
 		}
 	}
+}
+
+static void pools_json(FILE *f, const struct prot_pool_status *ps, uint32_t k)
+{
+	fputs(",\"pools\":[", f);
+	for (uint32_t i = 0; i < k; i++) {
+		fputs(i ? ",{\"pool\":" : "{\"pool\":", f);
+		ctl_json_str(f, ps[i].name);
+		fprintf(f, ",\"in_use\":%" PRIu32 ",\"waiting\":%" PRIu32 ",\"size\":%" PRIu64 "}",
+		        ps[i].in_use, ps[i].waiting, (uint64_t)ps[i].size + ps[i].max_overflow);
+	}
+	fputc(']', f);
+}
+
+static void metrics_pools(FILE *f, struct prot_shm_header *h, bool json)
+{
+	uint32_t n = seg_count(h, REG_POOLS), k = 0;
+	struct prot_pool_status *ps = calloc(n ? n : 1, sizeof *ps);
+	for (uint32_t i = 0; ps && i < n; i++) {
+		struct prot_named *s = seg_entry(h, REG_POOLS, i);
+		if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_acquire)) == SLOT_LIVE &&
+		    pool_status_idx(h, i, &ps[k]) == 0)
+			k++;
+	}
+	if (json)
+		pools_json(f, ps, k);
+	else
+		pools_prom(f, ps, k);
 	free(ps);
+}
+
+static void stats_json(FILE *f, const struct key_snapshot *k);
+
+/* metrics --json: {"protd": {...}, "keys": [stats objects], "breakers": [...], "pools": [...]} */
+static void metrics_json(FILE *f, const struct prot_info *info, bool have_info,
+                         const struct key_snapshot *ks, uint32_t n)
+{
+	if (have_info)
+		fprintf(f, "{\"protd\":{\"up\":%s,\"config_generation\":%" PRIu64 ",\"rate_buckets\":%" PRIu64
+		           ",\"rate_buckets_capacity\":%" PRIu64 "}",
+		        info->protd_alive ? "true" : "false", info->config_generation,
+		        info->rate_buckets_used, info->rate_buckets_max);
+	else
+		fputs("{\"protd\":null", f);
+	fputs(",\"keys\":[", f);
+	for (uint32_t i = 0; i < n; i++) {
+		if (i)
+			fputc(',', f);
+		stats_json(f, &ks[i]);
+	}
+	fputc(']', f);
 }
 
 static int cmd_metrics(struct ctl *c, int argc, char **argv)
@@ -211,7 +268,10 @@ static int cmd_metrics(struct ctl *c, int argc, char **argv)
 		return r;
 	FILE *f = c->out;
 	struct prot_info info;
-	if (prot_get_info(c->p, &info) == 0) {
+	bool have_info = prot_get_info(c->p, &info) == 0;
+	if (c->json) {
+		metrics_json(f, &info, have_info, ks, n);
+	} else if (have_info) {
 		prom_head(f, "prot_protd_up", "gauge", "1 when protd's heartbeat is recent.");
 		fprintf(f, "prot_protd_up %d\n", info.protd_alive ? 1 : 0);
 		prom_head(f, "prot_config_generation", "gauge", "Configuration generation of the segment.");
@@ -221,10 +281,13 @@ static int cmd_metrics(struct ctl *c, int argc, char **argv)
 		prom_head(f, "prot_rate_buckets_capacity", "gauge", "Rate-limiter bucket capacity.");
 		fprintf(f, "prot_rate_buckets_capacity %" PRIu64 "\n", info.rate_buckets_max);
 	}
-	metrics_keys(f, ks, n);
+	if (!c->json)
+		metrics_keys(f, ks, n);
 	free(ks);
-	metrics_breakers(f, prot_hdr(c->p));
-	metrics_pools(f, prot_hdr(c->p));
+	metrics_breakers(f, prot_hdr(c->p), c->json);
+	metrics_pools(f, prot_hdr(c->p), c->json);
+	if (c->json)
+		fputs("}\n", f);
 	return CTL_OK;
 }
 
@@ -232,7 +295,7 @@ static void stats_human(FILE *f, const struct key_snapshot *k)
 {
 	uint64_t mean = k->count ? k->latency_sum_ns / k->count : 0;
 	fprintf(f, "%-20s calls %" PRIu64 "  ok %" PRIu64 "  failed %" PRIu64 "  timeouts %" PRIu64 "\n",
-	        k->name, k->calls, k->ok, k->failed, k->timeouts);
+	        ctl_text(k->name), k->calls, k->ok, k->failed, k->timeouts);
 	fprintf(f, "%-20s rate allowed %" PRIu64 "  denied %" PRIu64 "  table-full %" PRIu64
 	           "  breaker-rejected %" PRIu64 "  pool-timeouts %" PRIu64 "\n",
 	        "", k->rate_allowed, k->rate_denied, k->rate_table_full, k->breaker_rejected,
@@ -261,10 +324,14 @@ static void stats_json(FILE *f, const struct key_snapshot *k)
 		fprintf(f, ",\"%s\":%" PRIu64, key_counters[m].name + 5, field(k, key_counters[m].off));
 	fprintf(f, ",\"latency_sum_ns\":%" PRIu64 ",\"latency_count\":%" PRIu64 ",\"latency_hist\":[",
 	        k->latency_sum_ns, k->count);
-	for (int b = 0; b < PROT_HIST_BUCKETS; b++)
-		fprintf(f, "%s{\"le_ns\":%s%" PRIu64 "%s,\"count\":%" PRIu64 "}", b ? "," : "",
-		        b == PROT_HIST_BUCKETS - 1 ? "\"" : "", b == PROT_HIST_BUCKETS - 1 ? (uint64_t)0 : (uint64_t)1 << (10 + b),
-		        b == PROT_HIST_BUCKETS - 1 ? "+Inf\"" : "", k->hist[b]);
+	for (int b = 0; b < PROT_HIST_BUCKETS; b++) {
+		fprintf(f, "%s{\"le_ns\":", b ? "," : "");
+		if (b == PROT_HIST_BUCKETS - 1)
+			fputs("\"+Inf\"", f); /* the last bucket is unbounded */
+		else
+			fprintf(f, "%" PRIu64, (uint64_t)1 << (10 + b));
+		fprintf(f, ",\"count\":%" PRIu64 "}", k->hist[b]);
+	}
 	fputs("]}", f);
 }
 
@@ -295,12 +362,13 @@ static int cmd_stats(struct ctl *c, int argc, char **argv)
 		fputs(only ? "\n" : "]\n", c->out);
 	free(ks);
 	if (only && !shown)
-		return ctl_fail(CTL_ENOENT, "stats: no protection key '%s'", only);
+		return ctl_fail(CTL_ENOENT, "stats: no protection key '%s'", ctl_text(only));
 	return CTL_OK;
 }
 
 const struct ctl_cmd ctl_stats_cmds[] = {
 	{"stats", NULL, "[KEY]", "per-key counters and latency histogram", 0, 1, false, cmd_stats},
-	{"metrics", NULL, "", "Prometheus text exposition of every counter and gauge", 0, 0, false, cmd_metrics},
+	{"metrics", NULL, "", "Prometheus text exposition of every counter and gauge (--json: one object)",
+	 0, 0, false, cmd_metrics},
 	{0},
 };

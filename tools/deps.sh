@@ -1,5 +1,5 @@
-# deps.sh — sourced by tools/demo.sh and tools/test.sh: install the Debian packages that are missing.
-# Usage: deps_install build|test|bench ...
+# deps.sh — sourced by tools/demo.sh and tools/test.sh: install the Debian packages that are missing
+# (deps_install build|test|bench ...) and configure + build a build directory (build_dir).
 deps_build="gcc libc6-dev meson ninja-build pkg-config liburcu-dev libinih-dev"
 deps_test="libcriterion-dev redis-server libhiredis-dev prometheus"
 
@@ -24,13 +24,17 @@ deps_install() {
 	apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends $missing >&2
 }
 
-# Configure (once) and build one build directory. meson_setup DIR [meson options...]
+# Configure and build one build directory: build_dir DIR [meson options...]
+# A new directory is set up; an existing one is reconfigured with the same options
+# (`meson setup --reconfigure`), so options and dependencies installed since its first set-up (for
+# example Criterion, installed by test.sh after demo.sh configured build/) take effect. Options not
+# given keep the directory's previous values.
 build_dir() {
 	local dir=$1
 	shift
-	if [ ! -f "$dir/build.ninja" ]; then
-		meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log" >&2; return 1; }
-	fi
+	local how=""
+	[ -f "$dir/build.ninja" ] && how=--reconfigure
+	meson setup $how "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log" >&2; return 1; }
 	# $TARGETS (optional): build only these targets of the directory
 	ninja -C "$dir" ${TARGETS:-} >"$dir.build.log" 2>&1 || { cat "$dir.build.log" >&2; return 1; }
 }

@@ -41,24 +41,18 @@ static bool first_of_object(const struct ctl_cmd *c)
 	return first_of(c->object) == c;
 }
 
-static void print_objects(FILE *f)
+/* "a, b, c": the objects (object NULL) or the verbs of object, into buf. */
+static const char *names(char *buf, size_t n, const char *object)
 {
-	const char *sep = "";
-	FOR_EACH_CMD(c)
-		if (first_of_object(c)) {
-			fprintf(f, "%s%s", sep, c->object);
-			sep = ", ";
-		}
-}
-
-static void print_verbs(FILE *f, const char *object)
-{
-	const char *sep = "";
-	FOR_EACH_CMD(c)
-		if (strcmp(c->object, object) == 0 && c->verb) {
-			fprintf(f, "%s%s", sep, c->verb);
-			sep = ", ";
-		}
+	size_t len = 0;
+	buf[0] = '\0';
+	FOR_EACH_CMD(c) {
+		bool want = object ? strcmp(c->object, object) == 0 && c->verb : first_of_object(c);
+		if (want && len < n)
+			len += (size_t)snprintf(buf + len, n - len, "%s%s", len ? ", " : "",
+			                        object ? c->verb : c->object);
+	}
+	return buf;
 }
 
 static void print_cmd_line(FILE *f, const struct ctl_cmd *c)
@@ -113,21 +107,18 @@ static int usage_of(const struct ctl_cmd *c)
 
 static int unknown_object(const char *object)
 {
-	fprintf(stderr, "protctl: unknown object '%s'; objects: ", object);
-	print_objects(stderr);
-	fputs(" (see protctl --help)\n", stderr);
-	return CTL_EUSAGE;
+	char buf[512];
+	return ctl_fail(CTL_EUSAGE, "unknown object '%s'; objects: %s (see protctl --help)",
+	                ctl_text(object), names(buf, sizeof buf, NULL));
 }
 
 static int bad_verb(const char *object, const char *verb)
 {
+	char buf[512];
 	if (verb)
-		fprintf(stderr, "protctl: %s: unknown verb '%s'; verbs: ", object, verb);
-	else
-		fprintf(stderr, "protctl: %s: missing verb; verbs: ", object);
-	print_verbs(stderr, object);
-	fputc('\n', stderr);
-	return CTL_EUSAGE;
+		return ctl_fail(CTL_EUSAGE, "%s: unknown verb '%s'; verbs: %s", object, ctl_text(verb),
+		                names(buf, sizeof buf, object));
+	return ctl_fail(CTL_EUSAGE, "%s: missing verb; verbs: %s", object, names(buf, sizeof buf, object));
 }
 
 static int attach(struct ctl *c, const struct ctl_cmd *cmd)
@@ -140,8 +131,8 @@ static int attach(struct ctl *c, const struct ctl_cmd *cmd)
 		name = PROT_DEFAULT_SEGMENT;
 	if (r == -EINVAL)
 		return ctl_fail(CTL_EUSAGE, "segment '%s': invalid name (one '/' then up to 62 characters, "
-		                "no other '/')", name);
-	return ctl_fail(ctl_code(r), "segment %s: %s", name, prot_strerror(r));
+		                "no other '/')", ctl_text(name));
+	return ctl_fail(ctl_code(r), "segment %s: %s", ctl_text(name), prot_strerror(r));
 }
 
 /* Split argv into global options and the positional words (object, verb, args). Options are
@@ -164,7 +155,7 @@ static int parse_globals(int argc, char **argv, struct ctl *c, bool *help, int *
 		} else if (!have_object && strncmp(a, "--segment=", 10) == 0) {
 			c->segment = a + 10;
 		} else if (!have_object && a[0] == '-' && a[1]) {
-			return ctl_fail(CTL_EUSAGE, "unknown option '%s' (see protctl --help)", a);
+			return ctl_fail(CTL_EUSAGE, "unknown option '%s' (see protctl --help)", ctl_text(a));
 		} else {
 			have_object = true;
 			pos[(*npos)++] = a;
@@ -180,12 +171,19 @@ int main(int argc, char **argv)
 	int npos = 0, rc;
 	char **pos = calloc((size_t)argc + 1, sizeof *pos);
 
+	for (int i = 1; i < argc; i++) /* before anything can fail: --json errors are JSON too */
+		if (strcmp(argv[i], "--json") == 0)
+			ctl_json_errors = true;
 	if (!pos)
 		return ctl_fail(CTL_ENOENT, "out of memory");
 	rc = parse_globals(argc, argv, &c, &help, &npos, pos);
 	if (rc != CTL_OK)
 		goto out;
 	if (npos == 0) {
+		if (!help && c.json) {
+			rc = ctl_fail(CTL_EUSAGE, "missing command (see protctl --help)");
+			goto out;
+		}
 		print_usage(help ? stdout : stderr);
 		rc = help ? CTL_OK : CTL_EUSAGE;
 		goto out;

@@ -3,17 +3,48 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer), runs every Criterion suite in both builds, and ends
 # with one line of its own: "N passed, N failed" over every test case of every suite. Exit 1 if any
 # failed.
+#
+# Every build directory is configured with -Dtests=enabled (a missing Criterion is then an error,
+# not a quietly test-less build) and an existing one is reconfigured (tools/deps.sh build_dir), so
+# `demo.sh` then `test.sh` runs every suite. The expected suites are the list in tests/meson.build
+# (`foreach t : [...]`): a suite that list names but a build did not produce is a failure that
+# names it. `bash tools/test.sh --check-built DIR` only checks DIR for the expected suites.
 set -u
 cd "$(dirname "$0")/.."
 . tools/deps.sh
+
+# The suites tests/meson.build builds, one name a line (test_segment, ...).
+expected_suites() {
+	sed -n "s/^foreach t : \[\(.*\)\]\s*$/\1/p" tests/meson.build | tr -d "' " | tr ',' '\n' |
+		sed -n 's/^\(.\+\)$/test_\1/p'
+}
+
+# check_built DIR: print each expected suite missing from DIR/tests; exit status 1 when any is.
+check_built() {
+	local s missing=0 list
+	list=$(expected_suites)
+	[ -n "$list" ] || { echo "FAIL: no suite list found in tests/meson.build" >&2; return 1; }
+	for s in $list; do
+		[ -f "$1/tests/$s" ] && [ -x "$1/tests/$s" ] && continue
+		echo "FAIL $1/tests/$s: expected suite was not built" >&2
+		missing=1
+	done
+	return $missing
+}
+
+if [ "${1:-}" = --check-built ]; then
+	check_built "${2:?usage: test.sh --check-built DIR}"
+	exit
+fi
+
 deps_install test || exit 1
 
-build_dir build || exit 1
-build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false || exit 1
+build_dir build -Dtests=enabled || exit 1
+build_dir build-asan -Dtests=enabled -Db_sanitize=address,undefined -Db_lundef=false || exit 1
 # ThreadSanitizer for the threaded parts: protd (control thread, RCU registry, reload) and clients
 # sharing a handle across threads. Criterion's runner cannot start under TSan, so the suites below
 # drive a TSan-built protd from the plain test binaries, and tests/tsan_threads runs TSan clients.
-TARGETS="daemon/protd tests/tsan_threads" build_dir build-tsan -Db_sanitize=thread -Db_lundef=false || exit 1
+TARGETS="daemon/protd tests/tsan_threads" build_dir build-tsan -Dtests=enabled -Db_sanitize=thread -Db_lundef=false || exit 1
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -28,7 +59,7 @@ run_suite() {
 	local name=$1 pdir=$2
 	shift 2
 	local log="$logdir/$(echo "$name" | tr '/ []' '____').log"
-	PROTD="$PWD/$pdir/daemon/protd" PROTCTL="$PWD/$dir/tools/protctl" PROTBENCH="$PWD/$dir/tools/protbench" \
+	PROT_SRCDIR="$PWD" PROTD="$PWD/$pdir/daemon/protd" PROTCTL="$PWD/$dir/tools/protctl" PROTBENCH="$PWD/$dir/tools/protbench" \
 		timeout 600 "$@" >"$log" 2>&1
 	rc=$?
 	# Criterion's closing line: "[====] Synthesis: Tested: T | Passing: P | Failing: F | Crashing: C"
@@ -51,9 +82,10 @@ run_suite() {
 }
 
 for dir in build build-asan; do
-	for t in "$dir"/tests/test_*; do
-		[ -f "$t" ] && [ -x "$t" ] || continue
-		run_suite "$dir/$(basename "$t")" "$dir" "$t" --jobs 2
+	missing=$(check_built "$dir" 2>&1) || { echo "$missing"; failed=$((failed + $(echo "$missing" | grep -c '^FAIL'))); }
+	for s in $(expected_suites); do
+		t=$dir/tests/$s
+		[ -x "$t" ] && run_suite "$dir/$s" "$dir" "$t" --jobs 2
 	done
 done
 dir=build
