@@ -241,7 +241,8 @@ struct prot_pool_slot {
 	_Atomic uint32_t lock_seq;      /* futex word: bumped by an unlock that saw sleepers */
 	_Atomic uint32_t lock_sleepers; /* processes sleeping on lock_seq */
 	_Atomic uint32_t in_use;        /* leases held (written under the lock) */
-	_Atomic uint32_t head, tail;    /* waiter tickets [head, tail) (written under the lock) */
+	_Atomic uint32_t nwait;         /* waiter cells WAITING (lib/pool.c) */
+	_Atomic uint32_t tail;          /* next waiter ticket (written under the lock) */
 	_Atomic uint32_t hint;          /* next lease entry to try first */
 	_Atomic uint64_t pending;       /* the hand-off in progress (lib/pool.c) */
 	uint64_t pad_w[3];
@@ -263,7 +264,7 @@ struct prot_lease_slot {
 /* One waiter-ring entry; the word is 32-bit because it is the futex word a waiter sleeps on. */
 struct prot_waiter_slot {
 	_Atomic uint32_t word;  /* state and granted entry (lib/pool.c) */
-	uint32_t pad;
+	_Atomic uint32_t ticket;/* order of arrival: the oldest WAITING cell is served first */
 	_Atomic uint64_t ident; /* the waiter's identity, so a slot granted to a dead waiter is reclaimed */
 };
 

@@ -7,12 +7,12 @@
  *   lease[e]   owner: 0 free, else the holder's identity (lib/ident.c). gen: bumped at every
  *              hand-out, so a lease (pool, e, gen) is valid exactly while that hand-out lasts.
  *   in_use     entries with an owner.
- *   cell[i]    the waiter of ticket t, i = t mod W (W a power of two): word = state << 28 | entry,
- *              ident = the waiter's identity. EMPTY -> WAITING (queued, under the lock) ->
+ *   cell[i]    one waiter: word = state << 28 | entry, ident = the waiter's identity, ticket = its
+ *              order of arrival. EMPTY or CANCELLED -> WAITING (queued, under the lock) ->
  *              GRANTED|e (a giver handed it entry e, under the lock) -> EMPTY (the waiter, having
  *              read its lease; no lock). Or WAITING -> CANCELLED (the waiter timed out: its own CAS,
- *              no lock) -> EMPTY (under the lock, by whoever passes it).
- *   head, tail tickets [head, tail) are queued, oldest first.
+ *              no lock; a CANCELLED cell is free for the next waiter that queues).
+ *   tail       the next ticket; nwait: cells WAITING (decremented by the waiter's own cancel too).
  *   pending    the hand-off in progress (entry, cell), so that a dead giver's step is completed.
  *
  * THE LOCK. lock = 0 or the holder's identity, taken by CAS (acquire) and dropped by a store
@@ -26,8 +26,9 @@
  * INVARIANTS (between critical sections)
  *  1. in_use = entries with an owner <= max(cap, in_use before a reload) <= pool_max_slots: a
  *     checkout takes an entry only when in_use < cap; a hand-off moves a lease without changing it.
- *  2. FIFO: a lease freed while tickets wait goes to the oldest WAITING one (if in_use <= cap);
- *     a newcomer queues whenever anyone waits.
+ *  2. FIFO: a lease freed while anyone waits goes to the WAITING cell of the oldest ticket (if
+ *     in_use <= cap); a newcomer queues whenever anyone waits. Cancelled waiters take no place:
+ *     pool_max_waiters processes can wait at once.
  *  3. A GRANTED|e cell's waiter owns e: the giver writes lease[e] (owner, gen) and then CASes the
  *     cell (release), which the waiter acquires before it reads gen.
  *  4. No wake-up is lost: a waiter queues and a giver grants under the same lock, and the grant is
@@ -66,7 +67,7 @@ enum { CELL_EMPTY = 0, CELL_WAITING = 1, CELL_GRANTED = 2, CELL_CANCELLED = 3 };
 /* pending: entry + 1 | cell << 32; 0 = none */
 #define PENDING(e, ci) (((uint64_t)(e) + 1) | (uint64_t)(ci) << 32)
 
-#define WAITERS_MAX (1u << 15)
+#define WAITERS_MAX (1u << 16)
 #define RECLAIM_DEFAULT_MS 100u
 #define LOCK_SPINS 100
 #define LOCK_RECHECK_NS (2ull * 1000000) /* a sleeper wakes this often to ask if the holder lives */
@@ -79,7 +80,7 @@ struct pool_ref {
 	struct prot_pool_slot *s;
 	struct prot_lease_slot *lease; /* nlease entries */
 	struct prot_waiter_slot *cell; /* wcap cells */
-	uint32_t nlease, wcap;         /* wcap: a power of two, 0 when there are no waiter cells */
+	uint32_t nlease, wcap;         /* wcap: 0 when there are no waiter cells */
 };
 
 /* The configuration words a decision needs (a consistent copy, see seq_read). */
@@ -96,9 +97,7 @@ static int ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r)
 	    (uint64_t)(idx + 1) * ns > seg_count(h, REG_LEASES) ||
 	    (uint64_t)(idx + 1) * nw > seg_count(h, REG_WAITERS))
 		return -PROT_ENOPOOL;
-	uint32_t w = 0;
-	while (nw && (w ? w * 2 : 1) <= nw && (w ? w * 2 : 1) <= WAITERS_MAX)
-		w = w ? w * 2 : 1;
+	uint32_t w = nw > WAITERS_MAX ? WAITERS_MAX : nw;
 	*r = (struct pool_ref){
 		.s = seg_entry(h, REG_POOLS, idx),
 		.lease = seg_entry(h, REG_LEASES, idx * ns),
@@ -211,9 +210,21 @@ static void plock_drop(const struct pool_ref *r)
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define ST(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
 
-static _Atomic uint32_t *cell_word(const struct pool_ref *r, uint32_t t)
+/* The WAITING cell of the oldest ticket, or wcap when none. */
+static uint32_t oldest_waiting(const struct pool_ref *r)
 {
-	return &r->cell[t & (r->wcap - 1)].word;
+	uint32_t tail = LD(r->s->tail), best = r->wcap, best_age = 0;
+	for (uint32_t i = 0; i < r->wcap; i++) {
+		/* acquire: pairs with the release that queued it (its ident and ticket) */
+		if (CELL_STATE(atomic_load_explicit(&r->cell[i].word, memory_order_acquire)) != CELL_WAITING)
+			continue;
+		uint32_t age = tail - LD(r->cell[i].ticket); /* tickets wrap: ages do not */
+		if (best == r->wcap || age > best_age) {
+			best = i;
+			best_age = age;
+		}
+	}
+	return best;
 }
 
 static void lease_assign(const struct pool_ref *r, uint32_t e, uint64_t who)
@@ -233,36 +244,29 @@ static void high_water(const struct pool_ref *r, uint32_t used)
  * ticket. true when granted. */
 static bool grant_next(const struct pool_ref *r, uint32_t e, uint64_t prev)
 {
-	uint32_t head = LD(r->s->head), tail = LD(r->s->tail);
-	for (; head != tail; head++) {
-		_Atomic uint32_t *cw = cell_word(r, head);
-		/* acquire: pairs with the waiter's CAS to CANCELLED (nothing else to read) */
-		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
-		if (CELL_STATE(w) == CELL_CANCELLED) {
-			ST(*cw, CELL(CELL_EMPTY, 0));
-			continue;
-		}
-		if (CELL_STATE(w) != CELL_WAITING)
-			continue; /* GRANTED behind a dead giver's head: already served */
-		uint64_t who = LD(r->cell[head & (r->wcap - 1)].ident);
-		ST(r->s->pending, PENDING(e, head & (r->wcap - 1)));
+	while (LD(r->s->nwait) > 0) {
+		uint32_t ci = oldest_waiting(r);
+		if (ci == r->wcap)
+			return false; /* nwait counted a cancel not yet subtracted */
+		_Atomic uint32_t *cw = &r->cell[ci].word;
+		uint32_t w = CELL(CELL_WAITING, 0);
+		uint64_t who = LD(r->cell[ci].ident);
+		ST(r->s->pending, PENDING(e, ci));
 		lease_assign(r, e, who);
 		/* release: the lease (owner, gen) is complete before the waiter sees GRANTED */
 		if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_GRANTED, e),
 		                                            memory_order_release, memory_order_acquire)) {
 			ST(r->s->pending, 0);
-			ST(r->s->head, head + 1);
+			atomic_fetch_sub_explicit(&r->s->nwait, 1, memory_order_relaxed);
 			if (prev == 0)
 				ST(r->s->in_use, LD(r->s->in_use) + 1);
 			futex_wake_all(cw);
 			return true;
 		}
-		/* it cancelled in between: the entry goes back, the cell is passed */
+		/* it cancelled in between: the entry goes back, the next one is asked */
 		atomic_store_explicit(&r->lease[e].owner, prev, memory_order_release);
 		ST(r->s->pending, 0);
-		ST(*cw, CELL(CELL_EMPTY, 0));
 	}
-	ST(r->s->head, head);
 	return false;
 }
 
@@ -302,24 +306,10 @@ static int take_free(const struct pool_ref *r, uint64_t who, uint32_t *e_out)
 	return -PROT_ECORRUPT; /* in_use disagreed with the entries: a hostile writer */
 }
 
-/* Tickets at the head that cancelled: passed, so that newcomers do not queue behind them. */
-static void trim_cancelled(const struct pool_ref *r)
-{
-	uint32_t head = LD(r->s->head), tail = LD(r->s->tail);
-	while (head != tail) {
-		_Atomic uint32_t *cw = cell_word(r, head);
-		if (CELL_STATE(atomic_load_explicit(cw, memory_order_acquire)) != CELL_CANCELLED)
-			break;
-		ST(*cw, CELL(CELL_EMPTY, 0));
-		head++;
-	}
-	ST(r->s->head, head);
-}
-
 /* Serve waiters from free capacity (after a reload grew the pool, or a shrink ended). */
 static void pump(const struct pool_ref *r, uint32_t cap)
 {
-	while (LD(r->s->head) != LD(r->s->tail) && LD(r->s->in_use) < cap) {
+	while (LD(r->s->nwait) > 0 && LD(r->s->in_use) < cap) {
 		uint32_t e = r->nlease;
 		for (uint32_t i = 0; i < r->nlease && e == r->nlease; i++)
 			if (LD(r->lease[i].owner) == 0)
@@ -333,7 +323,7 @@ static void pump(const struct pool_ref *r, uint32_t cap)
 /* After taking the lock over from a dead holder: complete its hand-off if it was between writing
  * the lease and granting the cell (a hand-off whose waiter cancelled meanwhile frees the entry:
  * its previous owner was the dead holder itself, a dead holder being reclaimed, or nobody), then
- * recount in_use and clamp the queue to what the ring can hold. */
+ * recount in_use and the waiting cells. */
 static void pool_repair(const struct pool_ref *r)
 {
 	uint64_t pd = LD(r->s->pending);
@@ -359,9 +349,10 @@ static void pool_repair(const struct pool_ref *r)
 	for (uint32_t i = 0; i < r->nlease; i++)
 		used += LD(r->lease[i].owner) != 0;
 	ST(r->s->in_use, used);
-	uint32_t head = LD(r->s->head), tail = LD(r->s->tail);
-	if (tail - head > r->wcap)
-		ST(r->s->head, tail - r->wcap);
+	uint32_t waiting = 0;
+	for (uint32_t i = 0; i < r->wcap; i++)
+		waiting += CELL_STATE(atomic_load_explicit(&r->cell[i].word, memory_order_relaxed)) == CELL_WAITING;
+	ST(r->s->nwait, waiting);
 }
 
 /* ---- dead holders and waiters ----------------------------------------------------------------- */
@@ -402,12 +393,12 @@ static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const stru
 		uint64_t who = LD(r->cell[c].ident);
 		if (CELL_STATE(w) != CELL_WAITING || ident_inc(who) == 0 || ident_alive(v, who))
 			continue;
-		/* acq_rel: as the waiter's own cancel; a giver under the lock then passes the cell */
-		atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0), memory_order_acq_rel,
-		                                        memory_order_relaxed);
+		/* acq_rel: as the waiter's own cancel */
+		if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0), memory_order_acq_rel,
+		                                            memory_order_relaxed))
+			atomic_fetch_sub_explicit(&r->s->nwait, 1, memory_order_relaxed);
 	}
 	if (plock_take(r, v, deadline_ns) == 0) {
-		trim_cancelled(r);
 		pump(r, cap);
 		plock_drop(r);
 	}
@@ -457,13 +448,12 @@ void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed
 		*reclaimed = n;
 }
 
-/* Waiters in [head, tail) still waiting: what status reports. A snapshot without the lock. */
+/* Cells waiting: what status reports. A snapshot without the lock. */
 static uint32_t live_waiters(const struct pool_ref *r)
 {
-	uint32_t n = 0, head = LD(r->s->head), q = LD(r->s->tail) - head;
-	for (uint32_t k = 0; k < q && k < r->wcap; k++)
-		n += CELL_STATE(atomic_load_explicit(cell_word(r, head + k), memory_order_relaxed)) ==
-		     CELL_WAITING;
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < r->wcap; i++)
+		n += CELL_STATE(atomic_load_explicit(&r->cell[i].word, memory_order_relaxed)) == CELL_WAITING;
 	return n;
 }
 
@@ -478,8 +468,7 @@ static void note_exhausted(struct prot_shm_header *h, const struct pool_ref *r, 
 	if ((last == 0 || now - last >= 1000000000u) &&
 	    atomic_compare_exchange_strong_explicit(&r->s->exhausted_ns, &last, now, memory_order_relaxed,
 	                                            memory_order_relaxed))
-		prot_event_emit(h, EV_POOL_EXHAUSTED, idx, r->s->name, LD(r->s->in_use),
-		                LD(r->s->tail) - LD(r->s->head));
+		prot_event_emit(h, EV_POOL_EXHAUSTED, idx, r->s->name, LD(r->s->in_use), LD(r->s->nwait));
 }
 
 struct grant {
@@ -489,14 +478,12 @@ struct grant {
 
 enum { CO_TAKEN = 0, CO_QUEUED = 1 };
 
-/* Under the lock: take an entry (CO_TAKEN), queue ticket *t (CO_QUEUED), or refuse. */
+/* Under the lock: take an entry (CO_TAKEN), queue in cell *ci (CO_QUEUED), or refuse. */
 static int checkout_locked(const struct pool_ref *r, uint32_t cap, uint64_t me, bool block,
-                           struct grant *g, uint32_t *t)
+                           struct grant *g, uint32_t *ci)
 {
-	trim_cancelled(r);
 	pump(r, cap);
-	uint32_t head = LD(r->s->head), tail = LD(r->s->tail);
-	if (head == tail && LD(r->s->in_use) < cap) {
+	if (LD(r->s->nwait) == 0 && LD(r->s->in_use) < cap) {
 		int rc = take_free(r, me, &g->e);
 		if (rc == 0)
 			g->gen = LD(r->lease[g->e].gen);
@@ -504,17 +491,24 @@ static int checkout_locked(const struct pool_ref *r, uint32_t cap, uint64_t me, 
 	}
 	if (!block)
 		return -PROT_EPOOLFULL;
-	if (r->wcap == 0 || tail - head >= r->wcap)
-		return -PROT_ECAPACITY;
-	struct prot_waiter_slot *c = &r->cell[tail & (r->wcap - 1)];
-	if (CELL_STATE(LD(c->word)) != CELL_EMPTY)
-		return -PROT_ECAPACITY; /* a granted waiter of the previous lap has not woken yet */
-	ST(c->ident, me);
-	/* release: ident is written before the cell reads WAITING (reclaim acquires it) */
-	atomic_store_explicit(&c->word, CELL(CELL_WAITING, 0), memory_order_release);
-	ST(r->s->tail, tail + 1);
-	*t = tail;
-	return CO_QUEUED;
+	uint32_t tail = LD(r->s->tail);
+	for (uint32_t k = 0; k < r->wcap; k++) {
+		uint32_t i = (tail + k) % r->wcap;
+		struct prot_waiter_slot *c = &r->cell[i];
+		uint32_t st = CELL_STATE(atomic_load_explicit(&c->word, memory_order_acquire));
+		if (st != CELL_EMPTY && st != CELL_CANCELLED)
+			continue; /* waiting, or granted and not yet taken */
+		ST(c->ident, me);
+		ST(c->ticket, tail);
+		/* release: ident and ticket are written before the cell reads WAITING */
+		atomic_store_explicit(&c->word, CELL(CELL_WAITING, 0), memory_order_release);
+		atomic_fetch_add_explicit(&r->s->nwait, 1, memory_order_relaxed);
+		ST(r->s->tail, tail + 1);
+		*ci = i;
+		pump(r, cap); /* a free lease with only a cancel in flight ahead of us: it is ours */
+		return CO_QUEUED;
+	}
+	return -PROT_ECAPACITY;
 }
 
 /* A granted waiter reads its lease and frees its cell. */
@@ -531,13 +525,13 @@ static int grant_take(const struct pool_ref *r, _Atomic uint32_t *cw, uint32_t w
 	return 0;
 }
 
-/* Sleep on ticket t until granted (0), timed out (-PROT_ECHECKOUT_TIMEOUT, holding nothing). While
+/* Sleep on cell ci until granted (0), timed out (-PROT_ECHECKOUT_TIMEOUT, holding nothing). While
  * protd is down, wake each reclaim interval to reclaim for everyone. */
 static int ticket_wait(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
-                       const struct prot_idv *v, const struct pool_cfgv *c, uint32_t t,
+                       const struct prot_idv *v, const struct pool_cfgv *c, uint32_t ci,
                        uint64_t deadline, struct grant *g)
 {
-	_Atomic uint32_t *cw = cell_word(r, t);
+	_Atomic uint32_t *cw = &r->cell[ci].word;
 	bool protd_up = v->fd < 0 || protd_alive(v);
 	for (;;) {
 		/* acquire: pairs with the giver's release CAS to GRANTED (the lease is complete) */
@@ -550,8 +544,10 @@ static int ticket_wait(struct prot_shm_header *h, uint32_t idx, const struct poo
 		if (now >= deadline) {
 			/* acq_rel: a failed CAS acquires the grant that won */
 			if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0),
-			                                            memory_order_acq_rel, memory_order_acquire))
+			                                            memory_order_acq_rel, memory_order_acquire)) {
+				atomic_fetch_sub_explicit(&r->s->nwait, 1, memory_order_relaxed);
 				return -PROT_ECHECKOUT_TIMEOUT;
+			}
 			continue;
 		}
 		uint64_t wake = deadline;
