@@ -362,6 +362,18 @@ static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const stru
                              const struct prot_idv *v, uint32_t cap, uint64_t deadline_ns)
 {
 	uint64_t n = 0, alive_id = 0;
+	/* dead waiters first, so that a lease freed below never goes to one of them */
+	for (uint32_t c = 0; c < r->wcap; c++) {
+		_Atomic uint32_t *cw = &r->cell[c].word;
+		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
+		uint64_t who = LD(r->cell[c].ident);
+		if (CELL_STATE(w) != CELL_WAITING || ident_inc(who) == 0 || ident_alive(v, who))
+			continue;
+		/* acq_rel: as the waiter's own cancel */
+		if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0), memory_order_acq_rel,
+		                                            memory_order_relaxed))
+			atomic_fetch_sub_explicit(&r->s->nwait, 1, memory_order_relaxed);
+	}
 	for (uint32_t e = 0; e < r->nlease; e++) {
 		uint64_t o = atomic_load_explicit(&r->lease[e].owner, memory_order_acquire);
 		if (o == 0 || o == alive_id || ident_inc(o) == 0)
@@ -386,17 +398,6 @@ static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const stru
 				prot_event_emit(h, EV_LEASE_RECLAIMED, idx, r->s->name, ident_slot(o), e);
 		}
 		plock_drop(r);
-	}
-	for (uint32_t c = 0; c < r->wcap; c++) {
-		_Atomic uint32_t *cw = &r->cell[c].word;
-		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
-		uint64_t who = LD(r->cell[c].ident);
-		if (CELL_STATE(w) != CELL_WAITING || ident_inc(who) == 0 || ident_alive(v, who))
-			continue;
-		/* acq_rel: as the waiter's own cancel */
-		if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0), memory_order_acq_rel,
-		                                            memory_order_relaxed))
-			atomic_fetch_sub_explicit(&r->s->nwait, 1, memory_order_relaxed);
 	}
 	if (plock_take(r, v, deadline_ns) == 0) {
 		pump(r, cap);

@@ -54,9 +54,11 @@
 	X(SC_REDIS_FW_PIPE, BK_SCALE, "redis INCR+PEXPIRE, pipeline 64")                           \
 	X(SC_REDIS_GCRA, BK_SCALE, "redis GCRA, 1 round trip each")                                \
 	X(SC_REDIS_GCRA_PIPE, BK_SCALE, "redis GCRA, pipeline 64")                                 \
-	X(HANDOFF, BK_LATENCY, "prot pool hand-off, pool of 1")
+	X(HANDOFF, BK_LATENCY, "prot pool hand-off, pool of 1")                                    \
+	X(RECLAIM_KILL9, BK_RECLAIM, "prot pool lease back after kill -9 of its holder")
 
-enum bench_kind { BK_SINGLE, BK_SCALE, BK_LATENCY };
+/* BK_RECLAIM: one cell of samples (p50, p99, max), the time from a death to its lease's reuse. */
+enum bench_kind { BK_SINGLE, BK_SCALE, BK_LATENCY, BK_RECLAIM };
 
 /* A column title of the first table: the smoke test looks for it. */
 #define BENCH_HEADER_MARK "median ns/op"
@@ -100,6 +102,7 @@ struct bench {
 	int procs[BENCH_MAXP];
 	int nprocs;
 	bool json;
+	int chaos_s;         /* --chaos SECONDS: only the chaos soak */
 	char tmpdir[64];
 	char loadavg[48];    /* /proc/loadavg when the run started */
 	const char *argv0;
@@ -163,6 +166,9 @@ void bench_stat_set(struct bench_stat *s, double *ns_per_op, int reps, int procs
 int bench_protd_start(struct bench *b);
 void bench_protd_stop(struct bench *b);
 void bench_prot_rows(struct bench *b);
+/* bench_reclaim.c: the reclaim row (on the bench's protd) and `--chaos SECONDS` (exit status). */
+void bench_reclaim_rows(struct bench *b);
+int bench_chaos(struct bench *b, int seconds);
 
 /* bench_memory.c */
 void bench_memory(struct bench *b);

@@ -410,6 +410,7 @@ void bench_prot_rows(struct bench *b)
 	rate_rows(b);
 	breaker_rows(b);
 	pool_rows(b);
+	bench_reclaim_rows(b);
 	exec_row(b);
 	tel_rows(b);
 }

@@ -26,7 +26,7 @@ const char *bench_row_label(int row) { return rows[row].label; }
  * 2 and 8 processes of the hand-off row. */
 int bench_cells(const struct bench *b, int row)
 {
-	return rows[row].kind == BK_SINGLE ? 1 : rows[row].kind == BK_SCALE ? b->nprocs : 2;
+	return rows[row].kind == BK_SCALE ? b->nprocs : rows[row].kind == BK_LATENCY ? 2 : 1;
 }
 
 int bench_cell_procs(const struct bench *b, int row, int cell)
@@ -188,6 +188,19 @@ static void print_handoff(const struct bench *b)
 	}
 }
 
+static void print_reclaim(const struct bench *b)
+{
+	const struct bench_stat *s = &b->res[ROW_RECLAIM_KILL9][0];
+	printf("\nDeath: SIGKILL of a lease holder to a waiting process's checkout returning with it\n");
+	printf("%-54s %9s %9s %9s %8s\n", "operation", "p50 ms", "p99 ms", "max ms", "samples");
+	printf("%-54s ", rows[ROW_RECLAIM_KILL9].label);
+	if (s->state != 1)
+		printf("%s\n", s->state ? s->note : "not run");
+	else
+		printf("%9.1f %9.1f %9.1f %8llu  (%s)\n", s->p50 / 1e6, s->p99 / 1e6, s->max / 1e6,
+		       (unsigned long long)s->samples, s->note);
+}
+
 static void print_memory(const struct bench *b)
 {
 	printf("\nMemory\n");
@@ -274,7 +287,7 @@ static void json_stat(int r, const struct bench_stat *s, int procs, bool *first)
 		json_num("min_ns", s->min);
 		json_num("max_ns", s->max);
 		json_num("ops_per_s", s->ops_s);
-		if (rows[r].kind == BK_LATENCY) {
+		if (rows[r].kind == BK_LATENCY || rows[r].kind == BK_RECLAIM) {
 			json_num("p50_ns", s->p50);
 			json_num("p99_ns", s->p99);
 			printf(",\"samples\":%llu", (unsigned long long)s->samples);
@@ -336,6 +349,7 @@ void bench_report(const struct bench *b)
 	print_single(b);
 	print_scale(b);
 	print_handoff(b);
+	print_reclaim(b);
 	print_memory(b);
 	print_targets(b);
 	if (b->failures)

@@ -3,6 +3,7 @@
  * Redis on loopback), then the tables, ratios and targets (bench_report.c).
  *
  *   protbench [--json] [--smoke | --quick] [--procs 1,2,4,8]
+ *   protbench --chaos SECONDS     the long kill -9 soak only (bench_reclaim.c)
  *
  * This file owns the options, the run order, the temporary directory, and the cleanup of every
  * process the bench started (by pid, also on SIGINT/SIGTERM and on its own alarm: 60 s for
@@ -135,11 +136,12 @@ void bench_skip(struct bench *b, int row, bool failed, const char *fmt, ...)
 static int usage(const char *argv0)
 {
 	fprintf(stderr,
-	        "usage: %s [--json] [--smoke | --quick] [--procs 1,2,4,8]\n"
+	        "usage: %s [--json] [--smoke | --quick] [--procs 1,2,4,8] | --chaos SECONDS\n"
 	        "  --json    one JSON document instead of the tables\n"
 	        "  --smoke   tiny sizes (seconds; for the test suite): figures are not measurements\n"
 	        "  --quick   fewer repetitions\n"
 	        "  --procs   process counts of the scaling rows (at most %d, each 1..%d)\n"
+	        "  --chaos SECONDS  only the kill -9 soak: 8 workers, random kills, then leaks and counters\n"
 	        "environment: PROTD (default: ../daemon/protd next to this program), PATH (redis-server)\n",
 	        argv0, BENCH_MAXP, BENCH_MAX_WORKERS);
 	return 2;
@@ -175,6 +177,15 @@ static int parse_args(struct bench *b, int argc, char **argv)
 		} else if (strcmp(argv[i], "--quick") == 0) {
 			b->mode = "quick";
 			b->sz = sizes_quick;
+		} else if (strcmp(argv[i], "--chaos") == 0 && i + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++i], &end, 10);
+			if (*end || v < 1 || v > 86400) {
+				fprintf(stderr, "protbench: --chaos: '%s' is not a number of seconds (1..86400)\n", argv[i]);
+				return 2;
+			}
+			b->chaos_s = (int)v;
+			b->sz = sizes_smoke; /* the protd and segment of the smallest run */
 		} else if (strcmp(argv[i], "--procs") == 0 && i + 1 < argc) {
 			if (parse_procs(b, argv[++i]) < 0)
 				return usage(argv[0]);
@@ -248,7 +259,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	/* The bound on the whole run: a row stuck inside the library ends the bench, not the caller. */
 	signal(SIGALRM, on_signal);
-	alarm(strcmp(b.mode, "smoke") == 0 ? 60 : 300);
+	alarm(b.chaos_s ? (unsigned)b.chaos_s + 60 : strcmp(b.mode, "smoke") == 0 ? 60 : 300);
 	if ((r = make_entities(&b)) < 0) {
 		fprintf(stderr, "protbench: entity ids: %s\n", strerror(-r));
 		return 1;
@@ -256,6 +267,15 @@ int main(int argc, char **argv)
 
 	read_loadavg(&b);
 	progress(&b, "starting protd");
+	if (b.chaos_s) {
+		if (bench_protd_start(&b) != 0) {
+			fprintf(stderr, "protbench: %s\n", b.prot_error);
+			return 1;
+		}
+		r = bench_chaos(&b, b.chaos_s);
+		bench_protd_stop(&b);
+		return r;
+	}
 	if (bench_protd_start(&b) == 0) {
 		progress(&b, "prot rows");
 		bench_prot_rows(&b);
