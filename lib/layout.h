@@ -245,7 +245,9 @@ struct prot_pool_slot {
 	_Atomic uint32_t tail;          /* next waiter ticket (written under the lock) */
 	_Atomic uint32_t hint;          /* next lease entry to try first */
 	_Atomic uint64_t pending;       /* the hand-off in progress (lib/pool.c) */
-	uint64_t pad_w[3];
+	_Atomic uint32_t wscan;         /* where the search for the oldest waiter starts */
+	uint32_t pad_w0;
+	uint64_t pad_w[2];
 	/* line 4: counters */
 	_Atomic uint64_t checkouts PROT_ALIGNED;
 	_Atomic uint64_t timeouts, reclaims, high_water;

@@ -210,14 +210,20 @@ static void plock_drop(const struct pool_ref *r)
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define ST(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
 
-/* The WAITING cell of the oldest ticket, or wcap when none. */
+/* The WAITING cell of the oldest ticket, or wcap when none. Waiters queue in the free cell at or
+ * after tail mod W and are served oldest first, so they lie mostly in ticket order around the
+ * ring from just after the last one served (wscan): the search starts there and stops once it has
+ * seen nwait waiting cells, i.e. all of them. */
 static uint32_t oldest_waiting(const struct pool_ref *r)
 {
-	uint32_t tail = LD(r->s->tail), best = r->wcap, best_age = 0;
-	for (uint32_t i = 0; i < r->wcap; i++) {
+	uint32_t tail = LD(r->s->tail), best = r->wcap, best_age = 0, seen = 0, want = LD(r->s->nwait);
+	uint32_t start = LD(r->s->wscan) % (r->wcap ? r->wcap : 1);
+	for (uint32_t k = 0; k < r->wcap && seen < want; k++) {
+		uint32_t i = (start + k) % r->wcap;
 		/* acquire: pairs with the release that queued it (its ident and ticket) */
 		if (CELL_STATE(atomic_load_explicit(&r->cell[i].word, memory_order_acquire)) != CELL_WAITING)
 			continue;
+		seen++;
 		uint32_t age = tail - LD(r->cell[i].ticket); /* tickets wrap: ages do not */
 		if (best == r->wcap || age > best_age) {
 			best = i;
@@ -257,6 +263,7 @@ static bool grant_next(const struct pool_ref *r, uint32_t e, uint64_t prev)
 		if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_GRANTED, e),
 		                                            memory_order_release, memory_order_acquire)) {
 			ST(r->s->pending, 0);
+			ST(r->s->wscan, ci + 1);
 			atomic_fetch_sub_explicit(&r->s->nwait, 1, memory_order_relaxed);
 			if (prev == 0)
 				ST(r->s->in_use, LD(r->s->in_use) + 1);
@@ -483,7 +490,8 @@ enum { CO_TAKEN = 0, CO_QUEUED = 1 };
 static int checkout_locked(const struct pool_ref *r, uint32_t cap, uint64_t me, bool block,
                            struct grant *g, uint32_t *ci)
 {
-	pump(r, cap);
+	if (LD(r->s->nwait) != 0)
+		pump(r, cap);
 	if (LD(r->s->nwait) == 0 && LD(r->s->in_use) < cap) {
 		int rc = take_free(r, me, &g->e);
 		if (rc == 0)
@@ -560,6 +568,19 @@ static int ticket_wait(struct prot_shm_header *h, uint32_t idx, const struct poo
 			protd_up = protd_alive(v);
 		}
 	}
+}
+
+/* The uncontended path, called under p->lock: the pool lock if it is free at once, an entry if
+ * one is free and nobody waits. 0, or -PROT_EPOOLFULL (take the slow path). */
+static int lease_try(const struct pool_ref *r, const struct prot_idv *v, const struct pool_cfgv *c,
+                     struct grant *g)
+{
+	if (atomic_load_explicit(&r->s->lock, memory_order_relaxed) != 0 || !lock_cas(r, 0, v->self))
+		return -PROT_EPOOLFULL;
+	uint32_t ci;
+	int rc = checkout_locked(r, cfg_cap(r, c), v->self, false, g, &ci);
+	plock_drop(r);
+	return rc == CO_TAKEN ? 0 : -PROT_EPOOLFULL;
 }
 
 /* Take a lease: 0 and *g, or -PROT_EPOOLFULL (block false), -PROT_ECHECKOUT_TIMEOUT,
@@ -885,21 +906,26 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	struct prot_connector cn = l->c;
 	bool has = l->has_connector;
 	dead = loc_expired(l, prot_now_coarse_ns());
+	cfg_read(&r, &c);
+	rc = lease_try(&r, &v, &c, &g);
+	if (rc == 0)
+		rec = loc_take(l, c.strategy, &g);
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
 		destroy_chain(&cn, dead);
 
-	cfg_read(&r, &c);
-	uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms;
-	uint64_t deadline = prot_now_ns() + tmo * 1000000u;
-	rc = lease_acquire(h, idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
-	if (rc == -PROT_ECHECKOUT_TIMEOUT)
-		atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
-	if (rc < 0)
-		return rc;
-	pthread_mutex_lock(&p->lock);
-	rec = loc_take(l, c.strategy, &g);
-	pthread_mutex_unlock(&p->lock);
+	if (rc < 0) {
+		uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms;
+		uint64_t deadline = prot_now_ns() + tmo * 1000000u;
+		rc = lease_acquire(h, idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
+		if (rc == -PROT_ECHECKOUT_TIMEOUT)
+			atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
+		if (rc < 0)
+			return rc;
+		pthread_mutex_lock(&p->lock);
+		rec = loc_take(l, c.strategy, &g);
+		pthread_mutex_unlock(&p->lock);
+	}
 	if (!rec) {
 		checkout_undo(p, &r, &v, l, NULL, &g, cfg_cap(&r, &c));
 		return -ENOMEM;
@@ -955,12 +981,15 @@ int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lea
 	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, lease, conn, NULL);
 }
 
-/* The mapping of p a lease names, from p's private list of mappings (never from the lease). */
-static struct prot_shm_header *lease_map(prot_t *p, const prot_lease *lease)
+/* The mapping of p a lease names, from p's private list of mappings (never from the lease), with
+ * this process's liveness view of it. */
+static struct prot_shm_header *lease_map(prot_t *p, const prot_lease *lease, struct prot_idv *v)
 {
 	for (struct prot_map *m = atomic_load_explicit(&p->map, memory_order_acquire); m; m = m->older)
-		if (seg_id(m->hdr) == lease->opaque[0])
+		if (seg_id(m->hdr) == lease->opaque[0]) {
+			*v = (struct prot_idv){ .h = m->hdr, .fd = m->fd, .nprocs = m->nprocs, .self = m->ident };
 			return m->hdr;
+		}
 	return NULL;
 }
 
@@ -1014,7 +1043,8 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 	if (p->flags & PROT_OPEN_RDONLY)
 		return -EROFS;
 	prot_hdr(p); /* fork check and successor before p's maps are read */
-	struct prot_shm_header *h = lease_map(p, lease);
+	struct prot_idv v;
+	struct prot_shm_header *h = lease_map(p, lease, &v);
 	uint32_t idx = (uint32_t)lease->opaque[1], sgen = (uint32_t)(lease->opaque[1] >> 32);
 	uint32_t e = (uint32_t)(lease->opaque[2] & 0xffffffu);
 	uint64_t gen = lease->opaque[2] >> 24;
@@ -1022,8 +1052,6 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 	if (!h || gen == 0 || ref_at(h, idx, &r) < 0 ||
 	    SLOT_GEN(atomic_load_explicit(&r.s->state, memory_order_acquire)) != sgen)
 		return -PROT_ESTALE;
-	struct prot_idv v;
-	prot_idv(p, h, &v);
 	if (!v.self)
 		return -PROT_ESTALE; /* no identity here (a forked child's copy of its parent's lease) */
 	struct pool_cfgv c;
