@@ -195,7 +195,7 @@ struct prot_breaker_opts {
 	uint32_t tolerance;         /* standard: trips at the (tolerance+1)-th failure within window */
 	uint64_t window_ms;
 	uint64_t refresh_ms;        /* open period before half-open probes */
-	uint32_t half_open_probes;  /* 0 means 1 */
+	uint32_t half_open_probes;  /* 0 means 1; at most 64 */
 	uint64_t probe_timeout_ms;  /* a probe not reported within this is given back; 0 = refresh_ms */
 	uint64_t slow_call_ms;      /* 0 = off; longer calls count as failures */
 	uint32_t rate_threshold_pct;/* rate strategy: trip when failure rate >= this over ... */
@@ -231,7 +231,9 @@ typedef struct prot_breaker_token {
  * half-open probe the token holds is given back at once. */
 enum { PROT_OUTCOME_SUCCESS = 0, PROT_OUTCOME_FAILURE = 1, PROT_OUTCOME_CANCEL = 2 };
 PROT_API int prot_breaker_allow(prot_t *p, const char *name, prot_breaker_token *tok);
-/* duration_ns: how long the call took (for slow-call detection); 0 if unknown. */
+/* duration_ns: how long the call took (for slow-call detection); 0 if unknown. A half-open probe's
+ * token is its holder's: recorded by another process, twice, or after its permit was given back
+ * (probe timeout, its holder's death), it is PROT_ESTALE and records nothing. */
 PROT_API int prot_breaker_record(prot_t *p, const prot_breaker_token *tok, int outcome,
                                  uint64_t duration_ns);
 
@@ -249,8 +251,8 @@ PROT_API int prot_breaker_blow(prot_t *p, const char *name);  /* force open unti
  *
  * Waiting. A blocking checkout sleeps on a futex in the segment, without spinning; waiters of all
  * processes are served in the order they queued (FIFO), and a newcomer queues behind them. A
- * checkout that times out holds nothing afterwards, even when a lease was handed to it in the
- * race with its timeout (it hands that one on to the next waiter).
+ * checkout that times out holds nothing afterwards; when a lease was handed to it in the race with
+ * its timeout, the checkout succeeds instead (the grant came first).
  *
  * Overflow. A checkin that frees a slot beyond `size` while nobody waits closes the connection at
  * once (overflow_ttl = 0, poolboy's behaviour) or keeps it idle for overflow_ttl, after which the
@@ -259,9 +261,14 @@ PROT_API int prot_breaker_blow(prot_t *p, const char *name);  /* force open unti
  * Leases and processes.
  *  - prot_close() returns the leases the process still holds and destroys its connections.
  *  - A process that exits or dies without prot_close() (exit(), kill -9, a crash): protd notices
- *    within the pool's reclaim_interval (default 100 ms) and returns its leases, waking waiters.
- *    It identifies holders by pid and process start time, so a reused pid is never mistaken for
- *    the holder. The library installs no atexit handler. Connections die with the process.
+ *    within the pool's reclaim_interval (default 100 ms) plus a tick and returns its leases, waking
+ *    waiters; while protd is down, a client that needs a lease does the same. Holders are
+ *    identified by a per-handle identity whose liveness the kernel reports (a record lock on the
+ *    segment: README, "Process identity"), so a reused pid is never mistaken for the holder and a
+ *    stopped or slow process is never robbed. The library installs no atexit handler.
+ *    Connections die with the process.
+ *  - A lease is (segment, pool, entry, hand-out generation): a stale copy, a double checkin,
+ *    garbage, another process's lease or a parent's lease in a child are PROT_ESTALE.
  *  - A child forked while its parent holds leases inherits neither the leases nor the parent's
  *    connections: its first pool call forgets them (without destroying: they are the parent's),
  *    prot_pool_checkin() of a parent's lease in the child returns PROT_ESTALE, and prot_close() in
