@@ -418,11 +418,11 @@ static bool probes_rescue(struct bk *b, uint32_t e)
 	return probes_reclaim(b, &v, e) > 0;
 }
 
-/* Admission. On 0, *epoch, *probe and *slot describe the token. */
-static int bk_allow(struct bk *b, uint32_t *epoch, bool *probe, uint32_t *slot)
+/* Admission in any state but a plain CLOSED one (out of line: the closed path stays small). */
+static __attribute__((noinline)) int bk_allow_slow(struct bk *b, uint64_t w, uint32_t *epoch, bool *probe,
+                                                   uint32_t *slot)
 {
 	struct prot_breaker_slot *s = b->s;
-	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
 	uint64_t self = 0;
 	bool have_self = false, rescued = false;
 
@@ -483,6 +483,18 @@ static int bk_allow(struct bk *b, uint32_t *epoch, bool *probe, uint32_t *slot)
 		bk_transitioned(b, nw, 0, lost);
 		w = nw;
 	}
+}
+
+/* Admission. On 0, *epoch, *probe and *slot describe the token. */
+static inline int bk_allow(struct bk *b, uint32_t *epoch, bool *probe, uint32_t *slot)
+{
+	uint64_t w = atomic_load_explicit(&b->s->word, memory_order_acquire); /* pairs with bk_cas */
+	if (likely(w_state(w) == PROT_BREAKER_CLOSED)) {
+		*epoch = w_epoch(w);
+		*probe = false;
+		return 0;
+	}
+	return bk_allow_slow(b, w, epoch, probe, slot);
 }
 
 /* CLOSED(e) -> OPEN(e+1). One attempt: a CLOSED word changes only with its epoch, so a failed CAS

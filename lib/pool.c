@@ -413,11 +413,12 @@ static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const stru
 	return n;
 }
 
-/* Claim the pool's reclaim pass for this reclaim interval (one process per interval). */
+/* Claim the pool's next reclaim pass (one process per pass). Passes run every half reclaim
+ * interval, so that a death is seen within the interval (with protd's tick at most half of it). */
 static bool reclaim_due(const struct pool_ref *r, const struct pool_cfgv *c, uint64_t now_ns)
 {
 	uint64_t last = atomic_load_explicit(&r->s->reclaim_at_ns, memory_order_relaxed);
-	if (last && now_ns >= last && now_ns - last < reclaim_every_ns(c))
+	if (last && now_ns >= last && now_ns - last < reclaim_every_ns(c) / 2)
 		return false;
 	/* relaxed: the timestamp only spreads the passes; each pass is exact on its own */
 	return atomic_compare_exchange_strong_explicit(&r->s->reclaim_at_ns, &last, now_ns,
