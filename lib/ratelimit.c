@@ -608,7 +608,7 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 	 * the sweep (0: unknown, never freed: calls without a handle). p->ident is this process's:
 	 * every entry point called prot_hdr(p), which refreshes it after a fork. */
 	atomic_store_explicit(&b->allowed, p ? p->ident.lease_owner : 0, memory_order_relaxed);
-	__atomic_store_n(&g->h.tags[i], id->tag, __ATOMIC_RELAXED);
+	atomic_store_explicit(&g->h.tags[i], id->tag, memory_order_relaxed);
 	id_store(b, id);
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
 	atomic_store_explicit(&b->word, word_init(algo, now), memory_order_relaxed);

@@ -280,9 +280,11 @@ static int cmd_top(struct ctl *c, int argc, char **argv)
 	} else {
 		fprintf(c->out, "key %s: %zu buckets\n", argv[1], a.n);
 	}
-	qsort(a.v, a.n, sizeof *a.v, by_allowed);
+	if (a.n) /* qsort(NULL, 0) is undefined: an empty key has no buckets */
+		qsort(a.v, a.n, sizeof *a.v, by_allowed);
 	top_list(c, "most_used", &a, n, false);
-	qsort(a.v, a.n, sizeof *a.v, by_denied);
+	if (a.n)
+		qsort(a.v, a.n, sizeof *a.v, by_denied);
 	top_list(c, "most_denied", &a, n, true);
 	if (c->json)
 		fputs("}\n", c->out);
