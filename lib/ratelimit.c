@@ -86,6 +86,8 @@
  *    stored window that has not ended is kept (even if W changed by a reload); an ended one starts
  *    a fresh window. limit <= 2^24-1 (the count's bits): larger is -EINVAL. n > limit: PROT_ECOST.
  *  window_ms <= RATE_WINDOW_MAX_MS (2^36 ms, about 2.2 years), else -EINVAL.
+ *  Every such limit is listed once, in limit_problem() (constants in rate_limits.h); protd refuses
+ *  a configuration that breaks one at load time through rate_limit_check().
  *  A reload that changes limits keeps every bucket's word: GCRA re-reads its TAT with the new T,
  *  the fixed window keeps its count. A bucket of another algorithm is reset on first use.
  *
@@ -99,9 +101,12 @@
  * ago. Removing an expired bucket loses nothing: a fresh bucket decides the same way.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
+#include "rate_limits.h"
 
 enum { RB_FREE = 0, RB_CLAIMED = 1, RB_LIVE = 2, RB_DEAD = 3 };
 
@@ -117,9 +122,8 @@ enum { RB_FREE = 0, RB_CLAIMED = 1, RB_LIVE = 2, RB_DEAD = 3 };
 
 #define RATE_GRACE_NS (100 * NS_MS)       /* > coarse clock lag; see the stale-client argument */
 #define RATE_SWEEP_GROUPS 128u            /* groups per rate_sweep() call */
-#define RATE_WINDOW_MAX_MS (1ull << 36)
-#define FW_BITS 24
-#define FW_COUNT_MAX ((1ull << FW_BITS) - 1)
+#define FW_BITS RATE_FW_BITS
+#define FW_COUNT_MAX RATE_FW_LIMIT_MAX
 
 enum { R_RETRY = -100000, R_FULL = -100001 }; /* internal, never returned to callers */
 
@@ -722,23 +726,52 @@ static void info_fill(struct prot_rate_info *info, const struct rate_params *rp,
 	};
 }
 
+/* Why lim cannot be decided on, or NULL; *tau gets GCRA's tolerance. The one list of the limits
+ * (rate_limits.h): params_make() refuses on it per call, rate_limit_check() explains it to protd. */
+static const char *limit_problem(const struct prot_rate_limit *lim, uint32_t algo, uint64_t *tau)
+{
+	if (lim->limit == 0)
+		return "rate_limit must be at least 1";
+	if (lim->window_ms == 0 || lim->window_ms > RATE_WINDOW_MAX_MS)
+		return "rate_window must be 1ms .. 2^36 ms";
+	if (algo == PROT_RATE_FIXED_WINDOW)
+		return lim->limit > FW_COUNT_MAX ? "a fixed window counts at most 2^24 - 1 units" : NULL;
+	if (algo != PROT_RATE_GCRA)
+		return "unknown rate algorithm";
+	uint64_t burst = lim->burst ? lim->burst : lim->limit;
+	if (__builtin_mul_overflow(burst, div_up(lim->window_ms * NS_MS, lim->limit), tau) ||
+	    *tau > RATE_GCRA_TAU_MAX_NS)
+		return "rate_burst * (rate_window / rate_limit) exceeds 2^62 ns";
+	return NULL;
+}
+
+static uint32_t algo_of(const struct prot_rate_limit *lim)
+{
+	return lim->algo ? lim->algo : PROT_RATE_FIXED_WINDOW;
+}
+
+int rate_limit_check(const struct prot_rate_limit *lim, char *why, size_t n)
+{
+	uint64_t tau;
+	const char *w = limit_problem(lim, algo_of(lim), &tau);
+	if (!w)
+		return 0;
+	snprintf(why, n, "%s (rate_limit %" PRIu64 ", rate_window %" PRIu64 "ms, rate_burst %" PRIu64 ")",
+	         w, lim->limit, lim->window_ms, lim->burst);
+	return -EINVAL;
+}
+
 static int params_make(const struct prot_rate_limit *lim, uint64_t cost, struct rate_params *rp)
 {
-	if (!lim || lim->limit == 0 || lim->window_ms == 0 || lim->window_ms > RATE_WINDOW_MAX_MS)
+	if (!lim)
 		return -EINVAL;
-	*rp = (struct rate_params){.algo = lim->algo ? lim->algo : PROT_RATE_FIXED_WINDOW,
-	                           .limit = lim->limit, .window_ms = lim->window_ms};
-	if (rp->algo == PROT_RATE_FIXED_WINDOW) {
-		if (lim->limit > FW_COUNT_MAX)
-			return -EINVAL;
+	*rp = (struct rate_params){.algo = algo_of(lim), .limit = lim->limit, .window_ms = lim->window_ms};
+	if (limit_problem(lim, rp->algo, &rp->tau_ns))
+		return -EINVAL;
+	if (rp->algo == PROT_RATE_FIXED_WINDOW)
 		return cost > lim->limit ? -PROT_ECOST : 0;
-	}
-	if (rp->algo != PROT_RATE_GCRA)
-		return -EINVAL;
 	rp->burst = lim->burst ? lim->burst : lim->limit;
 	rp->t_ns = div_up(lim->window_ms * NS_MS, lim->limit);
-	if (__builtin_mul_overflow(rp->burst, rp->t_ns, &rp->tau_ns) || rp->tau_ns > (1ull << 62))
-		return -EINVAL;
 	return cost > rp->burst ? -PROT_ECOST : 0;
 }
 
