@@ -47,7 +47,7 @@ run_one() {
 	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 		UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
 		timeout $((secs + 120)) "$BUILD/tests/fuzz/$name" -max_total_time="$secs" -timeout=10 \
-		-rss_limit_mb=2048 -max_len=65536 -close_fd_mask=1 -artifact_prefix="$art" "$@" \
+		-rss_limit_mb=2048 -max_len=65536 -close_fd_mask=3 -artifact_prefix="$art" "$@" \
 		"$corpus" >"$log" 2>&1
 }
 
