@@ -1,7 +1,7 @@
 /* shm.c — the segment as protd owns it: creation with an exact mode and every page reserved
  * (posix_fallocate: a full /dev/shm is an error at start, never a SIGBUS later), re-adoption of a
- * compatible segment left by an earlier protd (every counter, state and lease kept), refusal of a foreign,
- * incompatible or already served one, the heartbeat, slot publication, and retirement.
+ * compatible segment left by an earlier protd (every counter, state and lease kept), refusal of a
+ * foreign, incompatible or already served one, the heartbeat, slot publication, and retirement.
  *
  * Why the publication order is safe for clients (the writer is protd alone, one thread at a time:
  * registry_lock serialises the reload and the control socket):
