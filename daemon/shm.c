@@ -329,8 +329,11 @@ uint32_t shm_slot_state(struct shm *s, int reg, uint32_t i)
 const char *shm_slot_name(struct shm *s, int reg, uint32_t i)
 {
 	struct prot_named *n = slot(s, reg, i);
-	/* the segment is untrusted (a re-adopted one was written by someone else): force a NUL */
-	n->name[PROT_NAME_BYTES - 1] = '\0';
+	/* the segment is untrusted (a re-adopted one was written by someone else): force a NUL, and
+	 * only where it is missing: an unconditional store raced with the main thread's tick reading
+	 * the name (breaker events) while the control thread looked slots up (ThreadSanitizer) */
+	if (n->name[PROT_NAME_BYTES - 1] != '\0')
+		n->name[PROT_NAME_BYTES - 1] = '\0';
 	return n->name;
 }
 
