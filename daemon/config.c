@@ -34,10 +34,14 @@
  *   control_socket = PATH       default /run/prot/<segment name without the />.sock as root, else
  *                               $XDG_RUNTIME_DIR/prot/..., else /tmp/prot-<uid>/...;
  *                               --control overrides
+ *   max_segment_size = 1GiB     the largest segment the [segment] capacities may make (bytes, or
+ *                               with a unit: KiB, MiB, GiB; k, m, g mean the same); protd reserves
+ *                               all of it in /dev/shm at creation (1MiB..64GiB)
  *
  * [key NAME]                    a protection key (what execute_protected applies, in order)
- *   rate_limit = N              units per window (>= 1); needs rate_window; omit both: no limiter
- *   rate_window = DURATION      (>= 1ms); needs rate_limit
+ *   rate_limit = N              units per window (>= 1; fixed_window: < 2^24); needs rate_window;
+ *                               omit both: no limiter
+ *   rate_window = DURATION      (1ms .. 2^36 ms, the API's maximum too); needs rate_limit
  *   rate_algorithm = gcra       gcra | fixed_window
  *   rate_burst = N              GCRA burst in units; 0 (default) = rate_limit
  *   rate_on_full = deny         deny | allow: what a new entity gets when the bucket table is full
@@ -86,14 +90,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <ini.h>
 
+#include "rate_limits.h"
+
 /* ------------------------------------------------------------------------------------------ */
 /* option tables                                                                               */
 /* ------------------------------------------------------------------------------------------ */
-enum opt_type { T_U64, T_DUR, T_ENUM, T_PCT, T_REF, T_MODE, T_GROUP, T_SEGNAME, T_PATH };
+enum opt_type { T_U64, T_DUR, T_ENUM, T_PCT, T_SIZE, T_REF, T_MODE, T_GROUP, T_SEGNAME, T_PATH };
 
 struct opt_enum {
 	const char *name;
@@ -111,6 +118,9 @@ struct opt {
 };
 
 #define DUR_MAX (30ull * 24 * 3600 * 1000) /* 30 days */
+#define MIB (1ull << 20)
+#define SEG_SIZE_DEFAULT (1ull << 30)      /* [daemon] max_segment_size */
+#define SEG_SIZE_LIMIT (64ull << 30)       /* what libprot attaches to (lib/segment.c) */
 #define U(st, f) offsetof(st, f), sizeof(((st *)0)->f)
 
 static const struct opt_enum e_algo[] = { { "gcra", PROT_RATE_GCRA },
@@ -142,11 +152,14 @@ static const struct opt opts_daemon[] = {
 	{ "tick", T_DUR, U(struct cfg_daemon, tick_ms), 1, 1000, NULL, NULL },
 	{ "reclaim_interval", T_DUR, U(struct cfg_daemon, reclaim_ms), 1, DUR_MAX, NULL, NULL },
 	{ "control_socket", T_PATH, U(struct cfg_daemon, control_socket), 0, 0, NULL, NULL },
+	{ "max_segment_size", T_SIZE, U(struct cfg_daemon, max_segment_size), MIB, SEG_SIZE_LIMIT, NULL,
+	  "the largest segment libprot attaches to" },
 	{ 0 },
 };
 static const struct opt opts_key[] = {
 	{ "rate_limit", T_U64, U(struct cfg_key, c.rate_limit), 1, UINT32_MAX, NULL, NULL },
-	{ "rate_window", T_DUR, U(struct cfg_key, c.rate_window_ms), 1, DUR_MAX, NULL, NULL },
+	{ "rate_window", T_DUR, U(struct cfg_key, c.rate_window_ms), 1, RATE_WINDOW_MAX_MS, NULL,
+	  "2^36 ms, the rate limiter's" },
 	{ "rate_algorithm", T_ENUM, U(struct cfg_key, c.rate_algo), 0, 0, e_algo, NULL },
 	{ "rate_burst", T_U64, U(struct cfg_key, c.rate_burst), 0, UINT32_MAX, NULL, NULL },
 	{ "rate_on_full", T_ENUM, U(struct cfg_key, c.rate_full_policy), 0, 0, e_full, NULL },
@@ -330,6 +343,31 @@ static int parse_duration(const struct opt *o, const char *v, uint64_t *out, cha
 	return fail(err, "%s: unknown unit \"%s\" in \"%s\" (use ms, s, m or h)", o->name, end, v);
 }
 
+static int parse_size(const struct opt *o, const char *v, uint64_t *out, char *err)
+{
+	static const struct {
+		const char *unit;
+		unsigned shift;
+	} units[] = { { "", 0 },      { "k", 10 },  { "kib", 10 }, { "m", 20 },
+		      { "mib", 20 }, { "g", 30 }, { "gib", 30 } };
+	const char *end;
+	uint64_t n;
+	int r = parse_digits(v, &n, &end);
+	if (r == -1)
+		return fail(err, "%s: \"%s\" is not a size (e.g. 512MiB, 2GiB, 1048576)", o->name, v);
+	if (r == -2)
+		return fail(err, "%s: %s overflows", o->name, v);
+	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+		if (strcasecmp(end, units[i].unit) != 0)
+			continue;
+		if (n > UINT64_MAX >> units[i].shift)
+			return fail(err, "%s: %s overflows", o->name, v);
+		*out = n << units[i].shift;
+		return 0;
+	}
+	return fail(err, "%s: unknown unit \"%s\" in \"%s\" (use KiB, MiB or GiB)", o->name, end, v);
+}
+
 static int parse_enum(const struct opt *o, const char *v, uint64_t *out, char *err)
 {
 	char list[128] = "";
@@ -437,6 +475,9 @@ static int set_opt(const struct opt *o, void *obj, const char *v, char *err)
 	case T_DUR:
 		r = parse_duration(o, v, &n, err);
 		break;
+	case T_SIZE:
+		r = parse_size(o, v, &n, err);
+		break;
 	case T_ENUM:
 		r = parse_enum(o, v, &n, err);
 		break;
@@ -511,7 +552,7 @@ void config_get_value(enum cfg_kind kind, const void *obj, const char *name, cha
 	const struct opt *o = &opt_tables[kind][i];
 	const char *src = (const char *)obj + o->off;
 	uint64_t v = 0;
-	if (o->type <= T_PCT || o->type == T_MODE || o->type == T_GROUP)
+	if (o->type <= T_SIZE || o->type == T_MODE || o->type == T_GROUP)
 		v = load_int(src, o->size);
 	switch (o->type) {
 	case T_U64:
@@ -519,6 +560,9 @@ void config_get_value(enum cfg_kind kind, const void *obj, const char *name, cha
 		break;
 	case T_PCT:
 		snprintf(buf, n, "%" PRIu64 "%%", v);
+		break;
+	case T_SIZE:
+		snprintf(buf, n, "%" PRIu64, v);
 		break;
 	case T_DUR:
 		fmt_duration(buf, n, v);
@@ -554,6 +598,7 @@ void config_init(struct config *c)
 		                            .max_procs = PROC_SLOTS_DEFAULT };
 	c->daemon.tick_ms = 10;
 	c->daemon.reclaim_ms = 100;
+	c->daemon.max_segment_size = SEG_SIZE_DEFAULT;
 }
 
 void config_free(struct config *c)
@@ -704,6 +749,29 @@ void config_finalize(struct config *c)
 			c->breakers[i].c.rate_min_calls = c->breakers[i].c.rate_window_calls;
 }
 
+int config_segment_size(const struct config *c, uint64_t *size)
+{
+	struct prot_shm_header h;
+	size_t bytes;
+	int r = seg_layout(&c->seg.geo, &h, &bytes);
+	if (r < 0)
+		return r;
+	/* the summary starts on the page after the regions (seg_layout ends on a page boundary) */
+	uint64_t summary = (RATE_SUMMARY_BYTES(h.rate_groups) + 4095) & ~4095ull;
+	*size = (uint64_t)bytes + summary;
+	return *size > SEG_SIZE_LIMIT ? -PROT_ECAPACITY : 0;
+}
+
+void config_fmt_size(char *buf, size_t n, uint64_t bytes)
+{
+	if (bytes >= (1ull << 30))
+		snprintf(buf, n, "%.1f GiB", (double)bytes / (1ull << 30));
+	else if (bytes >= MIB)
+		snprintf(buf, n, "%.1f MiB", (double)bytes / MIB);
+	else
+		snprintf(buf, n, "%.1f KiB", (double)bytes / 1024);
+}
+
 bool config_same_geometry(const struct config *a, const struct config *b)
 {
 	return memcmp(&a->seg.geo, &b->seg.geo, sizeof a->seg.geo) == 0;
@@ -761,6 +829,11 @@ static void check_key(const struct config *c, const struct cfg_key *k, struct cf
 	const struct cfg_pool *p = config_pool(c, k->o.name);
 	if (seen(&k->o, CFG_KEY, "pool") && p && p->inline_of_key && strcmp(k->pool, k->o.name))
 		cfg_errors_add(e, "%s: pool = %s conflicts with the inline pool_* options", at_, k->pool);
+	struct prot_rate_limit rl = { .algo = (uint32_t)k->c.rate_algo, .limit = k->c.rate_limit,
+		                      .window_ms = k->c.rate_window_ms, .burst = k->c.rate_burst };
+	char why[160];
+	if (lim && win && rl.limit && rl.window_ms && rate_limit_check(&rl, why, sizeof why) < 0)
+		cfg_errors_add(e, "%s: %s", at_, why);
 	if (k->breaker[0] && !config_breaker(c, k->breaker))
 		cfg_errors_add(e, "%s: breaker \"%s\" is not defined", at_, k->breaker);
 	if (k->pool[0] && !config_pool(c, k->pool))
@@ -813,9 +886,32 @@ static void check_capacity(const struct config *c, const struct cfg_obj *o, size
 	}
 }
 
+/* The segment the capacities make must fit max_segment_size (and one segment at all). The error
+ * carries the [segment] line, or [daemon]'s when the capacities are all defaults. */
+static void check_size(const struct config *c, struct cfg_errors *e)
+{
+	bool seg = c->seg.o.line || !c->daemon.o.line;
+	char at[400], have[32], max[32];
+	uint64_t size;
+	where(c, seg ? &c->seg.o : &c->daemon.o, seg ? "segment" : "daemon", at, sizeof at);
+	if (config_segment_size(c, &size) < 0) {
+		cfg_errors_add(e, "%s: the capacities make a segment larger than %s, the most libprot "
+		               "attaches to", at, "64 GiB");
+		return;
+	}
+	if (size <= c->daemon.max_segment_size)
+		return;
+	config_fmt_size(have, sizeof have, size);
+	config_fmt_size(max, sizeof max, c->daemon.max_segment_size);
+	cfg_errors_add(e, "%s: the capacities make a segment of %s (%" PRIu64 " bytes), more than "
+	               "[daemon] max_segment_size = %s (%" PRIu64 " bytes)", at, have, size, max,
+	               c->daemon.max_segment_size);
+}
+
 int config_check(const struct config *c, struct cfg_errors *e)
 {
 	size_t before = e->n;
+	check_size(c, e);
 	const struct seg_geometry *g = &c->seg.geo;
 	for (size_t i = 0; i < c->nkeys; i++) {
 		check_key(c, &c->keys[i], e);

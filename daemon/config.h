@@ -61,6 +61,7 @@ struct cfg_daemon {
 	uint64_t tick_ms;
 	uint64_t reclaim_ms;
 	char control_socket[CFG_PATH_MAX]; /* "" = default */
+	uint64_t max_segment_size;         /* bytes; a bigger segment is a config error */
 };
 
 struct config {
@@ -134,6 +135,12 @@ const char *const *config_option_names(enum cfg_kind kind);
 
 /* Default control socket path for a segment name. */
 void config_default_control(const char *segname, char *buf, size_t n);
+
+/* Bytes of the segment c's [segment] capacities make (the layout of lib/layout.h plus the rate
+ * groups' summary bitmap protd appends): 0, or -PROT_ECAPACITY beyond what one segment can hold. */
+int config_segment_size(const struct config *c, uint64_t *size);
+/* "8.3 MiB" */
+void config_fmt_size(char *buf, size_t n, uint64_t bytes);
 
 /* Equal geometry (capacities) of two configs: reload refuses a change. */
 bool config_same_geometry(const struct config *a, const struct config *b);

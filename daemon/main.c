@@ -66,7 +66,8 @@ static void usage(FILE *f)
 	        "configuration. Runs in the foreground and logs to stderr.\n"
 	        "\n"
 	        "  -c, --config FILE      the INI configuration (see examples/protd.ini)\n"
-	        "      --check-config FILE  validate FILE only: prints \"FILE: ok\" or every error\n"
+	        "      --check-config FILE  validate FILE only: prints \"FILE: ok\" and the segment size\n"
+	        "                         it implies, or every error\n"
 	        "      --segment NAME     segment name, overriding [segment] name\n"
 	        "      --control PATH     control socket, overriding [daemon] control_socket\n"
 	        "      --keep-segment     on SIGTERM/SIGINT leave the segment for the next protd\n"
@@ -87,8 +88,14 @@ static int check_config(const char *file)
 	int r = config_load(file, &c, &e);
 	for (size_t i = 0; i < e.n; i++)
 		fprintf(stderr, "%s\n", e.msg[i]);
-	if (r == 0)
-		printf("%s: ok\n", file);
+	uint64_t size;
+	char human[32], max[32];
+	if (r == 0 && config_segment_size(&c, &size) == 0) {
+		config_fmt_size(human, sizeof human, size);
+		config_fmt_size(max, sizeof max, c.daemon.max_segment_size);
+		printf("%s: ok\nsegment %s: %s (%" PRIu64 " bytes; max_segment_size %s)\n", file,
+		       c.seg.name, human, size, max);
+	}
 	config_free(&c);
 	cfg_errors_free(&e);
 	return r == 0 ? 0 : 1;

@@ -1,6 +1,7 @@
-/* shm.c — the segment as protd owns it: creation with an exact mode, re-adoption of a compatible
- * segment left by an earlier protd (every counter, state and lease kept), refusal of a foreign,
- * incompatible or already served one, the heartbeat, slot publication, and retirement.
+/* shm.c — the segment as protd owns it: creation with an exact mode and every page reserved
+ * (posix_fallocate: a full /dev/shm is an error at start, never a SIGBUS later), re-adoption of a
+ * compatible segment left by an earlier protd (every counter, state and lease kept), refusal of a
+ * foreign, incompatible or already served one, the heartbeat, slot publication, and retirement.
  *
  * Why the publication order is safe for clients (the writer is protd alone, one thread at a time:
  * registry_lock serialises the reload and the control socket):
@@ -29,10 +30,12 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "protd.h"
 
+#define SHM_DIR "/dev/shm" /* where glibc's shm_open puts POSIX shared memory */
 #define CFG_WORDS 16
 
 _Static_assert(sizeof(struct prot_key_cfg) == CFG_WORDS * 8, "cfg words");
@@ -92,22 +95,48 @@ static int map(struct shm *s, char *err, size_t errn)
 	return 0;
 }
 
+/* Reserve every page of the new segment now (posix_fallocate): a tmpfs that cannot hold it fails
+ * here, with the figures, instead of a SIGBUS in whichever process first touches a missing page. */
+static int reserve(struct shm *s, char *err, size_t errn)
+{
+	int r = posix_fallocate(s->fd, 0, (off_t)s->size);
+	if (r == 0)
+		return 0;
+	struct statvfs v;
+	char need[32], avail[32];
+	config_fmt_size(need, sizeof need, s->size);
+	if (statvfs(SHM_DIR, &v) < 0)
+		return ERR("segment %s: cannot reserve %s (%zu bytes) in %s: %s", s->name, need, s->size,
+		           SHM_DIR, strerror(r));
+	uint64_t free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
+	config_fmt_size(avail, sizeof avail, free_bytes);
+	return ERR("segment %s: %s cannot hold it: it needs %s (%zu bytes), %s (%" PRIu64 " bytes) are "
+	           "free (%s); lower the [segment] capacities or enlarge %s", s->name, SHM_DIR, need,
+	           s->size, avail, free_bytes, strerror(r), SHM_DIR);
+}
+
 static int create_fresh(struct shm *s, const struct config *c, const char *control_path, char *err,
                         size_t errn)
 {
 	set_access(s->fd, c);
 	if (flock(s->fd, LOCK_EX | LOCK_NB) < 0)
 		return ERR("segment %s: being created by another protd", s->name);
-	int r = seg_layout(&c->seg.geo, NULL, &s->size);
+	uint64_t total;
+	size_t regions;
+	int r = config_segment_size(c, &total);
 	if (r < 0)
 		return ERR("segment %s: capacities too large for one segment (%s)", s->name,
 		           prot_strerror(r));
+	s->size = (size_t)total;
 	if (ftruncate(s->fd, (off_t)s->size) < 0)
 		return ERR("segment %s: ftruncate to %zu bytes: %s", s->name, s->size, strerror(errno));
-	if (map(s, err, errn))
+	if (reserve(s, err, errn) || map(s, err, errn))
 		return -1;
 	struct prot_shm_header *h = s->hdr;
-	seg_layout(&c->seg.geo, h, &s->size);
+	seg_layout(&c->seg.geo, h, &regions);
+	/* the summary bitmap follows the regions; total_size covers it (config_segment_size) */
+	h->rate_summary_off = regions;
+	h->total_size = s->size;
 	h->magic = PROT_MAGIC;
 	h->abi_version = PROT_ABI_VERSION;
 	if (getrandom(h->hash_key, sizeof h->hash_key, 0) != sizeof h->hash_key)
@@ -140,11 +169,13 @@ static int check_owner(struct shm *s, const struct config *c, const struct stat 
 static bool same_layout(const struct prot_shm_header *h, const struct config *c)
 {
 	struct prot_shm_header want;
-	size_t size;
+	size_t regions;
+	uint64_t size;
 	memset(&want, 0, sizeof want);
-	if (seg_layout(&c->seg.geo, &want, &size) < 0)
+	if (seg_layout(&c->seg.geo, &want, &regions) < 0 || config_segment_size(c, &size) < 0)
 		return false;
-	return size == h->total_size && memcmp(want.region, h->region, sizeof want.region) == 0 &&
+	return size == h->total_size && h->rate_summary_off == regions &&
+	       memcmp(want.region, h->region, sizeof want.region) == 0 &&
 	       want.pool_max_slots == h->pool_max_slots && want.pool_max_waiters == h->pool_max_waiters &&
 	       want.rate_groups == h->rate_groups;
 }
@@ -306,8 +337,11 @@ uint32_t shm_slot_state(struct shm *s, int reg, uint32_t i)
 const char *shm_slot_name(struct shm *s, int reg, uint32_t i)
 {
 	struct prot_named *n = slot(s, reg, i);
-	/* the segment is untrusted (a re-adopted one was written by someone else): force a NUL */
-	n->name[PROT_NAME_BYTES - 1] = '\0';
+	/* the segment is untrusted (a re-adopted one was written by someone else): force a NUL, and
+	 * only where it is missing: an unconditional store raced with the main thread's tick reading
+	 * the name (breaker events) while the control thread looked slots up (ThreadSanitizer) */
+	if (n->name[PROT_NAME_BYTES - 1] != '\0')
+		n->name[PROT_NAME_BYTES - 1] = '\0';
 	return n->name;
 }
 

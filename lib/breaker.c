@@ -904,6 +904,9 @@ int prot_breaker_blow(prot_t *p, const char *name)
 static int create_request(char *buf, size_t n, const char *name, const struct prot_breaker_opts *o)
 {
 	bool rate = o->strategy == PROT_BREAKER_RATE;
+	/* protd validates every value; the strategy is the one field this side names */
+	if (o->strategy != 0 && o->strategy != PROT_BREAKER_STANDARD && !rate)
+		return -EINVAL;
 	int len = snprintf(buf, n,
 	                   "breaker-create %s strategy=%s refresh=%" PRIu64 "ms half_open_probes=%" PRIu32
 	                   " probe_timeout=%" PRIu64 "ms slow_call=%" PRIu64 "ms",

@@ -113,9 +113,10 @@ static void account_call(struct call_ctx *c, int outcome, uint64_t dur)
 	stat_add(&st->latency_hist[hist_bucket(dur)], 1);
 }
 
-/* Steps 3 and 4: the pool (if any) and the call under its deadline. */
+/* Steps 3 and 4: the pool (if any), waiting at most wait_ms, and the call under its deadline. */
 static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
-                     int (*fn)(const struct prot_call *), void *arg, uint64_t deadline)
+                     int (*fn)(const struct prot_call *), void *arg, uint64_t deadline,
+                     int64_t wait_ms)
 {
 	int64_t pool = layer_index(c, REG_POOLS, c->cfg.pool_index, PROT_LAYER_POOL);
 	struct prot_call call = {.deadline_ns = deadline, .arg = arg, .key = c->key};
@@ -125,6 +126,7 @@ static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
 	if (pool >= 0) {
 		uint64_t now = c->start_ns; /* only a queued checkout takes long enough to matter */
 		int64_t left = now < deadline ? (int64_t)((deadline - now) / 1000000u) : 0;
+		left = left < wait_ms ? left : wait_ms;
 		r = pool_checkout_idx(c->p, c->h, (uint32_t)pool, left, &lease, &call.conn, &waited);
 		if (r < 0) {
 			if (breaker)
@@ -160,6 +162,17 @@ static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
 	return outcome;
 }
 
+/* The longest the library may wait (the pool checkout) and the call's own timeout, in ms. The
+ * caller's timeout_ms bounds both; timeout_ms = 0 means "do not wait": the checkout does not queue
+ * and the call keeps the key's timeout (a zero deadline would make every success a timeout). */
+static void call_timeouts(const struct call_ctx *c, int64_t *wait_ms, int64_t *call_ms)
+{
+	int64_t key = c->cfg.timeout_ms ? (int64_t)c->cfg.timeout_ms : FACADE_DEFAULT_TIMEOUT_MS;
+	int64_t t = c->opts && c->opts->timeout_ms >= 0 ? c->opts->timeout_ms : key;
+	*wait_ms = t;
+	*call_ms = t ? t : key;
+}
+
 PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opts *opts,
                           int (*fn)(const struct prot_call *call), void *arg,
                           struct prot_detail *detail)
@@ -185,10 +198,9 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 	seq_read(&c.slot->seq, &c.slot->cfg, &c.cfg, sizeof c.cfg / 8);
 
 	c.start_ns = prot_now_ns();
-	int64_t tmo = opts && opts->timeout_ms >= 0 ? opts->timeout_ms
-	              : c.cfg.timeout_ms                ? (int64_t)c.cfg.timeout_ms
-	                                                : FACADE_DEFAULT_TIMEOUT_MS;
-	uint64_t deadline = c.start_ns + (uint64_t)tmo * 1000000u;
+	int64_t wait_ms, call_ms;
+	call_timeouts(&c, &wait_ms, &call_ms);
+	uint64_t deadline = c.start_ns + (uint64_t)call_ms * 1000000u;
 	stat_add(&c.slot->stats.calls, 1);
 	PROT_TEL(p, PROT_TEL_EXECUTE_START, .key = key, .entity = opts ? opts->entity : NULL);
 
@@ -206,7 +218,7 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 			return refuse(&c, PROT_LAYER_BREAKER, r);
 	}
 
-	r = step_call(&c, breaker >= 0, &tok, fn, arg, deadline);
+	r = step_call(&c, breaker >= 0, &tok, fn, arg, deadline, wait_ms);
 	PROT_TEL(p, PROT_TEL_EXECUTE_STOP, .result = r, .duration_ns = prot_now_ns() - c.start_ns,
 	         .key = key, .entity = opts ? opts->entity : NULL);
 	return r;

@@ -112,7 +112,12 @@ struct prot_shm_header {
 	/* lines 7-8: protd's control socket (NUL-terminated; clients bounds-check it). Written by
 	 * protd before it publishes state LIVE, and again (under config_gen) if it changes. */
 	char control_path[108];
-	uint8_t pad6[128 - 108];
+	uint8_t pad6[128 - 108 - 8];
+	/* Offset of the rate groups' summary bitmap (RATE_SUMMARY_BYTES(rate_groups) bytes, bit g set
+	 * while group g may hold a claimed or live bucket; lib/ratelimit.c), which protd places after
+	 * the regions of seg_layout() and counts in total_size. 0: none (segments made without it);
+	 * then the sweep visits every group. Immutable after creation. */
+	uint64_t rate_summary_off;
 } PROT_ALIGNED;
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -278,6 +283,8 @@ struct prot_waiter_slot {
 #define RATE_ENTITY_HEAD 16
 #define RATE_ENTITY_TAIL 56
 #define RATE_OP_HEAD 14
+/* The summary bitmap (hdr.rate_summary_off): one bit per group, in whole cache lines. */
+#define RATE_SUMMARY_BYTES(groups) ((((uint64_t)(groups) + 511) / 512) * 64)
 
 #define CLAIM_TAG (1ull << 63) /* a claimer's identity in `allowed` while CLAIMED (lib/ratelimit.c) */
 
@@ -350,6 +357,7 @@ _Static_assert(offsetof(struct prot_shm_header, rate_buckets_used) == 320, "clie
 _Static_assert(offsetof(struct prot_shm_header, event_head) == 384, "event head line");
 _Static_assert(offsetof(struct prot_shm_header, rate_sweep_cursor) < 384, "sweep cursor on line 5");
 _Static_assert(sizeof(struct prot_proc_slot) == 64, "a process slot is one line");
+_Static_assert(offsetof(struct prot_shm_header, rate_summary_off) == 568, "summary at the end of line 8");
 _Static_assert(sizeof(struct prot_key_cfg) == 128, "key cfg is two lines");
 _Static_assert(sizeof(struct prot_key_slot) == 64 + 128 + 256, "key slot");
 _Static_assert(sizeof(struct prot_breaker_cfg) == 128, "breaker cfg is two lines");

@@ -87,6 +87,8 @@
  *    stored window that has not ended is kept (even if W changed by a reload); an ended one starts
  *    a fresh window. limit <= 2^24-1 (the count's bits): larger is -EINVAL. n > limit: PROT_ECOST.
  *  window_ms <= RATE_WINDOW_MAX_MS (2^36 ms, about 2.2 years), else -EINVAL.
+ *  Every such limit is listed once, in limit_problem() (constants in rate_limits.h); protd refuses
+ *  a configuration that breaks one at load time through rate_limit_check().
  *  A reload that changes limits keeps every bucket's word: GCRA re-reads its TAT with the new T,
  *  the fixed window keeps its count. A bucket of another algorithm is reset on first use.
  *
@@ -94,15 +96,36 @@
  * rate_clock = coarse (resolution: clock_getres(), typically 4 ms: a window boundary or a GCRA
  * emission can be seen up to that late).
  *
- * EXPIRY. rate_sweep() (protd, every tick) visits RATE_SWEEP_GROUPS groups per call from a cursor
+ * EXPIRY. rate_sweep() (protd, every tick) covers RATE_SWEEP_GROUPS groups per call from a cursor
  * kept in the header (hdr.rate_sweep_cursor, fetch_add: concurrent sweepers take disjoint ranges).
  * A GCRA bucket is expired when tat <= now - grace; a window bucket when its window ended grace
  * ago. Removing an expired bucket loses nothing: a fresh bucket decides the same way.
+ *
+ * SUMMARY: the sweep touches only groups that hold buckets. The table is mostly empty pages, and
+ * reading a page maps it (an idle sweep used to map all of a 520 MiB table within 10 s). A bitmap
+ * after the regions (hdr.rate_summary_off, RATE_SUMMARY_BYTES: one bit per group) has bit g set
+ * whenever group g holds a bucket that is not FREE (claimed, live, or being removed); the sweep
+ * skips groups whose bit is clear. Segments without a summary (offset 0) are swept whole.
+ *  - an inserter sets the bit (fetch_or, release) after its claim CAS FREE -> CLAIMED succeeded
+ *    and before it publishes: a claimer that dies holding the claim leaves the bit set, so the
+ *    sweep still finds and frees its claim;
+ *  - the sweep clears the bit of a group it found quiet (bits clear and every meta FREE) with
+ *    fetch_and (acq_rel), then re-checks quiet (acquire loads) and sets the bit again if not.
+ *  Why no group with a non-FREE bucket is left unmarked: the bit's RMWs are totally ordered. If an
+ *  inserter's fetch_or comes after the sweep's fetch_and, the bit is set. If before, the fetch_and
+ *  reads from the release sequence the fetch_or heads, so the claim CAS happens before the
+ *  re-check, which then sees that bucket CLAIMED or in a later state of the same use (LIVE, DEAD:
+ *  not quiet) or FREE again (its removal completed: nothing left to sweep). A bucket leaves FREE
+ *  only by a new claim, which sets the bit itself. A stale relaxed load in the sweep's skip test
+ *  only delays that group to the next pass.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
+#include "rate_limits.h"
 
 enum { RB_FREE = 0, RB_CLAIMED = 1, RB_LIVE = 2, RB_DEAD = 3 };
 
@@ -118,9 +141,8 @@ enum { RB_FREE = 0, RB_CLAIMED = 1, RB_LIVE = 2, RB_DEAD = 3 };
 
 #define RATE_GRACE_NS (100 * NS_MS)       /* > coarse clock lag; see the stale-client argument */
 #define RATE_SWEEP_GROUPS 128u            /* groups per rate_sweep() call */
-#define RATE_WINDOW_MAX_MS (1ull << 36)
-#define FW_BITS 24
-#define FW_COUNT_MAX ((1ull << FW_BITS) - 1)
+#define FW_BITS RATE_FW_BITS
+#define FW_COUNT_MAX RATE_FW_LIMIT_MAX
 
 enum { R_RETRY = -100000, R_FULL = -100001 }; /* internal, never returned to callers */
 
@@ -519,6 +541,53 @@ static bool bucket_remove(struct rate_ref r, uint64_t m, uint64_t w)
 	return finish_remove(r, m);
 }
 
+/* ---- the summary of non-empty groups (see SUMMARY above) ------------------------------------- */
+
+/* The summary words, or NULL when the segment has none or its offset is not beyond every region
+ * and within the segment (the header is untrusted). */
+static _Atomic uint64_t *summary_words(const struct prot_shm_header *h)
+{
+	uint64_t off = h->rate_summary_off, bytes = RATE_SUMMARY_BYTES(h->rate_groups);
+
+	if (off == 0 || off % PROT_CACHELINE || off > h->total_size || h->total_size - off < bytes)
+		return NULL;
+	for (int i = 0; i < REG_COUNT_; i++) {
+		const struct prot_region *r = &h->region[i];
+		if (off < r->off + (uint64_t)r->count * r->stride)
+			return NULL;
+	}
+	return (_Atomic uint64_t *)(void *)((char *)h + off);
+}
+
+static void summary_mark(const struct prot_shm_header *h, uint32_t gi)
+{
+	_Atomic uint64_t *w = summary_words(h);
+	/* release: our claim CAS happens before whatever sweep clears this bit next */
+	if (w)
+		atomic_fetch_or_explicit(&w[gi / 64], 1ull << (gi % 64), memory_order_release);
+}
+
+/* No bucket bit set and every bucket FREE: nothing for the sweep in this group. */
+static bool group_quiet(struct prot_rate_group *g)
+{
+	if ((uint32_t)group_load(g) != 0)
+		return false;
+	for (uint32_t i = 0; i < RATE_GROUP_SLOTS; i++)
+		/* acquire: pairs with the claim's summary release (see SUMMARY) */
+		if (META_ST(atomic_load_explicit(&g->b[i].meta, memory_order_acquire)) != RB_FREE)
+			return false;
+	return true;
+}
+
+static void summary_clear(_Atomic uint64_t *w, uint32_t gi, struct prot_rate_group *g)
+{
+	uint64_t bit = 1ull << (gi % 64);
+	/* acq_rel: reads from any inserter's release fetch_or before it, so its claim is seen below */
+	atomic_fetch_and_explicit(&w[gi / 64], ~bit, memory_order_acq_rel);
+	if (!group_quiet(g))
+		atomic_fetch_or_explicit(&w[gi / 64], bit, memory_order_relaxed);
+}
+
 /* ---- lookup ----------------------------------------------------------------------------------- */
 
 /* Scan group word gw for id. help: complete a CLAIMED bucket's publication (writers only; a
@@ -604,12 +673,13 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 
 	if (i < 0)
 		return R_FULL;
+	summary_mark(r->h, id->group); /* before publishing: see SUMMARY */
 	struct prot_rate_bucket *b = &g->b[i];
 	/* relaxed stores, all published by the group CAS (release) below. Who holds the claim, for
 	 * the sweep (0: unknown, never freed: calls without a handle or without identity). */
 	uint64_t self = p ? prot_self(p, r->h) : 0;
 	atomic_store_explicit(&b->allowed, self ? self | CLAIM_TAG : 0, memory_order_relaxed);
-	__atomic_store_n(&g->h.tags[i], id->tag, __ATOMIC_RELAXED);
+	atomic_store_explicit(&g->h.tags[i], id->tag, memory_order_relaxed);
 	id_store(b, id);
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
 	atomic_store_explicit(&b->word, word_init(algo, now), memory_order_relaxed);
@@ -723,23 +793,52 @@ static void info_fill(struct prot_rate_info *info, const struct rate_params *rp,
 	};
 }
 
+/* Why lim cannot be decided on, or NULL; *tau gets GCRA's tolerance. The one list of the limits
+ * (rate_limits.h): params_make() refuses on it per call, rate_limit_check() explains it to protd. */
+static const char *limit_problem(const struct prot_rate_limit *lim, uint32_t algo, uint64_t *tau)
+{
+	if (lim->limit == 0)
+		return "rate_limit must be at least 1";
+	if (lim->window_ms == 0 || lim->window_ms > RATE_WINDOW_MAX_MS)
+		return "rate_window must be 1ms .. 2^36 ms";
+	if (algo == PROT_RATE_FIXED_WINDOW)
+		return lim->limit > FW_COUNT_MAX ? "a fixed window counts at most 2^24 - 1 units" : NULL;
+	if (algo != PROT_RATE_GCRA)
+		return "unknown rate algorithm";
+	uint64_t burst = lim->burst ? lim->burst : lim->limit;
+	if (__builtin_mul_overflow(burst, div_up(lim->window_ms * NS_MS, lim->limit), tau) ||
+	    *tau > RATE_GCRA_TAU_MAX_NS)
+		return "rate_burst * (rate_window / rate_limit) exceeds 2^62 ns";
+	return NULL;
+}
+
+static uint32_t algo_of(const struct prot_rate_limit *lim)
+{
+	return lim->algo ? lim->algo : PROT_RATE_FIXED_WINDOW;
+}
+
+int rate_limit_check(const struct prot_rate_limit *lim, char *why, size_t n)
+{
+	uint64_t tau;
+	const char *w = limit_problem(lim, algo_of(lim), &tau);
+	if (!w)
+		return 0;
+	snprintf(why, n, "%s (rate_limit %" PRIu64 ", rate_window %" PRIu64 "ms, rate_burst %" PRIu64 ")",
+	         w, lim->limit, lim->window_ms, lim->burst);
+	return -EINVAL;
+}
+
 static int params_make(const struct prot_rate_limit *lim, uint64_t cost, struct rate_params *rp)
 {
-	if (!lim || lim->limit == 0 || lim->window_ms == 0 || lim->window_ms > RATE_WINDOW_MAX_MS)
+	if (!lim)
 		return -EINVAL;
-	*rp = (struct rate_params){.algo = lim->algo ? lim->algo : PROT_RATE_FIXED_WINDOW,
-	                           .limit = lim->limit, .window_ms = lim->window_ms};
-	if (rp->algo == PROT_RATE_FIXED_WINDOW) {
-		if (lim->limit > FW_COUNT_MAX)
-			return -EINVAL;
+	*rp = (struct rate_params){.algo = algo_of(lim), .limit = lim->limit, .window_ms = lim->window_ms};
+	if (limit_problem(lim, rp->algo, &rp->tau_ns))
+		return -EINVAL;
+	if (rp->algo == PROT_RATE_FIXED_WINDOW)
 		return cost > lim->limit ? -PROT_ECOST : 0;
-	}
-	if (rp->algo != PROT_RATE_GCRA)
-		return -EINVAL;
 	rp->burst = lim->burst ? lim->burst : lim->limit;
 	rp->t_ns = div_up(lim->window_ms * NS_MS, lim->limit);
-	if (__builtin_mul_overflow(rp->burst, rp->t_ns, &rp->tau_ns) || rp->tau_ns > (1ull << 62))
-		return -EINVAL;
 	return cost > rp->burst ? -PROT_ECOST : 0;
 }
 
@@ -1227,6 +1326,25 @@ static void sweep_clear(struct rate_ref r, const struct prot_idv *v)
 	                                        memory_order_release, memory_order_relaxed);
 }
 
+/* Sweep every bucket of group gi; clear its summary bit (w: the summary, or NULL) once it is quiet. */
+static uint64_t sweep_group(struct prot_shm_header *h, uint32_t gi, _Atomic uint64_t *w,
+                            uint64_t now_ns, const struct prot_idv *v)
+{
+	struct rate_ref r = {.h = h, .g = group_at(h, gi)};
+	uint32_t bits = (uint32_t)group_load(r.g);
+	uint64_t count = 0;
+
+	for (r.i = 0; r.i < RATE_GROUP_SLOTS; r.i++) {
+		if (bits & (1u << r.i))
+			count += sweep_set(r, now_ns);
+		else
+			sweep_clear(r, v);
+	}
+	if (w && group_quiet(r.g))
+		summary_clear(w, gi, r.g);
+	return count;
+}
+
 void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
 {
 	struct prot_shm_header *h = v->h;
@@ -1238,18 +1356,15 @@ void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
 		*swept = 0;
 		return;
 	}
+	_Atomic uint64_t *w = summary_words(h);
 	/* relaxed: the cursor only spreads the work; every step below re-checks what it acts on */
 	uint64_t start = atomic_fetch_add_explicit(&h->rate_sweep_cursor, n, memory_order_relaxed);
 	for (uint32_t k = 0; k < n; k++) {
 		uint32_t gi = (uint32_t)(start + k) & (groups - 1);
-		struct rate_ref r = {.h = h, .g = group_at(h, gi)};
-		uint32_t bits = (uint32_t)group_load(r.g);
-		for (r.i = 0; r.i < RATE_GROUP_SLOTS; r.i++) {
-			if (bits & (1u << r.i))
-				count += sweep_set(r, now_ns);
-			else
-				sweep_clear(r, v);
-		}
+		/* relaxed: a stale clear bit only delays this group to the next pass (see SUMMARY) */
+		if (w && !(atomic_load_explicit(&w[gi / 64], memory_order_relaxed) >> (gi % 64) & 1))
+			continue;
+		count += sweep_group(h, gi, w, now_ns, v);
 	}
 	*swept = count;
 }

@@ -1,13 +1,21 @@
 /* test_config.c — protd's INI parser through the real binary: every kind of mistake is reported as
  * FILE:LINE: ... with the right line, all mistakes of a file are collected, a good file passes, and
- * a bad file given to -c applies nothing (no segment is created).
+ * a bad file given to -c applies nothing (no segment is created). Also what a file implies: the
+ * segment size --check-config prints, max_segment_size, the rate limiter's own limits refused at
+ * load time, and a /dev/shm too small for the segment (protd says so, exits 1, leaves nothing).
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -296,4 +304,119 @@ Test(config, usage_errors)
 	const char *argv2[] = { th_protd_path(), "--help", NULL };
 	cr_assert_eq(th_run(&out, 10000, argv2), 0);
 	cr_assert(strstr(out.out, "--check-config"));
+}
+
+/* ---- what a file implies ---------------------------------------------------------------------- */
+
+Test(config, check_config_prints_the_segment_size)
+{
+	const char *path;
+	cr_assert_eq(check(&path, SEG "rate_entities = 1048576\n"), 0, "%s", out.err);
+	/* 2^20 buckets: 32768 groups of 4160 B = 130 MiB, plus the small regions */
+	cr_assert(strstr(out.out, "segment /x: 130."), "%s", out.out);
+	cr_assert(strstr(out.out, " bytes; max_segment_size 1.0 GiB"), "%s", out.out);
+}
+
+Test(config, segment_larger_than_max_segment_size_is_refused)
+{
+	expect_error(SEG "rate_entities = 1048576\n[daemon]\nmax_segment_size = 64MiB\n", 1,
+	             "more than [daemon] max_segment_size = 64.0 MiB");
+	expect_error(SEG "rate_entities = 67108864\n", 1, "max_segment_size = 1.0 GiB");
+	expect_error("[daemon]\nmax_segment_size = 2 parsecs\n", 2, "unknown unit");
+	expect_error("[daemon]\nmax_segment_size = 1000\n", 2, "smaller than the minimum");
+	const char *path;
+	cr_assert_eq(check(&path, SEG "rate_entities = 67108864\n[daemon]\nmax_segment_size = 16g\n"), 0,
+	             "%s", out.err);
+}
+
+/* Every limit a decision enforces is refused at load, with the line: the fixed window's 24-bit
+ * count, the window maximum shared with the API, GCRA's tolerance, the breaker's ring. */
+Test(config, rate_limiter_limits_are_refused_at_load)
+{
+	const char *path;
+	expect_error(SEG "[key a]\nrate_limit = 16777216\nrate_window = 1s\nrate_algorithm = fixed_window\n",
+	             3, "a fixed window counts at most 2^24 - 1 units");
+	cr_assert_eq(check(&path, SEG "[key a]\nrate_limit = 16777215\nrate_window = 1s\n"
+	                              "rate_algorithm = fixed_window\n"), 0, "%s", out.err);
+	cr_assert_eq(check(&path, SEG "[key a]\nrate_limit = 16777216\nrate_window = 1s\n"), 0,
+	             "GCRA has no 24-bit count: %s", out.err);
+	expect_error(SEG "[key a]\nrate_limit = 1\nrate_window = 68719476737ms\n", 5,
+	             "larger than the maximum 68719476736 (2^36 ms");
+	expect_error(SEG "[key a]\nrate_limit = 1\nrate_window = 68719476736ms\nrate_burst = 4294967295\n",
+	             3, "exceeds 2^62 ns");
+	expect_error(SEG "[key a]\nbreaker_tolerance = 128\nbreaker_window = 1s\nbreaker_refresh = 1s\n",
+	             4, "larger than the maximum 127");
+}
+
+/* Run in a mount namespace of this test process, on a 4 MiB tmpfs over /dev/shm: the only way to
+ * run out of /dev/shm without taking the machine's from everyone else. */
+static const char *small_dev_shm(void)
+{
+	static char why[256];
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("prot-test", "/dev/shm", "tmpfs", 0, "size=4m") < 0) {
+		snprintf(why, sizeof why, "needs root and mount namespaces (a 4 MiB tmpfs on /dev/shm): %s",
+		         strerror(errno));
+		return why;
+	}
+	return NULL;
+}
+
+static int dir_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	int n = 0;
+	cr_assert(d, "%s: %s", path, strerror(errno));
+	for (struct dirent *e; (e = readdir(d));)
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
+}
+
+Test(config, dev_shm_too_small_is_an_error_that_leaves_nothing)
+{
+	const char *why = small_dev_shm();
+	if (why)
+		cr_skip_test("%s", why);
+	struct statvfs v;
+	cr_assert_eq(statvfs("/dev/shm", &v), 0);
+	uint64_t free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
+	/* 2^20 buckets: a 130 MiB segment, far more than the free space */
+	const char *seg = th_segname("full");
+	const char *ini = th_write_file("full.ini", "[segment]\nrate_entities = 1048576\n[daemon]\n"
+	                                "control_socket = /tmp/prot-t-%d-full.sock\n", (int)getpid());
+	const char *argv[] = { th_protd_path(), "-c", ini, "--segment", seg, NULL };
+	int code = th_run(&out, 20000, argv);
+	cr_assert_eq(code, 1, "exit %d:\n%s", code, out.err);
+	char want[128];
+	snprintf(want, sizeof want, "(%" PRIu64 " bytes) are free", free_bytes);
+	cr_assert(strstr(out.err, "/dev/shm cannot hold it: it needs 130."), "%s", out.err);
+	cr_assert(strstr(out.err, want), "the free space (%s) in:\n%s", want, out.err);
+	cr_assert(!strstr(out.err, "serving"), "%s", out.err);
+	cr_assert_eq(dir_entries("/dev/shm"), 0, "protd left something in /dev/shm");
+	cr_assert_eq(statvfs("/dev/shm", &v), 0);
+	cr_assert_eq((uint64_t)v.f_bavail * v.f_frsize, free_bytes, "the space is given back");
+	char sock[128];
+	snprintf(sock, sizeof sock, "/tmp/prot-t-%d-full.sock", (int)getpid());
+	cr_assert(access(sock, F_OK) < 0, "a control socket was left");
+}
+
+/* The same /dev/shm with room for it: protd reserves the whole segment at creation. */
+Test(config, segment_is_reserved_at_creation)
+{
+	const char *why = small_dev_shm();
+	if (why)
+		cr_skip_test("%s", why);
+	const char *seg = th_segname("resv");
+	const char *ini = th_write_file("resv.ini", "[segment]\nmax_keys = 4\nmax_breakers = 4\n"
+	                                "max_pools = 2\nrate_entities = 1024\nevents = 64\n");
+	pid_t pid = th_protd_start(ini, seg, NULL);
+	int fd = shm_open(seg, O_RDONLY, 0);
+	cr_assert(fd >= 0);
+	struct stat st;
+	cr_assert_eq(fstat(fd, &st), 0);
+	close(fd);
+	cr_assert_geq((uint64_t)st.st_blocks * 512, (uint64_t)st.st_size,
+	              "%lld of %lld bytes reserved", (long long)st.st_blocks * 512, (long long)st.st_size);
+	th_protd_stop(pid);
 }

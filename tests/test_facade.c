@@ -597,3 +597,71 @@ Test(facade, event_ring_survives_overflow)
 	prot_close(p);
 	th_protd_stop(pd);
 }
+
+/* timeout_ms = 0 is "do not wait" for the library's waits (the checkout), not a zero deadline for
+ * the call: a fast success is a success and no breaker failure; a busy pool refuses at once. */
+Test(facade, timeout_zero_waits_for_nothing_and_a_fast_call_succeeds)
+{
+	pid_t pd;
+	const char *seg = start("tmo0", 1000, 5, "10s", 64, &pd);
+	prot_t *p = attach(seg);
+	struct prot_call_opts o = {.entity = "user:1", .timeout_ms = 0};
+	struct prot_detail d;
+	for (int i = 0; i < 20; i++) {
+		int r = prot_execute(p, "svc", &o, fn_ok, NULL, &d);
+		cr_assert_eq(r, 0, "call %d: %s (%s)", i, prot_strerror(r), d.message);
+		cr_assert_eq(d.fn_result, 7);
+	}
+	struct prot_breaker_status b;
+	cr_assert_eq(prot_breaker_status(p, "svc", &b), 0);
+	cr_assert_eq(b.failures, 0, "successes recorded as failures");
+	cr_assert_eq(b.successes, 20);
+
+	/* the one pool slot taken: a zero timeout does not queue */
+	prot_lease lease;
+	void *conn;
+	cr_assert_eq(prot_pool_checkout(p, "svc", 0, &lease, &conn), 0);
+	uint64_t t0 = th_now_ms();
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), -PROT_ECHECKOUT_TIMEOUT);
+	cr_assert_lt(th_now_ms() - t0, 200, "waited %llu ms", (unsigned long long)(th_now_ms() - t0));
+	cr_assert_eq(prot_pool_checkin(p, &lease, PROT_CHECKIN_OK), 0);
+	prot_close(p);
+	th_protd_stop(pd);
+}
+
+/* What a decision would refuse later is refused now, by protd's validator, with a message; and a
+ * breaker is never made from options this side cannot name. */
+Test(facade, configure_and_breaker_create_refuse_what_the_library_cannot_enforce)
+{
+	pid_t pd;
+	const char *seg = start("lim", 1000, 5, "10s", 64, &pd);
+	prot_t *p = attach(seg);
+	struct prot_detail d;
+	/* svc is a fixed window: its count has 24 bits */
+	cr_assert_eq(prot_configure(p, "svc", "rate_limit=16777216", &d), -PROT_EINVAL_CONFIG);
+	cr_assert(strstr(d.message, "2^24"), "%s", d.message);
+	cr_assert_eq(prot_configure(p, "svc", "rate_window=68719476737ms", &d), -PROT_EINVAL_CONFIG);
+	cr_assert(strstr(d.message, "rate_window"), "%s", d.message);
+	cr_assert_eq(prot_configure(p, "svc", "breaker_tolerance=128", &d), -PROT_EINVAL_CONFIG);
+	cr_assert(strstr(d.message, "tolerance"), "%s", d.message);
+	cr_assert_eq(prot_configure(p, "svc", "rate_limit=16777215", &d), 0, "%s", d.message);
+	struct prot_call_opts o = {.entity = "user:2", .timeout_ms = -1};
+	cr_assert_eq(prot_execute(p, "svc", &o, fn_ok, NULL, &d), 0, "%s", d.message);
+
+	struct prot_breaker_opts bo = {.strategy = 7, .tolerance = 2, .window_ms = 1000, .refresh_ms = 1000};
+	struct prot_breaker_status b;
+	cr_assert_eq(prot_breaker_create(p, "odd", &bo), -EINVAL);
+	cr_assert_lt(prot_breaker_status(p, "odd", &b), 0, "a breaker was made anyway");
+	bo.strategy = PROT_BREAKER_STANDARD;
+	bo.tolerance = 128;
+	cr_assert_eq(prot_breaker_create(p, "odd", &bo), -PROT_EINVAL_CONFIG);
+	bo.tolerance = 2;
+	bo.window_ms = 0;
+	cr_assert_eq(prot_breaker_create(p, "odd", &bo), -PROT_EINVAL_CONFIG);
+	cr_assert_lt(prot_breaker_status(p, "odd", &b), 0);
+	bo.window_ms = 1000;
+	cr_assert_eq(prot_breaker_create(p, "odd", &bo), 0);
+	cr_assert_eq(prot_breaker_status(p, "odd", &b), 0);
+	prot_close(p);
+	th_protd_stop(pd);
+}

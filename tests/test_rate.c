@@ -1066,3 +1066,60 @@ Test(rate, keys_removed_and_added_back_by_reloads, .timeout = 60)
 	cr_assert_eq(in.limit, 7, "with its new limits");
 	stop(e);
 }
+
+/* Kilobytes of protd's mapping of segment seg that are resident in protd (Rss in /proc/PID/smaps):
+ * what its sweep has touched. */
+static long seg_rss_kb(pid_t pid, const char *seg)
+{
+	char path[64], line[512], want[128];
+	snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
+	snprintf(want, sizeof want, "/dev/shm%s", seg);
+	FILE *f = fopen(path, "re");
+	cr_assert(f, "%s", path);
+	long kb = -1;
+	bool in = false;
+	while (fgets(line, sizeof line, f)) {
+		if (strchr(line, '/') && strstr(line, " /"))
+			in = strstr(line, want) != NULL;
+		if (in && sscanf(line, "Rss: %ld kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	cr_assert_geq(kb, 0, "no mapping of %s in %s", want, path);
+	return kb;
+}
+
+static bool swept_twice(void *arg)
+{
+	struct env *e = arg;
+	struct prot_shm_header *h = prot_hdr(e->p);
+	return atomic_load(&h->rate_sweep_cursor) >= 2ull * h->rate_groups;
+}
+
+static bool all_expired(void *arg)
+{
+	struct env *e = arg;
+	struct prot_info in;
+	return prot_get_info(e->p, &in) == 0 && in.rate_buckets_used == 0;
+}
+
+/* The sweep visits only groups holding buckets: an idle protd with a 130 MiB table maps almost none
+ * of it (it used to map all of it within one pass), and buckets still expire. */
+Test(rate, idle_sweep_maps_only_groups_in_use, .timeout = 60)
+{
+	struct env *e = start(1u << 20, "[key k]\nrate_limit = 5\nrate_window = 20ms\n");
+	cr_assert(th_until(swept_twice, e, 15000), "the sweep did not go round the table twice");
+	long idle = seg_rss_kb(e->protd, e->seg);
+	cr_assert_lt(idle, 4096, "idle protd maps %ld kB of its segment", idle);
+	char ent[32];
+	for (int i = 0; i < 200; i++) {
+		snprintf(ent, sizeof ent, "user:%d", i);
+		cr_assert_eq(prot_rate_check_key(e->p, "k", ent, 1, NULL), 1);
+	}
+	cr_assert(th_until(all_expired, e, 15000), "expired buckets were not swept");
+	long used = seg_rss_kb(e->protd, e->seg);
+	/* 200 entities touch at most 200 groups of 4160 B: two pages each */
+	cr_assert_lt(used, idle + 200 * 12, "protd maps %ld kB after 200 entities (idle: %ld kB)", used,
+	             idle);
+	stop(e);
+}

@@ -1,0 +1,26 @@
+/* rate_limits.h — the limits the rate limiter enforces on every decision (lib/ratelimit.c), in one
+ * place, so that protd's INI and runtime validator (daemon/config.c) refuses at load time, with
+ * FILE:LINE, exactly what every decision would refuse later with -EINVAL.
+ */
+#ifndef PROT_RATE_LIMITS_H
+#define PROT_RATE_LIMITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "prot.h"
+
+/* Window length, INI rate_window and prot_rate_limit.window_ms alike: 2^36 ms (about 2.2 years). */
+#define RATE_WINDOW_MAX_MS (1ull << 36)
+/* Fixed window: a bucket word is window end (ms) << RATE_FW_BITS | units counted in the window. */
+#define RATE_FW_BITS 24
+#define RATE_FW_LIMIT_MAX ((1ull << RATE_FW_BITS) - 1)
+/* GCRA: tolerance tau = burst * ceil(window / limit) in ns must stay below this. */
+#define RATE_GCRA_TAU_MAX_NS (1ull << 62)
+
+/* 0 when every decision on lim can be taken (limit, window, algorithm, burst), else -EINVAL with
+ * what is wrong, naming the INI option, in why (n bytes). */
+__attribute__((visibility("hidden"))) int rate_limit_check(const struct prot_rate_limit *lim,
+                                                           char *why, size_t n);
+
+#endif
