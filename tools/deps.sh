@@ -1,7 +1,7 @@
 # deps.sh — sourced by tools/demo.sh and tools/test.sh: install the Debian packages that are missing
 # (deps_install build|test|bench ...) and configure + build a build directory (build_dir).
 deps_build="gcc libc6-dev meson ninja-build pkg-config liburcu-dev libinih-dev"
-deps_test="libcriterion-dev redis-server libhiredis-dev prometheus"
+deps_test="libcriterion-dev redis-server libhiredis-dev prometheus clang libclang-rt-14-dev"
 
 deps_install() {
 	local want="" missing="" p

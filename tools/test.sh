@@ -59,9 +59,16 @@ run_suite() {
 	local name=$1 pdir=$2
 	shift 2
 	local log="$logdir/$(echo "$name" | tr '/ []' '____').log"
-	PROT_SRCDIR="$PWD" PROTD="$PWD/$pdir/daemon/protd" PROTCTL="$PWD/$dir/tools/protctl" PROTBENCH="$PWD/$dir/tools/protbench" \
-		timeout 600 "$@" >"$log" 2>&1
-	rc=$?
+	local try
+	for try in 1 2; do
+		PROT_SRCDIR="$PWD" PROTD="$PWD/$pdir/daemon/protd" PROTCTL="$PWD/$dir/tools/protctl" PROTBENCH="$PWD/$dir/tools/protbench" \
+			timeout 600 "$@" >"$log" 2>&1
+		rc=$?
+		# Criterion's runner itself (not a test) sometimes fails to fork a test instance on a
+		# loaded machine; that, and only that, is run once more, and said so.
+		grep -aq "Could not spawn test instance" "$log" || break
+		[ "$try" = 1 ] && echo "note $name: criterion could not spawn a test instance; running it again"
+	done
 	# Criterion's closing line: "[====] Synthesis: Tested: T | Passing: P | Failing: F | Crashing: C"
 	syn=$(grep -a "Synthesis:" "$log" | tail -1)
 	tested=$(echo "$syn" | sed -n 's/.*Tested: \([0-9]*\).*/\1/p')
@@ -93,6 +100,26 @@ for s in reload restart facade; do
 	run_suite "build/test_$s [protd under TSan]" build-tsan build/tests/test_$s --jobs 2
 done
 run_suite "build-tsan/tsan_threads" build-tsan build-tsan/tests/tsan_threads
+# libFuzzer harnesses (tests/fuzz), 10 s each: one case per harness. tools/fuzz.sh says how to run
+# them longer; without clang it says so and counts nothing.
+fuzz_log="$logdir/fuzz.log"
+bash tools/fuzz.sh --smoke "${PROT_FUZZ_SECONDS:-10}" >"$fuzz_log" 2>&1
+frc=$?
+fline=$(grep -a '^fuzz: [0-9]* passed, [0-9]* failed' "$fuzz_log" | tail -1)
+fp=$(echo "$fline" | sed -n 's/^fuzz: \([0-9]*\) passed.*/\1/p')
+ff=$(echo "$fline" | sed -n 's/^fuzz: [0-9]* passed, \([0-9]*\) failed.*/\1/p')
+if [ -n "$fp" ]; then
+	passed=$((passed + fp))
+	failed=$((failed + ff))
+	if [ "$ff" -ne 0 ] || [ "$frc" -ne 0 ]; then
+		echo "FAIL fuzz ($fp passed, $ff failed, exit $frc):"
+		tail -40 "$fuzz_log"
+	else
+		echo "ok   fuzz ($fp/$((fp + ff)))"
+	fi
+else
+	echo "skip fuzz: $(tail -1 "$fuzz_log")"
+fi
 # A segment is left behind when the test process named in it (prot-t-PID-...) has exited; one whose
 # process still runs belongs to a suite running beside this one.
 leftover=$(for f in $(ls /dev/shm 2>/dev/null | grep '^prot-t-'); do

@@ -75,7 +75,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = size < REQ_BYTES - 1 ? size : REQ_BYTES - 1;
 	memcpy(req, data, n);
 	req[n] = '\0';
-	control_handle(&seg, req, reply, sizeof reply);
+	/* a writer: every request, reading or changing, is parsed and applied */
+	struct ctl_caller who = { .peer = CTL_PEER_WRITER };
+	control_handle(&seg, req, &who, reply, sizeof reply);
 	if (strncmp(reply, "ok\n", 3) != 0 && strncmp(reply, "error ", 6) != 0)
 		abort();
 	return 0;
