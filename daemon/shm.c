@@ -150,6 +150,29 @@ static int create_fresh(struct shm *s, const struct config *c, const char *contr
 }
 
 /* ---- re-adoption ----------------------------------------------------------------------------- */
+/* A configuration block whose sequence counter is odd was left mid-write: its writer (an earlier
+ * protd) died between seq_write_begin and seq_write_end, or someone with write access set it. No
+ * other writer exists now (we hold the flock), so make the counter even again: every word of the
+ * block is whole (each was stored atomically), each either the old or the new value of that write;
+ * the configuration applied next (the INI, or what adopt_slots reads back) rewrites it. Without
+ * this, readers give up on the slot with PROT_ETORN (lib/internal.h, seq_read). */
+static void repair_seqs(struct shm *s)
+{
+	static const char *const what[] = {[REG_KEYS] = "key", [REG_BREAKERS] = "breaker", [REG_POOLS] = "pool"};
+	for (int reg = REG_KEYS; reg <= REG_POOLS; reg++)
+		for (uint32_t i = 0, n = seg_count(s->hdr, reg); i < n; i++) {
+			struct prot_named *nm = seg_entry(s->hdr, reg, i);
+			uint32_t q = atomic_load_explicit(&nm->seq, memory_order_relaxed);
+			if (!(q & 1u))
+				continue;
+			log_warn("segment %s: %s slot %u was left half-written (sequence %u): repaired, its "
+			         "configuration is applied again", s->name, what[reg], i, q);
+			/* release: the block's words are visible before the even counter */
+			atomic_store_explicit(&nm->seq, q + 1, memory_order_release);
+		}
+}
+
+/* ---- re-adoption: may we? ------------------------------------------------------------------- */
 enum { ADOPTED = 0, REFUSED = -1, REPLACE = 1 };
 
 static int check_owner(struct shm *s, const struct config *c, const struct stat *st, char *err,
@@ -242,6 +265,7 @@ static int adopt(struct shm *s, const struct config *c, const char *control_path
 	set_access(s->fd, c);
 	if (stamp_protd(s, control_path, err, errn))
 		return REFUSED;
+	repair_seqs(s);
 	s->adopted = true;
 	log_info("segment %s re-adopted (%zu bytes, config generation %" PRIu64 ", last protd pid %d)",
 	         s->name, s->size, atomic_load_explicit(&h->config_gen, memory_order_relaxed), (int)pid);
@@ -371,7 +395,11 @@ int shm_slot_alloc(struct shm *s, int reg)
 void shm_slot_cfg(struct shm *s, int reg, uint32_t i, void *cfg)
 {
 	struct prot_named *n = slot(s, reg, i);
-	seq_read(&n->seq, (char *)n + 64, cfg, CFG_WORDS);
+	/* protd is the only writer and repaired every odd counter at adoption: a torn read means a
+	 * hostile writer; then the copy is whatever was read, which the next apply overwrites */
+	if (seq_read(&n->seq, (char *)n + 64, cfg, CFG_WORDS) < 0)
+		log_warn("segment %s: slot %u's sequence counter is odd again: someone else writes it",
+		         s->name, i);
 }
 
 /* Zero with atomic stores: a process that looked the slot up before it was recycled may still

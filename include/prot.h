@@ -70,6 +70,8 @@ enum {
 	PROT_ECONNECTOR = 5020, /* the pool connector's create() failed */
 	PROT_ESTALE = 5021,    /* a token, lease or id refers to an object that has since changed */
 	PROT_ENOTCONNECTED = 5022, /* protd's control socket is not reachable */
+	PROT_ETORN = 5023,     /* a configuration block stayed half-written (its writer died in the
+	                          middle of a change); protd repairs it when it starts */
 };
 
 /* A static string for any code returned by this library (negative or positive), never NULL. */

@@ -232,10 +232,11 @@ static void cfg_normalize(struct bcfg *c)
 		c->rate_min_calls = c->rate_window_calls;
 }
 
-static void cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
+static int cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
 {
-	seq_read(&s->seq, &s->cfg, c, CFG_WORDS);
+	int r = seq_read(&s->seq, &s->cfg, c, CFG_WORDS);
 	cfg_normalize(c);
+	return r;
 }
 
 /* ---- one operation on one slot ---------------------------------------------------------------- */
@@ -267,7 +268,9 @@ static inline uint64_t bk_now_cheap(const struct bk *b)
 	return b->have_now ? b->now_ms : prot_now_coarse_ns() / 1000000u;
 }
 
-static void bk_init(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns)
+/* 0, or -PROT_ETORN: the breaker's configuration was left half-written (b is still usable for
+ * reads of the state words, with the clamped values cfg_normalize made of the copy). */
+static int bk_init(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns)
 {
 	b->p = p;
 	b->h = h;
@@ -275,7 +278,7 @@ static void bk_init(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t
 	b->s = seg_entry(h, REG_BREAKERS, idx);
 	b->have_now = now_ns != 0;
 	b->now_ms = now_ns / 1000000u;
-	cfg_read(b->s, &b->c);
+	return cfg_read(b->s, &b->c);
 }
 
 static const uint32_t ev_of_state[] = {
@@ -662,7 +665,9 @@ int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64
 
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ENOBREAKER;
-	bk_init(&b, p, h, idx, now_ns);
+	int cr = bk_init(&b, p, h, idx, now_ns);
+	if (cr < 0)
+		return cr;
 	/* the generation before the decision: a slot recycled meanwhile makes the token stale */
 	uint32_t gen = slot_gen(b.s);
 	int r = bk_allow(&b, &e, &probe, &k);
@@ -689,10 +694,17 @@ int breaker_record_idx(prot_t *p, struct prot_shm_header *h, const prot_breaker_
 		return -EINVAL;
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ESTALE;
-	bk_init(&b, p, h, idx, now_ns);
+	int cr = bk_init(&b, p, h, idx, now_ns);
 	if (SLOT_STATE(atomic_load_explicit(&b.s->state, memory_order_relaxed)) != SLOT_LIVE ||
 	    slot_gen(b.s) != (uint32_t)(tok->opaque[0] >> 32))
 		return -PROT_ESTALE;
+	if (cr < 0) {
+		/* no verdict without a whole configuration; a probe's permit still goes back */
+		if (tok->opaque[1] & TOK_PROBE)
+			probe_settle(&b, (uint32_t)tok->opaque[1] & EPOCH_MASK, TOK_SLOT(tok),
+			             p ? prot_self(p, h) : 0, 0);
+		return cr;
+	}
 	uint32_t e = (uint32_t)tok->opaque[1] & EPOCH_MASK;
 	if (tok->opaque[1] & TOK_PROBE) {
 		uint64_t self = p ? prot_self(p, h) : 0;
@@ -725,8 +737,10 @@ int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int 
 
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ENOBREAKER;
-	bk_init(&b, p, h, idx, 0);
-	int r = bk_allow(&b, &e, &probe, &k);
+	int r = bk_init(&b, p, h, idx, 0);
+	if (r < 0)
+		return r;
+	r = bk_allow(&b, &e, &probe, &k);
 	if (r < 0)
 		return bk_rejected(&b, r);
 	if (b.c.slow_call_ms)
@@ -752,7 +766,9 @@ int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
 
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ENOBREAKER;
-	bk_init(&b, NULL, h, idx, now_ns ? now_ns : prot_now_ns());
+	int cr = bk_init(&b, NULL, h, idx, now_ns ? now_ns : prot_now_ns());
+	if (cr < 0)
+		return cr;
 	struct prot_breaker_slot *s = b.s;
 	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
 	uint64_t since = atomic_load_explicit(&s->since, memory_order_acquire);
@@ -801,7 +817,7 @@ int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32
 		return -PROT_ENOBREAKER;
 	if (state != PROT_BREAKER_CLOSED && state != PROT_BREAKER_BLOWN)
 		return -EINVAL;
-	bk_init(&b, p, h, idx, 0);
+	bk_init(&b, p, h, idx, 0); /* a torn configuration does not matter: forcing needs none */
 	bk_force(&b, state, state == PROT_BREAKER_CLOSED ? EV_BREAKER_RESET : EV_BREAKER_BLOWN);
 	return 0;
 }
@@ -822,7 +838,8 @@ void breaker_tick(const struct prot_idv *v, uint64_t now_ns)
 		if (w_state(w) == PROT_BREAKER_CLOSED && w_epoch(w) == 0)
 			continue; /* never transitioned */
 		struct bk b;
-		bk_init(&b, NULL, h, i, now_ns);
+		if (bk_init(&b, NULL, h, i, now_ns) < 0)
+			continue; /* half-written: nothing timed can be judged */
 		if (w_state(w) == PROT_BREAKER_HALF_OPEN)
 			probes_reclaim(&b, v, w_epoch(w));
 		uint64_t age = since_age(&s->since, w_epoch(w), bk_now(&b));
@@ -958,7 +975,9 @@ static int same_breaker(prot_t *p, const char *name, const struct prot_breaker_o
 	if (idx < 0)
 		return idx;
 	cfg_of_opts(o, &want);
-	cfg_read(seg_entry(h, REG_BREAKERS, (uint32_t)idx), &have);
+	int r = cfg_read(seg_entry(h, REG_BREAKERS, (uint32_t)idx), &have);
+	if (r < 0)
+		return r;
 	cfg_relevant(&want);
 	cfg_relevant(&have);
 	return memcmp(&want, &have, sizeof want) == 0 ? 0 : -PROT_EEXIST;

@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-static const char *const prot_msgs[PROT_ENOTCONNECTED + 1 - PROT_ENOSEG] = {
+static const char *const prot_msgs[PROT_ETORN + 1 - PROT_ENOSEG] = {
 	[PROT_ENOSEG - PROT_ENOSEG] = "shared-memory segment not found: protd is not running, or uses another segment name",
 	[PROT_EABI - PROT_ENOSEG] = "segment has another ABI version: protd and libprot are from different builds",
 	[PROT_ESIZE - PROT_ENOSEG] = "segment size does not match the size recorded in its header",
@@ -29,6 +29,7 @@ static const char *const prot_msgs[PROT_ENOTCONNECTED + 1 - PROT_ENOSEG] = {
 	[PROT_ECONNECTOR - PROT_ENOSEG] = "the pool connector failed to create a connection",
 	[PROT_ESTALE - PROT_ENOSEG] = "token, lease or id refers to an object that has changed since",
 	[PROT_ENOTCONNECTED - PROT_ENOSEG] = "protd's control socket is not reachable",
+	[PROT_ETORN - PROT_ENOSEG] = "a configuration block was left half-written (protd repairs it at start)",
 };
 
 static const char *errno_msg(int e)
@@ -69,7 +70,7 @@ const char *prot_strerror(int err)
 
 	if (err == 0)
 		return "success";
-	if (e >= PROT_ENOSEG && e <= PROT_ENOTCONNECTED)
+	if (e >= PROT_ENOSEG && e <= PROT_ETORN)
 		s = prot_msgs[e - PROT_ENOSEG];
 	else if (e > 0 && e < 4096)
 		s = errno_msg((int)e);

@@ -195,7 +195,11 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 	}
 	c.idx = (uint32_t)idx;
 	c.slot = seg_entry(c.h, REG_KEYS, c.idx);
-	seq_read(&c.slot->seq, &c.slot->cfg, &c.cfg, sizeof c.cfg / 8);
+	int tr = seq_read(&c.slot->seq, &c.slot->cfg, &c.cfg, sizeof c.cfg / 8);
+	if (tr < 0) {
+		detail_key(&c);
+		return tr;
+	}
 
 	c.start_ns = prot_now_ns();
 	int64_t wait_ms, call_ms;
@@ -253,7 +257,9 @@ PROT_API int prot_get_protection_status(prot_t *p, const char *key,
 		return idx;
 	struct prot_key_slot *slot = seg_entry(h, REG_KEYS, (uint32_t)idx);
 	struct prot_key_cfg cfg;
-	seq_read(&slot->seq, &slot->cfg, &cfg, sizeof cfg / 8);
+	int tr = seq_read(&slot->seq, &slot->cfg, &cfg, sizeof cfg / 8);
+	if (tr < 0)
+		return tr;
 
 	struct prot_protection_status st;
 	memset(&st, 0, sizeof st);

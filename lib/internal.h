@@ -6,6 +6,7 @@
 #define PROT_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/types.h>
@@ -130,30 +131,60 @@ static inline uint64_t prot_now_coarse_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* A spin-wait hint: PAUSE on x86, YIELD on arm64; elsewhere a compiler barrier only (correct, the
+ * loops that use it are bounded either way, merely less polite to a sibling hyperthread). */
+static inline void prot_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
 /* ---- seqlock over configuration blocks (protd is the single writer) ----------------------- */
-/* Copy n 64-bit words of a config block consistently. Returns after a clean read; protd holds
- * the odd state for a few stores only, so the retry loop is short. */
-static inline void seq_read(_Atomic uint32_t *seq, const void *src, void *dst, size_t words)
+/* Copy n 64-bit words of a config block consistently: 0, or -PROT_ETORN when the counter stayed
+ * odd (or kept moving) for SEQ_PATIENCE_NS after SEQ_SPINS tries. protd holds the odd state for a
+ * few stores; a counter that stays odd means its writer died mid-write (or a hostile writer set
+ * it): no reader may spin on it forever. protd repairs odd counters when it starts. */
+#define SEQ_SPINS 1024
+#define SEQ_PATIENCE_NS (20ull * 1000000)
+static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, size_t words)
 {
 	const uint64_t *s = src;
 	uint64_t *d = dst;
-	for (;;) {
+	uint64_t give_up = 0;
+	for (uint32_t tries = 0;; tries++) {
 		uint32_t a = atomic_load_explicit(seq, memory_order_acquire); /* pairs with seq_write_end */
-		if (a & 1u) {
-			__builtin_ia32_pause();
+		if (!(a & 1u)) {
+			for (size_t i = 0; i < words; i++)
+				d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
+			atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
+			if (atomic_load_explicit(seq, memory_order_relaxed) == a)
+				return 0;
+		}
+		if (tries < SEQ_SPINS) {
+			prot_cpu_relax();
 			continue;
 		}
-		for (size_t i = 0; i < words; i++)
-			d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
-		atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
-		if (atomic_load_explicit(seq, memory_order_relaxed) == a)
-			return;
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		if (!give_up)
+			give_up = now + SEQ_PATIENCE_NS;
+		else if (now >= give_up)
+			return -PROT_ETORN;
+		sched_yield(); /* the writer may be descheduled mid-write: let it run */
 	}
 }
+/* The writer's odd phase. A counter found odd already (a writer died mid-write, or another writer
+ * of the segment set it) stays odd: the words are being written again, and seq_write_end makes it
+ * even once they are whole. */
 static inline void seq_write_begin(_Atomic uint32_t *seq)
 {
-	atomic_store_explicit(seq, atomic_load_explicit(seq, memory_order_relaxed) + 1,
-	                      memory_order_relaxed);
+	atomic_store_explicit(seq, atomic_load_explicit(seq, memory_order_relaxed) | 1u, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release); /* odd seq is visible before any word changes */
 }
 static inline void seq_write_words(void *dst, const void *src, size_t words)

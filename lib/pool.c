@@ -108,9 +108,17 @@ static int ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r)
 	return 0;
 }
 
-static void cfg_read(const struct pool_ref *r, struct pool_cfgv *c)
+static int cfg_read(const struct pool_ref *r, struct pool_cfgv *c)
 {
-	seq_read(&r->s->seq, &r->s->cfg, c, sizeof *c / 8);
+	return seq_read(&r->s->seq, &r->s->cfg, c, sizeof *c / 8);
+}
+
+/* For the calls that give something back (checkin, close): a torn configuration must not keep a
+ * lease from returning. Without it, no overflow is closed early and every entry counts. */
+static void cfg_read_or_safe(const struct pool_ref *r, struct pool_cfgv *c)
+{
+	if (cfg_read(r, c) < 0)
+		*c = (struct pool_cfgv){ .size = r->nlease };
 }
 
 /* Leases any decision may hand out: size + max_overflow, clamped to the entries that exist. */
@@ -162,7 +170,7 @@ static int plock_take(const struct pool_ref *r, const struct prot_idv *v, uint64
 	for (int i = 0; i < LOCK_SPINS; i++) {
 		if (atomic_load_explicit(&r->s->lock, memory_order_relaxed) == 0 && lock_cas(r, 0, me))
 			return 0;
-		__builtin_ia32_pause();
+		prot_cpu_relax();
 	}
 	for (;;) {
 		uint64_t o = atomic_load_explicit(&r->s->lock, memory_order_relaxed);
@@ -446,7 +454,7 @@ void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed
 		if (SLOT_STATE(st) == SLOT_FREE)
 			continue;
 		struct pool_cfgv c;
-		cfg_read(&r, &c);
+		cfg_read_or_safe(&r, &c); /* dead holders are reclaimed whatever the config says */
 		if (!reclaim_due(&r, &c, now_ns))
 			continue;
 		/* a retired pool keeps its leases until they come back; it serves no new waiter */
@@ -907,8 +915,14 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	struct prot_connector cn = l->c;
 	bool has = l->has_connector;
 	dead = loc_expired(l, prot_now_coarse_ns());
-	cfg_read(&r, &c);
-	rc = lease_try(&r, &v, &c, &g);
+	rc = cfg_read(&r, &c);
+	if (rc == 0)
+		rc = lease_try(&r, &v, &c, &g);
+	if (rc == -PROT_ETORN) {
+		pthread_mutex_unlock(&p->lock);
+		destroy_chain(&cn, dead);
+		return rc;
+	}
 	if (rc == 0)
 		rec = loc_take(l, c.strategy, &g);
 	pthread_mutex_unlock(&p->lock);
@@ -1056,7 +1070,7 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 	if (!v.self)
 		return -PROT_ESTALE; /* no identity here (a forked child's copy of its parent's lease) */
 	struct pool_cfgv c;
-	cfg_read(&r, &c);
+	cfg_read_or_safe(&r, &c);
 	uint32_t before = 0;
 	bool freed = false;
 	int rc = lease_return(&r, &v, e, gen, cfg_cap(&r, &c), &freed, &before);
@@ -1132,7 +1146,8 @@ int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_st
 	if (SLOT_STATE(st) != SLOT_LIVE)
 		return -PROT_ENOPOOL;
 	struct pool_cfgv c;
-	cfg_read(&r, &c);
+	if ((rc = cfg_read(&r, &c)) < 0)
+		return rc;
 	struct prot_pool_status s = { 0 };
 	memcpy(s.name, r.s->name, sizeof s.name);
 	s.name[sizeof s.name - 1] = 0;
@@ -1195,7 +1210,7 @@ void pool_local_free(prot_t *p)
 		bool ok = l->h && ref_at(l->h, l->idx, &r) == 0;
 		if (ok) {
 			prot_idv(p, l->h, &v);
-			cfg_read(&r, &c);
+			cfg_read_or_safe(&r, &c);
 		}
 		while (!list_empty(&l->busy)) {
 			struct pool_rec *rec = l->busy.next;

@@ -980,7 +980,9 @@ int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg 
 	k = seg_entry(h, REG_KEYS, idx);
 	/* acquire: pairs with protd's release of LIVE after writing the slot */
 	uint32_t st0 = atomic_load_explicit(&k->state, memory_order_acquire);
-	seq_read(&k->seq, &k->cfg, w, RATE_CFG_WORDS); /* the rate fields only */
+	int r = seq_read(&k->seq, &k->cfg, w, RATE_CFG_WORDS); /* the rate fields only */
+	if (r < 0)
+		return r;
 	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
 	if (SLOT_STATE(st0) != SLOT_LIVE || atomic_load_explicit(&k->state, memory_order_relaxed) != st0)
 		return -PROT_ENOKEY; /* recycled while we read */
