@@ -860,10 +860,13 @@ void breaker_tick(const struct prot_idv *v, uint64_t now_ns)
 
 /* ---- public API -------------------------------------------------------------------------------- */
 
-/* prot_hdr + name lookup, the common prologue. */
-static int lookup(prot_t *p, const char *name, struct prot_shm_header **h)
+/* The gate, prot_hdr and the name lookup: the common prologue. */
+static int lookup(prot_t *p, const char *name, bool writes, struct prot_shm_header **h)
 {
-	if (!p || !name)
+	int g = prot_gate(p, writes);
+	if (g < 0)
+		return g;
+	if (!name)
 		return -EINVAL;
 	*h = prot_hdr(p);
 	return seg_find(*h, REG_BREAKERS, name);
@@ -872,20 +875,23 @@ static int lookup(prot_t *p, const char *name, struct prot_shm_header **h)
 int prot_breaker_execute(prot_t *p, const char *name, int (*fn)(void *arg), void *arg, int *fn_result)
 {
 	struct prot_shm_header *h;
-	int idx = fn ? lookup(p, name, &h) : -EINVAL;
+	int idx = fn ? lookup(p, name, true, &h) : -EINVAL;
 	return idx < 0 ? idx : breaker_execute_idx(p, h, (uint32_t)idx, fn, arg, fn_result);
 }
 
 int prot_breaker_allow(prot_t *p, const char *name, prot_breaker_token *tok)
 {
 	struct prot_shm_header *h;
-	int idx = tok ? lookup(p, name, &h) : -EINVAL;
+	int idx = tok ? lookup(p, name, true, &h) : -EINVAL;
 	return idx < 0 ? idx : breaker_allow_idx(p, h, (uint32_t)idx, 0, tok);
 }
 
 int prot_breaker_record(prot_t *p, const prot_breaker_token *tok, int outcome, uint64_t duration_ns)
 {
-	if (!p || !tok)
+	int g = prot_gate(p, true);
+	if (g < 0)
+		return g;
+	if (!tok)
 		return -EINVAL;
 	return breaker_record_idx(p, prot_hdr(p), tok, outcome, duration_ns, 0);
 }
@@ -893,21 +899,21 @@ int prot_breaker_record(prot_t *p, const prot_breaker_token *tok, int outcome, u
 int prot_breaker_status(prot_t *p, const char *name, struct prot_breaker_status *out)
 {
 	struct prot_shm_header *h;
-	int idx = out ? lookup(p, name, &h) : -EINVAL;
+	int idx = out ? lookup(p, name, false, &h) : -EINVAL;
 	return idx < 0 ? idx : breaker_status_idx(h, (uint32_t)idx, 0, out);
 }
 
 int prot_breaker_reset(prot_t *p, const char *name)
 {
 	struct prot_shm_header *h;
-	int idx = lookup(p, name, &h);
+	int idx = lookup(p, name, true, &h);
 	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, PROT_BREAKER_CLOSED);
 }
 
 int prot_breaker_blow(prot_t *p, const char *name)
 {
 	struct prot_shm_header *h;
-	int idx = lookup(p, name, &h);
+	int idx = lookup(p, name, true, &h);
 	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, PROT_BREAKER_BLOWN);
 }
 
@@ -970,7 +976,7 @@ static int same_breaker(prot_t *p, const char *name, const struct prot_breaker_o
 {
 	struct prot_shm_header *h;
 	struct bcfg want, have;
-	int idx = lookup(p, name, &h);
+	int idx = lookup(p, name, false, &h);
 
 	if (idx < 0)
 		return idx;
@@ -987,7 +993,10 @@ int prot_breaker_create(prot_t *p, const char *name, const struct prot_breaker_o
 {
 	char req[512], reply[256];
 
-	if (!p || !name || !opts || !*name || strpbrk(name, " \t\r\n="))
+	int g = prot_gate(p, true);
+	if (g < 0)
+		return g;
+	if (!name || !opts || !*name || strpbrk(name, " \t\r\n="))
 		return -EINVAL;
 	if (strlen(name) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;

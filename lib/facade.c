@@ -183,7 +183,10 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 	 * fails (the key name is copied then, not on every call) */
 	d->layer = PROT_LAYER_NONE, d->retry_after_ms = 0, d->fn_result = 0, d->key[0] = 0;
 	d->message[0] = 0;
-	if (!p || !key || !fn)
+	int g = prot_gate(p, true);
+	if (g < 0)
+		return g;
+	if (!key || !fn)
 		return -EINVAL;
 
 	struct call_ctx c = {.p = p, .key = key, .opts = opts, .detail = d};
@@ -234,7 +237,10 @@ PROT_API int prot_configure(prot_t *p, const char *key, const char *settings,
 	struct prot_detail scratch;
 	struct prot_detail *d = detail ? detail : &scratch;
 	memset(d, 0, sizeof *d);
-	if (!p || !key || !settings || strpbrk(key, " \t\r\n") || strpbrk(settings, "\r\n"))
+	int g = prot_gate(p, true); /* a change: only for those who could write the segment */
+	if (g < 0)
+		return g;
+	if (!key || !settings || strpbrk(key, " \t\r\n") || strpbrk(settings, "\r\n"))
 		return -EINVAL;
 	if (strlen(key) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;

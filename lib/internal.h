@@ -5,6 +5,7 @@
 #ifndef PROT_INTERNAL_H
 #define PROT_INTERNAL_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -101,6 +102,15 @@ struct prot {
 		void *_Atomic ctx;
 	} tel[8];
 };
+
+/* The gate of every public entry point: a handle, and for the calls that write the segment (or
+ * ask protd to), a read-write one. 0, -EINVAL or -EROFS. */
+static inline int prot_gate(const prot_t *p, bool writes)
+{
+	if (!p)
+		return -EINVAL;
+	return writes && (p->flags & PROT_OPEN_RDONLY) ? -EROFS : 0;
+}
 
 /* lib/telemetry.c */
 PROT_HIDDEN void prot_tel_emit(prot_t *p, const struct prot_tel *ev);

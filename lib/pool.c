@@ -989,7 +989,10 @@ int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int64_
 int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lease *lease,
                        void **conn)
 {
-	if (!p || !pool)
+	int g = prot_gate(p, true);
+	if (g < 0)
+		return g;
+	if (!pool || !lease)
 		return -EINVAL;
 	if (strlen(pool) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
@@ -1094,6 +1097,9 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 int prot_pool_with(prot_t *p, const char *pool, int64_t timeout_ms,
                    int (*fn)(void *conn, void *arg), void *arg, int *fn_result)
 {
+	int g = prot_gate(p, true);
+	if (g < 0)
+		return g;
 	if (!fn)
 		return -EINVAL;
 	prot_lease lease;

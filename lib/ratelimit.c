@@ -1376,10 +1376,9 @@ void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
 int prot_rate_check_n(prot_t *p, const char *operation, const char *entity,
                       const struct prot_rate_limit *lim, uint64_t cost, struct prot_rate_info *info)
 {
-	if (!p)
-		return -EINVAL;
-	if (p->flags & PROT_OPEN_RDONLY) /* deciding writes the segment */
-		return -EROFS;
+	int g = prot_gate(p, true); /* deciding writes the segment */
+	if (g < 0)
+		return g;
 	return rate_check_h(p, prot_hdr(p), operation, entity, lim, cost, 0, info);
 }
 
@@ -1397,10 +1396,11 @@ int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t
 	struct prot_shm_header *h;
 	int idx;
 
-	if (!p)
+	int g = prot_gate(p, true);
+	if (g < 0)
+		return g;
+	if (!key)
 		return -EINVAL;
-	if (p->flags & PROT_OPEN_RDONLY)
-		return -EROFS;
 	h = prot_hdr(p);
 	idx = key_lookup(p, h, key);
 	if (idx < 0)
@@ -1433,16 +1433,16 @@ int prot_rate_execute(prot_t *p, const char *operation, const char *entity,
 int prot_rate_status(prot_t *p, const char *operation, const char *entity,
                      const struct prot_rate_limit *lim, struct prot_rate_info *out)
 {
-	if (!p)
-		return -EINVAL;
+	int g = prot_gate(p, false);
+	if (g < 0)
+		return g;
 	return rate_status_h(prot_hdr(p), operation, entity, lim, 0, out);
 }
 
 int prot_rate_reset(prot_t *p, const char *operation, const char *entity)
 {
-	if (!p)
-		return -EINVAL;
-	if (p->flags & PROT_OPEN_RDONLY)
-		return -EROFS;
+	int g = prot_gate(p, true);
+	if (g < 0)
+		return g;
 	return rate_reset_h(prot_hdr(p), operation, entity);
 }

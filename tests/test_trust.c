@@ -103,3 +103,180 @@ Test(trust, an_odd_sequence_counter_hangs_nobody, .timeout = 30)
 	munmap(r.h, r.size);
 	th_unserve(p, protd); /* SIGTERM still stops it: exit 0 */
 }
+
+/* ---- 7. one gate per entry point ---------------------------------------------------------------------- */
+
+static int cb_name(const char *name, void *arg)
+{
+	(void)name;
+	(void)arg;
+	return 0;
+}
+static int cb_void(void *arg)
+{
+	(void)arg;
+	return 0;
+}
+static int cb_conn(void *conn, void *arg)
+{
+	(void)conn;
+	(void)arg;
+	return 0;
+}
+static void cb_tel(const struct prot_tel *ev, void *ctx)
+{
+	(void)ev;
+	(void)ctx;
+}
+static int conn_make(void *ctx, void **conn)
+{
+	(void)ctx;
+	*conn = NULL;
+	return 0;
+}
+static void conn_free(void *ctx, void *conn)
+{
+	(void)ctx;
+	(void)conn;
+}
+
+/* Every public function, called with a NULL handle, with each required pointer NULL, and (for the
+ * ones that write) on a read-only handle: an error code every time, never a crash. */
+Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .timeout = 30)
+{
+	const char *seg, *ini;
+	prot_t *p;
+	pid_t protd = th_serve("gate", ini_text, &seg, &ini, &p);
+	prot_t *ro;
+	cr_assert_eq(prot_open(seg, PROT_OPEN_RDONLY, &ro), 0);
+	struct prot_rate_limit lim = { .algo = PROT_RATE_FIXED_WINDOW, .limit = 10, .window_ms = 1000 };
+	struct prot_rate_info ri;
+	struct prot_breaker_opts bo = { .tolerance = 1, .window_ms = 1000, .refresh_ms = 1000 };
+	struct prot_breaker_status bs;
+	struct prot_pool_status pst;
+	struct prot_protection_status kst;
+	struct prot_info info;
+	struct prot_detail d;
+	prot_breaker_token tok = {{0}};
+	prot_lease lease = {{0}};
+	struct prot_connector cn = { .create = conn_make, .destroy = conn_free };
+	int res;
+
+	/* NULL handle: -EINVAL */
+	const int null_handle[] = {
+		prot_get_info(NULL, &info),
+		prot_rate_check(NULL, "op", "e", 1, 1000, &ri),
+		prot_rate_check_n(NULL, "op", "e", &lim, 1, &ri),
+		prot_rate_check_key(NULL, "k", "e", 1, &ri),
+		prot_rate_execute(NULL, "op", "e", &lim, cb_void, NULL, &res, &ri),
+		prot_rate_status(NULL, "op", "e", &lim, &ri),
+		prot_rate_reset(NULL, "op", "e"),
+		prot_breaker_create(NULL, "x", &bo),
+		prot_breaker_execute(NULL, "b", cb_void, NULL, &res),
+		prot_breaker_allow(NULL, "b", &tok),
+		prot_breaker_record(NULL, &tok, PROT_OUTCOME_SUCCESS, 0),
+		prot_breaker_status(NULL, "b", &bs),
+		prot_breaker_reset(NULL, "b"),
+		prot_breaker_blow(NULL, "b"),
+		prot_pool_register(NULL, "db", &cn),
+		prot_pool_checkout(NULL, "db", 0, &lease, NULL),
+		prot_pool_checkin(NULL, &lease, PROT_CHECKIN_OK),
+		prot_pool_with(NULL, "db", 0, cb_conn, NULL, &res),
+		prot_pool_status(NULL, "db", &pst),
+		prot_execute(NULL, "k", NULL, fn_ok, NULL, &d),
+		prot_configure(NULL, "k", "rate_limit=5", &d),
+		prot_get_protection_status(NULL, "k", &kst),
+		prot_telemetry_attach(NULL, PROT_TEL_ALL, cb_tel, NULL),
+		prot_telemetry_detach(NULL, 0),
+		prot_list_keys(NULL, cb_name, NULL),
+		prot_list_breakers(NULL, cb_name, NULL),
+		prot_list_pools(NULL, cb_name, NULL),
+		prot_open("/x", 0, NULL),
+		prot_open("no-slash", 0, &ro),
+	};
+	for (size_t i = 0; i < sizeof null_handle / sizeof null_handle[0]; i++)
+		cr_expect_eq(null_handle[i], -EINVAL, "NULL handle, call %zu: %d", i, null_handle[i]);
+	prot_close(NULL);
+	cr_expect(strlen(prot_strerror(-PROT_ETORN)) > 0 && strlen(prot_strerror(123456)) > 0);
+
+	/* NULL required arguments on a good handle: -EINVAL */
+	const int null_arg[] = {
+		prot_get_info(p, NULL),
+		prot_rate_check(p, NULL, "e", 1, 1000, &ri),
+		prot_rate_check(p, "op", NULL, 1, 1000, &ri),
+		prot_rate_check_n(p, "op", "e", NULL, 1, &ri),
+		prot_rate_check_key(p, NULL, "e", 1, &ri),
+		prot_rate_execute(p, "op", "e", &lim, NULL, NULL, &res, &ri),
+		prot_rate_status(p, "op", "e", &lim, NULL),
+		prot_rate_status(p, "op", "e", NULL, &ri),
+		prot_rate_reset(p, NULL, "e"),
+		prot_breaker_create(p, NULL, &bo),
+		prot_breaker_create(p, "x", NULL),
+		prot_breaker_execute(p, NULL, cb_void, NULL, &res),
+		prot_breaker_execute(p, "b", NULL, NULL, &res),
+		prot_breaker_allow(p, "b", NULL),
+		prot_breaker_allow(p, NULL, &tok),
+		prot_breaker_record(p, NULL, PROT_OUTCOME_SUCCESS, 0),
+		prot_breaker_status(p, "b", NULL),
+		prot_breaker_status(p, NULL, &bs),
+		prot_breaker_reset(p, NULL),
+		prot_breaker_blow(p, NULL),
+		prot_pool_register(p, NULL, &cn),
+		prot_pool_register(p, "db", NULL),
+		prot_pool_checkout(p, NULL, 0, &lease, NULL),
+		prot_pool_checkout(p, "db", 0, NULL, NULL),
+		prot_pool_checkin(p, NULL, PROT_CHECKIN_OK),
+		prot_pool_with(p, NULL, 0, cb_conn, NULL, &res),
+		prot_pool_with(p, "db", 0, NULL, NULL, &res),
+		prot_pool_status(p, NULL, &pst),
+		prot_pool_status(p, "db", NULL),
+		prot_execute(p, NULL, NULL, fn_ok, NULL, &d),
+		prot_execute(p, "k", NULL, NULL, NULL, &d),
+		prot_configure(p, NULL, "rate_limit=5", &d),
+		prot_configure(p, "k", NULL, &d),
+		prot_get_protection_status(p, NULL, &kst),
+		prot_get_protection_status(p, "k", NULL),
+		prot_telemetry_attach(p, PROT_TEL_ALL, NULL, NULL),
+		prot_list_keys(p, NULL, NULL),
+		prot_list_breakers(p, NULL, NULL),
+		prot_list_pools(p, NULL, NULL),
+	};
+	for (size_t i = 0; i < sizeof null_arg / sizeof null_arg[0]; i++)
+		cr_expect_eq(null_arg[i], -EINVAL, "NULL argument, call %zu: %d", i, null_arg[i]);
+
+	/* a read-only handle: every call that writes is -EROFS; the reads work */
+	const int rdonly[] = {
+		prot_rate_check(ro, "op", "e", 1, 1000, &ri),
+		prot_rate_check_n(ro, "op", "e", &lim, 1, &ri),
+		prot_rate_check_key(ro, "k", "e", 1, &ri),
+		prot_rate_execute(ro, "op", "e", &lim, cb_void, NULL, &res, &ri),
+		prot_rate_reset(ro, "op", "e"),
+		prot_breaker_create(ro, "x", &bo),
+		prot_breaker_execute(ro, "b", cb_void, NULL, &res),
+		prot_breaker_allow(ro, "b", &tok),
+		prot_breaker_record(ro, &tok, PROT_OUTCOME_SUCCESS, 0),
+		prot_breaker_reset(ro, "b"),
+		prot_breaker_blow(ro, "b"),
+		prot_pool_register(ro, "db", &cn),
+		prot_pool_checkout(ro, "db", 0, &lease, NULL),
+		prot_pool_checkin(ro, &lease, PROT_CHECKIN_OK),
+		prot_pool_with(ro, "db", 0, cb_conn, NULL, &res),
+		prot_execute(ro, "k", NULL, fn_ok, NULL, &d),
+		prot_configure(ro, "k", "rate_limit=5", &d),
+	};
+	for (size_t i = 0; i < sizeof rdonly / sizeof rdonly[0]; i++)
+		cr_expect_eq(rdonly[i], -EROFS, "read-only handle, call %zu: %d", i, rdonly[i]);
+	cr_expect_eq(prot_get_info(ro, &info), 0);
+	cr_expect_eq(prot_rate_status(ro, "op", "e", &lim, &ri), 0);
+	cr_expect_eq(prot_breaker_status(ro, "b", &bs), 0);
+	cr_expect_eq(prot_pool_status(ro, "db", &pst), 0);
+	cr_expect_eq(prot_get_protection_status(ro, "k", &kst), 0);
+	cr_expect_eq(prot_list_keys(ro, cb_name, NULL), 0);
+	cr_expect_eq(prot_list_breakers(ro, cb_name, NULL), 0);
+	cr_expect_eq(prot_list_pools(ro, cb_name, NULL), 0);
+	int id = prot_telemetry_attach(ro, PROT_TEL_ALL, cb_tel, NULL); /* in-process only */
+	cr_expect_geq(id, 0);
+	cr_expect_eq(prot_telemetry_detach(ro, id), 0);
+	prot_close(ro);
+	th_unserve(p, protd);
+}
