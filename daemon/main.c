@@ -34,6 +34,7 @@ struct daemon {
 	char control_path[CFG_PATH_MAX];
 	struct shm shm;
 	uint64_t event_cursor;
+	uint32_t tampered;        /* header lines found changed at the last tick (logged once) */
 };
 
 /* ---- logging ------------------------------------------------------------------------------- */
@@ -245,10 +246,25 @@ static void drain_events(struct daemon *d)
 		log_warn("event ring overflowed: %" PRIu64 " events lost", dropped);
 }
 
+/* The header's immutable words are protd's to keep: another writer's change to the magic, the ABI
+ * or the geometry is logged and undone. protd itself never reads them back (it uses the geometry
+ * it took at creation or adoption), so nothing it does follows a tampered offset. */
+static void guard_header(struct daemon *d)
+{
+	uint32_t t = seg_tampered(d->shm.hdr);
+	if (t && t != d->tampered)
+		log_err("segment %s: its header was changed by someone else (lines mask 0x%x: magic, ABI or "
+		          "geometry): ignored and restored from protd's copy", d->shm.name, t);
+	if (t)
+		seg_restore_header(d->shm.hdr);
+	d->tampered = t;
+}
+
 static void tick(struct daemon *d)
 {
 	uint64_t now = prot_now_ns(), swept = 0, reclaimed = 0;
 	struct prot_idv v = shm_idv(&d->shm);
+	guard_header(d);
 	shm_heartbeat(&d->shm, now);
 	rate_sweep(&v, now, &swept);
 	breaker_tick(&v, now);

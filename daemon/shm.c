@@ -65,14 +65,14 @@ void shm_set_access(struct shm *s, const struct config *c)
 
 struct prot_idv shm_idv(const struct shm *s)
 {
-	return (struct prot_idv){ .h = s->hdr, .fd = s->fd, .nprocs = s->hdr->region[REG_PROCS].count,
+	return (struct prot_idv){ .h = s->hdr, .fd = s->fd, .nprocs = seg_count(s->hdr, REG_PROCS),
 	                          .self = s->ident };
 }
 
 static int stamp_protd(struct shm *s, const char *control_path, char *err, size_t errn)
 {
 	struct prot_shm_header *h = s->hdr;
-	int r = ident_claim(h, h->region[REG_PROCS].count, s->fd, PROC_F_PROTD, &s->ident);
+	int r = ident_claim(h, seg_count(h, REG_PROCS), s->fd, PROC_F_PROTD, &s->ident);
 	if (r < 0)
 		return ERR("segment %s: cannot claim a process slot (%s)", s->name, prot_strerror(r));
 	/* control_path is plain bytes: attachers read it after acquiring LIVE (new segment) or after
@@ -86,12 +86,15 @@ static int stamp_protd(struct shm *s, const char *control_path, char *err, size_
 	return 0;
 }
 
+/* Map the segment with its private geometry page (lib/segment.c: seg_map); the geometry is taken
+ * once the header is known good (seg_take_geometry), and never re-read from the mapping. */
 static int map(struct shm *s, char *err, size_t errn)
 {
-	void *base = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
-	if (base == MAP_FAILED)
-		return ERR("segment %s: mmap of %zu bytes: %s", s->name, s->size, strerror(errno));
-	s->hdr = base;
+	int r = seg_map(s->fd, s->size, false, &s->hdr);
+	if (r < 0) {
+		s->hdr = NULL;
+		return ERR("segment %s: mmap of %zu bytes: %s", s->name, s->size, strerror(-r));
+	}
 	return 0;
 }
 
@@ -143,6 +146,8 @@ static int create_fresh(struct shm *s, const struct config *c, const char *contr
 		return ERR("getrandom: %s", strerror(errno));
 	h->created_ns = prot_now_ns();
 	atomic_store_explicit(&h->owner_uid, geteuid(), memory_order_relaxed); /* before LIVE */
+	if ((r = seg_take_geometry(h, s->size)) < 0)
+		return ERR("segment %s: the header just written is refused (%s)", s->name, prot_strerror(r));
 	if (stamp_protd(s, control_path, err, errn))
 		return -1;
 	log_info("segment %s created: %zu bytes, mode %04o", s->name, s->size, c->seg.mode);
@@ -197,10 +202,11 @@ static bool same_layout(const struct prot_shm_header *h, const struct config *c)
 	memset(&want, 0, sizeof want);
 	if (seg_layout(&c->seg.geo, &want, &regions) < 0 || config_segment_size(c, &size) < 0)
 		return false;
-	return size == h->total_size && h->rate_summary_off == regions &&
-	       memcmp(want.region, h->region, sizeof want.region) == 0 &&
-	       want.pool_max_slots == h->pool_max_slots && want.pool_max_waiters == h->pool_max_waiters &&
-	       want.rate_groups == h->rate_groups;
+	const struct seg_geo *g = seg_geo(h); /* taken and validated at adoption */
+	return size == g->total_size && g->rate_summary_off == regions &&
+	       memcmp(want.region, g->region, sizeof want.region) == 0 &&
+	       want.pool_max_slots == g->pool_max_slots && want.pool_max_waiters == g->pool_max_waiters &&
+	       want.rate_groups == g->rate_groups;
 }
 
 static int incompatible(struct shm *s, bool recreate, const char *why, char *err, size_t errn)
@@ -239,7 +245,7 @@ static int adopt(struct shm *s, const struct config *c, const char *control_path
 	if (map(s, err, errn))
 		return REFUSED;
 	struct prot_shm_header *h = s->hdr;
-	int r = seg_validate(h, s->size);
+	int r = seg_take_geometry(h, s->size);
 	if (r < 0) {
 		char why[128];
 		snprintf(why, sizeof why, "is not usable (%s)", prot_strerror(r));
@@ -248,7 +254,7 @@ static int adopt(struct shm *s, const struct config *c, const char *control_path
 	/* The flock is ours, so any protd that served it is gone; one whose identity lock is still
 	 * held would be a protd that lost its flock: refuse rather than share. */
 	int32_t pid = atomic_load_explicit(&h->protd_pid, memory_order_relaxed);
-	struct prot_idv v = { .h = h, .fd = s->fd, .nprocs = h->region[REG_PROCS].count };
+	struct prot_idv v = { .h = h, .fd = s->fd, .nprocs = seg_count(h, REG_PROCS) };
 	if (protd_alive(&v))
 		return ERR("segment %s is served by protd pid %d", s->name, (int)pid);
 	uint32_t state = atomic_load_explicit(&h->state, memory_order_acquire);
@@ -274,8 +280,7 @@ static int adopt(struct shm *s, const struct config *c, const char *control_path
 
 static void drop(struct shm *s)
 {
-	if (s->hdr)
-		munmap(s->hdr, s->size);
+	seg_unmap(s->hdr, s->size);
 	if (s->fd >= 0)
 		close(s->fd);
 	s->hdr = NULL;
@@ -426,10 +431,10 @@ static void zero_state(struct shm *s, int reg, uint32_t i)
 	case REG_POOLS:
 		zero_words(base + offsetof(struct prot_pool_slot, lock),
 		           sizeof(struct prot_pool_slot) - offsetof(struct prot_pool_slot, lock));
-		zero_words(seg_entry(h, REG_LEASES, i * h->pool_max_slots),
-		           (size_t)h->pool_max_slots * sizeof(struct prot_lease_slot));
-		zero_words(seg_entry(h, REG_WAITERS, i * h->pool_max_waiters),
-		           (size_t)h->pool_max_waiters * sizeof(struct prot_waiter_slot));
+		zero_words(seg_entry(h, REG_LEASES, i * seg_geo(h)->pool_max_slots),
+		           (size_t)seg_geo(h)->pool_max_slots * sizeof(struct prot_lease_slot));
+		zero_words(seg_entry(h, REG_WAITERS, i * seg_geo(h)->pool_max_waiters),
+		           (size_t)seg_geo(h)->pool_max_waiters * sizeof(struct prot_waiter_slot));
 		break;
 	}
 }

@@ -237,7 +237,9 @@ PROT_API int prot_configure(prot_t *p, const char *key, const char *settings,
 	struct prot_detail scratch;
 	struct prot_detail *d = detail ? detail : &scratch;
 	memset(d, 0, sizeof *d);
-	int g = prot_gate(p, true); /* a change: only for those who could write the segment */
+	/* protd decides who may change what (its peer-credential check, README "The control
+	 * socket"), whatever this handle's mapping mode: protctl maps read-only and still sets */
+	int g = prot_gate(p, false);
 	if (g < 0)
 		return g;
 	if (!key || !settings || strpbrk(key, " \t\r\n") || strpbrk(settings, "\r\n"))

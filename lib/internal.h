@@ -211,15 +211,36 @@ static inline void seq_write_end(_Atomic uint32_t *seq)
 	                      memory_order_release);
 }
 
-/* ---- regions ------------------------------------------------------------------------------- */
-/* Only valid on a header that seg_validate() accepted: offsets and counts are then in bounds. */
+/* ---- regions: the private geometry --------------------------------------------------------- */
+/* What a process takes from a segment's header once, when it maps it: validated on a private copy
+ * and kept on a read-only private page just below the mapping (seg_map), so that neither a hostile
+ * writer of the segment nor a stray write in this process can move a region afterwards. Every
+ * offset, count and stride used to reach an entry comes from here, never from the mapping. */
+#define SEG_GEO_BYTES 4096u
+struct seg_geo {
+	struct prot_region region[REG_COUNT_];
+	uint32_t pool_max_slots, pool_max_waiters, rate_groups;
+	uint64_t rate_summary_off; /* 0: none */
+	uint64_t total_size;
+	uint64_t id;               /* created_ns ^ hash_key[0]: names the segment in a lease */
+	int valid;                 /* seg_take_geometry accepted the header */
+	struct prot_shm_header copy; /* the header as validated: its immutable words, for tamper checks */
+};
+_Static_assert(sizeof(struct seg_geo) <= SEG_GEO_BYTES, "the geometry fits its page");
+
+static inline const struct seg_geo *seg_geo(const struct prot_shm_header *h)
+{
+	return (const struct seg_geo *)(const void *)((const char *)h - SEG_GEO_BYTES);
+}
+/* Entry i of region reg; callers check i < seg_count(h, reg) (both from the private geometry). */
 static inline void *seg_entry(const struct prot_shm_header *h, int reg, uint32_t i)
 {
-	return (char *)h + h->region[reg].off + (uint64_t)i * h->region[reg].stride;
+	const struct prot_region *r = &seg_geo(h)->region[reg];
+	return (char *)h + r->off + (uint64_t)i * r->stride;
 }
 static inline uint32_t seg_count(const struct prot_shm_header *h, int reg)
 {
-	return h->region[reg].count;
+	return seg_geo(h)->region[reg].count;
 }
 
 /* Keys, breakers and pools share this line-0 prefix. */
@@ -253,10 +274,21 @@ struct seg_geometry {
 #define PROC_SLOTS_DEFAULT 1024u
 /* Bytes needed for a geometry; fills the region table of *h (which may be NULL). */
 PROT_HIDDEN int seg_layout(const struct seg_geometry *g, struct prot_shm_header *h, size_t *size);
-/* Check a mapped header against its mapping size: magic, ABI, size, every region in bounds and
- * non-overlapping, strides equal to this build's sizeof. Returns 0 or PROT_E*. Treats the segment
- * as untrusted. */
+/* Check a header (a private copy of one) against its mapping size: magic, ABI, size, every region
+ * in bounds and non-overlapping, strides equal to this build's sizeof. Returns 0 or PROT_E*. */
 PROT_HIDDEN int seg_validate(const void *base, size_t size);
+/* Map size bytes of fd (fd < 0: anonymous shared memory, for tests) with the private geometry page
+ * below it. The geometry is empty until seg_take_geometry. 0 and *out, or -errno. */
+PROT_HIDDEN int seg_map(int fd, size_t size, bool rdonly, struct prot_shm_header **out);
+PROT_HIDDEN void seg_unmap(struct prot_shm_header *h, size_t size);
+/* Copy the header, validate the copy against the mapping size and keep it as this mapping's
+ * geometry. 0 or PROT_E*. */
+PROT_HIDDEN int seg_take_geometry(struct prot_shm_header *h, size_t size);
+/* Which of the header's immutable words differ from the geometry taken: a bitmask of the header's
+ * 64-byte lines (0: none). */
+PROT_HIDDEN uint32_t seg_tampered(const struct prot_shm_header *h);
+/* protd, the owner: write those words back from the geometry taken. */
+PROT_HIDDEN void seg_restore_header(struct prot_shm_header *h);
 /* The geometry recorded in a validated header. */
 PROT_HIDDEN void seg_geometry_of(const struct prot_shm_header *h, struct seg_geometry *g);
 /* Find a LIVE named slot (REG_KEYS / REG_BREAKERS / REG_POOLS). Returns index or a negative

@@ -92,7 +92,7 @@ _Static_assert(sizeof(struct pool_cfgv) == 6 * 8, "prefix of struct prot_pool_cf
 /* Resolve pool idx of a validated header; the region sizes are re-checked (untrusted segment). */
 static int ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r)
 {
-	uint32_t ns = h->pool_max_slots, nw = h->pool_max_waiters;
+	uint32_t ns = seg_geo(h)->pool_max_slots, nw = seg_geo(h)->pool_max_waiters;
 	if (idx >= seg_count(h, REG_POOLS) || ns == 0 ||
 	    (uint64_t)(idx + 1) * ns > seg_count(h, REG_LEASES) ||
 	    (uint64_t)(idx + 1) * nw > seg_count(h, REG_WAITERS))
@@ -837,7 +837,7 @@ static struct pool_rec *loc_take(struct pool_loc *l, uint64_t strategy, const st
  * is used before the segment, slot and entry it names are found and match. */
 static uint64_t seg_id(const struct prot_shm_header *h)
 {
-	return h->created_ns ^ h->hash_key[0];
+	return seg_geo(h)->id; /* taken at attach: private */
 }
 
 static void lease_fill(prot_lease *lease, struct prot_shm_header *h, uint32_t idx, uint32_t slot_state,

@@ -397,7 +397,7 @@ static int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *
 	 * hash — a key per operation, one pass over the entity. */
 	const uint64_t k[2] = {h->hash_key[0] ^ id->op_hash, h->hash_key[1]};
 	uint64_t x = prot_siphash(k, id->ent, el);
-	id->group = (uint32_t)x & (h->rate_groups - 1);
+	id->group = (uint32_t)x & (seg_geo(h)->rate_groups - 1);
 	id->tag = (uint8_t)(x >> 56);
 	id->home = (uint8_t)(x >> 48) % RATE_GROUP_SLOTS;
 	return 0;
@@ -543,20 +543,12 @@ static bool bucket_remove(struct rate_ref r, uint64_t m, uint64_t w)
 
 /* ---- the summary of non-empty groups (see SUMMARY above) ------------------------------------- */
 
-/* The summary words, or NULL when the segment has none or its offset is not beyond every region
- * and within the segment (the header is untrusted). */
+/* The summary words, or NULL when the segment has none (the offset was checked against every
+ * region and the segment's size when the geometry was taken: seg_take_geometry). */
 static _Atomic uint64_t *summary_words(const struct prot_shm_header *h)
 {
-	uint64_t off = h->rate_summary_off, bytes = RATE_SUMMARY_BYTES(h->rate_groups);
-
-	if (off == 0 || off % PROT_CACHELINE || off > h->total_size || h->total_size - off < bytes)
-		return NULL;
-	for (int i = 0; i < REG_COUNT_; i++) {
-		const struct prot_region *r = &h->region[i];
-		if (off < r->off + (uint64_t)r->count * r->stride)
-			return NULL;
-	}
-	return (_Atomic uint64_t *)(void *)((char *)h + off);
+	uint64_t off = seg_geo(h)->rate_summary_off;
+	return off ? (_Atomic uint64_t *)(void *)((char *)h + off) : NULL;
 }
 
 static void summary_mark(const struct prot_shm_header *h, uint32_t gi)

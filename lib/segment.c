@@ -122,15 +122,16 @@ int seg_layout(const struct seg_geometry *g, struct prot_shm_header *h, size_t *
 
 void seg_geometry_of(const struct prot_shm_header *h, struct seg_geometry *g)
 {
+	const struct seg_geo *x = seg_geo(h);
 	*g = (struct seg_geometry){
-		.max_keys = h->region[REG_KEYS].count,
-		.max_breakers = h->region[REG_BREAKERS].count,
-		.max_pools = h->region[REG_POOLS].count,
-		.pool_max_slots = h->pool_max_slots,
-		.pool_max_waiters = h->pool_max_waiters,
-		.events = h->region[REG_EVENTS].count,
-		.rate_entities = (uint64_t)h->rate_groups * RATE_GROUP_SLOTS,
-		.max_procs = h->region[REG_PROCS].count,
+		.max_keys = x->region[REG_KEYS].count,
+		.max_breakers = x->region[REG_BREAKERS].count,
+		.max_pools = x->region[REG_POOLS].count,
+		.pool_max_slots = x->pool_max_slots,
+		.pool_max_waiters = x->pool_max_waiters,
+		.events = x->region[REG_EVENTS].count,
+		.rate_entities = (uint64_t)x->rate_groups * RATE_GROUP_SLOTS,
+		.max_procs = x->region[REG_PROCS].count,
 	};
 }
 
@@ -197,6 +198,103 @@ int seg_validate(const void *base, size_t size)
 	if (memchr(h->control_path, '\0', sizeof h->control_path) == NULL)
 		return -PROT_ECORRUPT;
 	return 0;
+}
+
+/* ---- the private geometry --------------------------------------------------------------------- */
+
+int seg_map(int fd, size_t size, bool rdonly, struct prot_shm_header **out)
+{
+	/* one reservation: the geometry page, then the segment right above it */
+	char *res = mmap(NULL, SEG_GEO_BYTES + size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (res == MAP_FAILED)
+		return -errno;
+	int prot = rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
+	void *seg = fd >= 0 ? mmap(res + SEG_GEO_BYTES, size, prot, MAP_SHARED | MAP_FIXED, fd, 0)
+	                    : mmap(res + SEG_GEO_BYTES, size, prot, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	void *geo = seg == MAP_FAILED ? MAP_FAILED
+	                              : mmap(res, SEG_GEO_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	if (geo == MAP_FAILED) {
+		int e = errno;
+		munmap(res, SEG_GEO_BYTES + size);
+		return -e;
+	}
+	*out = (struct prot_shm_header *)(void *)(res + SEG_GEO_BYTES);
+	return 0;
+}
+
+void seg_unmap(struct prot_shm_header *h, size_t size)
+{
+	if (h)
+		munmap((char *)h - SEG_GEO_BYTES, SEG_GEO_BYTES + size);
+}
+
+/* The rate summary (lib/ratelimit.c) must lie beyond every region and within the segment; a
+ * segment without one, or with one anywhere else, is swept whole. */
+static bool summary_ok(const struct prot_shm_header *c)
+{
+	uint64_t off = c->rate_summary_off, bytes = RATE_SUMMARY_BYTES(c->rate_groups);
+	if (off == 0 || off % PROT_CACHELINE || off > c->total_size || c->total_size - off < bytes)
+		return false;
+	for (int i = 0; i < REG_COUNT_; i++)
+		if (off < c->region[i].off + (uint64_t)c->region[i].count * c->region[i].stride)
+			return false;
+	return true;
+}
+
+int seg_take_geometry(struct prot_shm_header *h, size_t size)
+{
+	struct seg_geo g = { 0 };
+	/* one copy, then every check and every use reads the copy: a writer changing the header in
+	 * the meantime changes nothing we rely on */
+	for (size_t i = 0; i < sizeof g.copy / 8; i++)
+		((uint64_t *)&g.copy)[i] = __atomic_load_n(&((const uint64_t *)h)[i], __ATOMIC_RELAXED);
+	int r = seg_validate(&g.copy, size);
+	if (r < 0)
+		return r;
+	memcpy(g.region, g.copy.region, sizeof g.region);
+	g.pool_max_slots = g.copy.pool_max_slots;
+	g.pool_max_waiters = g.copy.pool_max_waiters;
+	g.rate_groups = g.copy.rate_groups;
+	g.rate_summary_off = summary_ok(&g.copy) ? g.copy.rate_summary_off : 0;
+	g.total_size = g.copy.total_size;
+	g.id = g.copy.created_ns ^ g.copy.hash_key[0];
+	g.valid = 1;
+	void *page = (char *)h - SEG_GEO_BYTES;
+	if (mprotect(page, SEG_GEO_BYTES, PROT_READ | PROT_WRITE) < 0)
+		return -errno;
+	memcpy(page, &g, sizeof g);
+	mprotect(page, SEG_GEO_BYTES, PROT_READ);
+	return 0;
+}
+
+/* The words that never change after creation: line 0 but `state`, the geometry lines, and the
+ * summary offset. A mismatch is someone else writing the header. */
+uint32_t seg_tampered(const struct prot_shm_header *h)
+{
+	const struct seg_geo *g = seg_geo(h);
+	const uint64_t *live = (const uint64_t *)h, *mine = (const uint64_t *)&g->copy;
+	const size_t state_word = offsetof(struct prot_shm_header, state) / 8;
+	const size_t summary_word = offsetof(struct prot_shm_header, rate_summary_off) / 8;
+	uint32_t lines = 0;
+	for (size_t i = 0; i < 256 / 8; i++)
+		if (i != state_word && __atomic_load_n(&live[i], __ATOMIC_RELAXED) != mine[i])
+			lines |= 1u << (i / 8);
+	if (__atomic_load_n(&live[summary_word], __ATOMIC_RELAXED) != mine[summary_word])
+		lines |= 1u << (summary_word / 8);
+	return lines;
+}
+
+void seg_restore_header(struct prot_shm_header *h)
+{
+	const struct seg_geo *g = seg_geo(h);
+	uint64_t *live = (uint64_t *)h;
+	const uint64_t *mine = (const uint64_t *)&g->copy;
+	const size_t state_word = offsetof(struct prot_shm_header, state) / 8;
+	const size_t summary_word = offsetof(struct prot_shm_header, rate_summary_off) / 8;
+	for (size_t i = 0; i < 256 / 8; i++)
+		if (i != state_word)
+			__atomic_store_n(&live[i], mine[i], __ATOMIC_RELAXED);
+	__atomic_store_n(&live[summary_word], mine[summary_word], __ATOMIC_RELAXED);
 }
 
 /* ---- process identity ------------------------------------------------------------------------ */
@@ -378,7 +476,7 @@ static void map_free(struct prot_map *m)
 {
 	while (m) {
 		struct prot_map *older = m->older;
-		munmap(m->hdr, m->size);
+		seg_unmap(m->hdr, m->size);
 		if (m->fd >= 0)
 			close(m->fd); /* drops the identity lock */
 		free(m);
@@ -392,7 +490,6 @@ static void map_free(struct prot_map *m)
 static int map_fd(int fd, unsigned flags, struct prot_map **out)
 {
 	struct stat st;
-	void *base;
 	int r;
 
 	if (fstat(fd, &st) < 0)
@@ -401,30 +498,28 @@ static int map_fd(int fd, unsigned flags, struct prot_map **out)
 		return -PROT_ENOSEG;
 	if ((uint64_t)st.st_size < sizeof(struct prot_shm_header) || (uint64_t)st.st_size > SEG_MAX_SIZE)
 		return -PROT_ESIZE;
-	base = mmap(NULL, (size_t)st.st_size,
-	            (flags & PROT_OPEN_RDONLY) ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (base == MAP_FAILED)
-		return -errno;
-	const struct prot_shm_header *h = base;
+	struct prot_shm_header *h;
+	r = seg_map(fd, (size_t)st.st_size, flags & PROT_OPEN_RDONLY, &h);
+	if (r < 0)
+		return r;
 	if (h->magic == 0 && h->abi_version == 0)
 		r = -PROT_ENOSEG;
 	else
-		r = seg_validate(base, (size_t)st.st_size);
+		r = seg_take_geometry(h, (size_t)st.st_size);
 	/* acquire: pairs with protd's release store of LIVE after it filled the header */
-	if (r == 0 && atomic_load_explicit(&((struct prot_shm_header *)base)->state,
-	                                   memory_order_acquire) == SEG_STATE_INIT)
+	if (r == 0 && atomic_load_explicit(&h->state, memory_order_acquire) == SEG_STATE_INIT)
 		r = -PROT_ENOSEG;
 	struct prot_map *m = r == 0 ? calloc(1, sizeof *m) : NULL;
 	if (r == 0 && !m)
 		r = -ENOMEM;
 	if (r < 0) {
-		munmap(base, (size_t)st.st_size);
+		seg_unmap(h, (size_t)st.st_size);
 		return r;
 	}
-	*m = (struct prot_map){.hdr = base, .size = (size_t)st.st_size, .dev = st.st_dev, .ino = st.st_ino,
-	                       .fd = fd, .nprocs = ((struct prot_shm_header *)base)->region[REG_PROCS].count};
+	*m = (struct prot_map){.hdr = h, .size = (size_t)st.st_size, .dev = st.st_dev, .ino = st.st_ino,
+	                       .fd = fd, .nprocs = seg_count(h, REG_PROCS)};
 	if (!(flags & PROT_OPEN_RDONLY) && (r = map_claim(m)) < 0) {
-		munmap(base, (size_t)st.st_size);
+		seg_unmap(h, (size_t)st.st_size);
 		free(m);
 		return r;
 	}
@@ -640,7 +735,7 @@ int prot_get_info(prot_t *p, struct prot_info *out)
 	h = prot_hdr(p);
 	snprintf(in.segment, sizeof in.segment, "%s", p->name);
 	in.abi_version = h->abi_version;
-	in.size = h->total_size;
+	in.size = seg_geo(h)->total_size;
 	/* the counters below are read for display: relaxed, no ordering needed */
 	in.config_generation = atomic_load_explicit(&h->config_gen, memory_order_relaxed);
 	in.protd_pid = atomic_load_explicit(&h->protd_pid, memory_order_relaxed);

@@ -36,13 +36,13 @@ static inline struct crafted craft_mode(const char *name, const struct seg_geome
 	cr_assert(fd >= 0, "shm_open %s: %s", name, strerror(errno));
 	cr_assert_eq(fchmod(fd, mode), 0);
 	cr_assert_eq(ftruncate(fd, (off_t)c.size), 0);
-	c.h = mmap(NULL, c.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	cr_assert(c.h != MAP_FAILED);
+	cr_assert_eq(seg_map(fd, c.size, false, &c.h), 0);
 	close(fd);
 	cr_assert_eq(seg_layout(g, c.h, &c.size), 0);
 	c.h->magic = PROT_MAGIC;
 	c.h->abi_version = PROT_ABI_VERSION;
 	c.h->created_ns = prot_now_ns();
+	cr_assert_eq(seg_take_geometry(c.h, c.size), 0);
 	atomic_store(&c.h->state, SEG_STATE_LIVE);
 	return c;
 }
@@ -54,7 +54,7 @@ static inline struct crafted craft(const char *name)
 
 static inline void uncraft(struct crafted *c)
 {
-	munmap(c->h, c->size);
+	seg_unmap(c->h, c->size);
 }
 
 /* Publish slot i of a named region (keys, breakers, pools) as NAME, like protd does. */
@@ -73,13 +73,15 @@ static inline struct prot_shm_header *craft_anon(const struct seg_geometry *g)
 {
 	size_t size;
 	cr_assert_eq(seg_layout(g, NULL, &size), 0);
-	struct prot_shm_header *h = th_shared(size);
+	struct prot_shm_header *h;
+	cr_assert_eq(seg_map(-1, size, false, &h), 0); /* anonymous and shared: forked children see it */
 	cr_assert_eq(seg_layout(g, h, &size), 0);
 	h->magic = PROT_MAGIC;
 	h->abi_version = PROT_ABI_VERSION;
 	h->created_ns = prot_now_ns();
 	h->hash_key[0] = 0x0123456789abcdefULL ^ (uint64_t)getpid();
 	h->hash_key[1] = 0xfedcba9876543210ULL ^ h->created_ns;
+	cr_assert_eq(seg_take_geometry(h, size), 0);
 	return h;
 }
 

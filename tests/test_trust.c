@@ -25,7 +25,8 @@ static const char ini_text[] = "[segment]\nmax_keys = 8\nmax_breakers = 4\nmax_p
                                "[breaker b]\ntolerance = 3\nwindow = 1s\nrefresh = 1s\n\n"
                                "[pool db]\nsize = 2\nmax_overflow = 0\n";
 
-/* A read-write mapping of the served segment, as a hostile group member would have it. */
+/* A read-write mapping of the served segment, as a hostile group member would have it (with this
+ * process's private geometry, so that the test can find slots whatever it writes). */
 struct raw {
 	struct prot_shm_header *h;
 	size_t size;
@@ -37,10 +38,11 @@ static struct raw raw_map(const char *seg)
 	cr_assert(fd >= 0, "shm_open %s: %s", seg, strerror(errno));
 	struct stat st;
 	cr_assert_eq(fstat(fd, &st), 0);
-	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct raw r = { NULL, (size_t)st.st_size };
+	cr_assert_eq(seg_map(fd, r.size, false, &r.h), 0);
 	close(fd);
-	cr_assert(m != MAP_FAILED);
-	return (struct raw){ m, (size_t)st.st_size };
+	cr_assert_eq(seg_take_geometry(r.h, r.size), 0);
+	return r;
 }
 
 static _Atomic uint32_t *seq_of(struct prot_shm_header *h, int reg, const char *name)
@@ -100,7 +102,7 @@ Test(trust, an_odd_sequence_counter_hangs_nobody, .timeout = 30)
 	cr_expect_geq(prot_rate_check_key(p, "k", "u", 1, NULL), 0);
 	cr_expect_eq(prot_execute(p, "k", NULL, fn_ok, NULL, &d), 0);
 	cr_expect_eq(th_protctl(&o, seg, "status", "k", NULL), 0, "%s", o.err);
-	munmap(r.h, r.size);
+	seg_unmap(r.h, r.size);
 	th_unserve(p, protd); /* SIGTERM still stops it: exit 0 */
 }
 
@@ -251,7 +253,6 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 		prot_rate_check_key(ro, "k", "e", 1, &ri),
 		prot_rate_execute(ro, "op", "e", &lim, cb_void, NULL, &res, &ri),
 		prot_rate_reset(ro, "op", "e"),
-		prot_breaker_create(ro, "x", &bo),
 		prot_breaker_execute(ro, "b", cb_void, NULL, &res),
 		prot_breaker_allow(ro, "b", &tok),
 		prot_breaker_record(ro, &tok, PROT_OUTCOME_SUCCESS, 0),
@@ -262,10 +263,13 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 		prot_pool_checkin(ro, &lease, PROT_CHECKIN_OK),
 		prot_pool_with(ro, "db", 0, cb_conn, NULL, &res),
 		prot_execute(ro, "k", NULL, fn_ok, NULL, &d),
-		prot_configure(ro, "k", "rate_limit=5", &d),
 	};
 	for (size_t i = 0; i < sizeof rdonly / sizeof rdonly[0]; i++)
 		cr_expect_eq(rdonly[i], -EROFS, "read-only handle, call %zu: %d", i, rdonly[i]);
+	/* changes through protd are judged by protd on the caller's credentials, not on the mode of
+	 * the handle's mapping (we are the segment's owner here: allowed) */
+	cr_expect_eq(prot_configure(ro, "k", "rate_limit=5", &d), 0, "%s", d.message);
+	cr_expect_eq(prot_breaker_create(ro, "x", &bo), 0);
 	cr_expect_eq(prot_get_info(ro, &info), 0);
 	cr_expect_eq(prot_rate_status(ro, "op", "e", &lim, &ri), 0);
 	cr_expect_eq(prot_breaker_status(ro, "b", &bs), 0);
@@ -278,5 +282,66 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 	cr_expect_geq(id, 0);
 	cr_expect_eq(prot_telemetry_detach(ro, id), 0);
 	prot_close(ro);
+	th_unserve(p, protd);
+}
+
+/* ---- 3. private geometry ---------------------------------------------------------------------- */
+
+static bool protd_alive_pid(pid_t pid)
+{
+	return kill(pid, 0) == 0 && th_wait(pid, 0, NULL) != 0;
+}
+
+/* Every immutable header word, rewritten while protd serves: protd neither crashes nor writes
+ * where the tampered word points, and restores it; clients attached before keep working on their
+ * private geometry. */
+Test(trust, tampered_header_words_fool_nobody, .timeout = 60)
+{
+	const char *seg, *ini;
+	prot_t *p;
+	pid_t protd = th_serve("tamper", ini_text, &seg, &ini, &p);
+	struct raw r = raw_map(seg);
+	uint64_t *w = (uint64_t *)r.h;
+	uint64_t before[sizeof(struct prot_shm_header) / 8];
+	memcpy(before, w, sizeof before);
+	const size_t state_word = offsetof(struct prot_shm_header, state) / 8;
+	const uint64_t evil[] = { 0, ~0ull, 64, 0x40, (uint64_t)r.size };
+	int tried = 0;
+	for (size_t i = 0; i < 256 / 8; i++) {
+		if (i == state_word)
+			continue;
+		for (size_t k = 0; k < sizeof evil / sizeof evil[0]; k++) {
+			uint64_t v = evil[k];
+			if (v == before[i])
+				continue;
+			__atomic_store_n(&w[i], v, __ATOMIC_RELAXED);
+			tried++;
+			/* a client keeps working meanwhile: its geometry is its own */
+			cr_assert_geq(prot_rate_check_key(p, "k", "u", 1, NULL), 0, "word %zu = %#llx", i,
+			              (unsigned long long)v);
+			prot_lease l;
+			cr_assert_eq(prot_pool_checkout(p, "db", 100, &l, NULL), 0);
+			cr_assert_eq(prot_pool_checkin(p, &l, PROT_CHECKIN_OK), 0);
+			/* protd's tick sees it (10 ms) and restores it */
+			uint64_t end = th_now_ms() + 1000;
+			while (__atomic_load_n(&w[i], __ATOMIC_RELAXED) != before[i] && th_now_ms() < end)
+				usleep(2000);
+			cr_assert_eq(__atomic_load_n(&w[i], __ATOMIC_RELAXED), before[i],
+			             "word %zu not restored (was set to %#llx)", i, (unsigned long long)v);
+			cr_assert(protd_alive_pid(protd), "protd died after word %zu = %#llx", i,
+			          (unsigned long long)v);
+		}
+	}
+	cr_log_info("%d header rewrites survived", tried);
+	/* nothing else in the header moved (protd wrote nowhere a tampered offset pointed) */
+	for (size_t i = 0; i < 256 / 8; i++)
+		if (i != state_word)
+			cr_expect_eq(w[i], before[i], "header word %zu changed", i);
+	const char *log = th_protd_log(protd);
+	struct th_out o;
+	const char *const grep[] = { "/bin/grep", "-c", "header was changed by someone else", log, NULL };
+	th_run(&o, 2000, grep);
+	cr_expect_neq(o.code, 1, "protd logs the tampering");
+	seg_unmap(r.h, r.size);
 	th_unserve(p, protd);
 }
