@@ -45,6 +45,8 @@ void shm_set_access(struct shm *s, const struct config *c);
 /* Clean stop: RETIRED + unlink, or (keep) LIVE with protd_pid = 0 for re-adoption. */
 void shm_shutdown(struct shm *s, bool keep);
 /* config_gen += 1 (release) and an event. */
+/* Brackets every change of configuration: begin makes the generation odd, changed even again. */
+void shm_config_begin(struct shm *s);
 void shm_config_changed(struct shm *s, uint32_t ev, const char *what);
 
 /* Slots of REG_KEYS / REG_BREAKERS / REG_POOLS. */

@@ -367,10 +367,12 @@ int registry_apply(struct shm *s, struct config *next, uint32_t ev)
 	/* Removed objects first, so their slots can serve new names at full capacity. A key still
 	 * naming a removed breaker/pool is rewritten just below; clients treat an index to a slot
 	 * that is not LIVE as "no such layer" (indices are untrusted anyway). */
+	shm_config_begin(s);
 	retire_removed(s, old, &b->r.cfg);
 	int r = publish_all(s, &b->r, old);
 	if (r < 0) {
 		/* capacity was checked by config_check(): only a segment tampered with gets here */
+		shm_config_changed(s, 0, NULL);
 		box_free(b);
 		return r;
 	}

@@ -163,6 +163,12 @@ static int create_fresh(struct shm *s, const struct config *c, const char *contr
  * this, readers give up on the slot with PROT_ETORN (lib/internal.h, seq_read). */
 static void repair_seqs(struct shm *s)
 {
+	uint64_t g = atomic_load_explicit(&s->hdr->config_gen, memory_order_relaxed);
+	if (g & 1u) {
+		log_warn("segment %s: a change of configuration was left half-applied: ended, and the "
+		         "configuration is applied again", s->name);
+		atomic_store_explicit(&s->hdr->config_gen, g + 1, memory_order_release);
+	}
 	static const char *const what[] = {[REG_KEYS] = "key", [REG_BREAKERS] = "breaker", [REG_POOLS] = "pool"};
 	for (int reg = REG_KEYS; reg <= REG_POOLS; reg++)
 		for (uint32_t i = 0, n = seg_count(s->hdr, reg); i < n; i++) {
@@ -326,12 +332,23 @@ void shm_heartbeat(struct shm *s, uint64_t now_ns)
 	atomic_store_explicit(&s->hdr->heartbeat_ns, now_ns, memory_order_relaxed);
 }
 
+/* The configuration generation is a sequence counter over a whole change: odd while protd writes
+ * the slots of one reload or runtime set, even once all are written. Readers that need every layer
+ * of a key from one change (lib/facade.c, read_layers) copy them between two equal even loads. */
+void shm_config_begin(struct shm *s)
+{
+	uint64_t g = atomic_load_explicit(&s->hdr->config_gen, memory_order_relaxed);
+	atomic_store_explicit(&s->hdr->config_gen, g | 1u, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release); /* odd is visible before any slot changes */
+}
+
 void shm_config_changed(struct shm *s, uint32_t ev, const char *what)
 {
-	/* release: every cfg write of this change happens before the new generation is seen */
-	uint64_t gen = atomic_fetch_add_explicit(&s->hdr->config_gen, 1, memory_order_release) + 1;
+	/* release: every cfg write of this change happens before the even generation is seen */
+	uint64_t g = atomic_load_explicit(&s->hdr->config_gen, memory_order_relaxed) | 1u;
+	atomic_store_explicit(&s->hdr->config_gen, g + 1, memory_order_release);
 	if (ev)
-		prot_event_emit(s->hdr, ev, 0, what, gen, 0);
+		prot_event_emit(s->hdr, ev, 0, what, (g + 1) / 2, 0);
 }
 
 void shm_shutdown(struct shm *s, bool keep)

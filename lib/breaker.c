@@ -270,7 +270,8 @@ static inline uint64_t bk_now_cheap(const struct bk *b)
 
 /* 0, or -PROT_ETORN: the breaker's configuration was left half-written (b is still usable for
  * reads of the state words, with the clamped values cfg_normalize made of the copy). */
-static int bk_init(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns)
+static int bk_init_cfg(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
+                       const struct cfg_snap *cfg)
 {
 	b->p = p;
 	b->h = h;
@@ -278,7 +279,26 @@ static int bk_init(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t 
 	b->s = seg_entry(h, REG_BREAKERS, idx);
 	b->have_now = now_ns != 0;
 	b->now_ms = now_ns / 1000000u;
-	return cfg_read(b->s, &b->c);
+	if (!cfg)
+		return cfg_read(b->s, &b->c);
+	memcpy(&b->c, cfg->w, sizeof b->c);
+	cfg_normalize(&b->c);
+	return 0;
+}
+
+static int bk_init(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns)
+{
+	return bk_init_cfg(b, p, h, idx, now_ns, NULL);
+}
+
+_Static_assert(sizeof(struct bcfg) <= sizeof(struct cfg_snap), "a breaker's words fit a snapshot");
+
+int breaker_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *out)
+{
+	if (idx >= seg_count(h, REG_BREAKERS))
+		return -PROT_ENOBREAKER;
+	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
+	return seq_read(&s->seq, &s->cfg, out->w, CFG_WORDS);
 }
 
 static const uint32_t ev_of_state[] = {
@@ -659,13 +679,19 @@ static int bk_rejected(const struct bk *b, int r)
 int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
                       prot_breaker_token *tok)
 {
+	return breaker_allow_cfg(p, h, idx, now_ns, NULL, tok);
+}
+
+int breaker_allow_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
+                      const struct cfg_snap *cfg, prot_breaker_token *tok)
+{
 	struct bk b;
 	uint32_t e, k = 0;
 	bool probe;
 
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ENOBREAKER;
-	int cr = bk_init(&b, p, h, idx, now_ns);
+	int cr = bk_init_cfg(&b, p, h, idx, now_ns, cfg);
 	if (cr < 0)
 		return cr;
 	/* the generation before the decision: a slot recycled meanwhile makes the token stale */
@@ -687,6 +713,12 @@ static inline bool is_slow(const struct bk *b, uint64_t duration_ns)
 int breaker_record_idx(prot_t *p, struct prot_shm_header *h, const prot_breaker_token *tok,
                        int outcome, uint64_t duration_ns, uint64_t now_ns)
 {
+	return breaker_record_cfg(p, h, tok, outcome, duration_ns, now_ns, NULL);
+}
+
+int breaker_record_cfg(prot_t *p, struct prot_shm_header *h, const prot_breaker_token *tok,
+                       int outcome, uint64_t duration_ns, uint64_t now_ns, const struct cfg_snap *cfg)
+{
 	struct bk b;
 	uint32_t idx = (uint32_t)tok->opaque[0];
 
@@ -694,7 +726,7 @@ int breaker_record_idx(prot_t *p, struct prot_shm_header *h, const prot_breaker_
 		return -EINVAL;
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ESTALE;
-	int cr = bk_init(&b, p, h, idx, now_ns);
+	int cr = bk_init_cfg(&b, p, h, idx, now_ns, cfg);
 	if (SLOT_STATE(atomic_load_explicit(&b.s->state, memory_order_relaxed)) != SLOT_LIVE ||
 	    slot_gen(b.s) != (uint32_t)(tok->opaque[0] >> 32))
 		return -PROT_ESTALE;

@@ -23,6 +23,8 @@ struct call_ctx {
 	struct prot_shm_header *h;
 	struct prot_key_slot *slot;
 	struct prot_key_cfg cfg;
+	int64_t breaker, pool;           /* the layers' slots (-1: none), and their configurations, */
+	struct cfg_snap bcfg, pcfg;      /* all read under one configuration generation (read_layers) */
 	uint32_t idx;
 	const char *key;
 	const struct prot_call_opts *opts;
@@ -77,6 +79,35 @@ static int refuse(struct call_ctx *c, unsigned layer, int err)
 	return err;
 }
 
+/* ONE CONFIGURATION PER CALL. protd makes hdr.config_gen odd while it applies a change (a reload
+ * or a runtime set: every slot it touches) and even again after (release). The key's block and
+ * the blocks of its breaker and pool are copied between two loads of the generation: equal and
+ * even means every layer of this call comes from one applied configuration. A generation that
+ * stays odd (a protd that died mid-change; its successor ends it) or keeps moving is waited for
+ * SEQ_PATIENCE_NS at most; then each layer is still whole (its own seqlock), only not
+ * necessarily of the same change. Cost on the hot path: two loads of a line only protd writes. */
+static int read_layers(struct call_ctx *c)
+{
+	struct seq_wait w = { 0 };
+	do {
+		/* acquire: pairs with protd's release of the even generation (daemon/shm.c) */
+		uint64_t g0 = atomic_load_explicit(&c->h->config_gen, memory_order_acquire);
+		int r = seq_read(&c->slot->seq, &c->slot->cfg, &c->cfg, sizeof c->cfg / 8);
+		if (r < 0)
+			return r;
+		c->breaker = layer_index(c, REG_BREAKERS, c->cfg.breaker_index, PROT_LAYER_BREAKER);
+		c->pool = layer_index(c, REG_POOLS, c->cfg.pool_index, PROT_LAYER_POOL);
+		if (c->breaker >= 0 && (r = breaker_cfg_snap(c->h, (uint32_t)c->breaker, &c->bcfg)) < 0)
+			return r;
+		if (c->pool >= 0 && (r = pool_cfg_snap(c->h, (uint32_t)c->pool, &c->pcfg)) < 0)
+			return r;
+		atomic_thread_fence(memory_order_acquire); /* the copies happen before the re-check */
+		if (!(g0 & 1) && atomic_load_explicit(&c->h->config_gen, memory_order_relaxed) == g0)
+			return 0;
+	} while (seq_wait_more(&w));
+	return 0; /* whole layers, perhaps of two changes: better than no call at all */
+}
+
 static int step_rate(struct call_ctx *c)
 {
 	const struct prot_call_opts *o = c->opts;
@@ -118,7 +149,7 @@ static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
                      int (*fn)(const struct prot_call *), void *arg, uint64_t deadline,
                      int64_t wait_ms)
 {
-	int64_t pool = layer_index(c, REG_POOLS, c->cfg.pool_index, PROT_LAYER_POOL);
+	int64_t pool = c->pool;
 	struct prot_call call = {.deadline_ns = deadline, .arg = arg, .key = c->key};
 	prot_lease lease;
 	bool waited = false;
@@ -127,10 +158,10 @@ static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
 		uint64_t now = c->start_ns; /* only a queued checkout takes long enough to matter */
 		int64_t left = now < deadline ? (int64_t)((deadline - now) / 1000000u) : 0;
 		left = left < wait_ms ? left : wait_ms;
-		r = pool_checkout_idx(c->p, c->h, (uint32_t)pool, left, &lease, &call.conn, &waited);
+		r = pool_checkout_idx(c->p, c->h, (uint32_t)pool, left, &c->pcfg, &lease, &call.conn, &waited);
 		if (r < 0) {
 			if (breaker)
-				breaker_record_idx(c->p, c->h, tok, PROT_OUTCOME_CANCEL, 0, now);
+				breaker_record_cfg(c->p, c->h, tok, PROT_OUTCOME_CANCEL, 0, now, &c->bcfg);
 			if (r == -PROT_ECHECKOUT_TIMEOUT || r == -PROT_EPOOLFULL) {
 				stat_add(&c->slot->stats.pool_timeouts, 1);
 				r = -PROT_ECHECKOUT_TIMEOUT;
@@ -150,8 +181,8 @@ static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
 
 	int outcome = rc < 0 ? -PROT_EFAILED : t1 > deadline ? -PROT_ETIMEOUT : 0;
 	if (breaker)
-		breaker_record_idx(c->p, c->h, tok, outcome ? PROT_OUTCOME_FAILURE : PROT_OUTCOME_SUCCESS,
-		                   t1 - t0, t1);
+		breaker_record_cfg(c->p, c->h, tok, outcome ? PROT_OUTCOME_FAILURE : PROT_OUTCOME_SUCCESS,
+		                   t1 - t0, t1, &c->bcfg);
 	account_call(c, outcome, t1 - t0);
 	if (outcome) {
 		c->detail->layer = PROT_LAYER_CALL;
@@ -198,7 +229,7 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 	}
 	c.idx = (uint32_t)idx;
 	c.slot = seg_entry(c.h, REG_KEYS, c.idx);
-	int tr = seq_read(&c.slot->seq, &c.slot->cfg, &c.cfg, sizeof c.cfg / 8);
+	int tr = read_layers(&c);
 	if (tr < 0) {
 		detail_key(&c);
 		return tr;
@@ -215,10 +246,10 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 	if (r)
 		return r;
 
-	int64_t breaker = layer_index(&c, REG_BREAKERS, c.cfg.breaker_index, PROT_LAYER_BREAKER);
+	int64_t breaker = c.breaker;
 	prot_breaker_token tok;
 	if (breaker >= 0) {
-		r = breaker_allow_idx(p, c.h, (uint32_t)breaker, 0, &tok);
+		r = breaker_allow_cfg(p, c.h, (uint32_t)breaker, 0, &c.bcfg, &tok);
 		if (r == -PROT_EBLOWN)
 			stat_add(&c.slot->stats.breaker_rejected, 1);
 		if (r < 0)
@@ -254,16 +285,11 @@ PROT_API int prot_configure(prot_t *p, const char *key, const char *settings,
 	return prot_control(p, req, d->message, sizeof d->message);
 }
 
-PROT_API int prot_get_protection_status(prot_t *p, const char *key,
-                                        struct prot_protection_status *out)
+/* Every layer of key idx, as one read (no generation check: see prot_get_protection_status). */
+static int status_read(struct prot_shm_header *h, uint32_t idx, const char *key,
+                       struct prot_protection_status *out)
 {
-	if (!p || !key || !out)
-		return -EINVAL;
-	struct prot_shm_header *h = prot_hdr(p);
-	int idx = seg_find(h, REG_KEYS, key);
-	if (idx < 0)
-		return idx;
-	struct prot_key_slot *slot = seg_entry(h, REG_KEYS, (uint32_t)idx);
+	struct prot_key_slot *slot = seg_entry(h, REG_KEYS, idx);
 	struct prot_key_cfg cfg;
 	int tr = seq_read(&slot->seq, &slot->cfg, &cfg, sizeof cfg / 8);
 	if (tr < 0)
@@ -276,8 +302,7 @@ PROT_API int prot_get_protection_status(prot_t *p, const char *key,
 	st.rate = (struct prot_rate_limit){.algo = (uint32_t)cfg.rate_algo, .limit = cfg.rate_limit,
 	                                   .window_ms = cfg.rate_window_ms, .burst = cfg.rate_burst};
 	struct rate_totals rt;
-	uint32_t kidx = (uint32_t)idx;
-	if (rate_keys_totals(h, 1, &kidx, &rt) == 0)
+	if (rate_keys_totals(h, 1, &idx, &rt) == 0)
 		st.rate_buckets = rt.buckets, st.rate_allowed = rt.allowed, st.rate_denied = rt.denied;
 	st.rate_table_full = atomic_load_explicit(&slot->stats.rate_table_full, memory_order_relaxed);
 	st.timeout_ms = cfg.timeout_ms ? cfg.timeout_ms : FACADE_DEFAULT_TIMEOUT_MS;
@@ -291,6 +316,34 @@ PROT_API int prot_get_protection_status(prot_t *p, const char *key,
 	st.has_breaker = b >= 0 && breaker_status_idx(h, (uint32_t)b, 0, &st.breaker) == 0;
 	int64_t pl = live_slot(h, REG_POOLS, cfg.pool_index);
 	st.has_pool = pl >= 0 && pool_status_idx(h, (uint32_t)pl, &st.pool) == 0;
+	*out = st;
+	return 0;
+}
+
+/* All layers from one applied configuration, as prot_execute reads them (read_layers): between two
+ * equal, even loads of the configuration generation; a generation that stays odd or keeps moving
+ * is waited for SEQ_PATIENCE_NS at most, then the last whole read is returned. */
+PROT_API int prot_get_protection_status(prot_t *p, const char *key,
+                                        struct prot_protection_status *out)
+{
+	if (!p || !key || !out)
+		return -EINVAL;
+	struct prot_shm_header *h = prot_hdr(p);
+	int idx = seg_find(h, REG_KEYS, key);
+	if (idx < 0)
+		return idx;
+	struct prot_protection_status st;
+	struct seq_wait w = { 0 };
+	do {
+		/* acquire: pairs with protd's release of the even generation */
+		uint64_t g0 = atomic_load_explicit(&h->config_gen, memory_order_acquire);
+		int r = status_read(h, (uint32_t)idx, key, &st);
+		if (r < 0)
+			return r;
+		atomic_thread_fence(memory_order_acquire); /* the reads happen before the re-check */
+		if (!(g0 & 1) && atomic_load_explicit(&h->config_gen, memory_order_relaxed) == g0)
+			break;
+	} while (seq_wait_more(&w));
 	*out = st;
 	return 0;
 }

@@ -161,12 +161,36 @@ static inline void prot_cpu_relax(void)
  * it): no reader may spin on it forever. protd repairs odd counters when it starts. */
 #define SEQ_SPINS 1024
 #define SEQ_PATIENCE_NS (20ull * 1000000)
+
+/* The bounded wait of every reader of a sequence counter: after a failed attempt, true to try
+ * again (a relax for SEQ_SPINS attempts, then yields), false once SEQ_PATIENCE_NS have passed. */
+struct seq_wait {
+	uint32_t tries;
+	uint64_t give_up;
+};
+static inline bool seq_wait_more(struct seq_wait *w)
+{
+	if (w->tries++ < SEQ_SPINS) {
+		prot_cpu_relax();
+		return true;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	if (!w->give_up)
+		w->give_up = now + SEQ_PATIENCE_NS;
+	else if (now >= w->give_up)
+		return false;
+	sched_yield(); /* the writer may be descheduled mid-write: let it run */
+	return true;
+}
+
 static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, size_t words)
 {
 	const uint64_t *s = src;
 	uint64_t *d = dst;
-	uint64_t give_up = 0;
-	for (uint32_t tries = 0;; tries++) {
+	struct seq_wait w = { 0 };
+	do {
 		uint32_t a = atomic_load_explicit(seq, memory_order_acquire); /* pairs with seq_write_end */
 		if (!(a & 1u)) {
 			for (size_t i = 0; i < words; i++)
@@ -175,20 +199,10 @@ static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, si
 			if (atomic_load_explicit(seq, memory_order_relaxed) == a)
 				return 0;
 		}
-		if (tries < SEQ_SPINS) {
-			prot_cpu_relax();
-			continue;
-		}
-		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-		if (!give_up)
-			give_up = now + SEQ_PATIENCE_NS;
-		else if (now >= give_up)
-			return -PROT_ETORN;
-		sched_yield(); /* the writer may be descheduled mid-write: let it run */
-	}
+	} while (seq_wait_more(&w));
+	return -PROT_ETORN;
 }
+
 /* The writer's odd phase. A counter found odd already (a writer died mid-write, or another writer
  * of the segment set it) stays odd: the words are being written again, and seq_write_end makes it
  * even once they are whole. */
@@ -328,6 +342,21 @@ PROT_HIDDEN const char *prot_event_name(uint32_t type);
  * (protd unreachable, 2 s timeout). Protocol: daemon/control.c. */
 PROT_HIDDEN int prot_control(prot_t *p, const char *request, char *reply, size_t n);
 
+/* A breaker's or a pool's configuration words as one copy (seq_read), which the facade takes with
+ * the key's under one configuration generation and hands to the layers (lib/facade.c). Only the
+ * owning module interprets the words. */
+struct cfg_snap {
+	uint64_t w[16];
+};
+PROT_HIDDEN int breaker_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *out);
+PROT_HIDDEN int pool_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *out);
+/* The same as breaker_allow_idx / breaker_record_idx, deciding on cfg (NULL: read it now). */
+PROT_HIDDEN int breaker_allow_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
+                                  const struct cfg_snap *cfg, prot_breaker_token *tok);
+PROT_HIDDEN int breaker_record_cfg(prot_t *p, struct prot_shm_header *h, const prot_breaker_token *tok,
+                                   int outcome, uint64_t duration_ns, uint64_t now_ns,
+                                   const struct cfg_snap *cfg);
+
 /* lib/breaker.c: index-based forms of prot_breaker_* (the facade resolves the index once).
  * p may be NULL (no telemetry); now_ns 0 = read the clock only if the decision needs it. */
 PROT_HIDDEN int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
@@ -396,7 +425,8 @@ PROT_HIDDEN void rate_view_info(const struct rate_view *v, const struct prot_rat
 /* lib/pool.c: index-based forms for the facade (it resolves the pool index once). Checkin goes
  * through prot_pool_checkin: the lease carries the index. */
 PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
-                                  int64_t timeout_ms, prot_lease *lease, void **conn,
+                                  int64_t timeout_ms, const struct cfg_snap *cfg /* NULL: read */,
+                                  prot_lease *lease, void **conn,
                                   bool *waited /* set when it had to queue; may be NULL */);
 /* Read-only: works on a read-only mapping. */
 PROT_HIDDEN int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_status *out);

@@ -113,6 +113,15 @@ static int cfg_read(const struct pool_ref *r, struct pool_cfgv *c)
 	return seq_read(&r->s->seq, &r->s->cfg, c, sizeof *c / 8);
 }
 
+_Static_assert(sizeof(struct pool_cfgv) <= sizeof(struct cfg_snap), "a pool's words fit a snapshot");
+
+int pool_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *out)
+{
+	struct pool_ref r;
+	int rc = ref_at(h, idx, &r);
+	return rc < 0 ? rc : cfg_read(&r, (struct pool_cfgv *)(void *)out->w);
+}
+
 /* For the calls that give something back (checkin, close): a torn configuration must not keep a
  * lease from returning. Without it, no overflow is closed early and every entry counts. */
 static void cfg_read_or_safe(const struct pool_ref *r, struct pool_cfgv *c)
@@ -886,7 +895,8 @@ static int checkout_resolve(prot_t *p, struct prot_shm_header *h, const char *na
 
 /* Checkout on pool `name` (resolved by name) or, name NULL, on slot idx of h. */
 static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
-                    int64_t timeout_ms, prot_lease *lease, void **conn, bool *waited)
+                    int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease, void **conn,
+                    bool *waited)
 {
 	if (!p || !lease)
 		return -EINVAL;
@@ -915,7 +925,10 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	struct prot_connector cn = l->c;
 	bool has = l->has_connector;
 	dead = loc_expired(l, prot_now_coarse_ns());
-	rc = cfg_read(&r, &c);
+	if (pre)
+		memcpy(&c, pre->w, sizeof c);
+	else
+		rc = cfg_read(&r, &c);
 	if (rc == 0)
 		rc = lease_try(&r, &v, &c, &g);
 	if (rc == -PROT_ETORN) {
@@ -963,13 +976,14 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 
 /* checkout() with the telemetry events: the clock is read only when a handler listens. */
 static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
-                             int64_t timeout_ms, prot_lease *lease, void **conn, bool *waited)
+                             int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease,
+                             void **conn, bool *waited)
 {
 	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
 	if (likely(!p || !(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want)))
-		return checkout(p, h, name, idx, timeout_ms, lease, conn, waited);
+		return checkout(p, h, name, idx, timeout_ms, pre, lease, conn, waited);
 	uint64_t t0 = prot_now_ns();
-	int rc = checkout(p, h, name, idx, timeout_ms, lease, conn, waited);
+	int rc = checkout(p, h, name, idx, timeout_ms, pre, lease, conn, waited);
 	char nm[PROT_NAME_BYTES] = "";
 	if (name)
 		snprintf(nm, sizeof nm, "%s", name);
@@ -981,9 +995,9 @@ static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *n
 }
 
 int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int64_t timeout_ms,
-                      prot_lease *lease, void **conn, bool *waited)
+                      const struct cfg_snap *cfg, prot_lease *lease, void **conn, bool *waited)
 {
-	return checkout_observed(p, h, NULL, idx, timeout_ms, lease, conn, waited);
+	return checkout_observed(p, h, NULL, idx, timeout_ms, cfg, lease, conn, waited);
 }
 
 int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lease *lease,
@@ -996,7 +1010,7 @@ int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lea
 		return -EINVAL;
 	if (strlen(pool) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
-	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, lease, conn, NULL);
+	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, NULL, lease, conn, NULL);
 }
 
 /* The mapping of p a lease names, from p's private list of mappings (never from the lease), with

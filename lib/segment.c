@@ -737,7 +737,8 @@ int prot_get_info(prot_t *p, struct prot_info *out)
 	in.abi_version = h->abi_version;
 	in.size = seg_geo(h)->total_size;
 	/* the counters below are read for display: relaxed, no ordering needed */
-	in.config_generation = atomic_load_explicit(&h->config_gen, memory_order_relaxed);
+	/* two steps per applied change (odd while protd writes it): count changes */
+	in.config_generation = (atomic_load_explicit(&h->config_gen, memory_order_relaxed) + 1) / 2;
 	in.protd_pid = atomic_load_explicit(&h->protd_pid, memory_order_relaxed);
 	uint64_t hb = atomic_load_explicit(&h->heartbeat_ns, memory_order_relaxed);
 	uint64_t now = prot_now_ns();

@@ -345,3 +345,166 @@ Test(trust, tampered_header_words_fool_nobody, .timeout = 60)
 	seg_unmap(r.h, r.size);
 	th_unserve(p, protd);
 }
+
+/* ---- 9. one applied configuration per call ---------------------------------------------------------- */
+
+#define CFG_A "[key k]\nrate_limit = 100\nrate_window = 1s\nbreaker = b\npool = db\n\n" \
+              "[breaker b]\ntolerance = 3\nwindow = 1s\nrefresh = 1s\n\n[pool db]\nsize = 2\nmax_overflow = 0\n"
+#define CFG_B "[key k]\nrate_limit = 200\nrate_window = 1s\nbreaker = b\npool = db\n\n" \
+              "[breaker b]\ntolerance = 5\nwindow = 1s\nrefresh = 1s\n\n[pool db]\nsize = 4\nmax_overflow = 0\n"
+
+struct mix {
+	_Atomic int stop;
+	_Atomic uint64_t reads, mixed, errors;
+	char seg[64];
+};
+
+static int status_reader(void *arg, int i)
+{
+	struct mix *m = arg;
+	prot_t *p;
+	(void)i;
+	if (prot_open(m->seg, PROT_OPEN_RDONLY, &p) != 0)
+		return 1;
+	while (!atomic_load(&m->stop)) {
+		struct prot_protection_status st;
+		if (prot_get_protection_status(p, "k", &st) != 0) {
+			atomic_fetch_add(&m->errors, 1);
+			continue;
+		}
+		bool a = st.rate.limit == 100 && st.breaker.opts.tolerance == 3 && st.pool.size == 2;
+		bool b = st.rate.limit == 200 && st.breaker.opts.tolerance == 5 && st.pool.size == 4;
+		if (!a && !b)
+			atomic_fetch_add(&m->mixed, 1);
+		atomic_fetch_add(&m->reads, 1);
+	}
+	prot_close(p);
+	return 0;
+}
+
+static void write_ini(const char *path, const char *body)
+{
+	char tmp[512];
+	snprintf(tmp, sizeof tmp, "%s.new", path);
+	FILE *f = fopen(tmp, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "[segment]\nmax_keys = 8\nmax_breakers = 4\nmax_pools = 2\npool_max_slots = 8\n"
+	           "pool_max_waiters = 8\nrate_entities = 256\nevents = 64\n\n[daemon]\ntick = 10ms\n\n%s", body);
+	cr_assert_eq(fclose(f), 0);
+	cr_assert_eq(rename(tmp, path), 0); /* protd never reads half a file */
+}
+
+Test(trust, reloads_never_mix_the_layers_of_two_configurations, .timeout = 120)
+{
+	const char *seg, *ini;
+	prot_t *p;
+	pid_t protd = th_serve("mix", "[segment]\nmax_keys = 8\nmax_breakers = 4\nmax_pools = 2\n"
+	                               "pool_max_slots = 8\npool_max_waiters = 8\nrate_entities = 256\n"
+	                               "events = 64\n\n[daemon]\ntick = 10ms\n\n" CFG_A, &seg, &ini, &p);
+	struct mix *m = th_shared(sizeof *m);
+	snprintf(m->seg, sizeof m->seg, "%s", seg);
+	pid_t r[8];
+	for (int i = 0; i < 8; i++)
+		r[i] = th_fork(status_reader, m, i);
+	struct prot_info info;
+	int reloads = 0;
+	for (int k = 0; k < 1000; k++) {
+		cr_assert_eq(prot_get_info(p, &info), 0);
+		uint64_t g = info.config_generation;
+		write_ini(ini, k % 2 ? CFG_A : CFG_B);
+		cr_assert_eq(kill(protd, SIGHUP), 0);
+		uint64_t end = th_now_ms() + 5000;
+		while (prot_get_info(p, &info) == 0 && info.config_generation == g && th_now_ms() < end)
+			usleep(200);
+		cr_assert_neq(info.config_generation, g, "reload %d not applied", k);
+		reloads++;
+	}
+	atomic_store(&m->stop, 1);
+	for (int i = 0; i < 8; i++) {
+		int st;
+		cr_assert_eq(th_wait(r[i], 10000, &st), 0);
+	}
+	cr_log_info("%d reloads, %llu status reads, %llu mixed", reloads, (unsigned long long)m->reads,
+	            (unsigned long long)m->mixed);
+	cr_expect_gt(m->reads, 1000);
+	cr_expect_eq(m->errors, 0);
+	cr_expect_eq(m->mixed, 0, "%llu of %llu reads mixed the layers of two configurations",
+	             (unsigned long long)m->mixed, (unsigned long long)m->reads);
+	th_unserve(p, protd);
+}
+
+/* The same rule at the protocol level, with a writer that takes its time: protd's bracket (an odd
+ * generation while a change is written, each block under its own seqlock) written by this test
+ * with pauses between the blocks, so that an unguarded reader would see mixed layers. */
+#include "craft.h"
+
+struct mixcfg {
+	struct prot_key_cfg k;
+	struct prot_breaker_cfg b;
+	struct prot_pool_cfg p;
+};
+
+static void mix_cfg(struct mixcfg *c, bool b_side)
+{
+	memset(c, 0, sizeof *c);
+	c->k = (struct prot_key_cfg){ .rate_limit = b_side ? 200 : 100, .rate_window_ms = 1000,
+	                              .rate_algo = PROT_RATE_FIXED_WINDOW, .breaker_index = 0, .pool_index = 0 };
+	c->b = (struct prot_breaker_cfg){ .strategy = PROT_BREAKER_STANDARD, .tolerance = b_side ? 5 : 3,
+	                                  .window_ms = 1000, .refresh_ms = 1000, .half_open_probes = 1 };
+	c->p = (struct prot_pool_cfg){ .size = b_side ? 4 : 2, .checkout_timeout_ms = 100 };
+}
+
+static void write_block(struct prot_shm_header *h, int reg, const void *cfg, size_t bytes)
+{
+	struct prot_named *n = seg_entry(h, reg, 0);
+	seq_write_begin(&n->seq);
+	seq_write_words((char *)n + 64, cfg, bytes / 8);
+	seq_write_end(&n->seq);
+}
+
+static int slow_writer(void *arg, int i)
+{
+	struct prot_shm_header *h = arg;
+	(void)i;
+	for (int k = 0; k < 300; k++) {
+		struct mixcfg c;
+		mix_cfg(&c, k % 2 == 0);
+		uint64_t g = atomic_load(&h->config_gen);
+		atomic_store(&h->config_gen, g | 1u); /* the change begins */
+		write_block(h, REG_BREAKERS, &c.b, sizeof c.b);
+		usleep(200);
+		write_block(h, REG_POOLS, &c.p, sizeof c.p);
+		usleep(200);
+		write_block(h, REG_KEYS, &c.k, sizeof c.k);
+		atomic_store(&h->config_gen, (g | 1u) + 1); /* and ends */
+		usleep(100);
+	}
+	return 0;
+}
+
+Test(trust, a_slow_change_is_never_seen_half_applied, .timeout = 60)
+{
+	const char *name = th_segname("mixproto");
+	struct crafted cs = craft(name);
+	struct mixcfg c;
+	mix_cfg(&c, false);
+	publish_slot(cs.h, REG_BREAKERS, 0, "b", &c.b, sizeof c.b);
+	publish_slot(cs.h, REG_POOLS, 0, "db", &c.p, sizeof c.p);
+	publish_slot(cs.h, REG_KEYS, 0, "k", &c.k, sizeof c.k);
+	struct mix *m = th_shared(sizeof *m);
+	snprintf(m->seg, sizeof m->seg, "%s", name);
+	pid_t r[4];
+	for (int i = 0; i < 4; i++)
+		r[i] = th_fork(status_reader, m, i);
+	th_fork_n(1, slow_writer, cs.h, 30000);
+	atomic_store(&m->stop, 1);
+	for (int i = 0; i < 4; i++) {
+		int st;
+		cr_assert_eq(th_wait(r[i], 10000, &st), 0);
+	}
+	cr_log_info("%llu status reads during 300 slow changes, %llu mixed", (unsigned long long)m->reads,
+	            (unsigned long long)m->mixed);
+	cr_expect_eq(m->errors, 0);
+	cr_expect_eq(m->mixed, 0, "%llu reads mixed two configurations", (unsigned long long)m->mixed);
+	uncraft(&cs);
+}
