@@ -1,4 +1,4 @@
-/* main.c — protd: options, logging, signals, the tick loop (heartbeat, sweeps, reclaims, event
+/* main.c — protd: options, logging, signals, readiness (notify.c), the tick loop (heartbeat, sweeps, reclaims, event
  * log) and SIGHUP reloads. Signal handlers only set flags; all work happens in the loop.
  */
 #include <errno.h>
@@ -208,10 +208,20 @@ static bool geometry_change(const struct config *a, const struct config *b)
 	return changed;
 }
 
+static void reload_apply(struct daemon *d);
+
+/* SIGHUP: tell systemd a reload runs (ExecReload waits for READY=1 again), then apply. */
 static void reload(struct daemon *d)
 {
-	struct config next;
 	log_info("SIGHUP: reloading %s", d->o.config);
+	protd_notify("RELOADING=1");
+	reload_apply(d);
+	protd_notify("READY=1");
+}
+
+static void reload_apply(struct daemon *d)
+{
+	struct config next;
 	if (load(&d->o, &next) != 0) {
 		log_err("reload refused: %s is invalid; keeping the running configuration", d->o.config);
 		return;
@@ -342,6 +352,10 @@ static int start(struct daemon *d)
 	log_info("serving %s (%zu keys, %zu breakers, %zu pools; control %s; tick %" PRIu64 "ms)",
 	         d->shm.name, d->ini.nkeys, d->ini.nbreakers, d->ini.npools, d->control_path,
 	         d->ini.daemon.tick_ms);
+	char st[256];
+	snprintf(st, sizeof st, "READY=1\nMAINPID=%d\nSTATUS=serving %s (%zu keys, %zu breakers, %zu pools)",
+	         (int)getpid(), d->shm.name, d->ini.nkeys, d->ini.nbreakers, d->ini.npools);
+	protd_notify(st);
 	return 0;
 }
 
@@ -372,6 +386,7 @@ int main(int argc, char **argv)
 		wait_tick(d.ini.daemon.tick_ms);
 	}
 	log_info("stopping");
+	protd_notify("STOPPING=1");
 	control_stop();
 	drain_events(&d);
 	shm_shutdown(&d.shm, d.o.keep);

@@ -118,4 +118,8 @@ struct ctl_caller {
  * means nothing was applied. */
 void control_handle(struct shm *s, const char *req, struct ctl_caller *who, char *reply, size_t n);
 
+/* ---- notify.c: systemd readiness (sd_notify protocol), a no-op without $NOTIFY_SOCKET --------- */
+/* Send STATE ("READY=1\nSTATUS=...", "RELOADING=1", "STOPPING=1") to $NOTIFY_SOCKET. */
+void protd_notify(const char *state);
+
 #endif

@@ -32,7 +32,9 @@
  *    alive: a pthread_atfork child handler re-opens /proc/self/fd/N and puts the fresh description
  *    under both (mmap MAP_FIXED over the same range, dup3 over the fd) before fork() returns in the
  *    child, and the child claims identities of its own before its first operation (the fork page,
- *    lib/segment.c). For the same reason an identity lives until its mapping is unmapped. A child made by a raw clone() that bypasses atfork keeps its parent
+ *    lib/segment.c). For the same reason an identity lives until its mapping is unmapped. Between
+ *    fork() and its return in the child (the handler's few system calls), a parent that dies is
+ *    still reported alive: its death is told that much later, never wrongly. A child made by a raw clone() that bypasses atfork keeps its parent
  *    looking alive until it execs (the fd is O_CLOEXEC) or exits.
  *  - F_OFD_GETLK does not report the caller's own lock: an attachment never tests itself, the
  *    caller passes its own identity (struct prot_idv.self) and it is alive by definition.

@@ -488,7 +488,7 @@ struct fork_report {
 	uint64_t parent_id, child_id, child_own_id;
 	int parent_alive_seen_by_child, parent_dead_seen_by_child;
 	int child_hdr_ok;
-	volatile int parent_gone;
+	volatile int parent_gone, grandchild_up;
 	char name[64];
 };
 
@@ -551,7 +551,9 @@ static int middle_parent(void *arg, int i)
 	fork_rep->parent_id = prot_self(p, prot_hdr(p));
 	pid_t kid = fork();
 	if (kid == 0) {
-		/* the grandchild: never calls prot before its parent is gone */
+		/* the grandchild: never calls prot before its parent is gone. fork() has returned
+		 * here, so the atfork handler has given it descriptions of its own. */
+		fork_rep->grandchild_up = 1;
 		for (int k = 0; k < 5000 && !fork_rep->parent_gone; k++)
 			usleep(1000);
 		struct prot_idv v;
@@ -561,6 +563,10 @@ static int middle_parent(void *arg, int i)
 		fork_rep->child_id = v.self;
 		_exit(0);
 	}
+	/* between fork() and its return in the child, the child still shares our description: a
+	 * death is told a few instructions late, never wrongly; wait for the child to be past it */
+	for (int k = 0; k < 5000 && kid > 0 && !fork_rep->grandchild_up; k++)
+		usleep(1000);
 	return kid > 0 ? 0 : 1; /* exits, grandchild still running with the inherited fd */
 }
 

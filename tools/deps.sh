@@ -1,13 +1,19 @@
 # deps.sh — sourced by tools/demo.sh and tools/test.sh: install the Debian packages that are missing
-# (deps_install build|test|bench ...) and configure + build a build directory (build_dir).
-deps_build="gcc libc6-dev meson ninja-build pkg-config liburcu-dev libinih-dev"
-deps_test="libcriterion-dev redis-server libhiredis-dev prometheus clang libclang-rt-14-dev"
+# (deps_install build|demo|test|bench ...) and configure + build a build directory (build_dir).
+# build: compiler, meson, libraries, scdoc (man pages) and python3 (the binding's install);
+# demo: the main job's real Redis, gunicorn and the Redis client its workers use;
+# test: Criterion, pytest, clang and its fuzzer runtime (tests/fuzz), man (man --warnings), tmux (protctl top in a terminal), systemd
+# (systemd-analyze verify), binutils (objdump: exported symbols), and what the demo needs.
+deps_build="gcc libc6-dev meson ninja-build pkg-config liburcu-dev libinih-dev scdoc python3"
+deps_demo="redis-server gunicorn python3-redis"
+deps_test="libcriterion-dev redis-server libhiredis-dev prometheus clang libclang-rt-14-dev python3-pytest man-db groff-base tmux systemd binutils $deps_demo"
 
 deps_install() {
 	local want="" missing="" p
 	for set in "$@"; do
 		case $set in
 		build) want="$want $deps_build" ;;
+		demo) want="$want $deps_build $deps_demo" ;;
 		test | bench) want="$want $deps_build $deps_test" ;;
 		esac
 	done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test.sh — the README's test command: installs what is missing, builds twice (plain, and with
-# AddressSanitizer + UndefinedBehaviorSanitizer), runs every Criterion suite in both builds, and ends
+# AddressSanitizer + UndefinedBehaviorSanitizer), runs every Criterion suite in both builds, the ABI,
+# man page and install checks (tests/sh/) and the Python binding's pytest suites, and ends
 # with one line of its own: "N passed, N failed" over every test case of every suite. Exit 1 if any
 # failed.
 #
@@ -39,7 +40,7 @@ fi
 
 deps_install test || exit 1
 
-build_dir build -Dtests=enabled || exit 1
+build_dir build -Dtests=enabled -Dman=enabled || exit 1
 build_dir build-asan -Dtests=enabled -Db_sanitize=address,undefined -Db_lundef=false || exit 1
 # ThreadSanitizer for the threaded parts: protd (control thread, RCU registry, reload) and clients
 # sharing a handle across threads. Criterion's runner cannot start under TSan, so the suites below
@@ -120,6 +121,52 @@ if [ -n "$fp" ]; then
 else
 	echo "skip fuzz: $(tail -1 "$fuzz_log")"
 fi
+
+# run_check NAME COMMAND...: a check that is one test case (exit 0 passes)
+run_check() {
+	local name=$1 log="$logdir/check.log"
+	shift
+	timeout 300 "$@" >"$log" 2>&1
+	local rc=$?
+	if [ $rc -eq 0 ]; then
+		passed=$((passed + 1))
+		echo "ok   $name ($(tail -1 "$log"))"
+	else
+		failed=$((failed + 1))
+		echo "FAIL $name (exit $rc):"
+		tail -40 "$log"
+	fi
+}
+run_check "ABI: exports = prot.h = PROT_1.0 version script" bash tests/sh/abi_symbols.sh build
+run_check "man pages" bash tests/sh/man_pages.sh build
+run_check "meson install --destdir" bash tests/sh/install.sh build
+
+# The Python binding's suites (pytest), counted case by case from pytest's closing line
+# ("3 failed, 9 passed, 1 error in 2.1s"). Exit 5 (no test collected) is a failure: the suites exist.
+pylog="$logdir/pytest.log"
+PYTHONPATH="$PWD/python:$PWD/tests/python" PROT_LIBRARY="$PWD/build/lib/libprot.so.1" \
+	PROTD="$PWD/build/daemon/protd" PROTCTL="$PWD/build/tools/protctl" \
+	PROT_LAYOUT="$PWD/build/python/prot-layout" PROT_BUILDDIR="$PWD/build" \
+	timeout 600 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python >"$pylog" 2>&1
+rc=$?
+summary=$(grep -aE '^(=+ )?[0-9]+ (passed|failed|error)|no tests ran' "$pylog" | tail -1)
+py_pass=$(echo "$summary" | grep -o '[0-9]* passed' | grep -o '[0-9]*')
+py_fail=$(( $(echo "$summary" | grep -o '[0-9]* failed' | grep -o '[0-9]*' || echo 0) + \
+	$(echo "$summary" | grep -o '[0-9]* error' | grep -o '[0-9]*' || echo 0) ))
+py_pass=${py_pass:-0}
+if [ $rc -eq 5 ]; then
+	echo "FAIL python (pytest exit 5: no test collected in tests/python)"
+	py_fail=$((py_fail + 1))
+elif [ $rc -ne 0 ] && [ $py_fail -eq 0 ]; then
+	echo "FAIL python (pytest exit $rc):"; tail -40 "$pylog"
+	py_fail=1
+elif [ $rc -ne 0 ]; then
+	echo "FAIL python ($py_pass passed, $py_fail failed):"; grep -av '^\s*$' "$pylog" | tail -60
+else
+	echo "ok   python ($py_pass passed: $summary)"
+fi
+passed=$((passed + py_pass))
+failed=$((failed + py_fail))
 # A segment is left behind when the test process named in it (prot-t-PID-...) has exited; one whose
 # process still runs belongs to a suite running beside this one.
 leftover=$(for f in $(ls /dev/shm 2>/dev/null | grep '^prot-t-'); do

@@ -1,0 +1,160 @@
+/* ini_doc.c — protd-ini-doc: writes the scdoc source of protd.ini(5) from the config parser itself.
+ *
+ * The option names are the parser's tables (config_option_names()) and each default is what the
+ * parser starts an object with (config_init(), config_add_key/breaker/pool(), config_finalize()),
+ * formatted by config_get_value(), exactly as protd reports values. This file adds only the words:
+ * one description per option, in the table below. An option of the parser without a description
+ * here, or a description of an option the parser does not have, makes this program fail, and with
+ * it the build: the page cannot drift from the parser.
+ *
+ * usage: protd-ini-doc OUTPUT.scd
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+struct doc {
+	enum cfg_kind kind;
+	const char *name;
+	const char *value; /* the value's form, e.g. "N", "DURATION" */
+	const char *def;   /* NULL: the parser's default; else what to say (required, derived) */
+	const char *text;
+};
+
+static const struct doc docs[] = {
+	{ CFG_SEGMENT, "name", "NAME", NULL, "POSIX shared-memory name: / and up to 62 bytes, no other /. *--segment* overrides it." },
+	{ CFG_SEGMENT, "mode", "OCTAL", NULL, "The segment gets exactly this mode (the umask is ignored). It must give the owner read and write and must not be world-writable (o+w is an error). g+w lets the group change state and make writing requests on the control socket; g+r alone only read." },
+	{ CFG_SEGMENT, "group", "NAME|GID", "none", "Group owner of the segment. Its members may attach, and change state and configuration only when *mode* has g+w." },
+	{ CFG_SEGMENT, "max_keys", "N", NULL, "Protection key slots (1..65536)." },
+	{ CFG_SEGMENT, "max_breakers", "N", NULL, "Circuit breaker slots (1..65536)." },
+	{ CFG_SEGMENT, "max_pools", "N", NULL, "Pool slots (1..4096)." },
+	{ CFG_SEGMENT, "pool_max_slots", "N", NULL, "Leases per pool: size + max_overflow of every pool must fit (1..65536)." },
+	{ CFG_SEGMENT, "pool_max_waiters", "N", NULL, "Queued checkouts per pool (1..65536)." },
+	{ CFG_SEGMENT, "rate_entities", "N", NULL, "Rate-limiter buckets, rounded up to whole groups of 32 (32..67108864); 130 bytes each. Size it at about 1.5 times the live entities." },
+	{ CFG_SEGMENT, "events", "N", NULL, "Event ring entries (16..1048576)." },
+	{ CFG_SEGMENT, "max_processes", "N", NULL, "Process slots: read-write handles attached at once, plus protd (2..65535). A *prot_open*() beyond them fails with PROT_ECAPACITY." },
+	{ CFG_DAEMON, "tick", "DURATION", NULL, "Heartbeat, bucket sweeps, lease reclaims and event logging happen every tick (1ms..1s)." },
+	{ CFG_DAEMON, "reclaim_interval", "DURATION", NULL, "Default *reclaim_interval* of pools." },
+	{ CFG_DAEMON, "control_socket", "PATH", "/run/prot/SEGMENT.sock as root, else $XDG_RUNTIME_DIR/prot/..., else /tmp/prot-UID/...", "protd's control socket. *--control* overrides it." },
+	{ CFG_KEY, "rate_limit", "N", "none (no rate limiter)", "Units per window (>= 1). Needs *rate_window*." },
+	{ CFG_KEY, "rate_window", "DURATION", "none", "The window (>= 1ms). Needs *rate_limit*." },
+	{ CFG_KEY, "rate_algorithm", "gcra|fixed_window", NULL, "GCRA (a smooth rate with a burst) or Hammer's fixed window aligned on multiples of its length." },
+	{ CFG_KEY, "rate_burst", "N", "0 (= rate_limit)", "GCRA burst in units." },
+	{ CFG_KEY, "rate_on_full", "deny|allow", NULL, "What a new entity gets when its group of the bucket table is full." },
+	{ CFG_KEY, "rate_clock", "monotonic|coarse", NULL, "coarse reads CLOCK_MONOTONIC_COARSE: cheaper, in steps of about 4 ms." },
+	{ CFG_KEY, "breaker", "NAME", "none", "A [breaker NAME] section applied by this key." },
+	{ CFG_KEY, "pool", "NAME", "none", "A [pool NAME] section applied by this key." },
+	{ CFG_KEY, "timeout", "DURATION", NULL, "Default timeout of a protected call: bounds the pool wait and is the call's deadline." },
+	{ CFG_BREAKER, "strategy", "standard|rate", NULL, "standard (fuse): trips at the (tolerance+1)-th failure within window; rate: trips on a failure percentage." },
+	{ CFG_BREAKER, "tolerance", "N", "required for standard", "Failures tolerated within *window* (0..127)." },
+	{ CFG_BREAKER, "window", "DURATION", "required for standard", "The failure window." },
+	{ CFG_BREAKER, "refresh", "DURATION", "required", "How long the breaker stays open before half-open probes." },
+	{ CFG_BREAKER, "half_open_probes", "N", NULL, "Concurrent probes while half-open (1..64)." },
+	{ CFG_BREAKER, "probe_timeout", "DURATION", "0 (= refresh)", "A probe not reported within this is given back." },
+	{ CFG_BREAKER, "slow_call", "DURATION", "0 (off)", "Calls longer than this count as failures." },
+	{ CFG_BREAKER, "rate_threshold", "PERCENT", "required for rate", "rate strategy: trip when the failure percentage reaches this (1..100; the % sign is optional)..." },
+	{ CFG_BREAKER, "rate_window_calls", "N", "required for rate", "... over the last N calls (1..1024) ..." },
+	{ CFG_BREAKER, "rate_min_calls", "N", "rate_window_calls", "... once at least N calls were seen." },
+	{ CFG_POOL, "size", "N", "required", "Permanent slots (>= 1)." },
+	{ CFG_POOL, "max_overflow", "N", NULL, "Extra slots on demand." },
+	{ CFG_POOL, "checkout_timeout", "DURATION", NULL, "How long a checkout waits for a slot." },
+	{ CFG_POOL, "strategy", "lifo|fifo", NULL, "Which idle connection of a process is reused: the most recently returned or the longest idle." },
+	{ CFG_POOL, "overflow_ttl", "DURATION", NULL, "How long an idle overflow connection is kept; 0 closes it at once (poolboy)." },
+	{ CFG_POOL, "reclaim_interval", "DURATION", "[daemon] reclaim_interval", "How soon protd gives back the leases of a dead holder." },
+};
+#define NDOCS (sizeof docs / sizeof docs[0])
+
+static const struct doc *find(enum cfg_kind kind, const char *name)
+{
+	for (size_t i = 0; i < NDOCS; i++)
+		if (docs[i].kind == kind && strcmp(docs[i].name, name) == 0)
+			return &docs[i];
+	return NULL;
+}
+
+static const char *const section_title[CFG_KIND_COUNT_] = {
+	[CFG_SEGMENT] = "[segment]", [CFG_DAEMON] = "[daemon]", [CFG_KEY] = "[key NAME]",
+	[CFG_BREAKER] = "[breaker NAME]", [CFG_POOL] = "[pool NAME]",
+};
+static const char *const section_text[CFG_KIND_COUNT_] = {
+	[CFG_SEGMENT] = "The segment: one per file. Capacities are fixed for the life of the segment; a reload that changes them is refused (restart protd with *--recreate*).",
+	[CFG_DAEMON] = "protd itself.",
+	[CFG_KEY] = "A protection key: what *prot_execute*(3) applies, in order: rate limiter, breaker, pool, the call. Any breaker option written *breaker_OPTION* and any pool option written *pool_OPTION* creates a breaker or pool named after the key (then *breaker =* or *pool =* must not be given).",
+	[CFG_BREAKER] = "A circuit breaker (Erlang fuse).",
+	[CFG_POOL] = "A connection pool (poolboy): size + max_overflow leases shared by every process.",
+};
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: protd-ini-doc OUTPUT.scd\n");
+		return 2;
+	}
+	struct config c;
+	config_init(&c);
+	const void *obj[CFG_KIND_COUNT_] = { [CFG_SEGMENT] = &c.seg, [CFG_DAEMON] = &c.daemon };
+	obj[CFG_KEY] = config_add_key(&c, "k");
+	obj[CFG_BREAKER] = config_add_breaker(&c, "b");
+	obj[CFG_POOL] = config_add_pool(&c, "p");
+	config_finalize(&c);
+	int bad = 0;
+	for (size_t i = 0; i < NDOCS; i++) {
+		const char *const *names = config_option_names(docs[i].kind);
+		int found = 0;
+		for (size_t j = 0; names[j]; j++)
+			found |= strcmp(names[j], docs[i].name) == 0;
+		if (!found) {
+			fprintf(stderr, "protd-ini-doc: [%s] %s is documented but the parser has no such option\n",
+			        config_kind_name(docs[i].kind), docs[i].name);
+			bad = 1;
+		}
+	}
+	FILE *f = fopen(argv[1], "w");
+	if (!f) {
+		perror(argv[1]);
+		return 1;
+	}
+	fprintf(f, "protd.ini(5)\n\n# NAME\n\nprotd.ini - configuration file of protd(8)\n\n"
+	           "# DESCRIPTION\n\nAn INI file: *[section]* headers, *name = value* lines, comments starting "
+	           "with ; or # (and ' ;' inline). Durations take a unit: ms, s, m, h; a bare number is "
+	           "milliseconds. Numbers are unsigned decimal. Names of keys, breakers and pools are 1..47 "
+	           "bytes of printable ASCII without spaces or '='.\n\n"
+	           "Every mistake is reported as _FILE_:_LINE_: what is wrong, all of them, and a file with "
+	           "any mistake applies nothing. *protd --check-config* _FILE_ validates only. SIGHUP "
+	           "re-reads the file: it is the source of truth, so runtime changes (*protctl set*, "
+	           "*prot_configure*(3)) to objects it defines are overwritten; objects created at runtime "
+	           "only are kept.\n\n"
+	           "This page is generated from protd's option tables: every option and default below is "
+	           "the parser's.\n");
+	for (int k = 0; k < CFG_KIND_COUNT_; k++) {
+		fprintf(f, "\n# %s\n\n%s\n", section_title[k], section_text[k]);
+		const char *const *names = config_option_names((enum cfg_kind)k);
+		for (size_t j = 0; names[j]; j++) {
+			const struct doc *d = find((enum cfg_kind)k, names[j]);
+			if (!d) {
+				fprintf(stderr, "protd-ini-doc: [%s] %s has no description in daemon/ini_doc.c\n",
+				        config_kind_name((enum cfg_kind)k), names[j]);
+				bad = 1;
+				continue;
+			}
+			char def[256];
+			if (d->def)
+				snprintf(def, sizeof def, "%s", d->def);
+			else
+				config_get_value((enum cfg_kind)k, obj[k], names[j], def, sizeof def);
+			fprintf(f, "\n*%s* = _%s_\n\t%s Default: %s.\n", names[j], d->value, d->text, def);
+		}
+	}
+	fprintf(f, "\n# EXAMPLE\n\n```\n[segment]\nname = /prot\nmode = 0600\n\n[key api]\n"
+	           "rate_limit = 100\nrate_window = 1m\nbreaker_tolerance = 3\nbreaker_window = 10s\n"
+	           "breaker_refresh = 5s\npool_size = 4\n```\n\nThe source tree's examples/protd.ini shows "
+	           "every option.\n\n# SEE ALSO\n\nprotd(8), protctl(1), libprot(3)\n");
+	config_free(&c);
+	if (fclose(f) != 0 || bad) {
+		remove(argv[1]);
+		return 1;
+	}
+	return 0;
+}
