@@ -37,6 +37,7 @@ static const struct doc docs[] = {
 	{ CFG_SEGMENT, "max_processes", "N", NULL, "Process slots: read-write handles attached at once, plus protd (2..65535). A *prot_open*() beyond them fails with PROT_ECAPACITY." },
 	{ CFG_DAEMON, "tick", "DURATION", NULL, "Heartbeat, bucket sweeps, lease reclaims and event logging happen every tick (1ms..1s)." },
 	{ CFG_DAEMON, "reclaim_interval", "DURATION", NULL, "Default *reclaim_interval* of pools." },
+	{ CFG_DAEMON, "max_segment_size", "SIZE", NULL, "The largest segment this file may imply (KiB, MiB, GiB); a larger one is refused with FILE:LINE. protd reserves the whole segment in /dev/shm when it creates it." },
 	{ CFG_DAEMON, "control_socket", "PATH", "/run/prot/SEGMENT.sock as root, else $XDG_RUNTIME_DIR/prot/..., else /tmp/prot-UID/...", "protd's control socket. *--control* overrides it." },
 	{ CFG_KEY, "rate_limit", "N", "none (no rate limiter)", "Units per window (>= 1). Needs *rate_window*." },
 	{ CFG_KEY, "rate_window", "DURATION", "none", "The window (>= 1ms). Needs *rate_limit*." },
@@ -62,7 +63,7 @@ static const struct doc docs[] = {
 	{ CFG_POOL, "checkout_timeout", "DURATION", NULL, "How long a checkout waits for a slot." },
 	{ CFG_POOL, "strategy", "lifo|fifo", NULL, "Which idle connection of a process is reused: the most recently returned or the longest idle." },
 	{ CFG_POOL, "overflow_ttl", "DURATION", NULL, "How long an idle overflow connection is kept; 0 closes it at once (poolboy)." },
-	{ CFG_POOL, "reclaim_interval", "DURATION", "[daemon] reclaim_interval", "How soon protd gives back the leases of a dead holder." },
+	{ CFG_POOL, "reclaim_interval", "DURATION", "[daemon] reclaim_interval", "How soon the leases of a dead holder come back: protd (or, while protd is down, a client that needs one) looks every half interval, asking the kernel whether each holder lives." },
 };
 #define NDOCS (sizeof docs / sizeof docs[0])
 

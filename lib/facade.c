@@ -83,12 +83,15 @@ static int refuse(struct call_ctx *c, unsigned layer, int err)
  * or a runtime set: every slot it touches) and even again after (release). The key's block and
  * the blocks of its breaker and pool are copied between two loads of the generation: equal and
  * even means every layer of this call comes from one applied configuration. A generation that
- * stays odd (a protd that died mid-change; its successor ends it) or keeps moving is waited for
- * SEQ_PATIENCE_NS at most; then each layer is still whole (its own seqlock), only not
+ * stays odd or keeps moving is waited for SEQ_PATIENCE_NS, and up to SEQ_PATIENCE_ALIVE_NS while
+ * protd lives (a descheduled writer is slow, not dead); a protd that died mid-change leaves it odd
+ * until its successor ends it, and then each layer is still whole (its own seqlock), only not
  * necessarily of the same change. Cost on the hot path: two loads of a line only protd writes. */
 static int read_layers(struct call_ctx *c)
 {
 	struct seq_wait w = { 0 };
+	struct prot_idv v;
+	bool have_v = false;
 	do {
 		/* acquire: pairs with protd's release of the even generation (daemon/shm.c) */
 		uint64_t g0 = atomic_load_explicit(&c->h->config_gen, memory_order_acquire);
@@ -104,7 +107,11 @@ static int read_layers(struct call_ctx *c)
 		atomic_thread_fence(memory_order_acquire); /* the copies happen before the re-check */
 		if (!(g0 & 1) && atomic_load_explicit(&c->h->config_gen, memory_order_relaxed) == g0)
 			return 0;
-	} while (seq_wait_more(&w));
+		if (w.tries == SEQ_SPINS && !have_v) {
+			prot_idv(c->p, c->h, &v); /* only a long wait asks whether protd lives */
+			have_v = true;
+		}
+	} while (seq_wait_writer(&w, have_v ? &v : NULL));
 	return 0; /* whole layers, perhaps of two changes: better than no call at all */
 }
 
@@ -334,6 +341,8 @@ PROT_API int prot_get_protection_status(prot_t *p, const char *key,
 		return idx;
 	struct prot_protection_status st;
 	struct seq_wait w = { 0 };
+	struct prot_idv v;
+	prot_idv(p, h, &v);
 	do {
 		/* acquire: pairs with protd's release of the even generation */
 		uint64_t g0 = atomic_load_explicit(&h->config_gen, memory_order_acquire);
@@ -343,7 +352,7 @@ PROT_API int prot_get_protection_status(prot_t *p, const char *key,
 		atomic_thread_fence(memory_order_acquire); /* the reads happen before the re-check */
 		if (!(g0 & 1) && atomic_load_explicit(&h->config_gen, memory_order_relaxed) == g0)
 			break;
-	} while (seq_wait_more(&w));
+	} while (seq_wait_writer(&w, &v));
 	*out = st;
 	return 0;
 }

@@ -465,6 +465,19 @@ int protd_alive(const struct prot_idv *v)
 	return id != 0 && v->fd >= 0 && ident_alive(v, id);
 }
 
+bool seq_wait_writer(struct seq_wait *w, const struct prot_idv *v)
+{
+	if (seq_wait_more(w))
+		return true;
+	if (!v || v->fd < 0 || !protd_alive(v))
+		return false; /* its writer is gone: nobody ends the change before its successor starts */
+	if (prot_now_ns() >= w->give_up + (SEQ_PATIENCE_ALIVE_NS - SEQ_PATIENCE_NS))
+		return false;
+	struct timespec ts = { 0, 200000 };
+	nanosleep(&ts, NULL);
+	return true;
+}
+
 /* ---- mapping ---------------------------------------------------------------------------------- */
 
 static int open_flags(unsigned flags)

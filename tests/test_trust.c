@@ -357,6 +357,7 @@ struct mix {
 	_Atomic int stop;
 	_Atomic uint64_t reads, mixed, errors;
 	char seg[64];
+	char first[128]; /* the first mixed read */
 };
 
 static int status_reader(void *arg, int i)
@@ -374,8 +375,10 @@ static int status_reader(void *arg, int i)
 		}
 		bool a = st.rate.limit == 100 && st.breaker.opts.tolerance == 3 && st.pool.size == 2;
 		bool b = st.rate.limit == 200 && st.breaker.opts.tolerance == 5 && st.pool.size == 4;
-		if (!a && !b)
-			atomic_fetch_add(&m->mixed, 1);
+		if (!a && !b && atomic_fetch_add(&m->mixed, 1) == 0)
+			snprintf(m->first, sizeof m->first, "limit %llu, tolerance %u (breaker %d), size %u (pool %d)",
+			         (unsigned long long)st.rate.limit, st.breaker.opts.tolerance, st.has_breaker,
+			         st.pool.size, st.has_pool);
 		atomic_fetch_add(&m->reads, 1);
 	}
 	prot_close(p);
@@ -428,8 +431,8 @@ Test(trust, reloads_never_mix_the_layers_of_two_configurations, .timeout = 120)
 	            (unsigned long long)m->mixed);
 	cr_expect_gt(m->reads, 1000);
 	cr_expect_eq(m->errors, 0);
-	cr_expect_eq(m->mixed, 0, "%llu of %llu reads mixed the layers of two configurations",
-	             (unsigned long long)m->mixed, (unsigned long long)m->reads);
+	cr_expect_eq(m->mixed, 0, "%llu of %llu reads mixed the layers of two configurations, the first: %s",
+	             (unsigned long long)m->mixed, (unsigned long long)m->reads, m->first);
 	th_unserve(p, protd);
 }
 
@@ -437,6 +440,8 @@ Test(trust, reloads_never_mix_the_layers_of_two_configurations, .timeout = 120)
  * generation while a change is written, each block under its own seqlock) written by this test
  * with pauses between the blocks, so that an unguarded reader would see mixed layers. */
 #include "craft.h"
+
+static char mix_name[64]; /* the crafted segment's name, for the writer's handle */
 
 struct mixcfg {
 	struct prot_key_cfg k;
@@ -466,6 +471,13 @@ static int slow_writer(void *arg, int i)
 {
 	struct prot_shm_header *h = arg;
 	(void)i;
+	/* this process plays protd: readers wait for a writer whose identity lock is held */
+	prot_t *me;
+	const char *name = (const char *)arg + 0; /* unused: the name comes from the shared mix */
+	(void)name;
+	if (prot_open(mix_name, 0, &me) != 0)
+		return 1;
+	atomic_store(&h->protd_ident, prot_self(me, prot_hdr(me)));
 	for (int k = 0; k < 300; k++) {
 		struct mixcfg c;
 		mix_cfg(&c, k % 2 == 0);
@@ -479,12 +491,14 @@ static int slow_writer(void *arg, int i)
 		atomic_store(&h->config_gen, (g | 1u) + 1); /* and ends */
 		usleep(100);
 	}
+	prot_close(me);
 	return 0;
 }
 
 Test(trust, a_slow_change_is_never_seen_half_applied, .timeout = 60)
 {
 	const char *name = th_segname("mixproto");
+	snprintf(mix_name, sizeof mix_name, "%s", name);
 	struct crafted cs = craft(name);
 	struct mixcfg c;
 	mix_cfg(&c, false);
@@ -505,6 +519,7 @@ Test(trust, a_slow_change_is_never_seen_half_applied, .timeout = 60)
 	cr_log_info("%llu status reads during 300 slow changes, %llu mixed", (unsigned long long)m->reads,
 	            (unsigned long long)m->mixed);
 	cr_expect_eq(m->errors, 0);
-	cr_expect_eq(m->mixed, 0, "%llu reads mixed two configurations", (unsigned long long)m->mixed);
+	cr_expect_eq(m->mixed, 0, "%llu reads mixed two configurations, the first: %s",
+	             (unsigned long long)m->mixed, m->first);
 	uncraft(&cs);
 }
