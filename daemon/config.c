@@ -59,7 +59,9 @@
  *                               required for standard
  *   window = DURATION           standard: the failure window; required for standard
  *   refresh = DURATION          how long it stays open before half-open probes; required
- *   half_open_probes = 1        concurrent probes while half-open (1..64)
+ *   half_open_probes = 1        concurrent probes while half-open (0..64; 0 means 1)
+ *   heal = half_open            after refresh: half_open (probes decide) or full (fuse: closed,
+ *                               with an empty history)
  *   probe_timeout = DURATION    a probe not reported within this is given back; 0 (default) = refresh
  *   slow_call = DURATION        calls longer than this count as failures; 0 (default) = off
  *   rate_threshold = 50%        rate: trip when the failure percentage reaches this (1..100; the %
@@ -132,6 +134,8 @@ static const struct opt_enum e_clock[] = { { "monotonic", RATE_CLOCK_MONO },
 static const struct opt_enum e_bstrat[] = { { "standard", PROT_BREAKER_STANDARD },
 	                                    { "rate", PROT_BREAKER_RATE }, { 0, 0 } };
 static const struct opt_enum e_pstrat[] = { { "lifo", 0 }, { "fifo", 1 }, { 0, 0 } };
+static const struct opt_enum e_heal[] = { { "half_open", PROT_HEAL_HALF_OPEN }, { "full", PROT_HEAL_FULL },
+	                                  { 0, 0 } };
 
 static const struct opt opts_segment[] = {
 	{ "name", T_SEGNAME, U(struct cfg_segment, name), 0, 0, NULL, NULL },
@@ -175,7 +179,8 @@ static const struct opt opts_breaker[] = {
 	  "BREAKER_MELT_RING - 1" },
 	{ "window", T_DUR, U(struct cfg_breaker, c.window_ms), 1, DUR_MAX, NULL, NULL },
 	{ "refresh", T_DUR, U(struct cfg_breaker, c.refresh_ms), 1, DUR_MAX, NULL, NULL },
-	{ "half_open_probes", T_U64, U(struct cfg_breaker, c.half_open_probes), 1, BREAKER_PROBES_MAX, NULL, NULL },
+	{ "half_open_probes", T_U64, U(struct cfg_breaker, c.half_open_probes), 0, BREAKER_PROBES_MAX, NULL, NULL },
+	{ "heal", T_ENUM, U(struct cfg_breaker, c.heal), 0, 0, e_heal, NULL },
 	{ "probe_timeout", T_DUR, U(struct cfg_breaker, c.probe_timeout_ms), 0, DUR_MAX, NULL, NULL },
 	{ "slow_call", T_DUR, U(struct cfg_breaker, c.slow_call_ms), 0, DUR_MAX, NULL, NULL },
 	{ "rate_threshold", T_PCT, U(struct cfg_breaker, c.rate_threshold_pct), 1, 100, NULL, NULL },
@@ -713,6 +718,12 @@ void config_del_key(struct config *c, size_t i)
 {
 	memmove(&c->keys[i], &c->keys[i + 1], (c->nkeys - i - 1) * sizeof *c->keys);
 	c->nkeys--;
+}
+
+void config_del_breaker(struct config *c, size_t i)
+{
+	memmove(&c->breakers[i], &c->breakers[i + 1], (c->nbreakers - i - 1) * sizeof *c->breakers);
+	c->nbreakers--;
 }
 
 #define FIND(arr, n, nm)                                                                       \

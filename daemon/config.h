@@ -127,6 +127,7 @@ struct cfg_breaker *config_add_breaker(struct config *c, const char *name);
 struct cfg_pool *config_add_pool(struct config *c, const char *name);
 /* Remove the object at index i (order of the others kept). */
 void config_del_key(struct config *c, size_t i);
+void config_del_breaker(struct config *c, size_t i);
 
 /* Printable value of option NAME of OBJ ("" when it does not exist): for `set` replies. */
 void config_get_value(enum cfg_kind kind, const void *obj, const char *name, char *buf, size_t n);

@@ -11,6 +11,8 @@
  *                                    when missing; replies "name: old -> new" per change
  *   breaker-create NAME name=value ...  options of a [breaker] section; an existing breaker with
  *                                    the same options is ok, with other options `error exists: ...`
+ *   breaker-remove NAME           -> removes it (`error no such breaker: NAME`; refused while a key
+ *                                    names it)
  * Who may send which request, deadlines, and the exact rule for when a request is applied (so an
  * `error` reply always means "not applied"): daemon/ctlsock.c, which serves the socket. ping and
  * get change nothing and are open to readers of the segment; set and breaker-create need a writer
@@ -329,6 +331,44 @@ out:
 	cfg_errors_free(&e);
 }
 
+/* ---- breaker-remove -------------------------------------------------------------------------------- */
+/* The breaker leaves the configuration (a breaker of the INI comes back at the next reload unless
+ * the file drops it too); its slot is retired, and a later definition recycles it fresh. A key
+ * that names it keeps it: the removal is refused, naming the key. */
+static void do_breaker_remove(struct out *o, const char *name)
+{
+	struct cfg_errors e = { 0 };
+	struct config next;
+	registry_lock();
+	if (registry_snapshot(&next) < 0) {
+		outf(o, "error out of memory\n");
+		goto out;
+	}
+	struct cfg_breaker *b = config_breaker(&next, name);
+	if (!b) {
+		config_free(&next);
+		outf(o, "error no such breaker: %s\n", name);
+		goto out;
+	}
+	for (size_t i = 0; i < next.nkeys; i++)
+		if (strcmp(next.keys[i].breaker, name) == 0) {
+			outf(o, "error breaker %s is used by key %s: remove or change the key first\n", name,
+			     next.keys[i].o.name);
+			config_free(&next);
+			goto out;
+		}
+	config_del_breaker(&next, (size_t)(b - next.breakers));
+	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
+		errors_reply(o, &e);
+		goto out;
+	}
+	outf(o, "ok\nbreaker %s removed\n", name);
+	log_info("control: breaker %s removed", name);
+out:
+	registry_unlock();
+	cfg_errors_free(&e);
+}
+
 /* ---- requests ------------------------------------------------------------------------------------ */
 /* A writing request from a caller who may only read: the refusal, true. */
 static bool refuse_reader(struct out *o, const char *verb)
@@ -357,7 +397,8 @@ void control_handle(struct shm *s, const char *req, struct ctl_caller *who, char
 		}
 		w[nw++] = t;
 	}
-	bool writes = nw >= 2 && (strcmp(w[0], "set") == 0 || strcmp(w[0], "breaker-create") == 0);
+	bool writes = nw >= 2 && (strcmp(w[0], "set") == 0 || strcmp(w[0], "breaker-create") == 0 ||
+	                          strcmp(w[0], "breaker-remove") == 0);
 	if (writes && refuse_reader(&o, w[0]))
 		return;
 	if (nw == 1 && strcmp(w[0], "ping") == 0)
@@ -367,7 +408,9 @@ void control_handle(struct shm *s, const char *req, struct ctl_caller *who, char
 		do_get(&o, w[1]);
 	else if (writes && strcmp(w[0], "set") == 0)
 		do_set(&o, w[1], w + 2, nw - 2);
-	else if (writes)
+	else if (writes && nw == 2 && strcmp(w[0], "breaker-remove") == 0)
+		do_breaker_remove(&o, w[1]);
+	else if (writes && strcmp(w[0], "breaker-create") == 0)
 		do_breaker_create(&o, w[1], w + 2, nw - 2);
 	else
 		outf(&o, "error unknown request (expected ping, get KEY, set KEY name=value ..., "

@@ -467,13 +467,18 @@ void shm_slot_publish(struct shm *s, int reg, uint32_t i, const char *name, cons
 {
 	struct prot_named *n = slot(s, reg, i);
 	uint32_t w = shm_slot_state(s, reg, i);
-	bool same = SLOT_STATE(w) != SLOT_FREE && strcmp(shm_slot_name(s, reg, i), name) == 0;
+	/* a LIVE slot of that name is the same object (reload, runtime set: state kept). A RETIRED
+	 * one was removed: a breaker or a pool defined again comes back fresh (recycled below, as
+	 * fuse and poolboy install a new one); a key comes back with its counters (nginx keeps a
+	 * zone that a reload brings back) */
+	bool named = SLOT_STATE(w) != SLOT_FREE && strcmp(shm_slot_name(s, reg, i), name) == 0;
+	bool same = named && (SLOT_STATE(w) == SLOT_LIVE || reg == REG_KEYS);
 	if (same) {
 		uint64_t cur[CFG_WORDS];
 		shm_slot_cfg(s, reg, i, cur);
 		if (memcmp(cur, cfg, sizeof cur) != 0)
 			write_cfg(n, cfg);
-		if (SLOT_STATE(w) != SLOT_LIVE) /* revival: state and generation kept */
+		if (SLOT_STATE(w) != SLOT_LIVE) /* a key's revival: state and generation kept */
 			atomic_store_explicit(&n->state, SLOT_LIVE | (w & ~0xffu), memory_order_release);
 		return;
 	}

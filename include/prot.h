@@ -72,6 +72,7 @@ enum {
 	PROT_ENOTCONNECTED = 5022, /* protd's control socket is not reachable */
 	PROT_ETORN = 5023,     /* a configuration block stayed half-written (its writer died in the
 	                          middle of a change); protd repairs it when it starts */
+	PROT_EDISABLED = 5024, /* the breaker is disabled (prot_breaker_blow) until prot_breaker_enable */
 };
 
 /* A static string for any code returned by this library (negative or positive), never NULL. */
@@ -189,7 +190,12 @@ enum prot_breaker_state {
 	PROT_BREAKER_CLOSED = 0,
 	PROT_BREAKER_OPEN = 1,
 	PROT_BREAKER_HALF_OPEN = 2,
-	PROT_BREAKER_BLOWN = 3, /* forced open by prot_breaker_blow() until reset */
+	PROT_BREAKER_BLOWN = 3, /* disabled by prot_breaker_blow() until prot_breaker_enable() */
+};
+/* What an open breaker does once its refresh period is over: */
+enum prot_breaker_heal {
+	PROT_HEAL_HALF_OPEN = 0, /* admit half_open_probes probes; their successes close it */
+	PROT_HEAL_FULL = 1,      /* fuse: close, with an empty history, and admit everything */
 };
 
 struct prot_breaker_opts {
@@ -203,6 +209,7 @@ struct prot_breaker_opts {
 	uint32_t rate_threshold_pct;/* rate strategy: trip when failure rate >= this over ... */
 	uint32_t rate_window_calls; /* ... the last N calls ... */
 	uint32_t rate_min_calls;    /* ... once at least M calls have been seen */
+	uint32_t heal;              /* enum prot_breaker_heal; 0 = half_open */
 };
 
 struct prot_breaker_status {
@@ -214,6 +221,8 @@ struct prot_breaker_status {
 	uint64_t last_transition_ms_ago;
 	struct prot_breaker_opts opts;
 	uint64_t probes_given_back; /* half-open probes never answered (timeout, death) or cancelled */
+	uint64_t admitted;          /* calls let through; admitted - successes - failures are running,
+	                               were cancelled, or never reported */
 };
 
 /* Create a breaker at runtime (through protd, which stays the only writer of configuration).
@@ -239,9 +248,24 @@ PROT_API int prot_breaker_allow(prot_t *p, const char *name, prot_breaker_token 
 PROT_API int prot_breaker_record(prot_t *p, const prot_breaker_token *tok, int outcome,
                                  uint64_t duration_ns);
 
+/* The state as of now, computed from the state word and the clock (an open breaker whose refresh
+ * period is over reads as half-open, or closed with heal = full), never waiting for protd. */
 PROT_API int prot_breaker_status(prot_t *p, const char *name, struct prot_breaker_status *out);
-PROT_API int prot_breaker_reset(prot_t *p, const char *name); /* close now, clear history */
-PROT_API int prot_breaker_blow(prot_t *p, const char *name);  /* force open until reset */
+/* Would a call be admitted now? 0 yes, PROT_EBLOWN no. No side effect: no probe is taken, nothing
+ * is counted. (The answer may change before the call is made.) */
+PROT_API int prot_breaker_ask(prot_t *p, const char *name);
+/* Close now and clear the history (fuse's reset). PROT_EDISABLED on a disabled breaker. */
+PROT_API int prot_breaker_reset(prot_t *p, const char *name);
+/* Disable: open until prot_breaker_enable, whatever failures, heals and resets happen (fuse's
+ * circuit_disable). Blowing a disabled breaker changes nothing. */
+PROT_API int prot_breaker_blow(prot_t *p, const char *name);
+/* Enable a disabled breaker: closed, with an empty history (fuse's circuit_enable). 0 also when it
+ * was not disabled. */
+PROT_API int prot_breaker_enable(prot_t *p, const char *name);
+/* Remove a breaker (through protd): it is gone; defined again later, it comes back fresh (closed,
+ * zero counters). PROT_ENOBREAKER when it does not exist. A breaker of the INI comes back at the
+ * next reload unless it is removed from the file too. */
+PROT_API int prot_breaker_remove(prot_t *p, const char *name);
 
 /* ---------------------------------------------------------------------------------------------
  * Connection pool (poolboy)

@@ -51,10 +51,10 @@
  *  rate_next, rate_bits, rate_seen
  *              rate strategy: a ring of the last rate_window_calls outcomes; call i sets its bit in
  *              rate_seen and sets (failure) or clears (success) it in rate_bits.
- *  calls .. probes_given_back
- *              statistics, relaxed fetch_adds; they order nothing. `calls` is not written: status
- *              reports calls = successes + failures + rejections, so that the closed success path
- *              writes one counter.
+ *  admitted .. probes_given_back
+ *              statistics, relaxed fetch_adds; they order nothing. `admitted` counts every call
+ *              let through, so admitted - successes - failures is what runs now, was cancelled, or
+ *              never reported.
  *
  * Why exactly the (tolerance+1)-th failure within the window trips (standard strategy): every
  * failing call of a closed epoch e does, in this order, a seq_cst store of its entry and then
@@ -201,14 +201,16 @@ static uint32_t melts_count(struct prot_breaker_slot *s, uint32_t e, bool any_ep
 }
 
 /* ---- configuration ---------------------------------------------------------------------------- */
-#define CFG_WORDS 10 /* strategy .. rate_min_calls */
+#define CFG_WORDS 12 /* strategy .. heal */
 
 struct bcfg {
 	uint64_t strategy, tolerance, window_ms, refresh_ms, probes, probe_timeout_ms;
 	uint64_t slow_call_ms, rate_threshold_pct, rate_window_calls, rate_min_calls;
+	uint64_t origin; /* protd's bookkeeping: not used here */
+	uint64_t heal;
 };
 _Static_assert(sizeof(struct bcfg) == CFG_WORDS * 8, "bcfg mirrors the head of prot_breaker_cfg");
-_Static_assert(offsetof(struct prot_breaker_cfg, rate_min_calls) == (CFG_WORDS - 1) * 8, "cfg head");
+_Static_assert(offsetof(struct prot_breaker_cfg, heal) == (CFG_WORDS - 1) * 8, "cfg head");
 
 /* A consistent copy (seqlock), with the documented defaults filled in and values clamped to
  * what the slot can hold: protd validates, but the segment is not trusted blindly. */
@@ -230,6 +232,8 @@ static void cfg_normalize(struct bcfg *c)
 		c->rate_window_calls = c->rate_window_calls ? BREAKER_RATE_BITS : 100;
 	if (c->rate_min_calls == 0)
 		c->rate_min_calls = c->rate_window_calls;
+	if (c->heal != PROT_HEAL_FULL)
+		c->heal = PROT_HEAL_HALF_OPEN;
 }
 
 static int cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
@@ -441,6 +445,26 @@ static bool probes_rescue(struct bk *b, uint32_t e)
 	return probes_reclaim(b, &v, e) > 0;
 }
 
+/* What OPEN(e) becomes once its refresh period is over: half-open, or (heal = full, fuse) closed. */
+static inline uint64_t bk_healed(const struct bk *b, uint32_t e)
+{
+	return b->c.heal == PROT_HEAL_FULL ? w_make(PROT_BREAKER_CLOSED, e + 1, 0, 0)
+	                                   : w_make(PROT_BREAKER_HALF_OPEN, e + 1, 0, 0);
+}
+
+/* The winner's duties after a timed move from w to nw (a heal, a new probe round). */
+static void bk_moved_on(struct bk *b, uint64_t w, uint64_t nw)
+{
+	uint32_t out = w_state(w) == PROT_BREAKER_HALF_OPEN ? probes_out(b, w_epoch(w)) : 0;
+	uint64_t lost = out > w_ok(w) ? out - w_ok(w) : 0;
+	if (lost)
+		atomic_fetch_add_explicit(&b->s->probes_given_back, lost, memory_order_relaxed);
+	if (w_state(nw) == PROT_BREAKER_CLOSED)
+		bk_clear_history(b); /* heal = full: an empty history, as fuse */
+	probes_clear_stale(b->s, w_epoch(nw));
+	bk_transitioned(b, nw, 0, lost);
+}
+
 /* Admission in any state but a plain CLOSED one (out of line: the closed path stays small). */
 static __attribute__((noinline)) int bk_allow_slow(struct bk *b, uint64_t w, uint32_t *epoch, bool *probe,
                                                    uint32_t *slot)
@@ -465,7 +489,7 @@ static __attribute__((noinline)) int bk_allow_slow(struct bk *b, uint64_t w, uin
 			if (since_age(&s->since, e, bk_now_cheap(b)) + COARSE_SLACK_MS < b->c.refresh_ms ||
 			    since_age(&s->since, e, bk_now(b)) < b->c.refresh_ms)
 				return bk_reject(b);
-			nw = w_make(PROT_BREAKER_HALF_OPEN, e + 1, 0, 0);
+			nw = bk_healed(b, e);
 			break;
 		case PROT_BREAKER_HALF_OPEN: {
 			if (!have_self) {
@@ -498,12 +522,7 @@ static __attribute__((noinline)) int bk_allow_slow(struct bk *b, uint64_t w, uin
 		}
 		if (!bk_cas(b, &w, nw))
 			continue;
-		uint32_t out = w_state(w) == PROT_BREAKER_HALF_OPEN ? probes_out(b, e) : 0;
-		uint64_t lost = out > w_ok(w) ? out - w_ok(w) : 0;
-		if (lost)
-			atomic_fetch_add_explicit(&s->probes_given_back, lost, memory_order_relaxed);
-		probes_clear_stale(s, w_epoch(nw));
-		bk_transitioned(b, nw, 0, lost);
+		bk_moved_on(b, w, nw);
 		w = nw;
 	}
 }
@@ -512,12 +531,16 @@ static __attribute__((noinline)) int bk_allow_slow(struct bk *b, uint64_t w, uin
 static inline int bk_allow(struct bk *b, uint32_t *epoch, bool *probe, uint32_t *slot)
 {
 	uint64_t w = atomic_load_explicit(&b->s->word, memory_order_acquire); /* pairs with bk_cas */
+	int r = 0;
 	if (likely(w_state(w) == PROT_BREAKER_CLOSED)) {
 		*epoch = w_epoch(w);
 		*probe = false;
-		return 0;
+	} else {
+		r = bk_allow_slow(b, w, epoch, probe, slot);
 	}
-	return bk_allow_slow(b, w, epoch, probe, slot);
+	if (r == 0)
+		atomic_fetch_add_explicit(&b->s->admitted, 1, memory_order_relaxed); /* statistic */
+	return r;
 }
 
 /* CLOSED(e) -> OPEN(e+1). One attempt: a CLOSED word changes only with its epoch, so a failed CAS
@@ -529,9 +552,11 @@ static void bk_trip(struct bk *b, uint32_t e, uint64_t failures)
 		bk_transitioned(b, nw, 0, failures);
 }
 
+/* The oldest failure time that still counts: a failure counts while its age is strictly less than
+ * the window (fuse: melts younger than the period), and only after the last close or reset. */
 static inline uint64_t window_lo(struct bk *b)
 {
-	uint64_t now = bk_now(b), lo = now > b->c.window_ms ? now - b->c.window_ms : 0;
+	uint64_t now = bk_now(b), lo = now >= b->c.window_ms ? now - b->c.window_ms + 1 : 0;
 	uint64_t cleared = atomic_load_explicit(&b->s->cleared_ms, memory_order_acquire); /* bk_clear_history */
 	return lo > cleared ? lo : cleared;
 }
@@ -635,18 +660,27 @@ static void bk_record(struct bk *b, uint32_t e, bool probe, bool failed)
 		bk_melt(b, e);
 }
 
-/* Reset (CLOSED) and blow (BLOWN): from any state, a new epoch. */
-static void bk_force(struct bk *b, uint32_t state, uint32_t ev)
+enum { FORCE_RESET = BREAKER_RESET, FORCE_BLOW = BREAKER_BLOW, FORCE_ENABLE = BREAKER_ENABLE };
+
+/* Reset (close, unless disabled), blow (disable) and enable (close a disabled breaker): a new epoch.
+ * Disabling dominates everything but enable, as fuse's circuit_disable does. */
+static int bk_force(struct bk *b, int how)
 {
+	static const uint32_t ev[] = { [FORCE_RESET] = EV_BREAKER_RESET, [FORCE_BLOW] = EV_BREAKER_BLOWN,
+		                       [FORCE_ENABLE] = EV_BREAKER_CLOSED };
 	uint64_t w = atomic_load_explicit(&b->s->word, memory_order_acquire), nw;
 	do {
-		if (state == PROT_BREAKER_BLOWN && w_state(w) == PROT_BREAKER_BLOWN)
-			return; /* blowing a blown breaker changes nothing */
-		nw = w_make(state, w_epoch(w) + 1, 0, 0);
+		bool disabled = w_state(w) == PROT_BREAKER_BLOWN;
+		if (how == FORCE_RESET && disabled)
+			return -PROT_EDISABLED;
+		if ((how == FORCE_BLOW && disabled) || (how == FORCE_ENABLE && !disabled))
+			return 0; /* already so: nothing changes */
+		nw = w_make(how == FORCE_BLOW ? PROT_BREAKER_BLOWN : PROT_BREAKER_CLOSED, w_epoch(w) + 1, 0, 0);
 	} while (!bk_cas(b, &w, nw));
-	if (state == PROT_BREAKER_CLOSED)
+	if (w_state(nw) == PROT_BREAKER_CLOSED)
 		bk_clear_history(b);
-	bk_transitioned(b, nw, ev, 0);
+	bk_transitioned(b, nw, ev[how], 0);
+	return 0;
 }
 
 /* ---- tokens ------------------------------------------------------------------------------------ */
@@ -820,14 +854,20 @@ int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
 	uint64_t age = since_epoch(since) == e ? since_age_of(since, b.now_ms) : 0;
 	if (e == 0) /* never transitioned: as old as the segment */
 		age = b.now_ms > h->created_ns / 1000000u ? b.now_ms - h->created_ns / 1000000u : 0;
-	if (st.state == PROT_BREAKER_OPEN)
-		st.next_probe_ms = age < b.c.refresh_ms ? b.c.refresh_ms - age : 0;
+	if (st.state == PROT_BREAKER_OPEN && age < b.c.refresh_ms) {
+		st.next_probe_ms = b.c.refresh_ms - age;
+	} else if (st.state == PROT_BREAKER_OPEN) {
+		/* the state as of now, whether or not a caller or protd's tick has moved it yet */
+		st.state = b.c.heal == PROT_HEAL_FULL ? PROT_BREAKER_CLOSED : PROT_BREAKER_HALF_OPEN;
+		age -= b.c.refresh_ms;
+	}
 	st.last_transition_ms_ago = age;
 	/* statistics: relaxed */
 	st.successes = atomic_load_explicit(&s->successes, memory_order_relaxed);
 	st.failures = atomic_load_explicit(&s->failures, memory_order_relaxed);
 	st.rejections = atomic_load_explicit(&s->rejections, memory_order_relaxed);
-	st.calls = st.successes + st.failures + st.rejections;
+	st.admitted = atomic_load_explicit(&s->admitted, memory_order_relaxed);
+	st.calls = st.admitted + st.rejections;
 	st.probes_given_back = atomic_load_explicit(&s->probes_given_back, memory_order_relaxed);
 	st.opts = (struct prot_breaker_opts){
 		.strategy = (uint32_t)b.c.strategy, .tolerance = (uint32_t)b.c.tolerance,
@@ -835,23 +875,49 @@ int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
 		.half_open_probes = (uint32_t)b.c.probes, .probe_timeout_ms = b.c.probe_timeout_ms,
 		.slow_call_ms = b.c.slow_call_ms, .rate_threshold_pct = (uint32_t)b.c.rate_threshold_pct,
 		.rate_window_calls = (uint32_t)b.c.rate_window_calls,
-		.rate_min_calls = (uint32_t)b.c.rate_min_calls,
+		.rate_min_calls = (uint32_t)b.c.rate_min_calls, .heal = (uint32_t)b.c.heal,
 	};
 	*out = st;
 	return 0;
 }
 
-int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t state)
+int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int how)
 {
 	struct bk b;
 
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ENOBREAKER;
-	if (state != PROT_BREAKER_CLOSED && state != PROT_BREAKER_BLOWN)
+	if (how != BREAKER_RESET && how != BREAKER_BLOW && how != BREAKER_ENABLE)
 		return -EINVAL;
 	bk_init(&b, p, h, idx, 0); /* a torn configuration does not matter: forcing needs none */
-	bk_force(&b, state, state == PROT_BREAKER_CLOSED ? EV_BREAKER_RESET : EV_BREAKER_BLOWN);
-	return 0;
+	return bk_force(&b, how);
+}
+
+/* Whether a call would be admitted now, from the word and the clock: no CAS, no probe, no count. */
+int breaker_ask_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns)
+{
+	struct bk b;
+	if (idx >= seg_count(h, REG_BREAKERS))
+		return -PROT_ENOBREAKER;
+	int r = bk_init(&b, NULL, h, idx, now_ns ? now_ns : prot_now_ns());
+	if (r < 0)
+		return r;
+	uint64_t w = atomic_load_explicit(&b.s->word, memory_order_acquire); /* pairs with bk_cas */
+	uint32_t e = w_epoch(w);
+	switch (w_state(w)) {
+	case PROT_BREAKER_CLOSED:
+		return 0;
+	case PROT_BREAKER_OPEN: {
+		uint64_t v = atomic_load_explicit(&b.s->since, memory_order_acquire);
+		/* a start not yet published reads as "just now" (ask never writes) */
+		uint64_t age = since_epoch(v) == e ? since_age_of(v, b.now_ms) : 0;
+		return age >= b.c.refresh_ms ? 0 : -PROT_EBLOWN; /* healed: closed, or a probe free */
+	}
+	case PROT_BREAKER_HALF_OPEN:
+		return probes_out(&b, e) < b.c.probes ? 0 : -PROT_EBLOWN;
+	default:
+		return -PROT_EBLOWN;
+	}
 }
 
 /* protd's tick: publish missing starts; half-open a breaker whose open period is over (so status
@@ -875,18 +941,13 @@ void breaker_tick(const struct prot_idv *v, uint64_t now_ns)
 		if (w_state(w) == PROT_BREAKER_HALF_OPEN)
 			probes_reclaim(&b, v, w_epoch(w));
 		uint64_t age = since_age(&s->since, w_epoch(w), bk_now(&b));
-		bool due = (w_state(w) == PROT_BREAKER_OPEN && age >= b.c.refresh_ms) ||
-		           (w_state(w) == PROT_BREAKER_HALF_OPEN && probes_out(&b, w_epoch(w)) >= b.c.probes &&
-		            probe_age(s, w_epoch(w), b.now_ms) >= b.c.probe_timeout_ms);
-		uint64_t nw = w_make(PROT_BREAKER_HALF_OPEN, w_epoch(w) + 1, 0, 0);
-		if (!due || !bk_cas(&b, &w, nw))
+		bool open_due = w_state(w) == PROT_BREAKER_OPEN && age >= b.c.refresh_ms;
+		bool round_due = w_state(w) == PROT_BREAKER_HALF_OPEN && probes_out(&b, w_epoch(w)) >= b.c.probes &&
+		                 probe_age(s, w_epoch(w), b.now_ms) >= b.c.probe_timeout_ms;
+		uint64_t nw = open_due ? bk_healed(&b, w_epoch(w)) : w_make(PROT_BREAKER_HALF_OPEN, w_epoch(w) + 1, 0, 0);
+		if (!(open_due || round_due) || !bk_cas(&b, &w, nw))
 			continue;
-		uint32_t out = w_state(w) == PROT_BREAKER_HALF_OPEN ? probes_out(&b, w_epoch(w)) : 0;
-		uint64_t lost = out > w_ok(w) ? out - w_ok(w) : 0;
-		if (lost)
-			atomic_fetch_add_explicit(&s->probes_given_back, lost, memory_order_relaxed);
-		probes_clear_stale(s, w_epoch(nw));
-		bk_transitioned(&b, nw, 0, lost);
+		bk_moved_on(&b, w, nw);
 	}
 }
 
@@ -939,14 +1000,45 @@ int prot_breaker_reset(prot_t *p, const char *name)
 {
 	struct prot_shm_header *h;
 	int idx = lookup(p, name, true, &h);
-	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, PROT_BREAKER_CLOSED);
+	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, BREAKER_RESET);
 }
 
 int prot_breaker_blow(prot_t *p, const char *name)
 {
 	struct prot_shm_header *h;
 	int idx = lookup(p, name, true, &h);
-	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, PROT_BREAKER_BLOWN);
+	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, BREAKER_BLOW);
+}
+
+int prot_breaker_enable(prot_t *p, const char *name)
+{
+	struct prot_shm_header *h;
+	int idx = lookup(p, name, true, &h);
+	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, BREAKER_ENABLE);
+}
+
+int prot_breaker_ask(prot_t *p, const char *name)
+{
+	struct prot_shm_header *h;
+	int idx = lookup(p, name, false, &h);
+	return idx < 0 ? idx : breaker_ask_idx(h, (uint32_t)idx, 0);
+}
+
+/* Removal goes through protd, the only writer of configuration. */
+int prot_breaker_remove(prot_t *p, const char *name)
+{
+	char req[128], reply[256];
+	int g = prot_gate(p, false); /* protd judges the caller's authority */
+	if (g < 0)
+		return g;
+	if (!name || !*name || strpbrk(name, " \t\r\n="))
+		return -EINVAL;
+	if (strlen(name) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	snprintf(req, sizeof req, "breaker-remove %s", name);
+	prot_hdr(p);
+	int r = prot_control(p, req, reply, sizeof reply);
+	return r == -PROT_EINVAL_CONFIG && strstr(reply, "no such breaker") ? -PROT_ENOBREAKER : r;
 }
 
 /* Runtime creation goes through protd, the only writer of configuration. The request uses the
@@ -960,14 +1052,16 @@ static int create_request(char *buf, size_t n, const char *name, const struct pr
 {
 	bool rate = o->strategy == PROT_BREAKER_RATE;
 	/* protd validates every value; the strategy is the one field this side names */
+	if (o->heal > PROT_HEAL_FULL)
+		return -EINVAL;
 	if (o->strategy != 0 && o->strategy != PROT_BREAKER_STANDARD && !rate)
 		return -EINVAL;
 	int len = snprintf(buf, n,
 	                   "breaker-create %s strategy=%s refresh=%" PRIu64 "ms half_open_probes=%" PRIu32
-	                   " probe_timeout=%" PRIu64 "ms slow_call=%" PRIu64 "ms",
+	                   " probe_timeout=%" PRIu64 "ms slow_call=%" PRIu64 "ms heal=%s",
 	                   name, rate ? "rate" : "standard", o->refresh_ms,
 	                   o->half_open_probes ? o->half_open_probes : 1, o->probe_timeout_ms,
-	                   o->slow_call_ms);
+	                   o->slow_call_ms, o->heal == PROT_HEAL_FULL ? "full" : "half_open");
 	if (len > 0 && (size_t)len < n) {
 		if (!rate)
 			len += snprintf(buf + len, n - (size_t)len, " tolerance=%" PRIu32 " window=%" PRIu64 "ms",
@@ -989,7 +1083,7 @@ static void cfg_of_opts(const struct prot_breaker_opts *o, struct bcfg *c)
 		.refresh_ms = o->refresh_ms, .probes = o->half_open_probes,
 		.probe_timeout_ms = o->probe_timeout_ms, .slow_call_ms = o->slow_call_ms,
 		.rate_threshold_pct = o->rate_threshold_pct, .rate_window_calls = o->rate_window_calls,
-		.rate_min_calls = o->rate_min_calls,
+		.rate_min_calls = o->rate_min_calls, .heal = o->heal,
 	};
 	cfg_normalize(c);
 }
@@ -997,6 +1091,7 @@ static void cfg_of_opts(const struct prot_breaker_opts *o, struct bcfg *c)
 /* Keep only what the strategy uses: the others are whatever defaults protd chose. */
 static void cfg_relevant(struct bcfg *c)
 {
+	c->origin = 0; /* protd's bookkeeping */
 	if (c->strategy == PROT_BREAKER_RATE)
 		c->tolerance = c->window_ms = 0;
 	else

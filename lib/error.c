@@ -5,7 +5,7 @@
 
 #include "internal.h"
 
-static const char *const prot_msgs[PROT_ETORN + 1 - PROT_ENOSEG] = {
+static const char *const prot_msgs[PROT_EDISABLED + 1 - PROT_ENOSEG] = {
 	[PROT_ENOSEG - PROT_ENOSEG] = "shared-memory segment not found: protd is not running, or uses another segment name",
 	[PROT_EABI - PROT_ENOSEG] = "segment has another ABI version: protd and libprot are from different builds",
 	[PROT_ESIZE - PROT_ENOSEG] = "segment size does not match the size recorded in its header",
@@ -30,6 +30,7 @@ static const char *const prot_msgs[PROT_ETORN + 1 - PROT_ENOSEG] = {
 	[PROT_ESTALE - PROT_ENOSEG] = "token, lease or id refers to an object that has changed since",
 	[PROT_ENOTCONNECTED - PROT_ENOSEG] = "protd's control socket is not reachable",
 	[PROT_ETORN - PROT_ENOSEG] = "a configuration block was left half-written (protd repairs it at start)",
+	[PROT_EDISABLED - PROT_ENOSEG] = "the circuit breaker is disabled until it is enabled again",
 };
 
 static const char *errno_msg(int e)
@@ -70,7 +71,7 @@ const char *prot_strerror(int err)
 
 	if (err == 0)
 		return "success";
-	if (e >= PROT_ENOSEG && e <= PROT_ETORN)
+	if (e >= PROT_ENOSEG && e <= PROT_EDISABLED)
 		s = prot_msgs[e - PROT_ENOSEG];
 	else if (e > 0 && e < 4096)
 		s = errno_msg((int)e);

@@ -37,8 +37,11 @@ void prot_event_emit(struct prot_shm_header *h, uint32_t type, uint32_t object, 
                      uint64_t a, uint64_t b)
 {
 	uint32_t n = seg_count(h, REG_EVENTS);
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
 	struct prot_event ev = {.time_ns = prot_now_ns(), .type = type, .pid = getpid(),
-	                        .object = object, .a = a, .b = b};
+	                        .object = object, .a = a, .b = b,
+	                        .wall_ns = (uint64_t)wall.tv_sec * 1000000000u + (uint64_t)wall.tv_nsec};
 
 	if (n == 0) {
 		/* relaxed: a statistic, orders nothing */

@@ -375,9 +375,12 @@ PROT_HIDDEN int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32
 /* Read-only: works on a read-only mapping. */
 PROT_HIDDEN int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
                                    struct prot_breaker_status *out);
-/* state: PROT_BREAKER_CLOSED (reset) or PROT_BREAKER_BLOWN (blow). */
-PROT_HIDDEN int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
-                                  uint32_t state);
+/* how: BREAKER_RESET (close; PROT_EDISABLED when disabled), BREAKER_BLOW (disable),
+ * BREAKER_ENABLE (close a disabled breaker). */
+enum { BREAKER_RESET = 0, BREAKER_BLOW = 1, BREAKER_ENABLE = 2 };
+PROT_HIDDEN int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int how);
+/* Would a call be admitted now (0), or not (PROT_EBLOWN)? Reads only. */
+PROT_HIDDEN int breaker_ask_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns);
 
 /* lib/ratelimit.c: the rate limiter on a mapped header (protctl, the facade, tests). now_ns 0 =
  * read CLOCK_MONOTONIC. Same returns as the public forms. */

@@ -188,7 +188,8 @@ struct prot_breaker_cfg {
 	uint64_t strategy, tolerance, window_ms, refresh_ms, half_open_probes, probe_timeout_ms;
 	uint64_t slow_call_ms, rate_threshold_pct, rate_window_calls, rate_min_calls;
 	uint64_t origin;         /* as in prot_key_cfg */
-	uint64_t reserved[5];
+	uint64_t heal;           /* enum prot_breaker_heal */
+	uint64_t reserved[4];
 };
 
 struct prot_breaker_slot {
@@ -211,7 +212,7 @@ struct prot_breaker_slot {
 	_Atomic uint64_t probe_check_ms; /* a client's last look for dead probe holders */
 	uint64_t pad_w[1];
 	/* line 4: counters, written on every call */
-	_Atomic uint64_t calls PROT_ALIGNED;
+	_Atomic uint64_t admitted PROT_ALIGNED; /* calls let through (with or without a verdict yet) */
 	_Atomic uint64_t successes, failures, rejections, probes_given_back;
 	uint64_t pad_c[3];
 	/* failure history */
@@ -339,7 +340,8 @@ struct prot_event {
 	uint32_t pad;
 	char name[PROT_NAME_BYTES];
 	uint64_t a, b;
-	uint8_t pad2[32];
+	uint64_t wall_ns;    /* CLOCK_REALTIME when it was written (time_ns is CLOCK_MONOTONIC) */
+	uint8_t pad2[24];
 } PROT_ALIGNED;
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -362,7 +364,7 @@ _Static_assert(sizeof(struct prot_key_cfg) == 128, "key cfg is two lines");
 _Static_assert(sizeof(struct prot_key_slot) == 64 + 128 + 256, "key slot");
 _Static_assert(sizeof(struct prot_breaker_cfg) == 128, "breaker cfg is two lines");
 _Static_assert(offsetof(struct prot_breaker_slot, word) == 192, "breaker word line");
-_Static_assert(offsetof(struct prot_breaker_slot, calls) == 256, "breaker counters line");
+_Static_assert(offsetof(struct prot_breaker_slot, admitted) == 256, "breaker counters line");
 _Static_assert(sizeof(struct prot_breaker_slot) ==
                320 + BREAKER_MELT_RING * 8 + 2 * BREAKER_RATE_BITS / 8 + BREAKER_PROBES_MAX * 8,
                "breaker slot");

@@ -30,12 +30,14 @@ int main(void)
 	F(prot_breaker_opts, half_open_probes); F(prot_breaker_opts, probe_timeout_ms);
 	F(prot_breaker_opts, slow_call_ms); F(prot_breaker_opts, rate_threshold_pct);
 	F(prot_breaker_opts, rate_window_calls); F(prot_breaker_opts, rate_min_calls);
+	F(prot_breaker_opts, heal);
 
 	S(prot_breaker_status); F(prot_breaker_status, name); F(prot_breaker_status, state);
 	F(prot_breaker_status, failures_in_window); F(prot_breaker_status, next_probe_ms);
 	F(prot_breaker_status, calls); F(prot_breaker_status, successes); F(prot_breaker_status, failures);
 	F(prot_breaker_status, rejections); F(prot_breaker_status, last_transition_ms_ago);
 	F(prot_breaker_status, opts); F(prot_breaker_status, probes_given_back);
+	F(prot_breaker_status, admitted);
 
 	S(prot_breaker_token); F(prot_breaker_token, opaque);
 	S(prot_lease); F(prot_lease, opaque);

@@ -266,7 +266,7 @@ Test(core, winner_that_never_published_since_does_not_stick)
 Test(core, reset_and_blow)
 {
 	struct prot_shm_header *h = tripped(500, 1);
-	cr_assert_eq(breaker_force_idx(NULL, h, 0, PROT_BREAKER_CLOSED), 0);
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, BREAKER_RESET), 0);
 	cr_assert_eq(state_at(h, 1), PROT_BREAKER_CLOSED);
 	struct prot_breaker_status st;
 	cr_assert_eq(breaker_status_idx(h, 0, at(1), &st), 0);
@@ -274,13 +274,110 @@ Test(core, reset_and_blow)
 	cr_assert_eq(call(h, 1, PROT_OUTCOME_FAILURE), 1);
 	cr_assert_eq(state_at(h, 1), PROT_BREAKER_CLOSED);
 
-	cr_assert_eq(breaker_force_idx(NULL, h, 0, PROT_BREAKER_BLOWN), 0);
+	/* disable (fuse's circuit_disable) dominates failures, heals and resets until enable */
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, BREAKER_BLOW), 0);
 	cr_assert_eq(state_at(h, 1), PROT_BREAKER_BLOWN);
-	cr_assert_eq(call(h, 1000000, PROT_OUTCOME_SUCCESS), 0, "blown stays open past any refresh");
+	cr_assert_eq(call(h, 1000000, PROT_OUTCOME_SUCCESS), 0, "disabled stays open past any refresh");
 	breaker_tick(ANON_VIEW(h), at(1000000));
 	cr_assert_eq(state_at(h, 1000000), PROT_BREAKER_BLOWN);
-	cr_assert_eq(breaker_force_idx(NULL, h, 0, PROT_BREAKER_CLOSED), 0);
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, BREAKER_RESET), -PROT_EDISABLED, "a reset is refused");
+	cr_assert_eq(state_at(h, 1000000), PROT_BREAKER_BLOWN);
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, BREAKER_BLOW), 0, "blowing twice changes nothing");
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, BREAKER_ENABLE), 0);
+	cr_assert_eq(state_at(h, 1000000), PROT_BREAKER_CLOSED);
+	cr_assert_eq(breaker_status_idx(h, 0, at(1000000), &st), 0);
+	cr_assert_eq(st.failures_in_window, 0, "enable starts from an empty history");
 	cr_assert_eq(call(h, 1000000, PROT_OUTCOME_SUCCESS), 1);
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, BREAKER_ENABLE), 0, "enabling an enabled one: no-op");
+}
+
+/* fuse's heal: after refresh, closed with an empty melt history, all traffic admitted. */
+Test(core, heal_full_closes_with_an_empty_history)
+{
+	struct prot_shm_header *h = core_seg();
+	struct prot_breaker_cfg c = {.strategy = PROT_BREAKER_STANDARD, .tolerance = 1, .window_ms = 1000,
+	                             .refresh_ms = 500, .half_open_probes = 1, .heal = PROT_HEAL_FULL};
+	core_breaker(h, 0, "b", &c);
+	T0 = prot_now_ns();
+	call(h, 0, PROT_OUTCOME_FAILURE);
+	call(h, 0, PROT_OUTCOME_FAILURE);
+	cr_assert_eq(state_at(h, 0), PROT_BREAKER_OPEN);
+	cr_assert_eq(call(h, 499, PROT_OUTCOME_SUCCESS), 0);
+	cr_assert_eq(state_at(h, 500), PROT_BREAKER_CLOSED, "status tells the healed state before anyone calls");
+	for (int i = 0; i < 5; i++) /* everything is admitted, not one probe */
+		cr_assert_eq(call(h, 500, PROT_OUTCOME_SUCCESS), 1);
+	cr_assert_eq(call(h, 501, PROT_OUTCOME_FAILURE), 1);
+	cr_assert_eq(state_at(h, 501), PROT_BREAKER_CLOSED, "the melts before the heal are forgotten");
+	cr_assert_eq(call(h, 502, PROT_OUTCOME_FAILURE), 1);
+	cr_assert_eq(state_at(h, 502), PROT_BREAKER_OPEN, "two melts of the new period trip it");
+	/* protd's tick heals a breaker nobody calls */
+	breaker_tick(ANON_VIEW(h), at(1002));
+	cr_assert_eq(atomic_load(&slot(h, 0)->word) >> 62, PROT_BREAKER_CLOSED);
+}
+
+/* A failure counts while its age is strictly less than the window (fuse: melts younger than the
+ * period). */
+Test(core, a_failure_exactly_window_old_no_longer_counts)
+{
+	struct prot_shm_header *h = core_std(1, 100, 1000, 1);
+	T0 = prot_now_ns();
+	call(h, 0, PROT_OUTCOME_FAILURE);
+	call(h, 100, PROT_OUTCOME_FAILURE);
+	cr_assert_eq(state_at(h, 100), PROT_BREAKER_CLOSED, "the first is exactly 100 ms old: gone");
+	call(h, 199, PROT_OUTCOME_FAILURE);
+	cr_assert_eq(state_at(h, 199), PROT_BREAKER_OPEN, "99 ms apart: both count");
+}
+
+/* ask has no side effect: no probe taken, nothing counted. */
+Test(core, ask_answers_without_a_side_effect)
+{
+	struct prot_shm_header *h = tripped(500, 1);
+	struct prot_breaker_status before, after;
+	cr_assert_eq(breaker_status_idx(h, 0, at(1), &before), 0);
+	cr_assert_eq(breaker_ask_idx(h, 0, at(1)), -PROT_EBLOWN);
+	cr_assert_eq(breaker_ask_idx(h, 0, at(500)), 0, "past refresh: a probe would be admitted");
+	cr_assert_eq(breaker_ask_idx(h, 0, at(500)), 0, "and still is: asking took nothing");
+	cr_assert_eq(breaker_status_idx(h, 0, at(500), &after), 0);
+	cr_assert_eq(after.rejections, before.rejections);
+	cr_assert_eq(after.admitted, before.admitted);
+	prot_breaker_token t;
+	cr_assert_eq(allow(h, 500, &t), 0);
+	cr_assert_eq(breaker_ask_idx(h, 0, at(500)), -PROT_EBLOWN, "the one probe is out");
+	record(h, 501, &t, PROT_OUTCOME_SUCCESS);
+	cr_assert_eq(breaker_ask_idx(h, 0, at(501)), 0);
+}
+
+/* Admitted calls are counted, with or without a verdict. */
+Test(core, admitted_counts_calls_without_a_verdict_too)
+{
+	struct prot_shm_header *h = core_std(3, 1000, 500, 1);
+	T0 = prot_now_ns();
+	prot_breaker_token t[3];
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(allow(h, 0, &t[i]), 0);
+	record(h, 1, &t[0], PROT_OUTCOME_SUCCESS);
+	record(h, 1, &t[1], PROT_OUTCOME_FAILURE);
+	struct prot_breaker_status st;
+	cr_assert_eq(breaker_status_idx(h, 0, at(1), &st), 0);
+	cr_assert_eq(st.admitted, 3u);
+	cr_assert_eq(st.successes + st.failures, 2u, "one still runs");
+	cr_assert_eq(st.calls, 3u);
+}
+
+/* Events carry the wall-clock time of their writing. */
+Test(core, events_carry_a_wall_clock_time)
+{
+	struct timespec a, b;
+	clock_gettime(CLOCK_REALTIME, &a);
+	struct prot_shm_header *h = tripped(500, 1);
+	clock_gettime(CLOCK_REALTIME, &b);
+	uint64_t cursor = 0, lo = (uint64_t)a.tv_sec * 1000000000u + (uint64_t)a.tv_nsec;
+	uint64_t hi = (uint64_t)b.tv_sec * 1000000000u + (uint64_t)b.tv_nsec;
+	struct prot_event ev;
+	cr_assert_eq(prot_event_read(h, &cursor, &ev, NULL), 1);
+	cr_assert_eq(ev.type, EV_BREAKER_OPEN);
+	cr_assert(ev.wall_ns >= lo && ev.wall_ns <= hi, "wall time %llu not in [%llu, %llu]",
+	          (unsigned long long)ev.wall_ns, (unsigned long long)lo, (unsigned long long)hi);
 }
 
 Test(core, rate_strategy_with_min_calls)
@@ -296,7 +393,7 @@ Test(core, rate_strategy_with_min_calls)
 	call(h, 0, PROT_OUTCOME_SUCCESS); /* 5 calls, 80 % */
 	cr_assert_eq(state_at(h, 0), PROT_BREAKER_OPEN);
 
-	cr_assert_eq(breaker_force_idx(NULL, h, 0, PROT_BREAKER_CLOSED), 0);
+	cr_assert_eq(breaker_force_idx(NULL, h, 0, BREAKER_RESET), 0);
 	for (int i = 0; i < 6; i++)
 		call(h, 1, PROT_OUTCOME_SUCCESS);
 	for (int i = 0; i < 4; i++)
@@ -776,9 +873,11 @@ Test(breaker, reset_and_blow)
 	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), -PROT_EBLOWN);
 	cr_assert_eq(atomic_load(&e->fn_calls), before);
 	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_BLOWN);
-	cr_assert_eq(prot_breaker_reset(e->p, "b"), 0);
+	cr_assert_eq(prot_breaker_reset(e->p, "b"), -PROT_EDISABLED, "disabled: a reset is refused");
+	cr_assert_eq(prot_breaker_enable(e->p, "b"), 0);
 	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), 0);
 	cr_assert_eq(prot_breaker_reset(e->p, "nope"), -PROT_ENOBREAKER);
+	cr_assert_eq(prot_breaker_enable(e->p, "nope"), -PROT_ENOBREAKER);
 	stop(e);
 }
 
@@ -797,11 +896,108 @@ Test(breaker, protctl_show_reset_blow)
 	cr_assert_eq(th_protctl(o, e->seg, "--json", "breaker", "show", NULL), 0, "%s", o->err);
 	cr_assert(strstr(o->out, "\"breakers\":[") && strstr(o->out, "\"name\":\"c\"") &&
 	          strstr(o->out, "\"strategy\":\"rate\""), "%s", o->out);
-	cr_assert_eq(th_protctl(o, e->seg, "breaker", "reset", "b", NULL), 0, "%s", o->err);
+	cr_assert_neq(th_protctl(o, e->seg, "breaker", "reset", "b", NULL), 0, "reset of a disabled breaker");
+	cr_assert(strstr(o->err, "disabled"), "%s", o->err);
+	cr_assert_eq(th_protctl(o, e->seg, "breaker", "enable", "b", NULL), 0, "%s", o->err);
 	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_CLOSED);
+	cr_assert_eq(th_protctl(o, e->seg, "breaker", "reset", "b", NULL), 0, "%s", o->err);
 	cr_assert_eq(th_protctl(o, e->seg, "breaker", "reset", "nope", NULL), 1);
 	cr_assert_eq(th_protctl(o, e->seg, "breaker", "show", "nope", NULL), 1);
 	cr_assert_eq(th_protctl(o, e->seg, "breaker", "reset", NULL), 2);
+	stop(e);
+}
+
+/* Lifecycle: a removed breaker is gone; defined again it is fresh (closed, zero counters). */
+Test(breaker, removed_then_defined_again_is_fresh)
+{
+	struct env *e = start("[breaker ini]\ntolerance = 0\nwindow = 10s\nrefresh = 1h\n");
+	struct prot_breaker_opts o = { .strategy = PROT_BREAKER_STANDARD, .tolerance = 0, .window_ms = 10000,
+	                               .refresh_ms = 3600000, .half_open_probes = 1 };
+	cr_assert_eq(prot_breaker_create(e->p, "rt", &o), 0);
+	cr_assert_eq(prot_breaker_create(e->p, "rt", &o), 0, "create is idempotent with the same options");
+	trip(e, "rt");
+	cr_assert_eq(prot_breaker_remove(e->p, "rt"), 0);
+	struct prot_breaker_status st;
+	cr_assert_eq(prot_breaker_status(e->p, "rt", &st), -PROT_ENOBREAKER, "a removed breaker is gone");
+	cr_assert_eq(prot_breaker_remove(e->p, "rt"), -PROT_ENOBREAKER);
+	cr_assert_eq(prot_breaker_create(e->p, "rt", &o), 0);
+	st = bstatus(e, "rt");
+	cr_assert_eq(st.state, PROT_BREAKER_CLOSED, "defined again: fresh");
+	cr_assert_eq(st.failures + st.successes + st.rejections + st.admitted, 0u, "with zero counters");
+
+	/* an INI breaker dropped by a reload and defined again is fresh too */
+	trip(e, "ini");
+	FILE *f = fopen(e->ini, "w");
+	fprintf(f, "%s", ini_head);
+	fclose(f);
+	uint64_t g;
+	struct prot_info info;
+	prot_get_info(e->p, &info);
+	g = info.config_generation;
+	kill(e->protd, SIGHUP);
+	for (int i = 0; i < 2000 && prot_get_info(e->p, &info) == 0 && info.config_generation == g; i++)
+		usleep(1000);
+	cr_assert_eq(prot_breaker_status(e->p, "ini", &st), -PROT_ENOBREAKER);
+	f = fopen(e->ini, "w");
+	fprintf(f, "%s[breaker ini]\ntolerance = 0\nwindow = 10s\nrefresh = 1h\n", ini_head);
+	fclose(f);
+	g = info.config_generation;
+	kill(e->protd, SIGHUP);
+	for (int i = 0; i < 2000 && prot_get_info(e->p, &info) == 0 && info.config_generation == g; i++)
+		usleep(1000);
+	st = bstatus(e, "ini");
+	cr_assert_eq(st.state, PROT_BREAKER_CLOSED);
+	cr_assert_eq(st.failures, 0u);
+	struct th_out *out = th_shared(sizeof *out);
+	cr_assert_eq(th_protctl(out, e->seg, "breaker", "remove", "rt", NULL), 0, "%s", out->err);
+	cr_assert_neq(th_protctl(out, e->seg, "breaker", "remove", "rt", NULL), 0);
+	stop(e);
+}
+
+/* fuse's own scenario, in heal = full mode: melt up to the tolerance, blow, heal after the
+ * refresh (events), reset, remove and install afresh, disable dominating reset and heal, enable. */
+Test(breaker, fuse_scenario_in_heal_full_mode, .timeout = 30)
+{
+	struct env *e = start("[breaker f]\ntolerance = 2\nwindow = 10s\nrefresh = 200ms\nheal = full\n");
+	/* fuse: {standard, 2, 10000}: the third melt within the period blows it */
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(prot_breaker_execute(e->p, "f", fn_fail, e, NULL), -PROT_EFAILED);
+	cr_assert_eq(bstate(e, "f"), PROT_BREAKER_CLOSED);
+	cr_assert_eq(prot_breaker_ask(e->p, "f"), 0);
+	cr_assert_eq(prot_breaker_execute(e->p, "f", fn_fail, e, NULL), -PROT_EFAILED);
+	cr_assert_eq(bstate(e, "f"), PROT_BREAKER_OPEN);
+	cr_assert_eq(prot_breaker_ask(e->p, "f"), -PROT_EBLOWN);
+	cr_assert_eq(prot_breaker_execute(e->p, "f", fn_ok, e, NULL), -PROT_EBLOWN);
+	/* heal: after the refresh, ok with an empty history (no probes) */
+	usleep(250 * 1000);
+	cr_assert_eq(prot_breaker_ask(e->p, "f"), 0);
+	cr_assert_eq(bstate(e, "f"), PROT_BREAKER_CLOSED);
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(prot_breaker_execute(e->p, "f", fn_fail, e, NULL), -PROT_EFAILED);
+	cr_assert_eq(bstate(e, "f"), PROT_BREAKER_CLOSED, "the melts before the heal are gone");
+	struct th_out *o = th_shared(sizeof *o);
+	cr_assert_eq(th_protctl(o, e->seg, "events", NULL), 0, "%s", o->err);
+	cr_assert(strstr(o->out, "breaker_open") && strstr(o->out, "breaker_closed"), "%s", o->out);
+	/* reset */
+	cr_assert_eq(prot_breaker_reset(e->p, "f"), 0);
+	/* disable dominates melts, heals and resets until enable */
+	cr_assert_eq(prot_breaker_blow(e->p, "f"), 0);
+	usleep(250 * 1000);
+	cr_assert_eq(bstate(e, "f"), PROT_BREAKER_BLOWN, "no heal while disabled");
+	cr_assert_eq(prot_breaker_reset(e->p, "f"), -PROT_EDISABLED);
+	cr_assert_eq(prot_breaker_execute(e->p, "f", fn_ok, e, NULL), -PROT_EBLOWN);
+	cr_assert_eq(prot_breaker_enable(e->p, "f"), 0);
+	cr_assert_eq(prot_breaker_execute(e->p, "f", fn_ok, e, NULL), 0);
+	/* remove and install afresh */
+	struct prot_breaker_opts fo = { .strategy = PROT_BREAKER_STANDARD, .tolerance = 2, .window_ms = 10000,
+	                                .refresh_ms = 200, .heal = PROT_HEAL_FULL };
+	cr_assert_eq(prot_breaker_create(e->p, "g", &fo), 0);
+	cr_assert_eq(prot_breaker_execute(e->p, "g", fn_fail, e, NULL), -PROT_EFAILED);
+	cr_assert_eq(prot_breaker_remove(e->p, "g"), 0);
+	cr_assert_eq(prot_breaker_create(e->p, "g", &fo), 0);
+	struct prot_breaker_status st = bstatus(e, "g");
+	cr_assert_eq(st.failures, 0u);
+	cr_assert_eq(st.opts.heal, (uint32_t)PROT_HEAL_FULL);
 	stop(e);
 }
 

@@ -657,7 +657,7 @@ Test(segment, unpublished_event_is_waited_for_then_skipped)
 
 Test(segment, every_error_has_a_distinct_message)
 {
-	for (int e = PROT_ENOSEG; e <= PROT_ETORN; e++) {
+	for (int e = PROT_ENOSEG; e <= PROT_EDISABLED; e++) {
 		const char *s = prot_strerror(-e);
 		cr_assert_not_null(s);
 		cr_expect_str_neq(s, "unknown error", "code %d", e);
@@ -668,7 +668,7 @@ Test(segment, every_error_has_a_distinct_message)
 	cr_expect_str_eq(prot_strerror(-EACCES), "Permission denied");
 	cr_expect_str_eq(prot_strerror(0), "success");
 	cr_expect_str_eq(prot_strerror(-4000), "unknown error");
-	cr_expect_str_eq(prot_strerror(-PROT_ETORN - 1), "unknown error");
+	cr_expect_str_eq(prot_strerror(-PROT_EDISABLED - 1), "unknown error");
 	cr_expect_str_eq(prot_strerror(-99999), "unknown error");
 	cr_expect_not_null(prot_strerror(-2147483647 - 1));
 }

@@ -1,4 +1,4 @@
-/* ctl_breaker.c — `protctl breaker show [NAME]`, `breaker reset NAME`, `breaker blow NAME`.
+/* ctl_breaker.c — `protctl breaker show [NAME]`, `breaker reset|blow|enable|remove NAME`.
  * Everything shown comes from prot_breaker_status(), which only reads: `show` works on a read-only
  * mapping. */
 #include <inttypes.h>
@@ -127,20 +127,37 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 	return CTL_OK;
 }
 
+/* The verbs that change one breaker: what they call and what they say after. */
+static const struct force_verb {
+	const char *verb;
+	int (*fn)(prot_t *p, const char *name);
+	const char *state, *said;
+} force_verbs[] = {
+	{"reset", prot_breaker_reset, "closed", "reset: closed"},
+	{"blow", prot_breaker_blow, "blown", "disabled: open until `breaker enable`"},
+	{"enable", prot_breaker_enable, "closed", "enabled: closed"},
+	{"remove", prot_breaker_remove, "removed", "removed"},
+	{0},
+};
+
 static int cmd_force(struct ctl *c, int argc, char **argv)
 {
-	bool blow = strcmp(argv[0], "blow") == 0;
-	int r = blow ? prot_breaker_blow(c->p, argv[1]) : prot_breaker_reset(c->p, argv[1]);
+	const struct force_verb *v = force_verbs;
+	while (strcmp(v->verb, argv[0]) != 0)
+		v++;
+	int r = v->fn(c->p, argv[1]);
+	char cmd[32];
 
 	(void)argc;
+	snprintf(cmd, sizeof cmd, "breaker %s", v->verb);
 	if (r < 0)
-		return ctl_bad_arg(r, blow ? "breaker blow" : "breaker reset", "breaker", argv[1], PROT_NAME_MAX);
+		return ctl_bad_arg(r, cmd, "breaker", argv[1], PROT_NAME_MAX);
 	if (c->json) {
 		fputs("{\"name\":", c->out);
 		ctl_json_str(c->out, argv[1]);
-		fprintf(c->out, ",\"state\":\"%s\"}\n", blow ? "blown" : "closed");
+		fprintf(c->out, ",\"state\":\"%s\"}\n", v->state);
 	} else {
-		fprintf(c->out, "breaker %s %s\n", ctl_text(argv[1]), blow ? "blown: open until reset" : "reset: closed");
+		fprintf(c->out, "breaker %s %s\n", ctl_text(argv[1]), v->said);
 	}
 	return CTL_OK;
 }
@@ -149,8 +166,13 @@ const struct ctl_cmd ctl_breaker_cmds[] = {
 	{"breaker", "show", "[NAME]",
 	 "state, failures in the window, time to the next probe, counters, last transition", 0, 1,
 	 false, cmd_show},
-	{"breaker", "reset", "NAME", "close now and clear the failure history", 1, 1, true, cmd_force},
-	{"breaker", "blow", "NAME", "force open until reset (fuse's circuit_disable)", 1, 1, true,
-	 cmd_force},
+	{"breaker", "reset", "NAME", "close now and clear the failure history (refused while disabled)",
+	 1, 1, true, cmd_force},
+	{"breaker", "blow", "NAME", "disable: open until enable, whatever happens (fuse's circuit_disable)",
+	 1, 1, true, cmd_force},
+	{"breaker", "enable", "NAME", "enable a disabled breaker: closed, empty history (circuit_enable)",
+	 1, 1, true, cmd_force},
+	{"breaker", "remove", "NAME", "remove it (through protd); defined again, it comes back fresh", 1, 1,
+	 true, cmd_force},
 	{0},
 };

@@ -37,14 +37,15 @@ class RateInfo(ctypes.Structure):
 class BreakerOpts(ctypes.Structure):
     _fields_ = [("strategy", u32), ("tolerance", u32), ("window_ms", u64), ("refresh_ms", u64),
                 ("half_open_probes", u32), ("probe_timeout_ms", u64), ("slow_call_ms", u64),
-                ("rate_threshold_pct", u32), ("rate_window_calls", u32), ("rate_min_calls", u32)]
+                ("rate_threshold_pct", u32), ("rate_window_calls", u32), ("rate_min_calls", u32),
+                ("heal", u32)]
 
 
 class BreakerStatus(ctypes.Structure):
     _fields_ = [("name", NAME), ("state", u32), ("failures_in_window", u32),
                 ("next_probe_ms", u64), ("calls", u64), ("successes", u64), ("failures", u64),
                 ("rejections", u64), ("last_transition_ms_ago", u64), ("opts", BreakerOpts),
-                ("probes_given_back", u64)]
+                ("probes_given_back", u64), ("admitted", u64)]
 
 
 class Opaque3(ctypes.Structure):
