@@ -259,9 +259,26 @@ class Prot:
         return d
 
     def breaker_ask(self, name):
-        """fuse's ask: "ok" while calls are admitted (closed, half-open), "blown" otherwise.
-        Charges nothing."""
-        return "ok" if self.breaker_status(name)["state"] in (0, 2) else "blown"
+        """fuse's ask: "ok" if a call would be admitted now, "blown" otherwise. No side effect:
+        no probe is taken, nothing is counted (prot_breaker_ask)."""
+        rc = lib.prot_breaker_ask(self._h(), _b(name))
+        if rc == -CODES["EBLOWN"]:
+            return "blown"
+        if rc < 0:
+            raise error(rc, name)
+        return "ok"
+
+    def breaker_enable(self, name):
+        """Enable a disabled (blown) breaker: closed, with an empty history (fuse's circuit_enable)."""
+        rc = lib.prot_breaker_enable(self._h(), _b(name))
+        if rc < 0:
+            raise error(rc, name)
+
+    def breaker_remove(self, name):
+        """Remove a breaker through protd; defined again, it comes back fresh."""
+        rc = lib.prot_breaker_remove(self._h(), _b(name))
+        if rc < 0:
+            raise error(rc, name)
 
     def breaker_reset(self, name):
         rc = lib.prot_breaker_reset(self._h(), _b(name))
