@@ -714,12 +714,6 @@ struct cfg_pool *config_add_pool(struct config *c, const char *name)
 	return p;
 }
 
-void config_del_key(struct config *c, size_t i)
-{
-	memmove(&c->keys[i], &c->keys[i + 1], (c->nkeys - i - 1) * sizeof *c->keys);
-	c->nkeys--;
-}
-
 void config_del_breaker(struct config *c, size_t i)
 {
 	memmove(&c->breakers[i], &c->breakers[i + 1], (c->nbreakers - i - 1) * sizeof *c->breakers);
@@ -781,11 +775,6 @@ void config_fmt_size(char *buf, size_t n, uint64_t bytes)
 		snprintf(buf, n, "%.1f MiB", (double)bytes / MIB);
 	else
 		snprintf(buf, n, "%.1f KiB", (double)bytes / 1024);
-}
-
-bool config_same_geometry(const struct config *a, const struct config *b)
-{
-	return memcmp(&a->seg.geo, &b->seg.geo, sizeof a->seg.geo) == 0;
 }
 
 void config_default_control(const char *segname, char *buf, size_t n)

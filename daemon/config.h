@@ -125,8 +125,7 @@ struct cfg_pool *config_pool(const struct config *c, const char *name);
 struct cfg_key *config_add_key(struct config *c, const char *name);
 struct cfg_breaker *config_add_breaker(struct config *c, const char *name);
 struct cfg_pool *config_add_pool(struct config *c, const char *name);
-/* Remove the object at index i (order of the others kept). */
-void config_del_key(struct config *c, size_t i);
+/* Remove the breaker at index i (order of the others kept). */
 void config_del_breaker(struct config *c, size_t i);
 
 /* Printable value of option NAME of OBJ ("" when it does not exist): for `set` replies. */
@@ -143,7 +142,5 @@ int config_segment_size(const struct config *c, uint64_t *size);
 /* "8.3 MiB" */
 void config_fmt_size(char *buf, size_t n, uint64_t bytes);
 
-/* Equal geometry (capacities) of two configs: reload refuses a change. */
-bool config_same_geometry(const struct config *a, const struct config *b);
 
 #endif

@@ -427,10 +427,6 @@ struct rate_totals {
 };
 PROT_HIDDEN int rate_keys_totals(struct prot_shm_header *h, uint32_t n, const uint32_t *key_idx,
                                  struct rate_totals *out);
-/* The state a bucket view describes under limits lim at now_ns (what status would say). */
-PROT_HIDDEN void rate_view_info(const struct rate_view *v, const struct prot_rate_limit *lim,
-                                uint64_t now_ns, struct prot_rate_info *out);
-
 /* lib/pool.c: index-based forms for the facade (it resolves the pool index once). Checkin goes
  * through prot_pool_checkin: the lease carries the index. */
 PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,

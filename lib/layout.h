@@ -4,7 +4,8 @@
  *  - fixed-size, offset-based, no pointers; every region offset is relative to the segment base;
  *  - any change to a struct here is an ABI change: bump PROT_ABI_VERSION in include/prot.h;
  *  - protd and protctl treat every index/offset/length read from the segment as untrusted and
- *    bounds-check it (see seg_validate_header() in lib/segment.c);
+ *    bounds-check it (seg_validate() and seg_take_geometry() in lib/segment.c: the geometry is
+ *    copied once, at attach, into a private page, and never re-read);
  *  - hot atomics sit on cache lines of their own; _Static_asserts at the bottom pin the layout.
  *
  * Writers: protd alone writes the header's configuration fields and every *_cfg block (under the
@@ -46,7 +47,8 @@ enum { SLOT_FREE = 0, SLOT_LIVE = 1, SLOT_RETIRED = 2 };
  * SEQLOCK for configuration blocks. protd (single writer) makes seq odd, writes the words with
  * relaxed atomic stores, makes seq even again (release). A reader loads seq (acquire), copies the
  * words with relaxed loads, issues an acquire fence and re-loads seq; equal and even means the copy
- * is one whole version: never half an old config and half a new one. See lib/seqlock.h.
+ * is one whole version: never half an old config and half a new one. See seq_read() in
+ * lib/internal.h (bounded: a counter left odd by a dead writer gives PROT_ETORN).
  * ---------------------------------------------------------------------------------------------- */
 
 /* ---------------------------------------------------------------------------------------------- */

@@ -1241,26 +1241,6 @@ int rate_keys_totals(struct prot_shm_header *h, uint32_t n, const uint32_t *key_
 	return 0;
 }
 
-void rate_view_info(const struct rate_view *v, const struct prot_rate_limit *lim, uint64_t now_ns,
-                    struct prot_rate_info *out)
-{
-	struct rate_params rp;
-	struct rate_eval e, one;
-	uint64_t w = v->word;
-
-	if (params_make(lim, 0, &rp) < 0) {
-		*out = (struct prot_rate_info){0};
-		return;
-	}
-	if (v->algo != rp.algo)
-		w = word_init(rp.algo, now_ns);
-	rate_eval(&rp, w, now_ns, 0, &e);
-	rate_eval(&rp, w, now_ns, 1, &one);
-	info_fill(out, &rp, &e);
-	out->allowed = one.ok;
-	out->retry_after_ms = div_up(one.retry_ns, NS_MS);
-}
-
 /* ---- expiry ----------------------------------------------------------------------------------- */
 
 static bool expired(uint64_t m, uint64_t w, uint64_t now)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# test.sh — the README's test command: installs what is missing, builds twice (plain, and with
-# AddressSanitizer + UndefinedBehaviorSanitizer), runs every Criterion suite in both builds, the ABI,
+# test.sh — the README's test command: installs what is missing, builds three times (plain,
+# AddressSanitizer + UndefinedBehaviorSanitizer, and ThreadSanitizer for protd and the threaded
+# clients), runs every Criterion suite in the first two, the fuzz harnesses briefly, the ABI,
 # man page and install checks (tests/sh/) and the Python binding's pytest suites, and ends
 # with one line of its own: "N passed, N failed" over every test case of every suite. Exit 1 if any
 # failed.
