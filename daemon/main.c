@@ -268,6 +268,17 @@ static void guard_header(struct daemon *d)
 	if (t)
 		seg_restore_header(d->shm.hdr);
 	d->tampered = t;
+	/* An odd configuration generation outside protd's own changes (which hold the registry's
+	 * writer lock) is someone else's: it would make every whole-change reader wait. End it. */
+	if (registry_trylock()) {
+		uint64_t g = atomic_load_explicit(&d->shm.hdr->config_gen, memory_order_relaxed);
+		if (g & 1u) {
+			log_err("segment %s: its configuration generation was made odd by someone else: ended",
+			        d->shm.name);
+			atomic_store_explicit(&d->shm.hdr->config_gen, g + 1, memory_order_release);
+		}
+		registry_unlock();
+	}
 }
 
 static void tick(struct daemon *d)

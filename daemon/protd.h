@@ -80,6 +80,8 @@ void registry_fini(void);
 /* The writer lock: reload (main thread) and control-socket changes take turns. */
 void registry_lock(void);
 void registry_unlock(void);
+/* The tick's way in: false when a writer (a reload, the control socket) holds it. */
+bool registry_trylock(void);
 /* Readers: between rcu_read_lock()/rcu_read_unlock() of urcu-memb (registry_read_*). */
 void registry_read_lock(void);
 void registry_read_unlock(void);

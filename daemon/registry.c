@@ -58,6 +58,10 @@ void registry_unlock(void)
 {
 	pthread_mutex_unlock(&writer);
 }
+bool registry_trylock(void)
+{
+	return pthread_mutex_trylock(&writer) == 0;
+}
 void registry_read_lock(void)
 {
 	urcu_memb_read_lock();

@@ -83,8 +83,9 @@ static int refuse(struct call_ctx *c, unsigned layer, int err)
  * or a runtime set: every slot it touches) and even again after (release). The key's block and
  * the blocks of its breaker and pool are copied between two loads of the generation: equal and
  * even means every layer of this call comes from one applied configuration. A generation that
- * stays odd or keeps moving is waited for SEQ_PATIENCE_NS, and up to SEQ_PATIENCE_ALIVE_NS while
- * protd lives (a descheduled writer is slow, not dead); a protd that died mid-change leaves it odd
+ * stays odd or keeps moving is waited for SEQ_PATIENCE_NS, and up to SEQ_PATIENCE_ALIVE_NS (100 ms)
+ * while protd lives (a descheduled writer is slow, not dead; an odd generation protd did not make
+ * is ended by its next tick); a protd that died mid-change leaves it odd
  * until its successor ends it, and then each layer is still whole (its own seqlock), only not
  * necessarily of the same change. Cost on the hot path: two loads of a line only protd writes. */
 static int read_layers(struct call_ctx *c)

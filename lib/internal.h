@@ -187,8 +187,9 @@ static inline bool seq_wait_more(struct seq_wait *w)
 
 /* The whole-change readers (lib/facade.c) wait longer for a live writer: once SEQ_PATIENCE_NS
  * have passed, true (wait on, sleeping) while protd is alive (its identity lock: a descheduled
- * protd is slow, not dead), up to SEQ_PATIENCE_ALIVE_NS in all. v NULL: no extension. */
-#define SEQ_PATIENCE_ALIVE_NS (1000ull * 1000000)
+ * protd is slow, not dead), up to SEQ_PATIENCE_ALIVE_NS in all (protd's change takes
+ * microseconds; an odd generation it did not make is ended by its next tick). v NULL: none. */
+#define SEQ_PATIENCE_ALIVE_NS (100ull * 1000000)
 PROT_HIDDEN bool seq_wait_writer(struct seq_wait *w, const struct prot_idv *v);
 
 static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, size_t words)

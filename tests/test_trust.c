@@ -527,3 +527,25 @@ Test(trust, a_slow_change_is_never_seen_half_applied, .timeout = 60)
 	             (unsigned long long)m->mixed, m->first);
 	uncraft(&cs);
 }
+
+/* A generation made odd by someone else (not in one of protd's changes) would make every
+ * whole-change reader wait: protd ends it at its next tick, and calls stay fast meanwhile. */
+Test(trust, an_odd_generation_protd_did_not_make_is_ended, .timeout = 30)
+{
+	const char *seg, *ini;
+	prot_t *p;
+	pid_t protd = th_serve("oddgen", ini_text, &seg, &ini, &p);
+	struct raw r = raw_map(seg);
+	atomic_fetch_or(&r.h->config_gen, 1ull);
+	uint64_t t0 = th_now_ms();
+	while ((atomic_load(&r.h->config_gen) & 1) && th_now_ms() - t0 < 2000)
+		usleep(1000);
+	cr_expect_eq(atomic_load(&r.h->config_gen) & 1, 0u, "protd ended the odd generation");
+	struct prot_detail d;
+	t0 = th_now_ms();
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(prot_execute(p, "k", NULL, fn_ok, NULL, &d), 0);
+	cr_expect_lt(th_now_ms() - t0, 1000, "100 calls took %llu ms", (unsigned long long)(th_now_ms() - t0));
+	seg_unmap(r.h, r.size);
+	th_unserve(p, protd);
+}

@@ -11,7 +11,8 @@
  *
  * Slot seqlock counters: readers give up on an odd one after 20 ms (PROT_ETORN), which would make
  * most inputs cost 20 ms; so by default the harness makes every slot counter even after the XOR,
- * and PROT_FUZZ_ODD_SEQ=1 keeps them as fuzzed (slower; run it that way too).
+ * (and the configuration generation) even after the XOR, and PROT_FUZZ_ODD_SEQ=1 keeps them as
+ * fuzzed (slower; run it that way too).
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -128,6 +129,7 @@ static void even_seqs(struct prot_shm_header *h, size_t size)
 {
 	if (odd_seq || seg_validate(h, size) < 0)
 		return;
+	atomic_fetch_and(&h->config_gen, ~1ull); /* the same for the whole-change counter */
 	static const int regs[] = { REG_KEYS, REG_BREAKERS, REG_POOLS };
 	for (size_t r = 0; r < 3; r++)
 		for (uint32_t i = 0; i < seg_count(h, regs[r]); i++) {
