@@ -739,7 +739,9 @@ Test(rate, gcra_never_exceeds_burst_plus_rate, .timeout = 60)
 	uint64_t bound = 20 + elapsed / (10 * MS) + 1;
 	cr_assert_leq(atomic_load(&e->admitted), bound, "%lu admitted in %lu ms",
 	              (unsigned long)atomic_load(&e->admitted), (unsigned long)(elapsed / MS));
-	cr_assert_geq(atomic_load(&e->admitted), 20 + 600 / 10 - 5, "the rate is actually granted");
+	/* at least half the rate over the 600 ms: a loaded 2-core machine may leave the children
+	 * without a CPU for part of it, and a child that does not call is not admitted */
+	cr_assert_geq(atomic_load(&e->admitted), 20 + 600 / 10 / 2, "the rate is actually granted");
 	stop(e);
 }
 

@@ -3,10 +3,10 @@
 # build: compiler, meson, libraries, scdoc (man pages) and python3 (the binding's install);
 # demo: the main job's real Redis, gunicorn and the Redis client its workers use;
 # test: Criterion, pytest, clang and its fuzzer runtime (tests/fuzz), man (man --warnings), tmux (protctl top in a terminal), systemd
-# (systemd-analyze verify), binutils (objdump: exported symbols), and what the demo needs.
+# (systemd-analyze verify; procps: the unit's /bin/kill), binutils (objdump: exported symbols), and what the demo needs.
 deps_build="gcc libc6-dev meson ninja-build pkg-config liburcu-dev libinih-dev scdoc python3"
 deps_demo="redis-server gunicorn python3-redis"
-deps_test="libcriterion-dev redis-server libhiredis-dev prometheus clang libclang-rt-14-dev python3-pytest man-db groff-base tmux systemd binutils $deps_demo"
+deps_test="libcriterion-dev redis-server libhiredis-dev prometheus clang libclang-rt-14-dev python3-pytest man-db groff-base tmux systemd procps binutils $deps_demo"
 
 deps_install() {
 	local want="" missing="" p

@@ -13,7 +13,11 @@ rc=0
 meson install -C "$b" --destdir "$d" --no-rebuild >"$d.log" 2>&1 || { cat "$d.log"; rm -f "$d.log"; exit 1; }
 rm -f "$d.log"
 (cd "$d" && find . \( -type f -o -type l \) | sed 's|^\./||' | sort) >"$d/.files"
-patterns=$(grep -v '^#' "$src/tests/sh/install.list" | grep -v '^$')
+libdir=$(meson introspect "$b" --buildoptions | /usr/bin/python3 -c '
+import json, sys
+print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "libdir"))')
+[ -n "$libdir" ] || { echo "FAIL: no libdir in meson introspect $b"; exit 1; }
+patterns=$(grep -v '^#' "$src/tests/sh/install.list" | grep -v '^$' | sed "s|@LIBDIR@|$libdir|g")
 for p in $patterns; do
 	n=$(cd "$d" && for f in $p; do [ -e "$f" ] && echo "$f"; done | wc -l)
 	[ "$n" -eq 1 ] || { echo "FAIL: $p: $n installed files (expected 1)"; rc=1; }
@@ -27,7 +31,7 @@ while read -r f; do
 	done
 	[ $m -eq 1 ] || { echo "FAIL: installed but not in install.list: $f"; rc=1; }
 done <"$d/.files"
-lib=$(ls "$d"/usr/local/lib/*/libprot.so.1 2>/dev/null | head -1)
+lib=$(ls "$d"/usr/local/"$libdir"/libprot.so.1 2>/dev/null | head -1)
 if [ -n "$lib" ]; then
 	objdump -p "$lib" | grep -q 'SONAME *libprot.so.1$' || { echo "FAIL: SONAME of $lib"; rc=1; }
 	objdump -T "$lib" | grep -q 'PROT_1.0 *prot_open$' || { echo "FAIL: prot_open is not PROT_1.0"; rc=1; }
