@@ -4,10 +4,10 @@
  *
  * Plain ANSI, no curses: the alternate screen, cursor home and erase-to-end-of-line, one write()
  * per frame. The keyboard is read in raw mode (termios: no echo, no line editing, Ctrl-C read as a
- * byte); `q` or Ctrl-C quits, space or `r` redraws now. The terminal is restored on every way out:
- * the normal return, exit() (atexit), SIGINT / SIGTERM / SIGHUP / SIGQUIT (a flag the loop acts
- * on), and the fatal signals (restored in the handler, then re-raised). SIGTSTP restores, stops,
- * and re-enters raw mode on SIGCONT.
+ * byte); `q` or Ctrl-C quits, space or `r` redraws now, Ctrl-Z suspends. The terminal is restored
+ * on every way out: the normal return, exit() (atexit), SIGINT / SIGTERM / SIGHUP / SIGQUIT (a
+ * flag the loop acts on), and the fatal signals (restored in the handler, then re-raised).
+ * SIGTSTP restores, stops, and re-enters raw mode on SIGCONT.
  *
  * It only reads the segment (the handle is read-only), and every name from the segment goes
  * through ctl_text, so a hostile name cannot reach the terminal as a control sequence: every ESC
@@ -172,7 +172,7 @@ static void __attribute__((format(printf, 3, 4))) line(struct frame *f, const ch
 	if (attr)
 		frame_add(f, attr, strlen(attr));
 	int col = 0;
-	size_t i = 0, start = 0;
+	size_t i = 0;
 	while (text[i]) {
 		if (text[i] == '\x1b') { /* ESC [ params final */
 			i++;
@@ -189,7 +189,7 @@ static void __attribute__((format(printf, 3, 4))) line(struct frame *f, const ch
 		}
 		i++;
 	}
-	frame_add(f, text + start, i);
+	frame_add(f, text, i);
 	frame_add(f, "\x1b[0m\x1b[K\n", 8);
 	f->lines++;
 }
@@ -313,7 +313,7 @@ static void draw_head(struct top *t, struct frame *f)
 	     ctl_dur(every, t->interval_ms), when);
 }
 
-static void draw_keys(struct top *t, struct frame *f, uint64_t now_ns, double dt)
+static void draw_keys(struct top *t, struct frame *f, double dt)
 {
 	struct key_snapshot *ks;
 	uint32_t n;
@@ -336,7 +336,6 @@ static void draw_keys(struct top *t, struct frame *f, uint64_t now_ns, double dt
 	if (n == 0)
 		line(f, NULL, "%s", "(none)");
 	free(ks);
-	(void)now_ns;
 }
 
 static bool live(const struct prot_shm_header *h, int reg, uint32_t i)
@@ -417,7 +416,7 @@ static void draw(struct top *t)
 	screen_size(&f.rows, &f.cols);
 	frame_add(&f, "\x1b[H", 3);
 	draw_head(t, &f);
-	draw_keys(t, &f, now, dt);
+	draw_keys(t, &f, dt);
 	draw_breakers(t, &f, h, dt);
 	draw_pools(t, &f, h, dt);
 	if (f.cut) {
@@ -498,6 +497,8 @@ static bool keys_quit(int fd, bool *redraw, bool *eof)
 			return true;
 		if (b[i] == ' ' || b[i] == 'r' || b[i] == 12 /* Ctrl-L */)
 			*redraw = true;
+		if (b[i] == 26) /* Ctrl-Z (read as a byte in raw mode): suspend like a shell job */
+			raise(SIGTSTP);
 	}
 	return false;
 }
