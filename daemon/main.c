@@ -248,9 +248,12 @@ static void drain_events(struct daemon *d)
 	uint64_t dropped = 0;
 	for (int i = 0; i < EVENTS_PER_TICK && prot_event_read(d->shm.hdr, &d->event_cursor, &ev, &dropped);
 	     i++) {
+		char name[4 * PROT_NAME_BYTES + 1], words[256];
 		ev.name[PROT_NAME_BYTES - 1] = '\0';
-		log_info("event %s %s (object %u, pid %d, a=%" PRIu64 ", b=%" PRIu64 ")",
-		         prot_event_name(ev.type), ev.name, ev.object, (int)ev.pid, ev.a, ev.b);
+		/* the entry is untrusted: the name escaped, the words from lib/event_text.c's table */
+		log_info("event %s %s: %s (object %u, pid %d)", prot_event_name(ev.type),
+		         ev.name[0] ? prot_event_safe_name(ev.name, name, sizeof name) : "-",
+		         prot_event_words(&ev, words, sizeof words), ev.object, (int)ev.pid);
 	}
 	if (dropped)
 		log_warn("event ring overflowed: %" PRIu64 " events lost", dropped);

@@ -1,5 +1,5 @@
 /* event.c — the segment's event ring: any process appends state changes (breaker transitions,
- * pool exhaustion, reloads), protctl and protd read them.
+ * pool exhaustion, reloads), protctl and protd read them (lib/event_text.c puts them in words).
  *
  * Why it holds:
  *  - a writer owns event number s (fetch_add on hdr.event_head) and entry s % n. It first marks the
@@ -119,23 +119,4 @@ int prot_event_read(const struct prot_shm_header *h, uint64_t *cursor, struct pr
 	if (dropped)
 		*dropped += lost;
 	return r;
-}
-
-const char *prot_event_name(uint32_t type)
-{
-	static const char *const names[] = {
-		[EV_NONE] = "none",
-		[EV_BREAKER_OPEN] = "breaker_open",
-		[EV_BREAKER_HALF_OPEN] = "breaker_half_open",
-		[EV_BREAKER_CLOSED] = "breaker_closed",
-		[EV_BREAKER_BLOWN] = "breaker_blown",
-		[EV_BREAKER_RESET] = "breaker_reset",
-		[EV_BREAKER_CREATED] = "breaker_created",
-		[EV_POOL_EXHAUSTED] = "pool_exhausted",
-		[EV_LEASE_RECLAIMED] = "lease_reclaimed",
-		[EV_CONFIG_RELOADED] = "config_reloaded",
-		[EV_CONFIG_CHANGED] = "config_changed",
-		[EV_RATE_TABLE_FULL] = "rate_table_full",
-	};
-	return type < sizeof names / sizeof names[0] && names[type] ? names[type] : "unknown";
 }

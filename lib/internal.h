@@ -339,8 +339,25 @@ PROT_HIDDEN int prot_event_read(const struct prot_shm_header *h, uint64_t *curso
                                 struct prot_event *out, uint64_t *dropped);
 /* The oldest event still in the ring: a reader that wants history starts here. */
 PROT_HIDDEN uint64_t prot_event_oldest(const struct prot_shm_header *h);
+/* lib/event_text.c: events in words, shared by protctl and protd. */
 /* "breaker_open", ... ; "unknown" for a type this build does not know. */
 PROT_HIDDEN const char *prot_event_name(uint32_t type);
+/* What happened and the payload's meaning, into buf (n bytes, always terminated; no name, only
+ * the table's words and numbers): "opened: 4 failures in the window, epoch 3". Returns buf. */
+PROT_HIDDEN const char *prot_event_words(const struct prot_event *e, char *buf, size_t n);
+/* The payload words an event of e's type carries, named for JSON: fills up to PROT_EVENT_FIELDS
+ * entries of out, returns how many. value_name is a string form of a policy word ("deny"), else
+ * NULL. */
+#define PROT_EVENT_FIELDS 2
+struct prot_event_field {
+	const char *json;
+	uint64_t value;
+	const char *value_name;
+};
+PROT_HIDDEN int prot_event_fields(const struct prot_event *e, struct prot_event_field out[PROT_EVENT_FIELDS]);
+/* An untrusted name as printable ASCII (backslash as \\, other bytes outside 0x20..0x7e as \xNN),
+ * for protd's log. buf of n bytes (4 * PROT_NAME_BYTES + 1 holds any event name). Returns buf. */
+PROT_HIDDEN const char *prot_event_safe_name(const char *s, char *buf, size_t n);
 
 /* lib/control.c: one request over protd's control socket ("breaker-create NAME k=v ...",
  * "set KEY k=v ..."); protd's reply text goes to reply (n bytes, NUL-terminated): the detail lines

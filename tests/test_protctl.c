@@ -373,6 +373,48 @@ Test(protctl, events_lists_the_ring_and_counts_losses)
 	uncraft(&c);
 }
 
+/* Each event's payload in words, the same in text and --json ("text"), named in "fields". */
+Test(protctl, events_name_their_fields)
+{
+	const char *seg = th_segname("evwords");
+	struct crafted c = craft(seg); /* ring of 8 */
+	static const struct {
+		uint32_t type;
+		uint64_t a, b;
+		const char *text, *fields;
+	} ev[] = {
+		{EV_BREAKER_OPEN, 3, 4, "opened: 4 failures in the window, epoch 3",
+		 "\"fields\": {\"failures\": 4, \"epoch\": 3}"},
+		{EV_BREAKER_OPEN, 5, 0, "opened: a half-open probe failed, epoch 5",
+		 "\"fields\": {\"failures\": 0, \"epoch\": 5}"},
+		{EV_BREAKER_HALF_OPEN, 6, 1, "half-open, admitting probes: 1 probe of the previous round",
+		 "\"fields\": {\"probes_lost\": 1, \"epoch\": 6}"},
+		{EV_POOL_EXHAUSTED, 3, 2, "no lease free: 3 leases in use, 2 waiting",
+		 "\"fields\": {\"in_use\": 3, \"waiting\": 2}"},
+		{EV_LEASE_RECLAIMED, 7, 1, "lease of a dead process reclaimed: process slot 7, lease entry 1",
+		 "\"fields\": {\"process_slot\": 7, \"lease\": 1}"},
+		{EV_CONFIG_RELOADED, 9, 0, "configuration file reloaded: generation 9",
+		 "\"fields\": {\"generation\": 9}"},
+		{EV_RATE_TABLE_FULL, 1, 0, "rate bucket table full: 1 decision on a full table so far, new "
+		 "entities denied", "\"fields\": {\"table_full_total\": 1, \"on_full\": \"deny\"}"},
+		{EV_BREAKER_CREATED, 0, 0, "created through protd", "\"fields\": {}"},
+	};
+	for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++)
+		prot_event_emit(c.h, ev[i].type, 0, "db", ev[i].a, ev[i].b);
+	cr_assert_eq(PROTCTL(seg, "events"), 0, "%s", out.err);
+	for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++)
+		cr_expect(strstr(out.out, ev[i].text), "text lacks '%s':\n%s", ev[i].text, out.out);
+	cr_expect(!strstr(out.out, "a="), "%s", out.out);
+	cr_assert_eq(PROTCTL(seg, "--json", "events"), 0, "%s", out.err);
+	expect_json("events");
+	for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++) {
+		cr_expect(strstr(out.out, ev[i].fields), "JSON lacks '%s':\n%s", ev[i].fields, out.out);
+		cr_expect(strstr(out.out, ev[i].text), "JSON text lacks '%s'", ev[i].text);
+	}
+	cr_expect(strstr(out.out, "\"a\": 3, \"b\": 4}"), "a and b are kept: %s", out.out);
+	uncraft(&c);
+}
+
 Test(protctl, events_follow_stops_on_sigterm)
 {
 	const char *seg = th_segname("follow");
@@ -470,6 +512,41 @@ Test(protctl, json_of_a_real_protd_parses)
 	expect_json("events");
 	th_protd_stop(pid);
 	cr_expect_eq(PROTCTL(seg, "status"), 3, "after a clean stop the segment is gone");
+}
+
+static int fn_fail(void *arg)
+{
+	(void)arg;
+	return -5;
+}
+
+static bool log_has(void *arg)
+{
+	const char **w = arg; /* {log path, text} */
+	char buf[65536];
+	FILE *f = fopen(w[0], "r");
+	size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+	if (f)
+		fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, w[1]) != NULL;
+}
+
+/* A real breaker trip, as protd logs it and protctl prints it. */
+Test(protctl, events_in_words_from_a_real_protd)
+{
+	const char *seg = th_segname("evreal");
+	pid_t pid = th_protd_start(ini_mode("0600"), seg, NULL); /* tolerance 2: the 3rd failure trips */
+	prot_t *p = th_open(seg, 2000);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(prot_breaker_execute(p, "api", fn_fail, NULL, NULL), -PROT_EFAILED);
+	const char *want[] = {th_protd_log(pid), "event breaker_open api: opened: 3 failures in the window, epoch 1"};
+	cr_expect(th_until(log_has, want, 3000), "protd's log lacks '%s'", want[1]);
+	cr_assert_eq(PROTCTL(seg, "events"), 0, "%s", out.err);
+	cr_expect(strstr(out.out, "breaker_open       api"), "%s", out.out);
+	cr_expect(strstr(out.out, "opened: 3 failures in the window, epoch 1"), "%s", out.out);
+	prot_close(p);
+	th_protd_stop(pid);
 }
 
 Test(protctl, status_of_a_key_on_a_real_protd)

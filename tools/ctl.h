@@ -45,6 +45,19 @@ extern const struct ctl_cmd ctl_segment_cmds[]; /* list, status, events (ctl_seg
 extern const struct ctl_cmd ctl_set_cmds[];     /* set (ctl_set.c) */
 extern const struct ctl_cmd ctl_stats_cmds[];   /* stats, metrics (ctl_stats.c) */
 
+extern const struct ctl_cmd ctl_top_cmds[];     /* top (ctl_top.c) */
+
+/* ctl_stats.c: every live key's counters, read once (rate totals in one pass over the buckets). */
+struct key_snapshot {
+	char name[PROT_NAME_BYTES];
+	uint32_t slot;
+	uint64_t calls, ok, failed, timeouts, rate_allowed, rate_denied, rate_table_full;
+	uint64_t breaker_rejected, pool_timeouts, latency_sum_ns, count;
+	uint64_t hist[PROT_HIST_BUCKETS]; /* cumulative */
+};
+/* *out (malloc'd, *n entries) or an exit code after printing the error. */
+int ctl_keys_snapshot(struct ctl *c, struct key_snapshot **out, uint32_t *n);
+
 /* ctl_common.c */
 /* Print an error "protctl: <object> <verb>: <what>" to stderr and return code. */
 int ctl_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

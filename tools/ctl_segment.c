@@ -297,23 +297,42 @@ static void on_stop(int sig)
 	stop_following = 1;
 }
 
+/* One event: the common members, then its payload named by lib/event_text.c's table ("fields",
+ * and "text", the same words as the text form); "a" and "b" stay for older readers. */
+static void event_json(FILE *f, const struct prot_event *e, uint64_t age_ms)
+{
+	struct prot_event_field fl[PROT_EVENT_FIELDS];
+	char words[256];
+	int n = prot_event_fields(e, fl);
+
+	fprintf(f, "{\"seq\": %" PRIu64 ", \"age_ms\": %" PRIu64 ", \"type\": \"%s\", "
+	           "\"pid\": %" PRId32 ", \"object\": %" PRIu32 ", \"name\": ",
+	        e->seq, age_ms, prot_event_name(e->type), e->pid, e->object);
+	ctl_json_str(f, e->name);
+	fputs(", \"fields\": {", f);
+	for (int i = 0; i < n; i++) {
+		fprintf(f, "%s\"%s\": ", i ? ", " : "", fl[i].json);
+		if (fl[i].value_name)
+			fprintf(f, "\"%s\"", fl[i].value_name);
+		else
+			fprintf(f, "%" PRIu64, fl[i].value);
+	}
+	fputs("}, \"text\": ", f);
+	ctl_json_str(f, prot_event_words(e, words, sizeof words));
+	fprintf(f, ", \"a\": %" PRIu64 ", \"b\": %" PRIu64 "}", e->a, e->b);
+}
+
 static void event_print(struct ctl *c, const struct prot_event *e, uint64_t now)
 {
-	char d[32];
+	char d[32], words[256];
 	uint64_t age_ms = e->time_ns < now ? (now - e->time_ns) / 1000000u : 0;
 
-	if (c->json) {
-		fprintf(c->out, "{\"seq\": %" PRIu64 ", \"age_ms\": %" PRIu64 ", \"type\": \"%s\", "
-		                "\"pid\": %" PRId32 ", \"object\": %" PRIu32 ", \"name\": ",
-		        e->seq, age_ms, prot_event_name(e->type), e->pid, e->object);
-		ctl_json_str(c->out, e->name);
-		fprintf(c->out, ", \"a\": %" PRIu64 ", \"b\": %" PRIu64 "}", e->a, e->b);
-	} else {
-		fprintf(c->out, "%-8" PRIu64 " %8s ago  %-18s %-20s pid %-7" PRId32 " a=%" PRIu64
-		                " b=%" PRIu64 "\n",
-		        e->seq, ctl_dur(d, age_ms), prot_event_name(e->type), e->name[0] ? ctl_text(e->name) : "-",
-		        e->pid, e->a, e->b);
-	}
+	if (c->json)
+		event_json(c->out, e, age_ms);
+	else
+		fprintf(c->out, "%-8" PRIu64 " %8s ago  %-18s %-20s pid %-7" PRId32 " %s\n", e->seq,
+		        ctl_dur(d, age_ms), prot_event_name(e->type), e->name[0] ? ctl_text(e->name) : "-",
+		        e->pid, prot_event_words(e, words, sizeof words));
 }
 
 struct ev_reader {

@@ -13,14 +13,6 @@
 
 #include "ctl.h"
 
-struct key_snapshot {
-	char name[PROT_NAME_BYTES];
-	uint32_t slot;
-	uint64_t calls, ok, failed, timeouts, rate_allowed, rate_denied, rate_table_full;
-	uint64_t breaker_rejected, pool_timeouts, latency_sum_ns, count;
-	uint64_t hist[PROT_HIST_BUCKETS]; /* cumulative */
-};
-
 static uint64_t ld(_Atomic uint64_t *a)
 {
 	return atomic_load_explicit(a, memory_order_relaxed); /* statistics: no ordering needed */
@@ -38,7 +30,7 @@ static bool key_snapshot(const struct prot_shm_header *h, uint32_t i, struct key
 	struct prot_key_stats *st = &s->stats;
 	k->calls = ld(&st->calls), k->ok = ld(&st->ok), k->failed = ld(&st->failed);
 	k->timeouts = ld(&st->timeouts), k->rate_table_full = ld(&st->rate_table_full);
-	k->slot = i; /* rate totals: one pass for all keys, in keys_snapshot */
+	k->slot = i; /* rate totals: one pass for all keys, in ctl_keys_snapshot */
 	k->breaker_rejected = ld(&st->breaker_rejected), k->pool_timeouts = ld(&st->pool_timeouts);
 	k->latency_sum_ns = ld(&st->latency_sum_ns);
 	uint64_t run = 0;
@@ -110,7 +102,7 @@ static void prom_sample(FILE *f, const char *name, const char *label, const char
 	fprintf(f, "\"} %" PRIu64 "\n", v);
 }
 
-static int keys_snapshot(struct ctl *c, struct key_snapshot **out, uint32_t *n)
+int ctl_keys_snapshot(struct ctl *c, struct key_snapshot **out, uint32_t *n)
 {
 	const struct prot_shm_header *h = prot_hdr(c->p);
 	uint32_t max = seg_count(h, REG_KEYS);
@@ -263,7 +255,7 @@ static int cmd_metrics(struct ctl *c, int argc, char **argv)
 	(void)argc, (void)argv;
 	struct key_snapshot *ks;
 	uint32_t n;
-	int r = keys_snapshot(c, &ks, &n);
+	int r = ctl_keys_snapshot(c, &ks, &n);
 	if (r)
 		return r;
 	FILE *f = c->out;
@@ -339,7 +331,7 @@ static int cmd_stats(struct ctl *c, int argc, char **argv)
 {
 	struct key_snapshot *ks;
 	uint32_t n;
-	int r = keys_snapshot(c, &ks, &n);
+	int r = ctl_keys_snapshot(c, &ks, &n);
 	if (r)
 		return r;
 	const char *only = argc > 1 ? argv[1] : NULL;

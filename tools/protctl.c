@@ -10,7 +10,7 @@
 #include "ctl.h"
 
 static const struct ctl_cmd *const tables[] = {
-	ctl_segment_cmds, ctl_stats_cmds, ctl_set_cmds, ctl_rate_cmds, ctl_breaker_cmds, ctl_pool_cmds,
+	ctl_segment_cmds, ctl_stats_cmds, ctl_top_cmds, ctl_set_cmds, ctl_rate_cmds, ctl_breaker_cmds, ctl_pool_cmds,
 };
 #define NTABLES (sizeof tables / sizeof tables[0])
 
