@@ -978,6 +978,13 @@ Test(breaker, fuse_scenario_in_heal_full_mode, .timeout = 30)
 	struct th_out *o = th_shared(sizeof *o);
 	cr_assert_eq(th_protctl(o, e->seg, "events", NULL), 0, "%s", o->err);
 	cr_assert(strstr(o->out, "breaker_open") && strstr(o->out, "breaker_closed"), "%s", o->out);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	struct tm tm;
+	gmtime_r(&now.tv_sec, &tm);
+	char day[16];
+	strftime(day, sizeof day, "%Y-%m-%dT", &tm);
+	cr_assert(strstr(o->out, day) && strstr(o->out, "Z "), "events carry an ISO 8601 time: %s", o->out);
 	/* reset */
 	cr_assert_eq(prot_breaker_reset(e->p, "f"), 0);
 	/* disable dominates melts, heals and resets until enable */

@@ -299,15 +299,30 @@ static void on_stop(int sig)
 
 /* One event: the common members, then its payload named by lib/event_text.c's table ("fields",
  * and "text", the same words as the text form); "a" and "b" stay for older readers. */
+/* The event's wall-clock time as ISO 8601 UTC with milliseconds ("-" for an event written before
+ * events carried one). */
+static const char *event_time(char *buf, size_t n, const struct prot_event *e)
+{
+	time_t t = (time_t)(e->wall_ns / 1000000000u);
+	struct tm tm;
+	if (e->wall_ns == 0 || !gmtime_r(&t, &tm)) {
+		snprintf(buf, n, "-");
+		return buf;
+	}
+	size_t k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + k, n - k, ".%03uZ", (unsigned)(e->wall_ns / 1000000u % 1000u));
+	return buf;
+}
+
 static void event_json(FILE *f, const struct prot_event *e, uint64_t age_ms)
 {
 	struct prot_event_field fl[PROT_EVENT_FIELDS];
-	char words[256];
+	char words[256], when[40];
 	int n = prot_event_fields(e, fl);
 
-	fprintf(f, "{\"seq\": %" PRIu64 ", \"age_ms\": %" PRIu64 ", \"type\": \"%s\", "
+	fprintf(f, "{\"seq\": %" PRIu64 ", \"time\": \"%s\", \"age_ms\": %" PRIu64 ", \"type\": \"%s\", "
 	           "\"pid\": %" PRId32 ", \"object\": %" PRIu32 ", \"name\": ",
-	        e->seq, age_ms, prot_event_name(e->type), e->pid, e->object);
+	        e->seq, event_time(when, sizeof when, e), age_ms, prot_event_name(e->type), e->pid, e->object);
 	ctl_json_str(f, e->name);
 	fputs(", \"fields\": {", f);
 	for (int i = 0; i < n; i++) {
@@ -324,15 +339,15 @@ static void event_json(FILE *f, const struct prot_event *e, uint64_t age_ms)
 
 static void event_print(struct ctl *c, const struct prot_event *e, uint64_t now)
 {
-	char d[32], words[256];
+	char d[32], words[256], when[40];
 	uint64_t age_ms = e->time_ns < now ? (now - e->time_ns) / 1000000u : 0;
 
 	if (c->json)
 		event_json(c->out, e, age_ms);
 	else
-		fprintf(c->out, "%-8" PRIu64 " %8s ago  %-18s %-20s pid %-7" PRId32 " %s\n", e->seq,
-		        ctl_dur(d, age_ms), prot_event_name(e->type), e->name[0] ? ctl_text(e->name) : "-",
-		        e->pid, prot_event_words(e, words, sizeof words));
+		fprintf(c->out, "%-8" PRIu64 " %s %8s ago  %-18s %-20s pid %-7" PRId32 " %s\n", e->seq,
+		        event_time(when, sizeof when, e), ctl_dur(d, age_ms), prot_event_name(e->type),
+		        e->name[0] ? ctl_text(e->name) : "-", e->pid, prot_event_words(e, words, sizeof words));
 }
 
 struct ev_reader {
