@@ -787,7 +787,10 @@ static void info_fill(struct prot_rate_info *info, const struct rate_params *rp,
 
 /* Why lim cannot be decided on, or NULL; *tau gets GCRA's tolerance. The one list of the limits
  * (rate_limits.h): params_make() refuses on it per call, rate_limit_check() explains it to protd. */
-static const char *limit_problem(const struct prot_rate_limit *lim, uint32_t algo, uint64_t *tau)
+/* The limit's first problem, or NULL; for GCRA also its emission interval *t and tolerance *tau
+ * (one division, shared with the decision). */
+static inline const char *limit_problem(const struct prot_rate_limit *lim, uint32_t algo, uint64_t *t,
+                                        uint64_t *tau)
 {
 	if (lim->limit == 0)
 		return "rate_limit must be at least 1";
@@ -798,8 +801,8 @@ static const char *limit_problem(const struct prot_rate_limit *lim, uint32_t alg
 	if (algo != PROT_RATE_GCRA)
 		return "unknown rate algorithm";
 	uint64_t burst = lim->burst ? lim->burst : lim->limit;
-	if (__builtin_mul_overflow(burst, div_up(lim->window_ms * NS_MS, lim->limit), tau) ||
-	    *tau > RATE_GCRA_TAU_MAX_NS)
+	*t = div_up(lim->window_ms * NS_MS, lim->limit);
+	if (__builtin_mul_overflow(burst, *t, tau) || *tau > RATE_GCRA_TAU_MAX_NS)
 		return "rate_burst * (rate_window / rate_limit) exceeds 2^62 ns";
 	return NULL;
 }
@@ -811,8 +814,8 @@ static uint32_t algo_of(const struct prot_rate_limit *lim)
 
 int rate_limit_check(const struct prot_rate_limit *lim, char *why, size_t n)
 {
-	uint64_t tau;
-	const char *w = limit_problem(lim, algo_of(lim), &tau);
+	uint64_t t, tau;
+	const char *w = limit_problem(lim, algo_of(lim), &t, &tau);
 	if (!w)
 		return 0;
 	snprintf(why, n, "%s (rate_limit %" PRIu64 ", rate_window %" PRIu64 "ms, rate_burst %" PRIu64 ")",
@@ -825,12 +828,11 @@ static int params_make(const struct prot_rate_limit *lim, uint64_t cost, struct 
 	if (!lim)
 		return -EINVAL;
 	*rp = (struct rate_params){.algo = algo_of(lim), .limit = lim->limit, .window_ms = lim->window_ms};
-	if (limit_problem(lim, rp->algo, &rp->tau_ns))
+	if (unlikely(limit_problem(lim, rp->algo, &rp->t_ns, &rp->tau_ns) != NULL))
 		return -EINVAL;
 	if (rp->algo == PROT_RATE_FIXED_WINDOW)
 		return cost > lim->limit ? -PROT_ECOST : 0;
 	rp->burst = lim->burst ? lim->burst : lim->limit;
-	rp->t_ns = div_up(lim->window_ms * NS_MS, lim->limit);
 	return cost > rp->burst ? -PROT_ECOST : 0;
 }
 
