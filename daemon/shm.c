@@ -468,6 +468,8 @@ void shm_slot_publish(struct shm *s, int reg, uint32_t i, const char *name, cons
 	struct prot_named *n = slot(s, reg, i);
 	uint32_t w = shm_slot_state(s, reg, i);
 	bool same = SLOT_STATE(w) != SLOT_FREE && strcmp(shm_slot_name(s, reg, i), name) == 0;
+	if (reg == REG_POOLS && SLOT_STATE(w) == SLOT_RETIRED)
+		same = false; /* a removed pool defined again is a fresh one (issue 13): recycled below */
 	if (same) {
 		uint64_t cur[CFG_WORDS];
 		shm_slot_cfg(s, reg, i, cur);
@@ -496,4 +498,6 @@ void shm_slot_retire(struct shm *s, int reg, uint32_t i)
 	if (SLOT_STATE(w) == SLOT_LIVE)
 		/* release: pairs with seg_find's acquire; lookups miss it from now on */
 		atomic_store_explicit(&n->state, SLOT_RETIRED | (w & ~0xffu), memory_order_release);
+	if (reg == REG_POOLS)
+		pool_retire_waiters(s->hdr, i); /* a removed pool's waiters get PROT_ENOPOOL now */
 }

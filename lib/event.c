@@ -133,6 +133,9 @@ const char *prot_event_name(uint32_t type)
 		[EV_CONFIG_RELOADED] = "config_reloaded",
 		[EV_CONFIG_CHANGED] = "config_changed",
 		[EV_RATE_TABLE_FULL] = "rate_table_full",
+		[EV_POOL_LEAK] = "pool_leak",
+		[EV_POOL_CREATED] = "pool_created",
+		[EV_POOL_REMOVED] = "pool_removed",
 	};
 	return type < sizeof names / sizeof names[0] && names[type] ? names[type] : "unknown";
 }

@@ -233,6 +233,7 @@ static uint32_t oldest_waiting(const struct pool_ref *r)
 static void lease_assign(const struct pool_ref *r, uint32_t e, uint64_t who)
 {
 	ST(r->lease[e].gen, LD(r->lease[e].gen) + 1);
+	ST(r->lease[e].since_ns, prot_now_coarse_ns()); /* for leak detection and the holders' view */
 	/* release: with the gen store, visible to a waiter that acquires its GRANTED cell */
 	atomic_store_explicit(&r->lease[e].owner, who, memory_order_release);
 }
@@ -360,10 +361,43 @@ static void pool_repair(const struct pool_ref *r)
 }
 
 /* ---- dead holders and waiters ----------------------------------------------------------------- */
+/* The pid of identity o while o's process slot still names it (0: gone, or out of bounds). */
+static int32_t holder_pid(struct prot_shm_header *h, uint64_t o)
+{
+	uint32_t slot = ident_slot(o);
+	if (!h || slot >= seg_count(h, REG_PROCS))
+		return 0;
+	struct prot_proc_slot *ps = seg_entry(h, REG_PROCS, slot);
+	int32_t pid = atomic_load_explicit(&ps->pid, memory_order_relaxed);
+	/* acquire: pairs with the claimer's release of inc; pid read before it is that claimer's */
+	return (atomic_load_explicit(&ps->inc, memory_order_acquire) & PROC_INC_MAX) == ident_inc(o) ? pid : 0;
+}
+
+/* A lease of entry e held by o for longer than leak_ns: one EV_POOL_LEAK per hand-out (the CAS on
+ * leak_gen), naming the holder's pid (a) and the milliseconds held (b). Read without the lock: a
+ * hand-out that changed meanwhile shows as another gen, and is looked at on the next pass. */
+static void leak_check(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r, uint32_t e,
+                       uint64_t o, uint64_t leak_ns)
+{
+	uint64_t gen = atomic_load_explicit(&r->lease[e].gen, memory_order_relaxed);
+	uint64_t since = atomic_load_explicit(&r->lease[e].since_ns, memory_order_relaxed);
+	uint64_t seen = atomic_load_explicit(&r->lease[e].leak_gen, memory_order_relaxed);
+	uint64_t now = prot_now_coarse_ns();
+	if (seen == gen || since == 0 || now < since || now - since < leak_ns)
+		return;
+	/* relaxed: it only makes the report once per hand-out */
+	if (atomic_compare_exchange_strong_explicit(&r->lease[e].leak_gen, &seen, gen, memory_order_relaxed,
+	                                            memory_order_relaxed) &&
+	    atomic_load_explicit(&r->lease[e].owner, memory_order_relaxed) == o && h)
+		prot_event_emit(h, EV_POOL_LEAK, idx, r->s->name, (uint64_t)holder_pid(h, o),
+		                (now - since) / 1000000u);
+}
+
 /* One reclaim pass over a pool: the liveness questions are asked outside the lock; what they find
  * is re-checked under it (an identity that died stays dead). Returns leases reclaimed. */
 static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
-                             const struct prot_idv *v, uint32_t cap, uint64_t deadline_ns)
+                             const struct prot_idv *v, uint32_t cap, uint64_t leak_ns,
+                             uint64_t deadline_ns)
 {
 	uint64_t n = 0, alive_id = 0;
 	/* dead waiters first, so that a lease freed below never goes to one of them */
@@ -380,6 +414,8 @@ static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const stru
 	}
 	for (uint32_t e = 0; e < r->nlease; e++) {
 		uint64_t o = atomic_load_explicit(&r->lease[e].owner, memory_order_acquire);
+		if (o != 0 && leak_ns)
+			leak_check(h, idx, r, e, o, leak_ns);
 		if (o == 0 || o == alive_id || ident_inc(o) == 0)
 			continue;
 		if (ident_alive(v, o)) {
@@ -428,7 +464,7 @@ static void client_reclaim(struct prot_shm_header *h, uint32_t idx, const struct
 {
 	if (v->fd < 0 || protd_alive(v) || !reclaim_due(r, c, prot_now_ns()))
 		return;
-	reclaim_pool(h, idx, r, v, pool_cfg_cap(r, c), deadline_ns);
+	reclaim_pool(h, idx, r, v, pool_cfg_cap(r, c), c->leak_threshold_ms * 1000000u, deadline_ns);
 }
 
 void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed)
@@ -448,10 +484,29 @@ void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed
 			continue;
 		/* a retired pool keeps its leases until they come back; it serves no new waiter */
 		uint32_t cap = SLOT_STATE(st) == SLOT_LIVE ? pool_cfg_cap(&r, &c) : 0;
-		n += reclaim_pool(h, idx, &r, v, cap, prot_now_ns() + 10 * LOCK_RECHECK_NS);
+		uint64_t leak = SLOT_STATE(st) == SLOT_LIVE ? c.leak_threshold_ms * 1000000u : 0;
+		n += reclaim_pool(h, idx, &r, v, cap, leak, prot_now_ns() + 10 * LOCK_RECHECK_NS);
 	}
 	if (reclaimed)
 		*reclaimed = n;
+}
+
+void pool_retire_waiters(struct prot_shm_header *h, uint32_t idx)
+{
+	struct pool_ref r;
+	if (pool_ref_at(h, idx, &r) < 0)
+		return;
+	for (uint32_t c = 0; c < r.wcap; c++) {
+		_Atomic uint32_t *cw = &r.cell[c].word;
+		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
+		/* acq_rel: as the waiter's own cancel; a grant that won keeps its lease (stale at checkin) */
+		if (CELL_STATE(w) == CELL_WAITING &&
+		    atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0), memory_order_acq_rel,
+		                                            memory_order_relaxed)) {
+			atomic_fetch_sub_explicit(&r.s->nwait, 1, memory_order_relaxed);
+			futex_wake_all(cw);
+		}
+	}
 }
 
 /* Cells waiting: what status reports. A snapshot without the lock. */
@@ -535,13 +590,28 @@ static int ticket_wait(struct prot_shm_header *h, uint32_t idx, const struct poo
 {
 	_Atomic uint32_t *cw = &r->cell[ci].word;
 	bool protd_up = v->fd < 0 || protd_alive(v);
+	uint32_t st0 = atomic_load_explicit(&r->s->state, memory_order_acquire);
 	for (;;) {
 		/* acquire: pairs with the giver's release CAS to GRANTED (the lease is complete) */
 		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
 		if (CELL_STATE(w) == CELL_GRANTED)
 			return grant_take(r, cw, w, v->self, g);
 		if (CELL_STATE(w) != CELL_WAITING)
-			return -PROT_ECORRUPT; /* only a dead waiter's cell is cancelled by others */
+			/* only a dead waiter's cell, or every cell of a removed pool (pool_retire_waiters), is
+			 * cancelled by others; a recycled slot's cells are zeroed */
+			return SLOT_STATE(atomic_load_explicit(&r->s->state, memory_order_acquire)) != SLOT_LIVE ||
+			               atomic_load_explicit(&r->s->state, memory_order_relaxed) != st0
+			           ? -PROT_ENOPOOL
+			           : -PROT_ECORRUPT;
+		if (atomic_load_explicit(&r->s->state, memory_order_acquire) != st0) {
+			/* the pool was removed (or recycled): leave the queue; acq_rel as the timeout's */
+			if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0),
+			                                            memory_order_acq_rel, memory_order_acquire)) {
+				atomic_fetch_sub_explicit(&r->s->nwait, 1, memory_order_relaxed);
+				return -PROT_ENOPOOL;
+			}
+			continue;
+		}
 		uint64_t now = prot_now_ns();
 		if (now >= deadline) {
 			/* acq_rel: a failed CAS acquires the grant that won */
@@ -644,6 +714,14 @@ int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_st
 	s.max_overflow = (uint32_t)c.max_overflow;
 	s.in_use = atomic_load_explicit(&r.s->in_use, memory_order_relaxed); /* a snapshot */
 	s.overflow_in_use = s.in_use > s.size ? s.in_use - s.size : 0;
+	/* poolboy's status: idle workers, and ready / overflow / full */
+	s.idle = s.in_use < s.size ? s.size - s.in_use : 0;
+	s.state = s.idle ? PROT_POOL_READY
+	          : (uint64_t)s.in_use < c.size + c.max_overflow ? PROT_POOL_OVERFLOW : PROT_POOL_FULL;
+	s.min_idle = (uint32_t)c.min_idle;
+	s.idle_timeout_ms = c.idle_timeout_ms;
+	s.max_lifetime_ms = c.max_lifetime_ms;
+	s.leak_threshold_ms = c.leak_threshold_ms;
 	s.waiting = r.cell ? live_waiters(&r) : 0;
 	s.checkout_timeout_ms = c.checkout_timeout_ms;
 	s.overflow_ttl_ms = c.overflow_ttl_ms;
@@ -653,5 +731,55 @@ int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_st
 	s.reclaims = atomic_load_explicit(&r.s->reclaims, memory_order_relaxed);
 	s.high_water = (uint32_t)atomic_load_explicit(&r.s->high_water, memory_order_relaxed);
 	*out = s;
+	return 0;
+}
+
+/* The holders of pool idx: one row per identity (pid, leases, longest held), at most n rows written
+ * to out (n may be 0), *count = how many holders there are. A snapshot of the entries without the
+ * lock: each entry's owner is one load. Read-only. */
+int pool_holders_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_holder *out, size_t n,
+                     size_t *count)
+{
+	struct pool_ref r;
+	struct pool_cfgv c;
+	int rc = pool_ref_at(h, idx, &r);
+	if (rc < 0)
+		return rc;
+	if (SLOT_STATE(atomic_load_explicit(&r.s->state, memory_order_acquire)) != SLOT_LIVE)
+		return -PROT_ENOPOOL;
+	if ((rc = pool_cfg_read(&r, &c)) < 0)
+		return rc;
+	uint64_t now = prot_now_coarse_ns(), ids[POOL_HOLDERS_MAX];
+	size_t total = 0, kept = 0;
+	for (uint32_t e = 0; e < r.nlease; e++) {
+		uint64_t o = atomic_load_explicit(&r.lease[e].owner, memory_order_acquire);
+		if (o == 0)
+			continue;
+		uint64_t since = atomic_load_explicit(&r.lease[e].since_ns, memory_order_relaxed);
+		uint64_t held = since && now > since ? (now - since) / 1000000u : 0;
+		size_t k = 0;
+		while (k < kept && ids[k] != o)
+			k++;
+		if (k == kept) {
+			bool earlier = false; /* beyond the rows kept: counted once, by its first entry */
+			for (uint32_t f = 0; kept == POOL_HOLDERS_MAX && f < e && !earlier; f++)
+				earlier = atomic_load_explicit(&r.lease[f].owner, memory_order_relaxed) == o;
+			if (earlier)
+				continue;
+			total++;
+			if (kept == POOL_HOLDERS_MAX)
+				continue;
+			ids[kept++] = o;
+			if (k < n)
+				out[k] = (struct prot_pool_holder){ .pid = holder_pid(h, o) };
+		}
+		if (k < n) {
+			out[k].leases++;
+			if (held > out[k].held_ms)
+				out[k].held_ms = held;
+			out[k].leaked = c.leak_threshold_ms && out[k].held_ms >= c.leak_threshold_ms;
+		}
+	}
+	*count = total;
 	return 0;
 }

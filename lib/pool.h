@@ -20,8 +20,12 @@ struct pool_ref {
 /* The configuration words a decision needs (a consistent copy, see seq_read). */
 struct pool_cfgv {
 	uint64_t size, max_overflow, checkout_timeout_ms, strategy, overflow_ttl_ms, reclaim_ms;
+	uint64_t origin_; /* protd's bookkeeping, not used here */
+	uint64_t min_idle, idle_timeout_ms, max_lifetime_ms, leak_threshold_ms;
 };
-_Static_assert(sizeof(struct pool_cfgv) == 6 * 8, "prefix of struct prot_pool_cfg");
+_Static_assert(sizeof(struct pool_cfgv) == 11 * 8, "prefix of struct prot_pool_cfg");
+_Static_assert(offsetof(struct prot_pool_cfg, leak_threshold_ms) == offsetof(struct pool_cfgv, leak_threshold_ms),
+               "same words as struct prot_pool_cfg");
 
 /* A lease handed out: entry e at hand-out generation gen. */
 struct grant {
@@ -49,5 +53,8 @@ PROT_HIDDEN int pool_lease_acquire(struct prot_shm_header *h, uint32_t idx, cons
 /* Return lease entry e (generation gen) held by v->self: 0, or -PROT_ESTALE. */
 PROT_HIDDEN int pool_lease_return(const struct pool_ref *r, const struct prot_idv *v, uint32_t e,
                                   uint64_t gen, uint32_t cap, bool *freed, uint32_t *used_before);
+
+/* Rows prot_pool_holders fills at most (holders beyond are counted, not listed). */
+#define POOL_HOLDERS_MAX 256
 
 #endif

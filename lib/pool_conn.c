@@ -10,6 +10,7 @@
  * Connector callbacks always run outside p->lock.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,8 @@ struct pool_rec {
 	struct pool_rec *prev, *next;
 	void *conn;          /* NULL: none (no connector, or not made yet) */
 	uint64_t expires_ns; /* an idle overflow connection is destroyed after this; 0: kept */
+	uint64_t born_ns;    /* when conn was made (max_lifetime); coarse clock */
+	uint64_t idle_ns;    /* when it was last parked idle (idle_timeout) */
 	uint32_t entry;      /* busy: the lease entry it goes with ... */
 	uint64_t gen;        /* ... and that entry's generation */
 	struct pool_loc *loc;
@@ -35,6 +38,7 @@ struct pool_loc {
 	struct pool_rec idle, busy; /* circular lists with sentinels; idle oldest first */
 	struct pool_rec *spare;     /* unused records, singly linked */
 	uint32_t hint;              /* lease entry to try first */
+	uint64_t min_idle, idle_timeout_ns, max_life_ns; /* the pool's, as last read */
 };
 
 struct prot_pool_local {
@@ -164,13 +168,33 @@ static void rec_put(struct pool_loc *l, struct pool_rec *r)
 	l->spare = r;
 }
 
-/* Detach idle connections whose overflow linger ran out; the caller destroys them unlocked. */
+/* Remember the connection settings of the pool's configuration c (read by the caller). */
+static void loc_settings(struct pool_loc *l, const struct pool_cfgv *c)
+{
+	l->min_idle = c->min_idle;
+	l->idle_timeout_ns = c->idle_timeout_ms * 1000000u;
+	l->max_life_ns = c->max_lifetime_ms * 1000000u;
+}
+
+static bool past_lifetime(const struct pool_loc *l, const struct pool_rec *r, uint64_t now)
+{
+	return l->max_life_ns && r->born_ns && now - r->born_ns >= l->max_life_ns;
+}
+
+/* The idle check: detach idle connections whose overflow linger ran out, that are older than
+ * max_lifetime, or (beyond min_idle, oldest idle first) idle longer than idle_timeout; the caller
+ * destroys them unlocked. */
 static struct pool_rec *loc_expired(struct pool_loc *l, uint64_t now)
 {
 	struct pool_rec *dead = NULL;
+	uint64_t nidle = 0;
+	for (struct pool_rec *r = l->idle.next; r != &l->idle; r = r->next)
+		nidle++;
 	for (struct pool_rec *r = l->idle.next, *n; r != &l->idle; r = n) {
 		n = r->next;
-		if (r->expires_ns && now >= r->expires_ns) {
+		bool idle_out = l->idle_timeout_ns && nidle > l->min_idle && now - r->idle_ns >= l->idle_timeout_ns;
+		if ((r->expires_ns && now >= r->expires_ns) || past_lifetime(l, r, now) || idle_out) {
+			nidle--;
 			list_del(r);
 			r->next = dead;
 			dead = r;
@@ -291,11 +315,13 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	uint32_t slot_state = l->slot_state;
 	struct prot_connector cn = l->c;
 	bool has = l->has_connector;
-	dead = loc_expired(l, prot_now_coarse_ns());
 	if (pre)
 		memcpy(&c, pre->w, sizeof c);
 	else
 		rc = pool_cfg_read(&r, &c);
+	if (rc == 0)
+		loc_settings(l, &c);
+	dead = loc_expired(l, prot_now_coarse_ns());
 	if (rc == 0)
 		rc = pool_lease_try(&r, &v, &c, &g);
 	if (rc == -PROT_ETORN) {
@@ -329,10 +355,13 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 		cn.destroy(cn.ctx, rec->conn);
 		rec->conn = NULL;
 	}
-	if (has && !rec->conn && cn.create(cn.ctx, &rec->conn) != 0) {
-		rec->conn = NULL;
-		checkout_undo(p, &r, &v, l, rec, &g, pool_cfg_cap(&r, &c));
-		return -PROT_ECONNECTOR;
+	if (has && !rec->conn) {
+		if (cn.create(cn.ctx, &rec->conn) != 0) {
+			rec->conn = NULL;
+			checkout_undo(p, &r, &v, l, rec, &g, pool_cfg_cap(&r, &c));
+			return -PROT_ECONNECTOR;
+		}
+		rec->born_ns = prot_now_coarse_ns(); /* only this thread has rec (busy, its lease) */
 	}
 	atomic_fetch_add_explicit(&r.s->checkouts, 1, memory_order_relaxed); /* statistic */
 	lease_fill(lease, h, idx, slot_state, &g);
@@ -417,11 +446,13 @@ static struct pool_rec *rec_return(struct pool_rec *rec, int how, bool overflow,
 	list_del(rec);
 	if (!rec->conn) {
 		rec_put(l, rec);
-	} else if (how == PROT_CHECKIN_BROKEN || (overflow && c->overflow_ttl_ms == 0)) {
+	} else if (how == PROT_CHECKIN_BROKEN || (overflow && c->overflow_ttl_ms == 0) ||
+	           past_lifetime(l, rec, now)) {
 		rec->next = NULL;
 		dead = rec;
 	} else {
 		rec->expires_ns = overflow ? now + c->overflow_ttl_ms * 1000000u : 0;
+		rec->idle_ns = now;
 		list_add_tail(&l->idle, rec);
 	}
 	struct pool_rec *exp = loc_expired(l, now);
@@ -448,13 +479,30 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 	uint32_t e = (uint32_t)(lease->opaque[2] & 0xffffffu);
 	uint64_t gen = lease->opaque[2] >> 24;
 	struct pool_ref r;
-	if (!h || gen == 0 || pool_ref_at(h, idx, &r) < 0 ||
-	    SLOT_GEN(atomic_load_explicit(&r.s->state, memory_order_acquire)) != sgen)
+	if (!h || gen == 0 || pool_ref_at(h, idx, &r) < 0)
 		return -PROT_ESTALE;
+	uint32_t st = atomic_load_explicit(&r.s->state, memory_order_acquire);
+	if (SLOT_GEN(st) != sgen || SLOT_STATE(st) != SLOT_LIVE) {
+		/* the pool was removed (and maybe defined again: a fresh one): the lease is gone, and
+		 * so is its connection, which belonged to that pool; nothing else changes */
+		pthread_mutex_lock(&p->lock);
+		struct pool_rec *rec = rec_find(p, h, idx, e, gen);
+		struct prot_connector cn = rec ? rec->loc->c : (struct prot_connector){ 0 };
+		if (rec) {
+			list_del(rec);
+			rec->next = NULL;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (rec)
+			destroy_chain(&cn, rec);
+		return -PROT_ESTALE;
+	}
 	if (!v.self)
 		return -PROT_ESTALE; /* no identity here (a forked child's copy of its parent's lease) */
 	struct pool_cfgv c;
-	pool_cfg_read_or_safe(&r, &c);
+	bool cfg_ok = pool_cfg_read(&r, &c) == 0;
+	if (!cfg_ok)
+		pool_cfg_read_or_safe(&r, &c);
 	uint32_t before = 0;
 	bool freed = false;
 	int rc = pool_lease_return(&r, &v, e, gen, pool_cfg_cap(&r, &c), &freed, &before);
@@ -466,6 +514,8 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 	pthread_mutex_lock(&p->lock);
 	struct pool_rec *rec = rec_find(p, h, idx, e, gen), *dead = NULL;
 	struct prot_connector cn = rec ? rec->loc->c : (struct prot_connector){ 0 };
+	if (rec && cfg_ok)
+		loc_settings(rec->loc, &c);
 	if (rec)
 		dead = rec_return(rec, how, freed && before > c.size, &c, now);
 	pthread_mutex_unlock(&p->lock);
@@ -492,7 +542,7 @@ int prot_pool_with(prot_t *p, const char *pool, int64_t timeout_ms,
 	prot_pool_checkin(p, &lease, res < 0 ? PROT_CHECKIN_BROKEN : PROT_CHECKIN_OK);
 	if (fn_result)
 		*fn_result = res;
-	return 0;
+	return res < 0 ? -PROT_EFAILED : 0; /* as prot_breaker_execute */
 }
 
 int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector *c)
@@ -510,6 +560,7 @@ int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector 
 	struct prot_pool_local *pl = local_get(p);
 	struct pool_loc *l = pl ? loc_by_name(pl, pool, true) : NULL;
 	int rc = l ? loc_resolve(l, h) : -ENOMEM;
+	bool fresh = false;
 	if (rc == 0 && l->has_connector) {
 		const struct prot_connector *o = &l->c;
 		if (o->create != c->create || o->destroy != c->destroy || o->check != c->check ||
@@ -518,8 +569,31 @@ int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector 
 	} else if (rc == 0) {
 		l->c = *c;
 		l->has_connector = true;
+		fresh = true;
+	}
+	struct pool_ref r;
+	struct pool_cfgv cfg;
+	uint64_t want = 0;
+	if (fresh && pool_ref_at(h, l->idx, &r) == 0 && pool_cfg_read(&r, &cfg) == 0) {
+		loc_settings(l, &cfg);
+		want = cfg.min_idle;
 	}
 	pthread_mutex_unlock(&p->lock);
+	/* min_idle: made now, outside the lock; a create() that fails ends the pre-fill (the pool
+	 * works without it: checkouts make connections lazily) */
+	for (uint64_t i = 0; i < want; i++) {
+		struct pool_rec *rec = calloc(1, sizeof *rec);
+		if (!rec || c->create(c->ctx, &rec->conn) != 0) {
+			free(rec);
+			break;
+		}
+		rec->born_ns = rec->idle_ns = prot_now_coarse_ns();
+		pthread_mutex_lock(&p->lock);
+		list_init(rec);
+		rec->loc = l;
+		list_add_tail(&l->idle, rec);
+		pthread_mutex_unlock(&p->lock);
+	}
 	return rc;
 }
 
@@ -594,3 +668,80 @@ void pool_local_free(prot_t *p)
 	free(pl);
 }
 
+
+int prot_pool_holders(prot_t *p, const char *pool, struct prot_pool_holder *out, size_t n,
+                      size_t *count)
+{
+	int g = prot_gate(p, false);
+	if (g < 0)
+		return g;
+	if (!pool || !count || (n && !out))
+		return -EINVAL;
+	if (strlen(pool) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	struct prot_shm_header *h = prot_hdr(p);
+	if (!h)
+		return -PROT_ENOSEG;
+	int idx = seg_find(h, REG_POOLS, pool);
+	if (idx < 0)
+		return idx;
+	struct prot_pool_holder rows[POOL_HOLDERS_MAX];
+	size_t total = 0, k = n < POOL_HOLDERS_MAX ? n : POOL_HOLDERS_MAX;
+	int rc = pool_holders_idx(h, (uint32_t)idx, rows, k, &total);
+	if (rc < 0)
+		return rc; /* out and *count untouched */
+	memcpy(out, rows, (total < k ? total : k) * sizeof *rows);
+	*count = total;
+	return 0;
+}
+
+/* Runtime lifecycle through protd (daemon/control.c: pool-create, pool-remove). protd compares
+ * the options with the existing pool's and answers ok when they are the same. */
+static bool name_ok(const char *name)
+{
+	return name && *name && !strpbrk(name, " \t\r\n=");
+}
+
+int prot_pool_create(prot_t *p, const char *name, const struct prot_pool_opts *o)
+{
+	char req[640], reply[256];
+	int g = prot_gate(p, false); /* through protd, which checks the caller's authority */
+	if (g < 0)
+		return g;
+	if (!name_ok(name) || !o || o->strategy > 1)
+		return -EINVAL;
+	if (strlen(name) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	int len = snprintf(req, sizeof req,
+	                   "pool-create %s size=%" PRIu32 " max_overflow=%" PRIu32 " strategy=%s "
+	                   "overflow_ttl=%" PRIu64 "ms min_idle=%" PRIu32 " idle_timeout=%" PRIu64 "ms "
+	                   "max_lifetime=%" PRIu64 "ms leak_threshold=%" PRIu64 "ms",
+	                   name, o->size, o->max_overflow, o->strategy ? "fifo" : "lifo", o->overflow_ttl_ms,
+	                   o->min_idle, o->idle_timeout_ms, o->max_lifetime_ms, o->leak_threshold_ms);
+	if (len > 0 && (size_t)len < sizeof req && o->checkout_timeout_ms)
+		len += snprintf(req + len, sizeof req - (size_t)len, " checkout_timeout=%" PRIu64 "ms",
+		                o->checkout_timeout_ms);
+	if (len > 0 && (size_t)len < sizeof req && o->reclaim_interval_ms)
+		len += snprintf(req + len, sizeof req - (size_t)len, " reclaim_interval=%" PRIu64 "ms",
+		                o->reclaim_interval_ms);
+	if (len <= 0 || (size_t)len >= sizeof req)
+		return -PROT_ETOOLONG;
+	prot_hdr(p);
+	return prot_control(p, req, reply, sizeof reply);
+}
+
+int prot_pool_remove(prot_t *p, const char *name)
+{
+	char req[128], reply[256];
+	int g = prot_gate(p, false);
+	if (g < 0)
+		return g;
+	if (!name_ok(name))
+		return -EINVAL;
+	if (strlen(name) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	snprintf(req, sizeof req, "pool-remove %s", name);
+	prot_hdr(p);
+	int r = prot_control(p, req, reply, sizeof reply);
+	return r == -PROT_EINVAL_CONFIG && strncmp(reply, "no such pool", 12) == 0 ? -PROT_ENOPOOL : r;
+}
