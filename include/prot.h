@@ -288,6 +288,24 @@ PROT_API int prot_breaker_blow(prot_t *p, const char *name);  /* force open unti
  *    never dropped; after a shrink, checkouts wait until in_use is below the new capacity; after a
  *    growth, protd serves queued waiters from the new capacity within a tick.
  * ------------------------------------------------------------------------------------------- */
+/*
+ * Differences from fuse and poolboy — poolboy (the README has the same table):
+ *  - leases are counted for all processes; each process keeps its own connections;
+ *  - status idle = free permanent leases (size - in_use, >= 0), not idle connections; state names
+ *    ready / overflow / full follow poolboy's rules;
+ *  - holders are identities (record lock + incarnation), listed with pid by prot_pool_holders;
+ *  - a dead caller's lease comes back within reclaim_interval plus a tick, not at once;
+ *  - overflow_ttl may keep an overflow connection idle (0, the default, dismisses at checkin);
+ *  - start_pool / stop_pool are prot_pool_create / prot_pool_remove through protd; the same
+ *    options again keep the pool's state (as nginx keeps a zone); a removed pool's leases are
+ *    PROT_ESTALE and its connections in use stay with their callers until checkin;
+ *  - prot_pool_with returns PROT_EFAILED when the callback returns < 0 (as the breaker does);
+ *  - size 0 is allowed, size + max_overflow must be at least 1;
+ *  - connections are made lazily; min_idle pre-fills per process at prot_pool_register;
+ *    idle_timeout and max_lifetime (HikariCP) act at the process's next pool call;
+ *  - leak_threshold raises pool_leak events; poolboy has none;
+ *  - no max_open: prot bounds leases, not connections open to the backend across processes.
+ */
 struct prot_connector {
 	/* Make a connection; return 0 and set *conn, or a negative error. */
 	int (*create)(void *ctx, void **conn);
