@@ -690,7 +690,8 @@ int prot_pool_holders(prot_t *p, const char *pool, struct prot_pool_holder *out,
 	int rc = pool_holders_idx(h, (uint32_t)idx, rows, k, &total);
 	if (rc < 0)
 		return rc; /* out and *count untouched */
-	memcpy(out, rows, (total < k ? total : k) * sizeof *rows);
+	if (k)
+		memcpy(out, rows, (total < k ? total : k) * sizeof *rows); /* out may be NULL when n is 0 */
 	*count = total;
 	return 0;
 }
