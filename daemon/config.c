@@ -70,12 +70,16 @@
  *   rate_min_calls = N          rate: once at least N calls were seen; default rate_window_calls
  *
  * [pool NAME]                   a connection pool (poolboy)
- *   size = N                    permanent slots (>= 1); required
+ *   size = N                    permanent slots (>= 0: 0 is a pool of overflow only); required
  *   max_overflow = 0            extra slots on demand
  *   checkout_timeout = 5s       how long a checkout waits
  *   strategy = lifo             lifo | fifo (which idle connection is reused)
  *   overflow_ttl = 0            how long an idle overflow connection is kept; 0 = closed at once
  *   reclaim_interval = DURATION how soon a dead holder's lease comes back; default [daemon] value
+ *   min_idle = 0                connections each process makes at prot_pool_register
+ *   idle_timeout = 0            an idle connection is closed after this (beyond min_idle); 0 = never
+ *   max_lifetime = 0            a connection older than this is closed at checkin or idle check; 0 = never
+ *   leak_threshold = 0          a lease held longer raises an EV_POOL_LEAK event; 0 = off
  *
  * Runtime changes (control socket, `protctl set`) use the same names and the same validator. A
  * later SIGHUP re-applies the INI, which is the source of truth: runtime changes to keys, breakers
@@ -191,12 +195,16 @@ static const struct opt opts_breaker[] = {
 	{ 0 },
 };
 static const struct opt opts_pool[] = {
-	{ "size", T_U64, U(struct cfg_pool, c.size), 1, 65536, NULL, NULL },
+	{ "size", T_U64, U(struct cfg_pool, c.size), 0, 65536, NULL, NULL },
 	{ "max_overflow", T_U64, U(struct cfg_pool, c.max_overflow), 0, 65536, NULL, NULL },
 	{ "checkout_timeout", T_DUR, U(struct cfg_pool, c.checkout_timeout_ms), 0, DUR_MAX, NULL, NULL },
 	{ "strategy", T_ENUM, U(struct cfg_pool, c.strategy), 0, 0, e_pstrat, NULL },
 	{ "overflow_ttl", T_DUR, U(struct cfg_pool, c.overflow_ttl_ms), 0, DUR_MAX, NULL, NULL },
 	{ "reclaim_interval", T_DUR, U(struct cfg_pool, c.reclaim_ms), 1, DUR_MAX, NULL, NULL },
+	{ "min_idle", T_U64, U(struct cfg_pool, c.min_idle), 0, 65536, NULL, NULL },
+	{ "idle_timeout", T_DUR, U(struct cfg_pool, c.idle_timeout_ms), 0, DUR_MAX, NULL, NULL },
+	{ "max_lifetime", T_DUR, U(struct cfg_pool, c.max_lifetime_ms), 0, DUR_MAX, NULL, NULL },
+	{ "leak_threshold", T_DUR, U(struct cfg_pool, c.leak_threshold_ms), 0, DUR_MAX, NULL, NULL },
 	{ 0 },
 };
 
@@ -873,6 +881,12 @@ static void check_pool(const struct config *c, const struct cfg_pool *p, struct 
 		cfg_errors_add(e, "%s: %ssize + %smax_overflow = %" PRIu64 " exceeds pool_max_slots = %u",
 		               at_, pre, pre, (uint64_t)(p->c.size + p->c.max_overflow),
 		               c->seg.geo.pool_max_slots);
+	else if (p->c.size + p->c.max_overflow == 0)
+		cfg_errors_add(e, "%s: %ssize + %smax_overflow is 0: the pool could never hand out a lease",
+		               at_, pre, pre);
+	if (p->c.min_idle > p->c.size + p->c.max_overflow)
+		cfg_errors_add(e, "%s: %smin_idle %" PRIu64 " is larger than size + max_overflow", at_, pre,
+		               (uint64_t)p->c.min_idle);
 }
 
 /* The first object beyond the capacity gets the error. */

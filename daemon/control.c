@@ -12,7 +12,12 @@
  *   breaker-create NAME name=value ...  options of a [breaker] section; an existing breaker with
  *                                    the same options is ok, with other options `error exists: ...`
  *   breaker-remove NAME           -> removes it (`error no such breaker: NAME`; refused while a key
- *                                    names it)
+ *                                    names it); defined again later, it is fresh
+ *   pool-create NAME name=value ...  options of a [pool] section, likewise (an existing pool with
+ *                                    the same options keeps its state, as nginx keeps a zone)
+ *   pool-remove NAME                 the pool is gone: its slot is retired (lookups miss it, its
+ *                                    waiters are cancelled, its leases are stale); refused while a
+ *                                    key names it; defining it again makes a fresh one
  * Who may send which request, deadlines, and the exact rule for when a request is applied (so an
  * `error` reply always means "not applied"): daemon/ctlsock.c, which serves the socket. ping and
  * get change nothing and are open to readers of the segment; set and breaker-create need a writer
@@ -369,6 +374,106 @@ out:
 	cfg_errors_free(&e);
 }
 
+/* ---- pool-create, pool-remove ------------------------------------------------------------------- */
+static void do_pool_create(struct out *o, const char *name, char **w, int nw)
+{
+	struct cfg_errors e = { 0 };
+	struct config next, scratch;
+	char err[CFG_ERR_MAX];
+	config_init(&scratch);
+	registry_lock();
+	if (registry_snapshot(&next) < 0) {
+		outf(o, "error out of memory\n");
+		goto out;
+	}
+	scratch.daemon = next.daemon; /* the running defaults (reclaim_interval) */
+	struct cfg_pool *want = config_add_pool(&scratch, name);
+	if (!want)
+		cfg_errors_add(&e, "out of memory");
+	else if (config_check_name("pool", name, err))
+		cfg_errors_add(&e, "%s", err);
+	for (int i = 0; !e.n && i < nw; i++) {
+		char *value;
+		if (split(w[i], &value, &e) == 0 && config_set_value(CFG_POOL, want, w[i], value, err))
+			cfg_errors_add(&e, "%s", err);
+	}
+	if (e.n) {
+		config_free(&next);
+		errors_reply(o, &e);
+		goto out;
+	}
+	config_finalize(&scratch);
+	struct cfg_pool *have = config_pool(&next, name);
+	if (have) {
+		struct prot_pool_cfg a = have->c, b = want->c;
+		a.origin = b.origin = 0;
+		if (memcmp(&a, &b, sizeof a) == 0)
+			outf(o, "ok\npool %s exists with the same options (state kept)\n", name);
+		else
+			outf(o, "error exists: pool %s exists with other options\n", name);
+		config_free(&next);
+		goto out;
+	}
+	struct cfg_pool *np = config_add_pool(&next, name);
+	if (!np) {
+		config_free(&next);
+		outf(o, "error out of memory\n");
+		goto out;
+	}
+	*np = *want;
+	np->o.origin = CFG_ORIGIN_RUNTIME;
+	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
+		errors_reply(o, &e);
+		goto out;
+	}
+	int slot = shm_slot_find(ctl.shm, REG_POOLS, name);
+	prot_event_emit(ctl.shm->hdr, EV_POOL_CREATED, slot < 0 ? 0 : (uint32_t)slot, name, 0, 0);
+	outf(o, "ok\npool %s created\n", name);
+	log_info("control: pool %s created", name);
+out:
+	registry_unlock();
+	config_free(&scratch);
+	cfg_errors_free(&e);
+}
+
+static void do_pool_remove(struct out *o, const char *name)
+{
+	struct cfg_errors e = { 0 };
+	struct config next;
+	registry_lock();
+	if (registry_snapshot(&next) < 0) {
+		outf(o, "error out of memory\n");
+		goto out;
+	}
+	struct cfg_pool *have = config_pool(&next, name);
+	const struct cfg_key *user = NULL;
+	for (size_t i = 0; have && i < next.nkeys && !user; i++)
+		if (strcmp(next.keys[i].pool, name) == 0)
+			user = &next.keys[i];
+	if (!have || user) {
+		if (!have)
+			outf(o, "error no such pool: %s\n", name);
+		else
+			outf(o, "error pool %s is used by key %s: remove the key's pool first\n", name, user->o.name);
+		config_free(&next);
+		goto out;
+	}
+	int slot = shm_slot_find(ctl.shm, REG_POOLS, name);
+	size_t i = (size_t)(have - next.pools);
+	memmove(&next.pools[i], &next.pools[i + 1], (next.npools - i - 1) * sizeof *next.pools);
+	next.npools--;
+	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
+		errors_reply(o, &e);
+		goto out;
+	}
+	prot_event_emit(ctl.shm->hdr, EV_POOL_REMOVED, slot < 0 ? 0 : (uint32_t)slot, name, 0, 0);
+	outf(o, "ok\npool %s removed\n", name);
+	log_info("control: pool %s removed", name);
+out:
+	registry_unlock();
+	cfg_errors_free(&e);
+}
+
 /* ---- requests ------------------------------------------------------------------------------------ */
 /* A writing request from a caller who may only read: the refusal, true. */
 static bool refuse_reader(struct out *o, const char *verb)
@@ -398,6 +503,7 @@ void control_handle(struct shm *s, const char *req, struct ctl_caller *who, char
 		w[nw++] = t;
 	}
 	bool writes = nw >= 2 && (strcmp(w[0], "set") == 0 || strcmp(w[0], "breaker-create") == 0 ||
+	                          strcmp(w[0], "pool-create") == 0 || strcmp(w[0], "pool-remove") == 0 ||
 	                          strcmp(w[0], "breaker-remove") == 0);
 	if (writes && refuse_reader(&o, w[0]))
 		return;
@@ -410,9 +516,13 @@ void control_handle(struct shm *s, const char *req, struct ctl_caller *who, char
 		do_set(&o, w[1], w + 2, nw - 2);
 	else if (writes && nw == 2 && strcmp(w[0], "breaker-remove") == 0)
 		do_breaker_remove(&o, w[1]);
+	else if (writes && strcmp(w[0], "pool-create") == 0)
+		do_pool_create(&o, w[1], w + 2, nw - 2);
+	else if (writes && strcmp(w[0], "pool-remove") == 0 && nw == 2)
+		do_pool_remove(&o, w[1]);
 	else if (writes && strcmp(w[0], "breaker-create") == 0)
 		do_breaker_create(&o, w[1], w + 2, nw - 2);
 	else
 		outf(&o, "error unknown request (expected ping, get KEY, set KEY name=value ..., "
-		         "breaker-create NAME name=value ...)\n");
+		         "breaker-create NAME name=value ..., pool-create NAME name=value ..., pool-remove NAME)\n");
 }

@@ -59,12 +59,16 @@ static const struct doc docs[] = {
 	{ CFG_BREAKER, "rate_threshold", "PERCENT", "required for rate", "rate strategy: trip when the failure percentage reaches this (1..100; the % sign is optional)..." },
 	{ CFG_BREAKER, "rate_window_calls", "N", "required for rate", "... over the last N calls (1..1024) ..." },
 	{ CFG_BREAKER, "rate_min_calls", "N", "rate_window_calls", "... once at least N calls were seen." },
-	{ CFG_POOL, "size", "N", "required", "Permanent slots (>= 1)." },
+	{ CFG_POOL, "size", "N", "required", "Permanent slots (>= 0; 0 is a pool of overflow only, poolboy's size 0)." },
 	{ CFG_POOL, "max_overflow", "N", NULL, "Extra slots on demand." },
 	{ CFG_POOL, "checkout_timeout", "DURATION", NULL, "How long a checkout waits for a slot." },
 	{ CFG_POOL, "strategy", "lifo|fifo", NULL, "Which idle connection of a process is reused: the most recently returned or the longest idle." },
 	{ CFG_POOL, "overflow_ttl", "DURATION", NULL, "How long an idle overflow connection is kept; 0 closes it at once (poolboy)." },
 	{ CFG_POOL, "reclaim_interval", "DURATION", "[daemon] reclaim_interval", "How soon the leases of a dead holder come back: protd (or, while protd is down, a client that needs one) looks every half interval, asking the kernel whether each holder lives." },
+	{ CFG_POOL, "min_idle", "N", NULL, "Connections each process makes when it registers its connector (prot_pool_register)." },
+	{ CFG_POOL, "idle_timeout", "DURATION", "0 (never)", "An idle connection of a process beyond its min_idle is closed once idle this long (at that process's next pool call)." },
+	{ CFG_POOL, "max_lifetime", "DURATION", "0 (never)", "A connection older than this is closed at its checkin or at the idle check, and never reused (HikariCP)." },
+	{ CFG_POOL, "leak_threshold", "DURATION", "0 (off)", "A lease held longer than this raises one pool_leak event naming the holder's pid and the time held (protctl pool show --holders marks it)." },
 };
 #define NDOCS (sizeof docs / sizeof docs[0])
 

@@ -501,4 +501,6 @@ void shm_slot_retire(struct shm *s, int reg, uint32_t i)
 	if (SLOT_STATE(w) == SLOT_LIVE)
 		/* release: pairs with seg_find's acquire; lookups miss it from now on */
 		atomic_store_explicit(&n->state, SLOT_RETIRED | (w & ~0xffu), memory_order_release);
+	if (reg == REG_POOLS)
+		pool_retire_waiters(s->hdr, i); /* a removed pool's waiters get PROT_ENOPOOL now */
 }

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* The segment layout version this header was built for. prot_open() refuses any other. */
-#define PROT_ABI_VERSION 2
+#define PROT_ABI_VERSION 3
 
 /* Longest names, in bytes, without the terminating NUL. Longer ones are refused (PROT_ETOOLONG),
  * never truncated: truncation would silently merge two users. */
@@ -284,6 +284,14 @@ PROT_API int prot_breaker_remove(prot_t *p, const char *name);
  * once (overflow_ttl = 0, poolboy's behaviour) or keeps it idle for overflow_ttl, after which the
  * next pool call of that process closes it.
  *
+ * Connections (per process, HikariCP's names). min_idle: prot_pool_register makes that many at
+ * once (a failing create() stops the pre-fill, it does not fail the registration). idle_timeout:
+ * an idle connection beyond the process's min_idle is closed once idle that long. max_lifetime: a
+ * connection older than that is closed at its checkin or the idle check, never handed out again.
+ * The idle check runs in every pool call of the process (checkout, checkin, status); the library
+ * has no thread of its own. leak_threshold: a lease held longer raises one pool_leak event (protd's
+ * reclaim pass: pid of the holder, ms held) and is marked in prot_pool_holders.
+ *
  * Leases and processes.
  *  - prot_close() returns the leases the process still holds and destroys its connections.
  *  - A process that exits or dies without prot_close() (exit(), kill -9, a crash): protd notices
@@ -304,6 +312,24 @@ PROT_API int prot_breaker_remove(prot_t *p, const char *name);
  *    never dropped; after a shrink, checkouts wait until in_use is below the new capacity; after a
  *    growth, protd serves queued waiters from the new capacity within a tick.
  * ------------------------------------------------------------------------------------------- */
+/*
+ * Differences from fuse and poolboy — poolboy (the README has the same table):
+ *  - leases are counted for all processes; each process keeps its own connections;
+ *  - status idle = free permanent leases (size - in_use, >= 0), not idle connections; state names
+ *    ready / overflow / full follow poolboy's rules;
+ *  - holders are identities (record lock + incarnation), listed with pid by prot_pool_holders;
+ *  - a dead caller's lease comes back within reclaim_interval plus a tick, not at once;
+ *  - overflow_ttl may keep an overflow connection idle (0, the default, dismisses at checkin);
+ *  - start_pool / stop_pool are prot_pool_create / prot_pool_remove through protd; the same
+ *    options again keep the pool's state (as nginx keeps a zone); a removed pool's leases are
+ *    PROT_ESTALE and its connections in use stay with their callers until checkin;
+ *  - prot_pool_with returns PROT_EFAILED when the callback returns < 0 (as the breaker does);
+ *  - size 0 is allowed, size + max_overflow must be at least 1;
+ *  - connections are made lazily; min_idle pre-fills per process at prot_pool_register;
+ *    idle_timeout and max_lifetime (HikariCP) act at the process's next pool call;
+ *  - leak_threshold raises pool_leak events; poolboy has none;
+ *  - no max_open: prot bounds leases, not connections open to the backend across processes.
+ */
 struct prot_connector {
 	/* Make a connection; return 0 and set *conn, or a negative error. */
 	int (*create)(void *ctx, void **conn);
@@ -333,7 +359,8 @@ enum { PROT_CHECKIN_OK = 0, PROT_CHECKIN_BROKEN = 1 };
  * or its parent's). */
 PROT_API int prot_pool_checkin(prot_t *p, prot_lease *lease, int how);
 /* checkout, fn(conn, arg), checkin (broken when fn returns < 0). Returns 0 with fn's value in
- * *fn_result (may be NULL), or the checkout's error without calling fn. */
+ * *fn_result (may be NULL); PROT_EFAILED, with fn's value in *fn_result, when fn returned < 0 (as
+ * prot_breaker_execute does); or the checkout's error without calling fn. */
 PROT_API int prot_pool_with(prot_t *p, const char *pool, int64_t timeout_ms,
                             int (*fn)(void *conn, void *arg), void *arg, int *fn_result);
 
@@ -346,8 +373,52 @@ struct prot_pool_status {
 	uint32_t strategy; /* 0 lifo, 1 fifo */
 	uint64_t checkouts, timeouts, reclaims;
 	uint32_t high_water; /* most leases held at once since the pool was created */
+	/* poolboy's status: idle = permanent leases free (size - in_use, at least 0); state READY
+	 * while one is, else OVERFLOW while overflow is left, else FULL (ABI 3) */
+	uint32_t idle;
+	uint32_t state; /* enum prot_pool_state */
+	uint32_t min_idle;
+	uint64_t idle_timeout_ms, max_lifetime_ms, leak_threshold_ms;
 };
+enum prot_pool_state { PROT_POOL_READY = 0, PROT_POOL_OVERFLOW = 1, PROT_POOL_FULL = 2 };
 PROT_API int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out);
+
+/* Who holds a pool's leases: one row per holder (a process identity, lib/ident.c; pid 0 when its
+ * process slot was reused since), with its lease count, the longest it has held one, and whether
+ * that passed the pool's leak_threshold. Fills at most n rows (out may be NULL when n is 0; at most
+ * 256 rows are ever listed) and sets *count to the number of holders. Read-only. */
+struct prot_pool_holder {
+	int32_t pid;
+	uint32_t leases;
+	uint64_t held_ms;
+	int leaked;
+};
+PROT_API int prot_pool_holders(prot_t *p, const char *pool, struct prot_pool_holder *out, size_t n,
+                               size_t *count);
+
+/* Runtime lifecycle (poolboy's start_pool / stop_pool), through protd like prot_breaker_create.
+ * Options are those of an INI [pool] section; 0 means the INI's default for checkout_timeout (5 s)
+ * and reclaim_interval ([daemon] value), and "off" for the others.
+ *  - create: 0 when made; 0 as well when the pool exists with the same options, and then it keeps
+ *    its state (leases, waiters, counters), as nginx keeps a zone of the same size across reloads:
+ *    every worker may call it at start. PROT_EEXIST when it exists with other options;
+ *    PROT_EINVAL_CONFIG for a value protd refuses (size + max_overflow must fit pool_max_slots).
+ *  - remove: the pool is gone at once: lookups miss it (PROT_ENOPOOL), its queued checkouts return
+ *    PROT_ENOPOOL, and a lease of it is PROT_ESTALE at checkin (its connection is destroyed);
+ *    nothing else of the caller changes. Refused (PROT_EINVAL_CONFIG) while a key names the pool.
+ *    Defining it again (create, or the INI) makes a fresh pool: zero counters, no leases. A pool
+ *    the INI defines comes back at the next SIGHUP (the INI is the source of truth). */
+struct prot_pool_opts {
+	uint32_t size, max_overflow;  /* size 0: overflow only (size + max_overflow >= 1) */
+	uint64_t checkout_timeout_ms; /* 0: 5 s */
+	uint32_t strategy;            /* 0 lifo, 1 fifo */
+	uint64_t overflow_ttl_ms;
+	uint64_t reclaim_interval_ms; /* 0: protd's [daemon] reclaim_interval */
+	uint32_t min_idle;
+	uint64_t idle_timeout_ms, max_lifetime_ms, leak_threshold_ms;
+};
+PROT_API int prot_pool_create(prot_t *p, const char *name, const struct prot_pool_opts *opts);
+PROT_API int prot_pool_remove(prot_t *p, const char *name);
 
 /* ---------------------------------------------------------------------------------------------
  * The facade: execute_protected

@@ -49,8 +49,8 @@ static const struct ev_kind kinds[] = {
 	[EV_BREAKER_HALF_OPEN] = {"breaker_half_open", "half-open, admitting probes",
 		{{'b', "probes_lost", "# probe(s) of the previous round never reported back", "", NULL, NULL},
 		 EPOCH}},
-	[EV_BREAKER_CLOSED] = {"breaker_closed", "closed, the probes succeeded", {EPOCH}},
-	[EV_BREAKER_BLOWN] = {"breaker_blown", "blown (stays open until reset)", {EPOCH}},
+	[EV_BREAKER_CLOSED] = {"breaker_closed", "closed (the probes succeeded, it healed, or it was enabled)", {EPOCH}},
+	[EV_BREAKER_BLOWN] = {"breaker_blown", "disabled (open until enabled)", {EPOCH}},
 	[EV_BREAKER_RESET] = {"breaker_reset", "reset to closed", {EPOCH}},
 	[EV_BREAKER_CREATED] = {"breaker_created", "created through protd", {{0}}},
 	[EV_POOL_EXHAUSTED] = {"pool_exhausted", "no lease free",
@@ -66,6 +66,11 @@ static const struct ev_kind kinds[] = {
 	[EV_RATE_TABLE_FULL] = {"rate_table_full", "rate bucket table full",
 		{{'a', "table_full_total", "# decision(s) on a full table so far", NULL, NULL, NULL},
 		 {'b', "on_full", "new entities allowed", "new entities denied", "allow", "deny"}}},
+	[EV_POOL_LEAK] = {"pool_leak", "a lease held past leak_threshold",
+		{{'a', "pid", "by pid #", NULL, NULL, NULL},
+		 {'b', "held_ms", "for # ms", NULL, NULL, NULL}}},
+	[EV_POOL_CREATED] = {"pool_created", "created through protd", {{0}}},
+	[EV_POOL_REMOVED] = {"pool_removed", "removed through protd", {{0}}},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 

@@ -464,5 +464,10 @@ PROT_HIDDEN void breaker_tick(const struct prot_idv *v, uint64_t now_ns);
 /* lib/pool.c: a reclaim pass over every pool whose reclaim_interval has passed */
 PROT_HIDDEN void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed);
 PROT_HIDDEN void pool_local_free(prot_t *p);                                                    /* lib/pool.c */
+/* lib/pool.c: protd retired pool idx: cancel its waiters (they return PROT_ENOPOOL) */
+PROT_HIDDEN void pool_retire_waiters(struct prot_shm_header *h, uint32_t idx);
+/* lib/pool.c: the holders of pool idx (prot_pool_holders); read-only */
+PROT_HIDDEN int pool_holders_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_holder *out,
+                                 size_t n, size_t *count);
 
 #endif

@@ -233,7 +233,10 @@ struct prot_breaker_slot {
 struct prot_pool_cfg {
 	uint64_t size, max_overflow, checkout_timeout_ms, strategy, overflow_ttl_ms, reclaim_ms;
 	uint64_t origin;         /* as in prot_key_cfg */
-	uint64_t reserved[9];
+	/* connections (lib/pool_conn.c): each process's idle connections made at registration, how
+	 * long one may stay idle and live, and when a held lease is reported as a leak (0: off) */
+	uint64_t min_idle, idle_timeout_ms, max_lifetime_ms, leak_threshold_ms;
+	uint64_t reserved[5];
 };
 
 struct prot_pool_slot {
@@ -265,10 +268,14 @@ struct prot_pool_slot {
 } PROT_ALIGNED;
 
 /* One lease: owner 0 when free, else the holder's identity; gen counts its hand-outs, so that a
- * stale copy of a lease never matches (lib/pool.c). Written under the pool lock. */
+ * stale copy of a lease never matches (lib/pool.c). Written under the pool lock; since_ns (when it
+ * was handed out, CLOCK_MONOTONIC coarse) with them. leak_gen: the hand-out (gen) already reported
+ * as a leak (EV_POOL_LEAK, protd's reclaim pass; a CAS, so once per hand-out). */
 struct prot_lease_slot {
 	_Atomic uint64_t owner;
 	_Atomic uint64_t gen;
+	_Atomic uint64_t since_ns;
+	_Atomic uint64_t leak_gen;
 };
 
 /* One waiter-ring entry; the word is 32-bit because it is the futex word a waiter sleeps on. */
@@ -328,6 +335,7 @@ enum {
 	EV_NONE = 0, EV_BREAKER_OPEN, EV_BREAKER_HALF_OPEN, EV_BREAKER_CLOSED, EV_BREAKER_BLOWN,
 	EV_BREAKER_RESET, EV_BREAKER_CREATED, EV_POOL_EXHAUSTED, EV_LEASE_RECLAIMED,
 	EV_CONFIG_RELOADED, EV_CONFIG_CHANGED, EV_RATE_TABLE_FULL,
+	EV_POOL_LEAK = 32, EV_POOL_CREATED, EV_POOL_REMOVED, /* pools (ABI 3); a = pid, b = ms held */
 };
 
 struct prot_event {
@@ -374,7 +382,8 @@ _Static_assert(sizeof(struct prot_pool_cfg) == 128, "pool cfg is two lines");
 _Static_assert(sizeof(struct prot_pool_slot) == 320, "pool slot");
 _Static_assert(offsetof(struct prot_pool_slot, lock) == 192, "pool lock line");
 _Static_assert(offsetof(struct prot_pool_slot, checkouts) == 256, "pool counters line");
-_Static_assert(sizeof(struct prot_lease_slot) == 16, "lease");
+_Static_assert(sizeof(struct prot_lease_slot) == 32, "lease (ABI 3: since_ns, leak_gen)");
+_Static_assert(offsetof(struct prot_pool_cfg, leak_threshold_ms) == 10 * 8, "pool cfg words (ABI 3)");
 _Static_assert(sizeof(struct prot_waiter_slot) == 16, "waiter");
 _Static_assert(sizeof(struct prot_rate_bucket) == 128, "a bucket is two lines");
 _Static_assert(offsetof(struct prot_rate_bucket, denied) == 64, "denials write line 1 only");

@@ -42,11 +42,7 @@
  *     "still owned by that dead identity" under the lock makes each release happen once, however
  *     many reclaimers race.
  *
- * LOCAL STATE: struct prot_pool_local hangs off p->pools under p->lock: per pool, the registered
- * connector, the idle connections (a deque: lifo or fifo), the busy ones (each with the lease it
- * goes with) and spare records. It belongs to the process (fork epoch) that made it; a forked
- * child forgets it without destroying anything: the parent owns those connections and leases.
- * Connector callbacks always run outside p->lock.
+ * LOCAL STATE (each process's connectors and connections) and the public API: lib/pool_conn.c.
  */
 #include <errno.h>
 #include <limits.h>
@@ -57,7 +53,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "pool.h"
 
 /* ---- encodings -------------------------------------------------------------------------------- */
 enum { CELL_EMPTY = 0, CELL_WAITING = 1, CELL_GRANTED = 2, CELL_CANCELLED = 3 };
@@ -72,25 +68,9 @@ enum { CELL_EMPTY = 0, CELL_WAITING = 1, CELL_GRANTED = 2, CELL_CANCELLED = 3 };
 #define LOCK_SPINS 100
 #define LOCK_RECHECK_NS (2ull * 1000000) /* a sleeper wakes this often to ask if the holder lives */
 #define LOCK_ANON 1u                     /* a holder without identity (tests driving the algorithm) */
-#define GEN_BITS 40                      /* of a lease entry's generation, in a prot_lease */
-#define GEN_MASK ((1ull << GEN_BITS) - 1)
-
-/* A pool's shared parts, resolved and bounds-checked once per operation. */
-struct pool_ref {
-	struct prot_pool_slot *s;
-	struct prot_lease_slot *lease; /* nlease entries */
-	struct prot_waiter_slot *cell; /* wcap cells */
-	uint32_t nlease, wcap;         /* wcap: 0 when there are no waiter cells */
-};
-
-/* The configuration words a decision needs (a consistent copy, see seq_read). */
-struct pool_cfgv {
-	uint64_t size, max_overflow, checkout_timeout_ms, strategy, overflow_ttl_ms, reclaim_ms;
-};
-_Static_assert(sizeof(struct pool_cfgv) == 6 * 8, "prefix of struct prot_pool_cfg");
 
 /* Resolve pool idx of a validated header; the region sizes are re-checked (untrusted segment). */
-static int ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r)
+int pool_ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r)
 {
 	uint32_t ns = seg_geo(h)->pool_max_slots, nw = seg_geo(h)->pool_max_waiters;
 	if (idx >= seg_count(h, REG_POOLS) || ns == 0 ||
@@ -108,7 +88,7 @@ static int ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r)
 	return 0;
 }
 
-static int cfg_read(const struct pool_ref *r, struct pool_cfgv *c)
+int pool_cfg_read(const struct pool_ref *r, struct pool_cfgv *c)
 {
 	return seq_read(&r->s->seq, &r->s->cfg, c, sizeof *c / 8);
 }
@@ -118,20 +98,20 @@ _Static_assert(sizeof(struct pool_cfgv) <= sizeof(struct cfg_snap), "a pool's wo
 int pool_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *out)
 {
 	struct pool_ref r;
-	int rc = ref_at(h, idx, &r);
-	return rc < 0 ? rc : cfg_read(&r, (struct pool_cfgv *)(void *)out->w);
+	int rc = pool_ref_at(h, idx, &r);
+	return rc < 0 ? rc : pool_cfg_read(&r, (struct pool_cfgv *)(void *)out->w);
 }
 
 /* For the calls that give something back (checkin, close): a torn configuration must not keep a
  * lease from returning. Without it, no overflow is closed early and every entry counts. */
-static void cfg_read_or_safe(const struct pool_ref *r, struct pool_cfgv *c)
+void pool_cfg_read_or_safe(const struct pool_ref *r, struct pool_cfgv *c)
 {
-	if (cfg_read(r, c) < 0)
+	if (pool_cfg_read(r, c) < 0)
 		*c = (struct pool_cfgv){ .size = r->nlease };
 }
 
 /* Leases any decision may hand out: size + max_overflow, clamped to the entries that exist. */
-static uint32_t cfg_cap(const struct pool_ref *r, const struct pool_cfgv *c)
+uint32_t pool_cfg_cap(const struct pool_ref *r, const struct pool_cfgv *c)
 {
 	uint64_t cap = c->size + c->max_overflow;
 	return cap > r->nlease ? r->nlease : (uint32_t)cap;
@@ -253,6 +233,7 @@ static uint32_t oldest_waiting(const struct pool_ref *r)
 static void lease_assign(const struct pool_ref *r, uint32_t e, uint64_t who)
 {
 	ST(r->lease[e].gen, LD(r->lease[e].gen) + 1);
+	ST(r->lease[e].since_ns, prot_now_coarse_ns()); /* for leak detection and the holders' view */
 	/* release: with the gen store, visible to a waiter that acquires its GRANTED cell */
 	atomic_store_explicit(&r->lease[e].owner, who, memory_order_release);
 }
@@ -380,10 +361,43 @@ static void pool_repair(const struct pool_ref *r)
 }
 
 /* ---- dead holders and waiters ----------------------------------------------------------------- */
+/* The pid of identity o while o's process slot still names it (0: gone, or out of bounds). */
+static int32_t holder_pid(struct prot_shm_header *h, uint64_t o)
+{
+	uint32_t slot = ident_slot(o);
+	if (!h || slot >= seg_count(h, REG_PROCS))
+		return 0;
+	struct prot_proc_slot *ps = seg_entry(h, REG_PROCS, slot);
+	int32_t pid = atomic_load_explicit(&ps->pid, memory_order_relaxed);
+	/* acquire: pairs with the claimer's release of inc; pid read before it is that claimer's */
+	return (atomic_load_explicit(&ps->inc, memory_order_acquire) & PROC_INC_MAX) == ident_inc(o) ? pid : 0;
+}
+
+/* A lease of entry e held by o for longer than leak_ns: one EV_POOL_LEAK per hand-out (the CAS on
+ * leak_gen), naming the holder's pid (a) and the milliseconds held (b). Read without the lock: a
+ * hand-out that changed meanwhile shows as another gen, and is looked at on the next pass. */
+static void leak_check(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r, uint32_t e,
+                       uint64_t o, uint64_t leak_ns)
+{
+	uint64_t gen = atomic_load_explicit(&r->lease[e].gen, memory_order_relaxed);
+	uint64_t since = atomic_load_explicit(&r->lease[e].since_ns, memory_order_relaxed);
+	uint64_t seen = atomic_load_explicit(&r->lease[e].leak_gen, memory_order_relaxed);
+	uint64_t now = prot_now_coarse_ns();
+	if (seen == gen || since == 0 || now < since || now - since < leak_ns)
+		return;
+	/* relaxed: it only makes the report once per hand-out */
+	if (atomic_compare_exchange_strong_explicit(&r->lease[e].leak_gen, &seen, gen, memory_order_relaxed,
+	                                            memory_order_relaxed) &&
+	    atomic_load_explicit(&r->lease[e].owner, memory_order_relaxed) == o && h)
+		prot_event_emit(h, EV_POOL_LEAK, idx, r->s->name, (uint64_t)holder_pid(h, o),
+		                (now - since) / 1000000u);
+}
+
 /* One reclaim pass over a pool: the liveness questions are asked outside the lock; what they find
  * is re-checked under it (an identity that died stays dead). Returns leases reclaimed. */
 static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
-                             const struct prot_idv *v, uint32_t cap, uint64_t deadline_ns)
+                             const struct prot_idv *v, uint32_t cap, uint64_t leak_ns,
+                             uint64_t deadline_ns)
 {
 	uint64_t n = 0, alive_id = 0;
 	/* dead waiters first, so that a lease freed below never goes to one of them */
@@ -400,6 +414,8 @@ static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const stru
 	}
 	for (uint32_t e = 0; e < r->nlease; e++) {
 		uint64_t o = atomic_load_explicit(&r->lease[e].owner, memory_order_acquire);
+		if (o != 0 && leak_ns)
+			leak_check(h, idx, r, e, o, leak_ns);
 		if (o == 0 || o == alive_id || ident_inc(o) == 0)
 			continue;
 		if (ident_alive(v, o)) {
@@ -448,7 +464,7 @@ static void client_reclaim(struct prot_shm_header *h, uint32_t idx, const struct
 {
 	if (v->fd < 0 || protd_alive(v) || !reclaim_due(r, c, prot_now_ns()))
 		return;
-	reclaim_pool(h, idx, r, v, cfg_cap(r, c), deadline_ns);
+	reclaim_pool(h, idx, r, v, pool_cfg_cap(r, c), c->leak_threshold_ms * 1000000u, deadline_ns);
 }
 
 void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed)
@@ -457,21 +473,40 @@ void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed
 	uint64_t n = 0;
 	for (uint32_t idx = 0; idx < seg_count(h, REG_POOLS); idx++) {
 		struct pool_ref r;
-		if (ref_at(h, idx, &r) < 0)
+		if (pool_ref_at(h, idx, &r) < 0)
 			break;
 		uint32_t st = atomic_load_explicit(&r.s->state, memory_order_acquire);
 		if (SLOT_STATE(st) == SLOT_FREE)
 			continue;
 		struct pool_cfgv c;
-		cfg_read_or_safe(&r, &c); /* dead holders are reclaimed whatever the config says */
+		pool_cfg_read_or_safe(&r, &c); /* dead holders are reclaimed whatever the config says */
 		if (!reclaim_due(&r, &c, now_ns))
 			continue;
 		/* a retired pool keeps its leases until they come back; it serves no new waiter */
-		uint32_t cap = SLOT_STATE(st) == SLOT_LIVE ? cfg_cap(&r, &c) : 0;
-		n += reclaim_pool(h, idx, &r, v, cap, prot_now_ns() + 10 * LOCK_RECHECK_NS);
+		uint32_t cap = SLOT_STATE(st) == SLOT_LIVE ? pool_cfg_cap(&r, &c) : 0;
+		uint64_t leak = SLOT_STATE(st) == SLOT_LIVE ? c.leak_threshold_ms * 1000000u : 0;
+		n += reclaim_pool(h, idx, &r, v, cap, leak, prot_now_ns() + 10 * LOCK_RECHECK_NS);
 	}
 	if (reclaimed)
 		*reclaimed = n;
+}
+
+void pool_retire_waiters(struct prot_shm_header *h, uint32_t idx)
+{
+	struct pool_ref r;
+	if (pool_ref_at(h, idx, &r) < 0)
+		return;
+	for (uint32_t c = 0; c < r.wcap; c++) {
+		_Atomic uint32_t *cw = &r.cell[c].word;
+		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
+		/* acq_rel: as the waiter's own cancel; a grant that won keeps its lease (stale at checkin) */
+		if (CELL_STATE(w) == CELL_WAITING &&
+		    atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0), memory_order_acq_rel,
+		                                            memory_order_relaxed)) {
+			atomic_fetch_sub_explicit(&r.s->nwait, 1, memory_order_relaxed);
+			futex_wake_all(cw);
+		}
+	}
 }
 
 /* Cells waiting: what status reports. A snapshot without the lock. */
@@ -496,11 +531,6 @@ static void note_exhausted(struct prot_shm_header *h, const struct pool_ref *r, 
 	                                            memory_order_relaxed))
 		prot_event_emit(h, EV_POOL_EXHAUSTED, idx, r->s->name, LD(r->s->in_use), LD(r->s->nwait));
 }
-
-struct grant {
-	uint32_t e;
-	uint64_t gen;
-};
 
 enum { CO_TAKEN = 0, CO_QUEUED = 1 };
 
@@ -560,13 +590,28 @@ static int ticket_wait(struct prot_shm_header *h, uint32_t idx, const struct poo
 {
 	_Atomic uint32_t *cw = &r->cell[ci].word;
 	bool protd_up = v->fd < 0 || protd_alive(v);
+	uint32_t st0 = atomic_load_explicit(&r->s->state, memory_order_acquire);
 	for (;;) {
 		/* acquire: pairs with the giver's release CAS to GRANTED (the lease is complete) */
 		uint32_t w = atomic_load_explicit(cw, memory_order_acquire);
 		if (CELL_STATE(w) == CELL_GRANTED)
 			return grant_take(r, cw, w, v->self, g);
 		if (CELL_STATE(w) != CELL_WAITING)
-			return -PROT_ECORRUPT; /* only a dead waiter's cell is cancelled by others */
+			/* only a dead waiter's cell, or every cell of a removed pool (pool_retire_waiters), is
+			 * cancelled by others; a recycled slot's cells are zeroed */
+			return SLOT_STATE(atomic_load_explicit(&r->s->state, memory_order_acquire)) != SLOT_LIVE ||
+			               atomic_load_explicit(&r->s->state, memory_order_relaxed) != st0
+			           ? -PROT_ENOPOOL
+			           : -PROT_ECORRUPT;
+		if (atomic_load_explicit(&r->s->state, memory_order_acquire) != st0) {
+			/* the pool was removed (or recycled): leave the queue; acq_rel as the timeout's */
+			if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0),
+			                                            memory_order_acq_rel, memory_order_acquire)) {
+				atomic_fetch_sub_explicit(&r->s->nwait, 1, memory_order_relaxed);
+				return -PROT_ENOPOOL;
+			}
+			continue;
+		}
 		uint64_t now = prot_now_ns();
 		if (now >= deadline) {
 			/* acq_rel: a failed CAS acquires the grant that won */
@@ -590,24 +635,24 @@ static int ticket_wait(struct prot_shm_header *h, uint32_t idx, const struct poo
 
 /* The uncontended path, called under p->lock: the pool lock if it is free at once, an entry if
  * one is free and nobody waits. 0, or -PROT_EPOOLFULL (take the slow path). */
-static int lease_try(const struct pool_ref *r, const struct prot_idv *v, const struct pool_cfgv *c,
+int pool_lease_try(const struct pool_ref *r, const struct prot_idv *v, const struct pool_cfgv *c,
                      struct grant *g)
 {
 	if (atomic_load_explicit(&r->s->lock, memory_order_relaxed) != 0 || !lock_cas(r, 0, v->self))
 		return -PROT_EPOOLFULL;
 	uint32_t ci;
-	int rc = checkout_locked(r, cfg_cap(r, c), v->self, false, g, &ci);
+	int rc = checkout_locked(r, pool_cfg_cap(r, c), v->self, false, g, &ci);
 	plock_drop(r);
 	return rc == CO_TAKEN ? 0 : -PROT_EPOOLFULL;
 }
 
 /* Take a lease: 0 and *g, or -PROT_EPOOLFULL (block false), -PROT_ECHECKOUT_TIMEOUT,
  * -PROT_ECAPACITY (waiter queue full). */
-static int lease_acquire(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
+int pool_lease_acquire(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
                          const struct prot_idv *v, const struct pool_cfgv *c, bool block,
                          uint64_t deadline, struct grant *g, bool *waited)
 {
-	uint32_t cap = cfg_cap(r, c), t = 0;
+	uint32_t cap = pool_cfg_cap(r, c), t = 0;
 	/* a non-blocking checkout still waits for the lock, briefly: its holder is in a few
 	 * instructions, or dead and then taken over */
 	uint64_t lock_by = block ? deadline : prot_now_ns() + LOCK_RECHECK_NS;
@@ -635,538 +680,32 @@ static int lease_acquire(struct prot_shm_header *h, uint32_t idx, const struct p
 }
 
 /* Return lease entry e (generation gen) held by `me`: 0, or -PROT_ESTALE when it is not held so. */
-static int lease_return(const struct pool_ref *r, const struct prot_idv *v, uint32_t e, uint64_t gen,
+int pool_lease_return(const struct pool_ref *r, const struct prot_idv *v, uint32_t e, uint64_t gen,
                         uint32_t cap, bool *freed, uint32_t *used_before)
 {
 	if (e >= r->nlease)
 		return -PROT_ESTALE;
 	plock_take(r, v, UINT64_MAX);
 	int rc = -PROT_ESTALE;
-	if (LD(r->lease[e].owner) == v->self && (LD(r->lease[e].gen) & GEN_MASK) == (gen & GEN_MASK)) {
+	if (LD(r->lease[e].owner) == v->self && (LD(r->lease[e].gen) & POOL_GEN_MASK) == (gen & POOL_GEN_MASK)) {
 		*freed = release_entry(r, e, v->self, cap, used_before);
 		rc = 0;
 	}
 	plock_drop(r);
 	return rc;
 }
-/* ---- this process's connections (under p->lock) ------------------------------------------------ */
-struct pool_rec {
-	struct pool_rec *prev, *next;
-	void *conn;          /* NULL: none (no connector, or not made yet) */
-	uint64_t expires_ns; /* an idle overflow connection is destroyed after this; 0: kept */
-	uint32_t entry;      /* busy: the lease entry it goes with ... */
-	uint64_t gen;        /* ... and that entry's generation */
-	struct pool_loc *loc;
-};
-
-struct pool_loc {
-	char name[PROT_NAME_BYTES];
-	struct prot_shm_header *h; /* mapping idx refers to */
-	uint32_t idx, slot_state;  /* slot_state (with its generation) when idx was resolved */
-	bool has_connector;
-	struct prot_connector c;
-	struct pool_rec idle, busy; /* circular lists with sentinels; idle oldest first */
-	struct pool_rec *spare;     /* unused records, singly linked */
-	uint32_t hint;              /* lease entry to try first */
-};
-
-struct prot_pool_local {
-	uint32_t epoch; /* p->fork_epoch of the process this state belongs to */
-	uint32_t n, cap;
-	struct pool_loc **v;
-};
-
-static void list_init(struct pool_rec *s)
-{
-	s->prev = s->next = s;
-}
-static bool list_empty(const struct pool_rec *s)
-{
-	return s->next == s;
-}
-static void list_del(struct pool_rec *r)
-{
-	r->prev->next = r->next;
-	r->next->prev = r->prev;
-	r->prev = r->next = r;
-}
-static void list_add_tail(struct pool_rec *s, struct pool_rec *r)
-{
-	r->prev = s->prev;
-	r->next = s;
-	s->prev->next = r;
-	s->prev = r;
-}
-
-/* Free every record of loc without touching connections (what a forked child must do). */
-static void loc_forget(struct pool_loc *l)
-{
-	struct pool_rec *lists[2] = { &l->idle, &l->busy };
-	for (int i = 0; i < 2; i++)
-		while (!list_empty(lists[i])) {
-			struct pool_rec *r = lists[i]->next;
-			list_del(r);
-			free(r);
-		}
-	while (l->spare) {
-		struct pool_rec *r = l->spare;
-		l->spare = r->next;
-		free(r);
-	}
-	l->hint = 0;
-}
-
-/* The local state of the calling process, NULL on ENOMEM. A state inherited through fork() is
- * forgotten here: its leases and connections are the parent's. */
-static struct prot_pool_local *local_get(prot_t *p)
-{
-	struct prot_pool_local *pl = p->pools;
-	if (!pl) {
-		pl = calloc(1, sizeof *pl);
-		if (!pl)
-			return NULL;
-		pl->epoch = p->fork_epoch;
-		p->pools = pl;
-	}
-	if (pl->epoch != p->fork_epoch) {
-		for (uint32_t i = 0; i < pl->n; i++)
-			loc_forget(pl->v[i]); /* connectors stay: registration is code, not state */
-		pl->epoch = p->fork_epoch;
-	}
-	return pl;
-}
-
-static struct pool_loc *loc_by_name(struct prot_pool_local *pl, const char *name, bool add)
-{
-	for (uint32_t i = 0; i < pl->n; i++)
-		if (strcmp(pl->v[i]->name, name) == 0)
-			return pl->v[i];
-	if (!add)
-		return NULL;
-	if (pl->n == pl->cap) {
-		uint32_t cap = pl->cap ? pl->cap * 2 : 4;
-		struct pool_loc **v = realloc(pl->v, cap * sizeof *v);
-		if (!v)
-			return NULL;
-		pl->v = v;
-		pl->cap = cap;
-	}
-	struct pool_loc *l = calloc(1, sizeof *l);
-	if (!l)
-		return NULL;
-	snprintf(l->name, sizeof l->name, "%s", name);
-	list_init(&l->idle);
-	list_init(&l->busy);
-	pl->v[pl->n++] = l;
-	return l;
-}
-
-/* (Re)resolve loc's slot in mapping h: after a re-attach or when protd recycled the slot. */
-static int loc_resolve(struct pool_loc *l, struct prot_shm_header *h)
-{
-	if (l->h == h && l->h) {
-		struct prot_pool_slot *s = seg_entry(h, REG_POOLS, l->idx);
-		/* acquire: pairs with protd's release of the slot state (name and cfg complete) */
-		if (atomic_load_explicit(&s->state, memory_order_acquire) == l->slot_state)
-			return 0;
-	}
-	int idx = seg_find(h, REG_POOLS, l->name);
-	if (idx < 0)
-		return idx;
-	struct prot_pool_slot *s = seg_entry(h, REG_POOLS, (uint32_t)idx);
-	l->h = h;
-	l->idx = (uint32_t)idx;
-	l->slot_state = atomic_load_explicit(&s->state, memory_order_acquire);
-	return 0;
-}
-
-static struct pool_rec *rec_get(struct pool_loc *l)
-{
-	struct pool_rec *r = l->spare;
-	if (r)
-		l->spare = r->next;
-	else if (!(r = malloc(sizeof *r)))
-		return NULL;
-	*r = (struct pool_rec){ 0 };
-	list_init(r);
-	return r;
-}
-static void rec_put(struct pool_loc *l, struct pool_rec *r)
-{
-	r->next = l->spare;
-	l->spare = r;
-}
-
-/* Detach idle connections whose overflow linger ran out; the caller destroys them unlocked. */
-static struct pool_rec *loc_expired(struct pool_loc *l, uint64_t now)
-{
-	struct pool_rec *dead = NULL;
-	for (struct pool_rec *r = l->idle.next, *n; r != &l->idle; r = n) {
-		n = r->next;
-		if (r->expires_ns && now >= r->expires_ns) {
-			list_del(r);
-			r->next = dead;
-			dead = r;
-		}
-	}
-	return dead;
-}
-static void destroy_chain(const struct prot_connector *c, struct pool_rec *dead)
-{
-	while (dead) {
-		struct pool_rec *n = dead->next;
-		if (dead->conn)
-			c->destroy(c->ctx, dead->conn);
-		free(dead);
-		dead = n;
-	}
-}
-
-/* The idle connection to reuse (lifo: newest, fifo: oldest), moved to busy; or a fresh record. */
-static struct pool_rec *loc_take(struct pool_loc *l, uint64_t strategy, const struct grant *g)
-{
-	struct pool_rec *r = NULL;
-	if (!list_empty(&l->idle)) {
-		r = strategy == 1 ? l->idle.next : l->idle.prev;
-		list_del(r);
-		r->expires_ns = 0;
-	} else if (!(r = rec_get(l))) {
-		return NULL;
-	}
-	r->entry = g->e;
-	r->gen = g->gen;
-	r->loc = l;
-	list_add_tail(&l->busy, r);
-	return r;
-}
-
-/* ---- public API ------------------------------------------------------------------------------- */
-/* A lease names its segment (by a value private to that segment's life), its pool slot and that
- * slot's generation, and the entry and its generation: nothing in it is an address, and nothing
- * is used before the segment, slot and entry it names are found and match. */
-static uint64_t seg_id(const struct prot_shm_header *h)
-{
-	return seg_geo(h)->id; /* taken at attach: private */
-}
-
-static void lease_fill(prot_lease *lease, struct prot_shm_header *h, uint32_t idx, uint32_t slot_state,
-                       const struct grant *g)
-{
-	lease->opaque[0] = seg_id(h);
-	lease->opaque[1] = (uint64_t)SLOT_GEN(slot_state) << 32 | idx;
-	lease->opaque[2] = (g->gen & GEN_MASK) << 24 | g->e; /* gen >= 1: an all-zero lease is invalid */
-}
-
-/* Give a lease back after a failed checkout step (no connection to keep). */
-static void checkout_undo(prot_t *p, const struct pool_ref *r, const struct prot_idv *v,
-                          struct pool_loc *l, struct pool_rec *rec, const struct grant *g, uint32_t cap)
-{
-	pthread_mutex_lock(&p->lock);
-	if (rec) {
-		list_del(rec);
-		rec_put(l, rec);
-	}
-	pthread_mutex_unlock(&p->lock);
-	bool freed;
-	lease_return(r, v, g->e, g->gen, cap, &freed, NULL);
-}
-
-/* Resolve the pool (by name, or name NULL: slot idx of h) into this process's local state. */
-static int checkout_resolve(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
-                            struct pool_loc **lp, struct pool_ref *r)
-{
-	char nm[PROT_NAME_BYTES];
-	struct prot_pool_local *pl = local_get(p);
-	if (!name && idx < seg_count(h, REG_POOLS)) {
-		struct prot_pool_slot *s = seg_entry(h, REG_POOLS, idx);
-		memcpy(nm, s->name, sizeof nm);
-		nm[sizeof nm - 1] = 0;
-		name = nm;
-	}
-	struct pool_loc *l = pl && name ? loc_by_name(pl, name, true) : NULL;
-	int rc = !name ? -PROT_ENOPOOL : !l ? -ENOMEM : loc_resolve(l, h);
-	if (rc == 0)
-		rc = ref_at(h, l->idx, r);
-	if (rc == 0 && SLOT_STATE(l->slot_state) != SLOT_LIVE)
-		rc = -PROT_ENOPOOL;
-	*lp = l;
-	return rc;
-}
-
-/* Checkout on pool `name` (resolved by name) or, name NULL, on slot idx of h. */
-static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
-                    int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease, void **conn,
-                    bool *waited)
-{
-	if (!p || !lease)
-		return -EINVAL;
-	if (!h)
-		return -PROT_ENOSEG;
-	if (p->flags & PROT_OPEN_RDONLY)
-		return -EROFS;
-	struct prot_idv v;
-	prot_idv(p, h, &v);
-	if (!v.self)
-		return -PROT_ECAPACITY; /* no process slot could be claimed for this process */
-	struct pool_ref r;
-	struct pool_cfgv c;
-	struct pool_loc *l;
-	struct pool_rec *rec = NULL, *dead;
-	struct grant g;
-
-	pthread_mutex_lock(&p->lock);
-	int rc = checkout_resolve(p, h, name, idx, &l, &r);
-	if (rc < 0) {
-		pthread_mutex_unlock(&p->lock);
-		return rc;
-	}
-	idx = l->idx;
-	uint32_t slot_state = l->slot_state;
-	struct prot_connector cn = l->c;
-	bool has = l->has_connector;
-	dead = loc_expired(l, prot_now_coarse_ns());
-	if (pre)
-		memcpy(&c, pre->w, sizeof c);
-	else
-		rc = cfg_read(&r, &c);
-	if (rc == 0)
-		rc = lease_try(&r, &v, &c, &g);
-	if (rc == -PROT_ETORN) {
-		pthread_mutex_unlock(&p->lock);
-		destroy_chain(&cn, dead);
-		return rc;
-	}
-	if (rc == 0)
-		rec = loc_take(l, c.strategy, &g);
-	pthread_mutex_unlock(&p->lock);
-	if (dead)
-		destroy_chain(&cn, dead);
-
-	if (rc < 0) {
-		uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms;
-		uint64_t deadline = prot_now_ns() + tmo * 1000000u;
-		rc = lease_acquire(h, idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
-		if (rc == -PROT_ECHECKOUT_TIMEOUT)
-			atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
-		if (rc < 0)
-			return rc;
-		pthread_mutex_lock(&p->lock);
-		rec = loc_take(l, c.strategy, &g);
-		pthread_mutex_unlock(&p->lock);
-	}
-	if (!rec) {
-		checkout_undo(p, &r, &v, l, NULL, &g, cfg_cap(&r, &c));
-		return -ENOMEM;
-	}
-	if (has && rec->conn && cn.check && cn.check(cn.ctx, rec->conn) != 0) {
-		cn.destroy(cn.ctx, rec->conn);
-		rec->conn = NULL;
-	}
-	if (has && !rec->conn && cn.create(cn.ctx, &rec->conn) != 0) {
-		rec->conn = NULL;
-		checkout_undo(p, &r, &v, l, rec, &g, cfg_cap(&r, &c));
-		return -PROT_ECONNECTOR;
-	}
-	atomic_fetch_add_explicit(&r.s->checkouts, 1, memory_order_relaxed); /* statistic */
-	lease_fill(lease, h, idx, slot_state, &g);
-	if (conn)
-		*conn = rec->conn;
-	return 0;
-}
-
-/* checkout() with the telemetry events: the clock is read only when a handler listens. */
-static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
-                             int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease,
-                             void **conn, bool *waited)
-{
-	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
-	if (likely(!p || !(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want)))
-		return checkout(p, h, name, idx, timeout_ms, pre, lease, conn, waited);
-	uint64_t t0 = prot_now_ns();
-	int rc = checkout(p, h, name, idx, timeout_ms, pre, lease, conn, waited);
-	char nm[PROT_NAME_BYTES] = "";
-	if (name)
-		snprintf(nm, sizeof nm, "%s", name);
-	else if (h && idx < seg_count(h, REG_POOLS))
-		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, idx))->name, sizeof nm - 1);
-	PROT_TEL(p, rc == -PROT_ECHECKOUT_TIMEOUT ? PROT_TEL_POOL_TIMEOUT : PROT_TEL_POOL_CHECKOUT,
-	         .layer = PROT_LAYER_POOL, .result = rc, .duration_ns = prot_now_ns() - t0, .key = nm);
-	return rc;
-}
-
-int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int64_t timeout_ms,
-                      const struct cfg_snap *cfg, prot_lease *lease, void **conn, bool *waited)
-{
-	return checkout_observed(p, h, NULL, idx, timeout_ms, cfg, lease, conn, waited);
-}
-
-int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lease *lease,
-                       void **conn)
-{
-	int g = prot_gate(p, true);
-	if (g < 0)
-		return g;
-	if (!pool || !lease)
-		return -EINVAL;
-	if (strlen(pool) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, NULL, lease, conn, NULL);
-}
-
-/* The mapping of p a lease names, from p's private list of mappings (never from the lease), with
- * this process's liveness view of it. */
-static struct prot_shm_header *lease_map(prot_t *p, const prot_lease *lease, struct prot_idv *v)
-{
-	for (struct prot_map *m = atomic_load_explicit(&p->map, memory_order_acquire); m; m = m->older)
-		if (seg_id(m->hdr) == lease->opaque[0]) {
-			*v = (struct prot_idv){ .h = m->hdr, .fd = m->fd, .nprocs = m->nprocs, .self = m->ident };
-			return m->hdr;
-		}
-	return NULL;
-}
-
-/* This process's record of the lease (idx, e, gen) in mapping h, or NULL. Under p->lock. */
-static struct pool_rec *rec_find(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t e,
-                                 uint64_t gen)
-{
-	struct prot_pool_local *pl = local_get(p);
-	for (uint32_t i = 0; pl && i < pl->n; i++) {
-		struct pool_loc *l = pl->v[i];
-		if (l->h != h || l->idx != idx)
-			continue;
-		for (struct pool_rec *r = l->busy.next; r != &l->busy; r = r->next)
-			if (r->entry == e && (r->gen & GEN_MASK) == gen)
-				return r;
-	}
-	return NULL;
-}
-
-/* Keep, park or close the connection of a returned lease; returns what to destroy unlocked. */
-static struct pool_rec *rec_return(struct pool_rec *rec, int how, bool overflow,
-                                   const struct pool_cfgv *c, uint64_t now)
-{
-	struct pool_loc *l = rec->loc;
-	struct pool_rec *dead = NULL;
-	list_del(rec);
-	if (!rec->conn) {
-		rec_put(l, rec);
-	} else if (how == PROT_CHECKIN_BROKEN || (overflow && c->overflow_ttl_ms == 0)) {
-		rec->next = NULL;
-		dead = rec;
-	} else {
-		rec->expires_ns = overflow ? now + c->overflow_ttl_ms * 1000000u : 0;
-		list_add_tail(&l->idle, rec);
-	}
-	struct pool_rec *exp = loc_expired(l, now);
-	if (exp) {
-		struct pool_rec *t = exp;
-		while (t->next)
-			t = t->next;
-		t->next = dead;
-		dead = exp;
-	}
-	return dead;
-}
-
-int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
-{
-	if (!p || !lease || (how != PROT_CHECKIN_OK && how != PROT_CHECKIN_BROKEN))
-		return -EINVAL;
-	if (p->flags & PROT_OPEN_RDONLY)
-		return -EROFS;
-	prot_hdr(p); /* fork check and successor before p's maps are read */
-	struct prot_idv v;
-	struct prot_shm_header *h = lease_map(p, lease, &v);
-	uint32_t idx = (uint32_t)lease->opaque[1], sgen = (uint32_t)(lease->opaque[1] >> 32);
-	uint32_t e = (uint32_t)(lease->opaque[2] & 0xffffffu);
-	uint64_t gen = lease->opaque[2] >> 24;
-	struct pool_ref r;
-	if (!h || gen == 0 || ref_at(h, idx, &r) < 0 ||
-	    SLOT_GEN(atomic_load_explicit(&r.s->state, memory_order_acquire)) != sgen)
-		return -PROT_ESTALE;
-	if (!v.self)
-		return -PROT_ESTALE; /* no identity here (a forked child's copy of its parent's lease) */
-	struct pool_cfgv c;
-	cfg_read_or_safe(&r, &c);
-	uint32_t before = 0;
-	bool freed = false;
-	int rc = lease_return(&r, &v, e, gen, cfg_cap(&r, &c), &freed, &before);
-	if (rc < 0)
-		return rc;
-	memset(lease, 0, sizeof *lease); /* a second checkin of the same lease is -PROT_ESTALE */
-
-	uint64_t now = prot_now_coarse_ns();
-	pthread_mutex_lock(&p->lock);
-	struct pool_rec *rec = rec_find(p, h, idx, e, gen), *dead = NULL;
-	struct prot_connector cn = rec ? rec->loc->c : (struct prot_connector){ 0 };
-	if (rec)
-		dead = rec_return(rec, how, freed && before > c.size, &c, now);
-	pthread_mutex_unlock(&p->lock);
-	if (dead)
-		destroy_chain(&cn, dead);
-	PROT_TEL(p, PROT_TEL_POOL_CHECKIN, .layer = PROT_LAYER_POOL, .result = how);
-	return 0;
-}
-
-int prot_pool_with(prot_t *p, const char *pool, int64_t timeout_ms,
-                   int (*fn)(void *conn, void *arg), void *arg, int *fn_result)
-{
-	int g = prot_gate(p, true);
-	if (g < 0)
-		return g;
-	if (!fn)
-		return -EINVAL;
-	prot_lease lease;
-	void *conn = NULL;
-	int rc = prot_pool_checkout(p, pool, timeout_ms, &lease, &conn);
-	if (rc < 0)
-		return rc;
-	int res = fn(conn, arg);
-	prot_pool_checkin(p, &lease, res < 0 ? PROT_CHECKIN_BROKEN : PROT_CHECKIN_OK);
-	if (fn_result)
-		*fn_result = res;
-	return 0;
-}
-
-int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector *c)
-{
-	if (!p || !pool || !c || !c->create || !c->destroy)
-		return -EINVAL;
-	if (strlen(pool) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	if (p->flags & PROT_OPEN_RDONLY)
-		return -EROFS;
-	struct prot_shm_header *h = prot_hdr(p);
-	if (!h)
-		return -PROT_ENOSEG;
-	pthread_mutex_lock(&p->lock);
-	struct prot_pool_local *pl = local_get(p);
-	struct pool_loc *l = pl ? loc_by_name(pl, pool, true) : NULL;
-	int rc = l ? loc_resolve(l, h) : -ENOMEM;
-	if (rc == 0 && l->has_connector) {
-		const struct prot_connector *o = &l->c;
-		if (o->create != c->create || o->destroy != c->destroy || o->check != c->check ||
-		    o->ctx != c->ctx)
-			rc = -PROT_EEXIST;
-	} else if (rc == 0) {
-		l->c = *c;
-		l->has_connector = true;
-	}
-	pthread_mutex_unlock(&p->lock);
-	return rc;
-}
 
 int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_status *out)
 {
 	struct pool_ref r;
-	int rc = ref_at(h, idx, &r);
+	int rc = pool_ref_at(h, idx, &r);
 	if (rc < 0)
 		return rc;
 	uint32_t st = atomic_load_explicit(&r.s->state, memory_order_acquire); /* pairs with protd */
 	if (SLOT_STATE(st) != SLOT_LIVE)
 		return -PROT_ENOPOOL;
 	struct pool_cfgv c;
-	if ((rc = cfg_read(&r, &c)) < 0)
+	if ((rc = pool_cfg_read(&r, &c)) < 0)
 		return rc;
 	struct prot_pool_status s = { 0 };
 	memcpy(s.name, r.s->name, sizeof s.name);
@@ -1175,6 +714,14 @@ int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_st
 	s.max_overflow = (uint32_t)c.max_overflow;
 	s.in_use = atomic_load_explicit(&r.s->in_use, memory_order_relaxed); /* a snapshot */
 	s.overflow_in_use = s.in_use > s.size ? s.in_use - s.size : 0;
+	/* poolboy's status: idle workers, and ready / overflow / full */
+	s.idle = s.in_use < s.size ? s.size - s.in_use : 0;
+	s.state = s.idle ? PROT_POOL_READY
+	          : (uint64_t)s.in_use < c.size + c.max_overflow ? PROT_POOL_OVERFLOW : PROT_POOL_FULL;
+	s.min_idle = (uint32_t)c.min_idle;
+	s.idle_timeout_ms = c.idle_timeout_ms;
+	s.max_lifetime_ms = c.max_lifetime_ms;
+	s.leak_threshold_ms = c.leak_threshold_ms;
 	s.waiting = r.cell ? live_waiters(&r) : 0;
 	s.checkout_timeout_ms = c.checkout_timeout_ms;
 	s.overflow_ttl_ms = c.overflow_ttl_ms;
@@ -1187,73 +734,52 @@ int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_st
 	return 0;
 }
 
-int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out)
+/* The holders of pool idx: one row per identity (pid, leases, longest held), at most n rows written
+ * to out (n may be 0), *count = how many holders there are. A snapshot of the entries without the
+ * lock: each entry's owner is one load. Read-only. */
+int pool_holders_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_holder *out, size_t n,
+                     size_t *count)
 {
-	if (!p || !pool || !out)
-		return -EINVAL;
-	struct prot_shm_header *h = prot_hdr(p);
-	if (!h)
-		return -PROT_ENOSEG;
-	int idx = seg_find(h, REG_POOLS, pool);
-	if (idx < 0)
-		return idx;
-	if (!(p->flags & PROT_OPEN_RDONLY)) {
-		/* a pool call: lingering overflow connections past their deadline close here too */
-		pthread_mutex_lock(&p->lock);
-		struct prot_pool_local *pl = local_get(p);
-		struct pool_loc *l = pl ? loc_by_name(pl, pool, false) : NULL;
-		struct pool_rec *dead = l ? loc_expired(l, prot_now_coarse_ns()) : NULL;
-		struct prot_connector cn = l ? l->c : (struct prot_connector){ 0 };
-		pthread_mutex_unlock(&p->lock);
-		if (dead)
-			destroy_chain(&cn, dead);
+	struct pool_ref r;
+	struct pool_cfgv c;
+	int rc = pool_ref_at(h, idx, &r);
+	if (rc < 0)
+		return rc;
+	if (SLOT_STATE(atomic_load_explicit(&r.s->state, memory_order_acquire)) != SLOT_LIVE)
+		return -PROT_ENOPOOL;
+	if ((rc = pool_cfg_read(&r, &c)) < 0)
+		return rc;
+	uint64_t now = prot_now_coarse_ns(), ids[POOL_HOLDERS_MAX];
+	size_t total = 0, kept = 0;
+	for (uint32_t e = 0; e < r.nlease; e++) {
+		uint64_t o = atomic_load_explicit(&r.lease[e].owner, memory_order_acquire);
+		if (o == 0)
+			continue;
+		uint64_t since = atomic_load_explicit(&r.lease[e].since_ns, memory_order_relaxed);
+		uint64_t held = since && now > since ? (now - since) / 1000000u : 0;
+		size_t k = 0;
+		while (k < kept && ids[k] != o)
+			k++;
+		if (k == kept) {
+			bool earlier = false; /* beyond the rows kept: counted once, by its first entry */
+			for (uint32_t f = 0; kept == POOL_HOLDERS_MAX && f < e && !earlier; f++)
+				earlier = atomic_load_explicit(&r.lease[f].owner, memory_order_relaxed) == o;
+			if (earlier)
+				continue;
+			total++;
+			if (kept == POOL_HOLDERS_MAX)
+				continue;
+			ids[kept++] = o;
+			if (k < n)
+				out[k] = (struct prot_pool_holder){ .pid = holder_pid(h, o) };
+		}
+		if (k < n) {
+			out[k].leases++;
+			if (held > out[k].held_ms)
+				out[k].held_ms = held;
+			out[k].leaked = c.leak_threshold_ms && out[k].held_ms >= c.leak_threshold_ms;
+		}
 	}
-	return pool_status_idx(h, (uint32_t)idx, out);
-}
-
-/* prot_close: return the leases this process holds and destroy its connections. Called without
- * p->lock held. In a forked child that never used the pools, the state is the parent's: forget. */
-void pool_local_free(prot_t *p)
-{
-	if (!p || !p->pools)
-		return;
-	prot_hdr(p); /* the fork check: a child's state is forgotten, never returned */
-	pthread_mutex_lock(&p->lock);
-	struct prot_pool_local *pl = local_get(p);
-	p->pools = NULL;
-	pthread_mutex_unlock(&p->lock);
-	for (uint32_t i = 0; i < pl->n; i++) {
-		struct pool_loc *l = pl->v[i];
-		struct pool_ref r;
-		struct pool_cfgv c;
-		struct prot_idv v;
-		bool ok = l->h && ref_at(l->h, l->idx, &r) == 0;
-		if (ok) {
-			prot_idv(p, l->h, &v);
-			cfg_read_or_safe(&r, &c);
-		}
-		while (!list_empty(&l->busy)) {
-			struct pool_rec *rec = l->busy.next;
-			list_del(rec);
-			bool freed;
-			if (ok && v.self)
-				lease_return(&r, &v, rec->entry, rec->gen, cfg_cap(&r, &c), &freed, NULL);
-			list_add_tail(&l->idle, rec);
-		}
-		struct pool_rec *dead = NULL;
-		while (!list_empty(&l->idle)) {
-			struct pool_rec *rec = l->idle.next;
-			list_del(rec);
-			rec->next = dead;
-			dead = rec;
-		}
-		if (l->has_connector)
-			destroy_chain(&l->c, dead);
-		else
-			destroy_chain(&(struct prot_connector){ 0 }, dead); /* conn is NULL: frees only */
-		loc_forget(l);
-		free(l);
-	}
-	free(pl->v);
-	free(pl);
+	*count = total;
+	return 0;
 }

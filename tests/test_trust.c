@@ -166,6 +166,8 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 	prot_breaker_token tok = {{0}};
 	prot_lease lease = {{0}};
 	struct prot_connector cn = { .create = conn_make, .destroy = conn_free };
+	struct prot_pool_opts po = { .size = 1 };
+	size_t nh = 0;
 	int res;
 
 	/* NULL handle: -EINVAL */
@@ -189,6 +191,9 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 		prot_pool_checkin(NULL, &lease, PROT_CHECKIN_OK),
 		prot_pool_with(NULL, "db", 0, cb_conn, NULL, &res),
 		prot_pool_status(NULL, "db", &pst),
+		prot_pool_holders(NULL, "db", NULL, 0, &nh),
+		prot_pool_create(NULL, "x", &po),
+		prot_pool_remove(NULL, "x"),
 		prot_execute(NULL, "k", NULL, fn_ok, NULL, &d),
 		prot_configure(NULL, "k", "rate_limit=5", &d),
 		prot_get_protection_status(NULL, "k", &kst),
@@ -236,6 +241,12 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 		prot_pool_with(p, "db", 0, NULL, NULL, &res),
 		prot_pool_status(p, NULL, &pst),
 		prot_pool_status(p, "db", NULL),
+		prot_pool_holders(p, NULL, NULL, 0, &nh),
+		prot_pool_holders(p, "db", NULL, 0, NULL),
+		prot_pool_holders(p, "db", NULL, 1, &nh),
+		prot_pool_create(p, NULL, &po),
+		prot_pool_create(p, "x", NULL),
+		prot_pool_remove(p, NULL),
 		prot_execute(p, NULL, NULL, fn_ok, NULL, &d),
 		prot_execute(p, "k", NULL, NULL, NULL, &d),
 		prot_configure(p, NULL, "rate_limit=5", &d),
@@ -278,6 +289,7 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 	cr_expect_eq(prot_rate_status(ro, "op", "e", &lim, &ri), 0);
 	cr_expect_eq(prot_breaker_status(ro, "b", &bs), 0);
 	cr_expect_eq(prot_pool_status(ro, "db", &pst), 0);
+	cr_expect_eq(prot_pool_holders(ro, "db", NULL, 0, &nh), 0);
 	cr_expect_eq(prot_get_protection_status(ro, "k", &kst), 0);
 	cr_expect_eq(prot_list_keys(ro, cb_name, NULL), 0);
 	cr_expect_eq(prot_list_breakers(ro, cb_name, NULL), 0);

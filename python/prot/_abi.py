@@ -67,7 +67,9 @@ class PoolStatus(ctypes.Structure):
     _fields_ = [("name", NAME), ("size", u32), ("max_overflow", u32), ("in_use", u32),
                 ("overflow_in_use", u32), ("waiting", u32), ("checkout_timeout_ms", u64),
                 ("overflow_ttl_ms", u64), ("strategy", u32), ("checkouts", u64),
-                ("timeouts", u64), ("reclaims", u64), ("high_water", u32)]
+                ("timeouts", u64), ("reclaims", u64), ("high_water", u32),
+                ("idle", u32), ("state", u32), ("min_idle", u32), ("idle_timeout_ms", u64),
+                ("max_lifetime_ms", u64), ("leak_threshold_ms", u64)]
 
 
 class CallOpts(ctypes.Structure):

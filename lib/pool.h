@@ -1,0 +1,60 @@
+/* pool.h — what lib/pool.c (the shared leases: lock, waiters, hand-offs, reclaim) gives
+ * lib/pool_conn.c (each process's connections and the public pool API). Private to the library.
+ */
+#ifndef PROT_POOL_H
+#define PROT_POOL_H
+
+#include "internal.h"
+
+#define POOL_GEN_BITS 40 /* of a lease entry's generation, in a prot_lease */
+#define POOL_GEN_MASK ((1ull << POOL_GEN_BITS) - 1)
+
+/* A pool's shared parts, resolved and bounds-checked once per operation. */
+struct pool_ref {
+	struct prot_pool_slot *s;
+	struct prot_lease_slot *lease; /* nlease entries */
+	struct prot_waiter_slot *cell; /* wcap cells */
+	uint32_t nlease, wcap;         /* wcap: 0 when there are no waiter cells */
+};
+
+/* The configuration words a decision needs (a consistent copy, see seq_read). */
+struct pool_cfgv {
+	uint64_t size, max_overflow, checkout_timeout_ms, strategy, overflow_ttl_ms, reclaim_ms;
+	uint64_t origin_; /* protd's bookkeeping, not used here */
+	uint64_t min_idle, idle_timeout_ms, max_lifetime_ms, leak_threshold_ms;
+};
+_Static_assert(sizeof(struct pool_cfgv) == 11 * 8, "prefix of struct prot_pool_cfg");
+_Static_assert(offsetof(struct prot_pool_cfg, leak_threshold_ms) == offsetof(struct pool_cfgv, leak_threshold_ms),
+               "same words as struct prot_pool_cfg");
+
+/* A lease handed out: entry e at hand-out generation gen. */
+struct grant {
+	uint32_t e;
+	uint64_t gen;
+};
+
+/* Resolve pool idx of a validated header; the region sizes are re-checked (untrusted segment). */
+PROT_HIDDEN int pool_ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r);
+PROT_HIDDEN int pool_cfg_read(const struct pool_ref *r, struct pool_cfgv *c);
+/* For the calls that give something back (checkin, close): a torn configuration must not keep a
+ * lease from returning. Without it, no overflow is closed early and every entry counts. */
+PROT_HIDDEN void pool_cfg_read_or_safe(const struct pool_ref *r, struct pool_cfgv *c);
+/* Leases any decision may hand out: size + max_overflow, clamped to the entries that exist. */
+PROT_HIDDEN uint32_t pool_cfg_cap(const struct pool_ref *r, const struct pool_cfgv *c);
+
+/* The uncontended path (under p->lock): 0 and *g, or -PROT_EPOOLFULL (take the slow path). */
+PROT_HIDDEN int pool_lease_try(const struct pool_ref *r, const struct prot_idv *v,
+                               const struct pool_cfgv *c, struct grant *g);
+/* Take a lease: 0 and *g, or -PROT_EPOOLFULL (block false), -PROT_ECHECKOUT_TIMEOUT,
+ * -PROT_ECAPACITY (waiter queue full). */
+PROT_HIDDEN int pool_lease_acquire(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
+                                   const struct prot_idv *v, const struct pool_cfgv *c, bool block,
+                                   uint64_t deadline, struct grant *g, bool *waited);
+/* Return lease entry e (generation gen) held by v->self: 0, or -PROT_ESTALE. */
+PROT_HIDDEN int pool_lease_return(const struct pool_ref *r, const struct prot_idv *v, uint32_t e,
+                                  uint64_t gen, uint32_t cap, bool *freed, uint32_t *used_before);
+
+/* Rows prot_pool_holders fills at most (holders beyond are counted, not listed). */
+#define POOL_HOLDERS_MAX 256
+
+#endif

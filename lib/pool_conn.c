@@ -1,0 +1,748 @@
+/* pool_conn.c — each process's side of a pool: the registered connector, the idle and busy
+ * connections of this process, and the public pool API (checkout, checkin, with, register, status,
+ * close). The shared leases (lock, waiters, hand-offs, reclaim) are lib/pool.c's; lib/pool.h is
+ * the interface between the two.
+ *
+ * LOCAL STATE: struct prot_pool_local hangs off p->pools under p->lock: per pool, the registered
+ * connector, the idle connections (a deque: lifo or fifo), the busy ones (each with the lease it
+ * goes with) and spare records. It belongs to the process (fork epoch) that made it; a forked
+ * child forgets it without destroying anything: the parent owns those connections and leases.
+ * Connector callbacks always run outside p->lock.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+
+/* ---- this process's connections (under p->lock) ------------------------------------------------ */
+struct pool_rec {
+	struct pool_rec *prev, *next;
+	void *conn;          /* NULL: none (no connector, or not made yet) */
+	uint64_t expires_ns; /* an idle overflow connection is destroyed after this; 0: kept */
+	uint64_t born_ns;    /* when conn was made (max_lifetime); coarse clock */
+	uint64_t idle_ns;    /* when it was last parked idle (idle_timeout) */
+	uint32_t entry;      /* busy: the lease entry it goes with ... */
+	uint64_t gen;        /* ... and that entry's generation */
+	struct pool_loc *loc;
+};
+
+struct pool_loc {
+	char name[PROT_NAME_BYTES];
+	struct prot_shm_header *h; /* mapping idx refers to */
+	uint32_t idx, slot_state;  /* slot_state (with its generation) when idx was resolved */
+	bool has_connector;
+	struct prot_connector c;
+	struct pool_rec idle, busy; /* circular lists with sentinels; idle oldest first */
+	struct pool_rec *spare;     /* unused records, singly linked */
+	uint32_t hint;              /* lease entry to try first */
+	uint64_t min_idle, idle_timeout_ns, max_life_ns; /* the pool's, as last read */
+};
+
+struct prot_pool_local {
+	uint32_t epoch; /* p->fork_epoch of the process this state belongs to */
+	uint32_t n, cap;
+	struct pool_loc **v;
+};
+
+static void list_init(struct pool_rec *s)
+{
+	s->prev = s->next = s;
+}
+static bool list_empty(const struct pool_rec *s)
+{
+	return s->next == s;
+}
+static void list_del(struct pool_rec *r)
+{
+	r->prev->next = r->next;
+	r->next->prev = r->prev;
+	r->prev = r->next = r;
+}
+static void list_add_tail(struct pool_rec *s, struct pool_rec *r)
+{
+	r->prev = s->prev;
+	r->next = s;
+	s->prev->next = r;
+	s->prev = r;
+}
+
+/* Free every record of loc without touching connections (what a forked child must do). */
+static void loc_forget(struct pool_loc *l)
+{
+	struct pool_rec *lists[2] = { &l->idle, &l->busy };
+	for (int i = 0; i < 2; i++)
+		while (!list_empty(lists[i])) {
+			struct pool_rec *r = lists[i]->next;
+			list_del(r);
+			free(r);
+		}
+	while (l->spare) {
+		struct pool_rec *r = l->spare;
+		l->spare = r->next;
+		free(r);
+	}
+	l->hint = 0;
+}
+
+/* The local state of the calling process, NULL on ENOMEM. A state inherited through fork() is
+ * forgotten here: its leases and connections are the parent's. */
+static struct prot_pool_local *local_get(prot_t *p)
+{
+	struct prot_pool_local *pl = p->pools;
+	if (!pl) {
+		pl = calloc(1, sizeof *pl);
+		if (!pl)
+			return NULL;
+		pl->epoch = p->fork_epoch;
+		p->pools = pl;
+	}
+	if (pl->epoch != p->fork_epoch) {
+		for (uint32_t i = 0; i < pl->n; i++)
+			loc_forget(pl->v[i]); /* connectors stay: registration is code, not state */
+		pl->epoch = p->fork_epoch;
+	}
+	return pl;
+}
+
+static struct pool_loc *loc_by_name(struct prot_pool_local *pl, const char *name, bool add)
+{
+	for (uint32_t i = 0; i < pl->n; i++)
+		if (strcmp(pl->v[i]->name, name) == 0)
+			return pl->v[i];
+	if (!add)
+		return NULL;
+	if (pl->n == pl->cap) {
+		uint32_t cap = pl->cap ? pl->cap * 2 : 4;
+		struct pool_loc **v = realloc(pl->v, cap * sizeof *v);
+		if (!v)
+			return NULL;
+		pl->v = v;
+		pl->cap = cap;
+	}
+	struct pool_loc *l = calloc(1, sizeof *l);
+	if (!l)
+		return NULL;
+	snprintf(l->name, sizeof l->name, "%s", name);
+	list_init(&l->idle);
+	list_init(&l->busy);
+	pl->v[pl->n++] = l;
+	return l;
+}
+
+/* (Re)resolve loc's slot in mapping h: after a re-attach or when protd recycled the slot. */
+static int loc_resolve(struct pool_loc *l, struct prot_shm_header *h)
+{
+	if (l->h == h && l->h) {
+		struct prot_pool_slot *s = seg_entry(h, REG_POOLS, l->idx);
+		/* acquire: pairs with protd's release of the slot state (name and cfg complete) */
+		if (atomic_load_explicit(&s->state, memory_order_acquire) == l->slot_state)
+			return 0;
+	}
+	int idx = seg_find(h, REG_POOLS, l->name);
+	if (idx < 0)
+		return idx;
+	struct prot_pool_slot *s = seg_entry(h, REG_POOLS, (uint32_t)idx);
+	l->h = h;
+	l->idx = (uint32_t)idx;
+	l->slot_state = atomic_load_explicit(&s->state, memory_order_acquire);
+	return 0;
+}
+
+static struct pool_rec *rec_get(struct pool_loc *l)
+{
+	struct pool_rec *r = l->spare;
+	if (r)
+		l->spare = r->next;
+	else if (!(r = malloc(sizeof *r)))
+		return NULL;
+	*r = (struct pool_rec){ 0 };
+	list_init(r);
+	return r;
+}
+static void rec_put(struct pool_loc *l, struct pool_rec *r)
+{
+	r->next = l->spare;
+	l->spare = r;
+}
+
+/* Remember the connection settings of the pool's configuration c (read by the caller). */
+static void loc_settings(struct pool_loc *l, const struct pool_cfgv *c)
+{
+	l->min_idle = c->min_idle;
+	l->idle_timeout_ns = c->idle_timeout_ms * 1000000u;
+	l->max_life_ns = c->max_lifetime_ms * 1000000u;
+}
+
+static bool past_lifetime(const struct pool_loc *l, const struct pool_rec *r, uint64_t now)
+{
+	return l->max_life_ns && r->born_ns && now - r->born_ns >= l->max_life_ns;
+}
+
+/* The idle check: detach idle connections whose overflow linger ran out, that are older than
+ * max_lifetime, or (beyond min_idle, oldest idle first) idle longer than idle_timeout; the caller
+ * destroys them unlocked. */
+static struct pool_rec *loc_expired(struct pool_loc *l, uint64_t now)
+{
+	struct pool_rec *dead = NULL;
+	uint64_t nidle = 0;
+	for (struct pool_rec *r = l->idle.next; r != &l->idle; r = r->next)
+		nidle++;
+	for (struct pool_rec *r = l->idle.next, *n; r != &l->idle; r = n) {
+		n = r->next;
+		bool idle_out = l->idle_timeout_ns && nidle > l->min_idle && now - r->idle_ns >= l->idle_timeout_ns;
+		if ((r->expires_ns && now >= r->expires_ns) || past_lifetime(l, r, now) || idle_out) {
+			nidle--;
+			list_del(r);
+			r->next = dead;
+			dead = r;
+		}
+	}
+	return dead;
+}
+static void destroy_chain(const struct prot_connector *c, struct pool_rec *dead)
+{
+	while (dead) {
+		struct pool_rec *n = dead->next;
+		if (dead->conn)
+			c->destroy(c->ctx, dead->conn);
+		free(dead);
+		dead = n;
+	}
+}
+
+/* The idle connection to reuse (lifo: newest, fifo: oldest), moved to busy; or a fresh record. */
+static struct pool_rec *loc_take(struct pool_loc *l, uint64_t strategy, const struct grant *g)
+{
+	struct pool_rec *r = NULL;
+	if (!list_empty(&l->idle)) {
+		r = strategy == 1 ? l->idle.next : l->idle.prev;
+		list_del(r);
+		r->expires_ns = 0;
+	} else if (!(r = rec_get(l))) {
+		return NULL;
+	}
+	r->entry = g->e;
+	r->gen = g->gen;
+	r->loc = l;
+	list_add_tail(&l->busy, r);
+	return r;
+}
+
+/* ---- public API ------------------------------------------------------------------------------- */
+/* A lease names its segment (by a value private to that segment's life), its pool slot and that
+ * slot's generation, and the entry and its generation: nothing in it is an address, and nothing
+ * is used before the segment, slot and entry it names are found and match. */
+static uint64_t seg_id(const struct prot_shm_header *h)
+{
+	return seg_geo(h)->id; /* taken at attach: private */
+}
+
+static void lease_fill(prot_lease *lease, struct prot_shm_header *h, uint32_t idx, uint32_t slot_state,
+                       const struct grant *g)
+{
+	lease->opaque[0] = seg_id(h);
+	lease->opaque[1] = (uint64_t)SLOT_GEN(slot_state) << 32 | idx;
+	lease->opaque[2] = (g->gen & POOL_GEN_MASK) << 24 | g->e; /* gen >= 1: an all-zero lease is invalid */
+}
+
+/* Give a lease back after a failed checkout step (no connection to keep). */
+static void checkout_undo(prot_t *p, const struct pool_ref *r, const struct prot_idv *v,
+                          struct pool_loc *l, struct pool_rec *rec, const struct grant *g, uint32_t cap)
+{
+	pthread_mutex_lock(&p->lock);
+	if (rec) {
+		list_del(rec);
+		rec_put(l, rec);
+	}
+	pthread_mutex_unlock(&p->lock);
+	bool freed;
+	pool_lease_return(r, v, g->e, g->gen, cap, &freed, NULL);
+}
+
+/* Resolve the pool (by name, or name NULL: slot idx of h) into this process's local state. */
+static int checkout_resolve(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
+                            struct pool_loc **lp, struct pool_ref *r)
+{
+	char nm[PROT_NAME_BYTES];
+	struct prot_pool_local *pl = local_get(p);
+	if (!name && idx < seg_count(h, REG_POOLS)) {
+		struct prot_pool_slot *s = seg_entry(h, REG_POOLS, idx);
+		memcpy(nm, s->name, sizeof nm);
+		nm[sizeof nm - 1] = 0;
+		name = nm;
+	}
+	struct pool_loc *l = pl && name ? loc_by_name(pl, name, true) : NULL;
+	int rc = !name ? -PROT_ENOPOOL : !l ? -ENOMEM : loc_resolve(l, h);
+	if (rc == 0)
+		rc = pool_ref_at(h, l->idx, r);
+	if (rc == 0 && SLOT_STATE(l->slot_state) != SLOT_LIVE)
+		rc = -PROT_ENOPOOL;
+	*lp = l;
+	return rc;
+}
+
+/* Checkout on pool `name` (resolved by name) or, name NULL, on slot idx of h. */
+static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
+                    int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease, void **conn,
+                    bool *waited)
+{
+	if (!p || !lease)
+		return -EINVAL;
+	if (!h)
+		return -PROT_ENOSEG;
+	if (p->flags & PROT_OPEN_RDONLY)
+		return -EROFS;
+	struct prot_idv v;
+	prot_idv(p, h, &v);
+	if (!v.self)
+		return -PROT_ECAPACITY; /* no process slot could be claimed for this process */
+	struct pool_ref r;
+	struct pool_cfgv c;
+	struct pool_loc *l;
+	struct pool_rec *rec = NULL, *dead;
+	struct grant g;
+
+	pthread_mutex_lock(&p->lock);
+	int rc = checkout_resolve(p, h, name, idx, &l, &r);
+	if (rc < 0) {
+		pthread_mutex_unlock(&p->lock);
+		return rc;
+	}
+	idx = l->idx;
+	uint32_t slot_state = l->slot_state;
+	struct prot_connector cn = l->c;
+	bool has = l->has_connector;
+	if (pre)
+		memcpy(&c, pre->w, sizeof c);
+	else
+		rc = pool_cfg_read(&r, &c);
+	if (rc == 0)
+		loc_settings(l, &c);
+	dead = loc_expired(l, prot_now_coarse_ns());
+	if (rc == 0)
+		rc = pool_lease_try(&r, &v, &c, &g);
+	if (rc == -PROT_ETORN) {
+		pthread_mutex_unlock(&p->lock);
+		destroy_chain(&cn, dead);
+		return rc;
+	}
+	if (rc == 0)
+		rec = loc_take(l, c.strategy, &g);
+	pthread_mutex_unlock(&p->lock);
+	if (dead)
+		destroy_chain(&cn, dead);
+
+	if (rc < 0) {
+		uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms;
+		uint64_t deadline = prot_now_ns() + tmo * 1000000u;
+		rc = pool_lease_acquire(h, idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
+		if (rc == -PROT_ECHECKOUT_TIMEOUT)
+			atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
+		if (rc < 0)
+			return rc;
+		pthread_mutex_lock(&p->lock);
+		rec = loc_take(l, c.strategy, &g);
+		pthread_mutex_unlock(&p->lock);
+	}
+	if (!rec) {
+		checkout_undo(p, &r, &v, l, NULL, &g, pool_cfg_cap(&r, &c));
+		return -ENOMEM;
+	}
+	if (has && rec->conn && cn.check && cn.check(cn.ctx, rec->conn) != 0) {
+		cn.destroy(cn.ctx, rec->conn);
+		rec->conn = NULL;
+	}
+	if (has && !rec->conn) {
+		if (cn.create(cn.ctx, &rec->conn) != 0) {
+			rec->conn = NULL;
+			checkout_undo(p, &r, &v, l, rec, &g, pool_cfg_cap(&r, &c));
+			return -PROT_ECONNECTOR;
+		}
+		rec->born_ns = prot_now_coarse_ns(); /* only this thread has rec (busy, its lease) */
+	}
+	atomic_fetch_add_explicit(&r.s->checkouts, 1, memory_order_relaxed); /* statistic */
+	lease_fill(lease, h, idx, slot_state, &g);
+	if (conn)
+		*conn = rec->conn;
+	return 0;
+}
+
+/* checkout() with the telemetry events: the clock is read only when a handler listens. */
+static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
+                             int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease,
+                             void **conn, bool *waited)
+{
+	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
+	if (likely(!p || !(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want)))
+		return checkout(p, h, name, idx, timeout_ms, pre, lease, conn, waited);
+	uint64_t t0 = prot_now_ns();
+	int rc = checkout(p, h, name, idx, timeout_ms, pre, lease, conn, waited);
+	char nm[PROT_NAME_BYTES] = "";
+	if (name)
+		snprintf(nm, sizeof nm, "%s", name);
+	else if (h && idx < seg_count(h, REG_POOLS))
+		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, idx))->name, sizeof nm - 1);
+	PROT_TEL(p, rc == -PROT_ECHECKOUT_TIMEOUT ? PROT_TEL_POOL_TIMEOUT : PROT_TEL_POOL_CHECKOUT,
+	         .layer = PROT_LAYER_POOL, .result = rc, .duration_ns = prot_now_ns() - t0, .key = nm);
+	return rc;
+}
+
+int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int64_t timeout_ms,
+                      const struct cfg_snap *cfg, prot_lease *lease, void **conn, bool *waited)
+{
+	return checkout_observed(p, h, NULL, idx, timeout_ms, cfg, lease, conn, waited);
+}
+
+int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lease *lease,
+                       void **conn)
+{
+	int g = prot_gate(p, true);
+	if (g < 0)
+		return g;
+	if (!pool || !lease)
+		return -EINVAL;
+	if (strlen(pool) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, NULL, lease, conn, NULL);
+}
+
+/* The mapping of p a lease names, from p's private list of mappings (never from the lease), with
+ * this process's liveness view of it. */
+static struct prot_shm_header *lease_map(prot_t *p, const prot_lease *lease, struct prot_idv *v)
+{
+	for (struct prot_map *m = atomic_load_explicit(&p->map, memory_order_acquire); m; m = m->older)
+		if (seg_id(m->hdr) == lease->opaque[0]) {
+			*v = (struct prot_idv){ .h = m->hdr, .fd = m->fd, .nprocs = m->nprocs, .self = m->ident };
+			return m->hdr;
+		}
+	return NULL;
+}
+
+/* This process's record of the lease (idx, e, gen) in mapping h, or NULL. Under p->lock. */
+static struct pool_rec *rec_find(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t e,
+                                 uint64_t gen)
+{
+	struct prot_pool_local *pl = local_get(p);
+	for (uint32_t i = 0; pl && i < pl->n; i++) {
+		struct pool_loc *l = pl->v[i];
+		if (l->h != h || l->idx != idx)
+			continue;
+		for (struct pool_rec *r = l->busy.next; r != &l->busy; r = r->next)
+			if (r->entry == e && (r->gen & POOL_GEN_MASK) == gen)
+				return r;
+	}
+	return NULL;
+}
+
+/* Keep, park or close the connection of a returned lease; returns what to destroy unlocked. */
+static struct pool_rec *rec_return(struct pool_rec *rec, int how, bool overflow,
+                                   const struct pool_cfgv *c, uint64_t now)
+{
+	struct pool_loc *l = rec->loc;
+	struct pool_rec *dead = NULL;
+	list_del(rec);
+	if (!rec->conn) {
+		rec_put(l, rec);
+	} else if (how == PROT_CHECKIN_BROKEN || (overflow && c->overflow_ttl_ms == 0) ||
+	           past_lifetime(l, rec, now)) {
+		rec->next = NULL;
+		dead = rec;
+	} else {
+		rec->expires_ns = overflow ? now + c->overflow_ttl_ms * 1000000u : 0;
+		rec->idle_ns = now;
+		list_add_tail(&l->idle, rec);
+	}
+	struct pool_rec *exp = loc_expired(l, now);
+	if (exp) {
+		struct pool_rec *t = exp;
+		while (t->next)
+			t = t->next;
+		t->next = dead;
+		dead = exp;
+	}
+	return dead;
+}
+
+int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
+{
+	if (!p || !lease || (how != PROT_CHECKIN_OK && how != PROT_CHECKIN_BROKEN))
+		return -EINVAL;
+	if (p->flags & PROT_OPEN_RDONLY)
+		return -EROFS;
+	prot_hdr(p); /* fork check and successor before p's maps are read */
+	struct prot_idv v;
+	struct prot_shm_header *h = lease_map(p, lease, &v);
+	uint32_t idx = (uint32_t)lease->opaque[1], sgen = (uint32_t)(lease->opaque[1] >> 32);
+	uint32_t e = (uint32_t)(lease->opaque[2] & 0xffffffu);
+	uint64_t gen = lease->opaque[2] >> 24;
+	struct pool_ref r;
+	if (!h || gen == 0 || pool_ref_at(h, idx, &r) < 0)
+		return -PROT_ESTALE;
+	uint32_t st = atomic_load_explicit(&r.s->state, memory_order_acquire);
+	if (SLOT_GEN(st) != sgen || SLOT_STATE(st) != SLOT_LIVE) {
+		/* the pool was removed (and maybe defined again: a fresh one): the lease is gone, and
+		 * so is its connection, which belonged to that pool; nothing else changes */
+		pthread_mutex_lock(&p->lock);
+		struct pool_rec *rec = rec_find(p, h, idx, e, gen);
+		struct prot_connector cn = rec ? rec->loc->c : (struct prot_connector){ 0 };
+		if (rec) {
+			list_del(rec);
+			rec->next = NULL;
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (rec)
+			destroy_chain(&cn, rec);
+		return -PROT_ESTALE;
+	}
+	if (!v.self)
+		return -PROT_ESTALE; /* no identity here (a forked child's copy of its parent's lease) */
+	struct pool_cfgv c;
+	bool cfg_ok = pool_cfg_read(&r, &c) == 0;
+	if (!cfg_ok)
+		pool_cfg_read_or_safe(&r, &c);
+	uint32_t before = 0;
+	bool freed = false;
+	int rc = pool_lease_return(&r, &v, e, gen, pool_cfg_cap(&r, &c), &freed, &before);
+	if (rc < 0)
+		return rc;
+	memset(lease, 0, sizeof *lease); /* a second checkin of the same lease is -PROT_ESTALE */
+
+	uint64_t now = prot_now_coarse_ns();
+	pthread_mutex_lock(&p->lock);
+	struct pool_rec *rec = rec_find(p, h, idx, e, gen), *dead = NULL;
+	struct prot_connector cn = rec ? rec->loc->c : (struct prot_connector){ 0 };
+	if (rec && cfg_ok)
+		loc_settings(rec->loc, &c);
+	if (rec)
+		dead = rec_return(rec, how, freed && before > c.size, &c, now);
+	pthread_mutex_unlock(&p->lock);
+	if (dead)
+		destroy_chain(&cn, dead);
+	PROT_TEL(p, PROT_TEL_POOL_CHECKIN, .layer = PROT_LAYER_POOL, .result = how);
+	return 0;
+}
+
+int prot_pool_with(prot_t *p, const char *pool, int64_t timeout_ms,
+                   int (*fn)(void *conn, void *arg), void *arg, int *fn_result)
+{
+	int g = prot_gate(p, true);
+	if (g < 0)
+		return g;
+	if (!fn)
+		return -EINVAL;
+	prot_lease lease;
+	void *conn = NULL;
+	int rc = prot_pool_checkout(p, pool, timeout_ms, &lease, &conn);
+	if (rc < 0)
+		return rc;
+	int res = fn(conn, arg);
+	prot_pool_checkin(p, &lease, res < 0 ? PROT_CHECKIN_BROKEN : PROT_CHECKIN_OK);
+	if (fn_result)
+		*fn_result = res;
+	return res < 0 ? -PROT_EFAILED : 0; /* as prot_breaker_execute */
+}
+
+int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector *c)
+{
+	if (!p || !pool || !c || !c->create || !c->destroy)
+		return -EINVAL;
+	if (strlen(pool) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	if (p->flags & PROT_OPEN_RDONLY)
+		return -EROFS;
+	struct prot_shm_header *h = prot_hdr(p);
+	if (!h)
+		return -PROT_ENOSEG;
+	pthread_mutex_lock(&p->lock);
+	struct prot_pool_local *pl = local_get(p);
+	struct pool_loc *l = pl ? loc_by_name(pl, pool, true) : NULL;
+	int rc = l ? loc_resolve(l, h) : -ENOMEM;
+	bool fresh = false;
+	if (rc == 0 && l->has_connector) {
+		const struct prot_connector *o = &l->c;
+		if (o->create != c->create || o->destroy != c->destroy || o->check != c->check ||
+		    o->ctx != c->ctx)
+			rc = -PROT_EEXIST;
+	} else if (rc == 0) {
+		l->c = *c;
+		l->has_connector = true;
+		fresh = true;
+	}
+	struct pool_ref r;
+	struct pool_cfgv cfg;
+	uint64_t want = 0;
+	if (fresh && pool_ref_at(h, l->idx, &r) == 0 && pool_cfg_read(&r, &cfg) == 0) {
+		loc_settings(l, &cfg);
+		want = cfg.min_idle;
+	}
+	pthread_mutex_unlock(&p->lock);
+	/* min_idle: made now, outside the lock; a create() that fails ends the pre-fill (the pool
+	 * works without it: checkouts make connections lazily) */
+	for (uint64_t i = 0; i < want; i++) {
+		struct pool_rec *rec = calloc(1, sizeof *rec);
+		if (!rec || c->create(c->ctx, &rec->conn) != 0) {
+			free(rec);
+			break;
+		}
+		rec->born_ns = rec->idle_ns = prot_now_coarse_ns();
+		pthread_mutex_lock(&p->lock);
+		list_init(rec);
+		rec->loc = l;
+		list_add_tail(&l->idle, rec);
+		pthread_mutex_unlock(&p->lock);
+	}
+	return rc;
+}
+
+int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out)
+{
+	if (!p || !pool || !out)
+		return -EINVAL;
+	struct prot_shm_header *h = prot_hdr(p);
+	if (!h)
+		return -PROT_ENOSEG;
+	int idx = seg_find(h, REG_POOLS, pool);
+	if (idx < 0)
+		return idx;
+	if (!(p->flags & PROT_OPEN_RDONLY)) {
+		/* a pool call: lingering overflow connections past their deadline close here too */
+		pthread_mutex_lock(&p->lock);
+		struct prot_pool_local *pl = local_get(p);
+		struct pool_loc *l = pl ? loc_by_name(pl, pool, false) : NULL;
+		struct pool_rec *dead = l ? loc_expired(l, prot_now_coarse_ns()) : NULL;
+		struct prot_connector cn = l ? l->c : (struct prot_connector){ 0 };
+		pthread_mutex_unlock(&p->lock);
+		if (dead)
+			destroy_chain(&cn, dead);
+	}
+	return pool_status_idx(h, (uint32_t)idx, out);
+}
+
+/* prot_close: return the leases this process holds and destroy its connections. Called without
+ * p->lock held. In a forked child that never used the pools, the state is the parent's: forget. */
+void pool_local_free(prot_t *p)
+{
+	if (!p || !p->pools)
+		return;
+	prot_hdr(p); /* the fork check: a child's state is forgotten, never returned */
+	pthread_mutex_lock(&p->lock);
+	struct prot_pool_local *pl = local_get(p);
+	p->pools = NULL;
+	pthread_mutex_unlock(&p->lock);
+	for (uint32_t i = 0; i < pl->n; i++) {
+		struct pool_loc *l = pl->v[i];
+		struct pool_ref r;
+		struct pool_cfgv c;
+		struct prot_idv v;
+		bool ok = l->h && pool_ref_at(l->h, l->idx, &r) == 0;
+		if (ok) {
+			prot_idv(p, l->h, &v);
+			pool_cfg_read_or_safe(&r, &c);
+		}
+		while (!list_empty(&l->busy)) {
+			struct pool_rec *rec = l->busy.next;
+			list_del(rec);
+			bool freed;
+			if (ok && v.self)
+				pool_lease_return(&r, &v, rec->entry, rec->gen, pool_cfg_cap(&r, &c), &freed, NULL);
+			list_add_tail(&l->idle, rec);
+		}
+		struct pool_rec *dead = NULL;
+		while (!list_empty(&l->idle)) {
+			struct pool_rec *rec = l->idle.next;
+			list_del(rec);
+			rec->next = dead;
+			dead = rec;
+		}
+		if (l->has_connector)
+			destroy_chain(&l->c, dead);
+		else
+			destroy_chain(&(struct prot_connector){ 0 }, dead); /* conn is NULL: frees only */
+		loc_forget(l);
+		free(l);
+	}
+	free(pl->v);
+	free(pl);
+}
+
+
+int prot_pool_holders(prot_t *p, const char *pool, struct prot_pool_holder *out, size_t n,
+                      size_t *count)
+{
+	int g = prot_gate(p, false);
+	if (g < 0)
+		return g;
+	if (!pool || !count || (n && !out))
+		return -EINVAL;
+	if (strlen(pool) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	struct prot_shm_header *h = prot_hdr(p);
+	if (!h)
+		return -PROT_ENOSEG;
+	int idx = seg_find(h, REG_POOLS, pool);
+	if (idx < 0)
+		return idx;
+	struct prot_pool_holder rows[POOL_HOLDERS_MAX];
+	size_t total = 0, k = n < POOL_HOLDERS_MAX ? n : POOL_HOLDERS_MAX;
+	int rc = pool_holders_idx(h, (uint32_t)idx, rows, k, &total);
+	if (rc < 0)
+		return rc; /* out and *count untouched */
+	if (k)
+		memcpy(out, rows, (total < k ? total : k) * sizeof *rows); /* out may be NULL when n is 0 */
+	*count = total;
+	return 0;
+}
+
+/* Runtime lifecycle through protd (daemon/control.c: pool-create, pool-remove). protd compares
+ * the options with the existing pool's and answers ok when they are the same. */
+static bool name_ok(const char *name)
+{
+	return name && *name && !strpbrk(name, " \t\r\n=");
+}
+
+int prot_pool_create(prot_t *p, const char *name, const struct prot_pool_opts *o)
+{
+	char req[640], reply[256];
+	int g = prot_gate(p, false); /* through protd, which checks the caller's authority */
+	if (g < 0)
+		return g;
+	if (!name_ok(name) || !o || o->strategy > 1)
+		return -EINVAL;
+	if (strlen(name) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	int len = snprintf(req, sizeof req,
+	                   "pool-create %s size=%" PRIu32 " max_overflow=%" PRIu32 " strategy=%s "
+	                   "overflow_ttl=%" PRIu64 "ms min_idle=%" PRIu32 " idle_timeout=%" PRIu64 "ms "
+	                   "max_lifetime=%" PRIu64 "ms leak_threshold=%" PRIu64 "ms",
+	                   name, o->size, o->max_overflow, o->strategy ? "fifo" : "lifo", o->overflow_ttl_ms,
+	                   o->min_idle, o->idle_timeout_ms, o->max_lifetime_ms, o->leak_threshold_ms);
+	if (len > 0 && (size_t)len < sizeof req && o->checkout_timeout_ms)
+		len += snprintf(req + len, sizeof req - (size_t)len, " checkout_timeout=%" PRIu64 "ms",
+		                o->checkout_timeout_ms);
+	if (len > 0 && (size_t)len < sizeof req && o->reclaim_interval_ms)
+		len += snprintf(req + len, sizeof req - (size_t)len, " reclaim_interval=%" PRIu64 "ms",
+		                o->reclaim_interval_ms);
+	if (len <= 0 || (size_t)len >= sizeof req)
+		return -PROT_ETOOLONG;
+	prot_hdr(p);
+	return prot_control(p, req, reply, sizeof reply);
+}
+
+int prot_pool_remove(prot_t *p, const char *name)
+{
+	char req[128], reply[256];
+	int g = prot_gate(p, false);
+	if (g < 0)
+		return g;
+	if (!name_ok(name))
+		return -EINVAL;
+	if (strlen(name) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	snprintf(req, sizeof req, "pool-remove %s", name);
+	prot_hdr(p);
+	int r = prot_control(p, req, reply, sizeof reply);
+	return r == -PROT_EINVAL_CONFIG && strncmp(reply, "no such pool", 12) == 0 ? -PROT_ENOPOOL : r;
+}
