@@ -951,6 +951,15 @@ void breaker_tick(const struct prot_idv *v, uint64_t now_ns)
 	}
 }
 
+const char *prot_breaker_state_name(uint32_t state)
+{
+	static const char *const names[] = {
+		[PROT_BREAKER_CLOSED] = "closed", [PROT_BREAKER_OPEN] = "open",
+		[PROT_BREAKER_HALF_OPEN] = "half_open", [PROT_BREAKER_BLOWN] = "blown",
+	};
+	return state < sizeof names / sizeof *names ? names[state] : "unknown";
+}
+
 /* ---- public API -------------------------------------------------------------------------------- */
 
 /* The gate, prot_hdr and the name lookup: the common prologue. */

@@ -397,6 +397,9 @@ PROT_HIDDEN int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint
  * BREAKER_ENABLE (close a disabled breaker). */
 enum { BREAKER_RESET = 0, BREAKER_BLOW = 1, BREAKER_ENABLE = 2 };
 PROT_HIDDEN int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int how);
+/* The one spelling of each enum prot_breaker_state, for protctl, metrics, JSON and the docs:
+ * "closed", "open", "half_open", "blown" ("unknown" beyond). */
+PROT_HIDDEN const char *prot_breaker_state_name(uint32_t state);
 /* Would a call be admitted now (0), or not (PROT_EBLOWN)? Reads only. */
 PROT_HIDDEN int breaker_ask_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns);
 

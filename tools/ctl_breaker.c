@@ -8,8 +8,7 @@
 
 static const char *state_name(uint32_t s)
 {
-	static const char *const names[] = {"closed", "open", "half-open", "blown"};
-	return s < sizeof names / sizeof *names ? names[s] : "unknown";
+	return prot_breaker_state_name(s);
 }
 
 static const char *strategy_name(uint32_t s)

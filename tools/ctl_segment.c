@@ -174,8 +174,7 @@ static const char *algo_name(uint32_t a)
 
 static const char *breaker_state_name(uint32_t s)
 {
-	static const char *const n[] = {"closed", "open", "half_open", "blown"};
-	return s < 4 ? n[s] : "unknown";
+	return prot_breaker_state_name(s);
 }
 
 static void key_json(FILE *f, const struct prot_protection_status *s)

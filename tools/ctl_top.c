@@ -289,9 +289,8 @@ static void top_rebase(struct top *t, const struct prot_shm_header *h)
 
 static const char *state_sgr(uint32_t s, const char **name)
 {
-	static const char *const names[] = {"closed", "open", "half-open", "blown"};
 	static const char *const sgr[] = {"\x1b[32m", "\x1b[31m", "\x1b[33m", "\x1b[35m"};
-	*name = s < 4 ? names[s] : "unknown";
+	*name = prot_breaker_state_name(s);
 	return s < 4 ? sgr[s] : "";
 }
 

@@ -26,7 +26,7 @@ from ._abi import (CALL_FN, CHECK_FN, CREATE_FN, DESTROY_FN, INT_FN, NAME_FN, Br
 from .errors import *  # noqa: F401,F403  (the exception classes are part of the module)
 from .errors import CODES, ProtError, error
 
-BREAKER_STATES = {0: "closed", 1: "open", 2: "half-open", 3: "blown"}
+BREAKER_STATES = {0: "closed", 1: "open", 2: "half_open", 3: "blown"}  # as prot_breaker_state_name
 LAYERS = {0: None, 1: "rate", 2: "breaker", 4: "pool", 8: "call"}
 OPEN_RDONLY = 1
 
