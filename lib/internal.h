@@ -200,6 +200,7 @@ static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, si
 	do {
 		uint32_t a = atomic_load_explicit(seq, memory_order_acquire); /* pairs with seq_write_end */
 		if (!(a & 1u)) {
+#pragma GCC unroll 16 /* blocks are at most 16 words: independent loads, not a loop-carried chain */
 			for (size_t i = 0; i < words; i++)
 				d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
 			atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
@@ -274,6 +275,26 @@ struct prot_named {
 _Static_assert(offsetof(struct prot_key_slot, name) == offsetof(struct prot_named, name), "prefix");
 _Static_assert(offsetof(struct prot_breaker_slot, name) == offsetof(struct prot_named, name), "prefix");
 _Static_assert(offsetof(struct prot_pool_slot, name) == offsetof(struct prot_named, name), "prefix");
+
+/* Names are short (at most PROT_NAME_MAX bytes): a plain bounded loop beats the vectorised libc
+ * calls, whose set-up costs more than the scan, on the per-call paths. */
+static inline size_t prot_name_len(const char *s)
+{
+	size_t n = 0;
+	while (n <= PROT_NAME_MAX && s[n])
+		n++;
+	return n; /* > PROT_NAME_MAX: too long */
+}
+static inline bool prot_name_eq(const char *a, const char *b)
+{
+	for (size_t i = 0; i < PROT_NAME_BYTES; i++) {
+		if (a[i] != b[i])
+			return false;
+		if (!a[i])
+			return true;
+	}
+	return false;
+}
 
 /* FNV-1a: names are public and few; this hash only speeds up the comparison. */
 static inline uint64_t prot_name_hash(const char *s)

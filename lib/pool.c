@@ -63,35 +63,12 @@ enum { CELL_EMPTY = 0, CELL_WAITING = 1, CELL_GRANTED = 2, CELL_CANCELLED = 3 };
 /* pending: entry + 1 | cell << 32; 0 = none */
 #define PENDING(e, ci) (((uint64_t)(e) + 1) | (uint64_t)(ci) << 32)
 
-#define WAITERS_MAX (1u << 16)
 #define RECLAIM_DEFAULT_MS 100u
 #define LOCK_SPINS 100
 #define LOCK_RECHECK_NS (2ull * 1000000) /* a sleeper wakes this often to ask if the holder lives */
 #define LOCK_ANON 1u                     /* a holder without identity (tests driving the algorithm) */
 
 /* Resolve pool idx of a validated header; the region sizes are re-checked (untrusted segment). */
-int pool_ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r)
-{
-	uint32_t ns = seg_geo(h)->pool_max_slots, nw = seg_geo(h)->pool_max_waiters;
-	if (idx >= seg_count(h, REG_POOLS) || ns == 0 ||
-	    (uint64_t)(idx + 1) * ns > seg_count(h, REG_LEASES) ||
-	    (uint64_t)(idx + 1) * nw > seg_count(h, REG_WAITERS))
-		return -PROT_ENOPOOL;
-	uint32_t w = nw > WAITERS_MAX ? WAITERS_MAX : nw;
-	*r = (struct pool_ref){
-		.s = seg_entry(h, REG_POOLS, idx),
-		.lease = seg_entry(h, REG_LEASES, idx * ns),
-		.cell = nw ? seg_entry(h, REG_WAITERS, idx * nw) : NULL,
-		.nlease = ns,
-		.wcap = w,
-	};
-	return 0;
-}
-
-int pool_cfg_read(const struct pool_ref *r, struct pool_cfgv *c)
-{
-	return seq_read(&r->s->seq, &r->s->cfg, c, sizeof *c / 8);
-}
 
 _Static_assert(sizeof(struct pool_cfgv) <= sizeof(struct cfg_snap), "a pool's words fit a snapshot");
 
@@ -111,11 +88,6 @@ void pool_cfg_read_or_safe(const struct pool_ref *r, struct pool_cfgv *c)
 }
 
 /* Leases any decision may hand out: size + max_overflow, clamped to the entries that exist. */
-uint32_t pool_cfg_cap(const struct pool_ref *r, const struct pool_cfgv *c)
-{
-	uint64_t cap = c->size + c->max_overflow;
-	return cap > r->nlease ? r->nlease : (uint32_t)cap;
-}
 
 static uint64_t reclaim_every_ns(const struct pool_cfgv *c)
 {
@@ -233,7 +205,8 @@ static uint32_t oldest_waiting(const struct pool_ref *r)
 static void lease_assign(const struct pool_ref *r, uint32_t e, uint64_t who)
 {
 	ST(r->lease[e].gen, LD(r->lease[e].gen) + 1);
-	ST(r->lease[e].since_ns, prot_now_coarse_ns()); /* for leak detection and the holders' view */
+	/* for leak detection and the holders' view; the caller's clock, not one read under the lock */
+	ST(r->lease[e].since_ns, r->now_coarse ? r->now_coarse : prot_now_coarse_ns());
 	/* release: with the gen store, visible to a waiter that acquires its GRANTED cell */
 	atomic_store_explicit(&r->lease[e].owner, who, memory_order_release);
 }

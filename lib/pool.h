@@ -15,6 +15,8 @@ struct pool_ref {
 	struct prot_lease_slot *lease; /* nlease entries */
 	struct prot_waiter_slot *cell; /* wcap cells */
 	uint32_t nlease, wcap;         /* wcap: 0 when there are no waiter cells */
+	uint64_t now_coarse;           /* the caller's coarse clock reading (0: read one when needed),
+	                                  so that no clock is read under the pool lock */
 };
 
 /* The configuration words a decision needs (a consistent copy, see seq_read). */
@@ -34,13 +36,38 @@ struct grant {
 };
 
 /* Resolve pool idx of a validated header; the region sizes are re-checked (untrusted segment). */
-PROT_HIDDEN int pool_ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r);
-PROT_HIDDEN int pool_cfg_read(const struct pool_ref *r, struct pool_cfgv *c);
+#define WAITERS_MAX (1u << 16)
+
+static inline int pool_ref_at(struct prot_shm_header *h, uint32_t idx, struct pool_ref *r)
+{
+	uint32_t ns = seg_geo(h)->pool_max_slots, nw = seg_geo(h)->pool_max_waiters;
+	if (idx >= seg_count(h, REG_POOLS) || ns == 0 ||
+	    (uint64_t)(idx + 1) * ns > seg_count(h, REG_LEASES) ||
+	    (uint64_t)(idx + 1) * nw > seg_count(h, REG_WAITERS))
+		return -PROT_ENOPOOL;
+	uint32_t w = nw > WAITERS_MAX ? WAITERS_MAX : nw;
+	*r = (struct pool_ref){
+		.s = seg_entry(h, REG_POOLS, idx),
+		.lease = seg_entry(h, REG_LEASES, idx * ns),
+		.cell = nw ? seg_entry(h, REG_WAITERS, idx * nw) : NULL,
+		.nlease = ns,
+		.wcap = w,
+	};
+	return 0;
+}
+static inline int pool_cfg_read(const struct pool_ref *r, struct pool_cfgv *c)
+{
+	return seq_read(&r->s->seq, &r->s->cfg, c, sizeof *c / 8);
+}
 /* For the calls that give something back (checkin, close): a torn configuration must not keep a
  * lease from returning. Without it, no overflow is closed early and every entry counts. */
 PROT_HIDDEN void pool_cfg_read_or_safe(const struct pool_ref *r, struct pool_cfgv *c);
 /* Leases any decision may hand out: size + max_overflow, clamped to the entries that exist. */
-PROT_HIDDEN uint32_t pool_cfg_cap(const struct pool_ref *r, const struct pool_cfgv *c);
+static inline uint32_t pool_cfg_cap(const struct pool_ref *r, const struct pool_cfgv *c)
+{
+	uint64_t cap = c->size + c->max_overflow;
+	return cap > r->nlease ? r->nlease : (uint32_t)cap;
+}
 
 /* The uncontended path (under p->lock): 0 and *g, or -PROT_EPOOLFULL (take the slow path). */
 PROT_HIDDEN int pool_lease_try(const struct pool_ref *r, const struct prot_idv *v,

@@ -110,7 +110,7 @@ static struct prot_pool_local *local_get(prot_t *p)
 static struct pool_loc *loc_by_name(struct prot_pool_local *pl, const char *name, bool add)
 {
 	for (uint32_t i = 0; i < pl->n; i++)
-		if (strcmp(pl->v[i]->name, name) == 0)
+		if (prot_name_eq(pl->v[i]->name, name))
 			return pl->v[i];
 	if (!add)
 		return NULL;
@@ -321,7 +321,8 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 		rc = pool_cfg_read(&r, &c);
 	if (rc == 0)
 		loc_settings(l, &c);
-	dead = loc_expired(l, prot_now_coarse_ns());
+	r.now_coarse = prot_now_coarse_ns();
+	dead = loc_expired(l, r.now_coarse);
 	if (rc == 0)
 		rc = pool_lease_try(&r, &v, &c, &g);
 	if (rc == -PROT_ETORN) {
@@ -404,7 +405,7 @@ int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lea
 		return g;
 	if (!pool || !lease)
 		return -EINVAL;
-	if (strlen(pool) > PROT_NAME_MAX)
+	if (prot_name_len(pool) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
 	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, NULL, lease, conn, NULL);
 }
@@ -549,7 +550,7 @@ int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector 
 {
 	if (!p || !pool || !c || !c->create || !c->destroy)
 		return -EINVAL;
-	if (strlen(pool) > PROT_NAME_MAX)
+	if (prot_name_len(pool) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
 	if (p->flags & PROT_OPEN_RDONLY)
 		return -EROFS;
@@ -677,7 +678,7 @@ int prot_pool_holders(prot_t *p, const char *pool, struct prot_pool_holder *out,
 		return g;
 	if (!pool || !count || (n && !out))
 		return -EINVAL;
-	if (strlen(pool) > PROT_NAME_MAX)
+	if (prot_name_len(pool) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
 	struct prot_shm_header *h = prot_hdr(p);
 	if (!h)

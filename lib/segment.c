@@ -704,7 +704,7 @@ int seg_find(const struct prot_shm_header *h, int reg, const char *name)
 		return -EINVAL;
 	if (!name)
 		return -EINVAL;
-	len = strnlen(name, PROT_NAME_BYTES);
+	len = prot_name_len(name);
 	if (len > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
 	hash = prot_name_hash(name);
@@ -715,7 +715,10 @@ int seg_find(const struct prot_shm_header *h, int reg, const char *name)
 		if (SLOT_STATE(st) != SLOT_LIVE || s->name_hash != hash)
 			continue;
 		/* len + 1 <= PROT_NAME_BYTES: the compare stays in the slot and needs its NUL */
-		if (memcmp(s->name, name, len + 1) != 0)
+		bool eq = true;
+		for (size_t k = 0; k <= len && eq; k++)
+			eq = s->name[k] == name[k];
+		if (!eq)
 			continue;
 		/* The slot may have been recycled while we compared: same state word, same use. */
 		atomic_thread_fence(memory_order_acquire);
