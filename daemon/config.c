@@ -80,6 +80,7 @@
  *   idle_timeout = 0            an idle connection is closed after this (beyond min_idle); 0 = never
  *   max_lifetime = 0            a connection older than this is closed at checkin or idle check; 0 = never
  *   leak_threshold = 0          a lease held longer raises an EV_POOL_LEAK event; 0 = off
+ *   max_open = 0                connections open to the backend across all processes; 0 = unlimited
  *
  * Runtime changes (control socket, `protctl set`) use the same names and the same validator. A
  * later SIGHUP re-applies the INI, which is the source of truth: runtime changes to keys, breakers
@@ -205,6 +206,7 @@ static const struct opt opts_pool[] = {
 	{ "idle_timeout", T_DUR, U(struct cfg_pool, c.idle_timeout_ms), 0, DUR_MAX, NULL, NULL },
 	{ "max_lifetime", T_DUR, U(struct cfg_pool, c.max_lifetime_ms), 0, DUR_MAX, NULL, NULL },
 	{ "leak_threshold", T_DUR, U(struct cfg_pool, c.leak_threshold_ms), 0, DUR_MAX, NULL, NULL },
+	{ "max_open", T_U64, U(struct cfg_pool, c.max_open), 0, 65536, NULL, NULL },
 	{ 0 },
 };
 
@@ -887,6 +889,9 @@ static void check_pool(const struct config *c, const struct cfg_pool *p, struct 
 	if (p->c.min_idle > p->c.size + p->c.max_overflow)
 		cfg_errors_add(e, "%s: %smin_idle %" PRIu64 " is larger than size + max_overflow", at_, pre,
 		               (uint64_t)p->c.min_idle);
+	if (p->c.max_open > c->seg.geo.pool_max_slots)
+		cfg_errors_add(e, "%s: %smax_open = %" PRIu64 " exceeds pool_max_slots = %u (the connection slots)",
+		               at_, pre, (uint64_t)p->c.max_open, c->seg.geo.pool_max_slots);
 }
 
 /* The first object beyond the capacity gets the error. */

@@ -69,6 +69,7 @@ static const struct doc docs[] = {
 	{ CFG_POOL, "idle_timeout", "DURATION", "0 (never)", "An idle connection of a process beyond its min_idle is closed once idle this long (at that process's next pool call)." },
 	{ CFG_POOL, "max_lifetime", "DURATION", "0 (never)", "A connection older than this is closed at its checkin or at the idle check, and never reused (HikariCP)." },
 	{ CFG_POOL, "leak_threshold", "DURATION", "0 (off)", "A lease held longer than this raises one pool_leak event naming the holder's pid and the time held (protctl pool show --holders marks it)." },
+	{ CFG_POOL, "max_open", "N", "0 (unlimited)", "The connections open to the backend across all processes, idle ones included (at most pool_max_slots). A checkout that must open one when none is free asks the processes holding idle connections to close one, which each does at its next pool call, and waits for it until its checkout timeout (checkout_timeout); a process that makes no pool call never answers. A dead process's connections are freed by the reclaim pass." },
 };
 #define NDOCS (sizeof docs / sizeof docs[0])
 

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* The segment layout version this header was built for. prot_open() refuses any other. */
-#define PROT_ABI_VERSION 3
+#define PROT_ABI_VERSION 4
 
 /* Longest names, in bytes, without the terminating NUL. Longer ones are refused (PROT_ETOOLONG),
  * never truncated: truncation would silently merge two users. */
@@ -328,7 +328,10 @@ PROT_API int prot_breaker_remove(prot_t *p, const char *name);
  *  - connections are made lazily; min_idle pre-fills per process at prot_pool_register;
  *    idle_timeout and max_lifetime (HikariCP) act at the process's next pool call;
  *  - leak_threshold raises pool_leak events; poolboy has none;
- *  - no max_open: prot bounds leases, not connections open to the backend across processes.
+ *  - max_open (INI) caps the connections open to the backend across processes, idle ones
+ *    included; an opener asks holders of idle connections to close one, and each answers at its
+ *    next pool call on that pool (one that makes no pool call never answers); the opener waits
+ *    until its checkout deadline (PROT_ECHECKOUT_TIMEOUT; PROT_EPOOLFULL with timeout 0).
  */
 struct prot_connector {
 	/* Make a connection; return 0 and set *conn, or a negative error. */
@@ -379,6 +382,9 @@ struct prot_pool_status {
 	uint32_t state; /* enum prot_pool_state */
 	uint32_t min_idle;
 	uint64_t idle_timeout_ms, max_lifetime_ms, leak_threshold_ms;
+	/* max_open (0: unlimited) and the connections open to the backend by all processes, idle
+	 * ones included: those holding a connection slot (at most pool_max_slots are counted) */
+	uint32_t max_open, open;
 };
 enum prot_pool_state { PROT_POOL_READY = 0, PROT_POOL_OVERFLOW = 1, PROT_POOL_FULL = 2 };
 PROT_API int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out);

@@ -236,7 +236,10 @@ struct prot_pool_cfg {
 	/* connections (lib/pool_conn.c): each process's idle connections made at registration, how
 	 * long one may stay idle and live, and when a held lease is reported as a leak (0: off) */
 	uint64_t min_idle, idle_timeout_ms, max_lifetime_ms, leak_threshold_ms;
-	uint64_t reserved[5];
+	/* the connections open to the backend across all processes, idle ones included (ABI 4):
+	 * each holds a connection slot (prot_lease_slot.conn_owner); 0 = unlimited */
+	uint64_t max_open;
+	uint64_t reserved[4];
 };
 
 struct prot_pool_slot {
@@ -258,7 +261,11 @@ struct prot_pool_slot {
 	_Atomic uint64_t pending;       /* the hand-off in progress (lib/pool.c) */
 	_Atomic uint32_t wscan;         /* where the search for the oldest waiter starts */
 	uint32_t pad_w0;
-	uint64_t pad_w[2];
+	/* connection slots (max_open, lib/pool_conn.c; ABI 4) */
+	_Atomic uint32_t close_req;     /* idle connections asked to close by openers that found none free */
+	_Atomic uint32_t conn_seq;      /* futex word: bumped when a connection slot is freed */
+	_Atomic uint32_t conn_sleepers; /* openers sleeping on conn_seq */
+	uint32_t pad_w1;
 	/* line 4: counters */
 	_Atomic uint64_t checkouts PROT_ALIGNED;
 	_Atomic uint64_t timeouts, reclaims, high_water;
@@ -276,6 +283,10 @@ struct prot_lease_slot {
 	_Atomic uint64_t gen;
 	_Atomic uint64_t since_ns;
 	_Atomic uint64_t leak_gen;
+	/* ABI 4: entry e is also connection slot e of the pool, independent of the lease: 0 free,
+	 * else the identity of the process that has one connection open on it (CAS; max_open) */
+	_Atomic uint64_t conn_owner;
+	uint64_t pad;
 };
 
 /* One waiter-ring entry; the word is 32-bit because it is the futex word a waiter sleeps on. */
@@ -382,8 +393,11 @@ _Static_assert(sizeof(struct prot_pool_cfg) == 128, "pool cfg is two lines");
 _Static_assert(sizeof(struct prot_pool_slot) == 320, "pool slot");
 _Static_assert(offsetof(struct prot_pool_slot, lock) == 192, "pool lock line");
 _Static_assert(offsetof(struct prot_pool_slot, checkouts) == 256, "pool counters line");
-_Static_assert(sizeof(struct prot_lease_slot) == 32, "lease (ABI 3: since_ns, leak_gen)");
+_Static_assert(sizeof(struct prot_lease_slot) == 48, "lease (ABI 3: since_ns, leak_gen; ABI 4: conn_owner)");
+_Static_assert(offsetof(struct prot_lease_slot, conn_owner) == 32, "connection slot (ABI 4)");
 _Static_assert(offsetof(struct prot_pool_cfg, leak_threshold_ms) == 10 * 8, "pool cfg words (ABI 3)");
+_Static_assert(offsetof(struct prot_pool_cfg, max_open) == 11 * 8, "pool cfg words (ABI 4)");
+_Static_assert(offsetof(struct prot_pool_slot, close_req) == 240, "connection slots on the lock line (ABI 4)");
 _Static_assert(sizeof(struct prot_waiter_slot) == 16, "waiter");
 _Static_assert(sizeof(struct prot_rate_bucket) == 128, "a bucket is two lines");
 _Static_assert(offsetof(struct prot_rate_bucket, denied) == 64, "denials write line 1 only");

@@ -42,7 +42,9 @@
  *     "still owned by that dead identity" under the lock makes each release happen once, however
  *     many reclaimers race.
  *
- * LOCAL STATE (each process's connectors and connections) and the public API: lib/pool_conn.c.
+ * CONNECTION SLOTS (max_open: the connections open across processes) are with the leases, below
+ * ("connection slots"). LOCAL STATE (each process's connectors and connections) and the public
+ * API: lib/pool_conn.c.
  */
 #include <errno.h>
 #include <limits.h>
@@ -366,6 +368,128 @@ static void leak_check(struct prot_shm_header *h, uint32_t idx, const struct poo
 		                (now - since) / 1000000u);
 }
 
+/* ---- connection slots (max_open) ------------------------------------------------------------
+ * Entry e of the pool's lease table is also its connection slot e: conn_owner = 0 free, else the
+ * identity of a process that has one connection open to the backend on it (idle or busy). The
+ * slots are independent of the leases: a process keeps a slot for each connection it keeps idle.
+ *   take   with max_open set: under the pool lock, count the slots owned and CAS a free one only
+ *          while fewer than max_open are; so the count never passes max_open (a reload that lowers
+ *          it lets the surplus close as it goes, and no new one opens until then). Unlimited: a
+ *          CAS on any free slot, no lock; when all pool_max_slots are owned the connection opens
+ *          without one (not counted by status).
+ *   free   a CAS owner -> 0 by the process that closes the connection, or by a reclaim pass on a
+ *          dead owner's identity (ident_alive; identities are never reused, so it happens once);
+ *          then conn_seq is bumped and the openers sleeping on it are woken.
+ *   ask    an opener that finds max_open reached adds one to close_req and sleeps on conn_seq
+ *          (bounded by its checkout deadline, rechecking every LOCK_RECHECK_NS * 5). Each process,
+ *          at its next pool call on that pool (checkout, checkin, status, register), takes one
+ *          request (CAS close_req n -> n - 1) per idle connection it then closes. The opener asks
+ *          again when close_req fell to 0 and it still has no slot; it withdraws one request when it
+ *          is done (served, timed out). Requests are a count, not per opener: a withdrawal may take
+ *          another opener's, which asks again on its next look; a dead opener's request closes at
+ *          most one idle connection too many. THE BOUND: a process that makes no pool call never
+ *          answers, and its idle connections keep their slots until it calls, closes or dies. */
+void pool_conn_free(struct prot_pool_slot *s, _Atomic uint64_t *owner, uint64_t ident)
+{
+	/* acq_rel: the slot is free only after the connection was destroyed (the caller's order) */
+	if (!atomic_compare_exchange_strong_explicit(owner, &ident, 0, memory_order_acq_rel, memory_order_relaxed))
+		return;
+	atomic_fetch_add(&s->conn_seq, 1); /* seq_cst, with the sleeper's count (as the lock's) */
+	if (atomic_load(&s->conn_sleepers))
+		futex_wake_all(&s->conn_seq);
+}
+
+uint32_t pool_conn_open(const struct pool_ref *r)
+{
+	uint32_t n = 0;
+	for (uint32_t e = 0; e < r->nlease; e++)
+		n += atomic_load_explicit(&r->lease[e].conn_owner, memory_order_relaxed) != 0;
+	return n;
+}
+
+static int conn_cas(const struct pool_ref *r, uint64_t me, uint32_t *slot)
+{
+	for (uint32_t e = 0; e < r->nlease; e++) {
+		uint64_t z = 0;
+		if (atomic_load_explicit(&r->lease[e].conn_owner, memory_order_relaxed) == 0 &&
+		    atomic_compare_exchange_strong_explicit(&r->lease[e].conn_owner, &z, me,
+		                                            memory_order_acq_rel, memory_order_relaxed)) {
+			*slot = e;
+			return 0;
+		}
+	}
+	return -EAGAIN;
+}
+
+/* One try: 0 and *slot (POOL_CONN_NONE: unlimited and none free), -EAGAIN (max_open reached), or
+ * -PROT_ECHECKOUT_TIMEOUT (the lock, by deadline). */
+static int conn_try(const struct pool_ref *r, const struct prot_idv *v, uint64_t max_open,
+                    uint64_t deadline_ns, uint32_t *slot)
+{
+	if (max_open == 0) {
+		if (conn_cas(r, v->self, slot) < 0)
+			*slot = POOL_CONN_NONE;
+		return 0;
+	}
+	int rc = plock_take(r, v, deadline_ns);
+	if (rc < 0)
+		return rc;
+	rc = pool_conn_open(r) < max_open ? conn_cas(r, v->self, slot) : -EAGAIN;
+	plock_drop(r);
+	return rc;
+}
+
+static void close_req_withdraw(const struct pool_ref *r)
+{
+	uint32_t n = atomic_load_explicit(&r->s->close_req, memory_order_relaxed);
+	while (n && !atomic_compare_exchange_weak_explicit(&r->s->close_req, &n, n - 1, memory_order_relaxed,
+	                                                   memory_order_relaxed))
+		;
+}
+
+bool pool_close_req_take(const struct pool_ref *r)
+{
+	uint32_t n = atomic_load_explicit(&r->s->close_req, memory_order_relaxed);
+	while (n) {
+		if (atomic_compare_exchange_weak_explicit(&r->s->close_req, &n, n - 1, memory_order_relaxed,
+		                                          memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+int pool_conn_acquire(const struct pool_ref *r, const struct prot_idv *v, uint64_t max_open, bool block,
+                      uint64_t deadline_ns, void (*answer)(void *), void *arg, uint32_t *slot)
+{
+	bool asked = false;
+	for (;;) {
+		if (answer)
+			answer(arg); /* this process's own idle connections answer like anyone's */
+		uint32_t seq = atomic_load(&r->s->conn_seq);
+		int rc = conn_try(r, v, max_open, deadline_ns, slot);
+		if (rc != -EAGAIN) {
+			if (asked)
+				close_req_withdraw(r);
+			return rc;
+		}
+		uint64_t now = prot_now_ns();
+		if (!block || now >= deadline_ns) {
+			if (asked)
+				close_req_withdraw(r);
+			return block ? -PROT_ECHECKOUT_TIMEOUT : -PROT_EPOOLFULL;
+		}
+		if (!asked || atomic_load_explicit(&r->s->close_req, memory_order_relaxed) == 0) {
+			atomic_fetch_add_explicit(&r->s->close_req, 1, memory_order_relaxed);
+			asked = true;
+		}
+		uint64_t wake = now + 5 * LOCK_RECHECK_NS;
+		atomic_fetch_add(&r->s->conn_sleepers, 1);
+		if (atomic_load(&r->s->conn_seq) == seq)
+			futex_wait_until(&r->s->conn_seq, seq, wake < deadline_ns ? wake : deadline_ns);
+		atomic_fetch_sub(&r->s->conn_sleepers, 1);
+	}
+}
+
 /* One reclaim pass over a pool: the liveness questions are asked outside the lock; what they find
  * is re-checked under it (an identity that died stays dead). Returns leases reclaimed. */
 static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
@@ -384,6 +508,18 @@ static uint64_t reclaim_pool(struct prot_shm_header *h, uint32_t idx, const stru
 		if (atomic_compare_exchange_strong_explicit(cw, &w, CELL(CELL_CANCELLED, 0), memory_order_acq_rel,
 		                                            memory_order_relaxed))
 			atomic_fetch_sub_explicit(&r->s->nwait, 1, memory_order_relaxed);
+	}
+	/* connection slots of dead processes: a CAS on the very dead identity (never reused), no lock */
+	uint64_t conn_alive = 0;
+	for (uint32_t e = 0; e < r->nlease; e++) {
+		uint64_t o = atomic_load_explicit(&r->lease[e].conn_owner, memory_order_acquire);
+		if (o == 0 || o == conn_alive || ident_inc(o) == 0)
+			continue;
+		if (ident_alive(v, o)) {
+			conn_alive = o;
+			continue;
+		}
+		pool_conn_free(r->s, &r->lease[e].conn_owner, o);
 	}
 	for (uint32_t e = 0; e < r->nlease; e++) {
 		uint64_t o = atomic_load_explicit(&r->lease[e].owner, memory_order_acquire);
@@ -703,6 +839,8 @@ int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_st
 	s.timeouts = atomic_load_explicit(&r.s->timeouts, memory_order_relaxed);
 	s.reclaims = atomic_load_explicit(&r.s->reclaims, memory_order_relaxed);
 	s.high_water = (uint32_t)atomic_load_explicit(&r.s->high_water, memory_order_relaxed);
+	s.max_open = (uint32_t)c.max_open;
+	s.open = pool_conn_open(&r);
 	*out = s;
 	return 0;
 }

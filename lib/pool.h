@@ -23,10 +23,12 @@ struct pool_ref {
 struct pool_cfgv {
 	uint64_t size, max_overflow, checkout_timeout_ms, strategy, overflow_ttl_ms, reclaim_ms;
 	uint64_t origin_; /* protd's bookkeeping, not used here */
-	uint64_t min_idle, idle_timeout_ms, max_lifetime_ms, leak_threshold_ms;
+	uint64_t min_idle, idle_timeout_ms, max_lifetime_ms, leak_threshold_ms, max_open;
 };
-_Static_assert(sizeof(struct pool_cfgv) == 11 * 8, "prefix of struct prot_pool_cfg");
+_Static_assert(sizeof(struct pool_cfgv) == 12 * 8, "prefix of struct prot_pool_cfg");
 _Static_assert(offsetof(struct prot_pool_cfg, leak_threshold_ms) == offsetof(struct pool_cfgv, leak_threshold_ms),
+               "same words as struct prot_pool_cfg");
+_Static_assert(offsetof(struct prot_pool_cfg, max_open) == offsetof(struct pool_cfgv, max_open),
                "same words as struct prot_pool_cfg");
 
 /* A lease handed out: entry e at hand-out generation gen. */
@@ -80,6 +82,21 @@ PROT_HIDDEN int pool_lease_acquire(struct prot_shm_header *h, uint32_t idx, cons
 /* Return lease entry e (generation gen) held by v->self: 0, or -PROT_ESTALE. */
 PROT_HIDDEN int pool_lease_return(const struct pool_ref *r, const struct prot_idv *v, uint32_t e,
                                   uint64_t gen, uint32_t cap, bool *freed, uint32_t *used_before);
+
+/* Connection slots (max_open; lib/pool.c "connection slots"). */
+#define POOL_CONN_NONE UINT32_MAX /* a connection opened without a slot (max_open 0, all owned) */
+/* A slot for a connection about to open: 0 and *slot, -PROT_EPOOLFULL (block false and max_open
+ * reached), -PROT_ECHECKOUT_TIMEOUT. While it waits it asks holders of idle connections to close
+ * one (close_req) and calls answer(arg) at each look (this process's own answer). */
+PROT_HIDDEN int pool_conn_acquire(const struct pool_ref *r, const struct prot_idv *v, uint64_t max_open,
+                                  bool block, uint64_t deadline_ns, void (*answer)(void *), void *arg,
+                                  uint32_t *slot);
+/* Free connection slot *owner if it still belongs to ident; wakes the openers waiting. */
+PROT_HIDDEN void pool_conn_free(struct prot_pool_slot *s, _Atomic uint64_t *owner, uint64_t ident);
+/* Connection slots owned (a snapshot). */
+PROT_HIDDEN uint32_t pool_conn_open(const struct pool_ref *r);
+/* Take one close request, if any: true means the caller closes one idle connection. */
+PROT_HIDDEN bool pool_close_req_take(const struct pool_ref *r);
 
 /* Rows prot_pool_holders fills at most (holders beyond are counted, not listed). */
 #define POOL_HOLDERS_MAX 256

@@ -27,6 +27,12 @@ struct pool_rec {
 	uint32_t entry;      /* busy: the lease entry it goes with ... */
 	uint64_t gen;        /* ... and that entry's generation */
 	struct pool_loc *loc;
+	/* the connection slot conn holds (lib/pool.c "connection slots"; max_open): NULL none, else
+	 * the slot's owner word, owned by identity cown, in pool slot cps of generation cgen */
+	_Atomic uint64_t *cslot;
+	struct prot_pool_slot *cps;
+	uint64_t cown;
+	uint32_t cgen;
 };
 
 struct pool_loc {
@@ -202,15 +208,73 @@ static struct pool_rec *loc_expired(struct pool_loc *l, uint64_t now)
 	}
 	return dead;
 }
+/* Free the connection slot of r (its connection is closed or never made). The generation check
+ * keeps a record of a removed pool from freeing a slot of the pool defined again in its place. */
+static void rec_slot_free(struct pool_rec *r)
+{
+	if (!r->cslot)
+		return;
+	if (SLOT_GEN(atomic_load_explicit(&r->cps->state, memory_order_acquire)) == r->cgen)
+		pool_conn_free(r->cps, r->cslot, r->cown);
+	r->cslot = NULL;
+}
+
 static void destroy_chain(const struct prot_connector *c, struct pool_rec *dead)
 {
 	while (dead) {
 		struct pool_rec *n = dead->next;
 		if (dead->conn)
 			c->destroy(c->ctx, dead->conn);
+		rec_slot_free(dead);
 		free(dead);
 		dead = n;
 	}
+}
+
+static struct pool_rec *chain_cat(struct pool_rec *a, struct pool_rec *b)
+{
+	if (!a)
+		return b;
+	struct pool_rec *t = a;
+	while (t->next)
+		t = t->next;
+	t->next = b;
+	return a;
+}
+
+/* Answer the pool's close requests (max_open): for each request taken, detach one idle connection
+ * holding a slot, oldest first; the caller destroys them unlocked (which frees the slots). Under
+ * p->lock. A process answers only for pools it has connections of, at its own pool calls. */
+static struct pool_rec *loc_answer(struct pool_loc *l, const struct pool_ref *r)
+{
+	struct pool_rec *dead = NULL;
+	for (struct pool_rec *x = l->idle.next, *n; x != &l->idle; x = n) {
+		n = x->next;
+		if (!x->cslot || x->cps != r->s)
+			continue;
+		if (atomic_load_explicit(&r->s->close_req, memory_order_relaxed) == 0 || !pool_close_req_take(r))
+			break;
+		list_del(x);
+		x->next = dead;
+		dead = x;
+	}
+	return dead;
+}
+
+struct answer_arg {
+	prot_t *p;
+	struct pool_loc *l;
+	const struct pool_ref *r;
+};
+static void answer_cb(void *arg)
+{
+	struct answer_arg *a = arg;
+	pthread_mutex_lock(&a->p->lock);
+	struct pool_rec *dead = list_empty(&a->l->idle) ? NULL : loc_answer(a->l, a->r);
+	struct prot_connector cn = a->l->c;
+	pthread_mutex_unlock(&a->p->lock);
+	if (dead)
+		destroy_chain(&cn, dead);
 }
 
 /* The idle connection to reuse (lifo: newest, fifo: oldest), moved to busy; or a fresh record. */
@@ -252,6 +316,8 @@ static void lease_fill(prot_lease *lease, struct prot_shm_header *h, uint32_t id
 static void checkout_undo(prot_t *p, const struct pool_ref *r, const struct prot_idv *v,
                           struct pool_loc *l, struct pool_rec *rec, const struct grant *g, uint32_t cap)
 {
+	if (rec)
+		rec_slot_free(rec); /* rec is busy, this thread's: no connection on it */
 	pthread_mutex_lock(&p->lock);
 	if (rec) {
 		list_del(rec);
@@ -323,6 +389,8 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 		loc_settings(l, &c);
 	r.now_coarse = prot_now_coarse_ns();
 	dead = loc_expired(l, r.now_coarse);
+	if (!list_empty(&l->idle))
+		dead = chain_cat(dead, loc_answer(l, &r));
 	if (rc == 0)
 		rc = pool_lease_try(&r, &v, &c, &g);
 	if (rc == -PROT_ETORN) {
@@ -336,9 +404,9 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	if (dead)
 		destroy_chain(&cn, dead);
 
+	uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms, deadline = 0;
 	if (rc < 0) {
-		uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms;
-		uint64_t deadline = prot_now_ns() + tmo * 1000000u;
+		deadline = prot_now_ns() + tmo * 1000000u;
 		rc = pool_lease_acquire(h, idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
 		if (rc == -PROT_ECHECKOUT_TIMEOUT)
 			atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
@@ -355,6 +423,26 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	if (has && rec->conn && cn.check && cn.check(cn.ctx, rec->conn) != 0) {
 		cn.destroy(cn.ctx, rec->conn);
 		rec->conn = NULL;
+	}
+	if (has && !rec->conn && !rec->cslot) {
+		/* a connection to open: it needs a connection slot (max_open), by the checkout deadline */
+		uint32_t cs;
+		struct answer_arg a = { p, l, &r };
+		if (!deadline)
+			deadline = prot_now_ns() + tmo * 1000000u;
+		int crc = pool_conn_acquire(&r, &v, c.max_open, tmo != 0, deadline, answer_cb, &a, &cs);
+		if (crc < 0) {
+			if (crc == -PROT_ECHECKOUT_TIMEOUT)
+				atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
+			checkout_undo(p, &r, &v, l, rec, &g, pool_cfg_cap(&r, &c));
+			return crc;
+		}
+		if (cs != POOL_CONN_NONE) {
+			rec->cslot = &r.lease[cs].conn_owner;
+			rec->cps = r.s;
+			rec->cown = v.self;
+			rec->cgen = SLOT_GEN(slot_state);
+		}
 	}
 	if (has && !rec->conn) {
 		if (cn.create(cn.ctx, &rec->conn) != 0) {
@@ -517,8 +605,12 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 	struct prot_connector cn = rec ? rec->loc->c : (struct prot_connector){ 0 };
 	if (rec && cfg_ok)
 		loc_settings(rec->loc, &c);
-	if (rec)
+	if (rec) {
+		struct pool_loc *l = rec->loc;
 		dead = rec_return(rec, how, freed && before > c.size, &c, now);
+		if (!list_empty(&l->idle))
+			dead = chain_cat(dead, loc_answer(l, &r));
+	}
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
 		destroy_chain(&cn, dead);
@@ -575,16 +667,35 @@ int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector 
 	struct pool_ref r;
 	struct pool_cfgv cfg;
 	uint64_t want = 0;
+	uint32_t sgen = rc == 0 ? SLOT_GEN(l->slot_state) : 0;
 	if (fresh && pool_ref_at(h, l->idx, &r) == 0 && pool_cfg_read(&r, &cfg) == 0) {
 		loc_settings(l, &cfg);
 		want = cfg.min_idle;
 	}
 	pthread_mutex_unlock(&p->lock);
-	/* min_idle: made now, outside the lock; a create() that fails ends the pre-fill (the pool
-	 * works without it: checkouts make connections lazily) */
+	struct prot_idv v;
+	prot_idv(p, h, &v);
+	if (!v.self)
+		want = 0; /* no identity: no connection slot could be owned */
+	/* min_idle: made now, outside the lock; a create() that fails, or max_open reached (no wait:
+	 * nobody is asked to close for a pre-fill), ends it (the pool works without it: checkouts
+	 * make connections lazily) */
 	for (uint64_t i = 0; i < want; i++) {
+		uint32_t cs;
+		if (pool_conn_acquire(&r, &v, cfg.max_open, false, 0, NULL, NULL, &cs) < 0)
+			break;
 		struct pool_rec *rec = calloc(1, sizeof *rec);
+		if (rec && cs != POOL_CONN_NONE) {
+			rec->cslot = &r.lease[cs].conn_owner;
+			rec->cps = r.s;
+			rec->cown = v.self;
+			rec->cgen = sgen;
+		}
 		if (!rec || c->create(c->ctx, &rec->conn) != 0) {
+			if (rec)
+				rec_slot_free(rec);
+			else if (cs != POOL_CONN_NONE)
+				pool_conn_free(r.s, &r.lease[cs].conn_owner, v.self);
 			free(rec);
 			break;
 		}
@@ -614,6 +725,10 @@ int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out)
 		struct prot_pool_local *pl = local_get(p);
 		struct pool_loc *l = pl ? loc_by_name(pl, pool, false) : NULL;
 		struct pool_rec *dead = l ? loc_expired(l, prot_now_coarse_ns()) : NULL;
+		struct pool_ref r;
+		if (l && !list_empty(&l->idle) && l->h == h && l->idx == (uint32_t)idx &&
+		    pool_ref_at(h, (uint32_t)idx, &r) == 0)
+			dead = chain_cat(dead, loc_answer(l, &r)); /* the close requests (max_open) too */
 		struct prot_connector cn = l ? l->c : (struct prot_connector){ 0 };
 		pthread_mutex_unlock(&p->lock);
 		if (dead)

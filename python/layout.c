@@ -52,7 +52,7 @@ int main(void)
 	F(prot_pool_status, timeouts); F(prot_pool_status, reclaims); F(prot_pool_status, high_water);
 	F(prot_pool_status, idle); F(prot_pool_status, state); F(prot_pool_status, min_idle);
 	F(prot_pool_status, idle_timeout_ms); F(prot_pool_status, max_lifetime_ms);
-	F(prot_pool_status, leak_threshold_ms);
+	F(prot_pool_status, leak_threshold_ms); F(prot_pool_status, max_open); F(prot_pool_status, open);
 
 	S(prot_call_opts); F(prot_call_opts, entity); F(prot_call_opts, operation); F(prot_call_opts, cost);
 	F(prot_call_opts, timeout_ms); F(prot_call_opts, skip);

@@ -1,13 +1,14 @@
 /* test_poolboy.c — issue 13's pool points, with a real protd and real forked processes: runtime
  * lifecycle (create, idempotent create, remove, fresh re-create, stale leases), status (idle, state
  * names, holders), size 0, prot_pool_with's PROT_EFAILED, connections (min_idle, idle_timeout,
- * max_lifetime, leak detection), and poolboy's own scenarios replayed with status at each step.
+ * max_lifetime, max_open across processes, leak detection), and poolboy's own scenarios replayed with status at each step.
  *
  * Children report through their exit code and shared memory, never through cr_assert. Every wait is
  * bounded; the processes ended are the ones the test started, by pid.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -26,6 +27,7 @@ struct env {
 	_Atomic int created, destroyed, next_id;
 	_Atomic int ready, go, done;
 	_Atomic int child_rc;
+	_Atomic int open_max; /* most connections open at once (created - destroyed), max_open */
 };
 
 static const char ini_head[] = "[segment]\nmax_keys = 4\nmax_breakers = 4\nmax_pools = 4\n"
@@ -50,7 +52,9 @@ static int conn_create(void *ctx, void **conn)
 {
 	struct env *e = ctx;
 	*conn = (void *)(intptr_t)(atomic_fetch_add(&e->next_id, 1) + 1);
-	atomic_fetch_add(&e->created, 1);
+	int open = atomic_fetch_add(&e->created, 1) + 1 - atomic_load(&e->destroyed);
+	for (int m = atomic_load(&e->open_max); open > m && !atomic_compare_exchange_weak(&e->open_max, &m, open);)
+		;
 	return 0;
 }
 static void conn_destroy(void *ctx, void *conn)
@@ -338,6 +342,90 @@ Test(poolboy, min_idle_idle_timeout_max_lifetime, .timeout = 60)
 	cr_assert_eq(prot_pool_checkout(e->p, "life", 0, &l[0], &conn), 0);
 	cr_assert_eq(atomic_load(&e->created), made + 2, "a new one");
 	cr_assert_eq(prot_pool_checkin(e->p, &l[0], PROT_CHECKIN_OK), 0);
+	stop(e);
+}
+
+/* max_open: a holder keeps one idle connection and makes pool calls (status) in a bounded loop, so
+ * that it answers close requests; it ends at go (prot_close closes what it still has). */
+static int hold_idle(void *arg, int i)
+{
+	(void)i;
+	struct env *e = arg;
+	prot_t *p = th_open(e->seg, 2000);
+	if (!p)
+		return 10;
+	struct prot_connector c = { .create = conn_create, .destroy = conn_destroy, .ctx = e };
+	prot_lease l;
+	void *conn = NULL;
+	if (prot_pool_register(p, "cap", &c) || prot_pool_checkout(p, "cap", 1000, &l, &conn) || !conn ||
+	    prot_pool_checkin(p, &l, PROT_CHECKIN_OK))
+		return 11;
+	atomic_fetch_add(&e->ready, 1);
+	struct prot_pool_status st;
+	for (uint64_t end = th_now_ms() + 20000; atomic_load(&e->go) == 0; sleep_ms(2)) {
+		if (th_now_ms() > end || prot_pool_status(p, "cap", &st) != 0)
+			return 12;
+	}
+	prot_close(p);
+	return 0;
+}
+
+Test(poolboy, max_open_across_processes, .timeout = 60)
+{
+	struct env *e = start("[pool cap]\nsize = 4\nmax_open = 2\ncheckout_timeout = 3s\n");
+	pid_t h[2] = { th_fork(hold_idle, e, 0), th_fork(hold_idle, e, 1) };
+	cr_assert(flag_reaches(&e->ready, 2, 10000), "holders ready");
+	struct prot_pool_status st = pstatus(e->p, "cap");
+	cr_assert_eq(st.open, 2, "two idle connections in two processes: open %u", st.open);
+	cr_assert_eq(st.max_open, 2);
+	cr_assert_eq(st.in_use, 0, "no lease held: the connections are idle");
+
+	/* a third process needs a new connection: one holder closes an idle one at its next call */
+	reg(e, e->p, "cap");
+	prot_lease l, l2;
+	void *conn = NULL;
+	uint64_t t0 = th_now_ms();
+	int r = prot_pool_checkout(e->p, "cap", 3000, &l, &conn);
+	uint64_t waited = th_now_ms() - t0;
+	cr_assert_eq(r, 0, "checkout: %s", prot_strerror(r));
+	cr_assert(conn != NULL);
+	cr_assert_eq(atomic_load(&e->created), 3);
+	cr_assert_eq(atomic_load(&e->destroyed), 1, "one idle connection closed on request");
+	cr_assert_eq(pstatus(e->p, "cap").open, 2);
+	/* no wait: max_open reached, the lease comes back */
+	cr_assert_eq(prot_pool_checkout(e->p, "cap", 0, &l2, &conn), -PROT_EPOOLFULL);
+	cr_assert_eq(pstatus(e->p, "cap").in_use, 1);
+	cr_assert_eq(prot_pool_checkin(e->p, &l, PROT_CHECKIN_OK), 0);
+	cr_assert_leq(atomic_load(&e->open_max), 2, "never more than max_open open: %d", atomic_load(&e->open_max));
+	atomic_store(&e->go, 1);
+	for (int i = 0; i < 2; i++) {
+		int status;
+		cr_assert_eq(th_wait(h[i], 10000, &status), 0);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "holder %d: %d", i, WEXITSTATUS(status));
+	}
+	cr_assert_eq(pstatus(e->p, "cap").open, 1, "the holders closed theirs; ours is idle");
+
+	/* a process killed with an open connection: its slot comes back by the reclaim pass */
+	atomic_store(&e->ready, 0);
+	atomic_store(&e->go, 0);
+	pid_t k = th_fork(hold_idle, e, 2);
+	cr_assert(flag_reaches(&e->ready, 1, 10000));
+	cr_assert_eq(pstatus(e->p, "cap").open, 2);
+	th_kill9(k); /* and reaped */
+	uint64_t t1 = th_now_ms(), freed_ms = 0;
+	while (pstatus(e->p, "cap").open != 1) {
+		cr_assert(th_now_ms() - t1 < 1000, "slot of a killed process not freed within 1 s");
+		sleep_ms(5);
+	}
+	freed_ms = th_now_ms() - t1;
+	cr_assert_leq(atomic_load(&e->open_max), 2);
+	struct th_out out;
+	cr_assert_eq(th_protctl(&out, e->seg, "pool", "show", "cap", NULL), 0, "%s", out.err);
+	cr_assert(strstr(out.out, "open            1 (max_open 2)"), "%s", out.out);
+	cr_assert_eq(th_protctl(&out, e->seg, "--json", "pool", "show", "cap", NULL), 0);
+	cr_assert(strstr(out.out, "\"max_open\":2,\"open\":1"), "%s", out.out);
+	fprintf(stderr, "max_open: third checkout waited %" PRIu64 " ms; killed holder's slot freed in %" PRIu64
+	        " ms (reclaim_interval 100ms); most open at once %d\n", waited, freed_ms, atomic_load(&e->open_max));
 	stop(e);
 }
 

@@ -43,6 +43,7 @@ static void show_json_open(struct ctl *c, const struct prot_pool_status *st)
 	           ",\"leak_threshold_ms\":%" PRIu64,
 	        st->idle, state_name(st->state), st->min_idle, st->idle_timeout_ms, st->max_lifetime_ms,
 	        st->leak_threshold_ms);
+	fprintf(f, ",\"max_open\":%" PRIu32 ",\"open\":%" PRIu32, st->max_open, st->open);
 }
 
 static const char header_fmt[] = "%-20s %6s %8s %6s %8s %7s %10s %8s %8s %s\n";
@@ -183,6 +184,10 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 	                "\n  idle timeout    %s\n  max lifetime    %s\n  leak threshold  %s\n",
 	        state_name(st.state), st.idle, st.min_idle, ctl_dur(d3, st.idle_timeout_ms),
 	        ctl_dur(d4, st.max_lifetime_ms), ctl_dur(d5, st.leak_threshold_ms));
+	if (st.max_open)
+		fprintf(c->out, "  open            %" PRIu32 " (max_open %" PRIu32 ")\n", st.open, st.max_open);
+	else
+		fprintf(c->out, "  open            %" PRIu32 " (max_open unlimited)\n", st.open);
 	if (holders) {
 		fprintf(c->out, "  holders         %zu\n", nh);
 		for (size_t i = 0; i < shown; i++) {

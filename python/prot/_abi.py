@@ -69,7 +69,8 @@ class PoolStatus(ctypes.Structure):
                 ("overflow_ttl_ms", u64), ("strategy", u32), ("checkouts", u64),
                 ("timeouts", u64), ("reclaims", u64), ("high_water", u32),
                 ("idle", u32), ("state", u32), ("min_idle", u32), ("idle_timeout_ms", u64),
-                ("max_lifetime_ms", u64), ("leak_threshold_ms", u64)]
+                ("max_lifetime_ms", u64), ("leak_threshold_ms", u64),
+                ("max_open", u32), ("open", u32)]
 
 
 class CallOpts(ctypes.Structure):
