@@ -1055,10 +1055,8 @@ static void begin_section(struct parse *ps, char *hdr)
 	     *name ? " " : "", name);
 }
 
-/* Where a key-section option goes: the key itself or its inline breaker/pool (made on first use).
- * Returns the object or NULL (error reported). */
 /* What differs between the breaker and the pool an inline breaker_* / pool_* option makes: the
- * rest of inline_target() is one path for both. */
+ * rest of config_inline_target() is one path for both. */
 static void *find_breaker(const struct config *c, const char *n) { return config_breaker(c, n); }
 static void *add_breaker(struct config *c, const char *n) { return config_add_breaker(c, n); }
 static void *find_pool(const struct config *c, const char *n) { return config_pool(c, n); }
@@ -1078,30 +1076,44 @@ static const struct inline_kind {
 _Static_assert(offsetof(struct cfg_breaker, o) == 0 && offsetof(struct cfg_pool, o) == 0,
                "inline objects start with their cfg_obj");
 
-/* The breaker or pool that inline options of the current [key] section configure: made on first
- * use, named after the key; a standalone section of that name is a clash. */
-static void *inline_target(struct parse *ps, enum cfg_kind kind)
+/* The one inline-object rule, for the INI reader and for runtime `set` alike: a key's breaker_* /
+ * pool_* options configure the object named after the key, made on first use (marked inline, with
+ * the key's line and ORIGIN) and then referenced by the key. Refused when a standalone section has
+ * that name, or when the key already uses another object (`breaker =` / `pool =`). */
+void *config_inline_target(struct config *c, size_t ki, enum cfg_kind kind, int origin,
+                           char err[CFG_ERR_MAX])
 {
 	const struct inline_kind *ik = &inline_kinds[kind == CFG_BREAKER ? 0 : 1];
-	struct config *c = ps->c;
-	struct cfg_key *k = &c->keys[ps->index];
+	struct cfg_key *k = &c->keys[ki];
+	const char *ref = (const char *)k + ik->ref_off;
+	if (ref[0] && strcmp(ref, k->o.name)) {
+		snprintf(err, CFG_ERR_MAX, "%s_* options of key %s: the key uses %s %s; change that %s "
+		         "instead", ik->what, k->o.name, ik->what, ref, ik->what);
+		return NULL;
+	}
 	char *obj = ik->find(c, k->o.name);
 	if (obj && !*(bool *)(obj + ik->flag_off)) {
 		const struct cfg_obj *o = (const struct cfg_obj *)obj;
-		PERR(ps, "%s_* options of [key %s] clash with [%s %s] (line %d)", ik->what, k->o.name,
-		     ik->what, o->name, o->line);
+		if (o->line)
+			snprintf(err, CFG_ERR_MAX, "%s_* options of [key %s] clash with [%s %s] (line %d)",
+			         ik->what, k->o.name, ik->what, o->name, o->line);
+		else
+			snprintf(err, CFG_ERR_MAX, "%s_* options of key %s clash with %s %s", ik->what,
+			         k->o.name, ik->what, o->name);
 		return NULL;
 	}
 	if (!obj) {
 		obj = ik->add(c, k->o.name);
-		k = &c->keys[ps->index]; /* adding may have moved the arrays */
-		if (!obj)
+		k = &c->keys[ki]; /* adding may have moved the arrays */
+		if (!obj) {
+			snprintf(err, CFG_ERR_MAX, "out of memory");
 			return NULL;
+		}
 		*(bool *)(obj + ik->flag_off) = true;
 		((struct cfg_obj *)obj)->line = k->o.line;
-		char *ref = (char *)k + ik->ref_off;
-		if (!ref[0]) /* both are char[PROT_NAME_BYTES] holding a terminated name */
-			memcpy(ref, k->o.name, PROT_NAME_BYTES);
+		((struct cfg_obj *)obj)->origin = origin;
+		/* both are char[PROT_NAME_BYTES] holding a terminated name */
+		memcpy((char *)k + ik->ref_off, k->o.name, PROT_NAME_BYTES);
 	}
 	return obj;
 }
@@ -1141,9 +1153,12 @@ static int on_value(void *user, const char *section, const char *name, const cha
 	if (kind == CFG_KEY && config_route(name, &rk, &rs) == 0 && rk != CFG_KEY) {
 		kind = rk;
 		sub = rs;
-		obj = inline_target(ps, rk);
-		if (!obj)
+		char why[CFG_ERR_MAX];
+		obj = config_inline_target(ps->c, ps->index, rk, CFG_ORIGIN_INI, why);
+		if (!obj) {
+			PERR(ps, "%s", why);
 			return 1;
+		}
 	}
 	int i = opt_index(kind, sub);
 	if (i < 0) {

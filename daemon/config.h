@@ -125,6 +125,10 @@ struct cfg_pool *config_pool(const struct config *c, const char *name);
 struct cfg_key *config_add_key(struct config *c, const char *name);
 struct cfg_breaker *config_add_breaker(struct config *c, const char *name);
 struct cfg_pool *config_add_pool(struct config *c, const char *name);
+/* The breaker or pool (KIND) that key KI's breaker_* / pool_* options configure, made on first
+ * use; NULL with the reason in ERR. The one inline-object rule (config.c states it). */
+void *config_inline_target(struct config *c, size_t ki, enum cfg_kind kind, int origin,
+                           char err[CFG_ERR_MAX]);
 /* Remove the breaker at index i (order of the others kept). */
 void config_del_breaker(struct config *c, size_t i);
 

@@ -106,32 +106,6 @@ static void do_get(struct out *o, const char *key)
 }
 
 /* ---- set ------------------------------------------------------------------------------------------ */
-/* The breaker/pool a key's breaker_* / pool_* options go to: the one it names, else one named after
- * the key (made at runtime when missing). Returns the object or NULL (-ENOMEM). */
-static void *key_target(struct config *c, size_t ki, enum cfg_kind kind)
-{
-	struct cfg_key *k = &c->keys[ki];
-	char *ref = kind == CFG_BREAKER ? k->breaker : k->pool;
-	if (!ref[0])
-		snprintf(ref, PROT_NAME_BYTES, "%s", k->o.name);
-	char name[PROT_NAME_BYTES];
-	snprintf(name, sizeof name, "%s", ref);
-	if (kind == CFG_BREAKER) {
-		struct cfg_breaker *b = config_breaker(c, name);
-		if (!b && (b = config_add_breaker(c, name))) {
-			b->o.origin = CFG_ORIGIN_RUNTIME;
-			b->inline_of_key = true;
-		}
-		return b;
-	}
-	struct cfg_pool *p = config_pool(c, name);
-	if (!p && (p = config_add_pool(c, name))) {
-		p->o.origin = CFG_ORIGIN_RUNTIME;
-		p->inline_of_key = true;
-	}
-	return p;
-}
-
 /* The value of a key-section option NAME for key KEY in c ("" when absent). */
 static void key_value(const struct config *c, const char *key, const char *name, char *v, size_t n)
 {
@@ -186,10 +160,12 @@ static int set_values(struct config *c, size_t ki, char **w, int nw, struct cfg_
 			cfg_errors_add(e, "unknown option \"%s\" for a key", w[i]);
 			continue;
 		}
-		void *obj = kind == CFG_KEY ? &c->keys[ki] : key_target(c, ki, kind);
+		char why[CFG_ERR_MAX];
+		void *obj = kind == CFG_KEY ? &c->keys[ki]
+		                            : config_inline_target(c, ki, kind, CFG_ORIGIN_RUNTIME, why);
 		if (!obj) {
-			cfg_errors_add(e, "out of memory");
-			return -1;
+			cfg_errors_add(e, "%s", why);
+			continue;
 		}
 		if (config_set_value(kind, obj, sub, value, err))
 			cfg_errors_add(e, "%s", err);

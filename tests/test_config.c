@@ -172,6 +172,15 @@ Test(config, inline_clashes_with_section)
 	             8, "clash with [breaker a] (line 3)");
 }
 
+Test(config, inline_options_refused_when_the_key_uses_another_object)
+{
+	expect_error(SEG "[breaker b]\ntolerance = 1\nwindow = 1s\nrefresh = 1s\n[key k]\n"
+	                 "breaker = b\nbreaker_tolerance = 2\n",
+	             9, "the key uses breaker b; change that breaker instead");
+	expect_error(SEG "[pool q]\nsize = 1\n[key k]\npool = q\npool_size = 2\n", 7,
+	             "the key uses pool q; change that pool instead");
+}
+
 Test(config, missing_pool_size)
 {
 	expect_error(SEG "[key k]\ntimeout = 1s\n[pool p]\nmax_overflow = 2\n", 5, "size is required");

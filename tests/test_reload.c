@@ -290,6 +290,39 @@ Test(reload, runtime_set_then_sighup)
 	th_protd_stop(pid);
 }
 
+/* ---- runtime set follows the INI's inline rule: the object named after the key, nothing else ---- */
+Test(reload, runtime_inline_options_follow_the_ini_rule)
+{
+	seg = th_segname("rl-inl");
+	const char *path = ini("[breaker b]\ntolerance = 1\nwindow = 1s\nrefresh = 1s\n"
+	                       "[key k]\nrate_limit = 10\nrate_window = 1s\nbreaker = b\n"
+	                       "[key b]\nrate_limit = 10\nrate_window = 1s\n");
+	pid_t pid = th_protd_start(path, seg, NULL);
+	prot_t *p = th_open(seg, 2000);
+	char reply[4096];
+	uint64_t g0 = gen(p);
+	/* k uses the standalone breaker b: its breaker_* options would make another breaker */
+	cr_assert_eq(prot_control(p, "set k breaker_tolerance=4", reply, sizeof reply),
+	             -PROT_EINVAL_CONFIG, "%s", reply);
+	cr_assert(strstr(reply, "the key uses breaker b; change that breaker instead"), "%s", reply);
+	/* key b's inline breaker would be named b, which is a standalone section */
+	cr_assert_eq(prot_control(p, "set b breaker_tolerance=4", reply, sizeof reply),
+	             -PROT_EINVAL_CONFIG, "%s", reply);
+	cr_assert(strstr(reply, "clash with [breaker b]"), "%s", reply);
+	cr_assert_eq(gen(p), g0, "a refused set changed the configuration");
+	struct prot_breaker_status bs;
+	cr_assert_eq(prot_breaker_status(p, "b", &bs), 0);
+	cr_assert_eq(bs.opts.tolerance, 1, "the standalone breaker was changed through a key");
+	/* a key with no breaker gets one named after it, as in the INI */
+	cr_assert_eq(prot_control(p, "set n rate_limit=5 rate_window=1s breaker_tolerance=4 "
+	                             "breaker_window=1s breaker_refresh=1s", reply, sizeof reply), 0,
+	             "%s", reply);
+	cr_assert_eq(prot_breaker_status(p, "n", &bs), 0);
+	cr_assert_eq(bs.opts.tolerance, 4);
+	prot_close(p);
+	th_protd_stop(pid);
+}
+
 /* ---- the control socket checks its caller ----------------------------------------------------------- */
 static int stranger(void *arg, int i)
 {
