@@ -698,7 +698,7 @@ struct cfg_key *config_add_key(struct config *c, const char *name)
 	k->c.rate_clock = RATE_CLOCK_MONO;
 	k->c.breaker_index = PROT_NO_INDEX;
 	k->c.pool_index = PROT_NO_INDEX;
-	k->c.timeout_ms = 5000;
+	k->c.timeout_ms = PROT_DEFAULT_TIMEOUT_MS;
 	return k;
 }
 
@@ -719,7 +719,7 @@ struct cfg_pool *config_add_pool(struct config *c, const char *name)
 	if (!p)
 		return NULL;
 	set_name(&p->o, name);
-	p->c.checkout_timeout_ms = 5000;
+	p->c.checkout_timeout_ms = PROT_DEFAULT_TIMEOUT_MS;
 	p->c.strategy = 0;
 	return p;
 }

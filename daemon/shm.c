@@ -36,11 +36,11 @@
 #include "protd.h"
 
 #define SHM_DIR "/dev/shm" /* where glibc's shm_open puts POSIX shared memory */
-#define CFG_WORDS 16
+#define SLOT_CFG_WORDS 16 /* every slot kind's whole cfg block, on the line after its header */
 
-_Static_assert(sizeof(struct prot_key_cfg) == CFG_WORDS * 8, "cfg words");
-_Static_assert(sizeof(struct prot_breaker_cfg) == CFG_WORDS * 8, "cfg words");
-_Static_assert(sizeof(struct prot_pool_cfg) == CFG_WORDS * 8, "cfg words");
+_Static_assert(sizeof(struct prot_key_cfg) == SLOT_CFG_WORDS * 8, "cfg words");
+_Static_assert(sizeof(struct prot_breaker_cfg) == SLOT_CFG_WORDS * 8, "cfg words");
+_Static_assert(sizeof(struct prot_pool_cfg) == SLOT_CFG_WORDS * 8, "cfg words");
 _Static_assert(offsetof(struct prot_key_slot, cfg) == 64, "cfg on line 1");
 _Static_assert(offsetof(struct prot_breaker_slot, cfg) == 64, "cfg on line 1");
 _Static_assert(offsetof(struct prot_pool_slot, cfg) == 64, "cfg on line 1");
@@ -419,7 +419,7 @@ void shm_slot_cfg(struct shm *s, int reg, uint32_t i, void *cfg)
 	struct prot_named *n = slot(s, reg, i);
 	/* protd is the only writer and repaired every odd counter at adoption: a torn read means a
 	 * hostile writer; then the copy is whatever was read, which the next apply overwrites */
-	if (seq_read(&n->seq, (char *)n + 64, cfg, CFG_WORDS) < 0)
+	if (seq_read(&n->seq, (char *)n + 64, cfg, SLOT_CFG_WORDS) < 0)
 		log_warn("segment %s: slot %u's sequence counter is odd again: someone else writes it",
 		         s->name, i);
 }
@@ -459,7 +459,7 @@ static void zero_state(struct shm *s, int reg, uint32_t i)
 static void write_cfg(struct prot_named *n, const void *cfg)
 {
 	seq_write_begin(&n->seq);
-	seq_write_words((char *)n + 64, cfg, CFG_WORDS);
+	seq_write_words((char *)n + 64, cfg, SLOT_CFG_WORDS);
 	seq_write_end(&n->seq);
 }
 
@@ -474,7 +474,7 @@ void shm_slot_publish(struct shm *s, int reg, uint32_t i, const char *name, cons
 	bool named = SLOT_STATE(w) != SLOT_FREE && strcmp(shm_slot_name(s, reg, i), name) == 0;
 	bool same = named && (SLOT_STATE(w) == SLOT_LIVE || reg == REG_KEYS);
 	if (same) {
-		uint64_t cur[CFG_WORDS];
+		uint64_t cur[SLOT_CFG_WORDS];
 		shm_slot_cfg(s, reg, i, cur);
 		if (memcmp(cur, cfg, sizeof cur) != 0)
 			write_cfg(n, cfg);

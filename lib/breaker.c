@@ -201,7 +201,7 @@ static uint32_t melts_count(struct prot_breaker_slot *s, uint32_t e, bool any_ep
 }
 
 /* ---- configuration ---------------------------------------------------------------------------- */
-#define CFG_WORDS 12 /* strategy .. heal */
+#define BCFG_HEAD_WORDS 12 /* the words of prot_breaker_cfg a caller reads: strategy .. heal */
 
 struct bcfg {
 	uint64_t strategy, tolerance, window_ms, refresh_ms, probes, probe_timeout_ms;
@@ -209,8 +209,8 @@ struct bcfg {
 	uint64_t origin; /* protd's bookkeeping: not used here */
 	uint64_t heal;
 };
-_Static_assert(sizeof(struct bcfg) == CFG_WORDS * 8, "bcfg mirrors the head of prot_breaker_cfg");
-_Static_assert(offsetof(struct prot_breaker_cfg, heal) == (CFG_WORDS - 1) * 8, "cfg head");
+_Static_assert(sizeof(struct bcfg) == BCFG_HEAD_WORDS * 8, "bcfg mirrors the head of prot_breaker_cfg");
+_Static_assert(offsetof(struct prot_breaker_cfg, heal) == (BCFG_HEAD_WORDS - 1) * 8, "cfg head");
 
 /* A consistent copy (seqlock), with the documented defaults filled in and values clamped to
  * what the slot can hold: protd validates, but the segment is not trusted blindly. */
@@ -238,7 +238,7 @@ static void cfg_normalize(struct bcfg *c)
 
 static int cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
 {
-	int r = seq_read(&s->seq, &s->cfg, c, CFG_WORDS);
+	int r = seq_read(&s->seq, &s->cfg, c, BCFG_HEAD_WORDS);
 	cfg_normalize(c);
 	return r;
 }
@@ -302,7 +302,7 @@ int breaker_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *o
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ENOBREAKER;
 	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
-	return seq_read(&s->seq, &s->cfg, out->w, CFG_WORDS);
+	return seq_read(&s->seq, &s->cfg, out->w, BCFG_HEAD_WORDS);
 }
 
 static const uint32_t ev_of_state[] = {

@@ -16,8 +16,6 @@
 
 #include "internal.h"
 
-#define FACADE_DEFAULT_TIMEOUT_MS 5000
-
 struct call_ctx {
 	prot_t *p;
 	struct prot_shm_header *h;
@@ -206,7 +204,7 @@ static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
  * and the call keeps the key's timeout (a zero deadline would make every success a timeout). */
 static void call_timeouts(const struct call_ctx *c, int64_t *wait_ms, int64_t *call_ms)
 {
-	int64_t key = c->cfg.timeout_ms ? (int64_t)c->cfg.timeout_ms : FACADE_DEFAULT_TIMEOUT_MS;
+	int64_t key = c->cfg.timeout_ms ? (int64_t)c->cfg.timeout_ms : PROT_DEFAULT_TIMEOUT_MS;
 	int64_t t = c->opts && c->opts->timeout_ms >= 0 ? c->opts->timeout_ms : key;
 	*wait_ms = t;
 	*call_ms = t ? t : key;
@@ -313,7 +311,7 @@ static int status_read(struct prot_shm_header *h, uint32_t idx, const char *key,
 	if (rate_keys_totals(h, 1, &idx, &rt) == 0)
 		st.rate_buckets = rt.buckets, st.rate_allowed = rt.allowed, st.rate_denied = rt.denied;
 	st.rate_table_full = atomic_load_explicit(&slot->stats.rate_table_full, memory_order_relaxed);
-	st.timeout_ms = cfg.timeout_ms ? cfg.timeout_ms : FACADE_DEFAULT_TIMEOUT_MS;
+	st.timeout_ms = cfg.timeout_ms ? cfg.timeout_ms : PROT_DEFAULT_TIMEOUT_MS;
 	st.calls = atomic_load_explicit(&slot->stats.calls, memory_order_relaxed);
 	st.ok = atomic_load_explicit(&slot->stats.ok, memory_order_relaxed);
 	st.failed = atomic_load_explicit(&slot->stats.failed, memory_order_relaxed);

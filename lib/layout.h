@@ -156,6 +156,10 @@ struct prot_key_cfg {
 	uint64_t reserved[6];
 };
 
+/* The one default for a key's call timeout and a pool's checkout timeout: protd's config defaults,
+ * and the facade's answer for a key slot that has none (0). */
+#define PROT_DEFAULT_TIMEOUT_MS 5000
+
 #define PROT_HIST_BUCKETS 16 /* latency histogram: upper bounds 2^(10+i) ns, i.e. ~1us .. ~33ms, +Inf */
 
 struct prot_key_stats {
