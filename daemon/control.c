@@ -85,8 +85,10 @@ static void list_options(struct out *o, enum cfg_kind kind, const void *obj, con
 	}
 }
 
-static void do_get(struct out *o, const char *key)
+static void do_get(struct out *o, const char *key, char **w, int nw)
 {
+	(void)w;
+	(void)nw;
 	registry_read_lock();
 	const struct registry *r = registry_current();
 	const struct cfg_key *k = r ? config_key(&r->cfg, key) : NULL;
@@ -316,8 +318,10 @@ out:
 /* The breaker leaves the configuration (a breaker of the INI comes back at the next reload unless
  * the file drops it too); its slot is retired, and a later definition recycles it fresh. A key
  * that names it keeps it: the removal is refused, naming the key. */
-static void do_breaker_remove(struct out *o, const char *name)
+static void do_breaker_remove(struct out *o, const char *name, char **w, int nw)
 {
+	(void)w;
+	(void)nw;
 	struct cfg_errors e = { 0 };
 	struct config next;
 	registry_lock();
@@ -412,8 +416,10 @@ out:
 	cfg_errors_free(&e);
 }
 
-static void do_pool_remove(struct out *o, const char *name)
+static void do_pool_remove(struct out *o, const char *name, char **w, int nw)
 {
+	(void)w;
+	(void)nw;
 	struct cfg_errors e = { 0 };
 	struct config next;
 	registry_lock();
@@ -461,6 +467,41 @@ static bool refuse_reader(struct out *o, const char *verb)
 	return true;
 }
 
+static void do_ping(struct out *o, const char *name, char **w, int nw)
+{
+	(void)name;
+	(void)w;
+	(void)nw;
+	outf(o, "ok\ngeneration %" PRIu64 "\n",
+	     atomic_load_explicit(&ctl.shm->hdr->config_gen, memory_order_acquire));
+}
+
+/* The requests protd serves, one row each: the verb, its usage, how many words follow the verb
+ * (min and max; -1 = any number), whether it changes the configuration (writers only), and the
+ * handler, called with the word after the verb (or NULL) and the rest. */
+static const struct request {
+	const char *verb, *usage;
+	int min_args, max_args;
+	bool writes;
+	void (*run)(struct out *o, const char *name, char **w, int nw);
+} requests[] = {
+	{"ping", "ping", 0, 0, false, do_ping},
+	{"get", "get KEY", 1, 1, false, do_get},
+	{"set", "set KEY name=value ...", 1, -1, true, do_set},
+	{"breaker-create", "breaker-create NAME name=value ...", 1, -1, true, do_breaker_create},
+	{"breaker-remove", "breaker-remove NAME", 1, 1, true, do_breaker_remove},
+	{"pool-create", "pool-create NAME name=value ...", 1, -1, true, do_pool_create},
+	{"pool-remove", "pool-remove NAME", 1, 1, true, do_pool_remove},
+};
+
+static void unknown_request(struct out *o)
+{
+	outf(o, "error unknown request (expected ");
+	for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++)
+		outf(o, "%s%s", i ? ", " : "", requests[i].usage);
+	outf(o, ")\n");
+}
+
 void control_handle(struct shm *s, const char *req, struct ctl_caller *who, char *reply, size_t n)
 {
 	char line[CTL_REQ_MAX], *w[MAX_WORDS], *save = NULL;
@@ -478,27 +519,20 @@ void control_handle(struct shm *s, const char *req, struct ctl_caller *who, char
 		}
 		w[nw++] = t;
 	}
-	bool writes = nw >= 2 && (strcmp(w[0], "set") == 0 || strcmp(w[0], "breaker-create") == 0 ||
-	                          strcmp(w[0], "pool-create") == 0 || strcmp(w[0], "pool-remove") == 0 ||
-	                          strcmp(w[0], "breaker-remove") == 0);
-	if (writes && refuse_reader(&o, w[0]))
+	const struct request *r = NULL;
+	for (size_t i = 0; nw && i < sizeof requests / sizeof requests[0]; i++)
+		if (strcmp(w[0], requests[i].verb) == 0)
+			r = &requests[i];
+	if (!r) {
+		unknown_request(&o);
 		return;
-	if (nw == 1 && strcmp(w[0], "ping") == 0)
-		outf(&o, "ok\ngeneration %" PRIu64 "\n",
-		     atomic_load_explicit(&s->hdr->config_gen, memory_order_acquire));
-	else if (nw == 2 && strcmp(w[0], "get") == 0)
-		do_get(&o, w[1]);
-	else if (writes && strcmp(w[0], "set") == 0)
-		do_set(&o, w[1], w + 2, nw - 2);
-	else if (writes && nw == 2 && strcmp(w[0], "breaker-remove") == 0)
-		do_breaker_remove(&o, w[1]);
-	else if (writes && strcmp(w[0], "pool-create") == 0)
-		do_pool_create(&o, w[1], w + 2, nw - 2);
-	else if (writes && strcmp(w[0], "pool-remove") == 0 && nw == 2)
-		do_pool_remove(&o, w[1]);
-	else if (writes && strcmp(w[0], "breaker-create") == 0)
-		do_breaker_create(&o, w[1], w + 2, nw - 2);
-	else
-		outf(&o, "error unknown request (expected ping, get KEY, set KEY name=value ..., "
-		         "breaker-create NAME name=value ..., pool-create NAME name=value ..., pool-remove NAME)\n");
+	}
+	int args = nw - 1;
+	if (args < r->min_args || (r->max_args >= 0 && args > r->max_args)) {
+		outf(&o, "error usage: %s\n", r->usage);
+		return;
+	}
+	if (r->writes && refuse_reader(&o, r->verb))
+		return;
+	r->run(&o, args ? w[1] : NULL, w + 2, args ? args - 1 : 0);
 }

@@ -77,6 +77,35 @@ static long rate_limit_of(prot_t *p)
 	return strtol(at + 12, NULL, 10);
 }
 
+/* ---- requests come from one table: unknown verbs and wrong arity get specific answers ---------- */
+Test(control, requests_are_checked_against_the_table)
+{
+	pid_t pid = serve("ct-table", "0600", "");
+	prot_t *p = th_open(seg, 2000);
+	char reply[4096];
+	cr_assert_eq(prot_control(p, "frob k", reply, sizeof reply), -PROT_EINVAL_CONFIG);
+	cr_assert(strstr(reply, "unknown request (expected ping, get KEY, set KEY name=value ..., "
+	                        "breaker-create NAME name=value ..., breaker-remove NAME, "
+	                        "pool-create NAME name=value ..., pool-remove NAME)"), "%s", reply);
+	static const char *const bad[][2] = {
+		{"get", "usage: get KEY"},           {"get k extra", "usage: get KEY"},
+		{"ping now", "usage: ping"},         {"set", "usage: set KEY name=value ..."},
+		{"pool-remove", "usage: pool-remove NAME"},
+		{"breaker-remove b extra", "usage: breaker-remove NAME"},
+	};
+	uint64_t g0 = prot_hdr(p)->config_gen;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		cr_assert_eq(prot_control(p, bad[i][0], reply, sizeof reply), -PROT_EINVAL_CONFIG, "%s",
+		             bad[i][0]);
+		cr_assert_str_eq(reply, bad[i][1], "%s", bad[i][0]);
+	}
+	cr_assert_eq(prot_hdr(p)->config_gen, g0, "a refused request changed the configuration");
+	cr_assert_eq(prot_control(p, "ping", reply, sizeof reply), 0, "%s", reply);
+	cr_assert(strstr(reply, "generation "), "%s", reply);
+	prot_close(p);
+	th_protd_stop(pid);
+}
+
 /* ---- slow clients ------------------------------------------------------------------------------ */
 /* A client that sends "set k rate_limit=3" one byte every 1.5 s, for up to 6 s. */
 static int slowloris(void *arg, int i)
