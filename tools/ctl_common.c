@@ -1,19 +1,13 @@
 /* ctl_common.c — what every protctl command shares: error reporting and exit codes (a JSON error
  * object on stdout under --json), JSON string output, terminal-safe text for untrusted strings,
- * human durations; and empty fallbacks for the object tables of files not yet linked. */
+ * human durations. Every object's command table is defined by its own file: a build that lacks one
+ * does not link. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "ctl.h"
-
-/* An object file that is not part of this build leaves its table undefined: these weak empty
- * tables make protctl link either way, and the real tables override them. */
-__attribute__((weak)) const struct ctl_cmd ctl_rate_cmds[] = {{0}};
-__attribute__((weak)) const struct ctl_cmd ctl_breaker_cmds[] = {{0}};
-__attribute__((weak)) const struct ctl_cmd ctl_pool_cmds[] = {{0}};
-__attribute__((weak)) const struct ctl_cmd ctl_stats_cmds[] = {{0}};
 
 bool ctl_json_errors;
 
