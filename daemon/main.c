@@ -1,5 +1,6 @@
-/* main.c — protd: options, logging, signals, readiness (notify.c), the tick loop (heartbeat, sweeps, reclaims, event
- * log) and SIGHUP reloads. Signal handlers only set flags; all work happens in the loop.
+/* main.c — protd: options, logging, signals, readiness (notify.c), the tick loop (heartbeat, sweeps, reclaims,
+ * event log) and SIGHUP reloads. Signals arrive through a signalfd read between ticks (no asynchronous handler);
+ * all work happens in the loop.
  */
 #include <errno.h>
 #include <getopt.h>
