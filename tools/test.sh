@@ -53,7 +53,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 # liburcu is not instrumented: daemon/tsan.supp hides reports from inside it (see that file)
 export TSAN_OPTIONS=${TSAN_OPTIONS:-exitcode=66:suppressions=$PWD/daemon/tsan.supp}
 
-passed=0 failed=0
+passed=0 failed=0 skipped=0
 logdir=$(mktemp -d /tmp/prot-tests-XXXXXX)
 
 # run_suite NAME PROTD-DIR COMMAND...: run one suite and add its Criterion synthesis to the totals
@@ -79,6 +79,9 @@ run_suite() {
 		tested=1 passing=0 # the suite itself died: count it as one failure
 	fi
 	bad=$((tested - passing))
+	# a skipped case (an environment without what it needs) is neither passed nor failed: said
+	skips=$(grep -ac '^\[SKIP\]' "$log")
+	skipped=$((skipped + skips))
 	passed=$((passed + passing))
 	failed=$((failed + bad))
 	if [ "$bad" -ne 0 ] || [ "$rc" -ne 0 ]; then
@@ -87,6 +90,7 @@ run_suite() {
 		grep -av "^\[----\] *$" "$log" | tail -60
 	else
 		echo "ok   $name ($passing/$tested)"
+		[ "$skips" -eq 0 ] || grep -a '^\[SKIP\]' "$log" | sed 's/^/     /'
 	fi
 }
 
@@ -94,12 +98,12 @@ for dir in build build-asan; do
 	missing=$(check_built "$dir" 2>&1) || { echo "$missing"; failed=$((failed + $(echo "$missing" | grep -c '^FAIL'))); }
 	for s in $(expected_suites); do
 		t=$dir/tests/$s
-		[ -x "$t" ] && run_suite "$dir/$s" "$dir" "$t" --jobs 2
+		[ -x "$t" ] && run_suite "$dir/$s" "$dir" "$t" --jobs 2 --verbose
 	done
 done
 dir=build
 for s in reload restart facade; do
-	run_suite "build/test_$s [protd under TSan]" build-tsan build/tests/test_$s --jobs 2
+	run_suite "build/test_$s [protd under TSan]" build-tsan build/tests/test_$s --jobs 2 --verbose
 done
 run_suite "build-tsan/tsan_threads" build-tsan build-tsan/tests/tsan_threads
 # libFuzzer harnesses (tests/fuzz), 10 s each: one case per harness. tools/fuzz.sh says how to run
@@ -180,5 +184,6 @@ if [ -n "$leftover" ]; then
 	failed=$((failed + 1))
 fi
 rm -rf "$logdir"
+[ "$skipped" -eq 0 ] || echo "$skipped skipped (listed above: neither passed nor failed)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
