@@ -100,7 +100,7 @@ struct prot_shm_header {
 
 	/* line 5: counters written by clients (rarely). */
 	_Atomic uint64_t rate_buckets_used; /* live buckets (approximate under races, exact at rest) */
-	_Atomic uint64_t events_dropped;    /* see event ring */
+	_Atomic uint64_t reserved_line5;    /* was events_dropped, never read: a ring has >= 16 entries */
 	_Atomic uint64_t rate_table_full;   /* decisions that found their bucket group full (all keys
 	                                       and Hammer-style calls); relaxed counter */
 	_Atomic uint64_t rate_sweep_cursor; /* next bucket group rate_sweep() visits; fetch_add by

@@ -618,6 +618,11 @@ Test(facade, event_ring_survives_overflow)
 	cr_assert_eq(lines, 16, "the ring shows exactly its capacity after overflow:\n%s", o.out);
 	cr_assert_geq(first, 24, "at least 24 of the 40 changes were overwritten:\n%s", o.out);
 	cr_assert_str_eq(type, "breaker_closed", "the newest event is the last enable:\n%s", o.out);
+	char want[64];
+	snprintf(want, sizeof want, "\"overwritten\": %llu}", (unsigned long long)first);
+	cr_assert_eq(th_protctl(&o, seg, "--json", "events", NULL), 0, "%s", o.err);
+	cr_assert(strstr(o.out, want), "the JSON counts the %llu overwritten events: %s",
+	          (unsigned long long)first, o.out);
 	/* the ring keeps working after overflow: the next change is the next number */
 	cr_assert_eq(prot_breaker_blow(p, "svc"), 0);
 	cr_assert_eq(th_protctl(&o, seg, "events", NULL), 0);

@@ -406,11 +406,14 @@ static int cmd_events(struct ctl *c, int argc, char **argv)
 	r.ndjson = follow_;
 	if (c->json && !follow_)
 		fputs("{\"events\": [", c->out);
+	/* what the ring no longer held when this read began: the events newer ones overwrote */
+	uint64_t overwritten = prot_event_oldest(prot_hdr(c->p));
 	events_drain(c, &r);
 	if (follow_)
 		follow(c, &r);
 	if (c->json && !follow_)
-		fprintf(c->out, "%s], \"dropped\": %" PRIu64 "}\n", r.printed ? "\n" : "", r.dropped);
+		fprintf(c->out, "%s], \"dropped\": %" PRIu64 ", \"overwritten\": %" PRIu64 "}\n",
+		        r.printed ? "\n" : "", r.dropped, overwritten);
 	else if (!c->json && r.printed == 0 && !follow_)
 		fputs("no events\n", c->out);
 	if (!c->json && r.dropped)
