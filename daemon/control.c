@@ -253,8 +253,48 @@ out:
 	cfg_errors_free(&e);
 }
 
-/* ---- breaker-create -------------------------------------------------------------------------------- */
-static void do_breaker_create(struct out *o, const char *name, char **w, int nw)
+/* ---- breaker-create, pool-create ------------------------------------------------------------------- */
+/* What differs between creating a breaker and a pool at runtime: the rest of create_object() is one
+ * path for both. */
+static void *find_breaker(const struct config *c, const char *n) { return config_breaker(c, n); }
+static void *add_breaker(struct config *c, const char *n) { return config_add_breaker(c, n); }
+static void *find_pool(const struct config *c, const char *n) { return config_pool(c, n); }
+static void *add_pool(struct config *c, const char *n) { return config_add_pool(c, n); }
+
+static const struct create_kind {
+	const char *what;
+	enum cfg_kind kind;
+	int reg; /* REG_BREAKERS or REG_POOLS */
+	uint32_t created_event;
+	bool running_defaults; /* the options default from the running [daemon] (reclaim_interval) */
+	const char *same_note;  /* after "exists with the same options" */
+	void *(*find)(const struct config *c, const char *name);
+	void *(*add)(struct config *c, const char *name);
+	size_t obj_size, cfg_off, origin_off; /* origin_off: of the cfg's origin word, within the cfg */
+} breaker_kind = {"breaker", CFG_BREAKER, REG_BREAKERS, EV_BREAKER_CREATED, false, "", find_breaker,
+                  add_breaker, sizeof(struct cfg_breaker), offsetof(struct cfg_breaker, c),
+                  offsetof(struct prot_breaker_cfg, origin)},
+  pool_kind = {"pool", CFG_POOL, REG_POOLS, EV_POOL_CREATED, true, " (state kept)", find_pool, add_pool,
+               sizeof(struct cfg_pool), offsetof(struct cfg_pool, c), offsetof(struct prot_pool_cfg, origin)};
+_Static_assert(offsetof(struct cfg_breaker, o) == 0 && offsetof(struct cfg_pool, o) == 0,
+               "created objects start with their cfg_obj");
+#define CREATE_CFG_BYTES sizeof(struct prot_pool_cfg)
+_Static_assert(sizeof(struct prot_breaker_cfg) == CREATE_CFG_BYTES, "both cfg blocks compare as one size");
+
+/* Same options as the existing object: the cfg blocks equal, their origin words aside. */
+static bool same_options(const struct create_kind *k, const char *have, const char *want)
+{
+	unsigned char a[CREATE_CFG_BYTES], b[CREATE_CFG_BYTES];
+	memcpy(a, have + k->cfg_off, sizeof a);
+	memcpy(b, want + k->cfg_off, sizeof b);
+	memset(a + k->origin_off, 0, sizeof(uint64_t));
+	memset(b + k->origin_off, 0, sizeof(uint64_t));
+	return memcmp(a, b, sizeof a) == 0;
+}
+
+/* Validate NAME's options into a scratch config, then: the same options again keep the existing
+ * object (ok), other options are refused (exists), else it is added as a runtime object. */
+static void create_object(struct out *o, const struct create_kind *k, const char *name, char **w, int nw)
 {
 	struct cfg_errors e = { 0 };
 	struct config next, scratch;
@@ -265,14 +305,16 @@ static void do_breaker_create(struct out *o, const char *name, char **w, int nw)
 		outf(o, "error out of memory\n");
 		goto out;
 	}
-	struct cfg_breaker *want = config_add_breaker(&scratch, name);
+	if (k->running_defaults)
+		scratch.daemon = next.daemon;
+	char *want = k->add(&scratch, name);
 	if (!want)
 		cfg_errors_add(&e, "out of memory");
-	else if (config_check_name("breaker", name, err))
+	else if (config_check_name(k->what, name, err))
 		cfg_errors_add(&e, "%s", err);
 	for (int i = 0; !e.n && i < nw; i++) {
 		char *value;
-		if (split(w[i], &value, &e) == 0 && config_set_value(CFG_BREAKER, want, w[i], value, err))
+		if (split(w[i], &value, &e) == 0 && config_set_value(k->kind, want, w[i], value, err))
 			cfg_errors_add(&e, "%s", err);
 	}
 	if (e.n) {
@@ -281,37 +323,45 @@ static void do_breaker_create(struct out *o, const char *name, char **w, int nw)
 		goto out;
 	}
 	config_finalize(&scratch);
-	struct cfg_breaker *have = config_breaker(&next, name);
+	const char *have = k->find(&next, name);
 	if (have) {
-		struct prot_breaker_cfg a = have->c, b = want->c;
-		a.origin = b.origin = 0;
-		if (memcmp(&a, &b, sizeof a) == 0)
-			outf(o, "ok\nbreaker %s exists with the same options\n", name);
+		if (same_options(k, have, want))
+			outf(o, "ok\n%s %s exists with the same options%s\n", k->what, name, k->same_note);
 		else
-			outf(o, "error exists: breaker %s exists with other options\n", name);
+			outf(o, "error exists: %s %s exists with other options\n", k->what, name);
 		config_free(&next);
 		goto out;
 	}
-	struct cfg_breaker *b = config_add_breaker(&next, name);
-	if (!b) {
+	char *made = k->add(&next, name);
+	if (!made) {
 		config_free(&next);
 		outf(o, "error out of memory\n");
 		goto out;
 	}
-	*b = *want;
-	b->o.origin = CFG_ORIGIN_RUNTIME;
+	memcpy(made, want, k->obj_size);
+	((struct cfg_obj *)made)->origin = CFG_ORIGIN_RUNTIME;
 	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
 		errors_reply(o, &e);
 		goto out;
 	}
-	int slot = shm_slot_find(ctl.shm, REG_BREAKERS, name);
-	prot_event_emit(ctl.shm->hdr, EV_BREAKER_CREATED, slot < 0 ? 0 : (uint32_t)slot, name, 0, 0);
-	outf(o, "ok\nbreaker %s created\n", name);
-	log_info("control: breaker %s created", name);
+	int slot = shm_slot_find(ctl.shm, k->reg, name);
+	prot_event_emit(ctl.shm->hdr, k->created_event, slot < 0 ? 0 : (uint32_t)slot, name, 0, 0);
+	outf(o, "ok\n%s %s created\n", k->what, name);
+	log_info("control: %s %s created", k->what, name);
 out:
 	registry_unlock();
 	config_free(&scratch);
 	cfg_errors_free(&e);
+}
+
+static void do_breaker_create(struct out *o, const char *name, char **w, int nw)
+{
+	create_object(o, &breaker_kind, name, w, nw);
+}
+
+static void do_pool_create(struct out *o, const char *name, char **w, int nw)
+{
+	create_object(o, &pool_kind, name, w, nw);
 }
 
 /* ---- breaker-remove -------------------------------------------------------------------------------- */
@@ -355,67 +405,6 @@ out:
 }
 
 /* ---- pool-create, pool-remove ------------------------------------------------------------------- */
-static void do_pool_create(struct out *o, const char *name, char **w, int nw)
-{
-	struct cfg_errors e = { 0 };
-	struct config next, scratch;
-	char err[CFG_ERR_MAX];
-	config_init(&scratch);
-	registry_lock();
-	if (registry_snapshot(&next) < 0) {
-		outf(o, "error out of memory\n");
-		goto out;
-	}
-	scratch.daemon = next.daemon; /* the running defaults (reclaim_interval) */
-	struct cfg_pool *want = config_add_pool(&scratch, name);
-	if (!want)
-		cfg_errors_add(&e, "out of memory");
-	else if (config_check_name("pool", name, err))
-		cfg_errors_add(&e, "%s", err);
-	for (int i = 0; !e.n && i < nw; i++) {
-		char *value;
-		if (split(w[i], &value, &e) == 0 && config_set_value(CFG_POOL, want, w[i], value, err))
-			cfg_errors_add(&e, "%s", err);
-	}
-	if (e.n) {
-		config_free(&next);
-		errors_reply(o, &e);
-		goto out;
-	}
-	config_finalize(&scratch);
-	struct cfg_pool *have = config_pool(&next, name);
-	if (have) {
-		struct prot_pool_cfg a = have->c, b = want->c;
-		a.origin = b.origin = 0;
-		if (memcmp(&a, &b, sizeof a) == 0)
-			outf(o, "ok\npool %s exists with the same options (state kept)\n", name);
-		else
-			outf(o, "error exists: pool %s exists with other options\n", name);
-		config_free(&next);
-		goto out;
-	}
-	struct cfg_pool *np = config_add_pool(&next, name);
-	if (!np) {
-		config_free(&next);
-		outf(o, "error out of memory\n");
-		goto out;
-	}
-	*np = *want;
-	np->o.origin = CFG_ORIGIN_RUNTIME;
-	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
-		errors_reply(o, &e);
-		goto out;
-	}
-	int slot = shm_slot_find(ctl.shm, REG_POOLS, name);
-	prot_event_emit(ctl.shm->hdr, EV_POOL_CREATED, slot < 0 ? 0 : (uint32_t)slot, name, 0, 0);
-	outf(o, "ok\npool %s created\n", name);
-	log_info("control: pool %s created", name);
-out:
-	registry_unlock();
-	config_free(&scratch);
-	cfg_errors_free(&e);
-}
-
 static void do_pool_remove(struct out *o, const char *name, char **w, int nw)
 {
 	(void)w;
