@@ -730,6 +730,12 @@ void config_del_breaker(struct config *c, size_t i)
 	c->nbreakers--;
 }
 
+void config_del_pool(struct config *c, size_t i)
+{
+	memmove(&c->pools[i], &c->pools[i + 1], (c->npools - i - 1) * sizeof *c->pools);
+	c->npools--;
+}
+
 #define FIND(arr, n, nm)                                                                       \
 	for (size_t i_ = 0; i_ < (n); i_++)                                                        \
 		if (strcmp((arr)[i_].o.name, (nm)) == 0)                                           \

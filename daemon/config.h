@@ -129,8 +129,9 @@ struct cfg_pool *config_add_pool(struct config *c, const char *name);
  * use; NULL with the reason in ERR. The one inline-object rule (config.c states it). */
 void *config_inline_target(struct config *c, size_t ki, enum cfg_kind kind, int origin,
                            char err[CFG_ERR_MAX]);
-/* Remove the breaker at index i (order of the others kept). */
+/* Remove the breaker / pool at index i (order of the others kept). */
 void config_del_breaker(struct config *c, size_t i);
+void config_del_pool(struct config *c, size_t i);
 
 /* Printable value of option NAME of OBJ ("" when it does not exist): for `set` replies. */
 void config_get_value(enum cfg_kind kind, const void *obj, const char *name, char *buf, size_t n);

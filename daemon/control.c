@@ -404,7 +404,7 @@ out:
 	cfg_errors_free(&e);
 }
 
-/* ---- pool-create, pool-remove ------------------------------------------------------------------- */
+/* ---- pool-remove -------------------------------------------------------------------------------- */
 static void do_pool_remove(struct out *o, const char *name, char **w, int nw)
 {
 	(void)w;
@@ -430,9 +430,7 @@ static void do_pool_remove(struct out *o, const char *name, char **w, int nw)
 		goto out;
 	}
 	int slot = shm_slot_find(ctl.shm, REG_POOLS, name);
-	size_t i = (size_t)(have - next.pools);
-	memmove(&next.pools[i], &next.pools[i + 1], (next.npools - i - 1) * sizeof *next.pools);
-	next.npools--;
+	config_del_pool(&next, (size_t)(have - next.pools));
 	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
 		errors_reply(o, &e);
 		goto out;
