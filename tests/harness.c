@@ -53,7 +53,7 @@ static const char *env_or(const char *var, const char *fallback)
 }
 
 const char *th_protd_path(void) { return env_or("PROTD", "build/daemon/protd"); }
-const char *th_protctl_path(void) { return env_or("PROTCTL", "build/tools/protctl"); }
+const char *th_protctl_path(void) { return env_or("PROTCTL", "build/tools/protctl/protctl"); }
 
 const char *th_segname(const char *tag)
 {

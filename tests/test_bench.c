@@ -8,13 +8,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../tools/bench.h"
+#include "../tools/bench/bench.h"
 #include "harness.h"
 
 static const char *bench_path(void)
 {
 	const char *p = getenv("PROTBENCH");
-	return p && *p ? p : "build/tools/protbench";
+	return p && *p ? p : "build/tools/bench/protbench";
 }
 
 static const char *const labels[] = {

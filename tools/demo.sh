@@ -12,4 +12,4 @@ deps_install demo || exit 1
 build_dir build || exit 1
 export PYTHONPATH="$PWD/python" PROT_LIBRARY="$PWD/build/lib/libprot.so.1"
 exec timeout 120 /usr/bin/python3 examples/redis_app/run_demo.py --protd build/daemon/protd \
-	--protctl build/tools/protctl --ini examples/protd.ini
+	--protctl build/tools/protctl/protctl --ini examples/protd.ini

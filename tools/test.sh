@@ -63,7 +63,7 @@ run_suite() {
 	local log="$logdir/$(echo "$name" | tr '/ []' '____').log"
 	local try
 	for try in 1 2; do
-		PROT_SRCDIR="$PWD" PROTD="$PWD/$pdir/daemon/protd" PROTCTL="$PWD/$dir/tools/protctl" PROTBENCH="$PWD/$dir/tools/protbench" \
+		PROT_SRCDIR="$PWD" PROTD="$PWD/$pdir/daemon/protd" PROTCTL="$PWD/$dir/tools/protctl/protctl" PROTBENCH="$PWD/$dir/tools/bench/protbench" \
 			timeout 600 "$@" >"$log" 2>&1
 		rc=$?
 		# Criterion's runner itself (not a test) sometimes fails to fork a test instance on a
@@ -150,7 +150,7 @@ run_check "meson install --destdir" bash tests/sh/install.sh build
 # ("3 failed, 9 passed, 1 error in 2.1s"). Exit 5 (no test collected) is a failure: the suites exist.
 pylog="$logdir/pytest.log"
 PYTHONPATH="$PWD/python:$PWD/tests/python" PROT_LIBRARY="$PWD/build/lib/libprot.so.1" \
-	PROTD="$PWD/build/daemon/protd" PROTCTL="$PWD/build/tools/protctl" \
+	PROTD="$PWD/build/daemon/protd" PROTCTL="$PWD/build/tools/protctl/protctl" \
 	PROT_LAYOUT="$PWD/build/python/prot-layout" PROT_BUILDDIR="$PWD/build" \
 	timeout 600 /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/python >"$pylog" 2>&1
 rc=$?
