@@ -1,6 +1,14 @@
 /* config.h — protd's configuration: the INI file parsed into plain C structs that map 1:1 onto the
  * cfg blocks of lib/layout.h, plus the single-value validator the control socket shares with the
- * INI parser (same parser, same messages). Option reference: the comment at the top of config.c.
+ * INI parser (same parser, same messages). The one interface of the config module to the rest of
+ * protd (and to protd-ini-doc and fuzz_ini); its files, each saying what it owns:
+ *   config.c         the objects in memory: defaults, copy, add, find, remove, derived defaults
+ *   config_schema.c  the option tables and every other set of names (option reference: its top)
+ *   config_value.c   one value: parse and range-check it, format it back
+ *   config_check.c   the whole-config checks before a swap, the segment size, the error list
+ *   config_inline.c  where a key's breaker_* / pool_* options go (INI and control socket alike)
+ *   config_ini.c     the INI reader (config_load), FILE:LINE messages
+ * config_schema.h is the module's own: the option type the files above share.
  */
 #ifndef PROTD_CONFIG_H
 #define PROTD_CONFIG_H
@@ -95,7 +103,7 @@ int config_copy(struct config *dst, const struct config *src);
  * (or -errno when the file cannot be opened, with a message in *errs too). Applies nothing. */
 int config_load(const char *file, struct config *c, struct cfg_errors *errs);
 
-/* Validate and store one value: option NAME of an object of KIND (the option tables of config.c;
+/* Validate and store one value: option NAME of an object of KIND (the tables of config_schema.c;
  * breaker_* / pool_* options of a key go to the breaker/pool, see config_route()). Returns
  * 0, or -1 with the message (no file/line prefix) in errbuf. Marks the option as given (the INI
  * parser refuses a second value; the control socket overwrites). */
@@ -117,7 +125,16 @@ void config_finalize(struct config *c);
  * errors added. */
 int config_check(const struct config *c, struct cfg_errors *errs);
 
-/* Lookups by name; NULL when absent. */
+/* Any kind of object. config_count: how many objects of KIND c holds (1 for [segment] and
+ * [daemon]); config_object: the I-th (the only one for [segment] and [daemon]). For keys, breakers
+ * and pools: config_find by name (NULL when absent), config_add appends one named NAME with its
+ * defaults (NULL on -ENOMEM; the array may move). Every object starts with its struct cfg_obj. */
+size_t config_count(const struct config *c, enum cfg_kind kind);
+void *config_object(const struct config *c, enum cfg_kind kind, size_t i);
+void *config_find(const struct config *c, enum cfg_kind kind, const char *name);
+void *config_add(struct config *c, enum cfg_kind kind, const char *name);
+
+/* The same by type. Lookups by name; NULL when absent. */
 struct cfg_key *config_key(const struct config *c, const char *name);
 struct cfg_breaker *config_breaker(const struct config *c, const char *name);
 struct cfg_pool *config_pool(const struct config *c, const char *name);
@@ -126,7 +143,7 @@ struct cfg_key *config_add_key(struct config *c, const char *name);
 struct cfg_breaker *config_add_breaker(struct config *c, const char *name);
 struct cfg_pool *config_add_pool(struct config *c, const char *name);
 /* The breaker or pool (KIND) that key KI's breaker_* / pool_* options configure, made on first
- * use; NULL with the reason in ERR. The one inline-object rule (config.c states it). */
+ * use; NULL with the reason in ERR. The one inline-object rule (config_inline.c states it). */
 void *config_inline_target(struct config *c, size_t ki, enum cfg_kind kind, int origin,
                            char err[CFG_ERR_MAX]);
 /* Remove the breaker / pool at index i (order of the others kept). */
@@ -146,6 +163,5 @@ void config_default_control(const char *segname, char *buf, size_t n);
 int config_segment_size(const struct config *c, uint64_t *size);
 /* "8.3 MiB" */
 void config_fmt_size(char *buf, size_t n, uint64_t bytes);
-
 
 #endif

@@ -1,5 +1,6 @@
-/* fuzz_ini.c — libFuzzer harness for protd's INI loader (daemon/config.c): the input is written to
- * a memfd and loaded with config_load() through /proc/self/fd/N, exactly as protd reads a file.
+/* fuzz_ini.c — libFuzzer harness for protd's INI loader (daemon/config_ini.c): the input is
+ * written to a memfd and loaded with config_load() through /proc/self/fd/N, exactly as protd reads
+ * a file.
  * Every outcome (valid, or errors) must end without a crash, leak or undefined behaviour; each
  * error message must carry the "FILE" prefix config_load promises.
  */
