@@ -62,55 +62,49 @@ static int parse_number(const struct opt *o, const char *v, uint64_t *out, char 
 	return 0;
 }
 
-static int parse_duration(const struct opt *o, const char *v, uint64_t *out, char *err)
-{
-	static const struct {
+/* A number followed by a unit: durations (in ms) and sizes (in bytes) differ only in this. */
+struct unit_family {
+	const char *what;                         /* "a duration (e.g. ...)": the form expected */
+	const char *use;                          /* the units, for the message */
+	bool blanks;                              /* blanks may come between number and unit */
+	int (*cmp)(const char *, const char *);   /* strcmp, or strcasecmp: units in any case */
+	struct {
 		const char *unit;
-		uint64_t ms;
-	} units[] = { { "", 1 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 } };
-	const char *end;
-	uint64_t n;
-	int r = parse_digits(v, &n, &end);
-	if (r == -1)
-		return fail(err, "%s: \"%s\" is not a duration (e.g. 500ms, 2s, 1m)", o->name, v);
-	if (r == -2)
-		return fail(err, "%s: %s overflows", o->name, v);
-	while (*end == ' ' || *end == '\t')
-		end++;
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-		if (strcmp(end, units[i].unit) != 0)
-			continue;
-		if (n > UINT64_MAX / units[i].ms)
-			return fail(err, "%s: %s overflows", o->name, v);
-		*out = n * units[i].ms;
-		return 0;
-	}
-	return fail(err, "%s: unknown unit \"%s\" in \"%s\" (use ms, s, m or h)", o->name, end, v);
-}
+		uint64_t mul;
+	} units[8];                               /* ended by a NULL unit */
+};
 
-static int parse_size(const struct opt *o, const char *v, uint64_t *out, char *err)
+static const struct unit_family durations = {
+	"duration (e.g. 500ms, 2s, 1m)", "ms, s, m or h", true, strcmp,
+	{ { "", 1 }, { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 }, { NULL, 0 } },
+};
+static const struct unit_family sizes = {
+	"size (e.g. 512MiB, 2GiB, 1048576)", "KiB, MiB or GiB", false, strcasecmp,
+	{ { "", 1 }, { "k", 1ull << 10 }, { "kib", 1ull << 10 }, { "m", 1ull << 20 },
+	  { "mib", 1ull << 20 }, { "g", 1ull << 30 }, { "gib", 1ull << 30 }, { NULL, 0 } },
+};
+
+static int parse_with_unit(const struct opt *o, const struct unit_family *f, const char *v,
+                           uint64_t *out, char *err)
 {
-	static const struct {
-		const char *unit;
-		unsigned shift;
-	} units[] = { { "", 0 },      { "k", 10 },  { "kib", 10 }, { "m", 20 },
-		      { "mib", 20 }, { "g", 30 }, { "gib", 30 } };
 	const char *end;
 	uint64_t n;
 	int r = parse_digits(v, &n, &end);
 	if (r == -1)
-		return fail(err, "%s: \"%s\" is not a size (e.g. 512MiB, 2GiB, 1048576)", o->name, v);
+		return fail(err, "%s: \"%s\" is not a %s", o->name, v, f->what);
 	if (r == -2)
 		return fail(err, "%s: %s overflows", o->name, v);
-	for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-		if (strcasecmp(end, units[i].unit) != 0)
+	while (f->blanks && (*end == ' ' || *end == '\t'))
+		end++;
+	for (size_t i = 0; f->units[i].unit; i++) {
+		if (f->cmp(end, f->units[i].unit) != 0)
 			continue;
-		if (n > UINT64_MAX >> units[i].shift)
+		if (n > UINT64_MAX / f->units[i].mul)
 			return fail(err, "%s: %s overflows", o->name, v);
-		*out = n << units[i].shift;
+		*out = n * f->units[i].mul;
 		return 0;
 	}
-	return fail(err, "%s: unknown unit \"%s\" in \"%s\" (use KiB, MiB or GiB)", o->name, end, v);
+	return fail(err, "%s: unknown unit \"%s\" in \"%s\" (use %s)", o->name, end, v, f->use);
 }
 
 static int parse_enum(const struct opt *o, const char *v, uint64_t *out, char *err)
@@ -218,10 +212,10 @@ static int set_opt(const struct opt *o, void *obj, const char *v, char *err)
 		r = parse_number(o, v, &n, err);
 		break;
 	case T_DUR:
-		r = parse_duration(o, v, &n, err);
+		r = parse_with_unit(o, &durations, v, &n, err);
 		break;
 	case T_SIZE:
-		r = parse_size(o, v, &n, err);
+		r = parse_with_unit(o, &sizes, v, &n, err);
 		break;
 	case T_ENUM:
 		r = parse_enum(o, v, &n, err);
