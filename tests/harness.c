@@ -1,6 +1,8 @@
 /* harness.c — real processes for the test suites: protd started and stopped by pid, forked
- * workers, protctl runs with captured output, unique segment names, bounded waits.
- * Not thread-safe: a Criterion test runs in its own process, one thread.
+ * workers, protctl runs with captured output, unique segment names, bounded waits, and the pool
+ * helpers several suites share (status, waits on it, a counting connector).
+ * Not thread-safe: a Criterion test runs in its own process, one thread (the connector's counters
+ * are atomics: forked children and the threads of a child count into the same shared struct).
  */
 #include "harness.h"
 
@@ -36,6 +38,23 @@ uint64_t th_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void th_sleep_ms(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+	nanosleep(&ts, NULL);
+}
+
+bool th_wait_flag(_Atomic int *flag, int v, int timeout_ms)
+{
+	uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
+	while (atomic_load(flag) < v) {
+		if (th_now_ms() > end)
+			return false;
+		th_sleep_ms(1);
+	}
+	return true;
 }
 
 static void th_register(void)
@@ -124,6 +143,31 @@ const char *th_protd_log(pid_t pid)
 			return th_logs[i];
 	static char none[] = "";
 	return none;
+}
+
+struct th_log_wait {
+	pid_t pid;
+	const char *text;
+};
+
+static bool th_log_has(void *arg)
+{
+	const struct th_log_wait *w = arg;
+	FILE *f = fopen(th_protd_log(w->pid), "r");
+	if (!f)
+		return false;
+	char line[4096];
+	bool found = false;
+	while (!found && fgets(line, sizeof line, f))
+		found = strstr(line, w->text) != NULL;
+	fclose(f);
+	return found;
+}
+
+bool th_log_until(pid_t pid, const char *text, int timeout_ms)
+{
+	struct th_log_wait w = { pid, text };
+	return th_until(th_log_has, &w, timeout_ms);
 }
 
 static void th_dump_log(pid_t pid)
@@ -380,6 +424,14 @@ pid_t th_serve(const char *tag, const char *ini_text, const char **seg, const ch
 	return pid;
 }
 
+pid_t th_serve_head(const char *tag, const char *head, const char *sections, const char **seg,
+                    const char **ini, prot_t **p)
+{
+	char text[4096];
+	cr_assert((size_t)snprintf(text, sizeof text, "%s%s", head, sections) < sizeof text);
+	return th_serve(tag, text, seg, ini, p);
+}
+
 void th_unserve(prot_t *p, pid_t protd)
 {
 	prot_close(p);
@@ -437,4 +489,77 @@ void th_cleanup(void)
 		}
 		th_dir[0] = 0;
 	}
+}
+
+/* ---- pools ------------------------------------------------------------------------------------ */
+struct prot_pool_status th_pool_status(prot_t *p, const char *pool)
+{
+	struct prot_pool_status st;
+	int r = prot_pool_status(p, pool, &st);
+	cr_assert_eq(r, 0, "status %s: %s", pool, prot_strerror(r));
+	return st;
+}
+
+bool th_pool_until_at(prot_t *p, const char *pool, size_t off, size_t size, uint32_t want,
+                      int timeout_ms)
+{
+	cr_assert(size == sizeof(uint32_t) && off + size <= sizeof(struct prot_pool_status));
+	uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		struct prot_pool_status st;
+		uint32_t v;
+		if (prot_pool_status(p, pool, &st) == 0) {
+			memcpy(&v, (const char *)&st + off, sizeof v);
+			if (v == want)
+				return true;
+		}
+		if (th_now_ms() >= end)
+			return false;
+		th_sleep_ms(1);
+	}
+}
+
+static int th_conn_create(void *ctx, void **conn)
+{
+	struct th_conns *c = ctx;
+	if (atomic_load(&c->fail_create))
+		return -ECONNREFUSED;
+	*conn = (void *)(intptr_t)(atomic_fetch_add(&c->next_id, 1) + 1);
+	int open = atomic_fetch_add(&c->created, 1) + 1 - atomic_load(&c->destroyed);
+	for (int m = atomic_load(&c->open_max); open > m && !atomic_compare_exchange_weak(&c->open_max, &m, open);)
+		;
+	return 0;
+}
+
+static void th_conn_destroy(void *ctx, void *conn)
+{
+	struct th_conns *c = ctx;
+	int id = th_conn_id(conn);
+	if (id > 0 && id < TH_CONN_IDS)
+		atomic_store(&c->destroyed_ids[id], 1);
+	atomic_fetch_add(&c->destroyed, 1);
+}
+
+static int th_conn_check(void *ctx, void *conn)
+{
+	(void)ctx;
+	return th_conn_id(conn) > 0 ? 0 : -1;
+}
+
+struct prot_connector th_connector(struct th_conns *c)
+{
+	return (struct prot_connector){ .create = th_conn_create, .destroy = th_conn_destroy,
+		                        .check = th_conn_check, .ctx = c };
+}
+
+void th_pool_register(prot_t *p, const char *pool, struct th_conns *c)
+{
+	struct prot_connector cn = th_connector(c);
+	int r = prot_pool_register(p, pool, &cn);
+	cr_assert_eq(r, 0, "register %s: %s", pool, prot_strerror(r));
+}
+
+int th_conn_id(void *conn)
+{
+	return (int)(intptr_t)conn;
 }

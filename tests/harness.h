@@ -11,6 +11,7 @@
 #define PROT_TEST_HARNESS_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,6 +43,8 @@ int th_protd_stop(pid_t pid);
 void th_kill9(pid_t pid);
 /* Path of protd's log file for pid (stderr). */
 const char *th_protd_log(pid_t pid);
+/* Wait (bounded) until a line of protd PID's log contains TEXT; false when timeout_ms ran out. */
+bool th_log_until(pid_t pid, const char *text, int timeout_ms);
 
 /* Wait for pid to exit, at most timeout_ms. Returns 0 and *status, or -ETIMEDOUT. */
 int th_wait(pid_t pid, int timeout_ms, int *status);
@@ -68,6 +71,9 @@ int th_protctl(struct th_out *o, const char *seg, ...);
 /* The usual fixture: write INI_TEXT to a file, start protd on a new segment named after TAG, attach.
  * Fills *seg, *ini and *p; returns protd's pid. th_unserve() detaches and stops protd cleanly. */
 pid_t th_serve(const char *tag, const char *ini_text, const char **seg, const char **ini, prot_t **p);
+/* th_serve of HEAD followed by SECTIONS (a suite's [segment]/[daemon] head, a test's objects). */
+pid_t th_serve_head(const char *tag, const char *head, const char *sections, const char **seg,
+                    const char **ini, prot_t **p);
 void th_unserve(prot_t *p, pid_t protd);
 
 /* Open the segment, retrying for up to timeout_ms while it does not exist yet. */
@@ -78,6 +84,39 @@ bool th_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
 
 /* Monotonic ms. */
 uint64_t th_now_ms(void);
+/* Sleep ms milliseconds (children may call it). */
+void th_sleep_ms(int ms);
+/* Wait (bounded) until the shared counter *flag reaches v, sleeping 1 ms between looks; false
+ * when timeout_ms ran out. Asserts nothing: forked children use it too. */
+bool th_wait_flag(_Atomic int *flag, int v, int timeout_ms);
+
+/* ---- pools ---- */
+/* prot_pool_status of POOL, asserted to succeed (the test process only). */
+struct prot_pool_status th_pool_status(prot_t *p, const char *pool);
+/* Poll POOL's status every ms until its uint32_t member FIELD (waiting, in_use, open, size, ...)
+ * equals WANT; false when timeout_ms ran out. */
+#define th_pool_until(p, pool, field, want, timeout_ms)                                            \
+	th_pool_until_at((p), (pool), offsetof(struct prot_pool_status, field),                    \
+	                 sizeof(((struct prot_pool_status *)0)->field), (want), (timeout_ms))
+bool th_pool_until_at(prot_t *p, const char *pool, size_t off, size_t size, uint32_t want,
+                      int timeout_ms);
+
+/* A connector whose connections are small ints (1, 2, ...: th_conn_id), counted in a struct
+ * th_conns the test keeps in memory shared with its children (th_shared). */
+#define TH_CONN_IDS 64
+struct th_conns {
+	_Atomic int next_id;                    /* connection ids handed out */
+	_Atomic int created, destroyed;
+	_Atomic int open_max;                   /* most open at once (created - destroyed) */
+	_Atomic int fail_create;                /* create fails with -ECONNREFUSED while set */
+	_Atomic int destroyed_ids[TH_CONN_IDS]; /* 1 once connection id (< TH_CONN_IDS) was destroyed */
+};
+/* The connector (create, destroy, check) counting into *c. */
+struct prot_connector th_connector(struct th_conns *c);
+/* prot_pool_register(p, pool, th_connector(c)), asserted to succeed (the test process only). */
+void th_pool_register(prot_t *p, const char *pool, struct th_conns *c);
+/* The id of one of its connections. */
+int th_conn_id(void *conn);
 
 /* Unlink remembered segment names, kill (by pid) any protd this process started and has not
  * stopped, remove temp files. Registered with atexit on first use; tests may call it directly. */

@@ -586,9 +586,7 @@ static const char ini_head[] = "[segment]\nmax_keys = 4\nmax_breakers = 8\nmax_p
 static struct env *start(const char *sections)
 {
 	struct env *e = th_shared(sizeof *e);
-	char text[4096];
-	cr_assert((size_t)snprintf(text, sizeof text, "%s%s", ini_head, sections) < sizeof text);
-	e->protd = th_serve("brk", text, &e->seg, &e->ini, &e->p);
+	e->protd = th_serve_head("brk", ini_head, sections, &e->seg, &e->ini, &e->p);
 	return e;
 }
 

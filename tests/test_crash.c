@@ -13,7 +13,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -40,9 +39,7 @@ static const char ini_head[] = "[segment]\nmax_keys = 4\nmax_breakers = 4\nmax_p
 static struct env *start(const char *sections)
 {
 	struct env *e = th_shared(sizeof *e);
-	char text[4096];
-	cr_assert((size_t)snprintf(text, sizeof text, "%s%s", ini_head, sections) < sizeof text);
-	e->protd = th_serve("crash", text, &e->seg, &e->ini, &e->p);
+	e->protd = th_serve_head("crash", ini_head, sections, &e->seg, &e->ini, &e->p);
 	snprintf(e->segname, sizeof e->segname, "%s", e->seg);
 	return e;
 }
@@ -50,44 +47,6 @@ static struct env *start(const char *sections)
 static void stop(struct env *e)
 {
 	th_unserve(e->p, e->protd);
-}
-
-static struct prot_pool_status pstatus(prot_t *p, const char *pool)
-{
-	struct prot_pool_status st;
-	int r = prot_pool_status(p, pool, &st);
-	cr_assert_eq(r, 0, "status %s: %s", pool, prot_strerror(r));
-	return st;
-}
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-	nanosleep(&ts, NULL);
-}
-
-/* Wait (bounded) until a shared flag reaches v; children use it too. */
-static bool wait_flag(_Atomic int *f, int v, int timeout_ms)
-{
-	uint64_t end = th_now_ms() + (uint64_t)timeout_ms;
-	while (atomic_load(f) < v)
-		if (th_now_ms() > end)
-			return false;
-		else
-			sleep_ms(1);
-	return true;
-}
-
-struct pool_idle {
-	prot_t *p;
-	const char *pool;
-	uint32_t in_use;
-};
-static bool pool_at(void *arg)
-{
-	struct pool_idle *w = arg;
-	struct prot_pool_status st;
-	return prot_pool_status(w->p, w->pool, &st) == 0 && st.in_use == w->in_use;
 }
 
 /* ---- 1. exact identity: pid reuse in a new PID namespace ---------------------------------------- */
@@ -118,7 +77,7 @@ static int ns_newcomer(struct env *e)
 	prot_lease stolen = e->lease;
 	atomic_store(&e->result, prot_pool_checkin(p, &stolen, PROT_CHECKIN_OK));
 	atomic_store(&e->ready, 1);
-	wait_flag(&e->go, 1, 5000); /* alive while the parent looks */
+	th_wait_flag(&e->go, 1, 5000); /* alive while the parent looks */
 	prot_close(p);
 	return 0;
 }
@@ -161,7 +120,7 @@ Test(crash, pid_reuse_in_a_new_pid_namespace, .timeout = 30)
 		int st;
 		_exit(th_wait(init, 20000, &st) == 0 && WIFEXITED(st) ? WEXITSTATUS(st) : 99);
 	}
-	if (!wait_flag(&e->ready, 1, 10000)) {
+	if (!th_wait_flag(&e->ready, 1, 10000)) {
 		int st = 0;
 		th_wait(outer, 5000, &st);
 		if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
@@ -172,8 +131,8 @@ Test(crash, pid_reuse_in_a_new_pid_namespace, .timeout = 30)
 	}
 	cr_expect_eq(atomic_load(&e->result), -PROT_ESTALE,
 	             "a newcomer with the dead holder's pid must not check in its lease");
-	struct pool_idle w = { e->p, "db", 0 };
-	cr_expect(th_until(pool_at, &w, 2000), "the dead holder's lease is reclaimed while the newcomer lives");
+	cr_expect(th_pool_until(e->p, "db", in_use, 0, 2000),
+	          "the dead holder's lease is reclaimed while the newcomer lives");
 	atomic_store(&e->go, 1);
 	int st;
 	cr_assert_eq(th_wait(outer, 10000, &st), 0);
@@ -198,7 +157,7 @@ Test(crash, stale_copies_double_checkins_and_garbage_are_estale)
 	/* the same entry handed out again: the old copy must not release the new lease */
 	cr_assert_eq(prot_pool_checkout(e->p, "db", 0, &now, NULL), 0);
 	cr_expect_eq(prot_pool_checkin(e->p, &copy, PROT_CHECKIN_BROKEN), -PROT_ESTALE);
-	cr_expect_eq(pstatus(e->p, "db").in_use, 1, "the new lease is still held");
+	cr_expect_eq(th_pool_status(e->p, "db").in_use, 1, "the new lease is still held");
 	/* a copy 64 checkouts old */
 	prot_lease old = now;
 	cr_assert_eq(prot_pool_checkin(e->p, &now, PROT_CHECKIN_OK), 0);
@@ -222,7 +181,7 @@ Test(crash, stale_copies_double_checkins_and_garbage_are_estale)
 			g.opaque[1] = now.opaque[1];
 		cr_assert_eq(prot_pool_checkin(e->p, &g, PROT_CHECKIN_OK), -PROT_ESTALE, "garbage %d", i);
 	}
-	cr_expect_eq(pstatus(e->p, "db").in_use, 1);
+	cr_expect_eq(th_pool_status(e->p, "db").in_use, 1);
 	cr_expect_eq(prot_pool_checkin(e->p, &now, PROT_CHECKIN_OK), 0);
 	stop(e);
 }
@@ -237,7 +196,7 @@ static int hold_and_share(void *arg, int i)
 	if (prot_pool_checkout(p, "db", 1000, &e->lease, NULL) != 0)
 		return 2;
 	atomic_store(&e->ready, 1);
-	if (!wait_flag(&e->go, 1, 5000))
+	if (!th_wait_flag(&e->go, 1, 5000))
 		return 3;
 	/* the other process's attempt must not have released ours */
 	int r = prot_pool_checkin(p, &e->lease, PROT_CHECKIN_OK);
@@ -257,7 +216,7 @@ Test(crash, another_process_lease_and_a_lease_from_before_fork_are_estale)
 {
 	struct env *e = start("[pool db]\nsize = 2\nmax_overflow = 0\n");
 	pid_t c = th_fork(hold_and_share, e, 0);
-	cr_assert(wait_flag(&e->ready, 1, 5000));
+	cr_assert(th_wait_flag(&e->ready, 1, 5000));
 	prot_lease foreign = e->lease;
 	cr_expect_eq(prot_pool_checkin(e->p, &foreign, PROT_CHECKIN_OK), -PROT_ESTALE);
 	atomic_store(&e->go, 1);
@@ -267,7 +226,7 @@ Test(crash, another_process_lease_and_a_lease_from_before_fork_are_estale)
 	/* a lease held by the parent, tried in a child forked afterwards */
 	cr_assert_eq(prot_pool_checkout(e->p, "db", 0, &e->lease, NULL), 0);
 	th_fork_n(1, checkin_parents, e, 5000);
-	cr_expect_eq(pstatus(e->p, "db").in_use, 1);
+	cr_expect_eq(th_pool_status(e->p, "db").in_use, 1);
 	cr_expect_eq(prot_pool_checkin(e->p, &e->lease, PROT_CHECKIN_OK), 0);
 	stop(e);
 }
@@ -290,19 +249,8 @@ static int queue_and_hold(void *arg, int i)
 		return 1;
 	atomic_store(&e->t_ms, th_now_ms());
 	atomic_store(&e->result, i); /* who got it */
-	wait_flag(&e->go, 1, 5000);
+	th_wait_flag(&e->go, 1, 5000);
 	return prot_pool_checkin(e->p, &l, PROT_CHECKIN_OK) == 0 ? 0 : 2;
-}
-
-static bool waiting_is(struct env *e, uint32_t n)
-{
-	uint64_t end = th_now_ms() + 5000;
-	while (th_now_ms() < end) {
-		if (pstatus(e->p, "db").waiting == n)
-			return true;
-		sleep_ms(1);
-	}
-	return false;
 }
 
 Test(crash, a_waiter_killed_while_queued_does_not_strand_the_lease, .timeout = 30)
@@ -312,14 +260,14 @@ Test(crash, a_waiter_killed_while_queued_does_not_strand_the_lease, .timeout = 3
 	cr_assert_eq(prot_pool_checkout(e->p, "db", 0, &l, NULL), 0);
 	atomic_store(&e->result, -1);
 	pid_t w1 = th_fork(queue_and_hold, e, 1);
-	cr_assert(waiting_is(e, 1));
+	cr_assert(th_pool_until(e->p, "db", waiting, 1, 5000));
 	pid_t w2 = th_fork(queue_and_hold, e, 2);
-	cr_assert(waiting_is(e, 2));
+	cr_assert(th_pool_until(e->p, "db", waiting, 2, 5000));
 	th_kill9(w1);
 	/* hand it to the dead head of the queue at once, before any reclaim pass saw the death */
 	uint64_t t0 = th_now_ms();
 	cr_assert_eq(prot_pool_checkin(e->p, &l, PROT_CHECKIN_OK), 0);
-	cr_assert(wait_flag(&e->result, 2, 3000), "the next live waiter never got the lease");
+	cr_assert(th_wait_flag(&e->result, 2, 3000), "the next live waiter never got the lease");
 	uint64_t took = atomic_load(&e->t_ms) - t0;
 	cr_expect_lt(took, 500, "the lease reached the live waiter %llu ms after the checkin "
 	             "(reclaim interval 50 ms)", (unsigned long long)took);
@@ -327,9 +275,8 @@ Test(crash, a_waiter_killed_while_queued_does_not_strand_the_lease, .timeout = 3
 	int st;
 	cr_assert_eq(th_wait(w2, 5000, &st), 0);
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-	struct pool_idle w = { e->p, "db", 0 };
-	cr_expect(th_until(pool_at, &w, 2000));
-	cr_expect_eq(pstatus(e->p, "db").reclaims, 1, "exactly the dead waiter's grant was reclaimed");
+	cr_expect(th_pool_until(e->p, "db", in_use, 0, 2000));
+	cr_expect_eq(th_pool_status(e->p, "db").reclaims, 1, "exactly the dead waiter's grant was reclaimed");
 	stop(e);
 }
 
@@ -340,16 +287,16 @@ Test(crash, a_stopped_waiter_is_never_robbed, .timeout = 30)
 	cr_assert_eq(prot_pool_checkout(e->p, "db", 0, &l, NULL), 0);
 	atomic_store(&e->result, -1);
 	pid_t w1 = th_fork(queue_and_hold, e, 1);
-	cr_assert(waiting_is(e, 1));
+	cr_assert(th_pool_until(e->p, "db", waiting, 1, 5000));
 	kill(w1, SIGSTOP);
 	pid_t w2 = th_fork(queue_and_hold, e, 2);
-	cr_assert(waiting_is(e, 2));
+	cr_assert(th_pool_until(e->p, "db", waiting, 2, 5000));
 	cr_assert_eq(prot_pool_checkin(e->p, &l, PROT_CHECKIN_OK), 0); /* to the stopped head */
-	sleep_ms(500); /* 25 reclaim intervals */
+	th_sleep_ms(500); /* 25 reclaim intervals */
 	cr_expect_eq(atomic_load(&e->result), -1, "nobody may take the stopped waiter's lease");
-	cr_expect_eq(pstatus(e->p, "db").reclaims, 0, "a stopped process is alive");
+	cr_expect_eq(th_pool_status(e->p, "db").reclaims, 0, "a stopped process is alive");
 	kill(w1, SIGCONT);
-	cr_assert(wait_flag(&e->result, 1, 3000));
+	cr_assert(th_wait_flag(&e->result, 1, 3000));
 	cr_expect_eq(atomic_load(&e->result), 1, "the stopped waiter got it once continued");
 	atomic_store(&e->go, 1);
 	int st;
@@ -403,7 +350,7 @@ Test(crash, short_deadlines_against_handoffs_reclaim_nothing, .timeout = 60)
 	struct race_stats *rs = th_shared(sizeof *rs + 64);
 	snprintf((char *)(rs + 1), 64, "%s", e->seg);
 	th_fork_n(8, racer, rs, 20000);
-	struct prot_pool_status st = pstatus(e->p, "db");
+	struct prot_pool_status st = th_pool_status(e->p, "db");
 	cr_log_info("%llu checkouts; %llu returned > 10 ms past their deadline; worst %llu us late",
 	            (unsigned long long)rs->ops, (unsigned long long)rs->late_10ms,
 	            (unsigned long long)rs->max_late_us);
@@ -447,7 +394,7 @@ static int take_probe_and_wait(void *arg, int i)
 	if (prot_breaker_allow(p, "b", &e->tok) != 0)
 		return 2;
 	atomic_store(&e->ready, 1);
-	wait_flag(&e->go, 1, 10000); /* killed before this */
+	th_wait_flag(&e->go, 1, 10000); /* killed before this */
 	return 3;
 }
 
@@ -465,10 +412,10 @@ static int race_for_probe(void *arg, int i)
 			atomic_fetch_add(&e->admitted, 1);
 			break;
 		}
-		sleep_ms(1);
+		th_sleep_ms(1);
 	}
 	atomic_fetch_add(&e->done, 1);
-	wait_flag(&e->go, 2, 10000); /* hold it, alive, while the others try */
+	th_wait_flag(&e->go, 2, 10000); /* hold it, alive, while the others try */
 	return 0;
 }
 
@@ -479,17 +426,17 @@ Test(crash, a_killed_probe_holders_permit_returns_to_exactly_one_caller, .timeou
 	trip(e, "b");
 	cr_assert(th_until(half_open, e, 3000));
 	pid_t holder = th_fork(take_probe_and_wait, e, 0);
-	cr_assert(wait_flag(&e->ready, 1, 5000));
+	cr_assert(th_wait_flag(&e->ready, 1, 5000));
 	prot_breaker_token t;
 	cr_assert_eq(prot_breaker_allow(e->p, "b", &t), -PROT_EBLOWN, "the one permit is held");
 	atomic_store(&e->ready, 0);
 	pid_t racers[6];
 	for (int i = 0; i < 6; i++)
 		racers[i] = th_fork(race_for_probe, e, i);
-	cr_assert(wait_flag(&e->ready, 6, 5000));
+	cr_assert(th_wait_flag(&e->ready, 6, 5000));
 	uint64_t t0 = th_now_ms();
 	th_kill9(holder);
-	cr_assert(wait_flag(&e->done, 6, 10000));
+	cr_assert(th_wait_flag(&e->done, 6, 10000));
 	uint64_t took = atomic_load(&e->t_ms) - t0;
 	cr_expect_eq(atomic_load(&e->admitted), 1, "exactly one caller gets the dead holder's permit");
 	cr_expect_lt(took, 3000, "permit back after %llu ms (probe timeout 60 s)", (unsigned long long)took);
@@ -574,19 +521,19 @@ Test(crash, deaths_while_protd_is_down_are_reclaimed_by_clients, .timeout = 30)
 	prot_breaker_token t;
 	uint64_t end = th_now_ms() + 2000;
 	while ((r = prot_breaker_allow(e->p, "b", &t)) != 0 && th_now_ms() < end)
-		sleep_ms(5);
+		th_sleep_ms(5);
 	cr_assert_eq(r, 0, "the dead holder's probe permit never came back without protd");
 	cr_assert_eq(prot_breaker_record(e->p, &t, PROT_OUTCOME_SUCCESS, 0), 0);
 	/* a protd that re-adopts the segment frees nothing twice */
 	e->protd = th_protd_start(e->ini, e->seg, NULL);
-	sleep_ms(200); /* several of its reclaim passes */
-	struct prot_pool_status st = pstatus(e->p, "db");
+	th_sleep_ms(200); /* several of its reclaim passes */
+	struct prot_pool_status st = th_pool_status(e->p, "db");
 	cr_expect_eq(st.in_use, 1, "our lease is still ours");
 	cr_expect_eq(st.reclaims, 1, "one lease reclaimed, once");
 	prot_lease again;
 	cr_expect_eq(prot_pool_checkout(e->p, "db", 0, &again, NULL), -PROT_EPOOLFULL);
 	cr_expect_eq(prot_pool_checkin(e->p, &l, PROT_CHECKIN_OK), 0);
-	cr_expect_eq(pstatus(e->p, "db").in_use, 0);
+	cr_expect_eq(th_pool_status(e->p, "db").in_use, 0);
 	stop(e);
 }
 
@@ -686,7 +633,7 @@ Test(crash, chaos_kill9_random_workers_under_load, .timeout = 120)
 	uint64_t end = th_now_ms() + soak_ms(), kills = 0;
 	srand((unsigned)getpid());
 	while (th_now_ms() < end || atomic_load(&c->ops) < 1000000) {
-		sleep_ms(2 + rand() % 20);
+		th_sleep_ms(2 + rand() % 20);
 		int k = rand() % 8;
 		th_kill9(w[k]);
 		kills++;
@@ -703,11 +650,10 @@ Test(crash, chaos_kill9_random_workers_under_load, .timeout = 120)
 	cr_expect_geq(c->ops, 1000000);
 	cr_expect_eq(c->errors, 0, "%llu errors, the first %s in operation kind %d",
 	             (unsigned long long)c->errors, prot_strerror(c->first_error), c->first_error_kind);
-	struct pool_idle idle = { e->p, "db", 0 };
-	cr_expect(th_until(pool_at, &idle, 1000), "leases leaked after the last kill");
+	cr_expect(th_pool_until(e->p, "db", in_use, 0, 1000), "leases leaked after the last kill");
 	cr_log_info("pool idle %llu ms after the workers stopped",
 	            (unsigned long long)(th_now_ms() - t_last_kill));
-	struct prot_pool_status ps = pstatus(e->p, "db");
+	struct prot_pool_status ps = th_pool_status(e->p, "db");
 	cr_expect_eq(ps.waiting, 0);
 	/* breaker: never stuck, and its counters are the calls made (up to the kills in between) */
 	struct prot_breaker_status bs;

@@ -5,13 +5,11 @@
  * report through their exit code and the shared struct env (th_shared), never through cr_assert.
  */
 #include <criterion/criterion.h>
-#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -26,10 +24,7 @@ struct env {
 	prot_t *p;
 	/* shared with forked children */
 	_Atomic int holding, max_holding; /* leases held right now / at most, by the test's count */
-	_Atomic int next_id;              /* connection ids handed out by conn_create */
-	_Atomic int created, destroyed;
-	_Atomic int fail_create;          /* conn_create fails while set */
-	_Atomic int destroyed_ids[MAXREC];
+	struct th_conns conns;            /* the connector's counters (th_connector) */
 	_Atomic int order[MAXREC], norder; /* grant order of FIFO waiters */
 	_Atomic int ready, go;
 	_Atomic uint64_t t_granted_ms;
@@ -43,61 +38,13 @@ static const char ini_head[] = "[segment]\nmax_keys = 4\nmax_breakers = 4\nmax_p
 static struct env *start(const char *sections)
 {
 	struct env *e = th_shared(sizeof *e);
-	char text[4096];
-	cr_assert((size_t)snprintf(text, sizeof text, "%s%s", ini_head, sections) < sizeof text);
-	e->protd = th_serve("pool", text, &e->seg, &e->ini, &e->p);
+	e->protd = th_serve_head("pool", ini_head, sections, &e->seg, &e->ini, &e->p);
 	return e;
 }
 
 static void stop(struct env *e)
 {
 	th_unserve(e->p, e->protd);
-}
-
-/* ---- a connector whose connections are small ints, counted in shared memory ----------------- */
-static int conn_create(void *ctx, void **conn)
-{
-	struct env *e = ctx;
-	if (atomic_load(&e->fail_create))
-		return -ECONNREFUSED;
-	int id = atomic_fetch_add(&e->next_id, 1) + 1;
-	*conn = (void *)(intptr_t)id;
-	atomic_fetch_add(&e->created, 1);
-	return 0;
-}
-static void conn_destroy(void *ctx, void *conn)
-{
-	struct env *e = ctx;
-	int id = (int)(intptr_t)conn;
-	if (id > 0 && id < MAXREC)
-		atomic_store(&e->destroyed_ids[id], 1);
-	atomic_fetch_add(&e->destroyed, 1);
-}
-static int conn_check(void *ctx, void *conn)
-{
-	(void)ctx;
-	return (intptr_t)conn > 0 ? 0 : -1;
-}
-
-static void reg(struct env *e, const char *pool)
-{
-	struct prot_connector c = { .create = conn_create, .destroy = conn_destroy, .check = conn_check,
-	                            .ctx = e };
-	int r = prot_pool_register(e->p, pool, &c);
-	cr_assert_eq(r, 0, "register %s: %s", pool, prot_strerror(r));
-}
-
-static struct prot_pool_status pstatus(prot_t *p, const char *pool)
-{
-	struct prot_pool_status st;
-	int r = prot_pool_status(p, pool, &st);
-	cr_assert_eq(r, 0, "status %s: %s", pool, prot_strerror(r));
-	return st;
-}
-
-static int conn_id(void *conn)
-{
-	return (int)(intptr_t)conn;
 }
 
 static int co(struct env *e, const char *pool, int64_t tmo, prot_lease *l, void **conn)
@@ -131,53 +78,47 @@ static int entries_held(prot_t *p, const char *pool)
 	return n;
 }
 
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
-	nanosleep(&ts, NULL);
-}
-
 /* ---- basics --------------------------------------------------------------------------------- */
 
 Test(pool, checkout_checkin_reuses_the_connection)
 {
 	struct env *e = start("[pool db]\nsize = 2\nmax_overflow = 0\n");
-	reg(e, "db");
+	th_pool_register(e->p, "db", &e->conns);
 	prot_lease l;
 	void *c1, *c2;
 	co_ok(e, "db", &l, &c1);
-	struct prot_pool_status st = pstatus(e->p, "db");
+	struct prot_pool_status st = th_pool_status(e->p, "db");
 	cr_assert_eq(st.in_use, 1);
 	cr_assert_eq(st.size, 2);
 	ci_ok(e, &l, PROT_CHECKIN_OK);
 	cr_assert_eq(prot_pool_checkin(e->p, &l, PROT_CHECKIN_OK), -PROT_ESTALE, "double checkin");
 	co_ok(e, "db", &l, &c2);
 	cr_assert_eq(c1, c2, "the idle connection is reused");
-	cr_assert_eq(atomic_load(&e->created), 1);
+	cr_assert_eq(atomic_load(&e->conns.created), 1);
 	ci_ok(e, &l, PROT_CHECKIN_OK);
-	st = pstatus(e->p, "db");
+	st = th_pool_status(e->p, "db");
 	cr_assert_eq(st.in_use, 0);
 	cr_assert_eq(st.checkouts, 2);
 	cr_assert_eq(st.high_water, 1);
 	cr_assert_eq(prot_pool_checkout(e->p, "nope", 0, &l, &c1), -PROT_ENOPOOL);
 	stop(e);
-	cr_assert_eq(atomic_load(&e->destroyed), 1, "prot_close destroys idle connections");
+	cr_assert_eq(atomic_load(&e->conns.destroyed), 1, "prot_close destroys idle connections");
 }
 
 static int with_fn(void *conn, void *arg)
 {
 	(void)arg;
-	return conn_id(conn) > 0 ? 42 : -1;
+	return th_conn_id(conn) > 0 ? 42 : -1;
 }
 
 Test(pool, with_connection)
 {
 	struct env *e = start("[pool db]\nsize = 1\n");
-	reg(e, "db");
+	th_pool_register(e->p, "db", &e->conns);
 	int res = 0;
 	cr_assert_eq(prot_pool_with(e->p, "db", -1, with_fn, NULL, &res), 0);
 	cr_assert_eq(res, 42);
-	cr_assert_eq(pstatus(e->p, "db").in_use, 0);
+	cr_assert_eq(th_pool_status(e->p, "db").in_use, 0);
 	stop(e);
 }
 
@@ -207,7 +148,7 @@ static int hammer(void *arg, int i)
 		int r = prot_pool_checkout(e->p, "db", tmo, &l, &c);
 		if (r == -PROT_ECHECKOUT_TIMEOUT && tmo == 1)
 			continue;
-		if (r != 0 || conn_id(c) <= 0)
+		if (r != 0 || th_conn_id(c) <= 0)
 			return 10;
 		int now = atomic_fetch_add(&e->holding, 1) + 1;
 		int m = atomic_load(&e->max_holding);
@@ -225,11 +166,11 @@ static int hammer(void *arg, int i)
 Test(pool, eight_processes_never_exceed_size_plus_overflow, .timeout = 60)
 {
 	struct env *e = start("[pool db]\nsize = 2\nmax_overflow = 1\ncheckout_timeout = 5s\n");
-	reg(e, "db");
+	th_pool_register(e->p, "db", &e->conns);
 	th_fork_n(NPROC, hammer, e, 50000);
 	cr_assert_leq(atomic_load(&e->max_holding), 3, "held %d at once", atomic_load(&e->max_holding));
 	cr_assert_geq(atomic_load(&e->max_holding), 1);
-	struct prot_pool_status st = pstatus(e->p, "db");
+	struct prot_pool_status st = th_pool_status(e->p, "db");
 	cr_assert_leq(st.high_water, 3);
 	cr_assert_eq(st.in_use, 0, "in use %u after all returned", st.in_use);
 	cr_assert_eq(st.waiting, 0);
@@ -273,7 +214,7 @@ Test(pool, tiny_waiter_ring_wraps_without_losing_a_lease, .timeout = 60)
 	e->p = th_open(e->seg, 2000);
 	th_fork_n(NPROC, hammer_tiny_ring, e, 50000);
 	cr_assert_leq(atomic_load(&e->max_holding), 2);
-	struct prot_pool_status st = pstatus(e->p, "db");
+	struct prot_pool_status st = th_pool_status(e->p, "db");
 	cr_assert_eq(st.in_use, 0);
 	cr_assert_eq(st.waiting, 0);
 	cr_assert_eq(entries_held(e->p, "db"), 0);
@@ -303,10 +244,10 @@ static int threads_in_one_process(void *arg, int i)
 Test(pool, threads_and_processes_share_one_pool, .timeout = 60)
 {
 	struct env *e = start("[pool db]\nsize = 2\nmax_overflow = 1\ncheckout_timeout = 5s\n");
-	reg(e, "db");
+	th_pool_register(e->p, "db", &e->conns);
 	th_fork_n(3, threads_in_one_process, e, 50000);
 	cr_assert_leq(atomic_load(&e->max_holding), 3);
-	struct prot_pool_status st = pstatus(e->p, "db");
+	struct prot_pool_status st = th_pool_status(e->p, "db");
 	cr_assert_eq(st.in_use, 0);
 	cr_assert_eq(entries_held(e->p, "db"), 0);
 	stop(e);
@@ -323,31 +264,20 @@ static int fifo_waiter(void *arg, int i)
 	if (r != 0)
 		return 20;
 	atomic_store(&e->order[atomic_fetch_add(&e->norder, 1)], i);
-	sleep_ms(5);
+	th_sleep_ms(5);
 	return prot_pool_checkin(e->p, &l, PROT_CHECKIN_OK) == 0 ? 0 : 21;
-}
-
-static struct env *g_env;
-static uint32_t g_want;
-static bool waiting_is(void *arg)
-{
-	(void)arg;
-	struct prot_pool_status st;
-	return prot_pool_status(g_env->p, "one", &st) == 0 && st.waiting == g_want;
 }
 
 Test(pool, waiters_are_served_in_fifo_order, .timeout = 60)
 {
 	struct env *e = start("[pool one]\nsize = 1\n");
-	g_env = e;
 	prot_lease l;
 	void *c;
 	co_ok(e, "one", &l, &c);
 	pid_t pids[6];
 	for (int i = 0; i < 6; i++) {
 		pids[i] = th_fork(fifo_waiter, e, i);
-		g_want = (uint32_t)i + 1;
-		cr_assert(th_until(waiting_is, NULL, 5000), "waiter %d queued", i);
+		cr_assert(th_pool_until(e->p, "one", waiting, (uint32_t)i + 1, 5000), "waiter %d queued", i);
 	}
 	ci_ok(e, &l, PROT_CHECKIN_OK);
 	for (int i = 0; i < 6; i++) {
@@ -359,7 +289,7 @@ Test(pool, waiters_are_served_in_fifo_order, .timeout = 60)
 	for (int i = 0; i < 6; i++)
 		cr_assert_eq(atomic_load(&e->order[i]), i, "grant %d went to waiter %d", i,
 		             atomic_load(&e->order[i]));
-	cr_assert_eq(pstatus(e->p, "one").in_use, 0);
+	cr_assert_eq(th_pool_status(e->p, "one").in_use, 0);
 	stop(e);
 }
 
@@ -368,7 +298,7 @@ Test(pool, waiters_are_served_in_fifo_order, .timeout = 60)
 Test(pool, timeout_returns_in_time_and_leaves_no_lease)
 {
 	struct env *e = start("[pool one]\nsize = 1\ncheckout_timeout = 150ms\n");
-	reg(e, "one");
+	th_pool_register(e->p, "one", &e->conns);
 	prot_lease l, l2;
 	void *c;
 	co_ok(e, "one", &l, &c);
@@ -377,13 +307,13 @@ Test(pool, timeout_returns_in_time_and_leaves_no_lease)
 	uint64_t dt = th_now_ms() - t0;
 	cr_assert_geq(dt, 150);
 	cr_assert_lt(dt, 150 + 200, "timed out after %llu ms", (unsigned long long)dt);
-	struct prot_pool_status st = pstatus(e->p, "one");
+	struct prot_pool_status st = th_pool_status(e->p, "one");
 	cr_assert_eq(st.in_use, 1);
 	cr_assert_eq(st.waiting, 0);
 	cr_assert_eq(st.timeouts, 1);
 	cr_assert_eq(entries_held(e->p, "one"), 1);
 	ci_ok(e, &l, PROT_CHECKIN_OK);
-	cr_assert_eq(pstatus(e->p, "one").in_use, 0, "the checkin was not handed to the gone waiter");
+	cr_assert_eq(th_pool_status(e->p, "one").in_use, 0, "the checkin was not handed to the gone waiter");
 	cr_assert_eq(entries_held(e->p, "one"), 0);
 	co_ok(e, "one", &l, &c);
 	ci_ok(e, &l, PROT_CHECKIN_OK);
@@ -400,7 +330,7 @@ Test(pool, non_blocking_checkout_on_full_pool)
 	uint64_t t0 = th_now_ms();
 	cr_assert_eq(co(e, "one", 0, &x, &c), -PROT_EPOOLFULL);
 	cr_assert_lt(th_now_ms() - t0, 100);
-	struct prot_pool_status st = pstatus(e->p, "one");
+	struct prot_pool_status st = th_pool_status(e->p, "one");
 	cr_assert_eq(st.in_use, 2);
 	cr_assert_eq(st.overflow_in_use, 1);
 	ci_ok(e, &a, PROT_CHECKIN_OK);
@@ -448,20 +378,13 @@ static bool has_event(prot_t *p, uint32_t type, const char *pool)
 	return false;
 }
 
-static bool flag_set(void *arg)
-{
-	return atomic_load((_Atomic int *)arg) != 0;
-}
-
 Test(pool, kill9_holder_is_reclaimed_and_a_waiter_gets_it, .timeout = 30)
 {
 	struct env *e = start("[pool one]\nsize = 1\n");
-	g_env = e;
 	pid_t h = th_fork(holder, e, 0);
-	cr_assert(th_until(flag_set, (void *)&e->ready, 5000));
+	cr_assert(th_wait_flag(&e->ready, 1, 5000));
 	pid_t w = th_fork(waiter, e, 0);
-	g_want = 1;
-	cr_assert(th_until(waiting_is, NULL, 5000), "waiter queued");
+	cr_assert(th_pool_until(e->p, "one", waiting, 1, 5000), "waiter queued");
 	uint64_t t0 = th_now_ms();
 	th_kill9(h);
 	int status;
@@ -470,7 +393,7 @@ Test(pool, kill9_holder_is_reclaimed_and_a_waiter_gets_it, .timeout = 30)
 	uint64_t dt = atomic_load(&e->t_granted_ms) - t0;
 	/* reclaim_interval 100 ms, protd ticks every 10 ms: generous slack for a loaded machine */
 	cr_assert_lt(dt, 100 + 400, "reclaimed after %llu ms", (unsigned long long)dt);
-	struct prot_pool_status st = pstatus(e->p, "one");
+	struct prot_pool_status st = th_pool_status(e->p, "one");
 	cr_assert_eq(st.reclaims, 1);
 	cr_assert(has_event(e->p, EV_LEASE_RECLAIMED, "one"));
 	cr_assert(has_event(e->p, EV_POOL_EXHAUSTED, "one"), "the waiter found the pool exhausted");
@@ -492,23 +415,20 @@ static int sleeper_waiter(void *arg, int i)
 Test(pool, a_dead_waiter_does_not_swallow_the_next_grant, .timeout = 30)
 {
 	struct env *e = start("[pool one]\nsize = 1\n");
-	g_env = e;
 	prot_lease l;
 	void *c;
 	co_ok(e, "one", &l, &c);
 	pid_t dead = th_fork(sleeper_waiter, e, 0);
-	g_want = 1;
-	cr_assert(th_until(waiting_is, NULL, 5000));
+	cr_assert(th_pool_until(e->p, "one", waiting, 1, 5000));
 	pid_t w = th_fork(waiter, e, 0);
-	g_want = 2;
-	cr_assert(th_until(waiting_is, NULL, 5000));
+	cr_assert(th_pool_until(e->p, "one", waiting, 2, 5000));
 	th_kill9(dead);
-	sleep_ms(300); /* protd cancels the dead waiter's ticket */
+	th_sleep_ms(300); /* protd cancels the dead waiter's ticket */
 	ci_ok(e, &l, PROT_CHECKIN_OK);
 	int status;
 	cr_assert_eq(th_wait(w, 5000, &status), 0);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "live waiter: %d", status);
-	cr_assert_eq(pstatus(e->p, "one").in_use, 0);
+	cr_assert_eq(th_pool_status(e->p, "one").in_use, 0);
 	cr_assert_eq(entries_held(e->p, "one"), 0);
 	stop(e);
 }
@@ -518,17 +438,17 @@ Test(pool, a_dead_waiter_does_not_swallow_the_next_grant, .timeout = 30)
 Test(pool, broken_connection_is_destroyed_and_not_reused)
 {
 	struct env *e = start("[pool db]\nsize = 2\n");
-	reg(e, "db");
+	th_pool_register(e->p, "db", &e->conns);
 	prot_lease l;
 	void *c1, *c2;
 	co_ok(e, "db", &l, &c1);
 	ci_ok(e, &l, PROT_CHECKIN_BROKEN);
-	cr_assert_eq(atomic_load(&e->destroyed), 1);
-	cr_assert_eq(atomic_load(&e->destroyed_ids[conn_id(c1)]), 1);
-	cr_assert_eq(pstatus(e->p, "db").in_use, 0, "the slot is free");
+	cr_assert_eq(atomic_load(&e->conns.destroyed), 1);
+	cr_assert_eq(atomic_load(&e->conns.destroyed_ids[th_conn_id(c1)]), 1);
+	cr_assert_eq(th_pool_status(e->p, "db").in_use, 0, "the slot is free");
 	co_ok(e, "db", &l, &c2);
-	cr_assert_neq(conn_id(c1), conn_id(c2), "a new connection, made lazily");
-	cr_assert_eq(atomic_load(&e->created), 2);
+	cr_assert_neq(th_conn_id(c1), th_conn_id(c2), "a new connection, made lazily");
+	cr_assert_eq(atomic_load(&e->conns.created), 2);
 	ci_ok(e, &l, PROT_CHECKIN_OK);
 	stop(e);
 }
@@ -536,18 +456,18 @@ Test(pool, broken_connection_is_destroyed_and_not_reused)
 Test(pool, overflow_closed_at_checkin_with_ttl_0)
 {
 	struct env *e = start("[pool db]\nsize = 1\nmax_overflow = 1\noverflow_ttl = 0\n");
-	reg(e, "db");
+	th_pool_register(e->p, "db", &e->conns);
 	prot_lease a, b;
 	void *ca, *cb;
 	co_ok(e, "db", &a, &ca);
 	co_ok(e, "db", &b, &cb);
-	cr_assert_eq(pstatus(e->p, "db").overflow_in_use, 1);
+	cr_assert_eq(th_pool_status(e->p, "db").overflow_in_use, 1);
 	ci_ok(e, &b, PROT_CHECKIN_OK); /* in_use 2 > size 1: an overflow slot, nobody waits */
-	cr_assert_eq(atomic_load(&e->destroyed), 1);
+	cr_assert_eq(atomic_load(&e->conns.destroyed), 1);
 	ci_ok(e, &a, PROT_CHECKIN_OK); /* within size: kept */
-	cr_assert_eq(atomic_load(&e->destroyed), 1);
+	cr_assert_eq(atomic_load(&e->conns.destroyed), 1);
 	co_ok(e, "db", &a, &ca);
-	cr_assert_eq(atomic_load(&e->created), 2, "the kept connection is reused");
+	cr_assert_eq(atomic_load(&e->conns.created), 2, "the kept connection is reused");
 	ci_ok(e, &a, PROT_CHECKIN_OK);
 	stop(e);
 }
@@ -555,36 +475,36 @@ Test(pool, overflow_closed_at_checkin_with_ttl_0)
 Test(pool, overflow_lingers_for_ttl_then_closes)
 {
 	struct env *e = start("[pool db]\nsize = 1\nmax_overflow = 1\noverflow_ttl = 200ms\n");
-	reg(e, "db");
+	th_pool_register(e->p, "db", &e->conns);
 	prot_lease a, b;
 	void *ca, *cb;
 	co_ok(e, "db", &a, &ca);
 	co_ok(e, "db", &b, &cb);
 	ci_ok(e, &b, PROT_CHECKIN_OK);
-	cr_assert_eq(atomic_load(&e->destroyed), 0, "lingers");
-	sleep_ms(50);
-	pstatus(e->p, "db");
-	cr_assert_eq(atomic_load(&e->destroyed), 0, "still lingering");
-	sleep_ms(250);
-	pstatus(e->p, "db"); /* a later pool call closes it */
-	cr_assert_eq(atomic_load(&e->destroyed), 1);
-	cr_assert_eq(atomic_load(&e->destroyed_ids[conn_id(cb)]), 1);
+	cr_assert_eq(atomic_load(&e->conns.destroyed), 0, "lingers");
+	th_sleep_ms(50);
+	th_pool_status(e->p, "db");
+	cr_assert_eq(atomic_load(&e->conns.destroyed), 0, "still lingering");
+	th_sleep_ms(250);
+	th_pool_status(e->p, "db"); /* a later pool call closes it */
+	cr_assert_eq(atomic_load(&e->conns.destroyed), 1);
+	cr_assert_eq(atomic_load(&e->conns.destroyed_ids[th_conn_id(cb)]), 1);
 	ci_ok(e, &a, PROT_CHECKIN_OK);
-	cr_assert_eq(atomic_load(&e->destroyed), 1);
+	cr_assert_eq(atomic_load(&e->conns.destroyed), 1);
 	stop(e);
 }
 
 Test(pool, connector_create_failure_surfaces_and_frees_the_slot)
 {
 	struct env *e = start("[pool db]\nsize = 1\n");
-	reg(e, "db");
-	atomic_store(&e->fail_create, 1);
+	th_pool_register(e->p, "db", &e->conns);
+	atomic_store(&e->conns.fail_create, 1);
 	prot_lease l;
 	void *c;
 	cr_assert_eq(co(e, "db", 100, &l, &c), -PROT_ECONNECTOR);
-	cr_assert_eq(pstatus(e->p, "db").in_use, 0);
+	cr_assert_eq(th_pool_status(e->p, "db").in_use, 0);
 	cr_assert_eq(entries_held(e->p, "db"), 0);
-	atomic_store(&e->fail_create, 0);
+	atomic_store(&e->conns.fail_create, 0);
 	co_ok(e, "db", &l, &c);
 	ci_ok(e, &l, PROT_CHECKIN_OK);
 	stop(e);
@@ -611,7 +531,7 @@ static int child_of_holder(void *arg, int i)
 	if (prot_pool_checkout(e->p, "db", 1000, &l, &c) != 0)
 		return 41;
 	/* neither the parent's idle nor its busy connection: a new one */
-	if (conn_id(c) == f->parent_conn_idle || conn_id(c) == f->parent_conn_busy)
+	if (th_conn_id(c) == f->parent_conn_idle || th_conn_id(c) == f->parent_conn_busy)
 		return 42;
 	if (prot_pool_checkin(e->p, &l, PROT_CHECKIN_OK) != 0)
 		return 43;
@@ -622,28 +542,28 @@ static int child_of_holder(void *arg, int i)
 Test(pool, forked_child_holds_nothing_of_its_parent)
 {
 	struct env *e = start("[pool db]\nsize = 3\n");
-	reg(e, "db");
+	th_pool_register(e->p, "db", &e->conns);
 	struct fork_ctx *f = th_shared(sizeof *f);
 	f->e = e;
 	prot_lease idle;
 	void *c;
 	co_ok(e, "db", &idle, &c);
-	f->parent_conn_idle = conn_id(c);
+	f->parent_conn_idle = th_conn_id(c);
 	co_ok(e, "db", &f->parent_lease, &c);
-	f->parent_conn_busy = conn_id(c);
+	f->parent_conn_busy = th_conn_id(c);
 	ci_ok(e, &idle, PROT_CHECKIN_OK); /* now idle in the parent */
 	int status;
 	pid_t pid = th_fork(child_of_holder, f, 0);
 	cr_assert_eq(th_wait(pid, 5000, &status), 0);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child: %d", WEXITSTATUS(status));
-	cr_assert_eq(atomic_load(&e->destroyed_ids[f->parent_conn_idle]), 0);
-	cr_assert_eq(atomic_load(&e->destroyed_ids[f->parent_conn_busy]), 0);
-	cr_assert_eq(atomic_load(&e->destroyed), 1, "the child's own connection only");
-	struct prot_pool_status st = pstatus(e->p, "db");
+	cr_assert_eq(atomic_load(&e->conns.destroyed_ids[f->parent_conn_idle]), 0);
+	cr_assert_eq(atomic_load(&e->conns.destroyed_ids[f->parent_conn_busy]), 0);
+	cr_assert_eq(atomic_load(&e->conns.destroyed), 1, "the child's own connection only");
+	struct prot_pool_status st = th_pool_status(e->p, "db");
 	cr_assert_eq(st.in_use, 1, "the parent's lease survives the child");
 	ci_ok(e, &f->parent_lease, PROT_CHECKIN_OK);
 	co_ok(e, "db", &idle, &c);
-	cr_assert(conn_id(c) == f->parent_conn_idle || conn_id(c) == f->parent_conn_busy,
+	cr_assert(th_conn_id(c) == f->parent_conn_idle || th_conn_id(c) == f->parent_conn_busy,
 	          "the parent still reuses its own connections");
 	ci_ok(e, &idle, PROT_CHECKIN_OK);
 	stop(e);
@@ -651,20 +571,11 @@ Test(pool, forked_child_holds_nothing_of_its_parent)
 
 /* ---- reload --------------------------------------------------------------------------------------- */
 
-static uint32_t g_size;
-static bool size_is(void *arg)
-{
-	(void)arg;
-	struct prot_pool_status st;
-	return prot_pool_status(g_env->p, "db", &st) == 0 && st.size == g_size;
-}
-
 static void reload(struct env *e, uint32_t size)
 {
 	th_write_file("protd.ini", "%s[pool db]\nsize = %u\n", ini_head, size);
 	cr_assert_eq(kill(e->protd, SIGHUP), 0);
-	g_size = size;
-	cr_assert(th_until(size_is, NULL, 5000), "reload to size %u seen", size);
+	cr_assert(th_pool_until(e->p, "db", size, size, 5000), "reload to size %u seen", size);
 }
 
 static int long_waiter(void *arg, int i)
@@ -682,13 +593,12 @@ static int long_waiter(void *arg, int i)
 Test(pool, reload_changing_size_keeps_leases_in_use, .timeout = 30)
 {
 	struct env *e = start("[pool db]\nsize = 2\n");
-	g_env = e;
 	prot_lease a, b, x;
 	void *c;
 	co_ok(e, "db", &a, &c);
 	co_ok(e, "db", &b, &c);
 	reload(e, 1);
-	struct prot_pool_status st = pstatus(e->p, "db");
+	struct prot_pool_status st = th_pool_status(e->p, "db");
 	cr_assert_eq(st.in_use, 2, "a shrink drops no lease");
 	cr_assert_eq(co(e, "db", 0, &x, &c), -PROT_EPOOLFULL);
 	ci_ok(e, &a, PROT_CHECKIN_OK);
@@ -698,20 +608,14 @@ Test(pool, reload_changing_size_keeps_leases_in_use, .timeout = 30)
 
 	/* grow while someone waits: the waiter is served without a checkin */
 	pid_t w = th_fork(long_waiter, e, 0);
-	g_want = 1;
-	g_env = e;
-	struct prot_pool_status s2;
-	uint64_t end = th_now_ms() + 5000;
-	while ((prot_pool_status(e->p, "db", &s2) != 0 || s2.waiting != 1) && th_now_ms() < end)
-		sleep_ms(1);
-	cr_assert_eq(s2.waiting, 1);
+	cr_assert(th_pool_until(e->p, "db", waiting, 1, 5000), "the waiter is queued");
 	reload(e, 2);
-	cr_assert(th_until(flag_set, (void *)&e->ready, 5000), "the waiter got the new slot");
+	cr_assert(th_wait_flag(&e->ready, 1, 5000), "the waiter got the new slot");
 	int status;
 	cr_assert_eq(th_wait(w, 5000, &status), 0);
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "waiter: %d", status);
 	ci_ok(e, &a, PROT_CHECKIN_OK);
-	cr_assert_eq(pstatus(e->p, "db").in_use, 0);
+	cr_assert_eq(th_pool_status(e->p, "db").in_use, 0);
 	stop(e);
 }
 

@@ -521,18 +521,6 @@ static int fn_fail(void *arg)
 	return -5;
 }
 
-static bool log_has(void *arg)
-{
-	const char **w = arg; /* {log path, text} */
-	char buf[65536];
-	FILE *f = fopen(w[0], "r");
-	size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-	if (f)
-		fclose(f);
-	buf[n] = '\0';
-	return strstr(buf, w[1]) != NULL;
-}
-
 /* A real breaker trip, as protd logs it and protctl prints it. */
 Test(protctl, events_in_words_from_a_real_protd)
 {
@@ -541,8 +529,8 @@ Test(protctl, events_in_words_from_a_real_protd)
 	prot_t *p = th_open(seg, 2000);
 	for (int i = 0; i < 3; i++)
 		cr_assert_eq(prot_breaker_execute(p, "api", fn_fail, NULL, NULL), -PROT_EFAILED);
-	const char *want[] = {th_protd_log(pid), "event breaker_open api: opened: 3 failures in the window, epoch 1"};
-	cr_expect(th_until(log_has, want, 3000), "protd's log lacks '%s'", want[1]);
+	const char *want = "event breaker_open api: opened: 3 failures in the window, epoch 1";
+	cr_expect(th_log_until(pid, want, 3000), "protd's log lacks '%s'", want);
 	cr_assert_eq(PROTCTL(seg, "events"), 0, "%s", out.err);
 	cr_expect(strstr(out.out, "breaker_open       api"), "%s", out.out);
 	cr_expect(strstr(out.out, "opened: 3 failures in the window, epoch 1"), "%s", out.out);

@@ -63,27 +63,9 @@ static void reload_and_wait(pid_t pid, prot_t *p)
 	cr_assert(th_until(gen_moved, &w, 5000), "no reload within 5 s");
 }
 
-struct log_wait {
-	pid_t pid;
-	const char *what;
-};
-static bool log_has(void *arg)
-{
-	struct log_wait *w = arg;
-	FILE *f = fopen(th_protd_log(w->pid), "r");
-	if (!f)
-		return false;
-	char line[1024];
-	bool found = false;
-	while (!found && fgets(line, sizeof line, f))
-		found = strstr(line, w->what) != NULL;
-	fclose(f);
-	return found;
-}
 static void expect_log(pid_t pid, const char *what)
 {
-	struct log_wait w = { pid, what };
-	cr_assert(th_until(log_has, &w, 5000), "protd's log never said \"%s\"", what);
+	cr_assert(th_log_until(pid, what, 5000), "protd's log never said \"%s\"", what);
 }
 
 static const char *ini(const char *keys)
