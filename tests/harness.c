@@ -526,7 +526,8 @@ static int th_conn_create(void *ctx, void **conn)
 		return -ECONNREFUSED;
 	*conn = (void *)(intptr_t)(atomic_fetch_add(&c->next_id, 1) + 1);
 	int open = atomic_fetch_add(&c->created, 1) + 1 - atomic_load(&c->destroyed);
-	for (int m = atomic_load(&c->open_max); open > m && !atomic_compare_exchange_weak(&c->open_max, &m, open);)
+	int m = atomic_load(&c->open_max);
+	while (open > m && !atomic_compare_exchange_weak(&c->open_max, &m, open))
 		;
 	return 0;
 }
