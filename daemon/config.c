@@ -73,10 +73,11 @@ static int dup_array(void **dst, const void *src, size_t n, size_t size)
 int config_copy(struct config *dst, const struct config *src)
 {
 	*dst = *src;
-	void *k, *b, *p;
+	void *k = NULL, *b = NULL, *p = NULL;
 	if (dup_array(&k, src->keys, src->nkeys, sizeof *src->keys) ||
 	    dup_array(&b, src->breakers, src->nbreakers, sizeof *src->breakers) ||
 	    dup_array(&p, src->pools, src->npools, sizeof *src->pools)) {
+		free(k), free(b), free(p);
 		dst->keys = NULL, dst->breakers = NULL, dst->pools = NULL;
 		dst->nkeys = dst->nbreakers = dst->npools = 0;
 		return -ENOMEM;

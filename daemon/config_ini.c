@@ -71,6 +71,10 @@ static void begin_named(struct parse *ps, enum cfg_kind kind, const char *name)
 	if (dup_section(ps, config_find(c, kind, name), label))
 		return;
 	struct cfg_obj *o = config_add(c, kind, name);
+	if (!o) {
+		PERR(ps, "[%s]: out of memory", label);
+		return;
+	}
 	ps->index = config_count(c, kind) - 1;
 	o->line = ps->line;
 	ps->kind = kind;
