@@ -1,26 +1,31 @@
 /* control.c — protd's control socket: runtime configuration (configure_protection, `protctl set`,
- * prot_breaker_create) through protd, which stays the only writer of configuration.
+ * prot_breaker_create, prot_pool_create) through protd, which stays the only writer of
+ * configuration.
  *
- * Protocol: a Unix stream socket; one request line per connection, words separated by spaces,
- * values as name=value; the reply's first line is `ok` or `error <message>`, then detail lines.
- *   ping                          -> ok, "generation N"
- *   get KEY                       -> ok, one "name: value" line per setting of the key, its
- *                                    breaker (breaker_*) and its pool (pool_*)
+ * Protocol (the schema, every request and record: man/prot-control.7.scd; version
+ * PROT_WIRE_PROTOCOL): a Unix stream socket; one request line per connection, words separated by
+ * spaces, values as name=value. The reply's first line is `ok` or `error <message>`; after `ok`,
+ * one record a line, "TYPE name=value ..." (lib/wire.c writes them); after `error`, more lines of
+ * the message. The requests are the table at the end of this file:
+ *   ping                          -> protd protocol=N generation=N
+ *   get KEY                       -> one `value` record per option of the key, its breaker and
+ *                                    its pool (kind, name, option, setting, value)
  *   set KEY name=value ...        -> names of an INI [key] section, breaker_* / pool_* included;
  *                                    validated by the INI's parser (same messages); creates the key
- *                                    when missing; replies "name: old -> new" per change
- *   breaker-create NAME name=value ...  options of a [breaker] section; an existing breaker with
- *                                    the same options is ok, with other options `error exists: ...`
- *   breaker-remove NAME           -> removes it (`error no such breaker: NAME`; refused while a key
- *                                    names it); defined again later, it is fresh
- *   pool-create NAME name=value ...  options of a [pool] section, likewise (an existing pool with
- *                                    the same options keeps its state, as nginx keeps a zone)
- *   pool-remove NAME                 the pool is gone: its slot is retired (lookups miss it, its
- *                                    waiters are cancelled, its leases are stale); refused while a
- *                                    key names it; defining it again makes a fresh one
+ *                                    when missing (a `created` record); one `change` record per
+ *                                    setting (kind, name, option, setting, old, new, changed)
+ *   breaker-create NAME name=value ...  options of a [breaker] section: `created`; an existing
+ *   pool-create NAME name=value ...     object with the same options is `kept` (its state too, as
+ *                                    nginx keeps a zone), with other options `error exists: ...`
+ *   breaker-remove NAME           -> `removed`: its slot is retired (lookups miss it; a pool's
+ *   pool-remove NAME                 waiters are cancelled, its leases are stale); refused while a
+ *                                    key names it (`error no such ...` when there is none);
+ *                                    defined again later, it is fresh
+ * Creating and removing are one path each for both kinds (create_object, remove_object, with a
+ * per-kind descriptor): the same records, messages, log lines and events (*_created, *_removed).
  * Who may send which request, deadlines, and the exact rule for when a request is applied (so an
  * `error` reply always means "not applied"): daemon/ctlsock.c, which serves the socket. ping and
- * get change nothing and are open to readers of the segment; set and breaker-create need a writer
+ * get change nothing and are open to readers of the segment; the others need a writer
  * (`error permission denied: ...` otherwise), and are applied only if the caller is still there
  * when the validated change is about to be written (ctl_caller.present).
  *
@@ -30,7 +35,13 @@
  * runtime only are kept.
  *
  * Requests run in the socket's thread; they read the registry under RCU (get) or take the
- * registry's writer lock (set, breaker-create).
+ * registry's writer lock (the others).
+ *
+ * REPLY SIZE. A reply is at most CTL_REPLY_MAX - 1 bytes, and a record is written whole or not at
+ * all (wire_record_format). The largest reply is set's: at most MAX_WORDS - 2 records, each of a
+ * fixed part, the setting twice (bounded together by the request line) and at most three values of
+ * at most VALUE_MAX escaped bytes (a name: 3 * PROT_NAME_MAX; numbers and words are shorter). The
+ * _Static_assert below checks that this fits, so a reply is never cut.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -40,8 +51,13 @@
 #include <string.h>
 
 #include "protd.h"
+#include "wire.h"
 
 #define MAX_WORDS 64
+#define VALUE_MAX (3 * PROT_NAME_MAX) /* a value as a record carries it, escaped */
+#define RECORD_FIXED 96               /* a record's type, field names, separators, "changed=false" */
+_Static_assert((MAX_WORDS - 2) * (RECORD_FIXED + 3 * VALUE_MAX) + 2 * CTL_REQ_MAX + 64 < CTL_REPLY_MAX,
+               "set's records always fit a reply");
 
 /* The request being served: the segment and the caller (one thread serves requests). */
 static struct {
@@ -68,6 +84,19 @@ static void outf(struct out *o, const char *fmt, ...)
 		o->len = o->len + (size_t)w < o->n ? o->len + (size_t)w : o->n - 1;
 }
 
+/* One record, whole (see REPLY SIZE). */
+static void out_record(struct out *o, const struct wire_record *r)
+{
+	if (o->len < o->n)
+		o->len += wire_record_format(o->buf + o->len, o->n - o->len, r);
+}
+
+/* "TYPE kind=KIND name=NAME": what happened to one object (created, kept, removed). */
+static void out_object(struct out *o, const char *type, const char *kind, const char *name)
+{
+	out_record(o, &(struct wire_record){ type, 2, { { "kind", kind }, { "name", name } } });
+}
+
 static void errors_reply(struct out *o, const struct cfg_errors *e)
 {
 	outf(o, "error %s\n", e->n ? e->msg[0] : "invalid request");
@@ -75,13 +104,53 @@ static void errors_reply(struct out *o, const struct cfg_errors *e)
 		outf(o, "%s\n", e->msg[i]);
 }
 
-/* ---- get ----------------------------------------------------------------------------------------- */
-static void list_options(struct out *o, enum cfg_kind kind, const void *obj, const char *prefix)
+/* ---- one option of a key, as get and set report it --------------------------------------------- */
+/* Option SETTING of key KEY (a [key] name, breaker_* / pool_* included) in c: the object it lives
+ * in (its kind: the key, or the breaker / pool the key names), that object's option name, and its value,
+ * unless the object or the value does not exist. */
+struct option_view {
+	const char *kind, *name, *option;
+	bool has_value;
+	char value[128];
+};
+
+static void option_view(const struct config *c, const char *key, const char *setting,
+                        struct option_view *v)
 {
-	char v[128];
+	enum cfg_kind kind = CFG_KEY;
+	const char *sub = setting;
+	const struct cfg_key *k = config_key(c, key);
+	*v = (struct option_view){ .name = key, .option = setting };
+	if (config_route(setting, &kind, &sub) < 0)
+		kind = CFG_KEY, sub = setting;
+	v->kind = config_kind_name(kind);
+	v->option = sub;
+	const void *obj = k;
+	if (k && kind == CFG_BREAKER)
+		obj = k->breaker[0] ? config_breaker(c, v->name = k->breaker) : NULL;
+	else if (k && kind == CFG_POOL)
+		obj = k->pool[0] ? config_pool(c, v->name = k->pool) : NULL;
+	/* a key's breaker or pool that names nothing has no value (not the text "(none)") */
+	bool no_ref = kind == CFG_KEY && k &&
+	              ((!strcmp(sub, "breaker") && !k->breaker[0]) || (!strcmp(sub, "pool") && !k->pool[0]));
+	if (obj && !no_ref) {
+		config_get_value(kind, obj, sub, v->value, sizeof v->value);
+		v->has_value = true;
+	}
+}
+
+/* ---- get ----------------------------------------------------------------------------------------- */
+static void list_options(struct out *o, const struct config *c, const char *key, enum cfg_kind kind,
+                         const char *prefix)
+{
 	for (const char *const *n = config_option_names(kind); *n; n++) {
-		config_get_value(kind, obj, *n, v, sizeof v);
-		outf(o, "%s%s: %s\n", prefix, *n, v);
+		char setting[64];
+		struct option_view v;
+		snprintf(setting, sizeof setting, "%s%s", prefix, *n);
+		option_view(c, key, setting, &v);
+		out_record(o, &(struct wire_record){ "value", 5, { { "kind", v.kind }, { "name", v.name },
+		           { "option", v.option }, { "setting", setting },
+		           { "value", v.has_value ? v.value : NULL } } });
 	}
 }
 
@@ -96,36 +165,16 @@ static void do_get(struct out *o, const char *key, char **w, int nw)
 		outf(o, "error no such key: %s\n", key);
 	} else {
 		outf(o, "ok\n");
-		list_options(o, CFG_KEY, k, "");
-		const struct cfg_breaker *b = k->breaker[0] ? config_breaker(&r->cfg, k->breaker) : NULL;
-		const struct cfg_pool *p = k->pool[0] ? config_pool(&r->cfg, k->pool) : NULL;
-		if (b)
-			list_options(o, CFG_BREAKER, b, "breaker_");
-		if (p)
-			list_options(o, CFG_POOL, p, "pool_");
+		list_options(o, &r->cfg, key, CFG_KEY, "");
+		if (k->breaker[0] && config_breaker(&r->cfg, k->breaker))
+			list_options(o, &r->cfg, key, CFG_BREAKER, "breaker_");
+		if (k->pool[0] && config_pool(&r->cfg, k->pool))
+			list_options(o, &r->cfg, key, CFG_POOL, "pool_");
 	}
 	registry_read_unlock();
 }
 
 /* ---- set ------------------------------------------------------------------------------------------ */
-/* The value of a key-section option NAME for key KEY in c ("" when absent). */
-static void key_value(const struct config *c, const char *key, const char *name, char *v, size_t n)
-{
-	enum cfg_kind kind;
-	const char *sub;
-	const struct cfg_key *k = config_key(c, key);
-	snprintf(v, n, "(none)");
-	if (!k || config_route(name, &kind, &sub) < 0)
-		return;
-	const void *obj = k;
-	if (kind == CFG_BREAKER)
-		obj = k->breaker[0] ? config_breaker(c, k->breaker) : NULL;
-	else if (kind == CFG_POOL)
-		obj = k->pool[0] ? config_pool(c, k->pool) : NULL;
-	if (obj)
-		config_get_value(kind, obj, sub, v, n);
-}
-
 /* Runtime messages carry no file position. */
 static void forget_lines(struct config *c)
 {
@@ -175,20 +224,21 @@ static int set_values(struct config *c, size_t ki, char **w, int nw, struct cfg_
 	return e->n ? -1 : 0;
 }
 
+/* One `change` record per setting: where it lives now, its value before and after. */
 static void report_changes(struct out *o, const struct config *before, const struct config *after,
                            const char *key, char **w, int nw, bool created)
 {
 	outf(o, "ok\n");
 	if (created)
-		outf(o, "key %s created\n", key);
+		out_object(o, "created", "key", key);
 	for (int i = 0; i < nw; i++) {
-		char a[128], b[128];
-		key_value(before, key, w[i], a, sizeof a);
-		key_value(after, key, w[i], b, sizeof b);
-		if (strcmp(a, b) == 0)
-			outf(o, "%s: %s (unchanged)\n", w[i], b);
-		else
-			outf(o, "%s: %s -> %s\n", w[i], a, b);
+		struct option_view a, b;
+		option_view(before, key, w[i], &a);
+		option_view(after, key, w[i], &b);
+		bool same = a.has_value == b.has_value && (!a.has_value || strcmp(a.value, b.value) == 0);
+		out_record(o, &(struct wire_record){ "change", 7, { { "kind", b.kind }, { "name", b.name },
+		           { "option", b.option }, { "setting", w[i] }, { "old", a.has_value ? a.value : NULL },
+		           { "new", b.has_value ? b.value : NULL }, { "changed", same ? "false" : "true" } } });
 	}
 }
 
@@ -253,48 +303,64 @@ out:
 	cfg_errors_free(&e);
 }
 
-/* ---- breaker-create, pool-create ------------------------------------------------------------------- */
-/* What differs between creating a breaker and a pool at runtime: the rest of create_object() is one
- * path for both. */
+/* ---- creating and removing breakers and pools ------------------------------------------------------ */
+/* What differs between a breaker and a pool made or removed at runtime: create_object() and
+ * remove_object() are one path for both. */
 static void *find_breaker(const struct config *c, const char *n) { return config_breaker(c, n); }
 static void *add_breaker(struct config *c, const char *n) { return config_add_breaker(c, n); }
+static void del_breaker(struct config *c, void *b)
+{
+	config_del_breaker(c, (size_t)((struct cfg_breaker *)b - c->breakers));
+}
+static bool same_breaker(const void *have, const void *want)
+{
+	return breaker_cfg_same(&((const struct cfg_breaker *)have)->c, &((const struct cfg_breaker *)want)->c);
+}
 static void *find_pool(const struct config *c, const char *n) { return config_pool(c, n); }
 static void *add_pool(struct config *c, const char *n) { return config_add_pool(c, n); }
+static void del_pool(struct config *c, void *p)
+{
+	config_del_pool(c, (size_t)((struct cfg_pool *)p - c->pools));
+}
+/* The same cfg block, its origin word aside (protd's bookkeeping). */
+static bool same_pool(const void *have, const void *want)
+{
+	struct prot_pool_cfg a = ((const struct cfg_pool *)have)->c, b = ((const struct cfg_pool *)want)->c;
+	a.origin = b.origin = 0;
+	return memcmp(&a, &b, sizeof a) == 0;
+}
 
-static const struct create_kind {
+static const struct object_kind {
 	const char *what;
 	enum cfg_kind kind;
 	int reg; /* REG_BREAKERS or REG_POOLS */
-	uint32_t created_event;
+	uint32_t created_event, removed_event;
 	bool running_defaults; /* the options default from the running [daemon] (reclaim_interval) */
-	const char *same_note;  /* after "exists with the same options" */
 	void *(*find)(const struct config *c, const char *name);
 	void *(*add)(struct config *c, const char *name);
-	size_t obj_size, cfg_off, origin_off; /* origin_off: of the cfg's origin word, within the cfg */
-} breaker_kind = {"breaker", CFG_BREAKER, REG_BREAKERS, EV_BREAKER_CREATED, false, "", find_breaker,
-                  add_breaker, sizeof(struct cfg_breaker), offsetof(struct cfg_breaker, c),
-                  offsetof(struct prot_breaker_cfg, origin)},
-  pool_kind = {"pool", CFG_POOL, REG_POOLS, EV_POOL_CREATED, true, " (state kept)", find_pool, add_pool,
-               sizeof(struct cfg_pool), offsetof(struct cfg_pool, c), offsetof(struct prot_pool_cfg, origin)};
+	void (*del)(struct config *c, void *obj);
+	bool (*same)(const void *have, const void *want); /* "exists with the same options" */
+	size_t obj_size;
+	size_t ref_off; /* of a key's reference to such an object (char[PROT_NAME_BYTES]) */
+} breaker_kind = { "breaker", CFG_BREAKER, REG_BREAKERS, EV_BREAKER_CREATED, EV_BREAKER_REMOVED, false,
+                   find_breaker, add_breaker, del_breaker, same_breaker, sizeof(struct cfg_breaker),
+                   offsetof(struct cfg_key, breaker) },
+  pool_kind = { "pool", CFG_POOL, REG_POOLS, EV_POOL_CREATED, EV_POOL_REMOVED, true, find_pool, add_pool,
+                del_pool, same_pool, sizeof(struct cfg_pool), offsetof(struct cfg_key, pool) };
 _Static_assert(offsetof(struct cfg_breaker, o) == 0 && offsetof(struct cfg_pool, o) == 0,
                "created objects start with their cfg_obj");
-#define CREATE_CFG_BYTES sizeof(struct prot_pool_cfg)
-_Static_assert(sizeof(struct prot_breaker_cfg) == CREATE_CFG_BYTES, "both cfg blocks compare as one size");
 
-/* Same options as the existing object: the cfg blocks equal, their origin words aside. */
-static bool same_options(const struct create_kind *k, const char *have, const char *want)
+/* The event of what happened to NAME's slot (found again after the apply: a removed slot is
+ * retired, not freed, so it still carries the name). */
+static void object_event(const struct object_kind *k, uint32_t ev, const char *name)
 {
-	unsigned char a[CREATE_CFG_BYTES], b[CREATE_CFG_BYTES];
-	memcpy(a, have + k->cfg_off, sizeof a);
-	memcpy(b, want + k->cfg_off, sizeof b);
-	memset(a + k->origin_off, 0, sizeof(uint64_t));
-	memset(b + k->origin_off, 0, sizeof(uint64_t));
-	return memcmp(a, b, sizeof a) == 0;
+	int slot = shm_slot_find(ctl.shm, k->reg, name);
+	prot_event_emit(ctl.shm->hdr, ev, slot < 0 ? 0 : (uint32_t)slot, name, 0, 0);
 }
 
 /* Validate NAME's options into a scratch config, then: the same options again keep the existing
- * object (ok), other options are refused (exists), else it is added as a runtime object. */
-static void create_object(struct out *o, const struct create_kind *k, const char *name, char **w, int nw)
+ * object (kept), other options are refused (exists), else it is added as a runtime object. */
+static void create_object(struct out *o, const struct object_kind *k, const char *name, char **w, int nw)
 {
 	struct cfg_errors e = { 0 };
 	struct config next, scratch;
@@ -325,10 +391,12 @@ static void create_object(struct out *o, const struct create_kind *k, const char
 	config_finalize(&scratch);
 	const char *have = k->find(&next, name);
 	if (have) {
-		if (same_options(k, have, want))
-			outf(o, "ok\n%s %s exists with the same options%s\n", k->what, name, k->same_note);
-		else
+		if (k->same(have, want)) {
+			outf(o, "ok\n");
+			out_object(o, "kept", k->what, name);
+		} else {
 			outf(o, "error exists: %s %s exists with other options\n", k->what, name);
+		}
 		config_free(&next);
 		goto out;
 	}
@@ -344,13 +412,53 @@ static void create_object(struct out *o, const struct create_kind *k, const char
 		errors_reply(o, &e);
 		goto out;
 	}
-	int slot = shm_slot_find(ctl.shm, k->reg, name);
-	prot_event_emit(ctl.shm->hdr, k->created_event, slot < 0 ? 0 : (uint32_t)slot, name, 0, 0);
-	outf(o, "ok\n%s %s created\n", k->what, name);
+	object_event(k, k->created_event, name);
+	outf(o, "ok\n");
+	out_object(o, "created", k->what, name);
 	log_info("control: %s %s created", k->what, name);
 out:
 	registry_unlock();
 	config_free(&scratch);
+	cfg_errors_free(&e);
+}
+
+/* The object leaves the configuration (one of the INI comes back at the next reload unless the
+ * file drops it too); its slot is retired, and a later definition recycles it fresh. A key that
+ * names it keeps it: the removal is refused, naming the key. */
+static void remove_object(struct out *o, const struct object_kind *k, const char *name)
+{
+	struct cfg_errors e = { 0 };
+	struct config next;
+	registry_lock();
+	if (registry_snapshot(&next) < 0) {
+		outf(o, "error out of memory\n");
+		goto out;
+	}
+	void *have = k->find(&next, name);
+	const struct cfg_key *user = NULL;
+	for (size_t i = 0; have && i < next.nkeys && !user; i++)
+		if (strcmp((const char *)&next.keys[i] + k->ref_off, name) == 0)
+			user = &next.keys[i];
+	if (!have || user) {
+		if (!have)
+			outf(o, "error no such %s: %s\n", k->what, name);
+		else
+			outf(o, "error %s %s is used by key %s: change or remove the key first\n", k->what,
+			     name, user->o.name);
+		config_free(&next);
+		goto out;
+	}
+	k->del(&next, have);
+	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
+		errors_reply(o, &e);
+		goto out;
+	}
+	object_event(k, k->removed_event, name);
+	outf(o, "ok\n");
+	out_object(o, "removed", k->what, name);
+	log_info("control: %s %s removed", k->what, name);
+out:
+	registry_unlock();
 	cfg_errors_free(&e);
 }
 
@@ -364,83 +472,16 @@ static void do_pool_create(struct out *o, const char *name, char **w, int nw)
 	create_object(o, &pool_kind, name, w, nw);
 }
 
-/* ---- breaker-remove -------------------------------------------------------------------------------- */
-/* The breaker leaves the configuration (a breaker of the INI comes back at the next reload unless
- * the file drops it too); its slot is retired, and a later definition recycles it fresh. A key
- * that names it keeps it: the removal is refused, naming the key. */
 static void do_breaker_remove(struct out *o, const char *name, char **w, int nw)
 {
-	(void)w;
-	(void)nw;
-	struct cfg_errors e = { 0 };
-	struct config next;
-	registry_lock();
-	if (registry_snapshot(&next) < 0) {
-		outf(o, "error out of memory\n");
-		goto out;
-	}
-	struct cfg_breaker *b = config_breaker(&next, name);
-	if (!b) {
-		config_free(&next);
-		outf(o, "error no such breaker: %s\n", name);
-		goto out;
-	}
-	for (size_t i = 0; i < next.nkeys; i++)
-		if (strcmp(next.keys[i].breaker, name) == 0) {
-			outf(o, "error breaker %s is used by key %s: remove or change the key first\n", name,
-			     next.keys[i].o.name);
-			config_free(&next);
-			goto out;
-		}
-	config_del_breaker(&next, (size_t)(b - next.breakers));
-	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
-		errors_reply(o, &e);
-		goto out;
-	}
-	outf(o, "ok\nbreaker %s removed\n", name);
-	log_info("control: breaker %s removed", name);
-out:
-	registry_unlock();
-	cfg_errors_free(&e);
+	(void)w, (void)nw;
+	remove_object(o, &breaker_kind, name);
 }
 
-/* ---- pool-remove -------------------------------------------------------------------------------- */
 static void do_pool_remove(struct out *o, const char *name, char **w, int nw)
 {
-	(void)w;
-	(void)nw;
-	struct cfg_errors e = { 0 };
-	struct config next;
-	registry_lock();
-	if (registry_snapshot(&next) < 0) {
-		outf(o, "error out of memory\n");
-		goto out;
-	}
-	struct cfg_pool *have = config_pool(&next, name);
-	const struct cfg_key *user = NULL;
-	for (size_t i = 0; have && i < next.nkeys && !user; i++)
-		if (strcmp(next.keys[i].pool, name) == 0)
-			user = &next.keys[i];
-	if (!have || user) {
-		if (!have)
-			outf(o, "error no such pool: %s\n", name);
-		else
-			outf(o, "error pool %s is used by key %s: remove the key's pool first\n", name, user->o.name);
-		config_free(&next);
-		goto out;
-	}
-	int slot = shm_slot_find(ctl.shm, REG_POOLS, name);
-	config_del_pool(&next, (size_t)(have - next.pools));
-	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
-		errors_reply(o, &e);
-		goto out;
-	}
-	prot_event_emit(ctl.shm->hdr, EV_POOL_REMOVED, slot < 0 ? 0 : (uint32_t)slot, name, 0, 0);
-	outf(o, "ok\npool %s removed\n", name);
-	log_info("control: pool %s removed", name);
-out:
-	registry_unlock();
-	cfg_errors_free(&e);
+	(void)w, (void)nw;
+	remove_object(o, &pool_kind, name);
 }
 
 /* ---- requests ------------------------------------------------------------------------------------ */
@@ -459,8 +500,11 @@ static void do_ping(struct out *o, const char *name, char **w, int nw)
 	(void)name;
 	(void)w;
 	(void)nw;
-	outf(o, "ok\ngeneration %" PRIu64 "\n",
-	     atomic_load_explicit(&ctl.shm->hdr->config_gen, memory_order_acquire));
+	char proto[16], gen[24];
+	snprintf(proto, sizeof proto, "%d", PROT_WIRE_PROTOCOL);
+	snprintf(gen, sizeof gen, "%" PRIu64, atomic_load_explicit(&ctl.shm->hdr->config_gen, memory_order_acquire));
+	outf(o, "ok\n");
+	out_record(o, &(struct wire_record){ "protd", 2, { { "protocol", proto }, { "generation", gen } } });
 }
 
 /* The requests protd serves, one row each: the verb, its usage, how many words follow the verb

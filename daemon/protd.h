@@ -100,8 +100,8 @@ int control_start(struct shm *s, const struct config *c, const char *path);
 void control_stop(void);
 
 /* ---- control.c: the control socket's requests ------------------------------------------------ */
-#define CTL_REQ_MAX 4096   /* a request line, '\n' included */
-#define CTL_REPLY_MAX 16384
+#define CTL_REQ_MAX PROT_CTL_REQUEST_MAX  /* a request line, '\n' included */
+#define CTL_REPLY_MAX (PROT_REPLY_MAX + 1) /* a reply, its NUL included (prot.h) */
 
 /* What the caller could do to the segment (decided from SO_PEERCRED at accept). */
 enum ctl_peer { CTL_PEER_NONE, CTL_PEER_READER, CTL_PEER_WRITER };

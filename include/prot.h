@@ -8,8 +8,8 @@
  * Conventions (after systemd's sd-event):
  *  - every function returns 0 (or a documented non-negative value) on success, or a negative error
  *    code: -errno for system errors, or one of the PROT_E* codes below. prot_strerror() names both.
- *  - out-parameters come last and are left untouched on failure. The one documented exception is
- *    struct prot_detail, whose whole purpose is to describe a failure.
+ *  - out-parameters come last and are left untouched on failure. The documented exceptions are
+ *    struct prot_detail and prot_configure_reply's reply, whose purpose is to describe a failure.
  *  - handles are opaque. The library never logs, never exits, never installs signal handlers and
  *    keeps no global mutable state: everything it owns hangs off a prot_t.
  *  - a prot_t may be shared by the threads of one process. After fork() the child may keep using
@@ -487,6 +487,24 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
  * re-applies the INI, which is the source of truth for the keys it names. */
 PROT_API int prot_configure(prot_t *p, const char *key, const char *settings,
                             struct prot_detail *detail);
+
+/* The longest reply protd sends to one control request, in bytes, the terminating NUL excluded. */
+#define PROT_REPLY_MAX 65535
+
+/* prot_configure with protd's whole reply (PROT_1.2). detail->message keeps the first 255 bytes;
+ * this form writes the reply into reply (size bytes, always NUL-terminated when size > 0,
+ * truncated to fit) and its whole length into *len (len may be NULL), so that a reply longer than
+ * size - 1 is known to be cut: a buffer of PROT_REPLY_MAX + 1 bytes always holds it whole. reply
+ * may be NULL when size is 0. Returns what prot_configure returns.
+ *  - on 0 the reply is one record a line, "TYPE name=value ...", values %XX-escaped: a "change"
+ *    record for every setting (kind, name, option, setting, old, new, changed), and a
+ *    "created" record first when the key was made; prot-control(7) is the schema.
+ *  - on a refusal (PROT_EINVAL_CONFIG, -EACCES) it is protd's message, one error a line; on
+ *    -ETIMEDOUT, the library's "outcome unknown" message.
+ * Like prot_detail, reply and *len are written on every return (empty before a request was sent):
+ * they describe a failure too. */
+PROT_API int prot_configure_reply(prot_t *p, const char *key, const char *settings, char *reply,
+                                  size_t size, size_t *len);
 
 /* get_protection_status: every layer of a key. */
 struct prot_protection_status {

@@ -84,6 +84,7 @@
 #include <stdio.h>
 
 #include "internal.h"
+#include "wire.h"
 
 /* ---- the state word ------------------------------------------------------------------------ */
 #define EPOCH_BITS 30
@@ -241,6 +242,27 @@ static int cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
 	int r = seq_read(&s->seq, &s->cfg, c, BCFG_HEAD_WORDS);
 	cfg_normalize(c);
 	return r;
+}
+
+/* The configuration as decisions read it, and of that only what its strategy uses: the other
+ * options are whatever defaults protd filled in. origin is protd's bookkeeping. */
+static void cfg_effective(const struct prot_breaker_cfg *in, struct bcfg *c)
+{
+	memcpy(c, in, sizeof *c);
+	cfg_normalize(c);
+	c->origin = 0;
+	if (c->strategy == PROT_BREAKER_RATE)
+		c->tolerance = c->window_ms = 0;
+	else
+		c->rate_threshold_pct = c->rate_window_calls = c->rate_min_calls = 0;
+}
+
+bool breaker_cfg_same(const struct prot_breaker_cfg *a, const struct prot_breaker_cfg *b)
+{
+	struct bcfg x, y;
+	cfg_effective(a, &x);
+	cfg_effective(b, &y);
+	return memcmp(&x, &y, sizeof x) == 0;
 }
 
 /* ---- one operation on one slot ---------------------------------------------------------------- */
@@ -951,15 +973,6 @@ void breaker_tick(const struct prot_idv *v, uint64_t now_ns)
 	}
 }
 
-const char *prot_breaker_state_name(uint32_t state)
-{
-	static const char *const names[] = {
-		[PROT_BREAKER_CLOSED] = "closed", [PROT_BREAKER_OPEN] = "open",
-		[PROT_BREAKER_HALF_OPEN] = "half_open", [PROT_BREAKER_BLOWN] = "blown",
-	};
-	return state < sizeof names / sizeof *names ? names[state] : "unknown";
-}
-
 /* ---- public API -------------------------------------------------------------------------------- */
 
 /* The gate, prot_hdr and the name lookup: the common prologue. */
@@ -1033,10 +1046,11 @@ int prot_breaker_ask(prot_t *p, const char *name)
 	return idx < 0 ? idx : breaker_ask_idx(h, (uint32_t)idx, 0);
 }
 
-/* Removal goes through protd, the only writer of configuration. */
+/* Removal goes through protd, the only writer of configuration (its reply's error class names a
+ * missing breaker: PROT_ENOBREAKER). */
 int prot_breaker_remove(prot_t *p, const char *name)
 {
-	char req[128], reply[256];
+	char req[128];
 	int g = prot_gate(p, false); /* protd judges the caller's authority */
 	if (g < 0)
 		return g;
@@ -1046,88 +1060,16 @@ int prot_breaker_remove(prot_t *p, const char *name)
 		return -PROT_ETOOLONG;
 	snprintf(req, sizeof req, "breaker-remove %s", name);
 	prot_hdr(p);
-	int r = prot_control(p, req, reply, sizeof reply);
-	return r == -PROT_EINVAL_CONFIG && strstr(reply, "no such breaker") ? -PROT_ENOBREAKER : r;
+	return prot_control(p, req, NULL, 0);
 }
 
-/* Runtime creation goes through protd, the only writer of configuration. The request uses the
- * option names of an INI [breaker] section (daemon/config.c validates it with the INI's rules):
- *   breaker-create NAME strategy=standard|rate refresh=Nms half_open_probes=N probe_timeout=Nms
- *                  slow_call=Nms  + tolerance=N window=Nms (standard)
- *                                 | rate_threshold=N rate_window_calls=N [rate_min_calls=N] (rate)
- * If the breaker exists, protd refuses with PROT_EEXIST; that is success when its options are the
- * ones asked for (the documented contract), which this side checks on the live slot. */
-static int create_request(char *buf, size_t n, const char *name, const struct prot_breaker_opts *o)
-{
-	bool rate = o->strategy == PROT_BREAKER_RATE;
-	/* protd validates every value; the strategy is the one field this side names */
-	if (o->heal > PROT_HEAL_FULL)
-		return -EINVAL;
-	if (o->strategy != 0 && o->strategy != PROT_BREAKER_STANDARD && !rate)
-		return -EINVAL;
-	int len = snprintf(buf, n,
-	                   "breaker-create %s strategy=%s refresh=%" PRIu64 "ms half_open_probes=%" PRIu32
-	                   " probe_timeout=%" PRIu64 "ms slow_call=%" PRIu64 "ms heal=%s",
-	                   name, rate ? "rate" : "standard", o->refresh_ms,
-	                   o->half_open_probes ? o->half_open_probes : 1, o->probe_timeout_ms,
-	                   o->slow_call_ms, o->heal == PROT_HEAL_FULL ? "full" : "half_open");
-	if (len > 0 && (size_t)len < n) {
-		if (!rate)
-			len += snprintf(buf + len, n - (size_t)len, " tolerance=%" PRIu32 " window=%" PRIu64 "ms",
-			                o->tolerance, o->window_ms);
-		else
-			len += snprintf(buf + len, n - (size_t)len,
-			                " rate_threshold=%" PRIu32 " rate_window_calls=%" PRIu32, o->rate_threshold_pct,
-			                o->rate_window_calls);
-	}
-	if (len > 0 && (size_t)len < n && rate && o->rate_min_calls)
-		len += snprintf(buf + len, n - (size_t)len, " rate_min_calls=%" PRIu32, o->rate_min_calls);
-	return len > 0 && (size_t)len < n ? 0 : -PROT_ETOOLONG;
-}
-
-static void cfg_of_opts(const struct prot_breaker_opts *o, struct bcfg *c)
-{
-	*c = (struct bcfg){
-		.strategy = o->strategy, .tolerance = o->tolerance, .window_ms = o->window_ms,
-		.refresh_ms = o->refresh_ms, .probes = o->half_open_probes,
-		.probe_timeout_ms = o->probe_timeout_ms, .slow_call_ms = o->slow_call_ms,
-		.rate_threshold_pct = o->rate_threshold_pct, .rate_window_calls = o->rate_window_calls,
-		.rate_min_calls = o->rate_min_calls, .heal = o->heal,
-	};
-	cfg_normalize(c);
-}
-
-/* Keep only what the strategy uses: the others are whatever defaults protd chose. */
-static void cfg_relevant(struct bcfg *c)
-{
-	c->origin = 0; /* protd's bookkeeping */
-	if (c->strategy == PROT_BREAKER_RATE)
-		c->tolerance = c->window_ms = 0;
-	else
-		c->rate_threshold_pct = c->rate_window_calls = c->rate_min_calls = 0;
-}
-
-/* 0 when breaker NAME exists with options o, else PROT_EEXIST (or the lookup's error). */
-static int same_breaker(prot_t *p, const char *name, const struct prot_breaker_opts *o)
-{
-	struct prot_shm_header *h;
-	struct bcfg want, have;
-	int idx = lookup(p, name, false, &h);
-
-	if (idx < 0)
-		return idx;
-	cfg_of_opts(o, &want);
-	int r = cfg_read(seg_entry(h, REG_BREAKERS, (uint32_t)idx), &have);
-	if (r < 0)
-		return r;
-	cfg_relevant(&want);
-	cfg_relevant(&have);
-	return memcmp(&want, &have, sizeof want) == 0 ? 0 : -PROT_EEXIST;
-}
-
+/* Runtime creation goes through protd, the only writer of configuration: the options travel once,
+ * as the words of an INI [breaker] section (lib/wire.c), and protd alone validates them and
+ * decides whether an existing breaker of that name has the same ones (breaker_cfg_same): 0 then,
+ * PROT_EEXIST when it has others. */
 int prot_breaker_create(prot_t *p, const char *name, const struct prot_breaker_opts *opts)
 {
-	char req[512], reply[256];
+	char req[512];
 
 	int g = prot_gate(p, false); /* through protd, which checks the caller's authority */
 	if (g < 0)
@@ -1136,12 +1078,12 @@ int prot_breaker_create(prot_t *p, const char *name, const struct prot_breaker_o
 		return -EINVAL;
 	if (strlen(name) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
-	int r = create_request(req, sizeof req, name, opts);
+	int len = snprintf(req, sizeof req, "breaker-create %s", name);
+	int r = wire_opts_words(WIRE_BREAKER_OPTS, opts, req, sizeof req, (size_t)len);
 	if (r == 0) {
 		prot_hdr(p);
-		r = prot_control(p, req, reply, sizeof reply);
+		r = prot_control(p, req, NULL, 0);
 	}
-	r = r == -PROT_EEXIST ? same_breaker(p, name, opts) : r;
 	if (r == 0)
 		PROT_TEL(p, PROT_TEL_BREAKER_CREATED, .layer = PROT_LAYER_BREAKER, .key = name);
 	return r;

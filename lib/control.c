@@ -1,7 +1,8 @@
-/* control.c — the client side of protd's control socket (hidden): one request line, one reply.
- * protd is the only writer of configuration, so runtime configuration (prot_configure,
- * prot_breaker_create, protctl set) travels through here. Requests: daemon/control.c; when protd
- * applies one: daemon/ctlsock.c.
+/* control.c — the client side of protd's control socket (hidden): one request line, one reply;
+ * and prot_configure / prot_configure_reply, the public `set`. protd is the only writer of
+ * configuration, so runtime configuration (prot_configure, prot_breaker_create, prot_pool_create,
+ * protctl set) travels through here. Requests and replies: man/prot-control.7.scd (protd's side:
+ * daemon/control.c); when protd applies one: daemon/ctlsock.c.
  *
  * OUTCOMES. The client sends its whole line in one write and then keeps its side open (no
  * half-close: protd takes a closed or half-closed connection for a caller that gave up, and
@@ -14,10 +15,16 @@
  *                                              the client cannot know; never reported as failure
  * REPLY_MS is longer than protd's own bound on a request (1 s to read it, then the apply), so a
  * running protd always answers first.
+ *
+ * WHOLE REPLIES. A reply is read to its EOF (at most PROT_REPLY_MAX bytes, prot.h) before it is
+ * looked at, whatever part of it the caller keeps: the outcome never depends on the size of the
+ * caller's buffer, and prot_configure_reply says how long the reply was, so a caller can tell a
+ * truncated copy from a whole one.
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -71,15 +78,16 @@ static int send_all(int fd, const char *s, size_t n)
 	return 0;
 }
 
-/* Read until EOF or the deadline: 0, or -ETIMEDOUT when the reply did not end in time (or the
- * connection broke first: the request was out, so the outcome is unknown). */
-static int recv_all(int fd, char *buf, size_t n)
+/* Read until EOF or the deadline into buf (n bytes): the length, or -ETIMEDOUT when the reply did
+ * not end in time, is longer than any reply of protd (PROT_REPLY_MAX), or the connection broke
+ * first: the request was out, so the outcome is unknown. */
+static ssize_t recv_all(int fd, char *buf, size_t n)
 {
 	size_t len = 0;
 	uint64_t end = prot_now_ns() + (uint64_t)REPLY_MS * 1000000;
 	for (;;) {
 		uint64_t now = prot_now_ns();
-		if (now >= end)
+		if (now >= end || len == n - 1)
 			return -ETIMEDOUT;
 		struct pollfd pf = { .fd = fd, .events = POLLIN };
 		int r = poll(&pf, 1, (int)((end - now) / 1000000) + 1);
@@ -94,58 +102,79 @@ static int recv_all(int fd, char *buf, size_t n)
 			continue;
 		if (got < 0)
 			return -ETIMEDOUT;
-		len += (size_t)got;
-		if (got == 0 || len == n - 1)
+		if (got == 0)
 			break;
+		len += (size_t)got;
 	}
 	buf[len] = '\0';
-	return len ? 0 : -ETIMEDOUT; /* EOF and no reply: protd died with the request */
+	return len ? (ssize_t)len : -ETIMEDOUT; /* EOF and no reply: protd died with the request */
 }
 
-/* "ok\nDETAIL" -> 0 and DETAIL; "error MSG\n..." -> the error and MSG... */
-static int parse_reply(const char *r, char *reply, size_t replysz)
+/* The error classes of an `error` reply: the message's first words (prot-control(7)). */
+static const struct {
+	const char *prefix;
+	int code;
+} error_classes[] = {
+	{"permission denied", -EACCES},
+	{"exists:", -PROT_EEXIST},
+	{"no such key:", -PROT_ENOKEY},
+	{"no such breaker:", -PROT_ENOBREAKER},
+	{"no such pool:", -PROT_ENOPOOL},
+};
+
+static int error_code(const char *msg)
+{
+	for (size_t i = 0; i < sizeof error_classes / sizeof error_classes[0]; i++)
+		if (strncmp(msg, error_classes[i].prefix, strlen(error_classes[i].prefix)) == 0)
+			return error_classes[i].code;
+	return -PROT_EINVAL_CONFIG; /* a value or a request protd refused */
+}
+
+/* "ok\nRECORDS" -> 0 and RECORDS; "error MSG\n..." -> the error and MSG...; *body points into r.
+ * Trailing newlines are not part of the body. */
+static int parse_reply(char *r, char **body)
 {
 	int ret;
-	const char *body;
 	if (strncmp(r, "ok", 2) == 0 && (r[2] == '\n' || r[2] == '\0')) {
 		ret = 0;
-		body = r[2] ? r + 3 : r + 2;
+		*body = r[2] ? r + 3 : r + 2;
 	} else if (strncmp(r, "error ", 6) == 0) {
-		body = r + 6;
-		if (strncmp(body, "permission denied", 17) == 0)
-			ret = -EACCES;
-		else if (strncmp(body, "exists:", 7) == 0)
-			ret = -PROT_EEXIST;
-		else
-			ret = -PROT_EINVAL_CONFIG;
+		*body = r + 6;
+		ret = error_code(*body);
 	} else {
-		return -ETIMEDOUT; /* not protd's reply, or a truncated one: the outcome is unknown */
+		return -ETIMEDOUT; /* not protd's reply: the outcome is unknown */
 	}
-	if (reply && replysz) {
-		snprintf(reply, replysz, "%s", body);
-		size_t n = strlen(reply);
-		while (n && reply[n - 1] == '\n')
-			reply[--n] = '\0';
-	}
+	size_t n = strlen(*body);
+	while (n && (*body)[n - 1] == '\n')
+		(*body)[--n] = '\0';
 	return ret;
 }
 
-static void unknown_outcome(char *reply, size_t replysz)
+/* body into reply (size bytes, truncated, NUL-terminated) and its whole length into *len. */
+static void give(const char *body, char *reply, size_t size, size_t *len)
 {
-	if (reply && replysz)
-		snprintf(reply, replysz, "protd did not answer within %d ms: the request may or may not "
-		         "have been applied (check the current values)", REPLY_MS);
+	size_t n = strlen(body);
+	if (size) {
+		size_t k = n < size - 1 ? n : size - 1;
+		memcpy(reply, body, k);
+		reply[k] = '\0';
+	}
+	if (len)
+		*len = n;
 }
 
-int prot_control(prot_t *p, const char *request, char *reply, size_t replysz)
+static void unknown_outcome(char *reply, size_t size, size_t *len)
 {
-	char buf[16384];
+	char msg[160];
+	snprintf(msg, sizeof msg, "protd did not answer within %d ms: the request may or may not "
+	         "have been applied (check the current values)", REPLY_MS);
+	give(msg, reply, size, len);
+}
+
+/* Send the request line and read the whole reply into buf (PROT_REPLY_MAX + 2 bytes). */
+static int exchange(prot_t *p, const char *request, size_t len, char *buf)
+{
 	struct sockaddr_un a;
-	size_t len = request ? strlen(request) : 0;
-	if (!p || !request || strchr(request, '\n') || len + 1 >= sizeof buf)
-		return -EINVAL;
-	if (reply && replysz)
-		reply[0] = '\0';
 	int r = control_addr(p, &a);
 	if (r < 0)
 		return r;
@@ -155,12 +184,82 @@ int prot_control(prot_t *p, const char *request, char *reply, size_t replysz)
 	memcpy(buf, request, len);
 	buf[len] = '\n';
 	r = send_all(fd, buf, len + 1); /* one write: protd sees the whole line or a line never sent */
-	if (r == 0)
-		r = recv_all(fd, buf, sizeof buf); /* keeping our side open: we are still there */
+	if (r == 0) {
+		ssize_t got = recv_all(fd, buf, PROT_REPLY_MAX + 2); /* our side open: we are still there */
+		r = got < 0 ? (int)got : 0;
+	}
 	close(fd);
-	if (r == 0)
-		r = parse_reply(buf, reply, replysz);
-	if (r == -ETIMEDOUT)
-		unknown_outcome(reply, replysz);
 	return r;
+}
+
+int prot_control_len(prot_t *p, const char *request, char *reply, size_t size, size_t *len)
+{
+	size_t n = request ? strlen(request) : 0;
+	if (!p || !request || strchr(request, '\n') || n >= PROT_CTL_REQUEST_MAX || (!reply && size))
+		return -EINVAL;
+	if (size)
+		reply[0] = '\0';
+	if (len)
+		*len = 0;
+	/* the whole reply, whatever the caller keeps of it: a reply is parsed only once it ended */
+	char *buf = malloc(PROT_REPLY_MAX + 2);
+	if (!buf)
+		return -ENOMEM;
+	char *body = NULL;
+	int r = exchange(p, request, n, buf);
+	if (r == 0)
+		r = parse_reply(buf, &body);
+	if (body)
+		give(body, reply, size, len);
+	else if (r == -ETIMEDOUT)
+		unknown_outcome(reply, size, len);
+	free(buf);
+	return r;
+}
+
+int prot_control(prot_t *p, const char *request, char *reply, size_t n)
+{
+	return prot_control_len(p, request, reply, n, NULL);
+}
+
+/* ---- prot_configure -------------------------------------------------------------------------- */
+/* The `set KEY SETTINGS` request, validated (keyout, when given, receives the key then). */
+static int configure(prot_t *p, const char *key, const char *settings, char *reply, size_t size,
+                     size_t *len, char keyout[PROT_NAME_MAX + 1])
+{
+	/* protd decides who may change what (its peer-credential check, README "The control
+	 * socket"), whatever this handle's mapping mode: protctl maps read-only and still sets */
+	int g = prot_gate(p, false);
+	if (g < 0)
+		return g;
+	if (!key || !settings || strpbrk(key, " \t\r\n") || strpbrk(settings, "\r\n") || (!reply && size))
+		return -EINVAL;
+	if (strlen(key) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	if (keyout)
+		snprintf(keyout, PROT_NAME_MAX + 1, "%s", key);
+	char req[1024];
+	if ((size_t)snprintf(req, sizeof req, "set %s %s", key, settings) >= sizeof req)
+		return -PROT_ETOOLONG;
+	prot_hdr(p);
+	return prot_control_len(p, req, reply, size, len);
+}
+
+PROT_API int prot_configure(prot_t *p, const char *key, const char *settings,
+                            struct prot_detail *detail)
+{
+	struct prot_detail scratch;
+	struct prot_detail *d = detail ? detail : &scratch;
+	memset(d, 0, sizeof *d);
+	return configure(p, key, settings, d->message, sizeof d->message, NULL, d->key);
+}
+
+PROT_API int prot_configure_reply(prot_t *p, const char *key, const char *settings, char *reply,
+                                  size_t size, size_t *len)
+{
+	if (reply && size) /* written on every return, as prot_detail is */
+		reply[0] = '\0';
+	if (len)
+		*len = 0;
+	return configure(p, key, settings, reply, size, len, NULL);
 }

@@ -7,7 +7,7 @@
  *   breaker transitions (lib/breaker.c, bk_transitioned): a = the breaker's new epoch; for open,
  *     b = the failures that tripped it (0: a half-open probe failed); for half-open, b = the
  *     probes of the previous round that never reported back (given back); otherwise b = 0.
- *   breaker_created (daemon/control.c): no payload.
+ *   breaker_created, breaker_removed, pool_created, pool_removed (daemon/control.c): no payload.
  *   pool_exhausted (lib/pool.c, note_exhausted): a = leases in use, b = processes waiting.
  *   lease_reclaimed (lib/pool.c, pool_reclaim): a = the dead holder's process slot, b = the lease
  *     entry given back.
@@ -71,6 +71,7 @@ static const struct ev_kind kinds[] = {
 		 {'b', "held_ms", "for # ms", NULL, NULL, NULL}}},
 	[EV_POOL_CREATED] = {"pool_created", "created through protd", {{0}}},
 	[EV_POOL_REMOVED] = {"pool_removed", "removed through protd", {{0}}},
+	[EV_BREAKER_REMOVED] = {"breaker_removed", "removed through protd", {{0}}},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 

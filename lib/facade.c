@@ -1,5 +1,5 @@
 /* facade.c — execute_protected: rate limiter → breaker → pool → call, for one protection key; plus
- * runtime configuration (through protd) and the per-key status that gathers every layer.
+ * the per-key status that gathers every layer (runtime configuration: lib/control.c).
  *
  * What each path charges (and why nothing leaks):
  *  - rate denial: returns before the breaker is asked, so no token and no slot exist;
@@ -266,29 +266,6 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 	PROT_TEL(p, PROT_TEL_EXECUTE_STOP, .result = r, .duration_ns = prot_now_ns() - c.start_ns,
 	         .key = key, .entity = opts ? opts->entity : NULL);
 	return r;
-}
-
-PROT_API int prot_configure(prot_t *p, const char *key, const char *settings,
-                            struct prot_detail *detail)
-{
-	struct prot_detail scratch;
-	struct prot_detail *d = detail ? detail : &scratch;
-	memset(d, 0, sizeof *d);
-	/* protd decides who may change what (its peer-credential check, README "The control
-	 * socket"), whatever this handle's mapping mode: protctl maps read-only and still sets */
-	int g = prot_gate(p, false);
-	if (g < 0)
-		return g;
-	if (!key || !settings || strpbrk(key, " \t\r\n") || strpbrk(settings, "\r\n"))
-		return -EINVAL;
-	if (strlen(key) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	snprintf(d->key, sizeof d->key, "%s", key);
-	char req[1024];
-	if ((size_t)snprintf(req, sizeof req, "set %s %s", key, settings) >= sizeof req)
-		return -PROT_ETOOLONG;
-	prot_hdr(p);
-	return prot_control(p, req, d->message, sizeof d->message);
 }
 
 /* Every layer of key idx, as one read (no generation check: see prot_get_protection_status). */

@@ -381,10 +381,15 @@ PROT_HIDDEN int prot_event_fields(const struct prot_event *e, struct prot_event_
 PROT_HIDDEN const char *prot_event_safe_name(const char *s, char *buf, size_t n);
 
 /* lib/control.c: one request over protd's control socket ("breaker-create NAME k=v ...",
- * "set KEY k=v ..."); protd's reply text goes to reply (n bytes, NUL-terminated): the detail lines
- * after "ok", or the message after "error ". Returns 0, -PROT_EINVAL_CONFIG (refused value),
- * -PROT_EEXIST ("error exists: ..."), -EACCES (SO_PEERCRED check failed), -PROT_ENOTCONNECTED
- * (protd unreachable, 2 s timeout). Protocol: daemon/control.c. */
+ * "set KEY k=v ..."); protd's reply, read whole, then its body goes to reply (n bytes,
+ * NUL-terminated, truncated to fit; *len, when len is not NULL, gets the body's whole length):
+ * the records after "ok", or the message after "error ". Returns 0, or the error class of the
+ * message: -EACCES ("permission denied"), -PROT_EEXIST ("exists:"), -PROT_ENOKEY,
+ * -PROT_ENOBREAKER, -PROT_ENOPOOL ("no such ..."), else -PROT_EINVAL_CONFIG (refused);
+ * -PROT_ENOTCONNECTED (protd unreachable), -ETIMEDOUT (outcome unknown). Protocol and records:
+ * man/prot-control.7.scd (lib/wire.h reads them). */
+#define PROT_CTL_REQUEST_MAX 4096 /* a request line, '\n' included (protd's bound) */
+PROT_HIDDEN int prot_control_len(prot_t *p, const char *request, char *reply, size_t n, size_t *len);
 PROT_HIDDEN int prot_control(prot_t *p, const char *request, char *reply, size_t n);
 
 /* A breaker's or a pool's configuration words as one copy (seq_read), which the facade takes with
@@ -419,8 +424,12 @@ PROT_HIDDEN int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint
 enum { BREAKER_RESET = 0, BREAKER_BLOW = 1, BREAKER_ENABLE = 2 };
 PROT_HIDDEN int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int how);
 /* The one spelling of each enum prot_breaker_state, for protctl, metrics, JSON and the docs:
- * "closed", "open", "half_open", "blown" ("unknown" beyond). */
+ * "closed", "open", "half_open", "blown" ("unknown" beyond); lib/names.c holds the table. */
 PROT_HIDDEN const char *prot_breaker_state_name(uint32_t state);
+/* Would two configurations decide alike? Equal once read as decisions read them (defaults
+ * filled in), the options their strategy does not use aside: protd's test, at breaker-create,
+ * of "exists with the same options". */
+PROT_HIDDEN bool breaker_cfg_same(const struct prot_breaker_cfg *a, const struct prot_breaker_cfg *b);
 /* Would a call be admitted now (0), or not (PROT_EBLOWN)? Reads only. */
 PROT_HIDDEN int breaker_ask_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns);
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "pool.h"
+#include "wire.h"
 
 /* ---- this process's connections (under p->lock) ------------------------------------------------ */
 struct pool_rec {
@@ -812,8 +813,9 @@ int prot_pool_holders(prot_t *p, const char *pool, struct prot_pool_holder *out,
 	return 0;
 }
 
-/* Runtime lifecycle through protd (daemon/control.c: pool-create, pool-remove). protd compares
- * the options with the existing pool's and answers ok when they are the same. */
+/* Runtime lifecycle through protd (daemon/control.c: pool-create, pool-remove). The options
+ * travel once, as the words of an INI [pool] section (lib/wire.c); protd validates them and
+ * answers ok when an existing pool has the same ones, and names a missing pool (PROT_ENOPOOL). */
 static bool name_ok(const char *name)
 {
 	return name && *name && !strpbrk(name, " \t\r\n=");
@@ -821,35 +823,25 @@ static bool name_ok(const char *name)
 
 int prot_pool_create(prot_t *p, const char *name, const struct prot_pool_opts *o)
 {
-	char req[640], reply[256];
+	char req[640];
 	int g = prot_gate(p, false); /* through protd, which checks the caller's authority */
 	if (g < 0)
 		return g;
-	if (!name_ok(name) || !o || o->strategy > 1)
+	if (!name_ok(name) || !o)
 		return -EINVAL;
 	if (strlen(name) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
-	int len = snprintf(req, sizeof req,
-	                   "pool-create %s size=%" PRIu32 " max_overflow=%" PRIu32 " strategy=%s "
-	                   "overflow_ttl=%" PRIu64 "ms min_idle=%" PRIu32 " idle_timeout=%" PRIu64 "ms "
-	                   "max_lifetime=%" PRIu64 "ms leak_threshold=%" PRIu64 "ms",
-	                   name, o->size, o->max_overflow, o->strategy ? "fifo" : "lifo", o->overflow_ttl_ms,
-	                   o->min_idle, o->idle_timeout_ms, o->max_lifetime_ms, o->leak_threshold_ms);
-	if (len > 0 && (size_t)len < sizeof req && o->checkout_timeout_ms)
-		len += snprintf(req + len, sizeof req - (size_t)len, " checkout_timeout=%" PRIu64 "ms",
-		                o->checkout_timeout_ms);
-	if (len > 0 && (size_t)len < sizeof req && o->reclaim_interval_ms)
-		len += snprintf(req + len, sizeof req - (size_t)len, " reclaim_interval=%" PRIu64 "ms",
-		                o->reclaim_interval_ms);
-	if (len <= 0 || (size_t)len >= sizeof req)
-		return -PROT_ETOOLONG;
+	int len = snprintf(req, sizeof req, "pool-create %s", name);
+	int r = wire_opts_words(WIRE_POOL_OPTS, o, req, sizeof req, (size_t)len);
+	if (r < 0)
+		return r; /* a strategy without a name: -EINVAL */
 	prot_hdr(p);
-	return prot_control(p, req, reply, sizeof reply);
+	return prot_control(p, req, NULL, 0);
 }
 
 int prot_pool_remove(prot_t *p, const char *name)
 {
-	char req[128], reply[256];
+	char req[128];
 	int g = prot_gate(p, false);
 	if (g < 0)
 		return g;
@@ -859,6 +851,5 @@ int prot_pool_remove(prot_t *p, const char *name)
 		return -PROT_ETOOLONG;
 	snprintf(req, sizeof req, "pool-remove %s", name);
 	prot_hdr(p);
-	int r = prot_control(p, req, reply, sizeof reply);
-	return r == -PROT_EINVAL_CONFIG && strncmp(reply, "no such pool", 12) == 0 ? -PROT_ENOPOOL : r;
+	return prot_control(p, req, NULL, 0);
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "internal.h"
+#include "wire.h"
 
 enum { CTL_OK = 0, CTL_ENOENT = 1, CTL_EUSAGE = 2, CTL_ESEGMENT = 3, CTL_EPERM = 4, CTL_ECONTROL = 5 };
 
@@ -66,8 +67,16 @@ int ctl_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 int ctl_bad_arg(int err, const char *cmd, const char *what, const char *value, int max);
 /* Map a libprot error to an exit code (PROT_ENOSEG -> CTL_ESEGMENT, -EACCES -> CTL_EPERM, ...). */
 int ctl_code(int err);
-/* Set by --json: ctl_fail also prints {"error": ..., "exit": N} on stdout. */
+/* Set by --json: ctl_fail also prints {"schema": N, "error": ..., "exit": N} on stdout. */
 extern bool ctl_json_errors;
+/* Open a JSON document: '{' and its "schema" member (PROT_JSON_SCHEMA), then a separator, so the
+ * document's first member follows; spaced: the ", " / ": " style of list, status and events.
+ * Every document protctl prints starts so (man/prot-json.7.scd lists each one's members). */
+void ctl_json_open(FILE *f, bool spaced);
+/* The JSON objects of one breaker and one pool (prot-json(7) "breaker", "pool"): what breaker
+ * show and pool show print, and status KEY for the key's layers (ctl_breaker.c, ctl_pool.c). */
+void ctl_breaker_json(FILE *f, const struct prot_breaker_status *st);
+void ctl_pool_json(FILE *f, const struct prot_pool_status *st);
 /* A string from the segment, made safe for a terminal (control characters, backslash and invalid
  * UTF-8 as \xNN / \\). Static storage, 8 results in rotation. */
 const char *ctl_text(const char *s);

@@ -11,31 +11,34 @@ static const char *state_name(uint32_t s)
 	return prot_breaker_state_name(s);
 }
 
-static const char *strategy_name(uint32_t s)
-{
-	return s == PROT_BREAKER_RATE ? "rate" : "standard";
-}
-
-static void show_json(struct ctl *c, const struct prot_breaker_status *st)
+/* The members of a breaker's JSON object (prot-json(7), "breaker"), braces left to the caller. */
+static void breaker_members(FILE *f, const struct prot_breaker_status *st)
 {
 	const struct prot_breaker_opts *o = &st->opts;
-	FILE *f = c->out;
 
-	fputs("{\"name\":", f);
+	fputs("\"name\":", f);
 	ctl_json_str(f, st->name);
 	fprintf(f, ",\"state\":\"%s\",\"strategy\":\"%s\",\"failures_in_window\":%" PRIu32
 	           ",\"next_probe_ms\":%" PRIu64 ",\"calls\":%" PRIu64 ",\"successes\":%" PRIu64
 	           ",\"failures\":%" PRIu64 ",\"rejections\":%" PRIu64 ",\"probes_given_back\":%" PRIu64
 	           ",\"last_transition_ms_ago\":%" PRIu64,
-	        state_name(st->state), strategy_name(o->strategy), st->failures_in_window,
-	        st->next_probe_ms, st->calls, st->successes, st->failures, st->rejections,
-	        st->probes_given_back, st->last_transition_ms_ago);
+	        state_name(st->state), prot_name_shown(NAMES_BREAKER_STRATEGY, o->strategy),
+	        st->failures_in_window, st->next_probe_ms, st->calls, st->successes, st->failures,
+	        st->rejections, st->probes_given_back, st->last_transition_ms_ago);
 	fprintf(f, ",\"tolerance\":%" PRIu32 ",\"window_ms\":%" PRIu64 ",\"refresh_ms\":%" PRIu64
 	           ",\"half_open_probes\":%" PRIu32 ",\"probe_timeout_ms\":%" PRIu64
 	           ",\"slow_call_ms\":%" PRIu64 ",\"rate_threshold_pct\":%" PRIu32
-	           ",\"rate_window_calls\":%" PRIu32 ",\"rate_min_calls\":%" PRIu32 "}",
+	           ",\"rate_window_calls\":%" PRIu32 ",\"rate_min_calls\":%" PRIu32 ",\"heal\":\"%s\"",
 	        o->tolerance, o->window_ms, o->refresh_ms, o->half_open_probes, o->probe_timeout_ms,
-	        o->slow_call_ms, o->rate_threshold_pct, o->rate_window_calls, o->rate_min_calls);
+	        o->slow_call_ms, o->rate_threshold_pct, o->rate_window_calls, o->rate_min_calls,
+	        prot_name_shown(NAMES_BREAKER_HEAL, o->heal));
+}
+
+void ctl_breaker_json(FILE *f, const struct prot_breaker_status *st)
+{
+	fputc('{', f);
+	breaker_members(f, st);
+	fputc('}', f);
 }
 
 /* "3/4 in 1s" (standard) or "12/50 of 100 calls" (rate): how close it is to tripping. */
@@ -84,7 +87,7 @@ static int show_one(const char *name, void *arg)
 	if (a->c->json) {
 		if (a->n)
 			fputc(',', a->c->out);
-		show_json(a->c, &st);
+		ctl_breaker_json(a->c->out, &st);
 	} else {
 		show_line(a->c, &st);
 	}
@@ -102,8 +105,9 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 		if (r < 0)
 			return ctl_bad_arg(r, "breaker show", "breaker", argv[1], PROT_NAME_MAX);
 		if (c->json) {
-			show_json(c, &st);
-			fputc('\n', c->out);
+			ctl_json_open(c->out, false);
+			breaker_members(c->out, &st);
+			fputs("}\n", c->out);
 		} else {
 			fprintf(c->out, header_fmt, "NAME", "STATE", "IN_WINDOW", "NEXT_PROBE", "CALLS",
 			        "SUCCESSES", "FAILURES", "REJECTED", "GIVEBACK", "LAST_CHANGE");
@@ -111,8 +115,10 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 		}
 		return CTL_OK;
 	}
-	if (c->json)
-		fputs("{\"breakers\":[", c->out);
+	if (c->json) {
+		ctl_json_open(c->out, false);
+		fputs("\"breakers\":[", c->out);
+	}
 	else
 		fprintf(c->out, header_fmt, "NAME", "STATE", "IN_WINDOW", "NEXT_PROBE", "CALLS", "SUCCESSES",
 		        "FAILURES", "REJECTED", "GIVEBACK", "LAST_CHANGE");
@@ -126,16 +132,19 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 	return CTL_OK;
 }
 
-/* The verbs that change one breaker: what they call and what they say after. */
+/* The verbs that change one breaker: what they call and what they say after (--json: the state
+ * it is left in, or "removed": true). */
+#define REMOVED UINT32_MAX
 static const struct force_verb {
 	const char *verb;
 	int (*fn)(prot_t *p, const char *name);
-	const char *state, *said;
+	uint32_t state;
+	const char *said;
 } force_verbs[] = {
-	{"reset", prot_breaker_reset, "closed", "reset: closed"},
-	{"blow", prot_breaker_blow, "blown", "disabled: open until `breaker enable`"},
-	{"enable", prot_breaker_enable, "closed", "enabled: closed"},
-	{"remove", prot_breaker_remove, "removed", "removed"},
+	{"reset", prot_breaker_reset, PROT_BREAKER_CLOSED, "reset: closed"},
+	{"blow", prot_breaker_blow, PROT_BREAKER_BLOWN, "disabled: open until `breaker enable`"},
+	{"enable", prot_breaker_enable, PROT_BREAKER_CLOSED, "enabled: closed"},
+	{"remove", prot_breaker_remove, REMOVED, "removed"},
 	{0},
 };
 
@@ -152,9 +161,13 @@ static int cmd_force(struct ctl *c, int argc, char **argv)
 	if (r < 0)
 		return ctl_bad_arg(r, cmd, "breaker", argv[1], PROT_NAME_MAX);
 	if (c->json) {
-		fputs("{\"name\":", c->out);
+		ctl_json_open(c->out, false);
+		fputs("\"name\":", c->out);
 		ctl_json_str(c->out, argv[1]);
-		fprintf(c->out, ",\"state\":\"%s\"}\n", v->state);
+		if (v->state == REMOVED)
+			fputs(",\"removed\":true}\n", c->out);
+		else
+			fprintf(c->out, ",\"state\":\"%s\"}\n", state_name(v->state));
 	} else {
 		fprintf(c->out, "breaker %s %s\n", ctl_text(argv[1]), v->said);
 	}

@@ -1,6 +1,6 @@
 /* ctl_common.c — what every protctl command shares: error reporting and exit codes (a JSON error
- * object on stdout under --json), JSON string output, terminal-safe text for untrusted strings,
- * human durations. Every object's command table is defined by its own file: a build that lacks one
+ * object on stdout under --json), the opening of every JSON document (its schema version), JSON
+ * string output, terminal-safe text for untrusted strings, human durations. Every object's command table is defined by its own file: a build that lacks one
  * does not link. */
 #include <errno.h>
 #include <inttypes.h>
@@ -11,11 +11,18 @@
 
 bool ctl_json_errors;
 
-/* --json: the error also goes to stdout as {"error": MESSAGE, "exit": CODE}, so stdout is JSON
- * whatever happens (what was printed before it, if anything, ends with its own newline). */
+void ctl_json_open(FILE *f, bool spaced)
+{
+	fprintf(f, spaced ? "{\"schema\": %d, " : "{\"schema\":%d,", PROT_JSON_SCHEMA);
+}
+
+/* --json: the error also goes to stdout as {"schema": N, "error": MESSAGE, "exit": CODE}, so
+ * stdout is JSON whatever happens (what was printed before it, if anything, ends with its own
+ * newline). */
 static void json_error(const char *msg, int code)
 {
-	fputs("{\"error\": ", stdout);
+	ctl_json_open(stdout, true);
+	fputs("\"error\": ", stdout);
 	ctl_json_str(stdout, msg);
 	printf(", \"exit\": %d}\n", code);
 }

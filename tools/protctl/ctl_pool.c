@@ -10,25 +10,21 @@
 
 #include "ctl.h"
 
-/* poolboy's state names */
 static const char *state_name(uint32_t s)
 {
-	return s == PROT_POOL_READY ? "ready" : s == PROT_POOL_OVERFLOW ? "overflow" : "full";
+	return prot_name_shown(NAMES_POOL_STATE, s);
 }
 
-static void show_json_open(struct ctl *c, const struct prot_pool_status *st);
-static void show_json(struct ctl *c, const struct prot_pool_status *st)
+static const char *strategy_name(uint32_t s)
 {
-	show_json_open(c, st);
-	fputc('}', c->out);
+	return prot_name_shown(NAMES_POOL_STRATEGY, s);
 }
 
-/* The fields of st, without the closing brace (show_json adds it; show --holders adds its rows). */
-static void show_json_open(struct ctl *c, const struct prot_pool_status *st)
+/* The members of a pool's JSON object (prot-json(7), "pool"), braces left to the caller (show
+ * --holders adds its rows). */
+static void pool_members(FILE *f, const struct prot_pool_status *st)
 {
-	FILE *f = c->out;
-
-	fputs("{\"name\":", f);
+	fputs("\"name\":", f);
 	ctl_json_str(f, st->name);
 	fprintf(f, ",\"size\":%" PRIu32 ",\"max_overflow\":%" PRIu32 ",\"in_use\":%" PRIu32
 	           ",\"overflow_in_use\":%" PRIu32 ",\"waiting\":%" PRIu32 ",\"high_water\":%" PRIu32
@@ -37,13 +33,20 @@ static void show_json_open(struct ctl *c, const struct prot_pool_status *st)
 	           ",\"strategy\":\"%s\"",
 	        st->size, st->max_overflow, st->in_use, st->overflow_in_use, st->waiting, st->high_water,
 	        st->checkouts, st->timeouts, st->reclaims, st->checkout_timeout_ms, st->overflow_ttl_ms,
-	        st->strategy == 1 ? "fifo" : "lifo");
+	        strategy_name(st->strategy));
 	fprintf(f, ",\"idle\":%" PRIu32 ",\"state\":\"%s\",\"min_idle\":%" PRIu32
 	           ",\"idle_timeout_ms\":%" PRIu64 ",\"max_lifetime_ms\":%" PRIu64
 	           ",\"leak_threshold_ms\":%" PRIu64,
 	        st->idle, state_name(st->state), st->min_idle, st->idle_timeout_ms, st->max_lifetime_ms,
 	        st->leak_threshold_ms);
 	fprintf(f, ",\"max_open\":%" PRIu32 ",\"open\":%" PRIu32, st->max_open, st->open);
+}
+
+void ctl_pool_json(FILE *f, const struct prot_pool_status *st)
+{
+	fputc('{', f);
+	pool_members(f, st);
+	fputc('}', f);
 }
 
 static const char header_fmt[] = "%-20s %6s %8s %6s %8s %7s %10s %8s %8s %s\n";
@@ -95,7 +98,7 @@ static int walk_one(const char *name, void *arg)
 	}
 	if (w->c->json) {
 		fputs(w->n ? "," : "", f);
-		show_json(w->c, &st);
+		ctl_pool_json(f, &st);
 	} else {
 		show_line(w->c, &st);
 	}
@@ -107,9 +110,10 @@ static int walk_all(struct ctl *c, bool names_only, const char *verb)
 {
 	struct walk w = {.c = c, .names_only = names_only};
 
-	if (c->json)
-		fputs("{\"pools\":[", c->out);
-	else if (!names_only)
+	if (c->json) {
+		ctl_json_open(c->out, false);
+		fputs("\"pools\":[", c->out);
+	} else if (!names_only)
 		show_header(c);
 	int r = prot_list_pools(c->p, walk_one, &w);
 	if (r >= 0)
@@ -155,7 +159,8 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 		return ctl_bad_arg(r, "pool show", "pool", name, PROT_NAME_MAX);
 	size_t shown = nh < 256 ? nh : 256;
 	if (c->json) {
-		show_json_open(c, &st);
+		ctl_json_open(c->out, false);
+		pool_members(c->out, &st);
 		if (holders) {
 			fprintf(c->out, ",\"holders_total\":%zu,\"holders\":[", nh);
 			for (size_t i = 0; i < shown; i++)
@@ -178,7 +183,7 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 	        ctl_text(st.name), st.size, st.max_overflow, st.in_use, st.overflow_in_use, st.waiting,
 	        st.high_water, st.checkouts, st.timeouts, st.reclaims,
 	        ctl_dur(d1, st.checkout_timeout_ms), ctl_dur(d2, st.overflow_ttl_ms),
-	        st.strategy == 1 ? "fifo" : "lifo");
+	        strategy_name(st.strategy));
 	char d3[32], d4[32], d5[32];
 	fprintf(c->out, "  state           %s\n  idle            %" PRIu32 "\n  min idle        %" PRIu32
 	                "\n  idle timeout    %s\n  max lifetime    %s\n  leak threshold  %s\n",
@@ -229,9 +234,9 @@ static int cmd_create(struct ctl *c, int argc, char **argv)
 		k[eq - argv[i]] = 0;
 		const char *val = eq + 1;
 		if (!strcmp(k, "strategy")) {
-			if (strcmp(val, "lifo") && strcmp(val, "fifo"))
+			if (prot_name_value(NAMES_POOL_STRATEGY, val, &v) < 0)
 				return ctl_fail(CTL_EUSAGE, "pool create: strategy '%s' is not lifo or fifo", ctl_text(val));
-			o.strategy = !strcmp(val, "fifo");
+			o.strategy = (uint32_t)v;
 			continue;
 		}
 		if (!parse_ms(val, &v))
@@ -268,7 +273,8 @@ static int cmd_create(struct ctl *c, int argc, char **argv)
 		return ctl_fail(code, "pool create %s: %s", ctl_text(argv[1]), prot_strerror(r));
 	}
 	if (c->json) {
-		fputs("{\"pool\":", c->out);
+		ctl_json_open(c->out, false);
+		fputs("\"name\":", c->out);
 		ctl_json_str(c->out, argv[1]);
 		fputs(",\"created\":true}\n", c->out);
 	} else {
@@ -286,7 +292,8 @@ static int cmd_remove(struct ctl *c, int argc, char **argv)
 		return ctl_fail(code, "pool remove %s: %s", ctl_text(argv[1]), prot_strerror(r));
 	}
 	if (c->json) {
-		fputs("{\"pool\":", c->out);
+		ctl_json_open(c->out, false);
+		fputs("\"name\":", c->out);
 		ctl_json_str(c->out, argv[1]);
 		fputs(",\"removed\":true}\n", c->out);
 	} else {

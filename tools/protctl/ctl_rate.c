@@ -10,7 +10,7 @@
 
 static const char *algo_name(uint64_t a)
 {
-	return a == PROT_RATE_GCRA ? "gcra" : "fixed_window";
+	return prot_name_shown(NAMES_RATE_ALGORITHM, a);
 }
 
 struct key {
@@ -84,16 +84,17 @@ static void show_key(struct ctl *c, struct prot_shm_header *h, uint32_t idx, con
 	uint64_t used = atomic_load_explicit(&h->rate_buckets_used, memory_order_relaxed);
 	uint64_t max = (uint64_t)seg_count(h, REG_RATE_GROUPS) * RATE_GROUP_SLOTS;
 	uint64_t burst = cfg->rate_burst ? cfg->rate_burst : cfg->rate_limit;
-	const char *policy = cfg->rate_full_policy == RATE_FULL_ALLOW ? "allow" : "deny";
-	const char *clock = cfg->rate_clock == RATE_CLOCK_COARSE ? "coarse" : "monotonic";
+	const char *policy = prot_name_shown(NAMES_RATE_ON_FULL, cfg->rate_full_policy);
+	const char *clock = prot_name_shown(NAMES_RATE_CLOCK, cfg->rate_clock);
 
 	if (c->json) {
-		fputs("{\"key\":", f);
+		ctl_json_open(f, false);
+		fputs("\"key\":", f);
 		ctl_json_str(f, key);
 		fprintf(f, ",\"algorithm\":\"%s\",\"limit\":%" PRIu64 ",\"window_ms\":%" PRIu64
 		           ",\"burst\":%" PRIu64 ",\"on_full\":\"%s\",\"clock\":\"%s\",\"buckets\":%" PRIu64
-		           ",\"allowed\":%" PRIu64 ",\"denied\":%" PRIu64 ",\"table_full\":%" PRIu64
-		           ",\"table_used\":%" PRIu64 ",\"table_max\":%" PRIu64 "}\n",
+		           ",\"admitted\":%" PRIu64 ",\"denied\":%" PRIu64 ",\"table_full\":%" PRIu64
+		           ",\"rate_buckets\":{\"used\":%" PRIu64 ",\"max\":%" PRIu64 "}}\n",
 		        algo_name(cfg->rate_algo), cfg->rate_limit, cfg->rate_window_ms, burst, policy,
 		        clock, t.buckets, t.allowed, t.denied, full, used, max);
 		return;
@@ -116,14 +117,15 @@ static void show_entity(struct ctl *c, const char *key, const char *entity, bool
 	char d1[32], d2[32], d3[32];
 
 	if (c->json) {
-		fputs("{\"key\":", f);
+		ctl_json_open(f, false);
+		fputs("\"key\":", f);
 		ctl_json_str(f, key);
 		fputs(",\"entity\":", f);
 		ctl_json_str(f, entity);
 		fprintf(f, ",\"exists\":%s,\"allowed\":%s,\"limit\":%" PRIu64 ",\"used\":%" PRIu64
 		           ",\"remaining\":%" PRIu64 ",\"window_ms\":%" PRIu64 ",\"reset_after_ms\":%" PRIu64
-		           ",\"retry_after_ms\":%" PRIu64 ",\"admitted_total\":%" PRIu64
-		           ",\"denied_total\":%" PRIu64 "}\n",
+		           ",\"retry_after_ms\":%" PRIu64 ",\"admitted\":%" PRIu64
+		           ",\"denied\":%" PRIu64 "}\n",
 		        exists ? "true" : "false", in->allowed ? "true" : "false", in->limit, in->used,
 		        in->remaining, in->window_ms, in->reset_after_ms, in->retry_after_ms,
 		        exists ? v->allowed : 0, exists ? v->denied : 0);
@@ -176,7 +178,8 @@ static int cmd_reset(struct ctl *c, int argc, char **argv)
 	if (r < 0)
 		return ctl_bad_arg(r, "rate reset", "entity", argv[2], PROT_ENTITY_MAX);
 	if (c->json) {
-		fputs("{\"key\":", c->out);
+		ctl_json_open(c->out, false);
+		fputs("\"key\":", c->out);
 		ctl_json_str(c->out, argv[1]);
 		fputs(",\"entity\":", c->out);
 		ctl_json_str(c->out, argv[2]);
@@ -284,7 +287,8 @@ static int cmd_top(struct ctl *c, int argc, char **argv)
 		                prot_strerror(a.err));
 	}
 	if (c->json) {
-		fputs("{\"key\":", c->out);
+		ctl_json_open(c->out, false);
+		fputs("\"key\":", c->out);
 		ctl_json_str(c->out, argv[1]);
 		fprintf(c->out, ",\"buckets\":%zu", a.n);
 	} else {

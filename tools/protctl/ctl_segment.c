@@ -47,7 +47,7 @@ static int cmd_list(struct ctl *c, int argc, char **argv)
 	(void)argc, (void)argv;
 
 	if (c->json)
-		fputc('{', c->out);
+		ctl_json_open(c->out, true);
 	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
 		struct list_out l = {c, 0};
 		if (c->json)
@@ -72,7 +72,7 @@ static int cmd_list(struct ctl *c, int argc, char **argv)
 /* What `status` shows beyond struct prot_info. */
 struct seg_view {
 	struct prot_info in;
-	const char *state;   /* protd: running, not responding, dead, stopped */
+	int state;           /* PROTD_*: running, not responding, dead, stopped */
 	bool process_alive;  /* protd's identity lock is held (lib/ident.c) */
 	uint64_t ev_head;
 	uint32_t ev_ring;
@@ -81,14 +81,14 @@ struct seg_view {
 
 #define HEARTBEAT_RESPONSIVE_MS 2000u /* display only: a live protd whose tick is this late */
 
-static const char *protd_state(const struct prot_info *in, bool *process_alive)
+static int protd_state(const struct prot_info *in, bool *process_alive)
 {
 	*process_alive = in->protd_alive;
 	if (in->protd_pid == 0 && !in->protd_alive)
-		return "stopped";
+		return PROTD_STOPPED;
 	if (!*process_alive)
-		return "dead";
-	return in->heartbeat_age_ms < HEARTBEAT_RESPONSIVE_MS ? "running" : "not responding";
+		return PROTD_DEAD;
+	return in->heartbeat_age_ms < HEARTBEAT_RESPONSIVE_MS ? PROTD_RUNNING : PROTD_NOT_RESPONDING;
 }
 
 static void status_json(struct ctl *c, const struct seg_view *v)
@@ -96,14 +96,16 @@ static void status_json(struct ctl *c, const struct seg_view *v)
 	const struct prot_info *in = &v->in;
 	FILE *f = c->out;
 
-	fputs("{\"segment\": ", f);
+	ctl_json_open(f, true);
+	fputs("\"segment\": ", f);
 	ctl_json_str(f, in->segment);
 	fprintf(f, ", \"size\": %" PRIu64 ", \"abi_version\": %" PRIu32
 	           ", \"config_generation\": %" PRIu64 ", \"retired\": %s",
 	        in->size, in->abi_version, in->config_generation, in->retired ? "true" : "false");
 	fprintf(f, ", \"protd\": {\"pid\": %" PRId32 ", \"state\": \"%s\", \"process_alive\": %s, "
 	           "\"heartbeat_alive\": %s, \"heartbeat_age_ms\": ",
-	        in->protd_pid, v->state, v->process_alive ? "true" : "false",
+	        in->protd_pid, prot_name_shown(NAMES_PROTD_STATE, (uint64_t)v->state),
+	        v->process_alive ? "true" : "false",
 	        in->protd_alive ? "true" : "false");
 	if (in->heartbeat_age_ms == UINT64_MAX)
 		fputs("null", f);
@@ -135,7 +137,8 @@ static void status_human(struct ctl *c, const struct seg_view *v)
 	if (in->protd_pid == 0)
 		fprintf(f, "protd         stopped\n");
 	else
-		fprintf(f, "protd         pid %" PRId32 ", %s, heartbeat %s%s\n", in->protd_pid, v->state,
+		fprintf(f, "protd         pid %" PRId32 ", %s, heartbeat %s%s\n", in->protd_pid,
+		        v->state == PROTD_NOT_RESPONDING ? "not responding" : prot_name_shown(NAMES_PROTD_STATE, (uint64_t)v->state),
 		        ctl_dur(d, in->heartbeat_age_ms), in->heartbeat_age_ms == UINT64_MAX ? "" : " ago");
 	if (v->control[0])
 		fprintf(f, "control       %s\n", ctl_text(v->control));
@@ -169,7 +172,7 @@ static int status_segment(struct ctl *c)
 
 static const char *algo_name(uint32_t a)
 {
-	return a == PROT_RATE_FIXED_WINDOW ? "fixed_window" : a == PROT_RATE_GCRA ? "gcra" : "unknown";
+	return prot_name_shown(NAMES_RATE_ALGORITHM, a);
 }
 
 static const char *breaker_state_name(uint32_t s)
@@ -177,51 +180,34 @@ static const char *breaker_state_name(uint32_t s)
 	return prot_breaker_state_name(s);
 }
 
+/* status KEY: the key, its rate limit ("key_rate") and its breaker and pool as breaker show and
+ * pool show print them (null when the key has none). */
 static void key_json(FILE *f, const struct prot_protection_status *s)
 {
-	fputs("{\"key\": ", f);
+	ctl_json_open(f, false);
+	fputs("\"key\":", f);
 	ctl_json_str(f, s->key);
-	fprintf(f, ", \"timeout_ms\": %" PRIu64 ", \"calls\": %" PRIu64 ", \"ok\": %" PRIu64
-	           ", \"failed\": %" PRIu64 ", \"timeouts\": %" PRIu64 ", \"rate\": ",
+	fprintf(f, ",\"timeout_ms\":%" PRIu64 ",\"calls\":%" PRIu64 ",\"ok\":%" PRIu64
+	           ",\"failed\":%" PRIu64 ",\"timeouts\":%" PRIu64 ",\"rate\":",
 	        s->timeout_ms, s->calls, s->ok, s->failed, s->timeouts);
 	if (s->has_rate)
-		fprintf(f, "{\"algorithm\": \"%s\", \"limit\": %" PRIu64 ", \"window_ms\": %" PRIu64
-		           ", \"burst\": %" PRIu64 ", \"buckets\": %" PRIu64 ", \"allowed\": %" PRIu64
-		           ", \"denied\": %" PRIu64 ", \"table_full\": %" PRIu64 "}",
+		fprintf(f, "{\"algorithm\":\"%s\",\"limit\":%" PRIu64 ",\"window_ms\":%" PRIu64
+		           ",\"burst\":%" PRIu64 ",\"buckets\":%" PRIu64 ",\"admitted\":%" PRIu64
+		           ",\"denied\":%" PRIu64 ",\"table_full\":%" PRIu64 "}",
 		        algo_name(s->rate.algo), s->rate.limit, s->rate.window_ms, s->rate.burst,
 		        s->rate_buckets, s->rate_allowed, s->rate_denied, s->rate_table_full);
 	else
 		fputs("null", f);
-	fputs(", \"breaker\": ", f);
-	if (s->has_breaker) {
-		const struct prot_breaker_status *b = &s->breaker;
-		fputs("{\"name\": ", f);
-		ctl_json_str(f, b->name);
-		fprintf(f, ", \"state\": \"%s\", \"strategy\": \"%s\", \"tolerance\": %" PRIu32
-		           ", \"window_ms\": %" PRIu64 ", \"refresh_ms\": %" PRIu64
-		           ", \"failures_in_window\": %" PRIu32 ", \"calls\": %" PRIu64
-		           ", \"successes\": %" PRIu64 ", \"failures\": %" PRIu64 ", \"rejections\": %" PRIu64 "}",
-		        breaker_state_name(b->state), b->opts.strategy == PROT_BREAKER_RATE ? "rate" : "standard",
-		        b->opts.tolerance, b->opts.window_ms, b->opts.refresh_ms, b->failures_in_window,
-		        b->calls, b->successes, b->failures, b->rejections);
-	} else {
+	fputs(",\"breaker\":", f);
+	if (s->has_breaker)
+		ctl_breaker_json(f, &s->breaker);
+	else
 		fputs("null", f);
-	}
-	fputs(", \"pool\": ", f);
-	if (s->has_pool) {
-		const struct prot_pool_status *p = &s->pool;
-		fputs("{\"name\": ", f);
-		ctl_json_str(f, p->name);
-		fprintf(f, ", \"size\": %" PRIu32 ", \"max_overflow\": %" PRIu32 ", \"in_use\": %" PRIu32
-		           ", \"overflow_in_use\": %" PRIu32 ", \"waiting\": %" PRIu32
-		           ", \"checkout_timeout_ms\": %" PRIu64 ", \"strategy\": \"%s\""
-		           ", \"checkouts\": %" PRIu64 ", \"timeouts\": %" PRIu64 ", \"reclaims\": %" PRIu64 "}",
-		        p->size, p->max_overflow, p->in_use, p->overflow_in_use, p->waiting,
-		        p->checkout_timeout_ms, p->strategy ? "fifo" : "lifo", p->checkouts, p->timeouts,
-		        p->reclaims);
-	} else {
+	fputs(",\"pool\":", f);
+	if (s->has_pool)
+		ctl_pool_json(f, &s->pool);
+	else
 		fputs("null", f);
-	}
 	fputs("}\n", f);
 }
 
@@ -246,7 +232,7 @@ static void key_human(FILE *f, const struct prot_protection_status *s)
 		fprintf(f, "  breaker   %s: %s (%s, tolerance %" PRIu32 " in %s, refresh %s); calls %" PRIu64
 		           ", failures %" PRIu64 ", rejections %" PRIu64 "\n",
 		        ctl_text(b->name), breaker_state_name(b->state),
-		        b->opts.strategy == PROT_BREAKER_RATE ? "rate" : "standard", b->opts.tolerance,
+		        prot_name_shown(NAMES_BREAKER_STRATEGY, b->opts.strategy), b->opts.tolerance,
 		        ctl_dur(d1, b->opts.window_ms), ctl_dur(d2, b->opts.refresh_ms), b->calls,
 		        b->failures, b->rejections);
 	} else {
@@ -258,7 +244,7 @@ static void key_human(FILE *f, const struct prot_protection_status *s)
 		           ", %" PRIu32 " waiting (checkout timeout %s, %s); checkouts %" PRIu64
 		           ", timeouts %" PRIu64 ", reclaims %" PRIu64 "\n",
 		        ctl_text(p->name), p->in_use, p->size, p->overflow_in_use, p->max_overflow, p->waiting,
-		        ctl_dur(d1, p->checkout_timeout_ms), p->strategy ? "fifo" : "lifo", p->checkouts,
+		        ctl_dur(d1, p->checkout_timeout_ms), prot_name_shown(NAMES_POOL_STRATEGY, p->strategy), p->checkouts,
 		        p->timeouts, p->reclaims);
 	} else {
 		fputs("  pool      none\n", f);
@@ -313,13 +299,18 @@ static const char *event_time(char *buf, size_t n, const struct prot_event *e)
 	return buf;
 }
 
-static void event_json(FILE *f, const struct prot_event *e, uint64_t age_ms)
+/* doc: the event is a document of its own (--follow --json: one a line), with its schema. */
+static void event_json(FILE *f, const struct prot_event *e, uint64_t age_ms, bool doc)
 {
 	struct prot_event_field fl[PROT_EVENT_FIELDS];
 	char words[256], when[40];
 	int n = prot_event_fields(e, fl);
 
-	fprintf(f, "{\"seq\": %" PRIu64 ", \"time\": \"%s\", \"age_ms\": %" PRIu64 ", \"type\": \"%s\", "
+	if (doc)
+		ctl_json_open(f, true);
+	else
+		fputc('{', f);
+	fprintf(f, "\"seq\": %" PRIu64 ", \"time\": \"%s\", \"age_ms\": %" PRIu64 ", \"type\": \"%s\", "
 	           "\"pid\": %" PRId32 ", \"object\": %" PRIu32 ", \"name\": ",
 	        e->seq, event_time(when, sizeof when, e), age_ms, prot_event_name(e->type), e->pid, e->object);
 	ctl_json_str(f, e->name);
@@ -336,13 +327,13 @@ static void event_json(FILE *f, const struct prot_event *e, uint64_t age_ms)
 	fprintf(f, ", \"a\": %" PRIu64 ", \"b\": %" PRIu64 "}", e->a, e->b);
 }
 
-static void event_print(struct ctl *c, const struct prot_event *e, uint64_t now)
+static void event_print(struct ctl *c, const struct prot_event *e, uint64_t now, bool doc)
 {
 	char d[32], words[256], when[40];
 	uint64_t age_ms = e->time_ns < now ? (now - e->time_ns) / 1000000u : 0;
 
 	if (c->json)
-		event_json(c->out, e, age_ms);
+		event_json(c->out, e, age_ms, doc);
 	else
 		fprintf(c->out, "%-8" PRIu64 " %s %8s ago  %-18s %-20s pid %-7" PRId32 " %s\n", e->seq,
 		        event_time(when, sizeof when, e), ctl_dur(d, age_ms), prot_event_name(e->type),
@@ -369,7 +360,7 @@ static void events_drain(struct ctl *c, struct ev_reader *r)
 	while (prot_event_read(h, &r->cursor, &e, &r->dropped) == 1) {
 		if (c->json && !r->ndjson)
 			fputs(r->printed ? ",\n  " : "\n  ", c->out);
-		event_print(c, &e, prot_now_ns());
+		event_print(c, &e, prot_now_ns(), r->ndjson);
 		if (c->json && r->ndjson)
 			fputc('\n', c->out);
 		r->printed++;
@@ -404,8 +395,10 @@ static int cmd_events(struct ctl *c, int argc, char **argv)
 			                argv[i]);
 	}
 	r.ndjson = follow_;
-	if (c->json && !follow_)
-		fputs("{\"events\": [", c->out);
+	if (c->json && !follow_) {
+		ctl_json_open(c->out, true);
+		fputs("\"events\": [", c->out);
+	}
 	/* what the ring no longer held when this read began: the events newer ones overwrote */
 	uint64_t overwritten = prot_event_oldest(prot_hdr(c->p));
 	events_drain(c, &r);

@@ -1,5 +1,5 @@
 /* ctl_stats.c — protctl's cross-process statistics: `stats [KEY]` and `metrics` (Prometheus text
- * exposition format 0.0.4; with --json one JSON object, schema in README "protctl JSON"), both
+ * exposition format 0.0.4; with --json one JSON object, schema in man/prot-json.7.scd), both
  * read from the per-key counters and latency histograms that every process updates in the segment
  * (struct prot_key_stats), plus breaker and pool gauges.
  *
@@ -175,9 +175,9 @@ static void metrics_breakers(FILE *f, struct prot_shm_header *h, bool json)
 			prom_sample(f, "prot_breaker_state", "breaker", st.name, st.state);
 			continue;
 		}
-		fputs(k++ ? ",{\"breaker\":" : "{\"breaker\":", f);
+		fputs(k++ ? ",{\"name\":" : "{\"name\":", f);
 		ctl_json_str(f, st.name);
-		fprintf(f, ",\"state\":%" PRIu32 "}", (uint32_t)st.state);
+		fprintf(f, ",\"state\":\"%s\"}", prot_breaker_state_name(st.state));
 	}
 	if (json)
 		fputc(']', f);
@@ -203,9 +203,9 @@ static void pools_json(FILE *f, const struct prot_pool_status *ps, uint32_t k)
 {
 	fputs(",\"pools\":[", f);
 	for (uint32_t i = 0; i < k; i++) {
-		fputs(i ? ",{\"pool\":" : "{\"pool\":", f);
+		fputs(i ? ",{\"name\":" : "{\"name\":", f);
 		ctl_json_str(f, ps[i].name);
-		fprintf(f, ",\"in_use\":%" PRIu32 ",\"waiting\":%" PRIu32 ",\"size\":%" PRIu64 "}",
+		fprintf(f, ",\"in_use\":%" PRIu32 ",\"waiting\":%" PRIu32 ",\"capacity\":%" PRIu64 "}",
 		        ps[i].in_use, ps[i].waiting, (uint64_t)ps[i].size + ps[i].max_overflow);
 	}
 	fputc(']', f);
@@ -228,26 +228,35 @@ static void metrics_pools(FILE *f, struct prot_shm_header *h, bool json)
 	free(ps);
 }
 
-static void stats_json(FILE *f, const struct key_snapshot *k);
+static void stats_members(FILE *f, const struct key_snapshot *k);
 
-/* metrics --json: {"protd": {...}, "keys": [stats objects], "breakers": [...], "pools": [...]} */
+/* The "keys" member of stats and metrics: one stats object per key (only: that key alone). */
+static void stats_keys(FILE *f, const struct key_snapshot *ks, uint32_t n)
+{
+	fputs("\"keys\":[", f);
+	for (uint32_t i = 0; i < n; i++) {
+		fputs(i ? ",{" : "{", f);
+		stats_members(f, &ks[i]);
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
+/* metrics --json: {"schema": N, "protd": {...}, "keys": [stats objects], "breakers": [...],
+ * "pools": [...]} */
 static void metrics_json(FILE *f, const struct prot_info *info, bool have_info,
                          const struct key_snapshot *ks, uint32_t n)
 {
+	ctl_json_open(f, false);
 	if (have_info)
-		fprintf(f, "{\"protd\":{\"up\":%s,\"config_generation\":%" PRIu64 ",\"rate_buckets\":%" PRIu64
-		           ",\"rate_buckets_capacity\":%" PRIu64 "}",
+		fprintf(f, "\"protd\":{\"up\":%s,\"config_generation\":%" PRIu64
+		           ",\"rate_buckets\":{\"used\":%" PRIu64 ",\"max\":%" PRIu64 "}}",
 		        info->protd_alive ? "true" : "false", info->config_generation,
 		        info->rate_buckets_used, info->rate_buckets_max);
 	else
-		fputs("{\"protd\":null", f);
-	fputs(",\"keys\":[", f);
-	for (uint32_t i = 0; i < n; i++) {
-		if (i)
-			fputc(',', f);
-		stats_json(f, &ks[i]);
-	}
-	fputc(']', f);
+		fputs("\"protd\":null", f);
+	fputc(',', f);
+	stats_keys(f, ks, n);
 }
 
 static int cmd_metrics(struct ctl *c, int argc, char **argv)
@@ -308,9 +317,9 @@ static void stats_human(FILE *f, const struct key_snapshot *k)
 	fputc('\n', f);
 }
 
-static void stats_json(FILE *f, const struct key_snapshot *k)
+static void stats_members(FILE *f, const struct key_snapshot *k)
 {
-	fputs("{\"key\":", f);
+	fputs("\"key\":", f);
 	ctl_json_str(f, k->name);
 	for (size_t m = 0; m < sizeof key_counters / sizeof key_counters[0]; m++)
 		fprintf(f, ",\"%s\":%" PRIu64, key_counters[m].name + 5, field(k, key_counters[m].off));
@@ -324,9 +333,11 @@ static void stats_json(FILE *f, const struct key_snapshot *k)
 			fprintf(f, "%" PRIu64, (uint64_t)1 << (10 + b));
 		fprintf(f, ",\"count\":%" PRIu64 "}", k->hist[b]);
 	}
-	fputs("]}", f);
+	fputc(']', f);
 }
 
+/* stats --json: {"schema": N, "keys": [...]}; stats KEY --json: that key's object alone (with
+ * its schema). */
 static int cmd_stats(struct ctl *c, int argc, char **argv)
 {
 	struct key_snapshot *ks;
@@ -336,25 +347,26 @@ static int cmd_stats(struct ctl *c, int argc, char **argv)
 		return r;
 	const char *only = argc > 1 ? argv[1] : NULL;
 	uint32_t shown = 0;
-	if (c->json)
-		fputs(only ? "" : "[", c->out);
 	for (uint32_t i = 0; i < n; i++) {
 		if (only && strcmp(only, ks[i].name))
 			continue;
-		if (c->json) {
-			if (shown)
-				fputc(',', c->out);
-			stats_json(c->out, &ks[i]);
-		} else {
-			stats_human(c->out, &ks[i]);
-		}
-		shown++;
+		ks[shown++] = ks[i]; /* the keys shown, in order */
 	}
-	if (c->json)
-		fputs(only ? "\n" : "]\n", c->out);
-	free(ks);
-	if (only && !shown)
+	if (only && !shown) {
+		free(ks);
 		return ctl_fail(CTL_ENOENT, "stats: no protection key '%s'", ctl_text(only));
+	}
+	if (c->json) {
+		ctl_json_open(c->out, false);
+		if (only)
+			stats_members(c->out, &ks[0]);
+		else
+			stats_keys(c->out, ks, shown);
+		fputs("}\n", c->out);
+	}
+	for (uint32_t i = 0; !c->json && i < shown; i++)
+		stats_human(c->out, &ks[i]);
+	free(ks);
 	return CTL_OK;
 }
 
