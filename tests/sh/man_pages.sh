@@ -7,7 +7,7 @@ set -u
 src=$(cd "$(dirname "$0")/../.." && pwd)
 b=${1:?usage: man_pages.sh BUILD_DIR}
 rc=0
-for page in protd.8 protctl.1 libprot.3 protd.ini.5; do
+for page in protd.8 protctl.1 libprot.3 protd.ini.5 prot-json.7 prot-control.7; do
 	f=$b/man/$page
 	[ -s "$f" ] || { echo "FAIL: $f was not built"; rc=1; continue; }
 	w=$(MANWIDTH=80 man --warnings -l "$f" 2>&1 >/dev/null)
@@ -24,5 +24,5 @@ for o in $(sed -n 's/^;\? *\([a-z_]*\) *=.*/\1/p' "$src/examples/protd.ini" | so
 	has "$o" || { [ "${o#breaker_}${o#pool_}" != "$o$o" ] && has "${o#*_}"; } ||
 		{ echo "FAIL: protd.ini(5) lacks option $o"; rc=1; }
 done
-[ $rc -eq 0 ] && echo "ok: 4 pages clean under man --warnings; libprot(3) names $(echo $names | wc -w) functions and $(echo $codes | wc -w) codes"
+[ $rc -eq 0 ] && echo "ok: 6 pages clean under man --warnings; libprot(3) names $(echo $names | wc -w) functions and $(echo $codes | wc -w) codes"
 exit $rc
