@@ -11,6 +11,8 @@
 
 #include "craft.h"
 #include "harness.h"
+#include "schema.h"
+#include "wire.h"
 
 /* ---- a strict JSON validator (RFC 8259) -------------------------------------------------------- */
 
@@ -320,7 +322,8 @@ Test(protctl, list_and_status_on_a_crafted_segment)
 	cr_expect_str_eq(out.out, "keys:\n  api\n  db\nbreakers:\n  api\npools:\n  db\n");
 	cr_assert_eq(PROTCTL(seg, "--json", "list"), 0, "%s", out.err);
 	expect_json("list");
-	cr_expect_str_eq(out.out, "{\"keys\": [\"api\", \"db\"], \"breakers\": [\"api\"], \"pools\": [\"db\"]}\n");
+	cr_expect_str_eq(out.out, "{\"schema\": 1, \"keys\": [\"api\", \"db\"], \"breakers\": [\"api\"], "
+	                          "\"pools\": [\"db\"]}\n");
 
 	cr_assert_eq(PROTCTL(seg, "status"), 0, "%s", out.err);
 	cr_expect(strstr(out.out, "keys          2 / 4"), "%s", out.out);
@@ -547,8 +550,8 @@ Test(protctl, status_of_a_key_on_a_real_protd)
 	cr_expect(strstr(out.out, "10 per 1s"), "%s", out.out);
 	cr_assert_eq(PROTCTL(seg, "--json", "status", "api"), 0, "%s", out.err);
 	expect_json("status KEY");
-	cr_expect(strstr(out.out, "\"limit\": 10"), "%s", out.out);
-	cr_expect(strstr(out.out, "\"breaker\": {\"name\": \"api\""), "%s", out.out);
+	cr_expect(strstr(out.out, "\"limit\":10"), "%s", out.out);
+	cr_expect(strstr(out.out, "\"breaker\":{\"name\":\"api\""), "%s", out.out);
 	cr_expect_eq(PROTCTL(seg, "status", "nope"), 1);
 	th_protd_stop(pid);
 }
@@ -622,14 +625,14 @@ Test(protctl, json_is_always_json)
 	expect_json("metrics");
 	cr_expect(strstr(out.out, "\"protd\":{\"up\":true"), "%s", out.out);
 	cr_expect(strstr(out.out, "\"keys\":[{\"key\":\"api\""), "%s", out.out);
-	cr_expect(strstr(out.out, "\"breakers\":[{\"breaker\":\"api\",\"state\":0}]"), "%s", out.out);
+	cr_expect(strstr(out.out, "\"breakers\":[{\"name\":\"api\",\"state\":\"closed\"}]"), "%s", out.out);
 	cr_expect(strstr(out.out, "{\"le_ns\":\"+Inf\""), "%s", out.out);
 	cr_assert_eq(PROTCTL(seg, "--json", "stats"), 0, "%s", out.err);
 	expect_json("stats");
 	/* errors, whatever their kind: a JSON object on stdout, the message on stderr */
 	cr_expect_eq(PROTCTL(seg, "--json", "status", "nope"), 1);
 	expect_json("status error");
-	cr_expect(strstr(out.out, "{\"error\": \"status: no protection key 'nope'"), "%s", out.out);
+	cr_expect(strstr(out.out, "{\"schema\": 1, \"error\": \"status: no protection key 'nope'"), "%s", out.out);
 	cr_expect_eq(PROTCTL(seg, "--json", "frob"), 2);
 	expect_json("unknown object");
 	cr_expect_eq(PROTCTL(seg, "rate", "--json"), 2);
@@ -687,4 +690,372 @@ Test(protctl, errors_name_the_bad_value)
 		          out.err);
 	}
 	th_protd_stop(pid);
+}
+
+/* ---- the schema: every document as man/prot-json.7.scd lists it ------------------------------ */
+
+/* A parsed JSON value (of a text json_valid accepted): strings keep their escapes, which the
+ * schema's words and names never need. */
+struct jv {
+	char t; /* 'o' object, 'a' array, 's' string, 'n' number, 'b' boolean, 'z' null */
+	char *text;        /* string (unquoted), number or literal */
+	int n;
+	char **keys;       /* objects */
+	struct jv *kids;
+};
+
+static void jv_parse(const char **s, struct jv *v);
+
+static char *jv_token(const char **s)
+{
+	const char *b = *s;
+	if (**s == '"') {
+		for ((*s)++; **s != '"'; (*s)++)
+			if (**s == '\\')
+				(*s)++;
+		(*s)++;
+		return strndup(b + 1, (size_t)(*s - b - 2));
+	}
+	while (**s && !strchr(",]} \t\r\n", **s))
+		(*s)++;
+	return strndup(b, (size_t)(*s - b));
+}
+
+static void jv_seq(const char **s, struct jv *v, char close)
+{
+	(*s)++;
+	for (;;) {
+		while (strchr(" \t\r\n,", **s))
+			(*s)++;
+		if (**s == close) {
+			(*s)++;
+			return;
+		}
+		v->kids = realloc(v->kids, (size_t)(v->n + 1) * sizeof *v->kids);
+		v->keys = realloc(v->keys, (size_t)(v->n + 1) * sizeof *v->keys);
+		cr_assert(v->kids && v->keys);
+		v->keys[v->n] = NULL;
+		if (close == '}') {
+			v->keys[v->n] = jv_token(s);
+			while (strchr(" \t\r\n:", **s))
+				(*s)++;
+		}
+		jv_parse(s, &v->kids[v->n++]);
+	}
+}
+
+static void jv_parse(const char **s, struct jv *v)
+{
+	memset(v, 0, sizeof *v);
+	while (strchr(" \t\r\n", **s))
+		(*s)++;
+	if (**s == '{' || **s == '[') {
+		v->t = **s == '{' ? 'o' : 'a';
+		jv_seq(s, v, **s == '{' ? '}' : ']');
+		return;
+	}
+	v->t = **s == '"' ? 's' : **s == 't' || **s == 'f' ? 'b' : **s == 'n' ? 'z' : 'n';
+	v->text = jv_token(s);
+}
+
+static void jv_free(struct jv *v)
+{
+	for (int i = 0; i < v->n; i++) {
+		jv_free(&v->kids[i]);
+		free(v->keys[i]);
+	}
+	free(v->kids);
+	free(v->keys);
+	free(v->text);
+}
+
+static struct schema json_schema; /* large: static */
+
+static void check_object(const char *where, struct schema_section *s, const struct jv *v);
+
+/* v against one alternative of a type: true when it is of that type (and then checked). */
+static bool check_alt(const char *where, const char *alt, const struct jv *v)
+{
+	if (strcmp(alt, "string") == 0)
+		return v->t == 's';
+	if (strcmp(alt, "number") == 0)
+		return v->t == 'n' && strspn(v->text, "0123456789") == strlen(v->text);
+	if (strcmp(alt, "boolean") == 0)
+		return v->t == 'b';
+	if (alt[0] == '"')
+		return v->t == 's' && strncmp(alt + 1, v->text, strlen(v->text)) == 0 &&
+		       alt[strlen(v->text) + 1] == '"';
+	if (strncmp(alt, "object ", 7) == 0 && v->t == 'o') {
+		struct schema_section *o = schema_find(&json_schema, "OBJECTS", alt + 7);
+		cr_assert(o, "%s: the schema has no object %s", where, alt + 7);
+		check_object(where, o, v);
+		return true;
+	}
+	if (strncmp(alt, "array of ", 9) == 0 && v->t == 'a') {
+		for (int i = 0; i < v->n; i++) {
+			struct schema_type t;
+			schema_type(alt + 9, &t);
+			bool ok = false;
+			for (int k = 0; k < t.nalt && !ok; k++)
+				ok = check_alt(where, t.alt[k], &v->kids[i]);
+			cr_expect(ok, "%s[%d]: not %s", where, i, alt + 9);
+		}
+		return true;
+	}
+	return false;
+}
+
+static void check_value(const char *where, const char *type, const struct jv *v)
+{
+	struct schema_type t;
+	schema_type(type, &t);
+	if (v->t == 'z') {
+		cr_expect(t.nullable, "%s: null, the schema says (%s)", where, type);
+		return;
+	}
+	if (t.set[0]) {
+		cr_expect(v->t == 's' && schema_word(&t, v->text), "%s: \"%s\" is not one of %s (%s)", where,
+		          v->text ? v->text : "?", t.set, type);
+		return;
+	}
+	bool ok = false;
+	for (int i = 0; i < t.nalt && !ok; i++)
+		ok = check_alt(where, t.alt[i], v);
+	cr_expect(ok, "%s: a %c value, the schema says (%s)", where, v->t, type);
+}
+
+/* Every member of v is one s lists, of the type it lists. */
+static void check_object(const char *where, struct schema_section *s, const struct jv *v)
+{
+	s->seen++;
+	for (int i = 0; i < v->n; i++) {
+		char at[256];
+		snprintf(at, sizeof at, "%s.%s", where, v->keys[i]);
+		struct schema_member *m = schema_member(s, v->keys[i]);
+		cr_expect(m, "%s: a member prot-json(7) does not list in %s", at, s->name);
+		if (!m)
+			continue;
+		m->seen++;
+		check_value(at, m->type, &v->kids[i]);
+	}
+}
+
+/* One document of the section DOC: valid, its schema first, nothing the schema does not list. */
+static void check_document(const char *doc, const char *text)
+{
+	struct schema_section *s = schema_find(&json_schema, "DOCUMENTS", doc);
+	cr_assert(s, "prot-json(7) has no document \"%s\"", doc);
+	cr_assert(json_valid(text), "%s: not valid JSON:\n%s", doc, text);
+	struct jv v;
+	const char *p = text;
+	jv_parse(&p, &v);
+	cr_assert_eq(v.t, 'o', "%s: not an object", doc);
+	cr_expect(v.n > 0 && strcmp(v.keys[0], "schema") == 0 && v.kids[0].t == 'n' &&
+	          strtol(v.kids[0].text, NULL, 10) == json_schema.version,
+	          "%s: the first member is not \"schema\": %ld:\n%s", doc, json_schema.version, text);
+	check_object(doc, s, &v);
+	jv_free(&v);
+}
+
+/* Every protctl command (the first lowercase words of each `protctl --help` usage line) is run
+ * by at least one of the n invocations. */
+static void expect_every_command(const char *const (*runs)[8], size_t n)
+{
+	const char *const help[] = {th_protctl_path(), "--help", NULL};
+	static struct th_out h;
+	cr_assert_eq(th_run(&h, 5000, help), 0);
+	const char *at = strstr(h.out, "Commands:\n");
+	cr_assert(at, "%s", h.out);
+	for (const char *line = strchr(at, '\n') + 1; strncmp(line, "  ", 2) == 0; line = strchr(line, '\n') + 1) {
+		char words[64] = "";
+		size_t len = 0;
+		for (const char *w = line + 2; *w >= 'a' && *w <= 'z';) {
+			size_t k = strspn(w, "abcdefghijklmnopqrstuvwxyz");
+			len += (size_t)snprintf(words + len, sizeof words - len, "%s%.*s", len ? " " : "", (int)k, w);
+			w += k;
+			if (*w != ' ')
+				break;
+			w++;
+		}
+		bool run = false;
+		for (size_t i = 0; i < n && !run; i++) {
+			char cmd[64];
+			snprintf(cmd, sizeof cmd, "%s%s%s", runs[i][1], runs[i][2] && runs[i][2][0] != '-' ? " " : "",
+			         runs[i][2] && runs[i][2][0] != '-' ? runs[i][2] : "");
+			run = strncmp(cmd, words, strlen(words)) == 0;
+		}
+		cr_expect(run, "`protctl %s` has no --json run in this test", words);
+	}
+}
+
+static const char *schema_ini(void)
+{
+	return th_write_file("schema.ini", "[segment]\nmode = 0600\nmax_keys = 4\nmax_breakers = 4\n"
+	                     "max_pools = 4\nrate_entities = 64\nevents = 64\n\n"
+	                     "[key api]\nrate_limit = 2\nrate_window = 10s\nbreaker_tolerance = 2\n"
+	                     "breaker_window = 1s\nbreaker_refresh = 1s\npool = db\n\n"
+	                     "[breaker b]\ntolerance = 1\nwindow = 1s\nrefresh = 1s\n\n"
+	                     "[pool db]\nsize = 1\nmax_overflow = 1\n");
+}
+
+/* One of every event type, with payloads, for the "fields" members. */
+static void emit_every_event(struct prot_shm_header *h)
+{
+	for (uint32_t t = 1; t < 64; t++)
+		if (strcmp(prot_event_name(t), "unknown") != 0)
+			prot_event_emit(h, t, 0, "api", 3, 1);
+}
+
+/* events --follow --json for a moment: its lines. */
+static void follow_json(const char *seg, char *buf, size_t n)
+{
+	const char *log = th_write_file("follow-schema.out", "%s", "");
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		if (!freopen(log, "w", stdout))
+			_exit(126);
+		execl(th_protctl_path(), th_protctl_path(), "--segment", seg, "--json", "events", "--follow",
+		      (char *)NULL);
+		_exit(127);
+	}
+	usleep(300 * 1000);
+	kill(pid, SIGTERM);
+	int st;
+	cr_assert_eq(th_wait(pid, 5000, &st), 0, "events --follow did not stop");
+	FILE *f = fopen(log, "r");
+	cr_assert(f);
+	buf[fread(buf, 1, n - 1, f)] = '\0';
+	fclose(f);
+}
+
+Test(protctl, every_json_document_is_what_prot_json_7_lists, .timeout = 120)
+{
+	schema_load(&json_schema, "prot-json.7.scd");
+	cr_assert_eq(json_schema.version, PROT_JSON_SCHEMA, "prot-json(7) and protctl disagree on the version");
+	const char *seg = th_segname("schema");
+	pid_t pid = th_protd_start(schema_ini(), seg, NULL);
+	prot_t *p = th_open(seg, 2000);
+	for (int i = 0; i < 3; i++) /* the limit is 2: e1 is admitted twice, then denied */
+		prot_rate_check_key(p, "api", "e1", 1, NULL);
+	struct prot_breaker_opts bo = {.tolerance = 1, .window_ms = 1000, .refresh_ms = 1000};
+	cr_assert_eq(prot_breaker_create(p, "rt", &bo), 0);
+	prot_lease lease;
+	void *conn;
+	cr_assert_eq(prot_pool_checkout(p, "db", 0, &lease, &conn), 0); /* a holder for --holders */
+	emit_every_event(prot_hdr(p));
+	/* {document, arguments...}: the runs, in an order where each finds what it needs */
+	static const char *const runs[][8] = {
+		{"list", "list"},
+		{"status", "status"},
+		{"status KEY", "status", "api"},
+		{"stats", "stats"},
+		{"stats KEY", "stats", "api"},
+		{"metrics", "metrics"},
+		{"events", "events"},
+		{"rate show KEY", "rate", "show", "api"},
+		{"rate show KEY ENTITY", "rate", "show", "api", "e1"},
+		{"rate top KEY", "rate", "top", "api"},
+		{"rate reset KEY ENTITY", "rate", "reset", "api", "e1"},
+		{"breaker show", "breaker", "show"},
+		{"breaker show NAME", "breaker", "show", "api"},
+		{"breaker reset, blow, enable NAME", "breaker", "blow", "b"},
+		{"breaker reset, blow, enable NAME", "breaker", "enable", "b"},
+		{"breaker reset, blow, enable NAME", "breaker", "reset", "b"},
+		{"breaker remove NAME", "breaker", "remove", "rt"},
+		{"pool list", "pool", "list"},
+		{"pool show", "pool", "show"},
+		{"pool show NAME", "pool", "show", "db"},
+		{"pool show --holders NAME", "pool", "show", "--holders", "db"},
+		{"pool create NAME", "pool", "create", "tmp", "size=1"},
+		{"pool remove NAME", "pool", "remove", "tmp"},
+		{"set KEY", "set", "api", "rate_limit=3", "breaker_tolerance=2"},
+		{"set KEY", "set", "fresh", "rate_limit=5", "rate_window=1s", "pool_size=1"},
+		{"errors", "status", "nope"},
+		{"errors", "top"},
+	};
+	const size_t nruns = sizeof runs / sizeof runs[0];
+	for (size_t i = 0; i < nruns; i++) {
+		const char *argv[12] = {th_protctl_path(), "--segment", seg, "--json"};
+		size_t k = 4;
+		for (size_t j = 1; j < 8 && runs[i][j]; j++)
+			argv[k++] = runs[i][j];
+		int rc = th_run(&out, 10000, argv);
+		bool error = strcmp(runs[i][0], "errors") == 0;
+		cr_expect(error ? rc != 0 : rc == 0, "protctl --json %s %s: exit %d: %s", runs[i][1],
+		          runs[i][2] ? runs[i][2] : "", rc, out.err);
+		check_document(runs[i][0], out.out);
+	}
+	static char lines[65536];
+	follow_json(seg, lines, sizeof lines);
+	int docs = 0;
+	for (char *save = NULL, *l = strtok_r(lines, "\n", &save); l; l = strtok_r(NULL, "\n", &save), docs++)
+		check_document("events --follow", l);
+	cr_expect_gt(docs, 0, "events --follow printed nothing");
+	expect_every_command(runs, nruns);
+	/* and the other way round: every document and every member was met */
+	for (int i = 0; i < json_schema.n; i++) {
+		struct schema_section *s = &json_schema.s[i];
+		bool doc = strcmp(s->group, "DOCUMENTS") == 0;
+		if (!doc && strcmp(s->group, "OBJECTS") != 0)
+			continue;
+		cr_expect(doc || s->seen, "prot-json(7) lists object %s, which no document holds", s->name);
+		for (int k = 0; k < s->n; k++)
+			cr_expect(s->m[k].seen || (doc && !s->seen), "prot-json(7): %s.%s was never printed",
+			          s->name, s->m[k].name);
+		cr_expect(!doc || s->seen, "prot-json(7) lists the document \"%s\", which no run printed",
+		          s->name);
+	}
+	cr_assert_eq(prot_pool_checkin(p, &lease, PROT_CHECKIN_OK), 0);
+	prot_close(p);
+	th_protd_stop(pid);
+}
+
+/* The words the schema lists for a set of names are the code's: one table, one spelling. */
+Test(protctl, the_names_in_prot_json_7_are_the_codes)
+{
+	schema_load(&json_schema, "prot-json.7.scd");
+	bool met[NAMES_COUNT_] = {false};
+	int sets = 0;
+	for (int i = 0; i < json_schema.n; i++) {
+		for (int k = 0; k < json_schema.s[i].n; k++) {
+			struct schema_type t;
+			schema_type(json_schema.s[i].m[k].type, &t);
+			if (!t.set[0])
+				continue;
+			sets++;
+			const char *where = json_schema.s[i].m[k].name;
+			if (strcmp(t.set, "event_type") == 0) {
+				int n = 0;
+				for (uint32_t e = 1; e < 64; e++) {
+					const char *name = prot_event_name(e);
+					if (strcmp(name, "unknown") == 0)
+						continue;
+					cr_expect(schema_word(&t, name), "%s: event type %s is not listed", where, name);
+					n++;
+				}
+				cr_expect_eq(t.nwords, n, "%s: %d event types listed, %d exist", where, t.nwords, n);
+				continue;
+			}
+			enum prot_names set = NAMES_COUNT_;
+			for (int s = 0; s < NAMES_COUNT_; s++)
+				if (strcmp(prot_names_title((enum prot_names)s), t.set) == 0)
+					set = (enum prot_names)s;
+			if (set == NAMES_COUNT_)
+				continue; /* a set of the schema's own (kind) */
+			met[set] = true;
+			const char *const *names = prot_names_list(set);
+			int n = 0;
+			for (; names[n]; n++)
+				cr_expect(n < t.nwords && strcmp(t.words[n], names[n]) == 0,
+				          "%s (%s): word %d is \"%s\" in lib/names.c", where, t.set, n, names[n]);
+			cr_expect_eq(t.nwords, n, "%s (%s): %d words listed, lib/names.c has %d", where, t.set,
+			             t.nwords, n);
+		}
+	}
+	cr_expect_gt(sets, 5);
+	for (int s = 0; s < NAMES_COUNT_; s++)
+		cr_expect(met[s], "lib/names.c's %s is in no document of prot-json(7)",
+		          prot_names_title((enum prot_names)s));
 }
