@@ -2,7 +2,10 @@
  * slow clients (a byte every 1.5 s) do not delay other clients, credentials are checked before
  * anything is read, a request whose client gave up is never applied and the client library
  * reports that case as "unknown", never as failure; a read-only group may ask but not change; the
- * socket's directory and path are refused when someone else could control them.
+ * socket's directory and path are refused when someone else could control them. And the protocol
+ * as man/prot-control.7.scd states it: the requests it lists are protd's, every reply is records
+ * of the types and fields it lists, replies are read whole, creating and removing breakers and
+ * pools is one shape, and only protd compares a breaker's options.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -20,6 +23,8 @@
 
 #include "harness.h"
 #include "internal.h"
+#include "schema.h"
+#include "wire.h"
 
 #define HEAD "[segment]\nmode = %s\n%smax_keys = 8\nmax_breakers = 4\nmax_pools = 2\n" \
              "rate_entities = 64\nevents = 64\n"
@@ -32,6 +37,15 @@ static pid_t serve(const char *tag, const char *mode, const char *extra)
 {
 	seg = th_segname(tag);
 	const char *ini = th_write_file("protd.ini", HEAD "%s", mode, extra, KEY);
+	snprintf(sock, sizeof sock, "/run/prot/%s.sock", seg + 1);
+	return th_protd_start(ini, seg, NULL);
+}
+
+/* protd with the usual head and key k, and SECTIONS after them. */
+static pid_t serve_with(const char *tag, const char *sections)
+{
+	seg = th_segname(tag);
+	const char *ini = th_write_file("protd.ini", HEAD "%s%s", "0600", "", KEY, sections);
 	snprintf(sock, sizeof sock, "/run/prot/%s.sock", seg + 1);
 	return th_protd_start(ini, seg, NULL);
 }
@@ -67,14 +81,17 @@ static ssize_t read_for(int fd, char *buf, size_t n, int ms)
 	return len ? (ssize_t)len : -1;
 }
 
-/* The key's rate_limit as protd reports it (get). */
+/* The key's rate_limit as protd reports it (get: the `value` record of setting rate_limit). */
 static long rate_limit_of(prot_t *p)
 {
-	char reply[4096];
+	char reply[4096], *pos = reply;
+	struct wire_record r;
 	cr_assert_eq(prot_control(p, "get k", reply, sizeof reply), 0, "%s", reply);
-	const char *at = strstr(reply, "rate_limit: ");
-	cr_assert(at, "%s", reply);
-	return strtol(at + 12, NULL, 10);
+	while (wire_next(&pos, &r))
+		if (strcmp(r.type, "value") == 0 && strcmp(wire_get(&r, "setting"), "rate_limit") == 0)
+			return strtol(wire_get(&r, "value"), NULL, 10);
+	cr_assert_fail("get k: no rate_limit record");
+	return -1;
 }
 
 /* ---- requests come from one table: unknown verbs and wrong arity get specific answers ---------- */
@@ -101,7 +118,9 @@ Test(control, requests_are_checked_against_the_table)
 	}
 	cr_assert_eq(prot_hdr(p)->config_gen, g0, "a refused request changed the configuration");
 	cr_assert_eq(prot_control(p, "ping", reply, sizeof reply), 0, "%s", reply);
-	cr_assert(strstr(reply, "generation "), "%s", reply);
+	char want[64];
+	snprintf(want, sizeof want, "protd protocol=%d generation=", PROT_WIRE_PROTOCOL);
+	cr_assert(strncmp(reply, want, strlen(want)) == 0, "%s", reply);
 	prot_close(p);
 	th_protd_stop(pid);
 }
@@ -375,6 +394,230 @@ Test(control, a_new_directory_is_private)
 	prot_t *p = th_open(seg, 2000);
 	char reply[256];
 	cr_expect_eq(prot_control(p, "ping", reply, sizeof reply), 0, "%s", reply);
+	prot_close(p);
+	th_protd_stop(pid);
+}
+
+/* ---- the protocol as prot-control(7) states it ------------------------------------------------- */
+static struct schema proto; /* large: static */
+
+/* Every record of an `ok` reply is of a type the page lists, with only the fields it lists, each
+ * a word of its set when it has one; the records met are marked. Returns how many there were. */
+static int check_records(const char *req, char *body)
+{
+	struct wire_record r;
+	int n = 0;
+	for (char *pos = body; wire_next(&pos, &r); n++) {
+		struct schema_section *s = schema_find(&proto, "RECORDS", r.type);
+		cr_expect(s, "%s: a record of type %s, which prot-control(7) does not list", req, r.type);
+		if (!s)
+			continue;
+		s->seen++;
+		for (size_t i = 0; i < r.n; i++) {
+			struct schema_member *m = schema_member(s, r.f[i].name);
+			cr_expect(m, "%s: %s record: a field %s prot-control(7) does not list", req, r.type,
+			          r.f[i].name);
+			if (!m)
+				continue;
+			m->seen++;
+			struct schema_type t;
+			schema_type(m->type, &t);
+			cr_expect(!t.set[0] || schema_word(&t, r.f[i].value), "%s: %s.%s = \"%s\" is not one of (%s)",
+			          req, r.type, m->name, r.f[i].value, m->type);
+		}
+		for (int k = 0; k < s->n; k++) { /* a field not marked optional is always there */
+			struct schema_type t;
+			schema_type(s->m[k].type, &t);
+			cr_expect(t.optional || wire_get(&r, s->m[k].name), "%s: %s record without %s", req,
+			          r.type, s->m[k].name);
+		}
+	}
+	return n;
+}
+
+Test(control, every_reply_is_what_prot_control_7_lists)
+{
+	schema_load(&proto, "prot-control.7.scd");
+	cr_assert_eq(proto.version, PROT_WIRE_PROTOCOL, "prot-control(7) and protd disagree on the version");
+	pid_t pid = serve_with("ct-proto", "[key u]\nbreaker_tolerance = 1\nbreaker_window = 1s\n"
+	                  "breaker_refresh = 1s\npool_size = 1\n");
+	prot_t *p = th_open(seg, 2000);
+	static char reply[PROT_REPLY_MAX + 1];
+	/* the requests the page lists are exactly those protd names when it knows none */
+	cr_assert_eq(prot_control(p, "frob", reply, sizeof reply), -PROT_EINVAL_CONFIG);
+	char *list = strstr(reply, "(expected ");
+	cr_assert(list, "%s", reply);
+	list += 10;
+	list[strcspn(list, ")")] = '\0';
+	int listed = 0;
+	for (int i = 0; i < proto.n; i++) {
+		if (strcmp(proto.s[i].group, "REQUESTS") != 0)
+			continue;
+		listed++;
+		char *at = strstr(list, proto.s[i].name);
+		size_t k = strlen(proto.s[i].name);
+		cr_expect(at && (at == list || at[-1] == ' ') && (at[k] == ',' || at[k] == '\0'),
+		          "prot-control(7) lists \"%s\", protd serves: %s", proto.s[i].name, list);
+	}
+	int served = 1;
+	for (const char *c = list; (c = strstr(c, ", ")); c += 2)
+		served++;
+	cr_expect_eq(listed, served, "prot-control(7) lists %d requests, protd serves %d: %s", listed, served, list);
+	/* every request, and every kind of reply it has */
+	static const char *const reqs[] = {
+		"ping", "get k", "get u",
+		"set k rate_limit=12 breaker_tolerance=3 breaker_window=1s breaker_refresh=1s",
+		"set k rate_limit=12", "set fresh rate_limit=5 rate_window=1s",
+		"breaker-create bc tolerance=1 window=1s refresh=1s",
+		"breaker-create bc tolerance=1 window=1s refresh=1s", "breaker-remove bc",
+		"pool-create pc size=1", "pool-create pc size=1", "pool-remove pc",
+	};
+	for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+		int r = prot_control(p, reqs[i], reply, sizeof reply);
+		cr_assert_eq(r, 0, "%s: %s", reqs[i], reply);
+		cr_expect_gt(check_records(reqs[i], reply), 0, "%s: no record", reqs[i]);
+	}
+	for (int i = 0; i < proto.n; i++) {
+		struct schema_section *s = &proto.s[i];
+		if (strcmp(s->group, "RECORDS") != 0)
+			continue;
+		cr_expect(s->seen, "prot-control(7) lists the record %s, which no reply held", s->name);
+		for (int k = 0; k < s->n; k++)
+			cr_expect(s->m[k].seen, "prot-control(7): %s.%s was never sent", s->name, s->m[k].name);
+	}
+	prot_close(p);
+	th_protd_stop(pid);
+}
+
+/* A reply longer than prot_detail.message is read whole: prot_configure_reply has all of it and
+ * says how long it is; a short buffer gets a cut copy and the whole length; the outcome is the
+ * same whatever the buffer. */
+Test(control, a_long_reply_is_read_whole)
+{
+	pid_t pid = serve("ct-long", "0600", "");
+	prot_t *p = th_open(seg, 2000);
+	char settings[1024] = "";
+	size_t len = 0;
+	for (int i = 0; i < 40; i++)
+		len += (size_t)snprintf(settings + len, sizeof settings - len, "%srate_limit=%d", i ? " " : "",
+		                        20 + i);
+	static char reply[PROT_REPLY_MAX + 1];
+	size_t whole = 0;
+	cr_assert_eq(prot_configure_reply(p, "k", settings, reply, sizeof reply, &whole), 0, "%s", reply);
+	cr_expect_eq(whole, strlen(reply));
+	cr_expect_gt(whole, 255, "a reply of %zu bytes does not show the point", whole);
+	int changes = 0;
+	for (const char *c = reply; (c = strstr(c, "change kind=key name=k option=rate_limit ")); c++)
+		changes++;
+	cr_expect_eq(changes, 40, "%d change records", changes);
+	static const char end[] = "setting=rate_limit old=10 new=59 changed=true";
+	cr_expect(whole > sizeof end && strcmp(reply + whole - (sizeof end - 1), end) == 0,
+	          "the last change is cut: %s", reply + (whole > 200 ? whole - 200 : 0));
+	/* the old form keeps the first 255 bytes */
+	struct prot_detail d;
+	cr_assert_eq(prot_configure(p, "k", settings, &d), 0, "%s", d.message);
+	cr_expect_eq(strlen(d.message), 255);
+	/* a short buffer: cut, NUL-terminated, the whole length said; none: the outcome alone */
+	char small[64];
+	size_t n = 0;
+	cr_assert_eq(prot_configure_reply(p, "k", "rate_limit=7 rate_limit=8", small, sizeof small, &n), 0);
+	cr_expect_eq(strlen(small), sizeof small - 1);
+	cr_expect_gt(n, sizeof small - 1);
+	cr_assert_eq(prot_configure_reply(p, "k", "rate_limit=9", NULL, 0, &n), 0);
+	cr_expect_gt(n, 0);
+	cr_expect_eq(rate_limit_of(p), 9);
+	cr_expect_eq(prot_configure_reply(p, "k", "rate_limit=9", NULL, 8, &n), -EINVAL);
+	cr_expect_eq(prot_configure_reply(p, "k", "rate_limit=x", small, sizeof small, &n), -PROT_EINVAL_CONFIG);
+	cr_expect(strstr(small, "rate_limit"), "a refusal's reply is protd's message: %s", small);
+	cr_expect_eq(n, strlen(small));
+	prot_close(p);
+	th_protd_stop(pid);
+}
+
+/* The event types emitted since cursor, into types (n), as a count. */
+static int events_since(prot_t *p, uint64_t *cursor, uint32_t *types, int n)
+{
+	struct prot_event e;
+	uint64_t dropped = 0;
+	int k = 0;
+	while (k < n && prot_event_read(prot_hdr(p), cursor, &e, &dropped) == 1)
+		types[k++] = e.type;
+	return k;
+}
+
+static bool has_type(const uint32_t *types, int n, uint32_t type)
+{
+	for (int i = 0; i < n; i++)
+		if (types[i] == type)
+			return true;
+	return false;
+}
+
+/* Breakers and pools are created and removed the same way: the same records, the same refusals,
+ * and an event for each (breaker_created, pool_created, breaker_removed, pool_removed). */
+Test(control, creating_and_removing_is_one_shape)
+{
+	pid_t pid = serve_with("ct-shape", "[key u]\nbreaker = ub\npool = up\n[breaker ub]\ntolerance = 1\n"
+	                  "window = 1s\nrefresh = 1s\n[pool up]\nsize = 1\n");
+	prot_t *p = th_open(seg, 2000);
+	static const struct {
+		const char *kind, *create, *used;
+		uint32_t created, removed;
+	} kinds[] = {
+		{"breaker", "tolerance=1 window=1s refresh=1s", "ub", EV_BREAKER_CREATED, EV_BREAKER_REMOVED},
+		{"pool", "size=1", "up", EV_POOL_CREATED, EV_POOL_REMOVED},
+	};
+	for (size_t i = 0; i < 2; i++) {
+		const char *k = kinds[i].kind;
+		char req[256], want[256], reply[1024];
+		uint64_t cursor = prot_event_oldest(prot_hdr(p));
+		uint32_t types[64];
+		snprintf(req, sizeof req, "%s-create x%s %s", k, k, kinds[i].create);
+		cr_assert_eq(prot_control(p, req, reply, sizeof reply), 0, "%s: %s", req, reply);
+		snprintf(want, sizeof want, "created kind=%s name=x%s", k, k);
+		cr_expect_str_eq(reply, want);
+		cr_assert_eq(prot_control(p, req, reply, sizeof reply), 0, "%s: %s", req, reply);
+		snprintf(want, sizeof want, "kept kind=%s name=x%s", k, k);
+		cr_expect_str_eq(reply, want);
+		snprintf(req, sizeof req, "%s-remove x%s", k, k);
+		cr_assert_eq(prot_control(p, req, reply, sizeof reply), 0, "%s: %s", req, reply);
+		snprintf(want, sizeof want, "removed kind=%s name=x%s", k, k);
+		cr_expect_str_eq(reply, want);
+		int n = events_since(p, &cursor, types, 64);
+		cr_expect(has_type(types, n, kinds[i].created), "%s-create emitted no %s_created", k, k);
+		cr_expect(has_type(types, n, kinds[i].removed), "%s-remove emitted no %s_removed", k, k);
+		/* again: gone; and one in use is refused naming its key */
+		cr_expect_eq(prot_control(p, req, reply, sizeof reply), i ? -PROT_ENOPOOL : -PROT_ENOBREAKER);
+		snprintf(want, sizeof want, "no such %s: x%s", k, k);
+		cr_expect_str_eq(reply, want);
+		snprintf(req, sizeof req, "%s-remove %s", k, kinds[i].used);
+		cr_expect_eq(prot_control(p, req, reply, sizeof reply), -PROT_EINVAL_CONFIG);
+		snprintf(want, sizeof want, "%s %s is used by key u: change or remove the key first", k, kinds[i].used);
+		cr_expect_str_eq(reply, want);
+	}
+	prot_close(p);
+	th_protd_stop(pid);
+}
+
+/* A breaker's options travel once (as INI words) and only protd compares them, as decisions read
+ * them: defaults filled in, the options the strategy does not use aside. */
+Test(control, protd_alone_compares_a_breakers_options)
+{
+	/* an INI breaker with options its strategy does not use, and a probe count left at its default */
+	pid_t pid = serve_with("ct-same", "[breaker r]\nstrategy = rate\nrate_threshold = 50\n"
+	                  "rate_window_calls = 10\nrefresh = 1s\ntolerance = 5\nwindow = 3s\n");
+	prot_t *p = th_open(seg, 2000);
+	struct prot_breaker_opts o = {.strategy = PROT_BREAKER_RATE, .rate_threshold_pct = 50,
+	                              .rate_window_calls = 10, .refresh_ms = 1000};
+	cr_expect_eq(prot_breaker_create(p, "r", &o), 0, "the same options as decisions read them");
+	char reply[256];
+	cr_assert_eq(prot_control(p, "breaker-create r strategy=rate rate_threshold=50 rate_window_calls=10 "
+	                             "refresh=1s half_open_probes=0", reply, sizeof reply), 0, "%s", reply);
+	cr_expect_str_eq(reply, "kept kind=breaker name=r", "protd's answer itself");
+	o.rate_window_calls = 11;
+	cr_expect_eq(prot_breaker_create(p, "r", &o), -PROT_EEXIST);
+	o.strategy = 9; /* a strategy without a name is never sent */
+	cr_expect_eq(prot_breaker_create(p, "r", &o), -EINVAL);
 	prot_close(p);
 	th_protd_stop(pid);
 }

@@ -366,7 +366,9 @@ Test(facade, configure_applies_to_all_and_refuses_bad_values)
 	cr_assert(strstr(o.err, "rate_window"), "%s", o.err);
 	cr_assert_eq(th_protctl(&o, seg, "set", "svc", "novalue", NULL), 2);
 	cr_assert_eq(th_protctl(&o, seg, "--json", "set", "svc", "breaker_tolerance=2", NULL), 0, "%s", o.err);
-	cr_assert(strstr(o.out, "\"changes\":[\"breaker_tolerance: 3 -> 2\"]"), "%s", o.out);
+	cr_assert(strstr(o.out, "\"changes\":[{\"kind\":\"breaker\",\"name\":\"svc\",\"option\":\"tolerance\","
+	                        "\"setting\":\"breaker_tolerance\",\"old\":\"3\",\"new\":\"2\",\"changed\":true}]"),
+	          "%s", o.out);
 
 	/* runtime keys appear in the list */
 	cr_assert_eq(prot_configure(p, "fresh", "rate_limit=5 rate_window=1s", &d), 0, "%s", d.message);

@@ -990,7 +990,7 @@ Test(rate, protctl_show_top_reset, .timeout = 60)
 	cr_assert_eq(th_protctl(o, e->seg, "--json", "rate", "show", "api", "heavy", NULL), 0);
 	cr_assert(strstr(o->out, "\"used\":3,\"remaining\":0"), "%s", o->out);
 	cr_assert(strstr(o->out, "\"allowed\":false"), "%s", o->out);
-	cr_assert(strstr(o->out, "\"denied_total\":2"), "%s", o->out);
+	cr_assert(strstr(o->out, "\"denied\":2"), "%s", o->out);
 	cr_assert_eq(th_protctl(o, e->seg, "--json", "rate", "top", "api", "1", NULL), 0);
 	cr_assert(strstr(o->out, "\"most_used\":[{\"entity\":\"heavy\",\"admitted\":3,\"denied\":2}]"),
 	          "%s", o->out);
