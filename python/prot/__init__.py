@@ -19,10 +19,11 @@ post_fork hook so that each worker has its own handle (examples/gunicorn_app/).
 """
 import ctypes
 import threading
+import urllib.parse
 
-from ._abi import (CALL_FN, CHECK_FN, CREATE_FN, DESTROY_FN, INT_FN, NAME_FN, BreakerStatus,
-                   CallOpts, Connector, Detail, Info, Opaque3, PoolStatus, ProtectionStatus,
-                   RateInfo, RateLimit, lib)
+from ._abi import (CALL_FN, CHECK_FN, CREATE_FN, DESTROY_FN, INT_FN, NAME_FN, REPLY_MAX,
+                   BreakerStatus, CallOpts, Connector, Detail, Info, Opaque3, PoolStatus,
+                   ProtectionStatus, RateInfo, RateLimit, lib)
 from .errors import *  # noqa: F401,F403  (the exception classes are part of the module)
 from .errors import CODES, ProtError, error
 
@@ -33,6 +34,18 @@ OPEN_RDONLY = 1
 
 def _b(s):
     return None if s is None else (s.encode() if isinstance(s, str) else bytes(s))
+
+
+def _records(text):
+    """protd's reply records (man/prot-control.7.scd): [(type, {field: value})], one a line,
+    "TYPE name=value ...", values %XX-escaped."""
+    out = []
+    for line in text.splitlines():
+        words = line.split(" ")
+        if words[0]:
+            out.append((words[0], {k: urllib.parse.unquote(v) for k, sep, v in
+                                   (w.partition("=") for w in words[1:]) if sep}))
+    return out
 
 
 def _dict(st):
@@ -356,16 +369,21 @@ class Prot:
         return box.get("value")
 
     def configure(self, key, settings):
-        """Runtime change through protd: settings "rate_limit=50 ..." or a dict. Returns protd's
-        reply; raises EINVAL_CONFIG (with protd's message), ENOTCONNECTED, ..."""
+        """Runtime change through protd: settings "rate_limit=50 ..." or a dict. Returns what
+        changed, one dict per setting, from protd's change records (prot_configure_reply, the
+        whole reply): {"kind", "name", "option", "setting", "old", "new", "changed"} (old or new
+        None when there was none). Raises EINVAL_CONFIG (with protd's message), ENOTCONNECTED..."""
         if isinstance(settings, dict):
             settings = " ".join(f"{k}={v}" for k, v in settings.items())
-        d = Detail()
-        rc = lib.prot_configure(self._h(), _b(key), _b(settings), ctypes.byref(d))
-        msg = d.message.decode(errors="replace")
+        buf = ctypes.create_string_buffer(REPLY_MAX + 1)
+        n = ctypes.c_size_t(0)
+        rc = lib.prot_configure_reply(self._h(), _b(key), _b(settings), buf, len(buf), ctypes.byref(n))
+        reply = buf.value.decode(errors="replace")
         if rc < 0:
-            raise error(rc, msg or key)
-        return msg
+            raise error(rc, reply or key)
+        keys = ("kind", "name", "option", "setting", "old", "new")
+        return [dict({k: f.get(k) for k in keys}, changed=f.get("changed") == "true")
+                for t, f in _records(reply) if t == "change"]
 
     def status(self, key):
         """Every layer of protection key KEY (prot_get_protection_status) as a dict."""

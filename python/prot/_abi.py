@@ -11,6 +11,7 @@ import os
 
 NAME_MAX = 47
 ENTITY_MAX = 64
+REPLY_MAX = 65535  # PROT_REPLY_MAX: the longest reply of protd
 
 u32, u64, i32, i64 = ctypes.c_uint32, ctypes.c_uint64, ctypes.c_int32, ctypes.c_int64
 c_int, c_uint, c_char_p, c_void_p = ctypes.c_int, ctypes.c_uint, ctypes.c_char_p, ctypes.c_void_p
@@ -140,6 +141,8 @@ _PROTOTYPES = {
     "prot_execute": (c_int, [P, c_char_p, ctypes.POINTER(CallOpts), CALL_FN, c_void_p,
                              ctypes.POINTER(Detail)]),
     "prot_configure": (c_int, [P, c_char_p, c_char_p, ctypes.POINTER(Detail)]),
+    "prot_configure_reply": (c_int, [P, c_char_p, c_char_p, ctypes.c_char_p, ctypes.c_size_t,
+                                     ctypes.POINTER(ctypes.c_size_t)]),
     "prot_get_protection_status": (c_int, [P, c_char_p, ctypes.POINTER(ProtectionStatus)]),
     "prot_list_keys": (c_int, [P, NAME_FN, c_void_p]),
     "prot_list_breakers": (c_int, [P, NAME_FN, c_void_p]),

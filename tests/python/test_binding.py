@@ -179,14 +179,26 @@ def test_configure_status_and_list(protd):
     d = protd(INI)
     with prot.open(d.segment) as p:
         assert p.list() == {"keys": ["api"], "breakers": ["dep"], "pools": ["conns"]}
-        reply = p.configure("api", {"rate_limit": 3})
-        assert "rate_limit" in reply
+        changes = p.configure("api", {"rate_limit": 3})
+        assert [(c["kind"], c["setting"], c["new"], c["changed"]) for c in changes] == \
+            [("key", "rate_limit", "3", True)]
         assert p.status("api")["rate"]["limit"] == 3
         with pytest.raises(prot.EINVAL_CONFIG) as e:
             p.configure("api", "rate_limit=banana")
         assert "rate_limit" in str(e.value)
         info = p.info()
         assert info["segment"] == d.segment and info["protd_alive"] == 1
+
+
+def test_configure_returns_every_change_of_a_long_reply(protd):
+    """protd's whole reply, longer than prot_detail.message: one change per setting."""
+    d = protd(INI)
+    with prot.open(d.segment) as p:
+        settings = " ".join(f"rate_limit={20 + i}" for i in range(40))
+        changes = p.configure("api", settings)
+        assert len(changes) == 40
+        assert changes[-1]["new"] == "59" and changes[-1]["name"] == "api"
+        assert p.configure("api", "rate_limit=59")[0]["changed"] is False
 
 
 def test_a_handle_opened_before_fork_works_in_the_children(protd):
