@@ -1,6 +1,6 @@
 /* config_schema.c — the names of protd's configuration, one table per set: the options of each
- * kind of object (the value type, where it is stored, its range), the names of enum values, the
- * section names (config_kind_name) and the prefixes of a key's inline breaker_* / pool_* options.
+ * kind of object (the value type, where it is stored, its range; the names of enum values are
+ * lib/names.c's, which protctl and the control protocol share), the section names (config_kind_name) and the prefixes of a key's inline breaker_* / pool_* options.
  * Everything else in the config module reads these tables: the value parser (config_value.c), the
  * INI reader (config_ini.c), the checks (config_check.c), and, through config_option_names(),
  * protd-ini-doc (daemon/ini_doc.c), which writes protd.ini(5) from them.
@@ -95,17 +95,11 @@
 #define DUR_MAX (30ull * 24 * 3600 * 1000) /* 30 days */
 #define U(st, f) offsetof(st, f), sizeof(((st *)0)->f)
 
-static const struct opt_enum e_algo[] = { { "gcra", PROT_RATE_GCRA },
-	                                  { "fixed_window", PROT_RATE_FIXED_WINDOW }, { 0, 0 } };
-static const struct opt_enum e_full[] = { { "deny", RATE_FULL_DENY }, { "allow", RATE_FULL_ALLOW },
-	                                  { 0, 0 } };
-static const struct opt_enum e_clock[] = { { "monotonic", RATE_CLOCK_MONO },
-	                                   { "coarse", RATE_CLOCK_COARSE }, { 0, 0 } };
-static const struct opt_enum e_bstrat[] = { { "standard", PROT_BREAKER_STANDARD },
-	                                    { "rate", PROT_BREAKER_RATE }, { 0, 0 } };
-static const struct opt_enum e_pstrat[] = { { "lifo", 0 }, { "fifo", 1 }, { 0, 0 } };
-static const struct opt_enum e_heal[] = { { "half_open", PROT_HEAL_HALF_OPEN }, { "full", PROT_HEAL_FULL },
-	                                  { 0, 0 } };
+/* The names of enumerated values are lib/names.c's: one table for the INI, the control protocol and
+ * protctl (whose JSON documents prot-json(7) lists them in). */
+static const enum prot_names e_algo = NAMES_RATE_ALGORITHM, e_full = NAMES_RATE_ON_FULL,
+                             e_clock = NAMES_RATE_CLOCK, e_bstrat = NAMES_BREAKER_STRATEGY,
+                             e_pstrat = NAMES_POOL_STRATEGY, e_heal = NAMES_BREAKER_HEAL;
 
 static const struct opt opts_segment[] = {
 	{ "name", T_SEGNAME, U(struct cfg_segment, name), 0, 0, NULL, NULL },
@@ -134,23 +128,23 @@ static const struct opt opts_key[] = {
 	{ "rate_limit", T_U64, U(struct cfg_key, c.rate_limit), 1, UINT32_MAX, NULL, NULL },
 	{ "rate_window", T_DUR, U(struct cfg_key, c.rate_window_ms), 1, RATE_WINDOW_MAX_MS, NULL,
 	  "2^36 ms, the rate limiter's" },
-	{ "rate_algorithm", T_ENUM, U(struct cfg_key, c.rate_algo), 0, 0, e_algo, NULL },
+	{ "rate_algorithm", T_ENUM, U(struct cfg_key, c.rate_algo), 0, 0, &e_algo, NULL },
 	{ "rate_burst", T_U64, U(struct cfg_key, c.rate_burst), 0, UINT32_MAX, NULL, NULL },
-	{ "rate_on_full", T_ENUM, U(struct cfg_key, c.rate_full_policy), 0, 0, e_full, NULL },
-	{ "rate_clock", T_ENUM, U(struct cfg_key, c.rate_clock), 0, 0, e_clock, NULL },
+	{ "rate_on_full", T_ENUM, U(struct cfg_key, c.rate_full_policy), 0, 0, &e_full, NULL },
+	{ "rate_clock", T_ENUM, U(struct cfg_key, c.rate_clock), 0, 0, &e_clock, NULL },
 	{ "breaker", T_REF, U(struct cfg_key, breaker), 0, 0, NULL, NULL },
 	{ "pool", T_REF, U(struct cfg_key, pool), 0, 0, NULL, NULL },
 	{ "timeout", T_DUR, U(struct cfg_key, c.timeout_ms), 1, DUR_MAX, NULL, NULL },
 	{ 0 },
 };
 static const struct opt opts_breaker[] = {
-	{ "strategy", T_ENUM, U(struct cfg_breaker, c.strategy), 0, 0, e_bstrat, NULL },
+	{ "strategy", T_ENUM, U(struct cfg_breaker, c.strategy), 0, 0, &e_bstrat, NULL },
 	{ "tolerance", T_U64, U(struct cfg_breaker, c.tolerance), 0, BREAKER_MELT_RING - 1, NULL,
 	  "BREAKER_MELT_RING - 1" },
 	{ "window", T_DUR, U(struct cfg_breaker, c.window_ms), 1, DUR_MAX, NULL, NULL },
 	{ "refresh", T_DUR, U(struct cfg_breaker, c.refresh_ms), 1, DUR_MAX, NULL, NULL },
 	{ "half_open_probes", T_U64, U(struct cfg_breaker, c.half_open_probes), 0, BREAKER_PROBES_MAX, NULL, NULL },
-	{ "heal", T_ENUM, U(struct cfg_breaker, c.heal), 0, 0, e_heal, NULL },
+	{ "heal", T_ENUM, U(struct cfg_breaker, c.heal), 0, 0, &e_heal, NULL },
 	{ "probe_timeout", T_DUR, U(struct cfg_breaker, c.probe_timeout_ms), 0, DUR_MAX, NULL, NULL },
 	{ "slow_call", T_DUR, U(struct cfg_breaker, c.slow_call_ms), 0, DUR_MAX, NULL, NULL },
 	{ "rate_threshold", T_PCT, U(struct cfg_breaker, c.rate_threshold_pct), 1, 100, NULL, NULL },
@@ -164,7 +158,7 @@ static const struct opt opts_pool[] = {
 	{ "size", T_U64, U(struct cfg_pool, c.size), 0, 65536, NULL, NULL },
 	{ "max_overflow", T_U64, U(struct cfg_pool, c.max_overflow), 0, 65536, NULL, NULL },
 	{ "checkout_timeout", T_DUR, U(struct cfg_pool, c.checkout_timeout_ms), 0, DUR_MAX, NULL, NULL },
-	{ "strategy", T_ENUM, U(struct cfg_pool, c.strategy), 0, 0, e_pstrat, NULL },
+	{ "strategy", T_ENUM, U(struct cfg_pool, c.strategy), 0, 0, &e_pstrat, NULL },
 	{ "overflow_ttl", T_DUR, U(struct cfg_pool, c.overflow_ttl_ms), 0, DUR_MAX, NULL, NULL },
 	{ "reclaim_interval", T_DUR, U(struct cfg_pool, c.reclaim_ms), 1, DUR_MAX, NULL, NULL },
 	{ "min_idle", T_U64, U(struct cfg_pool, c.min_idle), 0, 65536, NULL, NULL },

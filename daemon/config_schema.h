@@ -11,13 +11,9 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "wire.h"
 
 enum opt_type { T_U64, T_DUR, T_ENUM, T_PCT, T_SIZE, T_REF, T_MODE, T_GROUP, T_SEGNAME, T_PATH };
-
-struct opt_enum {
-	const char *name;
-	uint64_t value;
-};
 
 /* One option: its name, how its value is written, and where it is stored in its object. */
 struct opt {
@@ -26,7 +22,7 @@ struct opt {
 	size_t off;   /* from the object's base */
 	size_t size;  /* 4 or 8 for integers, buffer size for strings */
 	uint64_t min, max;
-	const struct opt_enum *e;
+	const enum prot_names *e; /* T_ENUM: the set of its names (lib/names.c) */
 	const char *why_max; /* explains max when it is a capacity of the layout */
 };
 

@@ -109,15 +109,12 @@ static int parse_with_unit(const struct opt *o, const struct unit_family *f, con
 
 static int parse_enum(const struct opt *o, const char *v, uint64_t *out, char *err)
 {
+	if (prot_name_value(*o->e, v, out) == 0)
+		return 0;
 	char list[128] = "";
-	for (const struct opt_enum *e = o->e; e->name; e++) {
-		if (strcmp(e->name, v) == 0) {
-			*out = e->value;
-			return 0;
-		}
-		snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", e == o->e ? "" : " | ",
-		         e->name);
-	}
+	const char *const *names = prot_names_list(*o->e);
+	for (size_t i = 0; names[i]; i++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? " | " : "", names[i]);
 	return fail(err, "%s: \"%s\" is not one of %s", o->name, v, list);
 }
 
@@ -307,9 +304,7 @@ void config_get_value(enum cfg_kind kind, const void *obj, const char *name, cha
 		fmt_duration(buf, n, v);
 		break;
 	case T_ENUM:
-		for (const struct opt_enum *e = o->e; e->name; e++)
-			if (e->value == v)
-				snprintf(buf, n, "%s", e->name);
+		snprintf(buf, n, "%s", prot_name(*o->e, v) ? prot_name(*o->e, v) : "");
 		break;
 	case T_MODE:
 		snprintf(buf, n, "0%03" PRIo64, v);
