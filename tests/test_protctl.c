@@ -419,11 +419,9 @@ Test(protctl, events_name_their_fields)
 	uncraft(&c);
 }
 
-Test(protctl, events_follow_stops_on_sigterm)
+/* `protctl --json events --follow` on seg, its stdout into log: the pid. */
+static pid_t follow_start(const char *seg, const char *log)
 {
-	const char *seg = th_segname("follow");
-	struct crafted c = craft(seg);
-	const char *log = th_write_file("follow.out", "%s", "");
 	fflush(NULL);
 	pid_t pid = fork();
 	cr_assert(pid >= 0);
@@ -434,23 +432,39 @@ Test(protctl, events_follow_stops_on_sigterm)
 		      (char *)NULL);
 		_exit(127);
 	}
-	usleep(200 * 1000);
-	prot_event_emit(c.h, EV_POOL_EXHAUSTED, 1, "db", 0, 0);
-	usleep(300 * 1000);
+	return pid;
+}
+
+/* SIGTERM it: it must stop at once, with status 0; then what it printed, into buf. */
+static void follow_stop(pid_t pid, const char *log, char *buf, size_t n)
+{
 	kill(pid, SIGTERM);
 	int st;
 	cr_assert_eq(th_wait(pid, 5000, &st), 0, "protctl events --follow did not stop on SIGTERM");
 	cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
 	FILE *f = fopen(log, "r");
 	cr_assert_not_null(f);
-	char line[1024];
+	buf[fread(buf, 1, n - 1, f)] = '\0';
+	fclose(f);
+}
+
+Test(protctl, events_follow_stops_on_sigterm)
+{
+	const char *seg = th_segname("follow");
+	struct crafted c = craft(seg);
+	const char *log = th_write_file("follow.out", "%s", "");
+	pid_t pid = follow_start(seg, log);
+	usleep(200 * 1000);
+	prot_event_emit(c.h, EV_POOL_EXHAUSTED, 1, "db", 0, 0);
+	usleep(300 * 1000);
+	static char text[65536];
+	follow_stop(pid, log, text, sizeof text);
 	int lines = 0;
-	while (fgets(line, sizeof line, f)) {
+	for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		cr_expect(json_valid(line), "not JSON: %s", line);
 		cr_expect(strstr(line, "pool_exhausted"), "%s", line);
 		lines++;
 	}
-	fclose(f);
 	cr_expect_eq(lines, 1);
 	uncraft(&c);
 }
@@ -906,30 +920,6 @@ static void emit_every_event(struct prot_shm_header *h)
 			prot_event_emit(h, t, 0, "api", 3, 1);
 }
 
-/* events --follow --json for a moment: its lines. */
-static void follow_json(const char *seg, char *buf, size_t n)
-{
-	const char *log = th_write_file("follow-schema.out", "%s", "");
-	fflush(NULL);
-	pid_t pid = fork();
-	cr_assert(pid >= 0);
-	if (pid == 0) {
-		if (!freopen(log, "w", stdout))
-			_exit(126);
-		execl(th_protctl_path(), th_protctl_path(), "--segment", seg, "--json", "events", "--follow",
-		      (char *)NULL);
-		_exit(127);
-	}
-	usleep(300 * 1000);
-	kill(pid, SIGTERM);
-	int st;
-	cr_assert_eq(th_wait(pid, 5000, &st), 0, "events --follow did not stop");
-	FILE *f = fopen(log, "r");
-	cr_assert(f);
-	buf[fread(buf, 1, n - 1, f)] = '\0';
-	fclose(f);
-}
-
 Test(protctl, every_json_document_is_what_prot_json_7_lists, .timeout = 120)
 {
 	schema_load(&json_schema, "prot-json.7.scd");
@@ -988,7 +978,10 @@ Test(protctl, every_json_document_is_what_prot_json_7_lists, .timeout = 120)
 		check_document(runs[i][0], out.out);
 	}
 	static char lines[65536];
-	follow_json(seg, lines, sizeof lines);
+	const char *log = th_write_file("follow-schema.out", "%s", "");
+	pid_t follower = follow_start(seg, log);
+	usleep(300 * 1000); /* it prints what the ring holds, then follows */
+	follow_stop(follower, log, lines, sizeof lines);
 	int docs = 0;
 	for (char *save = NULL, *l = strtok_r(lines, "\n", &save); l; l = strtok_r(NULL, "\n", &save), docs++)
 		check_document("events --follow", l);
