@@ -358,6 +358,22 @@ static void object_event(const struct object_kind *k, uint32_t ev, const char *n
 	prot_event_emit(ctl.shm->hdr, ev, slot < 0 ? 0 : (uint32_t)slot, name, 0, 0);
 }
 
+/* Apply next (holding the writer lock; it is taken over) and say what was DONE to NAME: its event,
+ * its record, the log line. */
+static void apply_object(struct out *o, const struct object_kind *k, struct config *next,
+                         struct cfg_errors *e, const char *name, bool created)
+{
+	if (check_apply(next, e, EV_CONFIG_CHANGED) < 0) {
+		errors_reply(o, e);
+		return;
+	}
+	const char *done = created ? "created" : "removed";
+	object_event(k, created ? k->created_event : k->removed_event, name);
+	outf(o, "ok\n");
+	out_object(o, done, k->what, name);
+	log_info("control: %s %s %s", k->what, name, done);
+}
+
 /* Validate NAME's options into a scratch config, then: the same options again keep the existing
  * object (kept), other options are refused (exists), else it is added as a runtime object. */
 static void create_object(struct out *o, const struct object_kind *k, const char *name, char **w, int nw)
@@ -408,14 +424,7 @@ static void create_object(struct out *o, const struct object_kind *k, const char
 	}
 	memcpy(made, want, k->obj_size);
 	((struct cfg_obj *)made)->origin = CFG_ORIGIN_RUNTIME;
-	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
-		errors_reply(o, &e);
-		goto out;
-	}
-	object_event(k, k->created_event, name);
-	outf(o, "ok\n");
-	out_object(o, "created", k->what, name);
-	log_info("control: %s %s created", k->what, name);
+	apply_object(o, k, &next, &e, name, true);
 out:
 	registry_unlock();
 	config_free(&scratch);
@@ -449,14 +458,7 @@ static void remove_object(struct out *o, const struct object_kind *k, const char
 		goto out;
 	}
 	k->del(&next, have);
-	if (check_apply(&next, &e, EV_CONFIG_CHANGED) < 0) {
-		errors_reply(o, &e);
-		goto out;
-	}
-	object_event(k, k->removed_event, name);
-	outf(o, "ok\n");
-	out_object(o, "removed", k->what, name);
-	log_info("control: %s %s removed", k->what, name);
+	apply_object(o, k, &next, &e, name, false);
 out:
 	registry_unlock();
 	cfg_errors_free(&e);

@@ -1050,17 +1050,7 @@ int prot_breaker_ask(prot_t *p, const char *name)
  * missing breaker: PROT_ENOBREAKER). */
 int prot_breaker_remove(prot_t *p, const char *name)
 {
-	char req[128];
-	int g = prot_gate(p, false); /* protd judges the caller's authority */
-	if (g < 0)
-		return g;
-	if (!name || !*name || strpbrk(name, " \t\r\n="))
-		return -EINVAL;
-	if (strlen(name) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	snprintf(req, sizeof req, "breaker-remove %s", name);
-	prot_hdr(p);
-	return prot_control(p, req, NULL, 0);
+	return prot_object_request(p, "breaker-remove", name, WIRE_NO_OPTS, NULL);
 }
 
 /* Runtime creation goes through protd, the only writer of configuration: the options travel once,
@@ -1069,21 +1059,7 @@ int prot_breaker_remove(prot_t *p, const char *name)
  * PROT_EEXIST when it has others. */
 int prot_breaker_create(prot_t *p, const char *name, const struct prot_breaker_opts *opts)
 {
-	char req[512];
-
-	int g = prot_gate(p, false); /* through protd, which checks the caller's authority */
-	if (g < 0)
-		return g;
-	if (!name || !opts || !*name || strpbrk(name, " \t\r\n="))
-		return -EINVAL;
-	if (strlen(name) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	int len = snprintf(req, sizeof req, "breaker-create %s", name);
-	int r = wire_opts_words(WIRE_BREAKER_OPTS, opts, req, sizeof req, (size_t)len);
-	if (r == 0) {
-		prot_hdr(p);
-		r = prot_control(p, req, NULL, 0);
-	}
+	int r = prot_object_request(p, "breaker-create", name, WIRE_BREAKER_OPTS, opts);
 	if (r == 0)
 		PROT_TEL(p, PROT_TEL_BREAKER_CREATED, .layer = PROT_LAYER_BREAKER, .key = name);
 	return r;

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "wire.h"
 
 #define CONNECT_MS 1000 /* connect() and the request's send */
 #define REPLY_MS 5000   /* from the request sent to the reply's EOF */
@@ -220,6 +221,26 @@ int prot_control_len(prot_t *p, const char *request, char *reply, size_t size, s
 int prot_control(prot_t *p, const char *request, char *reply, size_t n)
 {
 	return prot_control_len(p, request, reply, n, NULL);
+}
+
+/* ---- breakers and pools: create and remove ---------------------------------------------------- */
+int prot_object_request(prot_t *p, const char *verb, const char *name, enum wire_opts which,
+                        const void *opts)
+{
+	int g = prot_gate(p, false); /* through protd, which judges the caller's authority */
+	if (g < 0)
+		return g;
+	if (!name || !*name || strpbrk(name, " \t\r\n=") || (!opts && which != WIRE_NO_OPTS))
+		return -EINVAL;
+	if (strlen(name) > PROT_NAME_MAX)
+		return -PROT_ETOOLONG;
+	char req[640];
+	int len = snprintf(req, sizeof req, "%s %s", verb, name);
+	int r = which == WIRE_NO_OPTS ? 0 : wire_opts_words(which, opts, req, sizeof req, (size_t)len);
+	if (r < 0)
+		return r; /* a value without a name (an unknown strategy): never sent */
+	prot_hdr(p);
+	return prot_control(p, req, NULL, 0);
 }
 
 /* ---- prot_configure -------------------------------------------------------------------------- */

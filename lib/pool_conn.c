@@ -813,43 +813,15 @@ int prot_pool_holders(prot_t *p, const char *pool, struct prot_pool_holder *out,
 	return 0;
 }
 
-/* Runtime lifecycle through protd (daemon/control.c: pool-create, pool-remove). The options
- * travel once, as the words of an INI [pool] section (lib/wire.c); protd validates them and
- * answers ok when an existing pool has the same ones, and names a missing pool (PROT_ENOPOOL). */
-static bool name_ok(const char *name)
-{
-	return name && *name && !strpbrk(name, " \t\r\n=");
-}
-
+/* Runtime lifecycle through protd (daemon/control.c: pool-create, pool-remove): the options
+ * travel once, as the words of an INI [pool] section; protd validates them, answers ok when an
+ * existing pool has the same ones, and names a missing pool (PROT_ENOPOOL). */
 int prot_pool_create(prot_t *p, const char *name, const struct prot_pool_opts *o)
 {
-	char req[640];
-	int g = prot_gate(p, false); /* through protd, which checks the caller's authority */
-	if (g < 0)
-		return g;
-	if (!name_ok(name) || !o)
-		return -EINVAL;
-	if (strlen(name) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	int len = snprintf(req, sizeof req, "pool-create %s", name);
-	int r = wire_opts_words(WIRE_POOL_OPTS, o, req, sizeof req, (size_t)len);
-	if (r < 0)
-		return r; /* a strategy without a name: -EINVAL */
-	prot_hdr(p);
-	return prot_control(p, req, NULL, 0);
+	return prot_object_request(p, "pool-create", name, WIRE_POOL_OPTS, o);
 }
 
 int prot_pool_remove(prot_t *p, const char *name)
 {
-	char req[128];
-	int g = prot_gate(p, false);
-	if (g < 0)
-		return g;
-	if (!name_ok(name))
-		return -EINVAL;
-	if (strlen(name) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	snprintf(req, sizeof req, "pool-remove %s", name);
-	prot_hdr(p);
-	return prot_control(p, req, NULL, 0);
+	return prot_object_request(p, "pool-remove", name, WIRE_NO_OPTS, NULL);
 }

@@ -46,11 +46,17 @@ PROT_HIDDEN const char *wire_get(const struct wire_record *r, const char *name);
 PROT_HIDDEN int wire_next(char **pos, struct wire_record *r);
 
 /* ---- request words: a public options struct as name=value words (lib/wire.c) ----------------- */
-enum wire_opts { WIRE_BREAKER_OPTS, WIRE_POOL_OPTS };
+enum wire_opts { WIRE_BREAKER_OPTS, WIRE_POOL_OPTS, WIRE_NO_OPTS };
 /* " name=value ..." for *opts (struct prot_breaker_opts or struct prot_pool_opts), with the option
  * names of the INI's [breaker] / [pool] section, appended to buf (n bytes, len used). 0, -EINVAL
  * for a value that has no name (an unknown strategy), -PROT_ETOOLONG when it does not fit. */
 PROT_HIDDEN int wire_opts_words(enum wire_opts which, const void *opts, char *buf, size_t n, size_t len);
+/* "VERB NAME[ options]" to protd (lib/control.c): the breaker and pool create / remove requests,
+ * one path. The handle's gate, NAME (-EINVAL unless 1 byte or more without spaces or '=';
+ * -PROT_ETOOLONG beyond PROT_NAME_MAX), the options of which (-EINVAL when opts is NULL; none
+ * for WIRE_NO_OPTS); then prot_control's result. */
+PROT_HIDDEN int prot_object_request(prot_t *p, const char *verb, const char *name, enum wire_opts which,
+                                    const void *opts);
 
 /* ---- names of enumerated values (lib/names.c) ------------------------------------------------- */
 enum prot_names {
