@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "wire.h"
 
 /* One payload word as words. */
 struct ev_field {
@@ -30,8 +31,7 @@ struct ev_field {
 	const char *json;    /* member name in protctl's JSON "fields" object */
 	const char *words;   /* '#' is the value; "(s)" is "s" unless the value is 1 */
 	const char *if_zero; /* the text when the value is 0 ("" leaves the field out), or NULL */
-	const char *enum1;   /* for a 0/1 policy word: its JSON string for 1 (if_zero's for 0) */
-	const char *enum0;
+	int names;           /* for a policy word: its set of names (lib/names.c), else -1 */
 };
 
 struct ev_kind {
@@ -40,35 +40,35 @@ struct ev_kind {
 	struct ev_field f[PROT_EVENT_FIELDS];
 };
 
-#define EPOCH {'a', "epoch", "epoch #", NULL, NULL, NULL}
+#define EPOCH {'a', "epoch", "epoch #", NULL, -1}
 
 static const struct ev_kind kinds[] = {
 	[EV_NONE] = {"none", "no event", {{0}}},
 	[EV_BREAKER_OPEN] = {"breaker_open", "opened",
-		{{'b', "failures", "# failure(s) in the window", "a half-open probe failed", NULL, NULL}, EPOCH}},
+		{{'b', "failures", "# failure(s) in the window", "a half-open probe failed", -1}, EPOCH}},
 	[EV_BREAKER_HALF_OPEN] = {"breaker_half_open", "half-open, admitting probes",
-		{{'b', "probes_lost", "# probe(s) of the previous round never reported back", "", NULL, NULL},
+		{{'b', "probes_lost", "# probe(s) of the previous round never reported back", "", -1},
 		 EPOCH}},
 	[EV_BREAKER_CLOSED] = {"breaker_closed", "closed (the probes succeeded, it healed, or it was enabled)", {EPOCH}},
 	[EV_BREAKER_BLOWN] = {"breaker_blown", "disabled (open until enabled)", {EPOCH}},
 	[EV_BREAKER_RESET] = {"breaker_reset", "reset to closed", {EPOCH}},
 	[EV_BREAKER_CREATED] = {"breaker_created", "created through protd", {{0}}},
 	[EV_POOL_EXHAUSTED] = {"pool_exhausted", "no lease free",
-		{{'a', "in_use", "# lease(s) in use", NULL, NULL, NULL},
-		 {'b', "waiting", "# waiting", NULL, NULL, NULL}}},
+		{{'a', "in_use", "# lease(s) in use", NULL, -1},
+		 {'b', "waiting", "# waiting", NULL, -1}}},
 	[EV_LEASE_RECLAIMED] = {"lease_reclaimed", "lease of a dead process reclaimed",
-		{{'a', "process_slot", "process slot #", NULL, NULL, NULL},
-		 {'b', "lease", "lease entry #", NULL, NULL, NULL}}},
+		{{'a', "process_slot", "process slot #", NULL, -1},
+		 {'b', "lease", "lease entry #", NULL, -1}}},
 	[EV_CONFIG_RELOADED] = {"config_reloaded", "configuration file reloaded",
-		{{'a', "generation", "generation #", NULL, NULL, NULL}}},
+		{{'a', "generation", "generation #", NULL, -1}}},
 	[EV_CONFIG_CHANGED] = {"config_changed", "configuration changed at runtime",
-		{{'a', "generation", "generation #", NULL, NULL, NULL}}},
+		{{'a', "generation", "generation #", NULL, -1}}},
 	[EV_RATE_TABLE_FULL] = {"rate_table_full", "rate bucket table full",
-		{{'a', "table_full_total", "# decision(s) on a full table so far", NULL, NULL, NULL},
-		 {'b', "on_full", "new entities allowed", "new entities denied", "allow", "deny"}}},
+		{{'a', "table_full_total", "# decision(s) on a full table so far", NULL, -1},
+		 {'b', "on_full", "new entities allowed", "new entities denied", NAMES_RATE_ON_FULL}}},
 	[EV_POOL_LEAK] = {"pool_leak", "a lease held past leak_threshold",
-		{{'a', "pid", "by pid #", NULL, NULL, NULL},
-		 {'b', "held_ms", "for # ms", NULL, NULL, NULL}}},
+		{{'a', "pid", "by pid #", NULL, -1},
+		 {'b', "held_ms", "for # ms", NULL, -1}}},
 	[EV_POOL_CREATED] = {"pool_created", "created through protd", {{0}}},
 	[EV_POOL_REMOVED] = {"pool_removed", "removed through protd", {{0}}},
 	[EV_BREAKER_REMOVED] = {"breaker_removed", "removed through protd", {{0}}},
@@ -152,7 +152,7 @@ int prot_event_fields(const struct prot_event *e, struct prot_event_field out[PR
 		uint64_t v = value_of(e, f->word);
 		out[n].json = f->json;
 		out[n].value = v;
-		out[n].value_name = f->enum1 ? (v == 1 ? f->enum1 : v == 0 ? f->enum0 : NULL) : NULL;
+		out[n].value_name = f->names >= 0 ? prot_name((enum prot_names)f->names, v) : NULL;
 		n++;
 	}
 	return n;
