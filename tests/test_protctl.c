@@ -637,7 +637,7 @@ Test(protctl, json_is_always_json)
 	pid_t pid = th_protd_start(ini_mode("0600"), seg, NULL);
 	cr_assert_eq(PROTCTL(seg, "--json", "metrics"), 0, "%s", out.err);
 	expect_json("metrics");
-	cr_expect(strstr(out.out, "\"protd\":{\"up\":true"), "%s", out.out);
+	cr_expect(strstr(out.out, "\"protd\":{\"process_alive\":true"), "%s", out.out);
 	cr_expect(strstr(out.out, "\"keys\":[{\"key\":\"api\""), "%s", out.out);
 	cr_expect(strstr(out.out, "\"breakers\":[{\"name\":\"api\",\"state\":\"closed\"}]"), "%s", out.out);
 	cr_expect(strstr(out.out, "{\"le_ns\":\"+Inf\""), "%s", out.out);

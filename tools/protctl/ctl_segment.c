@@ -103,10 +103,9 @@ static void status_json(struct ctl *c, const struct seg_view *v)
 	           ", \"config_generation\": %" PRIu64 ", \"retired\": %s",
 	        in->size, in->abi_version, in->config_generation, in->retired ? "true" : "false");
 	fprintf(f, ", \"protd\": {\"pid\": %" PRId32 ", \"state\": \"%s\", \"process_alive\": %s, "
-	           "\"heartbeat_alive\": %s, \"heartbeat_age_ms\": ",
+	           "\"heartbeat_age_ms\": ",
 	        in->protd_pid, prot_name_shown(NAMES_PROTD_STATE, (uint64_t)v->state),
-	        v->process_alive ? "true" : "false",
-	        in->protd_alive ? "true" : "false");
+	        v->process_alive ? "true" : "false");
 	if (in->heartbeat_age_ms == UINT64_MAX)
 		fputs("null", f);
 	else

@@ -249,7 +249,7 @@ static void metrics_json(FILE *f, const struct prot_info *info, bool have_info,
 {
 	ctl_json_open(f, false);
 	if (have_info)
-		fprintf(f, "\"protd\":{\"up\":%s,\"config_generation\":%" PRIu64
+		fprintf(f, "\"protd\":{\"process_alive\":%s,\"config_generation\":%" PRIu64
 		           ",\"rate_buckets\":{\"used\":%" PRIu64 ",\"max\":%" PRIu64 "}}",
 		        info->protd_alive ? "true" : "false", info->config_generation,
 		        info->rate_buckets_used, info->rate_buckets_max);
