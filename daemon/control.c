@@ -38,10 +38,11 @@
  * registry's writer lock (the others).
  *
  * REPLY SIZE. A reply is at most CTL_REPLY_MAX - 1 bytes, and a record is written whole or not at
- * all (wire_record_format). The largest reply is set's: at most MAX_WORDS - 2 records, each of a
- * fixed part, the setting twice (bounded together by the request line) and at most three values of
- * at most VALUE_MAX escaped bytes (a name: 3 * PROT_NAME_MAX; numbers and words are shorter). The
- * _Static_assert below checks that this fits, so a reply is never cut.
+ * all (wire_record_format). The largest reply is set's: its `created` record and one `change` per
+ * setting (at most MAX_WORDS - 2), so at most MAX_WORDS - 1 records, each of a fixed part, the
+ * setting twice (option is part of it; bounded together by the request line) and at most three
+ * values (name, old, new) of at most VALUE_MAX escaped bytes (a name: 3 * PROT_NAME_MAX; numbers
+ * and words are shorter). The _Static_assert below checks that this fits, so a reply is never cut.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -56,7 +57,7 @@
 #define MAX_WORDS 64
 #define VALUE_MAX (3 * PROT_NAME_MAX) /* a value as a record carries it, escaped */
 #define RECORD_FIXED 96               /* a record's type, field names, separators, "changed=false" */
-_Static_assert((MAX_WORDS - 2) * (RECORD_FIXED + 3 * VALUE_MAX) + 2 * CTL_REQ_MAX + 64 < CTL_REPLY_MAX,
+_Static_assert((MAX_WORDS - 1) * (RECORD_FIXED + 3 * VALUE_MAX) + 2 * CTL_REQ_MAX + 4 < CTL_REPLY_MAX,
                "set's records always fit a reply");
 
 /* The request being served: the segment and the caller (one thread serves requests). */
