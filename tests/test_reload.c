@@ -49,10 +49,12 @@ struct gen_wait {
 	prot_t *p;
 	uint64_t after;
 };
+/* Moved and even: an odd generation is a change still being written (shm_config_begin). */
 static bool gen_moved(void *arg)
 {
 	struct gen_wait *w = arg;
-	return gen(w->p) > w->after;
+	uint64_t g = gen(w->p);
+	return g > w->after && !(g & 1);
 }
 
 /* SIGHUP and wait (bounded) until the configuration generation moves. */
