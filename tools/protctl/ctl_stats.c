@@ -273,7 +273,7 @@ static int cmd_metrics(struct ctl *c, int argc, char **argv)
 	if (c->json) {
 		metrics_json(f, &info, have_info, ks, n);
 	} else if (have_info) {
-		prom_head(f, "prot_protd_up", "gauge", "1 when protd's heartbeat is recent.");
+		prom_head(f, "prot_protd_up", "gauge", "1 when protd's process runs (its identity lock is held).");
 		fprintf(f, "prot_protd_up %d\n", info.protd_alive ? 1 : 0);
 		prom_head(f, "prot_config_generation", "gauge", "Configuration generation of the segment.");
 		fprintf(f, "prot_config_generation %" PRIu64 "\n", info.config_generation);
