@@ -62,7 +62,7 @@ struct prot_map {
 
 struct prot_pool_local; /* lib/pool.c */
 
-/* A per-handle memo of operation-name hashes (lib/ratelimit.c): operation names are program
+/* A per-handle memo of operation-name hashes (lib/rate_id.c): operation names are program
  * constants, and hashing one costs as much as the rest of a rate decision. Each entry is a small
  * seqlock (odd seq: being written; writers claim it by CAS, so threads sharing the handle are
  * safe); it is keyed by the segment too, whose hash key a successor segment changes. */
@@ -89,7 +89,7 @@ struct prot {
 	uint32_t fork_epoch;            /* bumped by each fork refresh: whose local state is whose */
 	pthread_mutex_t lock;           /* guards ident refresh, re-attach and pool-local state */
 	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool.c) */
-	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/ratelimit.c */
+	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/rate_id.c */
 	/* Telemetry (lib/telemetry.c). tel_mask is the union of the handlers' masks: the hot path
 	 * tests it with one relaxed load and a predictable branch. Each slot is a small seqlock: seq
 	 * is odd while attach/detach (under p->lock) rewrites mask/fn/ctx, so an emitting thread never
@@ -451,12 +451,15 @@ PROT_HIDDEN int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct p
 PROT_HIDDEN int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                                const struct prot_key_cfg *cfg, const char *entity, uint64_t cost,
                                uint64_t now_ns, struct prot_rate_info *info);
-/* Read-only: works on a read-only mapping. */
+/* lib/rate_view.c: one entity's state, charging nothing. Read-only: works on a read-only mapping. */
 PROT_HIDDEN int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
                               const struct prot_rate_limit *lim, uint64_t now_ns,
                               struct prot_rate_info *out);
+/* lib/rate_table.c: remove (op, entity)'s bucket: 0, -ENOENT (none), -EAGAIN (it kept changing),
+ * or the names' errors (-EINVAL, -PROT_ETOOLONG). */
 PROT_HIDDEN int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity);
-/* A copy of one live bucket, for display. Strings are NUL-terminated; lengths are clamped. */
+/* lib/rate_view.c: a copy of one live bucket, for display. Strings are NUL-terminated; lengths are
+ * clamped. */
 struct rate_view {
 	uint32_t group, slot, algo;
 	uint8_t op_len, ent_len;
@@ -489,7 +492,7 @@ PROT_HIDDEN int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct 
 
 /* Maintenance entry points that protd calls on its tick (they are also safe to call from any
  * process: every step is a CAS that re-checks what it acts on). */
-/* lib/ratelimit.c: visits a bounded slice of the table per call (cursor in hdr.rate_sweep_cursor);
+/* lib/rate_table.c: visits a bounded slice of the table per call (cursor in hdr.rate_sweep_cursor);
  * *swept = buckets removed by this call. */
 PROT_HIDDEN void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept);
 /* lib/breaker.c: moves timed states on, and gives back the probes of dead holders */

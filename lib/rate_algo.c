@@ -1,0 +1,177 @@
+/* rate_algo.c — the rate limiter's arithmetic: which limits can be decided on, the decision
+ * parameters derived from them, and GCRA and fixed-window evaluation of a bucket word. Pure: no
+ * segment, no atomics, no clock read (the caller passes now). Called by rate_table.c (decide),
+ * rate_view.c (status), ratelimit.c (limits -> parameters, once per decision) and, through
+ * rate_limit_check(), by protd's configuration validator (daemon/config.c).
+ *
+ * ALGORITHMS.
+ *  GCRA: T = ceil(window/limit) (rounded up: never more than limit per window), tau = burst * T.
+ *    Admit n if max(tat, now) + n*T - now <= tau. retry-after = that - tau. n > burst: PROT_ECOST.
+ *  Fixed window: windows [k*W, (k+1)*W) in CLOCK_MONOTONIC ms, the same for every process. A
+ *    stored window that has not ended is kept (even if W changed by a reload); an ended one starts
+ *    a fresh window. limit <= 2^24-1 (the count's bits): larger is -EINVAL. n > limit: PROT_ECOST.
+ *  window_ms <= RATE_WINDOW_MAX_MS (2^36 ms, about 2.2 years), else -EINVAL.
+ *  Every such limit is listed once, in limit_problem() (constants in rate_limits.h); protd refuses
+ *  a configuration that breaks one at load time through rate_limit_check().
+ *  A reload that changes limits keeps every bucket's word: GCRA re-reads its TAT with the new T,
+ *  the fixed window keeps its count. A bucket of another algorithm is reset on first use (by the
+ *  table: rate_table.c).
+ *
+ * OVERFLOW. window_ms <= 2^36 keeps window_ms * 10^6 below 2^56; n <= burst keeps n * T <= tau <=
+ * 2^62, so a GCRA word (at most now + tau before a charge) plus n * T stays below 2^64 while the
+ * clock reads below 2^63 ns. A fixed window's end (ms) is shifted left by 24: it fits while the
+ * clock plus one window stays below 2^40 ms (about 34 years).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "rate_algo.h"
+
+static uint64_t div_up(uint64_t a, uint64_t b)
+{
+	return a / b + (a % b != 0);
+}
+
+/* The limits' first problem, or NULL; for GCRA also its emission interval *t and tolerance *tau
+ * (one division, shared with the decision). The one list of the limits (rate_limits.h):
+ * rate_params_make() refuses on it per call, rate_limit_check() explains it to protd. */
+static inline const char *limit_problem(uint32_t algo, uint64_t limit, uint64_t window_ms,
+                                        uint64_t burst, uint64_t *t, uint64_t *tau)
+{
+	if (limit == 0)
+		return "rate_limit must be at least 1";
+	if (window_ms == 0 || window_ms > RATE_WINDOW_MAX_MS)
+		return "rate_window must be 1ms .. 2^36 ms";
+	if (algo == PROT_RATE_FIXED_WINDOW)
+		return limit > RATE_FW_LIMIT_MAX ? "a fixed window counts at most 2^24 - 1 units" : NULL;
+	if (algo != PROT_RATE_GCRA)
+		return "unknown rate algorithm";
+	*t = div_up(window_ms * RATE_NS_MS, limit);
+	if (__builtin_mul_overflow(burst, *t, tau) || *tau > RATE_GCRA_TAU_MAX_NS)
+		return "rate_burst * (rate_window / rate_limit) exceeds 2^62 ns";
+	return NULL;
+}
+
+static uint32_t algo_or_default(uint32_t algo)
+{
+	return algo ? algo : PROT_RATE_FIXED_WINDOW;
+}
+
+int rate_limit_check(const struct prot_rate_limit *lim, char *why, size_t n)
+{
+	uint64_t t, tau;
+	const char *w = limit_problem(algo_or_default(lim->algo), lim->limit, lim->window_ms,
+	                              lim->burst ? lim->burst : lim->limit, &t, &tau);
+	if (!w)
+		return 0;
+	snprintf(why, n, "%s (rate_limit %" PRIu64 ", rate_window %" PRIu64 "ms, rate_burst %" PRIu64 ")",
+	         w, lim->limit, lim->window_ms, lim->burst);
+	return -EINVAL;
+}
+
+void rate_params_make(uint32_t algo, uint64_t limit, uint64_t window_ms, uint64_t burst,
+                      struct rate_params *rp)
+{
+	algo = algo_or_default(algo);
+	burst = burst ? burst : limit;
+	*rp = (struct rate_params){.algo = algo, .limit = limit, .window_ms = window_ms,
+	                           .max_cost = algo == PROT_RATE_GCRA ? burst : limit};
+	if (__builtin_expect(limit_problem(algo, limit, window_ms, burst, &rp->t_ns, &rp->tau_ns) != NULL, 0))
+		rp->err = -EINVAL;
+}
+
+void rate_params_of_limit(const struct prot_rate_limit *lim, struct rate_params *rp)
+{
+	if (!lim) {
+		*rp = (struct rate_params){.err = -EINVAL};
+		return;
+	}
+	rate_params_make(lim->algo, lim->limit, lim->window_ms, lim->burst, rp);
+}
+
+uint64_t rate_word_init(uint32_t algo, uint64_t now)
+{
+	return algo == PROT_RATE_GCRA ? now : (now / RATE_NS_MS) << RATE_FW_BITS;
+}
+
+/* n = 0 describes the state without charging. */
+static void gcra_eval(const struct rate_params *rp, uint64_t tat, uint64_t now, uint64_t n,
+                      struct rate_eval *e)
+{
+	uint64_t base = tat > now ? tat : now;
+	uint64_t next = base + n * rp->t_ns; /* n <= burst: n*T <= tau, no overflow */
+	uint64_t debt = next - now;
+
+	e->ok = debt <= rp->tau_ns;
+	if (!e->ok) {
+		e->retry_ns = debt - rp->tau_ns;
+		debt = base - now; /* state as it stays */
+	} else {
+		e->retry_ns = 0;
+	}
+	e->next = next;
+	e->reset_ns = debt; /* used and remaining follow from it, in rate_info_fill (only if asked) */
+	e->used = e->remaining = 0;
+}
+
+static void fw_eval(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t n,
+                    struct rate_eval *e)
+{
+	uint64_t now_ms = now / RATE_NS_MS, end = w >> RATE_FW_BITS, cnt = w & RATE_FW_LIMIT_MAX;
+
+	if (end <= now_ms) {
+		end = (now_ms / rp->window_ms + 1) * rp->window_ms;
+		cnt = 0;
+	}
+	e->ok = cnt + n <= rp->limit;
+	if (e->ok)
+		cnt += n;
+	e->next = end << RATE_FW_BITS | cnt;
+	e->used = cnt;
+	e->remaining = cnt <= rp->limit ? rp->limit - cnt : 0; /* a reload may lower the limit */
+	e->reset_ns = end * RATE_NS_MS - now;
+	e->retry_ns = e->ok ? 0 : e->reset_ns;
+}
+
+void rate_eval(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t n,
+               struct rate_eval *e)
+{
+	if (rp->algo == PROT_RATE_GCRA)
+		gcra_eval(rp, w, now, n, e);
+	else
+		fw_eval(rp, w, now, n, e);
+}
+
+void rate_info_fill(struct prot_rate_info *info, const struct rate_params *rp,
+                    const struct rate_eval *e)
+{
+	if (!info)
+		return;
+	uint64_t used = e->used, remaining = e->remaining;
+	if (rp->algo == PROT_RATE_GCRA) {
+		used = div_up(e->reset_ns, rp->t_ns);
+		remaining = e->reset_ns <= rp->tau_ns ? (rp->tau_ns - e->reset_ns) / rp->t_ns : 0;
+	}
+	*info = (struct prot_rate_info){
+		.allowed = e->ok,
+		.limit = rp->limit,
+		.used = used,
+		.remaining = remaining, /* 0 when a reload shrank the limit below the use */
+		.window_ms = rp->window_ms,
+		.reset_after_ms = div_up(e->reset_ns, RATE_NS_MS),
+		.retry_after_ms = div_up(e->retry_ns, RATE_NS_MS),
+	};
+}
+
+void rate_status_info(const struct rate_params *rp, uint64_t w, uint64_t now,
+                      struct prot_rate_info *out)
+{
+	struct rate_eval e, one;
+
+	rate_eval(rp, w, now, 0, &e);
+	rate_eval(rp, w, now, 1, &one);
+	rate_info_fill(out, rp, &e);
+	out->allowed = one.ok;
+	out->retry_after_ms = div_up(one.retry_ns, RATE_NS_MS);
+}

@@ -1,0 +1,73 @@
+/* rate_algo.h — the rate limiter's arithmetic (lib/rate_algo.c): limits -> decision parameters, and
+ * (bucket word, clock, cost) -> admit or deny with what prot_rate_info reports. Pure: no segment,
+ * no atomics, no clock read. Used by rate_table.c (the decision), rate_view.c (status),
+ * ratelimit.c (the entry points: the one place limits are turned into parameters) and protctl;
+ * tests/test_rate_algo.c unit-tests it without a segment.
+ *
+ * A bucket word: GCRA: the theoretical arrival time (CLOCK_MONOTONIC ns). Fixed window: window end
+ * (ms) << RATE_FW_BITS | units counted in the window.
+ */
+#ifndef PROT_RATE_ALGO_H
+#define PROT_RATE_ALGO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rate_limits.h"
+
+#define RATE_NS_MS 1000000ull
+
+/* The one internal form of a rate limit: derived once from a key's configuration or from the
+ * caller's struct prot_rate_limit, and what every decision on it reads. */
+struct rate_params {
+	uint32_t algo;     /* PROT_RATE_FIXED_WINDOW or PROT_RATE_GCRA (0 given: fixed window) */
+	int err;           /* 0, or -EINVAL: no decision can be taken on these limits */
+	uint64_t limit, window_ms;
+	uint64_t max_cost; /* the most one decision may charge: limit (fixed window), burst (GCRA) */
+	uint64_t t_ns, tau_ns; /* GCRA: emission interval ceil(window / limit) and tolerance burst * T */
+};
+
+/* What evaluating a word says. */
+struct rate_eval {
+	bool ok;
+	uint64_t next; /* the word after admitting (ok) */
+	uint64_t used, remaining, reset_ns, retry_ns;
+};
+
+/* Parameters from limits (algo 0: fixed window; burst 0: limit). rp->err tells whether they can be
+ * decided on; the limits themselves are listed once, in rate_algo.c's limit_problem(). */
+__attribute__((visibility("hidden"))) void rate_params_make(uint32_t algo, uint64_t limit,
+                                                            uint64_t window_ms, uint64_t burst,
+                                                            struct rate_params *rp);
+/* The same from the public form; lim NULL gives err -EINVAL. */
+__attribute__((visibility("hidden"))) void rate_params_of_limit(const struct prot_rate_limit *lim,
+                                                                struct rate_params *rp);
+
+/* 0 when a decision of cost can be taken on rp; else rp->err, or -PROT_ECOST for a cost above the
+ * limit (GCRA: above the burst). */
+static inline int rate_params_cost(const struct rate_params *rp, uint64_t cost)
+{
+	if (rp->err)
+		return rp->err;
+	return cost > rp->max_cost ? -PROT_ECOST : 0;
+}
+
+/* A fresh bucket's word at time now (ns): fully available. */
+__attribute__((visibility("hidden"))) uint64_t rate_word_init(uint32_t algo, uint64_t now);
+
+/* Charge n units (n <= rp->max_cost; n = 0 describes the state without charging) to word w at
+ * time now (ns). Every field of *e is set. */
+__attribute__((visibility("hidden"))) void rate_eval(const struct rate_params *rp, uint64_t w,
+                                                     uint64_t now, uint64_t n, struct rate_eval *e);
+
+/* The decision's prot_rate_info from its evaluation (info NULL: nothing). */
+__attribute__((visibility("hidden"))) void rate_info_fill(struct prot_rate_info *info,
+                                                          const struct rate_params *rp,
+                                                          const struct rate_eval *e);
+
+/* Status of word w at time now, charging nothing: the state as it is, with allowed and
+ * retry_after_ms saying whether one more unit would pass now. */
+__attribute__((visibility("hidden"))) void rate_status_info(const struct rate_params *rp, uint64_t w,
+                                                            uint64_t now, struct prot_rate_info *out);
+
+#endif

@@ -1,0 +1,637 @@
+/* rate_table.c — the rate limiter's bucket table in the segment: per-(operation, entity) buckets,
+ * found, inserted, charged and removed lock-free, each decision one compare-and-swap on one 64-bit
+ * word, shared exactly by every process; protd's sweep that expires buckets and frees the claims of
+ * dead processes. Called by ratelimit.c (charge), rate_view.c (find, the key hash) and protd
+ * (rate_sweep, on its tick); the words' layout is in rate_table.h, the arithmetic on a bucket word
+ * in rate_algo.c, and how a call names its bucket (struct rate_id) in rate_id.c.
+ *
+ * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. h = SipHash(segment
+ * key ^ (op_hash, 0), entity) — a key per operation — picks the group (low bits), an 8-bit tag
+ * (top byte) and a home slot (insertion tries it first; lookups prefetch it with the group line).
+ * op_hash itself is memoised per handle (struct rate_op_cache, rate_id.c): a decision hashes only
+ * the entity. An entity lives in its one group or nowhere: a group with no free bucket is "table
+ * full" and the key's policy applies (ratelimit.c; deny: PROT_ETABLEFULL; allow: admitted without
+ * a bucket and counted). Cost: 128 B per bucket + 64 B group index per 32 buckets = 130 B per
+ * entity. Since entities fall into groups at random, groups fill before the table does. Measured
+ * on 64 Ki and 1 Mi buckets with uniformly hashed ids: the first full group appears at ~48-56 %
+ * occupancy (~64 % on 4 Ki); a new entity is refused 0.03 % of the time at 60 % occupancy, 1.6 %
+ * at 70 %, 10 % at 80 %, 32 % at 90 %. Size rate_entities at ~1.5x the live entities expected
+ * (effective capacity ~65 %: ~200 B per live entity). See the effective_capacity test.
+ *
+ * WORDS.
+ *  group word = version << 32 | occupancy bitmap. Every change (a bucket published or removed)
+ *    CASes it from the exact value the changer scanned and bumps the version, so two changes
+ *    based on one scan cannot both succeed.
+ *  meta = gen << 32 | algo << 8 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is
+ *    bumped on every claim, so a meta value names one use of the bucket.
+ *  word = GCRA: theoretical arrival time, CLOCK_MONOTONIC ns. Fixed window: window end (ms) << 24 |
+ *    units counted in it. DEAD_WORD (all ones) = being removed.
+ *
+ * INSERTION (claim, then publish). A process that did not find its entity in the group word it
+ * loaded (gw): picks a bucket whose bit is clear in gw and whose meta is FREE (its home slot
+ * first) and CASes meta FREE(g) -> CLAIMED(g+1): one claimer per bucket. It writes tag, identity
+ * and the initial word, re-checks that its claim still stands, and CASes the group word gw ->
+ * (version+1, bit set) with release: this is the publication, and it succeeds only if nothing in
+ * the group changed since the scan. If it fails, the claimer rescans the new group word: if its
+ * entity is there now (another process inserted it first) it gives its bucket back and uses that
+ * one; otherwise it retries the CAS. So N processes inserting one new entity at once publish ONE
+ * bucket: every publication changes the version, every other publisher then rescans and finds it.
+ * After publishing, meta goes CLAIMED -> LIVE (release). Everything a lookup needs was written
+ * before the group CAS, so a lookup that sees a CLAIMED bucket whose bit is set (re-read after
+ * the meta: an older group word may show the bit of the bucket's previous use) completes that
+ * step itself (helping) instead of waiting: no lookup ever waits for another process.
+ *
+ * LOOKUP. Load the group word (acquire: pairs with the publishing CAS, so tags and identity of
+ * every set bit are visible), match tags with SWAR, then for each candidate load meta (acquire)
+ * and compare identity. Tags of set bits are exact, so a miss is a real miss.
+ *
+ * DECISION. Load meta m, compare identity, load word w (acquire), re-load meta: unchanged means w
+ * belongs to this use of the bucket. Deny: add to `denied` (line 1) and write nothing else —
+ * line 0 is untouched. Admit: CAS word w -> w' (relaxed: the word carries no other data), then
+ * add to `allowed`. A failed CAS reloads and re-decides.
+ *
+ * REMOVAL (sweep, reset, algorithm change). CAS word from the value observed under LIVE(g) to
+ * DEAD_WORD — a concurrent charge either lands first (the remover's CAS then fails: an expired
+ * bucket is no longer expired, it re-evaluates) or fails and re-looks-up. Then CAS meta LIVE(g) ->
+ * DEAD(g): its winner (anyone who sees a LIVE bucket holding DEAD_WORD may complete the removal)
+ * clears the bit (version+1) and sets meta DEAD(g) -> FREE(g).
+ *
+ * WHY A STALE CLIENT NEVER CHARGES A RECYCLED BUCKET. A client charges only by CAS(word, w, w')
+ * where w was loaded while meta was LIVE(g) (re-checked after the load). Once the bucket is
+ * removed, word goes w_last -> DEAD_WORD -> initial word (GCRA: t ns, fixed window: t_ms << 24,
+ * t = the inserter's clock read) -> values that only grow (GCRA: max(tat, now) + n*T; window: count up, then later
+ * windows). The sweep removes only expired buckets: w <= w_last <= now_sweep - grace < t (the grace
+ * exceeds the coarse clock's lag), so no value of a later use of the bucket equals w and the stale
+ * CAS fails. Generations (in meta) stop every other stale step. Reset and algorithm change may
+ * remove a bucket whose TAT lies in the future; for those the argument needs the client to stall
+ * between its meta re-check and its CAS (adjacent instructions) for a whole removal and re-insert,
+ * and a later TAT to hit w to the nanosecond.
+ *
+ * STUCK CLAIMS. A process killed between claiming a bucket and publishing it leaves a CLAIMED
+ * bucket whose bit is clear. While it holds the claim, the claimer's identity (lib/ident.c, as in
+ * pool leases), tagged with bit 63, sits in the bucket's `allowed` field (cleared just before
+ * publication; the tag keeps a stale statistic from passing for an identity). The sweep frees a
+ * claim only when that identity is provably gone (its record lock is released: pid reuse cannot
+ * fool it): a live claimer, however long descheduled, is never robbed, so once
+ * its group CAS succeeds its bucket is published for good. Unfreed (leaked until the segment is
+ * recreated, skipped by lookups, never waited on): a claim whose claimer died in the two
+ * instructions between the claim and the identity store, or right after clearing it; and a
+ * removal whose remover died between its meta step and clearing the bit.
+ *
+ *
+ * EXPIRY. rate_sweep() (protd, every tick) covers RATE_SWEEP_GROUPS groups per call from a cursor
+ * kept in the header (hdr.rate_sweep_cursor, fetch_add: concurrent sweepers take disjoint ranges).
+ * A GCRA bucket is expired when tat <= now - grace; a window bucket when its window ended grace
+ * ago. Removing an expired bucket loses nothing: a fresh bucket decides the same way.
+ *
+ * SUMMARY: the sweep touches only groups that hold buckets. The table is mostly empty pages, and
+ * reading a page maps it (an idle sweep used to map all of a 520 MiB table within 10 s). A bitmap
+ * after the regions (hdr.rate_summary_off, RATE_SUMMARY_BYTES: one bit per group) has bit g set
+ * whenever group g holds a bucket that is not FREE (claimed, live, or being removed); the sweep
+ * skips groups whose bit is clear. Segments without a summary (offset 0) are swept whole.
+ *  - an inserter sets the bit (fetch_or, release) after its claim CAS FREE -> CLAIMED succeeded
+ *    and before it publishes: a claimer that dies holding the claim leaves the bit set, so the
+ *    sweep still finds and frees its claim;
+ *  - the sweep clears the bit of a group it found quiet (bits clear and every meta FREE) with
+ *    fetch_and (acq_rel), then re-checks quiet (acquire loads) and sets the bit again if not.
+ *  Why no group with a non-FREE bucket is left unmarked: the bit's RMWs are totally ordered. If an
+ *  inserter's fetch_or comes after the sweep's fetch_and, the bit is set. If before, the fetch_and
+ *  reads from the release sequence the fetch_or heads, so the claim CAS happens before the
+ *  re-check, which then sees that bucket CLAIMED or in a later state of the same use (LIVE, DEAD:
+ *  not quiet) or FREE again (its removal completed: nothing left to sweep). A bucket leaves FREE
+ *  only by a new claim, which sets the bit itself. A stale relaxed load in the sweep's skip test
+ *  only delays that group to the next pass.
+ */
+#include <errno.h>
+
+#include "rate_table.h"
+
+#define GROUP_VER (1ull << 32)
+#define NS_MS RATE_NS_MS
+
+#define RATE_GRACE_NS (100 * NS_MS)       /* > coarse clock lag; see the stale-client argument */
+#define RATE_SWEEP_GROUPS 128u            /* groups per rate_sweep() call */
+
+enum { R_RETRY = -100000 }; /* internal, never returned to callers */
+_Static_assert(R_RETRY != RATE_TABLE_FULL, "two internal results");
+
+static inline void st(struct prot_rate_bucket *b, size_t off, uint64_t v)
+{
+	__atomic_store_n(bw(b, off), v, __ATOMIC_RELAXED);
+}
+
+static bool id_equal(struct prot_rate_bucket *b, const struct rate_id *id)
+{
+	if (ld(b, B_OP_HASH) != id->op_hash || ld(b, B_ID0) != id->id0 || ld(b, B_ID1) != id->id1)
+		return false;
+	for (uint32_t k = 0; k < id->ent_words; k++)
+		if (ld(b, ent_off(k)) != id->ent[k])
+			return false;
+	return true;
+}
+
+static void id_store(struct prot_rate_bucket *b, const struct rate_id *id)
+{
+	st(b, B_OP_HASH, id->op_hash);
+	st(b, B_ID0, id->id0);
+	st(b, B_ID1, id->id1);
+	for (uint32_t k = 0; k < id->ent_words; k++)
+		st(b, ent_off(k), id->ent[k]);
+}
+
+/* Bit j set where tags[j] == tag (SWAR over the four tag words: an exact zero-byte test, then the
+ * byte flags gathered into bits). */
+static inline uint32_t tag_match(struct prot_rate_group *g, uint8_t tag)
+{
+	const u64a *t = (const u64a *)(void *)g->h.tags;
+	const uint64_t lo7 = 0x7f7f7f7f7f7f7f7fULL, rep = 0x0101010101010101ULL * tag;
+	uint32_t mask = 0;
+
+	for (int k = 0; k < 4; k++) {
+		/* relaxed: tags of set bits were published by the group CAS the caller acquired */
+		uint64_t x = __atomic_load_n(&t[k], __ATOMIC_RELAXED) ^ rep;
+		uint64_t z = ~(((x & lo7) + lo7) | x | lo7); /* 0x80 in each zero byte */
+		mask |= (uint32_t)(((z >> 7) * 0x0102040810204080ULL) >> 56) << (8 * k);
+	}
+	return mask;
+}
+
+/* ---- publication helpers ---------------------------------------------------------------------- */
+
+/* CLAIMED(g) -> LIVE(g) (release: pairs with the acquire of meta by lookups). Returns the meta now
+ * in place. */
+static uint64_t help_publish(struct prot_rate_bucket *b, uint64_t m)
+{
+	uint64_t live = META_WITH(m, RB_LIVE);
+
+	if (atomic_compare_exchange_strong_explicit(&b->meta, &m, live, memory_order_acq_rel,
+	                                            memory_order_acquire))
+		return live;
+	return m;
+}
+
+/* Bucket i of g was seen CLAIMED (meta m) through a set bit of an earlier group-word load. That
+ * bit may belong to the bucket's previous use, removed since; the claim may not be published
+ * yet. Only a bit set NOW, after we saw the claim, is this claim's publication (a claimed bucket
+ * was FREE, hence bit-clear, when claimed, and only its claimer sets the bit while it stays
+ * CLAIMED): then complete it for its claimer, who may be descheduled or dead. */
+static uint64_t help_if_published(struct prot_rate_group *g, uint32_t i, uint64_t m)
+{
+	/* the acquire load of m that the caller did orders this load after it */
+	if (!(group_load(g) & (1ull << i)))
+		return m;
+	return help_publish(&g->b[i], m);
+}
+
+/* Clear bit i of the group (version+1). Called only by the one process that owns the bit's
+ * removal (the winner of a meta CAS), so it clears exactly once. */
+static void group_clear(struct rate_ref r)
+{
+	uint64_t bit = 1ull << r.i;
+	uint64_t gw = atomic_load_explicit(&r.g->h.word, memory_order_relaxed);
+
+	/* acq_rel: orders our DEAD meta before the bit disappears; re-reads the word on failure */
+	while (!atomic_compare_exchange_weak_explicit(&r.g->h.word, &gw, (gw + GROUP_VER) & ~bit,
+	                                              memory_order_acq_rel, memory_order_relaxed))
+		;
+	/* relaxed: a statistic */
+	atomic_fetch_sub_explicit(&r.h->rate_buckets_used, 1, memory_order_relaxed);
+}
+
+uint64_t rate_key_op_hash(const struct prot_shm_header *h, struct prot_key_slot *k)
+{
+	uint32_t st = SLOT_STATE(atomic_load_explicit(&k->state, memory_order_acquire));
+	size_t len = strnlen(k->name, sizeof k->name);
+	if ((st != SLOT_LIVE && st != SLOT_RETIRED) || len == 0 || len >= sizeof k->name)
+		return 0;
+	return prot_siphash(h->hash_key, k->name, len);
+}
+
+/* A removed bucket's counts go to its key's totals, so that they outlive the bucket. Only the
+ * winner of LIVE -> DEAD calls this (once per bucket); a client that charged just before the
+ * removal and adds its count just after it is lost to the statistic, never double-counted. The
+ * key is the one whose name hashes to the bucket's op_hash (Hammer-style operations that are no
+ * key have no totals). Removals are rare (expiry, reset, algorithm change): a scan of the keys. */
+static void fold_counts(struct prot_shm_header *h, struct prot_rate_bucket *b)
+{
+	/* relaxed: statistics */
+	uint64_t allowed = atomic_load_explicit(&b->allowed, memory_order_relaxed);
+	uint64_t denied = atomic_load_explicit(&b->denied, memory_order_relaxed);
+	if (!allowed && !denied)
+		return;
+	for (uint32_t i = 0, n = seg_count(h, REG_KEYS); i < n; i++) {
+		struct prot_key_slot *k = seg_entry(h, REG_KEYS, i);
+		if (rate_key_op_hash(h, k) != b->op_hash)
+			continue;
+		atomic_fetch_add_explicit(&k->stats.rate_allowed, allowed, memory_order_relaxed);
+		atomic_fetch_add_explicit(&k->stats.rate_denied, denied, memory_order_relaxed);
+		return;
+	}
+}
+
+/* Second half of a removal: the bucket holds DEAD_WORD under meta m (LIVE). */
+static bool finish_remove(struct rate_ref r, uint64_t m)
+{
+	struct prot_rate_bucket *b = &r.g->b[r.i];
+	uint64_t dead = META_WITH(m, RB_DEAD);
+
+	/* acq_rel: one winner; the loser learns another process is completing this removal */
+	if (!atomic_compare_exchange_strong_explicit(&b->meta, &m, dead, memory_order_acq_rel,
+	                                             memory_order_relaxed))
+		return false;
+	fold_counts(r.h, b);
+	group_clear(r);
+	/* A FREE bucket's `allowed` is 0: a claimer's identity is stored there only after its claim,
+	 * so the sweep must never read a stale count as a claimer (see claimer_dead). */
+	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
+	/* release: the bucket is reusable only after its bit is gone (pairs with the claimer's CAS);
+	 * also publishes the zero above to the next claim's observers (release sequence) */
+	atomic_compare_exchange_strong_explicit(&b->meta, &dead, META_WITH(m, RB_FREE),
+	                                        memory_order_release, memory_order_relaxed);
+	return true;
+}
+
+/* Remove the bucket if its word is still w (observed under meta m). */
+static bool bucket_remove(struct rate_ref r, uint64_t m, uint64_t w)
+{
+	struct prot_rate_bucket *b = &r.g->b[r.i];
+
+	/* relaxed: the word is the only thing decided here; a charge that lands first makes us fail */
+	if (w != DEAD_WORD && !atomic_compare_exchange_strong_explicit(&b->word, &w, DEAD_WORD,
+	                                                               memory_order_relaxed,
+	                                                               memory_order_relaxed))
+		return false;
+	return finish_remove(r, m);
+}
+
+/* ---- the summary of non-empty groups (see SUMMARY above) ------------------------------------- */
+
+/* The summary words, or NULL when the segment has none (the offset was checked against every
+ * region and the segment's size when the geometry was taken: seg_take_geometry). */
+static _Atomic uint64_t *summary_words(const struct prot_shm_header *h)
+{
+	uint64_t off = seg_geo(h)->rate_summary_off;
+	return off ? (_Atomic uint64_t *)(void *)((char *)h + off) : NULL;
+}
+
+static void summary_mark(const struct prot_shm_header *h, uint32_t gi)
+{
+	_Atomic uint64_t *w = summary_words(h);
+	/* release: our claim CAS happens before whatever sweep clears this bit next */
+	if (w)
+		atomic_fetch_or_explicit(&w[gi / 64], 1ull << (gi % 64), memory_order_release);
+}
+
+/* No bucket bit set and every bucket FREE: nothing for the sweep in this group. */
+static bool group_quiet(struct prot_rate_group *g)
+{
+	if ((uint32_t)group_load(g) != 0)
+		return false;
+	for (uint32_t i = 0; i < RATE_GROUP_SLOTS; i++)
+		/* acquire: pairs with the claim's summary release (see SUMMARY) */
+		if (META_ST(atomic_load_explicit(&g->b[i].meta, memory_order_acquire)) != RB_FREE)
+			return false;
+	return true;
+}
+
+static void summary_clear(_Atomic uint64_t *w, uint32_t gi, struct prot_rate_group *g)
+{
+	uint64_t bit = 1ull << (gi % 64);
+	/* acq_rel: reads from any inserter's release fetch_or before it, so its claim is seen below */
+	atomic_fetch_and_explicit(&w[gi / 64], ~bit, memory_order_acq_rel);
+	if (!group_quiet(g))
+		atomic_fetch_or_explicit(&w[gi / 64], bit, memory_order_relaxed);
+}
+
+/* ---- lookup ----------------------------------------------------------------------------------- */
+
+/* Scan group word gw for id. help: complete a CLAIMED bucket's publication (writers only; a
+ * read-only reader treats a published CLAIMED bucket as live). Returns the slot or -1. */
+static int group_scan(struct prot_rate_group *g, uint64_t gw, const struct rate_id *id, bool help,
+                      uint64_t *meta)
+{
+	uint32_t cand = tag_match(g, id->tag) & (uint32_t)gw;
+
+	while (cand) {
+		int i = __builtin_ctz(cand);
+		struct prot_rate_bucket *b = &g->b[i];
+		cand &= cand - 1;
+		/* acquire: pairs with the LIVE release (and the group CAS) of the bucket's claimer */
+		uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire);
+		if (META_ST(m) == RB_CLAIMED && help)
+			m = help_if_published(g, (uint32_t)i, m);
+		/* A writer charges LIVE buckets only; a reader also sees published CLAIMED ones. */
+		if (META_ST(m) != RB_LIVE && (help || META_ST(m) != RB_CLAIMED))
+			continue;
+		if (!id_equal(b, id))
+			continue;
+		*meta = m;
+		return i;
+	}
+	return -1;
+}
+
+/* ---- insertion -------------------------------------------------------------------------------- */
+static inline uint32_t rotr32(uint32_t x, unsigned r)
+{
+	return (x >> r) | (x << ((32 - r) & 31));
+}
+
+/* Claim a FREE bucket whose bit is clear in gw, trying the entity's home slot first and then the
+ * next ones round the group. Returns its slot and meta, or -1. */
+static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uint32_t algo,
+                      uint64_t *claimed)
+{
+	uint32_t freebits = rotr32(~(uint32_t)gw, home); /* bit j: slot (home + j) % 32 */
+
+	while (freebits) {
+		int i = (int)((__builtin_ctz(freebits) + home) % RATE_GROUP_SLOTS);
+		struct prot_rate_bucket *b = &g->b[i];
+		freebits &= freebits - 1;
+		uint64_t m = atomic_load_explicit(&b->meta, memory_order_relaxed);
+		if (META_ST(m) != RB_FREE)
+			continue; /* claimed by another inserter, or the tail of a removal */
+		uint64_t c = META(META_GEN(m) + 1, algo, RB_CLAIMED);
+		/* acquire: the bucket's previous removal (FREE release) happens before our writes */
+		if (atomic_compare_exchange_strong_explicit(&b->meta, &m, c, memory_order_acquire,
+		                                            memory_order_relaxed)) {
+			*claimed = c;
+			return i;
+		}
+	}
+	return -1;
+}
+
+static void claim_release(struct prot_rate_bucket *b, uint64_t c)
+{
+	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed); /* see finish_remove */
+	/* relaxed: nothing of ours is published; fails harmlessly if the sweep freed it already */
+	atomic_compare_exchange_strong_explicit(&b->meta, &c, META_WITH(c, RB_FREE),
+	                                        memory_order_relaxed, memory_order_relaxed);
+}
+
+/* Insert id into group r.g, whose word was gw when id was not found in it. Returns the slot (and
+ * its LIVE meta) of id's bucket — ours, or the one another process published first — or
+ * RATE_TABLE_FULL, or R_RETRY. */
+static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct rate_id *id,
+                        uint32_t algo, uint64_t now, uint64_t *meta)
+{
+	struct prot_rate_group *g = r->g;
+	uint64_t c;
+	int i = claim_free(g, gw, id->home, algo, &c);
+
+	if (i < 0)
+		return RATE_TABLE_FULL;
+	summary_mark(r->h, id->group); /* before publishing: see SUMMARY */
+	struct prot_rate_bucket *b = &g->b[i];
+	/* relaxed stores, all published by the group CAS (release) below. Who holds the claim, for
+	 * the sweep (0: unknown, never freed: calls without a handle or without identity). */
+	uint64_t self = p ? prot_self(p, r->h) : 0;
+	atomic_store_explicit(&b->allowed, self ? self | CLAIM_TAG : 0, memory_order_relaxed);
+	atomic_store_explicit(&g->h.tags[i], id->tag, memory_order_relaxed);
+	id_store(b, id);
+	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
+	atomic_store_explicit(&b->word, rate_word_init(algo, now), memory_order_relaxed);
+	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
+	for (;;) {
+		/* Defensive: only a dead claimer's claim is ever freed by someone else. */
+		if (atomic_load_explicit(&b->meta, memory_order_relaxed) != c)
+			return R_RETRY;
+		/* release: tag, identity and word are visible to whoever acquires the bit */
+		if (atomic_compare_exchange_strong_explicit(&g->h.word, &gw,
+		                                            (gw + GROUP_VER) | (1ull << i),
+		                                            memory_order_release, memory_order_acquire))
+			break;
+		/* The group changed since our scan: maybe someone published our entity. */
+		int j = group_scan(g, gw, id, true, meta);
+		if (j >= 0 || (gw & (1ull << i))) {
+			claim_release(b, c);
+			return j >= 0 ? j : R_RETRY;
+		}
+	}
+	/* relaxed: a statistic */
+	atomic_fetch_add_explicit(&r->h->rate_buckets_used, 1, memory_order_relaxed);
+	/* Published: from here the bucket belongs to the removal protocol. If a helper made it LIVE
+	 * and it has even been removed since (we were descheduled that long), look up again. */
+	uint64_t m = help_publish(b, c);
+	if (m != META_WITH(c, RB_LIVE))
+		return R_RETRY;
+	*meta = m;
+	return i;
+}
+
+/* ---- the decision ----------------------------------------------------------------------------- */
+
+/* Charge cost to the bucket r (meta m, LIVE). Returns 1 admitted, 0 denied, R_RETRY. */
+static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, uint64_t cost,
+                  uint64_t now, struct prot_rate_info *info)
+{
+	struct prot_rate_bucket *b = &r.g->b[r.i];
+	struct rate_eval e;
+	/* acquire: the meta re-load below cannot be satisfied before this load */
+	uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire);
+
+	for (;;) {
+		if (atomic_load_explicit(&b->meta, memory_order_relaxed) != m)
+			return R_RETRY; /* recycled, or not yet LIVE when we matched it */
+		if (unlikely(w == DEAD_WORD)) {
+			finish_remove(r, m);
+			return R_RETRY;
+		}
+		if (unlikely(META_ALGO(m) != rp->algo)) {
+			bucket_remove(r, m, w);
+			return R_RETRY;
+		}
+		rate_eval(rp, w, now, cost, &e);
+		if (!e.ok) {
+			/* relaxed: statistics; line 1 only — the decision line stays untouched */
+			atomic_fetch_add_explicit(&b->denied, 1, memory_order_relaxed);
+			rate_info_fill(info, rp, &e);
+			return 0;
+		}
+		/* The word is self-contained: exactness comes from the CAS itself. acquire only so that
+		 * after a failure the meta re-check is not satisfied before the reload of w. */
+		if (atomic_compare_exchange_weak_explicit(&b->word, &w, e.next, memory_order_acquire,
+		                                          memory_order_acquire))
+			break;
+	}
+	atomic_fetch_add_explicit(&b->allowed, cost, memory_order_relaxed); /* statistic */
+	rate_info_fill(info, rp, &e);
+	return 1;
+}
+
+int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                      const struct rate_params *rp, uint64_t cost, uint64_t now,
+                      struct prot_rate_info *info)
+{
+	struct rate_ref r = {.h = h, .g = group_at(h, id->group)};
+	uint64_t m;
+	int i, res;
+
+	/* Two dependent misses (group index, then bucket) become one on a big table: the bucket is
+	 * usually the home slot, fetched while the group line is. */
+	__builtin_prefetch(&r.g->b[id->home], 1, 3);
+	for (;;) {
+		uint64_t gw = group_load(r.g);
+		i = group_scan(r.g, gw, id, true, &m);
+		if (i < 0) {
+			i = group_insert(&r, p, gw, id, rp->algo, now, &m);
+			if (i == RATE_TABLE_FULL)
+				return RATE_TABLE_FULL;
+			if (i == R_RETRY)
+				continue;
+		}
+		r.i = (uint32_t)i;
+		res = decide(r, m, rp, cost, now, info);
+		if (res != R_RETRY)
+			return res;
+	}
+}
+
+/* ---- lookup without helping, and reset -------------------------------------------------------- */
+
+int rate_table_find(struct prot_shm_header *h, const struct rate_id *id, struct rate_ref *r,
+                    uint64_t *meta, uint64_t *word)
+{
+	r->h = h;
+	r->g = group_at(h, id->group);
+	for (int tries = 0; tries < 1000; tries++) {
+		uint64_t m, gw = group_load(r->g);
+		int i = group_scan(r->g, gw, id, false, &m);
+		if (i < 0)
+			return -ENOENT;
+		struct prot_rate_bucket *b = &r->g->b[i];
+		/* acquire: the meta re-load below cannot be satisfied before this load */
+		uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire);
+		if (atomic_load_explicit(&b->meta, memory_order_relaxed) != m || w == DEAD_WORD)
+			continue;
+		r->i = (uint32_t)i;
+		*meta = m;
+		*word = w;
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
+{
+	struct rate_id id;
+	struct rate_ref ref;
+	uint64_t m, w;
+	int r = rate_id_make(NULL, h, op, entity, &id);
+
+	if (r < 0)
+		return r;
+	for (;;) {
+		r = rate_table_find(h, &id, &ref, &m, &w);
+		if (r < 0)
+			return r;
+		if (META_ST(m) == RB_CLAIMED)
+			m = help_if_published(ref.g, ref.i, m);
+		if (META_ST(m) == RB_LIVE && bucket_remove(ref, m, w))
+			return 0;
+	}
+}
+
+/* ---- expiry ----------------------------------------------------------------------------------- */
+
+static bool expired(uint64_t m, uint64_t w, uint64_t now)
+{
+	if (now < RATE_GRACE_NS)
+		return false;
+	if (META_ALGO(m) == PROT_RATE_GCRA)
+		return w <= now - RATE_GRACE_NS;
+	return (w >> RATE_FW_BITS) <= (now - RATE_GRACE_NS) / NS_MS;
+}
+
+/* A bucket whose bit is set. */
+static uint64_t sweep_set(struct rate_ref r, uint64_t now)
+{
+	struct prot_rate_bucket *b = &r.g->b[r.i];
+	/* acquire: pairs with the LIVE release */
+	uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire);
+
+	if (META_ST(m) == RB_CLAIMED)
+		m = help_if_published(r.g, r.i, m);
+	if (META_ST(m) != RB_LIVE)
+		return 0;
+	/* acquire: the meta re-check below cannot be satisfied before this load */
+	uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire);
+	if (atomic_load_explicit(&b->meta, memory_order_relaxed) != m)
+		return 0;
+	if (w == DEAD_WORD)
+		return finish_remove(r, m);
+	return expired(m, w, now) && bucket_remove(r, m, w);
+}
+
+/* Is the claimer `owner` (identity | CLAIM_TAG) provably gone? Anything else stored there (0, a
+ * stale statistic) is no identity and counts as alive. */
+static bool claimer_dead(const struct prot_idv *v, uint64_t owner)
+{
+	return (owner & CLAIM_TAG) && v && !ident_alive(v, owner & ~CLAIM_TAG);
+}
+
+/* A bucket whose bit was clear: free a dead claimer's claim, finish a removal's last step. */
+static void sweep_clear(struct rate_ref r, const struct prot_idv *v)
+{
+	struct prot_rate_bucket *b = &r.g->b[r.i];
+	uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire); /* see sweep_set */
+
+	if (META_ST(m) == RB_FREE || META_ST(m) == RB_LIVE)
+		return;
+	/* relaxed: the claimer's identity; if the claim changes meanwhile, the CAS below fails */
+	if (META_ST(m) == RB_CLAIMED &&
+	    !claimer_dead(v, atomic_load_explicit(&b->allowed, memory_order_relaxed)))
+		return;
+	/* Bit still clear after we saw the meta: a DEAD bucket's remover has cleared it; a CLAIMED
+	 * one was never published. */
+	if (group_load(r.g) & (1ull << r.i))
+		return;
+	/* release: the bucket is reusable only after this; a remover CASes DEAD -> FREE as well */
+	atomic_compare_exchange_strong_explicit(&b->meta, &m, META_WITH(m, RB_FREE),
+	                                        memory_order_release, memory_order_relaxed);
+}
+
+/* Sweep every bucket of group gi; clear its summary bit (w: the summary, or NULL) once it is quiet. */
+static uint64_t sweep_group(struct prot_shm_header *h, uint32_t gi, _Atomic uint64_t *w,
+                            uint64_t now_ns, const struct prot_idv *v)
+{
+	struct rate_ref r = {.h = h, .g = group_at(h, gi)};
+	uint32_t bits = (uint32_t)group_load(r.g);
+	uint64_t count = 0;
+
+	for (r.i = 0; r.i < RATE_GROUP_SLOTS; r.i++) {
+		if (bits & (1u << r.i))
+			count += sweep_set(r, now_ns);
+		else
+			sweep_clear(r, v);
+	}
+	if (w && group_quiet(r.g))
+		summary_clear(w, gi, r.g);
+	return count;
+}
+
+void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
+{
+	struct prot_shm_header *h = v->h;
+	uint32_t groups = seg_count(h, REG_RATE_GROUPS);
+	uint32_t n = groups < RATE_SWEEP_GROUPS ? groups : RATE_SWEEP_GROUPS;
+	uint64_t count = 0;
+
+	if (groups == 0 || (groups & (groups - 1)) != 0) {
+		*swept = 0;
+		return;
+	}
+	_Atomic uint64_t *w = summary_words(h);
+	/* relaxed: the cursor only spreads the work; every step below re-checks what it acts on */
+	uint64_t start = atomic_fetch_add_explicit(&h->rate_sweep_cursor, n, memory_order_relaxed);
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t gi = (uint32_t)(start + k) & (groups - 1);
+		/* relaxed: a stale clear bit only delays this group to the next pass (see SUMMARY) */
+		if (w && !(atomic_load_explicit(&w[gi / 64], memory_order_relaxed) >> (gi % 64) & 1))
+			continue;
+		count += sweep_group(h, gi, w, now_ns, v);
+	}
+	*swept = count;
+}
+

@@ -1,0 +1,118 @@
+/* rate_table.h — the rate limiter's private interface between its files: a bucket's identity as a
+ * call builds it (rate_id.c) and the table compares it (rate_table.c), the bucket word encoding
+ * the table and the read-only views (rate_view.c) share, and the table operations the entry points
+ * (ratelimit.c) and the views call. The protocol these words follow, and why it holds, is argued
+ * at the top of rate_table.c.
+ */
+#ifndef PROT_RATE_TABLE_H
+#define PROT_RATE_TABLE_H
+
+#include "internal.h"
+#include "rate_algo.h"
+
+enum { RB_FREE = 0, RB_CLAIMED = 1, RB_LIVE = 2, RB_DEAD = 3 };
+
+/* meta = gen << 32 | algo << 8 | state */
+#define META(gen, algo, st) ((uint64_t)(gen) << 32 | (uint64_t)(algo) << 8 | (uint64_t)(st))
+#define META_ST(m) ((uint32_t)(m) & 0xffu)
+#define META_ALGO(m) (((uint32_t)(m) >> 8) & 0xffu)
+#define META_GEN(m) ((uint32_t)((m) >> 32))
+#define META_WITH(m, st) (((m) & ~(uint64_t)0xff) | (st))
+
+#define DEAD_WORD UINT64_MAX /* a bucket word being removed */
+
+/* rate_table_charge: the entity's group has no free bucket (internal, never returned to callers) */
+#define RATE_TABLE_FULL (-100001)
+
+typedef uint64_t __attribute__((may_alias)) u64a;
+
+/* Identity words as the bucket stores them (offsets pinned below). */
+#define B_OP_HASH 16
+#define B_ID0 32 /* op_len, ent_len, op_head[0..5] */
+#define B_ID1 40 /* op_head[6..13] */
+#define B_ENT_HEAD 48
+#define B_ENT_TAIL 72
+_Static_assert(offsetof(struct prot_rate_bucket, op_hash) == B_OP_HASH, "op_hash");
+_Static_assert(offsetof(struct prot_rate_bucket, op_len) == B_ID0, "op_len");
+_Static_assert(offsetof(struct prot_rate_bucket, ent_len) == B_ID0 + 1, "ent_len");
+_Static_assert(offsetof(struct prot_rate_bucket, op_head) == B_ID0 + 2, "op_head");
+_Static_assert(offsetof(struct prot_rate_bucket, ent_head) == B_ENT_HEAD, "ent_head");
+_Static_assert(offsetof(struct prot_rate_bucket, ent_tail) == B_ENT_TAIL, "ent_tail");
+_Static_assert(offsetof(struct prot_rate_group_hdr, tags) == 8, "tags are 4 aligned words");
+
+#define ENT_WORDS 9 /* 72 bytes: head (2 words) + tail (7 words) */
+
+/* Everything a call knows about its bucket before touching the table (rate_id_make). */
+struct rate_id {
+	uint64_t op_hash;
+	uint64_t ent[ENT_WORDS]; /* entity, zero-padded */
+	uint64_t id0, id1;       /* op_len, ent_len, op_head */
+	uint32_t ent_words;      /* words of ent[] compared: max(2, ceil(len/8)) */
+	uint32_t group;
+	uint8_t tag;
+	uint8_t home; /* preferred slot: most entities sit there, so it is prefetched with the group */
+	uint8_t ent_len;
+};
+
+/* Where a bucket is. */
+struct rate_ref {
+	struct prot_shm_header *h;
+	struct prot_rate_group *g;
+	uint32_t i;
+};
+
+/* ---- bucket word access: identity is written with relaxed atomic stores by its claimer and read
+ * with relaxed loads after an acquire of meta or of the group word, so a lookup racing a recycle
+ * reads stale bytes, never a torn word; the meta re-check then rejects what it read. ----------- */
+
+static inline u64a *bw(struct prot_rate_bucket *b, size_t off)
+{
+	return (u64a *)((char *)b + off);
+}
+static inline uint64_t ld(struct prot_rate_bucket *b, size_t off)
+{
+	return __atomic_load_n(bw(b, off), __ATOMIC_RELAXED);
+}
+static inline size_t ent_off(uint32_t k)
+{
+	return k < 2 ? B_ENT_HEAD + 8 * k : B_ENT_TAIL + 8 * (k - 2);
+}
+
+static inline struct prot_rate_group *group_at(const struct prot_shm_header *h, uint32_t gi)
+{
+	return seg_entry(h, REG_RATE_GROUPS, gi);
+}
+
+static inline uint64_t group_load(struct prot_rate_group *g)
+{
+	/* acquire: pairs with the release CAS that published each set bit */
+	return atomic_load_explicit(&g->h.word, memory_order_acquire);
+}
+
+/* ---- rate_id.c -------------------------------------------------------------------------------- */
+
+/* The identity of (op, entity) in h: 0, -EINVAL (NULL or empty op), -PROT_ETOOLONG. p (may be
+ * NULL) memoises the operation's hash. */
+PROT_HIDDEN int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op,
+                             const char *entity, struct rate_id *id);
+/* Key NAME's slot index, memoised per handle while the slot holds the same key. Errors as
+ * seg_find. */
+PROT_HIDDEN int rate_key_lookup(prot_t *p, struct prot_shm_header *h, const char *name);
+
+/* ---- rate_table.c ----------------------------------------------------------------------------- */
+
+/* Charge cost to id's bucket (inserting it if new) at time now under rp (validated, cost <=
+ * rp->max_cost). 1 admitted, 0 denied (info filled either way), or RATE_TABLE_FULL (info
+ * untouched). p (may be NULL) names the claimer of a new bucket. */
+PROT_HIDDEN int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                                  const struct rate_params *rp, uint64_t cost, uint64_t now,
+                                  struct prot_rate_info *info);
+/* Find id's bucket without helping (works on a read-only mapping) and snapshot its word under a
+ * stable meta: 0, -ENOENT, or -EAGAIN when it kept changing. */
+PROT_HIDDEN int rate_table_find(struct prot_shm_header *h, const struct rate_id *id,
+                                struct rate_ref *r, uint64_t *meta, uint64_t *word);
+/* The op_hash of key slot k's operation (its name), or 0 when the slot holds no key with rate
+ * buckets (free, or a name that is not terminated within the slot: untrusted). */
+PROT_HIDDEN uint64_t rate_key_op_hash(const struct prot_shm_header *h, struct prot_key_slot *k);
+
+#endif
