@@ -122,17 +122,11 @@ static int step_rate(struct call_ctx *c)
 	const char *entity = o && o->entity ? o->entity : "";
 	uint64_t cost = o && o->cost ? o->cost : 1;
 	struct prot_rate_info info;
-	int r;
-	if (o && o->operation) {
-		struct prot_key_cfg cfg;
-		struct prot_rate_limit lim;
-		r = rate_key_limit(c->h, c->idx, &cfg, &lim);
-		if (r == 0)
-			r = rate_check_h(c->p, c->h, o->operation, entity, &lim, cost, 0, &info);
-	} else {
-		/* the call's start time serves the decision: one clock read less per call */
-		r = rate_check_cfg(c->p, c->h, c->idx, c->key, &c->cfg, entity, cost, c->start_ns, &info);
-	}
+	/* The key's limits, rate_on_full policy, counters and rate_clock from this call's one
+	 * configuration read (read_layers), with or without an operation naming the buckets; the
+	 * call's start time serves a key on the monotonic clock: one clock read less per call. */
+	int r = rate_check_cfg(c->p, c->h, c->idx, c->key, o ? o->operation : NULL, &c->cfg, entity, cost,
+	                       c->start_ns, &info);
 	if (r == 1)
 		return 0;
 	if (r == 0) {

@@ -443,17 +443,22 @@ PROT_HIDDEN int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *o
 PROT_HIDDEN int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
                                    const char *key, const char *entity, uint64_t cost,
                                    struct prot_rate_info *info);
-/* Key idx's rate fields (cfg words 0-5, seqlock read; the other words are zeroed) as limits. */
-PROT_HIDDEN int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
-                               struct prot_rate_limit *lim);
-/* The same with the key's cfg already read by the caller (the facade reads it once per call), and
- * the caller's clock reading (now_ns 0: read the key's clock here). */
+/* Key idx's rate fields (cfg words 0-5, seqlock read; the other words are zeroed). */
+PROT_HIDDEN int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg);
+/* A key's rate fields as decision parameters (lib/rate_algo.h), derived once. */
+struct rate_params;
+PROT_HIDDEN void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp);
+/* A decision for key idx on the key's cfg already read by the caller (the facade reads it once per
+ * call): its limits, rate_on_full policy, counters and rate_clock. op names the buckets (NULL: the
+ * key's name); now_ns is a CLOCK_MONOTONIC reading the caller has, used unless the key's clock is
+ * coarse (0: read the key's clock here). */
 PROT_HIDDEN int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
-                               const struct prot_key_cfg *cfg, const char *entity, uint64_t cost,
-                               uint64_t now_ns, struct prot_rate_info *info);
-/* lib/rate_view.c: one entity's state, charging nothing. Read-only: works on a read-only mapping. */
+                               const char *op, const struct prot_key_cfg *cfg, const char *entity,
+                               uint64_t cost, uint64_t now_ns, struct prot_rate_info *info);
+/* lib/rate_view.c: one entity's state under rp, charging nothing. Read-only: works on a read-only
+ * mapping. */
 PROT_HIDDEN int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
-                              const struct prot_rate_limit *lim, uint64_t now_ns,
+                              const struct rate_params *rp, uint64_t now_ns,
                               struct prot_rate_info *out);
 /* lib/rate_table.c: remove (op, entity)'s bucket: 0, -ENOENT (none), -EAGAIN (it kept changing),
  * or the names' errors (-EINVAL, -PROT_ETOOLONG). */

@@ -14,18 +14,15 @@
 #include "rate_table.h"
 
 int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
-                  const struct prot_rate_limit *lim, uint64_t now_ns, struct prot_rate_info *out)
+                  const struct rate_params *rp, uint64_t now_ns, struct prot_rate_info *out)
 {
-	struct rate_params rps, *rp = &rps;
 	struct rate_id id;
 	struct rate_ref ref;
 	uint64_t m, w;
 	int r = rate_id_make(NULL, h, op, entity, &id);
 
-	if (r == 0) {
-		rate_params_of_limit(lim, rp);
+	if (r == 0)
 		r = rate_params_cost(rp, 0);
-	}
 	if (r < 0)
 		return r;
 	if (!out)

@@ -1,12 +1,19 @@
 /* ratelimit.c — the rate limiter's entry points: the public prot_rate_* functions, the hidden forms
  * the facade (rate_check_cfg), protctl and the tests call, a protection key's rate configuration
- * read from its slot (rate_key_limit), and what a full table means for a call (the key's
- * rate_on_full policy, its counters and events). The table itself is rate_table.c, the arithmetic
- * rate_algo.c, bucket naming rate_id.c, the read-only views rate_view.c.
+ * read from its slot (rate_key_cfg) and turned into decision parameters (rate_params_of_key), and
+ * what a full table means for a call (the key's rate_on_full policy, its counters and events).
+ * The table itself is rate_table.c, the arithmetic rate_algo.c, bucket naming rate_id.c, the
+ * read-only views rate_view.c.
+ *
+ * ONE FORM OF A LIMIT. A decision runs on struct rate_params (rate_algo.h), derived once per
+ * decision: from the key's configuration words as read from its slot (a key's decision; the
+ * facade passes the configuration it read for the whole call), or from the caller's struct
+ * prot_rate_limit at the edge (prot_rate_check_n, prot_rate_status; Hammer-style calls).
  *
  * CLOCK. One clock read per decision: CLOCK_MONOTONIC, or CLOCK_MONOTONIC_COARSE for keys with
  * rate_clock = coarse (resolution: clock_getres(), typically 4 ms: a window boundary or a GCRA
- * emission can be seen up to that late).
+ * emission can be seen up to that late). A caller that has just read CLOCK_MONOTONIC (the facade:
+ * the call's start) passes that reading, which serves a key on the monotonic clock.
  */
 #include <errno.h>
 
@@ -84,8 +91,7 @@ int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const cha
 _Static_assert(offsetof(struct prot_key_cfg, rate_clock) == 8 * (RATE_CFG_WORDS - 1), "rate words");
 _Static_assert(offsetof(struct prot_key_cfg, breaker_index) == 8 * RATE_CFG_WORDS, "then the rest");
 
-int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
-                   struct prot_rate_limit *lim)
+int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg)
 {
 	struct prot_key_slot *k;
 	uint64_t w[RATE_CFG_WORDS];
@@ -111,20 +117,28 @@ int rate_key_limit(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg 
 	cfg->rate_algo = w[3];
 	cfg->rate_full_policy = w[4];
 	cfg->rate_clock = w[5];
-	lim->algo = (uint32_t)w[3];
-	lim->limit = w[0];
-	lim->window_ms = w[1];
-	lim->burst = w[2];
 	return 0;
 }
 
+void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
+{
+	rate_params_make((uint32_t)cfg->rate_algo, cfg->rate_limit, cfg->rate_window_ms, cfg->rate_burst,
+	                 rp);
+}
+
+/* The key's clock at this decision: now_ns, a CLOCK_MONOTONIC reading the caller has (0: none). */
+static uint64_t key_now(const struct prot_key_cfg *cfg, uint64_t now_ns)
+{
+	if (cfg->rate_clock == RATE_CLOCK_COARSE)
+		return prot_now_coarse_ns();
+	return now_ns ? now_ns : prot_now_ns();
+}
+
 int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
-                   const struct prot_key_cfg *cfg, const char *entity, uint64_t cost,
-                   uint64_t now_ns, struct prot_rate_info *info)
+                   const char *op, const struct prot_key_cfg *cfg, const char *entity,
+                   uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
 	struct prot_key_slot *k = seg_entry(h, REG_KEYS, idx);
-	const struct prot_rate_limit lim = {.algo = (uint32_t)cfg->rate_algo, .limit = cfg->rate_limit,
-	                                    .window_ms = cfg->rate_window_ms, .burst = cfg->rate_burst};
 	char name[PROT_NAME_BYTES];
 	struct rate_params rp;
 	struct rate_id id;
@@ -140,29 +154,27 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
 		name[sizeof name - 1] = '\0';
 		key = name;
 	}
-	r = rate_id_make(p, h, key, entity, &id);
+	if (!op)
+		op = key;
+	r = rate_id_make(p, h, op, entity, &id);
 	if (r == 0) {
-		rate_params_of_limit(&lim, &rp);
+		rate_params_of_key(cfg, &rp);
 		r = rate_params_cost(&rp, cost);
 	}
 	if (r < 0)
 		return r;
 	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,
-	                          .key = key, .op = key, .entity = entity};
-	uint64_t now = now_ns                              ? now_ns
-	               : cfg->rate_clock == RATE_CLOCK_COARSE ? prot_now_coarse_ns()
-	                                                      : prot_now_ns();
-	return rate_run(h, p, &id, &rp, cost, now, &pol, info);
+	                          .key = key, .op = op, .entity = entity};
+	return rate_run(h, p, &id, &rp, cost, key_now(cfg, now_ns), &pol, info);
 }
 
 int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                        const char *entity, uint64_t cost, struct prot_rate_info *info)
 {
 	struct prot_key_cfg cfg;
-	struct prot_rate_limit lim;
-	int r = rate_key_limit(h, idx, &cfg, &lim);
+	int r = rate_key_cfg(h, idx, &cfg);
 
-	return r < 0 ? r : rate_check_cfg(p, h, idx, key, &cfg, entity, cost, 0, info);
+	return r < 0 ? r : rate_check_cfg(p, h, idx, key, NULL, &cfg, entity, cost, 0, info);
 }
 
 /* ---- public API ------------------------------------------------------------------------------- */
@@ -227,10 +239,13 @@ int prot_rate_execute(prot_t *p, const char *operation, const char *entity,
 int prot_rate_status(prot_t *p, const char *operation, const char *entity,
                      const struct prot_rate_limit *lim, struct prot_rate_info *out)
 {
+	struct rate_params rp;
 	int g = prot_gate(p, false);
+
 	if (g < 0)
 		return g;
-	return rate_status_h(prot_hdr(p), operation, entity, lim, 0, out);
+	rate_params_of_limit(lim, &rp); /* the public form, converted once */
+	return rate_status_h(prot_hdr(p), operation, entity, &rp, 0, out);
 }
 
 int prot_rate_reset(prot_t *p, const char *operation, const char *entity)

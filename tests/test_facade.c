@@ -1,7 +1,8 @@
 /* test_facade.c — prot_execute and its companions against a real protd: the order of the layers
  * and what each outcome charges, no leaks under 8 processes of mixed calls, per-call overrides,
  * runtime configuration (applied, refused, not permitted), status and list, error strings,
- * telemetry handlers, Prometheus metrics through promtool, and the event ring under overflow.
+ * telemetry handlers, Prometheus metrics through promtool, the event ring under overflow, and the
+ * rate layer keeping the key's settings (rate_on_full, rate_clock) with an operation override.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "internal.h"
 
 /* One key with all three layers; limits small enough to reach in a test. */
 #define INI_FMT                                                                                    \
@@ -702,4 +704,109 @@ Test(facade, configure_and_breaker_create_refuse_what_the_library_cannot_enforce
 	cr_assert_eq(prot_breaker_status(p, "odd", &b), 0);
 	prot_close(p);
 	th_protd_stop(pd);
+}
+
+/* The rate layer takes the key's own settings whether or not opts->operation names the buckets.
+ * GCRA at 1 per hour: a bucket's word is the decision's clock reading + 1 h, and no bucket expires
+ * while the test runs. rate_entities = 32: one group, full after 32 entities. */
+#define INI_KEYS                                                                                   \
+	"[segment]\nmax_keys = 8\nmax_breakers = 1\nmax_pools = 1\nrate_entities = 32\nevents = 64\n" \
+	"[key full]\nrate_limit = 1\nrate_window = 1h\nrate_algorithm = gcra\nrate_on_full = allow\n" \
+	"[key coarse]\nrate_limit = 1\nrate_window = 1h\nrate_algorithm = gcra\nrate_clock = coarse\n" \
+	"[key mono]\nrate_limit = 1\nrate_window = 1h\nrate_algorithm = gcra\nrate_clock = monotonic\n"
+
+static uint64_t key_table_full(prot_t *p, const char *key)
+{
+	struct prot_protection_status st;
+	cr_assert_eq(prot_get_protection_status(p, key, &st), 0);
+	return st.rate_table_full;
+}
+
+Test(facade, operation_override_keeps_the_keys_rate_on_full_and_its_counter)
+{
+	const char *seg, *ini;
+	prot_t *p;
+	pid_t pd = th_serve("full", INI_KEYS, &seg, &ini, &p);
+	struct counter k = {0};
+	char ent[16];
+	for (int i = 0; i < 32; i++) {
+		snprintf(ent, sizeof ent, "e%d", i);
+		cr_assert_eq(prot_rate_check_key(p, "full", ent, 1, NULL), 1);
+	}
+	cr_assert_eq(prot_rate_check_key(p, "full", "new0", 1, NULL), 1, "allow: admitted, no bucket");
+	cr_assert_eq(key_table_full(p, "full"), 1);
+	struct prot_call_opts o = {.entity = "new1", .timeout_ms = -1};
+	struct prot_detail d;
+	cr_assert_eq(prot_execute(p, "full", &o, fn_ok, &k, &d), 0, "layer %u", d.layer);
+	cr_assert_eq(key_table_full(p, "full"), 2);
+	o.entity = "new2", o.operation = "other-op";
+	int r = prot_execute(p, "full", &o, fn_ok, &k, &d);
+	cr_assert_eq(r, 0, "with an operation: %d (layer %u): the key's rate_on_full = allow", r, d.layer);
+	cr_assert_eq(key_table_full(p, "full"), 3, "counted on the key as without an operation");
+	cr_assert_eq(atomic_load(&k.calls), 2);
+	th_unserve(p, pd);
+}
+
+/* The word of op's bucket for entity (GCRA: the decision's clock reading + T). */
+struct word_arg {
+	const char *entity;
+	uint64_t word;
+	int found;
+};
+static int word_cb(const struct rate_view *v, void *arg)
+{
+	struct word_arg *w = arg;
+	if (strcmp(v->entity, w->entity) == 0)
+		w->word = v->word, w->found++;
+	return 0;
+}
+static uint64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One decision for a new entity of key, through the path `how` (0 prot_rate_check_key, 1
+ * prot_execute, 2 prot_execute with an operation): the clock reading it decided on, bracketed by
+ * CLOCK_MONOTONIC before it and CLOCK_MONOTONIC_COARSE after it. */
+static uint64_t decision_clock(prot_t *p, const char *key, int how, int i, uint64_t *mono_before,
+                               uint64_t *coarse_after)
+{
+	char ent[32];
+	snprintf(ent, sizeof ent, "%s-%d-%d", key, how, i); /* new for every call, in any bucket */
+	const char *op = how == 2 ? "clk-op" : NULL;
+	struct prot_call_opts o = {.entity = ent, .timeout_ms = -1, .operation = op};
+	*mono_before = clock_ns(CLOCK_MONOTONIC);
+	int r = how == 0 ? prot_rate_check_key(p, key, ent, 1, NULL) - 1
+	                 : prot_execute(p, key, &o, fn_ok, NULL, NULL);
+	*coarse_after = clock_ns(CLOCK_MONOTONIC_COARSE);
+	cr_assert_eq(r, 0, "%s path %d: %d", key, how, r);
+	struct word_arg w = {.entity = ent};
+	rate_foreach(prot_hdr(p), op ? op : key, word_cb, &w);
+	cr_assert_eq(w.found, 1);
+	return w.word - 3600000ull * 1000000u; /* T = 1 h */
+}
+
+Test(facade, every_rate_path_decides_on_the_keys_rate_clock)
+{
+	const char *seg, *ini;
+	prot_t *p;
+	pid_t pd = th_serve("clock", INI_KEYS, &seg, &ini, &p);
+	uint64_t before, after;
+	/* a coarse reading is at most the coarse clock after the call, and (but for a clock tick in
+	 * the call's microsecond, hence several tries) below the precise clock before it */
+	for (int how = 0; how < 3; how++) {
+		int below = 0;
+		for (int i = 0; i < 4; i++) {
+			uint64_t t = decision_clock(p, "coarse", how, i, &before, &after);
+			cr_assert_leq(t, after, "path %d: decided on a clock ahead of the coarse clock", how);
+			below += t < before;
+		}
+		cr_assert_gt(below, 0, "path %d: never behind the precise clock: not the coarse clock", how);
+		for (int i = 0; i < 4; i++)
+			cr_assert_geq(decision_clock(p, "mono", how, i, &before, &after), before,
+			              "path %d: decided on a clock behind CLOCK_MONOTONIC", how);
+	}
+	th_unserve(p, pd);
 }

@@ -18,6 +18,7 @@
 #include "harness.h"
 #include "craft.h"
 #include "internal.h"
+#include "rate_algo.h"
 
 #define MS 1000000ull
 
@@ -61,6 +62,15 @@ static int chk(struct prot_shm_header *h, const char *ent, const struct prot_rat
                uint64_t cost, uint64_t ms, struct prot_rate_info *info)
 {
 	return rate_check_h(NULL, h, "op", ent, l, cost, at(ms), info);
+}
+
+/* rate_status_h on the public form of a limit, converted as prot_rate_status converts it */
+static int status(struct prot_shm_header *h, const char *ent, const struct prot_rate_limit *l,
+                  uint64_t ms, struct prot_rate_info *out)
+{
+	struct rate_params rp;
+	rate_params_of_limit(l, &rp);
+	return rate_status_h(h, "op", ent, &rp, at(ms), out);
 }
 
 static int count_cb(const struct rate_view *v, void *arg)
@@ -271,12 +281,12 @@ Test(core, status_and_reset)
 	struct prot_shm_header *h = core_seg();
 	struct prot_rate_info in;
 	set_t0();
-	cr_assert_eq(rate_status_h(h, "op", "s", &FW5, at(0), &in), 0);
+	cr_assert_eq(status(h, "s", &FW5, 0, &in), 0);
 	cr_assert(in.allowed);
 	cr_assert_eq(in.remaining, 5, "never used: full availability");
 	cr_assert_eq(buckets(h, NULL), 0, "status creates no bucket");
 	cr_assert_eq(chk(h, "s", &FW5, 5, 200, NULL), 1);
-	cr_assert_eq(rate_status_h(h, "op", "s", &FW5, at(300), &in), 0);
+	cr_assert_eq(status(h, "s", &FW5, 300, &in), 0);
 	cr_assert(!in.allowed);
 	cr_assert_eq(in.used, 5);
 	cr_assert_eq(in.remaining, 0);
@@ -304,7 +314,7 @@ Test(core, limits_change_keeps_state_algorithm_change_resets)
 	/* GCRA: the TAT is read with the new T: 3 units at T=100ms = 300 ms of debt */
 	cr_assert_eq(chk(h, "g", &GCRA10, 3, 0, NULL), 1);
 	struct prot_rate_limit g20 = {.algo = PROT_RATE_GCRA, .limit = 20, .window_ms = 1000, .burst = 6};
-	cr_assert_eq(rate_status_h(h, "op", "g", &g20, at(0), &in), 0);
+	cr_assert_eq(status(h, "g", &g20, 0, &in), 0);
 	cr_assert_eq(in.used, 6, "300 ms of debt at T=50 ms");
 	cr_assert_eq(chk(h, "g", &g20, 1, 0, &in), 0);
 	cr_assert_eq(in.retry_after_ms, 50);

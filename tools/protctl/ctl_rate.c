@@ -1,5 +1,5 @@
 /* ctl_rate.c — `protctl rate show KEY [ENTITY]`, `rate reset KEY ENTITY`, `rate top KEY [N]`.
- * A protection key's buckets are those whose operation is the key's name (lib/ratelimit.c).
+ * A protection key's buckets are those whose operation is the key's name (lib/rate_id.c).
  * show and top only read (they work on a read-only mapping); reset removes one bucket. */
 #include <errno.h>
 #include <inttypes.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "rate_algo.h"
 
 static const char *algo_name(uint64_t a)
 {
@@ -17,7 +18,7 @@ struct key {
 	struct prot_shm_header *h;
 	uint32_t idx;
 	struct prot_key_cfg cfg;
-	struct prot_rate_limit lim;
+	struct rate_params rp; /* the key's limits as its decisions use them */
 };
 
 /* The key argv[1] of the verb argv[0]: its slot and limits. Prints the error itself; returns 0 or
@@ -28,7 +29,7 @@ static int key_of(struct ctl *c, char **argv, struct key *k)
 	int r = seg_find(k->h, REG_KEYS, argv[1]);
 	if (r >= 0) {
 		k->idx = (uint32_t)r;
-		r = rate_key_limit(k->h, k->idx, &k->cfg, &k->lim);
+		r = rate_key_cfg(k->h, k->idx, &k->cfg);
 	}
 	char cmd[32];
 	snprintf(cmd, sizeof cmd, "rate %s", argv[0]);
@@ -36,6 +37,7 @@ static int key_of(struct ctl *c, char **argv, struct key *k)
 		return ctl_bad_arg(r, cmd, "key", argv[1], PROT_NAME_MAX);
 	if (k->cfg.rate_limit == 0)
 		return ctl_fail(CTL_ENOENT, "%s: key '%s' has no rate limiter", cmd, ctl_text(argv[1]));
+	rate_params_of_key(&k->cfg, &k->rp);
 	return 0;
 }
 
@@ -153,7 +155,7 @@ static int cmd_show(struct ctl *c, int argc, char **argv)
 	}
 	struct prot_rate_info in;
 	struct one o = {.entity = argv[2]};
-	int r = rate_status_h(k.h, argv[1], argv[2], &k.lim, 0, &in);
+	int r = rate_status_h(k.h, argv[1], argv[2], &k.rp, 0, &in);
 	if (r < 0)
 		return ctl_bad_arg(r, "rate show", "entity", argv[2], PROT_ENTITY_MAX);
 	rate_foreach(k.h, argv[1], find_entity, &o);
