@@ -116,7 +116,7 @@ struct prot_shm_header {
 	char control_path[108];
 	uint8_t pad6[128 - 108 - 8];
 	/* Offset of the rate groups' summary bitmap (RATE_SUMMARY_BYTES(rate_groups) bytes, bit g set
-	 * while group g may hold a claimed or live bucket; lib/ratelimit.c), which protd places after
+	 * while group g may hold a claimed or live bucket; lib/rate_table.c), which protd places after
 	 * the regions of seg_layout() and counts in total_size. 0: none (segments made without it);
 	 * then the sweep visits every group. Immutable after creation. */
 	uint64_t rate_summary_off;
@@ -302,7 +302,7 @@ struct prot_waiter_slot {
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Rate-limiter buckets. REG_RATE_GROUPS holds `rate_groups` groups of RATE_GROUP_SLOTS buckets.    */
-/* See lib/ratelimit.c for the algorithm (membership, insertion races, expiry).                    */
+/* See lib/rate_table.c for the algorithm (membership, insertion races, expiry).                   */
 /* ---------------------------------------------------------------------------------------------- */
 #define RATE_GROUP_SLOTS 32
 #define RATE_ENTITY_HEAD 16
@@ -311,14 +311,14 @@ struct prot_waiter_slot {
 /* The summary bitmap (hdr.rate_summary_off): one bit per group, in whole cache lines. */
 #define RATE_SUMMARY_BYTES(groups) ((((uint64_t)(groups) + 511) / 512) * 64)
 
-#define CLAIM_TAG (1ull << 63) /* a claimer's identity in `allowed` while CLAIMED (lib/ratelimit.c) */
+#define CLAIM_TAG (1ull << 63) /* a claimer's identity in `allowed` while CLAIMED (lib/rate_table.c) */
 
 struct prot_rate_bucket {
 	/* line 0: the decision line. A decision loads `meta` and `word` and, only when admitting,
 	 * CASes `word` and adds to `allowed`: a denial writes nothing here. For entities of at most
 	 * RATE_ENTITY_HEAD bytes a hit reads this line alone. */
 	_Atomic uint64_t word;    /* GCRA: TAT (ns); fixed window: window end (ms) << 24 | count */
-	_Atomic uint64_t meta;    /* state, algorithm, generation (lib/ratelimit.c) */
+	_Atomic uint64_t meta;    /* state, algorithm, generation (lib/rate_table.c) */
 	uint64_t op_hash;         /* keyed hash of the operation name */
 	_Atomic uint64_t allowed; /* units admitted, for protctl rate top */
 	uint8_t op_len, ent_len;
@@ -333,7 +333,7 @@ struct prot_rate_bucket {
  * a bucket of the group is inserted or removed. The group word linearises those insertions and
  * removals; tags[] (a byte of each bucket's hash) lets a lookup skip buckets that cannot match. */
 struct prot_rate_group_hdr {
-	_Atomic uint64_t word;    /* version << 32 | occupancy bitmap (lib/ratelimit.c) */
+	_Atomic uint64_t word;    /* version << 32 | occupancy bitmap (lib/rate_table.c) */
 	_Atomic uint8_t tags[RATE_GROUP_SLOTS];
 	uint8_t pad[64 - 8 - RATE_GROUP_SLOTS];
 } PROT_ALIGNED;

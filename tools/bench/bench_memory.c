@@ -52,7 +52,7 @@ static uint64_t layout_size(const struct seg_geometry *g)
 }
 
 /* Entities land in their group at random and a group holds RATE_GROUP_SLOTS of them (an entity
- * lives in its one group or nowhere: lib/ratelimit.c). With n entities in g groups a group's load
+ * lives in its one group or nowhere: lib/rate_table.c). With n entities in g groups a group's load
  * is Poisson(n/g): how many entities find their group full, and how many groups overflow. */
 static void group_overflow(double n, double groups, double *lost, double *full_groups)
 {
