@@ -62,7 +62,7 @@ struct prot_map {
 
 struct prot_pool_local; /* lib/pool.c */
 
-/* A per-handle memo of operation-name hashes (lib/rate_id.c): operation names are program
+/* A per-handle memo of operation-name hashes (lib/ratelimit.c): operation names are program
  * constants, and hashing one costs as much as the rest of a rate decision. Each entry is a small
  * seqlock (odd seq: being written; writers claim it by CAS, so threads sharing the handle are
  * safe); it is keyed by the segment too, whose hash key a successor segment changes. */
@@ -89,7 +89,7 @@ struct prot {
 	uint32_t fork_epoch;            /* bumped by each fork refresh: whose local state is whose */
 	pthread_mutex_t lock;           /* guards ident refresh, re-attach and pool-local state */
 	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool.c) */
-	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/rate_id.c */
+	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/ratelimit.c */
 	/* Telemetry (lib/telemetry.c). tel_mask is the union of the handlers' masks: the hot path
 	 * tests it with one relaxed load and a predictable branch. Each slot is a small seqlock: seq
 	 * is odd while attach/detach (under p->lock) rewrites mask/fn/ctx, so an emitting thread never

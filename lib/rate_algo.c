@@ -81,15 +81,6 @@ void rate_params_make(uint32_t algo, uint64_t limit, uint64_t window_ms, uint64_
 		rp->err = -EINVAL;
 }
 
-void rate_params_of_limit(const struct prot_rate_limit *lim, struct rate_params *rp)
-{
-	if (!lim) {
-		*rp = (struct rate_params){.err = -EINVAL};
-		return;
-	}
-	rate_params_make(lim->algo, lim->limit, lim->window_ms, lim->burst, rp);
-}
-
 uint64_t rate_word_init(uint32_t algo, uint64_t now)
 {
 	return algo == PROT_RATE_GCRA ? now : (now / RATE_NS_MS) << RATE_FW_BITS;

@@ -10,6 +10,7 @@
 #ifndef PROT_RATE_ALGO_H
 #define PROT_RATE_ALGO_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -40,8 +41,13 @@ __attribute__((visibility("hidden"))) void rate_params_make(uint32_t algo, uint6
                                                             uint64_t window_ms, uint64_t burst,
                                                             struct rate_params *rp);
 /* The same from the public form; lim NULL gives err -EINVAL. */
-__attribute__((visibility("hidden"))) void rate_params_of_limit(const struct prot_rate_limit *lim,
-                                                                struct rate_params *rp);
+static inline void rate_params_of_limit(const struct prot_rate_limit *lim, struct rate_params *rp)
+{
+	if (!lim)
+		*rp = (struct rate_params){.err = -EINVAL};
+	else
+		rate_params_make(lim->algo, lim->limit, lim->window_ms, lim->burst, rp);
+}
 
 /* 0 when a decision of cost can be taken on rp; else rp->err, or -PROT_ECOST for a cost above the
  * limit (GCRA: above the burst). */

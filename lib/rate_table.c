@@ -4,12 +4,12 @@
  * dead processes. Called by ratelimit.c (charge; reset for prot_rate_reset), rate_view.c (find,
  * the key hash) and protd (rate_sweep, on its tick); the words' layout is in rate_table.h, the
  * arithmetic on a bucket word in rate_algo.c, and how a call names its bucket (struct rate_id) in
- * rate_id.c.
+ * ratelimit.c.
  *
  * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. h = SipHash(segment
  * key ^ (op_hash, 0), entity) — a key per operation — picks the group (low bits), an 8-bit tag
  * (top byte) and a home slot (insertion tries it first; lookups prefetch it with the group line).
- * op_hash itself is memoised per handle (struct rate_op_cache, rate_id.c): a decision hashes only
+ * op_hash itself is memoised per handle (struct rate_op_cache, ratelimit.c): a decision hashes only
  * the entity. An entity lives in its one group or nowhere: a group with no free bucket is "table
  * full" and the key's policy applies (ratelimit.c; deny: PROT_ETABLEFULL; allow: admitted without
  * a bucket and counted). Cost: 128 B per bucket + 64 B group index per 32 buckets = 130 B per

@@ -1,5 +1,5 @@
 /* rate_table.h — the rate limiter's private interface between its files: a bucket's identity as a
- * call builds it (rate_id.c) and the table compares it (rate_table.c), the bucket word encoding
+ * call builds it (ratelimit.c) and the table compares it (rate_table.c), the bucket word encoding
  * the table and the read-only views (rate_view.c) share, and the table operations the entry points
  * (ratelimit.c) and the views call. The protocol these words follow, and why it holds, is argued
  * at the top of rate_table.c.
@@ -89,15 +89,12 @@ static inline uint64_t group_load(struct prot_rate_group *g)
 	return atomic_load_explicit(&g->h.word, memory_order_acquire);
 }
 
-/* ---- rate_id.c -------------------------------------------------------------------------------- */
+/* ---- ratelimit.c ------------------------------------------------------------------------------ */
 
 /* The identity of (op, entity) in h: 0, -EINVAL (NULL or empty op), -PROT_ETOOLONG. p (may be
  * NULL) memoises the operation's hash. */
 PROT_HIDDEN int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op,
                              const char *entity, struct rate_id *id);
-/* Key NAME's slot index, memoised per handle while the slot holds the same key. Errors as
- * seg_find. */
-PROT_HIDDEN int rate_key_lookup(prot_t *p, struct prot_shm_header *h, const char *name);
 
 /* ---- rate_table.c ----------------------------------------------------------------------------- */
 

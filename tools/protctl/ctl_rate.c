@@ -1,5 +1,5 @@
 /* ctl_rate.c — `protctl rate show KEY [ENTITY]`, `rate reset KEY ENTITY`, `rate top KEY [N]`.
- * A protection key's buckets are those whose operation is the key's name (lib/rate_id.c).
+ * A protection key's buckets are those whose operation is the key's name (lib/ratelimit.c).
  * show and top only read (they work on a read-only mapping); reset removes one bucket. */
 #include <errno.h>
 #include <inttypes.h>
