@@ -129,7 +129,17 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *
  * Clock: CLOCK_MONOTONIC, read once per decision; a key with rate_clock = coarse uses
  * CLOCK_MONOTONIC_COARSE (cheaper; its resolution, clock_getres(), is typically 4 ms, so a window
- * boundary or an emission can be seen up to that late).
+ * boundary or an emission can be seen up to that late). A fixed-window key with rate_clock =
+ * realtime follows the calendar instead: CLOCK_REALTIME, windows aligned on UTC multiples of the
+ * window since the Unix epoch, so an hourly window rolls at :00 and a daily one at midnight UTC
+ * (a 7-day window rolls on Thursdays, 00:00 UTC, as the epoch did). Clock steps: a step back by D
+ * keeps the current window, and its count, D longer (a window already counted is never re-opened,
+ * and protd does not expire it early); a step forward past the window's end rolls to the window
+ * that holds the new time (as if the time had passed). realtime is refused for the other
+ * algorithms (they measure durations, not the calendar). Test hook: when the environment variable
+ * PROT_TEST_CLOCK_FILE names a file, every process (protd included) that reads it at its first
+ * realtime decision adds the signed 64-bit nanosecond offset stored in its first 8 bytes (read
+ * through a shared mapping at each decision) to CLOCK_REALTIME; the tests step the calendar with it.
  *
  * Algorithms:
  *  PROT_RATE_FIXED_WINDOW — Hammer's default. Windows are aligned on multiples of the window length
@@ -137,14 +147,41 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *    admitted per window.
  *  PROT_RATE_GCRA — smooth rate of limit/window with a burst of `burst` units (default: limit);
  *    a single 64-bit theoretical-arrival-time word per bucket.
+ *  PROT_RATE_TOKEN_BUCKET — Hammer's token bucket: `capacity` tokens, full at first use, refilled
+ *    continuously at `refill_rate` tokens per window_ms (0: per second, Hammer's unit); a hit of
+ *    cost n takes n tokens or is denied. Status: `remaining` is Hammer's tokens left, `limit` the
+ *    capacity. A refill_rate of 0 is a budget of `capacity` units that never refills: its bucket
+ *    is never expired (only prot_rate_reset frees it), and retry_after_ms / reset_after_ms are
+ *    PROT_RATE_NEVER.
+ *  PROT_RATE_LEAKY_BUCKET — Hammer's leaky bucket: starts empty, a hit of cost n adds n if the
+ *    level stays within `capacity`, the level leaks at `leak_rate` units per window_ms (0: per
+ *    second). Status: `used` is Hammer's fill level, `limit` the capacity.
+ *  Both run on the GCRA word (emission interval window / rate, tolerance capacity intervals): one
+ *  compare-and-swap per decision, exact across processes.
  * ------------------------------------------------------------------------------------------- */
-enum prot_rate_algo { PROT_RATE_FIXED_WINDOW = 1, PROT_RATE_GCRA = 2 };
+enum prot_rate_algo {
+	PROT_RATE_FIXED_WINDOW = 1,
+	PROT_RATE_GCRA = 2,
+	/* 3: PROT_RATE_SLIDING_WINDOW (issue 14, part B) */
+	PROT_RATE_TOKEN_BUCKET = 4,
+	PROT_RATE_LEAKY_BUCKET = 5,
+};
+
+/* retry_after_ms / reset_after_ms of a budget that never refills (token bucket, refill_rate 0) */
+#define PROT_RATE_NEVER UINT64_MAX
 
 struct prot_rate_limit {
 	uint32_t algo;      /* enum prot_rate_algo; 0 means fixed window */
-	uint64_t limit;     /* units per window, >= 1 */
-	uint64_t window_ms; /* >= 1 */
-	uint64_t burst;     /* GCRA only; 0 means `limit` */
+	union {
+		uint64_t limit;       /* units per window, >= 1 */
+		uint64_t refill_rate; /* token bucket: tokens added per window_ms (0: never refills) */
+		uint64_t leak_rate;   /* leaky bucket: units leaked per window_ms, >= 1 */
+	};
+	uint64_t window_ms; /* >= 1; token and leaky bucket: the rate's period, 0 = 1000 (per second) */
+	union {
+		uint64_t burst;    /* GCRA only; 0 means `limit` */
+		uint64_t capacity; /* token and leaky bucket: the bucket's size, >= 1 */
+	};
 };
 
 struct prot_rate_info {

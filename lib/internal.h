@@ -443,6 +443,12 @@ PROT_HIDDEN int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *o
 PROT_HIDDEN int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
                                    const char *key, const char *entity, uint64_t cost,
                                    struct prot_rate_info *info);
+/* Does a key with these settings have a rate limiter? (A token bucket that never refills has a
+ * rate of 0 and a capacity.) */
+static inline bool rate_cfg_on(const struct prot_key_cfg *cfg)
+{
+	return cfg->rate_limit != 0 || cfg->rate_burst != 0;
+}
 /* Key idx's rate fields (cfg words 0-5, seqlock read; the other words are zeroed). */
 PROT_HIDDEN int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg);
 /* A key's rate fields as decision parameters (lib/rate_algo.h), derived once. */

@@ -23,10 +23,12 @@
  *  group word = version << 32 | occupancy bitmap. Every change (a bucket published or removed)
  *    CASes it from the exact value the changer scanned and bumps the version, so two changes
  *    based on one scan cannot both succeed.
- *  meta = gen << 32 | algo << 8 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is
- *    bumped on every claim, so a meta value names one use of the bucket.
- *  word = GCRA: theoretical arrival time, CLOCK_MONOTONIC ns. Fixed window: window end (ms) << 24 |
- *    units counted in it. DEAD_WORD (all ones) = being removed.
+ *  meta = gen << 32 | kind << 8 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is
+ *    bumped on every claim, so a meta value names one use of the bucket. kind = the algorithm and
+ *    its RATE_TAG_* flags (rate_algo.h: the clock, a budget that never refills).
+ *  word = GCRA, token and leaky bucket: theoretical arrival time, ns on the bucket's clock (a
+ *    budget: units spent). Fixed window: window end (ms) << 24 | units counted in it. DEAD_WORD
+ *    (all ones) = being removed.
  *
  * INSERTION (claim, then publish). A process that did not find its entity in the group word it
  * loaded (gw): picks a bucket whose bit is clear in gw and whose meta is FREE (its home slot
@@ -66,7 +68,9 @@
  * CAS fails. Generations (in meta) stop every other stale step. Reset and algorithm change may
  * remove a bucket whose TAT lies in the future; for those the argument needs the client to stall
  * between its meta re-check and its CAS (adjacent instructions) for a whole removal and re-insert,
- * and a later TAT to hit w to the nanosecond.
+ * and a later TAT to hit w to the nanosecond. A budget (token bucket, refill 0) is never expired,
+ * so only reset removes it: its words (units spent, from 0) recur after a re-insert, and it rests
+ * on the same stall. Calendar buckets: see rate_clock.c (a step back of the clock).
  *
  * STUCK CLAIMS. A process killed between claiming a bucket and publishing it leaves a CLAIMED
  * bucket whose bit is clear. While it holds the claim, the claimer's identity (lib/ident.c, as in
@@ -83,7 +87,9 @@
  * EXPIRY. rate_sweep() (protd, every tick) covers RATE_SWEEP_GROUPS groups per call from a cursor
  * kept in the header (hdr.rate_sweep_cursor, fetch_add: concurrent sweepers take disjoint ranges).
  * A GCRA bucket is expired when tat <= now - grace; a window bucket when its window ended grace
- * ago. Removing an expired bucket loses nothing: a fresh bucket decides the same way.
+ * ago, now read on the bucket's clock (a calendar bucket: rate_clock.c's calendar). Removing an
+ * expired bucket loses nothing: a fresh bucket decides the same way. A budget (token bucket,
+ * refill 0) never expires: its spent units are the state, and a fresh bucket would be full.
  *
  * SUMMARY: the sweep touches only groups that hold buckets. The table is mostly empty pages, and
  * reading a page maps it (an idle sweep used to map all of a 520 MiB table within 10 s). A bitmap
@@ -439,7 +445,7 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 			finish_remove(r, m);
 			return R_RETRY;
 		}
-		if (unlikely(META_ALGO(m) != rp->algo)) {
+		if (unlikely(META_ALGO(m) != rp->tag)) {
 			bucket_remove(r, m, w);
 			return R_RETRY;
 		}
@@ -476,7 +482,7 @@ int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id
 		uint64_t gw = group_load(r.g);
 		i = group_scan(r.g, gw, id, true, &m);
 		if (i < 0) {
-			i = group_insert(&r, p, gw, id, rp->algo, now, &m);
+			i = group_insert(&r, p, gw, id, rp->tag, now, &m);
 			if (i == RATE_TABLE_FULL)
 				return RATE_TABLE_FULL;
 			if (i == R_RETRY)
@@ -536,17 +542,25 @@ int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
 
 /* ---- expiry ----------------------------------------------------------------------------------- */
 
-static bool expired(uint64_t m, uint64_t w, uint64_t now)
+/* The sweep's readings of the clocks buckets are on. */
+struct sweep_now {
+	uint64_t mono, calendar;
+};
+
+static bool expired(uint64_t m, uint64_t w, const struct sweep_now *sn)
 {
-	if (now < RATE_GRACE_NS)
-		return false;
-	if (META_ALGO(m) == PROT_RATE_GCRA)
+	uint32_t kind = META_ALGO(m);
+	uint64_t now = kind & RATE_TAG_REALTIME ? sn->calendar : sn->mono;
+
+	if (now < RATE_GRACE_NS || (kind & RATE_TAG_BUDGET))
+		return false; /* a budget never refills: only reset frees it */
+	if (rate_algo_gcra_word(RATE_TAG_ALGO(kind)))
 		return w <= now - RATE_GRACE_NS;
 	return (w >> RATE_FW_BITS) <= (now - RATE_GRACE_NS) / NS_MS;
 }
 
 /* A bucket whose bit is set. */
-static uint64_t sweep_set(struct rate_ref r, uint64_t now)
+static uint64_t sweep_set(struct rate_ref r, const struct sweep_now *now)
 {
 	struct prot_rate_bucket *b = &r.g->b[r.i];
 	/* acquire: pairs with the LIVE release */
@@ -595,7 +609,7 @@ static void sweep_clear(struct rate_ref r, const struct prot_idv *v)
 
 /* Sweep every bucket of group gi; clear its summary bit (w: the summary, or NULL) once it is quiet. */
 static uint64_t sweep_group(struct prot_shm_header *h, uint32_t gi, _Atomic uint64_t *w,
-                            uint64_t now_ns, const struct prot_idv *v)
+                            const struct sweep_now *now_ns, const struct prot_idv *v)
 {
 	struct rate_ref r = {.h = h, .g = group_at(h, gi)};
 	uint32_t bits = (uint32_t)group_load(r.g);
@@ -618,6 +632,7 @@ void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
 	uint32_t groups = seg_count(h, REG_RATE_GROUPS);
 	uint32_t n = groups < RATE_SWEEP_GROUPS ? groups : RATE_SWEEP_GROUPS;
 	uint64_t count = 0;
+	const struct sweep_now sn = {now_ns, rate_clock_now(RATE_CLOCK_REALTIME, 0)};
 
 	if (groups == 0 || (groups & (groups - 1)) != 0) {
 		*swept = 0;
@@ -631,7 +646,7 @@ void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
 		/* relaxed: a stale clear bit only delays this group to the next pass (see SUMMARY) */
 		if (w && !(atomic_load_explicit(&w[gi / 64], memory_order_relaxed) >> (gi % 64) & 1))
 			continue;
-		count += sweep_group(h, gi, w, now_ns, v);
+		count += sweep_group(h, gi, w, &sn, v);
 	}
 	*swept = count;
 }

@@ -96,6 +96,14 @@ static inline uint64_t group_load(struct prot_rate_group *g)
 PROT_HIDDEN int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op,
                              const char *entity, struct rate_id *id);
 
+/* ---- rate_clock.c ----------------------------------------------------------------------------- */
+
+/* Now on clock (RATE_CLOCK_*: the key's rate_clock), in ns on that clock's scale; mono_ns is a
+ * CLOCK_MONOTONIC reading the caller has (0: none), used for the monotonic clock. */
+PROT_HIDDEN uint64_t rate_clock_now(uint64_t clock, uint64_t mono_ns);
+/* The clock the words of a bucket of kind tag (RATE_TAG_*) are on. */
+PROT_HIDDEN uint64_t rate_clock_of_tag(uint32_t tag);
+
 /* ---- rate_table.c ----------------------------------------------------------------------------- */
 
 /* Charge cost to id's bucket (inserting it if new) at time now under rp (validated, cost <=

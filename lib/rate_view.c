@@ -28,10 +28,10 @@ int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
 	if (!out)
 		return -EINVAL;
 	if (!now_ns)
-		now_ns = prot_now_ns();
+		now_ns = rate_clock_now(rate_clock_of_tag(rp->tag), 0);
 	r = rate_table_find(h, &id, &ref, &m, &w);
-	if (r == -ENOENT || (r == 0 && META_ALGO(m) != rp->algo))
-		w = rate_word_init(rp->algo, now_ns); /* never used (or reset on next use): fully available */
+	if (r == -ENOENT || (r == 0 && META_ALGO(m) != rp->tag))
+		w = rate_word_init(rp->tag, now_ns); /* never used (or reset on next use): fully available */
 	else if (r < 0)
 		return r;
 	rate_status_info(rp, w, now_ns, out);
@@ -70,7 +70,7 @@ static bool view_copy(struct prot_rate_group *g, uint32_t gi, uint32_t i, struct
 	v->op_head[oh] = '\0';
 	memcpy(v->entity, ent, v->ent_len);
 	v->entity[v->ent_len] = '\0';
-	v->algo = META_ALGO(m);
+	v->algo = RATE_TAG_ALGO(META_ALGO(m));
 	v->group = gi;
 	v->slot = i;
 	return true;

@@ -27,10 +27,11 @@
  * facade passes the configuration it read for the whole call), or from the caller's struct
  * prot_rate_limit at the edge (prot_rate_check_n, prot_rate_status; Hammer-style calls).
  *
- * CLOCK. One clock read per decision: CLOCK_MONOTONIC, or CLOCK_MONOTONIC_COARSE for keys with
- * rate_clock = coarse (resolution: clock_getres(), typically 4 ms: a window boundary or a GCRA
- * emission can be seen up to that late). A caller that has just read CLOCK_MONOTONIC (the facade:
- * the call's start) passes that reading, which serves a key on the monotonic clock.
+ * CLOCK. One clock read per decision (rate_clock.c): CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE for
+ * keys with rate_clock = coarse (resolution: clock_getres(), typically 4 ms: a window boundary or
+ * a GCRA emission can be seen up to that late), the calendar for rate_clock = realtime. A caller
+ * that has just read CLOCK_MONOTONIC (the facade: the call's start) passes that reading, which
+ * serves a key on the monotonic clock.
  */
 #include <errno.h>
 
@@ -317,14 +318,8 @@ void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
 {
 	rate_params_make((uint32_t)cfg->rate_algo, cfg->rate_limit, cfg->rate_window_ms, cfg->rate_burst,
 	                 rp);
-}
-
-/* The key's clock at this decision: now_ns, a CLOCK_MONOTONIC reading the caller has (0: none). */
-static uint64_t key_now(const struct prot_key_cfg *cfg, uint64_t now_ns)
-{
-	if (cfg->rate_clock == RATE_CLOCK_COARSE)
-		return prot_now_coarse_ns();
-	return now_ns ? now_ns : prot_now_ns();
+	if (cfg->rate_clock == RATE_CLOCK_REALTIME)
+		rate_params_realtime(rp);
 }
 
 int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
@@ -337,7 +332,7 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
 	struct rate_id id;
 	int r;
 
-	if (cfg->rate_limit == 0) { /* no limiter on this key: everything passes */
+	if (!rate_cfg_on(cfg)) { /* no limiter on this key: everything passes */
 		if (info)
 			*info = (struct prot_rate_info){.allowed = 1};
 		return 1;
@@ -358,7 +353,7 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
 		return r;
 	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,
 	                          .key = key, .op = op, .entity = entity};
-	return rate_run(h, p, &id, &rp, cost, key_now(cfg, now_ns), &pol, info);
+	return rate_run(h, p, &id, &rp, cost, rate_clock_now(cfg->rate_clock, now_ns), &pol, info);
 }
 
 int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,

@@ -35,7 +35,7 @@ static int key_of(struct ctl *c, char **argv, struct key *k)
 	snprintf(cmd, sizeof cmd, "rate %s", argv[0]);
 	if (r < 0)
 		return ctl_bad_arg(r, cmd, "key", argv[1], PROT_NAME_MAX);
-	if (k->cfg.rate_limit == 0)
+	if (!rate_cfg_on(&k->cfg))
 		return ctl_fail(CTL_ENOENT, "%s: key '%s' has no rate limiter", cmd, ctl_text(argv[1]));
 	rate_params_of_key(&k->cfg, &k->rp);
 	return 0;
