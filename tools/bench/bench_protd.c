@@ -21,7 +21,7 @@
 
 static pid_t protd_pid;
 
-/* $PROTD, else the protd of the same build tree: <dir of this executable>/../daemon/protd. */
+/* $PROTD, else the protd of the same build tree: <dir of this executable>/../../daemon/protd. */
 static const char *protd_path(char *buf, size_t len)
 {
 	const char *env = getenv("PROTD");
@@ -32,7 +32,7 @@ static const char *protd_path(char *buf, size_t len)
 	if (n <= 0)
 		return "protd";
 	self[n] = 0;
-	snprintf(buf, len, "%s/../daemon/protd", dirname(self));
+	snprintf(buf, len, "%s/../../daemon/protd", dirname(self));
 	return buf;
 }
 
