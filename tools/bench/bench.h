@@ -139,6 +139,9 @@ struct bench_rstate {
 };
 void *bench_rstate_new(void *arg, int worker);
 void bench_rstate_free(void *st);
+/* Workloads whose state is their argument. */
+void *bench_arg_setup(void *arg, int worker);
+void bench_arg_teardown(void *st);
 
 const char *bench_row_label(int row);
 int bench_cells(const struct bench *b, int row);
@@ -162,10 +165,12 @@ int bench_team(int procs, int duration_ms, const struct bench_work *w, uint64_t 
 int bench_reap(pid_t pid, int timeout_ms, bool term_first);
 void bench_stat_set(struct bench_stat *s, double *ns_per_op, int reps, int procs);
 
-/* bench_protd.c: the bench's own protd; bench_prot.c: the prot rows. */
+/* bench_protd.c: the bench's own protd; bench_prot.c: the prot rows; bench_rate.c: the rate rows
+ * among them. */
 int bench_protd_start(struct bench *b);
 void bench_protd_stop(struct bench *b);
 void bench_prot_rows(struct bench *b);
+void bench_rate_rows(struct bench *b);
 /* bench_reclaim.c: the reclaim row (on the bench's protd) and `--chaos SECONDS` (exit status). */
 void bench_reclaim_rows(struct bench *b);
 int bench_chaos(struct bench *b, int seconds);

@@ -44,6 +44,14 @@ void *bench_rstate_new(void *arg, int worker)
 
 void bench_rstate_free(void *st) { free(st); }
 
+void *bench_arg_setup(void *arg, int worker)
+{
+	(void)worker;
+	return arg;
+}
+
+void bench_arg_teardown(void *st) { (void)st; }
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
