@@ -102,6 +102,7 @@ struct bench {
 	int procs[BENCH_MAXP];
 	int nprocs;
 	bool json;
+	bool pin;            /* --pin: processes pinned to CPUs (bench_pin.c) */
 	int chaos_s;         /* --chaos SECONDS: only the chaos soak */
 	char tmpdir[64];
 	char loadavg[48];    /* /proc/loadavg when the run started */
@@ -171,6 +172,15 @@ int bench_protd_start(struct bench *b);
 void bench_protd_stop(struct bench *b);
 void bench_prot_rows(struct bench *b);
 void bench_rate_rows(struct bench *b);
+
+/* bench_pin.c: --pin. init records the allowed CPUs (and pins this process when pin); every
+ * forked child calls bench_pin_child with its worker index or one of these. */
+#define BENCH_PIN_SERVER (-1) /* protd, redis-server, the socket daemon */
+#define BENCH_PIN_FREE (-2)   /* not a measured process: the whole start set */
+int bench_pin_init(bool pin);
+void bench_pin_child(int slot);
+bool bench_pinned(void);
+const char *bench_pin_describe(char *buf, size_t len);
 /* bench_reclaim.c: the reclaim row (on the bench's protd) and `--chaos SECONDS` (exit status). */
 void bench_reclaim_rows(struct bench *b);
 int bench_chaos(struct bench *b, int seconds);

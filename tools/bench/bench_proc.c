@@ -177,6 +177,7 @@ int bench_team(int procs, int duration_ms, const struct bench_work *w, uint64_t 
 		}
 		if (pids[n] == 0) {
 			prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the bench */
+			bench_pin_child(n);
 			_exit(team_worker(c, w, n));
 		}
 		bench_track_pid(pids[n]);

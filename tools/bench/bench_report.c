@@ -303,10 +303,11 @@ static void print_json(const struct bench *b)
 	bool first = true;
 	struct check c[16];
 	int n = checks_of(b, c);
-	printf("{\"mode\":\"%s\",\"cpus\":%ld,\"time\":%lld,\"reps\":%d,\"hot_ops\":%llu,"
-	       "\"entities\":[%u,%u],\"rows\":[",
-	       b->mode, sysconf(_SC_NPROCESSORS_ONLN), (long long)time(NULL), b->sz.reps,
-	       (unsigned long long)b->sz.hot_ops, b->sz.ent_small, b->sz.ent_large);
+	printf("{\"mode\":\"%s\",\"cpus\":%ld,\"pinned\":%s,\"loadavg\":\"%s\",\"time\":%lld,\"reps\":%d,"
+	       "\"hot_ops\":%llu,\"entities\":[%u,%u],\"rows\":[",
+	       b->mode, sysconf(_SC_NPROCESSORS_ONLN), bench_pinned() ? "true" : "false", b->loadavg,
+	       (long long)time(NULL), b->sz.reps, (unsigned long long)b->sz.hot_ops, b->sz.ent_small,
+	       b->sz.ent_large);
 	for (int r = 0; r < ROW_COUNT_; r++)
 		for (int i = 0; i < bench_cells(b, r); i++)
 			json_stat(r, &b->res[r][i], bench_cell_procs(b, r, i), &first);
@@ -340,7 +341,9 @@ void bench_report(const struct bench *b)
 	strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&now));
 	printf("protbench: %s run, %ld CPUs, %s, protd segment %s\n", b->mode, sysconf(_SC_NPROCESSORS_ONLN),
 	       date, b->seg);
+	char pin[160];
 	printf("load average at start: %s (other processes on the machine skew every row)\n", b->loadavg);
+	printf("processes: %s\n", bench_pin_describe(pin, sizeof pin));
 	if (strcmp(b->mode, "smoke") == 0)
 		printf("SMOKE RUN: tiny sizes (entities %u / %u); the figures are not measurements\n",
 		       b->sz.ent_small, b->sz.ent_large);
