@@ -30,6 +30,10 @@
 	X(MX_HOT_GCRA, BK_SINGLE, "mutex baseline, hot key, GCRA")                                 \
 	X(MX_100K, BK_SINGLE, "mutex baseline, 100k entities, uniform")                            \
 	X(MX_1M, BK_SINGLE, "mutex baseline, 1M entities, uniform")                                \
+	X(FLOOR_CHASE, BK_SINGLE, "floor: dependent load, random line, rate table's size")         \
+	X(CLOCK_MONO, BK_SINGLE, "floor: clock_gettime(CLOCK_MONOTONIC)")                          \
+	X(CLOCK_COARSE, BK_SINGLE, "floor: clock_gettime(CLOCK_MONOTONIC_COARSE)")                 \
+	X(CAS_PRIVATE, BK_SINGLE, "floor: compare-and-swap on a private line")                     \
 	X(BRK_DIRECT, BK_SINGLE, "no-op called directly")                                          \
 	X(BRK_CLOSED, BK_SINGLE, "prot breaker execute, closed, no-op")                            \
 	X(BRK_OVERHEAD, BK_SINGLE, "prot breaker overhead, closed (execute - direct)")             \
@@ -172,6 +176,8 @@ int bench_protd_start(struct bench *b);
 void bench_protd_stop(struct bench *b);
 void bench_prot_rows(struct bench *b);
 void bench_rate_rows(struct bench *b);
+/* bench_floor.c: the floor rows (dependent loads over the rate table's size, clocks, a CAS). */
+void bench_floor_rows(struct bench *b);
 
 /* bench_pin.c: --pin. init records the allowed CPUs (and pins this process when pin); every
  * forked child calls bench_pin_child with its worker index or one of these. */
@@ -188,6 +194,8 @@ int bench_chaos(struct bench *b, int seconds);
 /* bench_memory.c */
 void bench_memory(struct bench *b);
 double bench_bytes_per_entity(void);
+/* Bytes of the rate table (REG_RATE_GROUPS) protd lays out for rate_entities; 0 if it cannot. */
+uint64_t bench_rate_table_bytes(uint64_t rate_entities);
 
 /* bench_table.c: the nginx limit_req-style table the baselines decide with. */
 struct bt_table;

@@ -215,6 +215,8 @@ static void print_memory(const struct bench *b)
 	       (unsigned long long)b->fit_1m, b->fit_1m * bench_bytes_per_entity() / 1e6);
 	printf("%-54s %10.1f MiB (rate_entities = %llu)\n", "segment of this run", b->seg_run / 1048576.0,
 	       (unsigned long long)b->sz.rate_entities);
+	printf("%-54s %10.1f MiB (the floor row's region)\n", "rate table of this run",
+	       bench_rate_table_bytes(b->sz.rate_entities) / 1048576.0);
 }
 
 static void print_targets(const struct bench *b)

@@ -1,6 +1,7 @@
 /* protbench.c — prot against the alternatives, in one run on one machine: the prot rows on the
- * bench's own protd, then the baselines (a mutex in shared memory, a Unix-socket deciding daemon,
- * Redis on loopback), then the tables, ratios and targets (bench_report.c).
+ * bench's own protd, then the floors (dependent loads over the rate table's size, clock reads, a
+ * CAS: bench_floor.c), then the baselines (a mutex in shared memory, a Unix-socket deciding
+ * daemon, Redis on loopback), then the tables, ratios and targets (bench_report.c).
  *
  *   protbench [--json] [--smoke | --quick] [--procs 1,2,4,8] [--pin]
  *   protbench --chaos SECONDS     the long kill -9 soak only (bench_reclaim.c)
@@ -293,6 +294,8 @@ int main(int argc, char **argv)
 	}
 	bench_memory(&b);
 	bench_protd_stop(&b);
+	progress(&b, "floors");
+	bench_floor_rows(&b);
 	progress(&b, "mutex baseline");
 	bench_mutex_rows(&b);
 	progress(&b, "unix-socket baseline");
