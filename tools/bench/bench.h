@@ -26,6 +26,8 @@
 	X(RATE_INSERT, BK_SINGLE, "prot rate check, first use of an entity (insert)")              \
 	X(RATE_100K, BK_SINGLE, "prot rate check, 100k entities, uniform")                         \
 	X(RATE_1M, BK_SINGLE, "prot rate check, 1M entities, uniform")                             \
+	X(RATE_INSERT_100K, BK_SINGLE, "prot rate check, first use, 100k set, pages mapped")       \
+	X(RATE_CHURN, BK_SINGLE, "prot rate check, churn (first use, GCRA, sweeping)")             \
 	X(MX_HOT_FW, BK_SINGLE, "mutex baseline, hot key, fixed window")                           \
 	X(MX_HOT_GCRA, BK_SINGLE, "mutex baseline, hot key, GCRA")                                 \
 	X(MX_100K, BK_SINGLE, "mutex baseline, 100k entities, uniform")                            \

@@ -1,6 +1,7 @@
 /* bench_rate.c — the rate rows: rate checks on one hot key (admitted and denied, fixed window and
  * GCRA, 1 process and a team on one key or one entity each), the first use of 1M entities (one
- * pass), and lookups among 100k and 1M of them.
+ * pass), lookups among 100k and 1M of them, and two rows that repeat a first use: a 100k set into
+ * a table whose pages are already mapped, and churn (GCRA entities that expire while protd sweeps).
  * Everything goes through the public API on the bench's own protd (keys: bench_protd.c).
  * Forked workers keep using the parent's handle, as include/prot.h allows.
  */
@@ -56,7 +57,8 @@ static void rate_insert_row(struct bench *b)
 	         b->sz.ent_large);
 }
 
-void bench_rate_rows(struct bench *b)
+/* The hot-key rows, the team rows, the 1M first-use pass and the lookups among its entities. */
+static void rate_rows(struct bench *b)
 {
 	static const struct {
 		int row;
@@ -96,3 +98,90 @@ void bench_rate_rows(struct bench *b)
 }
 
 
+/* ---- first use, repeated: fresh entities of a set, each used once ------------------------------ */
+/* The ids are visited in the order k, k + step, k + 2 step, ... (mod n) with step coprime to n and
+ * near n / golden ratio: every id of the set once before any repeats, in an order that jumps across
+ * the id array (and across the table) as a random pick does. The row never draws more than n ids
+ * (fresh_ops sizes its repetitions), so every decision timed is the entity's first use under the
+ * row's key: a claim, the identity written, the group published. */
+struct fresh_arg {
+	prot_t *p;
+	const char *key;
+	const char (*ents)[16];
+	uint64_t n, step;
+	uint64_t at, left; /* the next id; ids not used yet */
+};
+
+static uint64_t gcd(uint64_t a, uint64_t b)
+{
+	while (b) {
+		uint64_t t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
+static int fresh_batch(void *st, uint64_t n)
+{
+	struct fresh_arg *a = st;
+	if (n > a->left)
+		return -ERANGE; /* fresh_ops sized the row: cannot happen */
+	a->left -= n;
+	for (uint64_t i = 0; i < n; i++) {
+		int r = prot_rate_check_key(a->p, a->key, a->ents[a->at], 1, NULL);
+		a->at += a->step;
+		if (a->at >= a->n)
+			a->at -= a->n;
+		if (r != 1)
+			return r < 0 ? r : BENCH_EDENIED;
+	}
+	return 0;
+}
+
+/* Ops per repetition such that bench_single's warm-up (n/4 + 1) and reps repetitions use at most
+ * `ids` ids. */
+static uint64_t fresh_ops(uint64_t ids, int reps)
+{
+	return (ids - 1) * 4 / (4 * (uint64_t)reps + 1);
+}
+
+static uint64_t buckets_used(prot_t *p)
+{
+	struct prot_info info;
+	return prot_get_info(p, &info) == 0 ? info.rate_buckets_used : 0;
+}
+
+/* One fresh row: `ids` ids of b->ents under `key`, with the table's occupancy before and after. */
+static void fresh_row(struct bench *b, int row, const char *key, uint32_t ids, const char *what)
+{
+	if (ids < 2) {
+		bench_skip(b, row, false, "needs at least 2 entities");
+		return;
+	}
+	struct fresh_arg a = {b->prot, key, (const char(*)[16])b->ents, ids, 0, 0, ids};
+	a.step = (uint64_t)(ids * 0.6180339887) | 1;
+	while (gcd(a.step, a.n) != 1)
+		a.step += 2;
+	struct bench_work w = {bench_arg_setup, fresh_batch, bench_arg_teardown, &a, 0};
+	uint64_t ops = fresh_ops(ids, b->sz.reps), before = buckets_used(b->prot);
+	if (ops == 0 || bench_single(b, row, &w, ops, b->sz.reps) < 0)
+		return;
+	snprintf(b->res[row][0].note, sizeof b->res[0][0].note, "%s; %d x %llu fresh ids; buckets %llu -> %llu",
+	         what, b->sz.reps, (unsigned long long)ops, (unsigned long long)before,
+	         (unsigned long long)buckets_used(b->prot));
+}
+
+void bench_rate_rows(struct bench *b)
+{
+	rate_rows(b);
+	/* After the 1M first-use pass every page of the table is mapped in this process, which the
+	 * RATE_INSERT row paid for (a minor fault per new 4 KiB page): this pair (RATE_INSERT_100K,
+	 * RATE_100K) isolates the insert path. Fixed window, 720 h, as the lookup row's key. */
+	fresh_row(b, ROW_RATE_INSERT_100K, "bench_ins", b->sz.ent_small, "pair: the 100k row");
+	/* Churn: GCRA at 10M per 100 ms (T = 10 ns), so each bucket is expired (tat <= now - grace)
+	 * 100 ms after its use and protd's sweep removes it as its cursor passes, while this row
+	 * inserts: half the 1M set, so that the table (1M live entities already) stays well below the
+	 * occupancy where groups fill. The pair: RATE_1M, lookups of live entities, same table. */
+	fresh_row(b, ROW_RATE_CHURN, "bench_churn", b->sz.ent_large / 2, "pair: the 1M row");
+}
