@@ -345,9 +345,9 @@ static void print_json(const struct bench *b)
 	bool first = true;
 	struct check c[16];
 	int n = checks_of(b, c);
-	printf("{\"mode\":\"%s\",\"cpus\":%ld,\"pinned\":%s,\"loadavg\":\"%s\",\"time\":%lld,\"reps\":%d,"
-	       "\"hot_ops\":%llu,\"entities\":[%u,%u],\"rows\":[",
-	       b->mode, sysconf(_SC_NPROCESSORS_ONLN), bench_pinned() ? "true" : "false", b->loadavg,
+	printf("{\"mode\":\"%s\",\"cpus\":%ld,\"pinned\":%s,\"loadavg\":\"%s\",\"segment\":\"%s\","
+	       "\"time\":%lld,\"reps\":%d,\"hot_ops\":%llu,\"entities\":[%u,%u],\"rows\":[",
+	       b->mode, sysconf(_SC_NPROCESSORS_ONLN), bench_pinned() ? "true" : "false", b->loadavg, b->seg,
 	       (long long)time(NULL), b->sz.reps, (unsigned long long)b->sz.hot_ops, b->sz.ent_small,
 	       b->sz.ent_large);
 	for (int r = 0; r < ROW_COUNT_; r++)
