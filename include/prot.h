@@ -158,6 +158,18 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *    second). Status: `used` is Hammer's fill level, `limit` the capacity.
  *  Both run on the GCRA word (emission interval window / rate, tolerance capacity intervals): one
  *  compare-and-swap per decision, exact across processes.
+ *
+ * Differences from Hammer (the README has the same table; issue 14 part C's rows):
+ *  - a denied hit is not counted (Hammer v6 counts it: inspect_bucket after a deny shows 3 of 2);
+ *  - token bucket: continuous refill, no remainder lost (Hammer: whole tokens, re-stamped time);
+ *  - token and leaky bucket: retry_after_ms is the exact wait for the cost (Hammer: a flat 1000);
+ *  - leaky bucket admits while level + cost <= capacity (Hammer: while level < capacity); a cost
+ *    above the capacity is PROT_ECOST;
+ *  - status of a token bucket never used is full (Hammer's get of an unknown key: 0);
+ *  - rates are per window_ms (0 = per second, Hammer's only unit);
+ *  - refill_rate 0 is a budget: never expired, reset only, waits PROT_RATE_NEVER;
+ *  - windows are on CLOCK_MONOTONIC unless rate_clock = realtime (Hammer: always the calendar);
+ *    on the calendar a step back keeps the window already counted (Hammer: an earlier window).
  * ------------------------------------------------------------------------------------------- */
 enum prot_rate_algo {
 	PROT_RATE_FIXED_WINDOW = 1,

@@ -25,7 +25,11 @@ struct env {
 	prot_t *p;
 	_Atomic int ready;
 	_Atomic uint64_t admitted, errors;
-	int attempts;
+	/* what each child does: `attempts` hits of 1 on (op, "u"), with the limits of key op, or
+	 * with lim when lim.algo is set (then on entity "acct") */
+	int children, attempts;
+	const char *op;
+	struct prot_rate_limit lim;
 };
 
 static struct env *start(const char *sections)
@@ -35,12 +39,31 @@ static struct env *start(const char *sections)
 	return e;
 }
 
-static void barrier(struct env *e, int n)
+static int hits_child(void *arg, int i)
 {
+	struct env *e = arg;
+	(void)i;
 	atomic_fetch_add(&e->ready, 1);
-	uint64_t deadline = th_now_ms() + 5000;
-	while (atomic_load(&e->ready) < n && th_now_ms() < deadline)
-		;
+	th_wait_flag(&e->ready, e->children, 5000); /* start together */
+	for (int k = 0; k < e->attempts; k++) { /* every child on one bucket */
+		int r = e->lim.algo ? prot_rate_check_n(e->p, e->op, "acct", &e->lim, 1, NULL)
+		                    : prot_rate_check_key(e->p, e->op, "u", 1, NULL);
+		if (r < 0)
+			atomic_fetch_add(&e->errors, 1);
+		else
+			atomic_fetch_add(&e->admitted, (uint64_t)r);
+	}
+	return 0;
+}
+
+/* n children of hits_child, then no error among them */
+static void hits(struct env *e, int n, int attempts, const char *op)
+{
+	e->children = n;
+	e->attempts = attempts;
+	e->op = op;
+	th_fork_n(n, hits_child, e, 30000);
+	cr_assert_eq(atomic_load(&e->errors), 0);
 }
 
 /* Key KEY's status for ENTITY as its decisions see it, charging nothing. */
@@ -58,32 +81,15 @@ static struct prot_rate_info key_status(prot_t *p, const char *key, const char *
 	return in;
 }
 
-static int key_child(void *arg, int i)
-{
-	struct env *e = arg;
-	(void)i;
-	barrier(e, 8);
-	for (int k = 0; k < e->attempts; k++) { /* every child on one bucket */
-		int r = prot_rate_check_key(e->p, "tb", "u", 1, NULL);
-		if (r < 0)
-			atomic_fetch_add(&e->errors, 1);
-		else
-			atomic_fetch_add(&e->admitted, (uint64_t)r);
-	}
-	return 0;
-}
-
 Test(rate_buckets, token_bucket_from_the_ini_is_exact_across_processes, .timeout = 60)
 {
 	/* 5 tokens per second: T = 200 ms; a run of 8 x 2000 checks lasts far less than that on any
 	 * machine that is not stalled for seconds, so the capacity is what is admitted */
 	struct env *e = start("[key tb]\nrate_algorithm = token_bucket\nrate_refill_rate = 5\n"
 	                      "rate_capacity = 40\n");
-	e->attempts = 2000;
 	uint64_t t0 = th_now_ms();
-	th_fork_n(8, key_child, e, 30000);
+	hits(e, 8, 2000, "tb");
 	uint64_t elapsed = th_now_ms() - t0;
-	cr_assert_eq(atomic_load(&e->errors), 0);
 	uint64_t n = atomic_load(&e->admitted);
 	cr_assert_geq(n, 40, "a full bucket at first use");
 	cr_assert_leq(n, 40 + elapsed / 200 + 1, "%lu admitted in %lu ms", (unsigned long)n,
@@ -101,22 +107,6 @@ Test(rate_buckets, token_bucket_from_the_ini_is_exact_across_processes, .timeout
 	th_unserve(e->p, e->protd);
 }
 
-static int leaky_child(void *arg, int i)
-{
-	struct env *e = arg;
-	struct prot_rate_info in;
-	(void)i;
-	barrier(e, 4);
-	for (int k = 0; k < 3; k++) {
-		int r = prot_rate_check_key(e->p, "lb", "u", 1, &in);
-		if (r < 0)
-			atomic_fetch_add(&e->errors, 1);
-		else
-			atomic_fetch_add(&e->admitted, (uint64_t)r);
-	}
-	return 0;
-}
-
 Test(rate_buckets, leaky_bucket_reports_its_level, .timeout = 60)
 {
 	/* leaks 1 per second: nothing leaks during the run */
@@ -125,8 +115,7 @@ Test(rate_buckets, leaky_bucket_reports_its_level, .timeout = 60)
 	struct prot_rate_info in = key_status(e->p, "lb", "u");
 	cr_assert_eq(in.used, 0, "a leaky bucket starts empty");
 	cr_assert_eq(in.limit, 5);
-	th_fork_n(4, leaky_child, e, 20000);
-	cr_assert_eq(atomic_load(&e->errors), 0);
+	hits(e, 4, 3, "lb");
 	cr_assert_eq(atomic_load(&e->admitted), 5, "12 hits, a capacity of 5");
 	in = key_status(e->p, "lb", "u");
 	cr_assert_eq(in.used, 5, "the fill level");
@@ -139,30 +128,14 @@ Test(rate_buckets, leaky_bucket_reports_its_level, .timeout = 60)
 	th_unserve(e->p, e->protd);
 }
 
-static int budget_child(void *arg, int i)
-{
-	struct env *e = arg;
-	struct prot_rate_limit l = {.algo = PROT_RATE_TOKEN_BUCKET, .refill_rate = 0, .capacity = 3};
-	(void)i;
-	barrier(e, 4);
-	for (int k = 0; k < 10; k++) {
-		int r = prot_rate_check_n(e->p, "quota", "acct", &l, 1, NULL);
-		if (r < 0)
-			atomic_fetch_add(&e->errors, 1);
-		else
-			atomic_fetch_add(&e->admitted, (uint64_t)r);
-	}
-	return 0;
-}
-
 Test(rate_buckets, a_refill_of_zero_is_a_budget_never_expired, .timeout = 60)
 {
 	struct env *e = start("[key budget]\nrate_algorithm = token_bucket\nrate_refill_rate = 0\n"
 	                      "rate_capacity = 2\n");
 	const struct prot_rate_limit l = {.algo = PROT_RATE_TOKEN_BUCKET, .refill_rate = 0, .capacity = 3};
 	struct prot_rate_info in;
-	th_fork_n(4, budget_child, e, 20000);
-	cr_assert_eq(atomic_load(&e->errors), 0);
+	e->lim = l;
+	hits(e, 4, 10, "quota");
 	cr_assert_eq(atomic_load(&e->admitted), 3, "40 hits on a budget of 3");
 	cr_assert_eq(prot_rate_check_key(e->p, "budget", "acct", 2, &in), 1);
 	cr_assert_eq(in.remaining, 0);

@@ -81,19 +81,12 @@ static struct env *start(const char *sections)
 	return e;
 }
 
-static void barrier(struct env *e, int n)
-{
-	atomic_fetch_add(&e->ready, 1);
-	uint64_t deadline = th_now_ms() + 5000;
-	while (atomic_load(&e->ready) < n && th_now_ms() < deadline)
-		;
-}
-
 static int hourly_child(void *arg, int i)
 {
 	struct env *e = arg;
 	(void)i;
-	barrier(e, 4);
+	atomic_fetch_add(&e->ready, 1);
+	th_wait_flag(&e->ready, 4, 5000); /* start together */
 	for (int k = 0; k < 5; k++) {
 		int r = prot_rate_check_key(e->p, "hourly", "u", 1, NULL);
 		if (r < 0)
