@@ -27,6 +27,9 @@
  * signed 64-bit ns offset stored in its first 8 bytes to every calendar reading. The tests start
  * protd and their workers with it and step every process's calendar at once by writing the file.
  * Without the variable a reading costs one relaxed load more than clock_gettime.
+ *
+ * rate_clock_now() (rate_table.h) is inline, so that a decision on the monotonic clock costs what
+ * it did; only the calendar is read here.
  */
 #include <fcntl.h>
 #include <stdlib.h>
@@ -81,25 +84,11 @@ static int64_t calendar_offset(void)
 	return atomic_load_explicit(w, memory_order_relaxed);
 }
 
-static uint64_t calendar_ns(void)
+uint64_t rate_calendar_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	int64_t t = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + calendar_offset() - (int64_t)RATE_EPOCH_NS;
 	return t > 0 ? (uint64_t)t : 1;
-}
-
-uint64_t rate_clock_now(uint64_t clock, uint64_t mono_ns)
-{
-	if (clock == RATE_CLOCK_REALTIME)
-		return calendar_ns();
-	if (clock == RATE_CLOCK_COARSE)
-		return prot_now_coarse_ns();
-	return mono_ns ? mono_ns : prot_now_ns();
-}
-
-uint64_t rate_clock_of_tag(uint32_t tag)
-{
-	return tag & RATE_TAG_REALTIME ? RATE_CLOCK_REALTIME : RATE_CLOCK_MONO;
 }

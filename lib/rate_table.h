@@ -98,11 +98,26 @@ PROT_HIDDEN int rate_id_make(prot_t *p, const struct prot_shm_header *h, const c
 
 /* ---- rate_clock.c ----------------------------------------------------------------------------- */
 
+/* The calendar: CLOCK_REALTIME (plus the test hook's offset) in ns since RATE_EPOCH_MS, >= 1. */
+PROT_HIDDEN uint64_t rate_calendar_ns(void);
+
 /* Now on clock (RATE_CLOCK_*: the key's rate_clock), in ns on that clock's scale; mono_ns is a
- * CLOCK_MONOTONIC reading the caller has (0: none), used for the monotonic clock. */
-PROT_HIDDEN uint64_t rate_clock_now(uint64_t clock, uint64_t mono_ns);
+ * CLOCK_MONOTONIC reading the caller has (0: none), used for the monotonic clock. The one choice
+ * of clock of every window algorithm's decision. */
+static inline uint64_t rate_clock_now(uint64_t clock, uint64_t mono_ns)
+{
+	if (clock == RATE_CLOCK_REALTIME)
+		return rate_calendar_ns();
+	if (clock == RATE_CLOCK_COARSE)
+		return prot_now_coarse_ns();
+	return mono_ns ? mono_ns : prot_now_ns();
+}
+
 /* The clock the words of a bucket of kind tag (RATE_TAG_*) are on. */
-PROT_HIDDEN uint64_t rate_clock_of_tag(uint32_t tag);
+static inline uint64_t rate_clock_of_tag(uint32_t tag)
+{
+	return tag & RATE_TAG_REALTIME ? RATE_CLOCK_REALTIME : RATE_CLOCK_MONO;
+}
 
 /* ---- rate_table.c ----------------------------------------------------------------------------- */
 
