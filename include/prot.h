@@ -125,7 +125,8 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  * Limits: window_ms <= 2^36; fixed-window limit < 2^24; otherwise -EINVAL. A cost above the limit
  * (GCRA: above the burst) is PROT_ECOST. A reload that changes a key's limits keeps each bucket's
  * state (GCRA re-reads its arrival time with the new interval; a fixed window keeps its count);
- * a bucket used with another algorithm starts over.
+ * a bucket used with another algorithm starts over, and so does one moved between the calendar
+ * (rate_clock = realtime) and the monotonic clocks, or between a refill_rate of 0 and above 0.
  *
  * Clock: CLOCK_MONOTONIC, read once per decision; a key with rate_clock = coarse uses
  * CLOCK_MONOTONIC_COARSE (cheaper; its resolution, clock_getres(), is typically 4 ms, so a window
