@@ -975,16 +975,12 @@ void breaker_tick(const struct prot_idv *v, uint64_t now_ns)
 
 /* ---- public API -------------------------------------------------------------------------------- */
 
-/* The gate, prot_hdr and the name lookup: the common prologue. */
+/* The common prologue (lib/resolve.c): the gate, the mapping, the name; the slot's index. */
 static int lookup(prot_t *p, const char *name, bool writes, struct prot_shm_header **h)
 {
-	int g = prot_gate(p, writes);
-	if (g < 0)
-		return g;
-	if (!name)
-		return -EINVAL;
-	*h = prot_hdr(p);
-	return seg_find(*h, REG_BREAKERS, name);
+	struct slot_ref ref;
+	int rc = prot_lookup(p, REG_BREAKERS, name, writes, h, &ref);
+	return rc < 0 ? rc : (int)ref.idx;
 }
 
 int prot_breaker_execute(prot_t *p, const char *name, int (*fn)(void *arg), void *arg, int *fn_result)

@@ -77,6 +77,18 @@ struct rate_op_cache {
 	                                       when resolved (0: not resolved) */
 };
 
+/* The per-handle memo of name resolutions (lib/resolve.c, which argues why it is never stale): a
+ * direct-mapped table of small seqlocks, each naming one (mapping, region, name) -> slot_ref. */
+#define RESOLVE_MEMO 16
+#define RESOLVE_NAME_WORDS 6 /* PROT_NAME_BYTES as 64-bit words */
+struct resolve_memo {
+	_Atomic uint32_t seq;
+	uint32_t reg;
+	const struct prot_shm_header *h;
+	uint32_t idx, state;
+	uint64_t name[RESOLVE_NAME_WORDS]; /* the name, zero-padded */
+};
+
 struct prot {
 	char name[64];
 	unsigned flags;
@@ -90,6 +102,7 @@ struct prot {
 	pthread_mutex_t lock;           /* guards ident refresh, re-attach and pool-local state */
 	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool.c) */
 	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/ratelimit.c */
+	struct resolve_memo memo[RESOLVE_MEMO];       /* lib/resolve.c */
 	/* Telemetry (lib/telemetry.c). tel_mask is the union of the handlers' masks: the hot path
 	 * tests it with one relaxed load and a predictable branch. Each slot is a small seqlock: seq
 	 * is odd while attach/detach (under p->lock) rewrites mask/fn/ctx, so an emitting thread never
@@ -333,9 +346,6 @@ PROT_HIDDEN uint32_t seg_tampered(const struct prot_shm_header *h);
 PROT_HIDDEN void seg_restore_header(struct prot_shm_header *h);
 /* The geometry recorded in a validated header. */
 PROT_HIDDEN void seg_geometry_of(const struct prot_shm_header *h, struct seg_geometry *g);
-/* Find a LIVE named slot (REG_KEYS / REG_BREAKERS / REG_POOLS). Returns index or a negative
- * PROT_ENOKEY/PROT_ENOBREAKER/PROT_ENOPOOL, PROT_ETOOLONG. */
-PROT_HIDDEN int seg_find(const struct prot_shm_header *h, int reg, const char *name);
 /* The mapping to operate on: checks retirement (one relaxed load on header line 0) and fork. */
 PROT_HIDDEN struct prot_shm_header *prot_hdr(prot_t *p);
 /* The liveness view of mapping h of p for the calling process (identity refreshed after a fork):
@@ -345,6 +355,44 @@ PROT_HIDDEN void prot_idv(prot_t *p, struct prot_shm_header *h, struct prot_idv 
 PROT_HIDDEN uint64_t prot_self(prot_t *p, struct prot_shm_header *h);
 /* Is protd alive (its identity lock held)? */
 PROT_HIDDEN int protd_alive(const struct prot_idv *v);
+
+/* ---- names to slots (lib/resolve.c) --------------------------------------------------------- */
+/* A named slot (REG_KEYS / REG_BREAKERS / REG_POOLS) as resolved: its index, and its state word
+ * (SLOT_LIVE | generation << 8) when the name was proved to be in it. While the slot's state word
+ * still equals `state`, the slot holds that name (lib/resolve.c argues it). */
+struct slot_ref {
+	uint32_t idx, state;
+};
+/* Does slot ref.idx of region reg still hold what it held when resolved? One acquire load (pairs
+ * with protd's release of LIVE | gen: the slot's name and configuration are complete). */
+static inline bool slot_ref_holds(const struct prot_shm_header *h, int reg, struct slot_ref ref)
+{
+	if (ref.idx >= seg_count(h, reg))
+		return false;
+	struct prot_named *s = seg_entry(h, reg, ref.idx);
+	return atomic_load_explicit(&s->state, memory_order_acquire) == ref.state;
+}
+/* Find a LIVE named slot by scanning region reg: 0 and *out, or -PROT_ENOKEY / -PROT_ENOBREAKER /
+ * -PROT_ENOPOOL, -PROT_ETOOLONG, -EINVAL (not a named region, name NULL). No memo: protctl, the
+ * tests, and the memo's misses. seg_find is the index form (index, or the same errors). */
+PROT_HIDDEN int seg_find_ref(const struct prot_shm_header *h, int reg, const char *name,
+                             struct slot_ref *out);
+PROT_HIDDEN int seg_find(const struct prot_shm_header *h, int reg, const char *name);
+/* THE RESOLVER: name -> slot in mapping h of handle p (h: prot_hdr(p), or a mapping of p kept from
+ * it), answered from p's memo while the slot's state word is unchanged, else by a scan that then
+ * updates the memo. p NULL: a scan. Same returns as seg_find_ref; *out untouched on failure. One
+ * call per name per operation: keep the slot_ref for the rest of the operation. Thread-safe on a
+ * shared handle. For the rate limiter's key names (prot_rate_check_key): prot_lookup(p, REG_KEYS,
+ * key, true, &h, &ref), then the key's index is ref.idx (its memo then needs no key slot). */
+PROT_HIDDEN int prot_resolve(prot_t *p, const struct prot_shm_header *h, int reg, const char *name,
+                             struct slot_ref *out);
+/* The prologue of a public call on named object `name` of region reg: the gate (writes: a
+ * read-write handle, else -EROFS), name NULL (-EINVAL), the mapping (prot_hdr: retirement, fork)
+ * and prot_resolve. 0 with *h and *out, or the first error (outputs untouched). */
+PROT_HIDDEN int prot_lookup(prot_t *p, int reg, const char *name, bool writes,
+                            struct prot_shm_header **h, struct slot_ref *out);
+/* Empty p's memo (the fork refresh: an entry a parent thread was writing stays odd otherwise). */
+PROT_HIDDEN void resolve_forget(prot_t *p);
 
 /* lib/hash.c: SipHash-1-3 with the segment's key. */
 PROT_HIDDEN uint64_t prot_siphash(const uint64_t key[2], const void *data, size_t len);
@@ -478,9 +526,10 @@ struct rate_totals {
 };
 PROT_HIDDEN int rate_keys_totals(struct prot_shm_header *h, uint32_t n, const uint32_t *key_idx,
                                  struct rate_totals *out);
-/* lib/pool.c: index-based forms for the facade (it resolves the pool index once). Checkin goes
- * through prot_pool_checkin: the lease carries the index. */
-PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
+/* lib/pool.c: index-based forms for the facade (it resolves the pool index once; the checkout
+ * takes the slot with the state word the caller saw, and finds this process's side of the pool by
+ * it). Checkin goes through prot_pool_checkin: the lease carries the index. */
+PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, struct slot_ref pool,
                                   int64_t timeout_ms, const struct cfg_snap *cfg /* NULL: read */,
                                   prot_lease *lease, void **conn,
                                   bool *waited /* set when it had to queue; may be NULL */);

@@ -38,8 +38,8 @@ struct pool_rec {
 
 struct pool_loc {
 	char name[PROT_NAME_BYTES];
-	struct prot_shm_header *h; /* mapping idx refers to */
-	uint32_t idx, slot_state;  /* slot_state (with its generation) when idx was resolved */
+	struct prot_shm_header *h; /* the mapping ref is a slot of */
+	struct slot_ref ref;       /* the pool's slot as last resolved (lib/resolve.c) */
 	bool has_connector;
 	struct prot_connector c;
 	struct pool_rec idle, busy; /* circular lists with sentinels; idle oldest first */
@@ -139,22 +139,42 @@ static struct pool_loc *loc_by_name(struct prot_pool_local *pl, const char *name
 	return l;
 }
 
-/* (Re)resolve loc's slot in mapping h: after a re-attach or when protd recycled the slot. */
-static int loc_resolve(struct pool_loc *l, struct prot_shm_header *h)
+/* The name in pool slot ref of h while the slot holds what ref says: true and nm (the copy, proved
+ * by the state word unchanged after it, as seg_find's compare), false when it moved on. */
+static bool slot_name(struct prot_shm_header *h, struct slot_ref ref, char nm[PROT_NAME_BYTES])
 {
-	if (l->h == h && l->h) {
-		struct prot_pool_slot *s = seg_entry(h, REG_POOLS, l->idx);
-		/* acquire: pairs with protd's release of the slot state (name and cfg complete) */
-		if (atomic_load_explicit(&s->state, memory_order_acquire) == l->slot_state)
+	if (!slot_ref_holds(h, REG_POOLS, ref))
+		return false;
+	struct prot_named *s = seg_entry(h, REG_POOLS, ref.idx);
+	memcpy(nm, s->name, PROT_NAME_BYTES);
+	nm[PROT_NAME_BYTES - 1] = 0;
+	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
+	return atomic_load_explicit(&s->state, memory_order_relaxed) == ref.state;
+}
+
+/* The local state of the pool in slot ref of h (resolved by the caller, lib/resolve.c): the loc
+ * last resolved to that very slot and state word, else the loc of its name (the caller's, or the
+ * slot's own: the one step from an index to a name, taken once per pool incarnation and process),
+ * now bound to ref. 0 and *out, -PROT_ENOPOOL (the slot moved on), -ENOMEM. Under p->lock. */
+static int loc_of(struct prot_pool_local *pl, struct prot_shm_header *h, struct slot_ref ref,
+                  const char *name, struct pool_loc **out)
+{
+	for (uint32_t i = 0; i < pl->n; i++) {
+		struct pool_loc *l = pl->v[i];
+		if (l->h == h && l->ref.idx == ref.idx && l->ref.state == ref.state) {
+			*out = l;
 			return 0;
+		}
 	}
-	int idx = seg_find(h, REG_POOLS, l->name);
-	if (idx < 0)
-		return idx;
-	struct prot_pool_slot *s = seg_entry(h, REG_POOLS, (uint32_t)idx);
+	char nm[PROT_NAME_BYTES];
+	if (!name && !slot_name(h, ref, nm))
+		return -PROT_ENOPOOL;
+	struct pool_loc *l = loc_by_name(pl, name ? name : nm, true);
+	if (!l)
+		return -ENOMEM;
 	l->h = h;
-	l->idx = (uint32_t)idx;
-	l->slot_state = atomic_load_explicit(&s->state, memory_order_acquire);
+	l->ref = ref;
+	*out = l;
 	return 0;
 }
 
@@ -305,11 +325,11 @@ static uint64_t seg_id(const struct prot_shm_header *h)
 	return seg_geo(h)->id; /* taken at attach: private */
 }
 
-static void lease_fill(prot_lease *lease, struct prot_shm_header *h, uint32_t idx, uint32_t slot_state,
+static void lease_fill(prot_lease *lease, struct prot_shm_header *h, struct slot_ref ref,
                        const struct grant *g)
 {
 	lease->opaque[0] = seg_id(h);
-	lease->opaque[1] = (uint64_t)SLOT_GEN(slot_state) << 32 | idx;
+	lease->opaque[1] = (uint64_t)SLOT_GEN(ref.state) << 32 | ref.idx;
 	lease->opaque[2] = (g->gen & POOL_GEN_MASK) << 24 | g->e; /* gen >= 1: an all-zero lease is invalid */
 }
 
@@ -329,30 +349,22 @@ static void checkout_undo(prot_t *p, const struct pool_ref *r, const struct prot
 	pool_lease_return(r, v, g->e, g->gen, cap, &freed, NULL);
 }
 
-/* Resolve the pool (by name, or name NULL: slot idx of h) into this process's local state. */
-static int checkout_resolve(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
+/* The pool of slot ref (still LIVE and the same incarnation) into this process's local state, and
+ * its shared parts. Under p->lock. */
+static int checkout_resolve(prot_t *p, struct prot_shm_header *h, struct slot_ref ref, const char *name,
                             struct pool_loc **lp, struct pool_ref *r)
 {
-	char nm[PROT_NAME_BYTES];
 	struct prot_pool_local *pl = local_get(p);
-	if (!name && idx < seg_count(h, REG_POOLS)) {
-		struct prot_pool_slot *s = seg_entry(h, REG_POOLS, idx);
-		memcpy(nm, s->name, sizeof nm);
-		nm[sizeof nm - 1] = 0;
-		name = nm;
-	}
-	struct pool_loc *l = pl && name ? loc_by_name(pl, name, true) : NULL;
-	int rc = !name ? -PROT_ENOPOOL : !l ? -ENOMEM : loc_resolve(l, h);
-	if (rc == 0)
-		rc = pool_ref_at(h, l->idx, r);
-	if (rc == 0 && SLOT_STATE(l->slot_state) != SLOT_LIVE)
-		rc = -PROT_ENOPOOL;
-	*lp = l;
-	return rc;
+	if (!pl)
+		return -ENOMEM;
+	if (SLOT_STATE(ref.state) != SLOT_LIVE || !slot_ref_holds(h, REG_POOLS, ref))
+		return -PROT_ENOPOOL;
+	int rc = loc_of(pl, h, ref, name, lp);
+	return rc < 0 ? rc : pool_ref_at(h, ref.idx, r);
 }
 
-/* Checkout on pool `name` (resolved by name) or, name NULL, on slot idx of h. */
-static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
+/* Checkout on pool `name` (resolved here) or, name NULL, on slot ref of h (resolved by the caller). */
+static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, struct slot_ref ref,
                     int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease, void **conn,
                     bool *waited)
 {
@@ -372,14 +384,15 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	struct pool_rec *rec = NULL, *dead;
 	struct grant g;
 
+	int rc = name ? prot_resolve(p, h, REG_POOLS, name, &ref) : 0;
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&p->lock);
-	int rc = checkout_resolve(p, h, name, idx, &l, &r);
+	rc = checkout_resolve(p, h, ref, name, &l, &r);
 	if (rc < 0) {
 		pthread_mutex_unlock(&p->lock);
 		return rc;
 	}
-	idx = l->idx;
-	uint32_t slot_state = l->slot_state;
 	struct prot_connector cn = l->c;
 	bool has = l->has_connector;
 	if (pre)
@@ -408,7 +421,7 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms, deadline = 0;
 	if (rc < 0) {
 		deadline = prot_now_ns() + tmo * 1000000u;
-		rc = pool_lease_acquire(h, idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
+		rc = pool_lease_acquire(h, ref.idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
 		if (rc == -PROT_ECHECKOUT_TIMEOUT)
 			atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
 		if (rc < 0)
@@ -442,7 +455,7 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 			rec->cslot = &r.lease[cs].conn_owner;
 			rec->cps = r.s;
 			rec->cown = v.self;
-			rec->cgen = SLOT_GEN(slot_state);
+			rec->cgen = SLOT_GEN(ref.state);
 		}
 	}
 	if (has && !rec->conn) {
@@ -454,36 +467,36 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 		rec->born_ns = prot_now_coarse_ns(); /* only this thread has rec (busy, its lease) */
 	}
 	atomic_fetch_add_explicit(&r.s->checkouts, 1, memory_order_relaxed); /* statistic */
-	lease_fill(lease, h, idx, slot_state, &g);
+	lease_fill(lease, h, ref, &g);
 	if (conn)
 		*conn = rec->conn;
 	return 0;
 }
 
 /* checkout() with the telemetry events: the clock is read only when a handler listens. */
-static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
+static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, struct slot_ref ref,
                              int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease,
                              void **conn, bool *waited)
 {
 	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
 	if (likely(!p || !(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want)))
-		return checkout(p, h, name, idx, timeout_ms, pre, lease, conn, waited);
+		return checkout(p, h, name, ref, timeout_ms, pre, lease, conn, waited);
 	uint64_t t0 = prot_now_ns();
-	int rc = checkout(p, h, name, idx, timeout_ms, pre, lease, conn, waited);
+	int rc = checkout(p, h, name, ref, timeout_ms, pre, lease, conn, waited);
 	char nm[PROT_NAME_BYTES] = "";
 	if (name)
 		snprintf(nm, sizeof nm, "%s", name);
-	else if (h && idx < seg_count(h, REG_POOLS))
-		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, idx))->name, sizeof nm - 1);
+	else if (h && ref.idx < seg_count(h, REG_POOLS))
+		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, ref.idx))->name, sizeof nm - 1);
 	PROT_TEL(p, rc == -PROT_ECHECKOUT_TIMEOUT ? PROT_TEL_POOL_TIMEOUT : PROT_TEL_POOL_CHECKOUT,
 	         .layer = PROT_LAYER_POOL, .result = rc, .duration_ns = prot_now_ns() - t0, .key = nm);
 	return rc;
 }
 
-int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int64_t timeout_ms,
+int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, struct slot_ref pool, int64_t timeout_ms,
                       const struct cfg_snap *cfg, prot_lease *lease, void **conn, bool *waited)
 {
-	return checkout_observed(p, h, NULL, idx, timeout_ms, cfg, lease, conn, waited);
+	return checkout_observed(p, h, NULL, pool, timeout_ms, cfg, lease, conn, waited);
 }
 
 int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lease *lease,
@@ -496,7 +509,7 @@ int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lea
 		return -EINVAL;
 	if (prot_name_len(pool) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
-	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, NULL, lease, conn, NULL);
+	return checkout_observed(p, prot_hdr(p), pool, (struct slot_ref){ 0 }, timeout_ms, NULL, lease, conn, NULL);
 }
 
 /* The mapping of p a lease names, from p's private list of mappings (never from the lease), with
@@ -518,7 +531,7 @@ static struct pool_rec *rec_find(prot_t *p, struct prot_shm_header *h, uint32_t 
 	struct prot_pool_local *pl = local_get(p);
 	for (uint32_t i = 0; pl && i < pl->n; i++) {
 		struct pool_loc *l = pl->v[i];
-		if (l->h != h || l->idx != idx)
+		if (l->h != h || l->ref.idx != idx)
 			continue;
 		for (struct pool_rec *r = l->busy.next; r != &l->busy; r = r->next)
 			if (r->entry == e && (r->gen & POOL_GEN_MASK) == gen)
@@ -650,10 +663,13 @@ int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector 
 	struct prot_shm_header *h = prot_hdr(p);
 	if (!h)
 		return -PROT_ENOSEG;
+	struct slot_ref ref;
+	int rc = prot_resolve(p, h, REG_POOLS, pool, &ref);
 	pthread_mutex_lock(&p->lock);
 	struct prot_pool_local *pl = local_get(p);
-	struct pool_loc *l = pl ? loc_by_name(pl, pool, true) : NULL;
-	int rc = l ? loc_resolve(l, h) : -ENOMEM;
+	struct pool_loc *l = NULL;
+	if (rc == 0)
+		rc = pl ? loc_of(pl, h, ref, pool, &l) : -ENOMEM;
 	bool fresh = false;
 	if (rc == 0 && l->has_connector) {
 		const struct prot_connector *o = &l->c;
@@ -668,8 +684,8 @@ int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector 
 	struct pool_ref r;
 	struct pool_cfgv cfg;
 	uint64_t want = 0;
-	uint32_t sgen = rc == 0 ? SLOT_GEN(l->slot_state) : 0;
-	if (fresh && pool_ref_at(h, l->idx, &r) == 0 && pool_cfg_read(&r, &cfg) == 0) {
+	uint32_t sgen = rc == 0 ? SLOT_GEN(ref.state) : 0;
+	if (fresh && pool_ref_at(h, ref.idx, &r) == 0 && pool_cfg_read(&r, &cfg) == 0) {
 		loc_settings(l, &cfg);
 		want = cfg.min_idle;
 	}
@@ -712,14 +728,11 @@ int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector 
 
 int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out)
 {
-	if (!p || !pool || !out)
-		return -EINVAL;
-	struct prot_shm_header *h = prot_hdr(p);
-	if (!h)
-		return -PROT_ENOSEG;
-	int idx = seg_find(h, REG_POOLS, pool);
-	if (idx < 0)
-		return idx;
+	struct prot_shm_header *h;
+	struct slot_ref ref;
+	int rc = out ? prot_lookup(p, REG_POOLS, pool, false, &h, &ref) : -EINVAL;
+	if (rc < 0)
+		return rc;
 	if (!(p->flags & PROT_OPEN_RDONLY)) {
 		/* a pool call: lingering overflow connections past their deadline close here too */
 		pthread_mutex_lock(&p->lock);
@@ -727,15 +740,15 @@ int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out)
 		struct pool_loc *l = pl ? loc_by_name(pl, pool, false) : NULL;
 		struct pool_rec *dead = l ? loc_expired(l, prot_now_coarse_ns()) : NULL;
 		struct pool_ref r;
-		if (l && !list_empty(&l->idle) && l->h == h && l->idx == (uint32_t)idx &&
-		    pool_ref_at(h, (uint32_t)idx, &r) == 0)
+		if (l && !list_empty(&l->idle) && l->h == h && l->ref.idx == ref.idx &&
+		    pool_ref_at(h, ref.idx, &r) == 0)
 			dead = chain_cat(dead, loc_answer(l, &r)); /* the close requests (max_open) too */
 		struct prot_connector cn = l ? l->c : (struct prot_connector){ 0 };
 		pthread_mutex_unlock(&p->lock);
 		if (dead)
 			destroy_chain(&cn, dead);
 	}
-	return pool_status_idx(h, (uint32_t)idx, out);
+	return pool_status_idx(h, ref.idx, out);
 }
 
 /* prot_close: return the leases this process holds and destroy its connections. Called without
@@ -754,7 +767,7 @@ void pool_local_free(prot_t *p)
 		struct pool_ref r;
 		struct pool_cfgv c;
 		struct prot_idv v;
-		bool ok = l->h && pool_ref_at(l->h, l->idx, &r) == 0;
+		bool ok = l->h && pool_ref_at(l->h, l->ref.idx, &r) == 0;
 		if (ok) {
 			prot_idv(p, l->h, &v);
 			pool_cfg_read_or_safe(&r, &c);
@@ -789,22 +802,15 @@ void pool_local_free(prot_t *p)
 int prot_pool_holders(prot_t *p, const char *pool, struct prot_pool_holder *out, size_t n,
                       size_t *count)
 {
-	int g = prot_gate(p, false);
-	if (g < 0)
-		return g;
-	if (!pool || !count || (n && !out))
-		return -EINVAL;
-	if (prot_name_len(pool) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	struct prot_shm_header *h = prot_hdr(p);
-	if (!h)
-		return -PROT_ENOSEG;
-	int idx = seg_find(h, REG_POOLS, pool);
-	if (idx < 0)
-		return idx;
+	struct prot_shm_header *h;
+	struct slot_ref ref;
+	/* a read: the gate of prot_lookup refuses only a NULL handle, -EINVAL like the arguments */
+	int rc = count && (out || !n) ? prot_lookup(p, REG_POOLS, pool, false, &h, &ref) : -EINVAL;
+	if (rc < 0)
+		return rc;
 	struct prot_pool_holder rows[POOL_HOLDERS_MAX];
 	size_t total = 0, k = n < POOL_HOLDERS_MAX ? n : POOL_HOLDERS_MAX;
-	int rc = pool_holders_idx(h, (uint32_t)idx, rows, k, &total);
+	rc = pool_holders_idx(h, ref.idx, rows, k, &total);
 	if (rc < 0)
 		return rc; /* out and *count untouched */
 	if (k)

@@ -1,6 +1,6 @@
 /* segment.c — the segment as libprot sees it: its geometry (seg_layout), the check of an untrusted
  * mapping (seg_validate), attaching and detaching (prot_open, prot_close), the per-call accessor
- * that notices retirement and fork (prot_hdr), named-slot lookup, each mapping's process identity
+ * that notices retirement and fork (prot_hdr), each mapping's process identity
  * (claimed through lib/ident.c, refreshed after fork), and the read-only views (prot_get_info,
  * prot_list_*).
  *
@@ -412,6 +412,7 @@ static void fork_refresh(prot_t *p)
 		/* The parent's p->lock may have been held by a thread that does not exist here. No
 		 * thread of this process can hold it: every entry point passes here first. */
 		pthread_mutex_init(&p->lock, NULL);
+		resolve_forget(p);
 		p->fork_epoch++;
 		/* release: publishes the identity and the fresh lock to every thread that acquires ARMED */
 		atomic_store_explicit(p->fork_page, FORK_ARMED, memory_order_release);
@@ -681,51 +682,6 @@ struct prot_shm_header *prot_hdr(prot_t *p)
 		h = reattach(p, h);
 	fork_check(p);
 	return h;
-}
-
-/* ---- named slots ----------------------------------------------------------------------------- */
-
-static int not_found(int reg)
-{
-	switch (reg) {
-	case REG_KEYS: return -PROT_ENOKEY;
-	case REG_BREAKERS: return -PROT_ENOBREAKER;
-	case REG_POOLS: return -PROT_ENOPOOL;
-	default: return -EINVAL;
-	}
-}
-
-int seg_find(const struct prot_shm_header *h, int reg, const char *name)
-{
-	size_t len;
-	uint64_t hash;
-
-	if (reg != REG_KEYS && reg != REG_BREAKERS && reg != REG_POOLS)
-		return -EINVAL;
-	if (!name)
-		return -EINVAL;
-	len = prot_name_len(name);
-	if (len > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	hash = prot_name_hash(name);
-	for (uint32_t i = 0, n = seg_count(h, reg); i < n; i++) {
-		struct prot_named *s = seg_entry(h, reg, i);
-		/* acquire: pairs with protd's release store of LIVE after writing name and config */
-		uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
-		if (SLOT_STATE(st) != SLOT_LIVE || s->name_hash != hash)
-			continue;
-		/* len + 1 <= PROT_NAME_BYTES: the compare stays in the slot and needs its NUL */
-		bool eq = true;
-		for (size_t k = 0; k <= len && eq; k++)
-			eq = s->name[k] == name[k];
-		if (!eq)
-			continue;
-		/* The slot may have been recycled while we compared: same state word, same use. */
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&s->state, memory_order_relaxed) == st)
-			return (int)i;
-	}
-	return not_found(reg);
 }
 
 /* ---- views ----------------------------------------------------------------------------------- */
