@@ -348,6 +348,26 @@ PROT_HIDDEN void seg_restore_header(struct prot_shm_header *h);
 PROT_HIDDEN void seg_geometry_of(const struct prot_shm_header *h, struct seg_geometry *g);
 /* The mapping to operate on: checks retirement (one relaxed load on header line 0) and fork. */
 PROT_HIDDEN struct prot_shm_header *prot_hdr(prot_t *p);
+
+/* lib/fork.c: the handle's identities in this process, across fork(). *p->fork_page is one of: */
+enum { FORK_WIPED = 0, FORK_ARMED = 1, FORK_BUSY = 2 };
+/* Make p's fork page (prot_open, before anything else): 0 or -errno. */
+PROT_HIDDEN int fork_track(prot_t *p);
+/* p is complete (its first mapping's identity claimed): list it for the atfork handler, and
+ * publish ARMED (release). */
+PROT_HIDDEN void fork_arm(prot_t *p);
+/* Take p off the list and free its fork page (prot_close; also for a p never armed). */
+PROT_HIDDEN void fork_untrack(prot_t *p);
+/* Claim this process's identity in mapping m (read-write handles only): 0 or -errno/PROT_E*. */
+PROT_HIDDEN int map_claim(struct prot_map *m);
+/* The slow path of fork_check: this process is a child that inherited p. */
+PROT_HIDDEN void fork_refresh(prot_t *p);
+static inline void fork_check(prot_t *p)
+{
+	/* acquire: pairs with the release store of ARMED in fork_refresh (or fork_arm) */
+	if (unlikely(atomic_load_explicit(p->fork_page, memory_order_acquire) != FORK_ARMED))
+		fork_refresh(p);
+}
 /* The liveness view of mapping h of p for the calling process (identity refreshed after a fork):
  * always filled; self is 0 when this process has no identity in h (read-only handle). */
 PROT_HIDDEN void prot_idv(prot_t *p, struct prot_shm_header *h, struct prot_idv *v);
