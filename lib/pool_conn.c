@@ -1,7 +1,9 @@
-/* pool_conn.c — each process's side of a pool: the registered connector, the idle and busy
- * connections of this process, and the public pool API (checkout, checkin, with, register, status,
- * close). The shared leases (lock, waiters, hand-offs, reclaim) are lib/pool.c's; lib/pool.h is
- * the interface between the two.
+/* pool_conn.c — each process's side of a pool: its records of the registered connector and of
+ * its idle and busy connections (lib/pool_local.h), the checkout and checkin that move them (the
+ * hot path of prot_pool_checkout, pool_checkout_idx for the facade, prot_pool_checkin), and their
+ * teardown at prot_close (pool_local_free). The shared leases (lock, waiters, hand-offs,
+ * connection slots) are lib/pool.c's through lib/pool.h; the rest of the public pool API
+ * (with, register, status, holders, create, remove) is lib/pool_api.c.
  *
  * LOCAL STATE: struct prot_pool_local hangs off p->pools under p->lock: per pool, the registered
  * connector, the idle connections (a deque: lifo or fifo), the busy ones (each with the lease it
@@ -10,72 +12,13 @@
  * Connector callbacks always run outside p->lock.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool.h"
-#include "wire.h"
+#include "pool_local.h"
 
 /* ---- this process's connections (under p->lock) ------------------------------------------------ */
-struct pool_rec {
-	struct pool_rec *prev, *next;
-	void *conn;          /* NULL: none (no connector, or not made yet) */
-	uint64_t expires_ns; /* an idle overflow connection is destroyed after this; 0: kept */
-	uint64_t born_ns;    /* when conn was made (max_lifetime); coarse clock */
-	uint64_t idle_ns;    /* when it was last parked idle (idle_timeout) */
-	uint32_t entry;      /* busy: the lease entry it goes with ... */
-	uint64_t gen;        /* ... and that entry's generation */
-	struct pool_loc *loc;
-	/* the connection slot conn holds (lib/pool.c "connection slots"; max_open): NULL none, else
-	 * the slot's owner word, owned by identity cown, in pool slot cps of generation cgen */
-	_Atomic uint64_t *cslot;
-	struct prot_pool_slot *cps;
-	uint64_t cown;
-	uint32_t cgen;
-};
-
-struct pool_loc {
-	char name[PROT_NAME_BYTES];
-	struct prot_shm_header *h; /* the mapping ref is a slot of */
-	struct slot_ref ref;       /* the pool's slot as last resolved (lib/resolve.c) */
-	bool has_connector;
-	struct prot_connector c;
-	struct pool_rec idle, busy; /* circular lists with sentinels; idle oldest first */
-	struct pool_rec *spare;     /* unused records, singly linked */
-	uint32_t hint;              /* lease entry to try first */
-	uint64_t min_idle, idle_timeout_ns, max_life_ns; /* the pool's, as last read */
-};
-
-struct prot_pool_local {
-	uint32_t epoch; /* p->fork_epoch of the process this state belongs to */
-	uint32_t n, cap;
-	struct pool_loc **v;
-};
-
-static void list_init(struct pool_rec *s)
-{
-	s->prev = s->next = s;
-}
-static bool list_empty(const struct pool_rec *s)
-{
-	return s->next == s;
-}
-static void list_del(struct pool_rec *r)
-{
-	r->prev->next = r->next;
-	r->next->prev = r->prev;
-	r->prev = r->next = r;
-}
-static void list_add_tail(struct pool_rec *s, struct pool_rec *r)
-{
-	r->prev = s->prev;
-	r->next = s;
-	s->prev->next = r;
-	s->prev = r;
-}
-
 /* Free every record of loc without touching connections (what a forked child must do). */
 static void loc_forget(struct pool_loc *l)
 {
@@ -96,7 +39,7 @@ static void loc_forget(struct pool_loc *l)
 
 /* The local state of the calling process, NULL on ENOMEM. A state inherited through fork() is
  * forgotten here: its leases and connections are the parent's. */
-static struct prot_pool_local *local_get(prot_t *p)
+struct prot_pool_local *pool_local_get(prot_t *p)
 {
 	struct prot_pool_local *pl = p->pools;
 	if (!pl) {
@@ -114,7 +57,7 @@ static struct prot_pool_local *local_get(prot_t *p)
 	return pl;
 }
 
-static struct pool_loc *loc_by_name(struct prot_pool_local *pl, const char *name, bool add)
+struct pool_loc *pool_loc_by_name(struct prot_pool_local *pl, const char *name, bool add)
 {
 	for (uint32_t i = 0; i < pl->n; i++)
 		if (prot_name_eq(pl->v[i]->name, name))
@@ -156,8 +99,8 @@ static bool slot_name(struct prot_shm_header *h, struct slot_ref ref, char nm[PR
  * last resolved to that very slot and state word, else the loc of its name (the caller's, or the
  * slot's own: the one step from an index to a name, taken once per pool incarnation and process),
  * now bound to ref. 0 and *out, -PROT_ENOPOOL (the slot moved on), -ENOMEM. Under p->lock. */
-static int loc_of(struct prot_pool_local *pl, struct prot_shm_header *h, struct slot_ref ref,
-                  const char *name, struct pool_loc **out)
+int pool_loc_of(struct prot_pool_local *pl, struct prot_shm_header *h, struct slot_ref ref,
+                const char *name, struct pool_loc **out)
 {
 	for (uint32_t i = 0; i < pl->n; i++) {
 		struct pool_loc *l = pl->v[i];
@@ -169,7 +112,7 @@ static int loc_of(struct prot_pool_local *pl, struct prot_shm_header *h, struct 
 	char nm[PROT_NAME_BYTES];
 	if (!name && !slot_name(h, ref, nm))
 		return -PROT_ENOPOOL;
-	struct pool_loc *l = loc_by_name(pl, name ? name : nm, true);
+	struct pool_loc *l = pool_loc_by_name(pl, name ? name : nm, true);
 	if (!l)
 		return -ENOMEM;
 	l->h = h;
@@ -196,7 +139,7 @@ static void rec_put(struct pool_loc *l, struct pool_rec *r)
 }
 
 /* Remember the connection settings of the pool's configuration c (read by the caller). */
-static void loc_settings(struct pool_loc *l, const struct pool_cfgv *c)
+void pool_loc_settings(struct pool_loc *l, const struct pool_cfgv *c)
 {
 	l->min_idle = c->min_idle;
 	l->idle_timeout_ns = c->idle_timeout_ms * 1000000u;
@@ -211,7 +154,7 @@ static bool past_lifetime(const struct pool_loc *l, const struct pool_rec *r, ui
 /* The idle check: detach idle connections whose overflow linger ran out, that are older than
  * max_lifetime, or (beyond min_idle, oldest idle first) idle longer than idle_timeout; the caller
  * destroys them unlocked. */
-static struct pool_rec *loc_expired(struct pool_loc *l, uint64_t now)
+struct pool_rec *pool_loc_expired(struct pool_loc *l, uint64_t now)
 {
 	struct pool_rec *dead = NULL;
 	uint64_t nidle = 0;
@@ -231,7 +174,7 @@ static struct pool_rec *loc_expired(struct pool_loc *l, uint64_t now)
 }
 /* Free the connection slot of r (its connection is closed or never made). The generation check
  * keeps a record of a removed pool from freeing a slot of the pool defined again in its place. */
-static void rec_slot_free(struct pool_rec *r)
+void pool_rec_slot_free(struct pool_rec *r)
 {
 	if (!r->cslot)
 		return;
@@ -240,19 +183,19 @@ static void rec_slot_free(struct pool_rec *r)
 	r->cslot = NULL;
 }
 
-static void destroy_chain(const struct prot_connector *c, struct pool_rec *dead)
+void pool_destroy_chain(const struct prot_connector *c, struct pool_rec *dead)
 {
 	while (dead) {
 		struct pool_rec *n = dead->next;
 		if (dead->conn)
 			c->destroy(c->ctx, dead->conn);
-		rec_slot_free(dead);
+		pool_rec_slot_free(dead);
 		free(dead);
 		dead = n;
 	}
 }
 
-static struct pool_rec *chain_cat(struct pool_rec *a, struct pool_rec *b)
+struct pool_rec *pool_chain_cat(struct pool_rec *a, struct pool_rec *b)
 {
 	if (!a)
 		return b;
@@ -266,7 +209,7 @@ static struct pool_rec *chain_cat(struct pool_rec *a, struct pool_rec *b)
 /* Answer the pool's close requests (max_open): for each request taken, detach one idle connection
  * holding a slot, oldest first; the caller destroys them unlocked (which frees the slots). Under
  * p->lock. A process answers only for pools it has connections of, at its own pool calls. */
-static struct pool_rec *loc_answer(struct pool_loc *l, const struct pool_ref *r)
+struct pool_rec *pool_loc_answer(struct pool_loc *l, const struct pool_ref *r)
 {
 	struct pool_rec *dead = NULL;
 	for (struct pool_rec *x = l->idle.next, *n; x != &l->idle; x = n) {
@@ -291,11 +234,11 @@ static void answer_cb(void *arg)
 {
 	struct answer_arg *a = arg;
 	pthread_mutex_lock(&a->p->lock);
-	struct pool_rec *dead = list_empty(&a->l->idle) ? NULL : loc_answer(a->l, a->r);
+	struct pool_rec *dead = list_empty(&a->l->idle) ? NULL : pool_loc_answer(a->l, a->r);
 	struct prot_connector cn = a->l->c;
 	pthread_mutex_unlock(&a->p->lock);
 	if (dead)
-		destroy_chain(&cn, dead);
+		pool_destroy_chain(&cn, dead);
 }
 
 /* The idle connection to reuse (lifo: newest, fifo: oldest), moved to busy; or a fresh record. */
@@ -338,7 +281,7 @@ static void checkout_undo(prot_t *p, const struct pool_ref *r, const struct prot
                           struct pool_loc *l, struct pool_rec *rec, const struct grant *g, uint32_t cap)
 {
 	if (rec)
-		rec_slot_free(rec); /* rec is busy, this thread's: no connection on it */
+		pool_rec_slot_free(rec); /* rec is busy, this thread's: no connection on it */
 	pthread_mutex_lock(&p->lock);
 	if (rec) {
 		list_del(rec);
@@ -354,12 +297,12 @@ static void checkout_undo(prot_t *p, const struct pool_ref *r, const struct prot
 static int checkout_resolve(prot_t *p, struct prot_shm_header *h, struct slot_ref ref, const char *name,
                             struct pool_loc **lp, struct pool_ref *r)
 {
-	struct prot_pool_local *pl = local_get(p);
+	struct prot_pool_local *pl = pool_local_get(p);
 	if (!pl)
 		return -ENOMEM;
 	if (SLOT_STATE(ref.state) != SLOT_LIVE || !slot_ref_holds(h, REG_POOLS, ref))
 		return -PROT_ENOPOOL;
-	int rc = loc_of(pl, h, ref, name, lp);
+	int rc = pool_loc_of(pl, h, ref, name, lp);
 	return rc < 0 ? rc : pool_ref_at(h, ref.idx, r);
 }
 
@@ -400,23 +343,23 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, stru
 	else
 		rc = pool_cfg_read(&r, &c);
 	if (rc == 0)
-		loc_settings(l, &c);
+		pool_loc_settings(l, &c);
 	r.now_coarse = prot_now_coarse_ns();
-	dead = loc_expired(l, r.now_coarse);
+	dead = pool_loc_expired(l, r.now_coarse);
 	if (!list_empty(&l->idle))
-		dead = chain_cat(dead, loc_answer(l, &r));
+		dead = pool_chain_cat(dead, pool_loc_answer(l, &r));
 	if (rc == 0)
 		rc = pool_lease_try(&r, &v, &c, &g);
 	if (rc == -PROT_ETORN) {
 		pthread_mutex_unlock(&p->lock);
-		destroy_chain(&cn, dead);
+		pool_destroy_chain(&cn, dead);
 		return rc;
 	}
 	if (rc == 0)
 		rec = loc_take(l, c.strategy, &g);
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
-		destroy_chain(&cn, dead);
+		pool_destroy_chain(&cn, dead);
 
 	uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms, deadline = 0;
 	if (rc < 0) {
@@ -528,7 +471,7 @@ static struct prot_shm_header *lease_map(prot_t *p, const prot_lease *lease, str
 static struct pool_rec *rec_find(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t e,
                                  uint64_t gen)
 {
-	struct prot_pool_local *pl = local_get(p);
+	struct prot_pool_local *pl = pool_local_get(p);
 	for (uint32_t i = 0; pl && i < pl->n; i++) {
 		struct pool_loc *l = pl->v[i];
 		if (l->h != h || l->ref.idx != idx)
@@ -558,7 +501,7 @@ static struct pool_rec *rec_return(struct pool_rec *rec, int how, bool overflow,
 		rec->idle_ns = now;
 		list_add_tail(&l->idle, rec);
 	}
-	struct pool_rec *exp = loc_expired(l, now);
+	struct pool_rec *exp = pool_loc_expired(l, now);
 	if (exp) {
 		struct pool_rec *t = exp;
 		while (t->next)
@@ -597,7 +540,7 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 		}
 		pthread_mutex_unlock(&p->lock);
 		if (rec)
-			destroy_chain(&cn, rec);
+			pool_destroy_chain(&cn, rec);
 		return -PROT_ESTALE;
 	}
 	if (!v.self)
@@ -618,137 +561,18 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 	struct pool_rec *rec = rec_find(p, h, idx, e, gen), *dead = NULL;
 	struct prot_connector cn = rec ? rec->loc->c : (struct prot_connector){ 0 };
 	if (rec && cfg_ok)
-		loc_settings(rec->loc, &c);
+		pool_loc_settings(rec->loc, &c);
 	if (rec) {
 		struct pool_loc *l = rec->loc;
 		dead = rec_return(rec, how, freed && before > c.size, &c, now);
 		if (!list_empty(&l->idle))
-			dead = chain_cat(dead, loc_answer(l, &r));
+			dead = pool_chain_cat(dead, pool_loc_answer(l, &r));
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
-		destroy_chain(&cn, dead);
+		pool_destroy_chain(&cn, dead);
 	PROT_TEL(p, PROT_TEL_POOL_CHECKIN, .layer = PROT_LAYER_POOL, .result = how);
 	return 0;
-}
-
-int prot_pool_with(prot_t *p, const char *pool, int64_t timeout_ms,
-                   int (*fn)(void *conn, void *arg), void *arg, int *fn_result)
-{
-	int g = prot_gate(p, true);
-	if (g < 0)
-		return g;
-	if (!fn)
-		return -EINVAL;
-	prot_lease lease;
-	void *conn = NULL;
-	int rc = prot_pool_checkout(p, pool, timeout_ms, &lease, &conn);
-	if (rc < 0)
-		return rc;
-	int res = fn(conn, arg);
-	prot_pool_checkin(p, &lease, res < 0 ? PROT_CHECKIN_BROKEN : PROT_CHECKIN_OK);
-	if (fn_result)
-		*fn_result = res;
-	return res < 0 ? -PROT_EFAILED : 0; /* as prot_breaker_execute */
-}
-
-int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector *c)
-{
-	if (!p || !pool || !c || !c->create || !c->destroy)
-		return -EINVAL;
-	if (prot_name_len(pool) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	if (p->flags & PROT_OPEN_RDONLY)
-		return -EROFS;
-	struct prot_shm_header *h = prot_hdr(p);
-	if (!h)
-		return -PROT_ENOSEG;
-	struct slot_ref ref;
-	int rc = prot_resolve(p, h, REG_POOLS, pool, &ref);
-	pthread_mutex_lock(&p->lock);
-	struct prot_pool_local *pl = local_get(p);
-	struct pool_loc *l = NULL;
-	if (rc == 0)
-		rc = pl ? loc_of(pl, h, ref, pool, &l) : -ENOMEM;
-	bool fresh = false;
-	if (rc == 0 && l->has_connector) {
-		const struct prot_connector *o = &l->c;
-		if (o->create != c->create || o->destroy != c->destroy || o->check != c->check ||
-		    o->ctx != c->ctx)
-			rc = -PROT_EEXIST;
-	} else if (rc == 0) {
-		l->c = *c;
-		l->has_connector = true;
-		fresh = true;
-	}
-	struct pool_ref r;
-	struct pool_cfgv cfg;
-	uint64_t want = 0;
-	uint32_t sgen = rc == 0 ? SLOT_GEN(ref.state) : 0;
-	if (fresh && pool_ref_at(h, ref.idx, &r) == 0 && pool_cfg_read(&r, &cfg) == 0) {
-		loc_settings(l, &cfg);
-		want = cfg.min_idle;
-	}
-	pthread_mutex_unlock(&p->lock);
-	struct prot_idv v;
-	prot_idv(p, h, &v);
-	if (!v.self)
-		want = 0; /* no identity: no connection slot could be owned */
-	/* min_idle: made now, outside the lock; a create() that fails, or max_open reached (no wait:
-	 * nobody is asked to close for a pre-fill), ends it (the pool works without it: checkouts
-	 * make connections lazily) */
-	for (uint64_t i = 0; i < want; i++) {
-		uint32_t cs;
-		if (pool_conn_acquire(&r, &v, cfg.max_open, false, 0, NULL, NULL, &cs) < 0)
-			break;
-		struct pool_rec *rec = calloc(1, sizeof *rec);
-		if (rec && cs != POOL_CONN_NONE) {
-			rec->cslot = &r.lease[cs].conn_owner;
-			rec->cps = r.s;
-			rec->cown = v.self;
-			rec->cgen = sgen;
-		}
-		if (!rec || c->create(c->ctx, &rec->conn) != 0) {
-			if (rec)
-				rec_slot_free(rec);
-			else if (cs != POOL_CONN_NONE)
-				pool_conn_free(r.s, &r.lease[cs].conn_owner, v.self);
-			free(rec);
-			break;
-		}
-		rec->born_ns = rec->idle_ns = prot_now_coarse_ns();
-		pthread_mutex_lock(&p->lock);
-		list_init(rec);
-		rec->loc = l;
-		list_add_tail(&l->idle, rec);
-		pthread_mutex_unlock(&p->lock);
-	}
-	return rc;
-}
-
-int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out)
-{
-	struct prot_shm_header *h;
-	struct slot_ref ref;
-	int rc = out ? prot_lookup(p, REG_POOLS, pool, false, &h, &ref) : -EINVAL;
-	if (rc < 0)
-		return rc;
-	if (!(p->flags & PROT_OPEN_RDONLY)) {
-		/* a pool call: lingering overflow connections past their deadline close here too */
-		pthread_mutex_lock(&p->lock);
-		struct prot_pool_local *pl = local_get(p);
-		struct pool_loc *l = pl ? loc_by_name(pl, pool, false) : NULL;
-		struct pool_rec *dead = l ? loc_expired(l, prot_now_coarse_ns()) : NULL;
-		struct pool_ref r;
-		if (l && !list_empty(&l->idle) && l->h == h && l->ref.idx == ref.idx &&
-		    pool_ref_at(h, ref.idx, &r) == 0)
-			dead = chain_cat(dead, loc_answer(l, &r)); /* the close requests (max_open) too */
-		struct prot_connector cn = l ? l->c : (struct prot_connector){ 0 };
-		pthread_mutex_unlock(&p->lock);
-		if (dead)
-			destroy_chain(&cn, dead);
-	}
-	return pool_status_idx(h, ref.idx, out);
 }
 
 /* prot_close: return the leases this process holds and destroy its connections. Called without
@@ -759,7 +583,7 @@ void pool_local_free(prot_t *p)
 		return;
 	prot_hdr(p); /* the fork check: a child's state is forgotten, never returned */
 	pthread_mutex_lock(&p->lock);
-	struct prot_pool_local *pl = local_get(p);
+	struct prot_pool_local *pl = pool_local_get(p);
 	p->pools = NULL;
 	pthread_mutex_unlock(&p->lock);
 	for (uint32_t i = 0; i < pl->n; i++) {
@@ -788,46 +612,12 @@ void pool_local_free(prot_t *p)
 			dead = rec;
 		}
 		if (l->has_connector)
-			destroy_chain(&l->c, dead);
+			pool_destroy_chain(&l->c, dead);
 		else
-			destroy_chain(&(struct prot_connector){ 0 }, dead); /* conn is NULL: frees only */
+			pool_destroy_chain(&(struct prot_connector){ 0 }, dead); /* conn is NULL: frees only */
 		loc_forget(l);
 		free(l);
 	}
 	free(pl->v);
 	free(pl);
-}
-
-
-int prot_pool_holders(prot_t *p, const char *pool, struct prot_pool_holder *out, size_t n,
-                      size_t *count)
-{
-	struct prot_shm_header *h;
-	struct slot_ref ref;
-	/* a read: the gate of prot_lookup refuses only a NULL handle, -EINVAL like the arguments */
-	int rc = count && (out || !n) ? prot_lookup(p, REG_POOLS, pool, false, &h, &ref) : -EINVAL;
-	if (rc < 0)
-		return rc;
-	struct prot_pool_holder rows[POOL_HOLDERS_MAX];
-	size_t total = 0, k = n < POOL_HOLDERS_MAX ? n : POOL_HOLDERS_MAX;
-	rc = pool_holders_idx(h, ref.idx, rows, k, &total);
-	if (rc < 0)
-		return rc; /* out and *count untouched */
-	if (k)
-		memcpy(out, rows, (total < k ? total : k) * sizeof *rows); /* out may be NULL when n is 0 */
-	*count = total;
-	return 0;
-}
-
-/* Runtime lifecycle through protd (daemon/control.c: pool-create, pool-remove): the options
- * travel once, as the words of an INI [pool] section; protd validates them, answers ok when an
- * existing pool has the same ones, and names a missing pool (PROT_ENOPOOL). */
-int prot_pool_create(prot_t *p, const char *name, const struct prot_pool_opts *o)
-{
-	return prot_object_request(p, "pool-create", name, WIRE_POOL_OPTS, o);
-}
-
-int prot_pool_remove(prot_t *p, const char *name)
-{
-	return prot_object_request(p, "pool-remove", name, WIRE_NO_OPTS, NULL);
 }
