@@ -60,7 +60,7 @@ struct prot_map {
 	                           still be inside an operation on them */
 };
 
-struct prot_pool_local; /* lib/pool.c */
+struct prot_pool_local; /* lib/pool_local.h */
 
 /* A per-handle memo of operation-name hashes (lib/ratelimit.c): operation names are program
  * constants, and hashing one costs as much as the rest of a rate decision. Each entry is a small
@@ -100,7 +100,7 @@ struct prot {
 	prot_t *fork_next, *fork_prev;  /* the process's list of handles, for the atfork handler */
 	uint32_t fork_epoch;            /* bumped by each fork refresh: whose local state is whose */
 	pthread_mutex_t lock;           /* guards ident refresh, re-attach and pool-local state */
-	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool.c) */
+	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool_conn.c) */
 	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/ratelimit.c */
 	struct resolve_memo memo[RESOLVE_MEMO];       /* lib/resolve.c */
 	/* Telemetry (lib/telemetry.c). tel_mask is the union of the handlers' masks: the hot path
@@ -466,6 +466,7 @@ PROT_HIDDEN int prot_control(prot_t *p, const char *request, char *reply, size_t
 struct cfg_snap {
 	uint64_t w[16];
 };
+/* lib/breaker_view.c, lib/pool.c */
 PROT_HIDDEN int breaker_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *out);
 PROT_HIDDEN int pool_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *out);
 /* The same as breaker_allow_idx / breaker_record_idx, deciding on cfg (NULL: read it now). */
@@ -484,13 +485,13 @@ PROT_HIDDEN int breaker_record_idx(prot_t *p, struct prot_shm_header *h,
                                    uint64_t duration_ns, uint64_t now_ns);
 PROT_HIDDEN int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
                                     int (*fn)(void *arg), void *arg, int *fn_result);
-/* Read-only: works on a read-only mapping. */
-PROT_HIDDEN int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
-                                   struct prot_breaker_status *out);
 /* how: BREAKER_RESET (close; PROT_EDISABLED when disabled), BREAKER_BLOW (disable),
  * BREAKER_ENABLE (close a disabled breaker). */
 enum { BREAKER_RESET = 0, BREAKER_BLOW = 1, BREAKER_ENABLE = 2 };
 PROT_HIDDEN int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int how);
+/* lib/breaker_view.c. Read-only: works on a read-only mapping. */
+PROT_HIDDEN int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
+                                   struct prot_breaker_status *out);
 /* The one spelling of each enum prot_breaker_state, for protctl, metrics, JSON and the docs:
  * "closed", "open", "half_open", "blown" ("unknown" beyond); lib/names.c holds the table. */
 PROT_HIDDEN const char *prot_breaker_state_name(uint32_t state);
@@ -546,14 +547,14 @@ struct rate_totals {
 };
 PROT_HIDDEN int rate_keys_totals(struct prot_shm_header *h, uint32_t n, const uint32_t *key_idx,
                                  struct rate_totals *out);
-/* lib/pool.c: index-based forms for the facade (it resolves the pool index once; the checkout
+/* lib/pool_conn.c: index-based forms for the facade (it resolves the pool index once; the checkout
  * takes the slot with the state word the caller saw, and finds this process's side of the pool by
  * it). Checkin goes through prot_pool_checkin: the lease carries the index. */
 PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, struct slot_ref pool,
                                   int64_t timeout_ms, const struct cfg_snap *cfg /* NULL: read */,
                                   prot_lease *lease, void **conn,
                                   bool *waited /* set when it had to queue; may be NULL */);
-/* Read-only: works on a read-only mapping. */
+/* lib/pool.c. Read-only: works on a read-only mapping. */
 PROT_HIDDEN int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_status *out);
 
 /* Maintenance entry points that protd calls on its tick (they are also safe to call from any
@@ -563,12 +564,12 @@ PROT_HIDDEN int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct 
 PROT_HIDDEN void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept);
 /* lib/breaker.c: moves timed states on, and gives back the probes of dead holders */
 PROT_HIDDEN void breaker_tick(const struct prot_idv *v, uint64_t now_ns);
-/* lib/pool.c: a reclaim pass over every pool whose reclaim_interval has passed */
+/* lib/pool_reclaim.c: a reclaim pass over every pool whose reclaim_interval has passed */
 PROT_HIDDEN void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed);
-PROT_HIDDEN void pool_local_free(prot_t *p);                                                    /* lib/pool.c */
-/* lib/pool.c: protd retired pool idx: cancel its waiters (they return PROT_ENOPOOL) */
+PROT_HIDDEN void pool_local_free(prot_t *p);                                               /* lib/pool_conn.c */
+/* lib/pool_reclaim.c: protd retired pool idx: cancel its waiters (they return PROT_ENOPOOL) */
 PROT_HIDDEN void pool_retire_waiters(struct prot_shm_header *h, uint32_t idx);
-/* lib/pool.c: the holders of pool idx (prot_pool_holders); read-only */
+/* lib/pool_reclaim.c: the holders of pool idx (prot_pool_holders); read-only */
 PROT_HIDDEN int pool_holders_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_holder *out,
                                  size_t n, size_t *count);
 

@@ -41,8 +41,8 @@
  *     argues it).
  *
  * CONNECTION SLOTS (max_open: the connections open across processes) are with the leases, below
- * ("connection slots"). LOCAL STATE (each process's connectors and connections) and the public
- * API: lib/pool_conn.c.
+ * ("connection slots"). LOCAL STATE (each process's connectors and connections): lib/pool_conn.c;
+ * the public API: lib/pool_conn.c (checkout, checkin) and lib/pool_api.c.
  */
 #include <errno.h>
 #include <limits.h>

@@ -1,8 +1,8 @@
 /* resolve.c — names to slots: the one place where a key, breaker or pool name becomes a slot of
  * the segment. seg_find scans a region (the miss path, protctl, the tests); prot_resolve answers
  * from a per-handle memo (p->memo) when it can; prot_lookup is the prologue of every public call
- * on a named object (the gate, the mapping, the name). Callers: lib/breaker*.c, lib/pool_conn.c,
- * lib/pool_api.c, lib/facade.c (and, after the rate split, the rate files for key names).
+ * on a named object (the gate, the mapping, the name). Callers: lib/breaker_view.c (through
+ * lib/breaker.h), lib/pool_conn.c, lib/pool_api.c, lib/facade.c; protctl and the tests scan.
  *
  * Why a name found in a slot may be served from the memo (the memo never serves a removed or
  * re-created object):
