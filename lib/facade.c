@@ -167,7 +167,7 @@ static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
 		uint64_t now = c->start_ns; /* only a queued checkout takes long enough to matter */
 		int64_t left = now < deadline ? (int64_t)((deadline - now) / 1000000u) : 0;
 		left = left < wait_ms ? left : wait_ms;
-		r = pool_checkout_idx(c->p, c->h, c->pool, left, &c->pcfg, &lease, &call.conn, &waited);
+		r = pool_checkout_idx(c->p, c->h, &c->pool, left, &c->pcfg, &lease, &call.conn, &waited);
 		if (r < 0) {
 			if (breaker)
 				breaker_record_cfg(c->p, c->h, tok, PROT_OUTCOME_CANCEL, 0, now, &c->bcfg);

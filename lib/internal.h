@@ -80,13 +80,13 @@ struct rate_op_cache {
 /* The per-handle memo of name resolutions (lib/resolve.c, which argues why it is never stale): a
  * direct-mapped table of small seqlocks, each naming one (mapping, region, name) -> slot_ref. */
 #define RESOLVE_MEMO 16
-#define RESOLVE_NAME_WORDS 6 /* PROT_NAME_BYTES as 64-bit words */
 struct resolve_memo {
 	_Atomic uint32_t seq;
 	uint32_t reg;
 	const struct prot_shm_header *h;
 	uint32_t idx, state;
-	uint64_t name[RESOLVE_NAME_WORDS]; /* the name, zero-padded */
+	_Atomic uint32_t *word;     /* slot idx's state word, in mapping h */
+	char name[PROT_NAME_BYTES]; /* the name and its NUL (the bytes after it are stale) */
 };
 
 struct prot {
@@ -383,14 +383,17 @@ PROT_HIDDEN int protd_alive(const struct prot_idv *v);
 struct slot_ref {
 	uint32_t idx, state;
 };
+/* Pass a slot_ref by pointer and read its fields, on the per-call paths: a copy of the whole struct
+ * loads 8 bytes that were stored as two 4-byte halves, and the store-forwarding stall that makes
+ * costs more than the resolution. */
 /* Does slot ref.idx of region reg still hold what it held when resolved? One acquire load (pairs
  * with protd's release of LIVE | gen: the slot's name and configuration are complete). */
-static inline bool slot_ref_holds(const struct prot_shm_header *h, int reg, struct slot_ref ref)
+static inline bool slot_ref_holds(const struct prot_shm_header *h, int reg, const struct slot_ref *ref)
 {
-	if (ref.idx >= seg_count(h, reg))
+	if (ref->idx >= seg_count(h, reg))
 		return false;
-	struct prot_named *s = seg_entry(h, reg, ref.idx);
-	return atomic_load_explicit(&s->state, memory_order_acquire) == ref.state;
+	struct prot_named *s = seg_entry(h, reg, ref->idx);
+	return atomic_load_explicit(&s->state, memory_order_acquire) == ref->state;
 }
 /* Find a LIVE named slot by scanning region reg: 0 and *out, or -PROT_ENOKEY / -PROT_ENOBREAKER /
  * -PROT_ENOPOOL, -PROT_ETOOLONG, -EINVAL (not a named region, name NULL). No memo: protctl, the
@@ -550,7 +553,7 @@ PROT_HIDDEN int rate_keys_totals(struct prot_shm_header *h, uint32_t n, const ui
 /* lib/pool_conn.c: index-based forms for the facade (it resolves the pool index once; the checkout
  * takes the slot with the state word the caller saw, and finds this process's side of the pool by
  * it). Checkin goes through prot_pool_checkin: the lease carries the index. */
-PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, struct slot_ref pool,
+PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, const struct slot_ref *pool,
                                   int64_t timeout_ms, const struct cfg_snap *cfg /* NULL: read */,
                                   prot_lease *lease, void **conn,
                                   bool *waited /* set when it had to queue; may be NULL */);

@@ -48,7 +48,7 @@ int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector 
 	struct prot_pool_local *pl = pool_local_get(p);
 	struct pool_loc *l = NULL;
 	if (rc == 0)
-		rc = pl ? pool_loc_of(pl, h, ref, pool, &l) : -ENOMEM;
+		rc = pl ? pool_loc_of(pl, h, &ref, pool, &l) : -ENOMEM;
 	bool fresh = false;
 	if (rc == 0 && l->has_connector) {
 		const struct prot_connector *o = &l->c;

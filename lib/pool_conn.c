@@ -84,31 +84,23 @@ struct pool_loc *pool_loc_by_name(struct prot_pool_local *pl, const char *name, 
 
 /* The name in pool slot ref of h while the slot holds what ref says: true and nm (the copy, proved
  * by the state word unchanged after it, as seg_find's compare), false when it moved on. */
-static bool slot_name(struct prot_shm_header *h, struct slot_ref ref, char nm[PROT_NAME_BYTES])
+static bool slot_name(struct prot_shm_header *h, const struct slot_ref *ref, char nm[PROT_NAME_BYTES])
 {
 	if (!slot_ref_holds(h, REG_POOLS, ref))
 		return false;
-	struct prot_named *s = seg_entry(h, REG_POOLS, ref.idx);
+	struct prot_named *s = seg_entry(h, REG_POOLS, ref->idx);
 	memcpy(nm, s->name, PROT_NAME_BYTES);
 	nm[PROT_NAME_BYTES - 1] = 0;
 	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
-	return atomic_load_explicit(&s->state, memory_order_relaxed) == ref.state;
+	return atomic_load_explicit(&s->state, memory_order_relaxed) == ref->state;
 }
 
-/* The local state of the pool in slot ref of h (resolved by the caller, lib/resolve.c): the loc
- * last resolved to that very slot and state word, else the loc of its name (the caller's, or the
- * slot's own: the one step from an index to a name, taken once per pool incarnation and process),
- * now bound to ref. 0 and *out, -PROT_ENOPOOL (the slot moved on), -ENOMEM. Under p->lock. */
-int pool_loc_of(struct prot_pool_local *pl, struct prot_shm_header *h, struct slot_ref ref,
-                const char *name, struct pool_loc **out)
+/* The miss of pool_loc_of (lib/pool_local.h): the loc of the pool's name, the caller's or the
+ * slot's own (the one step from an index to a name, taken once per pool incarnation and process),
+ * now bound to ref. */
+int pool_loc_bind(struct prot_pool_local *pl, struct prot_shm_header *h, const struct slot_ref *ref,
+                  const char *name, struct pool_loc **out)
 {
-	for (uint32_t i = 0; i < pl->n; i++) {
-		struct pool_loc *l = pl->v[i];
-		if (l->h == h && l->ref.idx == ref.idx && l->ref.state == ref.state) {
-			*out = l;
-			return 0;
-		}
-	}
 	char nm[PROT_NAME_BYTES];
 	if (!name && !slot_name(h, ref, nm))
 		return -PROT_ENOPOOL;
@@ -116,7 +108,7 @@ int pool_loc_of(struct prot_pool_local *pl, struct prot_shm_header *h, struct sl
 	if (!l)
 		return -ENOMEM;
 	l->h = h;
-	l->ref = ref;
+	l->ref = *ref;
 	*out = l;
 	return 0;
 }
@@ -268,11 +260,11 @@ static uint64_t seg_id(const struct prot_shm_header *h)
 	return seg_geo(h)->id; /* taken at attach: private */
 }
 
-static void lease_fill(prot_lease *lease, struct prot_shm_header *h, struct slot_ref ref,
+static void lease_fill(prot_lease *lease, struct prot_shm_header *h, const struct slot_ref *ref,
                        const struct grant *g)
 {
 	lease->opaque[0] = seg_id(h);
-	lease->opaque[1] = (uint64_t)SLOT_GEN(ref.state) << 32 | ref.idx;
+	lease->opaque[1] = (uint64_t)SLOT_GEN(ref->state) << 32 | ref->idx;
 	lease->opaque[2] = (g->gen & POOL_GEN_MASK) << 24 | g->e; /* gen >= 1: an all-zero lease is invalid */
 }
 
@@ -293,21 +285,22 @@ static void checkout_undo(prot_t *p, const struct pool_ref *r, const struct prot
 }
 
 /* The pool of slot ref (still LIVE and the same incarnation) into this process's local state, and
- * its shared parts. Under p->lock. */
-static int checkout_resolve(prot_t *p, struct prot_shm_header *h, struct slot_ref ref, const char *name,
-                            struct pool_loc **lp, struct pool_ref *r)
+ * its shared parts. Under p->lock. A ref the caller resolved by name was just checked by the
+ * resolver; one the facade took from a key is checked here. */
+static int checkout_resolve(prot_t *p, struct prot_shm_header *h, const struct slot_ref *ref,
+                            const char *name, struct pool_loc **lp, struct pool_ref *r)
 {
 	struct prot_pool_local *pl = pool_local_get(p);
 	if (!pl)
 		return -ENOMEM;
-	if (SLOT_STATE(ref.state) != SLOT_LIVE || !slot_ref_holds(h, REG_POOLS, ref))
+	if (SLOT_STATE(ref->state) != SLOT_LIVE || (!name && !slot_ref_holds(h, REG_POOLS, ref)))
 		return -PROT_ENOPOOL;
 	int rc = pool_loc_of(pl, h, ref, name, lp);
-	return rc < 0 ? rc : pool_ref_at(h, ref.idx, r);
+	return rc < 0 ? rc : pool_ref_at(h, ref->idx, r);
 }
 
-/* Checkout on pool `name` (resolved here) or, name NULL, on slot ref of h (resolved by the caller). */
-static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, struct slot_ref ref,
+/* Checkout on pool `name` (resolved here) or, name NULL, on slot *ref of h (resolved by the caller). */
+static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, const struct slot_ref *ref,
                     int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease, void **conn,
                     bool *waited)
 {
@@ -327,9 +320,12 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, stru
 	struct pool_rec *rec = NULL, *dead;
 	struct grant g;
 
-	int rc = name ? prot_resolve(p, h, REG_POOLS, name, &ref) : 0;
+	struct slot_ref named;
+	int rc = name ? prot_resolve(p, h, REG_POOLS, name, &named) : 0;
 	if (rc < 0)
 		return rc;
+	if (name)
+		ref = &named;
 	pthread_mutex_lock(&p->lock);
 	rc = checkout_resolve(p, h, ref, name, &l, &r);
 	if (rc < 0) {
@@ -364,7 +360,7 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, stru
 	uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms, deadline = 0;
 	if (rc < 0) {
 		deadline = prot_now_ns() + tmo * 1000000u;
-		rc = pool_lease_acquire(h, ref.idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
+		rc = pool_lease_acquire(h, ref->idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
 		if (rc == -PROT_ECHECKOUT_TIMEOUT)
 			atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
 		if (rc < 0)
@@ -398,7 +394,7 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, stru
 			rec->cslot = &r.lease[cs].conn_owner;
 			rec->cps = r.s;
 			rec->cown = v.self;
-			rec->cgen = SLOT_GEN(ref.state);
+			rec->cgen = SLOT_GEN(ref->state);
 		}
 	}
 	if (has && !rec->conn) {
@@ -417,7 +413,7 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, stru
 }
 
 /* checkout() with the telemetry events: the clock is read only when a handler listens. */
-static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, struct slot_ref ref,
+static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, const struct slot_ref *ref,
                              int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease,
                              void **conn, bool *waited)
 {
@@ -429,14 +425,14 @@ static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *n
 	char nm[PROT_NAME_BYTES] = "";
 	if (name)
 		snprintf(nm, sizeof nm, "%s", name);
-	else if (h && ref.idx < seg_count(h, REG_POOLS))
-		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, ref.idx))->name, sizeof nm - 1);
+	else if (h && ref->idx < seg_count(h, REG_POOLS))
+		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, ref->idx))->name, sizeof nm - 1);
 	PROT_TEL(p, rc == -PROT_ECHECKOUT_TIMEOUT ? PROT_TEL_POOL_TIMEOUT : PROT_TEL_POOL_CHECKOUT,
 	         .layer = PROT_LAYER_POOL, .result = rc, .duration_ns = prot_now_ns() - t0, .key = nm);
 	return rc;
 }
 
-int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, struct slot_ref pool, int64_t timeout_ms,
+int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, const struct slot_ref *pool, int64_t timeout_ms,
                       const struct cfg_snap *cfg, prot_lease *lease, void **conn, bool *waited)
 {
 	return checkout_observed(p, h, NULL, pool, timeout_ms, cfg, lease, conn, waited);
@@ -452,7 +448,7 @@ int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lea
 		return -EINVAL;
 	if (prot_name_len(pool) > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
-	return checkout_observed(p, prot_hdr(p), pool, (struct slot_ref){ 0 }, timeout_ms, NULL, lease, conn, NULL);
+	return checkout_observed(p, prot_hdr(p), pool, NULL, timeout_ms, NULL, lease, conn, NULL);
 }
 
 /* The mapping of p a lease names, from p's private list of mappings (never from the lease), with

@@ -69,9 +69,24 @@ static inline void list_add_tail(struct pool_rec *s, struct pool_rec *r)
 PROT_HIDDEN struct prot_pool_local *pool_local_get(prot_t *p);
 /* The loc of pool `name`; add: make it when missing (NULL on ENOMEM). */
 PROT_HIDDEN struct pool_loc *pool_loc_by_name(struct prot_pool_local *pl, const char *name, bool add);
-/* The loc of the pool in slot ref of h, bound to ref: 0 and *out, -PROT_ENOPOOL, -ENOMEM. */
-PROT_HIDDEN int pool_loc_of(struct prot_pool_local *pl, struct prot_shm_header *h, struct slot_ref ref,
-                            const char *name, struct pool_loc **out);
+/* The local state of the pool in slot ref of h (resolved by the caller, lib/resolve.c; name: the
+ * caller's name of it, or NULL): the loc last bound to that very slot and state word, else
+ * (pool_loc_bind) the loc of its name, now bound to ref. 0 and *out, -PROT_ENOPOOL (the slot
+ * moved on), -ENOMEM. Under p->lock. */
+PROT_HIDDEN int pool_loc_bind(struct prot_pool_local *pl, struct prot_shm_header *h,
+                              const struct slot_ref *ref, const char *name, struct pool_loc **out);
+static inline int pool_loc_of(struct prot_pool_local *pl, struct prot_shm_header *h,
+                              const struct slot_ref *ref, const char *name, struct pool_loc **out)
+{
+	for (uint32_t i = 0; i < pl->n; i++) {
+		struct pool_loc *l = pl->v[i];
+		if (l->h == h && l->ref.idx == ref->idx && l->ref.state == ref->state) {
+			*out = l;
+			return 0;
+		}
+	}
+	return pool_loc_bind(pl, h, ref, name, out);
+}
 /* Remember the connection settings of the pool's configuration c. */
 PROT_HIDDEN void pool_loc_settings(struct pool_loc *l, const struct pool_cfgv *c);
 /* Detach the idle connections past their time (the caller destroys them unlocked). */

@@ -12,8 +12,8 @@
  *    recycles the slot, and then in this order: state FREE | gen (release), the new name and
  *    config, state LIVE | (gen + 1) (release). A removal stores RETIRED | gen; a key revived by
  *    a reload goes back to LIVE | gen with its name unchanged (the same key).
- *  - what the memo keeps: (mapping h, region, the name as zero-padded words) -> (i, st), written
- *    only after a scan proved it. A hit re-loads slot i's state word (acquire, as the scan's
+ *  - what the memo keeps: (mapping h, region, the name) -> (i, st, the address of slot i's state
+ *    word), written only after a scan proved it. A hit re-loads that word (acquire, as the scan's
  *    first load) and serves i only when it still equals st. Every change of the name in between
  *    moved the word off st: a removal (RETIRED), a recycling (FREE, then gen + 1). So a served
  *    index held the name at that load, which is what the scan itself guarantees at its return.
@@ -26,19 +26,19 @@
  *  - threads. Each entry is a small seqlock: a writer claims it by CAS of an even seq to odd
  *    (a loser does not memoise), writes with relaxed atomic stores, and releases seq + 2; a reader
  *    acquires seq, copies, fences and re-checks it. A torn or busy entry is a miss, never a wrong
- *    answer, and a miss is a scan. The memo is private memory; nothing in it is read from the
- *    segment except through the scan.
+ *    answer, and a miss is a scan. The memo is private memory: the index and the state word's
+ *    address in it come from a scan bounded by the private geometry, never from the segment.
  *  - fork. A child inherits the memo with its mappings, at the same addresses: the entries hold.
  *    An entry that a parent thread was writing at fork() would stay odd in the child: the fork
  *    refresh empties the memo (resolve_forget) before any thread of the child uses the handle.
  */
 #include <errno.h>
+#include <stdint.h>
 
 #include "internal.h"
 
 #define MEMO_BITS 4
 _Static_assert(1u << MEMO_BITS == RESOLVE_MEMO, "the memo's index is MEMO_BITS wide");
-_Static_assert(PROT_NAME_BYTES == RESOLVE_NAME_WORDS * 8, "a name and its NUL fill the words");
 
 static bool named_region(int reg)
 {
@@ -102,60 +102,55 @@ int seg_find(const struct prot_shm_header *h, int reg, const char *name)
 
 /* ---- the memo ------------------------------------------------------------------------------- */
 
-/* The name as zero-padded little-endian words, built a byte at a time in a register (no read past
- * the NUL): its length, > PROT_NAME_MAX when too long (then the words are incomplete). */
-static inline size_t name_words(const char *s, uint64_t w[RESOLVE_NAME_WORDS])
+/* The entry for name in region reg. The name's address and first byte pick it: names are program
+ * constants as a rule, so an entry is found without reading the whole name twice; what decides a
+ * hit is the compare of every byte (memo_get). A buffer reused for other names shares one entry,
+ * and then each of its names costs a scan. */
+static inline uint32_t memo_index(int reg, const char *name)
 {
-	uint64_t acc = 0;
-	size_t n = 0;
-	for (uint32_t k = 0; k < RESOLVE_NAME_WORDS; k++)
-		w[k] = 0;
-	for (; n <= PROT_NAME_MAX && s[n]; n++) {
-		acc |= (uint64_t)(uint8_t)s[n] << (8 * (n % 8));
-		if (n % 8 == 7) {
-			w[n / 8] = acc;
-			acc = 0;
-		}
-	}
-	if (n <= PROT_NAME_MAX && n % 8)
-		w[n / 8] = acc;
-	return n;
-}
-
-/* The entry a name goes to (words 0..nw-1 hold the name and its NUL). */
-static inline uint32_t memo_index(int reg, const uint64_t *w, uint32_t nw)
-{
-	uint64_t x = (uint64_t)reg;
-	for (uint32_t k = 0; k < nw; k++)
-		x = (x ^ w[k]) * 0x9e3779b97f4a7c15ull;
-	return (uint32_t)(x >> (64 - MEMO_BITS));
+	uint64_t x = ((uint64_t)(uintptr_t)name + (uint8_t)name[0]) ^ (uint64_t)reg;
+	return (uint32_t)((x * 0x9e3779b97f4a7c15ull) >> (64 - MEMO_BITS));
 }
 
 #define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define ST(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
-/* What entry m says about (h, reg, name): true and *out, or false (another name, busy, torn). The
- * words of an entry after the name's NUL word need no compare: a longer name differs in it. */
-static bool memo_get(struct resolve_memo *m, const struct prot_shm_header *h, int reg,
-                     const uint64_t *w, uint32_t nw, struct slot_ref *out)
+/* What entry m says about (h, reg, name), if the slot it names still holds the name: true and
+ * *out, or false (another name, busy, torn, or the slot moved on). The compare stops at the first
+ * difference, so it reads no byte of name past its NUL; a name longer than any entry's (too long)
+ * differs at the entry's NUL at the latest. It needs no bound: the last byte of an entry's name is
+ * never written but with a NUL (memo_put writes len + 1 <= 48 bytes, the last of them the NUL; the
+ * handle is calloc'd), so even a torn copy ends there. */
+static inline bool memo_get(struct resolve_memo *m, const struct prot_shm_header *h, int reg,
+                            const char *name, struct slot_ref *out)
 {
 	/* acquire: pairs with memo_put's release of the even seq */
 	uint32_t s = atomic_load_explicit(&m->seq, memory_order_acquire);
 	if ((s & 1) || LD(m->h) != h || LD(m->reg) != (uint32_t)reg)
 		return false;
-	for (uint32_t k = 0; k < nw; k++)
-		if (LD(m->name[k]) != w[k])
+	for (size_t k = 0;; k++) {
+		char c = LD(m->name[k]);
+		if (c != name[k])
 			return false;
+		if (!c)
+			break;
+	}
 	struct slot_ref r = { .idx = LD(m->idx), .state = LD(m->state) };
+	_Atomic uint32_t *word = LD(m->word);
 	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
 	if (atomic_load_explicit(&m->seq, memory_order_relaxed) != s)
+		return false;
+	/* acquire: pairs with protd's release of LIVE | gen, as the scan's first load; the slot still
+	 * holds the name when its word is still the one the scan saw */
+	if (atomic_load_explicit(word, memory_order_acquire) != r.state)
 		return false;
 	*out = r;
 	return true;
 }
 
+/* Remember (h, reg, name of len bytes) -> ref, which a scan just proved. */
 static void memo_put(struct resolve_memo *m, const struct prot_shm_header *h, int reg,
-                     const uint64_t *w, struct slot_ref ref)
+                     const char *name, size_t len, struct slot_ref ref)
 {
 	uint32_t s = atomic_load_explicit(&m->seq, memory_order_relaxed);
 	/* relaxed CAS + release fence: the odd seq is visible before any word changes; a thread that
@@ -166,10 +161,11 @@ static void memo_put(struct resolve_memo *m, const struct prot_shm_header *h, in
 	atomic_thread_fence(memory_order_release);
 	ST(m->h, h);
 	ST(m->reg, (uint32_t)reg);
-	for (uint32_t k = 0; k < RESOLVE_NAME_WORDS; k++)
-		ST(m->name[k], w[k]);
+	for (size_t k = 0; k <= len; k++) /* len <= PROT_NAME_MAX: the NUL fits */
+		ST(m->name[k], name[k]);
 	ST(m->idx, ref.idx);
 	ST(m->state, ref.state);
+	ST(m->word, &((struct prot_named *)seg_entry(h, reg, ref.idx))->state); /* idx < the count */
 	/* release: the words above happen before a reader acquires this even seq */
 	atomic_store_explicit(&m->seq, s + 2, memory_order_release);
 }
@@ -182,29 +178,47 @@ void resolve_forget(prot_t *p)
 	}
 }
 
-int prot_resolve(prot_t *p, const struct prot_shm_header *h, int reg, const char *name,
-                 struct slot_ref *out)
+/* A miss: the scan, and the memo updated from what it proved (m NULL: no memo). Out of line, so
+ * that the hit path below needs no registers saved. */
+static __attribute__((noinline)) int resolve_miss(struct resolve_memo *m, const struct prot_shm_header *h,
+                                                  int reg, const char *name, struct slot_ref *out)
 {
-	uint64_t w[RESOLVE_NAME_WORDS];
-	if (!named_region(reg) || !name)
-		return -EINVAL;
-	size_t len = name_words(name, w);
+	size_t len = prot_name_len(name);
 	if (len > PROT_NAME_MAX)
 		return -PROT_ETOOLONG;
-	if (!p)
-		return scan(h, reg, name, len, out);
-	struct resolve_memo *m = &p->memo[memo_index(reg, w, (uint32_t)(len / 8 + 1))];
 	struct slot_ref r;
-	if (memo_get(m, h, reg, w, (uint32_t)(len / 8 + 1), &r) && slot_ref_holds(h, reg, r)) {
-		*out = r;
-		return 0;
-	}
 	int rc = scan(h, reg, name, len, &r);
 	if (rc == 0) {
-		memo_put(m, h, reg, w, r);
+		if (m)
+			memo_put(m, h, reg, name, len, r);
 		*out = r;
 	}
 	return rc;
+}
+
+/* prot_resolve's body, inline in both entry points: a hit costs the compare of the name and one
+ * load of the slot's state word. */
+static inline __attribute__((always_inline)) int resolve(prot_t *p, const struct prot_shm_header *h, int reg,
+                                                         const char *name, struct slot_ref *out)
+{
+	if (!named_region(reg) || !name)
+		return -EINVAL;
+	struct resolve_memo *m = NULL;
+	if (p) {
+		struct slot_ref r;
+		m = &p->memo[memo_index(reg, name)];
+		if (memo_get(m, h, reg, name, &r)) {
+			*out = r;
+			return 0;
+		}
+	}
+	return resolve_miss(m, h, reg, name, out);
+}
+
+int prot_resolve(prot_t *p, const struct prot_shm_header *h, int reg, const char *name,
+                 struct slot_ref *out)
+{
+	return resolve(p, h, reg, name, out);
 }
 
 int prot_lookup(prot_t *p, int reg, const char *name, bool writes, struct prot_shm_header **h,
@@ -216,7 +230,7 @@ int prot_lookup(prot_t *p, int reg, const char *name, bool writes, struct prot_s
 	if (!name)
 		return -EINVAL;
 	struct prot_shm_header *hh = prot_hdr(p);
-	int rc = prot_resolve(p, hh, reg, name, out);
+	int rc = resolve(p, hh, reg, name, out);
 	if (rc == 0)
 		*h = hh;
 	return rc;

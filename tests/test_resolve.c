@@ -141,6 +141,8 @@ Test(resolve, errors_are_the_scans)
 	}
 	cr_expect_eq(seg_find_ref(f.c.h, REG_POOLS, longest, &ref), 0);
 	cr_expect_eq(ref.idx, 1u);
+	((struct prot_named *)seg_entry(f.c.h, REG_POOLS, 1))->name_hash ^= 1; /* the scan misses now */
+	cr_expect_eq(resolved(f.p, REG_POOLS, longest), 1, "the longest name is served from the memo");
 	close_crafted(&f);
 }
 
@@ -201,9 +203,12 @@ Test(resolve, a_forked_child_keeps_a_valid_memo)
 	close_crafted(&f);
 }
 
-/* Threads sharing a handle, more names than memo entries: every answer is the name's slot. */
+/* Threads sharing a handle, more names than memo entries: every answer is the name's slot. Even
+ * threads pass the names from one table (program constants: entries spread, and collide), odd
+ * ones from a buffer on their stack (one address for every name). */
 #define T_NAMES 40
 #define T_THREADS 4
+static char t_names[T_NAMES][16];
 struct thr_arg {
 	prot_t *p;
 	int seed, wrong, asked;
@@ -213,11 +218,13 @@ static void *thr_resolve(void *arg)
 {
 	struct thr_arg *a = arg;
 	unsigned x = (unsigned)a->seed * 2654435761u + 1;
+	char buf[16];
 	for (int i = 0; i < 20000; i++) {
 		x = x * 1103515245u + 12345u;
 		int k = (int)((x >> 8) % T_NAMES);
-		char nm[16];
-		snprintf(nm, sizeof nm, "name-%d", k);
+		const char *nm = t_names[k];
+		if (a->seed & 1)
+			nm = memcpy(buf, t_names[k], sizeof buf);
 		struct slot_ref ref;
 		a->asked++;
 		if (prot_resolve(a->p, prot_hdr(a->p), REG_KEYS, nm, &ref) != 0 || ref.idx != (uint32_t)(T_NAMES - 1 - k))
@@ -232,9 +239,8 @@ Test(resolve, threads_sharing_a_handle_get_the_right_slots)
 	g.max_keys = T_NAMES;
 	struct fixture f = open_crafted("threads", &g);
 	for (int k = 0; k < T_NAMES; k++) {
-		char nm[16];
-		snprintf(nm, sizeof nm, "name-%d", k);
-		recycle(f.c.h, REG_KEYS, (uint32_t)(T_NAMES - 1 - k), nm);
+		snprintf(t_names[k], sizeof t_names[k], "name-%d", k);
+		recycle(f.c.h, REG_KEYS, (uint32_t)(T_NAMES - 1 - k), t_names[k]);
 	}
 	pthread_t t[T_THREADS];
 	struct thr_arg a[T_THREADS];
