@@ -267,15 +267,13 @@ struct env {
 	prot_t *p;
 	/* shared with forked children */
 	_Atomic int done, checked, wrong;
-	_Atomic int next_conn;
+	struct th_conns conns;
 };
 
 static struct env *start(const char *sections)
 {
 	struct env *e = th_shared(sizeof *e);
-	char text[2048];
-	cr_assert((size_t)snprintf(text, sizeof text, "%s%s", ini_head, sections) < sizeof text);
-	e->protd = th_serve("resolve", text, &e->seg, &e->ini, &e->p);
+	e->protd = th_serve_head("resolve", ini_head, sections, &e->seg, &e->ini, &e->p);
 	return e;
 }
 
@@ -436,17 +434,6 @@ Test(resolve, breaker_moved_while_another_process_asks, .timeout = 60)
 }
 
 /* ---- pools: the lease names the slot the checkout used --------------------------------------- */
-static int conn_create(void *ctx, void **conn)
-{
-	struct env *e = ctx;
-	*conn = (void *)(intptr_t)(atomic_fetch_add(&e->next_conn, 1) + 1);
-	return 0;
-}
-static void conn_destroy(void *ctx, void *conn)
-{
-	(void)ctx;
-	(void)conn;
-}
 
 static void checkout_a_in(struct env *e, uint32_t slot, uint32_t size)
 {
@@ -467,8 +454,7 @@ Test(resolve, pool_moved_between_two_calls)
 {
 	struct env *e = start("");
 	place_a(e, &pools);
-	const struct prot_connector cn = { conn_create, conn_destroy, NULL, e };
-	cr_assert_eq(prot_pool_register(e->p, "a", &cn), 0);
+	th_pool_register(e->p, "a", &e->conns);
 	checkout_a_in(e, 0, 2);
 	cr_assert_eq(move_a(e->p, &pools, "f", "g", 3), 0);
 	cr_assert_eq(seg_find(prot_hdr(e->p), REG_POOLS, "a"), 1, "set-up: a moved to slot 1");
