@@ -310,22 +310,26 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, cons
 		return -PROT_ENOSEG;
 	if (p->flags & PROT_OPEN_RDONLY)
 		return -EROFS;
+	/* The name once: a name too long is refused before anything else, a missing pool only after
+	 * the identity (the order of prot_pool_checkout's errors). */
+	struct slot_ref named;
+	int rc = name ? prot_resolve(p, h, REG_POOLS, name, &named) : 0;
+	if (rc == -PROT_ETOOLONG)
+		return rc;
 	struct prot_idv v;
 	prot_idv(p, h, &v);
 	if (!v.self)
 		return -PROT_ECAPACITY; /* no process slot could be claimed for this process */
+	if (rc < 0)
+		return rc;
+	if (name)
+		ref = &named;
 	struct pool_ref r;
 	struct pool_cfgv c;
 	struct pool_loc *l;
 	struct pool_rec *rec = NULL, *dead;
 	struct grant g;
 
-	struct slot_ref named;
-	int rc = name ? prot_resolve(p, h, REG_POOLS, name, &named) : 0;
-	if (rc < 0)
-		return rc;
-	if (name)
-		ref = &named;
 	pthread_mutex_lock(&p->lock);
 	rc = checkout_resolve(p, h, ref, name, &l, &r);
 	if (rc < 0) {
@@ -446,8 +450,6 @@ int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lea
 		return g;
 	if (!pool || !lease)
 		return -EINVAL;
-	if (prot_name_len(pool) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
 	return checkout_observed(p, prot_hdr(p), pool, NULL, timeout_ms, NULL, lease, conn, NULL);
 }
 

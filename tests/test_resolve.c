@@ -141,6 +141,13 @@ Test(resolve, errors_are_the_scans)
 	}
 	cr_expect_eq(seg_find_ref(f.c.h, REG_POOLS, longest, &ref), 0);
 	cr_expect_eq(ref.idx, 1u);
+	/* the public calls say the same through the resolver */
+	prot_lease lease;
+	struct prot_breaker_status bs;
+	cr_expect_eq(prot_pool_checkout(f.p, toolong, 0, &lease, NULL), -PROT_ETOOLONG);
+	cr_expect_eq(prot_pool_checkout(f.p, "qqqqqqqq", 0, &lease, NULL), -PROT_ENOPOOL);
+	cr_expect_eq(prot_breaker_status(f.p, toolong, &bs), -PROT_ETOOLONG);
+	cr_expect_eq(prot_breaker_status(f.p, longest, &bs), -PROT_ENOBREAKER);
 	((struct prot_named *)seg_entry(f.c.h, REG_POOLS, 1))->name_hash ^= 1; /* the scan misses now */
 	cr_expect_eq(resolved(f.p, REG_POOLS, longest), 1, "the longest name is served from the memo");
 	close_crafted(&f);
