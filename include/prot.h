@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* The segment layout version this header was built for. prot_open() refuses any other. */
-#define PROT_ABI_VERSION 4
+#define PROT_ABI_VERSION 5
 
 /* Longest names, in bytes, without the terminating NUL. Longer ones are refused (PROT_ETOOLONG),
  * never truncated: truncation would silently merge two users. */
@@ -138,7 +138,7 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *  PROT_RATE_GCRA — smooth rate of limit/window with a burst of `burst` units (default: limit);
  *    a single 64-bit theoretical-arrival-time word per bucket.
  * ------------------------------------------------------------------------------------------- */
-enum prot_rate_algo { PROT_RATE_FIXED_WINDOW = 1, PROT_RATE_GCRA = 2 };
+enum prot_rate_algo { PROT_RATE_FIXED_WINDOW = 1, PROT_RATE_GCRA = 2, PROT_RATE_SLIDING_WINDOW = 3 };
 
 struct prot_rate_limit {
 	uint32_t algo;      /* enum prot_rate_algo; 0 means fixed window */

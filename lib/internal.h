@@ -242,6 +242,7 @@ static inline void seq_write_end(_Atomic uint32_t *seq)
 struct seg_geo {
 	struct prot_region region[REG_COUNT_];
 	uint32_t pool_max_slots, pool_max_waiters, rate_groups;
+	uint32_t rate_ring_limit;  /* slots per sliding-window ring (REG_RATE_RINGS' stride follows) */
 	uint64_t rate_summary_off; /* 0: none */
 	uint64_t total_size;
 	uint64_t id;               /* created_ns ^ hash_key[0]: names the segment in a lease */
@@ -312,6 +313,8 @@ struct seg_geometry {
 	uint32_t max_keys, max_breakers, max_pools, pool_max_slots, pool_max_waiters, events;
 	uint64_t rate_entities; /* rounded up to a power-of-two number of groups */
 	uint32_t max_procs;     /* process slots (read-write handles + protd); 0: PROC_SLOTS_DEFAULT */
+	uint32_t sliding_buckets;   /* sliding-window rings (lib/rate_sliding.c); 0: none */
+	uint32_t sliding_max_limit; /* admissions per ring, <= RATE_RING_LIMIT_MAX */
 };
 #define PROC_SLOTS_DEFAULT 1024u
 /* Bytes needed for a geometry; fills the region table of *h (which may be NULL). */

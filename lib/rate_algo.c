@@ -10,6 +10,9 @@
  *  Fixed window: windows [k*W, (k+1)*W) in CLOCK_MONOTONIC ms, the same for every process. A
  *    stored window that has not ended is kept (even if W changed by a reload); an ended one starts
  *    a fresh window. limit <= 2^24-1 (the count's bits): larger is -EINVAL. n > limit: PROT_ECOST.
+ *  Sliding window: its state is a ring of admission times (rate_sliding.c), not a word; here only
+ *    its limits: limit <= RATE_SW_LIMIT_MAX (and the segment's rings: rate_sliding_fits), cost 1
+ *    per decision (Hammer's has no increment): n > 1 is PROT_ECOST.
  *  window_ms <= RATE_WINDOW_MAX_MS (2^36 ms, about 2.2 years), else -EINVAL.
  *  Every such limit is listed once, in limit_problem() (constants in rate_limits.h); protd refuses
  *  a configuration that breaks one at load time through rate_limit_check().
@@ -45,6 +48,8 @@ static inline const char *limit_problem(uint32_t algo, uint64_t limit, uint64_t 
 		return "rate_window must be 1ms .. 2^36 ms";
 	if (algo == PROT_RATE_FIXED_WINDOW)
 		return limit > RATE_FW_LIMIT_MAX ? "a fixed window counts at most 2^24 - 1 units" : NULL;
+	if (algo == PROT_RATE_SLIDING_WINDOW)
+		return limit > RATE_SW_LIMIT_MAX ? "a sliding window holds at most 16384 admissions" : NULL;
 	if (algo != PROT_RATE_GCRA)
 		return "unknown rate algorithm";
 	*t = div_up(window_ms * RATE_NS_MS, limit);
@@ -76,7 +81,8 @@ void rate_params_make(uint32_t algo, uint64_t limit, uint64_t window_ms, uint64_
 	algo = algo_or_default(algo);
 	burst = burst ? burst : limit;
 	*rp = (struct rate_params){.algo = algo, .limit = limit, .window_ms = window_ms,
-	                           .max_cost = algo == PROT_RATE_GCRA ? burst : limit};
+	                           .max_cost = algo == PROT_RATE_GCRA ? burst
+	                                       : algo == PROT_RATE_SLIDING_WINDOW ? 1 : limit};
 	if (__builtin_expect(limit_problem(algo, limit, window_ms, burst, &rp->t_ns, &rp->tau_ns) != NULL, 0))
 		rp->err = -EINVAL;
 }

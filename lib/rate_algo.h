@@ -21,10 +21,11 @@
 /* The one internal form of a rate limit: derived once from a key's configuration or from the
  * caller's struct prot_rate_limit, and what every decision on it reads. */
 struct rate_params {
-	uint32_t algo;     /* PROT_RATE_FIXED_WINDOW or PROT_RATE_GCRA (0 given: fixed window) */
+	uint32_t algo;     /* enum prot_rate_algo (0 given: fixed window) */
 	int err;           /* 0, or -EINVAL: no decision can be taken on these limits */
 	uint64_t limit, window_ms;
-	uint64_t max_cost; /* the most one decision may charge: limit (fixed window), burst (GCRA) */
+	uint64_t max_cost; /* the most one decision may charge: limit (fixed window), burst (GCRA),
+	                      1 (sliding window) */
 	uint64_t t_ns, tau_ns; /* GCRA: emission interval ceil(window / limit) and tolerance burst * T */
 };
 

@@ -105,13 +105,14 @@
  */
 #include <errno.h>
 
-#include "rate_table.h"
+#include "rate_sliding.h"
 
 #define GROUP_VER (1ull << 32)
 #define NS_MS RATE_NS_MS
 
 #define RATE_GRACE_NS (100 * NS_MS)       /* > coarse clock lag; see the stale-client argument */
 #define RATE_SWEEP_GROUPS 128u            /* groups per rate_sweep() call */
+#define RATE_RING_GRACE_NS (1000 * NS_MS) /* a ring taken this recently may await its publication */
 
 enum { R_RETRY = -100000 }; /* internal, never returned to callers */
 _Static_assert(R_RETRY != RATE_TABLE_FULL, "two internal results");
@@ -252,17 +253,30 @@ static bool finish_remove(struct rate_ref r, uint64_t m)
 	return true;
 }
 
-/* Remove the bucket if its word is still w (observed under meta m). */
-static bool bucket_remove(struct rate_ref r, uint64_t m, uint64_t w)
+/* Remove the bucket if its word is still w (observed under meta m). A sliding window's word (its
+ * ring) does not change with admissions: its ring is closed first, so that none lands after it
+ * (idle_before: only if it holds no admission after that time, see rate_sliding.c). */
+static bool bucket_remove_if(struct rate_ref r, uint64_t m, uint64_t w, uint64_t idle_before)
 {
 	struct prot_rate_bucket *b = &r.g->b[r.i];
+	bool ring = w != DEAD_WORD && META_ALGO(m) == PROT_RATE_SLIDING_WINDOW;
 
+	if (ring && !rate_ring_close(r.h, rate_bucket_index(r), w, idle_before))
+		return false;
 	/* relaxed: the word is the only thing decided here; a charge that lands first makes us fail */
 	if (w != DEAD_WORD && !atomic_compare_exchange_strong_explicit(&b->word, &w, DEAD_WORD,
 	                                                               memory_order_relaxed,
 	                                                               memory_order_relaxed))
 		return false;
-	return finish_remove(r, m);
+	bool done = finish_remove(r, m);
+	if (ring) /* we emptied the word: the ring is ours to give back (else the sweep's) */
+		rate_ring_give(r.h, rate_bucket_index(r), w);
+	return done;
+}
+
+static bool bucket_remove(struct rate_ref r, uint64_t m, uint64_t w)
+{
+	return bucket_remove_if(r, m, w, 0);
 }
 
 /* ---- the summary of non-empty groups (see SUMMARY above) ------------------------------------- */
@@ -363,8 +377,11 @@ static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uin
 	return -1;
 }
 
-static void claim_release(struct prot_rate_bucket *b, uint64_t c)
+static void claim_release(struct rate_ref r, uint32_t i, uint64_t c, uint64_t word)
 {
+	struct prot_rate_bucket *b = &r.g->b[i];
+	if (META_ALGO(c) == PROT_RATE_SLIDING_WINDOW && word != DEAD_WORD)
+		rate_ring_give(r.h, rate_bucket_index((struct rate_ref){r.h, r.g, i}), word);
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed); /* see finish_remove */
 	/* relaxed: nothing of ours is published; fails harmlessly if the sweep freed it already */
 	atomic_compare_exchange_strong_explicit(&b->meta, &c, META_WITH(c, RB_FREE),
@@ -375,14 +392,22 @@ static void claim_release(struct prot_rate_bucket *b, uint64_t c)
  * its LIVE meta) of id's bucket — ours, or the one another process published first — or
  * RATE_TABLE_FULL, or R_RETRY. */
 static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct rate_id *id,
-                        uint32_t algo, uint64_t now, uint64_t *meta)
+                        const struct rate_params *rp, uint64_t now, uint64_t *meta)
 {
 	struct prot_rate_group *g = r->g;
-	uint64_t c;
-	int i = claim_free(g, gw, id->home, algo, &c);
+	uint64_t c, word = rate_word_init(rp->algo, now);
+	int i = claim_free(g, gw, id->home, rp->algo, &c);
 
 	if (i < 0)
 		return RATE_TABLE_FULL;
+	/* A sliding window's word is its ring, taken before publication (and given back with the
+	 * claim if this insertion loses). */
+	if (rp->algo == PROT_RATE_SLIDING_WINDOW &&
+	    rate_ring_take(r->h, rate_bucket_index((struct rate_ref){r->h, g, (uint32_t)i}), rp, now,
+	                   &word) < 0) {
+		claim_release(*r, (uint32_t)i, c, DEAD_WORD);
+		return RATE_TABLE_FULL;
+	}
 	summary_mark(r->h, id->group); /* before publishing: see SUMMARY */
 	struct prot_rate_bucket *b = &g->b[i];
 	/* relaxed stores, all published by the group CAS (release) below. Who holds the claim, for
@@ -392,7 +417,7 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 	atomic_store_explicit(&g->h.tags[i], id->tag, memory_order_relaxed);
 	id_store(b, id);
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
-	atomic_store_explicit(&b->word, rate_word_init(algo, now), memory_order_relaxed);
+	atomic_store_explicit(&b->word, word, memory_order_relaxed);
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
 	for (;;) {
 		/* Defensive: only a dead claimer's claim is ever freed by someone else. */
@@ -406,7 +431,7 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 		/* The group changed since our scan: maybe someone published our entity. */
 		int j = group_scan(g, gw, id, true, meta);
 		if (j >= 0 || (gw & (1ull << i))) {
-			claim_release(b, c);
+			claim_release(*r, (uint32_t)i, c, word);
 			return j >= 0 ? j : R_RETRY;
 		}
 	}
@@ -422,6 +447,31 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 }
 
 /* ---- the decision ----------------------------------------------------------------------------- */
+
+/* A sliding window's decision (rate_sliding.c) on bucket r whose word w is its ring. */
+static int decide_sliding(struct rate_ref r, uint64_t m, uint64_t w, const struct rate_params *rp,
+                          uint64_t cost, uint64_t now, struct prot_rate_info *info)
+{
+	struct prot_rate_bucket *b = &r.g->b[r.i];
+	uint32_t bidx = rate_bucket_index(r);
+	int res;
+
+	if (cost == 0) { /* describes the state, charges nothing (as the other algorithms) */
+		rate_sliding_status(r.h, bidx, w, rp, now, info);
+		return 1;
+	}
+	res = rate_sliding_charge(r.h, bidx, w, rp, now, info);
+	if (res == RATE_SW_GONE) { /* closed for a removal, or limits changed: help, look up again */
+		bucket_remove(r, m, w);
+		return R_RETRY;
+	}
+	/* relaxed: statistics (admissions on line 0, denials on line 1, as decide) */
+	if (res == 1)
+		atomic_fetch_add_explicit(&b->allowed, 1, memory_order_relaxed);
+	else if (res == 0)
+		atomic_fetch_add_explicit(&b->denied, 1, memory_order_relaxed);
+	return res;
+}
 
 /* Charge cost to the bucket r (meta m, LIVE). Returns 1 admitted, 0 denied, R_RETRY. */
 static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, uint64_t cost,
@@ -443,6 +493,8 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 			bucket_remove(r, m, w);
 			return R_RETRY;
 		}
+		if (rp->algo == PROT_RATE_SLIDING_WINDOW)
+			return decide_sliding(r, m, w, rp, cost, now, info);
 		rate_eval(rp, w, now, cost, &e);
 		if (!e.ok) {
 			/* relaxed: statistics; line 1 only — the decision line stays untouched */
@@ -476,7 +528,7 @@ int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id
 		uint64_t gw = group_load(r.g);
 		i = group_scan(r.g, gw, id, true, &m);
 		if (i < 0) {
-			i = group_insert(&r, p, gw, id, rp->algo, now, &m);
+			i = group_insert(&r, p, gw, id, rp, now, &m);
 			if (i == RATE_TABLE_FULL)
 				return RATE_TABLE_FULL;
 			if (i == R_RETRY)
@@ -562,6 +614,8 @@ static uint64_t sweep_set(struct rate_ref r, uint64_t now)
 		return 0;
 	if (w == DEAD_WORD)
 		return finish_remove(r, m);
+	if (META_ALGO(m) == PROT_RATE_SLIDING_WINDOW) /* expired: its ring is idle (closed if so) */
+		return now >= RATE_GRACE_NS && bucket_remove_if(r, m, w, now - RATE_GRACE_NS);
 	return expired(m, w, now) && bucket_remove(r, m, w);
 }
 
@@ -633,6 +687,9 @@ void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
 			continue;
 		count += sweep_group(h, gi, w, now_ns, v);
 	}
+	/* rings no bucket holds (their remover died, or a helper finished the removal): as many per
+	 * call as groups, from the same cursor */
+	rate_ring_sweep(h, start, n, now_ns, RATE_RING_GRACE_NS);
 	*swept = count;
 }
 
