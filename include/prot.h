@@ -181,6 +181,21 @@ PROT_API int prot_rate_status(prot_t *p, const char *operation, const char *enti
                               const struct prot_rate_limit *lim, struct prot_rate_info *out);
 /* Forget one entity's bucket. -ENOENT when it does not exist. */
 PROT_API int prot_rate_reset(prot_t *p, const char *operation, const char *entity);
+/* Hammer v7's counters on the bucket prot_rate_check_n(lim) decides on (fixed or sliding window;
+ * GCRA: -EINVAL), exact across processes. None checks the limit.
+ *  prot_rate_inc: add n units to the count of the current window (sliding: n admissions now,
+ *    n <= limit, else PROT_ECOST); *count (may be NULL) = the count after it.
+ *  prot_rate_get: *count = the count in the current window (sliding: admissions in the last
+ *    window); 0 for a bucket that does not exist. Works on a read-only handle.
+ *  prot_rate_set: make the count `count` (sliding: a reset, then `count` admissions now, not
+ *    atomic against concurrent checks); *count_after (may be NULL) = the count after it.
+ * A fixed window counts below 2^24: beyond, inc and set are -EOVERFLOW. */
+PROT_API int prot_rate_inc(prot_t *p, const char *operation, const char *entity,
+                           const struct prot_rate_limit *lim, uint64_t n, uint64_t *count);
+PROT_API int prot_rate_get(prot_t *p, const char *operation, const char *entity,
+                           const struct prot_rate_limit *lim, uint64_t *count);
+PROT_API int prot_rate_set(prot_t *p, const char *operation, const char *entity,
+                           const struct prot_rate_limit *lim, uint64_t count, uint64_t *count_after);
 
 /* ---------------------------------------------------------------------------------------------
  * Circuit breaker (fuse)

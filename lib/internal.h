@@ -441,6 +441,12 @@ PROT_HIDDEN int breaker_ask_idx(struct prot_shm_header *h, uint32_t idx, uint64_
 PROT_HIDDEN int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op,
                              const char *entity, const struct prot_rate_limit *lim, uint64_t cost,
                              uint64_t now_ns, struct prot_rate_info *info);
+/* lib/rate_counter.c: Hammer's inc / get / set on (op, entity)'s bucket under lim at now_ns (0: read
+ * the clock); 0 and *count (may be NULL but for get), or a negative error. */
+enum rate_count_op { RATE_COUNT_INC, RATE_COUNT_GET, RATE_COUNT_SET };
+PROT_HIDDEN int rate_count_h(prot_t *p, struct prot_shm_header *h, const char *op,
+                             const char *entity, const struct prot_rate_limit *lim,
+                             enum rate_count_op what, uint64_t n, uint64_t now_ns, uint64_t *count);
 /* Key idx's limits (seqlock read of its cfg); key = its name if the caller has it, else NULL.
  * p may be NULL (then the operation hash is not memoised). */
 PROT_HIDDEN int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,

@@ -112,15 +112,41 @@ static void gcra_eval(const struct rate_params *rp, uint64_t tat, uint64_t now, 
 	e->used = e->remaining = 0;
 }
 
+/* The window a fixed-window word w is in at now (ns): its end (ms) and count; an ended one gives
+ * the current window, empty. */
+static inline void fw_window(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t *end,
+                             uint64_t *cnt)
+{
+	uint64_t now_ms = now / RATE_NS_MS;
+
+	*end = w >> RATE_FW_BITS;
+	*cnt = w & RATE_FW_LIMIT_MAX;
+	if (*end <= now_ms) {
+		*end = (now_ms / rp->window_ms + 1) * rp->window_ms;
+		*cnt = 0;
+	}
+}
+
+int rate_fw_count(const struct rate_params *rp, uint64_t w, uint64_t now, bool set, uint64_t n,
+                  uint64_t *next, uint64_t *count)
+{
+	uint64_t end, cnt;
+
+	fw_window(rp, w, now, &end, &cnt);
+	if (n > RATE_FW_LIMIT_MAX || (set ? n : cnt + n) > RATE_FW_LIMIT_MAX)
+		return -EOVERFLOW;
+	cnt = set ? n : cnt + n;
+	*next = end << RATE_FW_BITS | cnt;
+	*count = cnt;
+	return 0;
+}
+
 static void fw_eval(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t n,
                     struct rate_eval *e)
 {
-	uint64_t now_ms = now / RATE_NS_MS, end = w >> RATE_FW_BITS, cnt = w & RATE_FW_LIMIT_MAX;
+	uint64_t end, cnt;
 
-	if (end <= now_ms) {
-		end = (now_ms / rp->window_ms + 1) * rp->window_ms;
-		cnt = 0;
-	}
+	fw_window(rp, w, now, &end, &cnt);
 	e->ok = cnt + n <= rp->limit;
 	if (e->ok)
 		cnt += n;

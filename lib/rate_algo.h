@@ -67,6 +67,12 @@ __attribute__((visibility("hidden"))) uint64_t rate_word_init(uint32_t algo, uin
 __attribute__((visibility("hidden"))) void rate_eval(const struct rate_params *rp, uint64_t w,
                                                      uint64_t now, uint64_t n, struct rate_eval *e);
 
+/* Hammer's inc (add n) or set (make it n) on fixed-window word w at now (ns): 0 with the next
+ * word and the count in the current window, or -EOVERFLOW past the word's 2^24 - 1. */
+__attribute__((visibility("hidden"))) int rate_fw_count(const struct rate_params *rp, uint64_t w,
+                                                        uint64_t now, bool set, uint64_t n,
+                                                        uint64_t *next, uint64_t *count);
+
 /* The decision's prot_rate_info from its evaluation (info NULL: nothing). */
 __attribute__((visibility("hidden"))) void rate_info_fill(struct prot_rate_info *info,
                                                           const struct rate_params *rp,

@@ -79,11 +79,6 @@
 _Static_assert(RATE_SW_LIMIT_MAX == RATE_RING_LIMIT_MAX, "one maximum for the API and the segment");
 _Static_assert(RATE_SW_LIMIT_MAX <= (1u << 14), "H - L and H differ mod 2^16");
 
-#define SW_T_BITS 48
-#define SW_T_CLOSED ((1ull << SW_T_BITS) - 1)
-#define SW_ROUND(s) ((s) & 0xffffu)
-#define SW_T(s) ((s) >> 16)
-#define SW_SLOT(t, round) ((t) << 16 | ((round) & 0xffffu))
 #define SW_JUMP (2ull * RATE_SW_LIMIT_MAX)
 #define SW_TRIES 100000
 #define OWN(gen, bidx) ((uint64_t)(gen) << 32 | ((uint64_t)(bidx) + 1))
@@ -91,10 +86,6 @@ _Static_assert(RATE_SW_LIMIT_MAX <= (1u << 14), "H - L and H differ mod 2^16");
 
 enum { S_EMPTY, S_OLDEST, S_WRITTEN, S_CLOSED };
 
-static inline _Atomic uint64_t *slots(struct prot_rate_ring *rg)
-{
-	return (_Atomic uint64_t *)(void *)(rg + 1);
-}
 
 /* The time of a decision: us, never 0 (empty) nor SW_T_CLOSED. */
 static inline uint64_t now_us(uint64_t now)
@@ -130,7 +121,7 @@ static bool snap(struct prot_rate_ring *rg, uint64_t lim, uint64_t *hd, uint64_t
 	/* acquire: pairs with the head CAS (acq_rel); every earlier round's slot write is visible */
 	*hd = atomic_load_explicit(&rg->head, memory_order_acquire);
 	/* acquire: keeps the head re-load below after this load */
-	*s = atomic_load_explicit(&slots(rg)[*hd % lim], memory_order_acquire);
+	*s = atomic_load_explicit(&rate_ring_slots(rg)[*hd % lim], memory_order_acquire);
 	return atomic_load_explicit(&rg->head, memory_order_relaxed) == *hd;
 }
 
@@ -158,7 +149,7 @@ static void head_on(struct prot_rate_ring *rg, uint64_t hd)
 static bool slot_write(struct prot_rate_ring *rg, uint64_t lim, uint64_t hd, uint64_t s, uint64_t t)
 {
 	/* acq_rel: one winner per round; the head CAS after it publishes it */
-	if (!atomic_compare_exchange_strong_explicit(&slots(rg)[hd % lim], &s, SW_SLOT(t, hd),
+	if (!atomic_compare_exchange_strong_explicit(&rate_ring_slots(rg)[hd % lim], &s, SW_SLOT(t, hd),
 	                                             memory_order_acq_rel, memory_order_relaxed))
 		return false;
 	head_on(rg, hd);
@@ -178,7 +169,7 @@ static uint64_t in_window(struct prot_rate_ring *rg, uint64_t lim, uint64_t w_us
 	*newest = 0;
 	for (uint64_t k = 0; k < lim; k++) {
 		/* relaxed: a snapshot for the report; decisions never rest on it */
-		uint64_t ts = SW_T(atomic_load_explicit(&slots(rg)[k], memory_order_relaxed));
+		uint64_t ts = SW_T(atomic_load_explicit(&rate_ring_slots(rg)[k], memory_order_relaxed));
 		if (ts == 0 || ts == SW_T_CLOSED || ts + w_us <= t)
 			continue;
 		n++;
@@ -282,7 +273,7 @@ void rate_sliding_status(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
 	for (int k = 0; k < 2; k++) {
 		snap(rg, lim, &hd, &s);
 		hd += (uint64_t)k;
-		s = atomic_load_explicit(&slots(rg)[hd % lim], memory_order_acquire);
+		s = atomic_load_explicit(&rate_ring_slots(rg)[hd % lim], memory_order_acquire);
 		int c = classify(hd, s, lim, &ts);
 		if (c == S_WRITTEN)
 			continue;
@@ -322,7 +313,7 @@ int rate_ring_take(struct prot_shm_header *h, uint32_t bidx, const struct rate_p
 		atomic_store_explicit(&rg->since_ns, now, memory_order_relaxed);
 		uint64_t hd = atomic_fetch_add_explicit(&rg->head, SW_JUMP, memory_order_relaxed) + SW_JUMP;
 		for (uint64_t j = 0; j < lim; j++) /* slot j: empty, of round hd - lim + ((j - hd) mod lim) */
-			atomic_store_explicit(&slots(rg)[j], SW_SLOT(0, hd - lim + (j + lim - hd % lim) % lim),
+			atomic_store_explicit(&rate_ring_slots(rg)[j], SW_SLOT(0, hd - lim + (j + lim - hd % lim) % lim),
 			                      memory_order_relaxed);
 		*ref = RING_REF(gen, idx);
 		return 0;
@@ -371,7 +362,7 @@ bool rate_ring_close(struct prot_shm_header *h, uint32_t bidx, uint64_t ref, uin
 		if (idle_before && !ring_idle(rg, lim, win, idle_before / US))
 			return false;
 		/* acq_rel: against the admissions' slot CAS at this head: one wins */
-		if (atomic_compare_exchange_strong_explicit(&slots(rg)[hd % lim], &s,
+		if (atomic_compare_exchange_strong_explicit(&rate_ring_slots(rg)[hd % lim], &s,
 		                                            SW_SLOT(SW_T_CLOSED, hd), memory_order_acq_rel,
 		                                            memory_order_relaxed))
 			return true;

@@ -14,6 +14,18 @@
 #define RING_REF_GEN(w) ((uint32_t)((w) >> 32))
 #define RING_REF_IDX(w) ((uint32_t)(w))
 
+/* A ring slot: time (us, 0: empty, SW_T_CLOSED: closed for a removal) << 16 | round & 0xffff. */
+#define SW_T_BITS 48
+#define SW_T_CLOSED ((1ull << SW_T_BITS) - 1)
+#define SW_ROUND(s) ((s) & 0xffffu)
+#define SW_T(s) ((s) >> 16)
+#define SW_SLOT(t, round) ((uint64_t)(t) << 16 | ((round) & 0xffffu))
+
+static inline _Atomic uint64_t *rate_ring_slots(struct prot_rate_ring *rg)
+{
+	return (_Atomic uint64_t *)(void *)(rg + 1);
+}
+
 /* rate_sliding_charge: the ring is not (or no longer) this bucket's, or it was closed for a
  * removal: the bucket must be removed and the call looked up again. Internal, never returned. */
 #define RATE_SW_GONE (-100002)

@@ -513,6 +513,20 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 	return 1;
 }
 
+/* id's bucket, found or inserted: its slot (r->i not set) and LIVE meta, or RATE_TABLE_FULL. */
+static inline int bucket_get(struct rate_ref *r, prot_t *p, const struct rate_id *id,
+                             const struct rate_params *rp, uint64_t now, uint64_t *m)
+{
+	for (;;) {
+		uint64_t gw = group_load(r->g);
+		int i = group_scan(r->g, gw, id, true, m);
+		if (i < 0)
+			i = group_insert(r, p, gw, id, rp, now, m);
+		if (i != R_RETRY)
+			return i;
+	}
+}
+
 int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
                       const struct rate_params *rp, uint64_t cost, uint64_t now,
                       struct prot_rate_info *info)
@@ -525,17 +539,69 @@ int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id
 	 * usually the home slot, fetched while the group line is. */
 	__builtin_prefetch(&r.g->b[id->home], 1, 3);
 	for (;;) {
-		uint64_t gw = group_load(r.g);
-		i = group_scan(r.g, gw, id, true, &m);
-		if (i < 0) {
-			i = group_insert(&r, p, gw, id, rp, now, &m);
-			if (i == RATE_TABLE_FULL)
-				return RATE_TABLE_FULL;
-			if (i == R_RETRY)
-				continue;
-		}
+		i = bucket_get(&r, p, id, rp, now, &m);
+		if (i == RATE_TABLE_FULL)
+			return RATE_TABLE_FULL;
 		r.i = (uint32_t)i;
 		res = decide(r, m, rp, cost, now, info);
+		if (res != R_RETRY)
+			return res;
+	}
+}
+
+/* ---- counters (prot_rate_inc / prot_rate_set: lib/rate_counter.c) --------------------------- */
+
+/* One counter update on bucket r (meta m): 0 and *count, a negative error, or R_RETRY. Fixed
+ * window: a CAS of the word as a decision's (the same exactness). Sliding window: n admissions. */
+static int count_step(struct rate_ref r, uint64_t m, const struct rate_params *rp, bool set,
+                      uint64_t n, uint64_t now, uint64_t *count)
+{
+	struct prot_rate_bucket *b = &r.g->b[r.i];
+	/* acquire: the meta re-load below cannot be satisfied before this load (as decide) */
+	uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire), next;
+
+	for (;;) {
+		if (atomic_load_explicit(&b->meta, memory_order_relaxed) != m)
+			return R_RETRY;
+		if (w == DEAD_WORD) {
+			finish_remove(r, m);
+			return R_RETRY;
+		}
+		if (META_ALGO(m) != rp->algo) {
+			bucket_remove(r, m, w);
+			return R_RETRY;
+		}
+		if (rp->algo == PROT_RATE_SLIDING_WINDOW) {
+			int res = rate_sliding_add(r.h, rate_bucket_index(r), w, rp, n, now, count);
+			if (res == RATE_SW_GONE) {
+				bucket_remove(r, m, w);
+				return R_RETRY;
+			}
+			return res;
+		}
+		int e = rate_fw_count(rp, w, now, set, n, &next, count);
+		if (e < 0)
+			return e;
+		/* acquire: as decide's CAS */
+		if (atomic_compare_exchange_weak_explicit(&b->word, &w, next, memory_order_acquire,
+		                                          memory_order_acquire))
+			return 0;
+	}
+}
+
+int rate_table_count(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                     const struct rate_params *rp, bool set, uint64_t n, uint64_t now,
+                     uint64_t *count)
+{
+	struct rate_ref r = {.h = h, .g = group_at(h, id->group)};
+	uint64_t m;
+
+	for (;;) {
+		int i = bucket_get(&r, p, id, rp, now, &m);
+		if (i == RATE_TABLE_FULL)
+			return RATE_TABLE_FULL;
+		r.i = (uint32_t)i;
+		int res = count_step(r, m, rp, set, n, now, count);
 		if (res != R_RETRY)
 			return res;
 	}
