@@ -27,7 +27,7 @@
  *   events = 1024               event ring entries            (16..1048576)
  *   sliding_buckets = 64        sliding-window buckets at once (0..1048576), each a ring of ...
  *   sliding_max_limit = 1024    ... this many admission times: a sliding key's largest rate_limit
- *                               (1..16384; 8 B per unit per bucket)
+ *                               (1..32768; 8 B per unit per bucket)
  *   max_processes = 1024        process slots: read-write handles attached at once, plus protd
  *                               (2..65535); a prot_open() beyond them is PROT_ECAPACITY
  *

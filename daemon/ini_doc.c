@@ -34,7 +34,7 @@ static const struct doc docs[] = {
 	{ CFG_SEGMENT, "pool_max_waiters", "N", NULL, "Queued checkouts per pool (1..65536)." },
 	{ CFG_SEGMENT, "rate_entities", "N", NULL, "Rate-limiter buckets, rounded up to whole groups of 32 (32..67108864); 130 bytes each. Size it at about 1.5 times the live entities." },
 	{ CFG_SEGMENT, "sliding_buckets", "N", NULL, "Sliding-window buckets that may exist at once (0..1048576): each holds a ring of *sliding_max_limit* admission times. A new sliding-window entity beyond them is the key's *rate_on_full* policy." },
-	{ CFG_SEGMENT, "sliding_max_limit", "N", NULL, "The largest *rate_limit* of a sliding_window key (1..16384): 8 bytes per unit per sliding bucket. A larger limit is refused with FILE:LINE (the API: EINVAL); use sliding_approx above it." },
+	{ CFG_SEGMENT, "sliding_max_limit", "N", NULL, "The largest *rate_limit* of a sliding_window key (1..32768): 8 bytes per unit per sliding bucket. A larger limit is refused with FILE:LINE (the API: EINVAL); use sliding_approx above it." },
 	{ CFG_SEGMENT, "events", "N", NULL, "Event ring entries (16..1048576)." },
 	{ CFG_SEGMENT, "max_processes", "N", NULL, "Process slots: read-write handles attached at once, plus protd (2..65535). A *prot_open*() beyond them fails with PROT_ECAPACITY." },
 	{ CFG_DAEMON, "tick", "DURATION", NULL, "Heartbeat, bucket sweeps, lease reclaims and event logging happen every tick (1ms..1s)." },

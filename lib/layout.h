@@ -351,7 +351,7 @@ struct prot_rate_group {
 /* header line and hdr.rate_ring_limit admission slots. A sliding-window bucket's word names its  */
 /* ring (RING_REF); the ring's `own` word says which bucket holds it. Algorithm: lib/rate_sliding.c */
 /* ---------------------------------------------------------------------------------------------- */
-#define RATE_RING_LIMIT_MAX 16384u /* [segment] sliding_max_limit and a sliding key's rate_limit */
+#define RATE_RING_LIMIT_MAX 32768u /* [segment] sliding_max_limit and a sliding key's rate_limit */
 #define RATE_RING_BYTES(limit) (64u + (((uint64_t)(limit) * 8 + 63) / 64) * 64)
 
 struct prot_rate_ring {

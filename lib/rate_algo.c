@@ -49,7 +49,7 @@ static inline const char *limit_problem(uint32_t algo, uint64_t limit, uint64_t 
 	if (algo == PROT_RATE_FIXED_WINDOW)
 		return limit > RATE_FW_LIMIT_MAX ? "a fixed window counts at most 2^24 - 1 units" : NULL;
 	if (algo == PROT_RATE_SLIDING_WINDOW)
-		return limit > RATE_SW_LIMIT_MAX ? "a sliding window holds at most 16384 admissions" : NULL;
+		return limit > RATE_SW_LIMIT_MAX ? "a sliding window holds at most 32768 admissions" : NULL;
 	if (algo != PROT_RATE_GCRA)
 		return "unknown rate algorithm";
 	*t = div_up(window_ms * RATE_NS_MS, limit);

@@ -27,6 +27,8 @@ struct rate_params {
 	uint64_t max_cost; /* the most one decision may charge: limit (fixed window), burst (GCRA),
 	                      1 (sliding window) */
 	uint64_t t_ns, tau_ns; /* GCRA: emission interval ceil(window / limit) and tolerance burst * T */
+	bool clock_given;  /* the decision's time was the caller's (an injected clock): never re-read
+	                      (the sliding window re-reads a clock of its own that is behind the ring) */
 };
 
 /* What evaluating a word says. */

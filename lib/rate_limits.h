@@ -16,7 +16,7 @@
 #define RATE_FW_BITS 24
 #define RATE_FW_LIMIT_MAX ((1ull << RATE_FW_BITS) - 1)
 /* Sliding window: limit <= this (and <= the segment's [segment] sliding_max_limit), cost 1. */
-#define RATE_SW_LIMIT_MAX 16384u
+#define RATE_SW_LIMIT_MAX 32768u
 /* GCRA: tolerance tau = burst * ceil(window / limit) in ns must stay below this. */
 #define RATE_GCRA_TAU_MAX_NS (1ull << 62)
 

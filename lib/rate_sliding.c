@@ -21,7 +21,7 @@
  * clock must read below 2^48 us (8.9 years of uptime).
  *  At head H the slot H mod L holds, besides garbage (treated as empty): round H - L (the oldest
  *  counted admission, or empty with t = 0 on a fresh ring) or round H (written for this head, the
- *  head not yet moved on: WRITTEN). L <= 2^14, so H - L and H differ mod 2^16.
+ *  head not yet moved on: WRITTEN). L <= 2^15, so H - L and H differ mod 2^16.
  *
  * DECISION (one unit). Load head H (acquire: pairs with the head CAS, so the slot write of every
  * earlier round is visible), load slot s = slot[H mod L] (acquire), re-load head: unchanged means
@@ -44,7 +44,7 @@
  * bucket is removed and made again, so a reload that changes a sliding key's limit or window
  * starts its buckets over). A recycled bucket never sees a stale ring: its new ring has a new
  * generation, and a stale reference fails the own check.
- *  Taking a ring moves its head on by SW_JUMP = 2^15 (fetch_add) and writes every slot of
+ *  Taking a ring moves its head on by SW_JUMP = 2^16 (fetch_add) and writes every slot of
  *  [0, L) empty, with the round the new owner expects there (H - L .. H - 1): the previous owner's
  *  values are gone, and a stale client of the previous owner (one that validated before the ring
  *  was freed) fails its head CAS forever (the head is past its H). Its slot CAS fails too unless
@@ -65,6 +65,15 @@
  * than the grace, which covers an inserter between taking and publishing) by no live bucket whose
  * word is its reference is free.
  *
+ * CLOCK. A process may be descheduled between its clock read and its decision while the ring moves
+ * on: the oldest counted admission may then be recent relative to that reading (or even later
+ * than it), and deciding on the stale reading denies what the present allows (a hot key near its
+ * limit's rate on a loaded machine). So a decision whose clock the library read itself re-reads
+ * it once before it denies, and decides (and records its admission) on the fresh reading: a
+ * denial costs one clock read more, an admission nothing. The argument above holds for whatever
+ * time is recorded. A caller that passes its own clock (rp->clock_given: the tests' injected
+ * clock) gets a decision on exactly that time.
+ *
  * THE MAPPING IS UNTRUSTED. Ring indices, limits and windows read from it are bounded by the
  * private geometry before use; every loop is bounded (SW_TRIES, L <= the ring's slots).
  *
@@ -77,7 +86,7 @@
 #include "rate_sliding.h"
 
 _Static_assert(RATE_SW_LIMIT_MAX == RATE_RING_LIMIT_MAX, "one maximum for the API and the segment");
-_Static_assert(RATE_SW_LIMIT_MAX <= (1u << 14), "H - L and H differ mod 2^16");
+_Static_assert(RATE_SW_LIMIT_MAX < (1u << 16), "H - L and H differ mod 2^16");
 
 #define SW_JUMP (2ull * RATE_SW_LIMIT_MAX)
 #define SW_TRIES 100000
@@ -203,6 +212,7 @@ int rate_sliding_charge(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
 {
 	uint64_t lim, win, hd, s, ts, t = now_us(now);
 	struct prot_rate_ring *rg = ring_of(h, bidx, ref, &lim, &win);
+	bool fresh = false;
 
 	if (!rg || lim != rp->limit || win != rp->window_ms)
 		return RATE_SW_GONE;
@@ -216,6 +226,11 @@ int rate_sliding_charge(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
 			head_on(rg, hd);
 			continue;
 		case S_OLDEST:
+			if (ts + win * US > t && !rp->clock_given && !fresh) { /* see CLOCK */
+				uint64_t t2 = now_us(prot_now_ns());
+				t = t2 > t ? t2 : t;
+				fresh = true;
+			}
 			if (ts + win * US > t) {
 				if (info)
 					info_fill(info, rg, lim, win, t, 0, ts + win * US - t);

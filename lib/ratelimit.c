@@ -278,6 +278,7 @@ int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const cha
 		r = rate_sliding_fits(h, &rp);
 	if (r < 0)
 		return r;
+	rp.clock_given = now_ns != 0;
 	return rate_run(h, p, &id, &rp, cost, now_ns ? now_ns : prot_now_ns(), &pol, info);
 }
 

@@ -235,13 +235,13 @@ Test(sliding, retry_after_is_until_the_oldest_admission_leaves)
 
 	/* cost: Hammer's sliding window has none; more than 1 is PROT_ECOST, never a partial charge */
 	cr_assert_eq(rate_check_h(NULL, h, "op", "e", &l, 2, at(1000), NULL), -PROT_ECOST);
-	/* the limit: at most the segment's rings (64 here), and at most 16384 anywhere */
-	struct prot_rate_limit big = sw(65, 100), huge = sw(16385, 100);
+	/* the limit: at most the segment's rings (64 here), and at most 32768 anywhere */
+	struct prot_rate_limit big = sw(65, 100), huge = sw(32769, 100);
 	cr_assert_eq(rate_check_h(NULL, h, "op", "b", &big, 1, at(0), NULL), -EINVAL);
 	char why[200];
 	cr_assert_eq(rate_limit_check(&big, why, sizeof why), 0, "fits the API's maximum");
 	cr_assert_eq(rate_limit_check(&huge, why, sizeof why), -EINVAL);
-	cr_assert(strstr(why, "16384"), "%s", why);
+	cr_assert(strstr(why, "32768"), "%s", why);
 	seg_unmap(h, seg_geo(h)->total_size);
 }
 
