@@ -137,6 +137,23 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *    admitted per window.
  *  PROT_RATE_GCRA — smooth rate of limit/window with a burst of `burst` units (default: limit);
  *    a single 64-bit theoretical-arrival-time word per bucket.
+ *  PROT_RATE_SLIDING_WINDOW — Hammer's sliding window, exact: never more than `limit` admissions
+ *    in any interval of length `window_ms`; a denial's retry_after_ms is the time until the oldest
+ *    counted admission leaves the window. Each bucket keeps its last `limit` admission times
+ *    (CLOCK_MONOTONIC microseconds) in a ring: limit <= the segment's [segment] sliding_max_limit
+ *    (at most 32768), else -EINVAL; at most [segment] sliding_buckets such buckets at once (then:
+ *    table full). A cost above 1 is PROT_ECOST. Status reports used (admissions in the last
+ *    window), remaining, reset_after_ms (until the newest leaves) and retry_after_ms. A bucket used
+ *    with another limit or window starts over.
+ *
+ * Differences from Hammer (the README has the same table):
+ *   Hammer                               prot
+ *   sliding hit has no increment         sliding window: cost 1 per decision, more is PROT_ECOST
+ *   sliding window keeps every request   keeps the last `limit` (<= sliding_max_limit <= 32768)
+ *   denied sliding hits are stored       denials are not counted and write nothing
+ *   inc / get / set on every algorithm   fixed and sliding window only (GCRA: -EINVAL); fixed
+ *                                        window counts < 2^24 (-EOVERFLOW); sliding counts <= limit
+ *   limits are per call                  a sliding bucket used with another limit/window restarts
  * ------------------------------------------------------------------------------------------- */
 enum prot_rate_algo { PROT_RATE_FIXED_WINDOW = 1, PROT_RATE_GCRA = 2, PROT_RATE_SLIDING_WINDOW = 3 };
 

@@ -69,9 +69,12 @@
  * on: the oldest counted admission may then be recent relative to that reading (or even later
  * than it), and deciding on the stale reading denies what the present allows (a hot key near its
  * limit's rate on a loaded machine). So a decision whose clock the library read itself re-reads
- * it once before it denies, and decides (and records its admission) on the fresh reading: a
- * denial costs one clock read more, an admission nothing. The argument above holds for whatever
- * time is recorded. A caller that passes its own clock (rp->clock_given: the tests' injected
+ * it once before it denies, when a fresh reading could change the answer: the reading is older
+ * than the oldest admission, or that one leaves the window within SW_STALE_US (10 ms); and it
+ * decides (and records its admission) on the fresh reading. A denial far from its retry (a key
+ * spent for long) costs no clock read more; a process descheduled for longer than 10 ms may get
+ * a denial that was right as of its reading. The argument above holds for whatever time is
+ * recorded. A caller that passes its own clock (rp->clock_given: the tests' injected
  * clock) gets a decision on exactly that time.
  *
  * THE MAPPING IS UNTRUSTED. Ring indices, limits and windows read from it are bounded by the
@@ -90,6 +93,7 @@ _Static_assert(RATE_SW_LIMIT_MAX < (1u << 16), "H - L and H differ mod 2^16");
 
 #define SW_JUMP (2ull * RATE_SW_LIMIT_MAX)
 #define SW_TRIES 100000
+#define SW_STALE_US 10000ull /* a denial this close to its retry re-reads the clock (CLOCK) */
 #define OWN(gen, bidx) ((uint64_t)(gen) << 32 | ((uint64_t)(bidx) + 1))
 #define US 1000ull
 
@@ -207,6 +211,14 @@ static void info_fill(struct prot_rate_info *info, struct prot_rate_ring *rg, ui
 	};
 }
 
+/* Could a fresh reading turn this denial (oldest at ts) into an admission? Surely when the
+ * reading is older than the ring (ts > t); plausibly when the oldest leaves within SW_STALE_US
+ * (a deschedule of that order); otherwise the denial stands as of the reading (see CLOCK). */
+static inline bool may_be_stale(uint64_t ts, uint64_t win, uint64_t t)
+{
+	return ts > t || ts + win * US - t < SW_STALE_US;
+}
+
 int rate_sliding_charge(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
                         const struct rate_params *rp, uint64_t now, struct prot_rate_info *info)
 {
@@ -226,7 +238,7 @@ int rate_sliding_charge(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
 			head_on(rg, hd);
 			continue;
 		case S_OLDEST:
-			if (ts + win * US > t && !rp->clock_given && !fresh) { /* see CLOCK */
+			if (ts + win * US > t && may_be_stale(ts, win, t) && !rp->clock_given && !fresh) {
 				uint64_t t2 = now_us(prot_now_ns());
 				t = t2 > t ? t2 : t;
 				fresh = true;

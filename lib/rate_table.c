@@ -26,7 +26,8 @@
  *  meta = gen << 32 | algo << 8 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is
  *    bumped on every claim, so a meta value names one use of the bucket.
  *  word = GCRA: theoretical arrival time, CLOCK_MONOTONIC ns. Fixed window: window end (ms) << 24 |
- *    units counted in it. DEAD_WORD (all ones) = being removed.
+ *    units counted in it. Sliding window: a reference to its ring (generation << 32 | index,
+ *    rate_sliding.c), fixed for the bucket's life. DEAD_WORD (all ones) = being removed.
  *
  * INSERTION (claim, then publish). A process that did not find its entity in the group word it
  * loaded (gw): picks a bucket whose bit is clear in gw and whose meta is FREE (its home slot
@@ -51,6 +52,14 @@
  * line 0 is untouched. Admit: CAS word w -> w' (relaxed: the word carries no other data), then
  * add to `allowed`. A failed CAS reloads and re-decides.
  *
+ * SLIDING WINDOWS. Their state is a ring (lib/rate_sliding.c, which argues it): the inserter takes
+ * a ring before it publishes and stores its reference as the word; a claim given back gives the
+ * ring back. Since admissions do not change the word, a removal first closes the ring (a CAS that
+ * no admission can follow; the sweep closes only an idle ring: every admission a window + grace
+ * old), then removes the bucket as below, and whoever emptied the word gives the ring back (the
+ * sweep gives back rings no bucket holds). A decision that finds its ring closed, not its own, or
+ * of other limits removes the bucket itself and looks up again.
+ *
  * REMOVAL (sweep, reset, algorithm change). CAS word from the value observed under LIVE(g) to
  * DEAD_WORD — a concurrent charge either lands first (the remover's CAS then fails: an expired
  * bucket is no longer expired, it re-evaluates) or fails and re-looks-up. Then CAS meta LIVE(g) ->
@@ -63,7 +72,8 @@
  * t = the inserter's clock read) -> values that only grow (GCRA: max(tat, now) + n*T; window: count up, then later
  * windows). The sweep removes only expired buckets: w <= w_last <= now_sweep - grace < t (the grace
  * exceeds the coarse clock's lag), so no value of a later use of the bucket equals w and the stale
- * CAS fails. Generations (in meta) stop every other stale step. Reset and algorithm change may
+ * CAS fails. Generations (in meta) stop every other stale step. A sliding window's client never
+ * CASes the word: its ring's generation (checked on every use) stops it instead. Reset and algorithm change may
  * remove a bucket whose TAT lies in the future; for those the argument needs the client to stall
  * between its meta re-check and its CAS (adjacent instructions) for a whole removal and re-insert,
  * and a later TAT to hit w to the nanosecond.
