@@ -145,6 +145,7 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *    table full). A cost above 1 is PROT_ECOST. Status reports used (admissions in the last
  *    window), remaining, reset_after_ms (until the newest leaves) and retry_after_ms. A bucket used
  *    with another limit or window starts over.
+ *    -EAGAIN: its ring kept changing under the call (only a writer damaging the segment).
  *
  * Differences from Hammer (the README has the same table):
  *   Hammer                               prot

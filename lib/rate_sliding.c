@@ -265,7 +265,7 @@ int rate_sliding_add(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
 {
 	uint64_t lim, win, hd, s, ts, t = now_us(now), newest;
 	struct prot_rate_ring *rg = ring_of(h, bidx, ref, &lim, &win);
-	int tries = 0;
+	int tries = 0; /* since the last admission written */
 
 	if (!rg || lim != rp->limit || win != rp->window_ms)
 		return RATE_SW_GONE;
@@ -277,10 +277,12 @@ int rate_sliding_add(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
 		int c = classify(hd, s, lim, &ts);
 		if (c == S_CLOSED)
 			return RATE_SW_GONE;
-		if (c == S_WRITTEN)
+		if (c == S_WRITTEN) {
 			head_on(rg, hd);
-		else if (slot_write(rg, lim, hd, s, t))
+		} else if (slot_write(rg, lim, hd, s, t)) {
 			done++;
+			tries = -1;
+		}
 	}
 	*count = in_window(rg, lim, win * US, t, &newest);
 	return 0;
@@ -361,10 +363,14 @@ void rate_ring_give(struct prot_shm_header *h, uint32_t bidx, uint64_t ref)
 		give(seg_entry(h, REG_RATE_RINGS, RING_REF_IDX(ref)), OWN(RING_REF_GEN(ref), bidx));
 }
 
-/* Every admission the ring counts ended its window by t (us). */
-static bool ring_idle(struct prot_rate_ring *rg, uint64_t lim, uint64_t win, uint64_t t)
+/* Every admission the ring counts (at head hd) ended its window by t (us). The latest round's is
+ * looked at first: a ring in use is told so in one load, not a scan. */
+static bool ring_idle(struct prot_rate_ring *rg, uint64_t lim, uint64_t win, uint64_t hd, uint64_t t)
 {
-	uint64_t newest;
+	uint64_t newest, last = SW_T(atomic_load_explicit(&rate_ring_slots(rg)[(hd + lim - 1) % lim],
+	                                                   memory_order_relaxed));
+	if (last != 0 && last != SW_T_CLOSED && last + win * US > t)
+		return false;
 	return in_window(rg, lim, win * US, t, &newest) == 0;
 }
 
@@ -386,7 +392,7 @@ bool rate_ring_close(struct prot_shm_header *h, uint32_t bidx, uint64_t ref, uin
 			continue;
 		}
 		/* at head hd nothing else can change the ring before our CAS does (see REMOVAL) */
-		if (idle_before && !ring_idle(rg, lim, win, idle_before / US))
+		if (idle_before && !ring_idle(rg, lim, win, hd, idle_before / US))
 			return false;
 		/* acq_rel: against the admissions' slot CAS at this head: one wins */
 		if (atomic_compare_exchange_strong_explicit(&rate_ring_slots(rg)[hd % lim], &s,

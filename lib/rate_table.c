@@ -1,10 +1,16 @@
 /* rate_table.c — the rate limiter's bucket table in the segment: per-(operation, entity) buckets,
  * found, inserted, charged and removed lock-free, each decision one compare-and-swap on one 64-bit
  * word, shared exactly by every process; protd's sweep that expires buckets and frees the claims of
- * dead processes. Called by ratelimit.c (charge; reset for prot_rate_reset), rate_view.c (find,
- * the key hash) and protd (rate_sweep, on its tick); the words' layout is in rate_table.h, the
+ * dead processes. Called by ratelimit.c (charge; reset for prot_rate_reset), rate_counter.c
+ * (count: Hammer's inc and set), rate_view.c (find, the key hash) and protd (rate_sweep, on its
+ * tick); a sliding window's ring is rate_sliding.c's; the words' layout is in rate_table.h, the
  * arithmetic on a bucket word in rate_algo.c, and how a call names its bucket (struct rate_id) in
  * ratelimit.c.
+ *
+ * LENGTH. Over 700 lines on purpose: every step of the protocol below (claim, publish, decide,
+ * remove, sweep, and the counters' and sliding windows' uses of the same steps) shares the static
+ * helpers that make it correct; split, they would have to be exported to each other, and the
+ * argument would no longer sit next to the code it is about.
  *
  * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. h = SipHash(segment
  * key ^ (op_hash, 0), entity) — a key per operation — picks the group (low bits), an 8-bit tag
