@@ -265,6 +265,22 @@ Test(sliding, ini_refuses_a_limit_above_sliding_max_limit_with_its_line)
 	cr_assert_eq(th_run(&o, 10000, argv3), 0, "%s", o.err);
 }
 
+/* rate_clock = realtime is for calendar windows: a sliding window's ring holds CLOCK_MONOTONIC
+ * admission times, so protd refuses the pair (coarse, the same scale, is accepted). */
+Test(sliding, ini_refuses_a_sliding_window_on_the_calendar_clock)
+{
+	struct th_out o;
+	const char *ini = sw_ini(4, "[key api]\nrate_limit = 5\nrate_window = 1s\n"
+	                            "rate_algorithm = sliding_window\nrate_clock = realtime\n");
+	const char *argv[] = {th_protd_path(), "--check-config", ini, NULL};
+	cr_assert_neq(th_run(&o, 10000, argv), 0);
+	cr_assert(strstr(o.err, "rate_clock = realtime is for rate_algorithm = fixed_window"), "%s", o.err);
+	ini = sw_ini(4, "[key api]\nrate_limit = 5\nrate_window = 1s\n"
+	                "rate_algorithm = sliding_window\nrate_clock = coarse\n");
+	const char *argv2[] = {th_protd_path(), "--check-config", ini, NULL};
+	cr_assert_eq(th_run(&o, 10000, argv2), 0, "%s", o.err);
+}
+
 /* A key from the INI decides on its sliding window through the public API. */
 Test(sliding, key_from_the_ini_is_a_sliding_window, .timeout = 30)
 {
