@@ -245,24 +245,30 @@ Test(sliding, retry_after_is_until_the_oldest_admission_leaves)
 	seg_unmap(h, seg_geo(h)->total_size);
 }
 
+/* protd --check-config on sw_ini(rings, sections): its exit status, its output in *o, the file in
+ * *ini. */
+static int check_config(uint32_t rings, const char *sections, struct th_out *o, const char **ini)
+{
+	*ini = sw_ini(rings, sections);
+	const char *argv[] = {th_protd_path(), "--check-config", *ini, NULL};
+	return th_run(o, 10000, argv);
+}
+
 Test(sliding, ini_refuses_a_limit_above_sliding_max_limit_with_its_line)
 {
 	struct th_out o;
-	const char *ini = sw_ini(4, "[key api]\nrate_limit = 65\nrate_window = 1s\n"
-	                            "rate_algorithm = sliding_window\n");
-	const char *argv[] = {th_protd_path(), "--check-config", ini, NULL};
-	cr_assert_neq(th_run(&o, 10000, argv), 0);
+	const char *ini;
+	cr_assert_neq(check_config(4, "[key api]\nrate_limit = 65\nrate_window = 1s\n"
+	                              "rate_algorithm = sliding_window\n", &o, &ini), 0);
 	char want[256];
 	snprintf(want, sizeof want, "%s:15: [key api]", ini);
 	cr_assert(strstr(o.err, want), "no FILE:LINE (%s) in:\n%s", want, o.err);
 	cr_assert(strstr(o.err, "sliding_max_limit 64"), "%s", o.err);
-	ini = sw_ini(0, "[key api]\nrate_limit = 5\nrate_window = 1s\nrate_algorithm = sliding_window\n");
-	const char *argv2[] = {th_protd_path(), "--check-config", ini, NULL};
-	cr_assert_neq(th_run(&o, 10000, argv2), 0);
+	cr_assert_neq(check_config(0, "[key api]\nrate_limit = 5\nrate_window = 1s\n"
+	                              "rate_algorithm = sliding_window\n", &o, &ini), 0);
 	cr_assert(strstr(o.err, "needs [segment] sliding_buckets"), "%s", o.err);
-	ini = sw_ini(4, "[key api]\nrate_limit = 64\nrate_window = 1s\nrate_algorithm = sliding_window\n");
-	const char *argv3[] = {th_protd_path(), "--check-config", ini, NULL};
-	cr_assert_eq(th_run(&o, 10000, argv3), 0, "%s", o.err);
+	cr_assert_eq(check_config(4, "[key api]\nrate_limit = 64\nrate_window = 1s\n"
+	                             "rate_algorithm = sliding_window\n", &o, &ini), 0, "%s", o.err);
 }
 
 /* rate_clock = realtime is for calendar windows: a sliding window's ring holds CLOCK_MONOTONIC
@@ -270,15 +276,12 @@ Test(sliding, ini_refuses_a_limit_above_sliding_max_limit_with_its_line)
 Test(sliding, ini_refuses_a_sliding_window_on_the_calendar_clock)
 {
 	struct th_out o;
-	const char *ini = sw_ini(4, "[key api]\nrate_limit = 5\nrate_window = 1s\n"
-	                            "rate_algorithm = sliding_window\nrate_clock = realtime\n");
-	const char *argv[] = {th_protd_path(), "--check-config", ini, NULL};
-	cr_assert_neq(th_run(&o, 10000, argv), 0);
+	const char *ini;
+	cr_assert_neq(check_config(4, "[key api]\nrate_limit = 5\nrate_window = 1s\nrate_algorithm = "
+	                              "sliding_window\nrate_clock = realtime\n", &o, &ini), 0);
 	cr_assert(strstr(o.err, "rate_clock = realtime is for rate_algorithm = fixed_window"), "%s", o.err);
-	ini = sw_ini(4, "[key api]\nrate_limit = 5\nrate_window = 1s\n"
-	                "rate_algorithm = sliding_window\nrate_clock = coarse\n");
-	const char *argv2[] = {th_protd_path(), "--check-config", ini, NULL};
-	cr_assert_eq(th_run(&o, 10000, argv2), 0, "%s", o.err);
+	cr_assert_eq(check_config(4, "[key api]\nrate_limit = 5\nrate_window = 1s\nrate_algorithm = "
+	                             "sliding_window\nrate_clock = coarse\n", &o, &ini), 0, "%s", o.err);
 }
 
 /* A key from the INI decides on its sliding window through the public API. */
