@@ -31,7 +31,8 @@ void config_init(struct config *c)
 	c->seg.geo = (struct seg_geometry){ .max_keys = 64, .max_breakers = 64, .max_pools = 16,
 		                            .pool_max_slots = 64, .pool_max_waiters = 128,
 		                            .events = 1024, .rate_entities = 65536,
-		                            .max_procs = PROC_SLOTS_DEFAULT };
+		                            .max_procs = PROC_SLOTS_DEFAULT, .sliding_buckets = 64,
+		                            .sliding_max_limit = 1024 };
 	c->daemon.tick_ms = 10;
 	c->daemon.reclaim_ms = 100;
 	c->daemon.max_segment_size = SEG_SIZE_DEFAULT;

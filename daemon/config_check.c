@@ -137,6 +137,11 @@ static void check_key(const struct config *c, const struct cfg_key *k, struct cf
 	char why[160];
 	if (lim && (win || bucket) && rate_limit_check(&rl, why, sizeof why) < 0)
 		cfg_errors_add(e, "%s: %s", at_, why);
+	else if (rl.algo == PROT_RATE_SLIDING_WINDOW && rl.limit > c->seg.geo.sliding_max_limit)
+		cfg_errors_add(e, "%s: a sliding_window rate_limit of %" PRIu64 " exceeds [segment] "
+		               "sliding_max_limit %" PRIu32, at_, rl.limit, c->seg.geo.sliding_max_limit);
+	else if (rl.algo == PROT_RATE_SLIDING_WINDOW && c->seg.geo.sliding_buckets == 0)
+		cfg_errors_add(e, "%s: rate_algorithm = sliding_window needs [segment] sliding_buckets", at_);
 	if (k->breaker[0] && !config_breaker(c, k->breaker))
 		cfg_errors_add(e, "%s: breaker \"%s\" is not defined", at_, k->breaker);
 	if (k->pool[0] && !config_pool(c, k->pool))

@@ -25,6 +25,9 @@
  *   pool_max_waiters = 128      waiters per pool              (1..65536)
  *   rate_entities = 65536       rate-limiter buckets, rounded up to whole groups (32..67108864)
  *   events = 1024               event ring entries            (16..1048576)
+ *   sliding_buckets = 64        sliding-window buckets at once (0..1048576), each a ring of ...
+ *   sliding_max_limit = 1024    ... this many admission times: a sliding key's largest rate_limit
+ *                               (1..32768; 8 B per unit per bucket)
  *   max_processes = 1024        process slots: read-write handles attached at once, plus protd
  *                               (2..65535); a prot_open() beyond them is PROT_ECAPACITY
  *
@@ -42,7 +45,8 @@
  *   rate_limit = N              units per window (>= 1; fixed_window: < 2^24); needs rate_window;
  *                               omit both: no limiter
  *   rate_window = DURATION      (1ms .. 2^36 ms, the API's maximum too); needs rate_limit
- *   rate_algorithm = gcra       gcra | fixed_window | token_bucket | leaky_bucket
+ *   rate_algorithm = gcra       gcra | fixed_window | sliding_window (rate_limit <= [segment]
+ *                               sliding_max_limit) | token_bucket | leaky_bucket
  *   rate_burst = N              GCRA burst in units; 0 (default) = rate_limit
  *   rate_refill_rate = N        token_bucket (instead of rate_limit): tokens added per rate_window
  *                               (default 1s); 0: a budget that never refills
@@ -119,6 +123,9 @@ static const struct opt opts_segment[] = {
 	{ "rate_entities", T_U64, U(struct cfg_segment, geo.rate_entities), RATE_GROUP_SLOTS, 1u << 26,
 	  NULL, NULL },
 	{ "events", T_U64, U(struct cfg_segment, geo.events), 16, 1u << 20, NULL, NULL },
+	{ "sliding_buckets", T_U64, U(struct cfg_segment, geo.sliding_buckets), 0, 1u << 20, NULL, NULL },
+	{ "sliding_max_limit", T_U64, U(struct cfg_segment, geo.sliding_max_limit), 1, RATE_RING_LIMIT_MAX,
+	  NULL, NULL },
 	{ "max_processes", T_U64, U(struct cfg_segment, geo.max_procs), 2, PROC_SLOTS_MAX, NULL, NULL },
 	{ 0 },
 };

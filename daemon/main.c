@@ -200,7 +200,7 @@ static bool geometry_change(const struct config *a, const struct config *b)
 		changed = true;                                                                    \
 	}
 	CMP(max_keys) CMP(max_breakers) CMP(max_pools) CMP(pool_max_slots) CMP(pool_max_waiters)
-	CMP(rate_entities) CMP(events)
+	CMP(rate_entities) CMP(events) CMP(sliding_buckets) CMP(sliding_max_limit)
 #undef CMP
 	if (strcmp(a->seg.name, b->seg.name) != 0) {
 		log_err("reload refused: [segment] name %s -> %s needs a restart", a->seg.name, b->seg.name);

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* The segment layout version this header was built for. prot_open() refuses any other. */
-#define PROT_ABI_VERSION 4
+#define PROT_ABI_VERSION 5
 
 /* Longest names, in bytes, without the terminating NUL. Longer ones are refused (PROT_ETOOLONG),
  * never truncated: truncation would silently merge two users. */
@@ -148,6 +148,16 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *    admitted per window.
  *  PROT_RATE_GCRA — smooth rate of limit/window with a burst of `burst` units (default: limit);
  *    a single 64-bit theoretical-arrival-time word per bucket.
+ *  PROT_RATE_SLIDING_WINDOW — Hammer's sliding window, exact: never more than `limit` admissions
+ *    in any interval of length `window_ms`; a denial's retry_after_ms is the time until the oldest
+ *    counted admission leaves the window. Each bucket keeps its last `limit` admission times
+ *    (CLOCK_MONOTONIC microseconds) in a ring: limit <= the segment's [segment] sliding_max_limit
+ *    (at most 32768), else -EINVAL; at most [segment] sliding_buckets such buckets at once (then:
+ *    table full). A cost above 1 is PROT_ECOST. Status reports used (admissions in the last
+ *    window), remaining, reset_after_ms (until the newest leaves) and retry_after_ms. A bucket used
+ *    with another limit or window starts over. rate_clock = realtime is refused for it, as for
+ *    every algorithm but the fixed window (rate_clock = coarse is allowed).
+ *    -EAGAIN: its ring kept changing under the call (only a writer damaging the segment).
  *  PROT_RATE_TOKEN_BUCKET — Hammer's token bucket: `capacity` tokens, full at first use, refilled
  *    continuously at `refill_rate` tokens per window_ms (0: per second, Hammer's unit); a hit of
  *    cost n takes n tokens or is denied. Status: `remaining` is Hammer's tokens left, `limit` the
@@ -160,8 +170,9 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *  Both run on the GCRA word (emission interval window / rate, tolerance capacity intervals): one
  *  compare-and-swap per decision, exact across processes.
  *
- * Differences from Hammer (the README has the same table; issue 14 part C's rows):
- *  - a denied hit is not counted (Hammer v6 counts it: inspect_bucket after a deny shows 3 of 2);
+ * Differences from Hammer (the README has the same table, with the reasons):
+ *  - a denied hit is not counted, on every algorithm, and writes nothing (Hammer v6 counts it:
+ *    inspect_bucket after a deny shows 3 of 2; its sliding window stores denied hits);
  *  - token bucket: continuous refill, no remainder lost (Hammer: whole tokens, re-stamped time);
  *  - token and leaky bucket: retry_after_ms is the exact wait for the cost (Hammer: a flat 1000);
  *  - leaky bucket admits while level + cost <= capacity (Hammer: while level < capacity); a cost
@@ -170,12 +181,19 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *  - rates are per window_ms (0 = per second, Hammer's only unit);
  *  - refill_rate 0 is a budget: never expired, reset only, waits PROT_RATE_NEVER;
  *  - windows are on CLOCK_MONOTONIC unless rate_clock = realtime (Hammer: always the calendar);
- *    on the calendar a step back keeps the window already counted (Hammer: an earlier window).
+ *    on the calendar a step back keeps the window already counted (Hammer: an earlier window);
+ *  - sliding window: a decision costs 1, more is PROT_ECOST (Hammer's sliding hit has no
+ *    increment); it keeps the last `limit` admissions, limit <= sliding_max_limit <= 32768
+ *    (Hammer: every request), in CLOCK_MONOTONIC microseconds (Hammer: milliseconds);
+ *  - inc / get / set on the fixed and sliding window only (Hammer: every algorithm; here GCRA,
+ *    token and leaky bucket: -EINVAL); a fixed window counts below 2^24 (-EOVERFLOW), a sliding
+ *    window at most `limit`;
+ *  - limits are per call in Hammer; a sliding bucket used with another limit or window restarts.
  * ------------------------------------------------------------------------------------------- */
 enum prot_rate_algo {
 	PROT_RATE_FIXED_WINDOW = 1,
 	PROT_RATE_GCRA = 2,
-	/* 3: PROT_RATE_SLIDING_WINDOW (issue 14, part B) */
+	PROT_RATE_SLIDING_WINDOW = 3,
 	PROT_RATE_TOKEN_BUCKET = 4,
 	PROT_RATE_LEAKY_BUCKET = 5,
 };
@@ -231,6 +249,21 @@ PROT_API int prot_rate_status(prot_t *p, const char *operation, const char *enti
                               const struct prot_rate_limit *lim, struct prot_rate_info *out);
 /* Forget one entity's bucket. -ENOENT when it does not exist. */
 PROT_API int prot_rate_reset(prot_t *p, const char *operation, const char *entity);
+/* Hammer v7's counters on the bucket prot_rate_check_n(lim) decides on (fixed or sliding window;
+ * GCRA, token and leaky bucket: -EINVAL), exact across processes. None checks the limit.
+ *  prot_rate_inc: add n units to the count of the current window (sliding: n admissions now,
+ *    n <= limit, else PROT_ECOST); *count (may be NULL) = the count after it.
+ *  prot_rate_get: *count = the count in the current window (sliding: admissions in the last
+ *    window); 0 for a bucket that does not exist. Works on a read-only handle.
+ *  prot_rate_set: make the count `count` (sliding: a reset, then `count` admissions now, not
+ *    atomic against concurrent checks); *count_after (may be NULL) = the count after it.
+ * A fixed window counts below 2^24: beyond, inc and set are -EOVERFLOW. */
+PROT_API int prot_rate_inc(prot_t *p, const char *operation, const char *entity,
+                           const struct prot_rate_limit *lim, uint64_t n, uint64_t *count);
+PROT_API int prot_rate_get(prot_t *p, const char *operation, const char *entity,
+                           const struct prot_rate_limit *lim, uint64_t *count);
+PROT_API int prot_rate_set(prot_t *p, const char *operation, const char *entity,
+                           const struct prot_rate_limit *lim, uint64_t count, uint64_t *count_after);
 
 /* ---------------------------------------------------------------------------------------------
  * Circuit breaker (fuse)

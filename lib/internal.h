@@ -255,6 +255,7 @@ static inline void seq_write_end(_Atomic uint32_t *seq)
 struct seg_geo {
 	struct prot_region region[REG_COUNT_];
 	uint32_t pool_max_slots, pool_max_waiters, rate_groups;
+	uint32_t rate_ring_limit;  /* slots per sliding-window ring (REG_RATE_RINGS' stride follows) */
 	uint64_t rate_summary_off; /* 0: none */
 	uint64_t total_size;
 	uint64_t id;               /* created_ns ^ hash_key[0]: names the segment in a lease */
@@ -325,6 +326,8 @@ struct seg_geometry {
 	uint32_t max_keys, max_breakers, max_pools, pool_max_slots, pool_max_waiters, events;
 	uint64_t rate_entities; /* rounded up to a power-of-two number of groups */
 	uint32_t max_procs;     /* process slots (read-write handles + protd); 0: PROC_SLOTS_DEFAULT */
+	uint32_t sliding_buckets;   /* sliding-window rings (lib/rate_sliding.c); 0: none */
+	uint32_t sliding_max_limit; /* admissions per ring, <= RATE_RING_LIMIT_MAX */
 };
 #define PROC_SLOTS_DEFAULT 1024u
 /* Bytes needed for a geometry; fills the region table of *h (which may be NULL). */
@@ -510,6 +513,12 @@ PROT_HIDDEN int breaker_ask_idx(struct prot_shm_header *h, uint32_t idx, uint64_
 PROT_HIDDEN int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op,
                              const char *entity, const struct prot_rate_limit *lim, uint64_t cost,
                              uint64_t now_ns, struct prot_rate_info *info);
+/* lib/rate_counter.c: Hammer's inc / get / set on (op, entity)'s bucket under lim at now_ns (0: read
+ * the clock); 0 and *count (may be NULL but for get), or a negative error. */
+enum rate_count_op { RATE_COUNT_INC, RATE_COUNT_GET, RATE_COUNT_SET };
+PROT_HIDDEN int rate_count_h(prot_t *p, struct prot_shm_header *h, const char *op,
+                             const char *entity, const struct prot_rate_limit *lim,
+                             enum rate_count_op what, uint64_t n, uint64_t now_ns, uint64_t *count);
 /* Key idx's limits (seqlock read of its cfg); key = its name if the caller has it, else NULL.
  * p may be NULL (then the operation hash is not memoised). */
 PROT_HIDDEN int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,

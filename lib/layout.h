@@ -61,7 +61,7 @@ struct prot_region {
 };
 
 enum { REG_KEYS, REG_BREAKERS, REG_POOLS, REG_LEASES, REG_WAITERS, REG_RATE_GROUPS, REG_EVENTS,
-       REG_PROCS, REG_COUNT_ };
+       REG_PROCS, REG_RATE_RINGS, REG_COUNT_ };
 
 struct prot_shm_header {
 	/* line 0: immutable after creation, except `state` (written once, at retirement). Every client
@@ -84,7 +84,9 @@ struct prot_shm_header {
 	uint32_t pool_max_waiters; /* waiter ring entries per pool */
 	uint32_t rate_group_slots; /* buckets per group (RATE_GROUP_SLOTS) */
 	uint32_t rate_groups;      /* number of groups, power of two */
-	uint8_t pad1[256 - 64 - REG_COUNT_ * 16 - 16];
+	uint32_t rate_ring_limit;  /* sliding-window ring: admissions per ring (stride of REG_RATE_RINGS
+	                              is RATE_RING_BYTES(this)); 0 with no rings (ABI 5) */
+	uint8_t pad1[256 - 64 - REG_COUNT_ * 16 - 20];
 
 	/* line 4: written by protd. */
 	_Atomic uint64_t config_gen;   /* bumped (release) after every applied config change */
@@ -100,7 +102,8 @@ struct prot_shm_header {
 
 	/* line 5: counters written by clients (rarely). */
 	_Atomic uint64_t rate_buckets_used; /* live buckets (approximate under races, exact at rest) */
-	_Atomic uint64_t reserved_line5;    /* was events_dropped, never read: a ring has >= 16 entries */
+	_Atomic uint64_t rate_ring_cursor;  /* where the next sliding-window ring search starts
+	                                       (lib/rate_sliding.c; fetch_add: spreads takers) */
 	_Atomic uint64_t rate_table_full;   /* decisions that found their bucket group full (all keys
 	                                       and Hammer-style calls); relaxed counter */
 	_Atomic uint64_t rate_sweep_cursor; /* next bucket group rate_sweep() visits; fetch_add by
@@ -344,6 +347,25 @@ struct prot_rate_group {
 } PROT_ALIGNED;
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Sliding-window rings (ABI 5). REG_RATE_RINGS holds [segment] sliding_buckets rings, each a      */
+/* header line and hdr.rate_ring_limit admission slots. A sliding-window bucket's word names its  */
+/* ring (RING_REF); the ring's `own` word says which bucket holds it. Algorithm: lib/rate_sliding.c */
+/* ---------------------------------------------------------------------------------------------- */
+#define RATE_RING_LIMIT_MAX 32768u /* [segment] sliding_max_limit and a sliding key's rate_limit */
+#define RATE_RING_BYTES(limit) (64u + (((uint64_t)(limit) * 8 + 63) / 64) * 64)
+
+struct prot_rate_ring {
+	/* line 0: read by every decision on the ring, written by admissions (head) and by allocation */
+	_Atomic uint64_t own;   /* gen << 32 | (bucket index + 1) while held, gen << 32 when free */
+	_Atomic uint64_t head;  /* admissions (rounds) so far; only grows, across owners too */
+	_Atomic uint64_t limit; /* slots in use by the current owner (its key's rate_limit) */
+	_Atomic uint64_t window_ms; /* the current owner's window (the sweep's expiry) */
+	_Atomic uint64_t since_ns; /* when the current owner took it (the sweep's grace for orphans) */
+	uint8_t pad[64 - 40];
+	/* then: _Atomic uint64_t slot[rate_ring_limit]: time (us) << 16 | round & 0xffff */
+} PROT_ALIGNED;
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Event ring: state changes (breaker transitions, pool exhaustion, reclaims, reloads).            */
 /* ---------------------------------------------------------------------------------------------- */
 enum {
@@ -379,7 +401,7 @@ _Static_assert(sizeof(_Atomic uint64_t) == 8, "no padded atomics");
 _Static_assert(sizeof(struct prot_shm_header) == 9 * 64, "header is nine lines");
 _Static_assert(offsetof(struct prot_shm_header, state) < 64, "state is on line 0");
 _Static_assert(offsetof(struct prot_shm_header, region) == 64, "geometry starts on line 1");
-_Static_assert(REG_COUNT_ * sizeof(struct prot_region) + 16 <= 192, "geometry is lines 1-3");
+_Static_assert(REG_COUNT_ * sizeof(struct prot_region) + 20 <= 192, "geometry is lines 1-3");
 _Static_assert(offsetof(struct prot_shm_header, config_gen) == 256, "protd line");
 _Static_assert(offsetof(struct prot_shm_header, rate_buckets_used) == 320, "client counters line");
 _Static_assert(offsetof(struct prot_shm_header, event_head) == 384, "event head line");
@@ -410,5 +432,7 @@ _Static_assert(RATE_ENTITY_HEAD + RATE_ENTITY_TAIL >= PROT_ENTITY_MAX, "entity f
 _Static_assert(sizeof(struct prot_rate_group_hdr) == 64, "group index is one line");
 _Static_assert(sizeof(struct prot_rate_group) == 64 + RATE_GROUP_SLOTS * 128, "130 B per entity");
 _Static_assert(sizeof(struct prot_event) == 128, "event");
+_Static_assert(sizeof(struct prot_rate_ring) == 64, "a ring's header is one line");
+_Static_assert(RATE_RING_BYTES(RATE_RING_LIMIT_MAX) < (1ull << 32), "a ring's stride fits its region");
 
 #endif

@@ -23,6 +23,11 @@
  *    is kept (even if W changed by a reload, or the calendar clock stepped back); an ended one
  *    starts a fresh window. limit <= 2^24-1 (the count's bits): larger is -EINVAL. n > limit:
  *    PROT_ECOST.
+ *  Sliding window: its state is a ring of admission times (rate_sliding.c), not a word; here only
+ *    its limits: limit <= RATE_SW_LIMIT_MAX (and the segment's rings: rate_sliding_fits), cost 1
+ *    per decision (Hammer's has no increment): n > 1 is PROT_ECOST. Monotonic (or coarse) clock
+ *    only: rate_clock = realtime is refused (rate_clock_problem: a ring's admission times would
+ *    have to survive the calendar stepping back).
  *  window_ms <= RATE_WINDOW_MAX_MS (2^36 ms, about 2.2 years), else -EINVAL.
  *  Every such limit is listed once, in limit_problem() (constants in rate_limits.h); protd refuses
  *  a configuration that breaks one at load time through rate_limit_check().
@@ -65,6 +70,8 @@ static inline const char *limit_problem(uint32_t algo, uint64_t limit, uint64_t 
 		return "rate_window must be 1ms .. 2^36 ms";
 	if (algo == PROT_RATE_FIXED_WINDOW)
 		return limit > RATE_FW_LIMIT_MAX ? "a fixed window counts at most 2^24 - 1 units" : NULL;
+	if (algo == PROT_RATE_SLIDING_WINDOW)
+		return limit > RATE_SW_LIMIT_MAX ? "a sliding window holds at most 32768 admissions" : NULL;
 	if (!rate_algo_gcra_word(algo))
 		return "unknown rate algorithm";
 	if (limit == 0) { /* a budget (token bucket, refill 0): one unit is one ns of a frozen clock */
@@ -118,7 +125,9 @@ void rate_params_make(uint32_t algo, uint64_t limit, uint64_t window_ms, uint64_
 
 	*rp = (struct rate_params){.algo = l.algo, .tag = l.algo | (budget ? RATE_TAG_BUDGET : 0),
 	                           .limit = l.limit, .window_ms = l.window_ms,
-	                           .max_cost = rate_algo_gcra_word(l.algo) ? l.burst : l.limit};
+	                           .max_cost = rate_algo_gcra_word(l.algo)            ? l.burst
+	                                       : l.algo == PROT_RATE_SLIDING_WINDOW ? 1
+	                                                                            : l.limit};
 	if (__builtin_expect(limit_problem(l.algo, l.limit, l.window_ms, l.burst, &rp->t_ns,
 	                                   &rp->tau_ns) != NULL, 0))
 		rp->err = -EINVAL;
@@ -169,15 +178,41 @@ static void gcra_eval(const struct rate_params *rp, uint64_t tat, uint64_t now, 
 	e->used = e->remaining = 0;
 }
 
+/* The window a fixed-window word w is in at now (ns): its end (ms) and count; an ended one gives
+ * the current window, empty. */
+static inline void fw_window(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t *end,
+                             uint64_t *cnt)
+{
+	uint64_t now_ms = now / RATE_NS_MS;
+
+	*end = w >> RATE_FW_BITS;
+	*cnt = w & RATE_FW_LIMIT_MAX;
+	if (*end <= now_ms) { /* the window that holds now_ms: UTC-aligned on the calendar clock */
+		*end = ((now_ms + rp->phase_ms) / rp->window_ms + 1) * rp->window_ms - rp->phase_ms;
+		*cnt = 0;
+	}
+}
+
+int rate_fw_count(const struct rate_params *rp, uint64_t w, uint64_t now, bool set, uint64_t n,
+                  uint64_t *next, uint64_t *count)
+{
+	uint64_t end, cnt;
+
+	fw_window(rp, w, now, &end, &cnt);
+	if (n > RATE_FW_LIMIT_MAX || (set ? n : cnt + n) > RATE_FW_LIMIT_MAX)
+		return -EOVERFLOW;
+	cnt = set ? n : cnt + n;
+	*next = end << RATE_FW_BITS | cnt;
+	*count = cnt;
+	return 0;
+}
+
 static void fw_eval(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t n,
                     struct rate_eval *e)
 {
-	uint64_t now_ms = now / RATE_NS_MS, end = w >> RATE_FW_BITS, cnt = w & RATE_FW_LIMIT_MAX;
+	uint64_t end, cnt;
 
-	if (end <= now_ms) { /* the window that holds now_ms: UTC-aligned on the calendar clock */
-		end = ((now_ms + rp->phase_ms) / rp->window_ms + 1) * rp->window_ms - rp->phase_ms;
-		cnt = 0;
-	}
+	fw_window(rp, w, now, &end, &cnt);
 	e->ok = cnt + n <= rp->limit;
 	if (e->ok)
 		cnt += n;

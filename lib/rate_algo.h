@@ -7,6 +7,8 @@
  * A bucket word: GCRA, token and leaky bucket: the theoretical arrival time (ns on the bucket's
  * clock; a budget that never refills: the units spent). Fixed window: window end (ms on the
  * bucket's clock) << RATE_FW_BITS | units counted in the window. The clocks are rate_clock.c's.
+ * A sliding window has no word here: its state is a ring (rate_sliding.c); only its limits and
+ * kind are this file's.
  */
 #ifndef PROT_RATE_ALGO_H
 #define PROT_RATE_ALGO_H
@@ -45,10 +47,12 @@ struct rate_params {
 	int err;           /* 0, or -EINVAL: no decision can be taken on these limits */
 	uint64_t limit, window_ms; /* token/leaky bucket: the rate, its period (0 given: 1000) */
 	uint64_t max_cost; /* the most one decision may charge: limit (fixed window), burst (GCRA),
-	                      capacity (token and leaky bucket) */
+	                      capacity (token and leaky bucket), 1 (sliding window) */
 	uint64_t t_ns, tau_ns; /* GCRA word: emission interval ceil(window / limit) and tolerance
 	                          burst * T (a budget: 1 and its capacity) */
 	uint64_t phase_ms; /* fixed window on the calendar clock: where windows start (rate_clock.c) */
+	bool clock_given;  /* the decision's time was the caller's (an injected clock): never re-read
+	                      (the sliding window re-reads a clock of its own that is behind the ring) */
 };
 
 /* What evaluating a word says. */
@@ -93,6 +97,12 @@ __attribute__((visibility("hidden"))) uint64_t rate_word_init(uint32_t tag, uint
  * time now (ns). Every field of *e is set. */
 __attribute__((visibility("hidden"))) void rate_eval(const struct rate_params *rp, uint64_t w,
                                                      uint64_t now, uint64_t n, struct rate_eval *e);
+
+/* Hammer's inc (add n) or set (make it n) on fixed-window word w at now (ns): 0 with the next
+ * word and the count in the current window, or -EOVERFLOW past the word's 2^24 - 1. */
+__attribute__((visibility("hidden"))) int rate_fw_count(const struct rate_params *rp, uint64_t w,
+                                                        uint64_t now, bool set, uint64_t n,
+                                                        uint64_t *next, uint64_t *count);
 
 /* The decision's prot_rate_info from its evaluation (info NULL: nothing). */
 __attribute__((visibility("hidden"))) void rate_info_fill(struct prot_rate_info *info,

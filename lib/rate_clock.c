@@ -2,7 +2,8 @@
  * rate_clock: monotonic, coarse or realtime), the calendar clock's scale, and the test hook that
  * shifts the calendar. Called by ratelimit.c (a key's decision), rate_view.c (status at the
  * bucket's clock) and rate_table.c (the sweep's expiry of calendar buckets); any window algorithm
- * that offers calendar windows (the fixed window here; part B's sliding window) decides on
+ * that offers calendar windows (only the fixed window: the sliding window's ring holds
+ * CLOCK_MONOTONIC admission times, and rate_clock_problem() refuses realtime for it) decides on
  * rate_clock_now() and tags its buckets RATE_TAG_REALTIME.
  *
  * CLOCKS. monotonic: CLOCK_MONOTONIC ns (or the caller's reading of it). coarse:

@@ -18,6 +18,8 @@
 /* The calendar clock (rate_clock = realtime) counts ms from 2020-01-01T00:00:00Z, a multiple of a
  * day: bucket words then fit their bits until 2054 (rate_algo.c, OVERFLOW). */
 #define RATE_EPOCH_MS 1577836800000ull
+/* Sliding window: limit <= this (and <= the segment's [segment] sliding_max_limit), cost 1. */
+#define RATE_SW_LIMIT_MAX 32768u
 /* GCRA: tolerance tau = burst * ceil(window / limit) in ns must stay below this. */
 #define RATE_GCRA_TAU_MAX_NS (1ull << 62)
 

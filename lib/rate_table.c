@@ -1,10 +1,16 @@
 /* rate_table.c — the rate limiter's bucket table in the segment: per-(operation, entity) buckets,
  * found, inserted, charged and removed lock-free, each decision one compare-and-swap on one 64-bit
  * word, shared exactly by every process; protd's sweep that expires buckets and frees the claims of
- * dead processes. Called by ratelimit.c (charge; reset for prot_rate_reset), rate_view.c (find,
- * the key hash) and protd (rate_sweep, on its tick); the words' layout is in rate_table.h, the
+ * dead processes. Called by ratelimit.c (charge; reset for prot_rate_reset), rate_counter.c
+ * (count: Hammer's inc and set), rate_view.c (find, the key hash) and protd (rate_sweep, on its
+ * tick); a sliding window's ring is rate_sliding.c's; the words' layout is in rate_table.h, the
  * arithmetic on a bucket word in rate_algo.c, and how a call names its bucket (struct rate_id) in
  * ratelimit.c.
+ *
+ * LENGTH. Over 700 lines on purpose: every step of the protocol below (claim, publish, decide,
+ * remove, sweep, and the counters' and sliding windows' uses of the same steps) shares the static
+ * helpers that make it correct; split, they would have to be exported to each other, and the
+ * argument would no longer sit next to the code it is about.
  *
  * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. h = SipHash(segment
  * key ^ (op_hash, 0), entity) — a key per operation — picks the group (low bits), an 8-bit tag
@@ -27,8 +33,9 @@
  *    bumped on every claim, so a meta value names one use of the bucket. kind = the algorithm and
  *    its RATE_TAG_* flags (rate_algo.h: the clock, a budget that never refills).
  *  word = GCRA, token and leaky bucket: theoretical arrival time, ns on the bucket's clock (a
- *    budget: units spent). Fixed window: window end (ms) << 24 | units counted in it. DEAD_WORD
- *    (all ones) = being removed.
+ *    budget: units spent). Fixed window: window end (ms) << 24 | units counted in it. Sliding
+ *    window: a reference to its ring (generation << 32 | index, rate_sliding.c), fixed for the
+ *    bucket's life. DEAD_WORD (all ones) = being removed.
  *
  * INSERTION (claim, then publish). A process that did not find its entity in the group word it
  * loaded (gw): picks a bucket whose bit is clear in gw and whose meta is FREE (its home slot
@@ -53,6 +60,14 @@
  * line 0 is untouched. Admit: CAS word w -> w' (relaxed: the word carries no other data), then
  * add to `allowed`. A failed CAS reloads and re-decides.
  *
+ * SLIDING WINDOWS. Their state is a ring (lib/rate_sliding.c, which argues it): the inserter takes
+ * a ring before it publishes and stores its reference as the word; a claim given back gives the
+ * ring back. Since admissions do not change the word, a removal first closes the ring (a CAS that
+ * no admission can follow; the sweep closes only an idle ring: every admission a window + grace
+ * old), then removes the bucket as below, and whoever emptied the word gives the ring back (the
+ * sweep gives back rings no bucket holds). A decision that finds its ring closed, not its own, or
+ * of other limits removes the bucket itself and looks up again.
+ *
  * REMOVAL (sweep, reset, algorithm change). CAS word from the value observed under LIVE(g) to
  * DEAD_WORD — a concurrent charge either lands first (the remover's CAS then fails: an expired
  * bucket is no longer expired, it re-evaluates) or fails and re-looks-up. Then CAS meta LIVE(g) ->
@@ -65,7 +80,8 @@
  * t = the inserter's clock read) -> values that only grow (GCRA: max(tat, now) + n*T; window: count up, then later
  * windows). The sweep removes only expired buckets: w <= w_last <= now_sweep - grace < t (the grace
  * exceeds the coarse clock's lag), so no value of a later use of the bucket equals w and the stale
- * CAS fails. Generations (in meta) stop every other stale step. Reset and algorithm change may
+ * CAS fails. Generations (in meta) stop every other stale step. A sliding window's client never
+ * CASes the word: its ring's generation (checked on every use) stops it instead. Reset and algorithm change may
  * remove a bucket whose TAT lies in the future; for those the argument needs the client to stall
  * between its meta re-check and its CAS (adjacent instructions) for a whole removal and re-insert,
  * and a later TAT to hit w to the nanosecond. A budget (token bucket, refill 0) is never expired,
@@ -111,13 +127,14 @@
  */
 #include <errno.h>
 
-#include "rate_table.h"
+#include "rate_sliding.h"
 
 #define GROUP_VER (1ull << 32)
 #define NS_MS RATE_NS_MS
 
 #define RATE_GRACE_NS (100 * NS_MS)       /* > coarse clock lag; see the stale-client argument */
 #define RATE_SWEEP_GROUPS 128u            /* groups per rate_sweep() call */
+#define RATE_RING_GRACE_NS (1000 * NS_MS) /* a ring taken this recently may await its publication */
 
 enum { R_RETRY = -100000 }; /* internal, never returned to callers */
 _Static_assert(R_RETRY != RATE_TABLE_FULL, "two internal results");
@@ -258,17 +275,30 @@ static bool finish_remove(struct rate_ref r, uint64_t m)
 	return true;
 }
 
-/* Remove the bucket if its word is still w (observed under meta m). */
-static bool bucket_remove(struct rate_ref r, uint64_t m, uint64_t w)
+/* Remove the bucket if its word is still w (observed under meta m). A sliding window's word (its
+ * ring) does not change with admissions: its ring is closed first, so that none lands after it
+ * (idle_before: only if it holds no admission after that time, see rate_sliding.c). */
+static bool bucket_remove_if(struct rate_ref r, uint64_t m, uint64_t w, uint64_t idle_before)
 {
 	struct prot_rate_bucket *b = &r.g->b[r.i];
+	bool ring = w != DEAD_WORD && META_ALGO(m) == PROT_RATE_SLIDING_WINDOW;
 
+	if (ring && !rate_ring_close(r.h, rate_bucket_index(r), w, idle_before))
+		return false;
 	/* relaxed: the word is the only thing decided here; a charge that lands first makes us fail */
 	if (w != DEAD_WORD && !atomic_compare_exchange_strong_explicit(&b->word, &w, DEAD_WORD,
 	                                                               memory_order_relaxed,
 	                                                               memory_order_relaxed))
 		return false;
-	return finish_remove(r, m);
+	bool done = finish_remove(r, m);
+	if (ring) /* we emptied the word: the ring is ours to give back (else the sweep's) */
+		rate_ring_give(r.h, rate_bucket_index(r), w);
+	return done;
+}
+
+static bool bucket_remove(struct rate_ref r, uint64_t m, uint64_t w)
+{
+	return bucket_remove_if(r, m, w, 0);
 }
 
 /* ---- the summary of non-empty groups (see SUMMARY above) ------------------------------------- */
@@ -346,7 +376,7 @@ static inline uint32_t rotr32(uint32_t x, unsigned r)
 
 /* Claim a FREE bucket whose bit is clear in gw, trying the entity's home slot first and then the
  * next ones round the group. Returns its slot and meta, or -1. */
-static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uint32_t algo,
+static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uint32_t kind,
                       uint64_t *claimed)
 {
 	uint32_t freebits = rotr32(~(uint32_t)gw, home); /* bit j: slot (home + j) % 32 */
@@ -358,7 +388,7 @@ static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uin
 		uint64_t m = atomic_load_explicit(&b->meta, memory_order_relaxed);
 		if (META_ST(m) != RB_FREE)
 			continue; /* claimed by another inserter, or the tail of a removal */
-		uint64_t c = META(META_GEN(m) + 1, algo, RB_CLAIMED);
+		uint64_t c = META(META_GEN(m) + 1, kind, RB_CLAIMED);
 		/* acquire: the bucket's previous removal (FREE release) happens before our writes */
 		if (atomic_compare_exchange_strong_explicit(&b->meta, &m, c, memory_order_acquire,
 		                                            memory_order_relaxed)) {
@@ -369,8 +399,11 @@ static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uin
 	return -1;
 }
 
-static void claim_release(struct prot_rate_bucket *b, uint64_t c)
+static void claim_release(struct rate_ref r, uint32_t i, uint64_t c, uint64_t word)
 {
+	struct prot_rate_bucket *b = &r.g->b[i];
+	if (META_ALGO(c) == PROT_RATE_SLIDING_WINDOW && word != DEAD_WORD)
+		rate_ring_give(r.h, rate_bucket_index((struct rate_ref){r.h, r.g, i}), word);
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed); /* see finish_remove */
 	/* relaxed: nothing of ours is published; fails harmlessly if the sweep freed it already */
 	atomic_compare_exchange_strong_explicit(&b->meta, &c, META_WITH(c, RB_FREE),
@@ -381,14 +414,22 @@ static void claim_release(struct prot_rate_bucket *b, uint64_t c)
  * its LIVE meta) of id's bucket — ours, or the one another process published first — or
  * RATE_TABLE_FULL, or R_RETRY. */
 static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct rate_id *id,
-                        uint32_t algo, uint64_t now, uint64_t *meta)
+                        const struct rate_params *rp, uint64_t now, uint64_t *meta)
 {
 	struct prot_rate_group *g = r->g;
-	uint64_t c;
-	int i = claim_free(g, gw, id->home, algo, &c);
+	uint64_t c, word = rate_word_init(rp->tag, now);
+	int i = claim_free(g, gw, id->home, rp->tag, &c);
 
 	if (i < 0)
 		return RATE_TABLE_FULL;
+	/* A sliding window's word is its ring, taken before publication (and given back with the
+	 * claim if this insertion loses). */
+	if (rp->algo == PROT_RATE_SLIDING_WINDOW &&
+	    rate_ring_take(r->h, rate_bucket_index((struct rate_ref){r->h, g, (uint32_t)i}), rp, now,
+	                   &word) < 0) {
+		claim_release(*r, (uint32_t)i, c, DEAD_WORD);
+		return RATE_TABLE_FULL;
+	}
 	summary_mark(r->h, id->group); /* before publishing: see SUMMARY */
 	struct prot_rate_bucket *b = &g->b[i];
 	/* relaxed stores, all published by the group CAS (release) below. Who holds the claim, for
@@ -398,7 +439,7 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 	atomic_store_explicit(&g->h.tags[i], id->tag, memory_order_relaxed);
 	id_store(b, id);
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
-	atomic_store_explicit(&b->word, rate_word_init(algo, now), memory_order_relaxed);
+	atomic_store_explicit(&b->word, word, memory_order_relaxed);
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
 	for (;;) {
 		/* Defensive: only a dead claimer's claim is ever freed by someone else. */
@@ -412,7 +453,7 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 		/* The group changed since our scan: maybe someone published our entity. */
 		int j = group_scan(g, gw, id, true, meta);
 		if (j >= 0 || (gw & (1ull << i))) {
-			claim_release(b, c);
+			claim_release(*r, (uint32_t)i, c, word);
 			return j >= 0 ? j : R_RETRY;
 		}
 	}
@@ -428,6 +469,31 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 }
 
 /* ---- the decision ----------------------------------------------------------------------------- */
+
+/* A sliding window's decision (rate_sliding.c) on bucket r whose word w is its ring. */
+static int decide_sliding(struct rate_ref r, uint64_t m, uint64_t w, const struct rate_params *rp,
+                          uint64_t cost, uint64_t now, struct prot_rate_info *info)
+{
+	struct prot_rate_bucket *b = &r.g->b[r.i];
+	uint32_t bidx = rate_bucket_index(r);
+	int res;
+
+	if (cost == 0) { /* describes the state, charges nothing (as the other algorithms) */
+		rate_sliding_status(r.h, bidx, w, rp, now, info);
+		return 1;
+	}
+	res = rate_sliding_charge(r.h, bidx, w, rp, now, info);
+	if (res == RATE_SW_GONE) { /* closed for a removal, or limits changed: help, look up again */
+		bucket_remove(r, m, w);
+		return R_RETRY;
+	}
+	/* relaxed: statistics (admissions on line 0, denials on line 1, as decide) */
+	if (res == 1)
+		atomic_fetch_add_explicit(&b->allowed, 1, memory_order_relaxed);
+	else if (res == 0)
+		atomic_fetch_add_explicit(&b->denied, 1, memory_order_relaxed);
+	return res;
+}
 
 /* Charge cost to the bucket r (meta m, LIVE). Returns 1 admitted, 0 denied, R_RETRY. */
 static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, uint64_t cost,
@@ -449,6 +515,8 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 			bucket_remove(r, m, w);
 			return R_RETRY;
 		}
+		if (rp->algo == PROT_RATE_SLIDING_WINDOW)
+			return decide_sliding(r, m, w, rp, cost, now, info);
 		rate_eval(rp, w, now, cost, &e);
 		if (!e.ok) {
 			/* relaxed: statistics; line 1 only — the decision line stays untouched */
@@ -467,6 +535,20 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 	return 1;
 }
 
+/* id's bucket, found or inserted: its slot (r->i not set) and LIVE meta, or RATE_TABLE_FULL. */
+static inline int bucket_get(struct rate_ref *r, prot_t *p, const struct rate_id *id,
+                             const struct rate_params *rp, uint64_t now, uint64_t *m)
+{
+	for (;;) {
+		uint64_t gw = group_load(r->g);
+		int i = group_scan(r->g, gw, id, true, m);
+		if (i < 0)
+			i = group_insert(r, p, gw, id, rp, now, m);
+		if (i != R_RETRY)
+			return i;
+	}
+}
+
 int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
                       const struct rate_params *rp, uint64_t cost, uint64_t now,
                       struct prot_rate_info *info)
@@ -479,17 +561,69 @@ int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id
 	 * usually the home slot, fetched while the group line is. */
 	__builtin_prefetch(&r.g->b[id->home], 1, 3);
 	for (;;) {
-		uint64_t gw = group_load(r.g);
-		i = group_scan(r.g, gw, id, true, &m);
-		if (i < 0) {
-			i = group_insert(&r, p, gw, id, rp->tag, now, &m);
-			if (i == RATE_TABLE_FULL)
-				return RATE_TABLE_FULL;
-			if (i == R_RETRY)
-				continue;
-		}
+		i = bucket_get(&r, p, id, rp, now, &m);
+		if (i == RATE_TABLE_FULL)
+			return RATE_TABLE_FULL;
 		r.i = (uint32_t)i;
 		res = decide(r, m, rp, cost, now, info);
+		if (res != R_RETRY)
+			return res;
+	}
+}
+
+/* ---- counters (prot_rate_inc / prot_rate_set: lib/rate_counter.c) --------------------------- */
+
+/* One counter update on bucket r (meta m): 0 and *count, a negative error, or R_RETRY. Fixed
+ * window: a CAS of the word as a decision's (the same exactness). Sliding window: n admissions. */
+static int count_step(struct rate_ref r, uint64_t m, const struct rate_params *rp, bool set,
+                      uint64_t n, uint64_t now, uint64_t *count)
+{
+	struct prot_rate_bucket *b = &r.g->b[r.i];
+	/* acquire: the meta re-load below cannot be satisfied before this load (as decide) */
+	uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire), next;
+
+	for (;;) {
+		if (atomic_load_explicit(&b->meta, memory_order_relaxed) != m)
+			return R_RETRY;
+		if (w == DEAD_WORD) {
+			finish_remove(r, m);
+			return R_RETRY;
+		}
+		if (META_ALGO(m) != rp->tag) {
+			bucket_remove(r, m, w);
+			return R_RETRY;
+		}
+		if (rp->algo == PROT_RATE_SLIDING_WINDOW) {
+			int res = rate_sliding_add(r.h, rate_bucket_index(r), w, rp, n, now, count);
+			if (res == RATE_SW_GONE) {
+				bucket_remove(r, m, w);
+				return R_RETRY;
+			}
+			return res;
+		}
+		int e = rate_fw_count(rp, w, now, set, n, &next, count);
+		if (e < 0)
+			return e;
+		/* acquire: as decide's CAS */
+		if (atomic_compare_exchange_weak_explicit(&b->word, &w, next, memory_order_acquire,
+		                                          memory_order_acquire))
+			return 0;
+	}
+}
+
+int rate_table_count(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                     const struct rate_params *rp, bool set, uint64_t n, uint64_t now,
+                     uint64_t *count)
+{
+	struct rate_ref r = {.h = h, .g = group_at(h, id->group)};
+	uint64_t m;
+
+	for (;;) {
+		int i = bucket_get(&r, p, id, rp, now, &m);
+		if (i == RATE_TABLE_FULL)
+			return RATE_TABLE_FULL;
+		r.i = (uint32_t)i;
+		int res = count_step(r, m, rp, set, n, now, count);
 		if (res != R_RETRY)
 			return res;
 	}
@@ -576,6 +710,8 @@ static uint64_t sweep_set(struct rate_ref r, const struct sweep_now *now)
 		return 0;
 	if (w == DEAD_WORD)
 		return finish_remove(r, m);
+	if (META_ALGO(m) == PROT_RATE_SLIDING_WINDOW) /* expired: its ring is idle (closed if so) */
+		return now->mono >= RATE_GRACE_NS && bucket_remove_if(r, m, w, now->mono - RATE_GRACE_NS);
 	return expired(m, w, now) && bucket_remove(r, m, w);
 }
 
@@ -648,6 +784,9 @@ void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
 			continue;
 		count += sweep_group(h, gi, w, &sn, v);
 	}
+	/* rings no bucket holds (their remover died, or a helper finished the removal): as many per
+	 * call as groups, from the same cursor */
+	rate_ring_sweep(h, start, n, now_ns, RATE_RING_GRACE_NS);
 	*swept = count;
 }
 

@@ -127,6 +127,13 @@ static inline uint64_t rate_clock_of_tag(uint32_t tag)
 PROT_HIDDEN int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
                                   const struct rate_params *rp, uint64_t cost, uint64_t now,
                                   struct prot_rate_info *info);
+/* Hammer's inc (set false: add n) or set (set: make the count n) on id's bucket (inserted if new)
+ * at now under rp (validated; fixed or sliding window, and set only on a fixed window): 0 and
+ * *count (the count in the current window after it), -EOVERFLOW (a fixed window counts below
+ * 2^24), -EAGAIN, or RATE_TABLE_FULL. */
+PROT_HIDDEN int rate_table_count(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                                 const struct rate_params *rp, bool set, uint64_t n, uint64_t now,
+                                 uint64_t *count);
 /* Find id's bucket without helping (works on a read-only mapping) and snapshot its word under a
  * stable meta: 0, -ENOENT, or -EAGAIN when it kept changing. */
 PROT_HIDDEN int rate_table_find(struct prot_shm_header *h, const struct rate_id *id,

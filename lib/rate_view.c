@@ -11,7 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "rate_table.h"
+#include "rate_sliding.h"
 
 int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
                   const struct rate_params *rp, uint64_t now_ns, struct prot_rate_info *out)
@@ -23,6 +23,8 @@ int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
 
 	if (r == 0)
 		r = rate_params_cost(rp, 0);
+	if (r == 0)
+		r = rate_sliding_fits(h, rp);
 	if (r < 0)
 		return r;
 	if (!out)
@@ -30,11 +32,13 @@ int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
 	if (!now_ns)
 		now_ns = rate_clock_now(rate_clock_of_tag(rp->tag), 0);
 	r = rate_table_find(h, &id, &ref, &m, &w);
-	if (r == -ENOENT || (r == 0 && META_ALGO(m) != rp->tag))
-		w = rate_word_init(rp->tag, now_ns); /* never used (or reset on next use): fully available */
-	else if (r < 0)
+	bool fresh = r == -ENOENT || (r == 0 && META_ALGO(m) != rp->tag);
+	if (!fresh && r < 0)
 		return r;
-	rate_status_info(rp, w, now_ns, out);
+	if (rp->algo == PROT_RATE_SLIDING_WINDOW) /* its ring (none: an empty window) */
+		rate_sliding_status(h, fresh ? 0 : rate_bucket_index(ref), fresh ? 0 : w, rp, now_ns, out);
+	else /* never used (or reset on next use): fully available */
+		rate_status_info(rp, fresh ? rate_word_init(rp->tag, now_ns) : w, now_ns, out);
 	return 0;
 }
 

@@ -35,7 +35,7 @@
  */
 #include <errno.h>
 
-#include "rate_table.h"
+#include "rate_sliding.h"
 
 /* ---- operation hashes, memoised per handle (see struct rate_op_cache) ------------------------- */
 
@@ -275,8 +275,11 @@ int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const cha
 		rate_params_of_limit(lim, &rp); /* the public form, converted once */
 		r = rate_params_cost(&rp, cost);
 	}
+	if (r == 0)
+		r = rate_sliding_fits(h, &rp);
 	if (r < 0)
 		return r;
+	rp.clock_given = now_ns != 0;
 	return rate_run(h, p, &id, &rp, cost, now_ns ? now_ns : prot_now_ns(), &pol, info);
 }
 
@@ -349,6 +352,8 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
 		rate_params_of_key(cfg, &rp);
 		r = rate_params_cost(&rp, cost);
 	}
+	if (r == 0)
+		r = rate_sliding_fits(h, &rp);
 	if (r < 0)
 		return r;
 	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,

@@ -37,7 +37,14 @@ static const uint32_t reg_stride[REG_COUNT_] = {
 	[REG_RATE_GROUPS] = sizeof(struct prot_rate_group),
 	[REG_EVENTS] = sizeof(struct prot_event),
 	[REG_PROCS] = sizeof(struct prot_proc_slot),
+	[REG_RATE_RINGS] = 0, /* RATE_RING_BYTES(rate_ring_limit): see ring_stride */
 };
+
+/* A region's stride for a ring limit (the rings' depends on it). */
+static uint64_t stride_of(int reg, uint64_t ring_limit)
+{
+	return reg == REG_RATE_RINGS ? RATE_RING_BYTES(ring_limit) : reg_stride[reg];
+}
 
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
@@ -70,8 +77,9 @@ static int geometry_counts(const struct seg_geometry *g, uint32_t count[REG_COUN
 	count[REG_RATE_GROUPS] = (uint32_t)grp;
 	count[REG_EVENTS] = g->events;
 	count[REG_PROCS] = g->max_procs ? g->max_procs : PROC_SLOTS_DEFAULT;
-	if (count[REG_PROCS] > PROC_SLOTS_MAX)
+	if (count[REG_PROCS] > PROC_SLOTS_MAX || g->sliding_max_limit > RATE_RING_LIMIT_MAX)
 		return -PROT_ECAPACITY;
+	count[REG_RATE_RINGS] = g->sliding_max_limit ? g->sliding_buckets : 0;
 	*groups = (uint32_t)grp;
 	return 0;
 }
@@ -86,11 +94,12 @@ int seg_layout(const struct seg_geometry *g, struct prot_shm_header *h, size_t *
 	if (r < 0)
 		return r;
 	for (int i = 0; i < REG_COUNT_; i++) {
-		uint64_t bytes = (uint64_t)count[i] * reg_stride[i]; /* < 2^32 * 2^13: no overflow */
+		uint64_t stride = stride_of(i, g->sliding_max_limit);
+		uint64_t bytes = (uint64_t)count[i] * stride; /* < 2^32 * 2^18: no overflow */
 		/* Page-align the big tables so that each starts on its own pages (huge tables are
 		 * touched lazily; the small ones share pages with the header). */
 		off = align_up(off, bytes >= SEG_PAGE ? SEG_PAGE : PROT_CACHELINE);
-		reg[i] = (struct prot_region){.off = off, .count = count[i], .stride = reg_stride[i]};
+		reg[i] = (struct prot_region){.off = off, .count = count[i], .stride = (uint32_t)stride};
 		off += bytes;
 		if (off > SEG_MAX_SIZE)
 			return -PROT_ECAPACITY;
@@ -104,6 +113,7 @@ int seg_layout(const struct seg_geometry *g, struct prot_shm_header *h, size_t *
 		h->pool_max_waiters = g->pool_max_waiters;
 		h->rate_group_slots = RATE_GROUP_SLOTS;
 		h->rate_groups = groups;
+		h->rate_ring_limit = count[REG_RATE_RINGS] ? g->sliding_max_limit : 0;
 	}
 	*size = off;
 	return 0;
@@ -121,6 +131,8 @@ void seg_geometry_of(const struct prot_shm_header *h, struct seg_geometry *g)
 		.events = x->region[REG_EVENTS].count,
 		.rate_entities = (uint64_t)x->rate_groups * RATE_GROUP_SLOTS,
 		.max_procs = x->region[REG_PROCS].count,
+		.sliding_buckets = x->region[REG_RATE_RINGS].count,
+		.sliding_max_limit = x->rate_ring_limit,
 	};
 }
 
@@ -160,7 +172,8 @@ static int counts_consistent(const struct prot_shm_header *h)
 	return h->region[REG_LEASES].count == (uint64_t)h->region[REG_POOLS].count * h->pool_max_slots &&
 	       h->region[REG_WAITERS].count == (uint64_t)h->region[REG_POOLS].count * h->pool_max_waiters &&
 	       h->region[REG_RATE_GROUPS].count == groups && h->region[REG_PROCS].count >= 1 &&
-	       h->region[REG_PROCS].count <= PROC_SLOTS_MAX;
+	       h->region[REG_PROCS].count <= PROC_SLOTS_MAX && h->rate_ring_limit <= RATE_RING_LIMIT_MAX &&
+	       (h->rate_ring_limit != 0 || h->region[REG_RATE_RINGS].count == 0);
 }
 
 int seg_validate(const void *base, size_t size)
@@ -180,7 +193,7 @@ int seg_validate(const void *base, size_t size)
 	            SEG_STATE_RETIRED)
 		return -PROT_ECORRUPT;
 	for (int i = 0; i < REG_COUNT_; i++)
-		if (!region_ok(&h->region[i], reg_stride[i], h->header_size, size))
+		if (!region_ok(&h->region[i], (uint32_t)stride_of(i, h->rate_ring_limit), h->header_size, size))
 			return -PROT_ECORRUPT;
 	if (!regions_disjoint(h->region) || !counts_consistent(h))
 		return -PROT_ECORRUPT;
@@ -244,6 +257,7 @@ int seg_take_geometry(struct prot_shm_header *h, size_t size)
 	g.pool_max_slots = g.copy.pool_max_slots;
 	g.pool_max_waiters = g.copy.pool_max_waiters;
 	g.rate_groups = g.copy.rate_groups;
+	g.rate_ring_limit = g.copy.rate_ring_limit;
 	g.rate_summary_off = summary_ok(&g.copy) ? g.copy.rate_summary_off : 0;
 	g.total_size = g.copy.total_size;
 	g.id = g.copy.created_ns ^ g.copy.hash_key[0];

@@ -416,3 +416,34 @@ Test(rate_algo, calendar_windows_are_utc_multiples_since_the_unix_epoch)
 	rate_params_realtime(&g);
 	cr_assert_eq(g.err, -EINVAL);
 }
+
+/* The sliding window's kind is its algorithm alone, and it takes no calendar; counters on a
+ * calendar fixed window count in the decision's UTC-aligned windows. */
+Test(rate_algo, sliding_window_kind_and_calendar_counters)
+{
+	struct rate_params sw = params(PROT_RATE_SLIDING_WINDOW, 5, 1000, 0);
+	cr_assert_eq(sw.err, 0);
+	cr_assert_eq(sw.tag, PROT_RATE_SLIDING_WINDOW);
+	cr_assert_eq(sw.max_cost, 1, "one admission per decision");
+	cr_assert_neq(rate_clock_problem(PROT_RATE_SLIDING_WINDOW), NULL);
+	rate_params_realtime(&sw);
+	cr_assert_eq(sw.err, -EINVAL);
+	cr_assert_eq(sw.tag & RATE_TAG_REALTIME, 0);
+
+	/* weeks: the calendar's phase is not 0 (2020-01-01 was a Wednesday, weeks roll on Thursdays) */
+	const uint64_t week = 7 * 24 * 3600 * 1000ull, left = 36 * 3600 * 1000ull;
+	struct rate_params wk = params(PROT_RATE_FIXED_WINDOW, 5, week, 0);
+	rate_params_realtime(&wk);
+	cr_assert_neq(wk.phase_ms, 0);
+	/* calendar time Tuesday 2026-12-01T12:00Z, as ns since RATE_EPOCH_MS: 36 h to Thursday */
+	uint64_t now = (1796126400000ull - RATE_EPOCH_MS) * MS, next, count;
+	uint64_t w = rate_word_init(wk.tag, now);
+	cr_assert_eq(rate_fw_count(&wk, w, now, false, 3, &next, &count), 0);
+	cr_assert_eq(count, 3);
+	w = next;
+	cr_assert_eq(rate_fw_count(&wk, w, now + (left - 1) * MS, false, 1, &next, &count), 0);
+	cr_assert_eq(count, 4, "still the same UTC week");
+	w = next;
+	cr_assert_eq(rate_fw_count(&wk, w, now + left * MS, false, 1, &next, &count), 0);
+	cr_assert_eq(count, 1, "Thursday 00:00 UTC: a fresh window");
+}

@@ -197,19 +197,20 @@ class Prot:
                 "pools": self._names(lib.prot_list_pools)}
 
     # -- rate limiter -------------------------------------------------------------------------
-    # enum prot_rate_algo by its INI name (token and leaky bucket: limit is the refill or leak
-    # rate per window_ms, 0 = per second, and burst the capacity, as in struct prot_rate_limit)
-    _RATE_ALGOS = {None: 1, "fixed_window": 1, "gcra": 2, "token_bucket": 4, "leaky_bucket": 5}
+    # enum prot_rate_algo by its names (lib/names.c); None: the fixed window (token and leaky
+    # bucket: limit is the refill or leak rate per window_ms, 0 = per second, and burst the
+    # capacity, as in struct prot_rate_limit)
+    _ALGOS = {None: 1, "fixed_window": 1, "gcra": 2, "sliding_window": 3, "token_bucket": 4,
+              "leaky_bucket": 5}
 
     def rate_check(self, operation, entity, limit, window_ms, cost=1, algo=None, burst=0):
-        """(allowed, info): one decision, charged when allowed. algo: None/"fixed_window"/"gcra"/
-        "token_bucket"/"leaky_bucket"."""
+        """(allowed, info): one decision, charged when allowed. algo: None or a name of _ALGOS."""
         info = RateInfo()
         if algo is None and cost == 1:
             rc = lib.prot_rate_check(self._h(), _b(operation), _b(entity), limit, window_ms,
                                      ctypes.byref(info))
         else:
-            lim = RateLimit(self._RATE_ALGOS[algo], limit, window_ms, burst)
+            lim = RateLimit(self._ALGOS[algo], limit, window_ms, burst)
             rc = lib.prot_rate_check_n(self._h(), _b(operation), _b(entity), ctypes.byref(lim),
                                        cost, ctypes.byref(info))
         if rc < 0:
@@ -226,7 +227,7 @@ class Prot:
 
     def rate_status(self, operation, entity, limit, window_ms, algo=None, burst=0):
         info = RateInfo()
-        lim = RateLimit(self._RATE_ALGOS[algo], limit, window_ms, burst)
+        lim = RateLimit(self._ALGOS[algo], limit, window_ms, burst)
         rc = lib.prot_rate_status(self._h(), _b(operation), _b(entity), ctypes.byref(lim),
                                   ctypes.byref(info))
         if rc < 0:
@@ -237,6 +238,26 @@ class Prot:
         rc = lib.prot_rate_reset(self._h(), _b(operation), _b(entity))
         if rc < 0:
             raise error(rc, f"{operation} {entity}")
+
+    def _rate_count(self, fn, operation, entity, limit, window_ms, algo, *n):
+        lim = RateLimit(self._ALGOS[algo], limit, window_ms, 0)
+        out = ctypes.c_uint64()
+        rc = fn(self._h(), _b(operation), _b(entity), ctypes.byref(lim), *n, ctypes.byref(out))
+        if rc < 0:
+            raise error(rc, f"{operation} {entity}")
+        return out.value
+
+    def rate_inc(self, operation, entity, limit, window_ms, n=1, algo=None):
+        """Hammer's inc: add n to the bucket's count (no limit check); returns the count after."""
+        return self._rate_count(lib.prot_rate_inc, operation, entity, limit, window_ms, algo, n)
+
+    def rate_get(self, operation, entity, limit, window_ms, algo=None):
+        """Hammer's get: the count in the current window (0 for no bucket)."""
+        return self._rate_count(lib.prot_rate_get, operation, entity, limit, window_ms, algo)
+
+    def rate_set(self, operation, entity, limit, window_ms, count, algo=None):
+        """Hammer's set: make the count `count`; returns it."""
+        return self._rate_count(lib.prot_rate_set, operation, entity, limit, window_ms, algo, count)
 
     # -- circuit breaker ----------------------------------------------------------------------
     def breaker_execute(self, name, fn, *args, **kwargs):

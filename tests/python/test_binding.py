@@ -1,7 +1,8 @@
 """test_binding.py — the Python binding against a real protd, in forked Python processes: rate
-limits shared exactly across processes (token and leaky buckets too), the breaker (execute, allow/record, ask, status), the pool
-with a Python connector (leases across processes, a killed holder's lease reclaimed),
+limits shared exactly across processes (token and leaky buckets, the sliding window and Hammer's
+counters too), the breaker (execute, allow/record, ask, status), the pool with a Python connector (leases across processes, a killed holder's lease reclaimed),
 execute_protected, configure/status/list, and errors as exceptions named after prot's codes."""
+import errno
 import os
 import signal
 import time
@@ -78,6 +79,30 @@ def test_token_and_leaky_buckets_in_hammers_terms(protd):
         allowed, info = p.rate_check("lb", "u", 1, 0, cost=4, algo="leaky_bucket", burst=10)
         assert allowed and info["used"] == 4  # the fill level
         assert p.rate_status("lb", "u", 1, 0, algo="leaky_bucket", burst=10)["used"] == 4
+
+
+def test_counters_and_sliding_window_across_forked_processes(protd):
+    d = protd(INI)
+
+    def worker(i):
+        with prot.open(d.segment) as p:
+            for _ in range(50):
+                p.rate_inc("jobs", "q", 1000, 3600 * 1000)
+            return sum(p.rate_check("sw", "u", 30, 3600 * 1000, algo="sliding_window")[0]
+                       for _ in range(20))
+    assert sum(fork_run(worker, 4)) == 30  # 80 attempts, exactly the limit in the window
+    with prot.open(d.segment) as p:
+        assert p.rate_get("jobs", "q", 1000, 3600 * 1000) == 200
+        assert p.rate_set("jobs", "q", 1000, 3600 * 1000, 5) == 5
+        assert p.rate_inc("jobs", "q", 1000, 3600 * 1000, n=2) == 7
+        assert p.rate_get("none", "q", 1000, 3600 * 1000) == 0
+        allowed, info = p.rate_check("sw", "u", 30, 3600 * 1000, algo="sliding_window")
+        assert not allowed and info["used"] == 30 and info["retry_after_ms"] > 3500 * 1000
+        with pytest.raises(prot.ECOST):
+            p.rate_check("sw", "u", 30, 3600 * 1000, cost=2, algo="sliding_window")
+        with pytest.raises(prot.SystemError_) as e:
+            p.rate_inc("g", "q", 10, 1000, algo="gcra")
+        assert e.value.errno == errno.EINVAL  # GCRA has no count
 
 
 def test_breaker_opens_on_failures_of_other_processes_and_a_probe_closes_it(protd):

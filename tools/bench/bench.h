@@ -23,6 +23,8 @@
 	X(RATE_HOT_GCRA, BK_SINGLE, "prot rate check, hot key, GCRA, admitted")                    \
 	X(RATE_DENY_FW, BK_SINGLE, "prot rate check, hot key, fixed window, denied")               \
 	X(RATE_DENY_GCRA, BK_SINGLE, "prot rate check, hot key, GCRA, denied")                     \
+	X(RATE_HOT_SW, BK_SINGLE, "prot rate check, hot key, sliding window, admitted")            \
+	X(RATE_DENY_SW, BK_SINGLE, "prot rate check, hot key, sliding window, denied")             \
 	X(RATE_INSERT, BK_SINGLE, "prot rate check, first use of an entity (insert)")              \
 	X(RATE_100K, BK_SINGLE, "prot rate check, 100k entities, uniform")                         \
 	X(RATE_1M, BK_SINGLE, "prot rate check, 1M entities, uniform")                             \
@@ -51,6 +53,7 @@
 	X(REDIS_GCRA_PIPE, BK_SINGLE, "redis GCRA (EVALSHA), pipeline 64")                         \
 	X(SC_PROT_FW, BK_SCALE, "prot, hot key, fixed window")                                     \
 	X(SC_PROT_GCRA, BK_SCALE, "prot, hot key, GCRA")                                           \
+	X(SC_PROT_SW, BK_SCALE, "prot, hot key, sliding window")                                   \
 	X(SC_MX_FW, BK_SCALE, "mutex, hot key, fixed window")                                      \
 	X(SC_MX_GCRA, BK_SCALE, "mutex, hot key, GCRA")                                            \
 	X(SC_PROT_SPREAD, BK_SCALE, "prot, one entity per process, fixed window")                  \

@@ -46,7 +46,8 @@ static int write_ini(const struct bench *b, const char *path)
 	fprintf(f,
 	        "; written by protbench for its own protd; removed at exit\n"
 	        "[segment]\nname = %s\nmode = 0600\nmax_keys = 16\nmax_breakers = 8\nmax_pools = 4\n"
-	        "pool_max_slots = 16\npool_max_waiters = 64\nrate_entities = %llu\nevents = 1024\n\n"
+	        "pool_max_slots = 16\npool_max_waiters = 64\nrate_entities = %llu\nevents = 1024\n"
+	        "sliding_buckets = 8\nsliding_max_limit = 32768\n\n"
 	        "[daemon]\ntick = 10ms\nreclaim_interval = 100ms\ncontrol_socket = %s\n\n",
 	        b->seg, (unsigned long long)b->sz.rate_entities, sock);
 	/* Admitted rows: a limit no process reaches (10M per 100 ms). Denied rows: 1 per 30 days,
@@ -64,6 +65,9 @@ static int write_ini(const struct bench *b, const char *path)
 		{"bench_gcra", "gcra", "10000000", "100ms", "deny"},
 		{"bench_deny_fw", "fixed_window", "1", "720h", "deny"},
 		{"bench_deny_gcra", "gcra", "1", "720h", "deny"},
+		/* the sliding window's largest ring: 32768 per 1 ms is more than one process decides */
+		{"bench_sw", "sliding_window", "32768", "1ms", "deny"},
+		{"bench_deny_sw", "sliding_window", "1", "720h", "deny"},
 		{"bench_ent", "fixed_window", "10000000", "720h", "deny"},
 		{"bench_ins", "fixed_window", "10000000", "720h", "allow"},
 		{"bench_churn", "gcra", "10000000", "100ms", "allow"},

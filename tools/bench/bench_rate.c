@@ -1,5 +1,5 @@
-/* bench_rate.c — the rate rows: rate checks on one hot key (admitted and denied, fixed window and
- * GCRA, 1 process and a team on one key or one entity each), the first use of 1M entities (one
+/* bench_rate.c — the rate rows: rate checks on one hot key (admitted and denied, fixed window,
+ * GCRA and sliding window, 1 process and a team on one key or one entity each), the first use of 1M entities (one
  * pass), lookups among 100k and 1M of them, and two rows that repeat a first use: a 100k set into
  * a table whose pages are already mapped, and churn (GCRA entities that expire while protd sweeps).
  * Everything goes through the public API on the bench's own protd (keys: bench_protd.c).
@@ -69,6 +69,8 @@ static void rate_rows(struct bench *b)
 		{ROW_RATE_HOT_GCRA, "bench_gcra", 1},
 		{ROW_RATE_DENY_FW, "bench_deny_fw", 0},
 		{ROW_RATE_DENY_GCRA, "bench_deny_gcra", 0},
+		{ROW_RATE_HOT_SW, "bench_sw", 1},
+		{ROW_RATE_DENY_SW, "bench_deny_sw", 0},
 	};
 	struct rate_arg a = {b->prot, NULL, NULL, 0, 1};
 	struct bench_work w = {rate_setup, rate_batch, bench_rstate_free, &a, 0};
@@ -82,6 +84,8 @@ static void rate_rows(struct bench *b)
 	bench_scale(b, ROW_SC_PROT_FW, &w);
 	a.key = "bench_gcra";
 	bench_scale(b, ROW_SC_PROT_GCRA, &w);
+	a.key = "bench_sw";
+	bench_scale(b, ROW_SC_PROT_SW, &w);
 	a.key = "bench_fw";
 	a.ents = (const char(*)[16])b->ents; /* without nents: one entity per worker */
 	bench_scale(b, ROW_SC_PROT_SPREAD, &w);

@@ -90,6 +90,7 @@ static const struct ratio_def floors[] = {
 	{"prot first use, 100k set / 100k lookup", ROW_RATE_INSERT_100K, ROW_RATE_100K, 1},
 	{"prot hot check, fixed window / CLOCK_MONOTONIC read", ROW_RATE_HOT_FW, ROW_CLOCK_MONO, 1},
 	{"prot hot check, fixed window / private CAS", ROW_RATE_HOT_FW, ROW_CAS_PRIVATE, 1},
+	{"prot hot check, sliding window / fixed window", ROW_RATE_HOT_SW, ROW_RATE_HOT_FW, 1},
 };
 #define N_FLOORS (sizeof floors / sizeof floors[0])
 
@@ -105,6 +106,8 @@ static int checks_of(const struct bench *b, struct check *c)
 	int n = 0;
 	c[n++] = (struct check){"hot-key rate check, fixed window", med(b, ROW_RATE_HOT_FW), 60, 1, "ns"};
 	c[n++] = (struct check){"hot-key rate check, GCRA", med(b, ROW_RATE_HOT_GCRA), 60, 1, "ns"};
+	c[n++] = (struct check){"hot-key sliding window / fixed window",
+	                        ratio(b, ROW_RATE_HOT_SW, ROW_RATE_HOT_FW, 1), 1.25, 1, "x"};
 	c[n++] = (struct check){"1M entities, uniform", med(b, ROW_RATE_1M), 200, 1, "ns"};
 	c[n++] = (struct check){"breaker closed overhead", med(b, ROW_BRK_OVERHEAD), 30, 1, "ns"};
 	c[n++] = (struct check){"breaker open rejection", med(b, ROW_BRK_OPEN), 30, 1, "ns"};
@@ -276,7 +279,7 @@ static void print_targets(const struct bench *b)
 		char vb[96];
 		printf("%-54s ", c[i].name);
 		isnan(c[i].value) ? printf("%10s", "-") : printf("%10.1f", c[i].value);
-		printf(" %s %5.0f %-2s  %s\n", c[i].at_most ? "<=" : ">=", c[i].target, c[i].unit,
+		printf(" %s %5.4g %-2s  %s\n", c[i].at_most ? "<=" : ">=", c[i].target, c[i].unit,
 		       verdict(&c[i], vb, sizeof vb));
 	}
 }
