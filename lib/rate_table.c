@@ -6,8 +6,10 @@
  * arithmetic on a bucket word in rate_algo.c, and how a call names its bucket (struct rate_id) in
  * ratelimit.c.
  *
- * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. h = SipHash(segment
- * key ^ (op_hash, 0), entity) — a key per operation — picks the group (low bits), an 8-bit tag
+ * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. A bucket is
+ * (operation, entity, algorithm, window) (ratelimit.c, IDENTITY); h = SipHash(segment key ^
+ * (op_hash, 0), entity) — a key per operation, and the same for every scale of an entity, so that
+ * all of an entity's buckets share one group — picks the group (low bits), an 8-bit tag
  * (top byte) and a home slot (insertion tries it first; lookups prefetch it with the group line).
  * op_hash itself is memoised per handle (struct rate_op_cache, ratelimit.c): a decision hashes only
  * the entity. An entity lives in its one group or nowhere: a group with no free bucket is "table
@@ -24,7 +26,9 @@
  *    CASes it from the exact value the changer scanned and bumps the version, so two changes
  *    based on one scan cannot both succeed.
  *  meta = gen << 32 | algo << 8 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is
- *    bumped on every claim, so a meta value names one use of the bucket.
+ *    bumped on every claim, so a meta value names one use of the bucket. The algorithm is part
+ *    of the bucket's identity (with window_ms): a lookup matches only its own algorithm, so a
+ *    key whose algorithm or window changes simply uses another bucket, and the old one expires.
  *  word = GCRA: theoretical arrival time, CLOCK_MONOTONIC ns. Fixed window: window end (ms) << 24 |
  *    units counted in it. DEAD_WORD (all ones) = being removed.
  *
@@ -44,14 +48,17 @@
  *
  * LOOKUP. Load the group word (acquire: pairs with the publishing CAS, so tags and identity of
  * every set bit are visible), match tags with SWAR, then for each candidate load meta (acquire)
- * and compare identity. Tags of set bits are exact, so a miss is a real miss.
+ * and compare identity (algorithm from meta, window and names from the bucket). Tags of set bits
+ * are exact, so a miss is a real miss. A reset and a status by name (any_scale) match every
+ * scale of (operation, entity): they all sit in the one group.
  *
  * DECISION. Load meta m, compare identity, load word w (acquire), re-load meta: unchanged means w
  * belongs to this use of the bucket. Deny: add to `denied` (line 1) and write nothing else —
  * line 0 is untouched. Admit: CAS word w -> w' (relaxed: the word carries no other data), then
- * add to `allowed`. A failed CAS reloads and re-decides.
+ * add to `allowed` and store `updated_ms` (line 0, display only). A failed CAS reloads and
+ * re-decides. An insertion writes created_ns (line 1) once, before publication.
  *
- * REMOVAL (sweep, reset, algorithm change). CAS word from the value observed under LIVE(g) to
+ * REMOVAL (sweep, reset). CAS word from the value observed under LIVE(g) to
  * DEAD_WORD — a concurrent charge either lands first (the remover's CAS then fails: an expired
  * bucket is no longer expired, it re-evaluates) or fails and re-looks-up. Then CAS meta LIVE(g) ->
  * DEAD(g): its winner (anyone who sees a LIVE bucket holding DEAD_WORD may complete the removal)
@@ -61,12 +68,18 @@
  * where w was loaded while meta was LIVE(g) (re-checked after the load). Once the bucket is
  * removed, word goes w_last -> DEAD_WORD -> initial word (GCRA: t ns, fixed window: t_ms << 24,
  * t = the inserter's clock read) -> values that only grow (GCRA: max(tat, now) + n*T; window: count up, then later
- * windows). The sweep removes only expired buckets: w <= w_last <= now_sweep - grace < t (the grace
- * exceeds the coarse clock's lag), so no value of a later use of the bucket equals w and the stale
- * CAS fails. Generations (in meta) stop every other stale step. Reset and algorithm change may
- * remove a bucket whose TAT lies in the future; for those the argument needs the client to stall
- * between its meta re-check and its CAS (adjacent instructions) for a whole removal and re-insert,
- * and a later TAT to hit w to the nanosecond.
+ * windows). The sweep removes only expired buckets: w <= w_last <= now_sweep - grace < t, so no
+ * value of a later use of the bucket equals w and the stale CAS fails. That last step needs the
+ * grace to exceed how far an inserter's clock read t can lag the sweeper's: both read
+ * CLOCK_MONOTONIC, but a key on rate_clock = coarse reads CLOCK_MONOTONIC_COARSE, which lags by
+ * at most one jiffy (clock_getres: 1 ms at HZ=1000 .. 10 ms at HZ=100). So the grace is
+ * configurable ([daemon] rate_grace, default RATE_GRACE_DEFAULT_MS = 100 ms) but never below
+ * RATE_GRACE_MIN_MS = 20 ms, two jiffies at the slowest HZ: protd's validator refuses less, and
+ * rate_sweep clamps whatever it is passed. Generations (in meta) stop every other stale step.
+ * Reset may remove a bucket whose TAT lies in the future; for that the argument needs the client
+ * to stall between its meta re-check and its CAS (adjacent instructions) for a whole removal and
+ * re-insert, and a later TAT to hit w to the nanosecond. (An algorithm change no longer removes a
+ * bucket: the new algorithm is another bucket.)
  *
  * STUCK CLAIMS. A process killed between claiming a bucket and publishing it leaves a CLAIMED
  * bucket whose bit is clear. While it holds the claim, the claimer's identity (lib/ident.c, as in
@@ -83,7 +96,10 @@
  * EXPIRY. rate_sweep() (protd, every tick) covers RATE_SWEEP_GROUPS groups per call from a cursor
  * kept in the header (hdr.rate_sweep_cursor, fetch_add: concurrent sweepers take disjoint ranges).
  * A GCRA bucket is expired when tat <= now - grace; a window bucket when its window ended grace
- * ago. Removing an expired bucket loses nothing: a fresh bucket decides the same way.
+ * ago. Removing an expired bucket loses nothing: a fresh bucket decides the same way. So an
+ * expired bucket is freed within grace + one full pass, and a full pass takes
+ * groups / RATE_SWEEP_GROUPS ticks (plus the work, measured in README "Expiry": 4 Ki buckets = 1
+ * tick, 64 Ki = 16 ticks, 1 Mi = 256 ticks: 10 ms, 160 ms, 2.6 s at the default 10 ms tick).
  *
  * SUMMARY: the sweep touches only groups that hold buckets. The table is mostly empty pages, and
  * reading a page maps it (an idle sweep used to map all of a 520 MiB table within 10 s). A bitmap
@@ -110,7 +126,6 @@
 #define GROUP_VER (1ull << 32)
 #define NS_MS RATE_NS_MS
 
-#define RATE_GRACE_NS (100 * NS_MS)       /* > coarse clock lag; see the stale-client argument */
 #define RATE_SWEEP_GROUPS 128u            /* groups per rate_sweep() call */
 
 enum { R_RETRY = -100000 }; /* internal, never returned to callers */
@@ -123,7 +138,8 @@ static inline void st(struct prot_rate_bucket *b, size_t off, uint64_t v)
 
 static bool id_equal(struct prot_rate_bucket *b, const struct rate_id *id)
 {
-	if (ld(b, B_OP_HASH) != id->op_hash || ld(b, B_ID0) != id->id0 || ld(b, B_ID1) != id->id1)
+	if (ld(b, B_OP_HASH) != id->op_hash || ld_id0(b) != id->id0 ||
+	    (!id->any_scale && ld(b, B_WINDOW) != id->window_ms))
 		return false;
 	for (uint32_t k = 0; k < id->ent_words; k++)
 		if (ld(b, ent_off(k)) != id->ent[k])
@@ -134,8 +150,9 @@ static bool id_equal(struct prot_rate_bucket *b, const struct rate_id *id)
 static void id_store(struct prot_rate_bucket *b, const struct rate_id *id)
 {
 	st(b, B_OP_HASH, id->op_hash);
-	st(b, B_ID0, id->id0);
-	st(b, B_ID1, id->id1);
+	__atomic_store_n((uint32_t __attribute__((may_alias)) *)((char *)b + B_ID0), id->id0,
+	                 __ATOMIC_RELAXED);
+	st(b, B_WINDOW, id->window_ms);
 	for (uint32_t k = 0; k < id->ent_words; k++)
 		st(b, ent_off(k), id->ent[k]);
 }
@@ -324,7 +341,7 @@ static int group_scan(struct prot_rate_group *g, uint64_t gw, const struct rate_
 		/* A writer charges LIVE buckets only; a reader also sees published CLAIMED ones. */
 		if (META_ST(m) != RB_LIVE && (help || META_ST(m) != RB_CLAIMED))
 			continue;
-		if (!id_equal(b, id))
+		if ((!id->any_scale && META_ALGO(m) != id->algo) || !id_equal(b, id))
 			continue;
 		*meta = m;
 		return i;
@@ -375,11 +392,11 @@ static void claim_release(struct prot_rate_bucket *b, uint64_t c)
  * its LIVE meta) of id's bucket — ours, or the one another process published first — or
  * RATE_TABLE_FULL, or R_RETRY. */
 static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct rate_id *id,
-                        uint32_t algo, uint64_t now, uint64_t *meta)
+                        uint64_t now, uint64_t *meta)
 {
 	struct prot_rate_group *g = r->g;
 	uint64_t c;
-	int i = claim_free(g, gw, id->home, algo, &c);
+	int i = claim_free(g, gw, id->home, id->algo, &c);
 
 	if (i < 0)
 		return RATE_TABLE_FULL;
@@ -392,7 +409,9 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 	atomic_store_explicit(&g->h.tags[i], id->tag, memory_order_relaxed);
 	id_store(b, id);
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
-	atomic_store_explicit(&b->word, rate_word_init(algo, now), memory_order_relaxed);
+	atomic_store_explicit(&b->created_ns, now, memory_order_relaxed);
+	atomic_store_explicit(&b->updated_ms, (uint32_t)(now / NS_MS), memory_order_relaxed);
+	atomic_store_explicit(&b->word, rate_word_init(id->algo, now), memory_order_relaxed);
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
 	for (;;) {
 		/* Defensive: only a dead claimer's claim is ever freed by someone else. */
@@ -439,10 +458,6 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 			finish_remove(r, m);
 			return R_RETRY;
 		}
-		if (unlikely(META_ALGO(m) != rp->algo)) {
-			bucket_remove(r, m, w);
-			return R_RETRY;
-		}
 		rate_eval(rp, w, now, cost, &e);
 		if (!e.ok) {
 			/* relaxed: statistics; line 1 only — the decision line stays untouched */
@@ -457,13 +472,16 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 			break;
 	}
 	atomic_fetch_add_explicit(&b->allowed, cost, memory_order_relaxed); /* statistic */
+	/* relaxed: display only (line 0, which the CAS owns). A stale store after the bucket was
+	 * recycled can only misdate the next use's display field, never its identity or word. */
+	atomic_store_explicit(&b->updated_ms, (uint32_t)(now / NS_MS), memory_order_relaxed);
 	rate_info_fill(info, rp, &e);
 	return 1;
 }
 
 int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
                       const struct rate_params *rp, uint64_t cost, uint64_t now,
-                      struct prot_rate_info *info)
+                      struct prot_rate_info *info, bool *inserted)
 {
 	struct rate_ref r = {.h = h, .g = group_at(h, id->group)};
 	uint64_t m;
@@ -476,11 +494,13 @@ int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id
 		uint64_t gw = group_load(r.g);
 		i = group_scan(r.g, gw, id, true, &m);
 		if (i < 0) {
-			i = group_insert(&r, p, gw, id, rp->algo, now, &m);
+			i = group_insert(&r, p, gw, id, now, &m);
 			if (i == RATE_TABLE_FULL)
 				return RATE_TABLE_FULL;
 			if (i == R_RETRY)
 				continue;
+			if (inserted)
+				*inserted = true;
 		}
 		r.i = (uint32_t)i;
 		res = decide(r, m, rp, cost, now, info);
@@ -514,39 +534,42 @@ int rate_table_find(struct prot_shm_header *h, const struct rate_id *id, struct 
 	return -EAGAIN;
 }
 
-int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
+/* Bounded: each round removes a bucket or sees one change under it; a group holds 32 buckets,
+ * and a bucket that keeps changing (charged between our find and our CAS) ends the loop with
+ * -EAGAIN after as many rounds as rate_table_find allows itself. */
+int rate_table_reset(struct prot_shm_header *h, const struct rate_id *id)
 {
-	struct rate_id id;
 	struct rate_ref ref;
 	uint64_t m, w;
-	int r = rate_id_make(NULL, h, op, entity, &id);
+	int removed = 0;
 
-	if (r < 0)
-		return r;
-	for (;;) {
-		r = rate_table_find(h, &id, &ref, &m, &w);
+	for (int tries = 0; tries < 1000; tries++) {
+		int r = rate_table_find(h, id, &ref, &m, &w);
+		if (r == -ENOENT)
+			return removed ? 0 : -ENOENT;
 		if (r < 0)
 			return r;
 		if (META_ST(m) == RB_CLAIMED)
 			m = help_if_published(ref.g, ref.i, m);
 		if (META_ST(m) == RB_LIVE && bucket_remove(ref, m, w))
-			return 0;
+			removed++;
 	}
+	return -EAGAIN;
 }
 
 /* ---- expiry ----------------------------------------------------------------------------------- */
 
-static bool expired(uint64_t m, uint64_t w, uint64_t now)
+static bool expired(uint64_t m, uint64_t w, uint64_t now, uint64_t grace)
 {
-	if (now < RATE_GRACE_NS)
+	if (now < grace)
 		return false;
 	if (META_ALGO(m) == PROT_RATE_GCRA)
-		return w <= now - RATE_GRACE_NS;
-	return (w >> RATE_FW_BITS) <= (now - RATE_GRACE_NS) / NS_MS;
+		return w <= now - grace;
+	return (w >> RATE_FW_BITS) <= (now - grace) / NS_MS;
 }
 
 /* A bucket whose bit is set. */
-static uint64_t sweep_set(struct rate_ref r, uint64_t now)
+static uint64_t sweep_set(struct rate_ref r, uint64_t now, uint64_t grace)
 {
 	struct prot_rate_bucket *b = &r.g->b[r.i];
 	/* acquire: pairs with the LIVE release */
@@ -562,7 +585,7 @@ static uint64_t sweep_set(struct rate_ref r, uint64_t now)
 		return 0;
 	if (w == DEAD_WORD)
 		return finish_remove(r, m);
-	return expired(m, w, now) && bucket_remove(r, m, w);
+	return expired(m, w, now, grace) && bucket_remove(r, m, w);
 }
 
 /* Is the claimer `owner` (identity | CLAIM_TAG) provably gone? Anything else stored there (0, a
@@ -595,7 +618,7 @@ static void sweep_clear(struct rate_ref r, const struct prot_idv *v)
 
 /* Sweep every bucket of group gi; clear its summary bit (w: the summary, or NULL) once it is quiet. */
 static uint64_t sweep_group(struct prot_shm_header *h, uint32_t gi, _Atomic uint64_t *w,
-                            uint64_t now_ns, const struct prot_idv *v)
+                            uint64_t now_ns, uint64_t grace, const struct prot_idv *v)
 {
 	struct rate_ref r = {.h = h, .g = group_at(h, gi)};
 	uint32_t bits = (uint32_t)group_load(r.g);
@@ -603,7 +626,7 @@ static uint64_t sweep_group(struct prot_shm_header *h, uint32_t gi, _Atomic uint
 
 	for (r.i = 0; r.i < RATE_GROUP_SLOTS; r.i++) {
 		if (bits & (1u << r.i))
-			count += sweep_set(r, now_ns);
+			count += sweep_set(r, now_ns, grace);
 		else
 			sweep_clear(r, v);
 	}
@@ -612,12 +635,14 @@ static uint64_t sweep_group(struct prot_shm_header *h, uint32_t gi, _Atomic uint
 	return count;
 }
 
-void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
+void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t grace_ns, uint64_t *swept)
 {
 	struct prot_shm_header *h = v->h;
 	uint32_t groups = seg_count(h, REG_RATE_GROUPS);
 	uint32_t n = groups < RATE_SWEEP_GROUPS ? groups : RATE_SWEEP_GROUPS;
 	uint64_t count = 0;
+	/* never below the minimum the stale-client argument needs, whatever the caller passes */
+	uint64_t grace = grace_ns < RATE_GRACE_MIN_MS * NS_MS ? RATE_GRACE_MIN_MS * NS_MS : grace_ns;
 
 	if (groups == 0 || (groups & (groups - 1)) != 0) {
 		*swept = 0;
@@ -631,7 +656,7 @@ void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
 		/* relaxed: a stale clear bit only delays this group to the next pass (see SUMMARY) */
 		if (w && !(atomic_load_explicit(&w[gi / 64], memory_order_relaxed) >> (gi % 64) & 1))
 			continue;
-		count += sweep_group(h, gi, w, now_ns, v);
+		count += sweep_group(h, gi, w, now_ns, grace, v);
 	}
 	*swept = count;
 }

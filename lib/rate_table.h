@@ -28,30 +28,37 @@ typedef uint64_t __attribute__((may_alias)) u64a;
 
 /* Identity words as the bucket stores them (offsets pinned below). */
 #define B_OP_HASH 16
-#define B_ID0 32 /* op_len, ent_len, op_head[0..5] */
-#define B_ID1 40 /* op_head[6..13] */
+#define B_ID0 32 /* op_len, ent_len, two zero bytes: a 32-bit word */
+#define B_UPDATED 36
+#define B_WINDOW 40
 #define B_ENT_HEAD 48
 #define B_ENT_TAIL 72
 _Static_assert(offsetof(struct prot_rate_bucket, op_hash) == B_OP_HASH, "op_hash");
 _Static_assert(offsetof(struct prot_rate_bucket, op_len) == B_ID0, "op_len");
 _Static_assert(offsetof(struct prot_rate_bucket, ent_len) == B_ID0 + 1, "ent_len");
-_Static_assert(offsetof(struct prot_rate_bucket, op_head) == B_ID0 + 2, "op_head");
+_Static_assert(offsetof(struct prot_rate_bucket, updated_ms) == B_UPDATED, "updated_ms");
+_Static_assert(offsetof(struct prot_rate_bucket, window_ms) == B_WINDOW, "window_ms");
 _Static_assert(offsetof(struct prot_rate_bucket, ent_head) == B_ENT_HEAD, "ent_head");
 _Static_assert(offsetof(struct prot_rate_bucket, ent_tail) == B_ENT_TAIL, "ent_tail");
 _Static_assert(offsetof(struct prot_rate_group_hdr, tags) == 8, "tags are 4 aligned words");
 
-#define ENT_WORDS 9 /* 72 bytes: head (2 words) + tail (7 words) */
+#define ENT_WORDS 8 /* 64 bytes: head (2 words) + tail (6 words) */
 
-/* Everything a call knows about its bucket before touching the table (rate_id_make). */
+/* Everything a call knows about its bucket before touching the table (rate_id_make). The group,
+ * tag and home slot depend on (operation, entity) only: every scale of an entity lives in one
+ * group, so a reset (any scale) and a status by name search one group. */
 struct rate_id {
 	uint64_t op_hash;
 	uint64_t ent[ENT_WORDS]; /* entity, zero-padded */
-	uint64_t id0, id1;       /* op_len, ent_len, op_head */
+	uint64_t window_ms;      /* the scale: window and algorithm; 0 (any_scale) matches every one */
+	uint32_t id0;            /* op_len | ent_len << 8 */
+	uint32_t algo;
 	uint32_t ent_words;      /* words of ent[] compared: max(2, ceil(len/8)) */
 	uint32_t group;
 	uint8_t tag;
 	uint8_t home; /* preferred slot: most entities sit there, so it is prefetched with the group */
 	uint8_t ent_len;
+	bool any_scale;          /* match (operation, entity) whatever the scale (reset, listings) */
 };
 
 /* Where a bucket is. */
@@ -73,6 +80,11 @@ static inline uint64_t ld(struct prot_rate_bucket *b, size_t off)
 {
 	return __atomic_load_n(bw(b, off), __ATOMIC_RELAXED);
 }
+static inline uint32_t ld_id0(struct prot_rate_bucket *b)
+{
+	return __atomic_load_n((uint32_t __attribute__((may_alias)) *)((char *)b + B_ID0),
+	                       __ATOMIC_RELAXED);
+}
 static inline size_t ent_off(uint32_t k)
 {
 	return k < 2 ? B_ENT_HEAD + 8 * k : B_ENT_TAIL + 8 * (k - 2);
@@ -91,23 +103,41 @@ static inline uint64_t group_load(struct prot_rate_group *g)
 
 /* ---- ratelimit.c ------------------------------------------------------------------------------ */
 
-/* The identity of (op, entity) in h: 0, -EINVAL (NULL or empty op), -PROT_ETOOLONG. p (may be
- * NULL) memoises the operation's hash. */
+/* The identity of (op, entity[0..el), rp's algorithm and window) in h: 0, -EINVAL (NULL or empty
+ * op), -PROT_ETOOLONG. rp NULL: any scale (reset, status by name). p (may be NULL) memoises the
+ * operation's hash. */
 PROT_HIDDEN int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op,
-                             const char *entity, struct rate_id *id);
+                             const void *entity, size_t el, const struct rate_params *rp,
+                             struct rate_id *id);
+/* The identity of operation op's record (OPERATION RECORDS in rate_table.c); ol <= PROT_OP_MAX. */
+PROT_HIDDEN void rate_id_record(const struct prot_shm_header *h, const char *op, size_t ol,
+                                struct rate_id *id);
+
+/* ---- rate_view.c ------------------------------------------------------------------------------ */
+
+/* id's status under rp (validated) at now_ns: 0 (exists 0 for no bucket), or -EAGAIN. */
+PROT_HIDDEN int rate_view_find(struct prot_shm_header *h, const struct rate_id *id,
+                               const struct rate_params *rp, uint64_t now_ns,
+                               struct prot_rate_status *out);
 
 /* ---- rate_table.c ----------------------------------------------------------------------------- */
 
 /* Charge cost to id's bucket (inserting it if new) at time now under rp (validated, cost <=
  * rp->max_cost). 1 admitted, 0 denied (info filled either way), or RATE_TABLE_FULL (info
- * untouched). p (may be NULL) names the claimer of a new bucket. */
+ * untouched). p (may be NULL) names the claimer of a new bucket. *inserted (may be NULL) is set
+ * when this call inserted the bucket. */
 PROT_HIDDEN int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
                                   const struct rate_params *rp, uint64_t cost, uint64_t now,
-                                  struct prot_rate_info *info);
+                                  struct prot_rate_info *info, bool *inserted);
+/* Make sure the operation record rec (rate_id_record) is in the table: 0, or RATE_TABLE_FULL. */
+PROT_HIDDEN int rate_table_record(struct prot_shm_header *h, prot_t *p, const struct rate_id *rec,
+                                  uint64_t now);
 /* Find id's bucket without helping (works on a read-only mapping) and snapshot its word under a
  * stable meta: 0, -ENOENT, or -EAGAIN when it kept changing. */
 PROT_HIDDEN int rate_table_find(struct prot_shm_header *h, const struct rate_id *id,
                                 struct rate_ref *r, uint64_t *meta, uint64_t *word);
+/* Remove every bucket of id (any scale when id->any_scale): 0 (at least one), -ENOENT, -EAGAIN. */
+PROT_HIDDEN int rate_table_reset(struct prot_shm_header *h, const struct rate_id *id);
 /* The op_hash of key slot k's operation (its name), or 0 when the slot holds no key with rate
  * buckets (free, or a name that is not terminated within the slot: untrusted). */
 PROT_HIDDEN uint64_t rate_key_op_hash(const struct prot_shm_header *h, struct prot_key_slot *k);

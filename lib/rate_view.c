@@ -1,6 +1,6 @@
-/* rate_view.c — the rate limiter read, never written: one entity's status (prot_rate_status,
- * protctl rate show), copies of live buckets for display (rate_foreach: protctl rate show / top,
- * the tests), bucket counts, and every key's totals in one pass (protctl stats, the facade's
+/* rate_view.c — the rate limiter read, never written: one bucket's status (prot_rate_status,
+ * prot_rate_status_key: existence, timestamps, expires_at; protctl rate show), copies of live
+ * buckets for display (rate_foreach: protctl rate show / top, the tests), bucket counts, and every key's totals in one pass (protctl stats, the facade's
  * prot_get_protection_status). Everything here works on a read-only mapping: it helps no
  * publication and removes nothing (rate_table.c does).
  *
@@ -13,36 +13,21 @@
 
 #include "rate_table.h"
 
-int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
-                  const struct rate_params *rp, uint64_t now_ns, struct prot_rate_info *out)
+/* A bucket's 32-bit updated_ms widened: the latest time <= now with those low bits (exact while
+ * the last admission is less than 2^32 ms, 49 days, old), never before the bucket was made. */
+static uint64_t widen_ms(uint32_t low, uint64_t now_ms, uint64_t created_ms)
 {
-	struct rate_id id;
-	struct rate_ref ref;
-	uint64_t m, w;
-	int r = rate_id_make(NULL, h, op, entity, &id);
-
-	if (r == 0)
-		r = rate_params_cost(rp, 0);
-	if (r < 0)
-		return r;
-	if (!out)
-		return -EINVAL;
-	if (!now_ns)
-		now_ns = prot_now_ns();
-	r = rate_table_find(h, &id, &ref, &m, &w);
-	if (r == -ENOENT || (r == 0 && META_ALGO(m) != rp->algo))
-		w = rate_word_init(rp->algo, now_ns); /* never used (or reset on next use): fully available */
-	else if (r < 0)
-		return r;
-	rate_status_info(rp, w, now_ns, out);
-	return 0;
+	uint64_t t = now_ms - (uint32_t)((uint32_t)now_ms - low);
+	return t > now_ms || t < created_ms ? created_ms : t;
 }
 
 /* Copy a bucket for display; false if it changed under us or is not a bucket. */
-static bool view_copy(struct prot_rate_group *g, uint32_t gi, uint32_t i, struct rate_view *v)
+static bool view_copy(struct prot_rate_group *g, uint32_t gi, uint32_t i, uint64_t now_ms,
+                      struct rate_view *v)
 {
 	struct prot_rate_bucket *b = &g->b[i];
-	uint64_t ent[ENT_WORDS], id0, id1;
+	uint64_t ent[ENT_WORDS];
+	uint32_t id0, upd;
 	/* acquire: pairs with the LIVE release; identity is then complete */
 	uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire);
 
@@ -51,29 +36,79 @@ static bool view_copy(struct prot_rate_group *g, uint32_t gi, uint32_t i, struct
 	v->word = atomic_load_explicit(&b->word, memory_order_relaxed);
 	v->allowed = atomic_load_explicit(&b->allowed, memory_order_relaxed);
 	v->denied = atomic_load_explicit(&b->denied, memory_order_relaxed);
+	v->created_ns = atomic_load_explicit(&b->created_ns, memory_order_relaxed);
+	upd = atomic_load_explicit(&b->updated_ms, memory_order_relaxed);
 	v->op_hash = ld(b, B_OP_HASH);
-	id0 = ld(b, B_ID0);
-	id1 = ld(b, B_ID1);
+	v->window_ms = ld(b, B_WINDOW);
+	id0 = ld_id0(b);
 	for (uint32_t k = 0; k < ENT_WORDS; k++)
 		ent[k] = ld(b, ent_off(k));
 	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
 	if (atomic_load_explicit(&b->meta, memory_order_relaxed) != m || v->word == DEAD_WORD)
 		return false;
-	uint8_t head[16];
-	memcpy(head, &id0, 8);
-	memcpy(head + 8, &id1, 8);
 	/* untrusted lengths: clamp to what the bucket can hold */
-	v->op_len = head[0] <= PROT_OP_MAX ? head[0] : PROT_OP_MAX;
-	v->ent_len = head[1] <= PROT_ENTITY_MAX ? head[1] : PROT_ENTITY_MAX;
-	size_t oh = v->op_len < RATE_OP_HEAD ? v->op_len : RATE_OP_HEAD;
-	memcpy(v->op_head, head + 2, oh);
-	v->op_head[oh] = '\0';
+	uint8_t ol = (uint8_t)id0, el = (uint8_t)(id0 >> 8);
+	v->op_len = ol <= PROT_OP_MAX ? ol : PROT_OP_MAX;
+	v->ent_len = el <= PROT_ENTITY_MAX ? el : PROT_ENTITY_MAX;
 	memcpy(v->entity, ent, v->ent_len);
 	v->entity[v->ent_len] = '\0';
+	v->updated_ms = widen_ms(upd, now_ms, v->created_ns / RATE_NS_MS);
 	v->algo = META_ALGO(m);
 	v->group = gi;
 	v->slot = i;
 	return true;
+}
+
+void rate_view_status(const struct rate_view *v, const struct rate_params *rp, uint64_t now_ns,
+                      struct prot_rate_status *out)
+{
+	*out = (struct prot_rate_status){.exists = 1, .algo = v->algo,
+	                                 .created_ms = v->created_ns / RATE_NS_MS,
+	                                 .updated_ms = v->updated_ms};
+	if (rp) {
+		struct rate_eval e;
+		rate_status_info(rp, v->word, now_ns, &out->info);
+		rate_eval(rp, v->word, now_ns, 0, &e);
+		out->expires_at_ms = (now_ns + e.reset_ns + RATE_NS_MS - 1) / RATE_NS_MS;
+		return;
+	}
+	/* no limits: the raw state (fixed window: the count and the window's end; GCRA: the TAT) */
+	out->info.window_ms = v->window_ms;
+	if (v->algo == PROT_RATE_GCRA) {
+		out->expires_at_ms = (v->word + RATE_NS_MS - 1) / RATE_NS_MS;
+	} else {
+		uint64_t end = v->word >> RATE_FW_BITS, now_ms = now_ns / RATE_NS_MS;
+		bool live = end > now_ms;
+		out->info.used = live ? (v->word & RATE_FW_LIMIT_MAX) : 0;
+		out->expires_at_ms = live ? end : (now_ms / v->window_ms + 1) * v->window_ms;
+	}
+	out->info.reset_after_ms = out->expires_at_ms > now_ns / RATE_NS_MS ?
+	                           out->expires_at_ms - now_ns / RATE_NS_MS : 0;
+}
+
+int rate_view_find(struct prot_shm_header *h, const struct rate_id *id,
+                   const struct rate_params *rp, uint64_t now_ns, struct prot_rate_status *out)
+{
+	struct rate_ref ref;
+	struct rate_view v;
+	uint64_t m, w;
+
+	for (int tries = 0; tries < 100; tries++) {
+		int r = rate_table_find(h, id, &ref, &m, &w);
+		if (r == -ENOENT)
+			break;
+		if (r < 0)
+			return r;
+		uint32_t gi = (uint32_t)(ref.g - group_at(h, 0));
+		if (!view_copy(ref.g, gi, ref.i, now_ns / RATE_NS_MS, &v))
+			continue; /* changed under us: look again */
+		rate_view_status(&v, rp, now_ns, out);
+		return 0;
+	}
+	/* never used (or expired): a fresh bucket's state, fully available */
+	*out = (struct prot_rate_status){.algo = rp->algo};
+	rate_status_info(rp, rate_word_init(rp->algo, now_ns), now_ns, &out->info);
+	return 0;
 }
 
 int rate_foreach(struct prot_shm_header *h, const char *op,
@@ -88,6 +123,7 @@ int rate_foreach(struct prot_shm_header *h, const char *op,
 			return -PROT_ETOOLONG;
 		op_hash = prot_siphash(h->hash_key, op, ol);
 	}
+	uint64_t now_ms = prot_now_ns() / RATE_NS_MS;
 	for (uint32_t gi = 0, n = seg_count(h, REG_RATE_GROUPS); gi < n; gi++) {
 		struct prot_rate_group *g = group_at(h, gi);
 		uint32_t bits = (uint32_t)group_load(g);
@@ -95,7 +131,7 @@ int rate_foreach(struct prot_shm_header *h, const char *op,
 			uint32_t i = (uint32_t)__builtin_ctz(bits);
 			struct rate_view v;
 			bits &= bits - 1;
-			if (!view_copy(g, gi, i, &v))
+			if (!view_copy(g, gi, i, now_ms, &v))
 				continue;
 			if (op && (v.op_hash != op_hash || v.op_len != ol))
 				continue;
