@@ -26,10 +26,16 @@
 	X(RATE_INSERT, BK_SINGLE, "prot rate check, first use of an entity (insert)")              \
 	X(RATE_100K, BK_SINGLE, "prot rate check, 100k entities, uniform")                         \
 	X(RATE_1M, BK_SINGLE, "prot rate check, 1M entities, uniform")                             \
+	X(RATE_INSERT_100K, BK_SINGLE, "prot rate check, first use, 100k set, pages mapped")       \
+	X(RATE_CHURN, BK_SINGLE, "prot rate check, churn (first use, GCRA, sweeping)")             \
 	X(MX_HOT_FW, BK_SINGLE, "mutex baseline, hot key, fixed window")                           \
 	X(MX_HOT_GCRA, BK_SINGLE, "mutex baseline, hot key, GCRA")                                 \
 	X(MX_100K, BK_SINGLE, "mutex baseline, 100k entities, uniform")                            \
 	X(MX_1M, BK_SINGLE, "mutex baseline, 1M entities, uniform")                                \
+	X(FLOOR_CHASE, BK_SINGLE, "floor: dependent load, random line, rate table's size")         \
+	X(CLOCK_MONO, BK_SINGLE, "floor: clock_gettime(CLOCK_MONOTONIC)")                          \
+	X(CLOCK_COARSE, BK_SINGLE, "floor: clock_gettime(CLOCK_MONOTONIC_COARSE)")                 \
+	X(CAS_PRIVATE, BK_SINGLE, "floor: compare-and-swap on a private line")                     \
 	X(BRK_DIRECT, BK_SINGLE, "no-op called directly")                                          \
 	X(BRK_CLOSED, BK_SINGLE, "prot breaker execute, closed, no-op")                            \
 	X(BRK_OVERHEAD, BK_SINGLE, "prot breaker overhead, closed (execute - direct)")             \
@@ -102,6 +108,7 @@ struct bench {
 	int procs[BENCH_MAXP];
 	int nprocs;
 	bool json;
+	bool pin;            /* --pin: processes pinned to CPUs (bench_pin.c) */
 	int chaos_s;         /* --chaos SECONDS: only the chaos soak */
 	char tmpdir[64];
 	char loadavg[48];    /* /proc/loadavg when the run started */
@@ -139,6 +146,9 @@ struct bench_rstate {
 };
 void *bench_rstate_new(void *arg, int worker);
 void bench_rstate_free(void *st);
+/* Workloads whose state is their argument. */
+void *bench_arg_setup(void *arg, int worker);
+void bench_arg_teardown(void *st);
 
 const char *bench_row_label(int row);
 int bench_cells(const struct bench *b, int row);
@@ -162,10 +172,23 @@ int bench_team(int procs, int duration_ms, const struct bench_work *w, uint64_t 
 int bench_reap(pid_t pid, int timeout_ms, bool term_first);
 void bench_stat_set(struct bench_stat *s, double *ns_per_op, int reps, int procs);
 
-/* bench_protd.c: the bench's own protd; bench_prot.c: the prot rows. */
+/* bench_protd.c: the bench's own protd; bench_prot.c: the prot rows; bench_rate.c: the rate rows
+ * among them. */
 int bench_protd_start(struct bench *b);
 void bench_protd_stop(struct bench *b);
 void bench_prot_rows(struct bench *b);
+void bench_rate_rows(struct bench *b);
+/* bench_floor.c: the floor rows (dependent loads over the rate table's size, clocks, a CAS). */
+void bench_floor_rows(struct bench *b);
+
+/* bench_pin.c: --pin. init records the allowed CPUs (and pins this process when pin); every
+ * forked child calls bench_pin_child with its worker index or one of these. */
+#define BENCH_PIN_SERVER (-1) /* protd, redis-server, the socket daemon */
+#define BENCH_PIN_FREE (-2)   /* not a measured process: the whole start set */
+int bench_pin_init(bool pin);
+void bench_pin_child(int slot);
+bool bench_pinned(void);
+const char *bench_pin_describe(char *buf, size_t len);
 /* bench_reclaim.c: the reclaim row (on the bench's protd) and `--chaos SECONDS` (exit status). */
 void bench_reclaim_rows(struct bench *b);
 int bench_chaos(struct bench *b, int seconds);
@@ -173,6 +196,8 @@ int bench_chaos(struct bench *b, int seconds);
 /* bench_memory.c */
 void bench_memory(struct bench *b);
 double bench_bytes_per_entity(void);
+/* Bytes of the rate table (REG_RATE_GROUPS) protd lays out for rate_entities; 0 if it cannot. */
+uint64_t bench_rate_table_bytes(uint64_t rate_entities);
 
 /* bench_table.c: the nginx limit_req-style table the baselines decide with. */
 struct bt_table;

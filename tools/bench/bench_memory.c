@@ -1,6 +1,7 @@
 /* bench_memory.c — the memory figures: bytes per entity bucket (from the layout, the ABI), and the
  * segment size for examples/protd.ini and for 1M entities (from seg_layout, the function protd
- * sizes its segment with), plus the size of the segment this run used.
+ * sizes its segment with), plus the size of the segment this run used and of its rate table (the
+ * floor row's region, bench_floor.c).
  */
 #include <ini.h>
 #include <math.h>
@@ -49,6 +50,17 @@ static uint64_t layout_size(const struct seg_geometry *g)
 {
 	size_t size = 0;
 	return seg_layout(g, NULL, &size) == 0 ? size : 0;
+}
+
+uint64_t bench_rate_table_bytes(uint64_t rate_entities)
+{
+	static struct prot_shm_header h; /* only its region table is used */
+	struct seg_geometry g = geo_default;
+	size_t size = 0;
+	g.rate_entities = rate_entities;
+	if (seg_layout(&g, &h, &size) < 0)
+		return 0;
+	return (uint64_t)h.region[REG_RATE_GROUPS].count * h.region[REG_RATE_GROUPS].stride;
 }
 
 /* Entities land in their group at random and a group holds RATE_GROUP_SLOTS of them (an entity

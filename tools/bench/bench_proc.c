@@ -44,6 +44,14 @@ void *bench_rstate_new(void *arg, int worker)
 
 void bench_rstate_free(void *st) { free(st); }
 
+void *bench_arg_setup(void *arg, int worker)
+{
+	(void)worker;
+	return arg;
+}
+
+void bench_arg_teardown(void *st) { (void)st; }
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -169,6 +177,7 @@ int bench_team(int procs, int duration_ms, const struct bench_work *w, uint64_t 
 		}
 		if (pids[n] == 0) {
 			prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the bench */
+			bench_pin_child(n);
 			_exit(team_worker(c, w, n));
 		}
 		bench_track_pid(pids[n]);

@@ -1,8 +1,8 @@
-/* bench_prot.c — the prot rows: rate checks (hot key admitted and denied, first use, 100k and 1M
- * entities, and 1..8 processes on one hot key), breaker execute closed and open against a direct
- * call, pool checkout + checkin uncontended and the hand-off latency under contention, and the
- * full prot_execute. Everything goes through the public API on the bench's own protd.
- * Forked workers keep using the parent's handle, as include/prot.h allows.
+/* bench_prot.c — the prot rows, in their order: the rate rows (bench_rate.c), breaker execute
+ * closed and open against a direct call, pool checkout + checkin uncontended and the hand-off
+ * latency under contention, the reclaim row (bench_reclaim.c), the full prot_execute, and the cost
+ * of a telemetry site nobody listens to. Everything goes through the public API on the bench's own
+ * protd. Forked workers keep using the parent's handle, as include/prot.h allows.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -14,93 +14,6 @@
 
 #include "bench.h"
 #include "internal.h"
-
-/* ---- rate ------------------------------------------------------------------------------------ */
-struct rate_arg {
-	prot_t *p;
-	const char *key;
-	const char (*ents)[16];
-	uint32_t nents; /* 0: one hot key */
-	int expect;     /* 1 admitted, 0 denied */
-};
-
-static void *rate_setup(void *arg, int worker)
-{
-	const struct rate_arg *a = arg;
-	if (a->expect == 0) /* spend the one unit of the denied key's window */
-		prot_rate_check_key(a->p, a->key, "hot", 1, NULL);
-	return bench_rstate_new(arg, worker);
-}
-
-static int rate_batch(void *st, uint64_t n)
-{
-	struct bench_rstate *s = st;
-	const struct rate_arg *a = s->arg;
-	for (uint64_t i = 0; i < n; i++) {
-		int r = prot_rate_check_key(a->p, a->key, bench_entity(s, a->ents, a->nents), 1, NULL);
-		if (r != a->expect)
-			return r < 0 ? r : BENCH_EDENIED;
-	}
-	return 0;
-}
-
-/* First use of every entity, in order: one pass, timed as a whole (it cannot be repeated). */
-static void rate_insert_row(struct bench *b)
-{
-	uint64_t t0 = bench_now_ns();
-	for (uint32_t i = 0; i < b->sz.ent_large; i++) {
-		int r = prot_rate_check_key(b->prot, "bench_ent", b->ents[i], 1, NULL);
-		if (r != 1) {
-			bench_skip(b, ROW_RATE_INSERT, true, "entity %u: %s", i, bench_strerror(r < 0 ? r : BENCH_EDENIED));
-			bench_skip(b, ROW_RATE_100K, true, "no buckets: the first-use pass failed");
-			bench_skip(b, ROW_RATE_1M, true, "no buckets: the first-use pass failed");
-			return;
-		}
-	}
-	double ns = (double)(bench_now_ns() - t0) / b->sz.ent_large;
-	bench_stat_set(&b->res[ROW_RATE_INSERT][0], &ns, 1, 1);
-	snprintf(b->res[ROW_RATE_INSERT][0].note, sizeof b->res[0][0].note, "one pass over %u entities",
-	         b->sz.ent_large);
-}
-
-static void rate_rows(struct bench *b)
-{
-	static const struct {
-		int row;
-		const char *key;
-		int expect;
-	} hot[] = {
-		{ROW_RATE_HOT_FW, "bench_fw", 1},
-		{ROW_RATE_HOT_GCRA, "bench_gcra", 1},
-		{ROW_RATE_DENY_FW, "bench_deny_fw", 0},
-		{ROW_RATE_DENY_GCRA, "bench_deny_gcra", 0},
-	};
-	struct rate_arg a = {b->prot, NULL, NULL, 0, 1};
-	struct bench_work w = {rate_setup, rate_batch, bench_rstate_free, &a, 0};
-	for (size_t i = 0; i < sizeof hot / sizeof hot[0]; i++) {
-		a.key = hot[i].key;
-		a.expect = hot[i].expect;
-		bench_single(b, hot[i].row, &w, b->sz.hot_ops, b->sz.reps);
-	}
-	a.key = "bench_fw";
-	a.expect = 1;
-	bench_scale(b, ROW_SC_PROT_FW, &w);
-	a.key = "bench_gcra";
-	bench_scale(b, ROW_SC_PROT_GCRA, &w);
-	a.key = "bench_fw";
-	a.ents = (const char(*)[16])b->ents; /* without nents: one entity per worker */
-	bench_scale(b, ROW_SC_PROT_SPREAD, &w);
-
-	rate_insert_row(b);
-	if (b->res[ROW_RATE_INSERT][0].state != 1)
-		return;
-	a.key = "bench_ent";
-	a.ents = (const char(*)[16])b->ents;
-	a.nents = b->sz.ent_small;
-	bench_single(b, ROW_RATE_100K, &w, b->sz.hot_ops, b->sz.reps);
-	a.nents = b->sz.ent_large;
-	bench_single(b, ROW_RATE_1M, &w, b->sz.hot_ops, b->sz.reps);
-}
 
 /* ---- breaker --------------------------------------------------------------------------------- */
 static int noop(void *arg)
@@ -117,15 +30,6 @@ struct brk_arg {
 	int expect;
 };
 
-/* Workloads whose state is their argument. */
-static void *arg_setup(void *arg, int worker)
-{
-	(void)worker;
-	return arg;
-}
-
-static void arg_teardown(void *st) { (void)st; }
-
 static int brk_batch(void *st, uint64_t n)
 {
 	const struct brk_arg *a = st;
@@ -140,7 +44,7 @@ static int brk_batch(void *st, uint64_t n)
 static void breaker_rows(struct bench *b)
 {
 	struct brk_arg a = {b->prot, NULL, 0};
-	struct bench_work w = {arg_setup, brk_batch, arg_teardown, &a, 0};
+	struct bench_work w = {bench_arg_setup, brk_batch, bench_arg_teardown, &a, 0};
 	bench_single(b, ROW_BRK_DIRECT, &w, b->sz.hot_ops, b->sz.reps);
 	a.name = "bench";
 	bench_single(b, ROW_BRK_CLOSED, &w, b->sz.hot_ops, b->sz.reps);
@@ -333,7 +237,7 @@ static void handoff_rows(struct bench *b)
 static void pool_rows(struct bench *b)
 {
 	struct pool_arg a = {b->prot, "bench", NULL};
-	struct bench_work w = {pool_setup, pool_batch, arg_teardown, &a, 0};
+	struct bench_work w = {pool_setup, pool_batch, bench_arg_teardown, &a, 0};
 	bench_single(b, ROW_POOL_UNCONT, &w, b->sz.hot_ops, b->sz.reps);
 	handoff_rows(b);
 }
@@ -365,7 +269,7 @@ static void *exec_setup(void *arg, int worker)
 
 static void exec_row(struct bench *b)
 {
-	struct bench_work w = {exec_setup, exec_batch, arg_teardown, b->prot, 0};
+	struct bench_work w = {exec_setup, exec_batch, bench_arg_teardown, b->prot, 0};
 	bench_single(b, ROW_EXEC_FULL, &w, b->sz.hot_ops, b->sz.reps);
 }
 
@@ -389,7 +293,7 @@ static int tel_batch(void *st, uint64_t n)
 
 static void tel_rows(struct bench *b)
 {
-	struct bench_work w = {arg_setup, tel_batch, arg_teardown, b->prot, 0};
+	struct bench_work w = {bench_arg_setup, tel_batch, bench_arg_teardown, b->prot, 0};
 	bench_single(b, ROW_TEL_CHECK, &w, b->sz.hot_ops, b->sz.reps);
 	const struct bench_stat *c = &b->res[ROW_TEL_CHECK][0];
 	if (c->state != 1) {
@@ -407,7 +311,7 @@ static void tel_rows(struct bench *b)
 
 void bench_prot_rows(struct bench *b)
 {
-	rate_rows(b);
+	bench_rate_rows(b);
 	breaker_rows(b);
 	pool_rows(b);
 	bench_reclaim_rows(b);

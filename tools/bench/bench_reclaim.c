@@ -57,8 +57,10 @@ static int reclaim_once(struct bench *b, struct holder_flag *f, uint64_t *ns)
 	pid_t c = fork();
 	if (c < 0)
 		return -errno;
-	if (c == 0)
+	if (c == 0) {
+		bench_pin_child(BENCH_PIN_FREE);
 		holder_main(b, f);
+	}
 	bench_track_pid(c);
 	uint64_t end = bench_now_ns() + 5000000000ull;
 	while (!atomic_load(&f->ready) && bench_now_ns() < end)
@@ -184,8 +186,10 @@ static pid_t chaos_spawn(struct bench *b, struct chaos *c)
 {
 	fflush(NULL);
 	pid_t pid = fork();
-	if (pid == 0)
+	if (pid == 0) {
+		bench_pin_child(BENCH_PIN_FREE);
 		chaos_worker(b->prot, c); /* the inherited handle: the child claims its own identity */
+	}
 	if (pid > 0)
 		bench_track_pid(pid);
 	return pid;

@@ -209,6 +209,7 @@ static pid_t redis_start(struct bench *b, const char *exe, int port)
 	pid_t pid = fork();
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		bench_pin_child(BENCH_PIN_SERVER);
 		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (fd >= 0) {
 			dup2(fd, 1);

@@ -1,6 +1,7 @@
 /* bench_report.c — protbench's output: the human tables (single process, scaling, hand-off,
- * memory, ratios and targets) or one JSON document with the same figures. Targets come from the
- * issues (rate limiter, breaker, pool, facade, bench) and are checked against the medians.
+ * memory, ratios, floors and targets) or one JSON document with the same figures. Targets come
+ * from the issues (rate limiter, breaker, pool, facade, bench, performance) and are checked against
+ * the medians; the floor ratios quote rows as multiples of the floor rows of the same run.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -57,6 +58,40 @@ static double ratio(const struct bench *b, int slow, int fast, int procs)
 	const struct bench_stat *s = at_procs(b, slow, procs), *f = at_procs(b, fast, procs);
 	return s && f && f->med > 0 ? s->med / f->med : NAN;
 }
+
+/* The ratios the report prints (and the JSON carries): row `slow` over row `fast` at `procs`. */
+struct ratio_def {
+	const char *name;
+	int slow, fast, procs;
+};
+
+/* How many times faster prot is than the alternatives. */
+static const struct ratio_def speedups[] = {
+	{"prot hot check vs redis INCR+PEXPIRE round trip", ROW_REDIS_FW_RTT, ROW_RATE_HOT_FW, 1},
+	{"prot hot check vs redis GCRA round trip", ROW_REDIS_GCRA_RTT, ROW_RATE_HOT_GCRA, 1},
+	{"prot hot check vs redis INCR+PEXPIRE, pipeline 64", ROW_REDIS_FW_PIPE, ROW_RATE_HOT_FW, 1},
+	{"prot hot check vs redis GCRA, pipeline 64", ROW_REDIS_GCRA_PIPE, ROW_RATE_HOT_GCRA, 1},
+	{"prot hot check vs unix-socket daemon round trip", ROW_UDS_RTT, ROW_RATE_HOT_FW, 1},
+	{"prot vs mutex, hot key, fixed window", ROW_MX_HOT_FW, ROW_RATE_HOT_FW, 1},
+	{"prot vs mutex, 1M entities", ROW_MX_1M, ROW_RATE_1M, 1},
+	{"prot vs mutex throughput, fixed window, 2 processes", ROW_SC_MX_FW, ROW_SC_PROT_FW, 2},
+	{"prot vs mutex throughput, GCRA, 2 processes", ROW_SC_MX_GCRA, ROW_SC_PROT_GCRA, 2},
+	{"prot vs mutex, one entity per process, 2 processes", ROW_SC_MX_SPREAD, ROW_SC_PROT_SPREAD, 2},
+};
+#define N_SPEEDUPS (sizeof speedups / sizeof speedups[0])
+
+/* Rows as multiples of the physical floors (bench_floor.c), and first use over lookup. */
+static const struct ratio_def floors[] = {
+	{"prot 1M entities / dependent-load floor", ROW_RATE_1M, ROW_FLOOR_CHASE, 1},
+	{"mutex 1M entities / dependent-load floor", ROW_MX_1M, ROW_FLOOR_CHASE, 1},
+	{"prot 100k entities / dependent-load floor", ROW_RATE_100K, ROW_FLOOR_CHASE, 1},
+	{"prot churn (first use) / dependent-load floor", ROW_RATE_CHURN, ROW_FLOOR_CHASE, 1},
+	{"prot churn (first use) / 1M lookup", ROW_RATE_CHURN, ROW_RATE_1M, 1},
+	{"prot first use, 100k set / 100k lookup", ROW_RATE_INSERT_100K, ROW_RATE_100K, 1},
+	{"prot hot check, fixed window / CLOCK_MONOTONIC read", ROW_RATE_HOT_FW, ROW_CLOCK_MONO, 1},
+	{"prot hot check, fixed window / private CAS", ROW_RATE_HOT_FW, ROW_CAS_PRIVATE, 1},
+};
+#define N_FLOORS (sizeof floors / sizeof floors[0])
 
 struct check {
 	const char *name;
@@ -215,33 +250,27 @@ static void print_memory(const struct bench *b)
 	       (unsigned long long)b->fit_1m, b->fit_1m * bench_bytes_per_entity() / 1e6);
 	printf("%-54s %10.1f MiB (rate_entities = %llu)\n", "segment of this run", b->seg_run / 1048576.0,
 	       (unsigned long long)b->sz.rate_entities);
+	printf("%-54s %10.1f MiB (the floor row's region)\n", "rate table of this run",
+	       bench_rate_table_bytes(b->sz.rate_entities) / 1048576.0);
+}
+
+static void print_ratios(const struct bench *b, const char *title, const struct ratio_def *r, size_t n)
+{
+	printf("\n%s\n", title);
+	for (size_t i = 0; i < n; i++) {
+		double x = ratio(b, r[i].slow, r[i].fast, r[i].procs);
+		printf("%-54s ", r[i].name);
+		isnan(x) ? printf("%10s\n", "-") : printf(x >= 100 ? "%10.0fx\n" : "%10.2fx\n", x);
+	}
 }
 
 static void print_targets(const struct bench *b)
 {
 	struct check c[16];
 	int n = checks_of(b, c);
-	static const struct {
-		const char *name;
-		int slow, fast, procs;
-	} r[] = {
-		{"prot hot check vs redis INCR+PEXPIRE round trip", ROW_REDIS_FW_RTT, ROW_RATE_HOT_FW, 1},
-		{"prot hot check vs redis GCRA round trip", ROW_REDIS_GCRA_RTT, ROW_RATE_HOT_GCRA, 1},
-		{"prot hot check vs redis INCR+PEXPIRE, pipeline 64", ROW_REDIS_FW_PIPE, ROW_RATE_HOT_FW, 1},
-		{"prot hot check vs redis GCRA, pipeline 64", ROW_REDIS_GCRA_PIPE, ROW_RATE_HOT_GCRA, 1},
-		{"prot hot check vs unix-socket daemon round trip", ROW_UDS_RTT, ROW_RATE_HOT_FW, 1},
-		{"prot vs mutex, hot key, fixed window", ROW_MX_HOT_FW, ROW_RATE_HOT_FW, 1},
-		{"prot vs mutex, 1M entities", ROW_MX_1M, ROW_RATE_1M, 1},
-		{"prot vs mutex throughput, fixed window, 2 processes", ROW_SC_MX_FW, ROW_SC_PROT_FW, 2},
-		{"prot vs mutex throughput, GCRA, 2 processes", ROW_SC_MX_GCRA, ROW_SC_PROT_GCRA, 2},
-		{"prot vs mutex, one entity per process, 2 processes", ROW_SC_MX_SPREAD, ROW_SC_PROT_SPREAD, 2},
-	};
-	printf("\nRatios (how many times faster prot is)\n");
-	for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
-		double x = ratio(b, r[i].slow, r[i].fast, r[i].procs);
-		printf("%-54s ", r[i].name);
-		isnan(x) ? printf("%10s\n", "-") : printf(x >= 100 ? "%10.0fx\n" : "%10.2fx\n", x);
-	}
+	print_ratios(b, "Ratios (how many times faster prot is)", speedups, N_SPEEDUPS);
+	print_ratios(b, "Against the floor (a row over a floor row of this run) and first use against lookup",
+	             floors, N_FLOORS);
 	printf("\nTargets (medians)\n%-54s %10s %10s  %s\n", "target", "measured", "target", "verdict");
 	for (int i = 0; i < n; i++) {
 		char vb[96];
@@ -298,24 +327,42 @@ static void json_stat(int r, const struct bench_stat *s, int procs, bool *first)
 	printf("}");
 }
 
+static void json_ratios(const struct bench *b, const struct ratio_def *r, size_t n, bool *first)
+{
+	for (size_t i = 0; i < n; i++) {
+		printf("%s\n  {\"name\":", *first ? "" : ",");
+		*first = false;
+		json_str(r[i].name);
+		printf(",\"slow\":\"%s\",\"fast\":\"%s\",\"procs\":%d", rows[r[i].slow].id, rows[r[i].fast].id,
+		       r[i].procs);
+		json_num("value", ratio(b, r[i].slow, r[i].fast, r[i].procs));
+		printf("}");
+	}
+}
+
 static void print_json(const struct bench *b)
 {
 	bool first = true;
 	struct check c[16];
 	int n = checks_of(b, c);
-	printf("{\"mode\":\"%s\",\"cpus\":%ld,\"time\":%lld,\"reps\":%d,\"hot_ops\":%llu,"
-	       "\"entities\":[%u,%u],\"rows\":[",
-	       b->mode, sysconf(_SC_NPROCESSORS_ONLN), (long long)time(NULL), b->sz.reps,
-	       (unsigned long long)b->sz.hot_ops, b->sz.ent_small, b->sz.ent_large);
+	printf("{\"mode\":\"%s\",\"cpus\":%ld,\"pinned\":%s,\"loadavg\":\"%s\",\"segment\":\"%s\","
+	       "\"time\":%lld,\"reps\":%d,\"hot_ops\":%llu,\"entities\":[%u,%u],\"rows\":[",
+	       b->mode, sysconf(_SC_NPROCESSORS_ONLN), bench_pinned() ? "true" : "false", b->loadavg, b->seg,
+	       (long long)time(NULL), b->sz.reps, (unsigned long long)b->sz.hot_ops, b->sz.ent_small,
+	       b->sz.ent_large);
 	for (int r = 0; r < ROW_COUNT_; r++)
 		for (int i = 0; i < bench_cells(b, r); i++)
 			json_stat(r, &b->res[r][i], bench_cell_procs(b, r, i), &first);
 	printf("\n],\"memory\":{\"bytes_per_entity\":%.1f,\"segment_example\":%llu,\"segment_1m\":%llu,"
 	       "\"lost_of_1m_at_1m\":%.0f,\"rate_entities_to_fit_1m\":%llu,\"segment_to_fit_1m\":%llu,"
-	       "\"segment_run\":%llu},\"targets\":[",
+	       "\"segment_run\":%llu,\"rate_table_run\":%llu},\"ratios\":[",
 	       bench_bytes_per_entity(), (unsigned long long)b->seg_example, (unsigned long long)b->seg_1m,
 	       b->lost_1m, (unsigned long long)b->fit_1m, (unsigned long long)b->seg_1m_fit,
-	       (unsigned long long)b->seg_run);
+	       (unsigned long long)b->seg_run, (unsigned long long)bench_rate_table_bytes(b->sz.rate_entities));
+	first = true;
+	json_ratios(b, speedups, N_SPEEDUPS, &first);
+	json_ratios(b, floors, N_FLOORS, &first);
+	printf("\n],\"targets\":[");
 	for (int i = 0; i < n; i++) {
 		char vb[96];
 		printf("%s\n  {\"name\":", i ? "," : "");
@@ -340,7 +387,9 @@ void bench_report(const struct bench *b)
 	strftime(date, sizeof date, "%Y-%m-%d %H:%M %Z", localtime(&now));
 	printf("protbench: %s run, %ld CPUs, %s, protd segment %s\n", b->mode, sysconf(_SC_NPROCESSORS_ONLN),
 	       date, b->seg);
+	char pin[160];
 	printf("load average at start: %s (other processes on the machine skew every row)\n", b->loadavg);
+	printf("processes: %s\n", bench_pin_describe(pin, sizeof pin));
 	if (strcmp(b->mode, "smoke") == 0)
 		printf("SMOKE RUN: tiny sizes (entities %u / %u); the figures are not measurements\n",
 		       b->sz.ent_small, b->sz.ent_large);

@@ -87,6 +87,7 @@ static pid_t uds_start(const char *path)
 	pid_t pid = fork();
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		bench_pin_child(BENCH_PIN_SERVER);
 		signal(SIGTERM, SIG_DFL);
 		uds_serve(lfd);
 	}

@@ -1,8 +1,9 @@
 /* protbench.c — prot against the alternatives, in one run on one machine: the prot rows on the
- * bench's own protd, then the baselines (a mutex in shared memory, a Unix-socket deciding daemon,
- * Redis on loopback), then the tables, ratios and targets (bench_report.c).
+ * bench's own protd, then the floors (dependent loads over the rate table's size, clock reads, a
+ * CAS: bench_floor.c), then the baselines (a mutex in shared memory, a Unix-socket deciding
+ * daemon, Redis on loopback), then the tables, ratios and targets (bench_report.c).
  *
- *   protbench [--json] [--smoke | --quick] [--procs 1,2,4,8]
+ *   protbench [--json] [--smoke | --quick] [--procs 1,2,4,8] [--pin]
  *   protbench --chaos SECONDS     the long kill -9 soak only (bench_reclaim.c)
  *
  * This file owns the options, the run order, the temporary directory, and the cleanup of every
@@ -136,13 +137,15 @@ void bench_skip(struct bench *b, int row, bool failed, const char *fmt, ...)
 static int usage(const char *argv0)
 {
 	fprintf(stderr,
-	        "usage: %s [--json] [--smoke | --quick] [--procs 1,2,4,8] | --chaos SECONDS\n"
+	        "usage: %s [--json] [--smoke | --quick] [--procs 1,2,4,8] [--pin] | --chaos SECONDS\n"
 	        "  --json    one JSON document instead of the tables\n"
 	        "  --smoke   tiny sizes (seconds; for the test suite): figures are not measurements\n"
 	        "  --quick   fewer repetitions\n"
 	        "  --procs   process counts of the scaling rows (at most %d, each 1..%d)\n"
+	        "  --pin     pin processes to CPUs (sched_setaffinity): this one to the first allowed CPU,\n"
+	        "            protd, redis and the socket daemon to the last, worker i to CPU i mod N\n"
 	        "  --chaos SECONDS  only the kill -9 soak: 8 workers, random kills, then leaks and counters\n"
-	        "environment: PROTD (default: ../daemon/protd next to this program), PATH (redis-server)\n",
+	        "environment: PROTD (default: ../../daemon/protd from this program), PATH (redis-server)\n",
 	        argv0, BENCH_MAXP, BENCH_MAX_WORKERS);
 	return 2;
 }
@@ -171,6 +174,8 @@ static int parse_args(struct bench *b, int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			b->json = true;
+		} else if (strcmp(argv[i], "--pin") == 0) {
+			b->pin = true;
 		} else if (strcmp(argv[i], "--smoke") == 0) {
 			b->mode = "smoke";
 			b->sz = sizes_smoke;
@@ -260,6 +265,10 @@ int main(int argc, char **argv)
 	/* The bound on the whole run: a row stuck inside the library ends the bench, not the caller. */
 	signal(SIGALRM, on_signal);
 	alarm(b.chaos_s ? (unsigned)b.chaos_s + 60 : strcmp(b.mode, "smoke") == 0 ? 60 : 300);
+	if ((r = bench_pin_init(b.pin)) < 0) {
+		fprintf(stderr, "protbench: --pin: %s\n", strerror(-r));
+		return 1;
+	}
 	if ((r = make_entities(&b)) < 0) {
 		fprintf(stderr, "protbench: entity ids: %s\n", strerror(-r));
 		return 1;
@@ -285,6 +294,8 @@ int main(int argc, char **argv)
 	}
 	bench_memory(&b);
 	bench_protd_stop(&b);
+	progress(&b, "floors");
+	bench_floor_rows(&b);
 	progress(&b, "mutex baseline");
 	bench_mutex_rows(&b);
 	progress(&b, "unix-socket baseline");
