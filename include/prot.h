@@ -232,6 +232,26 @@ PROT_API int prot_rate_status_key(prot_t *p, const char *key, const void *entity
 PROT_API int prot_rate_reset_bin(prot_t *p, const char *operation, const void *entity,
                                  size_t entity_len);
 
+/*
+ * Differences from Hammer (the README, "Differences from Hammer", has the same table):
+ *  - one segment shared by every process of the host, exact across processes (not one node);
+ *  - a bucket is (operation, entity, algorithm, window): a scale per bucket as in Hammer, the
+ *    algorithm included; the limit is not part of it;
+ *  - entities are at most PROT_ENTITY_MAX bytes (C strings, or any bytes with the _bin calls);
+ *    longer is PROT_ETOOLONG, never truncated;
+ *  - a denied hit is not counted (Hammer v6 counts it): the count is what was admitted;
+ *  - a cost above the limit (GCRA: the burst) is PROT_ECOST, not a deny;
+ *  - prot_rate_reset forgets every scale of (operation, entity), as delete_buckets;
+ *  - inspect_bucket is prot_rate_status(_bin, _key); updated_ms is the last admission;
+ *  - times (created_ms, updated_ms, expires_at_ms) are CLOCK_MONOTONIC ms, not system time;
+ *  - expired buckets are freed [daemon] rate_grace (default 100 ms, at least 20 ms) after they
+ *    expired, within one sweep pass more (a pass: one protd tick per 4096 buckets);
+ *  - the default algorithm is the fixed window everywhere (algo 0, prot_rate_check, the INI);
+ *  - window_ms <= 2^36 ms (INI and API); a fixed window counts at most 2^24 - 1 units;
+ *  - the table has a fixed size ([segment] rate_entities): a full group is the key's rate_on_full
+ *    policy (PROT_ETABLEFULL, or admitted and counted).
+ */
+
 /* ---------------------------------------------------------------------------------------------
  * Circuit breaker (fuse)
  * ------------------------------------------------------------------------------------------- */
