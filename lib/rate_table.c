@@ -1,8 +1,8 @@
-/* rate_table.c — the rate limiter's bucket table in the segment: per-(operation, entity) buckets,
- * found, inserted, charged and removed lock-free, each decision one compare-and-swap on one 64-bit
- * word, shared exactly by every process; protd's sweep that expires buckets and frees the claims of
- * dead processes. Called by ratelimit.c (charge; reset for prot_rate_reset), rate_view.c (find,
- * the key hash) and protd (rate_sweep, on its tick); the words' layout is in rate_table.h, the
+/* rate_table.c — the rate limiter's bucket table in the segment: per-(operation, entity,
+ * algorithm, window) buckets, found, inserted, charged and removed lock-free, each decision one
+ * compare-and-swap on one 64-bit word, shared exactly by every process; protd's sweep that expires
+ * buckets and frees the claims of dead processes. Called by ratelimit.c (charge; rate_table_reset
+ * for prot_rate_reset), rate_view.c (find, the key hash) and protd (rate_sweep, on its tick); the words' layout is in rate_table.h, the
  * arithmetic on a bucket word in rate_algo.c, and how a call names its bucket (struct rate_id) in
  * ratelimit.c.
  *
@@ -229,7 +229,7 @@ uint64_t rate_key_op_hash(const struct prot_shm_header *h, struct prot_key_slot 
  * winner of LIVE -> DEAD calls this (once per bucket); a client that charged just before the
  * removal and adds its count just after it is lost to the statistic, never double-counted. The
  * key is the one whose name hashes to the bucket's op_hash (Hammer-style operations that are no
- * key have no totals). Removals are rare (expiry, reset, algorithm change): a scan of the keys. */
+ * key have no totals). Removals are rare (expiry, reset): a scan of the keys. */
 static void fold_counts(struct prot_shm_header *h, struct prot_rate_bucket *b)
 {
 	/* relaxed: statistics */

@@ -6,7 +6,9 @@
  * configuration read from its slot (rate_key_cfg) and turned into decision parameters
  * (rate_params_of_key); and what a full table means for a call (the key's rate_on_full policy,
  * its counters and events). The table itself is rate_table.c, the arithmetic rate_algo.c, the
- * read-only views rate_view.c; rate_view.c (status) and rate_table.c (reset) call rate_id_make.
+ * read-only views rate_view.c, the operation names rate_ops.c. The status (rate_status_bin_h, on
+ * rate_view.c's rate_view_find) and reset (rate_reset_bin_h, on rate_table_reset) entry points
+ * are here too: they name their buckets with rate_id_make (any scale for a reset).
  * The naming and the memo sit here, with the decisions, because a decision's cost is mostly
  * theirs: in one file the compiler inlines them into each entry point.
  *
