@@ -314,21 +314,20 @@ struct prot_waiter_slot {
 #define CLAIM_TAG (1ull << 63) /* a claimer's identity in `allowed` while CLAIMED (lib/rate_table.c) */
 
 /* A bucket is (operation, entity, algorithm, window): op_hash + op_len, the entity's bytes and
- * length, window_ms, and the algorithm in meta. A bucket with op_len 0 is an operation record
- * (lib/rate_table.c, OPERATION RECORDS): its entity is an operation's name, for display. */
+ * length, and `scale` (lib/rate_table.h: window_ms | algorithm << 56). */
 struct prot_rate_bucket {
 	/* line 0: the decision line. A decision loads `meta` and `word` and, only when admitting,
 	 * CASes `word`, adds to `allowed` and stores `updated_ms`: a denial writes nothing here. For
 	 * entities of at most RATE_ENTITY_HEAD bytes a hit reads this line alone. */
 	_Atomic uint64_t word;    /* GCRA: TAT (ns); fixed window: window end (ms) << 24 | count */
-	_Atomic uint64_t meta;    /* state, algorithm, generation (lib/rate_table.c) */
+	_Atomic uint64_t meta;    /* state, generation (lib/rate_table.c) */
 	uint64_t op_hash;         /* keyed hash of the operation name */
 	_Atomic uint64_t allowed; /* units admitted, for protctl rate top */
 	uint8_t op_len, ent_len;  /* identity (with the next two bytes, zero): one 32-bit word */
 	uint8_t pad_id[2];
 	_Atomic uint32_t updated_ms;        /* CLOCK_MONOTONIC ms mod 2^32 of the last admission
 	                                       (display; lib/rate_view.c widens it) */
-	uint64_t window_ms;                 /* the scale: identity */
+	uint64_t scale;                     /* window_ms | algorithm << 56: identity */
 	char ent_head[RATE_ENTITY_HEAD];    /* entity bytes 0..15 */
 	/* line 1: written on denial, never on admission (created_ns: at insertion only). */
 	_Atomic uint64_t denied;

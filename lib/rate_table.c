@@ -25,10 +25,10 @@
  *  group word = version << 32 | occupancy bitmap. Every change (a bucket published or removed)
  *    CASes it from the exact value the changer scanned and bumps the version, so two changes
  *    based on one scan cannot both succeed.
- *  meta = gen << 32 | algo << 8 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is
- *    bumped on every claim, so a meta value names one use of the bucket. The algorithm is part
- *    of the bucket's identity (with window_ms): a lookup matches only its own algorithm, so a
- *    key whose algorithm or window changes simply uses another bucket, and the old one expires.
+ *  meta = gen << 32 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is bumped on
+ *    every claim, so a meta value names one use of the bucket.
+ *  scale = window_ms | algorithm << 56 (rate_table.h), written with the identity: part of it, so
+ *    a key whose algorithm or window changes simply uses another bucket, and the old one expires.
  *  word = GCRA: theoretical arrival time, CLOCK_MONOTONIC ns. Fixed window: window end (ms) << 24 |
  *    units counted in it. DEAD_WORD (all ones) = being removed.
  *
@@ -48,9 +48,9 @@
  *
  * LOOKUP. Load the group word (acquire: pairs with the publishing CAS, so tags and identity of
  * every set bit are visible), match tags with SWAR, then for each candidate load meta (acquire)
- * and compare identity (algorithm from meta, window and names from the bucket). Tags of set bits
- * are exact, so a miss is a real miss. A reset and a status by name (any_scale) match every
- * scale of (operation, entity): they all sit in the one group.
+ * and compare identity (names, entity, scale). Tags of set bits are exact, so a miss is a real
+ * miss. A reset (scale_mask 0) matches every scale of (operation, entity): they all sit in the
+ * one group.
  *
  * DECISION. Load meta m, compare identity, load word w (acquire), re-load meta: unchanged means w
  * belongs to this use of the bucket. Deny: add to `denied` (line 1) and write nothing else —
@@ -139,7 +139,7 @@ static inline void st(struct prot_rate_bucket *b, size_t off, uint64_t v)
 static bool id_equal(struct prot_rate_bucket *b, const struct rate_id *id)
 {
 	if (ld(b, B_OP_HASH) != id->op_hash || ld_id0(b) != id->id0 ||
-	    (!id->any_scale && ld(b, B_WINDOW) != id->window_ms))
+	    ((ld(b, B_SCALE) ^ id->scale) & id->scale_mask))
 		return false;
 	for (uint32_t k = 0; k < id->ent_words; k++)
 		if (ld(b, ent_off(k)) != id->ent[k])
@@ -152,7 +152,7 @@ static void id_store(struct prot_rate_bucket *b, const struct rate_id *id)
 	st(b, B_OP_HASH, id->op_hash);
 	__atomic_store_n((uint32_t __attribute__((may_alias)) *)((char *)b + B_ID0), id->id0,
 	                 __ATOMIC_RELAXED);
-	st(b, B_WINDOW, id->window_ms);
+	st(b, B_SCALE, id->scale);
 	for (uint32_t k = 0; k < id->ent_words; k++)
 		st(b, ent_off(k), id->ent[k]);
 }
@@ -341,7 +341,7 @@ static int group_scan(struct prot_rate_group *g, uint64_t gw, const struct rate_
 		/* A writer charges LIVE buckets only; a reader also sees published CLAIMED ones. */
 		if (META_ST(m) != RB_LIVE && (help || META_ST(m) != RB_CLAIMED))
 			continue;
-		if ((!id->any_scale && META_ALGO(m) != id->algo) || !id_equal(b, id))
+		if (!id_equal(b, id))
 			continue;
 		*meta = m;
 		return i;
@@ -357,8 +357,7 @@ static inline uint32_t rotr32(uint32_t x, unsigned r)
 
 /* Claim a FREE bucket whose bit is clear in gw, trying the entity's home slot first and then the
  * next ones round the group. Returns its slot and meta, or -1. */
-static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uint32_t algo,
-                      uint64_t *claimed)
+static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uint64_t *claimed)
 {
 	uint32_t freebits = rotr32(~(uint32_t)gw, home); /* bit j: slot (home + j) % 32 */
 
@@ -369,7 +368,7 @@ static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uin
 		uint64_t m = atomic_load_explicit(&b->meta, memory_order_relaxed);
 		if (META_ST(m) != RB_FREE)
 			continue; /* claimed by another inserter, or the tail of a removal */
-		uint64_t c = META(META_GEN(m) + 1, algo, RB_CLAIMED);
+		uint64_t c = META(META_GEN(m) + 1, RB_CLAIMED);
 		/* acquire: the bucket's previous removal (FREE release) happens before our writes */
 		if (atomic_compare_exchange_strong_explicit(&b->meta, &m, c, memory_order_acquire,
 		                                            memory_order_relaxed)) {
@@ -396,7 +395,7 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 {
 	struct prot_rate_group *g = r->g;
 	uint64_t c;
-	int i = claim_free(g, gw, id->home, id->algo, &c);
+	int i = claim_free(g, gw, id->home, &c);
 
 	if (i < 0)
 		return RATE_TABLE_FULL;
@@ -411,7 +410,7 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
 	atomic_store_explicit(&b->created_ns, now, memory_order_relaxed);
 	atomic_store_explicit(&b->updated_ms, (uint32_t)(now / NS_MS), memory_order_relaxed);
-	atomic_store_explicit(&b->word, rate_word_init(id->algo, now), memory_order_relaxed);
+	atomic_store_explicit(&b->word, rate_word_init(SCALE_ALGO(id->scale), now), memory_order_relaxed);
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
 	for (;;) {
 		/* Defensive: only a dead claimer's claim is ever freed by someone else. */
@@ -481,8 +480,9 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 
 int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
                       const struct rate_params *rp, uint64_t cost, uint64_t now,
-                      struct prot_rate_info *info, bool *inserted)
+                      struct prot_rate_info *info)
 {
+	int inserted = 0;
 	struct rate_ref r = {.h = h, .g = group_at(h, id->group)};
 	uint64_t m;
 	int i, res;
@@ -499,13 +499,12 @@ int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id
 				return RATE_TABLE_FULL;
 			if (i == R_RETRY)
 				continue;
-			if (inserted)
-				*inserted = true;
+			inserted = RATE_INSERTED;
 		}
 		r.i = (uint32_t)i;
 		res = decide(r, m, rp, cost, now, info);
 		if (res != R_RETRY)
-			return res;
+			return res | inserted;
 	}
 }
 
@@ -559,11 +558,11 @@ int rate_table_reset(struct prot_shm_header *h, const struct rate_id *id)
 
 /* ---- expiry ----------------------------------------------------------------------------------- */
 
-static bool expired(uint64_t m, uint64_t w, uint64_t now, uint64_t grace)
+static bool expired(uint64_t scale, uint64_t w, uint64_t now, uint64_t grace)
 {
 	if (now < grace)
 		return false;
-	if (META_ALGO(m) == PROT_RATE_GCRA)
+	if (SCALE_ALGO(scale) == PROT_RATE_GCRA)
 		return w <= now - grace;
 	return (w >> RATE_FW_BITS) <= (now - grace) / NS_MS;
 }
@@ -579,13 +578,15 @@ static uint64_t sweep_set(struct rate_ref r, uint64_t now, uint64_t grace)
 		m = help_if_published(r.g, r.i, m);
 	if (META_ST(m) != RB_LIVE)
 		return 0;
-	/* acquire: the meta re-check below cannot be satisfied before this load */
+	/* acquire: the meta re-check below cannot be satisfied before this load; the scale (identity,
+	 * written before publication) is this use's when the re-check holds */
 	uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire);
+	uint64_t scale = ld(b, B_SCALE);
 	if (atomic_load_explicit(&b->meta, memory_order_relaxed) != m)
 		return 0;
 	if (w == DEAD_WORD)
 		return finish_remove(r, m);
-	return expired(m, w, now, grace) && bucket_remove(r, m, w);
+	return expired(scale, w, now, grace) && bucket_remove(r, m, w);
 }
 
 /* Is the claimer `owner` (identity | CLAIM_TAG) provably gone? Anything else stored there (0, a

@@ -12,14 +12,23 @@
 
 enum { RB_FREE = 0, RB_CLAIMED = 1, RB_LIVE = 2, RB_DEAD = 3 };
 
-/* meta = gen << 32 | algo << 8 | state */
-#define META(gen, algo, st) ((uint64_t)(gen) << 32 | (uint64_t)(algo) << 8 | (uint64_t)(st))
+/* meta = gen << 32 | state */
+#define META(gen, st) ((uint64_t)(gen) << 32 | (uint64_t)(st))
 #define META_ST(m) ((uint32_t)(m) & 0xffu)
-#define META_ALGO(m) (((uint32_t)(m) >> 8) & 0xffu)
 #define META_GEN(m) ((uint32_t)((m) >> 32))
 #define META_WITH(m, st) (((m) & ~(uint64_t)0xff) | (st))
 
 #define DEAD_WORD UINT64_MAX /* a bucket word being removed */
+
+/* A bucket's scale, part of its identity: window (ms, <= RATE_WINDOW_MAX_MS < 2^56) and
+ * algorithm (enum prot_rate_algo) in one word, compared as one. */
+#define SCALE(algo, window_ms) ((uint64_t)(window_ms) | (uint64_t)(algo) << 56)
+#define SCALE_ALGO(s) ((uint32_t)((s) >> 56))
+#define SCALE_WINDOW(s) ((s) & ((1ull << 56) - 1))
+_Static_assert(RATE_WINDOW_MAX_MS < (1ull << 56), "a window fits its scale bits");
+
+/* Added to rate_table_charge's result (1, 0) when the call inserted the bucket. */
+#define RATE_INSERTED 2
 
 /* rate_table_charge: the entity's group has no free bucket (internal, never returned to callers) */
 #define RATE_TABLE_FULL (-100001)
@@ -30,14 +39,14 @@ typedef uint64_t __attribute__((may_alias)) u64a;
 #define B_OP_HASH 16
 #define B_ID0 32 /* op_len, ent_len, two zero bytes: a 32-bit word */
 #define B_UPDATED 36
-#define B_WINDOW 40
+#define B_SCALE 40
 #define B_ENT_HEAD 48
 #define B_ENT_TAIL 72
 _Static_assert(offsetof(struct prot_rate_bucket, op_hash) == B_OP_HASH, "op_hash");
 _Static_assert(offsetof(struct prot_rate_bucket, op_len) == B_ID0, "op_len");
 _Static_assert(offsetof(struct prot_rate_bucket, ent_len) == B_ID0 + 1, "ent_len");
 _Static_assert(offsetof(struct prot_rate_bucket, updated_ms) == B_UPDATED, "updated_ms");
-_Static_assert(offsetof(struct prot_rate_bucket, window_ms) == B_WINDOW, "window_ms");
+_Static_assert(offsetof(struct prot_rate_bucket, scale) == B_SCALE, "scale");
 _Static_assert(offsetof(struct prot_rate_bucket, ent_head) == B_ENT_HEAD, "ent_head");
 _Static_assert(offsetof(struct prot_rate_bucket, ent_tail) == B_ENT_TAIL, "ent_tail");
 _Static_assert(offsetof(struct prot_rate_group_hdr, tags) == 8, "tags are 4 aligned words");
@@ -50,15 +59,14 @@ _Static_assert(offsetof(struct prot_rate_group_hdr, tags) == 8, "tags are 4 alig
 struct rate_id {
 	uint64_t op_hash;
 	uint64_t ent[ENT_WORDS]; /* entity, zero-padded */
-	uint64_t window_ms;      /* the scale: window and algorithm; 0 (any_scale) matches every one */
+	uint64_t scale;          /* SCALE(algo, window) */
+	uint64_t scale_mask;     /* ~0: match the scale; 0: any scale (reset, status by name) */
 	uint32_t id0;            /* op_len | ent_len << 8 */
-	uint32_t algo;
 	uint32_t ent_words;      /* words of ent[] compared: max(2, ceil(len/8)) */
 	uint32_t group;
 	uint8_t tag;
 	uint8_t home; /* preferred slot: most entities sit there, so it is prefetched with the group */
 	uint8_t ent_len;
-	bool any_scale;          /* match (operation, entity) whatever the scale (reset, listings) */
 };
 
 /* Where a bucket is. */
@@ -109,9 +117,6 @@ static inline uint64_t group_load(struct prot_rate_group *g)
 PROT_HIDDEN int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op,
                              const void *entity, size_t el, const struct rate_params *rp,
                              struct rate_id *id);
-/* The identity of operation op's record (OPERATION RECORDS in rate_table.c); ol <= PROT_OP_MAX. */
-PROT_HIDDEN void rate_id_record(const struct prot_shm_header *h, const char *op, size_t ol,
-                                struct rate_id *id);
 
 /* ---- rate_view.c ------------------------------------------------------------------------------ */
 
@@ -123,15 +128,12 @@ PROT_HIDDEN int rate_view_find(struct prot_shm_header *h, const struct rate_id *
 /* ---- rate_table.c ----------------------------------------------------------------------------- */
 
 /* Charge cost to id's bucket (inserting it if new) at time now under rp (validated, cost <=
- * rp->max_cost). 1 admitted, 0 denied (info filled either way), or RATE_TABLE_FULL (info
- * untouched). p (may be NULL) names the claimer of a new bucket. *inserted (may be NULL) is set
- * when this call inserted the bucket. */
+ * rp->max_cost). 1 admitted, 0 denied (info filled either way), plus RATE_INSERTED when this call
+ * inserted the bucket; or RATE_TABLE_FULL (info untouched). p (may be NULL) names the claimer of
+ * a new bucket. */
 PROT_HIDDEN int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
                                   const struct rate_params *rp, uint64_t cost, uint64_t now,
-                                  struct prot_rate_info *info, bool *inserted);
-/* Make sure the operation record rec (rate_id_record) is in the table: 0, or RATE_TABLE_FULL. */
-PROT_HIDDEN int rate_table_record(struct prot_shm_header *h, prot_t *p, const struct rate_id *rec,
-                                  uint64_t now);
+                                  struct prot_rate_info *info);
 /* Find id's bucket without helping (works on a read-only mapping) and snapshot its word under a
  * stable meta: 0, -ENOENT, or -EAGAIN when it kept changing. */
 PROT_HIDDEN int rate_table_find(struct prot_shm_header *h, const struct rate_id *id,

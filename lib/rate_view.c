@@ -39,7 +39,7 @@ static bool view_copy(struct prot_rate_group *g, uint32_t gi, uint32_t i, uint64
 	v->created_ns = atomic_load_explicit(&b->created_ns, memory_order_relaxed);
 	upd = atomic_load_explicit(&b->updated_ms, memory_order_relaxed);
 	v->op_hash = ld(b, B_OP_HASH);
-	v->window_ms = ld(b, B_WINDOW);
+	uint64_t scale = ld(b, B_SCALE);
 	id0 = ld_id0(b);
 	for (uint32_t k = 0; k < ENT_WORDS; k++)
 		ent[k] = ld(b, ent_off(k));
@@ -53,7 +53,8 @@ static bool view_copy(struct prot_rate_group *g, uint32_t gi, uint32_t i, uint64
 	memcpy(v->entity, ent, v->ent_len);
 	v->entity[v->ent_len] = '\0';
 	v->updated_ms = widen_ms(upd, now_ms, v->created_ns / RATE_NS_MS);
-	v->algo = META_ALGO(m);
+	v->algo = SCALE_ALGO(scale);
+	v->window_ms = SCALE_WINDOW(scale);
 	v->group = gi;
 	v->slot = i;
 	return true;
@@ -80,7 +81,8 @@ void rate_view_status(const struct rate_view *v, const struct rate_params *rp, u
 		uint64_t end = v->word >> RATE_FW_BITS, now_ms = now_ns / RATE_NS_MS;
 		bool live = end > now_ms;
 		out->info.used = live ? (v->word & RATE_FW_LIMIT_MAX) : 0;
-		out->expires_at_ms = live ? end : (now_ms / v->window_ms + 1) * v->window_ms;
+		uint64_t w = v->window_ms ? v->window_ms : 1; /* untrusted */
+		out->expires_at_ms = live ? end : (now_ms / w + 1) * w;
 	}
 	out->info.reset_after_ms = out->expires_at_ms > now_ns / RATE_NS_MS ?
 	                           out->expires_at_ms - now_ns / RATE_NS_MS : 0;

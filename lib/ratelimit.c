@@ -18,8 +18,8 @@
  * longer is PROT_ETOOLONG, never truncated) and its length are stored in ent_head/ent_tail and
  * ent_len. The operation is a program constant and is compared by a 64-bit keyed hash plus its
  * length (op_hash = SipHash(segment key, name), op_len); its name is kept once, in the operation
- * registry (rate_ops.c), noted when a decision inserts a bucket. The window is stored in the
- * bucket (window_ms) and the algorithm in its meta. For a protection key (prot_rate_check_key,
+ * registry (rate_ops.c), noted when a decision inserts a bucket. Window and algorithm are one
+ * word of the bucket (scale, rate_table.h), compared with the rest. For a protection key (prot_rate_check_key,
  * prot_execute) the operation is the key's name, or the call's opts->operation. The group, tag and
  * home slot come from SipHash(segment key ^ (op_hash, 0), entity) — not from the scale, so every
  * scale of an entity shares its group (see TABLE in rate_table.c) and a reset finds them all.
@@ -146,7 +146,8 @@ static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const cha
 /* Key NAME's slot index, remembered per handle with the slot's state word: while that word is
  * unchanged the slot holds the same key (protd bumps the generation in it on every reuse), so a
  * hit costs one load instead of a search. Errors as seg_find. */
-static int key_lookup(prot_t *p, struct prot_shm_header *h, const char *name)
+static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct prot_shm_header *h,
+                                                             const char *name)
 {
 	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
 	size_t ol = strnlen(name, PROT_NAME_MAX + 1);
@@ -200,9 +201,8 @@ int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op, con
 		to_words(id->ent, entity, el);
 	to_words(opw, op, ol);
 	id->id0 = (uint32_t)(ol | el << 8);
-	id->window_ms = rp ? rp->window_ms : 0;
-	id->algo = rp ? rp->algo : 0;
-	id->any_scale = !rp;
+	id->scale = rp ? SCALE(rp->algo, rp->window_ms) : 0;
+	id->scale_mask = rp ? ~0ull : 0;
 	id->ent_len = (uint8_t)el;
 	id->ent_words = el <= 16 ? 2 : (uint32_t)(el + 7) / 8;
 	id->op_hash = op_hash_of(p, h, op, ol, opw);
@@ -257,13 +257,14 @@ static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct ra
                     const struct rate_params *rp, uint64_t cost, uint64_t now,
                     const struct rate_policy *pol, struct prot_rate_info *info)
 {
-	bool inserted = false;
-	int res = rate_table_charge(h, p, id, rp, cost, now, info, &inserted);
+	int res = rate_table_charge(h, p, id, rp, cost, now, info);
 
 	if (res == RATE_TABLE_FULL)
 		return table_full(h, pol, rp, info);
-	if (unlikely(inserted)) /* a new bucket: its operation's name, for protctl (rate_ops.c) */
+	if (unlikely(res & RATE_INSERTED)) { /* a new bucket: its operation's name, for protctl */
 		rate_ops_note(h, pol->op, id->id0 & 0xff, id->op_hash);
+		res &= ~RATE_INSERTED;
+	}
 	/* No per-key counter here: a line shared by every process and entity of the key would be
 	 * written by every decision (denials included). The bucket counts (admissions on the line the
 	 * CAS already owns, denials on line 1); a key's totals are its live buckets plus what removed
@@ -367,7 +368,7 @@ static uint64_t key_now(const struct prot_key_cfg *cfg, uint64_t now_ns)
 }
 
 /* A key's decision on an entity of el bytes; tel_entity: the entity for telemetry (NULL: binary). */
-static inline int key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
+static inline __attribute__((always_inline)) int key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                              const char *op, const struct prot_key_cfg *cfg, const void *entity,
                              size_t el, const char *tel_entity, uint64_t cost, uint64_t now_ns,
                              struct prot_rate_info *info)
