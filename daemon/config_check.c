@@ -73,20 +73,58 @@ static void where(const struct config *c, const struct cfg_obj *o, const char *l
 	snprintf(lbl_, sizeof lbl_, "%s %s", kindname, (obj)->name);                              \
 	where(c, (obj), lbl_, at_, sizeof at_)
 
+/* The option naming a key's rate under its algorithm: Hammer's terms for its buckets. */
+static const char *const rate_words[] = { "rate_limit", "rate_refill_rate", "rate_leak_rate" };
+
+static const char *rate_word(uint64_t algo)
+{
+	return rate_words[algo == PROT_RATE_TOKEN_BUCKET ? 1 : algo == PROT_RATE_LEAKY_BUCKET ? 2 : 0];
+}
+
+/* Which of the rate's options a key gave; each one given under another algorithm's name is an
+ * error. *lim: the rate was given. */
+static void check_rate_words(const struct cfg_key *k, const char *at_, bool *lim, struct cfg_errors *e)
+{
+	const char *want = rate_word(k->c.rate_algo);
+	const char *algo = prot_name_shown(NAMES_RATE_ALGORITHM, k->c.rate_algo);
+
+	*lim = false;
+	for (size_t i = 0; i < sizeof rate_words / sizeof *rate_words; i++) {
+		if (!cfg_seen(&k->o, CFG_KEY, rate_words[i]))
+			continue;
+		*lim = true;
+		if (rate_words[i] != want)
+			cfg_errors_add(e, "%s: rate_algorithm = %s takes %s, not %s", at_, algo, want,
+			               rate_words[i]);
+	}
+	bool bucket = want != rate_words[0];
+	const char *other = bucket ? "rate_burst" : "rate_capacity";
+	if (cfg_seen(&k->o, CFG_KEY, other))
+		cfg_errors_add(e, "%s: rate_algorithm = %s takes %s, not %s", at_, algo,
+		               bucket ? "rate_capacity" : "rate_burst", other);
+	if (k->c.rate_clock == RATE_CLOCK_REALTIME && rate_clock_problem((uint32_t)k->c.rate_algo))
+		cfg_errors_add(e, "%s: %s", at_, rate_clock_problem((uint32_t)k->c.rate_algo));
+}
+
 static void check_key(const struct config *c, const struct cfg_key *k, struct cfg_errors *e)
 {
 	WHERE(&k->o, "key");
-	bool lim = cfg_seen(&k->o, CFG_KEY, "rate_limit"), win = cfg_seen(&k->o, CFG_KEY, "rate_window");
-	if (lim != win)
-		cfg_errors_add(e, "%s: rate_limit and rate_window go together: %s is missing", at_,
-		               lim ? "rate_window" : "rate_limit");
+	bool lim, win = cfg_seen(&k->o, CFG_KEY, "rate_window");
+	bool bucket = rate_word(k->c.rate_algo) != rate_words[0];
+	check_rate_words(k, at_, &lim, e);
+	/* a window algorithm needs its window; a bucket its capacity (its period defaults to 1s) */
+	const char *with = bucket ? "rate_capacity" : "rate_window";
+	bool other = cfg_seen(&k->o, CFG_KEY, with);
+	if (lim != other)
+		cfg_errors_add(e, "%s: %s and %s go together: %s is missing", at_, rate_word(k->c.rate_algo),
+		               with, lim ? with : rate_word(k->c.rate_algo));
 	else if (!lim) {
 		static const char *const rate_opts[] = { "rate_algorithm", "rate_burst", "rate_on_full",
-			                                 "rate_clock" };
-		for (size_t i = 0; i < 4; i++)
+			                                 "rate_clock", "rate_window" };
+		for (size_t i = 0; i < sizeof rate_opts / sizeof *rate_opts; i++)
 			if (cfg_seen(&k->o, CFG_KEY, rate_opts[i]))
-				cfg_errors_add(e, "%s: %s needs rate_limit and rate_window", at_,
-				               rate_opts[i]);
+				cfg_errors_add(e, "%s: %s needs %s and %s", at_, rate_opts[i],
+				               rate_word(k->c.rate_algo), with);
 	}
 	const struct cfg_breaker *b = config_breaker(c, k->o.name);
 	if (cfg_seen(&k->o, CFG_KEY, "breaker") && b && b->inline_of_key && strcmp(k->breaker, k->o.name))
@@ -98,7 +136,7 @@ static void check_key(const struct config *c, const struct cfg_key *k, struct cf
 	struct prot_rate_limit rl = { .algo = (uint32_t)k->c.rate_algo, .limit = k->c.rate_limit,
 		                      .window_ms = k->c.rate_window_ms, .burst = k->c.rate_burst };
 	char why[160];
-	if (lim && win && rl.limit && rl.window_ms && rate_limit_check(&rl, why, sizeof why) < 0)
+	if (lim && (win || bucket) && rate_limit_check(&rl, why, sizeof why) < 0)
 		cfg_errors_add(e, "%s: %s", at_, why);
 	if (k->breaker[0] && !config_breaker(c, k->breaker))
 		cfg_errors_add(e, "%s: breaker \"%s\" is not defined", at_, k->breaker);

@@ -45,10 +45,17 @@
  *   rate_limit = N              units per window (>= 1; fixed_window: < 2^24); needs rate_window;
  *                               omit both: no limiter
  *   rate_window = DURATION      (1ms .. 2^36 ms, the API's maximum too); needs rate_limit
- *   rate_algorithm = fixed_window  fixed_window (Hammer's default, and the API's) | gcra
+ *   rate_algorithm = fixed_window  fixed_window (Hammer's default, and the API's) | gcra |
+ *                               token_bucket | leaky_bucket
  *   rate_burst = N              GCRA burst in units; 0 (default) = rate_limit
+ *   rate_refill_rate = N        token_bucket (instead of rate_limit): tokens added per rate_window
+ *                               (default 1s); 0: a budget that never refills
+ *   rate_leak_rate = N          leaky_bucket (instead of rate_limit): units leaked per rate_window
+ *                               (default 1s), >= 1
+ *   rate_capacity = N           token_bucket, leaky_bucket: the bucket's size (>= 1); required
  *   rate_on_full = deny         deny | allow: what a new entity gets when the bucket table is full
- *   rate_clock = monotonic      monotonic | coarse (CLOCK_MONOTONIC_COARSE: cheaper, ~4ms steps)
+ *   rate_clock = monotonic      monotonic | coarse (CLOCK_MONOTONIC_COARSE: cheaper, ~4ms steps) |
+ *                               realtime (fixed_window only: calendar windows, UTC-aligned)
  *   breaker = NAME              a [breaker NAME] section
  *   pool = NAME                 a [pool NAME] section
  *   timeout = 5s                default timeout of a protected call
@@ -135,6 +142,10 @@ static const struct opt opts_key[] = {
 	  "2^36 ms, the rate limiter's" },
 	{ "rate_algorithm", T_ENUM, U(struct cfg_key, c.rate_algo), 0, 0, &e_algo, NULL },
 	{ "rate_burst", T_U64, U(struct cfg_key, c.rate_burst), 0, UINT32_MAX, NULL, NULL },
+	/* Hammer's terms for token_bucket and leaky_bucket: the same words as rate_limit, rate_burst */
+	{ "rate_refill_rate", T_U64, U(struct cfg_key, c.rate_limit), 0, UINT32_MAX, NULL, NULL },
+	{ "rate_leak_rate", T_U64, U(struct cfg_key, c.rate_limit), 1, UINT32_MAX, NULL, NULL },
+	{ "rate_capacity", T_U64, U(struct cfg_key, c.rate_burst), 1, UINT32_MAX, NULL, NULL },
 	{ "rate_on_full", T_ENUM, U(struct cfg_key, c.rate_full_policy), 0, 0, &e_full, NULL },
 	{ "rate_clock", T_ENUM, U(struct cfg_key, c.rate_clock), 0, 0, &e_clock, NULL },
 	{ "breaker", T_REF, U(struct cfg_key, breaker), 0, 0, NULL, NULL },

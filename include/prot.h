@@ -130,8 +130,9 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  * Limits: window_ms <= 2^36 (INI rate_window and the API alike); fixed-window limit < 2^24;
  * otherwise -EINVAL. A cost above the limit (GCRA: above the burst) is PROT_ECOST. A reload that
  * changes a key's limit keeps each bucket's state (GCRA re-reads its arrival time with the new
- * interval; a fixed window keeps its count); one that changes its window or algorithm moves the
- * key to new buckets (the old ones expire).
+ * interval; a fixed window keeps its count); one that changes its window, its algorithm, its clock
+ * (the calendar, rate_clock = realtime, or the monotonic clocks) or between a refill_rate of 0 and
+ * above 0 moves the key to new buckets (the old ones expire): all of them are the bucket's scale.
  *
  * Default algorithm: Hammer's fixed window, everywhere — algo 0 here, prot_rate_check, and an INI
  * key without rate_algorithm.
@@ -141,7 +142,17 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *
  * Clock: CLOCK_MONOTONIC, read once per decision; a key with rate_clock = coarse uses
  * CLOCK_MONOTONIC_COARSE (cheaper; its resolution, clock_getres(), is typically 4 ms, so a window
- * boundary or an emission can be seen up to that late).
+ * boundary or an emission can be seen up to that late). A fixed-window key with rate_clock =
+ * realtime follows the calendar instead: CLOCK_REALTIME, windows aligned on UTC multiples of the
+ * window since the Unix epoch, so an hourly window rolls at :00 and a daily one at midnight UTC
+ * (a 7-day window rolls on Thursdays, 00:00 UTC, as the epoch did). Clock steps: a step back by D
+ * keeps the current window, and its count, D longer (a window already counted is never re-opened,
+ * and protd does not expire it early); a step forward past the window's end rolls to the window
+ * that holds the new time (as if the time had passed). realtime is refused for the other
+ * algorithms (they measure durations, not the calendar). Test hook: when the environment variable
+ * PROT_TEST_CLOCK_FILE names a file, every process (protd included) that reads it at its first
+ * realtime decision adds the signed 64-bit nanosecond offset stored in its first 8 bytes (read
+ * through a shared mapping at each decision) to CLOCK_REALTIME; the tests step the calendar with it.
  *
  * Algorithms:
  *  PROT_RATE_FIXED_WINDOW — Hammer's default. Windows are aligned on multiples of the window length
@@ -149,14 +160,69 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *    admitted per window.
  *  PROT_RATE_GCRA — smooth rate of limit/window with a burst of `burst` units (default: limit);
  *    a single 64-bit theoretical-arrival-time word per bucket.
+ *  PROT_RATE_TOKEN_BUCKET — Hammer's token bucket: `capacity` tokens, full at first use, refilled
+ *    continuously at `refill_rate` tokens per window_ms (0: per second, Hammer's unit); a hit of
+ *    cost n takes n tokens or is denied. Status: `remaining` is Hammer's tokens left, `limit` the
+ *    capacity. A refill_rate of 0 is a budget of `capacity` units that never refills: its bucket
+ *    is never expired (only prot_rate_reset frees it), and retry_after_ms / reset_after_ms are
+ *    PROT_RATE_NEVER.
+ *  PROT_RATE_LEAKY_BUCKET — Hammer's leaky bucket: starts empty, a hit of cost n adds n if the
+ *    level stays within `capacity`, the level leaks at `leak_rate` units per window_ms (0: per
+ *    second). Status: `used` is Hammer's fill level, `limit` the capacity.
+ *  Both run on the GCRA word (emission interval window / rate, tolerance capacity intervals): one
+ *  compare-and-swap per decision, exact across processes.
+ *
+ * Differences from Hammer (the README has the same table; issue 14 parts A and C):
+ *  - a denied hit is not counted (Hammer v6 counts it: inspect_bucket after a deny shows 3 of 2);
+ *  - token bucket: continuous refill, no remainder lost (Hammer: whole tokens, re-stamped time);
+ *  - token and leaky bucket: retry_after_ms is the exact wait for the cost (Hammer: a flat 1000);
+ *  - leaky bucket admits while level + cost <= capacity (Hammer: while level < capacity); a cost
+ *    above the capacity is PROT_ECOST;
+ *  - status of a token bucket never used is full (Hammer's get of an unknown key: 0);
+ *  - rates are per window_ms (0 = per second, Hammer's only unit);
+ *  - refill_rate 0 is a budget: never expired, reset only, waits PROT_RATE_NEVER;
+ *  - windows are on CLOCK_MONOTONIC unless rate_clock = realtime (Hammer: always the calendar);
+ *    on the calendar a step back keeps the window already counted (Hammer: an earlier window);
+ *  - one segment shared by every process of the host, exact across processes (not one node);
+ *  - a bucket is (operation, entity, algorithm, window): a scale per bucket as in Hammer, the
+ *    algorithm included; the limit is not part of it;
+ *  - entities are at most PROT_ENTITY_MAX bytes (C strings, or any bytes with the _bin calls);
+ *    longer is PROT_ETOOLONG, never truncated;
+ *  - a cost above the limit (GCRA: the burst) is PROT_ECOST, not a deny;
+ *  - prot_rate_reset forgets every scale of (operation, entity), as delete_buckets;
+ *  - inspect_bucket is prot_rate_status(_bin, _key); updated_ms is the last admission;
+ *  - times (created_ms, updated_ms, expires_at_ms) are CLOCK_MONOTONIC ms (Unix ms for a
+ *    rate_clock = realtime bucket), not system time; a budget's expires_at_ms is 0;
+ *  - expired buckets are freed [daemon] rate_grace (default 100 ms, at least 20 ms) after they
+ *    expired, within one sweep pass more (a pass: one protd tick per 4096 buckets);
+ *  - the default algorithm is the fixed window everywhere (algo 0, prot_rate_check, the INI);
+ *  - window_ms <= 2^36 ms (INI and API); a fixed window counts at most 2^24 - 1 units;
+ *  - the table has a fixed size ([segment] rate_entities): a full group is the key's rate_on_full
+ *    policy (PROT_ETABLEFULL, or admitted and counted).
  * ------------------------------------------------------------------------------------------- */
-enum prot_rate_algo { PROT_RATE_FIXED_WINDOW = 1, PROT_RATE_GCRA = 2 };
+enum prot_rate_algo {
+	PROT_RATE_FIXED_WINDOW = 1,
+	PROT_RATE_GCRA = 2,
+	/* 3: PROT_RATE_SLIDING_WINDOW (issue 14, part B) */
+	PROT_RATE_TOKEN_BUCKET = 4,
+	PROT_RATE_LEAKY_BUCKET = 5,
+};
+
+/* retry_after_ms / reset_after_ms of a budget that never refills (token bucket, refill_rate 0) */
+#define PROT_RATE_NEVER UINT64_MAX
 
 struct prot_rate_limit {
 	uint32_t algo;      /* enum prot_rate_algo; 0 means fixed window */
-	uint64_t limit;     /* units per window, >= 1 */
-	uint64_t window_ms; /* >= 1 */
-	uint64_t burst;     /* GCRA only; 0 means `limit` */
+	union {
+		uint64_t limit;       /* units per window, >= 1 */
+		uint64_t refill_rate; /* token bucket: tokens added per window_ms (0: never refills) */
+		uint64_t leak_rate;   /* leaky bucket: units leaked per window_ms, >= 1 */
+	};
+	uint64_t window_ms; /* >= 1; token and leaky bucket: the rate's period, 0 = 1000 (per second) */
+	union {
+		uint64_t burst;    /* GCRA only; 0 means `limit` */
+		uint64_t capacity; /* token and leaky bucket: the bucket's size, >= 1 */
+	};
 };
 
 struct prot_rate_info {
@@ -170,14 +236,15 @@ struct prot_rate_info {
 };
 
 /* Hammer's inspect_bucket: a bucket's status. exists 0: never used or expired (the state is then
- * a fresh bucket's; expires_at_ms, created_ms, updated_ms are 0). Times are CLOCK_MONOTONIC ms,
- * the rate limiter's clock. */
+ * a fresh bucket's; expires_at_ms, created_ms, updated_ms are 0). Times are on the bucket's
+ * clock: CLOCK_MONOTONIC ms, or Unix ms (CLOCK_REALTIME) for a key with rate_clock = realtime. */
 struct prot_rate_status {
 	int exists;
 	uint32_t algo;             /* enum prot_rate_algo of the bucket */
 	struct prot_rate_info info; /* as prot_rate_status fills it */
 	uint64_t expires_at_ms;    /* when the bucket is fully available again (fixed window: the
-	                              window's end; GCRA: the theoretical arrival time) */
+	                              window's end; GCRA, token/leaky bucket: the theoretical
+	                              arrival time); 0 for a budget that never refills */
 	uint64_t created_ms;       /* when the bucket was made */
 	uint64_t updated_ms;       /* its last admission (a denial changes nothing: not counted) */
 };
@@ -232,25 +299,6 @@ PROT_API int prot_rate_status_key(prot_t *p, const char *key, const void *entity
 PROT_API int prot_rate_reset_bin(prot_t *p, const char *operation, const void *entity,
                                  size_t entity_len);
 
-/*
- * Differences from Hammer (the README, "Differences from Hammer", has the same table):
- *  - one segment shared by every process of the host, exact across processes (not one node);
- *  - a bucket is (operation, entity, algorithm, window): a scale per bucket as in Hammer, the
- *    algorithm included; the limit is not part of it;
- *  - entities are at most PROT_ENTITY_MAX bytes (C strings, or any bytes with the _bin calls);
- *    longer is PROT_ETOOLONG, never truncated;
- *  - a denied hit is not counted (Hammer v6 counts it): the count is what was admitted;
- *  - a cost above the limit (GCRA: the burst) is PROT_ECOST, not a deny;
- *  - prot_rate_reset forgets every scale of (operation, entity), as delete_buckets;
- *  - inspect_bucket is prot_rate_status(_bin, _key); updated_ms is the last admission;
- *  - times (created_ms, updated_ms, expires_at_ms) are CLOCK_MONOTONIC ms, not system time;
- *  - expired buckets are freed [daemon] rate_grace (default 100 ms, at least 20 ms) after they
- *    expired, within one sweep pass more (a pass: one protd tick per 4096 buckets);
- *  - the default algorithm is the fixed window everywhere (algo 0, prot_rate_check, the INI);
- *  - window_ms <= 2^36 ms (INI and API); a fixed window counts at most 2^24 - 1 units;
- *  - the table has a fixed size ([segment] rate_entities): a full group is the key's rate_on_full
- *    policy (PROT_ETABLEFULL, or admitted and counted).
- */
 
 /* ---------------------------------------------------------------------------------------------
  * Circuit breaker (fuse)

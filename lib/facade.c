@@ -117,7 +117,7 @@ static int read_layers(struct call_ctx *c)
 static int step_rate(struct call_ctx *c)
 {
 	const struct prot_call_opts *o = c->opts;
-	if (!c->cfg.rate_limit || (o && (o->skip & PROT_LAYER_RATE)))
+	if (!rate_cfg_on(&c->cfg) || (o && (o->skip & PROT_LAYER_RATE)))
 		return 0;
 	const char *entity = o && o->entity ? o->entity : "";
 	uint64_t cost = o && o->cost ? o->cost : 1;
@@ -275,7 +275,7 @@ static int status_read(struct prot_shm_header *h, uint32_t idx, const char *key,
 	struct prot_protection_status st;
 	memset(&st, 0, sizeof st);
 	snprintf(st.key, sizeof st.key, "%s", key);
-	st.has_rate = cfg.rate_limit != 0;
+	st.has_rate = rate_cfg_on(&cfg);
 	st.rate = (struct prot_rate_limit){.algo = (uint32_t)cfg.rate_algo, .limit = cfg.rate_limit,
 	                                   .window_ms = cfg.rate_window_ms, .burst = cfg.rate_burst};
 	struct rate_totals rt;

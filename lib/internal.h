@@ -447,6 +447,12 @@ PROT_HIDDEN int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const cha
 PROT_HIDDEN int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
                                    const char *key, const char *entity, uint64_t cost,
                                    struct prot_rate_info *info);
+/* Does a key with these settings have a rate limiter? (A token bucket that never refills has a
+ * rate of 0 and a capacity.) */
+static inline bool rate_cfg_on(const struct prot_key_cfg *cfg)
+{
+	return cfg->rate_limit != 0 || cfg->rate_burst != 0;
+}
 /* Key idx's rate fields (cfg words 0-5, seqlock read; the other words are zeroed). */
 PROT_HIDDEN int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg);
 /* A key's rate fields as decision parameters (lib/rate_algo.h), derived once. */
@@ -485,7 +491,7 @@ PROT_HIDDEN bool rate_ops_name(const struct prot_shm_header *h, uint64_t op_hash
 /* lib/rate_view.c: a copy of one live bucket, for display. Strings are NUL-terminated; lengths are
  * clamped. */
 struct rate_view {
-	uint32_t group, slot, algo;
+	uint32_t group, slot, algo, kind; /* kind: algo | RATE_TAG_* (lib/rate_algo.h) */
 	uint8_t op_len, ent_len;
 	uint64_t op_hash, word, allowed, denied, window_ms;
 	uint64_t created_ns, updated_ms; /* CLOCK_MONOTONIC; updated widened from its 32 bits */
@@ -495,8 +501,9 @@ struct rate_view {
  * Read-only. */
 PROT_HIDDEN int rate_foreach(struct prot_shm_header *h, const char *op,
                              int (*fn)(const struct rate_view *v, void *arg), void *arg);
-/* A bucket's public status from its view, at now_ns, under rp (NULL: the bucket's own algorithm
- * and window with an unknown limit: only the raw state). */
+/* A bucket's public status from its view, at now_ns on the bucket's clock (0: read it), under rp
+ * (NULL: the bucket's own algorithm and window with an unknown limit: only the raw state). Times
+ * are CLOCK_MONOTONIC ms, Unix ms for a calendar (rate_clock = realtime) bucket. */
 PROT_HIDDEN void rate_view_status(const struct rate_view *v, const struct rate_params *rp,
                                   uint64_t now_ns, struct prot_rate_status *out);
 PROT_HIDDEN uint64_t rate_count_op(struct prot_shm_header *h, const char *op);

@@ -139,14 +139,14 @@ enum { PROC_F_PROTD = 1 };
 /* Protection keys. One slot per INI section [key NAME] or runtime-configured key.                 */
 /* ---------------------------------------------------------------------------------------------- */
 enum { RATE_FULL_DENY = 0, RATE_FULL_ALLOW = 1 };
-enum { RATE_CLOCK_MONO = 0, RATE_CLOCK_COARSE = 1 };
+enum { RATE_CLOCK_MONO = 0, RATE_CLOCK_COARSE = 1, RATE_CLOCK_REALTIME = 2 /* lib/rate_clock.c */ };
 #define PROT_NO_INDEX 0xffffffffu
 
 /* Configuration of a key, protected by key.seq. Only whole 64-bit words: copied word by word. */
 struct prot_key_cfg {
-	uint64_t rate_limit;     /* 0: no rate limiter on this key */
-	uint64_t rate_window_ms;
-	uint64_t rate_burst;     /* GCRA burst in units; 0 = rate_limit */
+	uint64_t rate_limit;     /* token/leaky bucket: refill/leak rate; 0 and no burst: no limiter */
+	uint64_t rate_window_ms; /* token/leaky bucket: the rate's period (0 = 1s) */
+	uint64_t rate_burst;     /* GCRA burst in units (0 = rate_limit); token/leaky: capacity */
 	uint64_t rate_algo;      /* enum prot_rate_algo */
 	uint64_t rate_full_policy;/* RATE_FULL_* */
 	uint64_t rate_clock;     /* RATE_CLOCK_* */

@@ -25,15 +25,20 @@ static const struct name_set {
 	[NAMES_POOL_STATE] = {"pool_state", {"ready", "overflow", "full"}, PROT_POOL_READY, false},
 	[NAMES_POOL_STRATEGY] = {"pool_strategy", {"lifo", "fifo"}, 0, false},
 	/* prot_rate_limit: "0 means fixed window" */
-	[NAMES_RATE_ALGORITHM] = {"rate_algorithm", {"fixed_window", "gcra"}, PROT_RATE_FIXED_WINDOW, true},
+	[NAMES_RATE_ALGORITHM] = {"rate_algorithm",
+	                          {"fixed_window", "gcra", "sliding_window" /* issue 14, part B */,
+	                           "token_bucket", "leaky_bucket"},
+	                          PROT_RATE_FIXED_WINDOW, true},
 	[NAMES_RATE_ON_FULL] = {"rate_on_full", {"deny", "allow"}, RATE_FULL_DENY, false},
-	[NAMES_RATE_CLOCK] = {"rate_clock", {"monotonic", "coarse"}, RATE_CLOCK_MONO, false},
+	[NAMES_RATE_CLOCK] = {"rate_clock", {"monotonic", "coarse", "realtime"}, RATE_CLOCK_MONO, false},
 	[NAMES_PROTD_STATE] = {"protd_state", {"running", "not_responding", "dead", "stopped"}, PROTD_RUNNING, false},
 };
 _Static_assert(PROT_BREAKER_BLOWN == PROT_BREAKER_CLOSED + 3 && PROT_BREAKER_RATE == PROT_BREAKER_STANDARD + 1 &&
                PROT_HEAL_FULL == PROT_HEAL_HALF_OPEN + 1 && PROT_POOL_FULL == PROT_POOL_READY + 2 &&
-               PROT_RATE_GCRA == PROT_RATE_FIXED_WINDOW + 1 && RATE_FULL_ALLOW == RATE_FULL_DENY + 1 &&
-               RATE_CLOCK_COARSE == RATE_CLOCK_MONO + 1 && PROTD_STOPPED == PROTD_RUNNING + 3,
+               PROT_RATE_GCRA == PROT_RATE_FIXED_WINDOW + 1 && PROT_RATE_TOKEN_BUCKET == PROT_RATE_FIXED_WINDOW + 3 &&
+               PROT_RATE_LEAKY_BUCKET == PROT_RATE_FIXED_WINDOW + 4 && RATE_FULL_ALLOW == RATE_FULL_DENY + 1 &&
+               RATE_CLOCK_COARSE == RATE_CLOCK_MONO + 1 && RATE_CLOCK_REALTIME == RATE_CLOCK_MONO + 2 &&
+               PROTD_STOPPED == PROTD_RUNNING + 3,
                "the names are listed by consecutive values");
 
 const char *prot_name(enum prot_names set, uint64_t value)

@@ -4,8 +4,9 @@
  * ratelimit.c (the entry points: the one place limits are turned into parameters) and protctl;
  * tests/test_rate_algo.c unit-tests it without a segment.
  *
- * A bucket word: GCRA: the theoretical arrival time (CLOCK_MONOTONIC ns). Fixed window: window end
- * (ms) << RATE_FW_BITS | units counted in the window.
+ * A bucket word: GCRA, token and leaky bucket: the theoretical arrival time (ns on the bucket's
+ * clock; a budget that never refills: the units spent). Fixed window: window end (ms on the
+ * bucket's clock) << RATE_FW_BITS | units counted in the window. The clocks are rate_clock.c's.
  */
 #ifndef PROT_RATE_ALGO_H
 #define PROT_RATE_ALGO_H
@@ -18,14 +19,36 @@
 
 #define RATE_NS_MS 1000000ull
 
+/* A bucket's kind as its meta stores it (8 bits, rate_table.h): the algorithm, plus what changes
+ * how its word reads. A bucket used with another kind starts over (rate_table.c). */
+#define RATE_TAG_REALTIME 0x40u /* the word is on the calendar clock (rate_clock.c) */
+#define RATE_TAG_BUDGET 0x80u   /* token bucket with refill 0: GCRA on a clock that never moves */
+#define RATE_TAG_ALGO(tag) ((uint32_t)(tag) & 0x0fu)
+
+/* Token and leaky bucket: Hammer's names for GCRA with a capacity (rate_algo.c). */
+static inline bool rate_algo_bucket(uint32_t algo)
+{
+	return algo == PROT_RATE_TOKEN_BUCKET || algo == PROT_RATE_LEAKY_BUCKET;
+}
+
+/* Does algo's word hold a theoretical arrival time (GCRA arithmetic)? */
+static inline bool rate_algo_gcra_word(uint32_t algo)
+{
+	return algo == PROT_RATE_GCRA || rate_algo_bucket(algo);
+}
+
 /* The one internal form of a rate limit: derived once from a key's configuration or from the
  * caller's struct prot_rate_limit, and what every decision on it reads. */
 struct rate_params {
-	uint32_t algo;     /* PROT_RATE_FIXED_WINDOW or PROT_RATE_GCRA (0 given: fixed window) */
+	uint32_t algo;     /* enum prot_rate_algo (0 given: fixed window) */
+	uint32_t tag;      /* the bucket's kind: algo | RATE_TAG_* */
 	int err;           /* 0, or -EINVAL: no decision can be taken on these limits */
-	uint64_t limit, window_ms;
-	uint64_t max_cost; /* the most one decision may charge: limit (fixed window), burst (GCRA) */
-	uint64_t t_ns, tau_ns; /* GCRA: emission interval ceil(window / limit) and tolerance burst * T */
+	uint64_t limit, window_ms; /* token/leaky bucket: the rate, its period (0 given: 1000) */
+	uint64_t max_cost; /* the most one decision may charge: limit (fixed window), burst (GCRA),
+	                      capacity (token and leaky bucket) */
+	uint64_t t_ns, tau_ns; /* GCRA word: emission interval ceil(window / limit) and tolerance
+	                          burst * T (a budget: 1 and its capacity) */
+	uint64_t phase_ms; /* fixed window on the calendar clock: where windows start (rate_clock.c) */
 };
 
 /* What evaluating a word says. */
@@ -49,6 +72,10 @@ static inline void rate_params_of_limit(const struct prot_rate_limit *lim, struc
 		rate_params_make(lim->algo, lim->limit, lim->window_ms, lim->burst, rp);
 }
 
+/* Decide rp on the calendar clock (rate_clock = realtime): rp->err becomes -EINVAL for an
+ * algorithm that rate_clock_problem() refuses it for. */
+__attribute__((visibility("hidden"))) void rate_params_realtime(struct rate_params *rp);
+
 /* 0 when a decision of cost can be taken on rp; else rp->err, or -PROT_ECOST for a cost above the
  * limit (GCRA: above the burst). */
 static inline int rate_params_cost(const struct rate_params *rp, uint64_t cost)
@@ -58,8 +85,9 @@ static inline int rate_params_cost(const struct rate_params *rp, uint64_t cost)
 	return cost > rp->max_cost ? -PROT_ECOST : 0;
 }
 
-/* A fresh bucket's word at time now (ns): fully available. */
-__attribute__((visibility("hidden"))) uint64_t rate_word_init(uint32_t algo, uint64_t now);
+/* A fresh word of a bucket of kind tag (an algorithm, or rp->tag) at time now (ns): fully
+ * available. */
+__attribute__((visibility("hidden"))) uint64_t rate_word_init(uint32_t tag, uint64_t now);
 
 /* Charge n units (n <= rp->max_cost; n = 0 describes the state without charging) to word w at
  * time now (ns). Every field of *e is set. */

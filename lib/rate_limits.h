@@ -15,6 +15,9 @@
 /* Fixed window: a bucket word is window end (ms) << RATE_FW_BITS | units counted in the window. */
 #define RATE_FW_BITS 24
 #define RATE_FW_LIMIT_MAX ((1ull << RATE_FW_BITS) - 1)
+/* The calendar clock (rate_clock = realtime) counts ms from 2020-01-01T00:00:00Z, a multiple of a
+ * day: bucket words then fit their bits until 2054 (rate_algo.c, OVERFLOW). */
+#define RATE_EPOCH_MS 1577836800000ull
 /* GCRA: tolerance tau = burst * ceil(window / limit) in ns must stay below this. */
 #define RATE_GCRA_TAU_MAX_NS (1ull << 62)
 
@@ -24,9 +27,13 @@
 #define RATE_GRACE_MIN_MS 20
 #define RATE_GRACE_MAX_MS 60000
 
-/* 0 when every decision on lim can be taken (limit, window, algorithm, burst), else -EINVAL with
+/* 0 when every decision on lim can be taken (limit or rate, window, algorithm, burst or capacity), else -EINVAL with
  * what is wrong, naming the INI option, in why (n bytes). */
 __attribute__((visibility("hidden"))) int rate_limit_check(const struct prot_rate_limit *lim,
                                                            char *why, size_t n);
+
+/* NULL when rate_clock = realtime can be used with algo (the fixed window: its windows are calendar
+ * windows), else why not. */
+__attribute__((visibility("hidden"))) const char *rate_clock_problem(uint32_t algo);
 
 #endif

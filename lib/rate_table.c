@@ -27,10 +27,13 @@
  *    based on one scan cannot both succeed.
  *  meta = gen << 32 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is bumped on
  *    every claim, so a meta value names one use of the bucket.
- *  scale = window_ms | algorithm << 56 (rate_table.h), written with the identity: part of it, so
- *    a key whose algorithm or window changes simply uses another bucket, and the old one expires.
- *  word = GCRA: theoretical arrival time, CLOCK_MONOTONIC ns. Fixed window: window end (ms) << 24 |
- *    units counted in it. DEAD_WORD (all ones) = being removed.
+ *  scale = window_ms | kind << 56 (rate_table.h), written with the identity and part of it; kind
+ *    = the algorithm and its RATE_TAG_* flags (rate_algo.h: the clock, a budget that never
+ *    refills). So a key whose algorithm, window, clock or refill-0-ness changes simply uses
+ *    another bucket, and the old one expires.
+ *  word = GCRA, token and leaky bucket: theoretical arrival time, ns on the bucket's clock (a
+ *    budget: units spent). Fixed window: window end (ms) << 24 | units counted in it. DEAD_WORD
+ *    (all ones) = being removed.
  *
  * INSERTION (claim, then publish). A process that did not find its entity in the group word it
  * loaded (gw): picks a bucket whose bit is clear in gw and whose meta is FREE (its home slot
@@ -79,7 +82,9 @@
  * Reset may remove a bucket whose TAT lies in the future; for that the argument needs the client
  * to stall between its meta re-check and its CAS (adjacent instructions) for a whole removal and
  * re-insert, and a later TAT to hit w to the nanosecond. (An algorithm change no longer removes a
- * bucket: the new algorithm is another bucket.)
+ * bucket: the new kind is another bucket.) A budget (token bucket, refill 0) is never expired,
+ * so only reset removes it: its words (units spent, from 0) recur after a re-insert, and it rests
+ * on the same stall. Calendar buckets: see rate_clock.c (a step back of the clock).
  *
  * STUCK CLAIMS. A process killed between claiming a bucket and publishing it leaves a CLAIMED
  * bucket whose bit is clear. While it holds the claim, the claimer's identity (lib/ident.c, as in
@@ -96,8 +101,10 @@
  * EXPIRY. rate_sweep() (protd, every tick) covers RATE_SWEEP_GROUPS groups per call from a cursor
  * kept in the header (hdr.rate_sweep_cursor, fetch_add: concurrent sweepers take disjoint ranges).
  * A GCRA bucket is expired when tat <= now - grace; a window bucket when its window ended grace
- * ago. Removing an expired bucket loses nothing: a fresh bucket decides the same way. So an
- * expired bucket is freed within grace + one full pass, and a full pass takes
+ * ago, now read on the bucket's clock (a calendar bucket: rate_clock.c's calendar). Removing an
+ * expired bucket loses nothing: a fresh bucket decides the same way. A budget (token bucket,
+ * refill 0) never expires: its spent units are the state, and a fresh bucket would be full. So
+ * an expired bucket is freed within grace + one full pass, and a full pass takes
  * groups / RATE_SWEEP_GROUPS ticks (plus the work, measured in README "Expiry": 4 Ki buckets = 1
  * tick, 64 Ki = 16 ticks, 1 Mi = 256 ticks: 10 ms, 160 ms, 2.6 s at the default 10 ms tick).
  *
@@ -410,7 +417,7 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
 	atomic_store_explicit(&b->created_ns, now, memory_order_relaxed);
 	atomic_store_explicit(&b->updated_ms, (uint32_t)(now / NS_MS), memory_order_relaxed);
-	atomic_store_explicit(&b->word, rate_word_init(SCALE_ALGO(id->scale), now), memory_order_relaxed);
+	atomic_store_explicit(&b->word, rate_word_init(SCALE_KIND(id->scale), now), memory_order_relaxed);
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
 	for (;;) {
 		/* Defensive: only a dead claimer's claim is ever freed by someone else. */
@@ -558,17 +565,25 @@ int rate_table_reset(struct prot_shm_header *h, const struct rate_id *id)
 
 /* ---- expiry ----------------------------------------------------------------------------------- */
 
-static bool expired(uint64_t scale, uint64_t w, uint64_t now, uint64_t grace)
+/* The sweep's readings of the clocks buckets are on. */
+struct sweep_now {
+	uint64_t mono, calendar, grace;
+};
+
+static bool expired(uint64_t scale, uint64_t w, const struct sweep_now *sn)
 {
-	if (now < grace)
-		return false;
-	if (SCALE_ALGO(scale) == PROT_RATE_GCRA)
-		return w <= now - grace;
-	return (w >> RATE_FW_BITS) <= (now - grace) / NS_MS;
+	uint32_t kind = SCALE_KIND(scale);
+	uint64_t now = kind & RATE_TAG_REALTIME ? sn->calendar : sn->mono;
+
+	if (now < sn->grace || (kind & RATE_TAG_BUDGET))
+		return false; /* a budget never refills: only reset frees it */
+	if (rate_algo_gcra_word(RATE_TAG_ALGO(kind)))
+		return w <= now - sn->grace;
+	return (w >> RATE_FW_BITS) <= (now - sn->grace) / NS_MS;
 }
 
 /* A bucket whose bit is set. */
-static uint64_t sweep_set(struct rate_ref r, uint64_t now, uint64_t grace)
+static uint64_t sweep_set(struct rate_ref r, const struct sweep_now *now)
 {
 	struct prot_rate_bucket *b = &r.g->b[r.i];
 	/* acquire: pairs with the LIVE release */
@@ -586,7 +601,7 @@ static uint64_t sweep_set(struct rate_ref r, uint64_t now, uint64_t grace)
 		return 0;
 	if (w == DEAD_WORD)
 		return finish_remove(r, m);
-	return expired(scale, w, now, grace) && bucket_remove(r, m, w);
+	return expired(scale, w, now) && bucket_remove(r, m, w);
 }
 
 /* Is the claimer `owner` (identity | CLAIM_TAG) provably gone? Anything else stored there (0, a
@@ -619,7 +634,7 @@ static void sweep_clear(struct rate_ref r, const struct prot_idv *v)
 
 /* Sweep every bucket of group gi; clear its summary bit (w: the summary, or NULL) once it is quiet. */
 static uint64_t sweep_group(struct prot_shm_header *h, uint32_t gi, _Atomic uint64_t *w,
-                            uint64_t now_ns, uint64_t grace, const struct prot_idv *v)
+                            const struct sweep_now *now_ns, const struct prot_idv *v)
 {
 	struct rate_ref r = {.h = h, .g = group_at(h, gi)};
 	uint32_t bits = (uint32_t)group_load(r.g);
@@ -627,7 +642,7 @@ static uint64_t sweep_group(struct prot_shm_header *h, uint32_t gi, _Atomic uint
 
 	for (r.i = 0; r.i < RATE_GROUP_SLOTS; r.i++) {
 		if (bits & (1u << r.i))
-			count += sweep_set(r, now_ns, grace);
+			count += sweep_set(r, now_ns);
 		else
 			sweep_clear(r, v);
 	}
@@ -643,7 +658,8 @@ void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t grace_ns, ui
 	uint32_t n = groups < RATE_SWEEP_GROUPS ? groups : RATE_SWEEP_GROUPS;
 	uint64_t count = 0;
 	/* never below the minimum the stale-client argument needs, whatever the caller passes */
-	uint64_t grace = grace_ns < RATE_GRACE_MIN_MS * NS_MS ? RATE_GRACE_MIN_MS * NS_MS : grace_ns;
+	const struct sweep_now sn = {now_ns, rate_clock_now(RATE_CLOCK_REALTIME, 0),
+	                             grace_ns < RATE_GRACE_MIN_MS * NS_MS ? RATE_GRACE_MIN_MS * NS_MS : grace_ns};
 
 	if (groups == 0 || (groups & (groups - 1)) != 0) {
 		*swept = 0;
@@ -657,7 +673,7 @@ void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t grace_ns, ui
 		/* relaxed: a stale clear bit only delays this group to the next pass (see SUMMARY) */
 		if (w && !(atomic_load_explicit(&w[gi / 64], memory_order_relaxed) >> (gi % 64) & 1))
 			continue;
-		count += sweep_group(h, gi, w, now_ns, grace, v);
+		count += sweep_group(h, gi, w, &sn, v);
 	}
 	*swept = count;
 }

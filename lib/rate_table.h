@@ -20,10 +20,10 @@ enum { RB_FREE = 0, RB_CLAIMED = 1, RB_LIVE = 2, RB_DEAD = 3 };
 
 #define DEAD_WORD UINT64_MAX /* a bucket word being removed */
 
-/* A bucket's scale, part of its identity: window (ms, <= RATE_WINDOW_MAX_MS < 2^56) and
- * algorithm (enum prot_rate_algo) in one word, compared as one. */
-#define SCALE(algo, window_ms) ((uint64_t)(window_ms) | (uint64_t)(algo) << 56)
-#define SCALE_ALGO(s) ((uint32_t)((s) >> 56))
+/* A bucket's scale, part of its identity: window (ms, <= RATE_WINDOW_MAX_MS < 2^56) and kind
+ * (rp->tag: the algorithm and its RATE_TAG_* flags, rate_algo.h) in one word, compared as one. */
+#define SCALE(kind, window_ms) ((uint64_t)(window_ms) | (uint64_t)(kind) << 56)
+#define SCALE_KIND(s) ((uint32_t)((s) >> 56))
 #define SCALE_WINDOW(s) ((s) & ((1ull << 56) - 1))
 _Static_assert(RATE_WINDOW_MAX_MS < (1ull << 56), "a window fits its scale bits");
 
@@ -124,6 +124,29 @@ PROT_HIDDEN int rate_id_make(prot_t *p, const struct prot_shm_header *h, const c
 PROT_HIDDEN int rate_view_find(struct prot_shm_header *h, const struct rate_id *id,
                                const struct rate_params *rp, uint64_t now_ns,
                                struct prot_rate_status *out);
+
+/* ---- rate_clock.c ----------------------------------------------------------------------------- */
+
+/* The calendar: CLOCK_REALTIME (plus the test hook's offset) in ns since RATE_EPOCH_MS, >= 1. */
+PROT_HIDDEN uint64_t rate_calendar_ns(void);
+
+/* Now on clock (RATE_CLOCK_*: the key's rate_clock), in ns on that clock's scale; mono_ns is a
+ * CLOCK_MONOTONIC reading the caller has (0: none), used for the monotonic clock. The one choice
+ * of clock of every window algorithm's decision. */
+static inline uint64_t rate_clock_now(uint64_t clock, uint64_t mono_ns)
+{
+	if (clock == RATE_CLOCK_REALTIME)
+		return rate_calendar_ns();
+	if (clock == RATE_CLOCK_COARSE)
+		return prot_now_coarse_ns();
+	return mono_ns ? mono_ns : prot_now_ns();
+}
+
+/* The clock the words of a bucket of kind tag (RATE_TAG_*) are on. */
+static inline uint64_t rate_clock_of_tag(uint32_t tag)
+{
+	return tag & RATE_TAG_REALTIME ? RATE_CLOCK_REALTIME : RATE_CLOCK_MONO;
+}
 
 /* ---- rate_table.c ----------------------------------------------------------------------------- */
 

@@ -22,7 +22,7 @@ static uint64_t widen_ms(uint32_t low, uint64_t now_ms, uint64_t created_ms)
 }
 
 /* Copy a bucket for display; false if it changed under us or is not a bucket. */
-static bool view_copy(struct prot_rate_group *g, uint32_t gi, uint32_t i, uint64_t now_ms,
+static bool view_copy(struct prot_rate_group *g, uint32_t gi, uint32_t i, const uint64_t now_ms[2],
                       struct rate_view *v)
 {
 	struct prot_rate_bucket *b = &g->b[i];
@@ -52,45 +52,59 @@ static bool view_copy(struct prot_rate_group *g, uint32_t gi, uint32_t i, uint64
 	v->ent_len = el <= PROT_ENTITY_MAX ? el : PROT_ENTITY_MAX;
 	memcpy(v->entity, ent, v->ent_len);
 	v->entity[v->ent_len] = '\0';
-	v->updated_ms = widen_ms(upd, now_ms, v->created_ns / RATE_NS_MS);
-	v->algo = SCALE_ALGO(scale);
+	v->updated_ms = widen_ms(upd, now_ms[!!(SCALE_KIND(scale) & RATE_TAG_REALTIME)],
+	                         v->created_ns / RATE_NS_MS);
+	v->kind = SCALE_KIND(scale);
+	v->algo = RATE_TAG_ALGO(v->kind);
 	v->window_ms = SCALE_WINDOW(scale);
 	v->group = gi;
 	v->slot = i;
 	return true;
 }
 
+/* A time of a bucket of kind as reported: CLOCK_MONOTONIC ms, or Unix ms for a calendar bucket. */
+static uint64_t report_ms(uint32_t kind, uint64_t ms)
+{
+	return kind & RATE_TAG_REALTIME ? ms + RATE_EPOCH_MS : ms;
+}
+
 void rate_view_status(const struct rate_view *v, const struct rate_params *rp, uint64_t now_ns,
                       struct prot_rate_status *out)
 {
+	uint64_t exp_ms;
+
+	if (!now_ns) /* on the bucket's clock */
+		now_ns = rate_clock_now(rate_clock_of_tag(v->kind), 0);
 	*out = (struct prot_rate_status){.exists = 1, .algo = v->algo,
-	                                 .created_ms = v->created_ns / RATE_NS_MS,
-	                                 .updated_ms = v->updated_ms};
+	                                 .created_ms = report_ms(v->kind, v->created_ns / RATE_NS_MS),
+	                                 .updated_ms = report_ms(v->kind, v->updated_ms)};
 	if (rp) {
 		struct rate_eval e;
 		rate_status_info(rp, v->word, now_ns, &out->info);
 		rate_eval(rp, v->word, now_ns, 0, &e);
-		out->expires_at_ms = (now_ns + e.reset_ns + RATE_NS_MS - 1) / RATE_NS_MS;
-		return;
+		exp_ms = (now_ns + e.reset_ns + RATE_NS_MS - 1) / RATE_NS_MS;
+	} else { /* no limits: the raw state (fixed window: count and window end; GCRA: the TAT) */
+		uint64_t now_ms = now_ns / RATE_NS_MS;
+		out->info.window_ms = v->window_ms;
+		if (rate_algo_gcra_word(v->algo)) {
+			exp_ms = (v->word + RATE_NS_MS - 1) / RATE_NS_MS;
+		} else {
+			uint64_t end = v->word >> RATE_FW_BITS, w = v->window_ms ? v->window_ms : 1;
+			bool live = end > now_ms;
+			out->info.used = live ? (v->word & RATE_FW_LIMIT_MAX) : 0;
+			exp_ms = live ? end : (now_ms / w + 1) * w; /* calendar: as rate_algo.c aligns */
+		}
+		out->info.reset_after_ms = exp_ms > now_ms ? exp_ms - now_ms : 0;
 	}
-	/* no limits: the raw state (fixed window: the count and the window's end; GCRA: the TAT) */
-	out->info.window_ms = v->window_ms;
-	if (v->algo == PROT_RATE_GCRA) {
-		out->expires_at_ms = (v->word + RATE_NS_MS - 1) / RATE_NS_MS;
-	} else {
-		uint64_t end = v->word >> RATE_FW_BITS, now_ms = now_ns / RATE_NS_MS;
-		bool live = end > now_ms;
-		out->info.used = live ? (v->word & RATE_FW_LIMIT_MAX) : 0;
-		uint64_t w = v->window_ms ? v->window_ms : 1; /* untrusted */
-		out->expires_at_ms = live ? end : (now_ms / w + 1) * w;
-	}
-	out->info.reset_after_ms = out->expires_at_ms > now_ns / RATE_NS_MS ?
-	                           out->expires_at_ms - now_ns / RATE_NS_MS : 0;
+	/* a budget (refill 0) is never fully available again by itself */
+	out->expires_at_ms = v->kind & RATE_TAG_BUDGET ? 0 : report_ms(v->kind, exp_ms);
 }
 
 int rate_view_find(struct prot_shm_header *h, const struct rate_id *id,
                    const struct rate_params *rp, uint64_t now_ns, struct prot_rate_status *out)
 {
+	/* id's scale is rp's kind: a bucket found is on rp's clock, the one now_ns reads */
+	const uint64_t now_ms[2] = {now_ns / RATE_NS_MS, now_ns / RATE_NS_MS};
 	struct rate_ref ref;
 	struct rate_view v;
 	uint64_t m, w;
@@ -102,14 +116,14 @@ int rate_view_find(struct prot_shm_header *h, const struct rate_id *id,
 		if (r < 0)
 			return r;
 		uint32_t gi = (uint32_t)(ref.g - group_at(h, 0));
-		if (!view_copy(ref.g, gi, ref.i, now_ns / RATE_NS_MS, &v))
+		if (!view_copy(ref.g, gi, ref.i, now_ms, &v))
 			continue; /* changed under us: look again */
 		rate_view_status(&v, rp, now_ns, out);
 		return 0;
 	}
 	/* never used (or expired): a fresh bucket's state, fully available */
 	*out = (struct prot_rate_status){.algo = rp->algo};
-	rate_status_info(rp, rate_word_init(rp->algo, now_ns), now_ns, &out->info);
+	rate_status_info(rp, rate_word_init(rp->tag, now_ns), now_ns, &out->info);
 	return 0;
 }
 
@@ -125,7 +139,7 @@ int rate_foreach(struct prot_shm_header *h, const char *op,
 			return -PROT_ETOOLONG;
 		op_hash = prot_siphash(h->hash_key, op, ol);
 	}
-	uint64_t now_ms = prot_now_ns() / RATE_NS_MS;
+	const uint64_t now_ms[2] = {prot_now_ns() / RATE_NS_MS, rate_calendar_ns() / RATE_NS_MS};
 	for (uint32_t gi = 0, n = seg_count(h, REG_RATE_GROUPS); gi < n; gi++) {
 		struct prot_rate_group *g = group_at(h, gi);
 		uint32_t bits = (uint32_t)group_load(g);

@@ -33,10 +33,11 @@
  * facade passes the configuration it read for the whole call), or from the caller's struct
  * prot_rate_limit at the edge (prot_rate_check_n, prot_rate_status; Hammer-style calls).
  *
- * CLOCK. One clock read per decision: CLOCK_MONOTONIC, or CLOCK_MONOTONIC_COARSE for keys with
- * rate_clock = coarse (resolution: clock_getres(), typically 4 ms: a window boundary or a GCRA
- * emission can be seen up to that late). A caller that has just read CLOCK_MONOTONIC (the facade:
- * the call's start) passes that reading, which serves a key on the monotonic clock.
+ * CLOCK. One clock read per decision (rate_clock.c): CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE for
+ * keys with rate_clock = coarse (resolution: clock_getres(), typically 4 ms: a window boundary or
+ * a GCRA emission can be seen up to that late), the calendar for rate_clock = realtime. A caller
+ * that has just read CLOCK_MONOTONIC (the facade: the call's start) passes that reading, which
+ * serves a key on the monotonic clock.
  */
 #include <errno.h>
 
@@ -201,7 +202,7 @@ int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op, con
 		to_words(id->ent, entity, el);
 	to_words(opw, op, ol);
 	id->id0 = (uint32_t)(ol | el << 8);
-	id->scale = rp ? SCALE(rp->algo, rp->window_ms) : 0;
+	id->scale = rp ? SCALE(rp->tag, rp->window_ms) : 0;
 	id->scale_mask = rp ? ~0ull : 0;
 	id->ent_len = (uint8_t)el;
 	id->ent_words = el <= 16 ? 2 : (uint32_t)(el + 7) / 8;
@@ -357,14 +358,8 @@ void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
 {
 	rate_params_make((uint32_t)cfg->rate_algo, cfg->rate_limit, cfg->rate_window_ms, cfg->rate_burst,
 	                 rp);
-}
-
-/* The key's clock at this decision: now_ns, a CLOCK_MONOTONIC reading the caller has (0: none). */
-static uint64_t key_now(const struct prot_key_cfg *cfg, uint64_t now_ns)
-{
-	if (cfg->rate_clock == RATE_CLOCK_COARSE)
-		return prot_now_coarse_ns();
-	return now_ns ? now_ns : prot_now_ns();
+	if (cfg->rate_clock == RATE_CLOCK_REALTIME)
+		rate_params_realtime(rp);
 }
 
 /* A key's decision on an entity of el bytes; tel_entity: the entity for telemetry (NULL: binary). */
@@ -379,7 +374,7 @@ static inline __attribute__((always_inline)) int key_decide(prot_t *p, struct pr
 	struct rate_id id;
 	int r;
 
-	if (cfg->rate_limit == 0) { /* no limiter on this key: everything passes */
+	if (!rate_cfg_on(cfg)) { /* no limiter on this key: everything passes */
 		if (info)
 			*info = (struct prot_rate_info){.allowed = 1};
 		return 1;
@@ -399,14 +394,14 @@ static inline __attribute__((always_inline)) int key_decide(prot_t *p, struct pr
 		return r;
 	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,
 	                          .key = key, .op = op, .entity = tel_entity};
-	return rate_run(h, p, &id, &rp, cost, key_now(cfg, now_ns), &pol, info);
+	return rate_run(h, p, &id, &rp, cost, rate_clock_now(cfg->rate_clock, now_ns), &pol, info);
 }
 
 int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                    const char *op, const struct prot_key_cfg *cfg, const char *entity,
                    uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
-	if (!entity && cfg->rate_limit)
+	if (!entity && rate_cfg_on(cfg))
 		return -EINVAL;
 	return key_decide(p, h, idx, key, op, cfg, entity, ent_strlen(entity), entity, cost, now_ns,
 	                  info);
@@ -434,7 +429,9 @@ int rate_status_bin_h(struct prot_shm_header *h, const char *op, const void *ent
 		return r;
 	if (!out)
 		return -EINVAL;
-	return rate_view_find(h, &id, rp, now_ns ? now_ns : prot_now_ns(), out);
+	if (!now_ns) /* on the clock of rp's buckets */
+		now_ns = rate_clock_now(rate_clock_of_tag(rp->tag), 0);
+	return rate_view_find(h, &id, rp, now_ns, out);
 }
 
 int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
@@ -589,7 +586,7 @@ int prot_rate_status_key(prot_t *p, const char *key, const void *entity, size_t 
 
 	if (r < 0)
 		return r;
-	if (cfg.rate_limit == 0)
+	if (!rate_cfg_on(&cfg))
 		return -EINVAL; /* no rate limiter: no bucket to describe */
 	rate_params_of_key(&cfg, &rp);
 	return rate_status_bin_h(prot_hdr(p), key, entity, entity_len, &rp, 0, out);

@@ -2,7 +2,8 @@
  * clock: which limits can be decided on (and the edges of RATE_WINDOW_MAX_MS, RATE_FW_LIMIT_MAX and
  * RATE_GCRA_TAU_MAX_NS), the parameters derived from them, and fixed-window and GCRA evaluation
  * of a bucket word at exact times: admit/deny boundaries to the nanosecond, retry-after,
- * reset-after, window rollover, costs above 1, bursts, and words near the top of their range.
+ * reset-after, window rollover, costs above 1, bursts, and words near the top of their range;
+ * token and leaky buckets (Hammer's numbers), a budget that never refills, calendar windows.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -330,4 +331,88 @@ Test(rate_algo, status_describes_without_charging)
 	struct rate_params g20 = params(PROT_RATE_GCRA, 20, 1000, 6);
 	rate_status_info(&g20, w, T0, &in);
 	INFO_EQ(in, 0, 6, 0, 300, 50);
+}
+
+/* ---- token and leaky bucket, budgets, calendar windows ---------------------------------------- */
+
+Test(rate_algo, token_and_leaky_buckets_are_gcra_with_hammers_numbers)
+{
+	/* refill 55 per second, capacity 10: T = ceil(10^9 / 55) ns */
+	struct rate_params tb = params(PROT_RATE_TOKEN_BUCKET, 55, 0, 10);
+	struct prot_rate_info in;
+	cr_assert_eq(tb.err, 0);
+	cr_assert_eq(tb.window_ms, 1000, "a period of 0 is a second");
+	cr_assert_eq(tb.t_ns, 18181819);
+	cr_assert_eq(tb.max_cost, 10, "the capacity");
+	uint64_t w = rate_word_init(tb.tag, T0);
+	cr_assert(charge(&tb, &w, T0, 3, &in));
+	cr_assert_eq(in.remaining, 7, "tokens left");
+	cr_assert_eq(in.limit, 10, "limit is the capacity");
+	cr_assert(charge(&tb, &w, T0, 7, &in));
+	cr_assert(!charge(&tb, &w, T0, 1, &in));
+	cr_assert_eq(in.retry_after_ms, 19, "ceil(1000 / 55)");
+	cr_assert(!charge(&tb, &w, T0, 5, &in));
+	cr_assert_eq(in.retry_after_ms, 91, "ceil(5000 / 55)");
+	cr_assert(charge(&tb, &w, T0 + 91 * MS, 5, &in), "the wait was enough");
+	/* leak 2 per second, capacity 3: starts empty, the level is `used` */
+	struct rate_params lb = params(PROT_RATE_LEAKY_BUCKET, 2, 0, 3);
+	w = rate_word_init(lb.tag, T0);
+	cr_assert(charge(&lb, &w, T0, 1, &in));
+	cr_assert_eq(in.used, 1);
+	cr_assert(charge(&lb, &w, T0, 2, &in));
+	cr_assert_eq(in.used, 3);
+	cr_assert(!charge(&lb, &w, T0, 1, &in), "level + cost may not pass the capacity");
+	cr_assert_eq(in.retry_after_ms, 500, "one unit leaks in 500 ms");
+	cr_assert(charge(&lb, &w, T0 + 250 * MS, 0, &in));
+	cr_assert_eq(in.used, 3, "a unit half leaked is still in the bucket");
+	cr_assert(charge(&lb, &w, T0 + 500 * MS, 1, &in));
+	cr_assert_eq(in.used, 3);
+	/* a leak rate of 0 and a capacity of 0 cannot be decided on */
+	cr_assert_eq(params(PROT_RATE_LEAKY_BUCKET, 0, 0, 3).err, -EINVAL);
+	cr_assert_eq(params(PROT_RATE_TOKEN_BUCKET, 5, 0, 0).err, -EINVAL);
+}
+
+Test(rate_algo, a_refill_of_zero_is_a_budget_on_a_clock_that_never_moves)
+{
+	struct rate_params rp = params(PROT_RATE_TOKEN_BUCKET, 0, 0, 4);
+	struct prot_rate_info in;
+	cr_assert_eq(rp.err, 0);
+	cr_assert_eq(rp.tag, PROT_RATE_TOKEN_BUCKET | RATE_TAG_BUDGET);
+	uint64_t w = rate_word_init(rp.tag, T0);
+	cr_assert_eq(w, 0, "nothing spent");
+	cr_assert(charge(&rp, &w, T0, 3, &in));
+	cr_assert_eq(w, 3, "the word is the units spent");
+	cr_assert_eq(in.remaining, 1);
+	cr_assert_eq(in.reset_after_ms, PROT_RATE_NEVER);
+	cr_assert(charge(&rp, &w, T0 + 3600 * S, 1, &in), "an hour later: the last unit");
+	cr_assert(!charge(&rp, &w, T0 + 1000 * 3600 * S, 1, &in), "never refilled");
+	cr_assert_eq(in.retry_after_ms, PROT_RATE_NEVER);
+	cr_assert_eq(in.used, 4);
+}
+
+Test(rate_algo, calendar_windows_are_utc_multiples_since_the_unix_epoch)
+{
+	const uint64_t day = 24 * 3600 * 1000ull, week = 7 * day;
+	struct rate_params d = params(PROT_RATE_FIXED_WINDOW, 5, day, 0);
+	struct rate_params wk = params(PROT_RATE_FIXED_WINDOW, 5, week, 0);
+	struct prot_rate_info in;
+	rate_params_realtime(&d);
+	rate_params_realtime(&wk);
+	cr_assert_eq(d.err, 0);
+	cr_assert(d.tag & RATE_TAG_REALTIME);
+	cr_assert_eq(d.phase_ms, 0, "2020-01-01 is a midnight");
+	/* calendar time 2026-12-01T12:00Z, as ms since RATE_EPOCH_MS */
+	uint64_t unix_ms = 1796126400000ull, now = (unix_ms - RATE_EPOCH_MS) * MS;
+	uint64_t w = rate_word_init(d.tag, now);
+	cr_assert(charge(&d, &w, now, 1, &in));
+	cr_assert_eq(in.reset_after_ms, 12 * 3600 * 1000ull, "midnight UTC");
+	/* weeks roll on Thursdays 00:00 UTC (the epoch was a Thursday); 2026-12-01 is a Tuesday */
+	w = rate_word_init(wk.tag, now);
+	cr_assert(charge(&wk, &w, now, 1, &in));
+	cr_assert_eq(in.reset_after_ms, day + 12 * 3600 * 1000ull);
+	cr_assert_eq((unix_ms + in.reset_after_ms) % week, 0);
+	/* only a window algorithm takes the calendar */
+	struct rate_params g = params(PROT_RATE_GCRA, 5, 1000, 0);
+	rate_params_realtime(&g);
+	cr_assert_eq(g.err, -EINVAL);
 }

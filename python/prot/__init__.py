@@ -197,14 +197,19 @@ class Prot:
                 "pools": self._names(lib.prot_list_pools)}
 
     # -- rate limiter -------------------------------------------------------------------------
+    # enum prot_rate_algo by its INI name (token and leaky bucket: limit is the refill or leak
+    # rate per window_ms, 0 = per second, and burst the capacity, as in struct prot_rate_limit)
+    _RATE_ALGOS = {None: 1, "fixed_window": 1, "gcra": 2, "token_bucket": 4, "leaky_bucket": 5}
+
     def rate_check(self, operation, entity, limit, window_ms, cost=1, algo=None, burst=0):
-        """(allowed, info): one decision, charged when allowed. algo: None/"fixed_window"/"gcra"."""
+        """(allowed, info): one decision, charged when allowed. algo: None/"fixed_window"/"gcra"/
+        "token_bucket"/"leaky_bucket"."""
         info = RateInfo()
         if algo is None and cost == 1:
             rc = lib.prot_rate_check(self._h(), _b(operation), _b(entity), limit, window_ms,
                                      ctypes.byref(info))
         else:
-            lim = RateLimit(2 if algo == "gcra" else 1, limit, window_ms, burst)
+            lim = RateLimit(self._RATE_ALGOS[algo], limit, window_ms, burst)
             rc = lib.prot_rate_check_n(self._h(), _b(operation), _b(entity), ctypes.byref(lim),
                                        cost, ctypes.byref(info))
         if rc < 0:
@@ -221,7 +226,7 @@ class Prot:
 
     def rate_status(self, operation, entity, limit, window_ms, algo=None, burst=0):
         info = RateInfo()
-        lim = RateLimit(2 if algo == "gcra" else 1, limit, window_ms, burst)
+        lim = RateLimit(self._RATE_ALGOS[algo], limit, window_ms, burst)
         rc = lib.prot_rate_status(self._h(), _b(operation), _b(entity), ctypes.byref(lim),
                                   ctypes.byref(info))
         if rc < 0:

@@ -1,5 +1,5 @@
 """test_binding.py — the Python binding against a real protd, in forked Python processes: rate
-limits shared exactly across processes, the breaker (execute, allow/record, ask, status), the pool
+limits shared exactly across processes (token and leaky buckets too), the breaker (execute, allow/record, ask, status), the pool
 with a Python connector (leases across processes, a killed holder's lease reclaimed),
 execute_protected, configure/status/list, and errors as exceptions named after prot's codes."""
 import os
@@ -80,6 +80,22 @@ def test_binary_entities_and_status_by_key(protd):
         assert st["exists"] == 1 and st["info"]["used"] >= 1
         assert st["created_ms"] > 0 and st["updated_ms"] >= st["created_ms"]
         assert st["expires_at_ms"] > st["updated_ms"]
+
+
+def test_token_and_leaky_buckets_in_hammers_terms(protd):
+    d = protd(INI)
+
+    def worker(i):
+        with prot.open(d.segment) as p:  # a budget of 5 that never refills (refill_rate 0)
+            return sum(p.rate_check("quota", "acct", 0, 0, algo="token_bucket", burst=5)[0]
+                       for _ in range(4))
+    assert sum(fork_run(worker, 4)) == 5
+    with prot.open(d.segment) as p:
+        allowed, info = p.rate_check("tb", "u", 10, 0, cost=3, algo="token_bucket", burst=10)
+        assert allowed and info["remaining"] == 7 and info["limit"] == 10  # tokens left, capacity
+        allowed, info = p.rate_check("lb", "u", 1, 0, cost=4, algo="leaky_bucket", burst=10)
+        assert allowed and info["used"] == 4  # the fill level
+        assert p.rate_status("lb", "u", 1, 0, algo="leaky_bucket", burst=10)["used"] == 4
 
 
 def test_breaker_opens_on_failures_of_other_processes_and_a_probe_closes_it(protd):

@@ -13,6 +13,7 @@
 
 #include "ctl.h"
 #include "rate_algo.h"
+#include "rate_table.h" /* rate_calendar_ns: the clock a calendar bucket reports on */
 
 static const char *algo_name(uint64_t a)
 {
@@ -58,7 +59,7 @@ static int target_of(struct ctl *c, int *argc, char ***argv, char verb[32], stru
 	}
 	if (r < 0)
 		return ctl_bad_arg(r, verb, "key", a[1], PROT_NAME_MAX);
-	if (t->cfg.rate_limit == 0)
+	if (!rate_cfg_on(&t->cfg))
 		return ctl_fail(CTL_ENOENT, "%s: key '%s' has no rate limiter", verb, ctl_text(a[1]));
 	rate_params_of_key(&t->cfg, &t->rp);
 	t->op = a[1];
@@ -66,10 +67,10 @@ static int target_of(struct ctl *c, int *argc, char ***argv, char verb[32], stru
 	return 0;
 }
 
-/* Does bucket v belong to the key's scale (its algorithm and window)? */
+/* Does bucket v belong to the key's scale (its kind: algorithm, clock; and window)? */
 static bool key_scale(const struct target *t, const struct rate_view *v)
 {
-	return !t->is_key || (v->algo == t->rp.algo && v->window_ms == t->rp.window_ms);
+	return !t->is_key || (v->kind == t->rp.tag && v->window_ms == t->rp.window_ms);
 }
 
 static const char *target_kind(const struct target *t)
@@ -173,7 +174,16 @@ static int find_entity(const struct rate_view *v, void *arg)
 	return 0;
 }
 
-/* A CLOCK_MONOTONIC ms time as "T (N ms ago / in N ms)". */
+/* Now as a status of a bucket of kind reports its times: Unix ms on the calendar, else
+ * CLOCK_MONOTONIC ms (lib/rate_view.c). */
+static uint64_t report_now_ms(uint32_t kind)
+{
+	if (kind & RATE_TAG_REALTIME)
+		return rate_calendar_ns() / RATE_NS_MS + RATE_EPOCH_MS;
+	return prot_now_ns() / RATE_NS_MS;
+}
+
+/* A status time (ms) as "T (N ms ago / in N ms)". */
 static const char *when(char buf[64], uint64_t t_ms, uint64_t now_ms)
 {
 	char d[32];
@@ -230,7 +240,6 @@ static int show_entity(struct ctl *c, const struct target *t, const char *arg)
 	unsigned char ent[PROT_ENTITY_MAX];
 	char et[CTL_ENT_TEXT];
 	struct one o = {.t = t, .ent = ent};
-	uint64_t now = prot_now_ns();
 	FILE *f = c->out;
 	int r = ctl_ent_parse(arg, ent, &o.len);
 
@@ -241,13 +250,13 @@ static int show_entity(struct ctl *c, const struct target *t, const char *arg)
 	struct prot_rate_status st[8];
 	size_t n = o.n;
 	if (t->is_key) { /* the key's own bucket, under its limits (none: a fresh bucket's state) */
-		r = rate_status_bin_h(t->h, t->op, ent, o.len, &t->rp, now, &st[0]);
+		r = rate_status_bin_h(t->h, t->op, ent, o.len, &t->rp, 0, &st[0]); /* its clock */
 		if (r < 0)
 			return ctl_bad_arg(r, t->verb, "entity", arg, PROT_ENTITY_MAX);
 		n = 1;
 	} else {
 		for (size_t i = 0; i < n; i++)
-			rate_view_status(&o.v[i], NULL, now, &st[i]);
+			rate_view_status(&o.v[i], NULL, 0, &st[i]); /* on the bucket's clock */
 	}
 	if (c->json) {
 		ctl_json_open(f, false);
@@ -270,7 +279,8 @@ static int show_entity(struct ctl *c, const struct target *t, const char *arg)
 	else
 		fprintf(f, "operation %s entity %s: %zu buckets\n", ctl_text(t->op), et, n);
 	for (size_t i = 0; i < n; i++)
-		entity_text(f, t, &st[i], i < o.n ? &o.v[i] : NULL, now / RATE_NS_MS);
+		entity_text(f, t, &st[i], i < o.n ? &o.v[i] : NULL,
+		            report_now_ms(t->is_key ? t->rp.tag : o.v[i].kind));
 	if (o.more)
 		fprintf(f, "(and %zu more scales)\n", o.more);
 	return CTL_OK;
