@@ -62,9 +62,9 @@ static uint64_t window_left(uint64_t w)
 /* ---- ident: a bucket per (operation, entity, algorithm, window) ------------------------------- */
 
 static const struct prot_rate_limit SCALES[3] = {
-	{.algo = PROT_RATE_FIXED_WINDOW, .limit = 100, .window_ms = 60000},
-	{.algo = PROT_RATE_FIXED_WINDOW, .limit = 10, .window_ms = 30000},
-	{.algo = PROT_RATE_GCRA, .limit = 5, .window_ms = 60000}, /* burst 5, T = 12 s */
+	{.algo = PROT_RATE_FIXED_WINDOW, .limit = 100, .window_ms = HOUR},
+	{.algo = PROT_RATE_FIXED_WINDOW, .limit = 10, .window_ms = HOUR / 2},
+	{.algo = PROT_RATE_GCRA, .limit = 5, .window_ms = HOUR}, /* burst 5, T = 12 min */
 };
 
 static int scales_child(void *arg, int i)
@@ -84,11 +84,11 @@ static int scales_child(void *arg, int i)
 Test(ident, two_scales_on_one_entity_are_two_exact_buckets, .timeout = 60)
 {
 	struct env *e = start(1024, "", "");
-	if (window_left(60000) < 5000)
-		cr_skip("too close to a 60 s window boundary");
+	if (window_left(HOUR / 2) < 10000)
+		cr_skip("too close to a half-hour window boundary");
 	th_fork_n(4, scales_child, e, 20000); /* 240 attempts on each scale */
-	cr_assert_eq(atomic_load(&e->admitted[0]), 100, "60 s / 100: exact");
-	cr_assert_eq(atomic_load(&e->admitted[1]), 10, "30 s / 10: exact, not locked out by the other");
+	cr_assert_eq(atomic_load(&e->admitted[0]), 100, "1 h / 100: exact");
+	cr_assert_eq(atomic_load(&e->admitted[1]), 10, "30 min / 10: exact, not locked out by the other");
 	cr_assert_eq(atomic_load(&e->admitted[2]), 5, "GCRA on the same entity and window: its own");
 	cr_assert_eq(rate_count_op(prot_hdr(e->p), "api"), 3);
 	/* each scale's status is its own */
