@@ -1,6 +1,9 @@
 /* breaker.c — circuit breakers (fuse) shared by every process: the lock-free state machine on a
- * struct prot_breaker_slot, the public prot_breaker_* calls, the hidden index-based fast paths the
- * facade uses, and breaker_tick() for protd.
+ * struct prot_breaker_slot (admission, verdicts, trips, probes, forced transitions), the hidden
+ * index-based fast paths the facade and the public calls use (lib/internal.h), and breaker_tick()
+ * for protd. The words' encodings, the configuration copy and one operation's context are in
+ * lib/breaker.h; the configuration snapshot, the read-only views (status, ask) and the public
+ * prot_breaker_* calls in lib/breaker_view.c.
  *
  * The words of a slot (lib/layout.h), what they publish and their memory orders:
  *
@@ -80,51 +83,8 @@
  * that never reached the dependency (PROT_OUTCOME_CANCEL) is handed back at once: issued - 1.
  */
 #include <errno.h>
-#include <inttypes.h>
-#include <stdio.h>
 
-#include "internal.h"
-#include "wire.h"
-
-/* ---- the state word ------------------------------------------------------------------------ */
-#define EPOCH_BITS 30
-#define EPOCH_MASK ((1u << EPOCH_BITS) - 1)
-#define PROBES_MAX BREAKER_PROBES_MAX
-#define PROBE_RECHECK_MS 100u /* while protd is down, rejected callers look for dead holders this often */
-
-static inline uint32_t w_state(uint64_t w) { return (uint32_t)(w >> 62); }
-static inline uint32_t w_epoch(uint64_t w) { return (uint32_t)(w >> 32) & EPOCH_MASK; }
-static inline uint32_t w_ok(uint64_t w) { return (uint32_t)w & 0xffffu; }
-static inline uint64_t w_make(uint32_t state, uint32_t epoch, uint32_t issued, uint32_t ok)
-{
-	return (uint64_t)state << 62 | (uint64_t)(epoch & EPOCH_MASK) << 32 | (uint64_t)issued << 16 | ok;
-}
-
-/* a is a later epoch than b (epochs wrap; a lag of up to 2^29 transitions is unambiguous) */
-static inline bool epoch_newer(uint32_t a, uint32_t b)
-{
-	uint32_t d = (a - b) & EPOCH_MASK;
-	return d != 0 && d < (1u << (EPOCH_BITS - 1));
-}
-
-/* ---- since --------------------------------------------------------------------------------- */
-#define SINCE_TIME_BITS 34
-#define SINCE_TIME_MASK ((1ull << SINCE_TIME_BITS) - 1)
-#define SINCE_FUTURE_MS 3600000ull
-
-static inline uint64_t since_pack(uint32_t e, uint64_t ms)
-{
-	return (uint64_t)(e & EPOCH_MASK) << SINCE_TIME_BITS | (ms & SINCE_TIME_MASK);
-}
-static inline uint32_t since_epoch(uint64_t v) { return (uint32_t)(v >> SINCE_TIME_BITS); }
-static inline uint64_t since_age_of(uint64_t v, uint64_t now_ms)
-{
-	uint64_t age = (now_ms - v) & SINCE_TIME_MASK;
-	/* "In the future" (within an hour): another process read its clock a little later. Anything
-	 * else is a real age, up to 2^34 ms less that hour (198 days); protd's tick moves every timed
-	 * state on long before that. */
-	return age > SINCE_TIME_MASK - SINCE_FUTURE_MS ? 0 : age;
-}
+#include "breaker.h"
 
 /* Age of state period e; publishes (e, now) if e's start is missing. When `since` already names a
  * newer epoch the caller's view of the word is stale: it reports age 0, i.e. the caller acts as if
@@ -161,35 +121,9 @@ static uint64_t probe_age(struct prot_breaker_slot *s, uint32_t e, uint64_t now_
 	return since_last < age ? since_last : age;
 }
 
-/* ---- probe permits ----------------------------------------------------------------------------- */
-#define HOLD_VALID (1ull << 63)
-#define HOLD_TAG_MASK 0x7fffu
-#define HOLD_ID_MASK ((1ull << 48) - 1)
-#define HOLD_SPENT HOLD_ID_MASK /* slot 0xffff never exists */
-
-static inline uint64_t hold_tag(uint32_t e) { return (uint64_t)(e & HOLD_TAG_MASK) << 48; }
-static inline bool hold_current(uint64_t v, uint32_t e)
-{
-	return (v & HOLD_VALID) && ((v >> 48) & HOLD_TAG_MASK) == (e & HOLD_TAG_MASK);
-}
-/* The short identity a permit records: slot and the low 32 bits of the incarnation (never 0, see
- * ident_claim); 0 for a caller without identity (protd, tests driving the algorithm). */
-static inline uint64_t hold_id(uint64_t self)
-{
-	return self ? (ident_inc(self) & 0xffffffffu) << 16 | ident_slot(self) : 0;
-}
-static inline uint64_t hold_value(uint32_t e, uint64_t self)
-{
-	return HOLD_VALID | hold_tag(e) | hold_id(self);
-}
-
 /* ---- melts (standard strategy) --------------------------------------------------------------- */
-#define MELT_TIME_MASK ((1ull << 48) - 1)
-
-static inline uint64_t melt_pack(uint32_t e, uint64_t ms) { return (uint64_t)(e & 0xffffu) << 48 | (ms & MELT_TIME_MASK); }
-
 /* Entries of epoch e (any epoch when any_epoch) no older than lo_ms. */
-static uint32_t melts_count(struct prot_breaker_slot *s, uint32_t e, bool any_epoch, uint64_t lo_ms)
+uint32_t melts_count(struct prot_breaker_slot *s, uint32_t e, bool any_epoch, uint64_t lo_ms)
 {
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < BREAKER_MELT_RING; i++) {
@@ -199,132 +133,6 @@ static uint32_t melts_count(struct prot_breaker_slot *s, uint32_t e, bool any_ep
 			n++;
 	}
 	return n;
-}
-
-/* ---- configuration ---------------------------------------------------------------------------- */
-#define BCFG_HEAD_WORDS 12 /* the words of prot_breaker_cfg a caller reads: strategy .. heal */
-
-struct bcfg {
-	uint64_t strategy, tolerance, window_ms, refresh_ms, probes, probe_timeout_ms;
-	uint64_t slow_call_ms, rate_threshold_pct, rate_window_calls, rate_min_calls;
-	uint64_t origin; /* protd's bookkeeping: not used here */
-	uint64_t heal;
-};
-_Static_assert(sizeof(struct bcfg) == BCFG_HEAD_WORDS * 8, "bcfg mirrors the head of prot_breaker_cfg");
-_Static_assert(offsetof(struct prot_breaker_cfg, heal) == (BCFG_HEAD_WORDS - 1) * 8, "cfg head");
-
-/* A consistent copy (seqlock), with the documented defaults filled in and values clamped to
- * what the slot can hold: protd validates, but the segment is not trusted blindly. */
-static void cfg_normalize(struct bcfg *c)
-{
-	if (c->strategy != PROT_BREAKER_RATE)
-		c->strategy = PROT_BREAKER_STANDARD;
-	if (c->tolerance > BREAKER_MELT_RING - 1)
-		c->tolerance = BREAKER_MELT_RING - 1;
-	if (c->probes == 0)
-		c->probes = 1;
-	if (c->probes > PROBES_MAX)
-		c->probes = PROBES_MAX;
-	if (c->probe_timeout_ms == 0)
-		c->probe_timeout_ms = c->refresh_ms;
-	if (c->rate_threshold_pct == 0 || c->rate_threshold_pct > 100)
-		c->rate_threshold_pct = 50; /* resilience4j's defaults */
-	if (c->rate_window_calls == 0 || c->rate_window_calls > BREAKER_RATE_BITS)
-		c->rate_window_calls = c->rate_window_calls ? BREAKER_RATE_BITS : 100;
-	if (c->rate_min_calls == 0)
-		c->rate_min_calls = c->rate_window_calls;
-	if (c->heal != PROT_HEAL_FULL)
-		c->heal = PROT_HEAL_HALF_OPEN;
-}
-
-static int cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
-{
-	int r = seq_read(&s->seq, &s->cfg, c, BCFG_HEAD_WORDS);
-	cfg_normalize(c);
-	return r;
-}
-
-/* The configuration as decisions read it, and of that only what its strategy uses: the other
- * options are whatever defaults protd filled in. origin is protd's bookkeeping. */
-static void cfg_effective(const struct prot_breaker_cfg *in, struct bcfg *c)
-{
-	memcpy(c, in, sizeof *c);
-	cfg_normalize(c);
-	c->origin = 0;
-	if (c->strategy == PROT_BREAKER_RATE)
-		c->tolerance = c->window_ms = 0;
-	else
-		c->rate_threshold_pct = c->rate_window_calls = c->rate_min_calls = 0;
-}
-
-bool breaker_cfg_same(const struct prot_breaker_cfg *a, const struct prot_breaker_cfg *b)
-{
-	struct bcfg x, y;
-	cfg_effective(a, &x);
-	cfg_effective(b, &y);
-	return memcmp(&x, &y, sizeof x) == 0;
-}
-
-/* ---- one operation on one slot ---------------------------------------------------------------- */
-struct bk {
-	prot_t *p; /* for telemetry and identity; NULL from protd */
-	struct prot_shm_header *h;
-	struct prot_breaker_slot *s;
-	uint32_t idx;
-	bool have_now;
-	uint64_t now_ms;
-	struct bcfg c;
-};
-
-static inline uint64_t bk_now(struct bk *b)
-{
-	if (!b->have_now) {
-		b->now_ms = prot_now_ns() / 1000000u;
-		b->have_now = true;
-	}
-	return b->now_ms;
-}
-
-/* Now, or a little before: the injected time, else CLOCK_MONOTONIC_COARSE, which lags the precise
- * clock by at most one kernel tick (<= 10 ms for HZ >= 100). */
-#define COARSE_SLACK_MS 20
-
-static inline uint64_t bk_now_cheap(const struct bk *b)
-{
-	return b->have_now ? b->now_ms : prot_now_coarse_ns() / 1000000u;
-}
-
-/* 0, or -PROT_ETORN: the breaker's configuration was left half-written (b is still usable for
- * reads of the state words, with the clamped values cfg_normalize made of the copy). */
-static int bk_init_cfg(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
-                       const struct cfg_snap *cfg)
-{
-	b->p = p;
-	b->h = h;
-	b->idx = idx;
-	b->s = seg_entry(h, REG_BREAKERS, idx);
-	b->have_now = now_ns != 0;
-	b->now_ms = now_ns / 1000000u;
-	if (!cfg)
-		return cfg_read(b->s, &b->c);
-	memcpy(&b->c, cfg->w, sizeof b->c);
-	cfg_normalize(&b->c);
-	return 0;
-}
-
-static int bk_init(struct bk *b, prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns)
-{
-	return bk_init_cfg(b, p, h, idx, now_ns, NULL);
-}
-
-_Static_assert(sizeof(struct bcfg) <= sizeof(struct cfg_snap), "a breaker's words fit a snapshot");
-
-int breaker_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *out)
-{
-	if (idx >= seg_count(h, REG_BREAKERS))
-		return -PROT_ENOBREAKER;
-	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
-	return seq_read(&s->seq, &s->cfg, out->w, BCFG_HEAD_WORDS);
 }
 
 static const uint32_t ev_of_state[] = {
@@ -441,13 +249,15 @@ static uint32_t probes_reclaim(struct bk *b, const struct prot_idv *v, uint32_t 
 }
 
 /* Permits of epoch e held or spent. */
-static uint32_t probes_out(struct bk *b, uint32_t e)
+uint32_t probes_out(struct bk *b, uint32_t e)
 {
 	uint32_t n = 0;
 	for (uint32_t i = 0; i < b->c.probes; i++)
 		n += hold_current(atomic_load_explicit(&b->s->probe_holder[i], memory_order_relaxed), e);
 	return n;
 }
+
+#define PROBE_RECHECK_MS 100u /* while protd is down, rejected callers look for dead holders this often */
 
 /* A rejected half-open caller while protd is down: look for dead holders, at most every
  * PROBE_RECHECK_MS per breaker. true when a permit came back. */
@@ -574,15 +384,6 @@ static void bk_trip(struct bk *b, uint32_t e, uint64_t failures)
 		bk_transitioned(b, nw, 0, failures);
 }
 
-/* The oldest failure time that still counts: a failure counts while its age is strictly less than
- * the window (fuse: melts younger than the period), and only after the last close or reset. */
-static inline uint64_t window_lo(struct bk *b)
-{
-	uint64_t now = bk_now(b), lo = now >= b->c.window_ms ? now - b->c.window_ms + 1 : 0;
-	uint64_t cleared = atomic_load_explicit(&b->s->cleared_ms, memory_order_acquire); /* bk_clear_history */
-	return lo > cleared ? lo : cleared;
-}
-
 static void bk_melt(struct bk *b, uint32_t e)
 {
 	struct prot_breaker_slot *s = b->s;
@@ -595,7 +396,7 @@ static void bk_melt(struct bk *b, uint32_t e)
 }
 
 /* Outcomes among the last rate_window_calls calls: seen and failed. */
-static void rate_count(struct prot_breaker_slot *s, uint64_t ncalls, uint64_t *seen, uint64_t *failed)
+void rate_count(struct prot_breaker_slot *s, uint64_t ncalls, uint64_t *seen, uint64_t *failed)
 {
 	*seen = *failed = 0;
 	for (uint64_t i = 0; i * 64 < ncalls; i++) {
@@ -846,63 +647,6 @@ int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int 
 	return res < 0 ? -PROT_EFAILED : 0;
 }
 
-int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
-                       struct prot_breaker_status *out)
-{
-	struct prot_breaker_status st = {0};
-	struct bk b;
-
-	if (idx >= seg_count(h, REG_BREAKERS))
-		return -PROT_ENOBREAKER;
-	int cr = bk_init(&b, NULL, h, idx, now_ns ? now_ns : prot_now_ns());
-	if (cr < 0)
-		return cr;
-	struct prot_breaker_slot *s = b.s;
-	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
-	uint64_t since = atomic_load_explicit(&s->since, memory_order_acquire);
-	uint32_t e = w_epoch(w);
-
-	memcpy(st.name, s->name, sizeof st.name);
-	st.name[PROT_NAME_MAX] = '\0';
-	st.state = w_state(w);
-	if (b.c.strategy == PROT_BREAKER_RATE) {
-		uint64_t seen, fails;
-		rate_count(s, b.c.rate_window_calls, &seen, &fails);
-		st.failures_in_window = (uint32_t)fails;
-	} else {
-		st.failures_in_window = melts_count(s, e, st.state != PROT_BREAKER_CLOSED, window_lo(&b));
-	}
-	/* Read-only: a start not yet published (status never writes) reads as "just now". */
-	uint64_t age = since_epoch(since) == e ? since_age_of(since, b.now_ms) : 0;
-	if (e == 0) /* never transitioned: as old as the segment */
-		age = b.now_ms > h->created_ns / 1000000u ? b.now_ms - h->created_ns / 1000000u : 0;
-	if (st.state == PROT_BREAKER_OPEN && age < b.c.refresh_ms) {
-		st.next_probe_ms = b.c.refresh_ms - age;
-	} else if (st.state == PROT_BREAKER_OPEN) {
-		/* the state as of now, whether or not a caller or protd's tick has moved it yet */
-		st.state = b.c.heal == PROT_HEAL_FULL ? PROT_BREAKER_CLOSED : PROT_BREAKER_HALF_OPEN;
-		age -= b.c.refresh_ms;
-	}
-	st.last_transition_ms_ago = age;
-	/* statistics: relaxed */
-	st.successes = atomic_load_explicit(&s->successes, memory_order_relaxed);
-	st.failures = atomic_load_explicit(&s->failures, memory_order_relaxed);
-	st.rejections = atomic_load_explicit(&s->rejections, memory_order_relaxed);
-	st.admitted = atomic_load_explicit(&s->admitted, memory_order_relaxed);
-	st.calls = st.admitted + st.rejections;
-	st.probes_given_back = atomic_load_explicit(&s->probes_given_back, memory_order_relaxed);
-	st.opts = (struct prot_breaker_opts){
-		.strategy = (uint32_t)b.c.strategy, .tolerance = (uint32_t)b.c.tolerance,
-		.window_ms = b.c.window_ms, .refresh_ms = b.c.refresh_ms,
-		.half_open_probes = (uint32_t)b.c.probes, .probe_timeout_ms = b.c.probe_timeout_ms,
-		.slow_call_ms = b.c.slow_call_ms, .rate_threshold_pct = (uint32_t)b.c.rate_threshold_pct,
-		.rate_window_calls = (uint32_t)b.c.rate_window_calls,
-		.rate_min_calls = (uint32_t)b.c.rate_min_calls, .heal = (uint32_t)b.c.heal,
-	};
-	*out = st;
-	return 0;
-}
-
 int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int how)
 {
 	struct bk b;
@@ -913,33 +657,6 @@ int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int ho
 		return -EINVAL;
 	bk_init(&b, p, h, idx, 0); /* a torn configuration does not matter: forcing needs none */
 	return bk_force(&b, how);
-}
-
-/* Whether a call would be admitted now, from the word and the clock: no CAS, no probe, no count. */
-int breaker_ask_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns)
-{
-	struct bk b;
-	if (idx >= seg_count(h, REG_BREAKERS))
-		return -PROT_ENOBREAKER;
-	int r = bk_init(&b, NULL, h, idx, now_ns ? now_ns : prot_now_ns());
-	if (r < 0)
-		return r;
-	uint64_t w = atomic_load_explicit(&b.s->word, memory_order_acquire); /* pairs with bk_cas */
-	uint32_t e = w_epoch(w);
-	switch (w_state(w)) {
-	case PROT_BREAKER_CLOSED:
-		return 0;
-	case PROT_BREAKER_OPEN: {
-		uint64_t v = atomic_load_explicit(&b.s->since, memory_order_acquire);
-		/* a start not yet published reads as "just now" (ask never writes) */
-		uint64_t age = since_epoch(v) == e ? since_age_of(v, b.now_ms) : 0;
-		return age >= b.c.refresh_ms ? 0 : -PROT_EBLOWN; /* healed: closed, or a probe free */
-	}
-	case PROT_BREAKER_HALF_OPEN:
-		return probes_out(&b, e) < b.c.probes ? 0 : -PROT_EBLOWN;
-	default:
-		return -PROT_EBLOWN;
-	}
 }
 
 /* protd's tick: publish missing starts; half-open a breaker whose open period is over (so status
@@ -971,96 +688,4 @@ void breaker_tick(const struct prot_idv *v, uint64_t now_ns)
 			continue;
 		bk_moved_on(&b, w, nw);
 	}
-}
-
-/* ---- public API -------------------------------------------------------------------------------- */
-
-/* The gate, prot_hdr and the name lookup: the common prologue. */
-static int lookup(prot_t *p, const char *name, bool writes, struct prot_shm_header **h)
-{
-	int g = prot_gate(p, writes);
-	if (g < 0)
-		return g;
-	if (!name)
-		return -EINVAL;
-	*h = prot_hdr(p);
-	return seg_find(*h, REG_BREAKERS, name);
-}
-
-int prot_breaker_execute(prot_t *p, const char *name, int (*fn)(void *arg), void *arg, int *fn_result)
-{
-	struct prot_shm_header *h;
-	int idx = fn ? lookup(p, name, true, &h) : -EINVAL;
-	return idx < 0 ? idx : breaker_execute_idx(p, h, (uint32_t)idx, fn, arg, fn_result);
-}
-
-int prot_breaker_allow(prot_t *p, const char *name, prot_breaker_token *tok)
-{
-	struct prot_shm_header *h;
-	int idx = tok ? lookup(p, name, true, &h) : -EINVAL;
-	return idx < 0 ? idx : breaker_allow_idx(p, h, (uint32_t)idx, 0, tok);
-}
-
-int prot_breaker_record(prot_t *p, const prot_breaker_token *tok, int outcome, uint64_t duration_ns)
-{
-	int g = prot_gate(p, true);
-	if (g < 0)
-		return g;
-	if (!tok)
-		return -EINVAL;
-	return breaker_record_idx(p, prot_hdr(p), tok, outcome, duration_ns, 0);
-}
-
-int prot_breaker_status(prot_t *p, const char *name, struct prot_breaker_status *out)
-{
-	struct prot_shm_header *h;
-	int idx = out ? lookup(p, name, false, &h) : -EINVAL;
-	return idx < 0 ? idx : breaker_status_idx(h, (uint32_t)idx, 0, out);
-}
-
-int prot_breaker_reset(prot_t *p, const char *name)
-{
-	struct prot_shm_header *h;
-	int idx = lookup(p, name, true, &h);
-	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, BREAKER_RESET);
-}
-
-int prot_breaker_blow(prot_t *p, const char *name)
-{
-	struct prot_shm_header *h;
-	int idx = lookup(p, name, true, &h);
-	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, BREAKER_BLOW);
-}
-
-int prot_breaker_enable(prot_t *p, const char *name)
-{
-	struct prot_shm_header *h;
-	int idx = lookup(p, name, true, &h);
-	return idx < 0 ? idx : breaker_force_idx(p, h, (uint32_t)idx, BREAKER_ENABLE);
-}
-
-int prot_breaker_ask(prot_t *p, const char *name)
-{
-	struct prot_shm_header *h;
-	int idx = lookup(p, name, false, &h);
-	return idx < 0 ? idx : breaker_ask_idx(h, (uint32_t)idx, 0);
-}
-
-/* Removal goes through protd, the only writer of configuration (its reply's error class names a
- * missing breaker: PROT_ENOBREAKER). */
-int prot_breaker_remove(prot_t *p, const char *name)
-{
-	return prot_object_request(p, "breaker-remove", name, WIRE_NO_OPTS, NULL);
-}
-
-/* Runtime creation goes through protd, the only writer of configuration: the options travel once,
- * as the words of an INI [breaker] section (lib/wire.c), and protd alone validates them and
- * decides whether an existing breaker of that name has the same ones (breaker_cfg_same): 0 then,
- * PROT_EEXIST when it has others. */
-int prot_breaker_create(prot_t *p, const char *name, const struct prot_breaker_opts *opts)
-{
-	int r = prot_object_request(p, "breaker-create", name, WIRE_BREAKER_OPTS, opts);
-	if (r == 0)
-		PROT_TEL(p, PROT_TEL_BREAKER_CREATED, .layer = PROT_LAYER_BREAKER, .key = name);
-	return r;
 }

@@ -9,8 +9,8 @@
  *     probes of the previous round that never reported back (given back); otherwise b = 0.
  *   breaker_created, breaker_removed, pool_created, pool_removed (daemon/control.c): no payload.
  *   pool_exhausted (lib/pool.c, note_exhausted): a = leases in use, b = processes waiting.
- *   lease_reclaimed (lib/pool.c, pool_reclaim): a = the dead holder's process slot, b = the lease
- *     entry given back.
+ *   lease_reclaimed (lib/pool_reclaim.c, pool_reclaim): a = the dead holder's process slot,
+ *     b = the lease entry given back.
  *   config_reloaded / config_changed (daemon/shm.c, shm_config_changed): a = the configuration
  *     generation now in force (what `protctl status` shows).
  *   rate_table_full (lib/ratelimit.c, table_full): a = decisions made on a full table so far (all

@@ -21,8 +21,9 @@ struct call_ctx {
 	struct prot_shm_header *h;
 	struct prot_key_slot *slot;
 	struct prot_key_cfg cfg;
-	int64_t breaker, pool;           /* the layers' slots (-1: none), and their configurations, */
-	struct cfg_snap bcfg, pcfg;      /* all read under one configuration generation (read_layers) */
+	bool has_breaker, has_pool;      /* the layers' slots (when the key has them and the call */
+	struct slot_ref breaker, pool;   /* does not skip them) and their configurations, all read */
+	struct cfg_snap bcfg, pcfg;      /* under one configuration generation (read_layers) */
 	uint32_t idx;
 	const char *key;
 	const struct prot_call_opts *opts;
@@ -43,21 +44,24 @@ static int hist_bucket(uint64_t ns)
 }
 
 /* The LIVE breaker or pool slot a key's config points to, bounds-checked (the index comes from the
- * segment): its index, or -1 when the key has no such layer. */
-static int64_t live_slot(const struct prot_shm_header *h, int reg, uint64_t idx)
+ * segment): true and *out (its index and the state word seen), false when the key has no such
+ * layer. The key names its layers by index: no lookup by name. */
+static bool live_slot(const struct prot_shm_header *h, int reg, uint64_t idx, struct slot_ref *out)
 {
 	if (idx == PROT_NO_INDEX || idx >= seg_count(h, reg))
-		return -1;
-	const struct prot_named *n = seg_entry(h, reg, (uint32_t)idx);
-	if (SLOT_STATE(atomic_load_explicit(&n->state, memory_order_acquire)) != SLOT_LIVE)
-		return -1;
-	return (int64_t)idx;
+		return false;
+	struct prot_named *n = seg_entry(h, reg, (uint32_t)idx);
+	/* acquire: pairs with protd's release of LIVE | gen (the slot's name and cfg are complete) */
+	uint32_t st = atomic_load_explicit(&n->state, memory_order_acquire);
+	*out = (struct slot_ref){ .idx = (uint32_t)idx, .state = st };
+	return SLOT_STATE(st) == SLOT_LIVE;
 }
 
-/* Same, for one call: -1 also when the call skips the layer. */
-static int64_t layer_index(const struct call_ctx *c, int reg, uint64_t idx, unsigned layer)
+/* Same, for one call: false also when the call skips the layer. */
+static bool layer_slot(const struct call_ctx *c, int reg, uint64_t idx, unsigned layer,
+                       struct slot_ref *out)
 {
-	return c->opts && (c->opts->skip & layer) ? -1 : live_slot(c->h, reg, idx);
+	return !(c->opts && (c->opts->skip & layer)) && live_slot(c->h, reg, idx, out);
 }
 
 /* Name the key in the detail of a failed call (bounded: a name from the caller). */
@@ -97,11 +101,11 @@ static int read_layers(struct call_ctx *c)
 		int r = seq_read(&c->slot->seq, &c->slot->cfg, &c->cfg, sizeof c->cfg / 8);
 		if (r < 0)
 			return r;
-		c->breaker = layer_index(c, REG_BREAKERS, c->cfg.breaker_index, PROT_LAYER_BREAKER);
-		c->pool = layer_index(c, REG_POOLS, c->cfg.pool_index, PROT_LAYER_POOL);
-		if (c->breaker >= 0 && (r = breaker_cfg_snap(c->h, (uint32_t)c->breaker, &c->bcfg)) < 0)
+		c->has_breaker = layer_slot(c, REG_BREAKERS, c->cfg.breaker_index, PROT_LAYER_BREAKER, &c->breaker);
+		c->has_pool = layer_slot(c, REG_POOLS, c->cfg.pool_index, PROT_LAYER_POOL, &c->pool);
+		if (c->has_breaker && (r = breaker_cfg_snap(c->h, c->breaker.idx, &c->bcfg)) < 0)
 			return r;
-		if (c->pool >= 0 && (r = pool_cfg_snap(c->h, (uint32_t)c->pool, &c->pcfg)) < 0)
+		if (c->has_pool && (r = pool_cfg_snap(c->h, c->pool.idx, &c->pcfg)) < 0)
 			return r;
 		atomic_thread_fence(memory_order_acquire); /* the copies happen before the re-check */
 		if (!(g0 & 1) && atomic_load_explicit(&c->h->config_gen, memory_order_relaxed) == g0)
@@ -149,16 +153,15 @@ static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
                      int (*fn)(const struct prot_call *), void *arg, uint64_t deadline,
                      int64_t wait_ms)
 {
-	int64_t pool = c->pool;
 	struct prot_call call = {.deadline_ns = deadline, .arg = arg, .key = c->key};
 	prot_lease lease;
 	bool waited = false;
 	int r;
-	if (pool >= 0) {
+	if (c->has_pool) {
 		uint64_t now = c->start_ns; /* only a queued checkout takes long enough to matter */
 		int64_t left = now < deadline ? (int64_t)((deadline - now) / 1000000u) : 0;
 		left = left < wait_ms ? left : wait_ms;
-		r = pool_checkout_idx(c->p, c->h, (uint32_t)pool, left, &c->pcfg, &lease, &call.conn, &waited);
+		r = pool_checkout_idx(c->p, c->h, &c->pool, left, &c->pcfg, &lease, &call.conn, &waited);
 		if (r < 0) {
 			if (breaker)
 				breaker_record_cfg(c->p, c->h, tok, PROT_OUTCOME_CANCEL, 0, now, &c->bcfg);
@@ -176,7 +179,7 @@ static int step_call(struct call_ctx *c, bool breaker, prot_breaker_token *tok,
 	int rc = fn(&call);
 	uint64_t t1 = prot_now_ns();
 	c->detail->fn_result = rc;
-	if (pool >= 0)
+	if (c->has_pool)
 		prot_pool_checkin(c->p, &lease, PROT_CHECKIN_OK);
 
 	int outcome = rc < 0 ? -PROT_EFAILED : t1 > deadline ? -PROT_ETIMEOUT : 0;
@@ -222,12 +225,13 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 
 	struct call_ctx c = {.p = p, .key = key, .opts = opts, .detail = d};
 	c.h = prot_hdr(p);
-	int idx = seg_find(c.h, REG_KEYS, key);
-	if (idx < 0) {
+	struct slot_ref kref;
+	int kr = prot_resolve(p, c.h, REG_KEYS, key, &kref);
+	if (kr < 0) {
 		detail_key(&c);
-		return idx;
+		return kr;
 	}
-	c.idx = (uint32_t)idx;
+	c.idx = kref.idx;
 	c.slot = seg_entry(c.h, REG_KEYS, c.idx);
 	int tr = read_layers(&c);
 	if (tr < 0) {
@@ -246,17 +250,16 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 	if (r)
 		return r;
 
-	int64_t breaker = c.breaker;
 	prot_breaker_token tok;
-	if (breaker >= 0) {
-		r = breaker_allow_cfg(p, c.h, (uint32_t)breaker, 0, &c.bcfg, &tok);
+	if (c.has_breaker) {
+		r = breaker_allow_cfg(p, c.h, c.breaker.idx, 0, &c.bcfg, &tok);
 		if (r == -PROT_EBLOWN)
 			stat_add(&c.slot->stats.breaker_rejected, 1);
 		if (r < 0)
 			return refuse(&c, PROT_LAYER_BREAKER, r);
 	}
 
-	r = step_call(&c, breaker >= 0, &tok, fn, arg, deadline, wait_ms);
+	r = step_call(&c, c.has_breaker, &tok, fn, arg, deadline, wait_ms);
 	PROT_TEL(p, PROT_TEL_EXECUTE_STOP, .result = r, .duration_ns = prot_now_ns() - c.start_ns,
 	         .key = key, .entity = opts ? opts->entity : NULL);
 	return r;
@@ -288,11 +291,10 @@ static int status_read(struct prot_shm_header *h, uint32_t idx, const char *key,
 	st.failed = atomic_load_explicit(&slot->stats.failed, memory_order_relaxed);
 	st.timeouts = atomic_load_explicit(&slot->stats.timeouts, memory_order_relaxed);
 
-	/* the key names its layers by slot index: no second lookup by name */
-	int64_t b = live_slot(h, REG_BREAKERS, cfg.breaker_index);
-	st.has_breaker = b >= 0 && breaker_status_idx(h, (uint32_t)b, 0, &st.breaker) == 0;
-	int64_t pl = live_slot(h, REG_POOLS, cfg.pool_index);
-	st.has_pool = pl >= 0 && pool_status_idx(h, (uint32_t)pl, &st.pool) == 0;
+	struct slot_ref b, pl;
+	st.has_breaker = live_slot(h, REG_BREAKERS, cfg.breaker_index, &b) &&
+	                 breaker_status_idx(h, b.idx, 0, &st.breaker) == 0;
+	st.has_pool = live_slot(h, REG_POOLS, cfg.pool_index, &pl) && pool_status_idx(h, pl.idx, &st.pool) == 0;
 	*out = st;
 	return 0;
 }
@@ -303,12 +305,11 @@ static int status_read(struct prot_shm_header *h, uint32_t idx, const char *key,
 PROT_API int prot_get_protection_status(prot_t *p, const char *key,
                                         struct prot_protection_status *out)
 {
-	if (!p || !key || !out)
-		return -EINVAL;
-	struct prot_shm_header *h = prot_hdr(p);
-	int idx = seg_find(h, REG_KEYS, key);
-	if (idx < 0)
-		return idx;
+	struct prot_shm_header *h;
+	struct slot_ref ref;
+	int rc = out ? prot_lookup(p, REG_KEYS, key, false, &h, &ref) : -EINVAL;
+	if (rc < 0)
+		return rc;
 	struct prot_protection_status st;
 	struct seq_wait w = { 0 };
 	struct prot_idv v;
@@ -316,7 +317,7 @@ PROT_API int prot_get_protection_status(prot_t *p, const char *key,
 	do {
 		/* acquire: pairs with protd's release of the even generation */
 		uint64_t g0 = atomic_load_explicit(&h->config_gen, memory_order_acquire);
-		int r = status_read(h, (uint32_t)idx, key, &st);
+		int r = status_read(h, ref.idx, key, &st);
 		if (r < 0)
 			return r;
 		atomic_thread_fence(memory_order_acquire); /* the reads happen before the re-check */

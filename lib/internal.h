@@ -60,7 +60,7 @@ struct prot_map {
 	                           still be inside an operation on them */
 };
 
-struct prot_pool_local; /* lib/pool.c */
+struct prot_pool_local; /* lib/pool_local.h */
 
 /* A per-handle memo of operation-name hashes (lib/ratelimit.c): operation names are program
  * constants, and hashing one costs as much as the rest of a rate decision. Each entry is a small
@@ -77,6 +77,18 @@ struct rate_op_cache {
 	                                       when resolved (0: not resolved) */
 };
 
+/* The per-handle memo of name resolutions (lib/resolve.c, which argues why it is never stale): a
+ * direct-mapped table of small seqlocks, each naming one (mapping, region, name) -> slot_ref. */
+#define RESOLVE_MEMO 16
+struct resolve_memo {
+	_Atomic uint32_t seq;
+	uint32_t reg;
+	const struct prot_shm_header *h;
+	uint32_t idx, state;
+	_Atomic uint32_t *word;     /* slot idx's state word, in mapping h */
+	char name[PROT_NAME_BYTES]; /* the name and its NUL (the bytes after it are stale) */
+};
+
 struct prot {
 	char name[64];
 	unsigned flags;
@@ -88,8 +100,9 @@ struct prot {
 	prot_t *fork_next, *fork_prev;  /* the process's list of handles, for the atfork handler */
 	uint32_t fork_epoch;            /* bumped by each fork refresh: whose local state is whose */
 	pthread_mutex_t lock;           /* guards ident refresh, re-attach and pool-local state */
-	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool.c) */
+	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool_conn.c) */
 	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/ratelimit.c */
+	struct resolve_memo memo[RESOLVE_MEMO];       /* lib/resolve.c */
 	/* Telemetry (lib/telemetry.c). tel_mask is the union of the handlers' masks: the hot path
 	 * tests it with one relaxed load and a predictable branch. Each slot is a small seqlock: seq
 	 * is odd while attach/detach (under p->lock) rewrites mask/fn/ctx, so an emitting thread never
@@ -333,11 +346,28 @@ PROT_HIDDEN uint32_t seg_tampered(const struct prot_shm_header *h);
 PROT_HIDDEN void seg_restore_header(struct prot_shm_header *h);
 /* The geometry recorded in a validated header. */
 PROT_HIDDEN void seg_geometry_of(const struct prot_shm_header *h, struct seg_geometry *g);
-/* Find a LIVE named slot (REG_KEYS / REG_BREAKERS / REG_POOLS). Returns index or a negative
- * PROT_ENOKEY/PROT_ENOBREAKER/PROT_ENOPOOL, PROT_ETOOLONG. */
-PROT_HIDDEN int seg_find(const struct prot_shm_header *h, int reg, const char *name);
 /* The mapping to operate on: checks retirement (one relaxed load on header line 0) and fork. */
 PROT_HIDDEN struct prot_shm_header *prot_hdr(prot_t *p);
+
+/* lib/fork.c: the handle's identities in this process, across fork(). *p->fork_page is one of: */
+enum { FORK_WIPED = 0, FORK_ARMED = 1, FORK_BUSY = 2 };
+/* Make p's fork page (prot_open, before anything else): 0 or -errno. */
+PROT_HIDDEN int fork_track(prot_t *p);
+/* p is complete (its first mapping's identity claimed): list it for the atfork handler, and
+ * publish ARMED (release). */
+PROT_HIDDEN void fork_arm(prot_t *p);
+/* Take p off the list and free its fork page (prot_close; also for a p never armed). */
+PROT_HIDDEN void fork_untrack(prot_t *p);
+/* Claim this process's identity in mapping m (read-write handles only): 0 or -errno/PROT_E*. */
+PROT_HIDDEN int map_claim(struct prot_map *m);
+/* The slow path of fork_check: this process is a child that inherited p. */
+PROT_HIDDEN void fork_refresh(prot_t *p);
+static inline void fork_check(prot_t *p)
+{
+	/* acquire: pairs with the release store of ARMED in fork_refresh (or fork_arm) */
+	if (unlikely(atomic_load_explicit(p->fork_page, memory_order_acquire) != FORK_ARMED))
+		fork_refresh(p);
+}
 /* The liveness view of mapping h of p for the calling process (identity refreshed after a fork):
  * always filled; self is 0 when this process has no identity in h (read-only handle). */
 PROT_HIDDEN void prot_idv(prot_t *p, struct prot_shm_header *h, struct prot_idv *v);
@@ -345,6 +375,47 @@ PROT_HIDDEN void prot_idv(prot_t *p, struct prot_shm_header *h, struct prot_idv 
 PROT_HIDDEN uint64_t prot_self(prot_t *p, struct prot_shm_header *h);
 /* Is protd alive (its identity lock held)? */
 PROT_HIDDEN int protd_alive(const struct prot_idv *v);
+
+/* ---- names to slots (lib/resolve.c) --------------------------------------------------------- */
+/* A named slot (REG_KEYS / REG_BREAKERS / REG_POOLS) as resolved: its index, and its state word
+ * (SLOT_LIVE | generation << 8) when the name was proved to be in it. While the slot's state word
+ * still equals `state`, the slot holds that name (lib/resolve.c argues it). */
+struct slot_ref {
+	uint32_t idx, state;
+};
+/* Pass a slot_ref by pointer and read its fields, on the per-call paths: a copy of the whole struct
+ * loads 8 bytes that were stored as two 4-byte halves, and the store-forwarding stall that makes
+ * costs more than the resolution. */
+/* Does slot ref.idx of region reg still hold what it held when resolved? One acquire load (pairs
+ * with protd's release of LIVE | gen: the slot's name and configuration are complete). */
+static inline bool slot_ref_holds(const struct prot_shm_header *h, int reg, const struct slot_ref *ref)
+{
+	if (ref->idx >= seg_count(h, reg))
+		return false;
+	struct prot_named *s = seg_entry(h, reg, ref->idx);
+	return atomic_load_explicit(&s->state, memory_order_acquire) == ref->state;
+}
+/* Find a LIVE named slot by scanning region reg: 0 and *out, or -PROT_ENOKEY / -PROT_ENOBREAKER /
+ * -PROT_ENOPOOL, -PROT_ETOOLONG, -EINVAL (not a named region, name NULL). No memo: protctl, the
+ * tests, and the memo's misses. seg_find is the index form (index, or the same errors). */
+PROT_HIDDEN int seg_find_ref(const struct prot_shm_header *h, int reg, const char *name,
+                             struct slot_ref *out);
+PROT_HIDDEN int seg_find(const struct prot_shm_header *h, int reg, const char *name);
+/* THE RESOLVER: name -> slot in mapping h of handle p (h: prot_hdr(p), or a mapping of p kept from
+ * it), answered from p's memo while the slot's state word is unchanged, else by a scan that then
+ * updates the memo. p NULL: a scan. Same returns as seg_find_ref; *out untouched on failure. One
+ * call per name per operation: keep the slot_ref for the rest of the operation. Thread-safe on a
+ * shared handle. For the rate limiter's key names (prot_rate_check_key): prot_lookup(p, REG_KEYS,
+ * key, true, &h, &ref), then the key's index is ref.idx (its memo then needs no key slot). */
+PROT_HIDDEN int prot_resolve(prot_t *p, const struct prot_shm_header *h, int reg, const char *name,
+                             struct slot_ref *out);
+/* The prologue of a public call on named object `name` of region reg: the gate (writes: a
+ * read-write handle, else -EROFS), name NULL (-EINVAL), the mapping (prot_hdr: retirement, fork)
+ * and prot_resolve. 0 with *h and *out, or the first error (outputs untouched). */
+PROT_HIDDEN int prot_lookup(prot_t *p, int reg, const char *name, bool writes,
+                            struct prot_shm_header **h, struct slot_ref *out);
+/* Empty p's memo (the fork refresh: an entry a parent thread was writing stays odd otherwise). */
+PROT_HIDDEN void resolve_forget(prot_t *p);
 
 /* lib/hash.c: SipHash-1-3 with the segment's key. */
 PROT_HIDDEN uint64_t prot_siphash(const uint64_t key[2], const void *data, size_t len);
@@ -398,6 +469,7 @@ PROT_HIDDEN int prot_control(prot_t *p, const char *request, char *reply, size_t
 struct cfg_snap {
 	uint64_t w[16];
 };
+/* lib/breaker_view.c, lib/pool.c */
 PROT_HIDDEN int breaker_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *out);
 PROT_HIDDEN int pool_cfg_snap(struct prot_shm_header *h, uint32_t idx, struct cfg_snap *out);
 /* The same as breaker_allow_idx / breaker_record_idx, deciding on cfg (NULL: read it now). */
@@ -416,13 +488,13 @@ PROT_HIDDEN int breaker_record_idx(prot_t *p, struct prot_shm_header *h,
                                    uint64_t duration_ns, uint64_t now_ns);
 PROT_HIDDEN int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
                                     int (*fn)(void *arg), void *arg, int *fn_result);
-/* Read-only: works on a read-only mapping. */
-PROT_HIDDEN int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
-                                   struct prot_breaker_status *out);
 /* how: BREAKER_RESET (close; PROT_EDISABLED when disabled), BREAKER_BLOW (disable),
  * BREAKER_ENABLE (close a disabled breaker). */
 enum { BREAKER_RESET = 0, BREAKER_BLOW = 1, BREAKER_ENABLE = 2 };
 PROT_HIDDEN int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int how);
+/* lib/breaker_view.c. Read-only: works on a read-only mapping. */
+PROT_HIDDEN int breaker_status_idx(struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
+                                   struct prot_breaker_status *out);
 /* The one spelling of each enum prot_breaker_state, for protctl, metrics, JSON and the docs:
  * "closed", "open", "half_open", "blown" ("unknown" beyond); lib/names.c holds the table. */
 PROT_HIDDEN const char *prot_breaker_state_name(uint32_t state);
@@ -516,13 +588,14 @@ struct rate_totals {
 };
 PROT_HIDDEN int rate_keys_totals(struct prot_shm_header *h, uint32_t n, const uint32_t *key_idx,
                                  struct rate_totals *out);
-/* lib/pool.c: index-based forms for the facade (it resolves the pool index once). Checkin goes
- * through prot_pool_checkin: the lease carries the index. */
-PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
+/* lib/pool_conn.c: index-based forms for the facade (it resolves the pool index once; the checkout
+ * takes the slot with the state word the caller saw, and finds this process's side of the pool by
+ * it). Checkin goes through prot_pool_checkin: the lease carries the index. */
+PROT_HIDDEN int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, const struct slot_ref *pool,
                                   int64_t timeout_ms, const struct cfg_snap *cfg /* NULL: read */,
                                   prot_lease *lease, void **conn,
                                   bool *waited /* set when it had to queue; may be NULL */);
-/* Read-only: works on a read-only mapping. */
+/* lib/pool.c. Read-only: works on a read-only mapping. */
 PROT_HIDDEN int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_status *out);
 
 /* Maintenance entry points that protd calls on its tick (they are also safe to call from any
@@ -533,12 +606,12 @@ PROT_HIDDEN void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t 
                             uint64_t *swept);
 /* lib/breaker.c: moves timed states on, and gives back the probes of dead holders */
 PROT_HIDDEN void breaker_tick(const struct prot_idv *v, uint64_t now_ns);
-/* lib/pool.c: a reclaim pass over every pool whose reclaim_interval has passed */
+/* lib/pool_reclaim.c: a reclaim pass over every pool whose reclaim_interval has passed */
 PROT_HIDDEN void pool_reclaim(const struct prot_idv *v, uint64_t now_ns, uint64_t *reclaimed);
-PROT_HIDDEN void pool_local_free(prot_t *p);                                                    /* lib/pool.c */
-/* lib/pool.c: protd retired pool idx: cancel its waiters (they return PROT_ENOPOOL) */
+PROT_HIDDEN void pool_local_free(prot_t *p);                                               /* lib/pool_conn.c */
+/* lib/pool_reclaim.c: protd retired pool idx: cancel its waiters (they return PROT_ENOPOOL) */
 PROT_HIDDEN void pool_retire_waiters(struct prot_shm_header *h, uint32_t idx);
-/* lib/pool.c: the holders of pool idx (prot_pool_holders); read-only */
+/* lib/pool_reclaim.c: the holders of pool idx (prot_pool_holders); read-only */
 PROT_HIDDEN int pool_holders_idx(struct prot_shm_header *h, uint32_t idx, struct prot_pool_holder *out,
                                  size_t n, size_t *count);
 

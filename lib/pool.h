@@ -1,5 +1,6 @@
-/* pool.h — what lib/pool.c (the shared leases: lock, waiters, hand-offs, reclaim) gives
- * lib/pool_conn.c (each process's connections and the public pool API). Private to the library.
+/* pool.h — what lib/pool.c (the shared leases: lock, waiters, hand-offs, connection slots) gives
+ * lib/pool_conn.c (each process's connections and the public pool API) and lib/pool_reclaim.c
+ * (dead holders and waiters). Private to the library.
  */
 #ifndef PROT_POOL_H
 #define PROT_POOL_H
@@ -97,6 +98,44 @@ PROT_HIDDEN void pool_conn_free(struct prot_pool_slot *s, _Atomic uint64_t *owne
 PROT_HIDDEN uint32_t pool_conn_open(const struct pool_ref *r);
 /* Take one close request, if any: true means the caller closes one idle connection. */
 PROT_HIDDEN bool pool_close_req_take(const struct pool_ref *r);
+
+/* ---- between lib/pool.c and lib/pool_reclaim.c: the shared state's encodings and its lock ----- */
+enum { CELL_EMPTY = 0, CELL_WAITING = 1, CELL_GRANTED = 2, CELL_CANCELLED = 3 };
+#define CELL_STATE(v) ((uint32_t)(v) >> 28)
+#define CELL_ENTRY(v) ((uint32_t)(v) & 0x0fffffffu)
+#define CELL(st, e) ((uint32_t)(st) << 28 | (uint32_t)(e))
+/* pending: entry + 1 | cell << 32; 0 = none */
+#define PENDING(e, ci) (((uint64_t)(e) + 1) | (uint64_t)(ci) << 32)
+
+#define RECLAIM_DEFAULT_MS 100u
+#define LOCK_RECHECK_NS (2ull * 1000000) /* a sleeper wakes this often to ask if the holder lives */
+
+/* relaxed accessors for the state written under the pool lock (the lock orders them) */
+#define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define ST(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+
+static inline uint64_t reclaim_every_ns(const struct pool_cfgv *c)
+{
+	return (c->reclaim_ms ? c->reclaim_ms : RECLAIM_DEFAULT_MS) * 1000000u;
+}
+
+/* Wake every process sleeping on *addr (a shared futex: the word is in a mapping other processes
+ * share). */
+PROT_HIDDEN void futex_wake_all(_Atomic uint32_t *addr);
+/* Take the lock by deadline_ns: 0, or -PROT_ECHECKOUT_TIMEOUT. A dead holder's lock is taken over
+ * and the state repaired before this returns. */
+PROT_HIDDEN int plock_take(const struct pool_ref *r, const struct prot_idv *v, uint64_t deadline_ns);
+PROT_HIDDEN void plock_drop(const struct pool_ref *r);
+/* Under the lock: entry e leaves its holder prev, to the oldest waiter while the pool has room,
+ * else freed (true; *used_before: in_use before, may be NULL). */
+PROT_HIDDEN bool release_entry(const struct pool_ref *r, uint32_t e, uint64_t prev, uint32_t cap,
+                               uint32_t *used_before);
+/* Under the lock: serve waiters from free capacity. */
+PROT_HIDDEN void pump(const struct pool_ref *r, uint32_t cap);
+/* lib/pool_reclaim.c: a client's reclaim pass of pool idx while protd is down (at most one per
+ * half reclaim interval across processes), when it needs a lease. */
+PROT_HIDDEN void client_reclaim(struct prot_shm_header *h, uint32_t idx, const struct pool_ref *r,
+                                const struct prot_idv *v, const struct pool_cfgv *c, uint64_t deadline_ns);
 
 /* Rows prot_pool_holders fills at most (holders beyond are counted, not listed). */
 #define POOL_HOLDERS_MAX 256

@@ -1,7 +1,9 @@
-/* pool_conn.c — each process's side of a pool: the registered connector, the idle and busy
- * connections of this process, and the public pool API (checkout, checkin, with, register, status,
- * close). The shared leases (lock, waiters, hand-offs, reclaim) are lib/pool.c's; lib/pool.h is
- * the interface between the two.
+/* pool_conn.c — each process's side of a pool: its records of the registered connector and of
+ * its idle and busy connections (lib/pool_local.h), the checkout and checkin that move them (the
+ * hot path of prot_pool_checkout, pool_checkout_idx for the facade, prot_pool_checkin), and their
+ * teardown at prot_close (pool_local_free). The shared leases (lock, waiters, hand-offs,
+ * connection slots) are lib/pool.c's through lib/pool.h; the rest of the public pool API
+ * (with, register, status, holders, create, remove) is lib/pool_api.c.
  *
  * LOCAL STATE: struct prot_pool_local hangs off p->pools under p->lock: per pool, the registered
  * connector, the idle connections (a deque: lifo or fifo), the busy ones (each with the lease it
@@ -10,72 +12,13 @@
  * Connector callbacks always run outside p->lock.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool.h"
-#include "wire.h"
+#include "pool_local.h"
 
 /* ---- this process's connections (under p->lock) ------------------------------------------------ */
-struct pool_rec {
-	struct pool_rec *prev, *next;
-	void *conn;          /* NULL: none (no connector, or not made yet) */
-	uint64_t expires_ns; /* an idle overflow connection is destroyed after this; 0: kept */
-	uint64_t born_ns;    /* when conn was made (max_lifetime); coarse clock */
-	uint64_t idle_ns;    /* when it was last parked idle (idle_timeout) */
-	uint32_t entry;      /* busy: the lease entry it goes with ... */
-	uint64_t gen;        /* ... and that entry's generation */
-	struct pool_loc *loc;
-	/* the connection slot conn holds (lib/pool.c "connection slots"; max_open): NULL none, else
-	 * the slot's owner word, owned by identity cown, in pool slot cps of generation cgen */
-	_Atomic uint64_t *cslot;
-	struct prot_pool_slot *cps;
-	uint64_t cown;
-	uint32_t cgen;
-};
-
-struct pool_loc {
-	char name[PROT_NAME_BYTES];
-	struct prot_shm_header *h; /* mapping idx refers to */
-	uint32_t idx, slot_state;  /* slot_state (with its generation) when idx was resolved */
-	bool has_connector;
-	struct prot_connector c;
-	struct pool_rec idle, busy; /* circular lists with sentinels; idle oldest first */
-	struct pool_rec *spare;     /* unused records, singly linked */
-	uint32_t hint;              /* lease entry to try first */
-	uint64_t min_idle, idle_timeout_ns, max_life_ns; /* the pool's, as last read */
-};
-
-struct prot_pool_local {
-	uint32_t epoch; /* p->fork_epoch of the process this state belongs to */
-	uint32_t n, cap;
-	struct pool_loc **v;
-};
-
-static void list_init(struct pool_rec *s)
-{
-	s->prev = s->next = s;
-}
-static bool list_empty(const struct pool_rec *s)
-{
-	return s->next == s;
-}
-static void list_del(struct pool_rec *r)
-{
-	r->prev->next = r->next;
-	r->next->prev = r->prev;
-	r->prev = r->next = r;
-}
-static void list_add_tail(struct pool_rec *s, struct pool_rec *r)
-{
-	r->prev = s->prev;
-	r->next = s;
-	s->prev->next = r;
-	s->prev = r;
-}
-
 /* Free every record of loc without touching connections (what a forked child must do). */
 static void loc_forget(struct pool_loc *l)
 {
@@ -96,7 +39,7 @@ static void loc_forget(struct pool_loc *l)
 
 /* The local state of the calling process, NULL on ENOMEM. A state inherited through fork() is
  * forgotten here: its leases and connections are the parent's. */
-static struct prot_pool_local *local_get(prot_t *p)
+struct prot_pool_local *pool_local_get(prot_t *p)
 {
 	struct prot_pool_local *pl = p->pools;
 	if (!pl) {
@@ -114,7 +57,7 @@ static struct prot_pool_local *local_get(prot_t *p)
 	return pl;
 }
 
-static struct pool_loc *loc_by_name(struct prot_pool_local *pl, const char *name, bool add)
+struct pool_loc *pool_loc_by_name(struct prot_pool_local *pl, const char *name, bool add)
 {
 	for (uint32_t i = 0; i < pl->n; i++)
 		if (prot_name_eq(pl->v[i]->name, name))
@@ -139,22 +82,34 @@ static struct pool_loc *loc_by_name(struct prot_pool_local *pl, const char *name
 	return l;
 }
 
-/* (Re)resolve loc's slot in mapping h: after a re-attach or when protd recycled the slot. */
-static int loc_resolve(struct pool_loc *l, struct prot_shm_header *h)
+/* The name in pool slot ref of h while the slot holds what ref says: true and nm (the copy, proved
+ * by the state word unchanged after it, as seg_find's compare), false when it moved on. */
+static bool slot_name(struct prot_shm_header *h, const struct slot_ref *ref, char nm[PROT_NAME_BYTES])
 {
-	if (l->h == h && l->h) {
-		struct prot_pool_slot *s = seg_entry(h, REG_POOLS, l->idx);
-		/* acquire: pairs with protd's release of the slot state (name and cfg complete) */
-		if (atomic_load_explicit(&s->state, memory_order_acquire) == l->slot_state)
-			return 0;
-	}
-	int idx = seg_find(h, REG_POOLS, l->name);
-	if (idx < 0)
-		return idx;
-	struct prot_pool_slot *s = seg_entry(h, REG_POOLS, (uint32_t)idx);
+	if (!slot_ref_holds(h, REG_POOLS, ref))
+		return false;
+	struct prot_named *s = seg_entry(h, REG_POOLS, ref->idx);
+	memcpy(nm, s->name, PROT_NAME_BYTES);
+	nm[PROT_NAME_BYTES - 1] = 0;
+	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
+	return atomic_load_explicit(&s->state, memory_order_relaxed) == ref->state;
+}
+
+/* The miss of pool_loc_of (lib/pool_local.h): the loc of the pool's name, the caller's or the
+ * slot's own (the one step from an index to a name, taken once per pool incarnation and process),
+ * now bound to ref. */
+int pool_loc_bind(struct prot_pool_local *pl, struct prot_shm_header *h, const struct slot_ref *ref,
+                  const char *name, struct pool_loc **out)
+{
+	char nm[PROT_NAME_BYTES];
+	if (!name && !slot_name(h, ref, nm))
+		return -PROT_ENOPOOL;
+	struct pool_loc *l = pool_loc_by_name(pl, name ? name : nm, true);
+	if (!l)
+		return -ENOMEM;
 	l->h = h;
-	l->idx = (uint32_t)idx;
-	l->slot_state = atomic_load_explicit(&s->state, memory_order_acquire);
+	l->ref = *ref;
+	*out = l;
 	return 0;
 }
 
@@ -176,7 +131,7 @@ static void rec_put(struct pool_loc *l, struct pool_rec *r)
 }
 
 /* Remember the connection settings of the pool's configuration c (read by the caller). */
-static void loc_settings(struct pool_loc *l, const struct pool_cfgv *c)
+void pool_loc_settings(struct pool_loc *l, const struct pool_cfgv *c)
 {
 	l->min_idle = c->min_idle;
 	l->idle_timeout_ns = c->idle_timeout_ms * 1000000u;
@@ -191,7 +146,7 @@ static bool past_lifetime(const struct pool_loc *l, const struct pool_rec *r, ui
 /* The idle check: detach idle connections whose overflow linger ran out, that are older than
  * max_lifetime, or (beyond min_idle, oldest idle first) idle longer than idle_timeout; the caller
  * destroys them unlocked. */
-static struct pool_rec *loc_expired(struct pool_loc *l, uint64_t now)
+struct pool_rec *pool_loc_expired(struct pool_loc *l, uint64_t now)
 {
 	struct pool_rec *dead = NULL;
 	uint64_t nidle = 0;
@@ -211,7 +166,7 @@ static struct pool_rec *loc_expired(struct pool_loc *l, uint64_t now)
 }
 /* Free the connection slot of r (its connection is closed or never made). The generation check
  * keeps a record of a removed pool from freeing a slot of the pool defined again in its place. */
-static void rec_slot_free(struct pool_rec *r)
+void pool_rec_slot_free(struct pool_rec *r)
 {
 	if (!r->cslot)
 		return;
@@ -220,19 +175,19 @@ static void rec_slot_free(struct pool_rec *r)
 	r->cslot = NULL;
 }
 
-static void destroy_chain(const struct prot_connector *c, struct pool_rec *dead)
+void pool_destroy_chain(const struct prot_connector *c, struct pool_rec *dead)
 {
 	while (dead) {
 		struct pool_rec *n = dead->next;
 		if (dead->conn)
 			c->destroy(c->ctx, dead->conn);
-		rec_slot_free(dead);
+		pool_rec_slot_free(dead);
 		free(dead);
 		dead = n;
 	}
 }
 
-static struct pool_rec *chain_cat(struct pool_rec *a, struct pool_rec *b)
+struct pool_rec *pool_chain_cat(struct pool_rec *a, struct pool_rec *b)
 {
 	if (!a)
 		return b;
@@ -246,7 +201,7 @@ static struct pool_rec *chain_cat(struct pool_rec *a, struct pool_rec *b)
 /* Answer the pool's close requests (max_open): for each request taken, detach one idle connection
  * holding a slot, oldest first; the caller destroys them unlocked (which frees the slots). Under
  * p->lock. A process answers only for pools it has connections of, at its own pool calls. */
-static struct pool_rec *loc_answer(struct pool_loc *l, const struct pool_ref *r)
+struct pool_rec *pool_loc_answer(struct pool_loc *l, const struct pool_ref *r)
 {
 	struct pool_rec *dead = NULL;
 	for (struct pool_rec *x = l->idle.next, *n; x != &l->idle; x = n) {
@@ -271,11 +226,11 @@ static void answer_cb(void *arg)
 {
 	struct answer_arg *a = arg;
 	pthread_mutex_lock(&a->p->lock);
-	struct pool_rec *dead = list_empty(&a->l->idle) ? NULL : loc_answer(a->l, a->r);
+	struct pool_rec *dead = list_empty(&a->l->idle) ? NULL : pool_loc_answer(a->l, a->r);
 	struct prot_connector cn = a->l->c;
 	pthread_mutex_unlock(&a->p->lock);
 	if (dead)
-		destroy_chain(&cn, dead);
+		pool_destroy_chain(&cn, dead);
 }
 
 /* The idle connection to reuse (lifo: newest, fifo: oldest), moved to busy; or a fresh record. */
@@ -305,11 +260,11 @@ static uint64_t seg_id(const struct prot_shm_header *h)
 	return seg_geo(h)->id; /* taken at attach: private */
 }
 
-static void lease_fill(prot_lease *lease, struct prot_shm_header *h, uint32_t idx, uint32_t slot_state,
+static void lease_fill(prot_lease *lease, struct prot_shm_header *h, const struct slot_ref *ref,
                        const struct grant *g)
 {
 	lease->opaque[0] = seg_id(h);
-	lease->opaque[1] = (uint64_t)SLOT_GEN(slot_state) << 32 | idx;
+	lease->opaque[1] = (uint64_t)SLOT_GEN(ref->state) << 32 | ref->idx;
 	lease->opaque[2] = (g->gen & POOL_GEN_MASK) << 24 | g->e; /* gen >= 1: an all-zero lease is invalid */
 }
 
@@ -318,7 +273,7 @@ static void checkout_undo(prot_t *p, const struct pool_ref *r, const struct prot
                           struct pool_loc *l, struct pool_rec *rec, const struct grant *g, uint32_t cap)
 {
 	if (rec)
-		rec_slot_free(rec); /* rec is busy, this thread's: no connection on it */
+		pool_rec_slot_free(rec); /* rec is busy, this thread's: no connection on it */
 	pthread_mutex_lock(&p->lock);
 	if (rec) {
 		list_del(rec);
@@ -329,30 +284,23 @@ static void checkout_undo(prot_t *p, const struct pool_ref *r, const struct prot
 	pool_lease_return(r, v, g->e, g->gen, cap, &freed, NULL);
 }
 
-/* Resolve the pool (by name, or name NULL: slot idx of h) into this process's local state. */
-static int checkout_resolve(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
-                            struct pool_loc **lp, struct pool_ref *r)
+/* The pool of slot ref (still LIVE and the same incarnation) into this process's local state, and
+ * its shared parts. Under p->lock. A ref the caller resolved by name was just checked by the
+ * resolver; one the facade took from a key is checked here. */
+static int checkout_resolve(prot_t *p, struct prot_shm_header *h, const struct slot_ref *ref,
+                            const char *name, struct pool_loc **lp, struct pool_ref *r)
 {
-	char nm[PROT_NAME_BYTES];
-	struct prot_pool_local *pl = local_get(p);
-	if (!name && idx < seg_count(h, REG_POOLS)) {
-		struct prot_pool_slot *s = seg_entry(h, REG_POOLS, idx);
-		memcpy(nm, s->name, sizeof nm);
-		nm[sizeof nm - 1] = 0;
-		name = nm;
-	}
-	struct pool_loc *l = pl && name ? loc_by_name(pl, name, true) : NULL;
-	int rc = !name ? -PROT_ENOPOOL : !l ? -ENOMEM : loc_resolve(l, h);
-	if (rc == 0)
-		rc = pool_ref_at(h, l->idx, r);
-	if (rc == 0 && SLOT_STATE(l->slot_state) != SLOT_LIVE)
-		rc = -PROT_ENOPOOL;
-	*lp = l;
-	return rc;
+	struct prot_pool_local *pl = pool_local_get(p);
+	if (!pl)
+		return -ENOMEM;
+	if (SLOT_STATE(ref->state) != SLOT_LIVE || (!name && !slot_ref_holds(h, REG_POOLS, ref)))
+		return -PROT_ENOPOOL;
+	int rc = pool_loc_of(pl, h, ref, name, lp);
+	return rc < 0 ? rc : pool_ref_at(h, ref->idx, r);
 }
 
-/* Checkout on pool `name` (resolved by name) or, name NULL, on slot idx of h. */
-static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
+/* Checkout on pool `name` (resolved here) or, name NULL, on slot *ref of h (resolved by the caller). */
+static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, const struct slot_ref *ref,
                     int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease, void **conn,
                     bool *waited)
 {
@@ -362,10 +310,20 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 		return -PROT_ENOSEG;
 	if (p->flags & PROT_OPEN_RDONLY)
 		return -EROFS;
+	/* The name once: a name too long is refused before anything else, a missing pool only after
+	 * the identity (the order of prot_pool_checkout's errors). */
+	struct slot_ref named;
+	int rc = name ? prot_resolve(p, h, REG_POOLS, name, &named) : 0;
+	if (rc == -PROT_ETOOLONG)
+		return rc;
 	struct prot_idv v;
 	prot_idv(p, h, &v);
 	if (!v.self)
 		return -PROT_ECAPACITY; /* no process slot could be claimed for this process */
+	if (rc < 0)
+		return rc;
+	if (name)
+		ref = &named;
 	struct pool_ref r;
 	struct pool_cfgv c;
 	struct pool_loc *l;
@@ -373,13 +331,11 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	struct grant g;
 
 	pthread_mutex_lock(&p->lock);
-	int rc = checkout_resolve(p, h, name, idx, &l, &r);
+	rc = checkout_resolve(p, h, ref, name, &l, &r);
 	if (rc < 0) {
 		pthread_mutex_unlock(&p->lock);
 		return rc;
 	}
-	idx = l->idx;
-	uint32_t slot_state = l->slot_state;
 	struct prot_connector cn = l->c;
 	bool has = l->has_connector;
 	if (pre)
@@ -387,28 +343,28 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 	else
 		rc = pool_cfg_read(&r, &c);
 	if (rc == 0)
-		loc_settings(l, &c);
+		pool_loc_settings(l, &c);
 	r.now_coarse = prot_now_coarse_ns();
-	dead = loc_expired(l, r.now_coarse);
+	dead = pool_loc_expired(l, r.now_coarse);
 	if (!list_empty(&l->idle))
-		dead = chain_cat(dead, loc_answer(l, &r));
+		dead = pool_chain_cat(dead, pool_loc_answer(l, &r));
 	if (rc == 0)
 		rc = pool_lease_try(&r, &v, &c, &g);
 	if (rc == -PROT_ETORN) {
 		pthread_mutex_unlock(&p->lock);
-		destroy_chain(&cn, dead);
+		pool_destroy_chain(&cn, dead);
 		return rc;
 	}
 	if (rc == 0)
 		rec = loc_take(l, c.strategy, &g);
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
-		destroy_chain(&cn, dead);
+		pool_destroy_chain(&cn, dead);
 
 	uint64_t tmo = timeout_ms < 0 ? c.checkout_timeout_ms : (uint64_t)timeout_ms, deadline = 0;
 	if (rc < 0) {
 		deadline = prot_now_ns() + tmo * 1000000u;
-		rc = pool_lease_acquire(h, idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
+		rc = pool_lease_acquire(h, ref->idx, &r, &v, &c, tmo != 0, deadline, &g, waited);
 		if (rc == -PROT_ECHECKOUT_TIMEOUT)
 			atomic_fetch_add_explicit(&r.s->timeouts, 1, memory_order_relaxed); /* statistic */
 		if (rc < 0)
@@ -442,7 +398,7 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 			rec->cslot = &r.lease[cs].conn_owner;
 			rec->cps = r.s;
 			rec->cown = v.self;
-			rec->cgen = SLOT_GEN(slot_state);
+			rec->cgen = SLOT_GEN(ref->state);
 		}
 	}
 	if (has && !rec->conn) {
@@ -454,36 +410,36 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, uint
 		rec->born_ns = prot_now_coarse_ns(); /* only this thread has rec (busy, its lease) */
 	}
 	atomic_fetch_add_explicit(&r.s->checkouts, 1, memory_order_relaxed); /* statistic */
-	lease_fill(lease, h, idx, slot_state, &g);
+	lease_fill(lease, h, ref, &g);
 	if (conn)
 		*conn = rec->conn;
 	return 0;
 }
 
 /* checkout() with the telemetry events: the clock is read only when a handler listens. */
-static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, uint32_t idx,
+static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, const struct slot_ref *ref,
                              int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease,
                              void **conn, bool *waited)
 {
 	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
 	if (likely(!p || !(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want)))
-		return checkout(p, h, name, idx, timeout_ms, pre, lease, conn, waited);
+		return checkout(p, h, name, ref, timeout_ms, pre, lease, conn, waited);
 	uint64_t t0 = prot_now_ns();
-	int rc = checkout(p, h, name, idx, timeout_ms, pre, lease, conn, waited);
+	int rc = checkout(p, h, name, ref, timeout_ms, pre, lease, conn, waited);
 	char nm[PROT_NAME_BYTES] = "";
 	if (name)
 		snprintf(nm, sizeof nm, "%s", name);
-	else if (h && idx < seg_count(h, REG_POOLS))
-		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, idx))->name, sizeof nm - 1);
+	else if (h && ref->idx < seg_count(h, REG_POOLS))
+		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, ref->idx))->name, sizeof nm - 1);
 	PROT_TEL(p, rc == -PROT_ECHECKOUT_TIMEOUT ? PROT_TEL_POOL_TIMEOUT : PROT_TEL_POOL_CHECKOUT,
 	         .layer = PROT_LAYER_POOL, .result = rc, .duration_ns = prot_now_ns() - t0, .key = nm);
 	return rc;
 }
 
-int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int64_t timeout_ms,
+int pool_checkout_idx(prot_t *p, struct prot_shm_header *h, const struct slot_ref *pool, int64_t timeout_ms,
                       const struct cfg_snap *cfg, prot_lease *lease, void **conn, bool *waited)
 {
-	return checkout_observed(p, h, NULL, idx, timeout_ms, cfg, lease, conn, waited);
+	return checkout_observed(p, h, NULL, pool, timeout_ms, cfg, lease, conn, waited);
 }
 
 int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lease *lease,
@@ -494,9 +450,7 @@ int prot_pool_checkout(prot_t *p, const char *pool, int64_t timeout_ms, prot_lea
 		return g;
 	if (!pool || !lease)
 		return -EINVAL;
-	if (prot_name_len(pool) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	return checkout_observed(p, prot_hdr(p), pool, 0, timeout_ms, NULL, lease, conn, NULL);
+	return checkout_observed(p, prot_hdr(p), pool, NULL, timeout_ms, NULL, lease, conn, NULL);
 }
 
 /* The mapping of p a lease names, from p's private list of mappings (never from the lease), with
@@ -515,10 +469,10 @@ static struct prot_shm_header *lease_map(prot_t *p, const prot_lease *lease, str
 static struct pool_rec *rec_find(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t e,
                                  uint64_t gen)
 {
-	struct prot_pool_local *pl = local_get(p);
+	struct prot_pool_local *pl = pool_local_get(p);
 	for (uint32_t i = 0; pl && i < pl->n; i++) {
 		struct pool_loc *l = pl->v[i];
-		if (l->h != h || l->idx != idx)
+		if (l->h != h || l->ref.idx != idx)
 			continue;
 		for (struct pool_rec *r = l->busy.next; r != &l->busy; r = r->next)
 			if (r->entry == e && (r->gen & POOL_GEN_MASK) == gen)
@@ -545,7 +499,7 @@ static struct pool_rec *rec_return(struct pool_rec *rec, int how, bool overflow,
 		rec->idle_ns = now;
 		list_add_tail(&l->idle, rec);
 	}
-	struct pool_rec *exp = loc_expired(l, now);
+	struct pool_rec *exp = pool_loc_expired(l, now);
 	if (exp) {
 		struct pool_rec *t = exp;
 		while (t->next)
@@ -584,7 +538,7 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 		}
 		pthread_mutex_unlock(&p->lock);
 		if (rec)
-			destroy_chain(&cn, rec);
+			pool_destroy_chain(&cn, rec);
 		return -PROT_ESTALE;
 	}
 	if (!v.self)
@@ -605,137 +559,18 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 	struct pool_rec *rec = rec_find(p, h, idx, e, gen), *dead = NULL;
 	struct prot_connector cn = rec ? rec->loc->c : (struct prot_connector){ 0 };
 	if (rec && cfg_ok)
-		loc_settings(rec->loc, &c);
+		pool_loc_settings(rec->loc, &c);
 	if (rec) {
 		struct pool_loc *l = rec->loc;
 		dead = rec_return(rec, how, freed && before > c.size, &c, now);
 		if (!list_empty(&l->idle))
-			dead = chain_cat(dead, loc_answer(l, &r));
+			dead = pool_chain_cat(dead, pool_loc_answer(l, &r));
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (dead)
-		destroy_chain(&cn, dead);
+		pool_destroy_chain(&cn, dead);
 	PROT_TEL(p, PROT_TEL_POOL_CHECKIN, .layer = PROT_LAYER_POOL, .result = how);
 	return 0;
-}
-
-int prot_pool_with(prot_t *p, const char *pool, int64_t timeout_ms,
-                   int (*fn)(void *conn, void *arg), void *arg, int *fn_result)
-{
-	int g = prot_gate(p, true);
-	if (g < 0)
-		return g;
-	if (!fn)
-		return -EINVAL;
-	prot_lease lease;
-	void *conn = NULL;
-	int rc = prot_pool_checkout(p, pool, timeout_ms, &lease, &conn);
-	if (rc < 0)
-		return rc;
-	int res = fn(conn, arg);
-	prot_pool_checkin(p, &lease, res < 0 ? PROT_CHECKIN_BROKEN : PROT_CHECKIN_OK);
-	if (fn_result)
-		*fn_result = res;
-	return res < 0 ? -PROT_EFAILED : 0; /* as prot_breaker_execute */
-}
-
-int prot_pool_register(prot_t *p, const char *pool, const struct prot_connector *c)
-{
-	if (!p || !pool || !c || !c->create || !c->destroy)
-		return -EINVAL;
-	if (prot_name_len(pool) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	if (p->flags & PROT_OPEN_RDONLY)
-		return -EROFS;
-	struct prot_shm_header *h = prot_hdr(p);
-	if (!h)
-		return -PROT_ENOSEG;
-	pthread_mutex_lock(&p->lock);
-	struct prot_pool_local *pl = local_get(p);
-	struct pool_loc *l = pl ? loc_by_name(pl, pool, true) : NULL;
-	int rc = l ? loc_resolve(l, h) : -ENOMEM;
-	bool fresh = false;
-	if (rc == 0 && l->has_connector) {
-		const struct prot_connector *o = &l->c;
-		if (o->create != c->create || o->destroy != c->destroy || o->check != c->check ||
-		    o->ctx != c->ctx)
-			rc = -PROT_EEXIST;
-	} else if (rc == 0) {
-		l->c = *c;
-		l->has_connector = true;
-		fresh = true;
-	}
-	struct pool_ref r;
-	struct pool_cfgv cfg;
-	uint64_t want = 0;
-	uint32_t sgen = rc == 0 ? SLOT_GEN(l->slot_state) : 0;
-	if (fresh && pool_ref_at(h, l->idx, &r) == 0 && pool_cfg_read(&r, &cfg) == 0) {
-		loc_settings(l, &cfg);
-		want = cfg.min_idle;
-	}
-	pthread_mutex_unlock(&p->lock);
-	struct prot_idv v;
-	prot_idv(p, h, &v);
-	if (!v.self)
-		want = 0; /* no identity: no connection slot could be owned */
-	/* min_idle: made now, outside the lock; a create() that fails, or max_open reached (no wait:
-	 * nobody is asked to close for a pre-fill), ends it (the pool works without it: checkouts
-	 * make connections lazily) */
-	for (uint64_t i = 0; i < want; i++) {
-		uint32_t cs;
-		if (pool_conn_acquire(&r, &v, cfg.max_open, false, 0, NULL, NULL, &cs) < 0)
-			break;
-		struct pool_rec *rec = calloc(1, sizeof *rec);
-		if (rec && cs != POOL_CONN_NONE) {
-			rec->cslot = &r.lease[cs].conn_owner;
-			rec->cps = r.s;
-			rec->cown = v.self;
-			rec->cgen = sgen;
-		}
-		if (!rec || c->create(c->ctx, &rec->conn) != 0) {
-			if (rec)
-				rec_slot_free(rec);
-			else if (cs != POOL_CONN_NONE)
-				pool_conn_free(r.s, &r.lease[cs].conn_owner, v.self);
-			free(rec);
-			break;
-		}
-		rec->born_ns = rec->idle_ns = prot_now_coarse_ns();
-		pthread_mutex_lock(&p->lock);
-		list_init(rec);
-		rec->loc = l;
-		list_add_tail(&l->idle, rec);
-		pthread_mutex_unlock(&p->lock);
-	}
-	return rc;
-}
-
-int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out)
-{
-	if (!p || !pool || !out)
-		return -EINVAL;
-	struct prot_shm_header *h = prot_hdr(p);
-	if (!h)
-		return -PROT_ENOSEG;
-	int idx = seg_find(h, REG_POOLS, pool);
-	if (idx < 0)
-		return idx;
-	if (!(p->flags & PROT_OPEN_RDONLY)) {
-		/* a pool call: lingering overflow connections past their deadline close here too */
-		pthread_mutex_lock(&p->lock);
-		struct prot_pool_local *pl = local_get(p);
-		struct pool_loc *l = pl ? loc_by_name(pl, pool, false) : NULL;
-		struct pool_rec *dead = l ? loc_expired(l, prot_now_coarse_ns()) : NULL;
-		struct pool_ref r;
-		if (l && !list_empty(&l->idle) && l->h == h && l->idx == (uint32_t)idx &&
-		    pool_ref_at(h, (uint32_t)idx, &r) == 0)
-			dead = chain_cat(dead, loc_answer(l, &r)); /* the close requests (max_open) too */
-		struct prot_connector cn = l ? l->c : (struct prot_connector){ 0 };
-		pthread_mutex_unlock(&p->lock);
-		if (dead)
-			destroy_chain(&cn, dead);
-	}
-	return pool_status_idx(h, (uint32_t)idx, out);
 }
 
 /* prot_close: return the leases this process holds and destroy its connections. Called without
@@ -746,7 +581,7 @@ void pool_local_free(prot_t *p)
 		return;
 	prot_hdr(p); /* the fork check: a child's state is forgotten, never returned */
 	pthread_mutex_lock(&p->lock);
-	struct prot_pool_local *pl = local_get(p);
+	struct prot_pool_local *pl = pool_local_get(p);
 	p->pools = NULL;
 	pthread_mutex_unlock(&p->lock);
 	for (uint32_t i = 0; i < pl->n; i++) {
@@ -754,7 +589,7 @@ void pool_local_free(prot_t *p)
 		struct pool_ref r;
 		struct pool_cfgv c;
 		struct prot_idv v;
-		bool ok = l->h && pool_ref_at(l->h, l->idx, &r) == 0;
+		bool ok = l->h && pool_ref_at(l->h, l->ref.idx, &r) == 0;
 		if (ok) {
 			prot_idv(p, l->h, &v);
 			pool_cfg_read_or_safe(&r, &c);
@@ -775,53 +610,12 @@ void pool_local_free(prot_t *p)
 			dead = rec;
 		}
 		if (l->has_connector)
-			destroy_chain(&l->c, dead);
+			pool_destroy_chain(&l->c, dead);
 		else
-			destroy_chain(&(struct prot_connector){ 0 }, dead); /* conn is NULL: frees only */
+			pool_destroy_chain(&(struct prot_connector){ 0 }, dead); /* conn is NULL: frees only */
 		loc_forget(l);
 		free(l);
 	}
 	free(pl->v);
 	free(pl);
-}
-
-
-int prot_pool_holders(prot_t *p, const char *pool, struct prot_pool_holder *out, size_t n,
-                      size_t *count)
-{
-	int g = prot_gate(p, false);
-	if (g < 0)
-		return g;
-	if (!pool || !count || (n && !out))
-		return -EINVAL;
-	if (prot_name_len(pool) > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	struct prot_shm_header *h = prot_hdr(p);
-	if (!h)
-		return -PROT_ENOSEG;
-	int idx = seg_find(h, REG_POOLS, pool);
-	if (idx < 0)
-		return idx;
-	struct prot_pool_holder rows[POOL_HOLDERS_MAX];
-	size_t total = 0, k = n < POOL_HOLDERS_MAX ? n : POOL_HOLDERS_MAX;
-	int rc = pool_holders_idx(h, (uint32_t)idx, rows, k, &total);
-	if (rc < 0)
-		return rc; /* out and *count untouched */
-	if (k)
-		memcpy(out, rows, (total < k ? total : k) * sizeof *rows); /* out may be NULL when n is 0 */
-	*count = total;
-	return 0;
-}
-
-/* Runtime lifecycle through protd (daemon/control.c: pool-create, pool-remove): the options
- * travel once, as the words of an INI [pool] section; protd validates them, answers ok when an
- * existing pool has the same ones, and names a missing pool (PROT_ENOPOOL). */
-int prot_pool_create(prot_t *p, const char *name, const struct prot_pool_opts *o)
-{
-	return prot_object_request(p, "pool-create", name, WIRE_POOL_OPTS, o);
-}
-
-int prot_pool_remove(prot_t *p, const char *name)
-{
-	return prot_object_request(p, "pool-remove", name, WIRE_NO_OPTS, NULL);
 }

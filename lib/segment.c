@@ -1,28 +1,19 @@
 /* segment.c — the segment as libprot sees it: its geometry (seg_layout), the check of an untrusted
- * mapping (seg_validate), attaching and detaching (prot_open, prot_close), the per-call accessor
- * that notices retirement and fork (prot_hdr), named-slot lookup, each mapping's process identity
- * (claimed through lib/ident.c, refreshed after fork), and the read-only views (prot_get_info,
- * prot_list_*).
+ * mapping (seg_validate), the private geometry page (seg_map, seg_take_geometry), attaching and
+ * detaching (prot_open, prot_close), the per-call accessor that notices retirement and re-attaches
+ * to a successor (prot_hdr; it checks fork through lib/fork.c), and the read-only views
+ * (prot_get_info, prot_list_*). Each mapping's process identity, and what fork() does to it, is
+ * lib/fork.c's; names to slots are lib/resolve.c's.
  *
- * Concurrency argument for the handle:
+ * Concurrency argument for the handle's mappings:
  *  - p->map only ever moves forward to a newer mapping (release store under p->lock, acquire loads
  *    everywhere); older mappings stay mapped on the ->older chain until prot_close(), so a thread
- *    that loaded an old map pointer can finish its operation on memory that is still mapped.
- *  - the fork page is private, wiped in a child (MADV_WIPEONFORK). Its word is the state of the
- *    maps' identities: FORK_ARMED (valid for this process), 0 (we are a fresh child: they are the
- *    parent's), FORK_BUSY (one thread is refreshing). The refresh is claimed by a CAS 0 -> BUSY and
- *    published by a release store of ARMED, which every reader acquires before using ident. This
- *    is a lock of its own rather than p->lock on purpose: a child forked while another parent
- *    thread held p->lock inherits that mutex locked forever; the refresh re-initialises it.
- *    Consequence for every module: call prot_hdr() (or prot_self()) before taking p->lock.
- *  - identity fds: each read-write mapping keeps its segment fd open, holding the OFD lock of its
- *    process slot (lib/ident.c). The atfork child handler (below) swaps every such mapping and fd
- *    for a fresh open file description before fork() returns in the child, so the child never
- *    holds its parent's locks; the child's fork refresh claims a slot of its own for the current mapping.
+ *    that loaded an old map pointer can finish its operation on memory that is still mapped (and
+ *    no other segment is ever mapped at an address a thread or a memo holds: lib/resolve.c).
+ *  - the fork page and the identity fds: lib/fork.c.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -34,8 +25,6 @@
 #define SEG_MAX_SIZE (64ull << 30)      /* refuse geometries beyond 64 GiB */
 #define SEG_PAGE 4096u
 #define REATTACH_INTERVAL_NS 100000000u /* at most one successor probe per 100 ms per handle */
-
-enum { FORK_WIPED = 0, FORK_ARMED = 1, FORK_BUSY = 2 };
 
 /* ---- geometry -------------------------------------------------------------------------------- */
 
@@ -298,187 +287,6 @@ void seg_restore_header(struct prot_shm_header *h)
 	__atomic_store_n(&live[summary_word], mine[summary_word], __ATOMIC_RELAXED);
 }
 
-/* ---- process identity ------------------------------------------------------------------------ */
-
-/* Every live handle of this process, for the atfork child handler. */
-static pthread_mutex_t handles_mu = PTHREAD_MUTEX_INITIALIZER;
-static prot_t *handles;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-/* /proc/self/fd/N without stdio: the child handler may run in a child of a threaded parent. */
-static void fd_path(char *buf, int fd)
-{
-	static const char pre[] = "/proc/self/fd/";
-	char digits[12];
-	int n = 0;
-	memcpy(buf, pre, sizeof pre - 1);
-	do
-		digits[n++] = (char)('0' + fd % 10);
-	while ((fd /= 10) > 0);
-	for (int i = 0; i < n; i++)
-		buf[sizeof pre - 1 + i] = digits[n - 1 - i];
-	buf[sizeof pre - 1 + n] = '\0';
-}
-
-/* Give mapping m a fresh open file description of the same file. The inherited one carries the
- * parent's identity lock (OFD locks are shared through fork), and it is referenced twice: by the
- * fd and by the mapping itself (a MAP_SHARED mapping keeps its file description alive, so closing
- * the fd alone would not drop the parent's lock when the parent dies). The mapping is replaced in
- * place (MAP_FIXED, same address and size, same shared pages), then the fd. On failure the child
- * has no identity in that mapping rather than the parent's. */
-static void map_refresh(struct prot_map *m)
-{
-	char path[32];
-	fd_path(path, m->fd);
-	int nfd = open(path, O_RDWR | O_CLOEXEC);
-	if (nfd >= 0 && mmap(m->hdr, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, nfd, 0) ==
-	                        (void *)m->hdr &&
-	    dup3(nfd, m->fd, O_CLOEXEC) >= 0) {
-		close(nfd);
-		return;
-	}
-	if (nfd >= 0)
-		close(nfd);
-	close(m->fd);
-	m->fd = -1;
-}
-
-static void atfork_prepare(void)
-{
-	pthread_mutex_lock(&handles_mu);
-}
-static void atfork_parent(void)
-{
-	pthread_mutex_unlock(&handles_mu);
-}
-static void atfork_child(void)
-{
-	for (prot_t *p = handles; p; p = p->fork_next)
-		for (struct prot_map *m = atomic_load_explicit(&p->map, memory_order_relaxed); m; m = m->older)
-			if (m->ident) {
-				map_refresh(m);
-				m->ident = 0; /* the parent's; the fork refresh claims the child's own */
-			}
-	pthread_mutex_unlock(&handles_mu);
-}
-static void atfork_install(void)
-{
-	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
-static void handle_link(prot_t *p)
-{
-	pthread_once(&atfork_once, atfork_install);
-	pthread_mutex_lock(&handles_mu);
-	p->fork_next = handles;
-	if (handles)
-		handles->fork_prev = p;
-	handles = p;
-	pthread_mutex_unlock(&handles_mu);
-}
-static void handle_unlink(prot_t *p)
-{
-	pthread_mutex_lock(&handles_mu);
-	if (p->fork_prev)
-		p->fork_prev->fork_next = p->fork_next;
-	else if (handles == p)
-		handles = p->fork_next;
-	if (p->fork_next)
-		p->fork_next->fork_prev = p->fork_prev;
-	p->fork_next = p->fork_prev = NULL;
-	pthread_mutex_unlock(&handles_mu);
-}
-
-/* Claim this process's identity in mapping m (read-write handles only). */
-static int map_claim(struct prot_map *m)
-{
-	if (m->fd < 0)
-		return -EBADF;
-	return ident_claim(m->hdr, m->nprocs, m->fd, 0, &m->ident);
-}
-
-/* Slow path of the fork check: we are a child that inherited the handle. The atfork handler has
- * already given every identity fd a fresh open file description and dropped the parent's
- * identities; claim our own for the current mapping. */
-static void fork_refresh(prot_t *p)
-{
-	uint64_t expect = FORK_WIPED;
-
-	/* acq_rel: the winner's CAS orders nothing yet; the losers' later acquire of ARMED does. */
-	if (atomic_compare_exchange_strong_explicit(p->fork_page, &expect, FORK_BUSY,
-	                                            memory_order_acq_rel, memory_order_acquire)) {
-		struct prot_map *m = atomic_load_explicit(&p->map, memory_order_relaxed);
-		if (!(p->flags & PROT_OPEN_RDONLY) && m->ident == 0 && map_claim(m) < 0)
-			m->ident = 0; /* no slot: the calls that need an identity fail */
-		/* The parent's p->lock may have been held by a thread that does not exist here. No
-		 * thread of this process can hold it: every entry point passes here first. */
-		pthread_mutex_init(&p->lock, NULL);
-		p->fork_epoch++;
-		/* release: publishes the identity and the fresh lock to every thread that acquires ARMED */
-		atomic_store_explicit(p->fork_page, FORK_ARMED, memory_order_release);
-		return;
-	}
-	/* Another thread is refreshing: it claims one slot, so this wait is short. */
-	while (atomic_load_explicit(p->fork_page, memory_order_acquire) != FORK_ARMED)
-		sched_yield();
-}
-
-static inline void fork_check(prot_t *p)
-{
-	/* acquire: pairs with the release store of ARMED in fork_refresh (or prot_open) */
-	if (unlikely(atomic_load_explicit(p->fork_page, memory_order_acquire) != FORK_ARMED))
-		fork_refresh(p);
-}
-
-static const struct prot_map *map_of(prot_t *p, const struct prot_shm_header *h)
-{
-	for (struct prot_map *m = atomic_load_explicit(&p->map, memory_order_acquire); m; m = m->older)
-		if (m->hdr == h)
-			return m;
-	return NULL;
-}
-
-void prot_idv(prot_t *p, struct prot_shm_header *h, struct prot_idv *v)
-{
-	*v = (struct prot_idv){ .h = h, .fd = -1 };
-	if (!p || !h)
-		return;
-	fork_check(p);
-	const struct prot_map *m = map_of(p, h);
-	if (m)
-		*v = (struct prot_idv){ .h = h, .fd = m->fd, .nprocs = m->nprocs, .self = m->ident };
-}
-
-uint64_t prot_self(prot_t *p, struct prot_shm_header *h)
-{
-	fork_check(p);
-	const struct prot_map *m = atomic_load_explicit(&p->map, memory_order_acquire);
-	if (m && m->hdr != h)
-		m = map_of(p, h);
-	return m ? m->ident : 0;
-}
-
-int protd_alive(const struct prot_idv *v)
-{
-	/* relaxed: protd stores it before it publishes anything it serves; a stale value is an older
-	 * protd's identity, which then reads as dead */
-	uint64_t id = atomic_load_explicit(&v->h->protd_ident, memory_order_relaxed);
-	return id != 0 && v->fd >= 0 && ident_alive(v, id);
-}
-
-bool seq_wait_writer(struct seq_wait *w, const struct prot_idv *v)
-{
-	if (seq_wait_more(w))
-		return true;
-	if (!v || v->fd < 0 || !protd_alive(v))
-		return false; /* its writer is gone: nobody ends the change before its successor starts */
-	if (prot_now_ns() >= w->give_up + (SEQ_PATIENCE_ALIVE_NS - SEQ_PATIENCE_NS))
-		return false;
-	struct timespec ts = { 0, 200000 };
-	nanosleep(&ts, NULL);
-	return true;
-}
-
 /* ---- mapping ---------------------------------------------------------------------------------- */
 
 static int open_flags(unsigned flags)
@@ -552,26 +360,9 @@ static int valid_name(const char *name)
 	return n >= 2 && n < 64 && name[0] == '/' && strchr(name + 1, '/') == NULL;
 }
 
-static int fork_page_new(_Atomic uint64_t **out)
-{
-	void *pg = mmap(NULL, SEG_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (pg == MAP_FAILED)
-		return -errno;
-	if (madvise(pg, SEG_PAGE, MADV_WIPEONFORK) < 0) {
-		int e = errno;
-		munmap(pg, SEG_PAGE);
-		return -e;
-	}
-	*out = pg;
-	return 0;
-}
-
 static void handle_free(prot_t *p)
 {
-	handle_unlink(p);
-	if (p->fork_page)
-		munmap((void *)p->fork_page, SEG_PAGE);
+	fork_untrack(p);
 	free(p);
 }
 
@@ -594,7 +385,7 @@ int prot_open(const char *name, unsigned flags, prot_t **out)
 		return -ENOMEM;
 	strcpy(p->name, name);
 	p->flags = flags;
-	r = fork_page_new(&p->fork_page);
+	r = fork_track(p);
 	if (r < 0) {
 		handle_free(p);
 		return r;
@@ -613,9 +404,7 @@ int prot_open(const char *name, unsigned flags, prot_t **out)
 	}
 	pthread_mutex_init(&p->lock, NULL);
 	atomic_init(&p->map, m);
-	handle_link(p);
-	/* release: ident is complete before any thread (of this process) sees ARMED */
-	atomic_store_explicit(p->fork_page, FORK_ARMED, memory_order_release);
+	fork_arm(p); /* ident is complete */
 	*out = p;
 	return 0;
 }
@@ -682,51 +471,6 @@ struct prot_shm_header *prot_hdr(prot_t *p)
 		h = reattach(p, h);
 	fork_check(p);
 	return h;
-}
-
-/* ---- named slots ----------------------------------------------------------------------------- */
-
-static int not_found(int reg)
-{
-	switch (reg) {
-	case REG_KEYS: return -PROT_ENOKEY;
-	case REG_BREAKERS: return -PROT_ENOBREAKER;
-	case REG_POOLS: return -PROT_ENOPOOL;
-	default: return -EINVAL;
-	}
-}
-
-int seg_find(const struct prot_shm_header *h, int reg, const char *name)
-{
-	size_t len;
-	uint64_t hash;
-
-	if (reg != REG_KEYS && reg != REG_BREAKERS && reg != REG_POOLS)
-		return -EINVAL;
-	if (!name)
-		return -EINVAL;
-	len = prot_name_len(name);
-	if (len > PROT_NAME_MAX)
-		return -PROT_ETOOLONG;
-	hash = prot_name_hash(name);
-	for (uint32_t i = 0, n = seg_count(h, reg); i < n; i++) {
-		struct prot_named *s = seg_entry(h, reg, i);
-		/* acquire: pairs with protd's release store of LIVE after writing name and config */
-		uint32_t st = atomic_load_explicit(&s->state, memory_order_acquire);
-		if (SLOT_STATE(st) != SLOT_LIVE || s->name_hash != hash)
-			continue;
-		/* len + 1 <= PROT_NAME_BYTES: the compare stays in the slot and needs its NUL */
-		bool eq = true;
-		for (size_t k = 0; k <= len && eq; k++)
-			eq = s->name[k] == name[k];
-		if (!eq)
-			continue;
-		/* The slot may have been recycled while we compared: same state word, same use. */
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&s->state, memory_order_relaxed) == st)
-			return (int)i;
-	}
-	return not_found(reg);
 }
 
 /* ---- views ----------------------------------------------------------------------------------- */
