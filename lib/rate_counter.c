@@ -29,7 +29,7 @@ static int counter_params(const struct prot_shm_header *h, const struct prot_rat
 }
 
 /* Add n (set: make it n) on a validated bucket: 0 and *count, or a negative error. */
-static int count_add(prot_t *p, struct prot_shm_header *h, const struct rate_id *id,
+static int count_add(prot_t *p, struct prot_shm_header *h, const char *op, const struct rate_id *id,
                      const struct rate_params *rp, bool set, uint64_t n, uint64_t now,
                      uint64_t *count)
 {
@@ -38,6 +38,10 @@ static int count_add(prot_t *p, struct prot_shm_header *h, const struct rate_id 
 	if (sliding && n > rp->limit)
 		return -PROT_ECOST;
 	int r = rate_table_count(h, p, id, rp, set && !sliding, n, now, count);
+	if (r == RATE_INSERTED) { /* a new bucket: its operation's name, for protctl (as rate_run) */
+		rate_ops_note(h, op, id->id0 & 0xff, id->op_hash);
+		r = 0;
+	}
 	return r == RATE_TABLE_FULL ? -PROT_ETABLEFULL : r;
 }
 
@@ -47,12 +51,16 @@ int rate_count_h(prot_t *p, struct prot_shm_header *h, const char *op, const cha
 {
 	struct rate_params rp;
 	struct rate_id id;
-	struct prot_rate_info in;
+	struct prot_rate_status st;
 	uint64_t c = 0;
-	int r = rate_id_make(p, h, op, entity, &id);
+	/* the entity's bytes (a bucket's identity is binary, ratelimit.c); too long: rate_id_make */
+	size_t el = entity ? strnlen(entity, PROT_ENTITY_MAX + 1) : 0;
+	int r = entity && lim ? 0 : -EINVAL;
 
 	if (r == 0)
 		r = counter_params(h, lim, &rp);
+	if (r == 0) /* this algorithm and window's bucket: the one prot_rate_check_n(lim) uses */
+		r = rate_id_make(p, h, op, entity, el, &rp, &id);
 	if (r == 0 && what == RATE_COUNT_GET && !count)
 		r = -EINVAL;
 	if (r < 0)
@@ -60,21 +68,21 @@ int rate_count_h(prot_t *p, struct prot_shm_header *h, const char *op, const cha
 	now = now ? now : prot_now_ns();
 	switch (what) {
 	case RATE_COUNT_GET:
-		r = rate_status_h(h, op, entity, &rp, now, &in);
-		c = in.used;
+		r = rate_status_bin_h(h, op, entity, el, &rp, now, &st);
+		c = st.info.used;
 		break;
 	case RATE_COUNT_SET:
 		if (rp.algo == PROT_RATE_SLIDING_WINDOW) { /* a reset, then n admissions */
 			if (n > rp.limit)
 				return -PROT_ECOST;
-			r = rate_reset_h(h, op, entity);
+			r = rate_table_reset(h, &id); /* this scale's bucket only */
 			if (r < 0 && r != -ENOENT)
 				return r;
 		}
-		r = count_add(p, h, &id, &rp, true, n, now, &c);
+		r = count_add(p, h, op, &id, &rp, true, n, now, &c);
 		break;
 	case RATE_COUNT_INC:
-		r = count_add(p, h, &id, &rp, false, n, now, &c);
+		r = count_add(p, h, op, &id, &rp, false, n, now, &c);
 		break;
 	default:
 		r = -EINVAL;

@@ -347,11 +347,12 @@ Test(config, rate_limiter_limits_are_refused_at_load)
 	             3, "a fixed window counts at most 2^24 - 1 units");
 	cr_assert_eq(check(&path, SEG "[key a]\nrate_limit = 16777215\nrate_window = 1s\n"
 	                              "rate_algorithm = fixed_window\n"), 0, "%s", out.err);
-	cr_assert_eq(check(&path, SEG "[key a]\nrate_limit = 16777216\nrate_window = 1s\n"), 0,
+	cr_assert_eq(check(&path, SEG "[key a]\nrate_limit = 16777216\nrate_window = 1s\nrate_algorithm = gcra\n"), 0,
 	             "GCRA has no 24-bit count: %s", out.err);
 	expect_error(SEG "[key a]\nrate_limit = 1\nrate_window = 68719476737ms\n", 5,
 	             "larger than the maximum 68719476736 (2^36 ms");
-	expect_error(SEG "[key a]\nrate_limit = 1\nrate_window = 68719476736ms\nrate_burst = 4294967295\n",
+	expect_error(SEG "[key a]\nrate_limit = 1\nrate_window = 68719476736ms\nrate_burst = 4294967295\n"
+	             "rate_algorithm = gcra\n",
 	             3, "exceeds 2^62 ns");
 	expect_error(SEG "[key a]\nbreaker_tolerance = 128\nbreaker_window = 1s\nbreaker_refresh = 1s\n",
 	             4, "larger than the maximum 127");

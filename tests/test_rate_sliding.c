@@ -397,10 +397,10 @@ Test(sliding, removed_bucket_gives_its_ring_to_the_next_with_a_new_generation)
 	/* expiry: protd's sweep removes b once its last admission is a window (+ grace) old and
 	 * gives the ring back; not before */
 	uint64_t swept = 0;
-	rate_sweep(ANON_VIEW(h), at(6) + 1000 * MS, &swept);
+	rate_sweep(ANON_VIEW(h), at(6) + 1000 * MS, RATE_GRACE_DEFAULT_MS * MS, &swept);
 	cr_assert_eq(swept, 0, "within the grace");
 	cr_assert_eq(chk(h, "c", &l, 7000, &in), -PROT_ETABLEFULL);
-	rate_sweep(ANON_VIEW(h), at(6) + 1200 * MS, &swept);
+	rate_sweep(ANON_VIEW(h), at(6) + 1200 * MS, RATE_GRACE_DEFAULT_MS * MS, &swept);
 	cr_assert_eq(swept, 1);
 	cr_assert_eq(chk(h, "c", &l, 1300000, &in), 1, "c gets the ring");
 	seg_unmap(h, seg_geo(h)->total_size);
@@ -421,9 +421,11 @@ Test(sliding, sweep_gives_back_a_ring_no_bucket_holds)
 	atomic_store(&rg->own, own);
 	cr_assert_eq(chk(h, "b", &l, 0, NULL), -PROT_ETABLEFULL);
 	uint64_t swept;
-	rate_sweep(ANON_VIEW(h), atomic_load(&rg->since_ns) + 500 * MS, &swept);
+	rate_sweep(ANON_VIEW(h), atomic_load(&rg->since_ns) + 500 * MS, RATE_GRACE_DEFAULT_MS * MS,
+	           &swept);
 	cr_assert_eq(chk(h, "b", &l, 0, NULL), -PROT_ETABLEFULL, "within the grace");
-	rate_sweep(ANON_VIEW(h), atomic_load(&rg->since_ns) + 1500 * MS, &swept);
+	rate_sweep(ANON_VIEW(h), atomic_load(&rg->since_ns) + 1500 * MS, RATE_GRACE_DEFAULT_MS * MS,
+	           &swept);
 	cr_assert_eq(chk(h, "b", &l, 0, NULL), 1);
 	seg_unmap(h, seg_geo(h)->total_size);
 }

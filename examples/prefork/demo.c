@@ -1,4 +1,5 @@
-/* demo.c — the README's main job: a pre-fork "server" whose workers share protd's protections.
+/* demo.c — prot in C as a user writes it: a pre-fork "server" whose workers share protd's protections
+ * (the main job, tools/demo.sh, is the Python one in examples/redis_app/; this is its C counterpart).
  *
  * The master forks N workers; each attaches with libprot and, for a couple of seconds, serves
  * requests for a few users against a simulated dependency that fails for a while in the middle of

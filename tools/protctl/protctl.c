@@ -1,4 +1,4 @@
-/* protctl.c — the command line: global options, dispatch from the object tables (tools/ctl.h),
+/* protctl.c — the command line: global options, dispatch from the object tables (tools/protctl/ctl.h),
  * argument-count checks, attaching (read-only unless the verb writes), usage and help.
  *
  * `protctl [--segment NAME] [--json] [--help] <object> [<verb>] [args]`
