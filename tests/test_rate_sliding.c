@@ -406,6 +406,49 @@ Test(sliding, removed_bucket_gives_its_ring_to_the_next_with_a_new_generation)
 	seg_unmap(h, seg_geo(h)->total_size);
 }
 
+/* A reset forgets every scale of (operation, entity) (issue 14 part A): each sliding window's
+ * ring is closed and given back with its bucket, binary entities included. */
+Test(sliding, reset_of_every_scale_gives_back_every_ring)
+{
+	struct prot_shm_header *h = sw_seg(2, 8); /* two rings */
+	struct prot_rate_limit s1 = sw(2, 1000), s2 = sw(2, 2000);
+	struct prot_rate_limit fw = {.algo = PROT_RATE_FIXED_WINDOW, .limit = 2, .window_ms = 1000};
+	static const char ent[3] = {'a', 0, 'z'}; /* binary: a NUL inside */
+	struct prot_rate_info in;
+	cr_assert_eq(rate_check_bin_h(NULL, h, "op", ent, 3, &s1, 1, at(0), &in), 1);
+	cr_assert_eq(rate_check_bin_h(NULL, h, "op", ent, 3, &s2, 1, at(0), &in), 1, "another scale");
+	cr_assert_eq(rate_check_bin_h(NULL, h, "op", ent, 3, &fw, 1, at(0), &in), 1);
+	cr_assert_eq(rate_check_bin_h(NULL, h, "op", "a", 1, &s1, 1, at(0), &in), -PROT_ETABLEFULL,
+	             "both rings held (\"a\" is another entity)");
+	cr_assert_eq(rate_reset_bin_h(h, "op", ent, 3), 0);
+	cr_assert_eq(rate_reset_bin_h(h, "op", ent, 3), -ENOENT, "every scale gone");
+	/* both rings free: two sliding buckets of another entity take them, fresh */
+	cr_assert_eq(chk(h, "b", &s1, 1000, &in), 1);
+	cr_assert_eq(in.used, 1);
+	cr_assert_eq(chk(h, "b", &s2, 1000, &in), 1);
+	cr_assert_eq(in.used, 1);
+	cr_assert_eq(rate_check_bin_h(NULL, h, "op", ent, 3, &s1, 1, at(0) + 2000 * US, &in),
+	             -PROT_ETABLEFULL, "and they are held again");
+	seg_unmap(h, seg_geo(h)->total_size);
+}
+
+/* The sweep expires a sliding window [daemon] rate_grace after its last admission left the window
+ * (the grace protd passes, not a constant). */
+Test(sliding, sweep_expires_a_sliding_window_after_the_configured_grace)
+{
+	struct prot_shm_header *h = sw_seg(1, 8);
+	struct prot_rate_limit l = sw(2, 1000);
+	uint64_t swept = 0, grace = 700 * MS;
+	cr_assert_eq(chk(h, "a", &l, 0, NULL), 1);
+	rate_sweep(ANON_VIEW(h), at(1000) + 600 * MS, grace, &swept);
+	cr_assert_eq(swept, 0, "window + 600 ms: within a 700 ms grace (the default would expire it)");
+	cr_assert_eq(chk(h, "b", &l, 1600000, NULL), -PROT_ETABLEFULL, "the ring is still a's");
+	rate_sweep(ANON_VIEW(h), at(1000) + 800 * MS, grace, &swept);
+	cr_assert_eq(swept, 1, "window + 800 ms: expired");
+	cr_assert_eq(chk(h, "b", &l, 1800000, NULL), 1, "b gets the ring");
+	seg_unmap(h, seg_geo(h)->total_size);
+}
+
 /* A remover that dies after emptying the bucket leaves its ring held by no bucket: the sweep
  * gives it back (after the grace that covers an inserter about to publish). */
 Test(sliding, sweep_gives_back_a_ring_no_bucket_holds)
