@@ -498,6 +498,15 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 
 /* ---- the decision ----------------------------------------------------------------------------- */
 
+/* An admission's statistics and display time, on line 0 (which the CAS, or the ring's word, owns). */
+static inline void note_admission(struct prot_rate_bucket *b, uint64_t cost, uint64_t now)
+{
+	atomic_fetch_add_explicit(&b->allowed, cost, memory_order_relaxed); /* statistic */
+	/* relaxed: display only. A stale store after the bucket was recycled can only misdate the
+	 * next use's display field, never its identity or word. */
+	atomic_store_explicit(&b->updated_ms, (uint32_t)(now / NS_MS), memory_order_relaxed);
+}
+
 /* A sliding window's decision (rate_sliding.c) on bucket r whose word w is its ring. */
 static int decide_sliding(struct rate_ref r, uint64_t m, uint64_t w, const struct rate_params *rp,
                           uint64_t cost, uint64_t now, struct prot_rate_info *info)
@@ -517,7 +526,7 @@ static int decide_sliding(struct rate_ref r, uint64_t m, uint64_t w, const struc
 	}
 	/* relaxed: statistics (admissions on line 0, denials on line 1, as decide) */
 	if (res == 1)
-		atomic_fetch_add_explicit(&b->allowed, 1, memory_order_relaxed);
+		note_admission(b, 1, now);
 	else if (res == 0)
 		atomic_fetch_add_explicit(&b->denied, 1, memory_order_relaxed);
 	return res;
@@ -554,10 +563,7 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 		                                          memory_order_acquire))
 			break;
 	}
-	atomic_fetch_add_explicit(&b->allowed, cost, memory_order_relaxed); /* statistic */
-	/* relaxed: display only (line 0, which the CAS owns). A stale store after the bucket was
-	 * recycled can only misdate the next use's display field, never its identity or word. */
-	atomic_store_explicit(&b->updated_ms, (uint32_t)(now / NS_MS), memory_order_relaxed);
+	note_admission(b, cost, now);
 	rate_info_fill(info, rp, &e);
 	return 1;
 }

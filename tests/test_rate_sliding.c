@@ -449,6 +449,35 @@ Test(sliding, sweep_expires_a_sliding_window_after_the_configured_grace)
 	seg_unmap(h, seg_geo(h)->total_size);
 }
 
+/* A sliding bucket's status (prot_rate_status_bin / _key, protctl rate show) reads its ring: the
+ * admissions in the window, the last one as updated_ms, expires_at when the newest leaves. */
+Test(sliding, status_of_a_sliding_bucket_reads_its_ring)
+{
+	struct prot_shm_header *h = sw_seg(1, 8);
+	struct prot_rate_limit l = sw(3, 1000);
+	struct prot_rate_status st;
+	struct rate_params rp;
+	uint64_t t0 = at(0) / MS;
+	cr_assert_eq(chk(h, "a", &l, 0, NULL), 1);
+	cr_assert_eq(chk(h, "a", &l, 250000, NULL), 1);
+	rate_params_of_limit(&l, &rp);
+	cr_assert_eq(rate_status_bin_h(h, "op", "a", 1, &rp, at(500), &st), 0);
+	cr_assert_eq(st.exists, 1);
+	cr_assert_eq(st.algo, PROT_RATE_SLIDING_WINDOW);
+	cr_assert_eq(st.info.used, 2);
+	cr_assert_eq(st.info.remaining, 1);
+	cr_assert_eq(st.created_ms, t0);
+	cr_assert_eq(st.updated_ms, t0 + 250, "the last admission");
+	cr_assert_eq(st.expires_at_ms, t0 + 1250, "the newest admission leaves the window");
+	/* without limits (protctl): the ring's own */
+	struct rate_view v = view_of(h, "op", "a");
+	rate_view_status(h, &v, NULL, at(500), &st);
+	cr_assert_eq(st.info.limit, 3);
+	cr_assert_eq(st.info.used, 2);
+	cr_assert_eq(st.expires_at_ms, t0 + 1250);
+	seg_unmap(h, seg_geo(h)->total_size);
+}
+
 /* A remover that dies after emptying the bucket leaves its ring held by no bucket: the sweep
  * gives it back (after the grace that covers an inserter about to publish). */
 Test(sliding, sweep_gives_back_a_ring_no_bucket_holds)
