@@ -7,6 +7,8 @@
  * A bucket word: GCRA, token and leaky bucket: the theoretical arrival time (ns on the bucket's
  * clock; a budget that never refills: the units spent). Fixed window: window end (ms on the
  * bucket's clock) << RATE_FW_BITS | units counted in the window. The clocks are rate_clock.c's.
+ * A sliding window has no word here: its state is a ring (rate_sliding.c); only its limits and
+ * kind are this file's.
  */
 #ifndef PROT_RATE_ALGO_H
 #define PROT_RATE_ALGO_H
