@@ -5,12 +5,16 @@
  * prot_rate_check_n(lim) decides on: the same identity, the same word (rate_table.c) or ring
  * (rate_sliding.c), so counts and decisions see each other, exactly, across processes.
  *
+ * The entity is a C string here; the bucket's identity is its bytes (rate_id_make), so a counter
+ * and a _bin decision on the same bytes share one bucket.
+ *
  * As Hammer's: inc and set return the count after them, get returns 0 for a bucket that does not
  * exist or whose window has ended; none checks the limit. Differences (prot.h's table):
  *  - a fixed window counts below 2^24 (the word's count bits): past it inc and set are -EOVERFLOW;
  *  - a sliding window holds its last `limit` admissions: inc adds n <= limit admissions now (n
  *    larger is PROT_ECOST), each exact, not atomic as a group; its count is at most limit; set is
- *    a reset followed by inc(n), not atomic against concurrent decisions;
+ *    a reset of this bucket (not of the entity's other scales, as prot_rate_reset) followed by
+ *    inc(n), not atomic against concurrent decisions;
  *  - GCRA (a theoretical arrival time, not a count) has no counters: -EINVAL.
  */
 #include <errno.h>
