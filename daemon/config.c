@@ -11,6 +11,7 @@
  * kind-generic functions (config_count, config_object, config_find, config_add) serve all three.
  */
 #include "config_schema.h"
+#include "rate_limits.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -35,6 +36,7 @@ void config_init(struct config *c)
 		                            .sliding_max_limit = 1024 };
 	c->daemon.tick_ms = 10;
 	c->daemon.reclaim_ms = 100;
+	c->daemon.rate_grace_ms = RATE_GRACE_DEFAULT_MS;
 	c->daemon.max_segment_size = SEG_SIZE_DEFAULT;
 }
 
@@ -162,7 +164,7 @@ void *config_find(const struct config *c, enum cfg_kind kind, const char *name)
 static void key_defaults(void *obj)
 {
 	struct cfg_key *k = obj;
-	k->c.rate_algo = PROT_RATE_GCRA;
+	k->c.rate_algo = PROT_RATE_FIXED_WINDOW; /* Hammer's default, as the API's algo 0 */
 	k->c.rate_full_policy = RATE_FULL_DENY;
 	k->c.rate_clock = RATE_CLOCK_MONO;
 	k->c.breaker_index = PROT_NO_INDEX;

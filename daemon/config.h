@@ -68,6 +68,7 @@ struct cfg_daemon {
 	struct cfg_obj o;
 	uint64_t tick_ms;
 	uint64_t reclaim_ms;
+	uint64_t rate_grace_ms;            /* expired rate buckets are freed this long after expiry */
 	char control_socket[CFG_PATH_MAX]; /* "" = default */
 	uint64_t max_segment_size;         /* bytes; a bigger segment is a config error */
 };

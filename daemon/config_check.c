@@ -50,8 +50,9 @@ int config_segment_size(const struct config *c, uint64_t *size)
 	int r = seg_layout(&c->seg.geo, &h, &bytes);
 	if (r < 0)
 		return r;
-	/* the summary starts on the page after the regions (seg_layout ends on a page boundary) */
-	uint64_t summary = (RATE_SUMMARY_BYTES(h.rate_groups) + 4095) & ~4095ull;
+	/* the summary (and the operation registry) start on the page after the regions (seg_layout
+	 * ends on a page boundary) */
+	uint64_t summary = (RATE_TRAILER_BYTES(h.rate_groups) + 4095) & ~4095ull;
 	*size = (uint64_t)bytes + summary;
 	return *size > SEG_SIZE_LIMIT ? -PROT_ECAPACITY : 0;
 }

@@ -34,6 +34,9 @@
  * [daemon]
  *   tick = 10ms                 heartbeat, sweeps, reclaims, event draining (1ms..1s)
  *   reclaim_interval = 100ms    default reclaim_interval of pools
+ *   rate_grace = 100ms          an expired rate bucket is freed this long after it expired, within
+ *                               one sweep pass more (20ms..1min; the minimum keeps the
+ *                               stale-client argument of lib/rate_table.c true)
  *   control_socket = PATH       default /run/prot/<segment name without the />.sock as root, else
  *                               $XDG_RUNTIME_DIR/prot/..., else /tmp/prot-<uid>/...;
  *                               --control overrides
@@ -45,8 +48,9 @@
  *   rate_limit = N              units per window (>= 1; fixed_window: < 2^24); needs rate_window;
  *                               omit both: no limiter
  *   rate_window = DURATION      (1ms .. 2^36 ms, the API's maximum too); needs rate_limit
- *   rate_algorithm = gcra       gcra | fixed_window | sliding_window (rate_limit <= [segment]
- *                               sliding_max_limit) | token_bucket | leaky_bucket
+ *   rate_algorithm = fixed_window  fixed_window (Hammer's default, and the API's) | gcra |
+ *                               sliding_window (rate_limit <= [segment] sliding_max_limit) |
+ *                               token_bucket | leaky_bucket
  *   rate_burst = N              GCRA burst in units; 0 (default) = rate_limit
  *   rate_refill_rate = N        token_bucket (instead of rate_limit): tokens added per rate_window
  *                               (default 1s); 0: a budget that never refills
@@ -132,6 +136,8 @@ static const struct opt opts_segment[] = {
 static const struct opt opts_daemon[] = {
 	{ "tick", T_DUR, U(struct cfg_daemon, tick_ms), 1, 1000, NULL, NULL },
 	{ "reclaim_interval", T_DUR, U(struct cfg_daemon, reclaim_ms), 1, DUR_MAX, NULL, NULL },
+	{ "rate_grace", T_DUR, U(struct cfg_daemon, rate_grace_ms), RATE_GRACE_MIN_MS, RATE_GRACE_MAX_MS,
+	  NULL, NULL },
 	{ "control_socket", T_PATH, U(struct cfg_daemon, control_socket), 0, 0, NULL, NULL },
 	{ "max_segment_size", T_SIZE, U(struct cfg_daemon, max_segment_size), MIB, SEG_SIZE_LIMIT, NULL,
 	  "the largest segment libprot attaches to" },

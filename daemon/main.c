@@ -291,7 +291,7 @@ static void tick(struct daemon *d)
 	struct prot_idv v = shm_idv(&d->shm);
 	guard_header(d);
 	shm_heartbeat(&d->shm, now);
-	rate_sweep(&v, now, &swept);
+	rate_sweep(&v, now, d->ini.daemon.rate_grace_ms * 1000000ull, &swept);
 	breaker_tick(&v, now);
 	pool_reclaim(&v, now, &reclaimed);
 	if (reclaimed)

@@ -112,21 +112,33 @@ struct prot_info {
 PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
 
 /* ---------------------------------------------------------------------------------------------
- * Rate limiter (Hammer). A bucket is identified by (operation, entity).
+ * Rate limiter (Hammer). A bucket is identified by (operation, entity, algorithm, window).
  *
- * Identity: the entity is compared byte for byte (at most PROT_ENTITY_MAX bytes; longer is
- * PROT_ETOOLONG); the operation (a program constant, at most PROT_OP_MAX bytes) by a 64-bit keyed
- * hash of its name. For prot_rate_check_key the operation is the key's name. Buckets live in a
+ * Identity: two scales on one entity (60 s / 100 and 1 s / 10; or another algorithm) are two
+ * buckets, each exact, as Hammer keys a bucket per scale; the limit (and burst) is not part of
+ * it: a reload that changes only a key's limit keeps its buckets. The entity is compared byte for
+ * byte (at most PROT_ENTITY_MAX bytes; longer is PROT_ETOOLONG, never truncated): the string
+ * forms take a NUL-terminated entity, the _bin forms (const void *entity, size_t entity_len) any
+ * bytes, NUL included — "a", "a\0" and the 8-byte integer 12345 are three buckets. The operation
+ * (a program constant, at most PROT_OP_MAX bytes, a C string) by a 64-bit keyed hash of its name
+ * and its length. For prot_rate_check_key the operation is the key's name. Buckets live in a
  * fixed table sized by [segment] rate_entities (130 B each); entities are placed by a keyed hash
  * into groups of 32, so size the table at about 1.5x the live entities (a full group is the key's
  * rate_on_full policy: PROT_ETABLEFULL, or admitted and counted; Hammer-style calls get
  * PROT_ETABLEFULL). protd expires buckets whose window (GCRA: whose debt) has passed.
  *
- * Limits: window_ms <= 2^36; fixed-window limit < 2^24; otherwise -EINVAL. A cost above the limit
- * (GCRA: above the burst) is PROT_ECOST. A reload that changes a key's limits keeps each bucket's
- * state (GCRA re-reads its arrival time with the new interval; a fixed window keeps its count);
- * a bucket used with another algorithm starts over, and so does one moved between the calendar
- * (rate_clock = realtime) and the monotonic clocks, or between a refill_rate of 0 and above 0.
+ * Limits: window_ms <= 2^36 (INI rate_window and the API alike); fixed-window limit < 2^24;
+ * otherwise -EINVAL. A cost above the limit (GCRA: above the burst) is PROT_ECOST. A reload that
+ * changes a key's limit keeps each bucket's state (GCRA re-reads its arrival time with the new
+ * interval; a fixed window keeps its count); one that changes its window, its algorithm, its clock
+ * (the calendar, rate_clock = realtime, or the monotonic clocks) or between a refill_rate of 0 and
+ * above 0 moves the key to new buckets (the old ones expire): all of them are the bucket's scale.
+ *
+ * Default algorithm: Hammer's fixed window, everywhere — algo 0 here, prot_rate_check, and an INI
+ * key without rate_algorithm.
+ *
+ * Expiry: protd frees a bucket [daemon] rate_grace (default 100 ms, at least 20 ms) after it
+ * expired, within one sweep pass more (README, "Expiry": a pass is 1 tick per 4 Ki buckets).
  *
  * Clock: CLOCK_MONOTONIC, read once per decision; a key with rate_clock = coarse uses
  * CLOCK_MONOTONIC_COARSE (cheaper; its resolution, clock_getres(), is typically 4 ms, so a window
@@ -170,7 +182,7 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *  Both run on the GCRA word (emission interval window / rate, tolerance capacity intervals): one
  *  compare-and-swap per decision, exact across processes.
  *
- * Differences from Hammer (the README has the same table, with the reasons):
+ * Differences from Hammer (the README has the same table, with the reasons; issue 14 A, B, C):
  *  - a denied hit is not counted, on every algorithm, and writes nothing (Hammer v6 counts it:
  *    inspect_bucket after a deny shows 3 of 2; its sliding window stores denied hits);
  *  - token bucket: continuous refill, no remainder lost (Hammer: whole tokens, re-stamped time);
@@ -186,9 +198,26 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *    increment); it keeps the last `limit` admissions, limit <= sliding_max_limit <= 32768
  *    (Hammer: every request), in CLOCK_MONOTONIC microseconds (Hammer: milliseconds);
  *  - inc / get / set on the fixed and sliding window only (Hammer: every algorithm; here GCRA,
- *    token and leaky bucket: -EINVAL); a fixed window counts below 2^24 (-EOVERFLOW), a sliding
- *    window at most `limit`;
- *  - limits are per call in Hammer; a sliding bucket used with another limit or window restarts.
+ *    token and leaky bucket: -EINVAL); a sliding window counts at most `limit`;
+ *  - limits are per call in Hammer; a sliding bucket used with another limit restarts (another
+ *    window or algorithm is another bucket);
+ *  - one segment shared by every process of the host, exact across processes (not one node);
+ *  - a bucket is (operation, entity, algorithm, window): a scale per bucket as in Hammer, the
+ *    algorithm included; the limit is not part of it;
+ *  - entities are at most PROT_ENTITY_MAX bytes (C strings, or any bytes with the _bin calls);
+ *    longer is PROT_ETOOLONG, never truncated;
+ *  - a cost above the limit (GCRA: the burst) is PROT_ECOST, not a deny;
+ *  - prot_rate_reset forgets every scale of (operation, entity), as delete_buckets;
+ *  - inspect_bucket is prot_rate_status(_bin, _key); updated_ms is the last admission;
+ *  - times (created_ms, updated_ms, expires_at_ms) are CLOCK_MONOTONIC ms (Unix ms for a
+ *    rate_clock = realtime bucket), not system time; a budget's expires_at_ms is 0;
+ *  - expired buckets are freed [daemon] rate_grace (default 100 ms, at least 20 ms) after they
+ *    expired, within one sweep pass more (a pass: one protd tick per 4096 buckets);
+ *  - the default algorithm is the fixed window everywhere (algo 0, prot_rate_check, the INI);
+ *  - window_ms <= 2^36 ms (INI and API); a fixed window counts at most 2^24 - 1 units (inc and
+ *    set past it: -EOVERFLOW);
+ *  - the table has a fixed size ([segment] rate_entities): a full group is the key's rate_on_full
+ *    policy (PROT_ETABLEFULL, or admitted and counted).
  * ------------------------------------------------------------------------------------------- */
 enum prot_rate_algo {
 	PROT_RATE_FIXED_WINDOW = 1,
@@ -225,6 +254,20 @@ struct prot_rate_info {
 	uint64_t retry_after_ms; /* until a unit of the given cost passes; 0 when allowed */
 };
 
+/* Hammer's inspect_bucket: a bucket's status. exists 0: never used or expired (the state is then
+ * a fresh bucket's; expires_at_ms, created_ms, updated_ms are 0). Times are on the bucket's
+ * clock: CLOCK_MONOTONIC ms, or Unix ms (CLOCK_REALTIME) for a key with rate_clock = realtime. */
+struct prot_rate_status {
+	int exists;
+	uint32_t algo;             /* enum prot_rate_algo of the bucket */
+	struct prot_rate_info info; /* as prot_rate_status fills it */
+	uint64_t expires_at_ms;    /* when the bucket is fully available again (fixed window: the
+	                              window's end; GCRA, token/leaky bucket: the theoretical
+	                              arrival time); 0 for a budget that never refills */
+	uint64_t created_ms;       /* when the bucket was made */
+	uint64_t updated_ms;       /* its last admission (a denial changes nothing: not counted) */
+};
+
 /* Hammer's check_rate(entity, operation, limit, window): one unit, fixed window.
  * Returns 1 when allowed, 0 when rate-limited (info->retry_after_ms says how long to wait), or a
  * negative error. info may be NULL and is filled on 0 and 1. */
@@ -247,7 +290,8 @@ PROT_API int prot_rate_execute(prot_t *p, const char *operation, const char *ent
 /* The state of one bucket without charging it. A bucket never used reports full availability. */
 PROT_API int prot_rate_status(prot_t *p, const char *operation, const char *entity,
                               const struct prot_rate_limit *lim, struct prot_rate_info *out);
-/* Forget one entity's bucket. -ENOENT when it does not exist. */
+/* Forget one entity's buckets: every scale (algorithm, window) of (operation, entity), as
+ * Hammer's delete_buckets. -ENOENT when there is none. */
 PROT_API int prot_rate_reset(prot_t *p, const char *operation, const char *entity);
 /* Hammer v7's counters on the bucket prot_rate_check_n(lim) decides on (fixed or sliding window;
  * GCRA, token and leaky bucket: -EINVAL), exact across processes. None checks the limit.
@@ -264,6 +308,31 @@ PROT_API int prot_rate_get(prot_t *p, const char *operation, const char *entity,
                            const struct prot_rate_limit *lim, uint64_t *count);
 PROT_API int prot_rate_set(prot_t *p, const char *operation, const char *entity,
                            const struct prot_rate_limit *lim, uint64_t count, uint64_t *count_after);
+
+/* Binary entities and the rest of Hammer's calls (PROT_1.3). Every function here takes the entity
+ * as (entity, entity_len): any bytes, 0 <= entity_len <= PROT_ENTITY_MAX (entity may be NULL only
+ * when entity_len is 0); a longer one is PROT_ETOOLONG. Otherwise as the string forms above. */
+PROT_API int prot_rate_check_bin(prot_t *p, const char *operation, const void *entity,
+                                 size_t entity_len, const struct prot_rate_limit *lim,
+                                 uint64_t cost, struct prot_rate_info *info);
+PROT_API int prot_rate_check_key_bin(prot_t *p, const char *key, const void *entity,
+                                     size_t entity_len, uint64_t cost, struct prot_rate_info *info);
+/* prot_rate_execute with a cost of n units (cost 0: 1). */
+PROT_API int prot_rate_execute_bin(prot_t *p, const char *operation, const void *entity,
+                                   size_t entity_len, const struct prot_rate_limit *lim,
+                                   uint64_t cost, int (*fn)(void *arg), void *arg, int *fn_result,
+                                   struct prot_rate_info *info);
+/* The whole status of one bucket under lim, charging nothing. */
+PROT_API int prot_rate_status_bin(prot_t *p, const char *operation, const void *entity,
+                                  size_t entity_len, const struct prot_rate_limit *lim,
+                                  struct prot_rate_status *out);
+/* The status of key KEY's bucket for entity, under the key's own limits (no limits passed).
+ * PROT_ENOKEY if there is no such key, -EINVAL if it has no rate limiter. */
+PROT_API int prot_rate_status_key(prot_t *p, const char *key, const void *entity,
+                                  size_t entity_len, struct prot_rate_status *out);
+PROT_API int prot_rate_reset_bin(prot_t *p, const char *operation, const void *entity,
+                                 size_t entity_len);
+
 
 /* ---------------------------------------------------------------------------------------------
  * Circuit breaker (fuse)

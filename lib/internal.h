@@ -513,6 +513,10 @@ PROT_HIDDEN int breaker_ask_idx(struct prot_shm_header *h, uint32_t idx, uint64_
 PROT_HIDDEN int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op,
                              const char *entity, const struct prot_rate_limit *lim, uint64_t cost,
                              uint64_t now_ns, struct prot_rate_info *info);
+/* The same with a binary entity of el bytes. */
+PROT_HIDDEN int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const char *op,
+                                 const void *entity, size_t el, const struct prot_rate_limit *lim,
+                                 uint64_t cost, uint64_t now_ns, struct prot_rate_info *info);
 /* lib/rate_counter.c: Hammer's inc / get / set on (op, entity)'s bucket under lim at now_ns (0: read
  * the clock); 0 and *count (may be NULL but for get), or a negative error. */
 enum rate_count_op { RATE_COUNT_INC, RATE_COUNT_GET, RATE_COUNT_SET };
@@ -547,22 +551,43 @@ PROT_HIDDEN int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t id
 PROT_HIDDEN int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
                               const struct rate_params *rp, uint64_t now_ns,
                               struct prot_rate_info *out);
-/* lib/rate_table.c: remove (op, entity)'s bucket: 0, -ENOENT (none), -EAGAIN (it kept changing),
- * or the names' errors (-EINVAL, -PROT_ETOOLONG). */
+/* The same with a binary entity, and the whole status (existence, timestamps, expires_at). */
+PROT_HIDDEN int rate_status_bin_h(struct prot_shm_header *h, const char *op, const void *entity,
+                                  size_t el, const struct rate_params *rp, uint64_t now_ns,
+                                  struct prot_rate_status *out);
+/* lib/ratelimit.c: remove every bucket of (op, entity), whatever its algorithm and window: 0,
+ * -ENOENT (none), -EAGAIN (it kept changing), or the names' errors (-EINVAL, -PROT_ETOOLONG). */
 PROT_HIDDEN int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity);
+PROT_HIDDEN int rate_reset_bin_h(struct prot_shm_header *h, const char *op, const void *entity,
+                                 size_t el);
+/* lib/rate_ops.c: the operation registry. note: remember op's name (hash op_hash); foreach: visit
+ * every named operation (fn non-zero stops and is returned); name: op_hash's name, if noted. */
+PROT_HIDDEN void rate_ops_note(struct prot_shm_header *h, const char *op, size_t ol,
+                               uint64_t op_hash);
+PROT_HIDDEN int rate_ops_foreach(const struct prot_shm_header *h,
+                                 int (*fn)(const char *name, size_t len, uint64_t op_hash, void *arg),
+                                 void *arg);
+PROT_HIDDEN bool rate_ops_name(const struct prot_shm_header *h, uint64_t op_hash,
+                               char out[PROT_OP_MAX + 1]);
 /* lib/rate_view.c: a copy of one live bucket, for display. Strings are NUL-terminated; lengths are
  * clamped. */
 struct rate_view {
-	uint32_t group, slot, algo;
+	uint32_t group, slot, algo, kind; /* kind: algo | RATE_TAG_* (lib/rate_algo.h) */
 	uint8_t op_len, ent_len;
-	uint64_t op_hash, word, allowed, denied;
-	char op_head[RATE_OP_HEAD + 1];
-	char entity[PROT_ENTITY_MAX + 1];
+	uint64_t op_hash, word, allowed, denied, window_ms;
+	uint64_t created_ns, updated_ms; /* CLOCK_MONOTONIC; updated widened from its 32 bits */
+	char entity[PROT_ENTITY_MAX + 1]; /* ent_len bytes (may hold NULs), then a NUL */
 };
 /* Visit the live buckets of operation op (NULL: all). fn returning non-zero stops and is returned.
  * Read-only. */
 PROT_HIDDEN int rate_foreach(struct prot_shm_header *h, const char *op,
                              int (*fn)(const struct rate_view *v, void *arg), void *arg);
+/* A bucket's public status from its view, at now_ns on the bucket's clock (0: read it), under rp
+ * (NULL: the bucket's own algorithm and window with an unknown limit: only the raw state). Times
+ * are CLOCK_MONOTONIC ms, Unix ms for a calendar (rate_clock = realtime) bucket. */
+PROT_HIDDEN void rate_view_status(struct prot_shm_header *h, const struct rate_view *v,
+                                  const struct rate_params *rp, uint64_t now_ns,
+                                  struct prot_rate_status *out);
 PROT_HIDDEN uint64_t rate_count_op(struct prot_shm_header *h, const char *op);
 /* The rate totals of n keys (slot indices), in one pass over the table: live buckets of each key's
  * operation, and the units admitted / decisions denied by them plus by its removed buckets
@@ -587,7 +612,8 @@ PROT_HIDDEN int pool_status_idx(struct prot_shm_header *h, uint32_t idx, struct 
  * process: every step is a CAS that re-checks what it acts on). */
 /* lib/rate_table.c: visits a bounded slice of the table per call (cursor in hdr.rate_sweep_cursor);
  * *swept = buckets removed by this call. */
-PROT_HIDDEN void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept);
+PROT_HIDDEN void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t grace_ns,
+                            uint64_t *swept);
 /* lib/breaker.c: moves timed states on, and gives back the probes of dead holders */
 PROT_HIDDEN void breaker_tick(const struct prot_idv *v, uint64_t now_ns);
 /* lib/pool_reclaim.c: a reclaim pass over every pool whose reclaim_interval has passed */

@@ -120,8 +120,9 @@ struct prot_shm_header {
 	uint8_t pad6[128 - 108 - 8];
 	/* Offset of the rate groups' summary bitmap (RATE_SUMMARY_BYTES(rate_groups) bytes, bit g set
 	 * while group g may hold a claimed or live bucket; lib/rate_table.c), which protd places after
-	 * the regions of seg_layout() and counts in total_size. 0: none (segments made without it);
-	 * then the sweep visits every group. Immutable after creation. */
+	 * the regions of seg_layout() and counts in total_size, followed by the operation registry
+	 * (RATE_TRAILER_BYTES). 0: none (segments made without it); then the sweep visits every
+	 * group and no operation is named. Immutable after creation. */
 	uint64_t rate_summary_off;
 } PROT_ALIGNED;
 
@@ -309,28 +310,47 @@ struct prot_waiter_slot {
 /* ---------------------------------------------------------------------------------------------- */
 #define RATE_GROUP_SLOTS 32
 #define RATE_ENTITY_HEAD 16
-#define RATE_ENTITY_TAIL 56
-#define RATE_OP_HEAD 14
+#define RATE_ENTITY_TAIL 48
 /* The summary bitmap (hdr.rate_summary_off): one bit per group, in whole cache lines. */
 #define RATE_SUMMARY_BYTES(groups) ((((uint64_t)(groups) + 511) / 512) * 64)
 
 #define CLAIM_TAG (1ull << 63) /* a claimer's identity in `allowed` while CLAIMED (lib/rate_table.c) */
 
+/* A bucket is (operation, entity, algorithm, window): op_hash + op_len, the entity's bytes and
+ * length, and `scale` (lib/rate_table.h: window_ms | algorithm << 56). */
 struct prot_rate_bucket {
 	/* line 0: the decision line. A decision loads `meta` and `word` and, only when admitting,
-	 * CASes `word` and adds to `allowed`: a denial writes nothing here. For entities of at most
-	 * RATE_ENTITY_HEAD bytes a hit reads this line alone. */
+	 * CASes `word`, adds to `allowed` and stores `updated_ms`: a denial writes nothing here. For
+	 * entities of at most RATE_ENTITY_HEAD bytes a hit reads this line alone. */
 	_Atomic uint64_t word;    /* GCRA: TAT (ns); fixed window: window end (ms) << 24 | count */
-	_Atomic uint64_t meta;    /* state, algorithm, generation (lib/rate_table.c) */
+	_Atomic uint64_t meta;    /* state, generation (lib/rate_table.c) */
 	uint64_t op_hash;         /* keyed hash of the operation name */
 	_Atomic uint64_t allowed; /* units admitted, for protctl rate top */
-	uint8_t op_len, ent_len;
-	char op_head[RATE_OP_HEAD];         /* for display; identity is op_hash + op_len */
+	uint8_t op_len, ent_len;  /* identity (with the next two bytes, zero): one 32-bit word */
+	uint8_t pad_id[2];
+	_Atomic uint32_t updated_ms;        /* CLOCK_MONOTONIC ms mod 2^32 of the last admission
+	                                       (display; lib/rate_view.c widens it) */
+	uint64_t scale;                     /* window_ms | algorithm << 56: identity */
 	char ent_head[RATE_ENTITY_HEAD];    /* entity bytes 0..15 */
-	/* line 1: written on denial, never on admission. */
+	/* line 1: written on denial, never on admission (created_ns: at insertion only). */
 	_Atomic uint64_t denied;
-	char ent_tail[RATE_ENTITY_TAIL];    /* entity bytes 16..71 */
+	char ent_tail[RATE_ENTITY_TAIL];    /* entity bytes 16..63 */
+	_Atomic uint64_t created_ns;        /* CLOCK_MONOTONIC ns when the bucket was inserted */
 } PROT_ALIGNED;
+
+/* The operation registry (lib/rate_ops.c): the names of the operations that have made buckets, so
+ * that protctl can list and name them. RATE_OPS entries right after the summary bitmap (so at
+ * hdr.rate_summary_off + RATE_SUMMARY_BYTES), inserted lock-free, never removed. */
+#define RATE_OPS 256
+struct prot_rate_op {
+	_Atomic uint64_t hash;  /* 0 free; the operation's op_hash | 1 once claimed */
+	_Atomic uint32_t ready; /* 1 once len and name are written (release) */
+	uint8_t len;            /* <= PROT_OP_MAX */
+	char name[PROT_OP_MAX]; /* not NUL-terminated */
+	uint8_t pad[64 - 8 - 4 - 1 - PROT_OP_MAX];
+} PROT_ALIGNED;
+/* What follows the regions: the summary bitmap, then the operation registry. */
+#define RATE_TRAILER_BYTES(groups) (RATE_SUMMARY_BYTES(groups) + RATE_OPS * (uint64_t)sizeof(struct prot_rate_op))
 
 /* The group index: one line per RATE_GROUP_SLOTS buckets, read on every lookup, written only when
  * a bucket of the group is inserted or removed. The group word linearises those insertions and
@@ -428,11 +448,14 @@ _Static_assert(offsetof(struct prot_pool_slot, close_req) == 240, "connection sl
 _Static_assert(sizeof(struct prot_waiter_slot) == 16, "waiter");
 _Static_assert(sizeof(struct prot_rate_bucket) == 128, "a bucket is two lines");
 _Static_assert(offsetof(struct prot_rate_bucket, denied) == 64, "denials write line 1 only");
-_Static_assert(RATE_ENTITY_HEAD + RATE_ENTITY_TAIL >= PROT_ENTITY_MAX, "entity fits a bucket");
+_Static_assert(RATE_ENTITY_HEAD + RATE_ENTITY_TAIL == PROT_ENTITY_MAX, "entity fits a bucket");
+_Static_assert(offsetof(struct prot_rate_bucket, updated_ms) < 64, "an admission writes line 0 only");
+_Static_assert(offsetof(struct prot_rate_bucket, created_ns) == 120, "created at the end of line 1");
 _Static_assert(sizeof(struct prot_rate_group_hdr) == 64, "group index is one line");
 _Static_assert(sizeof(struct prot_rate_group) == 64 + RATE_GROUP_SLOTS * 128, "130 B per entity");
 _Static_assert(sizeof(struct prot_event) == 128, "event");
 _Static_assert(sizeof(struct prot_rate_ring) == 64, "a ring's header is one line");
 _Static_assert(RATE_RING_BYTES(RATE_RING_LIMIT_MAX) < (1ull << 32), "a ring's stride fits its region");
+_Static_assert(sizeof(struct prot_rate_op) == 64, "an operation record is one line");
 
 #endif

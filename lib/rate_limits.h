@@ -23,6 +23,12 @@
 /* GCRA: tolerance tau = burst * ceil(window / limit) in ns must stay below this. */
 #define RATE_GCRA_TAU_MAX_NS (1ull << 62)
 
+/* [daemon] rate_grace: how long after it expired a bucket is freed (lib/rate_table.c, the
+ * stale-client argument: at least two jiffies of CLOCK_MONOTONIC_COARSE at the slowest HZ). */
+#define RATE_GRACE_DEFAULT_MS 100
+#define RATE_GRACE_MIN_MS 20
+#define RATE_GRACE_MAX_MS 60000
+
 /* 0 when every decision on lim can be taken (limit or rate, window, algorithm, burst or capacity), else -EINVAL with
  * what is wrong, naming the INI option, in why (n bytes). */
 __attribute__((visibility("hidden"))) int rate_limit_check(const struct prot_rate_limit *lim,

@@ -313,6 +313,22 @@ void rate_sliding_status(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
 	info_fill(out, rg, lim, win, t, retry == 0, retry);
 }
 
+void rate_sliding_peek(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
+                       const struct rate_params *rp, uint64_t window_ms, uint64_t now,
+                       struct prot_rate_info *out)
+{
+	uint64_t lim = 1, win = window_ms;
+	struct rate_params own;
+
+	if (!rp) {
+		if (ref && ring_of(h, bidx, ref, &lim, &win) == NULL)
+			lim = 1, win = window_ms;
+		rate_params_make(PROT_RATE_SLIDING_WINDOW, lim, win, 0, &own);
+		rp = &own;
+	}
+	rate_sliding_status(h, bidx, ref, rp, now, out);
+}
+
 /* ---- ownership -------------------------------------------------------------------------------- */
 
 int rate_ring_take(struct prot_shm_header *h, uint32_t bidx, const struct rate_params *rp,
@@ -414,8 +430,9 @@ static bool held_by(const struct prot_shm_header *h, uint32_t bidx, uint64_t ref
 	/* acquire: the word is read after the meta (a LIVE bucket's word is its ring until DEAD) */
 	uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire);
 	uint64_t w = atomic_load_explicit(&b->word, memory_order_relaxed);
+	uint32_t kind = SCALE_KIND(ld(b, B_SCALE)); /* the identity: written before the word */
 	return (META_ST(m) == RB_LIVE || META_ST(m) == RB_CLAIMED) &&
-	       META_ALGO(m) == PROT_RATE_SLIDING_WINDOW && w == ref;
+	       RATE_TAG_ALGO(kind) == PROT_RATE_SLIDING_WINDOW && w == ref;
 }
 
 void rate_ring_sweep(struct prot_shm_header *h, uint64_t start, uint32_t n, uint64_t now,

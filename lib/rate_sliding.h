@@ -69,6 +69,11 @@ PROT_HIDDEN int rate_sliding_charge(struct prot_shm_header *h, uint32_t bidx, ui
 PROT_HIDDEN void rate_sliding_status(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
                                      const struct rate_params *rp, uint64_t now,
                                      struct prot_rate_info *out);
+/* As rate_sliding_status for display (protctl, status by key): under rp, or (rp NULL) under the
+ * ring's own limit and window (window_ms: the bucket's, when the ring is not its). */
+PROT_HIDDEN void rate_sliding_peek(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,
+                                   const struct rate_params *rp, uint64_t window_ms, uint64_t now,
+                                   struct prot_rate_info *out);
 /* Record n (<= limit) admissions at now without the limit check (prot_rate_inc): 0 and *count =
  * admissions now in the window, RATE_SW_GONE, or -EAGAIN. */
 PROT_HIDDEN int rate_sliding_add(struct prot_shm_header *h, uint32_t bidx, uint64_t ref,

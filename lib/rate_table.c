@@ -1,19 +1,21 @@
-/* rate_table.c — the rate limiter's bucket table in the segment: per-(operation, entity) buckets,
- * found, inserted, charged and removed lock-free, each decision one compare-and-swap on one 64-bit
- * word, shared exactly by every process; protd's sweep that expires buckets and frees the claims of
- * dead processes. Called by ratelimit.c (charge; reset for prot_rate_reset), rate_counter.c
- * (count: Hammer's inc and set), rate_view.c (find, the key hash) and protd (rate_sweep, on its
- * tick); a sliding window's ring is rate_sliding.c's; the words' layout is in rate_table.h, the
- * arithmetic on a bucket word in rate_algo.c, and how a call names its bucket (struct rate_id) in
- * ratelimit.c.
+/* rate_table.c — the rate limiter's bucket table in the segment: per-(operation, entity,
+ * algorithm, window) buckets, found, inserted, charged and removed lock-free, each decision one
+ * compare-and-swap on one 64-bit word, shared exactly by every process; protd's sweep that expires
+ * buckets and frees the claims of dead processes. Called by ratelimit.c (charge; rate_table_reset
+ * for prot_rate_reset), rate_counter.c (count: Hammer's inc and set), rate_view.c (find, the key
+ * hash) and protd (rate_sweep, on its tick); a sliding window's ring is rate_sliding.c's; the
+ * words' layout is in rate_table.h, the arithmetic on a bucket word in rate_algo.c, and how a call
+ * names its bucket (struct rate_id) in ratelimit.c.
  *
  * LENGTH. Over 700 lines on purpose: every step of the protocol below (claim, publish, decide,
  * remove, sweep, and the counters' and sliding windows' uses of the same steps) shares the static
  * helpers that make it correct; split, they would have to be exported to each other, and the
  * argument would no longer sit next to the code it is about.
  *
- * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. h = SipHash(segment
- * key ^ (op_hash, 0), entity) — a key per operation — picks the group (low bits), an 8-bit tag
+ * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. A bucket is
+ * (operation, entity, algorithm, window) (ratelimit.c, IDENTITY); h = SipHash(segment key ^
+ * (op_hash, 0), entity) — a key per operation, and the same for every scale of an entity, so that
+ * all of an entity's buckets share one group — picks the group (low bits), an 8-bit tag
  * (top byte) and a home slot (insertion tries it first; lookups prefetch it with the group line).
  * op_hash itself is memoised per handle (struct rate_op_cache, ratelimit.c): a decision hashes only
  * the entity. An entity lives in its one group or nowhere: a group with no free bucket is "table
@@ -29,9 +31,12 @@
  *  group word = version << 32 | occupancy bitmap. Every change (a bucket published or removed)
  *    CASes it from the exact value the changer scanned and bumps the version, so two changes
  *    based on one scan cannot both succeed.
- *  meta = gen << 32 | kind << 8 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is
- *    bumped on every claim, so a meta value names one use of the bucket. kind = the algorithm and
- *    its RATE_TAG_* flags (rate_algo.h: the clock, a budget that never refills).
+ *  meta = gen << 32 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is bumped on
+ *    every claim, so a meta value names one use of the bucket.
+ *  scale = window_ms | kind << 56 (rate_table.h), written with the identity and part of it; kind
+ *    = the algorithm and its RATE_TAG_* flags (rate_algo.h: the clock, a budget that never
+ *    refills). So a key whose algorithm, window, clock or refill-0-ness changes simply uses
+ *    another bucket, and the old one expires.
  *  word = GCRA, token and leaky bucket: theoretical arrival time, ns on the bucket's clock (a
  *    budget: units spent). Fixed window: window end (ms) << 24 | units counted in it. Sliding
  *    window: a reference to its ring (generation << 32 | index, rate_sliding.c), fixed for the
@@ -53,12 +58,15 @@
  *
  * LOOKUP. Load the group word (acquire: pairs with the publishing CAS, so tags and identity of
  * every set bit are visible), match tags with SWAR, then for each candidate load meta (acquire)
- * and compare identity. Tags of set bits are exact, so a miss is a real miss.
+ * and compare identity (names, entity, scale). Tags of set bits are exact, so a miss is a real
+ * miss. A reset (scale_mask 0) matches every scale of (operation, entity): they all sit in the
+ * one group.
  *
  * DECISION. Load meta m, compare identity, load word w (acquire), re-load meta: unchanged means w
  * belongs to this use of the bucket. Deny: add to `denied` (line 1) and write nothing else —
  * line 0 is untouched. Admit: CAS word w -> w' (relaxed: the word carries no other data), then
- * add to `allowed`. A failed CAS reloads and re-decides.
+ * add to `allowed` and store `updated_ms` (line 0, display only). A failed CAS reloads and
+ * re-decides. An insertion writes created_ns (line 1) once, before publication.
  *
  * SLIDING WINDOWS. Their state is a ring (lib/rate_sliding.c, which argues it): the inserter takes
  * a ring before it publishes and stores its reference as the word; a claim given back gives the
@@ -66,9 +74,11 @@
  * no admission can follow; the sweep closes only an idle ring: every admission a window + grace
  * old), then removes the bucket as below, and whoever emptied the word gives the ring back (the
  * sweep gives back rings no bucket holds). A decision that finds its ring closed, not its own, or
- * of other limits removes the bucket itself and looks up again.
+ * of another limit removes the bucket itself and looks up again. The ring reference lives in the
+ * word (line 0, as every algorithm's state): an admission on a ring writes the ring and `allowed`
+ * and updated_ms (line 0), a denial only `denied` (line 1), as for every other algorithm.
  *
- * REMOVAL (sweep, reset, algorithm change). CAS word from the value observed under LIVE(g) to
+ * REMOVAL (sweep, reset). CAS word from the value observed under LIVE(g) to
  * DEAD_WORD — a concurrent charge either lands first (the remover's CAS then fails: an expired
  * bucket is no longer expired, it re-evaluates) or fails and re-looks-up. Then CAS meta LIVE(g) ->
  * DEAD(g): its winner (anyone who sees a LIVE bucket holding DEAD_WORD may complete the removal)
@@ -78,13 +88,20 @@
  * where w was loaded while meta was LIVE(g) (re-checked after the load). Once the bucket is
  * removed, word goes w_last -> DEAD_WORD -> initial word (GCRA: t ns, fixed window: t_ms << 24,
  * t = the inserter's clock read) -> values that only grow (GCRA: max(tat, now) + n*T; window: count up, then later
- * windows). The sweep removes only expired buckets: w <= w_last <= now_sweep - grace < t (the grace
- * exceeds the coarse clock's lag), so no value of a later use of the bucket equals w and the stale
- * CAS fails. Generations (in meta) stop every other stale step. A sliding window's client never
- * CASes the word: its ring's generation (checked on every use) stops it instead. Reset and algorithm change may
- * remove a bucket whose TAT lies in the future; for those the argument needs the client to stall
- * between its meta re-check and its CAS (adjacent instructions) for a whole removal and re-insert,
- * and a later TAT to hit w to the nanosecond. A budget (token bucket, refill 0) is never expired,
+ * windows). The sweep removes only expired buckets: w <= w_last <= now_sweep - grace < t, so no
+ * value of a later use of the bucket equals w and the stale CAS fails. That last step needs the
+ * grace to exceed how far an inserter's clock read t can lag the sweeper's: both read
+ * CLOCK_MONOTONIC, but a key on rate_clock = coarse reads CLOCK_MONOTONIC_COARSE, which lags by
+ * at most one jiffy (clock_getres: 1 ms at HZ=1000 .. 10 ms at HZ=100). So the grace is
+ * configurable ([daemon] rate_grace, default RATE_GRACE_DEFAULT_MS = 100 ms) but never below
+ * RATE_GRACE_MIN_MS = 20 ms, two jiffies at the slowest HZ: protd's validator refuses less, and
+ * rate_sweep clamps whatever it is passed. Generations (in meta) stop every other stale step. A
+ * sliding window's client never CASes the word: its ring's generation (checked on every use)
+ * stops it instead; the sweep closes a sliding window's ring only when idle for window + grace.
+ * Reset may remove a bucket whose TAT lies in the future; for that the argument needs the client
+ * to stall between its meta re-check and its CAS (adjacent instructions) for a whole removal and
+ * re-insert, and a later TAT to hit w to the nanosecond. (An algorithm change no longer removes a
+ * bucket: the new kind is another bucket.) A budget (token bucket, refill 0) is never expired,
  * so only reset removes it: its words (units spent, from 0) recur after a re-insert, and it rests
  * on the same stall. Calendar buckets: see rate_clock.c (a step back of the clock).
  *
@@ -105,7 +122,10 @@
  * A GCRA bucket is expired when tat <= now - grace; a window bucket when its window ended grace
  * ago, now read on the bucket's clock (a calendar bucket: rate_clock.c's calendar). Removing an
  * expired bucket loses nothing: a fresh bucket decides the same way. A budget (token bucket,
- * refill 0) never expires: its spent units are the state, and a fresh bucket would be full.
+ * refill 0) never expires: its spent units are the state, and a fresh bucket would be full. So
+ * an expired bucket is freed within grace + one full pass, and a full pass takes
+ * groups / RATE_SWEEP_GROUPS ticks (plus the work, measured in README "Expiry": 4 Ki buckets = 1
+ * tick, 64 Ki = 16 ticks, 1 Mi = 256 ticks: 10 ms, 160 ms, 2.6 s at the default 10 ms tick).
  *
  * SUMMARY: the sweep touches only groups that hold buckets. The table is mostly empty pages, and
  * reading a page maps it (an idle sweep used to map all of a 520 MiB table within 10 s). A bitmap
@@ -132,7 +152,6 @@
 #define GROUP_VER (1ull << 32)
 #define NS_MS RATE_NS_MS
 
-#define RATE_GRACE_NS (100 * NS_MS)       /* > coarse clock lag; see the stale-client argument */
 #define RATE_SWEEP_GROUPS 128u            /* groups per rate_sweep() call */
 #define RATE_RING_GRACE_NS (1000 * NS_MS) /* a ring taken this recently may await its publication */
 
@@ -146,7 +165,8 @@ static inline void st(struct prot_rate_bucket *b, size_t off, uint64_t v)
 
 static bool id_equal(struct prot_rate_bucket *b, const struct rate_id *id)
 {
-	if (ld(b, B_OP_HASH) != id->op_hash || ld(b, B_ID0) != id->id0 || ld(b, B_ID1) != id->id1)
+	if (ld(b, B_OP_HASH) != id->op_hash || ld_id0(b) != id->id0 ||
+	    ((ld(b, B_SCALE) ^ id->scale) & id->scale_mask))
 		return false;
 	for (uint32_t k = 0; k < id->ent_words; k++)
 		if (ld(b, ent_off(k)) != id->ent[k])
@@ -157,8 +177,9 @@ static bool id_equal(struct prot_rate_bucket *b, const struct rate_id *id)
 static void id_store(struct prot_rate_bucket *b, const struct rate_id *id)
 {
 	st(b, B_OP_HASH, id->op_hash);
-	st(b, B_ID0, id->id0);
-	st(b, B_ID1, id->id1);
+	__atomic_store_n((uint32_t __attribute__((may_alias)) *)((char *)b + B_ID0), id->id0,
+	                 __ATOMIC_RELAXED);
+	st(b, B_SCALE, id->scale);
 	for (uint32_t k = 0; k < id->ent_words; k++)
 		st(b, ent_off(k), id->ent[k]);
 }
@@ -235,7 +256,7 @@ uint64_t rate_key_op_hash(const struct prot_shm_header *h, struct prot_key_slot 
  * winner of LIVE -> DEAD calls this (once per bucket); a client that charged just before the
  * removal and adds its count just after it is lost to the statistic, never double-counted. The
  * key is the one whose name hashes to the bucket's op_hash (Hammer-style operations that are no
- * key have no totals). Removals are rare (expiry, reset, algorithm change): a scan of the keys. */
+ * key have no totals). Removals are rare (expiry, reset): a scan of the keys. */
 static void fold_counts(struct prot_shm_header *h, struct prot_rate_bucket *b)
 {
 	/* relaxed: statistics */
@@ -275,13 +296,15 @@ static bool finish_remove(struct rate_ref r, uint64_t m)
 	return true;
 }
 
-/* Remove the bucket if its word is still w (observed under meta m). A sliding window's word (its
- * ring) does not change with admissions: its ring is closed first, so that none lands after it
- * (idle_before: only if it holds no admission after that time, see rate_sliding.c). */
-static bool bucket_remove_if(struct rate_ref r, uint64_t m, uint64_t w, uint64_t idle_before)
+/* Remove the bucket if its word is still w (observed under meta m). sliding: the bucket is a
+ * sliding window (its scale, read under m, says so). A sliding window's word (its ring) does not
+ * change with admissions: its ring is closed first, so that none lands after it (idle_before:
+ * only if it holds no admission after that time, see rate_sliding.c). */
+static bool bucket_remove_if(struct rate_ref r, uint64_t m, uint64_t w, bool sliding,
+                             uint64_t idle_before)
 {
 	struct prot_rate_bucket *b = &r.g->b[r.i];
-	bool ring = w != DEAD_WORD && META_ALGO(m) == PROT_RATE_SLIDING_WINDOW;
+	bool ring = w != DEAD_WORD && sliding;
 
 	if (ring && !rate_ring_close(r.h, rate_bucket_index(r), w, idle_before))
 		return false;
@@ -296,9 +319,9 @@ static bool bucket_remove_if(struct rate_ref r, uint64_t m, uint64_t w, uint64_t
 	return done;
 }
 
-static bool bucket_remove(struct rate_ref r, uint64_t m, uint64_t w)
+static bool bucket_remove(struct rate_ref r, uint64_t m, uint64_t w, bool sliding)
 {
-	return bucket_remove_if(r, m, w, 0);
+	return bucket_remove_if(r, m, w, sliding, 0);
 }
 
 /* ---- the summary of non-empty groups (see SUMMARY above) ------------------------------------- */
@@ -376,8 +399,7 @@ static inline uint32_t rotr32(uint32_t x, unsigned r)
 
 /* Claim a FREE bucket whose bit is clear in gw, trying the entity's home slot first and then the
  * next ones round the group. Returns its slot and meta, or -1. */
-static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uint32_t kind,
-                      uint64_t *claimed)
+static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uint64_t *claimed)
 {
 	uint32_t freebits = rotr32(~(uint32_t)gw, home); /* bit j: slot (home + j) % 32 */
 
@@ -388,7 +410,7 @@ static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uin
 		uint64_t m = atomic_load_explicit(&b->meta, memory_order_relaxed);
 		if (META_ST(m) != RB_FREE)
 			continue; /* claimed by another inserter, or the tail of a removal */
-		uint64_t c = META(META_GEN(m) + 1, kind, RB_CLAIMED);
+		uint64_t c = META(META_GEN(m) + 1, RB_CLAIMED);
 		/* acquire: the bucket's previous removal (FREE release) happens before our writes */
 		if (atomic_compare_exchange_strong_explicit(&b->meta, &m, c, memory_order_acquire,
 		                                            memory_order_relaxed)) {
@@ -399,11 +421,13 @@ static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uin
 	return -1;
 }
 
-static void claim_release(struct rate_ref r, uint32_t i, uint64_t c, uint64_t word)
+/* Give back claim c of bucket i, and ring (a sliding window's ring reference taken for it, or
+ * DEAD_WORD: none). */
+static void claim_release(struct rate_ref r, uint32_t i, uint64_t c, uint64_t ring)
 {
 	struct prot_rate_bucket *b = &r.g->b[i];
-	if (META_ALGO(c) == PROT_RATE_SLIDING_WINDOW && word != DEAD_WORD)
-		rate_ring_give(r.h, rate_bucket_index((struct rate_ref){r.h, r.g, i}), word);
+	if (ring != DEAD_WORD)
+		rate_ring_give(r.h, rate_bucket_index((struct rate_ref){r.h, r.g, i}), ring);
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed); /* see finish_remove */
 	/* relaxed: nothing of ours is published; fails harmlessly if the sweep freed it already */
 	atomic_compare_exchange_strong_explicit(&b->meta, &c, META_WITH(c, RB_FREE),
@@ -417,8 +441,8 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
                         const struct rate_params *rp, uint64_t now, uint64_t *meta)
 {
 	struct prot_rate_group *g = r->g;
-	uint64_t c, word = rate_word_init(rp->tag, now);
-	int i = claim_free(g, gw, id->home, rp->tag, &c);
+	uint64_t c, word = rate_word_init(SCALE_KIND(id->scale), now), ring = DEAD_WORD;
+	int i = claim_free(g, gw, id->home, &c);
 
 	if (i < 0)
 		return RATE_TABLE_FULL;
@@ -426,10 +450,12 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 	 * claim if this insertion loses). */
 	if (rp->algo == PROT_RATE_SLIDING_WINDOW &&
 	    rate_ring_take(r->h, rate_bucket_index((struct rate_ref){r->h, g, (uint32_t)i}), rp, now,
-	                   &word) < 0) {
+	                   &ring) < 0) {
 		claim_release(*r, (uint32_t)i, c, DEAD_WORD);
 		return RATE_TABLE_FULL;
 	}
+	if (ring != DEAD_WORD)
+		word = ring;
 	summary_mark(r->h, id->group); /* before publishing: see SUMMARY */
 	struct prot_rate_bucket *b = &g->b[i];
 	/* relaxed stores, all published by the group CAS (release) below. Who holds the claim, for
@@ -439,6 +465,8 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 	atomic_store_explicit(&g->h.tags[i], id->tag, memory_order_relaxed);
 	id_store(b, id);
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
+	atomic_store_explicit(&b->created_ns, now, memory_order_relaxed);
+	atomic_store_explicit(&b->updated_ms, (uint32_t)(now / NS_MS), memory_order_relaxed);
 	atomic_store_explicit(&b->word, word, memory_order_relaxed);
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
 	for (;;) {
@@ -453,7 +481,7 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 		/* The group changed since our scan: maybe someone published our entity. */
 		int j = group_scan(g, gw, id, true, meta);
 		if (j >= 0 || (gw & (1ull << i))) {
-			claim_release(*r, (uint32_t)i, c, word);
+			claim_release(*r, (uint32_t)i, c, ring);
 			return j >= 0 ? j : R_RETRY;
 		}
 	}
@@ -470,6 +498,15 @@ static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct
 
 /* ---- the decision ----------------------------------------------------------------------------- */
 
+/* An admission's statistics and display time, on line 0 (which the CAS, or the ring's word, owns). */
+static inline void note_admission(struct prot_rate_bucket *b, uint64_t cost, uint64_t now)
+{
+	atomic_fetch_add_explicit(&b->allowed, cost, memory_order_relaxed); /* statistic */
+	/* relaxed: display only. A stale store after the bucket was recycled can only misdate the
+	 * next use's display field, never its identity or word. */
+	atomic_store_explicit(&b->updated_ms, (uint32_t)(now / NS_MS), memory_order_relaxed);
+}
+
 /* A sliding window's decision (rate_sliding.c) on bucket r whose word w is its ring. */
 static int decide_sliding(struct rate_ref r, uint64_t m, uint64_t w, const struct rate_params *rp,
                           uint64_t cost, uint64_t now, struct prot_rate_info *info)
@@ -484,12 +521,12 @@ static int decide_sliding(struct rate_ref r, uint64_t m, uint64_t w, const struc
 	}
 	res = rate_sliding_charge(r.h, bidx, w, rp, now, info);
 	if (res == RATE_SW_GONE) { /* closed for a removal, or limits changed: help, look up again */
-		bucket_remove(r, m, w);
+		bucket_remove(r, m, w, true);
 		return R_RETRY;
 	}
 	/* relaxed: statistics (admissions on line 0, denials on line 1, as decide) */
 	if (res == 1)
-		atomic_fetch_add_explicit(&b->allowed, 1, memory_order_relaxed);
+		note_admission(b, 1, now);
 	else if (res == 0)
 		atomic_fetch_add_explicit(&b->denied, 1, memory_order_relaxed);
 	return res;
@@ -511,10 +548,6 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 			finish_remove(r, m);
 			return R_RETRY;
 		}
-		if (unlikely(META_ALGO(m) != rp->tag)) {
-			bucket_remove(r, m, w);
-			return R_RETRY;
-		}
 		if (rp->algo == PROT_RATE_SLIDING_WINDOW)
 			return decide_sliding(r, m, w, rp, cost, now, info);
 		rate_eval(rp, w, now, cost, &e);
@@ -530,22 +563,28 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 		                                          memory_order_acquire))
 			break;
 	}
-	atomic_fetch_add_explicit(&b->allowed, cost, memory_order_relaxed); /* statistic */
+	note_admission(b, cost, now);
 	rate_info_fill(info, rp, &e);
 	return 1;
 }
 
-/* id's bucket, found or inserted: its slot (r->i not set) and LIVE meta, or RATE_TABLE_FULL. */
+/* id's bucket, found or inserted: its slot (r->i not set) and LIVE meta, or RATE_TABLE_FULL.
+ * *inserted = RATE_INSERTED when this call published it. */
 static inline int bucket_get(struct rate_ref *r, prot_t *p, const struct rate_id *id,
-                             const struct rate_params *rp, uint64_t now, uint64_t *m)
+                             const struct rate_params *rp, uint64_t now, uint64_t *m,
+                             int *inserted)
 {
 	for (;;) {
 		uint64_t gw = group_load(r->g);
 		int i = group_scan(r->g, gw, id, true, m);
-		if (i < 0)
-			i = group_insert(r, p, gw, id, rp, now, m);
-		if (i != R_RETRY)
+		if (i >= 0)
 			return i;
+		i = group_insert(r, p, gw, id, rp, now, m);
+		if (i != R_RETRY) {
+			if (i >= 0)
+				*inserted = RATE_INSERTED;
+			return i;
+		}
 	}
 }
 
@@ -553,6 +592,7 @@ int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id
                       const struct rate_params *rp, uint64_t cost, uint64_t now,
                       struct prot_rate_info *info)
 {
+	int inserted = 0;
 	struct rate_ref r = {.h = h, .g = group_at(h, id->group)};
 	uint64_t m;
 	int i, res;
@@ -561,13 +601,13 @@ int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id
 	 * usually the home slot, fetched while the group line is. */
 	__builtin_prefetch(&r.g->b[id->home], 1, 3);
 	for (;;) {
-		i = bucket_get(&r, p, id, rp, now, &m);
+		i = bucket_get(&r, p, id, rp, now, &m, &inserted);
 		if (i == RATE_TABLE_FULL)
 			return RATE_TABLE_FULL;
 		r.i = (uint32_t)i;
 		res = decide(r, m, rp, cost, now, info);
 		if (res != R_RETRY)
-			return res;
+			return res | inserted;
 	}
 }
 
@@ -589,14 +629,10 @@ static int count_step(struct rate_ref r, uint64_t m, const struct rate_params *r
 			finish_remove(r, m);
 			return R_RETRY;
 		}
-		if (META_ALGO(m) != rp->tag) {
-			bucket_remove(r, m, w);
-			return R_RETRY;
-		}
 		if (rp->algo == PROT_RATE_SLIDING_WINDOW) {
 			int res = rate_sliding_add(r.h, rate_bucket_index(r), w, rp, n, now, count);
 			if (res == RATE_SW_GONE) {
-				bucket_remove(r, m, w);
+				bucket_remove(r, m, w, true);
 				return R_RETRY;
 			}
 			return res;
@@ -617,15 +653,16 @@ int rate_table_count(struct prot_shm_header *h, prot_t *p, const struct rate_id 
 {
 	struct rate_ref r = {.h = h, .g = group_at(h, id->group)};
 	uint64_t m;
+	int inserted = 0;
 
 	for (;;) {
-		int i = bucket_get(&r, p, id, rp, now, &m);
+		int i = bucket_get(&r, p, id, rp, now, &m, &inserted);
 		if (i == RATE_TABLE_FULL)
 			return RATE_TABLE_FULL;
 		r.i = (uint32_t)i;
 		int res = count_step(r, m, rp, set, n, now, count);
 		if (res != R_RETRY)
-			return res;
+			return res == 0 ? inserted : res;
 	}
 }
 
@@ -654,43 +691,52 @@ int rate_table_find(struct prot_shm_header *h, const struct rate_id *id, struct 
 	return -EAGAIN;
 }
 
-int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
+/* Bounded: each round removes a bucket or sees one change under it; a group holds 32 buckets,
+ * and a bucket that keeps changing (charged between our find and our CAS) ends the loop with
+ * -EAGAIN after as many rounds as rate_table_find allows itself. */
+int rate_table_reset(struct prot_shm_header *h, const struct rate_id *id)
 {
-	struct rate_id id;
 	struct rate_ref ref;
 	uint64_t m, w;
-	int r = rate_id_make(NULL, h, op, entity, &id);
+	int removed = 0;
 
-	if (r < 0)
-		return r;
-	for (;;) {
-		r = rate_table_find(h, &id, &ref, &m, &w);
+	for (int tries = 0; tries < 1000; tries++) {
+		int r = rate_table_find(h, id, &ref, &m, &w);
+		if (r == -ENOENT)
+			return removed ? 0 : -ENOENT;
 		if (r < 0)
 			return r;
 		if (META_ST(m) == RB_CLAIMED)
 			m = help_if_published(ref.g, ref.i, m);
-		if (META_ST(m) == RB_LIVE && bucket_remove(ref, m, w))
-			return 0;
+		/* acquire: the meta re-check below cannot be satisfied before this load; the scale
+		 * (identity, written before publication) read under an unchanged meta is this use's */
+		uint64_t scale = __atomic_load_n(bw(ref.g->b + ref.i, B_SCALE), __ATOMIC_ACQUIRE);
+		if (atomic_load_explicit(&ref.g->b[ref.i].meta, memory_order_relaxed) != m)
+			continue;
+		bool sliding = RATE_TAG_ALGO(SCALE_KIND(scale)) == PROT_RATE_SLIDING_WINDOW;
+		if (META_ST(m) == RB_LIVE && bucket_remove(ref, m, w, sliding))
+			removed++;
 	}
+	return -EAGAIN;
 }
 
 /* ---- expiry ----------------------------------------------------------------------------------- */
 
 /* The sweep's readings of the clocks buckets are on. */
 struct sweep_now {
-	uint64_t mono, calendar;
+	uint64_t mono, calendar, grace;
 };
 
-static bool expired(uint64_t m, uint64_t w, const struct sweep_now *sn)
+static bool expired(uint64_t scale, uint64_t w, const struct sweep_now *sn)
 {
-	uint32_t kind = META_ALGO(m);
+	uint32_t kind = SCALE_KIND(scale);
 	uint64_t now = kind & RATE_TAG_REALTIME ? sn->calendar : sn->mono;
 
-	if (now < RATE_GRACE_NS || (kind & RATE_TAG_BUDGET))
+	if (now < sn->grace || (kind & RATE_TAG_BUDGET))
 		return false; /* a budget never refills: only reset frees it */
 	if (rate_algo_gcra_word(RATE_TAG_ALGO(kind)))
-		return w <= now - RATE_GRACE_NS;
-	return (w >> RATE_FW_BITS) <= (now - RATE_GRACE_NS) / NS_MS;
+		return w <= now - sn->grace;
+	return (w >> RATE_FW_BITS) <= (now - sn->grace) / NS_MS;
 }
 
 /* A bucket whose bit is set. */
@@ -704,15 +750,17 @@ static uint64_t sweep_set(struct rate_ref r, const struct sweep_now *now)
 		m = help_if_published(r.g, r.i, m);
 	if (META_ST(m) != RB_LIVE)
 		return 0;
-	/* acquire: the meta re-check below cannot be satisfied before this load */
+	/* acquire: the meta re-check below cannot be satisfied before this load; the scale (identity,
+	 * written before publication) is this use's when the re-check holds */
 	uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire);
+	uint64_t scale = ld(b, B_SCALE);
 	if (atomic_load_explicit(&b->meta, memory_order_relaxed) != m)
 		return 0;
 	if (w == DEAD_WORD)
 		return finish_remove(r, m);
-	if (META_ALGO(m) == PROT_RATE_SLIDING_WINDOW) /* expired: its ring is idle (closed if so) */
-		return now->mono >= RATE_GRACE_NS && bucket_remove_if(r, m, w, now->mono - RATE_GRACE_NS);
-	return expired(m, w, now) && bucket_remove(r, m, w);
+	if (RATE_TAG_ALGO(SCALE_KIND(scale)) == PROT_RATE_SLIDING_WINDOW) /* expired: its ring is idle */
+		return now->mono >= now->grace && bucket_remove_if(r, m, w, true, now->mono - now->grace);
+	return expired(scale, w, now) && bucket_remove(r, m, w, false);
 }
 
 /* Is the claimer `owner` (identity | CLAIM_TAG) provably gone? Anything else stored there (0, a
@@ -762,13 +810,15 @@ static uint64_t sweep_group(struct prot_shm_header *h, uint32_t gi, _Atomic uint
 	return count;
 }
 
-void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t *swept)
+void rate_sweep(const struct prot_idv *v, uint64_t now_ns, uint64_t grace_ns, uint64_t *swept)
 {
 	struct prot_shm_header *h = v->h;
 	uint32_t groups = seg_count(h, REG_RATE_GROUPS);
 	uint32_t n = groups < RATE_SWEEP_GROUPS ? groups : RATE_SWEEP_GROUPS;
 	uint64_t count = 0;
-	const struct sweep_now sn = {now_ns, rate_clock_now(RATE_CLOCK_REALTIME, 0)};
+	/* never below the minimum the stale-client argument needs, whatever the caller passes */
+	const struct sweep_now sn = {now_ns, rate_clock_now(RATE_CLOCK_REALTIME, 0),
+	                             grace_ns < RATE_GRACE_MIN_MS * NS_MS ? RATE_GRACE_MIN_MS * NS_MS : grace_ns};
 
 	if (groups == 0 || (groups & (groups - 1)) != 0) {
 		*swept = 0;

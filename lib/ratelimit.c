@@ -6,17 +6,23 @@
  * configuration read from its slot (rate_key_cfg) and turned into decision parameters
  * (rate_params_of_key); and what a full table means for a call (the key's rate_on_full policy,
  * its counters and events). The table itself is rate_table.c, the arithmetic rate_algo.c, the
- * read-only views rate_view.c; rate_view.c (status) and rate_table.c (reset) call rate_id_make.
+ * read-only views rate_view.c, the operation names rate_ops.c. The status (rate_status_bin_h, on
+ * rate_view.c's rate_view_find) and reset (rate_reset_bin_h, on rate_table_reset) entry points
+ * are here too: they name their buckets with rate_id_make (any scale for a reset).
  * The naming and the memo sit here, with the decisions, because a decision's cost is mostly
  * theirs: in one file the compiler inlines them into each entry point.
  *
- * IDENTITY. A bucket is (operation, entity). The entity is compared exactly: its bytes (at most
- * PROT_ENTITY_MAX = 64; longer is PROT_ETOOLONG, never truncated) are stored in ent_head/ent_tail.
- * The operation is a program constant and is compared by a 64-bit keyed hash plus its length
- * (op_hash = SipHash(segment key, name), op_len); op_head keeps its first 14 bytes for display.
- * For a protection key (prot_rate_check_key, prot_execute) the operation is the key's name, or the
- * call's opts->operation. The group, tag and home slot come from SipHash(segment key ^ (op_hash,
- * 0), entity) (see TABLE in rate_table.c).
+ * IDENTITY. A bucket is (operation, entity, algorithm, window), as Hammer keys a bucket per scale:
+ * two scales on one entity are two buckets, each exact; the limit is not part of it. The entity is
+ * compared exactly: its bytes (at most PROT_ENTITY_MAX = 64, any bytes with the _bin forms;
+ * longer is PROT_ETOOLONG, never truncated) and its length are stored in ent_head/ent_tail and
+ * ent_len. The operation is a program constant and is compared by a 64-bit keyed hash plus its
+ * length (op_hash = SipHash(segment key, name), op_len); its name is kept once, in the operation
+ * registry (rate_ops.c), noted when a decision inserts a bucket. Window and algorithm are one
+ * word of the bucket (scale, rate_table.h), compared with the rest. For a protection key (prot_rate_check_key,
+ * prot_execute) the operation is the key's name, or the call's opts->operation. The group, tag and
+ * home slot come from SipHash(segment key ^ (op_hash, 0), entity) — not from the scale, so every
+ * scale of an entity shares its group (see TABLE in rate_table.c) and a reset finds them all.
  *
  * THE MEMO. An entry is a small seqlock (see struct rate_op_cache): a reader that overlaps a writer
  * fails and computes, never tears. A key slot remembered there is trusted only while the slot's
@@ -141,7 +147,8 @@ static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const cha
 /* Key NAME's slot index, remembered per handle with the slot's state word: while that word is
  * unchanged the slot holds the same key (protd bumps the generation in it on every reuse), so a
  * hit costs one load instead of a search. Errors as seg_find. */
-static int key_lookup(prot_t *p, struct prot_shm_header *h, const char *name)
+static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct prot_shm_header *h,
+                                                             const char *name)
 {
 	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
 	size_t ol = strnlen(name, PROT_NAME_MAX + 1);
@@ -177,26 +184,26 @@ static int key_lookup(prot_t *p, struct prot_shm_header *h, const char *name)
 	return idx;
 }
 
-int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op, const char *entity,
-                 struct rate_id *id)
+int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op, const void *entity,
+                 size_t el, const struct rate_params *rp, struct rate_id *id)
 {
 	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
-	size_t ol, el;
+	size_t ol;
 
-	if (!op || !entity)
+	if (!op || (!entity && el))
 		return -EINVAL;
 	ol = strnlen(op, PROT_OP_MAX + 1);
-	el = strnlen(entity, PROT_ENTITY_MAX + 1);
 	if (ol > PROT_OP_MAX || el > PROT_ENTITY_MAX)
 		return -PROT_ETOOLONG;
 	if (ol == 0)
 		return -EINVAL;
 	memset(id->ent, 0, sizeof id->ent);
-	to_words(id->ent, entity, el);
+	if (el)
+		to_words(id->ent, entity, el);
 	to_words(opw, op, ol);
-	/* op_len, ent_len, then op_head = the name's first 14 bytes */
-	id->id0 = ol | el << 8 | opw[0] << 16;
-	id->id1 = opw[0] >> 48 | opw[1] << 16;
+	id->id0 = (uint32_t)(ol | el << 8);
+	id->scale = rp ? SCALE(rp->tag, rp->window_ms) : 0;
+	id->scale_mask = rp ? ~0ull : 0;
 	id->ent_len = (uint8_t)el;
 	id->ent_words = el <= 16 ? 2 : (uint32_t)(el + 7) / 8;
 	id->op_hash = op_hash_of(p, h, op, ol, opw);
@@ -210,6 +217,12 @@ int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op, con
 	return 0;
 }
 
+/* A C-string entity's length, bounded: a longer one is refused by rate_id_make (PROT_ETOOLONG). */
+static size_t ent_strlen(const char *entity)
+{
+	return entity ? strnlen(entity, PROT_ENTITY_MAX + 1) : 0;
+}
+
 /* ---- what a call means for the table ------------------------------------------------------- */
 
 /* What a full group means for this call, and how the call is reported. */
@@ -219,7 +232,7 @@ struct rate_policy {
 	uint32_t key_idx;          /* PROT_NO_INDEX: no key */
 	const char *key;           /* the key's name, or NULL */
 	const char *op;            /* the operation naming the buckets (a key's: its name by default) */
-	const char *entity;        /* for telemetry only */
+	const char *entity;        /* for telemetry only (NULL for a binary entity) */
 };
 
 static int table_full(struct prot_shm_header *h, const struct rate_policy *pol,
@@ -249,6 +262,10 @@ static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct ra
 
 	if (res == RATE_TABLE_FULL)
 		return table_full(h, pol, rp, info);
+	if (unlikely(res & RATE_INSERTED)) { /* a new bucket: its operation's name, for protctl */
+		rate_ops_note(h, pol->op, id->id0 & 0xff, id->op_hash);
+		res &= ~RATE_INSERTED;
+	}
 	/* No per-key counter here: a line shared by every process and entity of the key would be
 	 * written by every decision (denials included). The bucket counts (admissions on the line the
 	 * CAS already owns, denials on line 1); a key's totals are its live buckets plus what removed
@@ -261,26 +278,49 @@ static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct ra
 
 /* ---- hidden entry points (protctl, facade, tests) -------------------------------------------- */
 
-int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const char *entity,
-                 const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
-                 struct prot_rate_info *info)
+int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const char *op, const void *entity,
+                     size_t el, const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
+                     struct prot_rate_info *info)
 {
 	struct rate_params rp;
 	struct rate_id id;
-	struct rate_policy pol = {.full = RATE_FULL_DENY, .key_idx = PROT_NO_INDEX, .op = op,
-	                          .entity = entity};
-	int r = rate_id_make(p, h, op, entity, &id);
+	struct rate_policy pol = {.full = RATE_FULL_DENY, .key_idx = PROT_NO_INDEX, .op = op};
+	int r;
 
-	if (r == 0) {
-		rate_params_of_limit(lim, &rp); /* the public form, converted once */
+	rate_params_of_limit(lim, &rp); /* the public form, converted once */
+	r = rate_id_make(p, h, op, entity, el, &rp, &id);
+	if (r == 0)
 		r = rate_params_cost(&rp, cost);
-	}
 	if (r == 0)
 		r = rate_sliding_fits(h, &rp);
 	if (r < 0)
 		return r;
 	rp.clock_given = now_ns != 0;
 	return rate_run(h, p, &id, &rp, cost, now_ns ? now_ns : prot_now_ns(), &pol, info);
+}
+
+int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const char *entity,
+                 const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
+                 struct prot_rate_info *info)
+{
+	if (!entity)
+		return -EINVAL;
+	return rate_check_bin_h(p, h, op, entity, ent_strlen(entity), lim, cost, now_ns, info);
+}
+
+int rate_reset_bin_h(struct prot_shm_header *h, const char *op, const void *entity, size_t el)
+{
+	struct rate_id id;
+	int r = rate_id_make(NULL, h, op, entity, el, NULL, &id); /* any scale */
+
+	return r < 0 ? r : rate_table_reset(h, &id);
+}
+
+int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
+{
+	if (!entity)
+		return -EINVAL;
+	return rate_reset_bin_h(h, op, entity, ent_strlen(entity));
 }
 
 /* The rate fields lead struct prot_key_cfg: a decision copies those six words, not sixteen. */
@@ -325,9 +365,11 @@ void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
 		rate_params_realtime(rp);
 }
 
-int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
-                   const char *op, const struct prot_key_cfg *cfg, const char *entity,
-                   uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
+/* A key's decision on an entity of el bytes; tel_entity: the entity for telemetry (NULL: binary). */
+static inline __attribute__((always_inline)) int key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
+                             const char *op, const struct prot_key_cfg *cfg, const void *entity,
+                             size_t el, const char *tel_entity, uint64_t cost, uint64_t now_ns,
+                             struct prot_rate_info *info)
 {
 	struct prot_key_slot *k = seg_entry(h, REG_KEYS, idx);
 	char name[PROT_NAME_BYTES];
@@ -347,18 +389,27 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
 	}
 	if (!op)
 		op = key;
-	r = rate_id_make(p, h, op, entity, &id);
-	if (r == 0) {
-		rate_params_of_key(cfg, &rp);
+	rate_params_of_key(cfg, &rp);
+	r = rate_id_make(p, h, op, entity, el, &rp, &id);
+	if (r == 0)
 		r = rate_params_cost(&rp, cost);
-	}
 	if (r == 0)
 		r = rate_sliding_fits(h, &rp);
 	if (r < 0)
 		return r;
 	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,
-	                          .key = key, .op = op, .entity = entity};
+	                          .key = key, .op = op, .entity = tel_entity};
 	return rate_run(h, p, &id, &rp, cost, rate_clock_now(cfg->rate_clock, now_ns), &pol, info);
+}
+
+int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
+                   const char *op, const struct prot_key_cfg *cfg, const char *entity,
+                   uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
+{
+	if (!entity && rate_cfg_on(cfg))
+		return -EINVAL;
+	return key_decide(p, h, idx, key, op, cfg, entity, ent_strlen(entity), entity, cost, now_ns,
+	                  info);
 }
 
 int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
@@ -370,7 +421,50 @@ int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const
 	return r < 0 ? r : rate_check_cfg(p, h, idx, key, NULL, &cfg, entity, cost, 0, info);
 }
 
+/* The status of (op, entity) under rp, as rate_status_h describes it: the whole status. */
+int rate_status_bin_h(struct prot_shm_header *h, const char *op, const void *entity, size_t el,
+                      const struct rate_params *rp, uint64_t now_ns, struct prot_rate_status *out)
+{
+	struct rate_id id;
+	int r = rate_id_make(NULL, h, op, entity, el, rp, &id);
+
+	if (r == 0)
+		r = rate_params_cost(rp, 0);
+	if (r == 0)
+		r = rate_sliding_fits(h, rp);
+	if (r < 0)
+		return r;
+	if (!out)
+		return -EINVAL;
+	if (!now_ns) /* on the clock of rp's buckets */
+		now_ns = rate_clock_now(rate_clock_of_tag(rp->tag), 0);
+	return rate_view_find(h, &id, rp, now_ns, out);
+}
+
+int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,
+                  const struct rate_params *rp, uint64_t now_ns, struct prot_rate_info *out)
+{
+	struct prot_rate_status st;
+	int r;
+
+	if (!entity || !out)
+		return -EINVAL;
+	r = rate_status_bin_h(h, op, entity, ent_strlen(entity), rp, now_ns, &st);
+	if (r == 0)
+		*out = st.info;
+	return r;
+}
+
 /* ---- public API ------------------------------------------------------------------------------- */
+
+int prot_rate_check_bin(prot_t *p, const char *operation, const void *entity, size_t entity_len,
+                        const struct prot_rate_limit *lim, uint64_t cost, struct prot_rate_info *info)
+{
+	int g = prot_gate(p, true); /* deciding writes the segment */
+	if (g < 0)
+		return g;
+	return rate_check_bin_h(p, prot_hdr(p), operation, entity, entity_len, lim, cost, 0, info);
+}
 
 int prot_rate_check_n(prot_t *p, const char *operation, const char *entity,
                       const struct prot_rate_limit *lim, uint64_t cost, struct prot_rate_info *info)
@@ -387,6 +481,32 @@ int prot_rate_check(prot_t *p, const char *operation, const char *entity, uint64
 	struct prot_rate_limit lim = {.algo = PROT_RATE_FIXED_WINDOW, .limit = limit,
 	                              .window_ms = window_ms};
 	return prot_rate_check_n(p, operation, entity, &lim, 1, info);
+}
+
+/* Key NAME's slot and its rate configuration, for a call that may write (decisions) or not. */
+static int key_of(prot_t *p, const char *key, bool write, uint32_t *idx, struct prot_key_cfg *cfg)
+{
+	int g = prot_gate(p, write);
+	if (g < 0)
+		return g;
+	if (!key)
+		return -EINVAL;
+	int r = key_lookup(p, prot_hdr(p), key);
+	if (r < 0)
+		return r;
+	*idx = (uint32_t)r;
+	return rate_key_cfg(prot_hdr(p), *idx, cfg);
+}
+
+int prot_rate_check_key_bin(prot_t *p, const char *key, const void *entity, size_t entity_len,
+                            uint64_t cost, struct prot_rate_info *info)
+{
+	struct prot_key_cfg cfg;
+	uint32_t idx;
+	int r = key_of(p, key, true, &idx, &cfg);
+
+	return r < 0 ? r : key_decide(p, prot_hdr(p), idx, key, NULL, &cfg, entity, entity_len, NULL,
+	                              cost, 0, info);
 }
 
 int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t cost,
@@ -407,16 +527,16 @@ int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t
 	return rate_check_key_idx(p, h, (uint32_t)idx, key, entity, cost, info);
 }
 
-int prot_rate_execute(prot_t *p, const char *operation, const char *entity,
-                      const struct prot_rate_limit *lim, int (*fn)(void *arg), void *arg,
-                      int *fn_result, struct prot_rate_info *info)
+int prot_rate_execute_bin(prot_t *p, const char *operation, const void *entity, size_t entity_len,
+                          const struct prot_rate_limit *lim, uint64_t cost, int (*fn)(void *arg),
+                          void *arg, int *fn_result, struct prot_rate_info *info)
 {
 	struct prot_rate_info in;
 	int r;
 
 	if (!fn)
 		return -EINVAL;
-	r = prot_rate_check_n(p, operation, entity, lim, 1, &in);
+	r = prot_rate_check_bin(p, operation, entity, entity_len, lim, cost ? cost : 1, &in);
 	if (r < 0)
 		return r;
 	if (info)
@@ -427,6 +547,28 @@ int prot_rate_execute(prot_t *p, const char *operation, const char *entity,
 	if (fn_result)
 		*fn_result = res;
 	return 0;
+}
+
+int prot_rate_execute(prot_t *p, const char *operation, const char *entity,
+                      const struct prot_rate_limit *lim, int (*fn)(void *arg), void *arg,
+                      int *fn_result, struct prot_rate_info *info)
+{
+	if (!entity)
+		return -EINVAL;
+	return prot_rate_execute_bin(p, operation, entity, ent_strlen(entity), lim, 1, fn, arg,
+	                             fn_result, info);
+}
+
+int prot_rate_status_bin(prot_t *p, const char *operation, const void *entity, size_t entity_len,
+                         const struct prot_rate_limit *lim, struct prot_rate_status *out)
+{
+	struct rate_params rp;
+	int g = prot_gate(p, false);
+
+	if (g < 0)
+		return g;
+	rate_params_of_limit(lim, &rp); /* the public form, converted once */
+	return rate_status_bin_h(prot_hdr(p), operation, entity, entity_len, &rp, 0, out);
 }
 
 int prot_rate_status(prot_t *p, const char *operation, const char *entity,
@@ -441,6 +583,30 @@ int prot_rate_status(prot_t *p, const char *operation, const char *entity,
 	return rate_status_h(prot_hdr(p), operation, entity, &rp, 0, out);
 }
 
+int prot_rate_status_key(prot_t *p, const char *key, const void *entity, size_t entity_len,
+                         struct prot_rate_status *out)
+{
+	struct prot_key_cfg cfg;
+	struct rate_params rp;
+	uint32_t idx;
+	int r = key_of(p, key, false, &idx, &cfg);
+
+	if (r < 0)
+		return r;
+	if (!rate_cfg_on(&cfg))
+		return -EINVAL; /* no rate limiter: no bucket to describe */
+	rate_params_of_key(&cfg, &rp);
+	return rate_status_bin_h(prot_hdr(p), key, entity, entity_len, &rp, 0, out);
+}
+
+int prot_rate_reset_bin(prot_t *p, const char *operation, const void *entity, size_t entity_len)
+{
+	int g = prot_gate(p, true);
+	if (g < 0)
+		return g;
+	return rate_reset_bin_h(prot_hdr(p), operation, entity, entity_len);
+}
+
 int prot_rate_reset(prot_t *p, const char *operation, const char *entity)
 {
 	int g = prot_gate(p, true);
@@ -448,4 +614,3 @@ int prot_rate_reset(prot_t *p, const char *operation, const char *entity)
 		return g;
 	return rate_reset_h(prot_hdr(p), operation, entity);
 }
-

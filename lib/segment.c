@@ -230,11 +230,12 @@ void seg_unmap(struct prot_shm_header *h, size_t size)
 		munmap((char *)h - SEG_GEO_BYTES, SEG_GEO_BYTES + size);
 }
 
-/* The rate summary (lib/ratelimit.c) must lie beyond every region and within the segment; a
- * segment without one, or with one anywhere else, is swept whole. */
+/* The rate summary and operation registry (lib/rate_table.c, lib/rate_ops.c) must lie beyond
+ * every region and within the segment; a segment without them, or with them anywhere else, is
+ * swept whole and names no operation. */
 static bool summary_ok(const struct prot_shm_header *c)
 {
-	uint64_t off = c->rate_summary_off, bytes = RATE_SUMMARY_BYTES(c->rate_groups);
+	uint64_t off = c->rate_summary_off, bytes = RATE_TRAILER_BYTES(c->rate_groups);
 	if (off == 0 || off % PROT_CACHELINE || off > c->total_size || c->total_size - off < bytes)
 		return false;
 	for (int i = 0; i < REG_COUNT_; i++)

@@ -25,6 +25,10 @@ int main(void)
 	F(prot_rate_info, remaining); F(prot_rate_info, window_ms); F(prot_rate_info, reset_after_ms);
 	F(prot_rate_info, retry_after_ms);
 
+	S(prot_rate_status); F(prot_rate_status, exists); F(prot_rate_status, algo);
+	F(prot_rate_status, info); F(prot_rate_status, expires_at_ms); F(prot_rate_status, created_ms);
+	F(prot_rate_status, updated_ms);
+
 	S(prot_breaker_opts); F(prot_breaker_opts, strategy); F(prot_breaker_opts, tolerance);
 	F(prot_breaker_opts, window_ms); F(prot_breaker_opts, refresh_ms);
 	F(prot_breaker_opts, half_open_probes); F(prot_breaker_opts, probe_timeout_ms);

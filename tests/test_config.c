@@ -321,8 +321,9 @@ Test(config, check_config_prints_the_segment_size)
 {
 	const char *path;
 	cr_assert_eq(check(&path, SEG "rate_entities = 1048576\n"), 0, "%s", out.err);
-	/* 2^20 buckets: 32768 groups of 4160 B = 130 MiB, plus the small regions */
-	cr_assert(strstr(out.out, "segment /x: 130."), "%s", out.out);
+	/* 2^20 buckets: 32768 groups of 4160 B = 130 MiB, plus the small regions, the default 64
+	 * sliding-window rings of 1024 admissions (528 KiB) and the operation registry: 131.0 MiB */
+	cr_assert(strstr(out.out, "segment /x: 131.0 MiB"), "%s", out.out);
 	cr_assert(strstr(out.out, " bytes; max_segment_size 1.0 GiB"), "%s", out.out);
 }
 
@@ -347,11 +348,12 @@ Test(config, rate_limiter_limits_are_refused_at_load)
 	             3, "a fixed window counts at most 2^24 - 1 units");
 	cr_assert_eq(check(&path, SEG "[key a]\nrate_limit = 16777215\nrate_window = 1s\n"
 	                              "rate_algorithm = fixed_window\n"), 0, "%s", out.err);
-	cr_assert_eq(check(&path, SEG "[key a]\nrate_limit = 16777216\nrate_window = 1s\n"), 0,
+	cr_assert_eq(check(&path, SEG "[key a]\nrate_limit = 16777216\nrate_window = 1s\nrate_algorithm = gcra\n"), 0,
 	             "GCRA has no 24-bit count: %s", out.err);
 	expect_error(SEG "[key a]\nrate_limit = 1\nrate_window = 68719476737ms\n", 5,
 	             "larger than the maximum 68719476736 (2^36 ms");
-	expect_error(SEG "[key a]\nrate_limit = 1\nrate_window = 68719476736ms\nrate_burst = 4294967295\n",
+	expect_error(SEG "[key a]\nrate_limit = 1\nrate_window = 68719476736ms\nrate_burst = 4294967295\n"
+	             "rate_algorithm = gcra\n",
 	             3, "exceeds 2^62 ns");
 	expect_error(SEG "[key a]\nbreaker_tolerance = 128\nbreaker_window = 1s\nbreaker_refresh = 1s\n",
 	             4, "larger than the maximum 127");
@@ -390,7 +392,8 @@ Test(config, dev_shm_too_small_is_an_error_that_leaves_nothing)
 	struct statvfs v;
 	cr_assert_eq(statvfs("/dev/shm", &v), 0);
 	uint64_t free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
-	/* 2^20 buckets: a 130 MiB segment, far more than the free space */
+	/* 2^20 buckets: a 131 MiB segment (check_config_prints_the_segment_size), far more than the
+	 * free space */
 	const char *seg = th_segname("full");
 	const char *ini = th_write_file("full.ini", "[segment]\nrate_entities = 1048576\n[daemon]\n"
 	                                "control_socket = /tmp/prot-t-%d-full.sock\n", (int)getpid());
@@ -399,7 +402,7 @@ Test(config, dev_shm_too_small_is_an_error_that_leaves_nothing)
 	cr_assert_eq(code, 1, "exit %d:\n%s", code, out.err);
 	char want[128];
 	snprintf(want, sizeof want, "(%" PRIu64 " bytes) are free", free_bytes);
-	cr_assert(strstr(out.err, "/dev/shm cannot hold it: it needs 130."), "%s", out.err);
+	cr_assert(strstr(out.err, "/dev/shm cannot hold it: it needs 131.0 MiB"), "%s", out.err);
 	cr_assert(strstr(out.err, want), "the free space (%s) in:\n%s", want, out.err);
 	cr_assert(!strstr(out.err, "serving"), "%s", out.err);
 	cr_assert_eq(dir_entries("/dev/shm"), 0, "protd left something in /dev/shm");

@@ -606,6 +606,7 @@ Test(protctl, every_json_document_is_what_prot_json_7_lists, .timeout = 120)
 	prot_t *p = th_open(seg, 2000);
 	for (int i = 0; i < 3; i++) /* the limit is 2: e1 is admitted twice, then denied */
 		prot_rate_check_key(p, "api", "e1", 1, NULL);
+	prot_rate_check_key(p, "api", "e2", 1, NULL); /* for reset --op */
 	struct prot_breaker_opts bo = {.tolerance = 1, .window_ms = 1000, .refresh_ms = 1000};
 	cr_assert_eq(prot_breaker_create(p, "rt", &bo), 0);
 	prot_lease lease;
@@ -624,7 +625,12 @@ Test(protctl, every_json_document_is_what_prot_json_7_lists, .timeout = 120)
 		{"rate show KEY", "rate", "show", "api"},
 		{"rate show KEY ENTITY", "rate", "show", "api", "e1"},
 		{"rate top KEY", "rate", "top", "api"},
+		{"rate ops", "rate", "ops"},
+		{"rate show --op NAME", "rate", "show", "--op", "api"},
+		{"rate show --op NAME ENTITY", "rate", "show", "--op", "api", "e1"},
+		{"rate top --op NAME", "rate", "top", "--op", "api"},
 		{"rate reset KEY ENTITY", "rate", "reset", "api", "e1"},
+		{"rate reset --op NAME ENTITY", "rate", "reset", "--op", "api", "e2"},
 		{"breaker show", "breaker", "show"},
 		{"breaker show NAME", "breaker", "show", "api"},
 		{"breaker reset, blow, enable NAME", "breaker", "blow", "b"},

@@ -299,7 +299,7 @@ Test(core, status_and_reset)
 	cr_assert_eq(buckets(h, NULL), 1);
 }
 
-Test(core, limits_change_keeps_state_algorithm_change_resets)
+Test(core, limits_change_keeps_state_algorithm_change_is_another_bucket)
 {
 	struct prot_shm_header *h = core_seg();
 	struct prot_rate_info in;
@@ -318,9 +318,12 @@ Test(core, limits_change_keeps_state_algorithm_change_resets)
 	cr_assert_eq(in.used, 6, "300 ms of debt at T=50 ms");
 	cr_assert_eq(chk(h, "g", &g20, 1, 0, &in), 0);
 	cr_assert_eq(in.retry_after_ms, 50);
-	/* another algorithm: the bucket starts over */
+	/* another algorithm: another bucket (identity is operation, entity, algorithm, window); the
+	 * GCRA bucket keeps its debt */
 	cr_assert_eq(chk(h, "g", &FW5, 5, 0, NULL), 1);
-	cr_assert_eq(buckets(h, "op"), 2);
+	cr_assert_eq(buckets(h, "op"), 3);
+	cr_assert_eq(status(h, "g", &g20, 0, &in), 0);
+	cr_assert_eq(in.used, 6, "the GCRA bucket is untouched");
 }
 
 /* ---- keys ------------------------------------------------------------------------------------- */
@@ -394,9 +397,9 @@ Test(core, sweep_expires_and_churn_keeps_working)
 		}
 		cr_assert_eq(atomic_load(&h->rate_buckets_used), 64);
 		/* nothing has expired within its window */
-		rate_sweep(ANON_VIEW(h), at(1000 * (uint64_t)w + 50), &swept);
+		rate_sweep(ANON_VIEW(h), at(1000 * (uint64_t)w + 50), 100 * 1000000ull, &swept);
 		cr_assert_eq(swept, 0);
-		rate_sweep(ANON_VIEW(h), at(1000 * (uint64_t)w + 900), &swept);
+		rate_sweep(ANON_VIEW(h), at(1000 * (uint64_t)w + 900), 100 * 1000000ull, &swept);
 		cr_assert_eq(swept, 64, "wave %d", w);
 		total += swept;
 		cr_assert_eq(atomic_load(&h->rate_buckets_used), 0);
@@ -447,7 +450,7 @@ Test(core, dead_claimers_are_recovered)
 	cr_assert(fd >= 0);
 	struct prot_idv v = { .h = h, .fd = fd, .nprocs = h->region[REG_PROCS].count };
 	cr_assert_eq(rate_check_h(NULL, h, "op", "x", &FW5, 1, at(10), NULL), -PROT_ETABLEFULL);
-	rate_sweep(&v, at(100), &swept);
+	rate_sweep(&v, at(100), 100 * 1000000ull, &swept);
 	cr_assert_eq(META_ST_OF(atomic_load(&g->b[0].meta)), 1, "a live claimer keeps its claim");
 	cr_assert_eq(META_ST_OF(atomic_load(&g->b[1].meta)), 1, "an unknown claimer keeps its claim");
 	cr_assert_eq(META_ST_OF(atomic_load(&g->b[2].meta)), 1, "an untagged value is no identity");
@@ -744,7 +747,8 @@ static int gcra_child(void *arg, int i)
 Test(rate, gcra_never_exceeds_burst_plus_rate, .timeout = 60)
 {
 	/* T = 10 ms, burst 20 */
-	struct env *e = start(1024, "[key smooth]\nrate_limit = 100\nrate_window = 1s\nrate_burst = 20\n");
+	struct env *e = start(1024, "[key smooth]\nrate_limit = 100\nrate_window = 1s\nrate_burst = 20\n"
+	                            "rate_algorithm = gcra\n");
 	uint64_t t0 = prot_now_ns();
 	th_fork_n(4, gcra_child, e, 20000);
 	uint64_t elapsed = prot_now_ns() - t0;
@@ -760,7 +764,7 @@ Test(rate, gcra_never_exceeds_burst_plus_rate, .timeout = 60)
 Test(rate, window_rollover_and_honest_retry_after, .timeout = 60)
 {
 	struct env *e = start(1024, "[key g]\nrate_limit = 5\nrate_window = 500ms\nrate_burst = 2\n"
-	                            "[key f]\nrate_limit = 3\nrate_window = 300ms\nrate_algorithm = fixed_window\n");
+	                            "rate_algorithm = gcra\n[key f]\nrate_limit = 3\nrate_window = 300ms\nrate_algorithm = fixed_window\n");
 	struct prot_rate_info in;
 	const char *keys[] = {"g", "f"};
 	for (int k = 0; k < 2; k++)
@@ -923,7 +927,7 @@ static bool config_moved(void *arg)
 
 Test(rate, reload_changes_limits_and_keeps_state, .timeout = 60)
 {
-	struct env *e = start(1024, "[key g]\nrate_limit = 10\nrate_window = 60s\n"
+	struct env *e = start(1024, "[key g]\nrate_limit = 10\nrate_window = 60s\nrate_algorithm = gcra\n"
 	                            "[key f]\nrate_limit = 5\nrate_window = 1h\nrate_algorithm = fixed_window\n");
 	struct prot_rate_info in;
 	struct prot_info info;
@@ -937,7 +941,7 @@ Test(rate, reload_changes_limits_and_keeps_state, .timeout = 60)
 
 	cr_assert_eq(prot_get_info(e->p, &info), 0);
 	e->window_ms = info.config_generation; /* (reused as "the generation before") */
-	ini_text(1024, "[key g]\nrate_limit = 20\nrate_window = 60s\n"
+	ini_text(1024, "[key g]\nrate_limit = 20\nrate_window = 60s\nrate_algorithm = gcra\n"
 	               "[key f]\nrate_limit = 8\nrate_window = 1h\nrate_algorithm = fixed_window\n");
 	cr_assert_eq(kill(e->protd, SIGHUP), 0);
 	cr_assert(th_until(config_moved, e, 5000), "protd did not apply the reload");
@@ -970,9 +974,15 @@ static int deny_child(void *arg, int i)
 
 Test(rate, denial_leaves_the_bucket_word_unchanged, .timeout = 60)
 {
-	struct env *e = start(1024, "[key g]\nrate_limit = 3\nrate_window = 60s\n"
-	                            "[key f]\nrate_limit = 3\nrate_window = 60s\nrate_algorithm = fixed_window\n");
+	/* g is GCRA by name (the default is the fixed window); f's window must not roll over during
+	 * the run (a new window admits): an hour, and a run started well inside it */
+	struct env *e = start(1024, "[key g]\nrate_limit = 3\nrate_window = 60s\nrate_algorithm = gcra\n"
+	                            "[key f]\nrate_limit = 3\nrate_window = 1h\nrate_algorithm = fixed_window\n");
 	uint8_t bg0[64], bf0[64], bg1[64], bf1[64];
+	uint64_t now_ms = prot_now_ns() / MS, left = 3600 * 1000 - now_ms % (3600 * 1000);
+	if (left < 30000) /* wait (at most 30 s) for the next window rather than skip the test */
+		nanosleep(&(struct timespec){.tv_sec = (time_t)((left + 50) / 1000),
+		                             .tv_nsec = (long)((left + 50) % 1000) * 1000000}, NULL);
 	cr_assert_eq(prot_rate_check_key(e->p, "g", "u", 3, NULL), 1);
 	cr_assert_eq(prot_rate_check_key(e->p, "f", "u", 3, NULL), 1);
 	struct prot_rate_bucket *bg = bucket_in(e, "g", "u"), *bf = bucket_in(e, "f", "u");

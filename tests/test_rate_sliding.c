@@ -397,12 +397,84 @@ Test(sliding, removed_bucket_gives_its_ring_to_the_next_with_a_new_generation)
 	/* expiry: protd's sweep removes b once its last admission is a window (+ grace) old and
 	 * gives the ring back; not before */
 	uint64_t swept = 0;
-	rate_sweep(ANON_VIEW(h), at(6) + 1000 * MS, &swept);
+	rate_sweep(ANON_VIEW(h), at(6) + 1000 * MS, RATE_GRACE_DEFAULT_MS * MS, &swept);
 	cr_assert_eq(swept, 0, "within the grace");
 	cr_assert_eq(chk(h, "c", &l, 7000, &in), -PROT_ETABLEFULL);
-	rate_sweep(ANON_VIEW(h), at(6) + 1200 * MS, &swept);
+	rate_sweep(ANON_VIEW(h), at(6) + 1200 * MS, RATE_GRACE_DEFAULT_MS * MS, &swept);
 	cr_assert_eq(swept, 1);
 	cr_assert_eq(chk(h, "c", &l, 1300000, &in), 1, "c gets the ring");
+	seg_unmap(h, seg_geo(h)->total_size);
+}
+
+/* A reset forgets every scale of (operation, entity) (issue 14 part A): each sliding window's
+ * ring is closed and given back with its bucket, binary entities included. */
+Test(sliding, reset_of_every_scale_gives_back_every_ring)
+{
+	struct prot_shm_header *h = sw_seg(2, 8); /* two rings */
+	struct prot_rate_limit s1 = sw(2, 1000), s2 = sw(2, 2000);
+	struct prot_rate_limit fw = {.algo = PROT_RATE_FIXED_WINDOW, .limit = 2, .window_ms = 1000};
+	static const char ent[3] = {'a', 0, 'z'}; /* binary: a NUL inside */
+	struct prot_rate_info in;
+	cr_assert_eq(rate_check_bin_h(NULL, h, "op", ent, 3, &s1, 1, at(0), &in), 1);
+	cr_assert_eq(rate_check_bin_h(NULL, h, "op", ent, 3, &s2, 1, at(0), &in), 1, "another scale");
+	cr_assert_eq(rate_check_bin_h(NULL, h, "op", ent, 3, &fw, 1, at(0), &in), 1);
+	cr_assert_eq(rate_check_bin_h(NULL, h, "op", "a", 1, &s1, 1, at(0), &in), -PROT_ETABLEFULL,
+	             "both rings held (\"a\" is another entity)");
+	cr_assert_eq(rate_reset_bin_h(h, "op", ent, 3), 0);
+	cr_assert_eq(rate_reset_bin_h(h, "op", ent, 3), -ENOENT, "every scale gone");
+	/* both rings free: two sliding buckets of another entity take them, fresh */
+	cr_assert_eq(chk(h, "b", &s1, 1000, &in), 1);
+	cr_assert_eq(in.used, 1);
+	cr_assert_eq(chk(h, "b", &s2, 1000, &in), 1);
+	cr_assert_eq(in.used, 1);
+	cr_assert_eq(rate_check_bin_h(NULL, h, "op", ent, 3, &s1, 1, at(0) + 2000 * US, &in),
+	             -PROT_ETABLEFULL, "and they are held again");
+	seg_unmap(h, seg_geo(h)->total_size);
+}
+
+/* The sweep expires a sliding window [daemon] rate_grace after its last admission left the window
+ * (the grace protd passes, not a constant). */
+Test(sliding, sweep_expires_a_sliding_window_after_the_configured_grace)
+{
+	struct prot_shm_header *h = sw_seg(1, 8);
+	struct prot_rate_limit l = sw(2, 1000);
+	uint64_t swept = 0, grace = 700 * MS;
+	cr_assert_eq(chk(h, "a", &l, 0, NULL), 1);
+	rate_sweep(ANON_VIEW(h), at(1000) + 600 * MS, grace, &swept);
+	cr_assert_eq(swept, 0, "window + 600 ms: within a 700 ms grace (the default would expire it)");
+	cr_assert_eq(chk(h, "b", &l, 1600000, NULL), -PROT_ETABLEFULL, "the ring is still a's");
+	rate_sweep(ANON_VIEW(h), at(1000) + 800 * MS, grace, &swept);
+	cr_assert_eq(swept, 1, "window + 800 ms: expired");
+	cr_assert_eq(chk(h, "b", &l, 1800000, NULL), 1, "b gets the ring");
+	seg_unmap(h, seg_geo(h)->total_size);
+}
+
+/* A sliding bucket's status (prot_rate_status_bin / _key, protctl rate show) reads its ring: the
+ * admissions in the window, the last one as updated_ms, expires_at when the newest leaves. */
+Test(sliding, status_of_a_sliding_bucket_reads_its_ring)
+{
+	struct prot_shm_header *h = sw_seg(1, 8);
+	struct prot_rate_limit l = sw(3, 1000);
+	struct prot_rate_status st;
+	struct rate_params rp;
+	uint64_t t0 = at(0) / MS;
+	cr_assert_eq(chk(h, "a", &l, 0, NULL), 1);
+	cr_assert_eq(chk(h, "a", &l, 250000, NULL), 1);
+	rate_params_of_limit(&l, &rp);
+	cr_assert_eq(rate_status_bin_h(h, "op", "a", 1, &rp, at(500), &st), 0);
+	cr_assert_eq(st.exists, 1);
+	cr_assert_eq(st.algo, PROT_RATE_SLIDING_WINDOW);
+	cr_assert_eq(st.info.used, 2);
+	cr_assert_eq(st.info.remaining, 1);
+	cr_assert_eq(st.created_ms, t0);
+	cr_assert_eq(st.updated_ms, t0 + 250, "the last admission");
+	cr_assert_eq(st.expires_at_ms, t0 + 1250, "the newest admission leaves the window");
+	/* without limits (protctl): the ring's own */
+	struct rate_view v = view_of(h, "op", "a");
+	rate_view_status(h, &v, NULL, at(500), &st);
+	cr_assert_eq(st.info.limit, 3);
+	cr_assert_eq(st.info.used, 2);
+	cr_assert_eq(st.expires_at_ms, t0 + 1250);
 	seg_unmap(h, seg_geo(h)->total_size);
 }
 
@@ -421,9 +493,11 @@ Test(sliding, sweep_gives_back_a_ring_no_bucket_holds)
 	atomic_store(&rg->own, own);
 	cr_assert_eq(chk(h, "b", &l, 0, NULL), -PROT_ETABLEFULL);
 	uint64_t swept;
-	rate_sweep(ANON_VIEW(h), atomic_load(&rg->since_ns) + 500 * MS, &swept);
+	rate_sweep(ANON_VIEW(h), atomic_load(&rg->since_ns) + 500 * MS, RATE_GRACE_DEFAULT_MS * MS,
+	           &swept);
 	cr_assert_eq(chk(h, "b", &l, 0, NULL), -PROT_ETABLEFULL, "within the grace");
-	rate_sweep(ANON_VIEW(h), atomic_load(&rg->since_ns) + 1500 * MS, &swept);
+	rate_sweep(ANON_VIEW(h), atomic_load(&rg->since_ns) + 1500 * MS, RATE_GRACE_DEFAULT_MS * MS,
+	           &swept);
 	cr_assert_eq(chk(h, "b", &l, 0, NULL), 1);
 	seg_unmap(h, seg_geo(h)->total_size);
 }

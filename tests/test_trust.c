@@ -157,6 +157,7 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 	cr_assert_eq(prot_open(seg, PROT_OPEN_RDONLY, &ro), 0);
 	struct prot_rate_limit lim = { .algo = PROT_RATE_FIXED_WINDOW, .limit = 10, .window_ms = 1000 };
 	struct prot_rate_info ri;
+	struct prot_rate_status rs;
 	struct prot_breaker_opts bo = { .tolerance = 1, .window_ms = 1000, .refresh_ms = 1000 };
 	struct prot_breaker_status bs;
 	struct prot_pool_status pst;
@@ -179,6 +180,12 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 		prot_rate_execute(NULL, "op", "e", &lim, cb_void, NULL, &res, &ri),
 		prot_rate_status(NULL, "op", "e", &lim, &ri),
 		prot_rate_reset(NULL, "op", "e"),
+		prot_rate_check_bin(NULL, "op", "e", 1, &lim, 1, &ri),
+		prot_rate_check_key_bin(NULL, "k", "e", 1, 1, &ri),
+		prot_rate_execute_bin(NULL, "op", "e", 1, &lim, 1, cb_void, NULL, &res, &ri),
+		prot_rate_status_bin(NULL, "op", "e", 1, &lim, &rs),
+		prot_rate_status_key(NULL, "k", "e", 1, &rs),
+		prot_rate_reset_bin(NULL, "op", "e", 1),
 		prot_breaker_create(NULL, "x", &bo),
 		prot_breaker_execute(NULL, "b", cb_void, NULL, &res),
 		prot_breaker_allow(NULL, "b", &tok),
@@ -221,6 +228,18 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 		prot_rate_status(p, "op", "e", &lim, NULL),
 		prot_rate_status(p, "op", "e", NULL, &ri),
 		prot_rate_reset(p, NULL, "e"),
+		prot_rate_check_bin(p, NULL, "e", 1, &lim, 1, &ri),
+		prot_rate_check_bin(p, "op", NULL, 1, &lim, 1, &ri),
+		prot_rate_check_bin(p, "op", "e", 1, NULL, 1, &ri),
+		prot_rate_check_key_bin(p, NULL, "e", 1, 1, &ri),
+		prot_rate_check_key_bin(p, "k", NULL, 1, 1, &ri),
+		prot_rate_execute_bin(p, "op", "e", 1, &lim, 1, NULL, NULL, &res, &ri),
+		prot_rate_status_bin(p, "op", "e", 1, &lim, NULL),
+		prot_rate_status_bin(p, "op", "e", 1, NULL, &rs),
+		prot_rate_status_key(p, NULL, "e", 1, &rs),
+		prot_rate_status_key(p, "k", "e", 1, NULL),
+		prot_rate_reset_bin(p, NULL, "e", 1),
+		prot_rate_reset_bin(p, "op", NULL, 1),
 		prot_breaker_create(p, NULL, &bo),
 		prot_breaker_create(p, "x", NULL),
 		prot_breaker_execute(p, NULL, cb_void, NULL, &res),
@@ -268,6 +287,10 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 		prot_rate_check_key(ro, "k", "e", 1, &ri),
 		prot_rate_execute(ro, "op", "e", &lim, cb_void, NULL, &res, &ri),
 		prot_rate_reset(ro, "op", "e"),
+		prot_rate_check_bin(ro, "op", "e", 1, &lim, 1, &ri),
+		prot_rate_check_key_bin(ro, "k", "e", 1, 1, &ri),
+		prot_rate_execute_bin(ro, "op", "e", 1, &lim, 1, cb_void, NULL, &res, &ri),
+		prot_rate_reset_bin(ro, "op", "e", 1),
 		prot_breaker_execute(ro, "b", cb_void, NULL, &res),
 		prot_breaker_allow(ro, "b", &tok),
 		prot_breaker_record(ro, &tok, PROT_OUTCOME_SUCCESS, 0),
@@ -287,6 +310,8 @@ Test(trust, every_public_function_validates_its_arguments_and_the_handle_mode, .
 	cr_expect_eq(prot_breaker_create(ro, "x", &bo), 0);
 	cr_expect_eq(prot_get_info(ro, &info), 0);
 	cr_expect_eq(prot_rate_status(ro, "op", "e", &lim, &ri), 0);
+	cr_expect_eq(prot_rate_status_bin(ro, "op", "e", 1, &lim, &rs), 0);
+	cr_expect_eq(prot_rate_status_key(ro, "k", "e", 1, &rs), 0);
 	cr_expect_eq(prot_breaker_status(ro, "b", &bs), 0);
 	cr_expect_eq(prot_pool_status(ro, "db", &pst), 0);
 	cr_expect_eq(prot_pool_holders(ro, "db", NULL, 0, &nh), 0);

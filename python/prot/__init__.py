@@ -23,7 +23,7 @@ import urllib.parse
 
 from ._abi import (CALL_FN, CHECK_FN, CREATE_FN, DESTROY_FN, INT_FN, NAME_FN, REPLY_MAX,
                    BreakerStatus, CallOpts, Connector, Detail, Info, Opaque3, PoolStatus,
-                   ProtectionStatus, RateInfo, RateLimit, lib)
+                   ProtectionStatus, RateInfo, RateLimit, RateStatus, lib)
 from .errors import *  # noqa: F401,F403  (the exception classes are part of the module)
 from .errors import CODES, ProtError, error
 
@@ -233,6 +233,25 @@ class Prot:
         if rc < 0:
             raise error(rc, f"{operation} {entity}")
         return _dict(info)
+
+    def rate_check_bin(self, operation, entity, limit, window_ms, cost=1, algo=None, burst=0):
+        """rate_check with entity as any bytes (NUL included), up to 64."""
+        info, ent = RateInfo(), bytes(entity)
+        lim = RateLimit(2 if algo == "gcra" else 1, limit, window_ms, burst)
+        rc = lib.prot_rate_check_bin(self._h(), _b(operation), ent, len(ent), ctypes.byref(lim),
+                                     cost, ctypes.byref(info))
+        if rc < 0:
+            raise error(rc, f"{operation} {ent!r}")
+        return rc == 1, _dict(info)
+
+    def rate_status_key(self, key, entity):
+        """Hammer's inspect_bucket for KEY's bucket of entity (str or bytes), under the key's own
+        limits: exists, algo, info, expires_at_ms, created_ms, updated_ms (CLOCK_MONOTONIC ms)."""
+        st, ent = RateStatus(), _b(entity)
+        rc = lib.prot_rate_status_key(self._h(), _b(key), ent, len(ent), ctypes.byref(st))
+        if rc < 0:
+            raise error(rc, f"{key} {ent!r}")
+        return _dict(st)
 
     def rate_reset(self, operation, entity):
         rc = lib.prot_rate_reset(self._h(), _b(operation), _b(entity))

@@ -35,6 +35,11 @@ class RateInfo(ctypes.Structure):
                 ("window_ms", u64), ("reset_after_ms", u64), ("retry_after_ms", u64)]
 
 
+class RateStatus(ctypes.Structure):
+    _fields_ = [("exists", c_int), ("algo", u32), ("info", RateInfo), ("expires_at_ms", u64),
+                ("created_ms", u64), ("updated_ms", u64)]
+
+
 class BreakerOpts(ctypes.Structure):
     _fields_ = [("strategy", u32), ("tolerance", u32), ("window_ms", u64), ("refresh_ms", u64),
                 ("half_open_probes", u32), ("probe_timeout_ms", u64), ("slow_call_ms", u64),
@@ -99,6 +104,7 @@ class ProtectionStatus(ctypes.Structure):
 # name in prot.h -> ctypes structure (what the layout test compares)
 STRUCTS = {
     "prot_info": Info, "prot_rate_limit": RateLimit, "prot_rate_info": RateInfo,
+    "prot_rate_status": RateStatus,
     "prot_breaker_opts": BreakerOpts, "prot_breaker_status": BreakerStatus,
     "prot_breaker_token": Opaque3, "prot_lease": Opaque3, "prot_connector": Connector,
     "prot_pool_status": PoolStatus, "prot_call_opts": CallOpts, "prot_call": Call,
@@ -122,6 +128,13 @@ _PROTOTYPES = {
     "prot_rate_check_key": (c_int, [P, c_char_p, c_char_p, u64, ctypes.POINTER(RateInfo)]),
     "prot_rate_status": (c_int, [P, c_char_p, c_char_p, ctypes.POINTER(RateLimit),
                                  ctypes.POINTER(RateInfo)]),
+    "prot_rate_check_bin": (c_int, [P, c_char_p, c_char_p, ctypes.c_size_t,
+                                    ctypes.POINTER(RateLimit), u64, ctypes.POINTER(RateInfo)]),
+    "prot_rate_status_bin": (c_int, [P, c_char_p, c_char_p, ctypes.c_size_t,
+                                     ctypes.POINTER(RateLimit), ctypes.POINTER(RateStatus)]),
+    "prot_rate_status_key": (c_int, [P, c_char_p, c_char_p, ctypes.c_size_t,
+                                     ctypes.POINTER(RateStatus)]),
+    "prot_rate_reset_bin": (c_int, [P, c_char_p, c_char_p, ctypes.c_size_t]),
     "prot_rate_reset": (c_int, [P, c_char_p, c_char_p]),
     "prot_rate_inc": (c_int, [P, c_char_p, c_char_p, ctypes.POINTER(RateLimit), u64,
                               ctypes.POINTER(u64)]),

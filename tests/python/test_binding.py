@@ -65,6 +65,24 @@ def test_rate_limit_is_exact_across_forked_processes(protd):
             p.rate_check_key("nokey", "user:1")
 
 
+def test_binary_entities_and_status_by_key(protd):
+    d = protd(INI)
+    ent = (12345).to_bytes(8, "little")
+
+    def worker(i):
+        with prot.open(d.segment) as p:
+            return sum(p.rate_check_bin("ids", ent, limit=3, window_ms=3600000)[0] for _ in range(5))
+    assert sum(fork_run(worker, 2)) == 3  # one bucket for the 8 bytes, exact across processes
+    with prot.open(d.segment) as p:
+        assert p.rate_check_bin("ids", b"90", limit=3, window_ms=3600000)[0], "not the same bucket"
+        assert p.rate_status_key("api", "user:9")["exists"] == 0
+        p.rate_check_key("api", "user:9", 2)
+        st = p.rate_status_key("api", b"user:9")
+        assert st["exists"] == 1 and st["info"]["used"] >= 1
+        assert st["created_ms"] > 0 and st["updated_ms"] >= st["created_ms"]
+        assert st["expires_at_ms"] > st["updated_ms"]
+
+
 def test_token_and_leaky_buckets_in_hammers_terms(protd):
     d = protd(INI)
 

@@ -80,6 +80,11 @@ void ctl_pool_json(FILE *f, const struct prot_pool_status *st);
 /* A string from the segment, made safe for a terminal (control characters, backslash and invalid
  * UTF-8 as \xNN / \\). Static storage, 8 results in rotation. */
 const char *ctl_text(const char *s);
+/* ctl_entity.c: a rate-limiter entity (any bytes) as text, escaped (\\ and \xNN), and an ENTITY
+ * argument read back from that form: 0, -EINVAL (a stray backslash), -PROT_ETOOLONG. */
+#define CTL_ENT_TEXT (4 * PROT_ENTITY_MAX + 1)
+const char *ctl_ent_text(char out[CTL_ENT_TEXT], const void *ent, size_t len);
+int ctl_ent_parse(const char *arg, unsigned char out[PROT_ENTITY_MAX], size_t *len);
 /* JSON string with escaping (quotes included). */
 void ctl_json_str(FILE *f, const char *s);
 /* Human duration "1.5s", "250ms", "2m". */
