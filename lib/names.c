@@ -3,7 +3,8 @@
  * and protd's state as protctl reports it. protctl prints these (text and --json), the request
  * words of breaker-create / pool-create carry them (lib/wire.c), and man/prot-json.7.scd lists
  * them (tests/test_protctl.c compares that page with this table). One spelling each, snake_case:
- * "half_open", never "half-open". protd's INI parser (daemon/config.c) accepts the same words.
+ * "half_open", never "half-open". protd's INI parser (daemon/config_schema.c, config_value.c)
+ * accepts the same words.
  */
 #include <stddef.h>
 #include <string.h>

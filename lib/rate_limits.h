@@ -1,6 +1,7 @@
-/* rate_limits.h — the limits the rate limiter enforces on every decision (lib/ratelimit.c), in one
- * place, so that protd's INI and runtime validator (daemon/config.c) refuses at load time, with
- * FILE:LINE, exactly what every decision would refuse later with -EINVAL.
+/* rate_limits.h — the limits the rate limiter enforces on every decision (lib/rate_algo.c), in one
+ * place, so that protd's INI and runtime validator (daemon/config_value.c, config_check.c)
+ * refuses at load time, with FILE:LINE, exactly what every decision would refuse later with
+ * -EINVAL.
  */
 #ifndef PROT_RATE_LIMITS_H
 #define PROT_RATE_LIMITS_H

@@ -144,7 +144,7 @@ enum word_form { W_COUNT, W_MS, W_NAME };
 enum { ANY_STRATEGY = 0 };
 
 struct opt_word {
-	const char *name;      /* the INI option (daemon/config.c validates it) */
+	const char *name;      /* the INI option (daemon/config_value.c validates it) */
 	size_t off, size;      /* of the member: 4 or 8 bytes, unsigned */
 	enum word_form form;
 	enum prot_names names; /* W_NAME: the value's names */
