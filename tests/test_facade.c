@@ -3,6 +3,7 @@
  * runtime configuration (applied, refused, not permitted), status and list, error strings,
  * telemetry handlers, Prometheus metrics through promtool, the event ring under overflow, and the
  * rate layer keeping the key's settings (rate_on_full, rate_clock) with an operation override.
+ * Length (over ~700 lines): one facade, one protd fixture; the cases follow prot_execute's layers.
  */
 #include <criterion/criterion.h>
 #include <errno.h>

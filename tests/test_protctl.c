@@ -2,7 +2,8 @@
  * --json that a strict parser accepts (even with hostile names in the segment), every --json
  * document as man/prot-json.7.scd lists it (tests/json.c checks one against the page), read-only
  * attach for a user with read permission only, events --follow ending on SIGTERM. Runs the real
- * binary ($PROTCTL) against crafted segments and against a real protd. */
+ * binary ($PROTCTL) against crafted segments and against a real protd.
+ * Length (just over ~700 lines): one program's interface; the JSON checks live in tests/json.c. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdlib.h>

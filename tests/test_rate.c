@@ -5,6 +5,10 @@
  * exact; forked processes where the point is the race.
  * Suite "rate": the whole thing with a real protd (its sweep, its reloads), real processes, real
  * time, and protctl.
+ * Length (over ~700 lines): both suites share the hand-made segment, the injected clock and the
+ * forked-race helpers defined here; a split into test_rate_core.c would first move those into
+ * tests/harness.c. Not done yet: the rate limiter's newer points have suites of their own
+ * (test_rate_algo, _ident, _sliding, _buckets, _calendar, test_hammer).
  */
 #include <criterion/criterion.h>
 #include <errno.h>

@@ -1,7 +1,9 @@
 /* test_segment.c — the segment seen from libprot: layout, attach, every validation error, process
  * identity and fork, named lookup, the event ring, retirement and re-attach. Segments are crafted
  * in the test (seg_layout + ftruncate + mmap) where the test needs a precise defect, and come from
- * a real protd where the test is about protd's segment. */
+ * a real protd where the test is about protd's segment.
+ * Length (over ~700 lines): every case is a defect of one shared object (the segment), crafted by
+ * the helpers here; the validation cases are a list, one per check of lib/segment.c. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
