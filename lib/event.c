@@ -100,8 +100,7 @@ int prot_event_read(const struct prot_shm_header *h, uint64_t *cursor, struct pr
 		}
 		struct prot_event copy;
 		event_copy(e, &copy);
-		atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
-		if (atomic_load_explicit(&e->seq, memory_order_relaxed) != seq) {
+		if (seq_read_retry(&e->seq, seq)) {
 			lost++, c++;
 			continue;
 		}

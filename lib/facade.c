@@ -107,8 +107,7 @@ static int read_layers(struct call_ctx *c)
 			return r;
 		if (c->has_pool && (r = pool_cfg_snap(c->h, c->pool.idx, &c->pcfg)) < 0)
 			return r;
-		atomic_thread_fence(memory_order_acquire); /* the copies happen before the re-check */
-		if (!(g0 & 1) && atomic_load_explicit(&c->h->config_gen, memory_order_relaxed) == g0)
+		if (!(g0 & 1) && !seq_read_retry(&c->h->config_gen, g0))
 			return 0;
 		if (w.tries == SEQ_SPINS && !have_v) {
 			prot_idv(c->p, c->h, &v); /* only a long wait asks whether protd lives */
@@ -320,8 +319,7 @@ PROT_API int prot_get_protection_status(prot_t *p, const char *key,
 		int r = status_read(h, ref.idx, key, &st);
 		if (r < 0)
 			return r;
-		atomic_thread_fence(memory_order_acquire); /* the reads happen before the re-check */
-		if (!(g0 & 1) && atomic_load_explicit(&h->config_gen, memory_order_relaxed) == g0)
+		if (!(g0 & 1) && !seq_read_retry(&h->config_gen, g0))
 			break;
 	} while (seq_wait_writer(&w, &v));
 	*out = st;

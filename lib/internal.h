@@ -205,6 +205,16 @@ static inline bool seq_wait_more(struct seq_wait *w)
 #define SEQ_PATIENCE_ALIVE_NS (100ull * 1000000)
 PROT_HIDDEN bool seq_wait_writer(struct seq_wait *w, const struct prot_idv *v);
 
+/* The read side of every sequence-validated copy, in Concurrency Kit's shape (ck_sequence):
+ * v = seq_read_begin(&word) (acquire: pairs with the writer's release of the value the copy
+ * belongs to), copy with relaxed loads, then seq_read_retry(&word, v): true when the word moved
+ * (or the caller finds v odd), i.e. the copy may be torn and must be dropped or redone. The fence
+ * orders the copy before the re-load. Any width of word (32 or 64 bits). A retry loop around it is
+ * bounded by the caller (seq_wait_more, or a fixed count): a writer can die at any instruction. */
+#define seq_read_begin(word) atomic_load_explicit((word), memory_order_acquire)
+#define seq_read_retry(word, v)                                                                \
+	(atomic_thread_fence(memory_order_acquire), atomic_load_explicit((word), memory_order_relaxed) != (v))
+
 static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, size_t words)
 {
 	const uint64_t *s = src;
@@ -216,8 +226,7 @@ static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, si
 #pragma GCC unroll 16 /* blocks are at most 16 words: independent loads, not a loop-carried chain */
 			for (size_t i = 0; i < words; i++)
 				d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
-			atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
-			if (atomic_load_explicit(seq, memory_order_relaxed) == a)
+			if (!seq_read_retry(seq, a))
 				return 0;
 		}
 	} while (seq_wait_more(&w));

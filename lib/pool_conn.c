@@ -91,8 +91,7 @@ static bool slot_name(struct prot_shm_header *h, const struct slot_ref *ref, cha
 	struct prot_named *s = seg_entry(h, REG_POOLS, ref->idx);
 	memcpy(nm, s->name, PROT_NAME_BYTES);
 	nm[PROT_NAME_BYTES - 1] = 0;
-	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
-	return atomic_load_explicit(&s->state, memory_order_relaxed) == ref->state;
+	return !seq_read_retry(&s->state, ref->state);
 }
 
 /* The miss of pool_loc_of (lib/pool_local.h): the loc of the pool's name, the caller's or the

@@ -43,8 +43,7 @@ static bool view_copy(struct prot_rate_group *g, uint32_t gi, uint32_t i, const 
 	id0 = ld_id0(b);
 	for (uint32_t k = 0; k < ENT_WORDS; k++)
 		ent[k] = ld(b, ent_off(k));
-	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
-	if (atomic_load_explicit(&b->meta, memory_order_relaxed) != m || v->word == DEAD_WORD)
+	if (seq_read_retry(&b->meta, m) || v->word == DEAD_WORD)
 		return false;
 	/* untrusted lengths: clamp to what the bucket can hold */
 	uint8_t ol = (uint8_t)id0, el = (uint8_t)(id0 >> 8);

@@ -74,8 +74,7 @@ static bool opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, co
 	struct opc_val v = {.op_hash = __atomic_load_n(&c->op_hash, __ATOMIC_RELAXED),
 	                    .key_idx = __atomic_load_n(&c->key_idx, __ATOMIC_RELAXED),
 	                    .key_state = __atomic_load_n(&c->key_state, __ATOMIC_RELAXED)};
-	atomic_thread_fence(memory_order_acquire); /* the reads happen before the re-check */
-	if (atomic_load_explicit(&c->seq, memory_order_relaxed) != s)
+	if (seq_read_retry(&c->seq, s))
 		return false;
 	*out = v;
 	return true;
@@ -175,8 +174,7 @@ static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct pr
 	/* remember it only if the slot provably held this name under st */
 	if (SLOT_STATE(st) != SLOT_LIVE || memcmp(k->name, name, ol + 1) != 0)
 		return idx;
-	atomic_thread_fence(memory_order_acquire); /* the compare happens before the re-check */
-	if (atomic_load_explicit(&k->state, memory_order_relaxed) != st)
+	if (seq_read_retry(&k->state, st)) /* the compare happens before the re-check */
 		return idx;
 	v = (struct opc_val){.op_hash = known ? v.op_hash : prot_siphash(h->hash_key, name, ol),
 	                     .key_idx = (uint32_t)idx, .key_state = st};
@@ -341,8 +339,7 @@ int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *c
 	int r = seq_read(&k->seq, &k->cfg, w, RATE_CFG_WORDS); /* the rate fields only */
 	if (r < 0)
 		return r;
-	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
-	if (SLOT_STATE(st0) != SLOT_LIVE || atomic_load_explicit(&k->state, memory_order_relaxed) != st0)
+	if (SLOT_STATE(st0) != SLOT_LIVE || seq_read_retry(&k->state, st0))
 		return -PROT_ENOKEY; /* recycled while we read */
 	/* Field by field from registers: copying the struct through memory would reload the
 	 * seq_read stores with wider loads, and a failed store-forward stalls for longer than the

@@ -74,8 +74,7 @@ static int scan(const struct prot_shm_header *h, int reg, const char *name, size
 		if (!eq)
 			continue;
 		/* The slot may have been recycled while we compared: same state word, same use. */
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&s->state, memory_order_relaxed) == st) {
+		if (!seq_read_retry(&s->state, st)) {
 			*out = (struct slot_ref){ .idx = i, .state = st };
 			return 0;
 		}
@@ -137,8 +136,7 @@ static inline bool memo_get(struct resolve_memo *m, const struct prot_shm_header
 	}
 	struct slot_ref r = { .idx = LD(m->idx), .state = LD(m->state) };
 	_Atomic uint32_t *word = LD(m->word);
-	atomic_thread_fence(memory_order_acquire); /* the copy happens before the re-check */
-	if (atomic_load_explicit(&m->seq, memory_order_relaxed) != s)
+	if (seq_read_retry(&m->seq, s))
 		return false;
 	/* acquire: pairs with protd's release of LIVE | gen, as the scan's first load; the slot still
 	 * holds the name when its word is still the one the scan saw */
