@@ -564,3 +564,21 @@ int th_conn_id(void *conn)
 {
 	return (int)(intptr_t)conn;
 }
+
+bool th_wait_stopped(pid_t pid, int ms)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+	for (int waited = 0; waited <= ms; waited++) {
+		FILE *f = fopen(path, "r");
+		size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[n] = 0;
+		const char *paren = strrchr(buf, ')'); /* the state follows the command's closing paren */
+		if (paren && paren[1] == ' ' && (paren[2] == 'T' || paren[2] == 't'))
+			return true;
+		th_sleep_ms(1);
+	}
+	return false;
+}

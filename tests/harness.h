@@ -86,6 +86,9 @@ bool th_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
 uint64_t th_now_ms(void);
 /* Sleep ms milliseconds (children may call it). */
 void th_sleep_ms(int ms);
+/* Wait (at most ms) until pid is stopped (state T in /proc/PID/stat): kill(SIGSTOP) returns before
+ * the target has stopped. true once it is stopped. */
+bool th_wait_stopped(pid_t pid, int ms);
 /* Wait (bounded) until the shared counter *flag reaches v, sleeping 1 ms between looks; false
  * when timeout_ms ran out. Asserts nothing: forked children use it too. */
 bool th_wait_flag(_Atomic int *flag, int v, int timeout_ms);

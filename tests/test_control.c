@@ -293,6 +293,7 @@ Test(control, a_request_whose_client_gave_up_is_not_applied)
 	pid_t pid = serve("ct-gone", "0600", "");
 	prot_t *p = th_open(seg, 2000);
 	cr_assert_eq(kill(pid, SIGSTOP), 0);
+	cr_assert(th_wait_stopped(pid, 5000), "protd %d did not stop", (int)pid); /* kill() does not wait */
 	/* a complete request, then the client leaves before protd reads it */
 	int fd = raw_connect();
 	cr_assert_geq(fd, 0);
