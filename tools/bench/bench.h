@@ -223,6 +223,9 @@ void bench_track_pid(pid_t pid);
 void bench_untrack_pid(pid_t pid);
 /* Path of a file in the bench's temporary directory. */
 const char *bench_tmpfile(const struct bench *b, const char *name, char *buf, size_t len);
+/* In a forked server child: stdout and stderr go to the file at path (kept as they are if it
+ * cannot be opened). */
+void bench_child_log(const char *path);
 
 /* Shared workload parameters: the limits every rate row uses (huge: every call is admitted). */
 #define BENCH_LIMIT 10000000u

@@ -94,12 +94,7 @@ static pid_t spawn_protd(const struct bench *b, const char *exe, const char *ini
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a crashed bench still stops its protd */
 		bench_pin_child(BENCH_PIN_SERVER);
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
+		bench_child_log(log);
 		execl(exe, exe, "-c", ini, "--segment", b->seg, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", exe, strerror(errno));
 		_exit(127);

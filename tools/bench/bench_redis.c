@@ -210,12 +210,7 @@ static pid_t redis_start(struct bench *b, const char *exe, int port)
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		bench_pin_child(BENCH_PIN_SERVER);
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
+		bench_child_log(log);
 		execl(exe, exe, "--port", portstr, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		      "--dir", b->tmpdir, "--daemonize", "no", (char *)NULL);
 		_exit(127);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -306,4 +307,14 @@ int main(int argc, char **argv)
 	bench_report(&b);
 	fflush(stdout);
 	return b.failures ? 1 : 0;
+}
+
+void bench_child_log(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd >= 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		close(fd);
+	}
 }
