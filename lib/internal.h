@@ -77,6 +77,19 @@ struct rate_op_cache {
 	                                       when resolved (0: not resolved) */
 };
 
+/* The per-handle memo of rate buckets (lib/rate_memo.h, which argues it): a direct-mapped table
+ * of small seqlocks, each naming one (mapping, operation, entity, scale) -> (bucket, its meta). */
+#define RATE_MEMO 64
+struct rate_memo {
+	_Atomic uint32_t seq;
+	uint32_t id0; /* op_len | ent_len << 8, as struct rate_id's */
+	const struct prot_shm_header *h;
+	uint64_t op_hash, scale;
+	uint64_t ent[8]; /* the entity, zero-padded (ENT_WORDS) */
+	uint64_t meta;
+	uint32_t bucket;
+};
+
 /* The per-handle memo of name resolutions (lib/resolve.c, which argues why it is never stale): a
  * direct-mapped table of small seqlocks, each naming one (mapping, region, name) -> slot_ref. */
 #define RESOLVE_MEMO 16
@@ -103,6 +116,7 @@ struct prot {
 	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool_conn.c) */
 	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/ratelimit.c */
 	struct resolve_memo memo[RESOLVE_MEMO];       /* lib/resolve.c */
+	struct rate_memo rate_memo[RATE_MEMO];        /* lib/rate_memo.h */
 	/* Telemetry (lib/telemetry.c). tel_mask is the union of the handlers' masks: the hot path
 	 * tests it with one relaxed load and a predictable branch. Each slot is a small seqlock: seq
 	 * is odd while attach/detach (under p->lock) rewrites mask/fn/ctx, so an emitting thread never
@@ -428,6 +442,8 @@ PROT_HIDDEN int prot_lookup(prot_t *p, int reg, const char *name, bool writes,
                             struct prot_shm_header **h, struct slot_ref *out);
 /* Empty p's memo (the fork refresh: an entry a parent thread was writing stays odd otherwise). */
 PROT_HIDDEN void resolve_forget(prot_t *p);
+/* lib/ratelimit.c: empty the rate memos (struct rate_memo, struct rate_op_cache), for fork_refresh. */
+PROT_HIDDEN void rate_memo_forget(prot_t *p);
 
 /* lib/hash.c: SipHash-1-3 with the segment's key. */
 PROT_HIDDEN uint64_t prot_siphash(const uint64_t key[2], const void *data, size_t len);

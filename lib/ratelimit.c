@@ -41,7 +41,9 @@
  */
 #include <errno.h>
 
+#include "rate_memo.h"
 #include "rate_sliding.h"
+#include "words.h"
 
 /* ---- operation hashes, memoised per handle (see struct rate_op_cache) ------------------------- */
 
@@ -102,31 +104,6 @@ static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, co
 	atomic_store_explicit(&c->seq, s + 2, memory_order_release);
 }
 
-/* s[0..n) as little-endian words, zero-padded, built in registers: reads no byte outside s[0..n)
- * and never reloads narrow stores as a wide word (a store-forwarding stall costs more than the
- * rest of a decision). */
-static inline uint64_t load_tail(const char *s, size_t n) /* 0 < n < 8 */
-{
-	if (n >= 4) {
-		uint32_t a, b;
-		memcpy(&a, s, 4);
-		memcpy(&b, s + n - 4, 4);
-		return a | (uint64_t)b << (8 * (n - 4)); /* the overlap ORs equal bytes */
-	}
-	return (uint64_t)(uint8_t)s[0] | (uint64_t)(uint8_t)s[n / 2] << (8 * (n / 2)) |
-	       (uint64_t)(uint8_t)s[n - 1] << (8 * (n - 1));
-}
-
-static inline void to_words(uint64_t *w, const char *s, size_t n)
-{
-	size_t k = 0;
-
-	for (; k < n / 8; k++)
-		memcpy(&w[k], s + 8 * k, 8);
-	if (n % 8)
-		w[k] = load_tail(s + 8 * k, n % 8);
-}
-
 static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const char *op, size_t ol,
                            const uint64_t *opw)
 {
@@ -147,24 +124,25 @@ static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const cha
  * unchanged the slot holds the same key (protd bumps the generation in it on every reuse), so a
  * hit costs one load instead of a search. Errors as seg_find. */
 static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct prot_shm_header *h,
-                                                             const char *name)
+                                                             const char *name, struct rate_opname *on)
 {
 	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
-	size_t ol = strnlen(name, PROT_NAME_MAX + 1);
+	size_t ol = str_words(name, PROT_NAME_MAX, opw);
 	struct rate_op_cache *c;
 	struct opc_val v;
 	bool known;
 
 	if (ol == 0 || ol > PROT_NAME_MAX)
 		return seg_find(h, REG_KEYS, name);
-	to_words(opw, name, ol);
 	c = opc_slot(p, name, ol);
 	known = opc_get(c, h, opw, ol, &v);
 	if (known && v.key_state && v.key_idx < seg_count(h, REG_KEYS)) {
 		struct prot_key_slot *k = seg_entry(h, REG_KEYS, v.key_idx);
 		/* acquire: pairs with protd's release of LIVE; the caller then reads the cfg */
-		if (atomic_load_explicit(&k->state, memory_order_acquire) == v.key_state)
+		if (atomic_load_explicit(&k->state, memory_order_acquire) == v.key_state) {
+			*on = (struct rate_opname){.hash = v.op_hash, .len = (uint32_t)ol};
 			return (int)v.key_idx;
+		}
 	}
 	int idx = seg_find(h, REG_KEYS, name);
 	if (idx < 0)
@@ -179,46 +157,127 @@ static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct pr
 	v = (struct opc_val){.op_hash = known ? v.op_hash : prot_siphash(h->hash_key, name, ol),
 	                     .key_idx = (uint32_t)idx, .key_state = st};
 	opc_put(c, h, opw, ol, &v);
+	*on = (struct rate_opname){.hash = v.op_hash, .len = (uint32_t)ol};
 	return idx;
+}
+
+/* The operation part of id: op's hash (memoised per handle) and length, or on's when the caller
+ * has them (a key's own name: key_lookup). */
+static inline int id_op(prot_t *p, const struct prot_shm_header *h, const char *op,
+                        const struct rate_opname *on, struct rate_id *id)
+{
+	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
+	size_t ol;
+
+	if (!op)
+		return -EINVAL;
+	if (on && on->len) {
+		id->op_hash = on->hash;
+		return (int)on->len;
+	}
+	ol = str_words(op, PROT_OP_MAX, opw);
+	if (ol > PROT_OP_MAX)
+		return -PROT_ETOOLONG;
+	if (ol == 0)
+		return -EINVAL;
+	id->op_hash = op_hash_of(p, h, op, ol, opw);
+	return (int)ol;
+}
+
+/* The rest of id once its entity words are in id->ent: lengths, scale; not its place. */
+static inline int id_finish(struct rate_id *id, int ol, size_t el, const struct rate_params *rp)
+{
+	if (ol < 0)
+		return ol;
+	id->id0 = (uint32_t)((size_t)ol | el << 8);
+	id->scale = rp ? SCALE(rp->tag, rp->window_ms) : 0;
+	id->scale_mask = rp ? ~0ull : 0;
+	id->ent_len = (uint8_t)el;
+	id->ent_words = el <= 16 ? 2 : (uint32_t)(el + 7) / 8;
+	return 0;
+}
+
+/* id naming (op, entity[0..el)), without its place (rate_id_place). */
+static inline int id_name_bin(prot_t *p, const struct prot_shm_header *h, const char *op,
+                              const struct rate_opname *on, const void *entity, size_t el,
+                              const struct rate_params *rp, struct rate_id *id)
+{
+	if (!entity && el)
+		return -EINVAL;
+	if (el > PROT_ENTITY_MAX)
+		return op ? -PROT_ETOOLONG : -EINVAL;
+	memset(id->ent, 0, sizeof id->ent);
+	if (el)
+		to_words(id->ent, entity, el);
+	return id_finish(id, id_op(p, h, op, on, id), el, rp);
+}
+
+/* ... of a C-string entity: its length found while its words are loaded. */
+static inline int id_name_str(prot_t *p, const struct prot_shm_header *h, const char *op,
+                              const struct rate_opname *on, const char *entity,
+                              const struct rate_params *rp, struct rate_id *id)
+{
+	if (!entity)
+		return -EINVAL;
+	memset(id->ent, 0, sizeof id->ent);
+	size_t el = str_words(entity, PROT_ENTITY_MAX, id->ent);
+	if (el > PROT_ENTITY_MAX)
+		return op ? -PROT_ETOOLONG : -EINVAL;
+	return id_finish(id, id_op(p, h, op, on, id), el, rp);
+}
+
+/* The lookup hash: SipHash of the entity under the segment key offset by the operation's hash —
+ * a key per operation, one pass over the entity. It picks id's group, tag and home slot. */
+static void rate_id_place(const struct prot_shm_header *h, struct rate_id *id)
+{
+	const uint64_t k[2] = {h->hash_key[0] ^ id->op_hash, h->hash_key[1]};
+	uint64_t x = prot_siphash(k, id->ent, id->ent_len);
+	id->group = (uint32_t)x & (seg_geo(h)->rate_groups - 1);
+	id->tag = (uint8_t)(x >> 56);
+	id->home = (uint8_t)(x >> 48) % RATE_GROUP_SLOTS;
 }
 
 int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op, const void *entity,
                  size_t el, const struct rate_params *rp, struct rate_id *id)
 {
-	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
-	size_t ol;
+	int r = id_name_bin(p, h, op, NULL, entity, el, rp, id);
 
-	if (!op || (!entity && el))
-		return -EINVAL;
-	ol = strnlen(op, PROT_OP_MAX + 1);
-	if (ol > PROT_OP_MAX || el > PROT_ENTITY_MAX)
-		return -PROT_ETOOLONG;
-	if (ol == 0)
-		return -EINVAL;
-	memset(id->ent, 0, sizeof id->ent);
-	if (el)
-		to_words(id->ent, entity, el);
-	to_words(opw, op, ol);
-	id->id0 = (uint32_t)(ol | el << 8);
-	id->scale = rp ? SCALE(rp->tag, rp->window_ms) : 0;
-	id->scale_mask = rp ? ~0ull : 0;
-	id->ent_len = (uint8_t)el;
-	id->ent_words = el <= 16 ? 2 : (uint32_t)(el + 7) / 8;
-	id->op_hash = op_hash_of(p, h, op, ol, opw);
-	/* The lookup hash: SipHash of the entity under the segment key offset by the operation's
-	 * hash — a key per operation, one pass over the entity. */
-	const uint64_t k[2] = {h->hash_key[0] ^ id->op_hash, h->hash_key[1]};
-	uint64_t x = prot_siphash(k, id->ent, el);
-	id->group = (uint32_t)x & (seg_geo(h)->rate_groups - 1);
-	id->tag = (uint8_t)(x >> 56);
-	id->home = (uint8_t)(x >> 48) % RATE_GROUP_SLOTS;
-	return 0;
+	if (r == 0)
+		rate_id_place(h, id);
+	return r;
 }
 
-/* A C-string entity's length, bounded: a longer one is refused by rate_id_make (PROT_ETOOLONG). */
+void rate_memo_forget(prot_t *p)
+{
+	for (uint32_t i = 0; i < RATE_MEMO; i++) {
+		RM_ST(p->rate_memo[i].h, NULL); /* matches no mapping */
+		atomic_store_explicit(&p->rate_memo[i].seq, 0, memory_order_release);
+	}
+	for (uint32_t i = 0; i < RATE_OP_CACHE; i++) {
+		RM_ST(p->rate_ops[i].h, NULL);
+		atomic_store_explicit(&p->rate_ops[i].seq, 0, memory_order_release);
+	}
+}
+
+/* A C-string entity's length, bounded: a longer one is refused (PROT_ETOOLONG). */
 static size_t ent_strlen(const char *entity)
 {
 	return entity ? strnlen(entity, PROT_ENTITY_MAX + 1) : 0;
+}
+
+/* A call's entity: bytes of a known length (the _bin calls), or a C string (cstr). */
+struct rate_ent {
+	const void *bytes;
+	size_t len; /* bytes only */
+	bool cstr;
+};
+
+static inline int id_name(prot_t *p, const struct prot_shm_header *h, const char *op,
+                          const struct rate_opname *on, const struct rate_ent *e,
+                          const struct rate_params *rp, struct rate_id *id)
+{
+	return e->cstr ? id_name_str(p, h, op, on, e->bytes, rp, id)
+	               : id_name_bin(p, h, op, on, e->bytes, e->len, rp, id);
 }
 
 /* ---- what a call means for the table ------------------------------------------------------- */
@@ -252,12 +311,23 @@ static int table_full(struct prot_shm_header *h, const struct rate_policy *pol,
 
 /* One decision on validated rp: 1 admitted, 0 denied, or the policy's answer to a full table.
  * Inline: the table's charge is then the only call between an entry point and the table. */
-static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+static inline int rate_run(struct prot_shm_header *h, prot_t *p, struct rate_id *id,
                     const struct rate_params *rp, uint64_t cost, uint64_t now,
                     const struct rate_policy *pol, struct prot_rate_info *info)
 {
-	int res = rate_table_charge(h, p, id, rp, cost, now, info);
+	struct rate_memo *m = p ? rate_memo_slot(p, id) : NULL;
+	struct rate_hit hit = {.bucket = UINT32_MAX};
+	int res = RATE_STALE;
 
+	if (m && rate_memo_get(m, h, id, &hit)) /* a bucket seen before: straight to its word */
+		res = rate_table_charge_at(h, hit.bucket, hit.meta, rp, cost, now, info);
+	if (res == RATE_STALE) { /* not remembered, or no longer that bucket: look it up */
+		rate_id_place(h, id);
+		hit.bucket = UINT32_MAX;
+		res = rate_table_charge(h, p, id, rp, cost, now, info, m ? &hit : NULL);
+		if (m && hit.bucket != UINT32_MAX)
+			rate_memo_put(m, h, id, hit);
+	}
 	if (res == RATE_TABLE_FULL)
 		return table_full(h, pol, rp, info);
 	if (unlikely(res & RATE_INSERTED)) { /* a new bucket: its operation's name, for protctl */
@@ -276,9 +346,10 @@ static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct ra
 
 /* ---- hidden entry points (protctl, facade, tests) -------------------------------------------- */
 
-int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const char *op, const void *entity,
-                     size_t el, const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
-                     struct prot_rate_info *info)
+/* A decision under the caller's limits (the Hammer-style calls). */
+static inline int limit_decide(prot_t *p, struct prot_shm_header *h, const char *op,
+                               const struct rate_ent *e, const struct prot_rate_limit *lim,
+                               uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
 	struct rate_params rp;
 	struct rate_id id;
@@ -286,7 +357,7 @@ int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const char *op, const
 	int r;
 
 	rate_params_of_limit(lim, &rp); /* the public form, converted once */
-	r = rate_id_make(p, h, op, entity, el, &rp, &id);
+	r = id_name(p, h, op, NULL, e, &rp, &id);
 	if (r == 0)
 		r = rate_params_cost(&rp, cost);
 	if (r == 0)
@@ -297,13 +368,20 @@ int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const char *op, const
 	return rate_run(h, p, &id, &rp, cost, now_ns ? now_ns : prot_now_ns(), &pol, info);
 }
 
+int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const char *op, const void *entity,
+                     size_t el, const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
+                     struct prot_rate_info *info)
+{
+	const struct rate_ent e = {.bytes = entity, .len = el};
+	return limit_decide(p, h, op, &e, lim, cost, now_ns, info);
+}
+
 int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const char *entity,
                  const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
                  struct prot_rate_info *info)
 {
-	if (!entity)
-		return -EINVAL;
-	return rate_check_bin_h(p, h, op, entity, ent_strlen(entity), lim, cost, now_ns, info);
+	const struct rate_ent e = {.bytes = entity, .cstr = true};
+	return limit_decide(p, h, op, &e, lim, cost, now_ns, info);
 }
 
 int rate_reset_bin_h(struct prot_shm_header *h, const char *op, const void *entity, size_t el)
@@ -362,11 +440,12 @@ void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
 		rate_params_realtime(rp);
 }
 
-/* A key's decision on an entity of el bytes; tel_entity: the entity for telemetry (NULL: binary). */
-static inline __attribute__((always_inline)) int key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
-                             const char *op, const struct prot_key_cfg *cfg, const void *entity,
-                             size_t el, const char *tel_entity, uint64_t cost, uint64_t now_ns,
-                             struct prot_rate_info *info)
+/* A key's decision on entity e; tel_entity: the entity for telemetry (NULL: binary). op NULL: the
+ * key's own name names the buckets, and on (if not NULL) holds that name's hash and length. */
+static inline __attribute__((always_inline)) int
+key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key, const char *op,
+           const struct rate_opname *on, const struct prot_key_cfg *cfg, const struct rate_ent *e,
+           const char *tel_entity, uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
 	struct prot_key_slot *k = seg_entry(h, REG_KEYS, idx);
 	char name[PROT_NAME_BYTES];
@@ -383,11 +462,14 @@ static inline __attribute__((always_inline)) int key_decide(prot_t *p, struct pr
 		memcpy(name, k->name, sizeof name);
 		name[sizeof name - 1] = '\0';
 		key = name;
+		on = NULL;
 	}
-	if (!op)
+	if (op)
+		on = NULL; /* another name than the key's */
+	else
 		op = key;
 	rate_params_of_key(cfg, &rp);
-	r = rate_id_make(p, h, op, entity, el, &rp, &id);
+	r = id_name(p, h, op, on, e, &rp, &id);
 	if (r == 0)
 		r = rate_params_cost(&rp, cost);
 	if (r == 0)
@@ -403,19 +485,33 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
                    const char *op, const struct prot_key_cfg *cfg, const char *entity,
                    uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
+	const struct rate_ent e = {.bytes = entity, .cstr = true};
+
 	if (!entity && rate_cfg_on(cfg))
 		return -EINVAL;
-	return key_decide(p, h, idx, key, op, cfg, entity, ent_strlen(entity), entity, cost, now_ns,
-	                  info);
+	return key_decide(p, h, idx, key, op, NULL, cfg, &e, entity, cost, now_ns, info);
+}
+
+/* Key idx's decision on a C-string entity, its configuration read now. */
+static inline int key_idx_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
+                                 const struct rate_opname *on, const char *entity, uint64_t cost,
+                                 struct prot_rate_info *info)
+{
+	const struct rate_ent e = {.bytes = entity, .cstr = true};
+	struct prot_key_cfg cfg;
+	int r = rate_key_cfg(h, idx, &cfg);
+
+	if (r < 0)
+		return r;
+	if (!entity && rate_cfg_on(&cfg))
+		return -EINVAL;
+	return key_decide(p, h, idx, key, NULL, on, &cfg, &e, entity, cost, 0, info);
 }
 
 int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                        const char *entity, uint64_t cost, struct prot_rate_info *info)
 {
-	struct prot_key_cfg cfg;
-	int r = rate_key_cfg(h, idx, &cfg);
-
-	return r < 0 ? r : rate_check_cfg(p, h, idx, key, NULL, &cfg, entity, cost, 0, info);
+	return key_idx_decide(p, h, idx, key, NULL, entity, cost, info);
 }
 
 /* The status of (op, entity) under rp, as rate_status_h describes it: the whole status. */
@@ -480,35 +576,40 @@ int prot_rate_check(prot_t *p, const char *operation, const char *entity, uint64
 	return prot_rate_check_n(p, operation, entity, &lim, 1, info);
 }
 
-/* Key NAME's slot and its rate configuration, for a call that may write (decisions) or not. */
-static int key_of(prot_t *p, const char *key, bool write, uint32_t *idx, struct prot_key_cfg *cfg)
+/* Key NAME's slot (its name's hash in *on) and its rate configuration, for a call that may write
+ * (decisions) or not. */
+static int key_of(prot_t *p, const char *key, bool write, uint32_t *idx, struct prot_key_cfg *cfg,
+                  struct rate_opname *on)
 {
 	int g = prot_gate(p, write);
 	if (g < 0)
 		return g;
 	if (!key)
 		return -EINVAL;
-	int r = key_lookup(p, prot_hdr(p), key);
+	struct prot_shm_header *h = prot_hdr(p);
+	int r = key_lookup(p, h, key, on);
 	if (r < 0)
 		return r;
 	*idx = (uint32_t)r;
-	return rate_key_cfg(prot_hdr(p), *idx, cfg);
+	return rate_key_cfg(h, *idx, cfg);
 }
 
 int prot_rate_check_key_bin(prot_t *p, const char *key, const void *entity, size_t entity_len,
                             uint64_t cost, struct prot_rate_info *info)
 {
+	const struct rate_ent e = {.bytes = entity, .len = entity_len};
+	struct rate_opname on = {0};
 	struct prot_key_cfg cfg;
 	uint32_t idx;
-	int r = key_of(p, key, true, &idx, &cfg);
+	int r = key_of(p, key, true, &idx, &cfg, &on);
 
-	return r < 0 ? r : key_decide(p, prot_hdr(p), idx, key, NULL, &cfg, entity, entity_len, NULL,
-	                              cost, 0, info);
+	return r < 0 ? r : key_decide(p, prot_hdr(p), idx, key, NULL, &on, &cfg, &e, NULL, cost, 0, info);
 }
 
 int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t cost,
                         struct prot_rate_info *info)
 {
+	struct rate_opname on = {0};
 	struct prot_shm_header *h;
 	int idx;
 
@@ -518,10 +619,10 @@ int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t
 	if (!key)
 		return -EINVAL;
 	h = prot_hdr(p);
-	idx = key_lookup(p, h, key);
+	idx = key_lookup(p, h, key, &on);
 	if (idx < 0)
 		return idx;
-	return rate_check_key_idx(p, h, (uint32_t)idx, key, entity, cost, info);
+	return key_idx_decide(p, h, (uint32_t)idx, key, &on, entity, cost, info);
 }
 
 int prot_rate_execute_bin(prot_t *p, const char *operation, const void *entity, size_t entity_len,
@@ -585,8 +686,9 @@ int prot_rate_status_key(prot_t *p, const char *key, const void *entity, size_t 
 {
 	struct prot_key_cfg cfg;
 	struct rate_params rp;
+	struct rate_opname on = {0};
 	uint32_t idx;
-	int r = key_of(p, key, false, &idx, &cfg);
+	int r = key_of(p, key, false, &idx, &cfg, &on);
 
 	if (r < 0)
 		return r;
