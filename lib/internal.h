@@ -75,6 +75,10 @@ struct rate_op_cache {
 	uint64_t op[(PROT_OP_MAX + 8) / 8]; /* the name, zero-padded */
 	uint32_t key_idx, key_state;        /* the name as a protection key: slot, and its state word
 	                                       when resolved (0: not resolved) */
+	uint32_t cfg_seq;                   /* the key's cfg seqlock word when key_rate was taken
+	                                       from its rate fields (odd: not taken) */
+	uint64_t key_rate[12];              /* what a decision needs of them (struct key_rate,
+	                                       lib/ratelimit.c), as words */
 };
 
 /* The per-handle memo of rate buckets (lib/rate_memo.h, which argues it): a direct-mapped table
@@ -229,7 +233,10 @@ PROT_HIDDEN bool seq_wait_writer(struct seq_wait *w, const struct prot_idv *v);
 #define seq_read_retry(word, v)                                                                \
 	(atomic_thread_fence(memory_order_acquire), atomic_load_explicit((word), memory_order_relaxed) != (v))
 
-static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, size_t words)
+/* ... and the (even) counter value the copy belongs to, in *at: while the counter still holds it,
+ * the words are the ones copied (a memo of what was derived from them checks that). */
+static inline int seq_read_at(_Atomic uint32_t *seq, const void *src, void *dst, size_t words,
+                              uint32_t *at)
 {
 	const uint64_t *s = src;
 	uint64_t *d = dst;
@@ -240,11 +247,19 @@ static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, si
 #pragma GCC unroll 16 /* blocks are at most 16 words: independent loads, not a loop-carried chain */
 			for (size_t i = 0; i < words; i++)
 				d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
-			if (!seq_read_retry(seq, a))
+			if (!seq_read_retry(seq, a)) {
+				*at = a;
 				return 0;
+			}
 		}
 	} while (seq_wait_more(&w));
 	return -PROT_ETORN;
+}
+
+static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, size_t words)
+{
+	uint32_t at;
+	return seq_read_at(seq, src, dst, words, &at);
 }
 
 /* The writer's odd phase. A counter found odd already (a writer died mid-write, or another writer

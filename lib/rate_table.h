@@ -159,6 +159,10 @@ static inline uint64_t rate_clock_now(uint64_t clock, uint64_t mono_ns)
 	return mono_ns ? mono_ns : prot_now_ns();
 }
 
+/* clock (a key's rate_clock) as a decision reads it under rp: RATE_CLOCK_AUTO resolved to the
+ * coarse or the monotonic clock (see rate_clock.c), any other clock as it is. */
+PROT_HIDDEN uint64_t rate_clock_resolve(uint64_t clock, const struct rate_params *rp);
+
 /* The clock the words of a bucket of kind tag (RATE_TAG_*) are on. */
 static inline uint64_t rate_clock_of_tag(uint32_t tag)
 {

@@ -52,17 +52,32 @@ static struct rate_op_cache *opc_slot(prot_t *p, const char *op, size_t ol)
 	return &p->rate_ops[(ol * 31 + (uint8_t)op[0] + (uint8_t)op[ol - 1]) % RATE_OP_CACHE];
 }
 
+/* What a key's decision needs of its rate fields, derived from them once: kept in the memo entry
+ * of the key's name (key_rate[] of struct rate_op_cache) with the cfg seqlock word they were read
+ * under, and served while the slot's state word and that seqlock word are both unchanged (protd
+ * writes a slot's configuration only inside the seqlock's odd phase, which moves the word). */
+struct key_rate {
+	struct rate_params rp;
+	uint64_t full, clock; /* rate_full_policy, rate_clock */
+	uint64_t on;          /* rate_cfg_on */
+};
+_Static_assert(sizeof(struct key_rate) == sizeof(((struct rate_op_cache *)0)->key_rate),
+               "a memo entry holds a key's decision parameters");
+
 /* What an entry remembers about one name: its hash, and if the name is a protection key's, the
- * key's slot and the slot's state word when it was resolved (key_state 0: not resolved). */
+ * key's slot and the slot's state word when it was resolved (key_state 0: not resolved), and the
+ * cfg seqlock word its key_rate was taken under (odd: none). */
 struct opc_val {
 	uint64_t op_hash;
-	uint32_t key_idx, key_state;
+	uint32_t key_idx, key_state, cfg_seq;
 };
 
 /* Words of the cache entry are read with relaxed atomics inside the seqlock: a concurrent writer
- * makes the read fail, never tear. */
-static bool opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw,
-                    size_t ol, struct opc_val *out)
+ * makes the read fail, never tear. kr (may be NULL): the key_rate words, copied when cfg_seq is
+ * even. */
+static inline __attribute__((always_inline)) bool
+opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw, size_t ol,
+        struct opc_val *out, struct key_rate *kr)
 {
 	/* acquire: pairs with the writer's release of an even seq */
 	uint32_t s = atomic_load_explicit(&c->seq, memory_order_acquire);
@@ -73,17 +88,22 @@ static bool opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, co
 	for (size_t k = 0; k < (ol + 7) / 8; k++)
 		if (__atomic_load_n(&c->op[k], __ATOMIC_RELAXED) != opw[k])
 			return false;
-	struct opc_val v = {.op_hash = __atomic_load_n(&c->op_hash, __ATOMIC_RELAXED),
-	                    .key_idx = __atomic_load_n(&c->key_idx, __ATOMIC_RELAXED),
-	                    .key_state = __atomic_load_n(&c->key_state, __ATOMIC_RELAXED)};
-	if (seq_read_retry(&c->seq, s))
-		return false;
-	*out = v;
-	return true;
+	out->op_hash = __atomic_load_n(&c->op_hash, __ATOMIC_RELAXED);
+	out->key_idx = __atomic_load_n(&c->key_idx, __ATOMIC_RELAXED);
+	out->key_state = __atomic_load_n(&c->key_state, __ATOMIC_RELAXED);
+	out->cfg_seq = __atomic_load_n(&c->cfg_seq, __ATOMIC_RELAXED);
+	if (kr && !(out->cfg_seq & 1)) {
+		uint64_t *d = (uint64_t *)(void *)kr;
+#pragma GCC unroll 12
+		for (size_t k = 0; k < sizeof c->key_rate / 8; k++)
+			d[k] = __atomic_load_n(&c->key_rate[k], __ATOMIC_RELAXED);
+	}
+	return !seq_read_retry(&c->seq, s);
 }
 
+/* kr NULL: no key_rate (v->cfg_seq must then be odd). */
 static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw,
-                    size_t ol, const struct opc_val *v)
+                    size_t ol, const struct opc_val *v, const struct key_rate *kr)
 {
 	uint32_t s = atomic_load_explicit(&c->seq, memory_order_relaxed);
 
@@ -100,6 +120,12 @@ static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, co
 	__atomic_store_n(&c->op_hash, v->op_hash, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->key_idx, v->key_idx, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->key_state, v->key_state, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->cfg_seq, kr ? v->cfg_seq : 1u, __ATOMIC_RELAXED);
+	if (kr) {
+		const uint64_t *w = (const uint64_t *)(const void *)kr;
+		for (size_t k = 0; k < sizeof c->key_rate / 8; k++)
+			__atomic_store_n(&c->key_rate[k], w[k], __ATOMIC_RELAXED);
+	}
 	/* release: the words above happen before a reader acquires this even seq */
 	atomic_store_explicit(&c->seq, s + 2, memory_order_release);
 }
@@ -113,18 +139,54 @@ static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const cha
 	if (!p)
 		return prot_siphash(h->hash_key, op, ol);
 	c = opc_slot(p, op, ol);
-	if (opc_get(c, h, opw, ol, &v))
+	if (opc_get(c, h, opw, ol, &v, NULL))
 		return v.op_hash;
 	v = (struct opc_val){.op_hash = prot_siphash(h->hash_key, op, ol)};
-	opc_put(c, h, opw, ol, &v);
+	opc_put(c, h, opw, ol, &v, NULL);
 	return v.op_hash;
+}
+
+/* Key idx's rate fields (cfg words 0-5), read under its seqlock: 0, with the slot's state word
+ * and the seqlock word they belong to in *st and *seq. */
+static int key_cfg_read(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
+                        uint32_t *st, uint32_t *seq);
+
+static void key_rate_of(const struct prot_key_cfg *cfg, struct key_rate *kr)
+{
+	rate_params_of_key(cfg, &kr->rp);
+	kr->full = cfg->rate_full_policy;
+	kr->clock = rate_clock_resolve(cfg->rate_clock, &kr->rp);
+	kr->on = rate_cfg_on(cfg);
+}
+
+/* Key idx's rate fields read now into *kr, and remembered in entry c with v when the slot still
+ * holds the name v was resolved under (c NULL: not remembered). idx, or an error. */
+static __attribute__((noinline)) int key_rate_read(struct rate_op_cache *c, struct prot_shm_header *h,
+                                                   const uint64_t *opw, size_t ol, struct opc_val *v,
+                                                   uint32_t idx, struct key_rate *kr)
+{
+	struct prot_key_cfg cfg;
+	uint32_t st, seq;
+	int r = key_cfg_read(h, idx, &cfg, &st, &seq);
+
+	if (r < 0)
+		return r;
+	key_rate_of(&cfg, kr);
+	if (c && st == v->key_state) {
+		v->cfg_seq = seq;
+		opc_put(c, h, opw, ol, v, kr);
+	}
+	return (int)idx;
 }
 
 /* Key NAME's slot index, remembered per handle with the slot's state word: while that word is
  * unchanged the slot holds the same key (protd bumps the generation in it on every reuse), so a
- * hit costs one load instead of a search. Errors as seg_find. */
+ * hit costs one load instead of a search; and with kr (may be NULL), what a decision needs of its
+ * rate fields, remembered with the cfg seqlock word: one more load. *on: the name's hash and
+ * length. Errors as seg_find, or as reading the configuration. */
 static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct prot_shm_header *h,
-                                                             const char *name, struct rate_opname *on)
+                                                             const char *name, struct rate_opname *on,
+                                                             struct key_rate *kr)
 {
 	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
 	size_t ol = str_words(name, PROT_NAME_MAX, opw);
@@ -132,16 +194,22 @@ static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct pr
 	struct opc_val v;
 	bool known;
 
-	if (ol == 0 || ol > PROT_NAME_MAX)
-		return seg_find(h, REG_KEYS, name);
+	if (ol == 0 || ol > PROT_NAME_MAX) {
+		int idx = seg_find(h, REG_KEYS, name);
+		return idx < 0 || !kr ? idx : key_rate_read(NULL, h, opw, ol, &v, (uint32_t)idx, kr);
+	}
 	c = opc_slot(p, name, ol);
-	known = opc_get(c, h, opw, ol, &v);
+	known = opc_get(c, h, opw, ol, &v, kr);
 	if (known && v.key_state && v.key_idx < seg_count(h, REG_KEYS)) {
 		struct prot_key_slot *k = seg_entry(h, REG_KEYS, v.key_idx);
 		/* acquire: pairs with protd's release of LIVE; the caller then reads the cfg */
 		if (atomic_load_explicit(&k->state, memory_order_acquire) == v.key_state) {
 			*on = (struct rate_opname){.hash = v.op_hash, .len = (uint32_t)ol};
-			return (int)v.key_idx;
+			/* acquire: pairs with protd's seq_write_end (the words kr was taken from) */
+			if (!kr || (!(v.cfg_seq & 1) &&
+			            atomic_load_explicit(&k->seq, memory_order_acquire) == v.cfg_seq))
+				return (int)v.key_idx;
+			return key_rate_read(c, h, opw, ol, &v, v.key_idx, kr); /* reconfigured */
 		}
 	}
 	int idx = seg_find(h, REG_KEYS, name);
@@ -150,15 +218,16 @@ static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct pr
 	struct prot_key_slot *k = seg_entry(h, REG_KEYS, (uint32_t)idx);
 	uint32_t st = atomic_load_explicit(&k->state, memory_order_acquire); /* as above */
 	/* remember it only if the slot provably held this name under st */
-	if (SLOT_STATE(st) != SLOT_LIVE || memcmp(k->name, name, ol + 1) != 0)
-		return idx;
-	if (seq_read_retry(&k->state, st)) /* the compare happens before the re-check */
-		return idx;
+	bool proven = SLOT_STATE(st) == SLOT_LIVE && memcmp(k->name, name, ol + 1) == 0 &&
+	              !seq_read_retry(&k->state, st); /* the compare happens before the re-check */
 	v = (struct opc_val){.op_hash = known ? v.op_hash : prot_siphash(h->hash_key, name, ol),
-	                     .key_idx = (uint32_t)idx, .key_state = st};
-	opc_put(c, h, opw, ol, &v);
-	*on = (struct rate_opname){.hash = v.op_hash, .len = (uint32_t)ol};
-	return idx;
+	                     .key_idx = (uint32_t)idx, .key_state = st, .cfg_seq = 1};
+	if (proven) {
+		*on = (struct rate_opname){.hash = v.op_hash, .len = (uint32_t)ol};
+		if (!kr)
+			opc_put(c, h, opw, ol, &v, NULL);
+	}
+	return kr ? key_rate_read(proven ? c : NULL, h, opw, ol, &v, (uint32_t)idx, kr) : idx;
 }
 
 /* The operation part of id: op's hash (memoised per handle) and length, or on's when the caller
@@ -404,7 +473,8 @@ int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
 _Static_assert(offsetof(struct prot_key_cfg, rate_clock) == 8 * (RATE_CFG_WORDS - 1), "rate words");
 _Static_assert(offsetof(struct prot_key_cfg, breaker_index) == 8 * RATE_CFG_WORDS, "then the rest");
 
-int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg)
+static int key_cfg_read(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
+                        uint32_t *st, uint32_t *seq)
 {
 	struct prot_key_slot *k;
 	uint64_t w[RATE_CFG_WORDS];
@@ -414,11 +484,12 @@ int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *c
 	k = seg_entry(h, REG_KEYS, idx);
 	/* acquire: pairs with protd's release of LIVE after writing the slot */
 	uint32_t st0 = atomic_load_explicit(&k->state, memory_order_acquire);
-	int r = seq_read(&k->seq, &k->cfg, w, RATE_CFG_WORDS); /* the rate fields only */
+	int r = seq_read_at(&k->seq, &k->cfg, w, RATE_CFG_WORDS, seq); /* the rate fields only */
 	if (r < 0)
 		return r;
 	if (SLOT_STATE(st0) != SLOT_LIVE || seq_read_retry(&k->state, st0))
 		return -PROT_ENOKEY; /* recycled while we read */
+	*st = st0;
 	/* Field by field from registers: copying the struct through memory would reload the
 	 * seq_read stores with wider loads, and a failed store-forward stalls for longer than the
 	 * copy takes. */
@@ -432,6 +503,12 @@ int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *c
 	return 0;
 }
 
+int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg)
+{
+	uint32_t st, seq;
+	return key_cfg_read(h, idx, cfg, &st, &seq);
+}
+
 void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
 {
 	rate_params_make((uint32_t)cfg->rate_algo, cfg->rate_limit, cfg->rate_window_ms, cfg->rate_burst,
@@ -440,24 +517,26 @@ void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
 		rate_params_realtime(rp);
 }
 
-/* A key's decision on entity e; tel_entity: the entity for telemetry (NULL: binary). op NULL: the
- * key's own name names the buckets, and on (if not NULL) holds that name's hash and length. */
+/* A key's decision on entity e under kr; tel_entity: the entity for telemetry (NULL: binary). op
+ * NULL: the key's own name names the buckets, and on (if not NULL) holds that name's hash and
+ * length. */
 static inline __attribute__((always_inline)) int
 key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key, const char *op,
-           const struct rate_opname *on, const struct prot_key_cfg *cfg, const struct rate_ent *e,
+           const struct rate_opname *on, const struct key_rate *kr, const struct rate_ent *e,
            const char *tel_entity, uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
 	struct prot_key_slot *k = seg_entry(h, REG_KEYS, idx);
 	char name[PROT_NAME_BYTES];
-	struct rate_params rp;
 	struct rate_id id;
 	int r;
 
-	if (!rate_cfg_on(cfg)) { /* no limiter on this key: everything passes */
+	if (!kr->on) { /* no limiter on this key: everything passes */
 		if (info)
 			*info = (struct prot_rate_info){.allowed = 1};
 		return 1;
 	}
+	if (!e->bytes && (e->cstr || e->len))
+		return -EINVAL;
 	if (!key) { /* the slot's own name: copy it, bounded (the slot is shared memory) */
 		memcpy(name, k->name, sizeof name);
 		name[sizeof name - 1] = '\0';
@@ -468,17 +547,16 @@ key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key, 
 		on = NULL; /* another name than the key's */
 	else
 		op = key;
-	rate_params_of_key(cfg, &rp);
-	r = id_name(p, h, op, on, e, &rp, &id);
+	r = id_name(p, h, op, on, e, &kr->rp, &id);
 	if (r == 0)
-		r = rate_params_cost(&rp, cost);
+		r = rate_params_cost(&kr->rp, cost);
 	if (r == 0)
-		r = rate_sliding_fits(h, &rp);
+		r = rate_sliding_fits(h, &kr->rp);
 	if (r < 0)
 		return r;
-	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,
+	struct rate_policy pol = {.full = kr->full, .ks = &k->stats, .key_idx = idx,
 	                          .key = key, .op = op, .entity = tel_entity};
-	return rate_run(h, p, &id, &rp, cost, rate_clock_now(cfg->rate_clock, now_ns), &pol, info);
+	return rate_run(h, p, &id, &kr->rp, cost, rate_clock_now(kr->clock, now_ns), &pol, info);
 }
 
 int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
@@ -486,32 +564,19 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
                    uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
 	const struct rate_ent e = {.bytes = entity, .cstr = true};
+	struct key_rate kr;
 
-	if (!entity && rate_cfg_on(cfg))
-		return -EINVAL;
-	return key_decide(p, h, idx, key, op, NULL, cfg, &e, entity, cost, now_ns, info);
-}
-
-/* Key idx's decision on a C-string entity, its configuration read now. */
-static inline int key_idx_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
-                                 const struct rate_opname *on, const char *entity, uint64_t cost,
-                                 struct prot_rate_info *info)
-{
-	const struct rate_ent e = {.bytes = entity, .cstr = true};
-	struct prot_key_cfg cfg;
-	int r = rate_key_cfg(h, idx, &cfg);
-
-	if (r < 0)
-		return r;
-	if (!entity && rate_cfg_on(&cfg))
-		return -EINVAL;
-	return key_decide(p, h, idx, key, NULL, on, &cfg, &e, entity, cost, 0, info);
+	key_rate_of(cfg, &kr);
+	return key_decide(p, h, idx, key, op, NULL, &kr, &e, entity, cost, now_ns, info);
 }
 
 int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                        const char *entity, uint64_t cost, struct prot_rate_info *info)
 {
-	return key_idx_decide(p, h, idx, key, NULL, entity, cost, info);
+	struct prot_key_cfg cfg;
+	int r = rate_key_cfg(h, idx, &cfg);
+
+	return r < 0 ? r : rate_check_cfg(p, h, idx, key, NULL, &cfg, entity, cost, 0, info);
 }
 
 /* The status of (op, entity) under rp, as rate_status_h describes it: the whole status. */
@@ -576,22 +641,19 @@ int prot_rate_check(prot_t *p, const char *operation, const char *entity, uint64
 	return prot_rate_check_n(p, operation, entity, &lim, 1, info);
 }
 
-/* Key NAME's slot (its name's hash in *on) and its rate configuration, for a call that may write
- * (decisions) or not. */
-static int key_of(prot_t *p, const char *key, bool write, uint32_t *idx, struct prot_key_cfg *cfg,
-                  struct rate_opname *on)
+/* Key NAME's slot (its name's hash in *on) and what a decision needs of its rate fields, for a
+ * call that may write (decisions) or not. */
+static inline __attribute__((always_inline)) int key_of(prot_t *p, const char *key, bool write,
+                                                        struct prot_shm_header **h,
+                                                        struct rate_opname *on, struct key_rate *kr)
 {
 	int g = prot_gate(p, write);
 	if (g < 0)
 		return g;
 	if (!key)
 		return -EINVAL;
-	struct prot_shm_header *h = prot_hdr(p);
-	int r = key_lookup(p, h, key, on);
-	if (r < 0)
-		return r;
-	*idx = (uint32_t)r;
-	return rate_key_cfg(h, *idx, cfg);
+	*h = prot_hdr(p);
+	return key_lookup(p, *h, key, on, kr);
 }
 
 int prot_rate_check_key_bin(prot_t *p, const char *key, const void *entity, size_t entity_len,
@@ -599,30 +661,25 @@ int prot_rate_check_key_bin(prot_t *p, const char *key, const void *entity, size
 {
 	const struct rate_ent e = {.bytes = entity, .len = entity_len};
 	struct rate_opname on = {0};
-	struct prot_key_cfg cfg;
-	uint32_t idx;
-	int r = key_of(p, key, true, &idx, &cfg, &on);
+	struct prot_shm_header *h;
+	struct key_rate kr;
+	int idx = key_of(p, key, true, &h, &on, &kr);
 
-	return r < 0 ? r : key_decide(p, prot_hdr(p), idx, key, NULL, &on, &cfg, &e, NULL, cost, 0, info);
+	return idx < 0 ? idx
+	               : key_decide(p, h, (uint32_t)idx, key, NULL, &on, &kr, &e, NULL, cost, 0, info);
 }
 
 int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t cost,
                         struct prot_rate_info *info)
 {
+	const struct rate_ent e = {.bytes = entity, .cstr = true};
 	struct rate_opname on = {0};
 	struct prot_shm_header *h;
-	int idx;
+	struct key_rate kr;
+	int idx = key_of(p, key, true, &h, &on, &kr);
 
-	int g = prot_gate(p, true);
-	if (g < 0)
-		return g;
-	if (!key)
-		return -EINVAL;
-	h = prot_hdr(p);
-	idx = key_lookup(p, h, key, &on);
-	if (idx < 0)
-		return idx;
-	return key_idx_decide(p, h, (uint32_t)idx, key, &on, entity, cost, info);
+	return idx < 0 ? idx
+	               : key_decide(p, h, (uint32_t)idx, key, NULL, &on, &kr, &e, entity, cost, 0, info);
 }
 
 int prot_rate_execute_bin(prot_t *p, const char *operation, const void *entity, size_t entity_len,
@@ -684,18 +741,16 @@ int prot_rate_status(prot_t *p, const char *operation, const char *entity,
 int prot_rate_status_key(prot_t *p, const char *key, const void *entity, size_t entity_len,
                          struct prot_rate_status *out)
 {
-	struct prot_key_cfg cfg;
-	struct rate_params rp;
 	struct rate_opname on = {0};
-	uint32_t idx;
-	int r = key_of(p, key, false, &idx, &cfg, &on);
+	struct prot_shm_header *h;
+	struct key_rate kr;
+	int idx = key_of(p, key, false, &h, &on, &kr);
 
-	if (r < 0)
-		return r;
-	if (!rate_cfg_on(&cfg))
+	if (idx < 0)
+		return idx;
+	if (!kr.on)
 		return -EINVAL; /* no rate limiter: no bucket to describe */
-	rate_params_of_key(&cfg, &rp);
-	return rate_status_bin_h(prot_hdr(p), key, entity, entity_len, &rp, 0, out);
+	return rate_status_bin_h(h, key, entity, entity_len, &kr.rp, 0, out);
 }
 
 int prot_rate_reset_bin(prot_t *p, const char *operation, const void *entity, size_t entity_len)
