@@ -222,7 +222,10 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 	if (!key || !fn)
 		return -EINVAL;
 
-	struct call_ctx c = {.p = p, .key = key, .opts = opts, .detail = d};
+	/* Field by field: zeroing the whole context (its configuration copies are most of it, and
+	 * read_layers writes them) costs a rep stos longer than the rate decision. */
+	struct call_ctx c;
+	c.p = p, c.key = key, c.opts = opts, c.detail = d;
 	c.h = prot_hdr(p);
 	struct slot_ref kref;
 	int kr = prot_resolve(p, c.h, REG_KEYS, key, &kref);
