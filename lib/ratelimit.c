@@ -47,9 +47,12 @@
 
 /* ---- operation hashes, memoised per handle (see struct rate_op_cache) ------------------------- */
 
-static struct rate_op_cache *opc_slot(prot_t *p, const char *op, size_t ol)
+/* The entry of a name, from its first word and length (in registers already: re-reading the
+ * name's bytes would wait for the load that found its length). */
+static struct rate_op_cache *opc_slot(prot_t *p, const uint64_t *opw, size_t ol)
 {
-	return &p->rate_ops[(ol * 31 + (uint8_t)op[0] + (uint8_t)op[ol - 1]) % RATE_OP_CACHE];
+	_Static_assert(RATE_OP_CACHE == 8, "the index is 3 bits");
+	return &p->rate_ops[((opw[0] ^ ol) * 0x9e3779b97f4a7c15ull) >> 61];
 }
 
 /* What a key's decision needs of its rate fields, derived from them once: kept in the memo entry
@@ -138,7 +141,7 @@ static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const cha
 
 	if (!p)
 		return prot_siphash(h->hash_key, op, ol);
-	c = opc_slot(p, op, ol);
+	c = opc_slot(p, opw, ol);
 	if (opc_get(c, h, opw, ol, &v, NULL))
 		return v.op_hash;
 	v = (struct opc_val){.op_hash = prot_siphash(h->hash_key, op, ol)};
@@ -198,7 +201,7 @@ static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct pr
 		int idx = seg_find(h, REG_KEYS, name);
 		return idx < 0 || !kr ? idx : key_rate_read(NULL, h, opw, ol, &v, (uint32_t)idx, kr);
 	}
-	c = opc_slot(p, name, ol);
+	c = opc_slot(p, opw, ol);
 	known = opc_get(c, h, opw, ol, &v, kr);
 	if (known && v.key_state && v.key_idx < seg_count(h, REG_KEYS)) {
 		struct prot_key_slot *k = seg_entry(h, REG_KEYS, v.key_idx);
