@@ -57,11 +57,11 @@ static inline size_t str_words_bytes(const char *s, size_t max, uint64_t *w)
 #if defined(__x86_64__) || defined(__aarch64__)
 /* The word-wise form, on little-endian machines that load unaligned words cheaply. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define WORDS_WIDE_ATTR __attribute__((no_sanitize("address", "thread"), noinline))
+#define WORDS_WIDE_ATTR __attribute__((no_sanitize("address", "thread"), noinline, unused)) static
 #else
-#define WORDS_WIDE_ATTR __attribute__((always_inline))
+#define WORDS_WIDE_ATTR __attribute__((always_inline)) static inline
 #endif
-WORDS_WIDE_ATTR static inline size_t str_words_wide(const char *s, size_t max, uint64_t *w)
+WORDS_WIDE_ATTR size_t str_words_wide(const char *s, size_t max, uint64_t *w)
 {
 	const uint64_t lo = 0x0101010101010101ull, hi = 0x8080808080808080ull;
 
