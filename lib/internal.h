@@ -586,6 +586,22 @@ PROT_HIDDEN void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_
 PROT_HIDDEN int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                                const char *op, const struct prot_key_cfg *cfg, const char *entity,
                                uint64_t cost, uint64_t now_ns, struct prot_rate_info *info);
+/* A key as the facade resolves it once per call (lib/ratelimit.c): its slot through the rate
+ * memo of its name, the name's hash, and its decision parameters (kr: lib/ratelimit.c's struct
+ * key_rate) with the cfg seqlock word they were derived under. 0 and *out, or seg_find's error. */
+struct rate_key_ref {
+	uint64_t op_hash;
+	uint32_t op_len, idx;
+	uint64_t kr[12];
+};
+PROT_HIDDEN int rate_key_resolve(prot_t *p, struct prot_shm_header *h, const char *key,
+                                 struct rate_key_ref *out);
+/* rate_check_cfg for a resolved key whose cfg the caller read under seqlock word cfg_seq: ref's
+ * parameters serve when they were derived under that word, else cfg is converted again. */
+PROT_HIDDEN int rate_check_ref(prot_t *p, struct prot_shm_header *h, const struct rate_key_ref *ref,
+                               const char *key, const char *op, const struct prot_key_cfg *cfg,
+                               uint32_t cfg_seq, const char *entity, uint64_t cost, uint64_t now_ns,
+                               struct prot_rate_info *info);
 /* lib/rate_view.c: one entity's state under rp, charging nothing. Read-only: works on a read-only
  * mapping. */
 PROT_HIDDEN int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,

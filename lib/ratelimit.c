@@ -61,11 +61,14 @@ static struct rate_op_cache *opc_slot(prot_t *p, const uint64_t *opw, size_t ol)
  * writes a slot's configuration only inside the seqlock's odd phase, which moves the word). */
 struct key_rate {
 	struct rate_params rp;
-	uint64_t full, clock; /* rate_full_policy, rate_clock */
-	uint64_t on;          /* rate_cfg_on */
+	uint64_t full, clock; /* rate_full_policy, rate_clock (AUTO resolved) */
+	uint32_t on;          /* rate_cfg_on */
+	uint32_t seq;         /* the cfg seqlock word they were derived under */
 };
 _Static_assert(sizeof(struct key_rate) == sizeof(((struct rate_op_cache *)0)->key_rate),
                "a memo entry holds a key's decision parameters");
+_Static_assert(sizeof(struct key_rate) == sizeof(((struct rate_key_ref *)0)->kr),
+               "a reference holds them too");
 
 /* What an entry remembers about one name: its hash, and if the name is a protection key's, the
  * key's slot and the slot's state word when it was resolved (key_state 0: not resolved), and the
@@ -154,12 +157,14 @@ static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const cha
 static int key_cfg_read(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
                         uint32_t *st, uint32_t *seq);
 
-static void key_rate_of(const struct prot_key_cfg *cfg, struct key_rate *kr)
+/* cfg, read under the seqlock word seq (odd: not known), as a decision needs it. */
+static void key_rate_of(const struct prot_key_cfg *cfg, uint32_t seq, struct key_rate *kr)
 {
 	rate_params_of_key(cfg, &kr->rp);
 	kr->full = cfg->rate_full_policy;
 	kr->clock = rate_clock_resolve(cfg->rate_clock, &kr->rp);
 	kr->on = rate_cfg_on(cfg);
+	kr->seq = seq;
 }
 
 /* Key idx's rate fields read now into *kr, and remembered in entry c with v when the slot still
@@ -174,7 +179,7 @@ static __attribute__((noinline)) int key_rate_read(struct rate_op_cache *c, stru
 
 	if (r < 0)
 		return r;
-	key_rate_of(&cfg, kr);
+	key_rate_of(&cfg, seq, kr);
 	if (c && st == v->key_state) {
 		v->cfg_seq = seq;
 		opc_put(c, h, opw, ol, v, kr);
@@ -569,8 +574,36 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
 	const struct rate_ent e = {.bytes = entity, .cstr = true};
 	struct key_rate kr;
 
-	key_rate_of(cfg, &kr);
+	key_rate_of(cfg, 1, &kr);
 	return key_decide(p, h, idx, key, op, NULL, &kr, &e, entity, cost, now_ns, info);
+}
+
+int rate_key_resolve(prot_t *p, struct prot_shm_header *h, const char *key, struct rate_key_ref *out)
+{
+	struct rate_opname on = {0};
+	struct key_rate kr;
+	int idx = key_lookup(p, h, key, &on, &kr);
+
+	if (idx < 0)
+		return idx;
+	out->op_hash = on.hash, out->op_len = on.len, out->idx = (uint32_t)idx;
+	memcpy(out->kr, &kr, sizeof kr);
+	return 0;
+}
+
+int rate_check_ref(prot_t *p, struct prot_shm_header *h, const struct rate_key_ref *ref,
+                   const char *key, const char *op, const struct prot_key_cfg *cfg,
+                   uint32_t cfg_seq, const char *entity, uint64_t cost, uint64_t now_ns,
+                   struct prot_rate_info *info)
+{
+	const struct rate_ent e = {.bytes = entity, .cstr = true};
+	const struct rate_opname on = {.hash = ref->op_hash, .len = ref->op_len};
+	struct key_rate kr;
+
+	memcpy(&kr, ref->kr, sizeof kr);
+	if (cfg_seq & 1 || kr.seq != cfg_seq) /* not what the caller's copy of cfg was read under */
+		key_rate_of(cfg, cfg_seq, &kr);
+	return key_decide(p, h, ref->idx, key, op, &on, &kr, &e, entity, cost, now_ns, info);
 }
 
 int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,

@@ -339,3 +339,37 @@ Test(clock, a_key_on_auto_is_exact_across_processes_and_shown_as_auto)
 	cr_assert(strstr(o.out, "auto"), "protctl shows the clock as configured: %s", o.out);
 	stop(e);
 }
+
+static int call_ok(const struct prot_call *call)
+{
+	(void)call;
+	return 0;
+}
+
+static int exec_u(prot_t *p)
+{
+	struct prot_call_opts o = {.entity = "u", .timeout_ms = -1};
+	return prot_execute(p, "k", &o, call_ok, NULL, NULL);
+}
+
+/* The facade resolves the key once per call and decides on the parameters derived from the copy
+ * of the configuration it read for the call: a runtime change is in force at the next call. */
+Test(memo, the_facade_decides_on_the_configuration_of_its_call)
+{
+	struct env *e = start("[key k]\nrate_limit = 2\nrate_window = 720h\n");
+	struct prot_detail d;
+	cr_assert_eq(exec_u(e->p), 0);
+	cr_assert_eq(exec_u(e->p), 0);
+	cr_assert_eq(exec_u(e->p), -PROT_ERATELIMITED, "2 of 2");
+	cr_assert_eq(prot_configure(e->p, "k", "rate_limit=4", &d), 0, "%s", d.message);
+	struct limit_arg a = {e->p, 4};
+	cr_assert(th_until(limit_is, &a, 2000), "protd applied rate_limit = 4");
+	cr_assert_eq(exec_u(e->p), 0, "3 of 4");
+	cr_assert_eq(exec_u(e->p), 0, "4 of 4");
+	cr_assert_eq(exec_u(e->p), -PROT_ERATELIMITED, "the memo holds the new limit, not the old");
+	cr_assert_eq(prot_configure(e->p, "k", "rate_limit=1", &d), 0, "%s", d.message);
+	a.want = 1;
+	cr_assert(th_until(limit_is, &a, 2000), "protd applied rate_limit = 1");
+	cr_assert_eq(exec_u(e->p), -PROT_ERATELIMITED, "4 counted, limit 1");
+	stop(e);
+}
