@@ -1,10 +1,12 @@
 /* ratelimit.c — the rate limiter's entry points: the public prot_rate_* functions, the hidden forms
- * the facade (rate_check_cfg), protctl and the tests call; how a decision names its bucket
- * (rate_id_make: (operation, entity) encoded into the words a bucket stores and compares, plus
- * the hash that places it) and the per-handle memo (struct rate_op_cache, internal.h) that spares
- * it hashing its operation name or searching for its key again; a protection key's rate
- * configuration read from its slot (rate_key_cfg) and turned into decision parameters
- * (rate_params_of_key); and what a full table means for a call (the key's rate_on_full policy,
+ * the facade (rate_key_resolve, rate_check_ref, rate_check_cfg), protctl and the tests call; how
+ * a decision names its bucket (rate_id_make: (operation, entity) encoded into the words a bucket
+ * stores and compares, plus the hash that places it, which a decision computes only when the
+ * bucket memo, lib/rate_memo.h, does not know the bucket) and the per-handle name memo (struct
+ * rate_op_cache, internal.h) that spares it hashing its operation name, searching for its key or
+ * deriving its parameters again; a protection key's rate configuration read from its slot
+ * (rate_key_cfg) and turned into decision parameters (rate_params_of_key, struct key_rate); and
+ * what a full table means for a call (the key's rate_on_full policy,
  * its counters and events). The table itself is rate_table.c, the arithmetic rate_algo.c, the
  * read-only views rate_view.c, the operation names rate_ops.c. The status (rate_status_bin_h, on
  * rate_view.c's rate_view_find) and reset (rate_reset_bin_h, on rate_table_reset) entry points
@@ -24,18 +26,27 @@
  * home slot come from SipHash(segment key ^ (op_hash, 0), entity) — not from the scale, so every
  * scale of an entity shares its group (see TABLE in rate_table.c) and a reset finds them all.
  *
- * THE MEMO. An entry is a small seqlock (see struct rate_op_cache): a reader that overlaps a writer
- * fails and computes, never tears. A key slot remembered there is trusted only while the slot's
- * state word (generation included) is the one seen when the name was compared.
+ * THE NAME MEMO. An entry is a small seqlock (see struct rate_op_cache): a reader that overlaps a
+ * writer fails and computes, never tears. A key slot remembered there is trusted only while the
+ * slot's state word (generation included) is the one seen when the name was compared; the key's
+ * decision parameters remembered with it (struct key_rate) only while, in addition, the slot's
+ * cfg seqlock word is the even value they were derived under: protd writes a slot's configuration
+ * only inside that seqlock's odd phase, so an unchanged word means unchanged words (up to its
+ * 2^31 changes between two decisions of one handle). A hit costs two loads of the slot's first
+ * line instead of a search, a seqlock copy and the conversion.
  *
  * ONE FORM OF A LIMIT. A decision runs on struct rate_params (rate_algo.h), derived once per
- * decision: from the key's configuration words as read from its slot (a key's decision; the
- * facade passes the configuration it read for the whole call), or from the caller's struct
- * prot_rate_limit at the edge (prot_rate_check_n, prot_rate_status; Hammer-style calls).
+ * configuration of a key (kept in the name memo, above), or per call from the caller's struct
+ * prot_rate_limit at the edge (prot_rate_check_n, prot_rate_status; Hammer-style calls). The
+ * facade reads the whole key block once per call (its one configuration, lib/facade.c) and
+ * decides on parameters derived under that copy's seqlock word (rate_check_ref): the memo's when
+ * they are of that word, else converted from the copy.
  *
  * CLOCK. One clock read per decision (rate_clock.c): CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE for
  * keys with rate_clock = coarse (resolution: clock_getres(), typically 4 ms: a window boundary or
- * a GCRA emission can be seen up to that late), the calendar for rate_clock = realtime. A caller
+ * a GCRA emission can be seen up to that late) and for keys on auto where it cannot change what
+ * they admit by more than one unit (rate_clock_resolve), the calendar for rate_clock = realtime. A
+ * caller
  * that has just read CLOCK_MONOTONIC (the facade: the call's start) passes that reading, which
  * serves a key on the monotonic clock.
  */
