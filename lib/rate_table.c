@@ -149,11 +149,12 @@
 
 #include "rate_sliding.h"
 
-#define GROUP_VER (1ull << 32)
 #define NS_MS RATE_NS_MS
 
 #define RATE_SWEEP_GROUPS 128u            /* groups per rate_sweep() call */
 #define RATE_RING_GRACE_NS (1000 * NS_MS) /* a ring taken this recently may await its publication */
+#define RATE_SPILL_AT 20u  /* a new entity may go to its secondary once its primary holds this many */
+#define RATE_HELP_TRIES 64 /* rounds of helping a pending overflow before the caller retries */
 
 enum { R_RETRY = -100000 }; /* internal, never returned to callers */
 _Static_assert(R_RETRY != RATE_TABLE_FULL, "two internal results");
@@ -203,11 +204,69 @@ static inline uint32_t tag_match(struct prot_rate_group *g, uint8_t tag)
 
 /* ---- publication helpers ---------------------------------------------------------------------- */
 
-/* CLAIMED(g) -> LIVE(g) (release: pairs with the acquire of meta by lookups). Returns the meta now
- * in place. */
-static uint64_t help_publish(struct prot_rate_bucket *b, uint64_t m)
+/* ---- overflow records (see OVERFLOW) --------------------------------------------------------- */
+
+/* Primary group pi's word pw holds a pending record (alt, j): set bit j of the secondary (version+1)
+ * unless it is set, then clear the record (version+1). Either CAS may lose to another helper or to
+ * any other change of the group; then whoever changed it made progress, and the caller reloads. */
+static void help_pending(struct prot_shm_header *h, uint32_t pi, uint64_t pw)
 {
+	uint32_t pend = GW_PEND(pw), alt = pend >> 5, si = group_other(h, pi, alt);
+	uint64_t bit = 1ull << (pend & 31);
+	struct prot_rate_group *p = group_at(h, pi), *s = group_at(h, si);
+
+	if (si == pi)
+		return; /* untrusted: no inserter writes such a record */
+	for (int k = 0; k < RATE_HELP_TRIES; k++) {
+		uint64_t sw = group_load(s);
+		if (!(sw & bit)) {
+			/* Clear: not set yet — or set, and the bucket gone LIVE and removed since. That
+			 * removal (acquired with sw) came after the record left pw, so p's word moved. */
+			if (group_load(p) != pw)
+				return;
+			/* acq_rel: the overflower's writes (acquired with pw) are published with the bit */
+			if (!atomic_compare_exchange_weak_explicit(&s->h.word, &sw, (sw + GROUP_VER) | bit,
+			                                           memory_order_acq_rel, memory_order_acquire))
+				continue;
+		}
+		/* acq_rel: the bit above happens before the record disappears (lookups read p first) */
+		atomic_compare_exchange_strong_explicit(&p->h.word, &pw, (pw + GROUP_VER) & ~GW_PEND_MASK,
+		                                        memory_order_acq_rel, memory_order_relaxed);
+		return;
+	}
+}
+
+/* Bucket i of group g, CLAIMED under meta m: if it is an overflow bucket whose record is still
+ * pending in its primary group, help that record along. true while the record stays pending
+ * (the bucket must not go LIVE yet). */
+static bool overflow_pending(struct prot_shm_header *h, struct prot_rate_group *g, uint32_t i,
+                             uint64_t m)
+{
+	uint32_t alt = META_ALT(m), pi;
+
+	if (!alt)
+		return false;
+	pi = group_other(h, group_index(h, g), alt);
+	for (int k = 0; k < RATE_HELP_TRIES; k++) {
+		uint64_t pw = group_load(group_at(h, pi));
+		if (GW_PEND(pw) != GW_PEND(GW_PEND_OF(alt, i)))
+			return false;
+		help_pending(h, pi, pw);
+	}
+	return true;
+}
+
+/* CLAIMED(g) -> LIVE(g) (release: pairs with the acquire of meta by lookups) for bucket i of g,
+ * whose bit is set; an overflow bucket only once its record left its primary group. Returns the
+ * meta now in place. */
+static uint64_t help_publish(struct prot_shm_header *h, struct prot_rate_group *g, uint32_t i,
+                             uint64_t m)
+{
+	struct prot_rate_bucket *b = &g->b[i];
 	uint64_t live = META_WITH(m, RB_LIVE);
+
+	if (overflow_pending(h, g, i, m))
+		return m;
 
 	if (atomic_compare_exchange_strong_explicit(&b->meta, &m, live, memory_order_acq_rel,
 	                                            memory_order_acquire))
@@ -220,12 +279,13 @@ static uint64_t help_publish(struct prot_rate_bucket *b, uint64_t m)
  * yet. Only a bit set NOW, after we saw the claim, is this claim's publication (a claimed bucket
  * was FREE, hence bit-clear, when claimed, and only its claimer sets the bit while it stays
  * CLAIMED): then complete it for its claimer, who may be descheduled or dead. */
-static uint64_t help_if_published(struct prot_rate_group *g, uint32_t i, uint64_t m)
+static uint64_t help_if_published(struct prot_shm_header *h, struct prot_rate_group *g, uint32_t i,
+                                  uint64_t m)
 {
 	/* the acquire load of m that the caller did orders this load after it */
 	if (!(group_load(g) & (1ull << i)))
 		return m;
-	return help_publish(&g->b[i], m);
+	return help_publish(h, g, i, m);
 }
 
 /* Clear bit i of the group (version+1). Called only by the one process that owns the bit's
@@ -291,7 +351,7 @@ static bool finish_remove(struct rate_ref r, uint64_t m)
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
 	/* release: the bucket is reusable only after its bit is gone (pairs with the claimer's CAS);
 	 * also publishes the zero above to the next claim's observers (release sequence) */
-	atomic_compare_exchange_strong_explicit(&b->meta, &dead, META_WITH(m, RB_FREE),
+	atomic_compare_exchange_strong_explicit(&b->meta, &dead, META_FREE(m),
 	                                        memory_order_release, memory_order_relaxed);
 	return true;
 }
@@ -345,7 +405,7 @@ static void summary_mark(const struct prot_shm_header *h, uint32_t gi)
 /* No bucket bit set and every bucket FREE: nothing for the sweep in this group. */
 static bool group_quiet(struct prot_rate_group *g)
 {
-	if ((uint32_t)group_load(g) != 0)
+	if (group_load(g) & (GW_PEND_MASK | UINT32_MAX)) /* a bit, or a record to help */
 		return false;
 	for (uint32_t i = 0; i < RATE_GROUP_SLOTS; i++)
 		/* acquire: pairs with the claim's summary release (see SUMMARY) */
@@ -367,8 +427,8 @@ static void summary_clear(_Atomic uint64_t *w, uint32_t gi, struct prot_rate_gro
 
 /* Scan group word gw for id. help: complete a CLAIMED bucket's publication (writers only; a
  * read-only reader treats a published CLAIMED bucket as live). Returns the slot or -1. */
-static int group_scan(struct prot_rate_group *g, uint64_t gw, const struct rate_id *id, bool help,
-                      uint64_t *meta)
+static int group_scan(struct prot_shm_header *h, struct prot_rate_group *g, uint64_t gw,
+                      const struct rate_id *id, bool help, uint64_t *meta)
 {
 	uint32_t cand = tag_match(g, id->tag) & (uint32_t)gw;
 
@@ -379,7 +439,7 @@ static int group_scan(struct prot_rate_group *g, uint64_t gw, const struct rate_
 		/* acquire: pairs with the LIVE release (and the group CAS) of the bucket's claimer */
 		uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire);
 		if (META_ST(m) == RB_CLAIMED && help)
-			m = help_if_published(g, (uint32_t)i, m);
+			m = help_if_published(h, g, (uint32_t)i, m);
 		/* A writer charges LIVE buckets only; a reader also sees published CLAIMED ones. */
 		if (META_ST(m) != RB_LIVE && (help || META_ST(m) != RB_CLAIMED))
 			continue;
@@ -391,6 +451,39 @@ static int group_scan(struct prot_rate_group *g, uint64_t gw, const struct rate_
 	return -1;
 }
 
+/* id's secondary group, or NULL when it has none (a table of one group, or alt folds to 0). */
+static struct prot_rate_group *secondary(const struct prot_shm_header *h, const struct rate_id *id)
+{
+	return id->group2 != id->group ? group_at(h, id->group2) : NULL;
+}
+
+/* Look id up for a writer (helping): its primary group, then, if the primary's OVF says some
+ * entity of it overflowed, its secondary. A pending record is helped first, so the primary word
+ * the answer rests on (*pw) holds none. Returns the slot (r->g: its group) and *meta, -1 (absent
+ * as of *pw), or R_RETRY (the record stayed pending). */
+static int table_lookup(struct rate_ref *r, const struct rate_id *id, uint64_t *pw, uint64_t *meta)
+{
+	struct prot_rate_group *p = group_at(r->h, id->group), *s = secondary(r->h, id);
+
+	for (int k = 0; k < RATE_HELP_TRIES; k++) {
+		uint64_t w = group_load(p);
+		if (GW_PEND(w)) {
+			help_pending(r->h, id->group, w);
+			continue;
+		}
+		*pw = w;
+		r->g = p;
+		int i = group_scan(r->h, p, w, id, true, meta);
+		if (i >= 0 || !(w & GW_OVF) || !s)
+			return i;
+		/* the secondary's word is loaded after the primary's (acquire): an overflow whose
+		 * record had left w set its bit here before (help_pending) */
+		r->g = s;
+		return group_scan(r->h, s, group_load(s), id, true, meta);
+	}
+	return R_RETRY;
+}
+
 /* ---- insertion -------------------------------------------------------------------------------- */
 static inline uint32_t rotr32(uint32_t x, unsigned r)
 {
@@ -399,7 +492,8 @@ static inline uint32_t rotr32(uint32_t x, unsigned r)
 
 /* Claim a FREE bucket whose bit is clear in gw, trying the entity's home slot first and then the
  * next ones round the group. Returns its slot and meta, or -1. */
-static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uint64_t *claimed)
+static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uint32_t alt,
+                      uint64_t *claimed)
 {
 	uint32_t freebits = rotr32(~(uint32_t)gw, home); /* bit j: slot (home + j) % 32 */
 
@@ -410,7 +504,7 @@ static int claim_free(struct prot_rate_group *g, uint64_t gw, unsigned home, uin
 		uint64_t m = atomic_load_explicit(&b->meta, memory_order_relaxed);
 		if (META_ST(m) != RB_FREE)
 			continue; /* claimed by another inserter, or the tail of a removal */
-		uint64_t c = META(META_GEN(m) + 1, RB_CLAIMED);
+		uint64_t c = META(META_GEN(m) + 1, RB_CLAIMED) | META_ALT_BITS(alt);
 		/* acquire: the bucket's previous removal (FREE release) happens before our writes */
 		if (atomic_compare_exchange_strong_explicit(&b->meta, &m, c, memory_order_acquire,
 		                                            memory_order_relaxed)) {
@@ -430,66 +524,117 @@ static void claim_release(struct rate_ref r, uint32_t i, uint64_t c, uint64_t ri
 		rate_ring_give(r.h, rate_bucket_index((struct rate_ref){r.h, r.g, i}), ring);
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed); /* see finish_remove */
 	/* relaxed: nothing of ours is published; fails harmlessly if the sweep freed it already */
-	atomic_compare_exchange_strong_explicit(&b->meta, &c, META_WITH(c, RB_FREE),
-	                                        memory_order_relaxed, memory_order_relaxed);
+	atomic_compare_exchange_strong_explicit(&b->meta, &c, META_FREE(c), memory_order_relaxed,
+	                                        memory_order_relaxed);
 }
 
-/* Insert id into group r.g, whose word was gw when id was not found in it. Returns the slot (and
- * its LIVE meta) of id's bucket — ours, or the one another process published first — or
- * RATE_TABLE_FULL, or R_RETRY. */
-static int group_insert(struct rate_ref *r, prot_t *p, uint64_t gw, const struct rate_id *id,
-                        const struct rate_params *rp, uint64_t now, uint64_t *meta)
+/* Claim a bucket for id, absent as of its primary's word pw: in the primary, or in the secondary
+ * (sets r->g; *alt: the claim's META_ALT, 0 in the primary) when the primary is full, or holds
+ * RATE_SPILL_AT or more and the secondary fewer (two-choice placement, see TABLE). -1: both full. */
+static int claim_pair(struct rate_ref *r, uint64_t pw, const struct rate_id *id, uint32_t *alt,
+                      uint64_t *c)
 {
-	struct prot_rate_group *g = r->g;
-	uint64_t c, word = rate_word_init(SCALE_KIND(id->scale), now), ring = DEAD_WORD;
-	int i = claim_free(g, gw, id->home, &c);
+	struct prot_rate_group *p = group_at(r->h, id->group), *s = secondary(r->h, id);
+	uint32_t occ = (uint32_t)__builtin_popcount(GW_BITS(pw));
+	int i;
 
-	if (i < 0)
-		return RATE_TABLE_FULL;
-	/* A sliding window's word is its ring, taken before publication (and given back with the
-	 * claim if this insertion loses). */
-	if (rp->algo == PROT_RATE_SLIDING_WINDOW &&
-	    rate_ring_take(r->h, rate_bucket_index((struct rate_ref){r->h, g, (uint32_t)i}), rp, now,
-	                   &ring) < 0) {
-		claim_release(*r, (uint32_t)i, c, DEAD_WORD);
-		return RATE_TABLE_FULL;
-	}
-	if (ring != DEAD_WORD)
-		word = ring;
-	summary_mark(r->h, id->group); /* before publishing: see SUMMARY */
-	struct prot_rate_bucket *b = &g->b[i];
-	/* relaxed stores, all published by the group CAS (release) below. Who holds the claim, for
-	 * the sweep (0: unknown, never freed: calls without a handle or without identity). */
-	uint64_t self = p ? prot_self(p, r->h) : 0;
+	if (s && occ >= RATE_SPILL_AT &&
+	    (uint32_t)__builtin_popcount(GW_BITS(group_load(s))) < occ &&
+	    (i = claim_free(s, group_load(s), id->home, id->alt, c)) >= 0)
+		goto spilled;
+	r->g = p;
+	*alt = 0;
+	if ((i = claim_free(p, pw, id->home, 0, c)) >= 0 || !s)
+		return i;
+	if ((i = claim_free(s, group_load(s), id->home, id->alt, c)) < 0)
+		return -1;
+spilled:
+	r->g = s;
+	*alt = id->alt;
+	return i;
+}
+
+/* Write claimed bucket i of r->g for id (claim c), with initial word `word`: relaxed stores, all
+ * published by the primary's CAS (release) that follows. Who holds the claim, for the sweep (0:
+ * unknown, never freed: calls without a handle or without identity). */
+static void claim_fill(struct rate_ref r, prot_t *p, int i, const struct rate_id *id, uint64_t now,
+                       uint64_t word)
+{
+	struct prot_rate_bucket *b = &r.g->b[i];
+	uint64_t self = p ? prot_self(p, r.h) : 0;
+
 	atomic_store_explicit(&b->allowed, self ? self | CLAIM_TAG : 0, memory_order_relaxed);
-	atomic_store_explicit(&g->h.tags[i], id->tag, memory_order_relaxed);
+	atomic_store_explicit(&r.g->h.tags[i], id->tag, memory_order_relaxed);
 	id_store(b, id);
 	atomic_store_explicit(&b->denied, 0, memory_order_relaxed);
 	atomic_store_explicit(&b->created_ns, now, memory_order_relaxed);
 	atomic_store_explicit(&b->updated_ms, (uint32_t)(now / NS_MS), memory_order_relaxed);
 	atomic_store_explicit(&b->word, word, memory_order_relaxed);
+}
+
+/* The primary's word after publishing claim i (alt: 0 for the primary, else the secondary's). */
+static inline uint64_t published(uint64_t pw, int i, uint32_t alt)
+{
+	if (!alt)
+		return (pw + GROUP_VER) | (1ull << i);
+	return (pw + GROUP_VER) | GW_OVF | GW_PEND_OF(alt, (uint32_t)i);
+}
+
+/* Insert id, absent as of its primary's word pw (no pending record). Returns the slot (r->g: its
+ * group; and its LIVE meta) of id's bucket — ours, or the one another process published first —
+ * or RATE_TABLE_FULL, or R_RETRY. */
+static int table_insert(struct rate_ref *r, prot_t *p, uint64_t pw, const struct rate_id *id,
+                        const struct rate_params *rp, uint64_t now, uint64_t *meta)
+{
+	struct prot_rate_group *pg = group_at(r->h, id->group);
+	uint64_t c, word = rate_word_init(SCALE_KIND(id->scale), now), ring = DEAD_WORD;
+	uint32_t alt;
+	int i = claim_pair(r, pw, id, &alt, &c);
+
+	if (i < 0)
+		return RATE_TABLE_FULL;
+	struct rate_ref mine = {r->h, r->g, (uint32_t)i};
+	/* A sliding window's word is its ring, taken before publication (and given back with the
+	 * claim if this insertion loses). */
+	if (rp->algo == PROT_RATE_SLIDING_WINDOW &&
+	    rate_ring_take(r->h, rate_bucket_index(mine), rp, now, &ring) < 0) {
+		claim_release(mine, (uint32_t)i, c, DEAD_WORD);
+		return RATE_TABLE_FULL;
+	}
+	if (ring != DEAD_WORD)
+		word = ring;
+	summary_mark(r->h, group_index(r->h, mine.g)); /* before publishing: see SUMMARY */
+	claim_fill(mine, p, i, id, now, word);
+	struct prot_rate_bucket *b = &mine.g->b[i];
 	atomic_store_explicit(&b->allowed, 0, memory_order_relaxed);
 	for (;;) {
 		/* Defensive: only a dead claimer's claim is ever freed by someone else. */
 		if (atomic_load_explicit(&b->meta, memory_order_relaxed) != c)
 			return R_RETRY;
-		/* release: tag, identity and word are visible to whoever acquires the bit */
-		if (atomic_compare_exchange_strong_explicit(&g->h.word, &gw,
-		                                            (gw + GROUP_VER) | (1ull << i),
-		                                            memory_order_release, memory_order_acquire))
+		/* release: tag, identity and word are visible to whoever acquires the primary's word
+		 * (and, for an overflow, the secondary's bit its helpers set after acquiring it) */
+		uint64_t next = published(pw, i, alt);
+		if (atomic_compare_exchange_strong_explicit(&pg->h.word, &pw, next, memory_order_release,
+		                                            memory_order_acquire)) {
+			pw = next;
 			break;
-		/* The group changed since our scan: maybe someone published our entity. */
-		int j = group_scan(g, gw, id, true, meta);
-		if (j >= 0 || (gw & (1ull << i))) {
-			claim_release(*r, (uint32_t)i, c, ring);
+		}
+		/* The primary changed since our scan: maybe someone published our entity. */
+		int j = table_lookup(r, id, &pw, meta);
+		if (j != -1 || (!alt && (pw & (1ull << i)))) {
+			claim_release(mine, (uint32_t)i, c, ring);
 			return j >= 0 ? j : R_RETRY;
 		}
 	}
 	/* relaxed: a statistic */
 	atomic_fetch_add_explicit(&r->h->rate_buckets_used, 1, memory_order_relaxed);
+	r->g = mine.g;
+	if (alt) /* the record's second step: the bit in the secondary (anyone may do it) */
+		help_pending(r->h, id->group, pw);
 	/* Published: from here the bucket belongs to the removal protocol. If a helper made it LIVE
-	 * and it has even been removed since (we were descheduled that long), look up again. */
-	uint64_t m = help_publish(b, c);
+	 * and it has even been removed since (we were descheduled that long), or its record is still
+	 * pending, look up again. */
+	uint64_t m = help_if_published(r->h, mine.g, (uint32_t)i, c);
 	if (m != META_WITH(c, RB_LIVE))
 		return R_RETRY;
 	*meta = m;
@@ -575,11 +720,13 @@ static inline int bucket_get(struct rate_ref *r, prot_t *p, const struct rate_id
                              int *inserted)
 {
 	for (;;) {
-		uint64_t gw = group_load(r->g);
-		int i = group_scan(r->g, gw, id, true, m);
+		uint64_t pw;
+		int i = table_lookup(r, id, &pw, m);
 		if (i >= 0)
 			return i;
-		i = group_insert(r, p, gw, id, rp, now, m);
+		if (i == R_RETRY)
+			continue;
+		i = table_insert(r, p, pw, id, rp, now, m);
 		if (i != R_RETRY) {
 			if (i >= 0)
 				*inserted = RATE_INSERTED;
@@ -668,14 +815,33 @@ int rate_table_count(struct prot_shm_header *h, prot_t *p, const struct rate_id 
 
 /* ---- lookup without helping, and reset -------------------------------------------------------- */
 
+/* A reader's scan for id (no helping): the primary; a pending record of id's alt in it (its
+ * bucket is published, its secondary bit maybe not yet); the secondary when the primary says some
+ * entity overflowed. Sets r->g. */
+static int find_scan(struct rate_ref *r, const struct rate_id *id, uint64_t *m)
+{
+	struct prot_rate_group *p = group_at(r->h, id->group), *s = secondary(r->h, id);
+	uint64_t pw = group_load(p);
+	int i;
+
+	r->g = p;
+	if ((i = group_scan(r->h, p, pw, id, false, m)) >= 0 || !s || !(pw & GW_OVF))
+		return i;
+	r->g = s;
+	uint64_t sw = group_load(s);
+	uint32_t pend = GW_PEND(pw);
+	if (pend >> 5 == id->alt) /* the pending bucket, as if its bit were set */
+		sw |= 1ull << (pend & 31);
+	return group_scan(r->h, s, sw, id, false, m);
+}
+
 int rate_table_find(struct prot_shm_header *h, const struct rate_id *id, struct rate_ref *r,
                     uint64_t *meta, uint64_t *word)
 {
 	r->h = h;
-	r->g = group_at(h, id->group);
 	for (int tries = 0; tries < 1000; tries++) {
-		uint64_t m, gw = group_load(r->g);
-		int i = group_scan(r->g, gw, id, false, &m);
+		uint64_t m;
+		int i = find_scan(r, id, &m);
 		if (i < 0)
 			return -ENOENT;
 		struct prot_rate_bucket *b = &r->g->b[i];
@@ -701,13 +867,16 @@ int rate_table_reset(struct prot_shm_header *h, const struct rate_id *id)
 	int removed = 0;
 
 	for (int tries = 0; tries < 1000; tries++) {
+		uint64_t pw = group_load(group_at(h, id->group));
+		if (GW_PEND(pw)) /* a writer: help a pending overflow to LIVE rather than wait for it */
+			help_pending(h, id->group, pw);
 		int r = rate_table_find(h, id, &ref, &m, &w);
 		if (r == -ENOENT)
 			return removed ? 0 : -ENOENT;
 		if (r < 0)
 			return r;
 		if (META_ST(m) == RB_CLAIMED)
-			m = help_if_published(ref.g, ref.i, m);
+			m = help_if_published(h, ref.g, ref.i, m);
 		/* acquire: the meta re-check below cannot be satisfied before this load; the scale
 		 * (identity, written before publication) read under an unchanged meta is this use's */
 		uint64_t scale = __atomic_load_n(bw(ref.g->b + ref.i, B_SCALE), __ATOMIC_ACQUIRE);
@@ -747,7 +916,7 @@ static uint64_t sweep_set(struct rate_ref r, const struct sweep_now *now)
 	uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire);
 
 	if (META_ST(m) == RB_CLAIMED)
-		m = help_if_published(r.g, r.i, m);
+		m = help_if_published(r.h, r.g, r.i, m);
 	if (META_ST(m) != RB_LIVE)
 		return 0;
 	/* acquire: the meta re-check below cannot be satisfied before this load; the scale (identity,
@@ -782,13 +951,18 @@ static void sweep_clear(struct rate_ref r, const struct prot_idv *v)
 	if (META_ST(m) == RB_CLAIMED &&
 	    !claimer_dead(v, atomic_load_explicit(&b->allowed, memory_order_relaxed)))
 		return;
+	/* A dead overflower's record still pending: its bucket is published, help it instead. No
+	 * record now: there never will be (its writer is gone), or it was cleared after the bit
+	 * below was set (OVERFLOW). */
+	if (META_ST(m) == RB_CLAIMED && overflow_pending(r.h, r.g, r.i, m))
+		return;
 	/* Bit still clear after we saw the meta: a DEAD bucket's remover has cleared it; a CLAIMED
 	 * one was never published. */
 	if (group_load(r.g) & (1ull << r.i))
 		return;
 	/* release: the bucket is reusable only after this; a remover CASes DEAD -> FREE as well */
-	atomic_compare_exchange_strong_explicit(&b->meta, &m, META_WITH(m, RB_FREE),
-	                                        memory_order_release, memory_order_relaxed);
+	atomic_compare_exchange_strong_explicit(&b->meta, &m, META_FREE(m), memory_order_release,
+	                                        memory_order_relaxed);
 }
 
 /* Sweep every bucket of group gi; clear its summary bit (w: the summary, or NULL) once it is quiet. */
@@ -796,8 +970,12 @@ static uint64_t sweep_group(struct prot_shm_header *h, uint32_t gi, _Atomic uint
                             const struct sweep_now *now_ns, const struct prot_idv *v)
 {
 	struct rate_ref r = {.h = h, .g = group_at(h, gi)};
-	uint32_t bits = (uint32_t)group_load(r.g);
+	uint64_t gw = group_load(r.g);
+	uint32_t bits = GW_BITS(gw);
 	uint64_t count = 0;
+
+	if (GW_PEND(gw)) /* an overflower descheduled or dead between its two steps */
+		help_pending(h, gi, gw);
 
 	for (r.i = 0; r.i < RATE_GROUP_SLOTS; r.i++) {
 		if (bits & (1u << r.i))

@@ -12,11 +12,31 @@
 
 enum { RB_FREE = 0, RB_CLAIMED = 1, RB_LIVE = 2, RB_DEAD = 3 };
 
-/* meta = gen << 32 | state */
+/* meta = gen << 32 | alt << 24 | state. alt (1..255) marks an overflow bucket: it lives in the
+ * secondary group of its entity, whose primary group is (this group ^ alt) & (groups - 1)
+ * (rate_table.c, OVERFLOW); 0 for a bucket in its entity's primary group. A claim sets it, a
+ * return to FREE clears it. */
 #define META(gen, st) ((uint64_t)(gen) << 32 | (uint64_t)(st))
 #define META_ST(m) ((uint32_t)(m) & 0xffu)
 #define META_GEN(m) ((uint32_t)((m) >> 32))
+#define META_ALT(m) ((uint32_t)((m) >> 24) & 0xffu)
+#define META_ALT_BITS(alt) ((uint64_t)(alt) << 24)
 #define META_WITH(m, st) (((m) & ~(uint64_t)0xff) | (st))
+#define META_FREE(m) META(META_GEN(m), RB_FREE) /* FREE, same generation, no alt */
+
+/* group word = version << 46 | OVF << 45 | pending << 32 | occupancy bitmap (rate_table.c, WORDS
+ * and OVERFLOW). pending (13 bits, 0: none) = alt << 5 | slot: a bucket being published in the
+ * secondary group (this group ^ alt) for an entity whose primary group this is. OVF (sticky): an
+ * entity of this primary group has overflowed to its secondary, so a lookup that misses here
+ * also scans its secondary. The version (18 bits) is bumped by every change. */
+#define GW_BITS(w) ((uint32_t)(w))
+#define GW_PEND_SHIFT 32
+#define GW_PEND_MASK (0x1fffull << GW_PEND_SHIFT)
+#define GW_PEND(w) ((uint32_t)(((w) & GW_PEND_MASK) >> GW_PEND_SHIFT))
+#define GW_PEND_OF(alt, slot) ((uint64_t)((alt) << 5 | (slot)) << GW_PEND_SHIFT)
+#define GW_OVF (1ull << 45)
+#define GROUP_VER (1ull << 46)
+_Static_assert(RATE_GROUP_SLOTS == 32, "a slot is 5 bits of a pending record");
 
 #define DEAD_WORD UINT64_MAX /* a bucket word being removed */
 
@@ -63,7 +83,9 @@ struct rate_id {
 	uint64_t scale_mask;     /* ~0: match the scale; 0: any scale (reset, status by name) */
 	uint32_t id0;            /* op_len | ent_len << 8 */
 	uint32_t ent_words;      /* words of ent[] compared: max(2, ceil(len/8)) */
-	uint32_t group;
+	uint32_t group;          /* primary group */
+	uint32_t group2;         /* secondary group: (group ^ alt) & (groups - 1); == group: none */
+	uint8_t alt;             /* 1..255 */
 	uint8_t tag;
 	uint8_t home; /* preferred slot: most entities sit there, so it is prefetched with the group */
 	uint8_t ent_len;
@@ -101,6 +123,18 @@ static inline size_t ent_off(uint32_t k)
 static inline struct prot_rate_group *group_at(const struct prot_shm_header *h, uint32_t gi)
 {
 	return seg_entry(h, REG_RATE_GROUPS, gi);
+}
+
+/* The index of group g of h. */
+static inline uint32_t group_index(const struct prot_shm_header *h, const struct prot_rate_group *g)
+{
+	return (uint32_t)(g - (const struct prot_rate_group *)group_at(h, 0));
+}
+
+/* The other group of a pair: primary <-> secondary under alt (an involution). */
+static inline uint32_t group_other(const struct prot_shm_header *h, uint32_t gi, uint32_t alt)
+{
+	return (gi ^ alt) & (seg_geo(h)->rate_groups - 1);
 }
 
 static inline uint64_t group_load(struct prot_rate_group *g)
