@@ -15,24 +15,44 @@
  * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. A bucket is
  * (operation, entity, algorithm, window) (ratelimit.c, IDENTITY); h = SipHash(segment key ^
  * (op_hash, 0), entity) — a key per operation, and the same for every scale of an entity, so that
- * all of an entity's buckets share one group — picks the group (low bits), an 8-bit tag
- * (top byte) and a home slot (insertion tries it first; lookups prefetch it with the group line).
- * op_hash itself is memoised per handle (struct rate_op_cache, ratelimit.c): a decision hashes only
- * the entity. An entity lives in its one group or nowhere: a group with no free bucket is "table
- * full" and the key's policy applies (ratelimit.c; deny: PROT_ETABLEFULL; allow: admitted without
- * a bucket and counted). Cost: 128 B per bucket + 64 B group index per 32 buckets = 130 B per
- * entity. Since entities fall into groups at random, groups fill before the table does. Measured
- * on 64 Ki and 1 Mi buckets with uniformly hashed ids: the first full group appears at ~48-56 %
- * occupancy (~64 % on 4 Ki); a new entity is refused 0.03 % of the time at 60 % occupancy, 1.6 %
- * at 70 %, 10 % at 80 %, 32 % at 90 %. Size rate_entities at ~1.5x the live entities expected
- * (effective capacity ~65 %: ~200 B per live entity). See the effective_capacity test.
+ * all of an entity's buckets share one pair of groups — picks the primary group (low bits), an
+ * 8-bit tag (top byte), a home slot (insertion tries it first; lookups prefetch it with the group
+ * line) and alt (1..255, bits 40..47): the secondary group is (primary ^ alt) & (groups - 1)
+ * (none when that is the primary: a one-group table, or small tables for some alt). op_hash itself
+ * is memoised per handle (struct rate_op_cache, ratelimit.c): a decision hashes only the entity.
+ *
+ * TWO-CHOICE PLACEMENT. An entity lives in its primary or in its secondary group, never both, or
+ * nowhere. A new one goes to its primary unless the primary holds RATE_SPILL_AT (20) or more
+ * buckets and the secondary fewer, or the primary is full; both full is "table full" and the
+ * key's policy applies (ratelimit.c; deny: PROT_ETABLEFULL; allow: admitted without a bucket and
+ * counted; evict: see EVICTION). Cost: 128 B per bucket + 64 B group index per 32 buckets = 130 B
+ * per bucket. Measured (uniformly hashed ids, the first refusal; tests/test_rate_fill.c and a
+ * simulation of the same rule): ~93 % occupancy at 64 Ki buckets, ~91-92 % at 1 Mi, i.e. ~140 B of
+ * table per live entity (single-group placement refused at ~50 %: ~260 B). alt ranges over 255
+ * neighbours (XOR), not the whole table: 8 bits is what the pending record has room for (WORDS);
+ * a fully random secondary would add ~1 point. The threshold keeps ~83 % of entities in their
+ * primary (one group line per lookup); pure greedy (the emptier group) fills ~1 point more but
+ * puts a third in the secondary.
  *
  * WORDS.
- *  group word = version << 32 | occupancy bitmap. Every change (a bucket published or removed)
- *    CASes it from the exact value the changer scanned and bumps the version, so two changes
- *    based on one scan cannot both succeed.
- *  meta = gen << 32 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is bumped on
- *    every claim, so a meta value names one use of the bucket.
+ *  group word = version << 46 | OVF << 45 | pending << 32 | occupancy bitmap (rate_table.h:
+ *    GW_*). Every change (a bucket published or removed, a pending record set or cleared) CASes
+ *    it from the exact value the changer read and bumps the version, so two changes based on one
+ *    scan cannot both succeed. pending = alt << 5 | slot, 0 for none: an overflow being published
+ *    (OVERFLOW). OVF, sticky: some entity of this primary overflowed, so a lookup that misses here
+ *    scans its secondary too (never cleared: a group that overflowed once costs its misses a
+ *    second line; clearing it would need a proof that no bucket of its primaries sits in any of
+ *    255 secondaries).
+ *  VERSION BITS. 18 (was 32): ABA needs a process to stall between its load of a group word and
+ *    its CAS (a scan of one group) while that group changes exactly k * 2^18 times and comes back
+ *    to the same bitmap, record and flag. Changes of one group are insertions and removals of its
+ *    32 buckets; removals are the sweep's (at most 32 per group per pass, a pass >= one 10 ms tick:
+ *    2^17 removals take >= 40 s of stall), reset's and eviction's (a caller resetting one group's
+ *    entities in a loop for 2^17 rounds while another process stalls mid-scan). Accepted as
+ *    practically impossible; the 14 bits went to the record and the flag.
+ *  meta = gen << 32 | alt << 24 | state, state FREE -> CLAIMED -> LIVE -> DEAD -> FREE; gen is
+ *    bumped on every claim, so a meta value names one use of the bucket. alt != 0: an overflow
+ *    bucket (its primary is this group ^ alt); set by the claim, cleared by the return to FREE.
  *  scale = window_ms | kind << 56 (rate_table.h), written with the identity and part of it; kind
  *    = the algorithm and its RATE_TAG_* flags (rate_algo.h: the clock, a budget that never
  *    refills). So a key whose algorithm, window, clock or refill-0-ness changes simply uses
@@ -56,11 +76,50 @@
  * the meta: an older group word may show the bit of the bucket's previous use) completes that
  * step itself (helping) instead of waiting: no lookup ever waits for another process.
  *
- * LOOKUP. Load the group word (acquire: pairs with the publishing CAS, so tags and identity of
+ * (Both groups: the claim may be in the secondary, but the CAS that publishes is always on the
+ * PRIMARY's word — see OVERFLOW — so that word orders every insertion of the entity.)
+ *
+ * LOOKUP. Load the primary's word (acquire: pairs with the publishing CAS, so tags and identity of
  * every set bit are visible), match tags with SWAR, then for each candidate load meta (acquire)
  * and compare identity (names, entity, scale). Tags of set bits are exact, so a miss is a real
- * miss. A reset (scale_mask 0) matches every scale of (operation, entity): they all sit in the
- * one group.
+ * miss. If absent and OVF is set, the same in the secondary (its word loaded after the
+ * primary's). A writer first helps a pending record to completion (and loads again), so its
+ * answer rests on a primary word with none; a reader counts a pending record's bucket as
+ * published. A reset (scale_mask 0) matches every scale of (operation, entity): they all sit in
+ * the same two groups.
+ *
+ * OVERFLOW (an insertion into the secondary; the primary's word is the linearisation point).
+ *  1. The inserter, having found its entity in neither group as of primary word pw (no pending
+ *     record), claims a FREE bucket j of the secondary (bit clear there), meta CLAIMED with alt,
+ *     writes tag, identity and word as above, and CASes the primary pw -> (version+1, OVF,
+ *     pending = alt << 5 | j), release. This is the publication. It fails if anything in the
+ *     primary changed (in particular another insertion of an entity of this primary, into either
+ *     group); then the inserter looks up again as any insertion does. An insertion into the
+ *     primary CASes the same word from a pw with no record, so it too fails and rescans if a
+ *     record (perhaps of its own entity) appeared. So one entity is published once.
+ *  2. Anyone who sees the record (writers' lookups, reset, the sweep of the primary, the sweep or a
+ *     writer meeting the claimed bucket) helps: if bit j of the secondary is clear, re-read the
+ *     primary; still pw: CAS the secondary's word (version+1, bit j), acq_rel; then CAS the
+ *     primary pw -> (version+1, record cleared), acq_rel. The bit is set before the record goes,
+ *     so a lookup that reads the primary without the record and then the secondary finds the bit
+ *     (release sequences: every change of a group word is an RMW).
+ *  3. The bucket goes CLAIMED -> LIVE (help_publish) only once its record has left the primary
+ *     (overflow_pending; while its meta stays CLAIMED with alt, a record (alt, j) in that primary
+ *     is this claim's: a new one needs a new claim of j, after FREE).
+ *  Why a helper never sets the bit of another claim: it sets bit j only from a secondary word sw
+ *  with j clear, read before a re-read of the primary that still shows pw. Had the overflow
+ *  completed and its bucket been removed before sw (bit cleared, maybe reclaimed since), that
+ *  removal came after LIVE, which came after the record was cleared (3), and sw's acquire orders
+ *  the re-read after it: the re-read would not show pw. Otherwise the bit is not set yet, and the
+ *  CAS from sw succeeds only if the secondary did not change since. Bits of one group's word are
+ *  shared by its own entities and overflows of others: each is a bucket, tags and identities tell
+ *  them apart.
+ *  Dead overflowers: dead after step 1, its record stays; whoever comes next helps (the sweep
+ *  helps the records of the groups it visits). The sweep frees a dead claimer's overflow claim
+ *  only when its primary shows no record for it: none now means none ever (the claimer is gone),
+ *  or one cleared after its bit was set — and a set bit keeps the sweep off it anyway.
+ *  Cost: a lookup of an entity in its primary reads one group line as before; a hit in the
+ *  secondary or a miss where OVF is set reads two.
  *
  * DECISION. Load meta m, compare identity, load word w (acquire), re-load meta: unchanged means w
  * belongs to this use of the bucket. Deny: add to `denied` (line 1) and write nothing else —
@@ -106,7 +165,7 @@
  * on the same stall. Calendar buckets: see rate_clock.c (a step back of the clock).
  *
  * STUCK CLAIMS. A process killed between claiming a bucket and publishing it leaves a CLAIMED
- * bucket whose bit is clear. While it holds the claim, the claimer's identity (lib/ident.c, as in
+ * bucket whose bit is clear (an overflower killed after its record: see OVERFLOW). While it holds the claim, the claimer's identity (lib/ident.c, as in
  * pool leases), tagged with bit 63, sits in the bucket's `allowed` field (cleared just before
  * publication; the tag keeps a stale statistic from passing for an identity). The sweep frees a
  * claim only when that identity is provably gone (its record lock is released: pid reuse cannot
@@ -908,28 +967,112 @@ static bool expired(uint64_t scale, uint64_t w, const struct sweep_now *sn)
 	return (w >> RATE_FW_BITS) <= (now - sn->grace) / NS_MS;
 }
 
-/* A bucket whose bit is set. */
-static uint64_t sweep_set(struct rate_ref r, const struct sweep_now *now)
+/* A bucket's word and scale read under one meta. */
+struct snap {
+	uint64_t m, w, scale;
+};
+
+/* Snapshot bucket r, whose bit is set (helping a published claim to LIVE): false unless LIVE and
+ * unchanged across the reads. */
+static bool bucket_snap(struct rate_ref r, struct snap *s)
 {
 	struct prot_rate_bucket *b = &r.g->b[r.i];
 	/* acquire: pairs with the LIVE release */
-	uint64_t m = atomic_load_explicit(&b->meta, memory_order_acquire);
+	s->m = atomic_load_explicit(&b->meta, memory_order_acquire);
 
-	if (META_ST(m) == RB_CLAIMED)
-		m = help_if_published(r.h, r.g, r.i, m);
-	if (META_ST(m) != RB_LIVE)
-		return 0;
+	if (META_ST(s->m) == RB_CLAIMED)
+		s->m = help_if_published(r.h, r.g, r.i, s->m);
+	if (META_ST(s->m) != RB_LIVE)
+		return false;
 	/* acquire: the meta re-check below cannot be satisfied before this load; the scale (identity,
 	 * written before publication) is this use's when the re-check holds */
-	uint64_t w = atomic_load_explicit(&b->word, memory_order_acquire);
-	uint64_t scale = ld(b, B_SCALE);
-	if (atomic_load_explicit(&b->meta, memory_order_relaxed) != m)
+	s->w = atomic_load_explicit(&b->word, memory_order_acquire);
+	s->scale = ld(b, B_SCALE);
+	return atomic_load_explicit(&b->meta, memory_order_relaxed) == s->m;
+}
+
+static bool is_sliding(const struct snap *s)
+{
+	return RATE_TAG_ALGO(SCALE_KIND(s->scale)) == PROT_RATE_SLIDING_WINDOW;
+}
+
+/* Remove bucket r (snapshot s, not being removed) if that provably loses nothing at now: an
+ * expired word (EXPIRY), or a sliding window whose ring is idle (closed only if so). */
+static bool remove_lossless(struct rate_ref r, const struct snap *s, const struct sweep_now *now)
+{
+	if (is_sliding(s))
+		return now->mono >= now->grace &&
+		       bucket_remove_if(r, s->m, s->w, true, now->mono - now->grace);
+	return expired(s->scale, s->w, now) && bucket_remove(r, s->m, s->w, false);
+}
+
+/* A bucket whose bit is set. */
+static uint64_t sweep_set(struct rate_ref r, const struct sweep_now *now)
+{
+	struct snap s;
+
+	if (!bucket_snap(r, &s))
 		return 0;
-	if (w == DEAD_WORD)
-		return finish_remove(r, m);
-	if (RATE_TAG_ALGO(SCALE_KIND(scale)) == PROT_RATE_SLIDING_WINDOW) /* expired: its ring is idle */
-		return now->mono >= now->grace && bucket_remove_if(r, m, w, true, now->mono - now->grace);
-	return expired(scale, w, now) && bucket_remove(r, m, w, false);
+	if (s.w == DEAD_WORD)
+		return finish_remove(r, s.m);
+	return remove_lossless(r, &s, now);
+}
+
+/* ---- eviction (rate_on_full = evict) ---------------------------------------------------------- */
+
+/* ms since bucket b's last admission (or insertion), on its clock; relaxed: display field. */
+static uint32_t idle_ms(struct prot_rate_bucket *b, const struct snap *s, const struct sweep_now *now)
+{
+	uint64_t t = SCALE_KIND(s->scale) & RATE_TAG_REALTIME ? now->calendar : now->mono;
+	return (uint32_t)(t / NS_MS) - atomic_load_explicit(&b->updated_ms, memory_order_relaxed);
+}
+
+/* The least recently used bucket of id's groups that may be lossless (LIVE, and expired or a
+ * sliding window) and is not in *tried (bit k * 32 + slot): its ref and snapshot, or false. */
+static bool lru_candidate(struct prot_shm_header *h, const struct rate_id *id, uint64_t tried,
+                          const struct sweep_now *now, struct rate_ref *best, struct snap *bs)
+{
+	struct prot_rate_group *gs[2] = {group_at(h, id->group), secondary(h, id)};
+	uint32_t best_idle = 0;
+	bool found = false;
+
+	for (int k = 0; k < 2 && gs[k]; k++) {
+		struct rate_ref r = {h, gs[k], 0};
+		uint32_t bits = GW_BITS(group_load(gs[k]));
+		for (r.i = 0; r.i < RATE_GROUP_SLOTS; r.i++) {
+			struct snap s;
+			if (!(bits >> r.i & 1) || (tried >> (k * 32 + r.i) & 1) || !bucket_snap(r, &s) ||
+			    s.w == DEAD_WORD || (!is_sliding(&s) && !expired(s.scale, s.w, now)))
+				continue;
+			uint32_t idle = idle_ms(&r.g->b[r.i], &s, now);
+			if (!found || idle > best_idle) {
+				*best = r, *bs = s, best_idle = idle;
+				found = true;
+			}
+		}
+	}
+	return found;
+}
+
+int rate_table_evict(struct prot_shm_header *h, const struct rate_id *id)
+{
+	/* the sweep's test with the default grace (>= RATE_GRACE_MIN_MS: the stale-client argument)
+	 * on the clocks the sweep reads */
+	const struct sweep_now sn = {prot_now_ns(), rate_clock_now(RATE_CLOCK_REALTIME, 0),
+	                             RATE_GRACE_DEFAULT_MS * NS_MS};
+	uint64_t tried = 0;
+	struct rate_ref r;
+	struct snap s;
+
+	/* bounded: each round marks one of the <= 64 buckets of the two groups tried */
+	for (int round = 0; round < 2 * RATE_GROUP_SLOTS; round++) {
+		if (!lru_candidate(h, id, tried, &sn, &r, &s))
+			return -ENOENT;
+		tried |= 1ull << ((r.g == group_at(h, id->group) ? 0 : 32) + r.i);
+		if (remove_lossless(r, &s, &sn))
+			return 0;
+	}
+	return -ENOENT;
 }
 
 /* Is the claimer `owner` (identity | CLAIM_TAG) provably gone? Anything else stored there (0, a

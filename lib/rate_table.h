@@ -205,6 +205,10 @@ PROT_HIDDEN int rate_table_find(struct prot_shm_header *h, const struct rate_id 
                                 struct rate_ref *r, uint64_t *meta, uint64_t *word);
 /* Remove every bucket of id (any scale when id->any_scale): 0 (at least one), -ENOENT, -EAGAIN. */
 PROT_HIDDEN int rate_table_reset(struct prot_shm_header *h, const struct rate_id *id);
+/* rate_on_full = evict: remove the least recently used bucket of id's two groups whose removal
+ * provably loses nothing (the sweep's test: expired, or an idle sliding window): 0, or -ENOENT
+ * when none is. */
+PROT_HIDDEN int rate_table_evict(struct prot_shm_header *h, const struct rate_id *id);
 /* The op_hash of key slot k's operation (its name), or 0 when the slot holds no key with rate
  * buckets (free, or a name that is not terminated within the slot: untrusted). */
 PROT_HIDDEN uint64_t rate_key_op_hash(const struct prot_shm_header *h, struct prot_key_slot *k);

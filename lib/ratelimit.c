@@ -244,12 +244,34 @@ static int table_full(struct prot_shm_header *h, const struct rate_policy *pol,
 		atomic_fetch_add_explicit(&pol->ks->rate_table_full, 1, memory_order_relaxed);
 	if ((n & (n - 1)) == 0) /* 1st, 2nd, 4th, 8th...: visible without flooding the ring */
 		prot_event_emit(h, EV_RATE_TABLE_FULL, pol->key_idx, pol->key ? pol->key : pol->op, n,
-		                pol->full);
+		                pol->full == RATE_FULL_ALLOW ? RATE_FULL_ALLOW : RATE_FULL_DENY);
 	if (pol->full != RATE_FULL_ALLOW)
 		return -PROT_ETABLEFULL;
 	if (info)
 		*info = (struct prot_rate_info){.allowed = 1, .limit = rp->limit, .window_ms = rp->window_ms};
 	return 1;
+}
+
+/* rate_on_full = evict: make room by evicting a bucket that provably loses nothing
+ * (rate_table_evict), counted, and charge again; RATE_TABLE_FULL when none could be evicted (the
+ * caller then denies and counts it as table_full). Two rounds: another new entity may take the
+ * freed bucket first. */
+static int evict_and_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                            const struct rate_params *rp, uint64_t cost, uint64_t now,
+                            const struct rate_policy *pol, struct prot_rate_info *info)
+{
+	for (int round = 0; round < 2; round++) {
+		if (rate_table_evict(h, id) < 0)
+			break;
+		/* relaxed: statistics */
+		atomic_fetch_add_explicit(&h->rate_evicted, 1, memory_order_relaxed);
+		if (pol->ks)
+			atomic_fetch_add_explicit(&pol->ks->rate_evicted, 1, memory_order_relaxed);
+		int res = rate_table_charge(h, p, id, rp, cost, now, info);
+		if (res != RATE_TABLE_FULL)
+			return res;
+	}
+	return RATE_TABLE_FULL;
 }
 
 /* One decision on validated rp: 1 admitted, 0 denied, or the policy's answer to a full table.
@@ -260,6 +282,8 @@ static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct ra
 {
 	int res = rate_table_charge(h, p, id, rp, cost, now, info);
 
+	if (unlikely(res == RATE_TABLE_FULL) && pol->full == RATE_FULL_EVICT)
+		res = evict_and_charge(h, p, id, rp, cost, now, pol, info);
 	if (res == RATE_TABLE_FULL)
 		return table_full(h, pol, rp, info);
 	if (unlikely(res & RATE_INSERTED)) { /* a new bucket: its operation's name, for protctl */

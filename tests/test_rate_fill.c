@@ -2,13 +2,15 @@
  * OVERFLOW): how full the table gets before it refuses a new entity, and the overflow protocol's
  * cases — first use of entities whose primary group is full, raced by forked processes; readers,
  * reset and the sweep on overflowed buckets; a pending overflow record left by its writer and
- * completed by whoever comes next. On hand-made anonymous segments with an injected clock, as
- * test_rate.c's "core" suite.
+ * completed by whoever comes next; rate_on_full = evict (what it evicts, what it never does). On
+ * hand-made anonymous segments with an injected clock, as test_rate.c's "core" suite (the
+ * eviction tests use keys, hence the real clock).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "craft.h"
@@ -271,4 +273,103 @@ Test(fill, a_pending_overflow_is_completed_by_the_next_writer, .timeout = 120)
 	cr_assert_eq(META_ST(atomic_load(&s->b[w.slot].meta)), RB_LIVE);
 	cr_assert_eq(rate_check_h(NULL, h, "pend", ents[0], &FW3, 1, at(1), NULL), 1);
 	cr_assert_eq(rate_check_h(NULL, h, "pend", ents[0], &FW3, 1, at(1), NULL), 0, "one bucket, exact");
+}
+
+/* ---- rate_on_full = evict --------------------------------------------------------------------- */
+
+static struct prot_shm_header *evict_seg(const struct prot_key_cfg *cfg)
+{
+	struct prot_shm_header *h = seg_n(32); /* one group of 32: no secondary */
+	publish_slot(h, REG_KEYS, 0, "kev", cfg, sizeof *cfg);
+	return h;
+}
+
+static void fill_key(struct prot_shm_header *h, int n, int skip)
+{
+	char ent[32];
+	for (int i = 0; i < n; i++) {
+		snprintf(ent, sizeof ent, "e%d", i);
+		if (i != skip)
+			cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, ent, 1, NULL), 1, "%s", ent);
+	}
+}
+
+static bool has_bucket(struct prot_shm_header *h, const char *ent)
+{
+	return where_is(h, "kev", ent).found == 1;
+}
+
+/* All 32 buckets expired (GCRA, 1 ms emission interval, last admissions >= 200 ms ago): the new
+ * entity takes the place of the least recently used one, e7, and the eviction is counted. */
+Test(fill, evict_takes_the_least_recently_used_lossless_bucket, .timeout = 60)
+{
+	struct prot_key_cfg cfg = {.rate_limit = 1000, .rate_window_ms = 1000, .rate_algo = PROT_RATE_GCRA,
+	                           .rate_full_policy = RATE_FULL_EVICT};
+	struct prot_shm_header *h = evict_seg(&cfg);
+	struct prot_key_slot *k = seg_entry(h, REG_KEYS, 0);
+	fill_key(h, 32, -1);
+	usleep(200 * 1000);
+	fill_key(h, 32, 7); /* every bucket but e7's used again */
+	usleep(200 * 1000);
+	cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, "new", 1, NULL), 1, "evicted, then inserted");
+	cr_assert(has_bucket(h, "new"));
+	cr_assert(!has_bucket(h, "e7"), "the least recently used bucket went");
+	cr_assert_eq(buckets(h, NULL), 32);
+	cr_assert_eq(atomic_load(&h->rate_evicted), 1);
+	cr_assert_eq(atomic_load(&k->stats.rate_evicted), 1);
+	cr_assert_eq(atomic_load(&k->stats.rate_table_full), 0, "no decision was refused");
+	cr_assert_eq(atomic_load(&h->rate_buckets_used), 32);
+}
+
+/* nginx evicts its LRU state whatever it holds; here a bucket that still limits someone (a GCRA
+ * TAT in the future) is never evicted: the new entity is denied and counted as table_full. */
+Test(fill, evict_never_takes_a_bucket_that_still_limits, .timeout = 60)
+{
+	struct prot_key_cfg cfg = {.rate_limit = 2, .rate_window_ms = 3600000, .rate_algo = PROT_RATE_GCRA,
+	                           .rate_full_policy = RATE_FULL_EVICT};
+	struct prot_shm_header *h = evict_seg(&cfg);
+	struct prot_key_slot *k = seg_entry(h, REG_KEYS, 0);
+	fill_key(h, 32, -1);
+	cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, "new", 1, NULL), -PROT_ETABLEFULL);
+	cr_assert(!has_bucket(h, "new"));
+	cr_assert_eq(buckets(h, NULL), 32, "nothing evicted");
+	cr_assert_eq(atomic_load(&h->rate_evicted), 0);
+	cr_assert_eq(atomic_load(&k->stats.rate_evicted), 0);
+	cr_assert_eq(atomic_load(&k->stats.rate_table_full), 1);
+	cr_assert_eq(atomic_load(&h->rate_table_full), 1);
+	for (int i = 0; i < 32; i++) {
+		char ent[32];
+		snprintf(ent, sizeof ent, "e%d", i);
+		cr_assert(has_bucket(h, ent), "%s kept", ent);
+	}
+}
+
+/* The INI word, and the count where operators read it: protctl rate show, stats and metrics. The
+ * grace of protd's own sweep is long here, so that only an eviction can free a bucket in time. */
+Test(fill, evict_through_protd_is_counted_in_protctl, .timeout = 60)
+{
+	const char *seg, *ini;
+	prot_t *p;
+	struct th_out *o = th_shared(sizeof *o);
+	pid_t pd = th_serve("evict",
+	                    "[segment]\nmax_keys = 4\nmax_breakers = 1\nmax_pools = 1\nrate_entities = 32\n"
+	                    "[daemon]\nrate_grace = 1m\n"
+	                    "[key kev]\nrate_limit = 1000\nrate_window = 1s\nrate_algorithm = gcra\n"
+	                    "rate_on_full = evict\n",
+	                    &seg, &ini, &p);
+	char ent[16];
+	for (int i = 0; i < 32; i++) {
+		snprintf(ent, sizeof ent, "e%d", i);
+		cr_assert_eq(prot_rate_check_key(p, "kev", ent, 1, NULL), 1);
+	}
+	th_sleep_ms(300);
+	cr_assert_eq(prot_rate_check_key(p, "kev", "new", 1, NULL), 1, "an expired bucket evicted");
+	cr_assert_eq(th_protctl(o, seg, "--json", "rate", "show", "kev", NULL), 0, "%s", o->err);
+	cr_assert(strstr(o->out, "\"on_full\":\"evict\""), "%s", o->out);
+	cr_assert(strstr(o->out, "\"table_full\":0,\"evicted\":1"), "%s", o->out);
+	cr_assert_eq(th_protctl(o, seg, "--json", "stats", "kev", NULL), 0, "%s", o->err);
+	cr_assert(strstr(o->out, "\"rate_evicted_total\":1"), "%s", o->out);
+	cr_assert_eq(th_protctl(o, seg, "metrics", NULL), 0, "%s", o->err);
+	cr_assert(strstr(o->out, "prot_rate_evicted_total{key=\"kev\"} 1"), "%s", o->out);
+	th_unserve(p, pd);
 }
