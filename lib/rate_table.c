@@ -212,7 +212,6 @@
 
 #define RATE_SWEEP_GROUPS 128u            /* groups per rate_sweep() call */
 #define RATE_RING_GRACE_NS (1000 * NS_MS) /* a ring taken this recently may await its publication */
-#define RATE_SPILL_AT 20u  /* a new entity may go to its secondary once its primary holds this many */
 #define RATE_HELP_TRIES 64 /* rounds of helping a pending overflow before the caller retries */
 
 enum { R_RETRY = -100000 }; /* internal, never returned to callers */
@@ -597,9 +596,10 @@ static int claim_pair(struct rate_ref *r, uint64_t pw, const struct rate_id *id,
 	uint32_t occ = (uint32_t)__builtin_popcount(GW_BITS(pw));
 	int i;
 
-	if (s && occ >= RATE_SPILL_AT &&
-	    (uint32_t)__builtin_popcount(GW_BITS(group_load(s))) < occ &&
-	    (i = claim_free(s, group_load(s), id->home, id->alt, c)) >= 0)
+	uint64_t sw = s ? group_load(s) : 0;
+
+	if (s && rate_prefer_secondary(occ, (uint32_t)__builtin_popcount(GW_BITS(sw))) &&
+	    (i = claim_free(s, sw, id->home, id->alt, c)) >= 0)
 		goto spilled;
 	r->g = p;
 	*alt = 0;

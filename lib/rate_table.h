@@ -125,6 +125,21 @@ static inline struct prot_rate_group *group_at(const struct prot_shm_header *h, 
 	return seg_entry(h, REG_RATE_GROUPS, gi);
 }
 
+/* Two-choice placement (rate_table.c, TABLE): a new entity whose primary group holds occ_p
+ * buckets and whose secondary occ_s goes to the secondary first when this says so (and to the
+ * other group when the first is full). Also the bench's model of the table's fill. */
+#define RATE_SPILL_AT 20u
+static inline bool rate_prefer_secondary(uint32_t occ_p, uint32_t occ_s)
+{
+	return occ_p >= RATE_SPILL_AT && occ_s < occ_p;
+}
+
+/* An entity's alt (1..255) from its lookup hash: bits 40..47, clear of the group's low bits. */
+static inline uint8_t rate_alt_of(uint64_t hash)
+{
+	return (uint8_t)(1 + (uint8_t)(hash >> 40) % 255);
+}
+
 /* The index of group g of h. */
 static inline uint32_t group_index(const struct prot_shm_header *h, const struct prot_rate_group *g)
 {

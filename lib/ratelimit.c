@@ -212,7 +212,7 @@ int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op, con
 	id->group = (uint32_t)x & (seg_geo(h)->rate_groups - 1);
 	id->tag = (uint8_t)(x >> 56);
 	id->home = (uint8_t)(x >> 48) % RATE_GROUP_SLOTS;
-	id->alt = (uint8_t)(1 + (uint8_t)(x >> 40) % 255); /* the secondary group (rate_table.c) */
+	id->alt = rate_alt_of(x); /* the secondary group (rate_table.c, TABLE) */
 	id->group2 = group_other(h, id->group, id->alt);
 	return 0;
 }
