@@ -596,9 +596,11 @@ static int claim_pair(struct rate_ref *r, uint64_t pw, const struct rate_id *id,
 	uint32_t occ = (uint32_t)__builtin_popcount(GW_BITS(pw));
 	int i;
 
-	uint64_t sw = s ? group_load(s) : 0;
+	uint64_t sw;
 
-	if (s && rate_prefer_secondary(occ, (uint32_t)__builtin_popcount(GW_BITS(sw))) &&
+	/* the secondary's line is read only when the primary is that full (a miss saved otherwise) */
+	if (s && occ >= RATE_SPILL_AT && (sw = group_load(s), true) &&
+	    rate_prefer_secondary(occ, (uint32_t)__builtin_popcount(GW_BITS(sw))) &&
 	    (i = claim_free(s, sw, id->home, id->alt, c)) >= 0)
 		goto spilled;
 	r->g = p;
