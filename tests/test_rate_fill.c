@@ -83,18 +83,9 @@ static void full_primaries(struct prot_shm_header *h, const char *op, int n, cha
 	cr_assert_eq(k, n, "found %d entities with a full primary group", k);
 }
 
-static int count_cb(const struct rate_view *v, void *arg)
-{
-	(void)v;
-	++*(int *)arg;
-	return 0;
-}
-
 static int buckets(struct prot_shm_header *h, const char *op)
 {
-	int n = 0;
-	rate_foreach(h, op, count_cb, &n);
-	return n;
+	return (int)rate_count_op(h, op);
 }
 
 struct where {
@@ -277,13 +268,6 @@ Test(fill, a_pending_overflow_is_completed_by_the_next_writer, .timeout = 120)
 
 /* ---- rate_on_full = evict --------------------------------------------------------------------- */
 
-static struct prot_shm_header *evict_seg(const struct prot_key_cfg *cfg)
-{
-	struct prot_shm_header *h = seg_n(32); /* one group of 32: no secondary */
-	publish_slot(h, REG_KEYS, 0, "kev", cfg, sizeof *cfg);
-	return h;
-}
-
 static void fill_key(struct prot_shm_header *h, int n, int skip)
 {
 	char ent[32];
@@ -292,6 +276,18 @@ static void fill_key(struct prot_shm_header *h, int n, int skip)
 		if (i != skip)
 			cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, ent, 1, NULL), 1, "%s", ent);
 	}
+}
+
+/* One group of 32 (no secondary) and key 0 "kev", GCRA, rate_on_full = evict, filled with e0..e31. */
+static struct prot_shm_header *evict_seg(uint64_t limit, uint64_t window_ms, struct prot_key_slot **k)
+{
+	struct prot_key_cfg cfg = {.rate_limit = limit, .rate_window_ms = window_ms,
+	                           .rate_algo = PROT_RATE_GCRA, .rate_full_policy = RATE_FULL_EVICT};
+	struct prot_shm_header *h = seg_n(32);
+	publish_slot(h, REG_KEYS, 0, "kev", &cfg, sizeof cfg);
+	*k = seg_entry(h, REG_KEYS, 0);
+	fill_key(h, 32, -1);
+	return h;
 }
 
 static bool has_bucket(struct prot_shm_header *h, const char *ent)
@@ -303,11 +299,8 @@ static bool has_bucket(struct prot_shm_header *h, const char *ent)
  * entity takes the place of the least recently used one, e7, and the eviction is counted. */
 Test(fill, evict_takes_the_least_recently_used_lossless_bucket, .timeout = 60)
 {
-	struct prot_key_cfg cfg = {.rate_limit = 1000, .rate_window_ms = 1000, .rate_algo = PROT_RATE_GCRA,
-	                           .rate_full_policy = RATE_FULL_EVICT};
-	struct prot_shm_header *h = evict_seg(&cfg);
-	struct prot_key_slot *k = seg_entry(h, REG_KEYS, 0);
-	fill_key(h, 32, -1);
+	struct prot_key_slot *k;
+	struct prot_shm_header *h = evict_seg(1000, 1000, &k);
 	usleep(200 * 1000);
 	fill_key(h, 32, 7); /* every bucket but e7's used again */
 	usleep(200 * 1000);
@@ -325,11 +318,8 @@ Test(fill, evict_takes_the_least_recently_used_lossless_bucket, .timeout = 60)
  * TAT in the future) is never evicted: the new entity is denied and counted as table_full. */
 Test(fill, evict_never_takes_a_bucket_that_still_limits, .timeout = 60)
 {
-	struct prot_key_cfg cfg = {.rate_limit = 2, .rate_window_ms = 3600000, .rate_algo = PROT_RATE_GCRA,
-	                           .rate_full_policy = RATE_FULL_EVICT};
-	struct prot_shm_header *h = evict_seg(&cfg);
-	struct prot_key_slot *k = seg_entry(h, REG_KEYS, 0);
-	fill_key(h, 32, -1);
+	struct prot_key_slot *k;
+	struct prot_shm_header *h = evict_seg(2, 3600000, &k);
 	cr_assert_eq(rate_check_key_idx(NULL, h, 0, NULL, "new", 1, NULL), -PROT_ETABLEFULL);
 	cr_assert(!has_bucket(h, "new"));
 	cr_assert_eq(buckets(h, NULL), 32, "nothing evicted");
