@@ -7,10 +7,14 @@
  * words' layout is in rate_table.h, the arithmetic on a bucket word in rate_algo.c, and how a call
  * names its bucket (struct rate_id) in ratelimit.c.
  *
- * LENGTH. Over 700 lines on purpose: every step of the protocol below (claim, publish, decide,
- * remove, sweep, and the counters' and sliding windows' uses of the same steps) shares the static
- * helpers that make it correct; split, they would have to be exported to each other, and the
- * argument would no longer sit next to the code it is about.
+ * LENGTH. Over 700 lines on purpose (~1150, of which ~300 are this argument): every step of the
+ * protocol below (claim, publish, the overflow record, decide, remove, sweep, evict, and the
+ * counters' and sliding windows' uses of the same steps) shares the static helpers that make it
+ * correct; split, they would have to be exported to each other, and the argument would no longer
+ * sit next to the code it is about. If it must be split, the seam is the sweep and eviction
+ * (expired, bucket_snap, remove_lossless and what calls them) into rate_sweep.c, with
+ * finish_remove, bucket_remove_if, help_pending and help_if_published exported through
+ * rate_table.h.
  *
  * TABLE. REG_RATE_GROUPS holds a power-of-two number of groups of 32 buckets. A bucket is
  * (operation, entity, algorithm, window) (ratelimit.c, IDENTITY); h = SipHash(segment key ^
@@ -185,6 +189,19 @@
  * an expired bucket is freed within grace + one full pass, and a full pass takes
  * groups / RATE_SWEEP_GROUPS ticks (plus the work, measured in README "Expiry": 4 Ki buckets = 1
  * tick, 64 Ki = 16 ticks, 1 Mi = 256 ticks: 10 ms, 160 ms, 2.6 s at the default 10 ms tick).
+ *
+ * EVICTION (rate_on_full = evict: ratelimit.c asks when both groups of a new entity are full;
+ * rate_table_evict). Among the set bits of the entity's two groups, the LIVE buckets whose removal
+ * the sweep would make now — expired() read on CLOCK_MONOTONIC / the calendar with grace
+ * RATE_GRACE_DEFAULT_MS, or a sliding window whose ring has been idle for window + grace (checked
+ * by closing it) — are candidates; the one whose updated_ms is oldest is removed through the
+ * removal protocol by the sweep's own code (remove_lossless), and the caller charges again.
+ * Lossless for the reason expiry is: a fresh bucket decides the same way; and the stale-client
+ * argument holds since the grace is >= RATE_GRACE_MIN_MS (protd's rate_grace, if longer, only
+ * delays its own sweep). A budget, a future TAT or a window not yet over is never evicted: with
+ * no candidate the caller denies (PROT_ETABLEFULL) and counts table_full — where nginx would evict
+ * its LRU node whatever it holds. A charge landing on the chosen bucket first makes the removal's
+ * CAS fail; the next candidate is tried. Bounded: 64 buckets, each tried once.
  *
  * SUMMARY: the sweep touches only groups that hold buckets. The table is mostly empty pages, and
  * reading a page maps it (an idle sweep used to map all of a 520 MiB table within 10 s). A bitmap
