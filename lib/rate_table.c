@@ -536,25 +536,26 @@ static struct prot_rate_group *secondary(const struct prot_shm_header *h, const 
  * entity of it overflowed, its secondary. A pending record is helped first, so the primary word
  * the answer rests on (*pw) holds none. Returns the slot (r->g: its group) and *meta, -1 (absent
  * as of *pw), or R_RETRY (the record stayed pending). */
-static int table_lookup(struct rate_ref *r, const struct rate_id *id, uint64_t *pw, uint64_t *meta)
+static inline int table_lookup(struct rate_ref *r, const struct rate_id *id, uint64_t *pw,
+                               uint64_t *meta)
 {
-	struct prot_rate_group *p = group_at(r->h, id->group), *s = secondary(r->h, id);
+	struct prot_rate_group *p = group_at(r->h, id->group);
 
 	for (int k = 0; k < RATE_HELP_TRIES; k++) {
 		uint64_t w = group_load(p);
-		if (GW_PEND(w)) {
+		if (unlikely(GW_PEND(w))) {
 			help_pending(r->h, id->group, w);
 			continue;
 		}
 		*pw = w;
 		r->g = p;
 		int i = group_scan(r->h, p, w, id, true, meta);
-		if (i >= 0 || !(w & GW_OVF) || !s)
+		if (likely(i >= 0) || !(w & GW_OVF) || id->group2 == id->group)
 			return i;
 		/* the secondary's word is loaded after the primary's (acquire): an overflow whose
 		 * record had left w set its bit here before (help_pending) */
-		r->g = s;
-		return group_scan(r->h, s, group_load(s), id, true, meta);
+		r->g = secondary(r->h, id);
+		return group_scan(r->h, r->g, group_load(r->g), id, true, meta);
 	}
 	return R_RETRY;
 }
@@ -610,14 +611,14 @@ static int claim_pair(struct rate_ref *r, uint64_t pw, const struct rate_id *id,
                       uint64_t *c)
 {
 	struct prot_rate_group *p = group_at(r->h, id->group), *s = secondary(r->h, id);
-	uint32_t occ = (uint32_t)__builtin_popcount(GW_BITS(pw));
+	uint32_t occ = group_occupancy(pw);
 	int i;
 
 	uint64_t sw;
 
 	/* the secondary's line is read only when the primary is that full (a miss saved otherwise) */
 	if (s && occ >= RATE_SPILL_AT && (sw = group_load(s), true) &&
-	    rate_prefer_secondary(occ, (uint32_t)__builtin_popcount(GW_BITS(sw))) &&
+	    rate_prefer_secondary(occ, group_occupancy(sw)) &&
 	    (i = claim_free(s, sw, id->home, id->alt, c)) >= 0)
 		goto spilled;
 	r->g = p;
@@ -712,7 +713,8 @@ static int table_insert(struct rate_ref *r, prot_t *p, uint64_t pw, const struct
 	/* Published: from here the bucket belongs to the removal protocol. If a helper made it LIVE
 	 * and it has even been removed since (we were descheduled that long), or its record is still
 	 * pending, look up again. */
-	uint64_t m = help_if_published(r->h, mine.g, (uint32_t)i, c);
+	uint64_t m = alt ? help_if_published(r->h, mine.g, (uint32_t)i, c) /* bit set yet? */
+	                 : help_publish(r->h, mine.g, (uint32_t)i, c);    /* our CAS set it */
 	if (m != META_WITH(c, RB_LIVE))
 		return R_RETRY;
 	*meta = m;

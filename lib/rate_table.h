@@ -129,6 +129,14 @@ static inline struct prot_rate_group *group_at(const struct prot_shm_header *h, 
  * buckets and whose secondary occ_s goes to the secondary first when this says so (and to the
  * other group when the first is full). Also the bench's model of the table's fill. */
 #define RATE_SPILL_AT 20u
+/* Buckets set in a group word (SWAR: without -mpopcnt, __builtin_popcount is a library call). */
+static inline uint32_t group_occupancy(uint64_t gw)
+{
+	uint32_t x = GW_BITS(gw);
+	x -= (x >> 1) & 0x55555555u;
+	x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+	return (((x + (x >> 4)) & 0x0f0f0f0fu) * 0x01010101u) >> 24;
+}
 static inline bool rate_prefer_secondary(uint32_t occ_p, uint32_t occ_s)
 {
 	return occ_p >= RATE_SPILL_AT && occ_s < occ_p;

@@ -235,23 +235,6 @@ struct rate_policy {
 	const char *entity;        /* for telemetry only (NULL for a binary entity) */
 };
 
-static int table_full(struct prot_shm_header *h, const struct rate_policy *pol,
-                      const struct rate_params *rp, struct prot_rate_info *info)
-{
-	/* relaxed: statistics */
-	uint64_t n = atomic_fetch_add_explicit(&h->rate_table_full, 1, memory_order_relaxed) + 1;
-	if (pol->ks)
-		atomic_fetch_add_explicit(&pol->ks->rate_table_full, 1, memory_order_relaxed);
-	if ((n & (n - 1)) == 0) /* 1st, 2nd, 4th, 8th...: visible without flooding the ring */
-		prot_event_emit(h, EV_RATE_TABLE_FULL, pol->key_idx, pol->key ? pol->key : pol->op, n,
-		                pol->full == RATE_FULL_ALLOW ? RATE_FULL_ALLOW : RATE_FULL_DENY);
-	if (pol->full != RATE_FULL_ALLOW)
-		return -PROT_ETABLEFULL;
-	if (info)
-		*info = (struct prot_rate_info){.allowed = 1, .limit = rp->limit, .window_ms = rp->window_ms};
-	return 1;
-}
-
 /* rate_on_full = evict: make room by evicting a bucket that provably loses nothing
  * (rate_table_evict), counted, and charge again; RATE_TABLE_FULL when none could be evicted (the
  * caller then denies and counts it as table_full). Two rounds: another new entity may take the
@@ -274,18 +257,10 @@ static int evict_and_charge(struct prot_shm_header *h, prot_t *p, const struct r
 	return RATE_TABLE_FULL;
 }
 
-/* One decision on validated rp: 1 admitted, 0 denied, or the policy's answer to a full table.
- * Inline: the table's charge is then the only call between an entry point and the table. */
-static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
-                    const struct rate_params *rp, uint64_t cost, uint64_t now,
-                    const struct rate_policy *pol, struct prot_rate_info *info)
+/* A decision's result res (1 admitted, 0 denied, maybe | RATE_INSERTED) as the caller gets it. */
+static inline int rate_done(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                            const struct rate_policy *pol, int res)
 {
-	int res = rate_table_charge(h, p, id, rp, cost, now, info);
-
-	if (unlikely(res == RATE_TABLE_FULL) && pol->full == RATE_FULL_EVICT)
-		res = evict_and_charge(h, p, id, rp, cost, now, pol, info);
-	if (res == RATE_TABLE_FULL)
-		return table_full(h, pol, rp, info);
 	if (unlikely(res & RATE_INSERTED)) { /* a new bucket: its operation's name, for protctl */
 		rate_ops_note(h, pol->op, id->id0 & 0xff, id->op_hash);
 		res &= ~RATE_INSERTED;
@@ -298,6 +273,44 @@ static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct ra
 		PROT_TEL(p, res ? PROT_TEL_RATE_ALLOWED : PROT_TEL_RATE_DENIED, .layer = PROT_LAYER_RATE,
 		         .result = res, .key = pol->key, .operation = pol->op, .entity = pol->entity);
 	return res;
+}
+
+/* id's groups are full: an eviction's decision (rate_on_full = evict, when one was possible), or
+ * the policy's answer, counted. Out of line: the slow path stays out of rate_run. */
+static int table_full(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                      const struct rate_params *rp, uint64_t cost, uint64_t now,
+                      const struct rate_policy *pol, struct prot_rate_info *info)
+{
+	if (pol->full == RATE_FULL_EVICT) {
+		int res = evict_and_charge(h, p, id, rp, cost, now, pol, info);
+		if (res != RATE_TABLE_FULL)
+			return rate_done(h, p, id, pol, res);
+	}
+	/* relaxed: statistics */
+	uint64_t n = atomic_fetch_add_explicit(&h->rate_table_full, 1, memory_order_relaxed) + 1;
+	if (pol->ks)
+		atomic_fetch_add_explicit(&pol->ks->rate_table_full, 1, memory_order_relaxed);
+	if ((n & (n - 1)) == 0) /* 1st, 2nd, 4th, 8th...: visible without flooding the ring */
+		prot_event_emit(h, EV_RATE_TABLE_FULL, pol->key_idx, pol->key ? pol->key : pol->op, n,
+		                pol->full == RATE_FULL_ALLOW ? RATE_FULL_ALLOW : RATE_FULL_DENY);
+	if (pol->full != RATE_FULL_ALLOW)
+		return -PROT_ETABLEFULL;
+	if (info)
+		*info = (struct prot_rate_info){.allowed = 1, .limit = rp->limit, .window_ms = rp->window_ms};
+	return 1;
+}
+
+/* One decision on validated rp: 1 admitted, 0 denied, or the policy's answer to a full table.
+ * Inline: the table's charge is then the only call between an entry point and the table. */
+static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                    const struct rate_params *rp, uint64_t cost, uint64_t now,
+                    const struct rate_policy *pol, struct prot_rate_info *info)
+{
+	int res = rate_table_charge(h, p, id, rp, cost, now, info);
+
+	if (res == RATE_TABLE_FULL)
+		return table_full(h, p, id, rp, cost, now, pol, info);
+	return rate_done(h, p, id, pol, res);
 }
 
 /* ---- hidden entry points (protctl, facade, tests) -------------------------------------------- */
