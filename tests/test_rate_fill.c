@@ -1,7 +1,8 @@
 /* test_rate_fill.c — the bucket table's two-choice placement (lib/rate_table.c, TABLE and
  * OVERFLOW): how full the table gets before it refuses a new entity, and the overflow protocol's
  * cases — first use of entities whose primary group is full, raced by forked processes; readers,
- * reset and the sweep on overflowed buckets; a pending overflow record left by its writer and
+ * reset and the sweep on overflowed buckets; a sliding window overflowing with its ring; a
+ * pending overflow record left by its writer and
  * completed by whoever comes next; rate_on_full = evict (what it evicts, what it never does). On
  * hand-made anonymous segments with an injected clock, as test_rate.c's "core" suite (the
  * eviction tests use keys, hence the real clock).
@@ -362,4 +363,35 @@ Test(fill, evict_through_protd_is_counted_in_protctl, .timeout = 60)
 	cr_assert_eq(th_protctl(o, seg, "metrics", NULL), 0, "%s", o->err);
 	cr_assert(strstr(o->out, "prot_rate_evicted_total{key=\"kev\"} 1"), "%s", o->out);
 	th_unserve(p, pd);
+}
+
+/* A sliding window overflows with its ring: the ring is taken for the secondary's bucket, the
+ * decisions are exact there, and reset gives the ring back. */
+Test(fill, a_sliding_window_overflows_with_its_ring, .timeout = 120)
+{
+	struct seg_geometry geo = {.max_keys = 2, .max_breakers = 1, .max_pools = 1, .pool_max_slots = 1,
+	                           .pool_max_waiters = 1, .events = 64, .rate_entities = 4096,
+	                           .sliding_buckets = 8, .sliding_max_limit = 64};
+	struct prot_shm_header *h = craft_anon(&geo);
+	const struct prot_rate_limit sw = {.algo = PROT_RATE_SLIDING_WINDOW, .limit = 2, .window_ms = 60000};
+	char ents[4][32];
+	set_t0();
+	fill_to_first_refusal(h);
+	full_primaries(h, "slide", 4, ents);
+	for (int k = 0; k < 4; k++) {
+		cr_assert_eq(rate_check_h(NULL, h, "slide", ents[k], &sw, 1, at(1), NULL), 1);
+		cr_assert_eq(rate_check_h(NULL, h, "slide", ents[k], &sw, 1, at(2), NULL), 1);
+		cr_assert_eq(rate_check_h(NULL, h, "slide", ents[k], &sw, 1, at(3), NULL), 0, "exact in the secondary");
+		cr_assert_eq(where_is(h, "slide", ents[k]).group, id_of(h, "slide", ents[k]).group2);
+	}
+	for (int k = 0; k < 4; k++)
+		cr_assert_eq(rate_reset_h(h, "slide", ents[k]), 0);
+	cr_assert_eq(buckets(h, "slide"), 0);
+	/* every ring came back: 8 sliding entities (as many as rings) get a bucket each */
+	char more[8][32];
+	full_primaries(h, "slide2", 8, more);
+	for (int k = 0; k < 8; k++)
+		cr_assert_eq(rate_check_h(NULL, h, "slide2", more[k], &sw, 1, at(4), NULL), 1, "%s", more[k]);
+	cr_assert_eq(rate_check_h(NULL, h, "slide", ents[0], &sw, 1, at(5), NULL), -PROT_ETABLEFULL,
+	             "no ring left: the rings are the limit now");
 }
