@@ -1,11 +1,11 @@
 /* test_rate_fill.c — the bucket table's two-choice placement (lib/rate_table.c, TABLE and
  * OVERFLOW): how full the table gets before it refuses a new entity, and the overflow protocol's
  * cases — first use of entities whose primary group is full, raced by forked processes; readers,
- * reset and the sweep on overflowed buckets; a sliding window overflowing with its ring; a
- * pending overflow record left by its writer and
- * completed by whoever comes next; rate_on_full = evict (what it evicts, what it never does). On
- * hand-made anonymous segments with an injected clock, as test_rate.c's "core" suite (the
- * eviction tests use keys, hence the real clock).
+ * reset and the sweep on overflowed buckets; a sliding window overflowing with its ring; a pending
+ * overflow record left by its writer and completed by whoever comes next; rate_on_full = evict
+ * (what it evicts, what it never does, how it is counted). On hand-made anonymous segments with an
+ * injected clock, as test_rate.c's "core" suite (the eviction tests use keys, hence the real clock,
+ * and one runs protd and protctl).
  */
 #include <criterion/criterion.h>
 #include <errno.h>
