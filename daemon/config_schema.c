@@ -57,7 +57,7 @@
  *   rate_leak_rate = N          leaky_bucket (instead of rate_limit): units leaked per rate_window
  *                               (default 1s), >= 1
  *   rate_capacity = N           token_bucket, leaky_bucket: the bucket's size (>= 1); required
- *   rate_on_full = deny         deny | allow: what a new entity gets when the bucket table is full
+ *   rate_on_full = deny         deny | allow | evict: what a new entity gets when its two groups are full
  *   rate_clock = monotonic      monotonic | coarse (CLOCK_MONOTONIC_COARSE: cheaper, ~4ms steps) | auto |
  *                               realtime (fixed_window only: calendar windows, UTC-aligned)
  *   breaker = NAME              a [breaker NAME] section

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* The segment layout version this header was built for. prot_open() refuses any other. */
-#define PROT_ABI_VERSION 5
+#define PROT_ABI_VERSION 6
 
 /* Longest names, in bytes, without the terminating NUL. Longer ones are refused (PROT_ETOOLONG),
  * never truncated: truncation would silently merge two users. */
@@ -123,9 +123,9 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  * (a program constant, at most PROT_OP_MAX bytes, a C string) by a 64-bit keyed hash of its name
  * and its length. For prot_rate_check_key the operation is the key's name. Buckets live in a
  * fixed table sized by [segment] rate_entities (130 B each); entities are placed by a keyed hash
- * into groups of 32, so size the table at about 1.5x the live entities (a full group is the key's
- * rate_on_full policy: PROT_ETABLEFULL, or admitted and counted; Hammer-style calls get
- * PROT_ETABLEFULL). protd expires buckets whose window (GCRA: whose debt) has passed.
+ * into one of two groups of 32, which fills the table to ~90 % before a new entity finds both
+ * full (then the key's rate_on_full policy: PROT_ETABLEFULL, admitted and counted, or evict an
+ * expired bucket of those groups; Hammer-style calls get PROT_ETABLEFULL). protd expires buckets whose window (GCRA: whose debt) has passed.
  *
  * Limits: window_ms <= 2^36 (INI rate_window and the API alike); fixed-window limit < 2^24;
  * otherwise -EINVAL. A cost above the limit (GCRA: above the burst) is PROT_ECOST. A reload that
@@ -216,8 +216,9 @@ PROT_API int prot_get_info(prot_t *p, struct prot_info *out);
  *  - the default algorithm is the fixed window everywhere (algo 0, prot_rate_check, the INI);
  *  - window_ms <= 2^36 ms (INI and API); a fixed window counts at most 2^24 - 1 units (inc and
  *    set past it: -EOVERFLOW);
- *  - the table has a fixed size ([segment] rate_entities): a full group is the key's rate_on_full
- *    policy (PROT_ETABLEFULL, or admitted and counted).
+ *  - the table has a fixed size ([segment] rate_entities): both groups of a new entity full is
+ *    the key's rate_on_full policy (PROT_ETABLEFULL, admitted and counted, or an eviction of a
+ *    bucket that provably loses nothing, else PROT_ETABLEFULL).
  * ------------------------------------------------------------------------------------------- */
 enum prot_rate_algo {
 	PROT_RATE_FIXED_WINDOW = 1,

@@ -14,7 +14,8 @@
  *   config_reloaded / config_changed (daemon/shm.c, shm_config_changed): a = the configuration
  *     generation now in force (what `protctl status` shows).
  *   rate_table_full (lib/ratelimit.c, table_full): a = decisions made on a full table so far (all
- *     keys), b = the key's rate_on_full policy (0 deny, 1 allow).
+ *     keys), b = what the new entity got: 1 allow (rate_on_full = allow), 0 deny (deny, or evict
+ *     when no bucket could be evicted without loss).
  * The payload is untrusted (any writer of the segment can emit anything): the text is built from
  * this table and the numbers only, and names are escaped by prot_event_safe_name.
  */

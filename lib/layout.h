@@ -108,7 +108,9 @@ struct prot_shm_header {
 	                                       and Hammer-style calls); relaxed counter */
 	_Atomic uint64_t rate_sweep_cursor; /* next bucket group rate_sweep() visits; fetch_add by
 	                                       sweepers, so concurrent sweeps take disjoint ranges */
-	uint8_t pad4[64 - 32];
+	_Atomic uint64_t rate_evicted;      /* buckets evicted for a new entity (rate_on_full = evict,
+	                                       ABI 6; lib/rate_table.c, EVICTION); relaxed counter */
+	uint8_t pad4[64 - 40];
 
 	/* line 6: event ring head, hot for writers of events only. */
 	_Atomic uint64_t event_head;        /* next sequence number to write */
@@ -141,7 +143,7 @@ enum { PROC_F_PROTD = 1 };
 /* ---------------------------------------------------------------------------------------------- */
 /* Protection keys. One slot per INI section [key NAME] or runtime-configured key.                 */
 /* ---------------------------------------------------------------------------------------------- */
-enum { RATE_FULL_DENY = 0, RATE_FULL_ALLOW = 1 };
+enum { RATE_FULL_DENY = 0, RATE_FULL_ALLOW = 1, RATE_FULL_EVICT = 2 };
 enum { RATE_CLOCK_MONO = 0, RATE_CLOCK_COARSE = 1, RATE_CLOCK_REALTIME = 2, RATE_CLOCK_AUTO = 3 /* lib/rate_clock.c */ };
 #define PROT_NO_INDEX 0xffffffffu
 
@@ -172,7 +174,8 @@ struct prot_key_stats {
 	_Atomic uint64_t breaker_rejected, pool_timeouts;
 	_Atomic uint64_t latency_sum_ns;
 	_Atomic uint64_t latency_hist[PROT_HIST_BUCKETS];
-	uint64_t reserved[6];
+	_Atomic uint64_t rate_evicted; /* buckets evicted for this key's new entities (ABI 6) */
+	uint64_t reserved[5];
 };
 
 struct prot_key_slot {
@@ -323,7 +326,7 @@ struct prot_rate_bucket {
 	 * CASes `word`, adds to `allowed` and stores `updated_ms`: a denial writes nothing here. For
 	 * entities of at most RATE_ENTITY_HEAD bytes a hit reads this line alone. */
 	_Atomic uint64_t word;    /* GCRA: TAT (ns); fixed window: window end (ms) << 24 | count */
-	_Atomic uint64_t meta;    /* state, generation (lib/rate_table.c) */
+	_Atomic uint64_t meta;    /* generation, alt (ABI 6: an overflow bucket), state (lib/rate_table.h) */
 	uint64_t op_hash;         /* keyed hash of the operation name */
 	_Atomic uint64_t allowed; /* units admitted, for protctl rate top */
 	uint8_t op_len, ent_len;  /* identity (with the next two bytes, zero): one 32-bit word */
@@ -353,10 +356,14 @@ struct prot_rate_op {
 #define RATE_TRAILER_BYTES(groups) (RATE_SUMMARY_BYTES(groups) + RATE_OPS * (uint64_t)sizeof(struct prot_rate_op))
 
 /* The group index: one line per RATE_GROUP_SLOTS buckets, read on every lookup, written only when
- * a bucket of the group is inserted or removed. The group word linearises those insertions and
- * removals; tags[] (a byte of each bucket's hash) lets a lookup skip buckets that cannot match. */
+ * a bucket of the group is inserted or removed. An entity lives in its primary group or in its
+ * secondary (two-choice placement, ABI 6); its primary's word linearises every insertion of it,
+ * in either group, and each group's word the removals of its buckets. tags[] (a byte of each
+ * bucket's hash) lets a lookup skip buckets that cannot match. */
 struct prot_rate_group_hdr {
-	_Atomic uint64_t word;    /* version << 32 | occupancy bitmap (lib/rate_table.c) */
+	_Atomic uint64_t word;    /* ABI 6: version (18 bits) << 46 | overflowed << 45 | pending
+	                             overflow (13 bits) << 32 | occupancy bitmap (lib/rate_table.h:
+	                             GW_*; lib/rate_table.c: OVERFLOW) */
 	_Atomic uint8_t tags[RATE_GROUP_SLOTS];
 	uint8_t pad[64 - 8 - RATE_GROUP_SLOTS];
 } PROT_ALIGNED;

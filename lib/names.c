@@ -30,7 +30,7 @@ static const struct name_set {
 	                          {"fixed_window", "gcra", "sliding_window", "token_bucket",
 	                           "leaky_bucket"},
 	                          PROT_RATE_FIXED_WINDOW, true},
-	[NAMES_RATE_ON_FULL] = {"rate_on_full", {"deny", "allow"}, RATE_FULL_DENY, false},
+	[NAMES_RATE_ON_FULL] = {"rate_on_full", {"deny", "allow", "evict"}, RATE_FULL_DENY, false},
 	[NAMES_RATE_CLOCK] = {"rate_clock", {"monotonic", "coarse", "realtime", "auto"}, RATE_CLOCK_MONO, false},
 	[NAMES_PROTD_STATE] = {"protd_state", {"running", "not_responding", "dead", "stopped"}, PROTD_RUNNING, false},
 };
@@ -40,6 +40,7 @@ _Static_assert(PROT_BREAKER_BLOWN == PROT_BREAKER_CLOSED + 3 && PROT_BREAKER_RAT
                PROT_RATE_SLIDING_WINDOW == PROT_RATE_FIXED_WINDOW + 2 &&
                PROT_RATE_TOKEN_BUCKET == PROT_RATE_FIXED_WINDOW + 3 &&
                PROT_RATE_LEAKY_BUCKET == PROT_RATE_FIXED_WINDOW + 4 && RATE_FULL_ALLOW == RATE_FULL_DENY + 1 &&
+               RATE_FULL_EVICT == RATE_FULL_DENY + 2 &&
                RATE_CLOCK_COARSE == RATE_CLOCK_MONO + 1 && RATE_CLOCK_REALTIME == RATE_CLOCK_MONO + 2 &&
                PROTD_STOPPED == PROTD_RUNNING + 3,
                "the names are listed by consecutive values");

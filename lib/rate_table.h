@@ -12,11 +12,31 @@
 
 enum { RB_FREE = 0, RB_CLAIMED = 1, RB_LIVE = 2, RB_DEAD = 3 };
 
-/* meta = gen << 32 | state */
+/* meta = gen << 32 | alt << 24 | state. alt (1..255) marks an overflow bucket: it lives in the
+ * secondary group of its entity, whose primary group is (this group ^ alt) & (groups - 1)
+ * (rate_table.c, OVERFLOW); 0 for a bucket in its entity's primary group. A claim sets it, a
+ * return to FREE clears it. */
 #define META(gen, st) ((uint64_t)(gen) << 32 | (uint64_t)(st))
 #define META_ST(m) ((uint32_t)(m) & 0xffu)
 #define META_GEN(m) ((uint32_t)((m) >> 32))
+#define META_ALT(m) ((uint32_t)((m) >> 24) & 0xffu)
+#define META_ALT_BITS(alt) ((uint64_t)(alt) << 24)
 #define META_WITH(m, st) (((m) & ~(uint64_t)0xff) | (st))
+#define META_FREE(m) META(META_GEN(m), RB_FREE) /* FREE, same generation, no alt */
+
+/* group word = version << 46 | OVF << 45 | pending << 32 | occupancy bitmap (rate_table.c, WORDS
+ * and OVERFLOW). pending (13 bits, 0: none) = alt << 5 | slot: a bucket being published in the
+ * secondary group (this group ^ alt) for an entity whose primary group this is. OVF (sticky): an
+ * entity of this primary group has overflowed to its secondary, so a lookup that misses here
+ * also scans its secondary. The version (18 bits) is bumped by every change. */
+#define GW_BITS(w) ((uint32_t)(w))
+#define GW_PEND_SHIFT 32
+#define GW_PEND_MASK (0x1fffull << GW_PEND_SHIFT)
+#define GW_PEND(w) ((uint32_t)(((w) & GW_PEND_MASK) >> GW_PEND_SHIFT))
+#define GW_PEND_OF(alt, slot) ((uint64_t)((alt) << 5 | (slot)) << GW_PEND_SHIFT)
+#define GW_OVF (1ull << 45)
+#define GROUP_VER (1ull << 46)
+_Static_assert(RATE_GROUP_SLOTS == 32, "a slot is 5 bits of a pending record");
 
 #define DEAD_WORD UINT64_MAX /* a bucket word being removed */
 
@@ -80,7 +100,9 @@ struct rate_id {
 	uint64_t scale_mask;     /* ~0: match the scale; 0: any scale (reset, status by name) */
 	uint32_t id0;            /* op_len | ent_len << 8 */
 	uint32_t ent_words;      /* words of ent[] compared: max(2, ceil(len/8)) */
-	uint32_t group;
+	uint32_t group;          /* primary group */
+	uint32_t group2;         /* secondary group: (group ^ alt) & (groups - 1); == group: none */
+	uint8_t alt;             /* 1..255 */
 	uint8_t tag;
 	uint8_t home; /* preferred slot: most entities sit there, so it is prefetched with the group */
 	uint8_t ent_len;
@@ -118,6 +140,41 @@ static inline size_t ent_off(uint32_t k)
 static inline struct prot_rate_group *group_at(const struct prot_shm_header *h, uint32_t gi)
 {
 	return seg_entry(h, REG_RATE_GROUPS, gi);
+}
+
+/* Two-choice placement (rate_table.c, TABLE): a new entity whose primary group holds occ_p
+ * buckets and whose secondary occ_s goes to the secondary first when this says so (and to the
+ * other group when the first is full). Also the bench's model of the table's fill. */
+#define RATE_SPILL_AT 20u
+/* Buckets set in a group word (SWAR: without -mpopcnt, __builtin_popcount is a library call). */
+static inline uint32_t group_occupancy(uint64_t gw)
+{
+	uint32_t x = GW_BITS(gw);
+	x -= (x >> 1) & 0x55555555u;
+	x = (x & 0x33333333u) + ((x >> 2) & 0x33333333u);
+	return (((x + (x >> 4)) & 0x0f0f0f0fu) * 0x01010101u) >> 24;
+}
+static inline bool rate_prefer_secondary(uint32_t occ_p, uint32_t occ_s)
+{
+	return occ_p >= RATE_SPILL_AT && occ_s < occ_p;
+}
+
+/* An entity's alt (1..255) from its lookup hash: bits 40..47, clear of the group's low bits. */
+static inline uint8_t rate_alt_of(uint64_t hash)
+{
+	return (uint8_t)(1 + (uint8_t)(hash >> 40) % 255);
+}
+
+/* The index of group g of h. */
+static inline uint32_t group_index(const struct prot_shm_header *h, const struct prot_rate_group *g)
+{
+	return (uint32_t)(g - (const struct prot_rate_group *)group_at(h, 0));
+}
+
+/* The other group of a pair: primary <-> secondary under alt (an involution). */
+static inline uint32_t group_other(const struct prot_shm_header *h, uint32_t gi, uint32_t alt)
+{
+	return (gi ^ alt) & (seg_geo(h)->rate_groups - 1);
 }
 
 static inline uint64_t group_load(struct prot_rate_group *g)
@@ -198,6 +255,10 @@ PROT_HIDDEN int rate_table_find(struct prot_shm_header *h, const struct rate_id 
                                 struct rate_ref *r, uint64_t *meta, uint64_t *word);
 /* Remove every bucket of id (any scale when id->any_scale): 0 (at least one), -ENOENT, -EAGAIN. */
 PROT_HIDDEN int rate_table_reset(struct prot_shm_header *h, const struct rate_id *id);
+/* rate_on_full = evict: remove the least recently used bucket of id's two groups whose removal
+ * provably loses nothing (the sweep's test: expired, or an idle sliding window): 0, or -ENOENT
+ * when none is. */
+PROT_HIDDEN int rate_table_evict(struct prot_shm_header *h, const struct rate_id *id);
 /* The op_hash of key slot k's operation (its name), or 0 when the slot holds no key with rate
  * buckets (free, or a name that is not terminated within the slot: untrusted). */
 PROT_HIDDEN uint64_t rate_key_op_hash(const struct prot_shm_header *h, struct prot_key_slot *k);

@@ -323,6 +323,8 @@ static void rate_id_place(const struct prot_shm_header *h, struct rate_id *id)
 	id->group = (uint32_t)x & (seg_geo(h)->rate_groups - 1);
 	id->tag = (uint8_t)(x >> 56);
 	id->home = (uint8_t)(x >> 48) % RATE_GROUP_SLOTS;
+	id->alt = rate_alt_of(x); /* the secondary group (rate_table.c, TABLE) */
+	id->group2 = group_other(h, id->group, id->alt);
 }
 
 int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op, const void *entity,
@@ -380,16 +382,64 @@ struct rate_policy {
 	const char *entity;        /* for telemetry only (NULL for a binary entity) */
 };
 
-static int table_full(struct prot_shm_header *h, const struct rate_policy *pol,
-                      const struct rate_params *rp, struct prot_rate_info *info)
+/* rate_on_full = evict: make room by evicting a bucket that provably loses nothing
+ * (rate_table_evict), counted, and charge again; RATE_TABLE_FULL when none could be evicted (the
+ * caller then denies and counts it as table_full). Two rounds: another new entity may take the
+ * freed bucket first. */
+static int evict_and_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                            const struct rate_params *rp, uint64_t cost, uint64_t now,
+                            const struct rate_policy *pol, struct prot_rate_info *info)
 {
+	for (int round = 0; round < 2; round++) {
+		if (rate_table_evict(h, id) < 0)
+			break;
+		/* relaxed: statistics */
+		atomic_fetch_add_explicit(&h->rate_evicted, 1, memory_order_relaxed);
+		if (pol->ks)
+			atomic_fetch_add_explicit(&pol->ks->rate_evicted, 1, memory_order_relaxed);
+		int res = rate_table_charge(h, p, id, rp, cost, now, info, NULL);
+		if (res != RATE_TABLE_FULL)
+			return res;
+	}
+	return RATE_TABLE_FULL;
+}
+
+/* A decision's result res (1 admitted, 0 denied, maybe | RATE_INSERTED) as the caller gets it. */
+static inline int rate_done(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                            const struct rate_policy *pol, int res)
+{
+	if (unlikely(res & RATE_INSERTED)) { /* a new bucket: its operation's name, for protctl */
+		rate_ops_note(h, pol->op, id->id0 & 0xff, id->op_hash);
+		res &= ~RATE_INSERTED;
+	}
+	/* No per-key counter here: a line shared by every process and entity of the key would be
+	 * written by every decision (denials included). The bucket counts (admissions on the line the
+	 * CAS already owns, denials on line 1); a key's totals are its live buckets plus what removed
+	 * buckets had counted (rate_keys_totals). */
+	if (p)
+		PROT_TEL(p, res ? PROT_TEL_RATE_ALLOWED : PROT_TEL_RATE_DENIED, .layer = PROT_LAYER_RATE,
+		         .result = res, .key = pol->key, .operation = pol->op, .entity = pol->entity);
+	return res;
+}
+
+/* id's groups are full: an eviction's decision (rate_on_full = evict, when one was possible), or
+ * the policy's answer, counted. Out of line: the slow path stays out of rate_run. */
+static int table_full(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+                      const struct rate_params *rp, uint64_t cost, uint64_t now,
+                      const struct rate_policy *pol, struct prot_rate_info *info)
+{
+	if (pol->full == RATE_FULL_EVICT) {
+		int res = evict_and_charge(h, p, id, rp, cost, now, pol, info);
+		if (res != RATE_TABLE_FULL)
+			return rate_done(h, p, id, pol, res);
+	}
 	/* relaxed: statistics */
 	uint64_t n = atomic_fetch_add_explicit(&h->rate_table_full, 1, memory_order_relaxed) + 1;
 	if (pol->ks)
 		atomic_fetch_add_explicit(&pol->ks->rate_table_full, 1, memory_order_relaxed);
 	if ((n & (n - 1)) == 0) /* 1st, 2nd, 4th, 8th...: visible without flooding the ring */
 		prot_event_emit(h, EV_RATE_TABLE_FULL, pol->key_idx, pol->key ? pol->key : pol->op, n,
-		                pol->full);
+		                pol->full == RATE_FULL_ALLOW ? RATE_FULL_ALLOW : RATE_FULL_DENY);
 	if (pol->full != RATE_FULL_ALLOW)
 		return -PROT_ETABLEFULL;
 	if (info)
@@ -417,19 +467,8 @@ static inline int rate_run(struct prot_shm_header *h, prot_t *p, struct rate_id 
 			rate_memo_put(m, h, id, hit);
 	}
 	if (res == RATE_TABLE_FULL)
-		return table_full(h, pol, rp, info);
-	if (unlikely(res & RATE_INSERTED)) { /* a new bucket: its operation's name, for protctl */
-		rate_ops_note(h, pol->op, id->id0 & 0xff, id->op_hash);
-		res &= ~RATE_INSERTED;
-	}
-	/* No per-key counter here: a line shared by every process and entity of the key would be
-	 * written by every decision (denials included). The bucket counts (admissions on the line the
-	 * CAS already owns, denials on line 1); a key's totals are its live buckets plus what removed
-	 * buckets had counted (rate_keys_totals). */
-	if (p)
-		PROT_TEL(p, res ? PROT_TEL_RATE_ALLOWED : PROT_TEL_RATE_DENIED, .layer = PROT_LAYER_RATE,
-		         .result = res, .key = pol->key, .operation = pol->op, .entity = pol->entity);
-	return res;
+		return table_full(h, p, id, rp, cost, now, pol, info);
+	return rate_done(h, p, id, pol, res);
 }
 
 /* ---- hidden entry points (protctl, facade, tests) -------------------------------------------- */

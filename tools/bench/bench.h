@@ -125,7 +125,8 @@ struct bench {
 	struct bench_stat res[ROW_COUNT_][BENCH_MAXP];
 	/* memory figures */
 	uint64_t seg_example, seg_1m, seg_run;
-	double lost_1m;          /* of 1M random entities, expected not to fit at rate_entities = 1M */
+	double lost_1m;          /* of 1M random entities, not placed at rate_entities = 1M (a
+	                            simulation of the table's two-choice placement, bench_memory.c) */
 	uint64_t fit_1m, seg_1m_fit; /* rate_entities (and segment) where 1M random entities fit */
 	char seg_example_note[96];
 	int failures;        /* rows that failed (not skipped): the exit code is 1 when > 0 */

@@ -4,13 +4,13 @@
  * floor row's region, bench_floor.c).
  */
 #include <ini.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
 #include "internal.h"
+#include "rate_table.h"
 
 #ifndef PROT_SOURCE_ROOT
 #define PROT_SOURCE_ROOT "."
@@ -63,36 +63,43 @@ uint64_t bench_rate_table_bytes(uint64_t rate_entities)
 	return (uint64_t)h.region[REG_RATE_GROUPS].count * h.region[REG_RATE_GROUPS].stride;
 }
 
-/* Entities land in their group at random and a group holds RATE_GROUP_SLOTS of them (an entity
- * lives in its one group or nowhere: lib/rate_table.c). With n entities in g groups a group's load
- * is Poisson(n/g): how many entities find their group full, and how many groups overflow. */
-static void group_overflow(double n, double groups, double *lost, double *full_groups)
+/* How many of n uniformly hashed entities find both their groups full in a table of `groups`
+ * groups (a power of two), placed by the table's own rule (lib/rate_table.h: rate_alt_of,
+ * rate_prefer_secondary; lib/rate_table.c, TABLE): a simulation over occupancy counts with a
+ * fixed-seed xorshift, so every run reports the same figure. -1: out of memory. */
+static double placement_lost(uint64_t n, uint64_t groups)
 {
-	double lam = n / groups, pmf = exp(-lam), tail = 0, excess = 0;
-	for (int k = 1; k < 400; k++) {
-		pmf *= lam / k;
-		if (k > RATE_GROUP_SLOTS) {
-			tail += pmf;
-			excess += (k - RATE_GROUP_SLOTS) * pmf;
-		}
+	uint8_t *occ = calloc(groups, 1);
+	uint64_t x = 88172645463325252ull, lost = 0;
+
+	if (!occ)
+		return -1;
+	for (uint64_t k = 0; k < n; k++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		uint64_t p = x & (groups - 1), s = (p ^ rate_alt_of(x)) & (groups - 1);
+		uint64_t first = s != p && rate_prefer_secondary(occ[p], occ[s]) ? s : p;
+		uint64_t other = first == p ? s : p;
+		if (occ[first] < RATE_GROUP_SLOTS)
+			occ[first]++;
+		else if (occ[other] < RATE_GROUP_SLOTS)
+			occ[other]++;
+		else
+			lost++;
 	}
-	*lost = excess * groups;
-	*full_groups = tail * groups;
+	free(occ);
+	return (double)lost;
 }
 
-/* The smallest power-of-two table where n random entities all fit (expected overflowing groups
- * below 1%). */
+/* The smallest power-of-two table where n random entities all fit (the simulation loses none). */
 static uint64_t entities_to_fit(double n)
 {
 	uint64_t groups = 1;
 	while ((double)groups * RATE_GROUP_SLOTS < n) /* fewer could not hold them at all */
 		groups <<= 1;
-	for (;; groups <<= 1) {
-		double lost, full;
-		group_overflow(n, (double)groups, &lost, &full);
-		if (full < 0.01)
-			return groups * RATE_GROUP_SLOTS;
-	}
+	for (; groups < (1ull << 26); groups <<= 1)
+		if (placement_lost((uint64_t)n, groups) == 0)
+			break;
+	return groups * RATE_GROUP_SLOTS;
 }
 
 void bench_memory(struct bench *b)
@@ -109,8 +116,7 @@ void bench_memory(struct bench *b)
 	g = geo_default;
 	g.rate_entities = 1000000;
 	b->seg_1m = layout_size(&g);
-	double full;
-	group_overflow(1e6, 1048576.0 / RATE_GROUP_SLOTS, &b->lost_1m, &full);
+	b->lost_1m = placement_lost(1000000, 1048576 / RATE_GROUP_SLOTS);
 	g.rate_entities = b->fit_1m = entities_to_fit(1e6);
 	b->seg_1m_fit = layout_size(&g);
 	struct prot_info info;

@@ -248,8 +248,10 @@ static void print_memory(const struct bench *b)
 	       (size_t)128);
 	printf("%-54s %10.1f MiB (%s)\n", "segment for examples/protd.ini", b->seg_example / 1048576.0,
 	       b->seg_example_note);
-	printf("%-54s %10.1f MiB (but ~%.0f of 1M random entities find their group full)\n",
-	       "segment for rate_entities = 1M (others default)", b->seg_1m / 1048576.0, b->lost_1m);
+	printf("%-54s %10.1f MiB (but ~%.0f of 1M random entities find both their groups full; %.0f B of "
+	       "table per entity in use)\n",
+	       "segment for rate_entities = 1M (others default)", b->seg_1m / 1048576.0, b->lost_1m,
+	       1048576 * bench_bytes_per_entity() / (1e6 - b->lost_1m));
 	printf("%-54s %10.1f MiB (rate_entities = %llu: %.0f B per entity in use)\n",
 	       "segment where 1M random entities all fit", b->seg_1m_fit / 1048576.0,
 	       (unsigned long long)b->fit_1m, b->fit_1m * bench_bytes_per_entity() / 1e6);

@@ -52,7 +52,7 @@ extern const struct ctl_cmd ctl_top_cmds[];     /* top (ctl_top.c) */
 struct key_snapshot {
 	char name[PROT_NAME_BYTES];
 	uint32_t slot;
-	uint64_t calls, ok, failed, timeouts, rate_allowed, rate_denied, rate_table_full;
+	uint64_t calls, ok, failed, timeouts, rate_allowed, rate_denied, rate_table_full, rate_evicted;
 	uint64_t breaker_rejected, pool_timeouts, latency_sum_ns, count;
 	uint64_t hist[PROT_HIST_BUCKETS]; /* cumulative */
 };

@@ -106,6 +106,7 @@ static void show_key(struct ctl *c, const struct target *t, const char *key)
 	rate_foreach(h, key, add_totals, &s);
 	/* relaxed: counters read for display */
 	uint64_t full = atomic_load_explicit(&k->stats.rate_table_full, memory_order_relaxed);
+	uint64_t evicted = atomic_load_explicit(&k->stats.rate_evicted, memory_order_relaxed);
 	uint64_t used = atomic_load_explicit(&h->rate_buckets_used, memory_order_relaxed);
 	uint64_t max = (uint64_t)seg_count(h, REG_RATE_GROUPS) * RATE_GROUP_SLOTS;
 	uint64_t burst = cfg->rate_burst ? cfg->rate_burst : cfg->rate_limit;
@@ -119,9 +120,10 @@ static void show_key(struct ctl *c, const struct target *t, const char *key)
 		fprintf(f, ",\"algorithm\":\"%s\",\"limit\":%" PRIu64 ",\"window_ms\":%" PRIu64
 		           ",\"burst\":%" PRIu64 ",\"on_full\":\"%s\",\"clock\":\"%s\",\"buckets\":%" PRIu64
 		           ",\"admitted\":%" PRIu64 ",\"denied\":%" PRIu64 ",\"table_full\":%" PRIu64
-		           ",\"rate_buckets\":{\"used\":%" PRIu64 ",\"max\":%" PRIu64 "}}\n",
+		           ",\"evicted\":%" PRIu64 ",\"rate_buckets\":{\"used\":%" PRIu64 ",\"max\":%" PRIu64
+		           "}}\n",
 		        algo_name(cfg->rate_algo), cfg->rate_limit, cfg->rate_window_ms, burst, policy,
-		        clock, s.buckets, s.allowed, s.denied, full, used, max);
+		        clock, s.buckets, s.allowed, s.denied, full, evicted, used, max);
 		return;
 	}
 	fprintf(f, "key %s: %s, %" PRIu64 " per %s", ctl_text(key), algo_name(cfg->rate_algo), cfg->rate_limit,
@@ -131,8 +133,8 @@ static void show_key(struct ctl *c, const struct target *t, const char *key)
 	fprintf(f, ", on full: %s, clock: %s\n", policy, clock);
 	fprintf(f, "buckets: %" PRIu64 " (table: %" PRIu64 " of %" PRIu64 " used)\n", s.buckets, used, max);
 	fprintf(f, "units admitted by live buckets: %" PRIu64 ", denials: %" PRIu64
-	           ", decisions on a full table: %" PRIu64 "\n",
-	        s.allowed, s.denied, full);
+	           ", decisions on a full table: %" PRIu64 ", evicted: %" PRIu64 "\n",
+	        s.allowed, s.denied, full, evicted);
 }
 
 static void show_op(struct ctl *c, const struct target *t)

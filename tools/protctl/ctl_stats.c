@@ -30,6 +30,7 @@ static bool key_snapshot(const struct prot_shm_header *h, uint32_t i, struct key
 	struct prot_key_stats *st = &s->stats;
 	k->calls = ld(&st->calls), k->ok = ld(&st->ok), k->failed = ld(&st->failed);
 	k->timeouts = ld(&st->timeouts), k->rate_table_full = ld(&st->rate_table_full);
+	k->rate_evicted = ld(&st->rate_evicted);
 	k->slot = i; /* rate totals: one pass for all keys, in ctl_keys_snapshot */
 	k->breaker_rejected = ld(&st->breaker_rejected), k->pool_timeouts = ld(&st->pool_timeouts);
 	k->latency_sum_ns = ld(&st->latency_sum_ns);
@@ -60,6 +61,7 @@ static const struct {
 	C(rate_allowed, "prot_rate_allowed_total", "Rate-limiter units admitted."),
 	C(rate_denied, "prot_rate_denied_total", "Rate-limiter decisions denied."),
 	C(rate_table_full, "prot_rate_table_full_total", "Decisions made while the bucket table was full."),
+	C(rate_evicted, "prot_rate_evicted_total", "Buckets evicted to make room for a new entity (rate_on_full = evict)."),
 	C(breaker_rejected, "prot_breaker_rejected_total", "Calls rejected by an open circuit breaker."),
 	C(pool_timeouts, "prot_pool_checkout_timeout_total", "Pool checkouts that timed out."),
 #undef C
@@ -298,9 +300,9 @@ static void stats_human(FILE *f, const struct key_snapshot *k)
 	fprintf(f, "%-20s calls %" PRIu64 "  ok %" PRIu64 "  failed %" PRIu64 "  timeouts %" PRIu64 "\n",
 	        ctl_text(k->name), k->calls, k->ok, k->failed, k->timeouts);
 	fprintf(f, "%-20s rate allowed %" PRIu64 "  denied %" PRIu64 "  table-full %" PRIu64
-	           "  breaker-rejected %" PRIu64 "  pool-timeouts %" PRIu64 "\n",
-	        "", k->rate_allowed, k->rate_denied, k->rate_table_full, k->breaker_rejected,
-	        k->pool_timeouts);
+	           "  evicted %" PRIu64 "  breaker-rejected %" PRIu64 "  pool-timeouts %" PRIu64 "\n",
+	        "", k->rate_allowed, k->rate_denied, k->rate_table_full, k->rate_evicted,
+	        k->breaker_rejected, k->pool_timeouts);
 	fprintf(f, "%-20s latency mean %" PRIu64 " ns over %" PRIu64 " calls; histogram (le):", "", mean,
 	        k->count);
 	uint64_t prev = 0;
