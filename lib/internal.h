@@ -337,6 +337,7 @@ struct seg_geometry {
 	uint32_t max_procs;     /* process slots (read-write handles + protd); 0: PROC_SLOTS_DEFAULT */
 	uint32_t sliding_buckets;   /* sliding-window rings (lib/rate_sliding.c); 0: none */
 	uint32_t sliding_max_limit; /* admissions per ring, <= RATE_RING_LIMIT_MAX */
+	uint32_t rate_global;       /* 1: the global-limits area (REG_RATE_GLOBAL, [redis]); 0: none */
 };
 #define PROC_SLOTS_DEFAULT 1024u
 /* Bytes needed for a geometry; fills the region table of *h (which may be NULL). */
@@ -543,7 +544,7 @@ static inline bool rate_cfg_on(const struct prot_key_cfg *cfg)
 {
 	return cfg->rate_limit != 0 || cfg->rate_burst != 0;
 }
-/* Key idx's rate fields (cfg words 0-5, seqlock read; the other words are zeroed). */
+/* Key idx's rate fields (cfg words 0-7, seqlock read; the other words are zeroed). */
 PROT_HIDDEN int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg);
 /* A key's rate fields as decision parameters (lib/rate_algo.h), derived once. */
 struct rate_params;

@@ -41,6 +41,7 @@
  */
 #include <errno.h>
 
+#include "rate_global.h"
 #include "rate_sliding.h"
 
 /* ---- operation hashes, memoised per handle (see struct rate_op_cache) ------------------------- */
@@ -262,6 +263,8 @@ static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct ra
 		return table_full(h, pol, rp, info);
 	if (unlikely(res & RATE_INSERTED)) { /* a new bucket: its operation's name, for protctl */
 		rate_ops_note(h, pol->op, id->id0 & 0xff, id->op_hash);
+		if (rp->tag & RATE_TAG_GLOBAL) /* protd leases for it from its next round */
+			rate_global_note(h, id->group);
 		res &= ~RATE_INSERTED;
 	}
 	/* No per-key counter here: a line shared by every process and entity of the key would be
@@ -321,9 +324,9 @@ int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
 	return rate_reset_bin_h(h, op, entity, ent_strlen(entity));
 }
 
-/* The rate fields lead struct prot_key_cfg: a decision copies those six words, not sixteen. */
-#define RATE_CFG_WORDS 6
-_Static_assert(offsetof(struct prot_key_cfg, rate_clock) == 8 * (RATE_CFG_WORDS - 1), "rate words");
+/* The rate fields lead struct prot_key_cfg: a decision copies those eight words, not sixteen. */
+#define RATE_CFG_WORDS 8
+_Static_assert(offsetof(struct prot_key_cfg, rate_allowance) == 8 * (RATE_CFG_WORDS - 1), "rate words");
 _Static_assert(offsetof(struct prot_key_cfg, breaker_index) == 8 * RATE_CFG_WORDS, "then the rest");
 
 int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg)
@@ -351,6 +354,8 @@ int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *c
 	cfg->rate_algo = w[3];
 	cfg->rate_full_policy = w[4];
 	cfg->rate_clock = w[5];
+	cfg->rate_scope = w[6];
+	cfg->rate_allowance = w[7];
 	return 0;
 }
 
@@ -360,6 +365,8 @@ void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
 	                 rp);
 	if (cfg->rate_clock == RATE_CLOCK_REALTIME)
 		rate_params_realtime(rp);
+	if (cfg->rate_scope == RATE_SCOPE_GLOBAL)
+		rate_global_params(cfg, rp);
 }
 
 /* A key's decision on an entity of el bytes; tel_entity: the entity for telemetry (NULL: binary). */
@@ -387,6 +394,8 @@ static inline __attribute__((always_inline)) int key_decide(prot_t *p, struct pr
 	if (!op)
 		op = key;
 	rate_params_of_key(cfg, &rp);
+	if (unlikely(rp.tag & RATE_TAG_GLOBAL) && strcmp(op, key) != 0)
+		return -EINVAL; /* a global key's buckets are named by the key (rate_global.c, NAMES) */
 	r = rate_id_make(p, h, op, entity, el, &rp, &id);
 	if (r == 0)
 		r = rate_params_cost(&rp, cost);
