@@ -446,6 +446,7 @@ enum {
 	EV_CONFIG_RELOADED, EV_CONFIG_CHANGED, EV_RATE_TABLE_FULL,
 	EV_POOL_LEAK = 32, EV_POOL_CREATED, EV_POOL_REMOVED, /* pools (ABI 3); a = pid, b = ms held */
 	EV_BREAKER_REMOVED = 35, /* through protd, as EV_POOL_REMOVED (no payload) */
+	EV_GLOBAL_DEGRADED = 36, EV_GLOBAL_SYNCED = 37, /* global limits (ABI 6, daemon/redis_sync.c) */
 };
 
 struct prot_event {
