@@ -25,6 +25,8 @@ int redis_conn_ensure(struct redis_conn *rc, uint64_t now_ns);
 /* The connection failed: drop it and back off. */
 void redis_conn_fail(struct redis_conn *rc, uint64_t now_ns, const char *why);
 void redis_conn_close(struct redis_conn *rc);
+/* PING (a round with nothing to lease still learns that Redis went away): 0 or -1. */
+int redis_conn_ping(struct redis_conn *rc);
 
 /* ---- redis_lease.c: the lease script, pipelined ------------------------------------------------ */
 /* One bucket's request for one window. */

@@ -99,6 +99,15 @@ void redis_conn_fail(struct redis_conn *rc, uint64_t now_ns, const char *why)
 	rc->retry_ns = now_ns + rc->backoff_ms * 1000000ull;
 }
 
+int redis_conn_ping(struct redis_conn *rc)
+{
+	redisReply *r = redisCommand(rc->ctx, "PING");
+	int ok = r && r->type == REDIS_REPLY_STATUS;
+	if (r)
+		freeReplyObject(r);
+	return ok ? 0 : -1;
+}
+
 void redis_conn_close(struct redis_conn *rc)
 {
 	if (rc->ctx)

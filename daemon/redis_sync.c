@@ -33,7 +33,13 @@
  * current window and the local share for the next: so the fallback takes effect within one round
  * after the command timeout. The connection is retried with backoff (redis_conn.c). The first
  * round that succeeds again reports every bucket's count: Redis charges the host for what it
- * admitted on its share (redis_lease.c), and the grants are the leases again. State changes are
+ * admitted on its share (redis_lease.c), and the grants are the leases again; but in a window it
+ * spent degraded a host leases no more than its local share (capped_end): the other hosts may
+ * still be degraded, spending shares Redis cannot know of yet, so the fleet's excess in an outage
+ * is bounded by the shares of the hosts that were degraded (the sum of shares, i.e. about the
+ * limit, when every host was) — measured in tests/test_global.c, redis_stop_kill_restart.
+ * A round with nothing to lease pings (PING_ROUNDS), so an outage is noticed within a few rounds
+ * plus the command timeout. State changes are
  * events (EV_GLOBAL_DEGRADED, EV_GLOBAL_SYNCED), log lines, and the area's status line, which
  * `protctl status` and the metrics read.
  *
@@ -55,6 +61,7 @@
 #define SCAN_GROUPS 64     /* groups the slow scan visits per round */
 #define CHUNK_ROUNDS 4     /* a chunk covers this many rounds of demand */
 #define PRELEASE_ROUNDS 4  /* lease the next window this many rounds before it starts */
+#define PING_ROUNDS 2      /* idle rounds before a PING */
 #define NS_MS 1000000ull
 
 struct gkey {              /* a global key as its slot holds it */
@@ -74,6 +81,8 @@ struct gb {                /* a tracked global bucket */
 	uint64_t seen, seen_ns;                 /* demand counter at the last round */
 	double rate;                            /* demand, units per ms */
 	uint64_t renew_ns, used;
+	uint64_t capped_end;                    /* a window this host spent degraded: it leases no
+	                                           more than its local share there (see FAILURE) */
 };
 
 static struct sync {
@@ -100,6 +109,7 @@ static struct sync {
 	uint32_t scan_cursor;
 	int state;                   /* RG_* */
 	uint64_t degraded_since_ms, failures, commands;
+	uint64_t last_ok_ns;         /* the last round trip that succeeded */
 	struct lease_item *items;
 	uint32_t *item_gb;           /* items[i] is for b[item_gb[i] >> 1], next window if bit 0 */
 	uint32_t items_cap;
@@ -272,7 +282,12 @@ static void plan(struct sync *y, uint32_t p, uint64_t now, uint64_t mono, uint32
 	double spend = g->rate * (double)left_ms + 1;
 	uint64_t cur_chunk = spend < (double)chunk ? (uint64_t)spend : chunk;
 	bool renew = mono >= g->renew_ns;
-	bool want = !g->full_cur && g->cur < g->used + cur_chunk && g->cur < k->cfg.rate_limit;
+	/* Redis raises the lease to the count first (redis_lease.c): the ceiling bounds the sum */
+	uint64_t ceiling = g->capped_end == end ? share_of(y, k) : k->cfg.rate_limit;
+	uint64_t base = g->cur > g->used ? g->cur : g->used;
+	if (base + cur_chunk > ceiling)
+		cur_chunk = ceiling > base ? ceiling - base : 0;
+	bool want = !g->full_cur && cur_chunk && g->cur < g->used + cur_chunk;
 	if (want || renew) {
 		struct lease_item *it = add_item(y, n, p, false);
 		if (it) {
@@ -323,6 +338,7 @@ static void write_grants(struct sync *y)
 		const struct gkey *k = &y->keys[g->key];
 		uint64_t share = share_of(y, k), cur = g->cur, next = g->next, next_end = g->next_end;
 		if (degraded) {
+			g->capped_end = g->cur_end;
 			cur = cur > share ? cur : share;
 			next_end = g->cur_end + k->rp.window_ms;
 			next = share;
@@ -396,11 +412,19 @@ static void round_once(struct sync *y)
 	if (y->state != RG_DEGRADED) /* degraded: nothing to ask until a connection is back */
 		for (uint32_t p = 0; p < y->nb; p++)
 			plan(y, p, now, mono, &n);
-	if (n || y->state != RG_SYNCED) {
+	/* a round with nothing to lease pings after PING_ROUNDS idle rounds, so an outage is seen
+	 * within a few rounds plus the command timeout even while every window is fully leased */
+	if (n || y->state != RG_SYNCED || mono - y->last_ok_ns >= PING_ROUNDS * y->cfg.sync_interval_ms * NS_MS) {
 		uint64_t t0 = prot_now_ns();
 		int r = redis_conn_ensure(&y->rc, t0);
 		if (r == 0 && n)
 			r = redis_lease_run(&y->rc, y->host, y->cfg.lease_ttl_ms, y->items, n, &y->commands);
+		else if (r == 0) {
+			r = redis_conn_ping(&y->rc);
+			y->commands++;
+		}
+		if (r == 0)
+			y->last_ok_ns = mono;
 		uint64_t us = (prot_now_ns() - t0) / 1000;
 		if (r < 0) {
 			if (y->rc.ctx) /* the round trip failed: drop the connection, back off */

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <fcntl.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -79,13 +80,31 @@ static int free_port(void)
 	return ntohs(a.sin_port);
 }
 
+/* PING on a fresh connection (bounded: a 500 ms receive timeout). */
 static bool redis_ping(int port)
 {
-	char p[16];
-	snprintf(p, sizeof p, "%d", port);
-	struct th_out o;
-	const char *argv[] = {"redis-cli", "-p", p, "PING", NULL};
-	return th_run(&o, 2000, argv) == 0 && strstr(o.out, "PONG");
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct timeval tv = {0, 500000};
+	char buf[64] = "";
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	bool ok = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0 &&
+	          connect(fd, (void *)&a, sizeof a) == 0 && write(fd, "PING\r\n", 6) == 6 &&
+	          read(fd, buf, sizeof buf - 1) > 0 && strncmp(buf, "+PONG", 5) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* The redis-server this test process started, ended by pid at exit (a failed assertion too). */
+static pid_t redis_pid;
+static void redis_atexit(void)
+{
+	if (redis_pid > 0) {
+		kill(redis_pid, SIGCONT);
+		kill(redis_pid, SIGKILL);
+		waitpid(redis_pid, NULL, 0);
+	}
 }
 
 static void redis_start(struct world *w)
@@ -99,11 +118,15 @@ static void redis_start(struct world *w)
 	if (pid == 0) {
 		int fd = open("/dev/null", O_WRONLY);
 		dup2(fd, 1);
+		dup2(fd, 2);
 		execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1", "--save", "",
 		       "--appendonly", "no", "--daemonize", "no", (char *)NULL);
 		_exit(127);
 	}
 	w->redis = pid;
+	if (!redis_pid)
+		atexit(redis_atexit);
+	redis_pid = pid;
 	uint64_t t0 = th_now_ms();
 	while (!redis_ping(w->port)) {
 		cr_assert(th_now_ms() - t0 < 5000, "redis-server did not answer on port %d", w->port);
@@ -117,7 +140,7 @@ static void redis_kill(struct world *w)
 		kill(w->redis, SIGCONT);
 		th_kill9(w->redis);
 	}
-	w->redis = 0;
+	w->redis = redis_pid = 0;
 }
 
 /* ---- hosts and workers ------------------------------------------------------------------------- */
