@@ -370,6 +370,14 @@ Test(global, redis_stop_kill_restart, .timeout = 60)
 	uint64_t t0 = th_now_ms();
 	cr_assert(all_state(w, RG_DEGRADED, 2000), "hosts not degraded after SIGSTOP");
 	uint64_t fell = th_now_ms() - t0;
+	struct th_out o;
+	th_protctl(&o, w->r->seg[1], "status", "api", NULL);
+	cr_expect(strstr(o.out, "scope     global") && strstr(o.out, "degraded for"), "status api: %s", o.out);
+	th_protctl(&o, w->r->seg[1], "metrics", NULL);
+	cr_expect(strstr(o.out, "prot_global_degraded 1") && strstr(o.out, "prot_global_leased{key=\"api\"} 333"),
+	          "metrics: %s", o.out);
+	th_protctl(&o, w->r->seg[1], "status", NULL);
+	cr_expect(strstr(o.out, "global        degraded"), "status: %s", o.out);
 	uint64_t d0 = w->r->decisions[0] + w->r->decisions[1] + w->r->decisions[2];
 	sleep_until_window(w, 3);
 	redis_kill(w);
@@ -381,6 +389,8 @@ Test(global, redis_stop_kill_restart, .timeout = 60)
 	uint64_t t1 = th_now_ms();
 	cr_assert(all_state(w, RG_SYNCED, 5000), "hosts did not resync after the restart");
 	uint64_t back = th_now_ms() - t1;
+	th_protctl(&o, w->r->seg[2], "status", "api", NULL);
+	cr_expect(strstr(o.out, "scope     global") && strstr(o.out, "synced, last sync"), "status api: %s", o.out);
 	sleep_until_window(w, 8);
 	uint64_t full[8];
 	for (int i = 0; i < 8; i++)
@@ -397,7 +407,6 @@ Test(global, redis_stop_kill_restart, .timeout = 60)
 	for (int i = 6; i < 8; i++) /* global accounting restored */
 		cr_expect(full[i] >= 990 && full[i] <= 1010, "window %d after the restart: %lu", i,
 		          (unsigned long)full[i]);
-	struct th_out o;
 	th_protctl(&o, w->r->seg[0], "events", NULL);
 	cr_expect(strstr(o.out, "global_degraded") && strstr(o.out, "global_synced"), "events: %s", o.out);
 	world_end(w);
