@@ -156,7 +156,7 @@ static void hosts_start(struct world *w, const char *key, const char *redis_extr
 		const char *ini = th_write_file(name,
 		        "[segment]\nname = %s\nrate_entities = 4096\n[daemon]\ntick = 10ms\n"
 		        "[redis]\naddress = tcp://127.0.0.1:%d\nhosts = %d\nhost_id = h%d\n"
-		        "sync_interval = 5ms\ncommand_timeout = 20ms\nconnect_timeout = 50ms\n%s\n%s\n",
+		        "sync_interval = 5ms\ncommand_timeout = 100ms\nconnect_timeout = 100ms\n%s\n%s\n",
 		        w->r->seg[h], w->port, HOSTS, h, redis_extra, key);
 		w->protd[h] = th_protd_start(ini, w->r->seg[h], NULL);
 	}
