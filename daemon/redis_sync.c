@@ -337,15 +337,17 @@ static void write_grants(struct sync *y)
 		struct gb *g = &y->b[p];
 		const struct gkey *k = &y->keys[g->key];
 		uint64_t share = share_of(y, k), cur = g->cur, next = g->next, next_end = g->next_end;
-		if (degraded) {
+		next = next > RATE_FW_LIMIT_MAX ? RATE_FW_LIMIT_MAX : next;
+		uint64_t next_word = next_end ? next_end << RATE_FW_BITS | next : 0;
+		if (degraded) { /* the share for this window, and for every later one (window end 0):
+		                   a thread starved past a window's end, or a protd that dies degraded,
+		                   leaves its workers on their share, not at 0 */
 			g->capped_end = g->cur_end;
 			cur = cur > share ? cur : share;
-			next_end = g->cur_end + k->rp.window_ms;
-			next = share;
+			next_word = share;
 		}
 		cur = cur > RATE_FW_LIMIT_MAX ? RATE_FW_LIMIT_MAX : cur;
-		rate_global_grant(y->h, g->index, g->meta, g->cur_end << RATE_FW_BITS | cur,
-		                  next_end ? next_end << RATE_FW_BITS | next : 0, g->used);
+		rate_global_grant(y->h, g->index, g->meta, g->cur_end << RATE_FW_BITS | cur, next_word, g->used);
 		if (sum)
 			sum[g->key] += cur;
 	}

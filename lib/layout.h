@@ -406,7 +406,8 @@ struct prot_rate_ring {
 
 /* What protd leased for one bucket. `use` is the bucket's meta (gen << 32 | LIVE) the grants
  * belong to, 0 for none; cur and next are fixed-window words: window end (ms, calendar) <<
- * RATE_FW_BITS | units granted to this host for that window. Written by protd only. */
+ * RATE_FW_BITS | units granted to this host for that window; in `next`, window end 0 means every
+ * window (the local share while degraded). Written by protd only. */
 struct prot_rate_grant {
 	_Atomic uint64_t use;
 	_Atomic uint64_t cur;

@@ -16,10 +16,12 @@ static inline struct prot_rate_global *rate_global_area(const struct prot_shm_he
 	return seg_count(h, REG_RATE_GLOBAL) ? seg_entry(h, REG_RATE_GLOBAL, 0) : NULL;
 }
 
-/* The units granted in grant word w for the window ending at end_ms (0 for another window). */
+/* The units granted in grant word w for the window ending at end_ms (0 for another window; a
+ * word of window end 0 grants every window: the local share while degraded). */
 static inline uint64_t rate_grant_units(uint64_t w, uint64_t end_ms)
 {
-	return (w >> RATE_FW_BITS) == end_ms ? w & RATE_FW_LIMIT_MAX : 0;
+	uint64_t e = w >> RATE_FW_BITS;
+	return e == end_ms || e == 0 ? w & RATE_FW_LIMIT_MAX : 0;
 }
 
 /* The units bucket r (meta m, LIVE) may count in the window ending at end_ms: what protd leased
@@ -38,7 +40,7 @@ static inline uint64_t rate_global_cap(struct rate_ref r, uint64_t m, uint64_t e
 	uint64_t next = atomic_load_explicit(&g->next, memory_order_acquire);
 	if (use != m || atomic_load_explicit(&g->use, memory_order_relaxed) != m)
 		return allowance;
-	/* protd never writes one window into both words */
+	/* protd never writes one window into both words (nor a wildcard into cur) */
 	return ((cur >> RATE_FW_BITS) == end_ms ? cur & RATE_FW_LIMIT_MAX : rate_grant_units(next, end_ms)) +
 	       allowance;
 }

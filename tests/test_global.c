@@ -456,3 +456,33 @@ Test(global, config_refused)
 	cr_assert_neq(th_run(&o, 5000, argv2), 0);
 	cr_expect(strstr(o.err, "is readable by others"), "%s", o.err);
 }
+
+/* No Redis at all: the host is degraded from its first round and decides on its local share, in
+ * every window (100 ms windows here roll over many times). protbench's global row is this. */
+Test(global, no_redis_local_share, .timeout = 30)
+{
+	const char *seg = th_segname("glob_none");
+	const char *ini = th_write_file("none.ini",
+	        "[segment]\nname = %s\nrate_entities = 256\n[redis]\naddress = tcp://127.0.0.1:1\nhosts = 1\n"
+	        "[key api]\nrate_limit = 10000000\nrate_window = 100ms\nrate_scope = global\n", seg);
+	pid_t pid = th_protd_start(ini, seg, NULL);
+	prot_t *p = th_open(seg, 2000);
+	struct prot_rate_info info;
+	int r = 0;
+	for (int i = 0; i < 2000 && (r = prot_rate_check_key(p, "api", "hot", 1, &info)) != 1; i++)
+		th_sleep_ms(1);
+	cr_assert_eq(r, 1, "never admitted on the local share");
+	uint64_t t0 = th_now_ms();
+	long n = 0, denied = 0;
+	while (th_now_ms() - t0 < 1000) {
+		r = prot_rate_check_key(p, "api", "hot", 1, &info);
+		n++;
+		if (r != 1 && denied++ == 0)
+			cr_log_error("denied after %ld: used %lu remaining %lu reset %lu", n, (unsigned long)info.used,
+			             (unsigned long)info.remaining, (unsigned long)info.reset_after_ms);
+	}
+	cr_expect_eq(denied, 0, "%ld of %ld decisions denied on a 10M share", denied, n);
+	cr_expect_eq(host_state(seg), RG_DEGRADED);
+	prot_close(p);
+	th_protd_stop(pid);
+}
