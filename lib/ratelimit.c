@@ -394,7 +394,7 @@ static inline __attribute__((always_inline)) int key_decide(prot_t *p, struct pr
 	if (!op)
 		op = key;
 	rate_params_of_key(cfg, &rp);
-	if (unlikely(rp.tag & RATE_TAG_GLOBAL) && strcmp(op, key) != 0)
+	if (unlikely(rp.tag & RATE_TAG_GLOBAL) && op != key && strcmp(op, key) != 0)
 		return -EINVAL; /* a global key's buckets are named by the key (rate_global.c, NAMES) */
 	r = rate_id_make(p, h, op, entity, el, &rp, &id);
 	if (r == 0)

@@ -72,6 +72,7 @@ static void rate_rows(struct bench *b)
 		int expect;
 	} hot[] = {
 		{ROW_RATE_HOT_FW, "bench_fw", 1},
+		{ROW_RATE_HOT_FW_CAL, "bench_fw_cal", 1}, /* the clock a global key decides on */
 		{ROW_RATE_HOT_GLOBAL, "bench_global", 1}, /* bench_protd.c: on its local share */
 		{ROW_RATE_HOT_GCRA, "bench_gcra", 1},
 		{ROW_RATE_DENY_FW, "bench_deny_fw", 0},
