@@ -267,6 +267,16 @@ static uint64_t host_state(const char *seg)
 	return st;
 }
 
+/* Redis commands host h's sync thread sent so far. */
+static uint64_t host_commands(const char *seg)
+{
+	prot_t *p = th_open(seg, 2000);
+	struct prot_rate_global *a = rate_global_area(prot_hdr(p));
+	uint64_t n = a ? atomic_load(&a->commands) : 0;
+	prot_close(p);
+	return n;
+}
+
 static bool all_state(struct world *w, uint64_t st, int ms)
 {
 	uint64_t t0 = th_now_ms();
@@ -290,7 +300,16 @@ Test(global, accuracy, .timeout = 60)
 	int n = windows();
 	hosts_start(w, key_1000, "");
 	workers_start(w);
+	sleep_until_window(w, 0);
+	uint64_t c0[HOSTS], d0[HOSTS], t0 = th_now_ms();
+	for (int h = 0; h < HOSTS; h++)
+		c0[h] = host_commands(w->r->seg[h]), d0[h] = atomic_load(&w->r->decisions[h]);
 	sleep_until_window(w, (uint64_t)n);
+	double secs = (double)(th_now_ms() - t0) / 1000;
+	for (int h = 0; h < HOSTS; h++)
+		fprintf(stderr, "global accuracy: host %d: %.0f Redis commands/s, %.0f decisions/s\n", h,
+		        (double)(host_commands(w->r->seg[h]) - c0[h]) / secs,
+		        (double)(atomic_load(&w->r->decisions[h]) - d0[h]) / secs);
 	uint64_t total = 0;
 	for (int i = 0; i < n; i++) {
 		uint64_t a = admitted(w->r, -1, (uint64_t)i, -1);
