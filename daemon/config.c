@@ -21,7 +21,7 @@
 
 _Static_assert(offsetof(struct cfg_key, o) == 0 && offsetof(struct cfg_breaker, o) == 0 &&
                    offsetof(struct cfg_pool, o) == 0 && offsetof(struct cfg_segment, o) == 0 &&
-                   offsetof(struct cfg_daemon, o) == 0,
+                   offsetof(struct cfg_daemon, o) == 0 && offsetof(struct cfg_redis, o) == 0,
                "every object starts with its cfg_obj");
 
 void config_init(struct config *c)
@@ -38,6 +38,12 @@ void config_init(struct config *c)
 	c->daemon.reclaim_ms = 100;
 	c->daemon.rate_grace_ms = RATE_GRACE_DEFAULT_MS;
 	c->daemon.max_segment_size = SEG_SIZE_DEFAULT;
+	c->redis.connect_timeout_ms = 200;
+	c->redis.command_timeout_ms = 50;
+	snprintf(c->redis.key_prefix, sizeof c->redis.key_prefix, "prot:");
+	c->redis.sync_interval_ms = 5;
+	c->redis.lease_ttl_ms = 2000;
+	c->redis.hosts = 1;
 }
 
 void config_free(struct config *c)
@@ -146,6 +152,8 @@ void *config_object(const struct config *c, enum cfg_kind kind, size_t i)
 		return (void *)&c->seg;
 	if (kind == CFG_DAEMON)
 		return (void *)&c->daemon;
+	if (kind == CFG_REDIS)
+		return (void *)&c->redis;
 	struct objects s = objects_of((struct config *)c, kind);
 	return (char *)*s.arr + i * s.size;
 }
@@ -170,6 +178,7 @@ static void key_defaults(void *obj)
 	k->c.breaker_index = PROT_NO_INDEX;
 	k->c.pool_index = PROT_NO_INDEX;
 	k->c.timeout_ms = PROT_DEFAULT_TIMEOUT_MS;
+	k->c.rate_scope = RATE_SCOPE_LOCAL;
 }
 
 static void breaker_defaults(void *obj)
@@ -251,6 +260,12 @@ void config_finalize(struct config *c)
 	for (size_t i = 0; i < c->npools; i++)
 		if (!cfg_seen(&c->pools[i].o, CFG_POOL, "reclaim_interval"))
 			c->pools[i].c.reclaim_ms = c->daemon.reclaim_ms;
+	/* a global key decides on calendar windows (every host agrees which window it is) */
+	for (size_t i = 0; i < c->nkeys; i++)
+		if (c->keys[i].c.rate_scope == RATE_SCOPE_GLOBAL && !cfg_seen(&c->keys[i].o, CFG_KEY, "rate_clock"))
+			c->keys[i].c.rate_clock = RATE_CLOCK_REALTIME;
+	/* [redis] makes the segment's global-limits area (a capacity: fixed for the segment's life) */
+	c->seg.geo.rate_global = c->redis.address[0] != '\0';
 	for (size_t i = 0; i < c->nbreakers; i++)
 		if (!cfg_seen(&c->breakers[i].o, CFG_BREAKER, "rate_min_calls"))
 			c->breakers[i].c.rate_min_calls = c->breakers[i].c.rate_window_calls;

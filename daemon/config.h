@@ -23,7 +23,7 @@
 #define CFG_ERR_MAX 256  /* one message */
 #define CFG_PATH_MAX 108 /* sun_path */
 
-enum cfg_kind { CFG_SEGMENT, CFG_DAEMON, CFG_KEY, CFG_BREAKER, CFG_POOL, CFG_KIND_COUNT_ };
+enum cfg_kind { CFG_SEGMENT, CFG_DAEMON, CFG_REDIS, CFG_KEY, CFG_BREAKER, CFG_POOL, CFG_KIND_COUNT_ };
 
 /* Where an object came from: the INI file (re-applied, and removed, by every reload) or the control
  * socket (kept by reloads unless the INI defines the same name). */
@@ -73,10 +73,25 @@ struct cfg_daemon {
 	uint64_t max_segment_size;         /* bytes; a bigger segment is a config error */
 };
 
+/* [redis]: global limits (daemon/redis_sync.c). address "" = no Redis (and no global keys). */
+struct cfg_redis {
+	struct cfg_obj o;
+	char address[CFG_PATH_MAX];        /* tcp://HOST:PORT or unix:/PATH */
+	uint64_t connect_timeout_ms;
+	uint64_t command_timeout_ms;
+	char key_prefix[64];
+	char password_file[CFG_PATH_MAX];  /* "" = no AUTH */
+	uint64_t sync_interval_ms;
+	uint64_t lease_ttl_ms;
+	uint64_t hosts;                    /* hosts sharing the limits: the default local share */
+	char host_id[PROT_NAME_BYTES + 64];/* "" = hostname:segment */
+};
+
 struct config {
 	char file[256];
 	struct cfg_segment seg;
 	struct cfg_daemon daemon;
+	struct cfg_redis redis;
 	struct cfg_key *keys;
 	size_t nkeys;
 	struct cfg_breaker *breakers;

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
 
 #include "rate_limits.h"
 
@@ -106,6 +108,61 @@ static void check_rate_words(const struct cfg_key *k, const char *at_, bool *lim
 		cfg_errors_add(e, "%s: %s", at_, rate_clock_problem((uint32_t)k->c.rate_algo));
 }
 
+/* A global key (rate_scope = global): a fixed window on the calendar, with [redis]. */
+static void check_scope(const struct config *c, const struct cfg_key *k, const char *at_,
+                        struct cfg_errors *e)
+{
+	static const char *const opts[] = { "rate_allowance", "rate_local_share" };
+	if (k->c.rate_scope != RATE_SCOPE_GLOBAL) {
+		for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+			if (cfg_seen(&k->o, CFG_KEY, opts[i]))
+				cfg_errors_add(e, "%s: %s is for rate_scope = global", at_, opts[i]);
+		return;
+	}
+	if (!c->redis.address[0])
+		cfg_errors_add(e, "%s: rate_scope = global needs a [redis] section with an address", at_);
+	if (k->c.rate_algo != PROT_RATE_FIXED_WINDOW)
+		cfg_errors_add(e, "%s: rate_scope = global is for rate_algorithm = fixed_window, not %s", at_,
+		               prot_name_shown(NAMES_RATE_ALGORITHM, k->c.rate_algo));
+	else if (k->c.rate_clock != RATE_CLOCK_REALTIME)
+		cfg_errors_add(e, "%s: rate_scope = global decides on calendar windows: rate_clock must be "
+		               "realtime, not %s", at_, prot_name_shown(NAMES_RATE_CLOCK, k->c.rate_clock));
+	if (!rate_cfg_on(&k->c))
+		cfg_errors_add(e, "%s: rate_scope = global needs rate_limit and rate_window", at_);
+	if (k->c.rate_local_share > k->c.rate_limit)
+		cfg_errors_add(e, "%s: rate_local_share %" PRIu64 " is larger than rate_limit %" PRIu64, at_,
+		               (uint64_t)k->c.rate_local_share, (uint64_t)k->c.rate_limit);
+}
+
+/* [redis]: the address's form, the password file's owner-only mode. */
+static void check_redis(const struct config *c, struct cfg_errors *e)
+{
+	const struct cfg_redis *r = &c->redis;
+	char at[400], host[CFG_PATH_MAX];
+	unsigned port;
+	int n = 0;
+	where(c, &r->o, "redis", at, sizeof at);
+	if (!r->address[0]) {
+		if (r->o.seen)
+			cfg_errors_add(e, "%s: address is required", at);
+		return;
+	}
+	if (strncmp(r->address, "unix:/", 6) != 0 &&
+	    (sscanf(r->address, "tcp://%107[^:]:%u%n", host, &port, &n) != 2 || r->address[n] ||
+	     port == 0 || port > 65535))
+		cfg_errors_add(e, "%s: address \"%s\" is neither tcp://HOST:PORT nor unix:/PATH", at,
+		               r->address);
+	struct stat st;
+	if (!r->password_file[0])
+		return;
+	if (stat(r->password_file, &st) < 0)
+		cfg_errors_add(e, "%s: password_file %s: %s", at, r->password_file, strerror(errno));
+	else if (st.st_mode & 0077)
+		cfg_errors_add(e, "%s: password_file %s is readable by others (mode %04o): make it 0600 "
+		               "(or 0400), owned by protd's user", at, r->password_file,
+		               (unsigned)(st.st_mode & 07777));
+}
+
 static void check_key(const struct config *c, const struct cfg_key *k, struct cfg_errors *e)
 {
 	WHERE(&k->o, "key");
@@ -143,6 +200,7 @@ static void check_key(const struct config *c, const struct cfg_key *k, struct cf
 		               "sliding_max_limit %" PRIu32, at_, rl.limit, c->seg.geo.sliding_max_limit);
 	else if (rl.algo == PROT_RATE_SLIDING_WINDOW && c->seg.geo.sliding_buckets == 0)
 		cfg_errors_add(e, "%s: rate_algorithm = sliding_window needs [segment] sliding_buckets", at_);
+	check_scope(c, k, at_, e);
 	if (k->breaker[0] && !config_breaker(c, k->breaker))
 		cfg_errors_add(e, "%s: breaker \"%s\" is not defined", at_, k->breaker);
 	if (k->pool[0] && !config_pool(c, k->pool))
@@ -230,6 +288,7 @@ int config_check(const struct config *c, struct cfg_errors *e)
 {
 	size_t before = e->n;
 	check_size(c, e);
+	check_redis(c, e);
 	const struct seg_geometry *g = &c->seg.geo;
 	for (size_t i = 0; i < c->nkeys; i++) {
 		check_key(c, &c->keys[i], e);

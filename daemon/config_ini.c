@@ -91,7 +91,7 @@ static void begin_section(struct parse *ps, char *hdr)
 	for (int k = 0; k < CFG_KIND_COUNT_; k++) {
 		if (strcmp(hdr, config_kind_name((enum cfg_kind)k)) != 0)
 			continue;
-		if (k == CFG_SEGMENT || k == CFG_DAEMON) {
+		if (k < CFG_KEY) { /* [segment], [daemon], [redis]: one each, no name */
 			struct cfg_obj *o = config_object(ps->c, (enum cfg_kind)k, 0);
 			if (*name)
 				PERR(ps, "section [%s] takes no name", hdr);
@@ -106,7 +106,7 @@ static void begin_section(struct parse *ps, char *hdr)
 			begin_named(ps, (enum cfg_kind)k, name);
 		return;
 	}
-	PERR(ps, "unknown section [%s%s%s] (expected segment, daemon, key, breaker or pool)", hdr,
+	PERR(ps, "unknown section [%s%s%s] (expected segment, daemon, redis, key, breaker or pool)", hdr,
 	     *name ? " " : "", name);
 }
 

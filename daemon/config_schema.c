@@ -44,6 +44,20 @@
  *                               with a unit: KiB, MiB, GiB; k, m, g mean the same); protd reserves
  *                               all of it in /dev/shm at creation (1MiB..64GiB)
  *
+ * [redis]                       global limits across hosts (daemon/redis_sync.c; README "Global limits")
+ *   address = tcp://HOST:PORT   or unix:/PATH; without it no key may be rate_scope = global
+ *   connect_timeout = 200ms     a connection attempt (non-blocking connect) gives up after this
+ *   command_timeout = 50ms      one round trip (a pipelined batch) gives up after this: degraded
+ *   key_prefix = prot:          prefix of every Redis key protd writes
+ *   password_file = PATH        AUTH with the file's first line; refused when group- or
+ *                               world-readable (never a password in the INI itself)
+ *   sync_interval = 5ms         how often the sync thread leases and reports (1ms..1s)
+ *   lease_ttl = 2s              a host's lease record expires this long after its last renewal:
+ *                               a host killed returns its unused units within it (10ms..1h)
+ *   hosts = 1                   hosts sharing the limits: a key's default rate_local_share is
+ *                               rate_limit / hosts (1..65536)
+ *   host_id = NAME              this host in lease records; default hostname:segment
+ *
  * [key NAME]                    a protection key (what execute_protected applies, in order)
  *   rate_limit = N              units per window (>= 1; fixed_window: < 2^24); needs rate_window;
  *                               omit both: no limiter
@@ -60,6 +74,12 @@
  *   rate_on_full = deny         deny | allow | evict: what a new entity gets when its two groups are full
  *   rate_clock = monotonic      monotonic | coarse (CLOCK_MONOTONIC_COARSE: cheaper, ~4ms steps) | auto |
  *                               realtime (fixed_window only: calendar windows, UTC-aligned)
+ *   rate_scope = local          local | global (fixed_window on calendar windows, leased from
+ *                               [redis]; rate_clock defaults to realtime and must be it)
+ *   rate_allowance = 0          global: units per window a bucket admits beyond its lease while
+ *                               it waits for more (0: it denies)
+ *   rate_local_share = 0        global: units per window this host admits while Redis is
+ *                               unreachable; 0 = rate_limit / [redis] hosts
  *   breaker = NAME              a [breaker NAME] section
  *   pool = NAME                 a [pool NAME] section
  *   timeout = 5s                default timeout of a protected call
@@ -113,7 +133,8 @@
  * protctl (whose JSON documents prot-json(7) lists them in). */
 static const enum prot_names e_algo = NAMES_RATE_ALGORITHM, e_full = NAMES_RATE_ON_FULL,
                              e_clock = NAMES_RATE_CLOCK, e_bstrat = NAMES_BREAKER_STRATEGY,
-                             e_pstrat = NAMES_POOL_STRATEGY, e_heal = NAMES_BREAKER_HEAL;
+                             e_pstrat = NAMES_POOL_STRATEGY, e_heal = NAMES_BREAKER_HEAL,
+                             e_scope = NAMES_RATE_SCOPE;
 
 static const struct opt opts_segment[] = {
 	{ "name", T_SEGNAME, U(struct cfg_segment, name), 0, 0, NULL, NULL },
@@ -143,6 +164,18 @@ static const struct opt opts_daemon[] = {
 	  "the largest segment libprot attaches to" },
 	{ 0 },
 };
+static const struct opt opts_redis[] = {
+	{ "address", T_STR, U(struct cfg_redis, address), 0, 0, NULL, NULL },
+	{ "connect_timeout", T_DUR, U(struct cfg_redis, connect_timeout_ms), 1, 60000, NULL, NULL },
+	{ "command_timeout", T_DUR, U(struct cfg_redis, command_timeout_ms), 1, 60000, NULL, NULL },
+	{ "key_prefix", T_STR, U(struct cfg_redis, key_prefix), 0, 0, NULL, NULL },
+	{ "password_file", T_PATH, U(struct cfg_redis, password_file), 0, 0, NULL, NULL },
+	{ "sync_interval", T_DUR, U(struct cfg_redis, sync_interval_ms), 1, 1000, NULL, NULL },
+	{ "lease_ttl", T_DUR, U(struct cfg_redis, lease_ttl_ms), 10, 3600000, NULL, NULL },
+	{ "hosts", T_U64, U(struct cfg_redis, hosts), 1, 65536, NULL, NULL },
+	{ "host_id", T_STR, U(struct cfg_redis, host_id), 0, 0, NULL, NULL },
+	{ 0 },
+};
 static const struct opt opts_key[] = {
 	{ "rate_limit", T_U64, U(struct cfg_key, c.rate_limit), 1, UINT32_MAX, NULL, NULL },
 	{ "rate_window", T_DUR, U(struct cfg_key, c.rate_window_ms), 1, RATE_WINDOW_MAX_MS, NULL,
@@ -155,6 +188,9 @@ static const struct opt opts_key[] = {
 	{ "rate_capacity", T_U64, U(struct cfg_key, c.rate_burst), 1, UINT32_MAX, NULL, NULL },
 	{ "rate_on_full", T_ENUM, U(struct cfg_key, c.rate_full_policy), 0, 0, &e_full, NULL },
 	{ "rate_clock", T_ENUM, U(struct cfg_key, c.rate_clock), 0, 0, &e_clock, NULL },
+	{ "rate_scope", T_ENUM, U(struct cfg_key, c.rate_scope), 0, 0, &e_scope, NULL },
+	{ "rate_allowance", T_U64, U(struct cfg_key, c.rate_allowance), 0, RATE_FW_LIMIT_MAX, NULL, NULL },
+	{ "rate_local_share", T_U64, U(struct cfg_key, c.rate_local_share), 0, RATE_FW_LIMIT_MAX, NULL, NULL },
 	{ "breaker", T_REF, U(struct cfg_key, breaker), 0, 0, NULL, NULL },
 	{ "pool", T_REF, U(struct cfg_key, pool), 0, 0, NULL, NULL },
 	{ "timeout", T_DUR, U(struct cfg_key, c.timeout_ms), 1, DUR_MAX, NULL, NULL },
@@ -193,11 +229,11 @@ static const struct opt opts_pool[] = {
 };
 
 static const struct opt *const opt_tables[CFG_KIND_COUNT_] = {
-	[CFG_SEGMENT] = opts_segment, [CFG_DAEMON] = opts_daemon, [CFG_KEY] = opts_key,
+	[CFG_SEGMENT] = opts_segment, [CFG_DAEMON] = opts_daemon, [CFG_REDIS] = opts_redis, [CFG_KEY] = opts_key,
 	[CFG_BREAKER] = opts_breaker, [CFG_POOL] = opts_pool,
 };
 static const char *const kind_names[CFG_KIND_COUNT_] = {
-	[CFG_SEGMENT] = "segment", [CFG_DAEMON] = "daemon", [CFG_KEY] = "key",
+	[CFG_SEGMENT] = "segment", [CFG_DAEMON] = "daemon", [CFG_REDIS] = "redis", [CFG_KEY] = "key",
 	[CFG_BREAKER] = "breaker", [CFG_POOL] = "pool",
 };
 /* How a key's options for its inline breaker / pool begin (config_route, config_inline.c). */
@@ -231,7 +267,7 @@ const char *cfg_inline_prefix(enum cfg_kind kind)
 
 const char *const *config_option_names(enum cfg_kind kind)
 {
-	static const char *names[CFG_KIND_COUNT_][16];
+	static const char *names[CFG_KIND_COUNT_][24];
 	if (!names[kind][0]) {
 		const struct opt *t = opt_tables[kind];
 		for (int i = 0; t[i].name; i++)

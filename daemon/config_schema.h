@@ -13,7 +13,7 @@
 #include "config.h"
 #include "wire.h"
 
-enum opt_type { T_U64, T_DUR, T_ENUM, T_PCT, T_SIZE, T_REF, T_MODE, T_GROUP, T_SEGNAME, T_PATH };
+enum opt_type { T_U64, T_DUR, T_ENUM, T_PCT, T_SIZE, T_REF, T_MODE, T_GROUP, T_SEGNAME, T_PATH, T_STR };
 
 /* One option: its name, how its value is written, and where it is stored in its object. */
 struct opt {

@@ -145,6 +145,14 @@ static int parse_string(const struct opt *o, const char *v, char *dst, char *err
 			return fail(err, "%s: \"%s\" is not a shm name (\"/\" then 1 to 62 bytes, no other "
 			                 "\"/\")", o->name, v);
 		break;
+	case T_STR: /* printable, no spaces */
+		if (n >= o->size)
+			return fail(err, "%s: \"%s\" is longer than %zu bytes", o->name, v, o->size - 1);
+		for (const char *p = v; *p; p++)
+			if (!isgraph((unsigned char)*p))
+				return fail(err, "%s: \"%s\" may hold only printable characters without spaces",
+				            o->name, v);
+		break;
 	case T_PATH:
 		if (v[0] != '/' || n >= o->size)
 			return fail(err, "%s: \"%s\" is not an absolute path shorter than %zu bytes",

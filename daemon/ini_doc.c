@@ -42,6 +42,18 @@ static const struct doc docs[] = {
 	{ CFG_DAEMON, "rate_grace", "DURATION", "100ms", "How long after it expired a rate bucket is freed (20ms..1min); it is freed within one sweep pass more (a pass takes one tick per 4096 buckets of the table). The minimum keeps the stale-client argument of the bucket table true (two jiffies of the coarse clock)." },
 	{ CFG_DAEMON, "max_segment_size", "SIZE", NULL, "The largest segment this file may imply (KiB, MiB, GiB); a larger one is refused with FILE:LINE. protd reserves the whole segment in /dev/shm when it creates it." },
 	{ CFG_DAEMON, "control_socket", "PATH", "/run/prot/SEGMENT.sock as root, else $XDG_RUNTIME_DIR/prot/..., else /tmp/prot-UID/...", "protd's control socket. *--control* overrides it." },
+	{ CFG_REDIS, "address", "tcp://HOST:PORT|unix:/PATH", "none (no global limits)", "The Redis server global keys lease from. Without it no key may be *rate_scope = global*. Its presence at the segment's creation adds the global-limits area to the segment (a capacity: adding or removing it needs *--recreate*)." },
+	{ CFG_REDIS, "connect_timeout", "DURATION", NULL, "A connection attempt (non-blocking connect) gives up after this (1ms..1min)." },
+	{ CFG_REDIS, "command_timeout", "DURATION", NULL, "One round trip (a pipelined batch of lease scripts) gives up after this; the host is then degraded (1ms..1min)." },
+	{ CFG_REDIS, "key_prefix", "TEXT", NULL, "Prefix of every Redis key protd writes." },
+	{ CFG_REDIS, "password_file", "PATH", "none (no AUTH)", "AUTH with the first line of this file. A file readable by its group or others is refused: the password is never in the INI itself." },
+	{ CFG_REDIS, "sync_interval", "DURATION", NULL, "How often the sync thread leases for active global buckets and reports their counts (1ms..1s)." },
+	{ CFG_REDIS, "lease_ttl", "DURATION", NULL, "A host's lease record expires this long after its last renewal: the unused units of a host that died return to the fleet within it (10ms..1h)." },
+	{ CFG_REDIS, "hosts", "N", NULL, "Hosts sharing the global limits: a global key's default *rate_local_share* is its *rate_limit* divided by this (1..65536)." },
+	{ CFG_REDIS, "host_id", "TEXT", "HOSTNAME:SEGMENT", "This host's name in lease records: unique per protd sharing the Redis server." },
+	{ CFG_KEY, "rate_scope", "local|global", NULL, "global: one limit for every host sharing [redis]: a fixed window on calendar windows (*rate_clock* defaults to realtime and must be it) whose units protd leases from Redis; decisions stay local. A decision naming another operation than the key is EINVAL." },
+	{ CFG_KEY, "rate_allowance", "N", NULL, "A global key: units per window a bucket admits beyond its lease while it waits for more (0: it denies). Each host may exceed the limit by this." },
+	{ CFG_KEY, "rate_local_share", "N", "rate_limit / [redis] hosts", "A global key: units per window this host admits while Redis is unreachable (degraded)." },
 	{ CFG_KEY, "rate_limit", "N", "none (no rate limiter)", "Units per window (>= 1). Needs *rate_window*." },
 	{ CFG_KEY, "rate_window", "DURATION", "none", "The window (>= 1ms). Needs *rate_limit*." },
 	{ CFG_KEY, "rate_algorithm", "fixed_window|gcra|sliding_window|token_bucket|leaky_bucket", "fixed_window", "Hammer's fixed window aligned on multiples of its length (the default, as in the API), GCRA (a smooth rate with a burst), Hammer's sliding window: exactly at most *rate_limit* admissions in any interval of *rate_window* (rate_limit <= [segment] *sliding_max_limit*; a cost of 1 per decision), or Hammer's token bucket (*rate_refill_rate*, *rate_capacity*) and leaky bucket (*rate_leak_rate*, *rate_capacity*), which run on GCRA's word." },
@@ -88,12 +100,13 @@ static const struct doc *find(enum cfg_kind kind, const char *name)
 }
 
 static const char *const section_title[CFG_KIND_COUNT_] = {
-	[CFG_SEGMENT] = "[segment]", [CFG_DAEMON] = "[daemon]", [CFG_KEY] = "[key NAME]",
+	[CFG_SEGMENT] = "[segment]", [CFG_DAEMON] = "[daemon]", [CFG_REDIS] = "[redis]", [CFG_KEY] = "[key NAME]",
 	[CFG_BREAKER] = "[breaker NAME]", [CFG_POOL] = "[pool NAME]",
 };
 static const char *const section_text[CFG_KIND_COUNT_] = {
 	[CFG_SEGMENT] = "The segment: one per file. Capacities are fixed for the life of the segment; a reload that changes them is refused (restart protd with *--recreate*).",
 	[CFG_DAEMON] = "protd itself.",
+	[CFG_REDIS] = "Global limits across hosts: protd leases quota for *rate_scope = global* keys from this Redis server in the background (its sync thread); workers never talk to it. See README, Global limits.",
 	[CFG_KEY] = "A protection key: what *prot_execute*(3) applies, in order: rate limiter, breaker, pool, the call. Any breaker option written *breaker_OPTION* and any pool option written *pool_OPTION* creates a breaker or pool named after the key (then *breaker =* or *pool =* must not be given).",
 	[CFG_BREAKER] = "A circuit breaker (Erlang fuse).",
 	[CFG_POOL] = "A connection pool (poolboy): size + max_overflow leases shared by every process.",
@@ -107,7 +120,8 @@ int main(int argc, char **argv)
 	}
 	struct config c;
 	config_init(&c);
-	const void *obj[CFG_KIND_COUNT_] = { [CFG_SEGMENT] = &c.seg, [CFG_DAEMON] = &c.daemon };
+	const void *obj[CFG_KIND_COUNT_] = { [CFG_SEGMENT] = &c.seg, [CFG_DAEMON] = &c.daemon,
+		                             [CFG_REDIS] = &c.redis };
 	obj[CFG_KEY] = config_add_key(&c, "k");
 	obj[CFG_BREAKER] = config_add_breaker(&c, "b");
 	obj[CFG_POOL] = config_add_pool(&c, "p");

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "protd.h"
+#include "redis.h"
 
 #define EVENTS_PER_TICK 256
 
@@ -200,7 +201,7 @@ static bool geometry_change(const struct config *a, const struct config *b)
 		changed = true;                                                                    \
 	}
 	CMP(max_keys) CMP(max_breakers) CMP(max_pools) CMP(pool_max_slots) CMP(pool_max_waiters)
-	CMP(rate_entities) CMP(events) CMP(sliding_buckets) CMP(sliding_max_limit)
+	CMP(rate_entities) CMP(events) CMP(sliding_buckets) CMP(sliding_max_limit) CMP(rate_global)
 #undef CMP
 	if (strcmp(a->seg.name, b->seg.name) != 0) {
 		log_err("reload refused: [segment] name %s -> %s needs a restart", a->seg.name, b->seg.name);
@@ -235,6 +236,7 @@ static void reload_apply(struct daemon *d)
 	if (strcmp(next.daemon.control_socket, d->ini.daemon.control_socket) != 0)
 		log_warn("control_socket changes take effect at the next start");
 	shm_set_access(&d->shm, &next);
+	redis_sync_config(&next);
 	config_free(&d->ini);
 	d->ini = next;
 	log_info("configuration reloaded: %zu keys, %zu breakers, %zu pools from the file "
@@ -364,6 +366,11 @@ static int start(struct daemon *d)
 		return -1;
 	}
 	shm_publish(&d->shm);
+	if (redis_sync_start(&d->shm, &d->ini) < 0) {
+		control_stop();
+		shm_shutdown(&d->shm, d->shm.adopted);
+		return -1;
+	}
 	log_info("serving %s (%zu keys, %zu breakers, %zu pools; control %s; tick %" PRIu64 "ms)",
 	         d->shm.name, d->ini.nkeys, d->ini.nbreakers, d->ini.npools, d->control_path,
 	         d->ini.daemon.tick_ms);
@@ -402,6 +409,7 @@ int main(int argc, char **argv)
 	}
 	log_info("stopping");
 	protd_notify("STOPPING=1");
+	redis_sync_stop();
 	control_stop();
 	drain_events(&d);
 	shm_shutdown(&d.shm, d.o.keep);

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 /* The segment layout version this header was built for. prot_open() refuses any other. */
-#define PROT_ABI_VERSION 6
+#define PROT_ABI_VERSION 7
 
 /* Longest names, in bytes, without the terminating NUL. Longer ones are refused (PROT_ETOOLONG),
  * never truncated: truncation would silently merge two users. */

@@ -16,6 +16,8 @@
  *   rate_table_full (lib/ratelimit.c, table_full): a = decisions made on a full table so far (all
  *     keys), b = what the new entity got: 1 allow (rate_on_full = allow), 0 deny (deny, or evict
  *     when no bucket could be evicted without loss).
+ *   global_degraded / global_synced (daemon/redis_sync.c): a = failed rounds so far / the round
+ *     trip in us; b (synced) = how long the outage lasted, ms.
  * The payload is untrusted (any writer of the segment can emit anything): the text is built from
  * this table and the numbers only, and names are escaped by prot_event_safe_name.
  */
@@ -73,6 +75,11 @@ static const struct ev_kind kinds[] = {
 	[EV_POOL_CREATED] = {"pool_created", "created through protd", {{0}}},
 	[EV_POOL_REMOVED] = {"pool_removed", "removed through protd", {{0}}},
 	[EV_BREAKER_REMOVED] = {"breaker_removed", "removed through protd", {{0}}},
+	[EV_GLOBAL_DEGRADED] = {"global_degraded", "Redis unreachable: global keys on their local share",
+		{{'a', "failures", "# failed round(s) so far", NULL, -1}}},
+	[EV_GLOBAL_SYNCED] = {"global_synced", "Redis reachable: global accounting resumed",
+		{{'a', "latency_us", "round trip # us", NULL, -1},
+		 {'b', "outage_ms", "after # ms degraded", "", -1}}},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 

@@ -77,7 +77,7 @@ struct rate_op_cache {
 	                                       when resolved (0: not resolved) */
 	uint32_t cfg_seq;                   /* the key's cfg seqlock word when key_rate was taken
 	                                       from its rate fields (odd: not taken) */
-	uint64_t key_rate[12];              /* what a decision needs of them (struct key_rate,
+	uint64_t key_rate[13];              /* what a decision needs of them (struct key_rate,
 	                                       lib/ratelimit.c), as words */
 };
 
@@ -366,6 +366,7 @@ struct seg_geometry {
 	uint32_t max_procs;     /* process slots (read-write handles + protd); 0: PROC_SLOTS_DEFAULT */
 	uint32_t sliding_buckets;   /* sliding-window rings (lib/rate_sliding.c); 0: none */
 	uint32_t sliding_max_limit; /* admissions per ring, <= RATE_RING_LIMIT_MAX */
+	uint32_t rate_global;       /* 1: the global-limits area (REG_RATE_GLOBAL, [redis]); 0: none */
 };
 #define PROC_SLOTS_DEFAULT 1024u
 /* Bytes needed for a geometry; fills the region table of *h (which may be NULL). */
@@ -574,7 +575,7 @@ static inline bool rate_cfg_on(const struct prot_key_cfg *cfg)
 {
 	return cfg->rate_limit != 0 || cfg->rate_burst != 0;
 }
-/* Key idx's rate fields (cfg words 0-5, seqlock read; the other words are zeroed). */
+/* Key idx's rate fields (cfg words 0-7, seqlock read; the other words are zeroed). */
 PROT_HIDDEN int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg);
 /* A key's rate fields as decision parameters (lib/rate_algo.h), derived once. */
 struct rate_params;
@@ -592,7 +593,7 @@ PROT_HIDDEN int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t id
 struct rate_key_ref {
 	uint64_t op_hash;
 	uint32_t op_len, idx;
-	uint64_t kr[12];
+	uint64_t kr[13];
 };
 PROT_HIDDEN int rate_key_resolve(prot_t *p, struct prot_shm_header *h, const char *key,
                                  struct rate_key_ref *out);

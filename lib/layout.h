@@ -61,7 +61,7 @@ struct prot_region {
 };
 
 enum { REG_KEYS, REG_BREAKERS, REG_POOLS, REG_LEASES, REG_WAITERS, REG_RATE_GROUPS, REG_EVENTS,
-       REG_PROCS, REG_RATE_RINGS, REG_COUNT_ };
+       REG_PROCS, REG_RATE_RINGS, REG_RATE_GLOBAL, REG_COUNT_ };
 
 struct prot_shm_header {
 	/* line 0: immutable after creation, except `state` (written once, at retirement). Every client
@@ -155,12 +155,20 @@ struct prot_key_cfg {
 	uint64_t rate_algo;      /* enum prot_rate_algo */
 	uint64_t rate_full_policy;/* RATE_FULL_* */
 	uint64_t rate_clock;     /* RATE_CLOCK_* */
+	/* ABI 6, global limits (lib/rate_global.c): RATE_SCOPE_*, and the units a global bucket may
+	 * admit per window beyond its lease while it waits for more (0: deny). */
+	uint64_t rate_scope;
+	uint64_t rate_allowance;
 	uint64_t breaker_index;  /* index into REG_BREAKERS or PROT_NO_INDEX */
 	uint64_t pool_index;     /* index into REG_POOLS or PROT_NO_INDEX */
 	uint64_t timeout_ms;     /* facade default call timeout */
 	uint64_t origin;         /* protd's bookkeeping: 0 from the INI, 1 made at runtime (kept by reloads) */
-	uint64_t reserved[6];
+	/* ABI 6: a global key's units per window on this host while Redis is unreachable (0: its
+	 * limit / [redis] hosts); read by protd's sync thread only */
+	uint64_t rate_local_share;
+	uint64_t reserved[3];
 };
+enum { RATE_SCOPE_LOCAL = 0, RATE_SCOPE_GLOBAL = 1 };
 
 /* The one default for a key's call timeout and a pool's checkout timeout: protd's config defaults,
  * and the facade's answer for a key slot that has none (0). */
@@ -175,7 +183,10 @@ struct prot_key_stats {
 	_Atomic uint64_t latency_sum_ns;
 	_Atomic uint64_t latency_hist[PROT_HIST_BUCKETS];
 	_Atomic uint64_t rate_evicted; /* buckets evicted for this key's new entities (ABI 6) */
-	uint64_t reserved[5];
+	/* ABI 7: a global key's units leased to this host for the current windows of its buckets,
+	 * summed (written by protd's sync thread every round; display) */
+	_Atomic uint64_t global_leased;
+	uint64_t reserved[4];
 };
 
 struct prot_key_slot {
@@ -393,6 +404,48 @@ struct prot_rate_ring {
 } PROT_ALIGNED;
 
 /* ---------------------------------------------------------------------------------------------- */
+/* Global limits (ABI 6; lib/rate_global.c argues the protocol). REG_RATE_GLOBAL holds one        */
+/* struct prot_rate_global (count 1; 0 when [redis] is not configured) whose stride covers        */
+/* RATE_GLOBAL_BYTES(rate_groups): a status line (protd's sync thread), the request ring (clients  */
+/* that insert a global bucket note its group there) and one grant per bucket, same index.        */
+/* ---------------------------------------------------------------------------------------------- */
+#define RATE_GLOBAL_RING 1024 /* request ring entries (a power of two) */
+
+/* What protd leased for one bucket. `use` is the bucket's meta (gen << 32 | LIVE) the grants
+ * belong to, 0 for none; cur and next are fixed-window words: window end (ms, calendar) <<
+ * RATE_FW_BITS | units granted to this host for that window; in `next`, window end 0 means every
+ * window (the local share while degraded). Written by protd only. */
+struct prot_rate_grant {
+	_Atomic uint64_t use;
+	_Atomic uint64_t cur;
+	_Atomic uint64_t next;
+	_Atomic uint64_t used; /* protd: the count it last reported to Redis (display) */
+};
+
+enum { RG_OFF = 0, RG_SYNCED = 1, RG_DEGRADED = 2 };
+
+struct prot_rate_global {
+	/* line 0: the sync thread's status (display; relaxed stores) */
+	_Atomic uint64_t state;          /* RG_* */
+	_Atomic uint64_t last_sync_ms;   /* calendar ms (RATE_EPOCH_MS-based) of the last reply */
+	_Atomic uint64_t latency_us;     /* the last round trip */
+	_Atomic uint64_t commands;       /* Redis commands sent since protd started */
+	_Atomic uint64_t failures;       /* round trips that failed (timeouts, errors, no connection) */
+	_Atomic uint64_t degraded_since_ms; /* calendar ms the current outage began; 0 when synced */
+	_Atomic uint64_t tracked;        /* global buckets the sync thread follows */
+	_Atomic uint64_t hosts;          /* [redis] hosts */
+	/* line 1: the request ring's head, written by clients when they insert a global bucket */
+	_Atomic uint64_t head PROT_ALIGNED; /* requests so far: fetch_add */
+	uint8_t pad[56];
+	/* (seq + 1) << 32 | group: entry seq % RATE_GLOBAL_RING */
+	_Atomic uint64_t ring[RATE_GLOBAL_RING] PROT_ALIGNED;
+	struct prot_rate_grant grant[] PROT_ALIGNED; /* rate_groups * RATE_GROUP_SLOTS */
+} PROT_ALIGNED;
+#define RATE_GLOBAL_BYTES(groups)                                                                 \
+	(sizeof(struct prot_rate_global) +                                                        \
+	 (uint64_t)(groups) * RATE_GROUP_SLOTS * sizeof(struct prot_rate_grant))
+
+/* ---------------------------------------------------------------------------------------------- */
 /* Event ring: state changes (breaker transitions, pool exhaustion, reclaims, reloads).            */
 /* ---------------------------------------------------------------------------------------------- */
 enum {
@@ -401,6 +454,7 @@ enum {
 	EV_CONFIG_RELOADED, EV_CONFIG_CHANGED, EV_RATE_TABLE_FULL,
 	EV_POOL_LEAK = 32, EV_POOL_CREATED, EV_POOL_REMOVED, /* pools (ABI 3); a = pid, b = ms held */
 	EV_BREAKER_REMOVED = 35, /* through protd, as EV_POOL_REMOVED (no payload) */
+	EV_GLOBAL_DEGRADED = 36, EV_GLOBAL_SYNCED = 37, /* global limits (ABI 6, daemon/redis_sync.c) */
 };
 
 struct prot_event {
@@ -464,5 +518,9 @@ _Static_assert(sizeof(struct prot_event) == 128, "event");
 _Static_assert(sizeof(struct prot_rate_ring) == 64, "a ring's header is one line");
 _Static_assert(RATE_RING_BYTES(RATE_RING_LIMIT_MAX) < (1ull << 32), "a ring's stride fits its region");
 _Static_assert(sizeof(struct prot_rate_op) == 64, "an operation record is one line");
+_Static_assert(sizeof(struct prot_rate_grant) == 32, "two grants per line");
+_Static_assert(offsetof(struct prot_rate_global, head) == 64, "the ring head has its own line");
+_Static_assert(offsetof(struct prot_rate_global, grant) == 128 + RATE_GLOBAL_RING * 8, "grants");
+_Static_assert(offsetof(struct prot_key_cfg, rate_scope) == 6 * 8, "scope words lead with the rate (ABI 6)");
 
 #endif

@@ -33,6 +33,8 @@ static const struct name_set {
 	[NAMES_RATE_ON_FULL] = {"rate_on_full", {"deny", "allow", "evict"}, RATE_FULL_DENY, false},
 	[NAMES_RATE_CLOCK] = {"rate_clock", {"monotonic", "coarse", "realtime", "auto"}, RATE_CLOCK_MONO, false},
 	[NAMES_PROTD_STATE] = {"protd_state", {"running", "not_responding", "dead", "stopped"}, PROTD_RUNNING, false},
+	[NAMES_RATE_SCOPE] = {"rate_scope", {"local", "global"}, RATE_SCOPE_LOCAL, false},
+	[NAMES_GLOBAL_STATE] = {"global_state", {"off", "synced", "degraded"}, RG_OFF, false},
 };
 _Static_assert(PROT_BREAKER_BLOWN == PROT_BREAKER_CLOSED + 3 && PROT_BREAKER_RATE == PROT_BREAKER_STANDARD + 1 &&
                PROT_HEAL_FULL == PROT_HEAL_HALF_OPEN + 1 && PROT_POOL_FULL == PROT_POOL_READY + 2 &&
@@ -42,7 +44,8 @@ _Static_assert(PROT_BREAKER_BLOWN == PROT_BREAKER_CLOSED + 3 && PROT_BREAKER_RAT
                PROT_RATE_LEAKY_BUCKET == PROT_RATE_FIXED_WINDOW + 4 && RATE_FULL_ALLOW == RATE_FULL_DENY + 1 &&
                RATE_FULL_EVICT == RATE_FULL_DENY + 2 &&
                RATE_CLOCK_COARSE == RATE_CLOCK_MONO + 1 && RATE_CLOCK_REALTIME == RATE_CLOCK_MONO + 2 &&
-               PROTD_STOPPED == PROTD_RUNNING + 3,
+               PROTD_STOPPED == PROTD_RUNNING + 3 && RATE_SCOPE_GLOBAL == RATE_SCOPE_LOCAL + 1 &&
+               RG_DEGRADED == RG_OFF + 2,
                "the names are listed by consecutive values");
 
 const char *prot_name(enum prot_names set, uint64_t value)

@@ -25,6 +25,8 @@
  * how its word reads. A bucket used with another kind starts over (rate_table.c). */
 #define RATE_TAG_REALTIME 0x40u /* the word is on the calendar clock (rate_clock.c) */
 #define RATE_TAG_BUDGET 0x80u   /* token bucket with refill 0: GCRA on a clock that never moves */
+#define RATE_TAG_GLOBAL 0x20u   /* a global key's calendar fixed window: it also spends the units
+                                   protd leased for it (lib/rate_global.c) */
 #define RATE_TAG_ALGO(tag) ((uint32_t)(tag) & 0x0fu)
 
 /* Token and leaky bucket: Hammer's names for GCRA with a capacity (rate_algo.c). */
@@ -53,6 +55,7 @@ struct rate_params {
 	uint64_t phase_ms; /* fixed window on the calendar clock: where windows start (rate_clock.c) */
 	bool clock_given;  /* the decision's time was the caller's (an injected clock): never re-read
 	                      (the sliding window re-reads a clock of its own that is behind the ring) */
+	uint64_t allowance; /* RATE_TAG_GLOBAL: units per window beyond the lease (rate_global.c) */
 };
 
 /* What evaluating a word says. */

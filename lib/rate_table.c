@@ -223,6 +223,7 @@
  */
 #include <errno.h>
 
+#include "rate_global.h"
 #include "rate_sliding.h"
 
 #define NS_MS RATE_NS_MS
@@ -777,6 +778,8 @@ static inline __attribute__((always_inline)) int decide(struct rate_ref r, uint6
 		if (rp->algo == PROT_RATE_SLIDING_WINDOW)
 			return decide_sliding(r, m, w, rp, cost, now, info);
 		rate_eval(rp, w, now, cost, &e);
+		if (unlikely(rp->tag & RATE_TAG_GLOBAL)) /* and within what protd leased (rate_global.c) */
+			rate_global_clip(r, m, rp, cost, &e);
 		if (!e.ok) {
 			/* relaxed: statistics; line 1 only — the decision line stays untouched */
 			atomic_fetch_add_explicit(&b->denied, 1, memory_order_relaxed);

@@ -52,6 +52,7 @@
  */
 #include <errno.h>
 
+#include "rate_global.h"
 #include "rate_memo.h"
 #include "rate_sliding.h"
 #include "words.h"
@@ -111,7 +112,7 @@ opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t
 	out->cfg_seq = __atomic_load_n(&c->cfg_seq, __ATOMIC_RELAXED);
 	if (kr && !(out->cfg_seq & 1)) {
 		uint64_t *d = (uint64_t *)(void *)kr;
-#pragma GCC unroll 12
+#pragma GCC unroll 13
 		for (size_t k = 0; k < sizeof c->key_rate / 8; k++)
 			d[k] = __atomic_load_n(&c->key_rate[k], __ATOMIC_RELAXED);
 	}
@@ -388,7 +389,8 @@ struct rate_policy {
  * freed bucket first. */
 static int evict_and_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
                             const struct rate_params *rp, uint64_t cost, uint64_t now,
-                            const struct rate_policy *pol, struct prot_rate_info *info)
+                            const struct rate_policy *pol, struct prot_rate_info *info,
+                            struct rate_hit *hit)
 {
 	for (int round = 0; round < 2; round++) {
 		if (rate_table_evict(h, id) < 0)
@@ -397,19 +399,24 @@ static int evict_and_charge(struct prot_shm_header *h, prot_t *p, const struct r
 		atomic_fetch_add_explicit(&h->rate_evicted, 1, memory_order_relaxed);
 		if (pol->ks)
 			atomic_fetch_add_explicit(&pol->ks->rate_evicted, 1, memory_order_relaxed);
-		int res = rate_table_charge(h, p, id, rp, cost, now, info, NULL);
+		int res = rate_table_charge(h, p, id, rp, cost, now, info, hit);
 		if (res != RATE_TABLE_FULL)
 			return res;
 	}
 	return RATE_TABLE_FULL;
 }
 
-/* A decision's result res (1 admitted, 0 denied, maybe | RATE_INSERTED) as the caller gets it. */
+/* A decision's result res (1 admitted, 0 denied, maybe | RATE_INSERTED) as the caller gets it;
+ * hit: where it was taken (set whenever res has RATE_INSERTED). */
 static inline int rate_done(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
-                            const struct rate_policy *pol, int res)
+                            const struct rate_params *rp, const struct rate_policy *pol, int res,
+                            const struct rate_hit *hit)
 {
 	if (unlikely(res & RATE_INSERTED)) { /* a new bucket: its operation's name, for protctl */
 		rate_ops_note(h, pol->op, id->id0 & 0xff, id->op_hash);
+		if (rp->tag & RATE_TAG_GLOBAL) /* protd leases for it from its next round: the group it
+		                                  is in, the primary or the secondary */
+			rate_global_note(h, hit->bucket / RATE_GROUP_SLOTS);
 		res &= ~RATE_INSERTED;
 	}
 	/* No per-key counter here: a line shared by every process and entity of the key would be
@@ -429,9 +436,10 @@ static int table_full(struct prot_shm_header *h, prot_t *p, const struct rate_id
                       const struct rate_policy *pol, struct prot_rate_info *info)
 {
 	if (pol->full == RATE_FULL_EVICT) {
-		int res = evict_and_charge(h, p, id, rp, cost, now, pol, info);
+		struct rate_hit hit = {.bucket = UINT32_MAX};
+		int res = evict_and_charge(h, p, id, rp, cost, now, pol, info, &hit);
 		if (res != RATE_TABLE_FULL)
-			return rate_done(h, p, id, pol, res);
+			return rate_done(h, p, id, rp, pol, res, &hit);
 	}
 	/* relaxed: statistics */
 	uint64_t n = atomic_fetch_add_explicit(&h->rate_table_full, 1, memory_order_relaxed) + 1;
@@ -462,13 +470,13 @@ static inline int rate_run(struct prot_shm_header *h, prot_t *p, struct rate_id 
 	if (res == RATE_STALE) { /* not remembered, or no longer that bucket: look it up */
 		rate_id_place(h, id);
 		hit.bucket = UINT32_MAX;
-		res = rate_table_charge(h, p, id, rp, cost, now, info, m ? &hit : NULL);
+		res = rate_table_charge(h, p, id, rp, cost, now, info, &hit);
 		if (m && hit.bucket != UINT32_MAX)
 			rate_memo_put(m, h, id, hit);
 	}
 	if (res == RATE_TABLE_FULL)
 		return table_full(h, p, id, rp, cost, now, pol, info);
-	return rate_done(h, p, id, pol, res);
+	return rate_done(h, p, id, rp, pol, res, &hit);
 }
 
 /* ---- hidden entry points (protctl, facade, tests) -------------------------------------------- */
@@ -526,9 +534,9 @@ int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
 	return rate_reset_bin_h(h, op, entity, ent_strlen(entity));
 }
 
-/* The rate fields lead struct prot_key_cfg: a decision copies those six words, not sixteen. */
-#define RATE_CFG_WORDS 6
-_Static_assert(offsetof(struct prot_key_cfg, rate_clock) == 8 * (RATE_CFG_WORDS - 1), "rate words");
+/* The rate fields lead struct prot_key_cfg: a decision copies those eight words, not sixteen. */
+#define RATE_CFG_WORDS 8
+_Static_assert(offsetof(struct prot_key_cfg, rate_allowance) == 8 * (RATE_CFG_WORDS - 1), "rate words");
 _Static_assert(offsetof(struct prot_key_cfg, breaker_index) == 8 * RATE_CFG_WORDS, "then the rest");
 
 static int key_cfg_read(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
@@ -558,6 +566,8 @@ static int key_cfg_read(struct prot_shm_header *h, uint32_t idx, struct prot_key
 	cfg->rate_algo = w[3];
 	cfg->rate_full_policy = w[4];
 	cfg->rate_clock = w[5];
+	cfg->rate_scope = w[6];
+	cfg->rate_allowance = w[7];
 	return 0;
 }
 
@@ -573,6 +583,8 @@ void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
 	                 rp);
 	if (cfg->rate_clock == RATE_CLOCK_REALTIME)
 		rate_params_realtime(rp);
+	if (cfg->rate_scope == RATE_SCOPE_GLOBAL)
+		rate_global_params(cfg, rp);
 }
 
 /* A key's decision on entity e under kr; tel_entity: the entity for telemetry (NULL: binary). op
@@ -605,6 +617,8 @@ key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key, 
 		on = NULL; /* another name than the key's */
 	else
 		op = key;
+	if (unlikely(kr->rp.tag & RATE_TAG_GLOBAL) && op != key && strcmp(op, key) != 0)
+		return -EINVAL; /* a global key's buckets are named by the key (rate_global.c, NAMES) */
 	r = id_name(p, h, op, on, e, &kr->rp, &id);
 	if (r == 0)
 		r = rate_params_cost(&kr->rp, cost);

@@ -37,12 +37,16 @@ static const uint32_t reg_stride[REG_COUNT_] = {
 	[REG_RATE_GROUPS] = sizeof(struct prot_rate_group),
 	[REG_EVENTS] = sizeof(struct prot_event),
 	[REG_PROCS] = sizeof(struct prot_proc_slot),
-	[REG_RATE_RINGS] = 0, /* RATE_RING_BYTES(rate_ring_limit): see ring_stride */
+	[REG_RATE_RINGS] = 0, /* RATE_RING_BYTES(rate_ring_limit): see stride_of */
+	[REG_RATE_GLOBAL] = 0, /* RATE_GLOBAL_BYTES(rate_groups): see stride_of */
 };
 
-/* A region's stride for a ring limit (the rings' depends on it). */
-static uint64_t stride_of(int reg, uint64_t ring_limit)
+/* A region's stride for a ring limit and a number of rate groups (the rings' and the global
+ * area's depend on them). */
+static uint64_t stride_of(int reg, uint64_t ring_limit, uint64_t groups)
 {
+	if (reg == REG_RATE_GLOBAL)
+		return RATE_GLOBAL_BYTES(groups);
 	return reg == REG_RATE_RINGS ? RATE_RING_BYTES(ring_limit) : reg_stride[reg];
 }
 
@@ -80,6 +84,9 @@ static int geometry_counts(const struct seg_geometry *g, uint32_t count[REG_COUN
 	if (count[REG_PROCS] > PROC_SLOTS_MAX || g->sliding_max_limit > RATE_RING_LIMIT_MAX)
 		return -PROT_ECAPACITY;
 	count[REG_RATE_RINGS] = g->sliding_max_limit ? g->sliding_buckets : 0;
+	count[REG_RATE_GLOBAL] = g->rate_global ? 1 : 0;
+	if (g->rate_global && RATE_GLOBAL_BYTES(grp) > UINT32_MAX) /* its stride is 32 bits */
+		return -PROT_ECAPACITY;
 	*groups = (uint32_t)grp;
 	return 0;
 }
@@ -94,8 +101,8 @@ int seg_layout(const struct seg_geometry *g, struct prot_shm_header *h, size_t *
 	if (r < 0)
 		return r;
 	for (int i = 0; i < REG_COUNT_; i++) {
-		uint64_t stride = stride_of(i, g->sliding_max_limit);
-		uint64_t bytes = (uint64_t)count[i] * stride; /* < 2^32 * 2^18: no overflow */
+		uint64_t stride = stride_of(i, g->sliding_max_limit, groups);
+		uint64_t bytes = (uint64_t)count[i] * stride; /* < 2^32 * 2^18 (global: 1 * < 2^32) */
 		/* Page-align the big tables so that each starts on its own pages (huge tables are
 		 * touched lazily; the small ones share pages with the header). */
 		off = align_up(off, bytes >= SEG_PAGE ? SEG_PAGE : PROT_CACHELINE);
@@ -133,6 +140,7 @@ void seg_geometry_of(const struct prot_shm_header *h, struct seg_geometry *g)
 		.max_procs = x->region[REG_PROCS].count,
 		.sliding_buckets = x->region[REG_RATE_RINGS].count,
 		.sliding_max_limit = x->rate_ring_limit,
+		.rate_global = x->region[REG_RATE_GLOBAL].count,
 	};
 }
 
@@ -173,7 +181,9 @@ static int counts_consistent(const struct prot_shm_header *h)
 	       h->region[REG_WAITERS].count == (uint64_t)h->region[REG_POOLS].count * h->pool_max_waiters &&
 	       h->region[REG_RATE_GROUPS].count == groups && h->region[REG_PROCS].count >= 1 &&
 	       h->region[REG_PROCS].count <= PROC_SLOTS_MAX && h->rate_ring_limit <= RATE_RING_LIMIT_MAX &&
-	       (h->rate_ring_limit != 0 || h->region[REG_RATE_RINGS].count == 0);
+	       (h->rate_ring_limit != 0 || h->region[REG_RATE_RINGS].count == 0) &&
+	       h->region[REG_RATE_GLOBAL].count <= 1 &&
+	       (h->region[REG_RATE_GLOBAL].count == 0 || RATE_GLOBAL_BYTES(groups) <= UINT32_MAX);
 }
 
 int seg_validate(const void *base, size_t size)
@@ -193,7 +203,8 @@ int seg_validate(const void *base, size_t size)
 	            SEG_STATE_RETIRED)
 		return -PROT_ECORRUPT;
 	for (int i = 0; i < REG_COUNT_; i++)
-		if (!region_ok(&h->region[i], (uint32_t)stride_of(i, h->rate_ring_limit), h->header_size, size))
+		if (!region_ok(&h->region[i], (uint32_t)stride_of(i, h->rate_ring_limit, h->rate_groups),
+		               h->header_size, size))
 			return -PROT_ECORRUPT;
 	if (!regions_disjoint(h->region) || !counts_consistent(h))
 		return -PROT_ECORRUPT;

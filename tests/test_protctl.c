@@ -587,7 +587,10 @@ static const char *schema_ini(void)
 	                     "[key api]\nrate_limit = 2\nrate_window = 10s\nbreaker_tolerance = 2\n"
 	                     "breaker_window = 1s\nbreaker_refresh = 1s\npool = db\n\n"
 	                     "[breaker b]\ntolerance = 1\nwindow = 1s\nrefresh = 1s\n\n"
-	                     "[pool db]\nsize = 1\nmax_overflow = 1\n");
+	                     "[pool db]\nsize = 1\nmax_overflow = 1\n\n"
+	                     /* global limits with a Redis that refuses (degraded): the "global" members */
+	                     "[redis]\naddress = tcp://127.0.0.1:1\n\n"
+	                     "[key glob]\nrate_limit = 10\nrate_window = 1s\nrate_scope = global\n");
 }
 
 /* One of every event type, with payloads, for the "fields" members. */
@@ -619,6 +622,7 @@ Test(protctl, every_json_document_is_what_prot_json_7_lists, .timeout = 120)
 		{"list", "list"},
 		{"status", "status"},
 		{"status KEY", "status", "api"},
+		{"status KEY", "status", "glob"},
 		{"stats", "stats"},
 		{"stats KEY", "stats", "api"},
 		{"metrics", "metrics"},

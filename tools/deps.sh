@@ -1,10 +1,10 @@
 # deps.sh — sourced by tools/demo.sh and tools/test.sh: install the Debian packages that are missing
 # (deps_install build|demo|test|bench ...) and configure + build a build directory (build_dir).
-# build: compiler, meson, libraries, scdoc (man pages) and python3 (the binding's install);
+# build: compiler, meson, libraries (hiredis: protd's global limits), scdoc (man pages) and python3 (the binding's install);
 # demo: the main job's real Redis, gunicorn and the Redis client its workers use;
-# test: Criterion, pytest, clang and its fuzzer runtime (tests/fuzz), man (man --warnings), tmux (protctl top in a terminal), systemd
+# test: Criterion, redis-server (tests/test_global.c, the bench), pytest, clang and its fuzzer runtime (tests/fuzz), man (man --warnings), tmux (protctl top in a terminal), systemd
 # (systemd-analyze verify; procps: the unit's /bin/kill), binutils (objdump: exported symbols), and what the demo needs.
-deps_build="gcc libc6-dev meson ninja-build pkg-config liburcu-dev libinih-dev scdoc python3"
+deps_build="gcc libc6-dev meson ninja-build pkg-config liburcu-dev libinih-dev libhiredis-dev scdoc python3"
 deps_demo="redis-server gunicorn python3-redis"
 deps_test="libcriterion-dev redis-server libhiredis-dev prometheus clang libclang-rt-14-dev python3-pytest man-db groff-base tmux systemd procps binutils $deps_demo"
 

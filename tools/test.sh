@@ -102,7 +102,7 @@ for dir in build build-asan; do
 	done
 done
 dir=build
-for s in reload restart facade; do
+for s in reload restart facade global; do
 	run_suite "build/test_$s [protd under TSan]" build-tsan build/tests/test_$s --jobs 2 --verbose
 done
 run_suite "build-tsan/tsan_threads" build-tsan build-tsan/tests/tsan_threads

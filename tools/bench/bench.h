@@ -20,6 +20,8 @@
  * test looks for each of them); sizes shrink under --smoke/--quick but the labels do not. */
 #define BENCH_ROWS(X)                                                                              \
 	X(RATE_HOT_FW, BK_SINGLE, "prot rate check, hot key, fixed window, admitted")              \
+	X(RATE_HOT_FW_CAL, BK_SINGLE, "prot rate check, hot key, fixed window, calendar clock")    \
+	X(RATE_HOT_GLOBAL, BK_SINGLE, "prot rate check, hot key, global fixed window, admitted")   \
 	X(RATE_HOT_GCRA, BK_SINGLE, "prot rate check, hot key, GCRA, admitted")                    \
 	X(RATE_DENY_FW, BK_SINGLE, "prot rate check, hot key, fixed window, denied")               \
 	X(RATE_DENY_GCRA, BK_SINGLE, "prot rate check, hot key, GCRA, denied")                     \

@@ -50,6 +50,12 @@ static int write_ini(const struct bench *b, const char *path)
 	        "sliding_buckets = 8\nsliding_max_limit = 32768\n\n"
 	        "[daemon]\ntick = 10ms\nreclaim_interval = 100ms\ncontrol_socket = %s\n\n",
 	        b->seg, (unsigned long long)b->sz.rate_entities, sock);
+	/* A global key (README "Global limits") on a Redis that is not there: the host is degraded
+	 * and decides on its local share (hosts = 1: the whole limit). A decision reads the same grant
+	 * words whether protd leased them or wrote the share, so the row is the global hot path. */
+	fprintf(f, "[redis]\naddress = unix:%s.none\nhosts = 1\n\n[key bench_global]\nrate_limit = 10000000\n"
+	           "rate_window = 100ms\nrate_scope = global\n\n[key bench_fw_cal]\nrate_limit = 10000000\n"
+	           "rate_window = 100ms\nrate_clock = realtime\n\n", sock);
 	/* Admitted rows: a limit no process reaches (10M per 100 ms). Denied rows: 1 per 30 days,
 	 * protd's longest window (windows are aligned on multiples of their length: a short one could
 	 * roll over mid-row). The entity keys' windows are as long: no bucket expires (and is swept)

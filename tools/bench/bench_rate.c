@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -23,6 +25,10 @@ static void *rate_setup(void *arg, int worker)
 	const struct rate_arg *a = arg;
 	if (a->expect == 0) /* spend the one unit of the denied key's window */
 		prot_rate_check_key(a->p, a->key, "hot", 1, NULL);
+	/* a global key's new bucket denies until protd's next sync round grants it (at most 2 s) */
+	for (int i = 0; i < 2000 && strcmp(a->key, "bench_global") == 0 &&
+	                prot_rate_check_key(a->p, a->key, "hot", 1, NULL) != 1; i++)
+		usleep(1000);
 	return bench_rstate_new(arg, worker);
 }
 
@@ -66,6 +72,8 @@ static void rate_rows(struct bench *b)
 		int expect;
 	} hot[] = {
 		{ROW_RATE_HOT_FW, "bench_fw", 1},
+		{ROW_RATE_HOT_FW_CAL, "bench_fw_cal", 1}, /* the clock a global key decides on */
+		{ROW_RATE_HOT_GLOBAL, "bench_global", 1}, /* bench_protd.c: on its local share */
 		{ROW_RATE_HOT_GCRA, "bench_gcra", 1},
 		{ROW_RATE_DENY_FW, "bench_deny_fw", 0},
 		{ROW_RATE_DENY_GCRA, "bench_deny_gcra", 0},

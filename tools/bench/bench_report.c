@@ -93,6 +93,8 @@ static const struct ratio_def floors[] = {
 	{"prot hot check, fixed window / CLOCK_MONOTONIC read", ROW_RATE_HOT_FW, ROW_CLOCK_MONO, 1},
 	{"prot hot check, fixed window / private CAS", ROW_RATE_HOT_FW, ROW_CAS_PRIVATE, 1},
 	{"prot hot check, sliding window / fixed window", ROW_RATE_HOT_SW, ROW_RATE_HOT_FW, 1},
+	{"prot hot check, global / local fixed window", ROW_RATE_HOT_GLOBAL, ROW_RATE_HOT_FW, 1},
+	{"prot hot check, global / local fixed window, both calendar", ROW_RATE_HOT_GLOBAL, ROW_RATE_HOT_FW_CAL, 1},
 };
 #define N_FLOORS (sizeof floors / sizeof floors[0])
 
@@ -110,6 +112,8 @@ static int checks_of(const struct bench *b, struct check *c)
 	c[n++] = (struct check){"hot-key rate check, GCRA", med(b, ROW_RATE_HOT_GCRA), 60, 1, "ns"};
 	c[n++] = (struct check){"hot-key sliding window / fixed window",
 	                        ratio(b, ROW_RATE_HOT_SW, ROW_RATE_HOT_FW, 1), 1.25, 1, "x"};
+	c[n++] = (struct check){"hot-key global / local fixed window (issue 17)",
+	                        ratio(b, ROW_RATE_HOT_GLOBAL, ROW_RATE_HOT_FW, 1), 1.1, 1, "x"};
 	c[n++] = (struct check){"1M entities, uniform", med(b, ROW_RATE_1M), 200, 1, "ns"};
 	c[n++] = (struct check){"breaker closed overhead", med(b, ROW_BRK_OVERHEAD), 30, 1, "ns"};
 	c[n++] = (struct check){"breaker open rejection", med(b, ROW_BRK_OPEN), 30, 1, "ns"};

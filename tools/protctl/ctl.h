@@ -59,6 +59,12 @@ struct key_snapshot {
 /* *out (malloc'd, *n entries) or an exit code after printing the error. */
 int ctl_keys_snapshot(struct ctl *c, struct key_snapshot **out, uint32_t *n);
 
+/* ctl_global.c: global limits. status: the "global" member (JSON) or line; status KEY: the key's
+ * "global" member or scope lines; metrics: the global gauges and counters (--json: "global"). */
+void ctl_global_status(struct ctl *c);
+void ctl_global_key(struct ctl *c, const char *key);
+void ctl_global_metrics(struct ctl *c, const struct key_snapshot *ks, uint32_t n);
+
 /* ctl_common.c */
 /* Print an error "protctl: <object> <verb>: <what>" to stderr and return code. */
 int ctl_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -116,7 +116,7 @@ static void status_json(struct ctl *c, const struct seg_view *v)
 	           ", \"breakers\": {\"used\": %" PRIu32 ", \"max\": %" PRIu32 "}"
 	           ", \"pools\": {\"used\": %" PRIu32 ", \"max\": %" PRIu32 "}"
 	           ", \"rate_buckets\": {\"used\": %" PRIu64 ", \"max\": %" PRIu64 "}"
-	           ", \"events\": {\"emitted\": %" PRIu64 ", \"ring\": %" PRIu32 "}}\n",
+	           ", \"events\": {\"emitted\": %" PRIu64 ", \"ring\": %" PRIu32 "}",
 	        in->keys, in->max_keys, in->breakers, in->max_breakers, in->pools, in->max_pools,
 	        in->rate_buckets_used, in->rate_buckets_max, v->ev_head, v->ev_ring);
 }
@@ -166,6 +166,9 @@ static int status_segment(struct ctl *c)
 		status_json(c, &v);
 	else
 		status_human(c, &v);
+	ctl_global_status(c);
+	if (c->json)
+		fputs("}\n", c->out);
 	return CTL_OK;
 }
 
@@ -207,7 +210,6 @@ static void key_json(FILE *f, const struct prot_protection_status *s)
 		ctl_pool_json(f, &s->pool);
 	else
 		fputs("null", f);
-	fputs("}\n", f);
 }
 
 static void key_human(FILE *f, const struct prot_protection_status *s)
@@ -263,6 +265,9 @@ static int status_key(struct ctl *c, const char *key)
 		key_json(c->out, &s);
 	else
 		key_human(c->out, &s);
+	ctl_global_key(c, key);
+	if (c->json)
+		fputs("}\n", c->out);
 	return CTL_OK;
 }
 

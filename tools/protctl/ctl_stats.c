@@ -286,6 +286,7 @@ static int cmd_metrics(struct ctl *c, int argc, char **argv)
 	}
 	if (!c->json)
 		metrics_keys(f, ks, n);
+	ctl_global_metrics(c, ks, n);
 	free(ks);
 	metrics_breakers(f, prot_hdr(c->p), c->json);
 	metrics_pools(f, prot_hdr(c->p), c->json);
