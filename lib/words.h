@@ -56,7 +56,15 @@ static inline size_t str_words_bytes(const char *s, size_t max, uint64_t *w)
 
 #if defined(__x86_64__) || defined(__aarch64__)
 /* The word-wise form, on little-endian machines that load unaligned words cheaply. */
+/* Sanitized builds: GCC says so with __SANITIZE_*__, clang with __has_feature. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define WORDS_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define WORDS_SANITIZED 1
+#endif
+#endif
+#ifdef WORDS_SANITIZED
 #define WORDS_WIDE_ATTR __attribute__((no_sanitize("address", "thread"), noinline, unused)) static
 #else
 #define WORDS_WIDE_ATTR __attribute__((always_inline)) static inline
