@@ -4,6 +4,10 @@
  * for protd. The words' encodings, the configuration copy and one operation's context are in
  * lib/breaker.h; the configuration snapshot, the read-only views (status, ask) and the public
  * prot_breaker_* calls in lib/breaker_view.c.
+ * Length (over ~700 lines): the fast paths inline the state machine's static steps (bk_allow,
+ * bk_record, probe_settle), which is what keeps execute's closed path at two counters and a few
+ * loads; a split would go between the state machine and the token/index entry points, with those
+ * steps hidden in lib/breaker.h.
  *
  * The words of a slot (lib/layout.h), what they publish and their memory orders:
  *
@@ -616,6 +620,57 @@ int breaker_record_cfg(prot_t *p, struct prot_shm_header *h, const prot_breaker_
 	return 0;
 }
 
+/* The end of an execute: the telemetry event and fn's result. */
+static inline int bk_executed(prot_t *p, const struct prot_breaker_slot *s, int res, uint64_t dur, int *fn_result)
+{
+	if (p)
+		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = res,
+		         .duration_ns = dur, .key = s->name);
+	if (fn_result)
+		*fn_result = res;
+	return res < 0 ? -PROT_EFAILED : 0;
+}
+
+/* The verdict of a failed call admitted by the closed path below, on the whole configuration as it
+ * is now (prot_breaker_record's rule: a verdict is judged on the configuration at its time). A torn
+ * configuration gives no verdict, only the count (as breaker_record_cfg gives none). */
+static __attribute__((noinline)) void bk_closed_failed(prot_t *p, struct prot_shm_header *h, uint32_t idx,
+                                                       uint32_t e)
+{
+	struct bk b;
+	if (bk_init(&b, p, h, idx, 0) < 0)
+		atomic_fetch_add_explicit(&b.s->failures, 1, memory_order_relaxed); /* statistic */
+	else
+		bk_record(&b, e, false, true);
+}
+
+enum { EXEC_NOT_CLOSED = 1 };
+
+/* Execute on a CLOSED standard breaker that does not time calls, the common case: 0 or
+ * -PROT_EFAILED, or EXEC_NOT_CLOSED (nothing done: the general path decides). A success never moves
+ * such a breaker (only failures trip the standard strategy, and bk_record counts a success whatever
+ * the epoch), so it needs the state word, two configuration words, its two counters and no clock;
+ * the epoch the word gave is the token's, as in bk_allow. */
+static inline int bk_execute_closed(prot_t *p, struct prot_shm_header *h, uint32_t idx, int (*fn)(void *arg),
+                                    void *arg, int *fn_result)
+{
+	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
+	bool rate;
+	uint64_t slow;
+	if (!cfg_read_closed(s, &rate, &slow) || rate || slow)
+		return EXEC_NOT_CLOSED;
+	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
+	if (w_state(w) != PROT_BREAKER_CLOSED)
+		return EXEC_NOT_CLOSED;
+	atomic_fetch_add_explicit(&s->admitted, 1, memory_order_relaxed); /* statistic */
+	int res = fn(arg);
+	if (likely(res >= 0))
+		atomic_fetch_add_explicit(&s->successes, 1, memory_order_relaxed); /* statistic */
+	else
+		bk_closed_failed(p, h, idx, w_epoch(w));
+	return bk_executed(p, s, res, 0, fn_result);
+}
+
 int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int (*fn)(void *arg),
                         void *arg, int *fn_result)
 {
@@ -626,7 +681,10 @@ int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int 
 
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ENOBREAKER;
-	int r = bk_init(&b, p, h, idx, 0);
+	int r = bk_execute_closed(p, h, idx, fn, arg, fn_result);
+	if (likely(r != EXEC_NOT_CLOSED))
+		return r;
+	r = bk_init(&b, p, h, idx, 0);
 	if (r < 0)
 		return r;
 	r = bk_allow(&b, &e, &probe, &k);
@@ -639,12 +697,7 @@ int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int 
 	b.have_now = false; /* fn took time: a failure is stamped when it is recorded */
 	if (!probe || probe_settle(&b, e, k, p ? prot_self(p, h) : 0, HOLD_VALID | hold_tag(e) | HOLD_SPENT))
 		bk_record(&b, e, probe, res < 0 || is_slow(&b, dur));
-	if (p)
-		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = res,
-		         .duration_ns = dur, .key = b.s->name);
-	if (fn_result)
-		*fn_result = res;
-	return res < 0 ? -PROT_EFAILED : 0;
+	return bk_executed(p, b.s, res, dur, fn_result);
 }
 
 int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int how)

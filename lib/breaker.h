@@ -120,6 +120,22 @@ static inline int cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
 	return r;
 }
 
+/* The two words the closed path of execute decides on (lib/breaker.c, breaker_execute_idx): the
+ * strategy and slow_call_ms, as one consistent copy (the seqlock of cfg_read, without its bounded
+ * wait: false when protd is writing, and the caller takes the full read). Normalised as cfg_read
+ * would: a strategy other than RATE is STANDARD. */
+static inline bool cfg_read_closed(struct prot_breaker_slot *s, bool *rate, uint64_t *slow_call_ms)
+{
+	uint32_t v = seq_read_begin(&s->seq); /* acquire: pairs with seq_write_end */
+	uint64_t strategy = __atomic_load_n(&s->cfg.strategy, __ATOMIC_RELAXED);
+	uint64_t slow = __atomic_load_n(&s->cfg.slow_call_ms, __ATOMIC_RELAXED);
+	if ((v & 1u) || seq_read_retry(&s->seq, v))
+		return false;
+	*rate = strategy == PROT_BREAKER_RATE;
+	*slow_call_ms = slow;
+	return true;
+}
+
 /* ---- one operation on one slot ---------------------------------------------------------------- */
 struct bk {
 	prot_t *p; /* for telemetry and identity; NULL from protd */

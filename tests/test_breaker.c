@@ -882,6 +882,39 @@ Test(breaker, reset_and_blow)
 	stop(e);
 }
 
+/* The closed path of execute (a standard breaker without slow_call_ms) counts each call once,
+ * hands fn's value back, and still melts: the (tolerance+1)-th failure trips. */
+Test(breaker, closed_execute_counts_each_call_once_and_still_trips)
+{
+	struct env *e = start("[breaker b]\ntolerance = 2\nwindow = 10s\nrefresh = 1h\n");
+	for (int i = 0; i < 5; i++) {
+		int res = 0;
+		cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, &res), 0);
+		cr_assert_eq(res, 7);
+	}
+	for (int i = 0; i < 2; i++) {
+		int res = 0;
+		cr_assert_eq(prot_breaker_execute(e->p, "b", fn_fail, e, &res), -PROT_EFAILED);
+		cr_assert_eq(res, -5);
+	}
+	struct prot_breaker_status st = bstatus(e, "b");
+	cr_assert_eq(st.state, PROT_BREAKER_CLOSED, "two failures: tolerance 2 holds");
+	cr_assert_eq(st.admitted, 7u);
+	cr_assert_eq(st.successes, 5u);
+	cr_assert_eq(st.failures, 2u);
+	cr_assert_eq(st.calls, 7u);
+	cr_assert_eq(st.failures_in_window, 2u);
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_fail, e, NULL), -PROT_EFAILED);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_OPEN, "the third failure trips");
+	int before = atomic_load(&e->fn_calls);
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), -PROT_EBLOWN);
+	cr_assert_eq(atomic_load(&e->fn_calls), before, "open: fn is not called");
+	st = bstatus(e, "b");
+	cr_assert_eq(st.admitted, 8u);
+	cr_assert_eq(st.rejections, 1u);
+	stop(e);
+}
+
 Test(breaker, protctl_show_reset_blow)
 {
 	struct env *e = start("[breaker b]\ntolerance = 1\nwindow = 10s\nrefresh = 10s\n"
