@@ -160,7 +160,7 @@ static uint32_t oldest_waiting(const struct pool_ref *r)
 	return best;
 }
 
-static void lease_assign(const struct pool_ref *r, uint32_t e, uint64_t who)
+static inline void lease_assign(const struct pool_ref *r, uint32_t e, uint64_t who)
 {
 	ST(r->lease[e].gen, LD(r->lease[e].gen) + 1);
 	/* for leak detection and the holders' view; the caller's clock, not one read under the lock */
@@ -212,7 +212,7 @@ bool release_entry(const struct pool_ref *r, uint32_t e, uint64_t prev, uint32_t
                    uint32_t *used_before)
 {
 	uint32_t used = LD(r->s->in_use);
-	if (used <= cap && grant_next(r, e, prev))
+	if (used <= cap && LD(r->s->nwait) > 0 && grant_next(r, e, prev)) /* nwait: grant_next's own test, inline */
 		return false;
 	/* release: a later taker of e (under the lock) needs nothing from us, but readers outside it
 	 * (reclaim's scan) see a consistent owner */

@@ -418,16 +418,10 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, cons
 	return 0;
 }
 
-/* checkout() with the telemetry events: the clock is read only when a handler listens. */
-static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, const struct slot_ref *ref,
-                             int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease,
-                             void **conn, bool *waited)
+/* The telemetry event of a checkout that began at t0 (a handler listens). */
+static __attribute__((noinline)) void checkout_told(prot_t *p, struct prot_shm_header *h, const char *name,
+                                                    const struct slot_ref *ref, int rc, uint64_t t0)
 {
-	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
-	if (likely(!p || !(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want)))
-		return checkout(p, h, name, ref, timeout_ms, pre, lease, conn, waited);
-	uint64_t t0 = prot_now_ns();
-	int rc = checkout(p, h, name, ref, timeout_ms, pre, lease, conn, waited);
 	char nm[PROT_NAME_BYTES] = "";
 	if (name)
 		snprintf(nm, sizeof nm, "%s", name);
@@ -435,6 +429,20 @@ static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *n
 		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, ref->idx))->name, sizeof nm - 1);
 	PROT_TEL(p, rc == -PROT_ECHECKOUT_TIMEOUT ? PROT_TEL_POOL_TIMEOUT : PROT_TEL_POOL_CHECKOUT,
 	         .layer = PROT_LAYER_POOL, .result = rc, .duration_ns = prot_now_ns() - t0, .key = nm);
+}
+
+/* checkout() with the telemetry events: the clock is read only when a handler listens. One call
+ * of checkout(), so that it is inlined here. */
+static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, const struct slot_ref *ref,
+                             int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease,
+                             void **conn, bool *waited)
+{
+	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
+	bool told = p && unlikely(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want);
+	uint64_t t0 = told ? prot_now_ns() : 0;
+	int rc = checkout(p, h, name, ref, timeout_ms, pre, lease, conn, waited);
+	if (told)
+		checkout_told(p, h, name, ref, rc, t0);
 	return rc;
 }
 
