@@ -176,8 +176,8 @@ static void high_water(const struct pool_ref *r, uint32_t used)
 }
 
 /* Give entry e, owned by `prev` (0: a free entry, not counted in in_use), to the oldest waiting
- * ticket. true when granted. */
-static bool grant_next(const struct pool_ref *r, uint32_t e, uint64_t prev)
+ * ticket. true when granted. Out of line: only a pool someone waits on gets here. */
+static __attribute__((noinline)) bool grant_next(const struct pool_ref *r, uint32_t e, uint64_t prev)
 {
 	while (LD(r->s->nwait) > 0) {
 		uint32_t ci = oldest_waiting(r);

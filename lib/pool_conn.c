@@ -237,7 +237,7 @@ static void answer_cb(void *arg)
 }
 
 /* The idle connection to reuse (lifo: newest, fifo: oldest), moved to busy; or a fresh record. */
-static struct pool_rec *loc_take(struct pool_loc *l, uint64_t strategy, const struct grant *g)
+static inline struct pool_rec *loc_take(struct pool_loc *l, uint64_t strategy, const struct grant *g)
 {
 	struct pool_rec *r = NULL;
 	if (!list_empty(&l->idle)) {
@@ -476,7 +476,7 @@ static struct prot_shm_header *lease_map(prot_t *p, const prot_lease *lease, str
 }
 
 /* This process's record of the lease (idx, e, gen) in mapping h, or NULL. Under p->lock. */
-static struct pool_rec *rec_find(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t e,
+static inline struct pool_rec *rec_find(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t e,
                                  uint64_t gen)
 {
 	struct prot_pool_local *pl = pool_local_get(p);
