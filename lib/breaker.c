@@ -657,11 +657,9 @@ static inline int bk_execute_closed(prot_t *p, struct prot_shm_header *h, uint32
 	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
 	bool rate;
 	uint64_t slow;
-	if (!cfg_read_closed(s, &rate, &slow) || rate || slow)
-		return EXEC_NOT_CLOSED;
 	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
-	if (w_state(w) != PROT_BREAKER_CLOSED)
-		return EXEC_NOT_CLOSED;
+	if (w_state(w) != PROT_BREAKER_CLOSED || !cfg_read_closed(s, &rate, &slow) || rate || slow)
+		return EXEC_NOT_CLOSED; /* the word first: an open breaker's rejection reads no more here */
 	atomic_fetch_add_explicit(&s->admitted, 1, memory_order_relaxed); /* statistic */
 	int res = fn(arg);
 	if (likely(res >= 0))
