@@ -543,32 +543,78 @@ int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64
 	return breaker_allow_cfg(p, h, idx, now_ns, NULL, tok);
 }
 
+static void tok_fill(prot_breaker_token *tok, uint32_t idx, uint32_t gen, uint32_t e, bool probe, uint32_t k,
+                     uint64_t t0)
+{
+	tok->opaque[0] = idx | (uint64_t)gen << 32;
+	tok->opaque[1] = e | (probe ? TOK_PROBE : 0) | TOK_VALID | (uint64_t)k << 32;
+	tok->opaque[2] = t0;
+}
+
+/* The two configuration words the closed paths decide on (strategy, slow_call_ms), from the
+ * caller's snapshot or from the slot (cfg_read_closed); false: being written, take the full read. */
+static inline bool closed_words(struct prot_breaker_slot *s, const struct cfg_snap *cfg, bool *rate,
+                                uint64_t *slow)
+{
+	if (!cfg)
+		return cfg_read_closed(s, rate, slow);
+	*rate = cfg->w[offsetof(struct bcfg, strategy) / 8] == PROT_BREAKER_RATE;
+	*slow = cfg->w[offsetof(struct bcfg, slow_call_ms) / 8];
+	return true;
+}
+
 int breaker_allow_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
                       const struct cfg_snap *cfg, prot_breaker_token *tok)
 {
 	struct bk b;
 	uint32_t e, k = 0;
-	bool probe;
+	bool probe, rate;
+	uint64_t slow;
 
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ENOBREAKER;
+	/* The closed path (bk_allow's, without the rest of the configuration): the generation before
+	 * the decision, as below, then the word; slow_call_ms says whether the call is timed. */
+	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
+	uint32_t gen = slot_gen(s);
+	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
+	if (likely(w_state(w) == PROT_BREAKER_CLOSED && closed_words(s, cfg, &rate, &slow))) {
+		atomic_fetch_add_explicit(&s->admitted, 1, memory_order_relaxed); /* statistic */
+		tok_fill(tok, idx, gen, w_epoch(w), false, 0, slow ? (now_ns ? now_ns : prot_now_ns()) : 0);
+		return 0;
+	}
 	int cr = bk_init_cfg(&b, p, h, idx, now_ns, cfg);
 	if (cr < 0)
 		return cr;
 	/* the generation before the decision: a slot recycled meanwhile makes the token stale */
-	uint32_t gen = slot_gen(b.s);
+	gen = slot_gen(b.s);
 	int r = bk_allow(&b, &e, &probe, &k);
 	if (r < 0)
 		return bk_rejected(&b, r);
-	tok->opaque[0] = idx | (uint64_t)gen << 32;
-	tok->opaque[1] = e | (probe ? TOK_PROBE : 0) | TOK_VALID | (uint64_t)k << 32;
-	tok->opaque[2] = b.c.slow_call_ms ? (now_ns ? now_ns : prot_now_ns()) : 0;
+	tok_fill(tok, idx, gen, e, probe, k, b.c.slow_call_ms ? (now_ns ? now_ns : prot_now_ns()) : 0);
 	return 0;
 }
 
 static inline bool is_slow(const struct bk *b, uint64_t duration_ns)
 {
 	return b->c.slow_call_ms && duration_ns > b->c.slow_call_ms * 1000000u;
+}
+
+/* The call's duration: the caller's, else measured from the token's admission time (a breaker that
+ * times calls stamps it), else 0. */
+static uint64_t tok_duration(const prot_breaker_token *tok, uint64_t duration_ns, uint64_t now_ns)
+{
+	if (duration_ns != 0 || tok->opaque[2] == 0)
+		return duration_ns;
+	uint64_t now = now_ns ? now_ns : prot_now_ns();
+	return now > tok->opaque[2] ? now - tok->opaque[2] : 0;
+}
+
+static void tel_executed(prot_t *p, const struct prot_breaker_slot *s, int outcome, uint64_t duration_ns)
+{
+	if (p)
+		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = outcome,
+		         .duration_ns = duration_ns, .key = s->name);
 }
 
 int breaker_record_idx(prot_t *p, struct prot_shm_header *h, const prot_breaker_token *tok,
@@ -582,15 +628,29 @@ int breaker_record_cfg(prot_t *p, struct prot_shm_header *h, const prot_breaker_
 {
 	struct bk b;
 	uint32_t idx = (uint32_t)tok->opaque[0];
+	bool rate;
+	uint64_t slow;
 
 	if (!(tok->opaque[1] & TOK_VALID) || outcome < PROT_OUTCOME_SUCCESS || outcome > PROT_OUTCOME_CANCEL)
 		return -EINVAL;
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ESTALE;
-	int cr = bk_init_cfg(&b, p, h, idx, now_ns, cfg);
-	if (SLOT_STATE(atomic_load_explicit(&b.s->state, memory_order_relaxed)) != SLOT_LIVE ||
-	    slot_gen(b.s) != (uint32_t)(tok->opaque[0] >> 32))
+	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
+	if (SLOT_STATE(atomic_load_explicit(&s->state, memory_order_relaxed)) != SLOT_LIVE ||
+	    slot_gen(s) != (uint32_t)(tok->opaque[0] >> 32))
 		return -PROT_ESTALE;
+	/* A success that is not a probe's, on the standard strategy: only its count (bk_record: a
+	 * success never moves a standard breaker), unless it was slow. */
+	if (outcome == PROT_OUTCOME_SUCCESS && !(tok->opaque[1] & TOK_PROBE) && closed_words(s, cfg, &rate, &slow) &&
+	    !rate) {
+		duration_ns = tok_duration(tok, duration_ns, now_ns);
+		if (!slow || duration_ns <= slow * 1000000u) {
+			atomic_fetch_add_explicit(&s->successes, 1, memory_order_relaxed); /* statistic */
+			tel_executed(p, s, outcome, duration_ns);
+			return 0;
+		}
+	}
+	int cr = bk_init_cfg(&b, p, h, idx, now_ns, cfg);
 	if (cr < 0) {
 		/* no verdict without a whole configuration; a probe's permit still goes back */
 		if (tok->opaque[1] & TOK_PROBE)
@@ -609,23 +669,16 @@ int breaker_record_cfg(prot_t *p, struct prot_shm_header *h, const prot_breaker_
 	}
 	if (outcome == PROT_OUTCOME_CANCEL) /* no verdict: nothing is counted */
 		return 0;
-	if (duration_ns == 0 && tok->opaque[2] != 0) {
-		uint64_t now = now_ns ? now_ns : prot_now_ns();
-		duration_ns = now > tok->opaque[2] ? now - tok->opaque[2] : 0;
-	}
+	duration_ns = tok_duration(tok, duration_ns, now_ns);
 	bk_record(&b, e, tok->opaque[1] & TOK_PROBE, outcome == PROT_OUTCOME_FAILURE || is_slow(&b, duration_ns));
-	if (p)
-		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = outcome,
-		         .duration_ns = duration_ns, .key = b.s->name);
+	tel_executed(p, b.s, outcome, duration_ns);
 	return 0;
 }
 
 /* The end of an execute: the telemetry event and fn's result. */
 static inline int bk_executed(prot_t *p, const struct prot_breaker_slot *s, int res, uint64_t dur, int *fn_result)
 {
-	if (p)
-		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = res,
-		         .duration_ns = dur, .key = s->name);
+	tel_executed(p, s, res, dur);
 	if (fn_result)
 		*fn_result = res;
 	return res < 0 ? -PROT_EFAILED : 0;

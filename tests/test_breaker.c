@@ -915,6 +915,34 @@ Test(breaker, closed_execute_counts_each_call_once_and_still_trips)
 	stop(e);
 }
 
+/* prot_breaker_allow / prot_breaker_record on a closed breaker take the closed paths: each call is
+ * counted once, a success moves nothing, and the (tolerance+1)-th failure still trips. */
+Test(breaker, allow_and_record_count_once_and_still_trip)
+{
+	struct env *e = start("[breaker b]\ntolerance = 1\nwindow = 10s\nrefresh = 1h\n");
+	prot_breaker_token t;
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(prot_breaker_allow(e->p, "b", &t), 0);
+		cr_assert_eq(prot_breaker_record(e->p, &t, PROT_OUTCOME_SUCCESS, 0), 0);
+	}
+	cr_assert_eq(prot_breaker_allow(e->p, "b", &t), 0);
+	cr_assert_eq(prot_breaker_record(e->p, &t, PROT_OUTCOME_FAILURE, 0), 0);
+	struct prot_breaker_status st = bstatus(e, "b");
+	cr_assert_eq(st.state, PROT_BREAKER_CLOSED);
+	cr_assert_eq(st.admitted, 4u);
+	cr_assert_eq(st.successes, 3u);
+	cr_assert_eq(st.failures, 1u);
+	cr_assert_eq(prot_breaker_allow(e->p, "b", &t), 0);
+	cr_assert_eq(prot_breaker_record(e->p, &t, PROT_OUTCOME_FAILURE, 0), 0);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_OPEN, "the second failure trips");
+	cr_assert_eq(prot_breaker_allow(e->p, "b", &t), -PROT_EBLOWN);
+	st = bstatus(e, "b");
+	cr_assert_eq(st.admitted, 5u);
+	cr_assert_eq(st.successes, 3u);
+	cr_assert_eq(st.failures, 2u);
+	stop(e);
+}
+
 Test(breaker, protctl_show_reset_blow)
 {
 	struct env *e = start("[breaker b]\ntolerance = 1\nwindow = 10s\nrefresh = 10s\n"
