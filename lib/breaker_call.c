@@ -120,7 +120,7 @@ static uint64_t tok_duration(const prot_breaker_token *tok, uint64_t duration_ns
 	return now > tok->opaque[2] ? now - tok->opaque[2] : 0;
 }
 
-static void tel_executed(prot_t *p, const struct prot_breaker_slot *s, int outcome, uint64_t duration_ns)
+static inline void tel_executed(prot_t *p, const struct prot_breaker_slot *s, int outcome, uint64_t duration_ns)
 {
 	if (p)
 		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = outcome,
