@@ -103,6 +103,13 @@ static uint64_t since_age(_Atomic uint64_t *since, uint32_t e, uint64_t now_ms)
 	}
 }
 
+/* OPEN(e) well before the end of its period: the coarse clock (a few ns, at most one kernel tick
+ * behind; now_cheap_ms, bk_now_cheap) settles the common case of a rejection. */
+bool bk_open_early(struct prot_breaker_slot *s, uint32_t e, uint64_t now_cheap_ms, uint64_t refresh_ms)
+{
+	return since_age(&s->since, e, now_cheap_ms) + COARSE_SLACK_MS < refresh_ms;
+}
+
 /* ---- probe timing ---------------------------------------------------------------------------- */
 static void probe_taken(_Atomic uint64_t *probe_ms, uint64_t now_ms)
 {
@@ -182,8 +189,7 @@ static bool bk_cas(struct bk *b, uint64_t *w, uint64_t nw)
 
 static int bk_reject(struct bk *b)
 {
-	atomic_fetch_add_explicit(&b->s->rejections, 1, memory_order_relaxed); /* statistic */
-	return -PROT_EBLOWN;
+	return bk_reject_slot(b->s);
 }
 
 /* Clear the permits of older epochs (the winner of a transition into HALF_OPEN e). A CAS per
@@ -314,10 +320,9 @@ __attribute__((noinline)) int bk_allow_slow(struct bk *b, uint64_t w, uint32_t *
 			*probe = false;
 			return 0;
 		case PROT_BREAKER_OPEN:
-			/* The coarse clock (a few ns, at most one kernel tick behind) settles the common
-			 * case, a rejection well before the end of the period; near the end the precise
-			 * clock decides, so the half-open comes exactly on time. */
-			if (since_age(&s->since, e, bk_now_cheap(b)) + COARSE_SLACK_MS < b->c.refresh_ms ||
+			/* near the end of the period the precise clock decides, so the half-open comes
+			 * exactly on time */
+			if (bk_open_early(s, e, bk_now_cheap(b), b->c.refresh_ms) ||
 			    since_age(&s->since, e, bk_now(b)) < b->c.refresh_ms)
 				return bk_reject(b);
 			nw = bk_healed(b, e);

@@ -121,20 +121,26 @@ static inline int cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
 	return r;
 }
 
-/* The two words the closed path of execute decides on (lib/breaker.c, breaker_execute_idx): the
- * strategy and slow_call_ms, as one consistent copy (the seqlock of cfg_read, without its bounded
- * wait: false when protd is writing, and the caller takes the full read). Normalised as cfg_read
- * would: a strategy other than RATE is STANDARD. */
-static inline bool cfg_read_closed(struct prot_breaker_slot *s, bool *rate, uint64_t *slow_call_ms)
+/* The few configuration words a fast path decides on (lib/breaker_call.c), by their index in
+ * struct bcfg: from the caller's snapshot (cfg), or from the slot as one consistent copy (the
+ * seqlock of cfg_read, without its bounded wait: false while protd writes, and the caller takes
+ * the full read, which waits or says PROT_ETORN). None of these words is one cfg_normalize
+ * changes but the strategy, which the caller tests against PROT_BREAKER_RATE as cfg_normalize
+ * does. */
+#define BCFG_W(field) (offsetof(struct bcfg, field) / 8)
+static inline bool cfg_read_few(struct prot_breaker_slot *s, const struct cfg_snap *cfg, const unsigned *at,
+                                unsigned n, uint64_t *out)
 {
+	const uint64_t *w = (const uint64_t *)(const void *)&s->cfg;
+	if (cfg) {
+		for (unsigned i = 0; i < n; i++)
+			out[i] = cfg->w[at[i]];
+		return true;
+	}
 	uint32_t v = seq_read_begin(&s->seq); /* acquire: pairs with seq_write_end */
-	uint64_t strategy = __atomic_load_n(&s->cfg.strategy, __ATOMIC_RELAXED);
-	uint64_t slow = __atomic_load_n(&s->cfg.slow_call_ms, __ATOMIC_RELAXED);
-	if ((v & 1u) || seq_read_retry(&s->seq, v))
-		return false;
-	*rate = strategy == PROT_BREAKER_RATE;
-	*slow_call_ms = slow;
-	return true;
+	for (unsigned i = 0; i < n; i++)
+		out[i] = __atomic_load_n(&w[at[i]], __ATOMIC_RELAXED);
+	return !(v & 1u) && !seq_read_retry(&s->seq, v);
 }
 
 /* ---- one operation on one slot ---------------------------------------------------------------- */
@@ -209,10 +215,16 @@ PROT_HIDDEN uint32_t probes_out(struct bk *b, uint32_t e);
 /* ---- the state machine's steps the entry points take (lib/breaker.c, for lib/breaker_call.c) -- */
 /* Admission in any state but a plain CLOSED one (out of line: the closed path stays small). */
 PROT_HIDDEN int bk_allow_slow(struct bk *b, uint64_t w, uint32_t *epoch, bool *probe, uint32_t *slot);
-/* Admission. On 0, *epoch, *probe and *slot describe the token. */
-static inline int bk_allow(struct bk *b, uint32_t *epoch, bool *probe, uint32_t *slot)
+/* A refused admission, counted. */
+static inline int bk_reject_slot(struct prot_breaker_slot *s)
 {
-	uint64_t w = atomic_load_explicit(&b->s->word, memory_order_acquire); /* pairs with bk_cas */
+	atomic_fetch_add_explicit(&s->rejections, 1, memory_order_relaxed); /* statistic */
+	return -PROT_EBLOWN;
+}
+/* Admission on the state word w just loaded (acquire, pairs with bk_cas). On 0, *epoch, *probe and
+ * *slot describe the token. */
+static inline int bk_allow_word(struct bk *b, uint64_t w, uint32_t *epoch, bool *probe, uint32_t *slot)
+{
 	int r = 0;
 	if (likely(w_state(w) == PROT_BREAKER_CLOSED)) {
 		*epoch = w_epoch(w);
@@ -224,7 +236,15 @@ static inline int bk_allow(struct bk *b, uint32_t *epoch, bool *probe, uint32_t 
 		atomic_fetch_add_explicit(&b->s->admitted, 1, memory_order_relaxed); /* statistic */
 	return r;
 }
+/* Admission. */
+static inline int bk_allow(struct bk *b, uint32_t *epoch, bool *probe, uint32_t *slot)
+{
+	/* acquire: pairs with bk_cas */
+	return bk_allow_word(b, atomic_load_explicit(&b->s->word, memory_order_acquire), epoch, probe, slot);
+}
 
+/* OPEN(e) well before the end of its period by the coarse clock (now_cheap_ms): a rejection. */
+PROT_HIDDEN bool bk_open_early(struct prot_breaker_slot *s, uint32_t e, uint64_t now_cheap_ms, uint64_t refresh_ms);
 /* The verdict of an admitted call (a probe's permit is already settled). */
 PROT_HIDDEN void bk_record(struct bk *b, uint32_t e, bool probe, bool failed);
 /* The permit of token (e, slot) held by self: settle it to `to` (SPENT: a verdict; 0: given back).

@@ -15,6 +15,13 @@
  * call, a breaker not CLOSED) takes the full configuration and the state machine, unchanged. A
  * failure after execute's closed admission is judged on the configuration read at its verdict, as
  * prot_breaker_record judges every verdict; the epoch is the one its admission saw.
+ *
+ * THE FAST REJECTIONS. A disabled (BLOWN) breaker refuses whatever its configuration says, so the
+ * word alone decides. An OPEN one well before the end of its period refuses on refresh_ms (one
+ * word, read as above) and the coarse clock: bk_open_early, the same test bk_allow_slow makes
+ * first. Anything else (near the end of the period, where the precise clock decides so that the
+ * half-open comes on time; an injected time; a word being written) takes the full path. A
+ * decision is on the word loaded once, before anything else, as bk_allow's.
  */
 #include <errno.h>
 
@@ -39,11 +46,10 @@ static inline uint32_t slot_gen(struct prot_breaker_slot *s)
 /* ---- hidden fast paths (lib/internal.h) -------------------------------------------------------- */
 
 /* A refused admission, told to the in-process telemetry. */
-static int bk_rejected(const struct bk *b, int r)
+static int bk_rejected(prot_t *p, const struct prot_breaker_slot *s, int r)
 {
-	if (b->p)
-		PROT_TEL(b->p, PROT_TEL_BREAKER_REJECTED, .layer = PROT_LAYER_BREAKER, .result = r,
-		         .key = b->s->name);
+	if (p)
+		PROT_TEL(p, PROT_TEL_BREAKER_REJECTED, .layer = PROT_LAYER_BREAKER, .result = r, .key = s->name);
 	return r;
 }
 
@@ -61,16 +67,46 @@ static void tok_fill(prot_breaker_token *tok, uint32_t idx, uint32_t gen, uint32
 	tok->opaque[2] = t0;
 }
 
-/* The two configuration words the closed paths decide on (strategy, slow_call_ms), from the
- * caller's snapshot or from the slot (cfg_read_closed); false: being written, take the full read. */
+/* The two configuration words the closed paths decide on (strategy, slow_call_ms); false: being
+ * written, take the full read. */
 static inline bool closed_words(struct prot_breaker_slot *s, const struct cfg_snap *cfg, bool *rate,
                                 uint64_t *slow)
 {
-	if (!cfg)
-		return cfg_read_closed(s, rate, slow);
-	*rate = cfg->w[offsetof(struct bcfg, strategy) / 8] == PROT_BREAKER_RATE;
-	*slow = cfg->w[offsetof(struct bcfg, slow_call_ms) / 8];
+	static const unsigned at[] = { BCFG_W(strategy), BCFG_W(slow_call_ms) };
+	uint64_t v[2];
+	if (!cfg_read_few(s, cfg, at, 2, v))
+		return false;
+	*rate = v[0] == PROT_BREAKER_RATE;
+	*slow = v[1];
 	return true;
+}
+
+/* An OPEN breaker well before the end of its period: rejected (counted) on refresh_ms alone and
+ * the coarse clock (bk_open_early), true; false: the full path decides (near the end, or the word
+ * being written). now_ns: an injected time the fast path cannot use (then false). */
+static inline bool open_rejected(struct prot_breaker_slot *s, const struct cfg_snap *cfg, uint64_t w,
+                                 uint64_t now_ns)
+{
+	static const unsigned at[] = { BCFG_W(refresh_ms) };
+	uint64_t refresh;
+	if (w_state(w) != PROT_BREAKER_OPEN || now_ns || !cfg_read_few(s, cfg, at, 1, &refresh) ||
+	    !bk_open_early(s, w_epoch(w), prot_now_coarse_ns() / 1000000u, refresh))
+		return false;
+	bk_reject_slot(s);
+	return true;
+}
+
+/* The rejections that need no more than refresh_ms: a disabled breaker (whatever its
+ * configuration), an OPEN one well before the end of its period. -PROT_EBLOWN (counted and told),
+ * or 0: the full path decides. */
+static inline int fast_reject(prot_t *p, struct prot_breaker_slot *s, const struct cfg_snap *cfg, uint64_t w,
+                              uint64_t now_ns)
+{
+	if (w_state(w) == PROT_BREAKER_BLOWN)
+		bk_reject_slot(s);
+	else if (!open_rejected(s, cfg, w, now_ns))
+		return 0;
+	return bk_rejected(p, s, -PROT_EBLOWN);
 }
 
 int breaker_allow_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
@@ -93,14 +129,17 @@ int breaker_allow_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64
 		tok_fill(tok, idx, gen, w_epoch(w), false, 0, slow ? (now_ns ? now_ns : prot_now_ns()) : 0);
 		return 0;
 	}
+	int r = fast_reject(p, s, cfg, w, now_ns);
+	if (r < 0)
+		return r;
 	int cr = bk_init_cfg(&b, p, h, idx, now_ns, cfg);
 	if (cr < 0)
 		return cr;
 	/* the generation before the decision: a slot recycled meanwhile makes the token stale */
 	gen = slot_gen(b.s);
-	int r = bk_allow(&b, &e, &probe, &k);
+	r = bk_allow(&b, &e, &probe, &k);
 	if (r < 0)
-		return bk_rejected(&b, r);
+		return bk_rejected(p, b.s, r);
 	tok_fill(tok, idx, gen, e, probe, k, b.c.slow_call_ms ? (now_ns ? now_ns : prot_now_ns()) : 0);
 	return 0;
 }
@@ -214,15 +253,14 @@ enum { EXEC_NOT_CLOSED = 1 };
  * such a breaker (only failures trip the standard strategy, and bk_record counts a success whatever
  * the epoch), so it needs the state word, two configuration words, its two counters and no clock;
  * the epoch the word gave is the token's, as in bk_allow. */
-static inline int bk_execute_closed(prot_t *p, struct prot_shm_header *h, uint32_t idx, int (*fn)(void *arg),
-                                    void *arg, int *fn_result)
+static inline int bk_execute_closed(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t w,
+                                    int (*fn)(void *arg), void *arg, int *fn_result)
 {
 	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
 	bool rate;
 	uint64_t slow;
-	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
-	if (w_state(w) != PROT_BREAKER_CLOSED || !cfg_read_closed(s, &rate, &slow) || rate || slow)
-		return EXEC_NOT_CLOSED; /* the word first: an open breaker's rejection reads no more here */
+	if (w_state(w) != PROT_BREAKER_CLOSED || !closed_words(s, NULL, &rate, &slow) || rate || slow)
+		return EXEC_NOT_CLOSED; /* the word first: a rejection reads no configuration here */
 	atomic_fetch_add_explicit(&s->admitted, 1, memory_order_relaxed); /* statistic */
 	int res = fn(arg);
 	if (likely(res >= 0))
@@ -242,15 +280,20 @@ int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int 
 
 	if (idx >= seg_count(h, REG_BREAKERS))
 		return -PROT_ENOBREAKER;
-	int r = bk_execute_closed(p, h, idx, fn, arg, fn_result);
+	struct prot_breaker_slot *s = seg_entry(h, REG_BREAKERS, idx);
+	uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire); /* pairs with bk_cas */
+	int r = bk_execute_closed(p, h, idx, w, fn, arg, fn_result);
 	if (likely(r != EXEC_NOT_CLOSED))
+		return r;
+	r = fast_reject(p, s, NULL, w, 0);
+	if (r < 0)
 		return r;
 	r = bk_init(&b, p, h, idx, 0);
 	if (r < 0)
 		return r;
-	r = bk_allow(&b, &e, &probe, &k);
+	r = bk_allow_word(&b, w, &e, &probe, &k);
 	if (r < 0)
-		return bk_rejected(&b, r);
+		return bk_rejected(p, b.s, r);
 	if (b.c.slow_call_ms)
 		t0 = prot_now_ns(); /* only then: the closed path reads no clock */
 	int res = fn(arg);
