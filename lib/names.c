@@ -31,7 +31,7 @@ static const struct name_set {
 	                           "leaky_bucket"},
 	                          PROT_RATE_FIXED_WINDOW, true},
 	[NAMES_RATE_ON_FULL] = {"rate_on_full", {"deny", "allow"}, RATE_FULL_DENY, false},
-	[NAMES_RATE_CLOCK] = {"rate_clock", {"monotonic", "coarse", "realtime"}, RATE_CLOCK_MONO, false},
+	[NAMES_RATE_CLOCK] = {"rate_clock", {"monotonic", "coarse", "realtime", "auto"}, RATE_CLOCK_MONO, false},
 	[NAMES_PROTD_STATE] = {"protd_state", {"running", "not_responding", "dead", "stopped"}, PROTD_RUNNING, false},
 };
 _Static_assert(PROT_BREAKER_BLOWN == PROT_BREAKER_CLOSED + 3 && PROT_BREAKER_RATE == PROT_BREAKER_STANDARD + 1 &&
