@@ -1,9 +1,9 @@
 /* breaker.c — circuit breakers (fuse) shared by every process: the lock-free state machine on a
- * struct prot_breaker_slot (admission, verdicts, trips, probes, forced transitions), the hidden
- * index-based fast paths the facade and the public calls use (lib/internal.h), and breaker_tick()
- * for protd. The words' encodings, the configuration copy and one operation's context are in
- * lib/breaker.h; the configuration snapshot, the read-only views (status, ask) and the public
- * prot_breaker_* calls in lib/breaker_view.c.
+ * struct prot_breaker_slot (admission, verdicts, trips, probes, forced transitions) and
+ * breaker_tick() for protd. The words' encodings, the configuration copy and one operation's
+ * context are in lib/breaker.h; the index-based entry points (allow, record, execute, force), their
+ * tokens and their closed paths in lib/breaker_call.c; the configuration snapshot, the read-only
+ * views (status, ask) and the public prot_breaker_* calls in lib/breaker_view.c.
  *
  * The words of a slot (lib/layout.h), what they publish and their memory orders:
  *
@@ -103,6 +103,13 @@ static uint64_t since_age(_Atomic uint64_t *since, uint32_t e, uint64_t now_ms)
 	}
 }
 
+/* OPEN(e) well before the end of its period: the coarse clock (a few ns, at most one kernel tick
+ * behind; now_cheap_ms, bk_now_cheap) settles the common case of a rejection. */
+bool bk_open_early(struct prot_breaker_slot *s, uint32_t e, uint64_t now_cheap_ms, uint64_t refresh_ms)
+{
+	return since_age(&s->since, e, now_cheap_ms) + COARSE_SLACK_MS < refresh_ms;
+}
+
 /* ---- probe timing ---------------------------------------------------------------------------- */
 static void probe_taken(_Atomic uint64_t *probe_ms, uint64_t now_ms)
 {
@@ -182,8 +189,7 @@ static bool bk_cas(struct bk *b, uint64_t *w, uint64_t nw)
 
 static int bk_reject(struct bk *b)
 {
-	atomic_fetch_add_explicit(&b->s->rejections, 1, memory_order_relaxed); /* statistic */
-	return -PROT_EBLOWN;
+	return bk_reject_slot(b->s);
 }
 
 /* Clear the permits of older epochs (the winner of a transition into HALF_OPEN e). A CAS per
@@ -298,8 +304,7 @@ static void bk_moved_on(struct bk *b, uint64_t w, uint64_t nw)
 }
 
 /* Admission in any state but a plain CLOSED one (out of line: the closed path stays small). */
-static __attribute__((noinline)) int bk_allow_slow(struct bk *b, uint64_t w, uint32_t *epoch, bool *probe,
-                                                   uint32_t *slot)
+__attribute__((noinline)) int bk_allow_slow(struct bk *b, uint64_t w, uint32_t *epoch, bool *probe, uint32_t *slot)
 {
 	struct prot_breaker_slot *s = b->s;
 	uint64_t self = 0;
@@ -315,10 +320,9 @@ static __attribute__((noinline)) int bk_allow_slow(struct bk *b, uint64_t w, uin
 			*probe = false;
 			return 0;
 		case PROT_BREAKER_OPEN:
-			/* The coarse clock (a few ns, at most one kernel tick behind) settles the common
-			 * case, a rejection well before the end of the period; near the end the precise
-			 * clock decides, so the half-open comes exactly on time. */
-			if (since_age(&s->since, e, bk_now_cheap(b)) + COARSE_SLACK_MS < b->c.refresh_ms ||
+			/* near the end of the period the precise clock decides, so the half-open comes
+			 * exactly on time */
+			if (bk_open_early(s, e, bk_now_cheap(b), b->c.refresh_ms) ||
 			    since_age(&s->since, e, bk_now(b)) < b->c.refresh_ms)
 				return bk_reject(b);
 			nw = bk_healed(b, e);
@@ -357,22 +361,6 @@ static __attribute__((noinline)) int bk_allow_slow(struct bk *b, uint64_t w, uin
 		bk_moved_on(b, w, nw);
 		w = nw;
 	}
-}
-
-/* Admission. On 0, *epoch, *probe and *slot describe the token. */
-static inline int bk_allow(struct bk *b, uint32_t *epoch, bool *probe, uint32_t *slot)
-{
-	uint64_t w = atomic_load_explicit(&b->s->word, memory_order_acquire); /* pairs with bk_cas */
-	int r = 0;
-	if (likely(w_state(w) == PROT_BREAKER_CLOSED)) {
-		*epoch = w_epoch(w);
-		*probe = false;
-	} else {
-		r = bk_allow_slow(b, w, epoch, probe, slot);
-	}
-	if (r == 0)
-		atomic_fetch_add_explicit(&b->s->admitted, 1, memory_order_relaxed); /* statistic */
-	return r;
 }
 
 /* CLOSED(e) -> OPEN(e+1). One attempt: a CLOSED word changes only with its epoch, so a failed CAS
@@ -454,7 +442,7 @@ static void bk_probe_verdict(struct bk *b, uint64_t w, uint32_t e, bool failed)
 
 /* The permit of token (e, slot) held by self: settle it to `to` (SPENT: a verdict; 0: given back).
  * false when the token is not its holder's (another process, a permit reclaimed or re-issued). */
-static bool probe_settle(struct bk *b, uint32_t e, uint32_t slot, uint64_t self, uint64_t to)
+bool probe_settle(struct bk *b, uint32_t e, uint32_t slot, uint64_t self, uint64_t to)
 {
 	if (slot >= PROBES_MAX)
 		return false;
@@ -465,7 +453,7 @@ static bool probe_settle(struct bk *b, uint32_t e, uint32_t slot, uint64_t self,
 }
 
 /* The verdict of an admitted call (a probe's permit is already settled). */
-static void bk_record(struct bk *b, uint32_t e, bool probe, bool failed)
+void bk_record(struct bk *b, uint32_t e, bool probe, bool failed)
 {
 	struct prot_breaker_slot *s = b->s;
 	/* statistics: relaxed */
@@ -487,7 +475,7 @@ enum { FORCE_RESET = BREAKER_RESET, FORCE_BLOW = BREAKER_BLOW, FORCE_ENABLE = BR
 
 /* Reset (close, unless disabled), blow (disable) and enable (close a disabled breaker): a new epoch.
  * Disabling dominates everything but enable, as fuse's circuit_disable does. */
-static int bk_force(struct bk *b, int how)
+int bk_force(struct bk *b, int how)
 {
 	static const uint32_t ev[] = { [FORCE_RESET] = EV_BREAKER_RESET, [FORCE_BLOW] = EV_BREAKER_BLOWN,
 		                       [FORCE_ENABLE] = EV_BREAKER_CLOSED };
@@ -504,159 +492,6 @@ static int bk_force(struct bk *b, int how)
 		bk_clear_history(b);
 	bk_transitioned(b, nw, ev[how], 0);
 	return 0;
-}
-
-/* ---- tokens ------------------------------------------------------------------------------------ */
-/* opaque[0] = slot index | slot generation << 32
- * opaque[1] = epoch | probe << 30 | TOK_VALID | probe permit << 32
- * opaque[2] = admission time (ns) when the breaker measures slow calls, else 0
- * A probe token is honoured only by the CAS of its exact permit value, which names the holder's
- * identity: nothing else in it is trusted. */
-#define TOK_PROBE (1ull << 30)
-#define TOK_VALID (1ull << 31)
-#define TOK_SLOT(t) ((uint32_t)((t)->opaque[1] >> 32))
-
-static inline uint32_t slot_gen(struct prot_breaker_slot *s)
-{
-	/* acquire: pairs with protd's release store of the slot state */
-	return SLOT_GEN(atomic_load_explicit(&s->state, memory_order_acquire));
-}
-
-/* ---- hidden fast paths (lib/internal.h) -------------------------------------------------------- */
-
-/* A refused admission, told to the in-process telemetry. */
-static int bk_rejected(const struct bk *b, int r)
-{
-	if (b->p)
-		PROT_TEL(b->p, PROT_TEL_BREAKER_REJECTED, .layer = PROT_LAYER_BREAKER, .result = r,
-		         .key = b->s->name);
-	return r;
-}
-
-int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
-                      prot_breaker_token *tok)
-{
-	return breaker_allow_cfg(p, h, idx, now_ns, NULL, tok);
-}
-
-int breaker_allow_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint64_t now_ns,
-                      const struct cfg_snap *cfg, prot_breaker_token *tok)
-{
-	struct bk b;
-	uint32_t e, k = 0;
-	bool probe;
-
-	if (idx >= seg_count(h, REG_BREAKERS))
-		return -PROT_ENOBREAKER;
-	int cr = bk_init_cfg(&b, p, h, idx, now_ns, cfg);
-	if (cr < 0)
-		return cr;
-	/* the generation before the decision: a slot recycled meanwhile makes the token stale */
-	uint32_t gen = slot_gen(b.s);
-	int r = bk_allow(&b, &e, &probe, &k);
-	if (r < 0)
-		return bk_rejected(&b, r);
-	tok->opaque[0] = idx | (uint64_t)gen << 32;
-	tok->opaque[1] = e | (probe ? TOK_PROBE : 0) | TOK_VALID | (uint64_t)k << 32;
-	tok->opaque[2] = b.c.slow_call_ms ? (now_ns ? now_ns : prot_now_ns()) : 0;
-	return 0;
-}
-
-static inline bool is_slow(const struct bk *b, uint64_t duration_ns)
-{
-	return b->c.slow_call_ms && duration_ns > b->c.slow_call_ms * 1000000u;
-}
-
-int breaker_record_idx(prot_t *p, struct prot_shm_header *h, const prot_breaker_token *tok,
-                       int outcome, uint64_t duration_ns, uint64_t now_ns)
-{
-	return breaker_record_cfg(p, h, tok, outcome, duration_ns, now_ns, NULL);
-}
-
-int breaker_record_cfg(prot_t *p, struct prot_shm_header *h, const prot_breaker_token *tok,
-                       int outcome, uint64_t duration_ns, uint64_t now_ns, const struct cfg_snap *cfg)
-{
-	struct bk b;
-	uint32_t idx = (uint32_t)tok->opaque[0];
-
-	if (!(tok->opaque[1] & TOK_VALID) || outcome < PROT_OUTCOME_SUCCESS || outcome > PROT_OUTCOME_CANCEL)
-		return -EINVAL;
-	if (idx >= seg_count(h, REG_BREAKERS))
-		return -PROT_ESTALE;
-	int cr = bk_init_cfg(&b, p, h, idx, now_ns, cfg);
-	if (SLOT_STATE(atomic_load_explicit(&b.s->state, memory_order_relaxed)) != SLOT_LIVE ||
-	    slot_gen(b.s) != (uint32_t)(tok->opaque[0] >> 32))
-		return -PROT_ESTALE;
-	if (cr < 0) {
-		/* no verdict without a whole configuration; a probe's permit still goes back */
-		if (tok->opaque[1] & TOK_PROBE)
-			probe_settle(&b, (uint32_t)tok->opaque[1] & EPOCH_MASK, TOK_SLOT(tok),
-			             p ? prot_self(p, h) : 0, 0);
-		return cr;
-	}
-	uint32_t e = (uint32_t)tok->opaque[1] & EPOCH_MASK;
-	if (tok->opaque[1] & TOK_PROBE) {
-		uint64_t self = p ? prot_self(p, h) : 0;
-		bool cancel = outcome == PROT_OUTCOME_CANCEL;
-		if (!probe_settle(&b, e, TOK_SLOT(tok), self, cancel ? 0 : HOLD_VALID | hold_tag(e) | HOLD_SPENT))
-			return -PROT_ESTALE; /* not this holder's permit: records nothing */
-		if (cancel)
-			atomic_fetch_add_explicit(&b.s->probes_given_back, 1, memory_order_relaxed); /* statistic */
-	}
-	if (outcome == PROT_OUTCOME_CANCEL) /* no verdict: nothing is counted */
-		return 0;
-	if (duration_ns == 0 && tok->opaque[2] != 0) {
-		uint64_t now = now_ns ? now_ns : prot_now_ns();
-		duration_ns = now > tok->opaque[2] ? now - tok->opaque[2] : 0;
-	}
-	bk_record(&b, e, tok->opaque[1] & TOK_PROBE, outcome == PROT_OUTCOME_FAILURE || is_slow(&b, duration_ns));
-	if (p)
-		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = outcome,
-		         .duration_ns = duration_ns, .key = b.s->name);
-	return 0;
-}
-
-int breaker_execute_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int (*fn)(void *arg),
-                        void *arg, int *fn_result)
-{
-	struct bk b;
-	uint32_t e, k = 0;
-	bool probe;
-	uint64_t t0 = 0;
-
-	if (idx >= seg_count(h, REG_BREAKERS))
-		return -PROT_ENOBREAKER;
-	int r = bk_init(&b, p, h, idx, 0);
-	if (r < 0)
-		return r;
-	r = bk_allow(&b, &e, &probe, &k);
-	if (r < 0)
-		return bk_rejected(&b, r);
-	if (b.c.slow_call_ms)
-		t0 = prot_now_ns(); /* only then: the closed path reads no clock */
-	int res = fn(arg);
-	uint64_t dur = t0 ? prot_now_ns() - t0 : 0;
-	b.have_now = false; /* fn took time: a failure is stamped when it is recorded */
-	if (!probe || probe_settle(&b, e, k, p ? prot_self(p, h) : 0, HOLD_VALID | hold_tag(e) | HOLD_SPENT))
-		bk_record(&b, e, probe, res < 0 || is_slow(&b, dur));
-	if (p)
-		PROT_TEL(p, PROT_TEL_BREAKER_EXECUTED, .layer = PROT_LAYER_BREAKER, .result = res,
-		         .duration_ns = dur, .key = b.s->name);
-	if (fn_result)
-		*fn_result = res;
-	return res < 0 ? -PROT_EFAILED : 0;
-}
-
-int breaker_force_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, int how)
-{
-	struct bk b;
-
-	if (idx >= seg_count(h, REG_BREAKERS))
-		return -PROT_ENOBREAKER;
-	if (how != BREAKER_RESET && how != BREAKER_BLOW && how != BREAKER_ENABLE)
-		return -EINVAL;
-	bk_init(&b, p, h, idx, 0); /* a torn configuration does not matter: forcing needs none */
-	return bk_force(&b, how);
 }
 
 /* protd's tick: publish missing starts; half-open a breaker whose open period is over (so status

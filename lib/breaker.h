@@ -1,8 +1,9 @@
-/* breaker.h — what lib/breaker.c (the state machine) and lib/breaker_view.c (configuration, views,
- * the public calls) share about one breaker slot: the encodings of its words (their meaning and
- * memory orders: lib/breaker.c's opening comment), the normalised copy of its configuration, the
- * context of one operation on it, and the few reads of its history the views make. Private to
- * the library.
+/* breaker.h — what lib/breaker.c (the state machine), lib/breaker_call.c (the index-based entry
+ * points) and lib/breaker_view.c (configuration, views, the public calls) share about one breaker
+ * slot: the encodings of its words (their meaning and memory orders: lib/breaker.c's opening
+ * comment), the normalised copy of its configuration, the context of one operation on it, the
+ * state machine's steps the entry points take, and the few reads of its history the views make.
+ * Private to the library.
  */
 #ifndef PROT_BREAKER_H
 #define PROT_BREAKER_H
@@ -120,6 +121,28 @@ static inline int cfg_read(struct prot_breaker_slot *s, struct bcfg *c)
 	return r;
 }
 
+/* The few configuration words a fast path decides on (lib/breaker_call.c), by their index in
+ * struct bcfg: from the caller's snapshot (cfg), or from the slot as one consistent copy (the
+ * seqlock of cfg_read, without its bounded wait: false while protd writes, and the caller takes
+ * the full read, which waits or says PROT_ETORN). None of these words is one cfg_normalize
+ * changes but the strategy, which the caller tests against PROT_BREAKER_RATE as cfg_normalize
+ * does. */
+#define BCFG_W(field) (offsetof(struct bcfg, field) / 8)
+static inline bool cfg_read_few(struct prot_breaker_slot *s, const struct cfg_snap *cfg, const unsigned *at,
+                                unsigned n, uint64_t *out)
+{
+	const uint64_t *w = (const uint64_t *)(const void *)&s->cfg;
+	if (cfg) {
+		for (unsigned i = 0; i < n; i++)
+			out[i] = cfg->w[at[i]];
+		return true;
+	}
+	uint32_t v = seq_read_begin(&s->seq); /* acquire: pairs with seq_write_end */
+	for (unsigned i = 0; i < n; i++)
+		out[i] = __atomic_load_n(&w[at[i]], __ATOMIC_RELAXED);
+	return !(v & 1u) && !seq_read_retry(&s->seq, v);
+}
+
 /* ---- one operation on one slot ---------------------------------------------------------------- */
 struct bk {
 	prot_t *p; /* for telemetry and identity; NULL from protd */
@@ -188,6 +211,47 @@ PROT_HIDDEN uint32_t melts_count(struct prot_breaker_slot *s, uint32_t e, bool a
 PROT_HIDDEN void rate_count(struct prot_breaker_slot *s, uint64_t ncalls, uint64_t *seen, uint64_t *failed);
 /* Probe permits of epoch e held or spent. */
 PROT_HIDDEN uint32_t probes_out(struct bk *b, uint32_t e);
+
+/* ---- the state machine's steps the entry points take (lib/breaker.c, for lib/breaker_call.c) -- */
+/* Admission in any state but a plain CLOSED one (out of line: the closed path stays small). */
+PROT_HIDDEN int bk_allow_slow(struct bk *b, uint64_t w, uint32_t *epoch, bool *probe, uint32_t *slot);
+/* A refused admission, counted. */
+static inline int bk_reject_slot(struct prot_breaker_slot *s)
+{
+	atomic_fetch_add_explicit(&s->rejections, 1, memory_order_relaxed); /* statistic */
+	return -PROT_EBLOWN;
+}
+/* Admission on the state word w just loaded (acquire, pairs with bk_cas). On 0, *epoch, *probe and
+ * *slot describe the token. */
+static inline int bk_allow_word(struct bk *b, uint64_t w, uint32_t *epoch, bool *probe, uint32_t *slot)
+{
+	int r = 0;
+	if (likely(w_state(w) == PROT_BREAKER_CLOSED)) {
+		*epoch = w_epoch(w);
+		*probe = false;
+	} else {
+		r = bk_allow_slow(b, w, epoch, probe, slot);
+	}
+	if (r == 0)
+		atomic_fetch_add_explicit(&b->s->admitted, 1, memory_order_relaxed); /* statistic */
+	return r;
+}
+/* Admission. */
+static inline int bk_allow(struct bk *b, uint32_t *epoch, bool *probe, uint32_t *slot)
+{
+	/* acquire: pairs with bk_cas */
+	return bk_allow_word(b, atomic_load_explicit(&b->s->word, memory_order_acquire), epoch, probe, slot);
+}
+
+/* OPEN(e) well before the end of its period by the coarse clock (now_cheap_ms): a rejection. */
+PROT_HIDDEN bool bk_open_early(struct prot_breaker_slot *s, uint32_t e, uint64_t now_cheap_ms, uint64_t refresh_ms);
+/* The verdict of an admitted call (a probe's permit is already settled). */
+PROT_HIDDEN void bk_record(struct bk *b, uint32_t e, bool probe, bool failed);
+/* The permit of token (e, slot) held by self: settle it to `to` (SPENT: a verdict; 0: given back).
+ * false when the token is not its holder's. */
+PROT_HIDDEN bool probe_settle(struct bk *b, uint32_t e, uint32_t slot, uint64_t self, uint64_t to);
+/* Reset (BREAKER_RESET), blow (BREAKER_BLOW), enable (BREAKER_ENABLE): a new epoch. */
+PROT_HIDDEN int bk_force(struct bk *b, int how);
 
 /* The common prologue (lib/resolve.c): the gate, the mapping, the name; the slot's index. */
 static inline int breaker_lookup(prot_t *p, const char *name, bool writes, struct prot_shm_header **h)

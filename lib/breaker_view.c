@@ -2,7 +2,7 @@
  * configuration as decisions read it (breaker_cfg_same, protd's test of "the same options"; the
  * snapshot the facade takes, breaker_cfg_snap), the read-only views (breaker_status_idx,
  * breaker_ask_idx), and the public prot_breaker_* calls: the decisions (execute, allow, record)
- * and forced transitions hand over to lib/breaker.c's index-based paths; runtime creation and
+ * and forced transitions hand over to lib/breaker_call.c's index-based paths; runtime creation and
  * removal go through protd (lib/wire.c). Callers: applications, lib/facade.c, protctl, protd.
  * Reads only here: every write to a slot's words is lib/breaker.c's.
  */

@@ -523,7 +523,7 @@ PROT_HIDDEN int breaker_record_cfg(prot_t *p, struct prot_shm_header *h, const p
                                    int outcome, uint64_t duration_ns, uint64_t now_ns,
                                    const struct cfg_snap *cfg);
 
-/* lib/breaker.c: index-based forms of prot_breaker_* (the facade resolves the index once).
+/* lib/breaker_call.c: index-based forms of prot_breaker_* (the facade resolves the index once).
  * p may be NULL (no telemetry); now_ns 0 = read the clock only if the decision needs it. */
 PROT_HIDDEN int breaker_allow_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx,
                                   uint64_t now_ns, prot_breaker_token *tok);

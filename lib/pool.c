@@ -55,7 +55,6 @@
 /* The encodings of cells and of the pending hand-off are in lib/pool.h (lib/pool_reclaim.c reads
  * them too). */
 #define LOCK_SPINS 100
-#define LOCK_ANON 1u /* a holder without identity (tests driving the algorithm) */
 
 _Static_assert(sizeof(struct pool_cfgv) <= sizeof(struct cfg_snap), "a pool's words fit a snapshot");
 
@@ -93,37 +92,28 @@ static bool holder_alive(const struct prot_idv *v, uint64_t o)
 	return ident_inc(o) == 0 || ident_alive(v, o); /* LOCK_ANON: trusted (in-process tests) */
 }
 
-static bool lock_cas(const struct pool_ref *r, uint64_t from, uint64_t me)
-{
-	/* acquire: pairs with the release store of plock_drop (or the CAS of a takeover): the state
-	 * written under the lock by the previous holder is visible to the next */
-	return atomic_compare_exchange_strong_explicit(&r->s->lock, &from, me, memory_order_acquire,
-	                                               memory_order_relaxed);
-}
-
 static void pool_repair(const struct pool_ref *r);
 
-/* Take the lock by deadline_ns: 0, or -PROT_ECHECKOUT_TIMEOUT. A dead holder's lock is taken over
- * and the state repaired before this returns. */
-int plock_take(const struct pool_ref *r, const struct prot_idv *v, uint64_t deadline_ns)
+/* plock_take's wait (lib/pool.h): spin, then sleep, asking about a holder seen across a sleep. */
+int plock_take_wait(const struct pool_ref *r, const struct prot_idv *v, uint64_t deadline_ns)
 {
-	uint64_t me = v->self ? v->self : LOCK_ANON, seen = 0;
+	uint64_t me = plock_me(v), seen = 0;
 	for (int i = 0; i < LOCK_SPINS; i++) {
-		if (atomic_load_explicit(&r->s->lock, memory_order_relaxed) == 0 && lock_cas(r, 0, me))
+		if (plock_try(r, me))
 			return 0;
 		prot_cpu_relax();
 	}
 	for (;;) {
 		uint64_t o = atomic_load_explicit(&r->s->lock, memory_order_relaxed);
 		if (o == 0) {
-			if (lock_cas(r, 0, me))
+			if (plock_cas(r, 0, me))
 				return 0;
 			continue;
 		}
 		/* The kernel is asked only about a holder seen across a whole sleep: the lock is held
 		 * for nanoseconds, and the question costs a system call. */
 		if (o == seen && !holder_alive(v, o)) {
-			if (lock_cas(r, o, me)) {
+			if (plock_cas(r, o, me)) {
 				pool_repair(r);
 				return 0;
 			}
@@ -144,16 +134,6 @@ int plock_take(const struct pool_ref *r, const struct prot_idv *v, uint64_t dead
 	}
 }
 
-void plock_drop(const struct pool_ref *r)
-{
-	/* seq_cst: a release of everything written under the lock, ordered before the load of
-	 * lock_sleepers (see plock_take) */
-	atomic_store(&r->s->lock, 0);
-	if (atomic_load(&r->s->lock_sleepers)) {
-		atomic_fetch_add(&r->s->lock_seq, 1);
-		futex_wake_all(&r->s->lock_seq);
-	}
-}
 
 /* ---- state under the lock (relaxed accessors: the lock orders them) ----------------------- */
 
@@ -180,7 +160,7 @@ static uint32_t oldest_waiting(const struct pool_ref *r)
 	return best;
 }
 
-static void lease_assign(const struct pool_ref *r, uint32_t e, uint64_t who)
+static inline void lease_assign(const struct pool_ref *r, uint32_t e, uint64_t who)
 {
 	ST(r->lease[e].gen, LD(r->lease[e].gen) + 1);
 	/* for leak detection and the holders' view; the caller's clock, not one read under the lock */
@@ -196,8 +176,8 @@ static void high_water(const struct pool_ref *r, uint32_t used)
 }
 
 /* Give entry e, owned by `prev` (0: a free entry, not counted in in_use), to the oldest waiting
- * ticket. true when granted. */
-static bool grant_next(const struct pool_ref *r, uint32_t e, uint64_t prev)
+ * ticket. true when granted. Out of line: only a pool someone waits on gets here. */
+static __attribute__((noinline)) bool grant_next(const struct pool_ref *r, uint32_t e, uint64_t prev)
 {
 	while (LD(r->s->nwait) > 0) {
 		uint32_t ci = oldest_waiting(r);
@@ -232,7 +212,7 @@ bool release_entry(const struct pool_ref *r, uint32_t e, uint64_t prev, uint32_t
                    uint32_t *used_before)
 {
 	uint32_t used = LD(r->s->in_use);
-	if (used <= cap && grant_next(r, e, prev))
+	if (used <= cap && LD(r->s->nwait) > 0 && grant_next(r, e, prev)) /* nwait: grant_next's own test, inline */
 		return false;
 	/* release: a later taker of e (under the lock) needs nothing from us, but readers outside it
 	 * (reclaim's scan) see a consistent owner */
@@ -244,11 +224,12 @@ bool release_entry(const struct pool_ref *r, uint32_t e, uint64_t prev, uint32_t
 }
 
 /* Take a free entry for `who`. */
-static int take_free(const struct pool_ref *r, uint64_t who, uint32_t *e_out)
+static inline __attribute__((always_inline)) int take_free(const struct pool_ref *r, uint64_t who, uint32_t *e_out)
 {
-	uint32_t hint = LD(r->s->hint);
-	for (uint32_t i = 0; i < r->nlease; i++) {
-		uint32_t e = (hint + i) % r->nlease;
+	uint32_t e = LD(r->s->hint); /* from the segment: bounded before use */
+	if (e >= r->nlease)
+		e = 0;
+	for (uint32_t i = 0; i < r->nlease; i++, e = e + 1 == r->nlease ? 0 : e + 1) {
 		if (LD(r->lease[e].owner) == 0) {
 			lease_assign(r, e, who);
 			uint32_t used = LD(r->s->in_use) + 1;
@@ -458,18 +439,29 @@ static void note_exhausted(struct prot_shm_header *h, const struct pool_ref *r, 
 
 enum { CO_TAKEN = 0, CO_QUEUED = 1 };
 
-/* Under the lock: take an entry (CO_TAKEN), queue in cell *ci (CO_QUEUED), or refuse. */
-static int checkout_locked(const struct pool_ref *r, uint32_t cap, uint64_t me, bool block,
+/* Under the lock: an entry for `me` when nobody waits and the pool has room (CO_TAKEN), else
+ * -PROT_EPOOLFULL (or take_free's -PROT_ECORRUPT). */
+static inline __attribute__((always_inline)) int take_if_room(const struct pool_ref *r, uint32_t cap,
+                                                              uint64_t me, struct grant *g)
+{
+	if (LD(r->s->nwait) != 0 || LD(r->s->in_use) >= cap)
+		return -PROT_EPOOLFULL;
+	int rc = take_free(r, me, &g->e);
+	if (rc == 0)
+		g->gen = LD(r->lease[g->e].gen);
+	return rc;
+}
+
+/* Under the lock: take an entry (CO_TAKEN), queue in cell *ci (CO_QUEUED), or refuse. Inlined: in
+ * pool_lease_try (block false) it is the take alone. */
+static inline __attribute__((always_inline)) int checkout_locked(const struct pool_ref *r, uint32_t cap, uint64_t me, bool block,
                            struct grant *g, uint32_t *ci)
 {
 	if (LD(r->s->nwait) != 0)
 		pump(r, cap);
-	if (LD(r->s->nwait) == 0 && LD(r->s->in_use) < cap) {
-		int rc = take_free(r, me, &g->e);
-		if (rc == 0)
-			g->gen = LD(r->lease[g->e].gen);
+	int rc = take_if_room(r, cap, me, g);
+	if (rc != -PROT_EPOOLFULL)
 		return rc;
-	}
 	if (!block)
 		return -PROT_EPOOLFULL;
 	uint32_t tail = LD(r->s->tail);
@@ -562,7 +554,7 @@ static int ticket_wait(struct prot_shm_header *h, uint32_t idx, const struct poo
 int pool_lease_try(const struct pool_ref *r, const struct prot_idv *v, const struct pool_cfgv *c,
                      struct grant *g)
 {
-	if (atomic_load_explicit(&r->s->lock, memory_order_relaxed) != 0 || !lock_cas(r, 0, v->self))
+	if (!plock_try(r, v->self))
 		return -PROT_EPOOLFULL;
 	uint32_t ci;
 	int rc = checkout_locked(r, pool_cfg_cap(r, c), v->self, false, g, &ci);

@@ -122,10 +122,42 @@ static inline uint64_t reclaim_every_ns(const struct pool_cfgv *c)
 /* Wake every process sleeping on *addr (a shared futex: the word is in a mapping other processes
  * share). */
 PROT_HIDDEN void futex_wake_all(_Atomic uint32_t *addr);
+#define LOCK_ANON 1u /* a holder without identity (tests driving the algorithm) */
+
+static inline uint64_t plock_me(const struct prot_idv *v)
+{
+	return v->self ? v->self : LOCK_ANON;
+}
+static inline bool plock_cas(const struct pool_ref *r, uint64_t from, uint64_t me)
+{
+	/* acquire: pairs with the release store of plock_drop (or the CAS of a takeover): the state
+	 * written under the lock by the previous holder is visible to the next */
+	return atomic_compare_exchange_strong_explicit(&r->s->lock, &from, me, memory_order_acquire,
+	                                               memory_order_relaxed);
+}
+/* The lock if it is free at once (a load first: no RMW on a held lock's line). */
+static inline bool plock_try(const struct pool_ref *r, uint64_t me)
+{
+	return atomic_load_explicit(&r->s->lock, memory_order_relaxed) == 0 && plock_cas(r, 0, me);
+}
+/* The wait of plock_take (lib/pool.c). */
+PROT_HIDDEN int plock_take_wait(const struct pool_ref *r, const struct prot_idv *v, uint64_t deadline_ns);
 /* Take the lock by deadline_ns: 0, or -PROT_ECHECKOUT_TIMEOUT. A dead holder's lock is taken over
  * and the state repaired before this returns. */
-PROT_HIDDEN int plock_take(const struct pool_ref *r, const struct prot_idv *v, uint64_t deadline_ns);
-PROT_HIDDEN void plock_drop(const struct pool_ref *r);
+static inline int plock_take(const struct pool_ref *r, const struct prot_idv *v, uint64_t deadline_ns)
+{
+	return plock_try(r, plock_me(v)) ? 0 : plock_take_wait(r, v, deadline_ns);
+}
+static inline void plock_drop(const struct pool_ref *r)
+{
+	/* seq_cst: a release of everything written under the lock, ordered before the load of
+	 * lock_sleepers (see plock_take_wait) */
+	atomic_store(&r->s->lock, 0);
+	if (atomic_load(&r->s->lock_sleepers)) {
+		atomic_fetch_add(&r->s->lock_seq, 1);
+		futex_wake_all(&r->s->lock_seq);
+	}
+}
 /* Under the lock: entry e leaves its holder prev, to the oldest waiter while the pool has room,
  * else freed (true; *used_before: in_use before, may be NULL). */
 PROT_HIDDEN bool release_entry(const struct pool_ref *r, uint32_t e, uint64_t prev, uint32_t cap,

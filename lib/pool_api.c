@@ -119,7 +119,7 @@ int prot_pool_status(prot_t *p, const char *pool, struct prot_pool_status *out)
 		struct pool_loc *l = pl ? pool_loc_by_name(pl, pool, false) : NULL;
 		struct pool_rec *dead = l ? pool_loc_expired(l, prot_now_coarse_ns()) : NULL;
 		struct pool_ref r;
-		if (l && !list_empty(&l->idle) && l->h == h && l->ref.idx == ref.idx &&
+		if (l && l->h == h && l->ref.idx == ref.idx &&
 		    pool_ref_at(h, ref.idx, &r) == 0)
 			dead = pool_chain_cat(dead, pool_loc_answer(l, &r)); /* the close requests (max_open) too */
 		struct prot_connector cn = l ? l->c : (struct prot_connector){ 0 };

@@ -37,9 +37,9 @@ static void loc_forget(struct pool_loc *l)
 	l->hint = 0;
 }
 
-/* The local state of the calling process, NULL on ENOMEM. A state inherited through fork() is
- * forgotten here: its leases and connections are the parent's. */
-struct prot_pool_local *pool_local_get(prot_t *p)
+/* pool_local_get's slow part (lib/pool_local.h): make the state, NULL on ENOMEM. A state inherited
+ * through fork() is forgotten here: its leases and connections are the parent's. */
+struct prot_pool_local *pool_local_make(prot_t *p)
 {
 	struct prot_pool_local *pl = p->pools;
 	if (!pl) {
@@ -145,10 +145,11 @@ static bool past_lifetime(const struct pool_loc *l, const struct pool_rec *r, ui
 /* The idle check: detach idle connections whose overflow linger ran out, that are older than
  * max_lifetime, or (beyond min_idle, oldest idle first) idle longer than idle_timeout; the caller
  * destroys them unlocked. */
-struct pool_rec *pool_loc_expired(struct pool_loc *l, uint64_t now)
+struct pool_rec *pool_loc_expire_scan(struct pool_loc *l, uint64_t now)
 {
 	struct pool_rec *dead = NULL;
 	uint64_t nidle = 0;
+	bool lingering = false;
 	for (struct pool_rec *r = l->idle.next; r != &l->idle; r = r->next)
 		nidle++;
 	for (struct pool_rec *r = l->idle.next, *n; r != &l->idle; r = n) {
@@ -159,8 +160,11 @@ struct pool_rec *pool_loc_expired(struct pool_loc *l, uint64_t now)
 			list_del(r);
 			r->next = dead;
 			dead = r;
+		} else {
+			lingering |= r->expires_ns != 0;
 		}
 	}
+	l->lingering = lingering;
 	return dead;
 }
 /* Free the connection slot of r (its connection is closed or never made). The generation check
@@ -200,7 +204,7 @@ struct pool_rec *pool_chain_cat(struct pool_rec *a, struct pool_rec *b)
 /* Answer the pool's close requests (max_open): for each request taken, detach one idle connection
  * holding a slot, oldest first; the caller destroys them unlocked (which frees the slots). Under
  * p->lock. A process answers only for pools it has connections of, at its own pool calls. */
-struct pool_rec *pool_loc_answer(struct pool_loc *l, const struct pool_ref *r)
+struct pool_rec *pool_loc_answer_scan(struct pool_loc *l, const struct pool_ref *r)
 {
 	struct pool_rec *dead = NULL;
 	for (struct pool_rec *x = l->idle.next, *n; x != &l->idle; x = n) {
@@ -225,7 +229,7 @@ static void answer_cb(void *arg)
 {
 	struct answer_arg *a = arg;
 	pthread_mutex_lock(&a->p->lock);
-	struct pool_rec *dead = list_empty(&a->l->idle) ? NULL : pool_loc_answer(a->l, a->r);
+	struct pool_rec *dead = pool_loc_answer(a->l, a->r);
 	struct prot_connector cn = a->l->c;
 	pthread_mutex_unlock(&a->p->lock);
 	if (dead)
@@ -233,7 +237,7 @@ static void answer_cb(void *arg)
 }
 
 /* The idle connection to reuse (lifo: newest, fifo: oldest), moved to busy; or a fresh record. */
-static struct pool_rec *loc_take(struct pool_loc *l, uint64_t strategy, const struct grant *g)
+static inline struct pool_rec *loc_take(struct pool_loc *l, uint64_t strategy, const struct grant *g)
 {
 	struct pool_rec *r = NULL;
 	if (!list_empty(&l->idle)) {
@@ -345,8 +349,7 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, cons
 		pool_loc_settings(l, &c);
 	r.now_coarse = prot_now_coarse_ns();
 	dead = pool_loc_expired(l, r.now_coarse);
-	if (!list_empty(&l->idle))
-		dead = pool_chain_cat(dead, pool_loc_answer(l, &r));
+	dead = pool_chain_cat(dead, pool_loc_answer(l, &r));
 	if (rc == 0)
 		rc = pool_lease_try(&r, &v, &c, &g);
 	if (rc == -PROT_ETORN) {
@@ -415,16 +418,10 @@ static int checkout(prot_t *p, struct prot_shm_header *h, const char *name, cons
 	return 0;
 }
 
-/* checkout() with the telemetry events: the clock is read only when a handler listens. */
-static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, const struct slot_ref *ref,
-                             int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease,
-                             void **conn, bool *waited)
+/* The telemetry event of a checkout that began at t0 (a handler listens). */
+static __attribute__((noinline)) void checkout_told(prot_t *p, struct prot_shm_header *h, const char *name,
+                                                    const struct slot_ref *ref, int rc, uint64_t t0)
 {
-	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
-	if (likely(!p || !(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want)))
-		return checkout(p, h, name, ref, timeout_ms, pre, lease, conn, waited);
-	uint64_t t0 = prot_now_ns();
-	int rc = checkout(p, h, name, ref, timeout_ms, pre, lease, conn, waited);
 	char nm[PROT_NAME_BYTES] = "";
 	if (name)
 		snprintf(nm, sizeof nm, "%s", name);
@@ -432,6 +429,20 @@ static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *n
 		memcpy(nm, ((struct prot_named *)seg_entry(h, REG_POOLS, ref->idx))->name, sizeof nm - 1);
 	PROT_TEL(p, rc == -PROT_ECHECKOUT_TIMEOUT ? PROT_TEL_POOL_TIMEOUT : PROT_TEL_POOL_CHECKOUT,
 	         .layer = PROT_LAYER_POOL, .result = rc, .duration_ns = prot_now_ns() - t0, .key = nm);
+}
+
+/* checkout() with the telemetry events: the clock is read only when a handler listens. One call
+ * of checkout(), so that it is inlined here. */
+static int checkout_observed(prot_t *p, struct prot_shm_header *h, const char *name, const struct slot_ref *ref,
+                             int64_t timeout_ms, const struct cfg_snap *pre, prot_lease *lease,
+                             void **conn, bool *waited)
+{
+	const uint32_t want = PROT_TEL_MASK(PROT_TEL_POOL_CHECKOUT) | PROT_TEL_MASK(PROT_TEL_POOL_TIMEOUT);
+	bool told = p && unlikely(atomic_load_explicit(&p->tel_mask, memory_order_relaxed) & want);
+	uint64_t t0 = told ? prot_now_ns() : 0;
+	int rc = checkout(p, h, name, ref, timeout_ms, pre, lease, conn, waited);
+	if (told)
+		checkout_told(p, h, name, ref, rc, t0);
 	return rc;
 }
 
@@ -465,7 +476,7 @@ static struct prot_shm_header *lease_map(prot_t *p, const prot_lease *lease, str
 }
 
 /* This process's record of the lease (idx, e, gen) in mapping h, or NULL. Under p->lock. */
-static struct pool_rec *rec_find(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t e,
+static inline struct pool_rec *rec_find(prot_t *p, struct prot_shm_header *h, uint32_t idx, uint32_t e,
                                  uint64_t gen)
 {
 	struct prot_pool_local *pl = pool_local_get(p);
@@ -495,18 +506,12 @@ static struct pool_rec *rec_return(struct pool_rec *rec, int how, bool overflow,
 		dead = rec;
 	} else {
 		rec->expires_ns = overflow ? now + c->overflow_ttl_ms * 1000000u : 0;
+		l->lingering |= overflow;
 		rec->idle_ns = now;
 		list_add_tail(&l->idle, rec);
 	}
 	struct pool_rec *exp = pool_loc_expired(l, now);
-	if (exp) {
-		struct pool_rec *t = exp;
-		while (t->next)
-			t = t->next;
-		t->next = dead;
-		dead = exp;
-	}
-	return dead;
+	return exp ? pool_chain_cat(exp, dead) : dead;
 }
 
 int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
@@ -562,8 +567,7 @@ int prot_pool_checkin(prot_t *p, prot_lease *lease, int how)
 	if (rec) {
 		struct pool_loc *l = rec->loc;
 		dead = rec_return(rec, how, freed && before > c.size, &c, now);
-		if (!list_empty(&l->idle))
-			dead = pool_chain_cat(dead, pool_loc_answer(l, &r));
+		dead = pool_chain_cat(dead, pool_loc_answer(l, &r));
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (dead)

@@ -34,6 +34,8 @@ struct pool_loc {
 	struct pool_rec *spare;     /* unused records, singly linked */
 	uint32_t hint;              /* lease entry to try first */
 	uint64_t min_idle, idle_timeout_ns, max_life_ns; /* the pool's, as last read */
+	bool lingering; /* an idle record may have expires_ns set: false proves none has (only
+	                   rec_return sets it, and only on a record it parks) */
 };
 
 struct prot_pool_local {
@@ -64,9 +66,15 @@ static inline void list_add_tail(struct pool_rec *s, struct pool_rec *r)
 	s->prev = r;
 }
 
+/* The slow part of pool_local_get: make the state, or forget one inherited through fork(). */
+PROT_HIDDEN struct prot_pool_local *pool_local_make(prot_t *p);
 /* The local state of the calling process, NULL on ENOMEM (a state inherited through fork() is
  * forgotten here: its leases and connections are the parent's). */
-PROT_HIDDEN struct prot_pool_local *pool_local_get(prot_t *p);
+static inline struct prot_pool_local *pool_local_get(prot_t *p)
+{
+	struct prot_pool_local *pl = p->pools;
+	return likely(pl && pl->epoch == p->fork_epoch) ? pl : pool_local_make(p);
+}
 /* The loc of pool `name`; add: make it when missing (NULL on ENOMEM). */
 PROT_HIDDEN struct pool_loc *pool_loc_by_name(struct prot_pool_local *pl, const char *name, bool add);
 /* The local state of the pool in slot ref of h (resolved by the caller, lib/resolve.c; name: the
@@ -89,10 +97,29 @@ static inline int pool_loc_of(struct prot_pool_local *pl, struct prot_shm_header
 }
 /* Remember the connection settings of the pool's configuration c. */
 PROT_HIDDEN void pool_loc_settings(struct pool_loc *l, const struct pool_cfgv *c);
-/* Detach the idle connections past their time (the caller destroys them unlocked). */
-PROT_HIDDEN struct pool_rec *pool_loc_expired(struct pool_loc *l, uint64_t now);
-/* Detach one idle connection per close request taken (max_open). */
-PROT_HIDDEN struct pool_rec *pool_loc_answer(struct pool_loc *l, const struct pool_ref *r);
+/* Can an idle connection of l run out of time (a timer set, or one lingering)? If not, the idle
+ * check has nothing to do, and needs no clock. */
+static inline bool pool_loc_timed(const struct pool_loc *l)
+{
+	return l->idle_timeout_ns || l->max_life_ns || l->lingering;
+}
+/* The scans of the two calls below, out of line: called only when there may be something to do. */
+PROT_HIDDEN struct pool_rec *pool_loc_expire_scan(struct pool_loc *l, uint64_t now);
+PROT_HIDDEN struct pool_rec *pool_loc_answer_scan(struct pool_loc *l, const struct pool_ref *r);
+/* Detach the idle connections past their time (the caller destroys them unlocked); now: a coarse
+ * clock reading, needed only when pool_loc_timed(l). */
+static inline struct pool_rec *pool_loc_expired(struct pool_loc *l, uint64_t now)
+{
+	return pool_loc_timed(l) ? pool_loc_expire_scan(l, now) : NULL;
+}
+/* Detach one idle connection per close request taken (max_open); without a request (one relaxed
+ * load: close_req is a count, see lib/pool.c "connection slots"), nothing. */
+static inline struct pool_rec *pool_loc_answer(struct pool_loc *l, const struct pool_ref *r)
+{
+	if (list_empty(&l->idle) || atomic_load_explicit(&r->s->close_req, memory_order_relaxed) == 0)
+		return NULL;
+	return pool_loc_answer_scan(l, r);
+}
 /* Free the connection slot of r, if it holds one of its pool's incarnation. */
 PROT_HIDDEN void pool_rec_slot_free(struct pool_rec *r);
 /* Destroy (outside p->lock) and free a chain of detached records; join two chains. */

@@ -882,6 +882,102 @@ Test(breaker, reset_and_blow)
 	stop(e);
 }
 
+/* The closed path of execute (a standard breaker without slow_call_ms) counts each call once,
+ * hands fn's value back, and still melts: the (tolerance+1)-th failure trips. */
+Test(breaker, closed_execute_counts_each_call_once_and_still_trips)
+{
+	struct env *e = start("[breaker b]\ntolerance = 2\nwindow = 10s\nrefresh = 1h\n");
+	for (int i = 0; i < 5; i++) {
+		int res = 0;
+		cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, &res), 0);
+		cr_assert_eq(res, 7);
+	}
+	for (int i = 0; i < 2; i++) {
+		int res = 0;
+		cr_assert_eq(prot_breaker_execute(e->p, "b", fn_fail, e, &res), -PROT_EFAILED);
+		cr_assert_eq(res, -5);
+	}
+	struct prot_breaker_status st = bstatus(e, "b");
+	cr_assert_eq(st.state, PROT_BREAKER_CLOSED, "two failures: tolerance 2 holds");
+	cr_assert_eq(st.admitted, 7u);
+	cr_assert_eq(st.successes, 5u);
+	cr_assert_eq(st.failures, 2u);
+	cr_assert_eq(st.calls, 7u);
+	cr_assert_eq(st.failures_in_window, 2u);
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_fail, e, NULL), -PROT_EFAILED);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_OPEN, "the third failure trips");
+	int before = atomic_load(&e->fn_calls);
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), -PROT_EBLOWN);
+	cr_assert_eq(atomic_load(&e->fn_calls), before, "open: fn is not called");
+	st = bstatus(e, "b");
+	cr_assert_eq(st.admitted, 8u);
+	cr_assert_eq(st.rejections, 1u);
+	stop(e);
+}
+
+/* prot_breaker_allow / prot_breaker_record on a closed breaker take the closed paths: each call is
+ * counted once, a success moves nothing, and the (tolerance+1)-th failure still trips. */
+Test(breaker, allow_and_record_count_once_and_still_trip)
+{
+	struct env *e = start("[breaker b]\ntolerance = 1\nwindow = 10s\nrefresh = 1h\n");
+	prot_breaker_token t;
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(prot_breaker_allow(e->p, "b", &t), 0);
+		cr_assert_eq(prot_breaker_record(e->p, &t, PROT_OUTCOME_SUCCESS, 0), 0);
+	}
+	cr_assert_eq(prot_breaker_allow(e->p, "b", &t), 0);
+	cr_assert_eq(prot_breaker_record(e->p, &t, PROT_OUTCOME_FAILURE, 0), 0);
+	struct prot_breaker_status st = bstatus(e, "b");
+	cr_assert_eq(st.state, PROT_BREAKER_CLOSED);
+	cr_assert_eq(st.admitted, 4u);
+	cr_assert_eq(st.successes, 3u);
+	cr_assert_eq(st.failures, 1u);
+	cr_assert_eq(prot_breaker_allow(e->p, "b", &t), 0);
+	cr_assert_eq(prot_breaker_record(e->p, &t, PROT_OUTCOME_FAILURE, 0), 0);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_OPEN, "the second failure trips");
+	cr_assert_eq(prot_breaker_allow(e->p, "b", &t), -PROT_EBLOWN);
+	st = bstatus(e, "b");
+	cr_assert_eq(st.admitted, 5u);
+	cr_assert_eq(st.successes, 3u);
+	cr_assert_eq(st.failures, 2u);
+	stop(e);
+}
+
+/* The rejections that need no more than refresh_ms (an OPEN breaker well before the end of its
+ * period, a disabled one): counted, fn not called, through execute and allow alike; and the
+ * period still ends on time (the precise clock decides near the end): a probe is let through. */
+Test(breaker, fast_rejections_count_and_the_period_still_ends)
+{
+	struct env *e = start("[breaker b]\ntolerance = 0\nwindow = 10s\nrefresh = 300ms\n\n"
+	                      "[breaker d]\ntolerance = 0\nwindow = 10s\nrefresh = 1h\n");
+	trip(e, "b");
+	struct prot_breaker_status st0 = bstatus(e, "b");
+	int before = atomic_load(&e->fn_calls);
+	prot_breaker_token t;
+	for (int i = 0; i < 10; i++) {
+		cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, NULL), -PROT_EBLOWN);
+		cr_assert_eq(prot_breaker_allow(e->p, "b", &t), -PROT_EBLOWN);
+	}
+	cr_assert_eq(atomic_load(&e->fn_calls), before, "open: fn is not called");
+	struct prot_breaker_status st = bstatus(e, "b");
+	cr_assert_eq(st.rejections, st0.rejections + 20);
+	cr_assert_eq(st.admitted, st0.admitted);
+	usleep(400 * 1000); /* past refresh */
+	int res = 0;
+	cr_assert_eq(prot_breaker_execute(e->p, "b", fn_ok, e, &res), 0, "the period ended: a probe");
+	cr_assert_eq(res, 7);
+	cr_assert_eq(bstate(e, "b"), PROT_BREAKER_CLOSED, "the probe's success closed it");
+
+	cr_assert_eq(prot_breaker_blow(e->p, "d"), 0);
+	st0 = bstatus(e, "d");
+	cr_assert_eq(prot_breaker_execute(e->p, "d", fn_ok, e, NULL), -PROT_EBLOWN);
+	cr_assert_eq(prot_breaker_allow(e->p, "d", &t), -PROT_EBLOWN);
+	st = bstatus(e, "d");
+	cr_assert_eq(st.rejections, st0.rejections + 2);
+	cr_assert_eq(st.state, PROT_BREAKER_BLOWN);
+	stop(e);
+}
+
 Test(breaker, protctl_show_reset_blow)
 {
 	struct env *e = start("[breaker b]\ntolerance = 1\nwindow = 10s\nrefresh = 10s\n"
