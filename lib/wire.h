@@ -69,6 +69,7 @@ enum prot_names {
 	NAMES_RATE_ON_FULL,     /* RATE_FULL_* */
 	NAMES_RATE_CLOCK,       /* RATE_CLOCK_* */
 	NAMES_PROTD_STATE,      /* what protctl status says of protd (PROTD_*) */
+	NAMES_HUGE_PAGES,       /* [segment] huge_pages, a segment's pages (enum seg_huge) */
 	NAMES_COUNT_
 };
 enum { PROTD_RUNNING, PROTD_NOT_RESPONDING, PROTD_DEAD, PROTD_STOPPED };
