@@ -3,7 +3,8 @@
  * detaching (prot_open, prot_close), the per-call accessor that notices retirement and re-attaches
  * to a successor (prot_hdr; it checks fork through lib/fork.c), and the read-only views
  * (prot_get_info, prot_list_*). Each mapping's process identity, and what fork() does to it, is
- * lib/fork.c's; names to slots are lib/resolve.c's.
+ * lib/fork.c's; names to slots are lib/resolve.c's; where a name's object lives and which pages
+ * back it ([segment] huge_pages) is lib/seg_place.c's (seg_map only aligns a mapping for them).
  *
  * Concurrency argument for the handle's mappings:
  *  - p->map only ever moves forward to a newer mapping (release store under p->lock, acquire loads
