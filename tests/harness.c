@@ -7,6 +7,7 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -462,6 +463,17 @@ bool th_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
 			return false;
 		usleep(1000);
 	}
+}
+
+int th_dir_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	int n = 0;
+	cr_assert(d, "%s: %s", path, strerror(errno));
+	for (struct dirent *e; (e = readdir(d));)
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
 }
 
 void th_cleanup(void)

@@ -121,6 +121,9 @@ void th_pool_register(prot_t *p, const char *pool, struct th_conns *c);
 /* The id of one of its connections. */
 int th_conn_id(void *conn);
 
+/* Entries of directory PATH but . and .. (asserted to be readable: the test process only). */
+int th_dir_entries(const char *path);
+
 /* Unlink remembered segment names, kill (by pid) any protd this process started and has not
  * stopped, remove temp files. Registered with atexit on first use; tests may call it directly. */
 void th_cleanup(void);

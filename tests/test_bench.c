@@ -2,13 +2,19 @@
  * protd (and redis-server and socket daemon when present), prints every row and the table header,
  * exits 0, and leaves no segment behind; --pin pins; a --quick --json run has the floor, churn and
  * 100k-insert rows with sane values (measured, positive, min <= median <= max, inserts that did
- * insert) and the floor ratios. No timing is asserted: speed belongs to the bench itself.
+ * insert) and the floor ratios; the rows on huge pages run together on transparent huge pages (a
+ * private /dev/shm mounted huge=advise) and are skipped together, with the reason, where there are
+ * none. No timing is asserted: speed belongs to the bench itself.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <math.h>
+#include <mntent.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include "../tools/bench/bench.h"
@@ -182,4 +188,81 @@ Test(bench, quick_json_has_floor_churn_and_insert_rows, .timeout = 400)
 		const char *r = strstr(out.out, pat);
 		cr_expect(r && json_field(r, "value") > 0, "ratio \"%s\" missing or null", ratios[i]);
 	}
+}
+
+/* ---- the rows on huge pages -------------------------------------------------------------------- */
+static const char *const huge_rows[] = {"RATE_1M_HUGE", "MX_1M_HUGE", "FLOOR_CHASE_HUGE"};
+
+/* A mount namespace of this test process with a private tmpfs (tmpfs_opts) over /dev/shm and no
+ * hugetlbfs mount: the host's mounts stay as they are. NULL, or why it cannot be had. */
+static const char *private_dev_shm(const char *tmpfs_opts)
+{
+	static char why[200];
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("prot-test", "/dev/shm", "tmpfs", 0, tmpfs_opts) < 0) {
+		snprintf(why, sizeof why, "needs root and mount namespaces (a tmpfs on /dev/shm): %s", strerror(errno));
+		return why;
+	}
+	char dirs[16][256];
+	int n = 0;
+	FILE *f = setmntent("/proc/self/mounts", "re");
+	for (struct mntent *m; f && n < 16 && (m = getmntent(f));)
+		if (strcmp(m->mnt_type, "hugetlbfs") == 0)
+			snprintf(dirs[n++], sizeof dirs[0], "%s", m->mnt_dir);
+	if (f)
+		endmntent(f);
+	while (n-- > 0)
+		umount2(dirs[n], MNT_DETACH);
+	return NULL;
+}
+
+static void smoke_json(void)
+{
+	const char *argv[] = {bench_path(), "--smoke", "--json", "--procs", "1", NULL};
+	int code = th_run(&out, 90000, argv);
+	cr_assert_eq(code, 0, "protbench --smoke --json exited %d\nstderr:\n%s", code, out.err);
+	cr_expect(strstr(out.out, "\"failures\":0}"), "failures in:\n%s", out.out);
+	cr_expect(!segment_left(out.out), "protbench left its segment in /dev/shm");
+}
+
+Test(bench, huge_rows_run_together_on_transparent_huge_pages, .timeout = 120)
+{
+	if (access("/sys/kernel/mm/transparent_hugepage/shmem_enabled", R_OK) < 0)
+		cr_skip_test("this kernel has no transparent huge pages on shared memory");
+	const char *why = private_dev_shm("size=1g,huge=advise");
+	if (why)
+		cr_skip_test("%s", why);
+	smoke_json();
+	cr_assert(strstr(out.out, "\"huge_pages\":\"huge_pages = thp\""), "%.400s", out.out);
+	char obj[512];
+	for (size_t i = 0; i < sizeof huge_rows / sizeof huge_rows[0]; i++) {
+		expect_sane_row(out.out, huge_rows[i]);
+		cr_assert(json_row(out.out, huge_rows[i], obj, sizeof obj));
+		cr_expect(strstr(obj, "huge_pages = thp"), "%s", obj);
+	}
+	static const char *const ratios[] = {"prot vs mutex, 1M entities, huge pages",
+	                                     "prot 1M entities / dependent-load floor, huge pages",
+	                                     "dependent-load floor, 4 KiB pages / huge pages"};
+	for (size_t i = 0; i < sizeof ratios / sizeof ratios[0]; i++) {
+		char pat[96];
+		snprintf(pat, sizeof pat, "{\"name\":\"%s\"", ratios[i]);
+		const char *r = strstr(out.out, pat);
+		cr_expect(r && json_field(r, "value") > 0, "ratio \"%s\" missing or null", ratios[i]);
+	}
+}
+
+Test(bench, huge_rows_are_skipped_together_with_the_reason, .timeout = 120)
+{
+	const char *why = private_dev_shm("size=1g");
+	if (why)
+		cr_skip_test("%s", why);
+	smoke_json();
+	char obj[512];
+	for (size_t i = 0; i < sizeof huge_rows / sizeof huge_rows[0]; i++) {
+		cr_assert(json_row(out.out, huge_rows[i], obj, sizeof obj), "no row %s", huge_rows[i]);
+		cr_expect(strstr(obj, "\"state\":\"skipped\""), "%s", obj);
+		cr_expect(strstr(obj, "no huge pages: no hugetlbfs mount of 2 MiB pages"), "%s", obj);
+	}
+	expect_sane_row(out.out, "RATE_1M");
+	expect_sane_row(out.out, "FLOOR_CHASE");
 }

@@ -11,7 +11,6 @@
  * no transparent huge pages or no free 2 MiB page in its pool (/proc/sys/vm/nr_hugepages).
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <mntent.h>
@@ -90,17 +89,6 @@ static void drop_hugedir(void)
 
 TestSuite(huge, .fini = drop_hugedir);
 
-static int dir_entries(const char *path)
-{
-	DIR *d = opendir(path);
-	int n = 0;
-	cr_assert(d, "%s: %s", path, strerror(errno));
-	for (struct dirent *e; (e = readdir(d));)
-		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-	closedir(d);
-	return n;
-}
-
 /* protd on HEAD with huge_pages = mode: must exit 1 at once with a message containing each of
  * want[] (NULL-terminated), and leave no segment in /dev/shm nor on the test's hugetlbfs mount. */
 static void expect_refusal(const char *mode, const char *tag, const char *const want[])
@@ -113,9 +101,9 @@ static void expect_refusal(const char *mode, const char *tag, const char *const 
 	for (int i = 0; want[i]; i++)
 		cr_assert(strstr(out.err, want[i]), "no \"%s\" in:\n%s", want[i], out.err);
 	cr_assert(!strstr(out.err, "serving"), "%s", out.err);
-	cr_assert_eq(dir_entries("/dev/shm"), 0, "protd left something in /dev/shm");
+	cr_assert_eq(th_dir_entries("/dev/shm"), 0, "protd left something in /dev/shm");
 	if (hugedir[0])
-		cr_assert_eq(dir_entries(hugedir), 0, "protd left something on %s", hugedir);
+		cr_assert_eq(th_dir_entries(hugedir), 0, "protd left something on %s", hugedir);
 }
 
 /* ---- refusals: always ---------------------------------------------------------------------- */
@@ -167,10 +155,10 @@ Test(huge, hugetlbfs_is_refused_while_dev_shm_holds_the_name)
 	int code = th_run(&out, 20000, argv);
 	cr_assert_eq(code, 1, "exit %d:\n%s", code, out.err);
 	cr_assert(strstr(out.err, "which clients would open instead"), "%s", out.err);
-	cr_assert_eq(dir_entries(hugedir), 0, "protd made a segment on %s", hugedir);
+	cr_assert_eq(th_dir_entries(hugedir), 0, "protd made a segment on %s", hugedir);
 	struct stat st;
 	cr_assert_eq(stat("/dev/shm", &st), 0);
-	cr_assert_eq(dir_entries("/dev/shm"), 1, "the /dev/shm object is left as it was");
+	cr_assert_eq(th_dir_entries("/dev/shm"), 1, "the /dev/shm object is left as it was");
 }
 
 /* ---- the option ---------------------------------------------------------------------------- */
@@ -278,5 +266,5 @@ Test(huge, a_hugetlbfs_segment_serves_clients_by_name)
 	if (why)
 		cr_skip_test("%s", why);
 	serve_on("hugetlbfs", "htl", hugedir);
-	cr_assert_eq(dir_entries("/dev/shm"), 0, "nothing in /dev/shm");
+	cr_assert_eq(th_dir_entries("/dev/shm"), 0, "nothing in /dev/shm");
 }
