@@ -7,14 +7,10 @@
  * none. No timing is asserted: speed belongs to the bench itself.
  */
 #include <criterion/criterion.h>
-#include <errno.h>
 #include <math.h>
-#include <mntent.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include "../tools/bench/bench.h"
@@ -100,6 +96,17 @@ static void fresh_buckets(const char *text, const char *id, unsigned long long *
 	*ids = (unsigned long long)reps * per;
 }
 
+/* Each of the n named ratios is in the JSON document text, computed (positive). */
+static void expect_ratios(const char *text, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char pat[96];
+		snprintf(pat, sizeof pat, "{\"name\":\"%s\"", names[i]);
+		const char *r = strstr(text, pat);
+		cr_expect(r && json_field(r, "value") > 0, "ratio \"%s\" missing or null", names[i]);
+	}
+}
+
 static struct th_out out;
 
 Test(bench, smoke_run_prints_every_row, .timeout = 120)
@@ -182,39 +189,11 @@ Test(bench, quick_json_has_floor_churn_and_insert_rows, .timeout = 400)
 	static const char *const ratios[] = {"prot 1M entities / dependent-load floor",
 	                                     "prot churn (first use) / 1M lookup",
 	                                     "prot first use, 100k set / 100k lookup"};
-	for (size_t i = 0; i < sizeof ratios / sizeof ratios[0]; i++) {
-		char pat[96];
-		snprintf(pat, sizeof pat, "{\"name\":\"%s\"", ratios[i]);
-		const char *r = strstr(out.out, pat);
-		cr_expect(r && json_field(r, "value") > 0, "ratio \"%s\" missing or null", ratios[i]);
-	}
+	expect_ratios(out.out, ratios, sizeof ratios / sizeof ratios[0]);
 }
 
 /* ---- the rows on huge pages -------------------------------------------------------------------- */
 static const char *const huge_rows[] = {"RATE_1M_HUGE", "MX_1M_HUGE", "FLOOR_CHASE_HUGE"};
-
-/* A mount namespace of this test process with a private tmpfs (tmpfs_opts) over /dev/shm and no
- * hugetlbfs mount: the host's mounts stay as they are. NULL, or why it cannot be had. */
-static const char *private_dev_shm(const char *tmpfs_opts)
-{
-	static char why[200];
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("prot-test", "/dev/shm", "tmpfs", 0, tmpfs_opts) < 0) {
-		snprintf(why, sizeof why, "needs root and mount namespaces (a tmpfs on /dev/shm): %s", strerror(errno));
-		return why;
-	}
-	char dirs[16][256];
-	int n = 0;
-	FILE *f = setmntent("/proc/self/mounts", "re");
-	for (struct mntent *m; f && n < 16 && (m = getmntent(f));)
-		if (strcmp(m->mnt_type, "hugetlbfs") == 0)
-			snprintf(dirs[n++], sizeof dirs[0], "%s", m->mnt_dir);
-	if (f)
-		endmntent(f);
-	while (n-- > 0)
-		umount2(dirs[n], MNT_DETACH);
-	return NULL;
-}
 
 static void smoke_json(void)
 {
@@ -229,7 +208,7 @@ Test(bench, huge_rows_run_together_on_transparent_huge_pages, .timeout = 120)
 {
 	if (access("/sys/kernel/mm/transparent_hugepage/shmem_enabled", R_OK) < 0)
 		cr_skip_test("this kernel has no transparent huge pages on shared memory");
-	const char *why = private_dev_shm("size=1g,huge=advise");
+	const char *why = th_private_dev_shm("size=1g,huge=advise");
 	if (why)
 		cr_skip_test("%s", why);
 	smoke_json();
@@ -243,17 +222,12 @@ Test(bench, huge_rows_run_together_on_transparent_huge_pages, .timeout = 120)
 	static const char *const ratios[] = {"prot vs mutex, 1M entities, huge pages",
 	                                     "prot 1M entities / dependent-load floor, huge pages",
 	                                     "dependent-load floor, 4 KiB pages / huge pages"};
-	for (size_t i = 0; i < sizeof ratios / sizeof ratios[0]; i++) {
-		char pat[96];
-		snprintf(pat, sizeof pat, "{\"name\":\"%s\"", ratios[i]);
-		const char *r = strstr(out.out, pat);
-		cr_expect(r && json_field(r, "value") > 0, "ratio \"%s\" missing or null", ratios[i]);
-	}
+	expect_ratios(out.out, ratios, sizeof ratios / sizeof ratios[0]);
 }
 
 Test(bench, huge_rows_are_skipped_together_with_the_reason, .timeout = 120)
 {
-	const char *why = private_dev_shm("size=1g");
+	const char *why = th_private_dev_shm("size=1g");
 	if (why)
 		cr_skip_test("%s", why);
 	smoke_json();

@@ -13,8 +13,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <mntent.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,36 +32,15 @@ static char hugedir[128]; /* this test's hugetlbfs mount, or "" */
              "events = 64\nhuge_pages = %s\n" \
              "[key k]\nrate_limit = 1000\nrate_window = 1h\n"
 
-/* Detach every hugetlbfs mount this namespace inherited (then protd finds only the test's own). */
-static void hide_hugetlbfs(void)
-{
-	char dirs[16][256];
-	int n = 0;
-	FILE *f = setmntent("/proc/self/mounts", "re");
-	for (struct mntent *m; f && n < 16 && (m = getmntent(f));)
-		if (strcmp(m->mnt_type, "hugetlbfs") == 0)
-			snprintf(dirs[n++], sizeof dirs[0], "%s", m->mnt_dir);
-	if (f)
-		endmntent(f);
-	while (n-- > 0)
-		umount2(dirs[n], MNT_DETACH);
-}
-
 /* A private mount namespace with a fresh tmpfs (options: tmpfs_opts) over /dev/shm, no hugetlbfs
  * mount, and with_hugetlbfs: one of its own (options huge_opts). NULL, or why it cannot be had. */
 static const char *private_mounts(const char *tmpfs_opts, bool with_hugetlbfs, const char *huge_opts)
 {
 	static char why[256];
 	hugedir[0] = '\0';
-	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
-	    mount("prot-test", "/dev/shm", "tmpfs", 0, tmpfs_opts) < 0) {
-		snprintf(why, sizeof why, "needs root and mount namespaces (a tmpfs on /dev/shm): %s",
-		         strerror(errno));
-		return why;
-	}
-	hide_hugetlbfs();
-	if (!with_hugetlbfs)
-		return NULL;
+	const char *no = th_private_dev_shm(tmpfs_opts);
+	if (no || !with_hugetlbfs)
+		return no;
 	snprintf(hugedir, sizeof hugedir, "/tmp/prot-t-%d-huge", (int)getpid());
 	if ((mkdir(hugedir, 0700) < 0 && errno != EEXIST) ||
 	    mount("prot-test", hugedir, "hugetlbfs", 0, huge_opts) < 0) {
