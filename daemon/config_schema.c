@@ -63,7 +63,7 @@
  *                               (default 1s), >= 1
  *   rate_capacity = N           token_bucket, leaky_bucket: the bucket's size (>= 1); required
  *   rate_on_full = deny         deny | allow: what a new entity gets when the bucket table is full
- *   rate_clock = monotonic      monotonic | coarse (CLOCK_MONOTONIC_COARSE: cheaper, ~4ms steps) |
+ *   rate_clock = monotonic      monotonic | coarse (CLOCK_MONOTONIC_COARSE: cheaper, ~4ms steps) | auto |
  *                               realtime (fixed_window only: calendar windows, UTC-aligned)
  *   breaker = NAME              a [breaker NAME] section
  *   pool = NAME                 a [pool NAME] section

@@ -20,7 +20,9 @@ struct call_ctx {
 	prot_t *p;
 	struct prot_shm_header *h;
 	struct prot_key_slot *slot;
+	struct rate_key_ref kref;        /* the key, resolved once (its name through the rate memo) */
 	struct prot_key_cfg cfg;
+	uint32_t cfg_seq;                /* the key's seqlock word cfg was read under */
 	bool has_breaker, has_pool;      /* the layers' slots (when the key has them and the call */
 	struct slot_ref breaker, pool;   /* does not skip them) and their configurations, all read */
 	struct cfg_snap bcfg, pcfg;      /* under one configuration generation (read_layers) */
@@ -98,7 +100,7 @@ static int read_layers(struct call_ctx *c)
 	do {
 		/* acquire: pairs with protd's release of the even generation (daemon/shm.c) */
 		uint64_t g0 = atomic_load_explicit(&c->h->config_gen, memory_order_acquire);
-		int r = seq_read(&c->slot->seq, &c->slot->cfg, &c->cfg, sizeof c->cfg / 8);
+		int r = seq_read_at(&c->slot->seq, &c->slot->cfg, &c->cfg, sizeof c->cfg / 8, &c->cfg_seq);
 		if (r < 0)
 			return r;
 		c->has_breaker = layer_slot(c, REG_BREAKERS, c->cfg.breaker_index, PROT_LAYER_BREAKER, &c->breaker);
@@ -128,8 +130,8 @@ static int step_rate(struct call_ctx *c)
 	/* The key's limits, rate_on_full policy, counters and rate_clock from this call's one
 	 * configuration read (read_layers), with or without an operation naming the buckets; the
 	 * call's start time serves a key on the monotonic clock: one clock read less per call. */
-	int r = rate_check_cfg(c->p, c->h, c->idx, c->key, o ? o->operation : NULL, &c->cfg, entity, cost,
-	                       c->start_ns, &info);
+	int r = rate_check_ref(c->p, c->h, &c->kref, c->key, o ? o->operation : NULL, &c->cfg,
+	                       c->cfg_seq, entity, cost, c->start_ns, &info);
 	if (r == 1)
 		return 0;
 	if (r == 0) {
@@ -222,15 +224,18 @@ PROT_API int prot_execute(prot_t *p, const char *key, const struct prot_call_opt
 	if (!key || !fn)
 		return -EINVAL;
 
-	struct call_ctx c = {.p = p, .key = key, .opts = opts, .detail = d};
+	/* Field by field: zeroing the whole context (its configuration copies are most of it, and
+	 * read_layers writes them) costs a rep stos longer than the rate decision. */
+	struct call_ctx c;
+	c.p = p, c.key = key, c.opts = opts, c.detail = d;
 	c.h = prot_hdr(p);
-	struct slot_ref kref;
-	int kr = prot_resolve(p, c.h, REG_KEYS, key, &kref);
+	/* One resolution of the key per call: its slot, its name's hash and its rate parameters. */
+	int kr = rate_key_resolve(p, c.h, key, &c.kref);
 	if (kr < 0) {
 		detail_key(&c);
 		return kr;
 	}
-	c.idx = kref.idx;
+	c.idx = c.kref.idx;
 	c.slot = seg_entry(c.h, REG_KEYS, c.idx);
 	int tr = read_layers(&c);
 	if (tr < 0) {

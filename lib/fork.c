@@ -167,6 +167,7 @@ void fork_refresh(prot_t *p)
 		 * thread of this process can hold it: every entry point passes here first. */
 		pthread_mutex_init(&p->lock, NULL);
 		resolve_forget(p);
+		rate_memo_forget(p);
 		p->fork_epoch++;
 		/* release: publishes the identity and the fresh lock to every thread that acquires ARMED */
 		atomic_store_explicit(p->fork_page, FORK_ARMED, memory_order_release);

@@ -75,6 +75,23 @@ struct rate_op_cache {
 	uint64_t op[(PROT_OP_MAX + 8) / 8]; /* the name, zero-padded */
 	uint32_t key_idx, key_state;        /* the name as a protection key: slot, and its state word
 	                                       when resolved (0: not resolved) */
+	uint32_t cfg_seq;                   /* the key's cfg seqlock word when key_rate was taken
+	                                       from its rate fields (odd: not taken) */
+	uint64_t key_rate[12];              /* what a decision needs of them (struct key_rate,
+	                                       lib/ratelimit.c), as words */
+};
+
+/* The per-handle memo of rate buckets (lib/rate_memo.h, which argues it): a direct-mapped table
+ * of small seqlocks, each naming one (mapping, operation, entity, scale) -> (bucket, its meta). */
+#define RATE_MEMO 64
+struct rate_memo {
+	_Atomic uint32_t seq;
+	uint32_t id0; /* op_len | ent_len << 8, as struct rate_id's */
+	const struct prot_shm_header *h;
+	uint64_t op_hash, scale;
+	uint64_t ent[8]; /* the entity, zero-padded (ENT_WORDS) */
+	uint64_t meta;
+	uint32_t bucket;
 };
 
 /* The per-handle memo of name resolutions (lib/resolve.c, which argues why it is never stale): a
@@ -103,6 +120,7 @@ struct prot {
 	struct prot_pool_local *pools;  /* this process's connectors and connections (lib/pool_conn.c) */
 	struct rate_op_cache rate_ops[RATE_OP_CACHE]; /* lib/ratelimit.c */
 	struct resolve_memo memo[RESOLVE_MEMO];       /* lib/resolve.c */
+	struct rate_memo rate_memo[RATE_MEMO];        /* lib/rate_memo.h */
 	/* Telemetry (lib/telemetry.c). tel_mask is the union of the handlers' masks: the hot path
 	 * tests it with one relaxed load and a predictable branch. Each slot is a small seqlock: seq
 	 * is odd while attach/detach (under p->lock) rewrites mask/fn/ctx, so an emitting thread never
@@ -215,7 +233,10 @@ PROT_HIDDEN bool seq_wait_writer(struct seq_wait *w, const struct prot_idv *v);
 #define seq_read_retry(word, v)                                                                \
 	(atomic_thread_fence(memory_order_acquire), atomic_load_explicit((word), memory_order_relaxed) != (v))
 
-static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, size_t words)
+/* ... and the (even) counter value the copy belongs to, in *at: while the counter still holds it,
+ * the words are the ones copied (a memo of what was derived from them checks that). */
+static inline int seq_read_at(_Atomic uint32_t *seq, const void *src, void *dst, size_t words,
+                              uint32_t *at)
 {
 	const uint64_t *s = src;
 	uint64_t *d = dst;
@@ -226,11 +247,19 @@ static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, si
 #pragma GCC unroll 16 /* blocks are at most 16 words: independent loads, not a loop-carried chain */
 			for (size_t i = 0; i < words; i++)
 				d[i] = __atomic_load_n(&s[i], __ATOMIC_RELAXED);
-			if (!seq_read_retry(seq, a))
+			if (!seq_read_retry(seq, a)) {
+				*at = a;
 				return 0;
+			}
 		}
 	} while (seq_wait_more(&w));
 	return -PROT_ETORN;
+}
+
+static inline int seq_read(_Atomic uint32_t *seq, const void *src, void *dst, size_t words)
+{
+	uint32_t at;
+	return seq_read_at(seq, src, dst, words, &at);
 }
 
 /* The writer's odd phase. A counter found odd already (a writer died mid-write, or another writer
@@ -428,6 +457,8 @@ PROT_HIDDEN int prot_lookup(prot_t *p, int reg, const char *name, bool writes,
                             struct prot_shm_header **h, struct slot_ref *out);
 /* Empty p's memo (the fork refresh: an entry a parent thread was writing stays odd otherwise). */
 PROT_HIDDEN void resolve_forget(prot_t *p);
+/* lib/ratelimit.c: empty the rate memos (struct rate_memo, struct rate_op_cache), for fork_refresh. */
+PROT_HIDDEN void rate_memo_forget(prot_t *p);
 
 /* lib/hash.c: SipHash-1-3 with the segment's key. */
 PROT_HIDDEN uint64_t prot_siphash(const uint64_t key[2], const void *data, size_t len);
@@ -555,6 +586,22 @@ PROT_HIDDEN void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_
 PROT_HIDDEN int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                                const char *op, const struct prot_key_cfg *cfg, const char *entity,
                                uint64_t cost, uint64_t now_ns, struct prot_rate_info *info);
+/* A key as the facade resolves it once per call (lib/ratelimit.c): its slot through the rate
+ * memo of its name, the name's hash, and its decision parameters (kr: lib/ratelimit.c's struct
+ * key_rate) with the cfg seqlock word they were derived under. 0 and *out, or seg_find's error. */
+struct rate_key_ref {
+	uint64_t op_hash;
+	uint32_t op_len, idx;
+	uint64_t kr[12];
+};
+PROT_HIDDEN int rate_key_resolve(prot_t *p, struct prot_shm_header *h, const char *key,
+                                 struct rate_key_ref *out);
+/* rate_check_cfg for a resolved key whose cfg the caller read under seqlock word cfg_seq: ref's
+ * parameters serve when they were derived under that word, else cfg is converted again. */
+PROT_HIDDEN int rate_check_ref(prot_t *p, struct prot_shm_header *h, const struct rate_key_ref *ref,
+                               const char *key, const char *op, const struct prot_key_cfg *cfg,
+                               uint32_t cfg_seq, const char *entity, uint64_t cost, uint64_t now_ns,
+                               struct prot_rate_info *info);
 /* lib/rate_view.c: one entity's state under rp, charging nothing. Read-only: works on a read-only
  * mapping. */
 PROT_HIDDEN int rate_status_h(struct prot_shm_header *h, const char *op, const char *entity,

@@ -142,7 +142,7 @@ enum { PROC_F_PROTD = 1 };
 /* Protection keys. One slot per INI section [key NAME] or runtime-configured key.                 */
 /* ---------------------------------------------------------------------------------------------- */
 enum { RATE_FULL_DENY = 0, RATE_FULL_ALLOW = 1 };
-enum { RATE_CLOCK_MONO = 0, RATE_CLOCK_COARSE = 1, RATE_CLOCK_REALTIME = 2 /* lib/rate_clock.c */ };
+enum { RATE_CLOCK_MONO = 0, RATE_CLOCK_COARSE = 1, RATE_CLOCK_REALTIME = 2, RATE_CLOCK_AUTO = 3 /* lib/rate_clock.c */ };
 #define PROT_NO_INDEX 0xffffffffu
 
 /* Configuration of a key, protected by key.seq. Only whole 64-bit words: copied word by word. */

@@ -32,7 +32,7 @@ static const struct name_set {
 	                           "leaky_bucket"},
 	                          PROT_RATE_FIXED_WINDOW, true},
 	[NAMES_RATE_ON_FULL] = {"rate_on_full", {"deny", "allow"}, RATE_FULL_DENY, false},
-	[NAMES_RATE_CLOCK] = {"rate_clock", {"monotonic", "coarse", "realtime"}, RATE_CLOCK_MONO, false},
+	[NAMES_RATE_CLOCK] = {"rate_clock", {"monotonic", "coarse", "realtime", "auto"}, RATE_CLOCK_MONO, false},
 	[NAMES_PROTD_STATE] = {"protd_state", {"running", "not_responding", "dead", "stopped"}, PROTD_RUNNING, false},
 	[NAMES_HUGE_PAGES] = {"huge_pages", {"off", "thp", "hugetlbfs"}, SEG_HUGE_OFF, false},
 };

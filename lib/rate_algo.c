@@ -158,41 +158,6 @@ uint64_t rate_word_init(uint32_t tag, uint64_t now)
 	return rate_algo_gcra_word(RATE_TAG_ALGO(tag)) ? now : (now / RATE_NS_MS) << RATE_FW_BITS;
 }
 
-/* n = 0 describes the state without charging. */
-static void gcra_eval(const struct rate_params *rp, uint64_t tat, uint64_t now, uint64_t n,
-                      struct rate_eval *e)
-{
-	uint64_t base = tat > now ? tat : now;
-	uint64_t next = base + n * rp->t_ns; /* n <= burst: n*T <= tau, no overflow */
-	uint64_t debt = next - now;
-
-	e->ok = debt <= rp->tau_ns;
-	if (!e->ok) {
-		e->retry_ns = debt - rp->tau_ns;
-		debt = base - now; /* state as it stays */
-	} else {
-		e->retry_ns = 0;
-	}
-	e->next = next;
-	e->reset_ns = debt; /* used and remaining follow from it, in rate_info_fill (only if asked) */
-	e->used = e->remaining = 0;
-}
-
-/* The window a fixed-window word w is in at now (ns): its end (ms) and count; an ended one gives
- * the current window, empty. */
-static inline void fw_window(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t *end,
-                             uint64_t *cnt)
-{
-	uint64_t now_ms = now / RATE_NS_MS;
-
-	*end = w >> RATE_FW_BITS;
-	*cnt = w & RATE_FW_LIMIT_MAX;
-	if (*end <= now_ms) { /* the window that holds now_ms: UTC-aligned on the calendar clock */
-		*end = ((now_ms + rp->phase_ms) / rp->window_ms + 1) * rp->window_ms - rp->phase_ms;
-		*cnt = 0;
-	}
-}
-
 int rate_fw_count(const struct rate_params *rp, uint64_t w, uint64_t now, bool set, uint64_t n,
                   uint64_t *next, uint64_t *count)
 {
@@ -205,33 +170,6 @@ int rate_fw_count(const struct rate_params *rp, uint64_t w, uint64_t now, bool s
 	*next = end << RATE_FW_BITS | cnt;
 	*count = cnt;
 	return 0;
-}
-
-static void fw_eval(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t n,
-                    struct rate_eval *e)
-{
-	uint64_t end, cnt;
-
-	fw_window(rp, w, now, &end, &cnt);
-	e->ok = cnt + n <= rp->limit;
-	if (e->ok)
-		cnt += n;
-	e->next = end << RATE_FW_BITS | cnt;
-	e->used = cnt;
-	e->remaining = cnt <= rp->limit ? rp->limit - cnt : 0; /* a reload may lower the limit */
-	e->reset_ns = end * RATE_NS_MS - now;
-	e->retry_ns = e->ok ? 0 : e->reset_ns;
-}
-
-void rate_eval(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t n,
-               struct rate_eval *e)
-{
-	if (rp->tag & RATE_TAG_BUDGET)
-		gcra_eval(rp, w, 0, n, e); /* the clock of a budget never moves */
-	else if (rate_algo_gcra_word(rp->algo))
-		gcra_eval(rp, w, now, n, e);
-	else
-		fw_eval(rp, w, now, n, e);
 }
 
 /* A wait in ms, rounded up; a budget's waits never end. */

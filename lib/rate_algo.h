@@ -93,11 +93,73 @@ static inline int rate_params_cost(const struct rate_params *rp, uint64_t cost)
  * available. */
 __attribute__((visibility("hidden"))) uint64_t rate_word_init(uint32_t tag, uint64_t now);
 
-/* Charge n units (n <= rp->max_cost; n = 0 describes the state without charging) to word w at
- * time now (ns). Every field of *e is set. */
-__attribute__((visibility("hidden"))) void rate_eval(const struct rate_params *rp, uint64_t w,
-                                                     uint64_t now, uint64_t n, struct rate_eval *e);
 
+/* ---- evaluating a word: inline, since it is most of a decision's arithmetic ------------------ */
+
+/* n = 0 describes the state without charging. */
+static inline void gcra_eval(const struct rate_params *rp, uint64_t tat, uint64_t now, uint64_t n,
+                      struct rate_eval *e)
+{
+	uint64_t base = tat > now ? tat : now;
+	uint64_t next = base + n * rp->t_ns; /* n <= burst: n*T <= tau, no overflow */
+	uint64_t debt = next - now;
+
+	e->ok = debt <= rp->tau_ns;
+	if (!e->ok) {
+		e->retry_ns = debt - rp->tau_ns;
+		debt = base - now; /* state as it stays */
+	} else {
+		e->retry_ns = 0;
+	}
+	e->next = next;
+	e->reset_ns = debt; /* used and remaining follow from it, in rate_info_fill (only if asked) */
+	e->used = e->remaining = 0;
+}
+
+/* The window a fixed-window word w is in at now (ns): its end (ms) and count; an ended one gives
+ * the current window, empty. */
+static inline void fw_window(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t *end,
+                             uint64_t *cnt)
+{
+	uint64_t now_ms = now / RATE_NS_MS;
+
+	*end = w >> RATE_FW_BITS;
+	*cnt = w & RATE_FW_LIMIT_MAX;
+	if (*end <= now_ms) { /* the window that holds now_ms: UTC-aligned on the calendar clock */
+		*end = ((now_ms + rp->phase_ms) / rp->window_ms + 1) * rp->window_ms - rp->phase_ms;
+		*cnt = 0;
+	}
+}
+
+static inline void fw_eval(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t n,
+                    struct rate_eval *e)
+{
+	uint64_t end, cnt;
+
+	fw_window(rp, w, now, &end, &cnt);
+	e->ok = cnt + n <= rp->limit;
+	if (e->ok)
+		cnt += n;
+	e->next = end << RATE_FW_BITS | cnt;
+	e->used = cnt;
+	e->remaining = cnt <= rp->limit ? rp->limit - cnt : 0; /* a reload may lower the limit */
+	e->reset_ns = end * RATE_NS_MS - now;
+	e->retry_ns = e->ok ? 0 : e->reset_ns;
+}
+
+static inline void rate_eval(const struct rate_params *rp, uint64_t w, uint64_t now, uint64_t n,
+                             struct rate_eval *e)
+{
+	if (rp->tag & RATE_TAG_BUDGET)
+		gcra_eval(rp, w, 0, n, e); /* the clock of a budget never moves */
+	else if (rate_algo_gcra_word(rp->algo))
+		gcra_eval(rp, w, now, n, e);
+	else
+		fw_eval(rp, w, now, n, e);
+}
+
+/* (rate_eval above: charge n units (n <= rp->max_cost; n = 0 describes the state without charging)
+ * to word w at time now (ns). Every field of *e is set.) */
 /* Hammer's inc (add n) or set (make it n) on fixed-window word w at now (ns): 0 with the next
  * word and the count in the current window, or -EOVERFLOW past the word's 2^24 - 1. */
 __attribute__((visibility("hidden"))) int rate_fw_count(const struct rate_params *rp, uint64_t w,

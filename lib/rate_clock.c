@@ -29,6 +29,22 @@
  * protd and their workers with it and step every process's calendar at once by writing the file.
  * Without the variable a reading costs one relaxed load more than clock_gettime.
  *
+ * AUTO (rate_clock = auto) is resolved once per configuration (rate_clock_resolve: lib/ratelimit.c
+ * keeps the answer with the key's other decision parameters) to the coarse clock when its
+ * resolution r (clock_getres, read once per process) cannot change what the key admits by more
+ * than one unit, and to the monotonic clock otherwise:
+ *  - fixed window: r <= W / 64. Every reader of the key reads the one coarse clock (the kernel's
+ *    last tick: the same for every CPU, monotonic), so a window rolls at most r late: it lasts up
+ *    to W + r (1.6 % longer) and still admits at most its limit. Nothing more is admitted.
+ *  - GCRA, token and leaky bucket, sliding window: r <= T = W / limit, the emission interval. A
+ *    decision's time is at most r behind the true one and every decision of the key is on the same
+ *    clock, so over any span the key admits at most what an exact clock admits over that span
+ *    plus r: r / T <= 1 unit early. (The sliding window's weights move by r / W of the limit:
+ *    the same r / T units.)
+ * A key on auto shares its buckets with the monotonic clock (same scale, same kind): changing
+ * between the two keeps the counts. The facade's CLOCK_MONOTONIC reading is not used for a key
+ * resolved to the coarse clock (rate_clock_now).
+ *
  * rate_clock_now() (rate_table.h) is inline, so that a decision on the monotonic clock costs what
  * it did; only the calendar is read here.
  */
@@ -42,6 +58,38 @@
 #include "rate_table.h"
 
 #define RATE_EPOCH_NS (RATE_EPOCH_MS * RATE_NS_MS)
+
+/* auto: the coarse clock when r <= W / AUTO_WINDOW_PARTS (fixed window), r <= W / limit (others) */
+#define AUTO_WINDOW_PARTS 64
+
+/* CLOCK_MONOTONIC_COARSE's resolution in ns, read once (0: not yet; UINT64_MAX: none). */
+static _Atomic uint64_t coarse_res;
+
+static uint64_t coarse_resolution(void)
+{
+	/* relaxed: a plain value, the same from every thread that computes it */
+	uint64_t r = atomic_load_explicit(&coarse_res, memory_order_relaxed);
+	if (__builtin_expect(r == 0, 0)) {
+		struct timespec ts;
+		r = clock_getres(CLOCK_MONOTONIC_COARSE, &ts) == 0
+		            ? (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec
+		            : UINT64_MAX;
+		atomic_store_explicit(&coarse_res, r ? r : 1, memory_order_relaxed);
+	}
+	return r;
+}
+
+uint64_t rate_clock_resolve(uint64_t clock, const struct rate_params *rp)
+{
+	if (clock != RATE_CLOCK_AUTO)
+		return clock;
+	uint64_t r = coarse_resolution(), w = rp->window_ms * RATE_NS_MS;
+	if (r == UINT64_MAX || rp->limit == 0)
+		return RATE_CLOCK_MONO;
+	if (rp->algo == PROT_RATE_FIXED_WINDOW)
+		return r <= w / AUTO_WINDOW_PARTS ? RATE_CLOCK_COARSE : RATE_CLOCK_MONO;
+	return r <= w / rp->limit ? RATE_CLOCK_COARSE : RATE_CLOCK_MONO;
+}
 
 static const _Atomic int64_t no_offset;
 /* The offset word: NULL until the first calendar reading looked the hook up. */

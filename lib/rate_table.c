@@ -532,8 +532,9 @@ static int decide_sliding(struct rate_ref r, uint64_t m, uint64_t w, const struc
 	return res;
 }
 
-/* Charge cost to the bucket r (meta m, LIVE). Returns 1 admitted, 0 denied, R_RETRY. */
-static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, uint64_t cost,
+/* Charge cost to the bucket r (meta m, LIVE). Returns 1 admitted, 0 denied, R_RETRY. Inlined in
+ * both its callers: a decision is its cost. */
+static inline __attribute__((always_inline)) int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, uint64_t cost,
                   uint64_t now, struct prot_rate_info *info)
 {
 	struct prot_rate_bucket *b = &r.g->b[r.i];
@@ -554,7 +555,8 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 		if (!e.ok) {
 			/* relaxed: statistics; line 1 only — the decision line stays untouched */
 			atomic_fetch_add_explicit(&b->denied, 1, memory_order_relaxed);
-			rate_info_fill(info, rp, &e);
+			if (info)
+				rate_info_fill(info, rp, &e);
 			return 0;
 		}
 		/* The word is self-contained: exactness comes from the CAS itself. acquire only so that
@@ -564,7 +566,8 @@ static int decide(struct rate_ref r, uint64_t m, const struct rate_params *rp, u
 			break;
 	}
 	note_admission(b, cost, now);
-	rate_info_fill(info, rp, &e);
+	if (info)
+		rate_info_fill(info, rp, &e);
 	return 1;
 }
 
@@ -590,7 +593,7 @@ static inline int bucket_get(struct rate_ref *r, prot_t *p, const struct rate_id
 
 int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
                       const struct rate_params *rp, uint64_t cost, uint64_t now,
-                      struct prot_rate_info *info)
+                      struct prot_rate_info *info, struct rate_hit *hit)
 {
 	int inserted = 0;
 	struct rate_ref r = {.h = h, .g = group_at(h, id->group)};
@@ -606,9 +609,31 @@ int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id
 			return RATE_TABLE_FULL;
 		r.i = (uint32_t)i;
 		res = decide(r, m, rp, cost, now, info);
-		if (res != R_RETRY)
+		if (res != R_RETRY) {
+			if (hit)
+				*hit = (struct rate_hit){.bucket = rate_bucket_index(r), .meta = m};
 			return res | inserted;
+		}
 	}
+}
+
+/* A decision on the bucket a memo remembers (lib/rate_memo.h): bucket index and the LIVE meta it
+ * had when it was found for this identity. The meta carries the generation of the bucket's use,
+ * and a bucket's identity is written only while it is claimed (a new generation), so while meta
+ * still equals m the bucket is still that identity's: decide() re-checks it after loading the
+ * word, exactly as after a lookup, and anything else is RATE_STALE (the caller looks it up).
+ * The index is checked against the private geometry: a memo is private memory, but cheap to
+ * distrust. */
+int rate_table_charge_at(struct prot_shm_header *h, uint32_t bucket, uint64_t meta,
+                         const struct rate_params *rp, uint64_t cost, uint64_t now,
+                         struct prot_rate_info *info)
+{
+	if (bucket / RATE_GROUP_SLOTS >= seg_geo(h)->rate_groups)
+		return RATE_STALE;
+	struct rate_ref r = {.h = h, .g = group_at(h, bucket / RATE_GROUP_SLOTS),
+	                     .i = bucket % RATE_GROUP_SLOTS};
+	int res = decide(r, meta, rp, cost, now, info);
+	return res == R_RETRY ? RATE_STALE : res;
 }
 
 /* ---- counters (prot_rate_inc / prot_rate_set: lib/rate_counter.c) --------------------------- */

@@ -32,6 +32,16 @@ _Static_assert(RATE_WINDOW_MAX_MS < (1ull << 56), "a window fits its scale bits"
 
 /* rate_table_charge: the entity's group has no free bucket (internal, never returned to callers) */
 #define RATE_TABLE_FULL (-100001)
+/* rate_table_charge_at: the remembered bucket is no longer the identity's (internal, never
+ * returned to callers: they look the identity up) */
+#define RATE_STALE (-100003)
+
+/* Where a decision found its identity's bucket: the bucket's index (group * 32 + slot) and its
+ * meta word then (LIVE, with the generation of that use). What lib/rate_memo.h remembers. */
+struct rate_hit {
+	uint32_t bucket;
+	uint64_t meta;
+};
 
 typedef uint64_t __attribute__((may_alias)) u64a;
 
@@ -52,6 +62,13 @@ _Static_assert(offsetof(struct prot_rate_bucket, ent_tail) == B_ENT_TAIL, "ent_t
 _Static_assert(offsetof(struct prot_rate_group_hdr, tags) == 8, "tags are 4 aligned words");
 
 #define ENT_WORDS 8 /* 64 bytes: head (2 words) + tail (6 words) */
+
+/* An operation name's hash and length, when a caller has them already (a key's own name, from the
+ * per-handle memo): len 0 means not known. */
+struct rate_opname {
+	uint64_t hash;
+	uint32_t len;
+};
 
 /* Everything a call knows about its bucket before touching the table (rate_id_make). The group,
  * tag and home slot depend on (operation, entity) only: every scale of an entity lives in one
@@ -142,6 +159,10 @@ static inline uint64_t rate_clock_now(uint64_t clock, uint64_t mono_ns)
 	return mono_ns ? mono_ns : prot_now_ns();
 }
 
+/* clock (a key's rate_clock) as a decision reads it under rp: RATE_CLOCK_AUTO resolved to the
+ * coarse or the monotonic clock (see rate_clock.c), any other clock as it is. */
+PROT_HIDDEN uint64_t rate_clock_resolve(uint64_t clock, const struct rate_params *rp);
+
 /* The clock the words of a bucket of kind tag (RATE_TAG_*) are on. */
 static inline uint64_t rate_clock_of_tag(uint32_t tag)
 {
@@ -156,7 +177,13 @@ static inline uint64_t rate_clock_of_tag(uint32_t tag)
  * a new bucket. */
 PROT_HIDDEN int rate_table_charge(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
                                   const struct rate_params *rp, uint64_t cost, uint64_t now,
-                                  struct prot_rate_info *info);
+                                  struct prot_rate_info *info, struct rate_hit *hit);
+/* ... and where the decision was taken, in *hit (NULL: not wanted; untouched on RATE_TABLE_FULL).
+ * rate_table_charge_at: the same decision on a remembered bucket (see rate_table.c), 1 or 0, or
+ * RATE_STALE. */
+PROT_HIDDEN int rate_table_charge_at(struct prot_shm_header *h, uint32_t bucket, uint64_t meta,
+                                     const struct rate_params *rp, uint64_t cost, uint64_t now,
+                                     struct prot_rate_info *info);
 /* Hammer's inc (set false: add n) or set (set: make the count n) on id's bucket (inserted if new)
  * at now under rp (validated; fixed or sliding window, and set only on a fixed window): 0 and
  * *count (the count in the current window after it; RATE_INSERTED instead of 0 when this call

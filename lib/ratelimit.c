@@ -1,10 +1,12 @@
 /* ratelimit.c — the rate limiter's entry points: the public prot_rate_* functions, the hidden forms
- * the facade (rate_check_cfg), protctl and the tests call; how a decision names its bucket
- * (rate_id_make: (operation, entity) encoded into the words a bucket stores and compares, plus
- * the hash that places it) and the per-handle memo (struct rate_op_cache, internal.h) that spares
- * it hashing its operation name or searching for its key again; a protection key's rate
- * configuration read from its slot (rate_key_cfg) and turned into decision parameters
- * (rate_params_of_key); and what a full table means for a call (the key's rate_on_full policy,
+ * the facade (rate_key_resolve, rate_check_ref, rate_check_cfg), protctl and the tests call; how
+ * a decision names its bucket (rate_id_make: (operation, entity) encoded into the words a bucket
+ * stores and compares, plus the hash that places it, which a decision computes only when the
+ * bucket memo, lib/rate_memo.h, does not know the bucket) and the per-handle name memo (struct
+ * rate_op_cache, internal.h) that spares it hashing its operation name, searching for its key or
+ * deriving its parameters again; a protection key's rate configuration read from its slot
+ * (rate_key_cfg) and turned into decision parameters (rate_params_of_key, struct key_rate); and
+ * what a full table means for a call (the key's rate_on_full policy,
  * its counters and events). The table itself is rate_table.c, the arithmetic rate_algo.c, the
  * read-only views rate_view.c, the operation names rate_ops.c. The status (rate_status_bin_h, on
  * rate_view.c's rate_view_find) and reset (rate_reset_bin_h, on rate_table_reset) entry points
@@ -24,43 +26,75 @@
  * home slot come from SipHash(segment key ^ (op_hash, 0), entity) — not from the scale, so every
  * scale of an entity shares its group (see TABLE in rate_table.c) and a reset finds them all.
  *
- * THE MEMO. An entry is a small seqlock (see struct rate_op_cache): a reader that overlaps a writer
- * fails and computes, never tears. A key slot remembered there is trusted only while the slot's
- * state word (generation included) is the one seen when the name was compared.
+ * THE NAME MEMO. An entry is a small seqlock (see struct rate_op_cache): a reader that overlaps a
+ * writer fails and computes, never tears. A key slot remembered there is trusted only while the
+ * slot's state word (generation included) is the one seen when the name was compared; the key's
+ * decision parameters remembered with it (struct key_rate) only while, in addition, the slot's
+ * cfg seqlock word is the even value they were derived under: protd writes a slot's configuration
+ * only inside that seqlock's odd phase, so an unchanged word means unchanged words (up to its
+ * 2^31 changes between two decisions of one handle). A hit costs two loads of the slot's first
+ * line instead of a search, a seqlock copy and the conversion.
  *
  * ONE FORM OF A LIMIT. A decision runs on struct rate_params (rate_algo.h), derived once per
- * decision: from the key's configuration words as read from its slot (a key's decision; the
- * facade passes the configuration it read for the whole call), or from the caller's struct
- * prot_rate_limit at the edge (prot_rate_check_n, prot_rate_status; Hammer-style calls).
+ * configuration of a key (kept in the name memo, above), or per call from the caller's struct
+ * prot_rate_limit at the edge (prot_rate_check_n, prot_rate_status; Hammer-style calls). The
+ * facade reads the whole key block once per call (its one configuration, lib/facade.c) and
+ * decides on parameters derived under that copy's seqlock word (rate_check_ref): the memo's when
+ * they are of that word, else converted from the copy.
  *
  * CLOCK. One clock read per decision (rate_clock.c): CLOCK_MONOTONIC, CLOCK_MONOTONIC_COARSE for
  * keys with rate_clock = coarse (resolution: clock_getres(), typically 4 ms: a window boundary or
- * a GCRA emission can be seen up to that late), the calendar for rate_clock = realtime. A caller
+ * a GCRA emission can be seen up to that late) and for keys on auto where it cannot change what
+ * they admit by more than one unit (rate_clock_resolve), the calendar for rate_clock = realtime. A
+ * caller
  * that has just read CLOCK_MONOTONIC (the facade: the call's start) passes that reading, which
  * serves a key on the monotonic clock.
  */
 #include <errno.h>
 
+#include "rate_memo.h"
 #include "rate_sliding.h"
+#include "words.h"
 
 /* ---- operation hashes, memoised per handle (see struct rate_op_cache) ------------------------- */
 
-static struct rate_op_cache *opc_slot(prot_t *p, const char *op, size_t ol)
+/* The entry of a name, from its first word and length (in registers already: re-reading the
+ * name's bytes would wait for the load that found its length). */
+static struct rate_op_cache *opc_slot(prot_t *p, const uint64_t *opw, size_t ol)
 {
-	return &p->rate_ops[(ol * 31 + (uint8_t)op[0] + (uint8_t)op[ol - 1]) % RATE_OP_CACHE];
+	_Static_assert(RATE_OP_CACHE == 8, "the index is 3 bits");
+	return &p->rate_ops[((opw[0] ^ ol) * 0x9e3779b97f4a7c15ull) >> 61];
 }
 
+/* What a key's decision needs of its rate fields, derived from them once: kept in the memo entry
+ * of the key's name (key_rate[] of struct rate_op_cache) with the cfg seqlock word they were read
+ * under, and served while the slot's state word and that seqlock word are both unchanged (protd
+ * writes a slot's configuration only inside the seqlock's odd phase, which moves the word). */
+struct key_rate {
+	struct rate_params rp;
+	uint64_t full, clock; /* rate_full_policy, rate_clock (AUTO resolved) */
+	uint32_t on;          /* rate_cfg_on */
+	uint32_t seq;         /* the cfg seqlock word they were derived under */
+};
+_Static_assert(sizeof(struct key_rate) == sizeof(((struct rate_op_cache *)0)->key_rate),
+               "a memo entry holds a key's decision parameters");
+_Static_assert(sizeof(struct key_rate) == sizeof(((struct rate_key_ref *)0)->kr),
+               "a reference holds them too");
+
 /* What an entry remembers about one name: its hash, and if the name is a protection key's, the
- * key's slot and the slot's state word when it was resolved (key_state 0: not resolved). */
+ * key's slot and the slot's state word when it was resolved (key_state 0: not resolved), and the
+ * cfg seqlock word its key_rate was taken under (odd: none). */
 struct opc_val {
 	uint64_t op_hash;
-	uint32_t key_idx, key_state;
+	uint32_t key_idx, key_state, cfg_seq;
 };
 
 /* Words of the cache entry are read with relaxed atomics inside the seqlock: a concurrent writer
- * makes the read fail, never tear. */
-static bool opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw,
-                    size_t ol, struct opc_val *out)
+ * makes the read fail, never tear. kr (may be NULL): the key_rate words, copied when cfg_seq is
+ * even. */
+static inline __attribute__((always_inline)) bool
+opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw, size_t ol,
+        struct opc_val *out, struct key_rate *kr)
 {
 	/* acquire: pairs with the writer's release of an even seq */
 	uint32_t s = atomic_load_explicit(&c->seq, memory_order_acquire);
@@ -71,17 +105,22 @@ static bool opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, co
 	for (size_t k = 0; k < (ol + 7) / 8; k++)
 		if (__atomic_load_n(&c->op[k], __ATOMIC_RELAXED) != opw[k])
 			return false;
-	struct opc_val v = {.op_hash = __atomic_load_n(&c->op_hash, __ATOMIC_RELAXED),
-	                    .key_idx = __atomic_load_n(&c->key_idx, __ATOMIC_RELAXED),
-	                    .key_state = __atomic_load_n(&c->key_state, __ATOMIC_RELAXED)};
-	if (seq_read_retry(&c->seq, s))
-		return false;
-	*out = v;
-	return true;
+	out->op_hash = __atomic_load_n(&c->op_hash, __ATOMIC_RELAXED);
+	out->key_idx = __atomic_load_n(&c->key_idx, __ATOMIC_RELAXED);
+	out->key_state = __atomic_load_n(&c->key_state, __ATOMIC_RELAXED);
+	out->cfg_seq = __atomic_load_n(&c->cfg_seq, __ATOMIC_RELAXED);
+	if (kr && !(out->cfg_seq & 1)) {
+		uint64_t *d = (uint64_t *)(void *)kr;
+#pragma GCC unroll 12
+		for (size_t k = 0; k < sizeof c->key_rate / 8; k++)
+			d[k] = __atomic_load_n(&c->key_rate[k], __ATOMIC_RELAXED);
+	}
+	return !seq_read_retry(&c->seq, s);
 }
 
+/* kr NULL: no key_rate (v->cfg_seq must then be odd). */
 static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw,
-                    size_t ol, const struct opc_val *v)
+                    size_t ol, const struct opc_val *v, const struct key_rate *kr)
 {
 	uint32_t s = atomic_load_explicit(&c->seq, memory_order_relaxed);
 
@@ -98,33 +137,14 @@ static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, co
 	__atomic_store_n(&c->op_hash, v->op_hash, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->key_idx, v->key_idx, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->key_state, v->key_state, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->cfg_seq, kr ? v->cfg_seq : 1u, __ATOMIC_RELAXED);
+	if (kr) {
+		const uint64_t *w = (const uint64_t *)(const void *)kr;
+		for (size_t k = 0; k < sizeof c->key_rate / 8; k++)
+			__atomic_store_n(&c->key_rate[k], w[k], __ATOMIC_RELAXED);
+	}
 	/* release: the words above happen before a reader acquires this even seq */
 	atomic_store_explicit(&c->seq, s + 2, memory_order_release);
-}
-
-/* s[0..n) as little-endian words, zero-padded, built in registers: reads no byte outside s[0..n)
- * and never reloads narrow stores as a wide word (a store-forwarding stall costs more than the
- * rest of a decision). */
-static inline uint64_t load_tail(const char *s, size_t n) /* 0 < n < 8 */
-{
-	if (n >= 4) {
-		uint32_t a, b;
-		memcpy(&a, s, 4);
-		memcpy(&b, s + n - 4, 4);
-		return a | (uint64_t)b << (8 * (n - 4)); /* the overlap ORs equal bytes */
-	}
-	return (uint64_t)(uint8_t)s[0] | (uint64_t)(uint8_t)s[n / 2] << (8 * (n / 2)) |
-	       (uint64_t)(uint8_t)s[n - 1] << (8 * (n - 1));
-}
-
-static inline void to_words(uint64_t *w, const char *s, size_t n)
-{
-	size_t k = 0;
-
-	for (; k < n / 8; k++)
-		memcpy(&w[k], s + 8 * k, 8);
-	if (n % 8)
-		w[k] = load_tail(s + 8 * k, n % 8);
 }
 
 static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const char *op, size_t ol,
@@ -135,36 +155,81 @@ static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const cha
 
 	if (!p)
 		return prot_siphash(h->hash_key, op, ol);
-	c = opc_slot(p, op, ol);
-	if (opc_get(c, h, opw, ol, &v))
+	c = opc_slot(p, opw, ol);
+	if (opc_get(c, h, opw, ol, &v, NULL))
 		return v.op_hash;
 	v = (struct opc_val){.op_hash = prot_siphash(h->hash_key, op, ol)};
-	opc_put(c, h, opw, ol, &v);
+	opc_put(c, h, opw, ol, &v, NULL);
 	return v.op_hash;
+}
+
+/* Key idx's rate fields (cfg words 0-5), read under its seqlock: 0, with the slot's state word
+ * and the seqlock word they belong to in *st and *seq. */
+static int key_cfg_read(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
+                        uint32_t *st, uint32_t *seq);
+
+/* cfg, read under the seqlock word seq (odd: not known), as a decision needs it. */
+static void key_rate_of(const struct prot_key_cfg *cfg, uint32_t seq, struct key_rate *kr)
+{
+	rate_params_of_key(cfg, &kr->rp);
+	kr->full = cfg->rate_full_policy;
+	kr->clock = rate_clock_resolve(cfg->rate_clock, &kr->rp);
+	kr->on = rate_cfg_on(cfg);
+	kr->seq = seq;
+}
+
+/* Key idx's rate fields read now into *kr, and remembered in entry c with v when the slot still
+ * holds the name v was resolved under (c NULL: not remembered). idx, or an error. */
+static __attribute__((noinline)) int key_rate_read(struct rate_op_cache *c, struct prot_shm_header *h,
+                                                   const uint64_t *opw, size_t ol, struct opc_val *v,
+                                                   uint32_t idx, struct key_rate *kr)
+{
+	struct prot_key_cfg cfg;
+	uint32_t st, seq;
+	int r = key_cfg_read(h, idx, &cfg, &st, &seq);
+
+	if (r < 0)
+		return r;
+	key_rate_of(&cfg, seq, kr);
+	if (c && st == v->key_state) {
+		v->cfg_seq = seq;
+		opc_put(c, h, opw, ol, v, kr);
+	}
+	return (int)idx;
 }
 
 /* Key NAME's slot index, remembered per handle with the slot's state word: while that word is
  * unchanged the slot holds the same key (protd bumps the generation in it on every reuse), so a
- * hit costs one load instead of a search. Errors as seg_find. */
+ * hit costs one load instead of a search; and with kr (may be NULL), what a decision needs of its
+ * rate fields, remembered with the cfg seqlock word: one more load. *on: the name's hash and
+ * length. Errors as seg_find, or as reading the configuration. */
 static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct prot_shm_header *h,
-                                                             const char *name)
+                                                             const char *name, struct rate_opname *on,
+                                                             struct key_rate *kr)
 {
 	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
-	size_t ol = strnlen(name, PROT_NAME_MAX + 1);
+	size_t ol = str_words(name, PROT_NAME_MAX, opw);
 	struct rate_op_cache *c;
 	struct opc_val v;
 	bool known;
 
-	if (ol == 0 || ol > PROT_NAME_MAX)
-		return seg_find(h, REG_KEYS, name);
-	to_words(opw, name, ol);
-	c = opc_slot(p, name, ol);
-	known = opc_get(c, h, opw, ol, &v);
+	if (ol == 0 || ol > PROT_NAME_MAX) {
+		int idx = seg_find(h, REG_KEYS, name);
+		return idx < 0 || !kr ? idx : key_rate_read(NULL, h, opw, ol, &v, (uint32_t)idx, kr);
+	}
+	c = opc_slot(p, opw, ol);
+	known = opc_get(c, h, opw, ol, &v, kr);
 	if (known && v.key_state && v.key_idx < seg_count(h, REG_KEYS)) {
 		struct prot_key_slot *k = seg_entry(h, REG_KEYS, v.key_idx);
 		/* acquire: pairs with protd's release of LIVE; the caller then reads the cfg */
-		if (atomic_load_explicit(&k->state, memory_order_acquire) == v.key_state)
-			return (int)v.key_idx;
+		if (atomic_load_explicit(&k->state, memory_order_acquire) == v.key_state) {
+			*on = (struct rate_opname){.hash = v.op_hash, .len = (uint32_t)ol};
+			/* acquire: pairs with protd's seq_write_end (the words kr was taken from) */
+			if (!kr || (!(v.cfg_seq & 1) &&
+			            atomic_load_explicit(&k->seq, memory_order_acquire) == v.cfg_seq))
+				return (int)v.key_idx;
+			return key_rate_read(c, h, opw, ol, &v, v.key_idx, kr); /* reconfigured */
+		}
 	}
 	int idx = seg_find(h, REG_KEYS, name);
 	if (idx < 0)
@@ -172,53 +237,135 @@ static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct pr
 	struct prot_key_slot *k = seg_entry(h, REG_KEYS, (uint32_t)idx);
 	uint32_t st = atomic_load_explicit(&k->state, memory_order_acquire); /* as above */
 	/* remember it only if the slot provably held this name under st */
-	if (SLOT_STATE(st) != SLOT_LIVE || memcmp(k->name, name, ol + 1) != 0)
-		return idx;
-	if (seq_read_retry(&k->state, st)) /* the compare happens before the re-check */
-		return idx;
+	bool proven = SLOT_STATE(st) == SLOT_LIVE && memcmp(k->name, name, ol + 1) == 0 &&
+	              !seq_read_retry(&k->state, st); /* the compare happens before the re-check */
 	v = (struct opc_val){.op_hash = known ? v.op_hash : prot_siphash(h->hash_key, name, ol),
-	                     .key_idx = (uint32_t)idx, .key_state = st};
-	opc_put(c, h, opw, ol, &v);
-	return idx;
+	                     .key_idx = (uint32_t)idx, .key_state = st, .cfg_seq = 1};
+	if (proven) {
+		*on = (struct rate_opname){.hash = v.op_hash, .len = (uint32_t)ol};
+		if (!kr)
+			opc_put(c, h, opw, ol, &v, NULL);
+	}
+	return kr ? key_rate_read(proven ? c : NULL, h, opw, ol, &v, (uint32_t)idx, kr) : idx;
+}
+
+/* The operation part of id: op's hash (memoised per handle) and length, or on's when the caller
+ * has them (a key's own name: key_lookup). */
+static inline int id_op(prot_t *p, const struct prot_shm_header *h, const char *op,
+                        const struct rate_opname *on, struct rate_id *id)
+{
+	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
+	size_t ol;
+
+	if (!op)
+		return -EINVAL;
+	if (on && on->len) {
+		id->op_hash = on->hash;
+		return (int)on->len;
+	}
+	ol = str_words(op, PROT_OP_MAX, opw);
+	if (ol > PROT_OP_MAX)
+		return -PROT_ETOOLONG;
+	if (ol == 0)
+		return -EINVAL;
+	id->op_hash = op_hash_of(p, h, op, ol, opw);
+	return (int)ol;
+}
+
+/* The rest of id once its entity words are in id->ent: lengths, scale; not its place. */
+static inline int id_finish(struct rate_id *id, int ol, size_t el, const struct rate_params *rp)
+{
+	if (ol < 0)
+		return ol;
+	id->id0 = (uint32_t)((size_t)ol | el << 8);
+	id->scale = rp ? SCALE(rp->tag, rp->window_ms) : 0;
+	id->scale_mask = rp ? ~0ull : 0;
+	id->ent_len = (uint8_t)el;
+	id->ent_words = el <= 16 ? 2 : (uint32_t)(el + 7) / 8;
+	return 0;
+}
+
+/* id naming (op, entity[0..el)), without its place (rate_id_place). */
+static inline int id_name_bin(prot_t *p, const struct prot_shm_header *h, const char *op,
+                              const struct rate_opname *on, const void *entity, size_t el,
+                              const struct rate_params *rp, struct rate_id *id)
+{
+	if (!entity && el)
+		return -EINVAL;
+	if (el > PROT_ENTITY_MAX)
+		return op ? -PROT_ETOOLONG : -EINVAL;
+	memset(id->ent, 0, sizeof id->ent);
+	if (el)
+		to_words(id->ent, entity, el);
+	return id_finish(id, id_op(p, h, op, on, id), el, rp);
+}
+
+/* ... of a C-string entity: its length found while its words are loaded. */
+static inline int id_name_str(prot_t *p, const struct prot_shm_header *h, const char *op,
+                              const struct rate_opname *on, const char *entity,
+                              const struct rate_params *rp, struct rate_id *id)
+{
+	if (!entity)
+		return -EINVAL;
+	memset(id->ent, 0, sizeof id->ent);
+	size_t el = str_words(entity, PROT_ENTITY_MAX, id->ent);
+	if (el > PROT_ENTITY_MAX)
+		return op ? -PROT_ETOOLONG : -EINVAL;
+	return id_finish(id, id_op(p, h, op, on, id), el, rp);
+}
+
+/* The lookup hash: SipHash of the entity under the segment key offset by the operation's hash —
+ * a key per operation, one pass over the entity. It picks id's group, tag and home slot. */
+static void rate_id_place(const struct prot_shm_header *h, struct rate_id *id)
+{
+	const uint64_t k[2] = {h->hash_key[0] ^ id->op_hash, h->hash_key[1]};
+	uint64_t x = prot_siphash(k, id->ent, id->ent_len);
+	id->group = (uint32_t)x & (seg_geo(h)->rate_groups - 1);
+	id->tag = (uint8_t)(x >> 56);
+	id->home = (uint8_t)(x >> 48) % RATE_GROUP_SLOTS;
 }
 
 int rate_id_make(prot_t *p, const struct prot_shm_header *h, const char *op, const void *entity,
                  size_t el, const struct rate_params *rp, struct rate_id *id)
 {
-	uint64_t opw[(PROT_OP_MAX + 8) / 8] = {0};
-	size_t ol;
+	int r = id_name_bin(p, h, op, NULL, entity, el, rp, id);
 
-	if (!op || (!entity && el))
-		return -EINVAL;
-	ol = strnlen(op, PROT_OP_MAX + 1);
-	if (ol > PROT_OP_MAX || el > PROT_ENTITY_MAX)
-		return -PROT_ETOOLONG;
-	if (ol == 0)
-		return -EINVAL;
-	memset(id->ent, 0, sizeof id->ent);
-	if (el)
-		to_words(id->ent, entity, el);
-	to_words(opw, op, ol);
-	id->id0 = (uint32_t)(ol | el << 8);
-	id->scale = rp ? SCALE(rp->tag, rp->window_ms) : 0;
-	id->scale_mask = rp ? ~0ull : 0;
-	id->ent_len = (uint8_t)el;
-	id->ent_words = el <= 16 ? 2 : (uint32_t)(el + 7) / 8;
-	id->op_hash = op_hash_of(p, h, op, ol, opw);
-	/* The lookup hash: SipHash of the entity under the segment key offset by the operation's
-	 * hash — a key per operation, one pass over the entity. */
-	const uint64_t k[2] = {h->hash_key[0] ^ id->op_hash, h->hash_key[1]};
-	uint64_t x = prot_siphash(k, id->ent, el);
-	id->group = (uint32_t)x & (seg_geo(h)->rate_groups - 1);
-	id->tag = (uint8_t)(x >> 56);
-	id->home = (uint8_t)(x >> 48) % RATE_GROUP_SLOTS;
-	return 0;
+	if (r == 0)
+		rate_id_place(h, id);
+	return r;
 }
 
-/* A C-string entity's length, bounded: a longer one is refused by rate_id_make (PROT_ETOOLONG). */
+void rate_memo_forget(prot_t *p)
+{
+	for (uint32_t i = 0; i < RATE_MEMO; i++) {
+		RM_ST(p->rate_memo[i].h, NULL); /* matches no mapping */
+		atomic_store_explicit(&p->rate_memo[i].seq, 0, memory_order_release);
+	}
+	for (uint32_t i = 0; i < RATE_OP_CACHE; i++) {
+		RM_ST(p->rate_ops[i].h, NULL);
+		atomic_store_explicit(&p->rate_ops[i].seq, 0, memory_order_release);
+	}
+}
+
+/* A C-string entity's length, bounded: a longer one is refused (PROT_ETOOLONG). */
 static size_t ent_strlen(const char *entity)
 {
 	return entity ? strnlen(entity, PROT_ENTITY_MAX + 1) : 0;
+}
+
+/* A call's entity: bytes of a known length (the _bin calls), or a C string (cstr). */
+struct rate_ent {
+	const void *bytes;
+	size_t len; /* bytes only */
+	bool cstr;
+};
+
+static inline int id_name(prot_t *p, const struct prot_shm_header *h, const char *op,
+                          const struct rate_opname *on, const struct rate_ent *e,
+                          const struct rate_params *rp, struct rate_id *id)
+{
+	return e->cstr ? id_name_str(p, h, op, on, e->bytes, rp, id)
+	               : id_name_bin(p, h, op, on, e->bytes, e->len, rp, id);
 }
 
 /* ---- what a call means for the table ------------------------------------------------------- */
@@ -252,12 +399,23 @@ static int table_full(struct prot_shm_header *h, const struct rate_policy *pol,
 
 /* One decision on validated rp: 1 admitted, 0 denied, or the policy's answer to a full table.
  * Inline: the table's charge is then the only call between an entry point and the table. */
-static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct rate_id *id,
+static inline int rate_run(struct prot_shm_header *h, prot_t *p, struct rate_id *id,
                     const struct rate_params *rp, uint64_t cost, uint64_t now,
                     const struct rate_policy *pol, struct prot_rate_info *info)
 {
-	int res = rate_table_charge(h, p, id, rp, cost, now, info);
+	struct rate_memo *m = p ? rate_memo_slot(p, id) : NULL;
+	struct rate_hit hit = {.bucket = UINT32_MAX};
+	int res = RATE_STALE;
 
+	if (m && rate_memo_get(m, h, id, &hit)) /* a bucket seen before: straight to its word */
+		res = rate_table_charge_at(h, hit.bucket, hit.meta, rp, cost, now, info);
+	if (res == RATE_STALE) { /* not remembered, or no longer that bucket: look it up */
+		rate_id_place(h, id);
+		hit.bucket = UINT32_MAX;
+		res = rate_table_charge(h, p, id, rp, cost, now, info, m ? &hit : NULL);
+		if (m && hit.bucket != UINT32_MAX)
+			rate_memo_put(m, h, id, hit);
+	}
 	if (res == RATE_TABLE_FULL)
 		return table_full(h, pol, rp, info);
 	if (unlikely(res & RATE_INSERTED)) { /* a new bucket: its operation's name, for protctl */
@@ -276,9 +434,10 @@ static inline int rate_run(struct prot_shm_header *h, prot_t *p, const struct ra
 
 /* ---- hidden entry points (protctl, facade, tests) -------------------------------------------- */
 
-int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const char *op, const void *entity,
-                     size_t el, const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
-                     struct prot_rate_info *info)
+/* A decision under the caller's limits (the Hammer-style calls). */
+static inline int limit_decide(prot_t *p, struct prot_shm_header *h, const char *op,
+                               const struct rate_ent *e, const struct prot_rate_limit *lim,
+                               uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
 	struct rate_params rp;
 	struct rate_id id;
@@ -286,7 +445,7 @@ int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const char *op, const
 	int r;
 
 	rate_params_of_limit(lim, &rp); /* the public form, converted once */
-	r = rate_id_make(p, h, op, entity, el, &rp, &id);
+	r = id_name(p, h, op, NULL, e, &rp, &id);
 	if (r == 0)
 		r = rate_params_cost(&rp, cost);
 	if (r == 0)
@@ -297,13 +456,20 @@ int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const char *op, const
 	return rate_run(h, p, &id, &rp, cost, now_ns ? now_ns : prot_now_ns(), &pol, info);
 }
 
+int rate_check_bin_h(prot_t *p, struct prot_shm_header *h, const char *op, const void *entity,
+                     size_t el, const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
+                     struct prot_rate_info *info)
+{
+	const struct rate_ent e = {.bytes = entity, .len = el};
+	return limit_decide(p, h, op, &e, lim, cost, now_ns, info);
+}
+
 int rate_check_h(prot_t *p, struct prot_shm_header *h, const char *op, const char *entity,
                  const struct prot_rate_limit *lim, uint64_t cost, uint64_t now_ns,
                  struct prot_rate_info *info)
 {
-	if (!entity)
-		return -EINVAL;
-	return rate_check_bin_h(p, h, op, entity, ent_strlen(entity), lim, cost, now_ns, info);
+	const struct rate_ent e = {.bytes = entity, .cstr = true};
+	return limit_decide(p, h, op, &e, lim, cost, now_ns, info);
 }
 
 int rate_reset_bin_h(struct prot_shm_header *h, const char *op, const void *entity, size_t el)
@@ -326,7 +492,8 @@ int rate_reset_h(struct prot_shm_header *h, const char *op, const char *entity)
 _Static_assert(offsetof(struct prot_key_cfg, rate_clock) == 8 * (RATE_CFG_WORDS - 1), "rate words");
 _Static_assert(offsetof(struct prot_key_cfg, breaker_index) == 8 * RATE_CFG_WORDS, "then the rest");
 
-int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg)
+static int key_cfg_read(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
+                        uint32_t *st, uint32_t *seq)
 {
 	struct prot_key_slot *k;
 	uint64_t w[RATE_CFG_WORDS];
@@ -336,11 +503,12 @@ int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *c
 	k = seg_entry(h, REG_KEYS, idx);
 	/* acquire: pairs with protd's release of LIVE after writing the slot */
 	uint32_t st0 = atomic_load_explicit(&k->state, memory_order_acquire);
-	int r = seq_read(&k->seq, &k->cfg, w, RATE_CFG_WORDS); /* the rate fields only */
+	int r = seq_read_at(&k->seq, &k->cfg, w, RATE_CFG_WORDS, seq); /* the rate fields only */
 	if (r < 0)
 		return r;
 	if (SLOT_STATE(st0) != SLOT_LIVE || seq_read_retry(&k->state, st0))
 		return -PROT_ENOKEY; /* recycled while we read */
+	*st = st0;
 	/* Field by field from registers: copying the struct through memory would reload the
 	 * seq_read stores with wider loads, and a failed store-forward stalls for longer than the
 	 * copy takes. */
@@ -354,6 +522,12 @@ int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *c
 	return 0;
 }
 
+int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg)
+{
+	uint32_t st, seq;
+	return key_cfg_read(h, idx, cfg, &st, &seq);
+}
+
 void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
 {
 	rate_params_make((uint32_t)cfg->rate_algo, cfg->rate_limit, cfg->rate_window_ms, cfg->rate_burst,
@@ -362,51 +536,85 @@ void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp)
 		rate_params_realtime(rp);
 }
 
-/* A key's decision on an entity of el bytes; tel_entity: the entity for telemetry (NULL: binary). */
-static inline __attribute__((always_inline)) int key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
-                             const char *op, const struct prot_key_cfg *cfg, const void *entity,
-                             size_t el, const char *tel_entity, uint64_t cost, uint64_t now_ns,
-                             struct prot_rate_info *info)
+/* A key's decision on entity e under kr; tel_entity: the entity for telemetry (NULL: binary). op
+ * NULL: the key's own name names the buckets, and on (if not NULL) holds that name's hash and
+ * length. */
+static inline __attribute__((always_inline)) int
+key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key, const char *op,
+           const struct rate_opname *on, const struct key_rate *kr, const struct rate_ent *e,
+           const char *tel_entity, uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
 	struct prot_key_slot *k = seg_entry(h, REG_KEYS, idx);
 	char name[PROT_NAME_BYTES];
-	struct rate_params rp;
 	struct rate_id id;
 	int r;
 
-	if (!rate_cfg_on(cfg)) { /* no limiter on this key: everything passes */
+	if (!kr->on) { /* no limiter on this key: everything passes */
 		if (info)
 			*info = (struct prot_rate_info){.allowed = 1};
 		return 1;
 	}
+	if (!e->bytes && (e->cstr || e->len))
+		return -EINVAL;
 	if (!key) { /* the slot's own name: copy it, bounded (the slot is shared memory) */
 		memcpy(name, k->name, sizeof name);
 		name[sizeof name - 1] = '\0';
 		key = name;
+		on = NULL;
 	}
-	if (!op)
+	if (op)
+		on = NULL; /* another name than the key's */
+	else
 		op = key;
-	rate_params_of_key(cfg, &rp);
-	r = rate_id_make(p, h, op, entity, el, &rp, &id);
+	r = id_name(p, h, op, on, e, &kr->rp, &id);
 	if (r == 0)
-		r = rate_params_cost(&rp, cost);
+		r = rate_params_cost(&kr->rp, cost);
 	if (r == 0)
-		r = rate_sliding_fits(h, &rp);
+		r = rate_sliding_fits(h, &kr->rp);
 	if (r < 0)
 		return r;
-	struct rate_policy pol = {.full = cfg->rate_full_policy, .ks = &k->stats, .key_idx = idx,
+	struct rate_policy pol = {.full = kr->full, .ks = &k->stats, .key_idx = idx,
 	                          .key = key, .op = op, .entity = tel_entity};
-	return rate_run(h, p, &id, &rp, cost, rate_clock_now(cfg->rate_clock, now_ns), &pol, info);
+	return rate_run(h, p, &id, &kr->rp, cost, rate_clock_now(kr->clock, now_ns), &pol, info);
 }
 
 int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                    const char *op, const struct prot_key_cfg *cfg, const char *entity,
                    uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
-	if (!entity && rate_cfg_on(cfg))
-		return -EINVAL;
-	return key_decide(p, h, idx, key, op, cfg, entity, ent_strlen(entity), entity, cost, now_ns,
-	                  info);
+	const struct rate_ent e = {.bytes = entity, .cstr = true};
+	struct key_rate kr;
+
+	key_rate_of(cfg, 1, &kr);
+	return key_decide(p, h, idx, key, op, NULL, &kr, &e, entity, cost, now_ns, info);
+}
+
+int rate_key_resolve(prot_t *p, struct prot_shm_header *h, const char *key, struct rate_key_ref *out)
+{
+	struct rate_opname on = {0};
+	struct key_rate kr;
+	int idx = key_lookup(p, h, key, &on, &kr);
+
+	if (idx < 0)
+		return idx;
+	out->op_hash = on.hash, out->op_len = on.len, out->idx = (uint32_t)idx;
+	memcpy(out->kr, &kr, sizeof kr);
+	return 0;
+}
+
+int rate_check_ref(prot_t *p, struct prot_shm_header *h, const struct rate_key_ref *ref,
+                   const char *key, const char *op, const struct prot_key_cfg *cfg,
+                   uint32_t cfg_seq, const char *entity, uint64_t cost, uint64_t now_ns,
+                   struct prot_rate_info *info)
+{
+	const struct rate_ent e = {.bytes = entity, .cstr = true};
+	const struct rate_opname on = {.hash = ref->op_hash, .len = ref->op_len};
+	struct key_rate kr;
+
+	memcpy(&kr, ref->kr, sizeof kr);
+	if (cfg_seq & 1 || kr.seq != cfg_seq) /* not what the caller's copy of cfg was read under */
+		key_rate_of(cfg, cfg_seq, &kr);
+	return key_decide(p, h, ref->idx, key, op, &on, &kr, &e, entity, cost, now_ns, info);
 }
 
 int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
@@ -480,48 +688,45 @@ int prot_rate_check(prot_t *p, const char *operation, const char *entity, uint64
 	return prot_rate_check_n(p, operation, entity, &lim, 1, info);
 }
 
-/* Key NAME's slot and its rate configuration, for a call that may write (decisions) or not. */
-static int key_of(prot_t *p, const char *key, bool write, uint32_t *idx, struct prot_key_cfg *cfg)
+/* Key NAME's slot (its name's hash in *on) and what a decision needs of its rate fields, for a
+ * call that may write (decisions) or not. */
+static inline __attribute__((always_inline)) int key_of(prot_t *p, const char *key, bool write,
+                                                        struct prot_shm_header **h,
+                                                        struct rate_opname *on, struct key_rate *kr)
 {
 	int g = prot_gate(p, write);
 	if (g < 0)
 		return g;
 	if (!key)
 		return -EINVAL;
-	int r = key_lookup(p, prot_hdr(p), key);
-	if (r < 0)
-		return r;
-	*idx = (uint32_t)r;
-	return rate_key_cfg(prot_hdr(p), *idx, cfg);
+	*h = prot_hdr(p);
+	return key_lookup(p, *h, key, on, kr);
 }
 
 int prot_rate_check_key_bin(prot_t *p, const char *key, const void *entity, size_t entity_len,
                             uint64_t cost, struct prot_rate_info *info)
 {
-	struct prot_key_cfg cfg;
-	uint32_t idx;
-	int r = key_of(p, key, true, &idx, &cfg);
+	const struct rate_ent e = {.bytes = entity, .len = entity_len};
+	struct rate_opname on = {0};
+	struct prot_shm_header *h;
+	struct key_rate kr;
+	int idx = key_of(p, key, true, &h, &on, &kr);
 
-	return r < 0 ? r : key_decide(p, prot_hdr(p), idx, key, NULL, &cfg, entity, entity_len, NULL,
-	                              cost, 0, info);
+	return idx < 0 ? idx
+	               : key_decide(p, h, (uint32_t)idx, key, NULL, &on, &kr, &e, NULL, cost, 0, info);
 }
 
 int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t cost,
                         struct prot_rate_info *info)
 {
+	const struct rate_ent e = {.bytes = entity, .cstr = true};
+	struct rate_opname on = {0};
 	struct prot_shm_header *h;
-	int idx;
+	struct key_rate kr;
+	int idx = key_of(p, key, true, &h, &on, &kr);
 
-	int g = prot_gate(p, true);
-	if (g < 0)
-		return g;
-	if (!key)
-		return -EINVAL;
-	h = prot_hdr(p);
-	idx = key_lookup(p, h, key);
-	if (idx < 0)
-		return idx;
-	return rate_check_key_idx(p, h, (uint32_t)idx, key, entity, cost, info);
+	return idx < 0 ? idx
+	               : key_decide(p, h, (uint32_t)idx, key, NULL, &on, &kr, &e, entity, cost, 0, info);
 }
 
 int prot_rate_execute_bin(prot_t *p, const char *operation, const void *entity, size_t entity_len,
@@ -583,17 +788,16 @@ int prot_rate_status(prot_t *p, const char *operation, const char *entity,
 int prot_rate_status_key(prot_t *p, const char *key, const void *entity, size_t entity_len,
                          struct prot_rate_status *out)
 {
-	struct prot_key_cfg cfg;
-	struct rate_params rp;
-	uint32_t idx;
-	int r = key_of(p, key, false, &idx, &cfg);
+	struct rate_opname on = {0};
+	struct prot_shm_header *h;
+	struct key_rate kr;
+	int idx = key_of(p, key, false, &h, &on, &kr);
 
-	if (r < 0)
-		return r;
-	if (!rate_cfg_on(&cfg))
+	if (idx < 0)
+		return idx;
+	if (!kr.on)
 		return -EINVAL; /* no rate limiter: no bucket to describe */
-	rate_params_of_key(&cfg, &rp);
-	return rate_status_bin_h(prot_hdr(p), key, entity, entity_len, &rp, 0, out);
+	return rate_status_bin_h(h, key, entity, entity_len, &kr.rp, 0, out);
 }
 
 int prot_rate_reset_bin(prot_t *p, const char *operation, const void *entity, size_t entity_len)

@@ -29,6 +29,12 @@ static prot_t *P;
 static _Atomic int failures;
 static _Atomic int conns_live;
 static _Atomic int stop_tel;
+/* Key "exact": every thread hits EXACT_ENTS entities on one handle (the per-handle rate memos under
+ * contention); each entity admits exactly EXACT_LIMIT of its THREADS * ITERS / EXACT_ENTS tries. */
+#define EXACT_ENTS 20
+#define EXACT_LIMIT 500
+static _Atomic long exact_admitted[EXACT_ENTS];
+_Static_assert(THREADS * ITERS / EXACT_ENTS > EXACT_LIMIT, "every entity is tried past its limit");
 static int tested, passed;
 
 static void check(int ok, const char *what)
@@ -76,6 +82,12 @@ static void *worker(void *arg)
 		}
 		if (prot_rate_check(P, "adhoc", ent, 1000, 1000, NULL) < 0)
 			atomic_fetch_add(&failures, 1);
+		snprintf(ent, sizeof ent, "x%d", i % EXACT_ENTS);
+		int x = prot_rate_check_key(P, "exact", ent, 1, NULL);
+		if (x < 0)
+			atomic_fetch_add(&failures, 1);
+		else
+			atomic_fetch_add(&exact_admitted[i % EXACT_ENTS], x);
 		if (i % 50 == 0)
 			prot_breaker_reset(P, "svc");
 	}
@@ -129,7 +141,8 @@ int main(void)
 		"[daemon]\ntick = 2ms\nreclaim_interval = 10ms\n"
 		"[key svc]\nrate_limit = 100000\nrate_window = 1s\nbreaker_tolerance = 3\n"
 		"breaker_window = 1s\nbreaker_refresh = 2ms\npool_size = 2\npool_max_overflow = 1\n"
-		"pool_checkout_timeout = 100ms\n";
+		"pool_checkout_timeout = 100ms\n"
+		"[key exact]\nrate_limit = 500\nrate_window = 720h\n";
 	FILE *f = fopen(ini, "w");
 	if (!f || fputs(cfg, f) < 0 || fclose(f))
 		return 2;
@@ -171,6 +184,10 @@ int main(void)
 	pthread_join(tel, NULL);
 
 	check(atomic_load(&failures) == 0, "no unexpected errors from threads");
+	int exact = 1;
+	for (int i = 0; i < EXACT_ENTS; i++)
+		exact &= atomic_load(&exact_admitted[i]) == EXACT_LIMIT;
+	check(exact, "threads on one handle: every entity of key exact admitted exactly its limit");
 	struct prot_pool_status ps;
 	check(prot_pool_status(P, "svc", &ps) == 0 && ps.in_use == 0, "no lease left after the threads");
 	prot_close(P);

@@ -25,6 +25,8 @@
 	X(RATE_DENY_GCRA, BK_SINGLE, "prot rate check, hot key, GCRA, denied")                     \
 	X(RATE_HOT_SW, BK_SINGLE, "prot rate check, hot key, sliding window, admitted")            \
 	X(RATE_DENY_SW, BK_SINGLE, "prot rate check, hot key, sliding window, denied")             \
+	X(RATE_HOT_FW_COARSE, BK_SINGLE, "prot rate check, hot key, fixed window, coarse clock")   \
+	X(RATE_HOT_GCRA_COARSE, BK_SINGLE, "prot rate check, hot key, GCRA, coarse clock")         \
 	X(RATE_INSERT, BK_SINGLE, "prot rate check, first use of an entity (insert)")              \
 	X(RATE_100K, BK_SINGLE, "prot rate check, 100k entities, uniform")                         \
 	X(RATE_1M, BK_SINGLE, "prot rate check, 1M entities, uniform")                             \
@@ -36,6 +38,7 @@
 	X(MX_100K, BK_SINGLE, "mutex baseline, 100k entities, uniform")                            \
 	X(MX_1M, BK_SINGLE, "mutex baseline, 1M entities, uniform")                                \
 	X(MX_1M_HUGE, BK_SINGLE, "mutex baseline, 1M entities, uniform, huge pages")               \
+	X(MX_HOT_FW_COARSE, BK_SINGLE, "mutex baseline, hot key, fixed window, coarse clock")      \
 	X(FLOOR_CHASE, BK_SINGLE, "floor: dependent load, random line, rate table's size")         \
 	X(FLOOR_CHASE_HUGE, BK_SINGLE, "floor: dependent load, rate table's size, huge pages")     \
 	X(CLOCK_MONO, BK_SINGLE, "floor: clock_gettime(CLOCK_MONOTONIC)")                          \
@@ -169,6 +172,7 @@ void bench_skip(struct bench *b, int row, bool failed, const char *fmt, ...)
 #define BENCH_EDENIED (-9001)  /* a row that must be admitted was denied (or the reverse) */
 const char *bench_strerror(int err);
 uint64_t bench_now_ns(void);
+uint64_t bench_now_coarse_ns(void); /* CLOCK_MONOTONIC_COARSE */
 /* Single process: warm up, then reps timed batches of n ops. */
 int bench_single(struct bench *b, int row, const struct bench_work *w, uint64_t n, int reps);
 /* b->procs[] processes each running w for b->sz.scale_ms, repeated; aggregate throughput. */

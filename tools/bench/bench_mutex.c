@@ -24,6 +24,7 @@ struct mx_arg {
 	int algo;
 	const char (*ents)[16];
 	uint32_t nents; /* 0: one hot key */
+	bool coarse;    /* CLOCK_MONOTONIC_COARSE, as prot's rate_clock = coarse rows */
 };
 
 static int mx_lock(pthread_mutex_t *mu)
@@ -40,7 +41,8 @@ static int mx_batch(void *st, uint64_t n)
 	const struct mx_arg *a = s->arg;
 	for (uint64_t i = 0; i < n; i++) {
 		const char *ent = bench_entity(s, a->ents, a->nents);
-		uint64_t now = bench_now_ns(); /* read before locking, as prot reads it once per decision */
+		/* read before locking, as prot reads it once per decision */
+		uint64_t now = a->coarse ? bench_now_coarse_ns() : bench_now_ns();
 		int r = mx_lock(&a->r->mu);
 		if (r < 0)
 			return r;
@@ -98,7 +100,7 @@ static int mx_prefill(struct mx_region *r, const char (*ents)[16], uint32_t n)
 static void mx_entity_rows(struct bench *b, struct mx_region *r, int small_row, int large_row)
 {
 	int e = mx_prefill(r, (const char(*)[16])b->ents, b->sz.ent_large);
-	struct mx_arg ent = {r, PROT_RATE_FIXED_WINDOW, (const char(*)[16])b->ents, b->sz.ent_small};
+	struct mx_arg ent = {r, PROT_RATE_FIXED_WINDOW, (const char(*)[16])b->ents, b->sz.ent_small, false};
 	struct bench_work w = {bench_rstate_new, mx_batch, bench_rstate_free, &ent, 0};
 	if (e < 0) {
 		if (small_row >= 0)
@@ -135,21 +137,25 @@ void bench_mutex_rows(struct bench *b)
 	if (!r) {
 		for (int row = ROW_MX_HOT_FW; row <= ROW_MX_1M; row++)
 			bench_skip(b, row, true, "mmap: %s", bench_strerror(e));
+		bench_skip(b, ROW_MX_HOT_FW_COARSE, true, "mmap failed");
 		bench_skip(b, ROW_SC_MX_FW, true, "mmap failed");
 		bench_skip(b, ROW_SC_MX_GCRA, true, "mmap failed");
 		bench_skip(b, ROW_SC_MX_SPREAD, true, "mmap failed");
 		mx_huge_row(b);
 		return;
 	}
-	struct mx_arg hot_fw = {r, PROT_RATE_FIXED_WINDOW, NULL, 0};
-	struct mx_arg hot_gcra = {r, PROT_RATE_GCRA, NULL, 0};
-	struct bench_work w = {bench_rstate_new, mx_batch, bench_rstate_free, &hot_fw, 0};
+	struct mx_arg hot_fw = {r, PROT_RATE_FIXED_WINDOW, NULL, 0, false};
+	struct mx_arg hot_fw_coarse = {r, PROT_RATE_FIXED_WINDOW, NULL, 0, true};
+	struct mx_arg hot_gcra = {r, PROT_RATE_GCRA, NULL, 0, false};
+	struct bench_work w = {bench_rstate_new, mx_batch, bench_rstate_free, &hot_fw_coarse, 0};
+	bench_single(b, ROW_MX_HOT_FW_COARSE, &w, b->sz.hot_ops, b->sz.reps);
+	w.arg = &hot_fw;
 	bench_single(b, ROW_MX_HOT_FW, &w, b->sz.hot_ops, b->sz.reps);
 	bench_scale(b, ROW_SC_MX_FW, &w);
 	w.arg = &hot_gcra;
 	bench_single(b, ROW_MX_HOT_GCRA, &w, b->sz.hot_ops, b->sz.reps);
 	bench_scale(b, ROW_SC_MX_GCRA, &w);
-	struct mx_arg spread = {r, PROT_RATE_FIXED_WINDOW, (const char(*)[16])b->ents, 0};
+	struct mx_arg spread = {r, PROT_RATE_FIXED_WINDOW, (const char(*)[16])b->ents, 0, false};
 	w.arg = &spread;
 	bench_scale(b, ROW_SC_MX_SPREAD, &w);
 	mx_entity_rows(b, r, ROW_MX_100K, ROW_MX_1M);

@@ -100,6 +100,8 @@ static void rate_rows(struct bench *b)
 		{ROW_RATE_DENY_GCRA, "bench_deny_gcra", 0},
 		{ROW_RATE_HOT_SW, "bench_sw", 1},
 		{ROW_RATE_DENY_SW, "bench_deny_sw", 0},
+		{ROW_RATE_HOT_FW_COARSE, "bench_fw_coarse", 1},
+		{ROW_RATE_HOT_GCRA_COARSE, "bench_gcra_coarse", 1},
 	};
 	struct rate_arg a = {b->prot, NULL, NULL, 0, 1};
 	struct bench_work w = {rate_setup, rate_batch, bench_rstate_free, &a, 0};

@@ -73,6 +73,8 @@ static const struct ratio_def speedups[] = {
 	{"prot hot check vs redis GCRA, pipeline 64", ROW_REDIS_GCRA_PIPE, ROW_RATE_HOT_GCRA, 1},
 	{"prot hot check vs unix-socket daemon round trip", ROW_UDS_RTT, ROW_RATE_HOT_FW, 1},
 	{"prot vs mutex, hot key, fixed window", ROW_MX_HOT_FW, ROW_RATE_HOT_FW, 1},
+	{"prot vs mutex, hot key, fixed window, coarse clock", ROW_MX_HOT_FW_COARSE, ROW_RATE_HOT_FW_COARSE, 1},
+	{"prot vs mutex, hot key, GCRA", ROW_MX_HOT_GCRA, ROW_RATE_HOT_GCRA, 1},
 	{"prot vs mutex, 1M entities", ROW_MX_1M, ROW_RATE_1M, 1},
 	{"prot vs mutex, 1M entities, huge pages", ROW_MX_1M_HUGE, ROW_RATE_1M_HUGE, 1},
 	{"prot vs mutex throughput, fixed window, 2 processes", ROW_SC_MX_FW, ROW_SC_PROT_FW, 2},
