@@ -61,6 +61,7 @@ struct cfg_segment {
 	uint32_t mode;
 	bool has_group;
 	gid_t gid;
+	uint32_t huge_pages; /* enum seg_huge (lib/seg_place.c): the pages backing the segment */
 	struct seg_geometry geo;
 };
 

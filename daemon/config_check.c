@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "rate_limits.h"
+#include "seg_place.h"
 
 /* ---- the list of errors ---------------------------------------------------------------------- */
 void cfg_errors_add(struct cfg_errors *e, const char *fmt, ...)
@@ -56,6 +57,8 @@ int config_segment_size(const struct config *c, uint64_t *size)
 	 * ends on a page boundary) */
 	uint64_t summary = (RATE_TRAILER_BYTES(h.rate_groups) + 4095) & ~4095ull;
 	*size = (uint64_t)bytes + summary;
+	if (c->seg.huge_pages != SEG_HUGE_OFF) /* whole huge pages (lib/seg_place.c) */
+		*size = (*size + SEG_HUGE_PAGE - 1) & ~(SEG_HUGE_PAGE - 1);
 	return *size > SEG_SIZE_LIMIT ? -PROT_ECAPACITY : 0;
 }
 

@@ -30,6 +30,11 @@
  *                               (1..32768; 8 B per unit per bucket)
  *   max_processes = 1024        process slots: read-write handles attached at once, plus protd
  *                               (2..65535); a prot_open() beyond them is PROT_ECAPACITY
+ *   huge_pages = off            off (4 KiB pages) | thp (transparent huge pages on /dev/shm: it
+ *                               must be mounted huge=advise) | hugetlbfs (a file on the host's
+ *                               hugetlbfs mount of 2 MiB pages, from vm.nr_hugepages); a huge
+ *                               segment is sized in whole 2 MiB pages. A host that cannot is a
+ *                               refusal at start, naming what it lacks (lib/seg_place.c)
  *
  * [daemon]
  *   tick = 10ms                 heartbeat, sweeps, reclaims, event draining (1ms..1s)
@@ -134,7 +139,8 @@
 static const enum prot_names e_algo = NAMES_RATE_ALGORITHM, e_full = NAMES_RATE_ON_FULL,
                              e_clock = NAMES_RATE_CLOCK, e_bstrat = NAMES_BREAKER_STRATEGY,
                              e_pstrat = NAMES_POOL_STRATEGY, e_heal = NAMES_BREAKER_HEAL,
-                             e_scope = NAMES_RATE_SCOPE;
+                             e_scope = NAMES_RATE_SCOPE,
+                             e_huge = NAMES_HUGE_PAGES;
 
 static const struct opt opts_segment[] = {
 	{ "name", T_SEGNAME, U(struct cfg_segment, name), 0, 0, NULL, NULL },
@@ -152,6 +158,7 @@ static const struct opt opts_segment[] = {
 	{ "sliding_max_limit", T_U64, U(struct cfg_segment, geo.sliding_max_limit), 1, RATE_RING_LIMIT_MAX,
 	  NULL, NULL },
 	{ "max_processes", T_U64, U(struct cfg_segment, geo.max_procs), 2, PROC_SLOTS_MAX, NULL, NULL },
+	{ "huge_pages", T_ENUM, U(struct cfg_segment, huge_pages), 0, 0, &e_huge, NULL },
 	{ 0 },
 };
 static const struct opt opts_daemon[] = {

@@ -18,6 +18,7 @@
 
 #include "protd.h"
 #include "redis.h"
+#include "wire.h"
 
 #define EVENTS_PER_TICK 256
 
@@ -203,6 +204,12 @@ static bool geometry_change(const struct config *a, const struct config *b)
 	CMP(max_keys) CMP(max_breakers) CMP(max_pools) CMP(pool_max_slots) CMP(pool_max_waiters)
 	CMP(rate_entities) CMP(events) CMP(sliding_buckets) CMP(sliding_max_limit) CMP(rate_global)
 #undef CMP
+	if (a->seg.huge_pages != b->seg.huge_pages) {
+		log_err("reload refused: [segment] huge_pages %s -> %s needs a new segment; restart protd "
+		        "with --recreate", prot_name(NAMES_HUGE_PAGES, a->seg.huge_pages),
+		        prot_name(NAMES_HUGE_PAGES, b->seg.huge_pages));
+		changed = true;
+	}
 	if (strcmp(a->seg.name, b->seg.name) != 0) {
 		log_err("reload refused: [segment] name %s -> %s needs a restart", a->seg.name, b->seg.name);
 		changed = true;

@@ -26,6 +26,7 @@ struct shm {
 	struct prot_shm_header *hdr;
 	size_t size;
 	bool adopted;                /* an existing segment was re-adopted */
+	uint32_t huge;               /* enum seg_huge: its place and pages (lib/seg_place.c) */
 	uint64_t ident;              /* protd's process identity in the segment (lib/ident.c), held
 	                                through fd's record lock */
 };

@@ -1,5 +1,8 @@
 /* shm.c — the segment as protd owns it: creation with an exact mode and every page reserved
- * (posix_fallocate: a full /dev/shm is an error at start, never a SIGBUS later), re-adoption of a
+ * (posix_fallocate, or faulted in for transparent huge pages: a full /dev/shm or huge page pool is
+ * an error at start, never a SIGBUS later), in the place and on the pages [segment] huge_pages
+ * asks for (lib/seg_place.c: /dev/shm or a hugetlbfs mount; a host that cannot is refused before
+ * anything is made), re-adoption of a
  * compatible segment left by an earlier protd (every counter, state and lease kept), refusal of a
  * foreign, incompatible or already served one, the heartbeat, slot publication, and retirement.
  *
@@ -34,8 +37,9 @@
 #include <unistd.h>
 
 #include "protd.h"
+#include "seg_place.h"
+#include "wire.h"
 
-#define SHM_DIR "/dev/shm" /* where glibc's shm_open puts POSIX shared memory */
 #define SLOT_CFG_WORDS 16 /* every slot kind's whole cfg block, on the line after its header */
 
 _Static_assert(sizeof(struct prot_key_cfg) == SLOT_CFG_WORDS * 8, "cfg words");
@@ -98,24 +102,60 @@ static int map(struct shm *s, char *err, size_t errn)
 	return 0;
 }
 
-/* Reserve every page of the new segment now (posix_fallocate): a tmpfs that cannot hold it fails
- * here, with the figures, instead of a SIGBUS in whichever process first touches a missing page. */
+static const char *huge_name(const struct shm *s)
+{
+	return prot_name(NAMES_HUGE_PAGES, s->huge);
+}
+
+/* huge_pages = thp: how much the kernel gave huge pages. None at all on a new segment is a refusal
+ * (the user asked for huge pages and would get none, silently); a part is logged with the figures. */
+static int huge_check(struct shm *s, bool fresh, char *err, size_t errn)
+{
+	if (s->huge != SEG_HUGE_THP)
+		return 0;
+	uint64_t huge = seg_place_huge_bytes(s->hdr);
+	char got[32], all[32];
+	config_fmt_size(got, sizeof got, huge);
+	config_fmt_size(all, sizeof all, s->size);
+	if (huge == 0 && fresh)
+		return ERR("segment %s: [segment] huge_pages = thp, but the kernel gave it no huge page (no "
+		           "free 2 MiB page could be had); use huge_pages = hugetlbfs with pages reserved "
+		           "in /proc/sys/vm/nr_hugepages, or huge_pages = off", s->name);
+	if (huge < s->size)
+		log_warn("segment %s: %s of %s on huge pages (%s)", s->name, got, all,
+		         fresh ? "the kernel had no more free 2 MiB pages"
+		               : "it was made with other pages; --recreate backs all of it with huge pages");
+	return 0;
+}
+
+/* Reserve every page of the new segment now (lib/seg_place.c: posix_fallocate, or faulted in for
+ * thp): a tmpfs or a huge page pool that cannot hold it fails here, with the figures, instead of a
+ * SIGBUS in whichever process first touches a missing page. */
 static int reserve(struct shm *s, char *err, size_t errn)
 {
-	int r = posix_fallocate(s->fd, 0, (off_t)s->size);
+	int r = seg_place_reserve(s->fd, s->hdr, s->size, s->huge);
 	if (r == 0)
-		return 0;
+		return huge_check(s, true, err, errn);
 	struct statvfs v;
-	char need[32], avail[32];
+	char need[32], avail[32], dir[256];
 	config_fmt_size(need, sizeof need, s->size);
-	if (statvfs(SHM_DIR, &v) < 0)
+	seg_place_dir(s->huge, dir, sizeof dir);
+	if (s->huge == SEG_HUGE_HUGETLBFS)
+		return ERR("segment %s: the hugetlbfs mount %s cannot hold it: it needs %s, %zu huge pages "
+		           "of 2 MiB, and %ld are free (%s); raise /proc/sys/vm/nr_hugepages or lower the "
+		           "[segment] capacities", s->name, dir, need, (size_t)(s->size / SEG_HUGE_PAGE),
+		           seg_place_free_huge_pages(), strerror(-r));
+	if (r == -EOPNOTSUPP)
+		return ERR("segment %s: [segment] huge_pages = thp needs MADV_POPULATE_WRITE (Linux 5.14)",
+		           s->name);
+	if (statvfs(dir, &v) < 0)
 		return ERR("segment %s: cannot reserve %s (%zu bytes) in %s: %s", s->name, need, s->size,
-		           SHM_DIR, strerror(r));
+		           dir, strerror(-r));
 	uint64_t free_bytes = (uint64_t)v.f_bavail * v.f_frsize;
 	config_fmt_size(avail, sizeof avail, free_bytes);
 	return ERR("segment %s: %s cannot hold it: it needs %s (%zu bytes), %s (%" PRIu64 " bytes) are "
-	           "free (%s); lower the [segment] capacities or enlarge %s", s->name, SHM_DIR, need,
-	           s->size, avail, free_bytes, strerror(r), SHM_DIR);
+	           "free (%s); lower the [segment] capacities or enlarge %s", s->name, dir, need,
+	           s->size, avail, free_bytes, strerror(-r), dir);
 }
 
 static int create_fresh(struct shm *s, const struct config *c, const char *control_path, char *err,
@@ -133,7 +173,10 @@ static int create_fresh(struct shm *s, const struct config *c, const char *contr
 	s->size = (size_t)total;
 	if (ftruncate(s->fd, (off_t)s->size) < 0)
 		return ERR("segment %s: ftruncate to %zu bytes: %s", s->name, s->size, strerror(errno));
-	if (reserve(s, err, errn) || map(s, err, errn))
+	/* thp's pages are reserved through the mapping (MADV_POPULATE_WRITE), the others' before it
+	 * (posix_fallocate: a hugetlbfs mapping would itself fail for want of pages, with a bare ENOMEM) */
+	bool through_map = s->huge == SEG_HUGE_THP;
+	if ((!through_map && reserve(s, err, errn)) || map(s, err, errn) || (through_map && reserve(s, err, errn)))
 		return -1;
 	struct prot_shm_header *h = s->hdr;
 	seg_layout(&c->seg.geo, h, &regions);
@@ -150,7 +193,8 @@ static int create_fresh(struct shm *s, const struct config *c, const char *contr
 		return ERR("segment %s: the header just written is refused (%s)", s->name, prot_strerror(r));
 	if (stamp_protd(s, control_path, err, errn))
 		return -1;
-	log_info("segment %s created: %zu bytes, mode %04o", s->name, s->size, c->seg.mode);
+	log_info("segment %s created: %zu bytes, mode %04o, huge_pages = %s", s->name, s->size,
+	         c->seg.mode, huge_name(s));
 	return 0;
 }
 
@@ -228,21 +272,23 @@ static int adopt(struct shm *s, const struct config *c, const char *control_path
                  char *err, size_t errn)
 {
 	struct stat st;
-	s->fd = shm_open(s->name, O_RDWR | O_CLOEXEC, 0);
+	s->fd = seg_place_open(s->huge, s->name, O_RDWR, 0);
 	if (s->fd < 0)
-		return errno == ENOENT ? REPLACE : ERR("segment %s: %s", s->name, strerror(errno));
+		return s->fd == -ENOENT ? REPLACE : ERR("segment %s: %s", s->name, strerror(-s->fd));
 	if (fstat(s->fd, &st) < 0)
 		return ERR("segment %s: fstat: %s", s->name, strerror(errno));
 	if (check_owner(s, c, &st, err, errn))
 		return REFUSED;
 	if (flock(s->fd, LOCK_EX | LOCK_NB) < 0) {
 		int32_t pid = 0;
-		void *b = mmap(NULL, sizeof(struct prot_shm_header), PROT_READ, MAP_SHARED, s->fd, 0);
+		/* a hugetlbfs file is mapped in whole huge pages */
+		size_t len = s->huge == SEG_HUGE_HUGETLBFS ? SEG_HUGE_PAGE : sizeof(struct prot_shm_header);
+		void *b = mmap(NULL, len, PROT_READ, MAP_SHARED, s->fd, 0);
 		if ((size_t)st.st_size >= sizeof(struct prot_shm_header) && b != MAP_FAILED)
 			pid = atomic_load_explicit(&((struct prot_shm_header *)b)->protd_pid,
 			                           memory_order_relaxed);
 		if (b != MAP_FAILED)
-			munmap(b, sizeof(struct prot_shm_header));
+			munmap(b, len);
 		return ERR("segment %s is served by protd pid %d", s->name, (int)pid);
 	}
 	if ((uint64_t)st.st_size < sizeof(struct prot_shm_header))
@@ -274,6 +320,10 @@ static int adopt(struct shm *s, const struct config *c, const char *control_path
 	if (!same_layout(h, c))
 		return incompatible(s, recreate, "has another geometry (capacities) than the configuration",
 		                    err, errn);
+	if (s->huge == SEG_HUGE_THP && seg_place_reserve(s->fd, s->hdr, s->size, s->huge) < 0)
+		log_warn("segment %s: its pages could not all be mapped with huge pages", s->name);
+	if (huge_check(s, false, err, errn))
+		return REFUSED;
 	set_access(s->fd, c);
 	if (stamp_protd(s, control_path, err, errn))
 		return REFUSED;
@@ -293,29 +343,48 @@ static void drop(struct shm *s)
 	s->fd = -1;
 }
 
+/* Whether the host can back the segment as c asks (lib/seg_place.c), and, for hugetlbfs, that no
+ * object of the same name in /dev/shm would be opened by clients instead: 0, or -1 and a message. */
+static int can_place(struct shm *s, char *err, size_t errn)
+{
+	char why[320];
+	if (seg_place_refusal(s->huge, why, sizeof why) < 0)
+		return ERR("segment %s: [segment] huge_pages = %s: %s", s->name, huge_name(s), why);
+	int fd = s->huge == SEG_HUGE_HUGETLBFS ? seg_place_open(SEG_HUGE_OFF, s->name, O_RDONLY, 0) : -1;
+	if (fd >= 0) {
+		close(fd);
+		return ERR("segment %s: [segment] huge_pages = hugetlbfs, but %s%s exists (a segment on 4 KiB "
+		           "or transparent huge pages), which clients would open instead: stop its protd and "
+		           "remove it", s->name, SEG_SHM_DIR, s->name);
+	}
+	return 0;
+}
+
 int shm_setup(struct shm *s, const struct config *c, const char *control_path, bool recreate,
               char *err, size_t errn)
 {
-	*s = (struct shm){ .fd = -1 };
+	*s = (struct shm){ .fd = -1, .huge = c->seg.huge_pages };
 	snprintf(s->name, sizeof s->name, "%s", c->seg.name);
+	if (can_place(s, err, errn))
+		return -1;
 	for (int attempt = 0; attempt < 3; attempt++) {
-		s->fd = shm_open(s->name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, c->seg.mode);
+		s->fd = seg_place_open(s->huge, s->name, O_CREAT | O_EXCL | O_RDWR, c->seg.mode);
 		if (s->fd >= 0) {
 			if (create_fresh(s, c, control_path, err, errn) == 0)
 				return 0;
 			drop(s);
-			shm_unlink(s->name);
+			seg_place_unlink(s->huge, s->name);
 			return -1;
 		}
-		if (errno != EEXIST)
-			return ERR("segment %s: shm_open: %s", s->name, strerror(errno));
+		if (s->fd != -EEXIST)
+			return ERR("segment %s: cannot create it in its place: %s", s->name, strerror(-s->fd));
 		int r = adopt(s, c, control_path, recreate, err, errn);
 		if (r == ADOPTED)
 			return 0;
 		drop(s);
 		if (r == REFUSED)
 			return -1;
-		shm_unlink(s->name);
+		seg_place_unlink(s->huge, s->name);
 	}
 	return ERR("segment %s: keeps being recreated by someone else", s->name);
 }
@@ -360,7 +429,7 @@ void shm_shutdown(struct shm *s, bool keep)
 		/* release: clients that see RETIRED look for a successor (lib/segment.c) */
 		atomic_store_explicit(&h->state, SEG_STATE_RETIRED, memory_order_release);
 		atomic_store_explicit(&h->protd_pid, 0, memory_order_relaxed);
-		shm_unlink(s->name);
+		seg_place_unlink(s->huge, s->name);
 		log_info("segment %s retired and removed", s->name);
 	} else {
 		atomic_store_explicit(&h->protd_pid, 0, memory_order_relaxed);

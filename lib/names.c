@@ -1,6 +1,6 @@
 /* names.c — the one table of names of enumerated values that leave a process: breaker states,
  * strategies and heal modes, pool states and strategies, rate algorithms, policies and clocks,
- * and protd's state as protctl reports it. protctl prints these (text and --json), the request
+ * protd's state as protctl reports it, and the pages of a segment ([segment] huge_pages). protctl prints these (text and --json), the request
  * words of breaker-create / pool-create carry them (lib/wire.c), and man/prot-json.7.scd lists
  * them (tests/test_protctl.c compares that page with this table). One spelling each, snake_case:
  * "half_open", never "half-open". protd's INI parser (daemon/config_schema.c, config_value.c)
@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "seg_place.h"
 #include "wire.h"
 
 #define NAMES_MAX 5
@@ -35,6 +36,7 @@ static const struct name_set {
 	[NAMES_PROTD_STATE] = {"protd_state", {"running", "not_responding", "dead", "stopped"}, PROTD_RUNNING, false},
 	[NAMES_RATE_SCOPE] = {"rate_scope", {"local", "global"}, RATE_SCOPE_LOCAL, false},
 	[NAMES_GLOBAL_STATE] = {"global_state", {"off", "synced", "degraded"}, RG_OFF, false},
+	[NAMES_HUGE_PAGES] = {"huge_pages", {"off", "thp", "hugetlbfs"}, SEG_HUGE_OFF, false},
 };
 _Static_assert(PROT_BREAKER_BLOWN == PROT_BREAKER_CLOSED + 3 && PROT_BREAKER_RATE == PROT_BREAKER_STANDARD + 1 &&
                PROT_HEAL_FULL == PROT_HEAL_HALF_OPEN + 1 && PROT_POOL_FULL == PROT_POOL_READY + 2 &&
@@ -44,8 +46,10 @@ _Static_assert(PROT_BREAKER_BLOWN == PROT_BREAKER_CLOSED + 3 && PROT_BREAKER_RAT
                PROT_RATE_LEAKY_BUCKET == PROT_RATE_FIXED_WINDOW + 4 && RATE_FULL_ALLOW == RATE_FULL_DENY + 1 &&
                RATE_FULL_EVICT == RATE_FULL_DENY + 2 &&
                RATE_CLOCK_COARSE == RATE_CLOCK_MONO + 1 && RATE_CLOCK_REALTIME == RATE_CLOCK_MONO + 2 &&
+               RATE_CLOCK_AUTO == RATE_CLOCK_MONO + 3 &&
                PROTD_STOPPED == PROTD_RUNNING + 3 && RATE_SCOPE_GLOBAL == RATE_SCOPE_LOCAL + 1 &&
-               RG_DEGRADED == RG_OFF + 2,
+               RG_DEGRADED == RG_OFF + 2 &&
+               SEG_HUGE_HUGETLBFS == SEG_HUGE_OFF + 2,
                "the names are listed by consecutive values");
 
 const char *prot_name(enum prot_names set, uint64_t value)

@@ -3,7 +3,8 @@
  * detaching (prot_open, prot_close), the per-call accessor that notices retirement and re-attaches
  * to a successor (prot_hdr; it checks fork through lib/fork.c), and the read-only views
  * (prot_get_info, prot_list_*). Each mapping's process identity, and what fork() does to it, is
- * lib/fork.c's; names to slots are lib/resolve.c's.
+ * lib/fork.c's; names to slots are lib/resolve.c's; where a name's object lives and which pages
+ * back it ([segment] huge_pages) is lib/seg_place.c's (seg_map only aligns a mapping for them).
  *
  * Concurrency argument for the handle's mappings:
  *  - p->map only ever moves forward to a newer mapping (release store under p->lock, acquire loads
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "seg_place.h"
 
 #define SEG_MAX_SIZE (64ull << 30)      /* refuse geometries beyond 64 GiB */
 #define SEG_PAGE 4096u
@@ -215,23 +217,41 @@ int seg_validate(const void *base, size_t size)
 
 /* ---- the private geometry --------------------------------------------------------------------- */
 
+/* The segment's address in a reservation of `size` bytes plus the slack: one geometry page below
+ * it, and, for a segment of a huge page or more, a multiple of SEG_HUGE_PAGE (lib/seg_place.c): a
+ * hugetlbfs file can be mapped nowhere else, and only such an address lets a 2 MiB page of a tmpfs
+ * object (huge_pages = thp) be mapped by one PMD. */
+static size_t seg_slack(size_t size)
+{
+	return size >= SEG_HUGE_PAGE ? SEG_GEO_BYTES + SEG_HUGE_PAGE : SEG_GEO_BYTES;
+}
+
 int seg_map(int fd, size_t size, bool rdonly, struct prot_shm_header **out)
 {
-	/* one reservation: the geometry page, then the segment right above it */
-	char *res = mmap(NULL, SEG_GEO_BYTES + size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* one reservation: the geometry page, then the segment right above it; the slack around the
+	 * two is given back at once, so seg_unmap unmaps exactly the geometry page and the segment */
+	size_t slack = seg_slack(size);
+	char *res = mmap(NULL, slack + size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (res == MAP_FAILED)
 		return -errno;
+	uintptr_t align = slack > SEG_GEO_BYTES ? SEG_HUGE_PAGE : SEG_PAGE;
+	char *base = (char *)(((uintptr_t)res + SEG_GEO_BYTES + align - 1) & ~(align - 1));
+	char *lo = base - SEG_GEO_BYTES, *end = res + slack + size;
+	if (lo > res)
+		munmap(res, (size_t)(lo - res));
+	if (end > base + size)
+		munmap(base + size, (size_t)(end - (base + size)));
 	int prot = rdonly ? PROT_READ : PROT_READ | PROT_WRITE;
-	void *seg = fd >= 0 ? mmap(res + SEG_GEO_BYTES, size, prot, MAP_SHARED | MAP_FIXED, fd, 0)
-	                    : mmap(res + SEG_GEO_BYTES, size, prot, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	void *seg = fd >= 0 ? mmap(base, size, prot, MAP_SHARED | MAP_FIXED, fd, 0)
+	                    : mmap(base, size, prot, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	void *geo = seg == MAP_FAILED ? MAP_FAILED
-	                              : mmap(res, SEG_GEO_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	                              : mmap(lo, SEG_GEO_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
 	if (geo == MAP_FAILED) {
 		int e = errno;
-		munmap(res, SEG_GEO_BYTES + size);
+		munmap(lo, SEG_GEO_BYTES + size);
 		return -e;
 	}
-	*out = (struct prot_shm_header *)(void *)(res + SEG_GEO_BYTES);
+	*out = (struct prot_shm_header *)(void *)base;
 	return 0;
 }
 
@@ -374,9 +394,11 @@ static int map_fd(int fd, unsigned flags, struct prot_map **out)
 	return 0;
 }
 
-static int shm_errno(int e)
+/* The object a name stands for, wherever it lives (lib/seg_place.c): an fd, or PROT_ENOSEG / -errno. */
+static int open_named(const char *name, unsigned flags)
 {
-	return e == ENOENT ? -PROT_ENOSEG : -e;
+	int fd = seg_place_find(name, open_flags(flags));
+	return fd == -ENOENT ? -PROT_ENOSEG : fd;
 }
 
 static int valid_name(const char *name)
@@ -415,9 +437,9 @@ int prot_open(const char *name, unsigned flags, prot_t **out)
 		handle_free(p);
 		return r;
 	}
-	fd = shm_open(name, open_flags(flags) | O_CLOEXEC, 0);
+	fd = open_named(name, flags);
 	if (fd < 0) {
-		r = shm_errno(errno);
+		r = fd;
 		handle_free(p);
 		return r;
 	}
@@ -465,7 +487,7 @@ static struct prot_shm_header *reattach(prot_t *p, struct prot_shm_header *seen)
 	if (cur->hdr != seen || now < p->next_reattach_ns)
 		goto out;
 	p->next_reattach_ns = now + REATTACH_INTERVAL_NS;
-	fd = shm_open(p->name, open_flags(p->flags) | O_CLOEXEC, 0);
+	fd = open_named(p->name, p->flags);
 	if (fd < 0)
 		goto out;
 	if (fstat(fd, &st) < 0 || (st.st_dev == cur->dev && st.st_ino == cur->ino) ||
@@ -499,6 +521,13 @@ struct prot_shm_header *prot_hdr(prot_t *p)
 }
 
 /* ---- views ----------------------------------------------------------------------------------- */
+
+enum seg_huge seg_backing_of(prot_t *p)
+{
+	/* acquire: pairs with the release store in reattach() */
+	const struct prot_map *m = atomic_load_explicit(&p->map, memory_order_acquire);
+	return seg_place_backing(m->fd, m->hdr);
+}
 
 static uint32_t live_slots(const struct prot_shm_header *h, int reg)
 {

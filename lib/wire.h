@@ -71,6 +71,7 @@ enum prot_names {
 	NAMES_PROTD_STATE,      /* what protctl status says of protd (PROTD_*) */
 	NAMES_RATE_SCOPE,       /* RATE_SCOPE_* */
 	NAMES_GLOBAL_STATE,     /* RG_*: the host's global-limits state */
+	NAMES_HUGE_PAGES,       /* [segment] huge_pages, a segment's pages (enum seg_huge) */
 	NAMES_COUNT_
 };
 enum { PROTD_RUNNING, PROTD_NOT_RESPONDING, PROTD_DEAD, PROTD_STOPPED };

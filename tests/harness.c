@@ -7,14 +7,18 @@
 #include "harness.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <mntent.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -462,6 +466,38 @@ bool th_until(bool (*cond)(void *arg), void *arg, int timeout_ms)
 			return false;
 		usleep(1000);
 	}
+}
+
+const char *th_private_dev_shm(const char *tmpfs_opts)
+{
+	static char why[200];
+	if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+	    mount("prot-test", "/dev/shm", "tmpfs", 0, tmpfs_opts) < 0) {
+		snprintf(why, sizeof why, "needs root and mount namespaces (a tmpfs on /dev/shm): %s", strerror(errno));
+		return why;
+	}
+	char dirs[16][256];
+	int n = 0;
+	FILE *f = setmntent("/proc/self/mounts", "re");
+	for (struct mntent *m; f && n < 16 && (m = getmntent(f));)
+		if (strcmp(m->mnt_type, "hugetlbfs") == 0)
+			snprintf(dirs[n++], sizeof dirs[0], "%s", m->mnt_dir);
+	if (f)
+		endmntent(f);
+	while (n-- > 0) /* the namespace's copies only */
+		umount2(dirs[n], MNT_DETACH);
+	return NULL;
+}
+
+int th_dir_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	int n = 0;
+	cr_assert(d, "%s: %s", path, strerror(errno));
+	for (struct dirent *e; (e = readdir(d));)
+		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return n;
 }
 
 void th_cleanup(void)

@@ -121,6 +121,14 @@ void th_pool_register(prot_t *p, const char *pool, struct th_conns *c);
 /* The id of one of its connections. */
 int th_conn_id(void *conn);
 
+/* Move this test process into a mount namespace of its own with a fresh tmpfs (mount options
+ * tmpfs_opts, e.g. "size=64m,huge=advise") over /dev/shm and no hugetlbfs mount: a test of what
+ * /dev/shm or huge pages do that changes nothing of the host's. NULL, or why it cannot be had
+ * (no root, no mount namespaces): the test skips with it. */
+const char *th_private_dev_shm(const char *tmpfs_opts);
+/* Entries of directory PATH but . and .. (asserted to be readable: the test process only). */
+int th_dir_entries(const char *path);
+
 /* Unlink remembered segment names, kill (by pid) any protd this process started and has not
  * stopped, remove temp files. Registered with atexit on first use; tests may call it directly. */
 void th_cleanup(void);

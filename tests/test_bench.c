@@ -2,7 +2,9 @@
  * protd (and redis-server and socket daemon when present), prints every row and the table header,
  * exits 0, and leaves no segment behind; --pin pins; a --quick --json run has the floor, churn and
  * 100k-insert rows with sane values (measured, positive, min <= median <= max, inserts that did
- * insert) and the floor ratios. No timing is asserted: speed belongs to the bench itself.
+ * insert) and the floor ratios; the rows on huge pages run together on transparent huge pages (a
+ * private /dev/shm mounted huge=advise) and are skipped together, with the reason, where there are
+ * none. No timing is asserted: speed belongs to the bench itself.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -94,6 +96,17 @@ static void fresh_buckets(const char *text, const char *id, unsigned long long *
 	*ids = (unsigned long long)reps * per;
 }
 
+/* Each of the n named ratios is in the JSON document text, computed (positive). */
+static void expect_ratios(const char *text, const char *const *names, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char pat[96];
+		snprintf(pat, sizeof pat, "{\"name\":\"%s\"", names[i]);
+		const char *r = strstr(text, pat);
+		cr_expect(r && json_field(r, "value") > 0, "ratio \"%s\" missing or null", names[i]);
+	}
+}
+
 static struct th_out out;
 
 Test(bench, smoke_run_prints_every_row, .timeout = 120)
@@ -176,10 +189,54 @@ Test(bench, quick_json_has_floor_churn_and_insert_rows, .timeout = 400)
 	static const char *const ratios[] = {"prot 1M entities / dependent-load floor",
 	                                     "prot churn (first use) / 1M lookup",
 	                                     "prot first use, 100k set / 100k lookup"};
-	for (size_t i = 0; i < sizeof ratios / sizeof ratios[0]; i++) {
-		char pat[96];
-		snprintf(pat, sizeof pat, "{\"name\":\"%s\"", ratios[i]);
-		const char *r = strstr(out.out, pat);
-		cr_expect(r && json_field(r, "value") > 0, "ratio \"%s\" missing or null", ratios[i]);
+	expect_ratios(out.out, ratios, sizeof ratios / sizeof ratios[0]);
+}
+
+/* ---- the rows on huge pages -------------------------------------------------------------------- */
+static const char *const huge_rows[] = {"RATE_1M_HUGE", "MX_1M_HUGE", "FLOOR_CHASE_HUGE"};
+
+static void smoke_json(void)
+{
+	const char *argv[] = {bench_path(), "--smoke", "--json", "--procs", "1", NULL};
+	int code = th_run(&out, 90000, argv);
+	cr_assert_eq(code, 0, "protbench --smoke --json exited %d\nstderr:\n%s", code, out.err);
+	cr_expect(strstr(out.out, "\"failures\":0}"), "failures in:\n%s", out.out);
+	cr_expect(!segment_left(out.out), "protbench left its segment in /dev/shm");
+}
+
+Test(bench, huge_rows_run_together_on_transparent_huge_pages, .timeout = 120)
+{
+	if (access("/sys/kernel/mm/transparent_hugepage/shmem_enabled", R_OK) < 0)
+		cr_skip_test("this kernel has no transparent huge pages on shared memory");
+	const char *why = th_private_dev_shm("size=1g,huge=advise");
+	if (why)
+		cr_skip_test("%s", why);
+	smoke_json();
+	cr_assert(strstr(out.out, "\"huge_pages\":\"huge_pages = thp\""), "%.400s", out.out);
+	char obj[512];
+	for (size_t i = 0; i < sizeof huge_rows / sizeof huge_rows[0]; i++) {
+		expect_sane_row(out.out, huge_rows[i]);
+		cr_assert(json_row(out.out, huge_rows[i], obj, sizeof obj));
+		cr_expect(strstr(obj, "huge_pages = thp"), "%s", obj);
 	}
+	static const char *const ratios[] = {"prot vs mutex, 1M entities, huge pages",
+	                                     "prot 1M entities / dependent-load floor, huge pages",
+	                                     "dependent-load floor, 4 KiB pages / huge pages"};
+	expect_ratios(out.out, ratios, sizeof ratios / sizeof ratios[0]);
+}
+
+Test(bench, huge_rows_are_skipped_together_with_the_reason, .timeout = 120)
+{
+	const char *why = th_private_dev_shm("size=1g");
+	if (why)
+		cr_skip_test("%s", why);
+	smoke_json();
+	char obj[512];
+	for (size_t i = 0; i < sizeof huge_rows / sizeof huge_rows[0]; i++) {
+		cr_assert(json_row(out.out, huge_rows[i], obj, sizeof obj), "no row %s", huge_rows[i]);
+		cr_expect(strstr(obj, "\"state\":\"skipped\""), "%s", obj);
+		cr_expect(strstr(obj, "no huge pages: no hugetlbfs mount of 2 MiB pages"), "%s", obj);
+	}
+	expect_sane_row(out.out, "RATE_1M");
+	expect_sane_row(out.out, "FLOOR_CHASE");
 }

@@ -5,7 +5,6 @@
  * load time, and a /dev/shm too small for the segment (protd says so, exits 1, leaves nothing).
  */
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -373,17 +372,6 @@ static const char *small_dev_shm(void)
 	return NULL;
 }
 
-static int dir_entries(const char *path)
-{
-	DIR *d = opendir(path);
-	int n = 0;
-	cr_assert(d, "%s: %s", path, strerror(errno));
-	for (struct dirent *e; (e = readdir(d));)
-		n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-	closedir(d);
-	return n;
-}
-
 Test(config, dev_shm_too_small_is_an_error_that_leaves_nothing)
 {
 	const char *why = small_dev_shm();
@@ -405,7 +393,7 @@ Test(config, dev_shm_too_small_is_an_error_that_leaves_nothing)
 	cr_assert(strstr(out.err, "/dev/shm cannot hold it: it needs 131.0 MiB"), "%s", out.err);
 	cr_assert(strstr(out.err, want), "the free space (%s) in:\n%s", want, out.err);
 	cr_assert(!strstr(out.err, "serving"), "%s", out.err);
-	cr_assert_eq(dir_entries("/dev/shm"), 0, "protd left something in /dev/shm");
+	cr_assert_eq(th_dir_entries("/dev/shm"), 0, "protd left something in /dev/shm");
 	cr_assert_eq(statvfs("/dev/shm", &v), 0);
 	cr_assert_eq((uint64_t)v.f_bavail * v.f_frsize, free_bytes, "the space is given back");
 	char sock[128];

@@ -32,14 +32,17 @@
 	X(RATE_INSERT, BK_SINGLE, "prot rate check, first use of an entity (insert)")              \
 	X(RATE_100K, BK_SINGLE, "prot rate check, 100k entities, uniform")                         \
 	X(RATE_1M, BK_SINGLE, "prot rate check, 1M entities, uniform")                             \
+	X(RATE_1M_HUGE, BK_SINGLE, "prot rate check, 1M entities, uniform, huge pages")            \
 	X(RATE_INSERT_100K, BK_SINGLE, "prot rate check, first use, 100k set, pages mapped")       \
 	X(RATE_CHURN, BK_SINGLE, "prot rate check, churn (first use, GCRA, sweeping)")             \
 	X(MX_HOT_FW, BK_SINGLE, "mutex baseline, hot key, fixed window")                           \
 	X(MX_HOT_GCRA, BK_SINGLE, "mutex baseline, hot key, GCRA")                                 \
 	X(MX_100K, BK_SINGLE, "mutex baseline, 100k entities, uniform")                            \
 	X(MX_1M, BK_SINGLE, "mutex baseline, 1M entities, uniform")                                \
+	X(MX_1M_HUGE, BK_SINGLE, "mutex baseline, 1M entities, uniform, huge pages")               \
 	X(MX_HOT_FW_COARSE, BK_SINGLE, "mutex baseline, hot key, fixed window, coarse clock")      \
 	X(FLOOR_CHASE, BK_SINGLE, "floor: dependent load, random line, rate table's size")         \
+	X(FLOOR_CHASE_HUGE, BK_SINGLE, "floor: dependent load, rate table's size, huge pages")     \
 	X(CLOCK_MONO, BK_SINGLE, "floor: clock_gettime(CLOCK_MONOTONIC)")                          \
 	X(CLOCK_COARSE, BK_SINGLE, "floor: clock_gettime(CLOCK_MONOTONIC_COARSE)")                 \
 	X(CAS_PRIVATE, BK_SINGLE, "floor: compare-and-swap on a private line")                     \
@@ -124,6 +127,8 @@ struct bench {
 	prot_t *prot;        /* NULL when protd could not be started */
 	char seg[64];
 	char prot_error[160];/* why the prot rows did not run */
+	int huge;            /* the huge pages of the *_HUGE rows (enum seg_huge; 0: none: bench_huge.c) */
+	char huge_why[160];  /* which, or why there are none */
 	struct bench_stat res[ROW_COUNT_][BENCH_MAXP];
 	/* memory figures */
 	uint64_t seg_example, seg_1m, seg_run;
@@ -190,6 +195,26 @@ void bench_prot_rows(struct bench *b);
 void bench_rate_rows(struct bench *b);
 /* bench_floor.c: the floor rows (dependent loads over the rate table's size, clocks, a CAS). */
 void bench_floor_rows(struct bench *b);
+
+/* bench_huge.c: the rows on huge pages. init picks the backing this host offers (hugetlbfs with
+ * enough free pages, else transparent huge pages on /dev/shm; b->huge, b->huge_why); map_region
+ * maps a region of bytes as protd maps its segment, on 4 KiB pages (huge false) or b->huge's (0 or
+ * a negative errno; what describes it); rate_rows runs RATE_1M_HUGE on a second protd. */
+void bench_huge_init(struct bench *b);
+struct bench_region {
+	void *p;
+	size_t size; /* bytes mapped: the size asked for, in whole huge pages on huge pages */
+};
+int bench_map_region(const struct bench *b, bool huge, size_t bytes, struct bench_region *r, char *what,
+                     size_t n);
+void bench_unmap_region(struct bench_region *r);
+void bench_huge_rate_rows(struct bench *b);
+/* bench_rate.c: the first use of the 1M entities on handle p, then their lookups as row `row`. */
+void bench_rate_1m_on(struct bench *b, prot_t *p, int row);
+/* bench_protd.c: a second protd on its own segment backed by huge_pages = mode (NULL on failure,
+ * with the reason in err); stop it with bench_protd_stop_huge. */
+prot_t *bench_protd_start_huge(struct bench *b, const char *mode, char *err, size_t n);
+void bench_protd_stop_huge(struct bench *b, prot_t *p);
 
 /* bench_pin.c: --pin. init records the allowed CPUs (and pins this process when pin); every
  * forked child calls bench_pin_child with its worker index or one of these. */

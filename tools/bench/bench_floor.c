@@ -4,9 +4,13 @@
  *  FLOOR_CHASE   one load from a random cache line of a region as large as this run's rate table
  *                (REG_RATE_GROUPS of the segment protd makes for rate_entities: bench_memory.c)
  *                and backed as that table is: a POSIX shm object in /dev/shm, reserved with
- *                posix_fallocate and mapped MAP_SHARED (daemon/shm.c, lib/segment.c), so its
- *                pages (the size /dev/shm's tmpfs gives them), TLB reach and memory are the ones
- *                the "1M entities, uniform" rows see. The region's lines form one random cycle
+ *                posix_fallocate and mapped MAP_SHARED (daemon/shm.c, lib/segment.c; the mapping
+ *                is bench_huge.c's bench_map_region), so its pages (4 KiB: /dev/shm's tmpfs
+ *                without huge=), TLB reach and memory are the ones the "1M entities, uniform"
+ *                rows see. FLOOR_CHASE_HUGE: the same on the huge pages of RATE_1M_HUGE and
+ *                MX_1M_HUGE (hugetlbfs, or transparent huge pages: bench_huge.c), in the same
+ *                run, so that each pair is quoted against the floor of its own backing. The
+ *                region's lines form one random cycle
  *                (Sattolo's shuffle): each load's address is the value the previous load returned,
  *                so no two loads are ever in flight together and no prefetcher can guess the next.
  *                Every line is written while the cycle is built, so, as in the 1M-entity rows
@@ -16,8 +20,8 @@
  *  CAS_PRIVATE   one successful compare-and-swap on a line no other process touches: a decision's
  *                admit CAS with its line already in this core's cache, in the exclusive state.
  *
- * The object's name (/prot-bench-floor-PID) is unlinked as soon as it is mapped: nothing is left
- * in /dev/shm whatever happens to the bench afterwards.
+ * The object's name (/prot-bench-region-PID) is unlinked as soon as it is open: nothing is left
+ * in /dev/shm (or on the hugetlbfs mount) whatever happens to the bench afterwards.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,29 +43,9 @@ struct line {
 _Static_assert(sizeof(struct line) == LINE, "one cache line per link");
 
 struct chase {
-	struct line *lines;
-	size_t bytes;
-	struct line *at; /* where the next batch continues the cycle */
+	struct bench_region reg; /* the lines */
+	struct line *at;         /* where the next batch continues the cycle */
 };
-
-/* The region, as protd's segment is made. 0 or a negative errno. */
-static int map_like_segment(size_t bytes, struct line **out)
-{
-	char name[48];
-	snprintf(name, sizeof name, "/prot-bench-floor-%d", (int)getpid());
-	int fd = shm_open(name, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	shm_unlink(name);
-	int r = ftruncate(fd, (off_t)bytes) < 0 ? -errno : -posix_fallocate(fd, 0, (off_t)bytes);
-	void *m = r == 0 ? mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
-	if (r == 0 && m == MAP_FAILED)
-		r = -errno;
-	close(fd);
-	if (r == 0)
-		*out = m;
-	return r;
-}
 
 /* Sattolo's shuffle of 0..n-1 yields a permutation that is one cycle through all n; line i then
  * points at line perm[i]. */
@@ -95,29 +79,34 @@ static int chase_batch(void *st, uint64_t n)
 	return 0;
 }
 
-static void chase_row(struct bench *b)
+/* FLOOR_CHASE (huge false) or FLOOR_CHASE_HUGE (huge: on b->huge's pages). */
+static void chase_row(struct bench *b, int row, bool huge)
 {
 	uint64_t bytes = bench_rate_table_bytes(b->sz.rate_entities);
-	struct chase c = {NULL, (size_t)bytes, NULL};
+	struct chase c = {{NULL, 0}, NULL};
+	char what[sizeof b->res[0][0].note];
 	if (bytes < 2 * LINE || bytes / LINE > UINT32_MAX) {
-		bench_skip(b, ROW_FLOOR_CHASE, true, "rate table of %llu bytes", (unsigned long long)bytes);
+		bench_skip(b, row, true, "rate table of %llu bytes", (unsigned long long)bytes);
 		return;
 	}
-	int r = map_like_segment(c.bytes, &c.lines);
-	if (r == 0 && (r = build_cycle(c.lines, (uint32_t)(bytes / LINE))) < 0)
-		munmap(c.lines, c.bytes);
+	if (huge && b->huge == 0) {
+		bench_skip(b, row, false, "%s", b->huge_why);
+		return;
+	}
+	int r = bench_map_region(b, huge, (size_t)bytes, &c.reg, what, sizeof what);
+	if (r == 0 && (r = build_cycle(c.reg.p, (uint32_t)(bytes / LINE))) < 0)
+		bench_unmap_region(&c.reg);
 	if (r < 0) {
-		bench_skip(b, ROW_FLOOR_CHASE, true, "region of %llu bytes in /dev/shm: %s",
-		           (unsigned long long)bytes, strerror(-r));
+		bench_skip(b, row, !huge, "region of %llu bytes%s: %s", (unsigned long long)bytes,
+		           huge ? ", huge pages" : " in /dev/shm", strerror(-r));
 		return;
 	}
-	c.at = c.lines;
+	c.at = c.reg.p;
 	struct bench_work w = {bench_arg_setup, chase_batch, bench_arg_teardown, &c, 0};
-	if (bench_single(b, ROW_FLOOR_CHASE, &w, b->sz.hot_ops, b->sz.reps) == 0)
-		snprintf(b->res[ROW_FLOOR_CHASE][0].note, sizeof b->res[0][0].note,
-		         "%.1f MiB in /dev/shm (the rate table's size), %llu lines in one cycle", bytes / 1048576.0,
-		         (unsigned long long)(bytes / LINE));
-	munmap(c.lines, c.bytes);
+	if (bench_single(b, row, &w, b->sz.hot_ops, b->sz.reps) == 0)
+		snprintf(b->res[row][0].note, sizeof b->res[0][0].note, "%.100s (the rate table's size), %llu lines in one cycle",
+		         what, (unsigned long long)(bytes / LINE));
+	bench_unmap_region(&c.reg);
 }
 
 static volatile uint64_t clock_sink; /* keeps the clock reads' results alive */
@@ -159,7 +148,8 @@ void bench_floor_rows(struct bench *b)
 {
 	static clockid_t mono = CLOCK_MONOTONIC, coarse = CLOCK_MONOTONIC_COARSE;
 	struct bench_work w = {bench_arg_setup, clock_batch, bench_arg_teardown, &mono, 0};
-	chase_row(b);
+	chase_row(b, ROW_FLOOR_CHASE, false);
+	chase_row(b, ROW_FLOOR_CHASE_HUGE, true);
 	bench_single(b, ROW_CLOCK_MONO, &w, b->sz.hot_ops, b->sz.reps);
 	w.arg = &coarse;
 	bench_single(b, ROW_CLOCK_COARSE, &w, b->sz.hot_ops, b->sz.reps);

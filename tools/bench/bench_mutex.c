@@ -1,19 +1,22 @@
 /* bench_mutex.c — baseline 1: the same rate decisions under one process-shared, robust pthread
  * mutex in a MAP_SHARED region (nginx limit_req's shared zone and its lock). The region is mapped
- * before the workers fork, so every worker sees the one table and the one lock.
+ * before the workers fork, so every worker sees the one table and the one lock. It is mapped as
+ * protd maps its segment (bench_huge.c: a /dev/shm object on 4 KiB pages), so that MX_1M and
+ * RATE_1M see the same page backing; MX_1M_HUGE is MX_1M on a second region on the huge pages of
+ * RATE_1M_HUGE.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 
 #include "bench.h"
 
 struct mx_region {
 	pthread_mutex_t mu; /* PTHREAD_PROCESS_SHARED, PTHREAD_MUTEX_ROBUST */
-	size_t bytes;
+	struct bench_region reg; /* where this struct and the table live */
 	struct bt_table *t; /* same address in every worker: mapped before fork */
+	char what[96];      /* the mapping, for the 1M row's note */
 };
 
 struct mx_arg {
@@ -51,22 +54,34 @@ static int mx_batch(void *st, uint64_t n)
 	return 0;
 }
 
-static struct mx_region *mx_create(uint32_t max_entities)
+/* The region on 4 KiB pages (huge false) or b->huge's; NULL and *err on failure. */
+static struct mx_region *mx_create(const struct bench *b, bool huge, uint32_t max_entities, int *err)
 {
 	size_t bytes = sizeof(struct mx_region) + 64 + bt_bytes(max_entities);
-	struct mx_region *r = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (r == MAP_FAILED)
+	struct bench_region reg;
+	char what[96];
+	*err = bench_map_region(b, huge, bytes, &reg, what, sizeof what);
+	if (*err < 0)
 		return NULL;
+	struct mx_region *r = reg.p;
 	pthread_mutexattr_t at;
 	pthread_mutexattr_init(&at);
 	pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
 	pthread_mutex_init(&r->mu, &at);
 	pthread_mutexattr_destroy(&at);
-	r->bytes = bytes;
+	r->reg = reg;
+	snprintf(r->what, sizeof r->what, "%s", what);
 	r->t = (struct bt_table *)((char *)r + ((sizeof *r + 63) & ~(size_t)63));
 	bt_init(r->t, max_entities);
 	return r;
+}
+
+static void mx_destroy(struct mx_region *r)
+{
+	struct bench_region reg = r->reg;
+	pthread_mutex_destroy(&r->mu);
+	bench_unmap_region(&reg);
 }
 
 /* Insert every entity once, so that the timed rows measure lookups as prot's rows do. */
@@ -81,16 +96,52 @@ static int mx_prefill(struct mx_region *r, const char (*ents)[16], uint32_t n)
 	return 0;
 }
 
+/* The 1M row (and the 100k one when small_row >= 0) on region r, prefilled with the 1M set. */
+static void mx_entity_rows(struct bench *b, struct mx_region *r, int small_row, int large_row)
+{
+	int e = mx_prefill(r, (const char(*)[16])b->ents, b->sz.ent_large);
+	struct mx_arg ent = {r, PROT_RATE_FIXED_WINDOW, (const char(*)[16])b->ents, b->sz.ent_small, false};
+	struct bench_work w = {bench_rstate_new, mx_batch, bench_rstate_free, &ent, 0};
+	if (e < 0) {
+		if (small_row >= 0)
+			bench_skip(b, small_row, true, "prefill: %s", bench_strerror(e));
+		bench_skip(b, large_row, true, "prefill: %s", bench_strerror(e));
+		return;
+	}
+	if (small_row >= 0)
+		bench_single(b, small_row, &w, b->sz.hot_ops, b->sz.reps);
+	ent.nents = b->sz.ent_large;
+	if (bench_single(b, large_row, &w, b->sz.hot_ops, b->sz.reps) == 0)
+		snprintf(b->res[large_row][0].note, sizeof b->res[0][0].note, "table of %s", r->what);
+}
+
+/* MX_1M_HUGE: MX_1M on a table of its own on huge pages. */
+static void mx_huge_row(struct bench *b)
+{
+	int e;
+	struct mx_region *r = b->huge ? mx_create(b, true, b->sz.ent_large + 16, &e) : NULL;
+	if (!b->huge)
+		bench_skip(b, ROW_MX_1M_HUGE, false, "%s", b->huge_why);
+	else if (!r)
+		bench_skip(b, ROW_MX_1M_HUGE, false, "huge pages: %s", bench_strerror(e));
+	else {
+		mx_entity_rows(b, r, -1, ROW_MX_1M_HUGE);
+		mx_destroy(r);
+	}
+}
+
 void bench_mutex_rows(struct bench *b)
 {
-	struct mx_region *r = mx_create(b->sz.ent_large + 16);
+	int e;
+	struct mx_region *r = mx_create(b, false, b->sz.ent_large + 16, &e);
 	if (!r) {
 		for (int row = ROW_MX_HOT_FW; row <= ROW_MX_1M; row++)
-			bench_skip(b, row, true, "mmap: %s", prot_strerror(-errno));
+			bench_skip(b, row, true, "mmap: %s", bench_strerror(e));
 		bench_skip(b, ROW_MX_HOT_FW_COARSE, true, "mmap failed");
 		bench_skip(b, ROW_SC_MX_FW, true, "mmap failed");
 		bench_skip(b, ROW_SC_MX_GCRA, true, "mmap failed");
 		bench_skip(b, ROW_SC_MX_SPREAD, true, "mmap failed");
+		mx_huge_row(b);
 		return;
 	}
 	struct mx_arg hot_fw = {r, PROT_RATE_FIXED_WINDOW, NULL, 0, false};
@@ -107,18 +158,7 @@ void bench_mutex_rows(struct bench *b)
 	struct mx_arg spread = {r, PROT_RATE_FIXED_WINDOW, (const char(*)[16])b->ents, 0, false};
 	w.arg = &spread;
 	bench_scale(b, ROW_SC_MX_SPREAD, &w);
-
-	int e = mx_prefill(r, (const char(*)[16])b->ents, b->sz.ent_large);
-	struct mx_arg ent = {r, PROT_RATE_FIXED_WINDOW, (const char(*)[16])b->ents, b->sz.ent_small, false};
-	w.arg = &ent;
-	if (e < 0) {
-		bench_skip(b, ROW_MX_100K, true, "prefill: %s", bench_strerror(e));
-		bench_skip(b, ROW_MX_1M, true, "prefill: %s", bench_strerror(e));
-	} else {
-		bench_single(b, ROW_MX_100K, &w, b->sz.hot_ops, b->sz.reps);
-		ent.nents = b->sz.ent_large;
-		bench_single(b, ROW_MX_1M, &w, b->sz.hot_ops, b->sz.reps);
-	}
-	pthread_mutex_destroy(&r->mu);
-	munmap(r, r->bytes);
+	mx_entity_rows(b, r, ROW_MX_100K, ROW_MX_1M);
+	mx_destroy(r);
+	mx_huge_row(b);
 }

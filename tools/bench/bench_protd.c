@@ -1,7 +1,8 @@
 /* bench_protd.c — the bench's own protd: an INI written to the bench's temporary directory with
  * the keys, breakers and pools the rows need, a private segment name (/prot-bench-<pid>), a bounded
  * wait until the segment is served, and a stop by pid (SIGTERM, then SIGKILL) that also unlinks the
- * segment and the control socket.
+ * segment and the control socket. A second one, the same but for its segment
+ * (/prot-bench-<pid>-huge, [segment] huge_pages), serves the rows on huge pages (bench_huge.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,8 +19,23 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "seg_place.h"
 
-static pid_t protd_pid;
+/* One protd of the bench: its pid, its segment, and the suffix of its segment's and files' names. */
+struct instance {
+	pid_t pid;
+	char seg[64];
+	const char *tag;
+};
+static struct instance main_d = {0, "", ""}, huge_d = {0, "", "-huge"};
+
+static const char *inst_file(const struct bench *b, const struct instance *d, const char *what,
+                             char *buf, size_t len)
+{
+	char name[48];
+	snprintf(name, sizeof name, "protd%s.%s", d->tag, what);
+	return bench_tmpfile(b, name, buf, len);
+}
 
 /* $PROTD, else the protd of the same build tree: <dir of this executable>/../../daemon/protd. */
 static const char *protd_path(char *buf, size_t len)
@@ -36,20 +52,20 @@ static const char *protd_path(char *buf, size_t len)
 	return buf;
 }
 
-static int write_ini(const struct bench *b, const char *path)
+static int write_ini(const struct bench *b, const struct instance *d, const char *huge, const char *path)
 {
 	char sock[128];
 	FILE *f = fopen(path, "w");
 	if (!f)
 		return -errno;
-	bench_tmpfile(b, "protd.sock", sock, sizeof sock);
+	inst_file(b, d, "sock", sock, sizeof sock);
 	fprintf(f,
 	        "; written by protbench for its own protd; removed at exit\n"
 	        "[segment]\nname = %s\nmode = 0600\nmax_keys = 16\nmax_breakers = 8\nmax_pools = 4\n"
 	        "pool_max_slots = 16\npool_max_waiters = 64\nrate_entities = %llu\nevents = 1024\n"
-	        "sliding_buckets = 8\nsliding_max_limit = 32768\n\n"
+	        "sliding_buckets = 8\nsliding_max_limit = 32768\nhuge_pages = %s\n\n"
 	        "[daemon]\ntick = 10ms\nreclaim_interval = 100ms\ncontrol_socket = %s\n\n",
-	        b->seg, (unsigned long long)b->sz.rate_entities, sock);
+	        d->seg, (unsigned long long)b->sz.rate_entities, huge ? huge : "off", sock);
 	/* A global key (README "Global limits") on a Redis that is not there: the host is degraded
 	 * and decides on its local share (hosts = 1: the whole limit). A decision reads the same grant
 	 * words whether protd leased them or wrote the share, so the row is the global hot path. */
@@ -96,17 +112,17 @@ static int write_ini(const struct bench *b, const char *path)
 	return fclose(f) == 0 ? 0 : -errno;
 }
 
-static pid_t spawn_protd(const struct bench *b, const char *exe, const char *ini)
+static pid_t spawn_protd(const struct bench *b, const struct instance *d, const char *exe, const char *ini)
 {
 	char log[128];
-	bench_tmpfile(b, "protd.log", log, sizeof log);
+	inst_file(b, d, "log", log, sizeof log);
 	fflush(NULL);
 	pid_t pid = fork();
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGTERM); /* a crashed bench still stops its protd */
 		bench_pin_child(BENCH_PIN_SERVER);
 		bench_child_log(log);
-		execl(exe, exe, "-c", ini, "--segment", b->seg, (char *)NULL);
+		execl(exe, exe, "-c", ini, "--segment", d->seg, (char *)NULL);
 		fprintf(stderr, "exec %s: %s\n", exe, strerror(errno));
 		_exit(127);
 	}
@@ -117,10 +133,10 @@ static pid_t spawn_protd(const struct bench *b, const char *exe, const char *ini
 
 /* The reason a start failed: the first line of protd's log that names a file position (a config
  * error: "FILE:LINE: ..."), else its last line. */
-static void log_tail(const struct bench *b, char *out, size_t len)
+static void log_tail(const struct bench *b, const struct instance *d, char *out, size_t len)
 {
 	char path[128], line[256] = "";
-	FILE *f = fopen(bench_tmpfile(b, "protd.log", path, sizeof path), "r");
+	FILE *f = fopen(inst_file(b, d, "log", path, sizeof path), "r");
 	bool pinned = false;
 	out[0] = 0;
 	if (!f)
@@ -135,16 +151,17 @@ static void log_tail(const struct bench *b, char *out, size_t len)
 }
 
 /* Bounded (5 s): open the segment once protd serves it. */
-static int wait_served(struct bench *b, pid_t pid)
+static int wait_served(const struct instance *d, prot_t **out)
 {
 	uint64_t end = bench_now_ns() + 5000000000u;
+	pid_t pid = d->pid;
 	int r = -ETIMEDOUT;
 	while (bench_now_ns() < end) {
 		prot_t *p = NULL;
 		struct prot_info info;
-		r = prot_open(b->seg, 0, &p);
+		r = prot_open(d->seg, 0, &p);
 		if (r == 0 && prot_get_info(p, &info) == 0 && info.protd_pid == pid) {
-			b->prot = p;
+			*out = p;
 			return 0;
 		}
 		prot_close(p);
@@ -155,47 +172,72 @@ static int wait_served(struct bench *b, pid_t pid)
 	return r;
 }
 
-int bench_protd_start(struct bench *b)
+static void stop(struct bench *b, struct instance *d, prot_t *p)
+{
+	char sock[128];
+	prot_close(p);
+	if (d->pid > 0) {
+		bench_reap(d->pid, 5000, true);
+		d->pid = 0;
+	}
+	/* protd removes it on a clean stop; this covers the others (wherever huge_pages put it) */
+	seg_place_unlink(SEG_HUGE_OFF, d->seg);
+	seg_place_unlink(SEG_HUGE_HUGETLBFS, d->seg);
+	unlink(inst_file(b, d, "sock", sock, sizeof sock));
+}
+
+/* Start protd d on its segment with huge_pages = huge (NULL: off) and open it: 0 and *out, or a
+ * negative errno with the reason in err. */
+static int start(struct bench *b, struct instance *d, const char *huge, prot_t **out, char *err, size_t n)
 {
 	char exe_buf[PATH_MAX + 32], ini[128], tail[120];
 	const char *exe = protd_path(exe_buf, sizeof exe_buf);
-	snprintf(b->seg, sizeof b->seg, "/prot-bench-%d", (int)getpid());
-	bench_tmpfile(b, "protd.ini", ini, sizeof ini);
-	int r = write_ini(b, ini);
+	snprintf(d->seg, sizeof d->seg, "/prot-bench-%d%s", (int)getpid(), d->tag);
+	inst_file(b, d, "ini", ini, sizeof ini);
+	int r = write_ini(b, d, huge, ini);
 	if (r < 0) {
-		snprintf(b->prot_error, sizeof b->prot_error, "cannot write %s: %s", ini, strerror(-r));
+		snprintf(err, n, "cannot write %s: %s", ini, strerror(-r));
 		return r;
 	}
 	if (access(exe, X_OK) < 0) {
-		snprintf(b->prot_error, sizeof b->prot_error, "protd not found at %.120s (set $PROTD)", exe);
+		snprintf(err, n, "protd not found at %.120s (set $PROTD)", exe);
 		return -ENOENT;
 	}
-	protd_pid = spawn_protd(b, exe, ini);
-	if (protd_pid < 0) {
-		snprintf(b->prot_error, sizeof b->prot_error, "fork: %s", strerror(errno));
+	d->pid = spawn_protd(b, d, exe, ini);
+	if (d->pid < 0) {
+		snprintf(err, n, "fork: %s", strerror(errno));
 		return -errno;
 	}
-	r = wait_served(b, protd_pid);
+	r = wait_served(d, out);
 	if (r < 0) {
-		log_tail(b, tail, sizeof tail);
-		snprintf(b->prot_error, sizeof b->prot_error, "protd did not serve %s: %s%s%s", b->seg,
+		log_tail(b, d, tail, sizeof tail);
+		snprintf(err, n, "protd did not serve %s: %s%s%s", d->seg,
 		         r == -ECHILD ? "it exited" : prot_strerror(r), *tail ? "; log: " : "", tail);
-		bench_protd_stop(b);
+		stop(b, d, NULL);
 	}
+	return r;
+}
+
+int bench_protd_start(struct bench *b)
+{
+	int r = start(b, &main_d, NULL, &b->prot, b->prot_error, sizeof b->prot_error);
+	snprintf(b->seg, sizeof b->seg, "%s", main_d.seg);
 	return r;
 }
 
 void bench_protd_stop(struct bench *b)
 {
-	char sock[128];
-	if (b->prot) {
-		prot_close(b->prot);
-		b->prot = NULL;
-	}
-	if (protd_pid > 0) {
-		bench_reap(protd_pid, 5000, true);
-		protd_pid = 0;
-	}
-	shm_unlink(b->seg); /* protd removes it on a clean stop; this covers the others */
-	unlink(bench_tmpfile(b, "protd.sock", sock, sizeof sock));
+	stop(b, &main_d, b->prot);
+	b->prot = NULL;
+}
+
+prot_t *bench_protd_start_huge(struct bench *b, const char *mode, char *err, size_t n)
+{
+	prot_t *p = NULL;
+	return start(b, &huge_d, mode, &p, err, n) == 0 ? p : NULL;
+}
+
+void bench_protd_stop_huge(struct bench *b, prot_t *p)
+{
+	stop(b, &huge_d, p);
 }

@@ -1,7 +1,9 @@
 /* bench_rate.c — the rate rows: rate checks on one hot key (admitted and denied, fixed window,
  * GCRA and sliding window, 1 process and a team on one key or one entity each), the first use of 1M entities (one
  * pass), lookups among 100k and 1M of them, and two rows that repeat a first use: a 100k set into
- * a table whose pages are already mapped, and churn (GCRA entities that expire while protd sweeps).
+ * a table whose pages are already mapped, and churn (GCRA entities that expire while protd sweeps);
+ * bench_rate_1m_on runs the 1M first use and lookups on another handle (the huge-page row,
+ * bench_huge.c).
  * Everything goes through the public API on the bench's own protd (keys: bench_protd.c).
  * Forked workers keep using the parent's handle, as include/prot.h allows.
  */
@@ -44,23 +46,50 @@ static int rate_batch(void *st, uint64_t n)
 	return 0;
 }
 
-/* First use of every entity, in order: one pass, timed as a whole (it cannot be repeated). */
-static void rate_insert_row(struct bench *b)
+/* First use of every entity of the 1M set on p, in order: one pass, timed as a whole (it cannot be
+ * repeated). 0 and *ns per decision, or the failure (its entity in *at). */
+static int first_use_pass(const struct bench *b, prot_t *p, double *ns, uint32_t *at)
 {
 	uint64_t t0 = bench_now_ns();
 	for (uint32_t i = 0; i < b->sz.ent_large; i++) {
-		int r = prot_rate_check_key(b->prot, "bench_ent", b->ents[i], 1, NULL);
+		int r = prot_rate_check_key(p, "bench_ent", b->ents[i], 1, NULL);
 		if (r != 1) {
-			bench_skip(b, ROW_RATE_INSERT, true, "entity %u: %s", i, bench_strerror(r < 0 ? r : BENCH_EDENIED));
-			bench_skip(b, ROW_RATE_100K, true, "no buckets: the first-use pass failed");
-			bench_skip(b, ROW_RATE_1M, true, "no buckets: the first-use pass failed");
-			return;
+			*at = i;
+			return r < 0 ? r : BENCH_EDENIED;
 		}
 	}
-	double ns = (double)(bench_now_ns() - t0) / b->sz.ent_large;
+	*ns = (double)(bench_now_ns() - t0) / b->sz.ent_large;
+	return 0;
+}
+
+static void rate_insert_row(struct bench *b)
+{
+	double ns;
+	uint32_t at;
+	int r = first_use_pass(b, b->prot, &ns, &at);
+	if (r < 0) {
+		bench_skip(b, ROW_RATE_INSERT, true, "entity %u: %s", at, bench_strerror(r));
+		bench_skip(b, ROW_RATE_100K, true, "no buckets: the first-use pass failed");
+		bench_skip(b, ROW_RATE_1M, true, "no buckets: the first-use pass failed");
+		return;
+	}
 	bench_stat_set(&b->res[ROW_RATE_INSERT][0], &ns, 1, 1);
 	snprintf(b->res[ROW_RATE_INSERT][0].note, sizeof b->res[0][0].note, "one pass over %u entities",
 	         b->sz.ent_large);
+}
+
+void bench_rate_1m_on(struct bench *b, prot_t *p, int row)
+{
+	double ns;
+	uint32_t at;
+	int r = first_use_pass(b, p, &ns, &at);
+	if (r < 0) {
+		bench_skip(b, row, true, "first use, entity %u: %s", at, bench_strerror(r));
+		return;
+	}
+	struct rate_arg a = {p, "bench_ent", (const char(*)[16])b->ents, b->sz.ent_large, 1};
+	struct bench_work w = {rate_setup, rate_batch, bench_rstate_free, &a, 0};
+	bench_single(b, row, &w, b->sz.hot_ops, b->sz.reps);
 }
 
 /* The hot-key rows, the team rows, the 1M first-use pass and the lookups among its entities. */

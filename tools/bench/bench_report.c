@@ -76,6 +76,7 @@ static const struct ratio_def speedups[] = {
 	{"prot vs mutex, hot key, fixed window, coarse clock", ROW_MX_HOT_FW_COARSE, ROW_RATE_HOT_FW_COARSE, 1},
 	{"prot vs mutex, hot key, GCRA", ROW_MX_HOT_GCRA, ROW_RATE_HOT_GCRA, 1},
 	{"prot vs mutex, 1M entities", ROW_MX_1M, ROW_RATE_1M, 1},
+	{"prot vs mutex, 1M entities, huge pages", ROW_MX_1M_HUGE, ROW_RATE_1M_HUGE, 1},
 	{"prot vs mutex throughput, fixed window, 2 processes", ROW_SC_MX_FW, ROW_SC_PROT_FW, 2},
 	{"prot vs mutex throughput, GCRA, 2 processes", ROW_SC_MX_GCRA, ROW_SC_PROT_GCRA, 2},
 	{"prot vs mutex, one entity per process, 2 processes", ROW_SC_MX_SPREAD, ROW_SC_PROT_SPREAD, 2},
@@ -86,6 +87,11 @@ static const struct ratio_def speedups[] = {
 static const struct ratio_def floors[] = {
 	{"prot 1M entities / dependent-load floor", ROW_RATE_1M, ROW_FLOOR_CHASE, 1},
 	{"mutex 1M entities / dependent-load floor", ROW_MX_1M, ROW_FLOOR_CHASE, 1},
+	{"prot 1M entities / dependent-load floor, huge pages", ROW_RATE_1M_HUGE, ROW_FLOOR_CHASE_HUGE, 1},
+	{"mutex 1M entities / dependent-load floor, huge pages", ROW_MX_1M_HUGE, ROW_FLOOR_CHASE_HUGE, 1},
+	{"prot 1M entities, 4 KiB pages / huge pages", ROW_RATE_1M, ROW_RATE_1M_HUGE, 1},
+	{"mutex 1M entities, 4 KiB pages / huge pages", ROW_MX_1M, ROW_MX_1M_HUGE, 1},
+	{"dependent-load floor, 4 KiB pages / huge pages", ROW_FLOOR_CHASE, ROW_FLOOR_CHASE_HUGE, 1},
 	{"prot 100k entities / dependent-load floor", ROW_RATE_100K, ROW_FLOOR_CHASE, 1},
 	{"prot churn (first use) / dependent-load floor", ROW_RATE_CHURN, ROW_FLOOR_CHASE, 1},
 	{"prot churn (first use) / 1M lookup", ROW_RATE_CHURN, ROW_RATE_1M, 1},
@@ -105,6 +111,8 @@ struct check {
 	const char *unit;
 };
 
+#define CHECKS_MAX 24 /* checks_of writes 16 */
+
 static int checks_of(const struct bench *b, struct check *c)
 {
 	int n = 0;
@@ -115,6 +123,15 @@ static int checks_of(const struct bench *b, struct check *c)
 	c[n++] = (struct check){"hot-key global / local fixed window (issue 17)",
 	                        ratio(b, ROW_RATE_HOT_GLOBAL, ROW_RATE_HOT_FW, 1), 1.1, 1, "x"};
 	c[n++] = (struct check){"1M entities, uniform", med(b, ROW_RATE_1M), 200, 1, "ns"};
+	/* issue 15, point 4: against the mutex and the floor on the same size and the same pages */
+	c[n++] = (struct check){"1M entities vs mutex, 4 KiB pages", ratio(b, ROW_MX_1M, ROW_RATE_1M, 1), 1.2,
+	                        0, "x"};
+	c[n++] = (struct check){"1M entities vs mutex, huge pages",
+	                        ratio(b, ROW_MX_1M_HUGE, ROW_RATE_1M_HUGE, 1), 1.2, 0, "x"};
+	c[n++] = (struct check){"1M entities / dependent-load floor, 4 KiB pages",
+	                        ratio(b, ROW_RATE_1M, ROW_FLOOR_CHASE, 1), 1.5, 1, "x"};
+	c[n++] = (struct check){"1M entities / dependent-load floor, huge pages",
+	                        ratio(b, ROW_RATE_1M_HUGE, ROW_FLOOR_CHASE_HUGE, 1), 1.5, 1, "x"};
 	c[n++] = (struct check){"breaker closed overhead", med(b, ROW_BRK_OVERHEAD), 30, 1, "ns"};
 	c[n++] = (struct check){"breaker open rejection", med(b, ROW_BRK_OPEN), 30, 1, "ns"};
 	c[n++] = (struct check){"pool checkout + checkin", med(b, ROW_POOL_UNCONT), 150, 1, "ns"};
@@ -277,7 +294,7 @@ static void print_ratios(const struct bench *b, const char *title, const struct 
 
 static void print_targets(const struct bench *b)
 {
-	struct check c[16];
+	struct check c[CHECKS_MAX];
 	int n = checks_of(b, c);
 	print_ratios(b, "Ratios (how many times faster prot is)", speedups, N_SPEEDUPS);
 	print_ratios(b, "Against the floor (a row over a floor row of this run) and first use against lookup",
@@ -354,11 +371,13 @@ static void json_ratios(const struct bench *b, const struct ratio_def *r, size_t
 static void print_json(const struct bench *b)
 {
 	bool first = true;
-	struct check c[16];
+	struct check c[CHECKS_MAX];
 	int n = checks_of(b, c);
-	printf("{\"mode\":\"%s\",\"cpus\":%ld,\"pinned\":%s,\"loadavg\":\"%s\",\"segment\":\"%s\","
-	       "\"time\":%lld,\"reps\":%d,\"hot_ops\":%llu,\"entities\":[%u,%u],\"rows\":[",
-	       b->mode, sysconf(_SC_NPROCESSORS_ONLN), bench_pinned() ? "true" : "false", b->loadavg, b->seg,
+	printf("{\"mode\":\"%s\",\"cpus\":%ld,\"pinned\":%s,\"loadavg\":\"%s\",\"segment\":\"%s\",",
+	       b->mode, sysconf(_SC_NPROCESSORS_ONLN), bench_pinned() ? "true" : "false", b->loadavg, b->seg);
+	printf("\"huge_pages\":");
+	json_str(b->huge_why);
+	printf(",\"time\":%lld,\"reps\":%d,\"hot_ops\":%llu,\"entities\":[%u,%u],\"rows\":[",
 	       (long long)time(NULL), b->sz.reps, (unsigned long long)b->sz.hot_ops, b->sz.ent_small,
 	       b->sz.ent_large);
 	for (int r = 0; r < ROW_COUNT_; r++)
@@ -401,6 +420,7 @@ void bench_report(const struct bench *b)
 	char pin[160];
 	printf("load average at start: %s (other processes on the machine skew every row)\n", b->loadavg);
 	printf("processes: %s\n", bench_pin_describe(pin, sizeof pin));
+	printf("rows on huge pages: %s\n", b->huge_why);
 	if (strcmp(b->mode, "smoke") == 0)
 		printf("SMOKE RUN: tiny sizes (entities %u / %u); the figures are not measurements\n",
 		       b->sz.ent_small, b->sz.ent_large);

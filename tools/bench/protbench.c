@@ -276,6 +276,7 @@ int main(int argc, char **argv)
 	}
 
 	read_loadavg(&b);
+	bench_huge_init(&b);
 	progress(&b, "starting protd");
 	if (b.chaos_s) {
 		if (bench_protd_start(&b) != 0) {
@@ -289,6 +290,8 @@ int main(int argc, char **argv)
 	if (bench_protd_start(&b) == 0) {
 		progress(&b, "prot rows");
 		bench_prot_rows(&b);
+		progress(&b, "prot rows on huge pages");
+		bench_huge_rate_rows(&b);
 	} else {
 		fprintf(stderr, "protbench: %s\n", b.prot_error);
 		prot_unavailable(&b);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "seg_place.h"
 
 /* ---- list ------------------------------------------------------------------------------------ */
 
@@ -73,6 +74,7 @@ static int cmd_list(struct ctl *c, int argc, char **argv)
 struct seg_view {
 	struct prot_info in;
 	int state;           /* PROTD_*: running, not responding, dead, stopped */
+	int huge_pages;      /* enum seg_huge: the pages backing it (lib/seg_place.c) */
 	bool process_alive;  /* protd's identity lock is held (lib/ident.c) */
 	uint64_t ev_head;
 	uint32_t ev_ring;
@@ -99,9 +101,10 @@ static void status_json(struct ctl *c, const struct seg_view *v)
 	ctl_json_open(f, true);
 	fputs("\"segment\": ", f);
 	ctl_json_str(f, in->segment);
-	fprintf(f, ", \"size\": %" PRIu64 ", \"abi_version\": %" PRIu32
+	fprintf(f, ", \"size\": %" PRIu64 ", \"huge_pages\": \"%s\", \"abi_version\": %" PRIu32
 	           ", \"config_generation\": %" PRIu64 ", \"retired\": %s",
-	        in->size, in->abi_version, in->config_generation, in->retired ? "true" : "false");
+	        in->size, prot_name_shown(NAMES_HUGE_PAGES, (uint64_t)v->huge_pages), in->abi_version,
+	        in->config_generation, in->retired ? "true" : "false");
 	fprintf(f, ", \"protd\": {\"pid\": %" PRId32 ", \"state\": \"%s\", \"process_alive\": %s, "
 	           "\"heartbeat_age_ms\": ",
 	        in->protd_pid, prot_name_shown(NAMES_PROTD_STATE, (uint64_t)v->state),
@@ -131,6 +134,7 @@ static void status_human(struct ctl *c, const struct seg_view *v)
 	fprintf(f, "size          %" PRIu64 " bytes (%.1f %s)\n", in->size,
 	        in->size >= 1u << 20 ? (double)in->size / 1048576.0 : (double)in->size / 1024.0,
 	        in->size >= 1u << 20 ? "MiB" : "KiB");
+	fprintf(f, "huge pages    %s\n", prot_name_shown(NAMES_HUGE_PAGES, (uint64_t)v->huge_pages));
 	fprintf(f, "abi version   %" PRIu32 "\n", in->abi_version);
 	fprintf(f, "config gen    %" PRIu64 "\n", in->config_generation);
 	if (in->protd_pid == 0)
@@ -162,6 +166,7 @@ static int status_segment(struct ctl *c)
 	memcpy(v.control, h->control_path, sizeof v.control);
 	v.control[sizeof v.control - 1] = '\0';
 	v.state = protd_state(&v.in, &v.process_alive);
+	v.huge_pages = (int)seg_backing_of(c->p);
 	if (c->json)
 		status_json(c, &v);
 	else
