@@ -231,6 +231,8 @@ int bench_chaos(struct bench *b, int seconds);
 /* bench_memory.c */
 void bench_memory(struct bench *b);
 double bench_bytes_per_entity(void);
+/* Table bytes per live entity when the first of 1 Mi buckets' random entities is refused. */
+double bench_bytes_at_first_refusal(void);
 /* Bytes of the rate table (REG_RATE_GROUPS) protd lays out for rate_entities; 0 if it cannot. */
 uint64_t bench_rate_table_bytes(uint64_t rate_entities);
 

@@ -5,6 +5,7 @@
  */
 #include <ini.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,14 +68,14 @@ uint64_t bench_rate_table_bytes(uint64_t rate_entities)
  * groups (a power of two), placed by the table's own rule (lib/rate_table.h: rate_alt_of,
  * rate_prefer_secondary; lib/rate_table.c, TABLE): a simulation over occupancy counts with a
  * fixed-seed xorshift, so every run reports the same figure. -1: out of memory. */
-static double placement_lost(uint64_t n, uint64_t groups)
+static double place(uint64_t n, uint64_t groups, bool until_refused)
 {
 	uint8_t *occ = calloc(groups, 1);
-	uint64_t x = 88172645463325252ull, lost = 0;
+	uint64_t x = 88172645463325252ull, lost = 0, k;
 
 	if (!occ)
 		return -1;
-	for (uint64_t k = 0; k < n; k++) {
+	for (k = 0; k < n && !(until_refused && lost); k++) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		uint64_t p = x & (groups - 1), s = (p ^ rate_alt_of(x)) & (groups - 1);
 		uint64_t first = s != p && rate_prefer_secondary(occ[p], occ[s]) ? s : p;
@@ -87,7 +88,19 @@ static double placement_lost(uint64_t n, uint64_t groups)
 			lost++;
 	}
 	free(occ);
-	return (double)lost;
+	return until_refused ? (double)(k - lost) : (double)lost;
+}
+
+static double placement_lost(uint64_t n, uint64_t groups)
+{
+	return place(n, groups, false);
+}
+
+double bench_bytes_at_first_refusal(void)
+{
+	const uint64_t groups = 1048576 / RATE_GROUP_SLOTS;
+	double placed = place(groups * RATE_GROUP_SLOTS, groups, true); /* before the first refusal */
+	return placed > 0 ? bench_bytes_per_entity() * (double)(groups * RATE_GROUP_SLOTS) / placed : NAN;
 }
 
 /* The smallest power-of-two table where n random entities all fit (the simulation loses none). */

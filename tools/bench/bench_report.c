@@ -111,19 +111,30 @@ struct check {
 	const char *unit;
 };
 
-#define CHECKS_MAX 24 /* checks_of writes 16 */
+#define CHECKS_MAX 32 /* checks_of writes 22 */
 
 static int checks_of(const struct bench *b, struct check *c)
 {
 	int n = 0;
-	c[n++] = (struct check){"hot-key rate check, fixed window", med(b, ROW_RATE_HOT_FW), 60, 1, "ns"};
-	c[n++] = (struct check){"hot-key rate check, GCRA", med(b, ROW_RATE_HOT_GCRA), 60, 1, "ns"};
+	/* issue 15: the hot path (one process, side by side with the mutex baseline) */
+	c[n++] = (struct check){"hot-key rate check, fixed window", med(b, ROW_RATE_HOT_FW), 40, 1, "ns"};
+	c[n++] = (struct check){"hot-key rate check, GCRA", med(b, ROW_RATE_HOT_GCRA), 40, 1, "ns"};
+	c[n++] = (struct check){"hot-key rate check, fixed window, coarse clock",
+	                        med(b, ROW_RATE_HOT_FW_COARSE), 15, 1, "ns"};
+	c[n++] = (struct check){"hot-key rate check, GCRA, coarse clock", med(b, ROW_RATE_HOT_GCRA_COARSE),
+	                        15, 1, "ns"};
+	c[n++] = (struct check){"hot key vs mutex, fixed window, 1 process",
+	                        ratio(b, ROW_MX_HOT_FW, ROW_RATE_HOT_FW, 1), 1.2, 0, "x"};
+	c[n++] = (struct check){"hot key vs mutex, GCRA, 1 process", ratio(b, ROW_MX_HOT_GCRA, ROW_RATE_HOT_GCRA, 1),
+	                        1.2, 0, "x"};
 	c[n++] = (struct check){"hot-key sliding window / fixed window",
 	                        ratio(b, ROW_RATE_HOT_SW, ROW_RATE_HOT_FW, 1), 1.25, 1, "x"};
 	c[n++] = (struct check){"hot-key global / local fixed window (issue 17)",
 	                        ratio(b, ROW_RATE_HOT_GLOBAL, ROW_RATE_HOT_FW, 1), 1.1, 1, "x"};
-	c[n++] = (struct check){"1M entities, uniform", med(b, ROW_RATE_1M), 200, 1, "ns"};
-	/* issue 15, point 4: against the mutex and the floor on the same size and the same pages */
+	/* issue 15, points 2, 4, 6: fill, the 1M rows against the mutex and the floor (same size, same
+	 * pages), first use against a lookup */
+	c[n++] = (struct check){"table per live entity at the first refusal", bench_bytes_at_first_refusal(),
+	                        150, 1, "B"};
 	c[n++] = (struct check){"1M entities vs mutex, 4 KiB pages", ratio(b, ROW_MX_1M, ROW_RATE_1M, 1), 1.2,
 	                        0, "x"};
 	c[n++] = (struct check){"1M entities vs mutex, huge pages",
@@ -132,16 +143,20 @@ static int checks_of(const struct bench *b, struct check *c)
 	                        ratio(b, ROW_RATE_1M, ROW_FLOOR_CHASE, 1), 1.5, 1, "x"};
 	c[n++] = (struct check){"1M entities / dependent-load floor, huge pages",
 	                        ratio(b, ROW_RATE_1M_HUGE, ROW_FLOOR_CHASE_HUGE, 1), 1.5, 1, "x"};
-	c[n++] = (struct check){"breaker closed overhead", med(b, ROW_BRK_OVERHEAD), 30, 1, "ns"};
+	c[n++] = (struct check){"first use / lookup, 100k set", ratio(b, ROW_RATE_INSERT_100K, ROW_RATE_100K, 1),
+	                        1.5, 1, "x"};
+	c[n++] = (struct check){"churn (first use) / 1M lookup", ratio(b, ROW_RATE_CHURN, ROW_RATE_1M, 1), 1.5,
+	                        1, "x"};
+	/* issue 15, points 5 and 7 */
+	c[n++] = (struct check){"breaker execute, closed", med(b, ROW_BRK_CLOSED), 25, 1, "ns"};
 	c[n++] = (struct check){"breaker open rejection", med(b, ROW_BRK_OPEN), 30, 1, "ns"};
-	c[n++] = (struct check){"pool checkout + checkin", med(b, ROW_POOL_UNCONT), 150, 1, "ns"};
-	c[n++] = (struct check){"full prot_execute", med(b, ROW_EXEC_FULL), 250, 1, "ns"};
+	c[n++] = (struct check){"pool checkout + checkin", med(b, ROW_POOL_UNCONT), 70, 1, "ns"};
+	c[n++] = (struct check){"full prot_execute", med(b, ROW_EXEC_FULL), 120, 1, "ns"};
 	c[n++] = (struct check){"telemetry per execute, no handler", med(b, ROW_TEL_EXEC), 2, 1, "ns"};
 	c[n++] = (struct check){"vs 1-client Redis round trip", ratio(b, ROW_REDIS_FW_RTT, ROW_RATE_HOT_FW, 1),
 	                        500, 0, "x"};
 	c[n++] = (struct check){"vs mutex at 2 processes", ratio(b, ROW_SC_MX_FW, ROW_SC_PROT_FW, 2), 2, 0,
 	                        "x"};
-	c[n++] = (struct check){"bytes per entity", bench_bytes_per_entity(), 128, 1, "B"};
 	return n;
 }
 
