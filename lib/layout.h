@@ -155,7 +155,7 @@ struct prot_key_cfg {
 	uint64_t rate_algo;      /* enum prot_rate_algo */
 	uint64_t rate_full_policy;/* RATE_FULL_* */
 	uint64_t rate_clock;     /* RATE_CLOCK_* */
-	/* ABI 6, global limits (lib/rate_global.c): RATE_SCOPE_*, and the units a global bucket may
+	/* ABI 7, global limits (lib/rate_global.c): RATE_SCOPE_*, and the units a global bucket may
 	 * admit per window beyond its lease while it waits for more (0: deny). */
 	uint64_t rate_scope;
 	uint64_t rate_allowance;
@@ -163,7 +163,7 @@ struct prot_key_cfg {
 	uint64_t pool_index;     /* index into REG_POOLS or PROT_NO_INDEX */
 	uint64_t timeout_ms;     /* facade default call timeout */
 	uint64_t origin;         /* protd's bookkeeping: 0 from the INI, 1 made at runtime (kept by reloads) */
-	/* ABI 6: a global key's units per window on this host while Redis is unreachable (0: its
+	/* ABI 7: a global key's units per window on this host while Redis is unreachable (0: its
 	 * limit / [redis] hosts); read by protd's sync thread only */
 	uint64_t rate_local_share;
 	uint64_t reserved[3];
@@ -404,7 +404,7 @@ struct prot_rate_ring {
 } PROT_ALIGNED;
 
 /* ---------------------------------------------------------------------------------------------- */
-/* Global limits (ABI 6; lib/rate_global.c argues the protocol). REG_RATE_GLOBAL holds one        */
+/* Global limits (ABI 7; lib/rate_global.c argues the protocol). REG_RATE_GLOBAL holds one        */
 /* struct prot_rate_global (count 1; 0 when [redis] is not configured) whose stride covers        */
 /* RATE_GLOBAL_BYTES(rate_groups): a status line (protd's sync thread), the request ring (clients  */
 /* that insert a global bucket note its group there) and one grant per bucket, same index.        */
@@ -454,7 +454,7 @@ enum {
 	EV_CONFIG_RELOADED, EV_CONFIG_CHANGED, EV_RATE_TABLE_FULL,
 	EV_POOL_LEAK = 32, EV_POOL_CREATED, EV_POOL_REMOVED, /* pools (ABI 3); a = pid, b = ms held */
 	EV_BREAKER_REMOVED = 35, /* through protd, as EV_POOL_REMOVED (no payload) */
-	EV_GLOBAL_DEGRADED = 36, EV_GLOBAL_SYNCED = 37, /* global limits (ABI 6, daemon/redis_sync.c) */
+	EV_GLOBAL_DEGRADED = 36, EV_GLOBAL_SYNCED = 37, /* global limits (ABI 7, daemon/redis_sync.c) */
 };
 
 struct prot_event {
@@ -521,6 +521,6 @@ _Static_assert(sizeof(struct prot_rate_op) == 64, "an operation record is one li
 _Static_assert(sizeof(struct prot_rate_grant) == 32, "two grants per line");
 _Static_assert(offsetof(struct prot_rate_global, head) == 64, "the ring head has its own line");
 _Static_assert(offsetof(struct prot_rate_global, grant) == 128 + RATE_GLOBAL_RING * 8, "grants");
-_Static_assert(offsetof(struct prot_key_cfg, rate_scope) == 6 * 8, "scope words lead with the rate (ABI 6)");
+_Static_assert(offsetof(struct prot_key_cfg, rate_scope) == 6 * 8, "scope words lead with the rate (ABI 7)");
 
 #endif
