@@ -442,6 +442,13 @@ static void round_once(struct sync *y)
 		}
 	}
 	write_grants(y);
+	/* release: the grants above before the time they may be spent until (rate_global.h). A lease
+	 * is valid while protd renews it: every record this host holds in Redis was renewed at most
+	 * lease_ttl / 4 ago (renew_ns) and lives lease_ttl from its renewal, so it outlives this bound
+	 * by at least lease_ttl / 2 (the margin for the host's calendar against Redis's clock). If
+	 * protd stops here (killed, its workers alive), they stop spending lease_ttl / 4 later, before
+	 * Redis returns the units to the fleet; a slow protd only makes them deny meanwhile. */
+	atomic_store_explicit(&a->grants_until_ms, now_ms + y->cfg.lease_ttl_ms / 4, memory_order_release);
 	/* relaxed: display words */
 	atomic_store_explicit(&a->commands, y->commands, memory_order_relaxed);
 	atomic_store_explicit(&a->failures, y->failures, memory_order_relaxed);

@@ -436,7 +436,11 @@ struct prot_rate_global {
 	_Atomic uint64_t hosts;          /* [redis] hosts */
 	/* line 1: the request ring's head, written by clients when they insert a global bucket */
 	_Atomic uint64_t head PROT_ALIGNED; /* requests so far: fetch_add */
-	uint8_t pad[56];
+	/* calendar ms (RATE_EPOCH_MS-based) until which the grants may be spent: protd's sync thread
+	 * stores its round's time + lease_ttl / 4 at the end of every round (release); a decision at
+	 * or past it spends no grant (lib/rate_global.h, rate_global_cap). 0: no round yet. */
+	_Atomic uint64_t grants_until_ms;
+	uint8_t pad[48];
 	/* (seq + 1) << 32 | group: entry seq % RATE_GLOBAL_RING */
 	_Atomic uint64_t ring[RATE_GLOBAL_RING] PROT_ALIGNED;
 	struct prot_rate_grant grant[] PROT_ALIGNED; /* rate_groups * RATE_GROUP_SLOTS */

@@ -35,6 +35,16 @@
  * shrinks by what it overspent), and a host partitioned longer than its lease TTL, whose units
  * were returned to the fleet while it could still spend them.
  *
+ * A PROTD THAT STOPS. A lease lives in Redis lease_ttl from its last renewal, and protd renews
+ * every record it holds at least every lease_ttl / 4; at the end of every round it stores
+ * grants_until_ms = the round's time + lease_ttl / 4 (release, after the grants). A decision at
+ * or past that time spends no grant (only the allowance): so when protd is killed and its workers
+ * live on, they stop spending lease_ttl / 4 after its last round, at least lease_ttl / 2 before
+ * Redis hands the units to the fleet. What they admitted after protd's last report is the
+ * excess: at most their admissions in lease_ttl / 4 plus one round (measured in
+ * tests/test_global.c, protd_killed_workers_alive). This is a lease's validity, not a guess at
+ * protd's death: a protd that is only slow makes its workers deny, never over-admit.
+ *
  * THE REQUEST RING. A decision that inserted a global bucket (ratelimit.c: rare, once per bucket)
  * takes a ticket n with fetch_add on `head` and stores (n + 1) << 32 | group into entry n % RING
  * with release. protd keeps its own tail, reads entries up to head and takes an entry whose

@@ -24,13 +24,17 @@ static inline uint64_t rate_grant_units(uint64_t w, uint64_t end_ms)
 	return e == end_ms || e == 0 ? w & RATE_FW_LIMIT_MAX : 0;
 }
 
-/* The units bucket r (meta m, LIVE) may count in the window ending at end_ms: what protd leased
- * for this use of the bucket and that window, plus the key's allowance. */
+/* The units bucket r (meta m, LIVE) may count in the window ending at end_ms at calendar time
+ * now_ms: what protd leased for this use of the bucket and that window, while protd keeps its
+ * leases alive (grants_until_ms), plus the key's allowance. */
 static inline uint64_t rate_global_cap(struct rate_ref r, uint64_t m, uint64_t end_ms,
-                                       uint64_t allowance)
+                                       uint64_t now_ms, uint64_t allowance)
 {
 	struct prot_rate_global *a = rate_global_area(r.h);
-	if (!a)
+	/* acquire: pairs with the sync thread's release at the end of a round (its grants precede it);
+	 * a decision past it is one of a protd that stopped renewing: Redis hands its units to the
+	 * fleet at lease_ttl, so they must not be spent here too */
+	if (!a || now_ms >= atomic_load_explicit(&a->grants_until_ms, memory_order_acquire))
 		return allowance;
 	struct prot_rate_grant *g = &a->grant[rate_bucket_index(r)];
 	/* acquire: pairs with protd's release of `use` after it zeroed the grant words, and of
@@ -45,12 +49,13 @@ static inline uint64_t rate_global_cap(struct rate_ref r, uint64_t m, uint64_t e
 	       allowance;
 }
 
-/* A fixed-window evaluation e (rate_algo.c) of cost on a global bucket, cut to what the bucket
- * may count: admitted only while its count stays within the lease (plus the allowance). */
+/* A fixed-window evaluation e (rate_algo.c) of cost on a global bucket at now (ns on the calendar
+ * clock), cut to what the bucket may count: admitted only while its count stays within the lease
+ * (plus the allowance). */
 static inline void rate_global_clip(struct rate_ref r, uint64_t m, const struct rate_params *rp,
-                                    uint64_t cost, struct rate_eval *e)
+                                    uint64_t cost, uint64_t now, struct rate_eval *e)
 {
-	uint64_t cap = rate_global_cap(r, m, e->next >> RATE_FW_BITS, rp->allowance);
+	uint64_t cap = rate_global_cap(r, m, e->next >> RATE_FW_BITS, now / RATE_NS_MS, rp->allowance);
 	uint64_t cnt = e->ok ? e->used : e->used + cost; /* the count if admitted */
 
 	if (e->ok && cnt > cap) {

@@ -779,7 +779,7 @@ static inline __attribute__((always_inline)) int decide(struct rate_ref r, uint6
 			return decide_sliding(r, m, w, rp, cost, now, info);
 		rate_eval(rp, w, now, cost, &e);
 		if (unlikely(rp->tag & RATE_TAG_GLOBAL)) /* and within what protd leased (rate_global.c) */
-			rate_global_clip(r, m, rp, cost, &e);
+			rate_global_clip(r, m, rp, cost, now, &e);
 		if (!e.ok) {
 			/* relaxed: statistics; line 1 only — the decision line stays untouched */
 			atomic_fetch_add_explicit(&b->denied, 1, memory_order_relaxed);

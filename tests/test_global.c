@@ -508,6 +508,43 @@ Test(global, host_killed, .timeout = 60)
 	world_end(w);
 }
 
+/* Only host 0's protd killed -9, its workers live on: they stop spending its leases lease_ttl / 4
+ * after its last round (grants_until_ms), before Redis returns the units to the fleet at
+ * lease_ttl, so the fleet stays within the limit but for what they admitted after protd's last
+ * report, and the windows after the kill are exact. The kill comes after protd leased the next
+ * window (its last eighth): without the bound, host 0's workers spend that lease in the next
+ * window while Redis gives the same units to hosts 1 and 2 (seen: the test fails). */
+Test(global, protd_killed_workers_alive, .timeout = 60)
+{
+	struct world *w = world_new(2000);
+	hosts_start(w, "[key api]\nrate_limit = 3000\nrate_window = 2s\nrate_scope = global\n",
+	            "lease_ttl = 300ms");
+	w->r->pace_us[0] = 500; /* host 0: 4 x ~2000/s, a chunk of ~160 */
+	workers_start(w);
+	sleep_until_window(w, 1);
+	th_sleep_ms(1850); /* past 1750 ms: every host has leased the next window */
+	uint64_t before = admitted(w->r, 0, 1, -1);
+	th_kill9(w->protd[0]);
+	w->protd[0] = 0;
+	uint64_t t0 = th_now_ms();
+	th_sleep_ms(140); /* to the end of the window */
+	uint64_t after_ttl = admitted(w->r, 0, 1, -1);
+	uint64_t dt = th_now_ms() - t0;
+	sleep_until_window(w, 3);
+	uint64_t a1 = admitted(w->r, -1, 1, -1), a2 = admitted(w->r, -1, 2, -1);
+	uint64_t h0_2 = admitted(w->r, 0, 2, -1);
+	fprintf(stderr, "global protd killed, workers alive: host 0 admitted %lu more in the %lu ms after "
+	        "the kill; window of the kill %lu admitted, next window %lu (host 0: %lu; limit 3000, "
+	        "lease_ttl 300ms)\n", (unsigned long)(after_ttl - before), (unsigned long)dt,
+	        (unsigned long)a1, (unsigned long)a2, (unsigned long)h0_2);
+	/* the excess bound: host 0's workers' demand (~8000/s) over lease_ttl / 4 plus a round or two */
+	cr_expect(a1 <= 3000 + 8000 * (75 + 20) / 1000 + 30, "window of the kill: %lu", (unsigned long)a1);
+	cr_expect(h0_2 == 0, "host 0's workers spent %lu in the window after: its leases are not valid "
+	          "without protd", (unsigned long)h0_2);
+	cr_expect(a2 >= 2970 && a2 <= 3030, "window after: %lu", (unsigned long)a2);
+	world_end(w);
+}
+
 Test(global, config_refused)
 {
 	const char *ini = th_write_file("bad.ini",
