@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "layout.h"
+#include "rate_algo.h"
 
 #define PROT_HIDDEN __attribute__((visibility("hidden")))
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -75,11 +76,42 @@ struct rate_op_cache {
 	uint64_t op[(PROT_OP_MAX + 8) / 8]; /* the name, zero-padded */
 	uint32_t key_idx, key_state;        /* the name as a protection key: slot, and its state word
 	                                       when resolved (0: not resolved) */
-	uint32_t cfg_seq;                   /* the key's cfg seqlock word when key_rate was taken
-	                                       from its rate fields (odd: not taken) */
-	uint64_t key_rate[13];              /* what a decision needs of them (struct key_rate,
-	                                       lib/ratelimit.c), as words */
+	uint64_t key_rate[13];              /* struct key_rate (below) as words: what a decision needs
+	                                       of the key's rate fields (seq odd: not taken) */
 };
+
+/* What a key's decision needs of its rate fields, derived from them once (lib/ratelimit.c): kept
+ * in the name memo (rate_op_cache.key_rate) and in the facade's resolved key (struct
+ * rate_key_ref), and served while the slot's state word and the cfg seqlock word `seq` they were
+ * derived under are both unchanged (protd writes a slot's configuration only inside the seqlock's
+ * odd phase, which moves the word). */
+struct key_rate {
+	struct rate_params rp;
+	uint64_t full, clock; /* rate_full_policy, rate_clock (AUTO resolved) */
+	uint32_t on;          /* rate_cfg_on */
+	uint32_t seq;         /* the cfg seqlock word they were derived under (odd: none) */
+};
+
+/* The write side of a per-handle memo entry: a small seqlock that any thread sharing the handle
+ * may write. memo_write_begin claims it by a CAS of an even seq to odd (false: busy, or another
+ * thread won; the caller then does not memoise) and orders that before the entry's stores (release
+ * fence); the caller writes with relaxed atomic stores, then memo_write_end releases seq + 2, so a
+ * reader that acquires the even value sees the whole entry. Readers: acquire seq, copy, then
+ * seq_read_retry. */
+static inline bool memo_write_begin(_Atomic uint32_t *seq, uint32_t *s)
+{
+	*s = atomic_load_explicit(seq, memory_order_relaxed);
+	if ((*s & 1) || !atomic_compare_exchange_strong_explicit(seq, s, *s + 1, memory_order_relaxed,
+	                                                         memory_order_relaxed))
+		return false;
+	atomic_thread_fence(memory_order_release);
+	return true;
+}
+static inline void memo_write_end(_Atomic uint32_t *seq, uint32_t s)
+{
+	/* release: the entry's stores happen before a reader acquires this even seq */
+	atomic_store_explicit(seq, s + 2, memory_order_release);
+}
 
 /* The per-handle memo of rate buckets (lib/rate_memo.h, which argues it): a direct-mapped table
  * of small seqlocks, each naming one (mapping, operation, entity, scale) -> (bucket, its meta). */
@@ -588,12 +620,12 @@ PROT_HIDDEN int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t id
                                const char *op, const struct prot_key_cfg *cfg, const char *entity,
                                uint64_t cost, uint64_t now_ns, struct prot_rate_info *info);
 /* A key as the facade resolves it once per call (lib/ratelimit.c): its slot through the rate
- * memo of its name, the name's hash, and its decision parameters (kr: lib/ratelimit.c's struct
- * key_rate) with the cfg seqlock word they were derived under. 0 and *out, or seg_find's error. */
+ * memo of its name, the name's hash, and its decision parameters with the cfg seqlock word they
+ * were derived under (kr.seq). 0 and *out, or seg_find's error. */
 struct rate_key_ref {
 	uint64_t op_hash;
 	uint32_t op_len, idx;
-	uint64_t kr[13];
+	struct key_rate kr;
 };
 PROT_HIDDEN int rate_key_resolve(prot_t *p, struct prot_shm_header *h, const char *key,
                                  struct rate_key_ref *out);

@@ -22,7 +22,8 @@
  *    bounds the index by the private geometry.
  *  - threads. Each entry is a small seqlock, as struct rate_op_cache's: a writer claims it by CAS
  *    of an even seq to odd (a loser does not memoise), writes with relaxed atomic stores and
- *    releases seq + 2; a reader acquires seq, compares and copies, fences and re-checks it. A
+ *    releases seq + 2 (memo_write_begin / memo_write_end, internal.h); a reader acquires seq,
+ *    compares and copies, fences and re-checks it. A
  *    torn or busy entry is a miss, never a wrong bucket, and a miss is a lookup.
  *  - fork. A child keeps the entries (same mappings, same addresses); fork_refresh empties the
  *    memo (rate_memo_forget) in case a parent thread was writing one at fork().
@@ -75,13 +76,10 @@ static inline bool rate_memo_get(const struct rate_memo *m, const struct prot_sh
 static inline void rate_memo_put(struct rate_memo *m, const struct prot_shm_header *h,
                                  const struct rate_id *id, struct rate_hit hit)
 {
-	uint32_t s = atomic_load_explicit(&m->seq, memory_order_relaxed);
+	uint32_t s;
 
-	/* relaxed CAS + release fence: the odd seq is visible before any word changes */
-	if ((s & 1) || !atomic_compare_exchange_strong_explicit(&m->seq, &s, s + 1, memory_order_relaxed,
-	                                                        memory_order_relaxed))
+	if (!memo_write_begin(&m->seq, &s))
 		return;
-	atomic_thread_fence(memory_order_release);
 	RM_ST(m->h, h);
 	RM_ST(m->id0, id->id0);
 	RM_ST(m->op_hash, id->op_hash);
@@ -90,8 +88,7 @@ static inline void rate_memo_put(struct rate_memo *m, const struct prot_shm_head
 		RM_ST(m->ent[k], id->ent[k]);
 	RM_ST(m->bucket, hit.bucket);
 	RM_ST(m->meta, hit.meta);
-	/* release: the words above happen before a reader acquires this even seq */
-	atomic_store_explicit(&m->seq, s + 2, memory_order_release);
+	memo_write_end(&m->seq, s);
 }
 
 #endif

@@ -67,32 +67,21 @@ static struct rate_op_cache *opc_slot(prot_t *p, const uint64_t *opw, size_t ol)
 	return &p->rate_ops[((opw[0] ^ ol) * 0x9e3779b97f4a7c15ull) >> 61];
 }
 
-/* What a key's decision needs of its rate fields, derived from them once: kept in the memo entry
- * of the key's name (key_rate[] of struct rate_op_cache) with the cfg seqlock word they were read
- * under, and served while the slot's state word and that seqlock word are both unchanged (protd
- * writes a slot's configuration only inside the seqlock's odd phase, which moves the word). */
-struct key_rate {
-	struct rate_params rp;
-	uint64_t full, clock; /* rate_full_policy, rate_clock (AUTO resolved) */
-	uint32_t on;          /* rate_cfg_on */
-	uint32_t seq;         /* the cfg seqlock word they were derived under */
-};
 _Static_assert(sizeof(struct key_rate) == sizeof(((struct rate_op_cache *)0)->key_rate),
-               "a memo entry holds a key's decision parameters");
-_Static_assert(sizeof(struct key_rate) == sizeof(((struct rate_key_ref *)0)->kr),
-               "a reference holds them too");
+               "a memo entry holds a key's decision parameters (struct key_rate, internal.h)");
 
 /* What an entry remembers about one name: its hash, and if the name is a protection key's, the
- * key's slot and the slot's state word when it was resolved (key_state 0: not resolved), and the
- * cfg seqlock word its key_rate was taken under (odd: none). */
+ * key's slot and the slot's state word when it was resolved (key_state 0: not resolved). */
 struct opc_val {
 	uint64_t op_hash;
-	uint32_t key_idx, key_state, cfg_seq;
+	uint32_t key_idx, key_state;
 };
 
+/* No decision parameters: what an entry written for an operation's hash alone holds. */
+static const struct key_rate no_key_rate = {.seq = 1};
+
 /* Words of the cache entry are read with relaxed atomics inside the seqlock: a concurrent writer
- * makes the read fail, never tear. kr (may be NULL): the key_rate words, copied when cfg_seq is
- * even. */
+ * makes the read fail, never tear. kr (may be NULL): the key_rate words (kr->seq odd: none). */
 static inline __attribute__((always_inline)) bool
 opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw, size_t ol,
         struct opc_val *out, struct key_rate *kr)
@@ -109,8 +98,7 @@ opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t
 	out->op_hash = __atomic_load_n(&c->op_hash, __ATOMIC_RELAXED);
 	out->key_idx = __atomic_load_n(&c->key_idx, __ATOMIC_RELAXED);
 	out->key_state = __atomic_load_n(&c->key_state, __ATOMIC_RELAXED);
-	out->cfg_seq = __atomic_load_n(&c->cfg_seq, __ATOMIC_RELAXED);
-	if (kr && !(out->cfg_seq & 1)) {
+	if (kr) {
 		uint64_t *d = (uint64_t *)(void *)kr;
 #pragma GCC unroll 13
 		for (size_t k = 0; k < sizeof c->key_rate / 8; k++)
@@ -119,18 +107,14 @@ opc_get(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t
 	return !seq_read_retry(&c->seq, s);
 }
 
-/* kr NULL: no key_rate (v->cfg_seq must then be odd). */
+/* kr NULL: no decision parameters (no_key_rate). */
 static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, const uint64_t *opw,
                     size_t ol, const struct opc_val *v, const struct key_rate *kr)
 {
-	uint32_t s = atomic_load_explicit(&c->seq, memory_order_relaxed);
+	uint32_t s;
 
-	/* relaxed CAS + release fence: the odd seq is visible before any word changes (seqlock
-	 * writer); a thread that loses the CAS simply does not memoise */
-	if ((s & 1) || !atomic_compare_exchange_strong_explicit(&c->seq, &s, s + 1, memory_order_relaxed,
-	                                                        memory_order_relaxed))
+	if (!memo_write_begin(&c->seq, &s))
 		return;
-	atomic_thread_fence(memory_order_release);
 	__atomic_store_n(&c->h, h, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->len, (uint32_t)ol, __ATOMIC_RELAXED);
 	for (size_t k = 0; k < (ol + 7) / 8; k++)
@@ -138,14 +122,10 @@ static void opc_put(struct rate_op_cache *c, const struct prot_shm_header *h, co
 	__atomic_store_n(&c->op_hash, v->op_hash, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->key_idx, v->key_idx, __ATOMIC_RELAXED);
 	__atomic_store_n(&c->key_state, v->key_state, __ATOMIC_RELAXED);
-	__atomic_store_n(&c->cfg_seq, kr ? v->cfg_seq : 1u, __ATOMIC_RELAXED);
-	if (kr) {
-		const uint64_t *w = (const uint64_t *)(const void *)kr;
-		for (size_t k = 0; k < sizeof c->key_rate / 8; k++)
-			__atomic_store_n(&c->key_rate[k], w[k], __ATOMIC_RELAXED);
-	}
-	/* release: the words above happen before a reader acquires this even seq */
-	atomic_store_explicit(&c->seq, s + 2, memory_order_release);
+	const uint64_t *w = (const uint64_t *)(const void *)(kr ? kr : &no_key_rate);
+	for (size_t k = 0; k < sizeof c->key_rate / 8; k++)
+		__atomic_store_n(&c->key_rate[k], w[k], __ATOMIC_RELAXED);
+	memo_write_end(&c->seq, s);
 }
 
 static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const char *op, size_t ol,
@@ -164,7 +144,7 @@ static uint64_t op_hash_of(prot_t *p, const struct prot_shm_header *h, const cha
 	return v.op_hash;
 }
 
-/* Key idx's rate fields (cfg words 0-5), read under its seqlock: 0, with the slot's state word
+/* Key idx's rate fields (cfg words 0 to RATE_CFG_WORDS - 1), read under its seqlock: 0, with the slot's state word
  * and the seqlock word they belong to in *st and *seq. */
 static int key_cfg_read(struct prot_shm_header *h, uint32_t idx, struct prot_key_cfg *cfg,
                         uint32_t *st, uint32_t *seq);
@@ -192,18 +172,16 @@ static __attribute__((noinline)) int key_rate_read(struct rate_op_cache *c, stru
 	if (r < 0)
 		return r;
 	key_rate_of(&cfg, seq, kr);
-	if (c && st == v->key_state) {
-		v->cfg_seq = seq;
+	if (c && st == v->key_state)
 		opc_put(c, h, opw, ol, v, kr);
-	}
 	return (int)idx;
 }
 
 /* Key NAME's slot index, remembered per handle with the slot's state word: while that word is
  * unchanged the slot holds the same key (protd bumps the generation in it on every reuse), so a
- * hit costs one load instead of a search; and with kr (may be NULL), what a decision needs of its
- * rate fields, remembered with the cfg seqlock word: one more load. *on: the name's hash and
- * length. Errors as seg_find, or as reading the configuration. */
+ * hit costs one load instead of a search; and in *kr what a decision needs of its rate fields,
+ * remembered with the cfg seqlock word: one more load. *on: the name's hash and length. Errors as
+ * seg_find, or as reading the configuration. */
 static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct prot_shm_header *h,
                                                              const char *name, struct rate_opname *on,
                                                              struct key_rate *kr)
@@ -216,7 +194,7 @@ static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct pr
 
 	if (ol == 0 || ol > PROT_NAME_MAX) {
 		int idx = seg_find(h, REG_KEYS, name);
-		return idx < 0 || !kr ? idx : key_rate_read(NULL, h, opw, ol, &v, (uint32_t)idx, kr);
+		return idx < 0 ? idx : key_rate_read(NULL, h, opw, ol, &v, (uint32_t)idx, kr);
 	}
 	c = opc_slot(p, opw, ol);
 	known = opc_get(c, h, opw, ol, &v, kr);
@@ -226,8 +204,7 @@ static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct pr
 		if (atomic_load_explicit(&k->state, memory_order_acquire) == v.key_state) {
 			*on = (struct rate_opname){.hash = v.op_hash, .len = (uint32_t)ol};
 			/* acquire: pairs with protd's seq_write_end (the words kr was taken from) */
-			if (!kr || (!(v.cfg_seq & 1) &&
-			            atomic_load_explicit(&k->seq, memory_order_acquire) == v.cfg_seq))
+			if (!(kr->seq & 1) && atomic_load_explicit(&k->seq, memory_order_acquire) == kr->seq)
 				return (int)v.key_idx;
 			return key_rate_read(c, h, opw, ol, &v, v.key_idx, kr); /* reconfigured */
 		}
@@ -241,13 +218,10 @@ static inline __attribute__((always_inline)) int key_lookup(prot_t *p, struct pr
 	bool proven = SLOT_STATE(st) == SLOT_LIVE && memcmp(k->name, name, ol + 1) == 0 &&
 	              !seq_read_retry(&k->state, st); /* the compare happens before the re-check */
 	v = (struct opc_val){.op_hash = known ? v.op_hash : prot_siphash(h->hash_key, name, ol),
-	                     .key_idx = (uint32_t)idx, .key_state = st, .cfg_seq = 1};
-	if (proven) {
+	                     .key_idx = (uint32_t)idx, .key_state = st};
+	if (proven)
 		*on = (struct rate_opname){.hash = v.op_hash, .len = (uint32_t)ol};
-		if (!kr)
-			opc_put(c, h, opw, ol, &v, NULL);
-	}
-	return kr ? key_rate_read(proven ? c : NULL, h, opw, ol, &v, (uint32_t)idx, kr) : idx;
+	return key_rate_read(proven ? c : NULL, h, opw, ol, &v, (uint32_t)idx, kr);
 }
 
 /* The operation part of id: op's hash (memoised per handle) and length, or on's when the caller
@@ -645,13 +619,11 @@ int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const cha
 int rate_key_resolve(prot_t *p, struct prot_shm_header *h, const char *key, struct rate_key_ref *out)
 {
 	struct rate_opname on = {0};
-	struct key_rate kr;
-	int idx = key_lookup(p, h, key, &on, &kr);
+	int idx = key_lookup(p, h, key, &on, &out->kr);
 
 	if (idx < 0)
 		return idx;
 	out->op_hash = on.hash, out->op_len = on.len, out->idx = (uint32_t)idx;
-	memcpy(out->kr, &kr, sizeof kr);
 	return 0;
 }
 
@@ -662,12 +634,14 @@ int rate_check_ref(prot_t *p, struct prot_shm_header *h, const struct rate_key_r
 {
 	const struct rate_ent e = {.bytes = entity, .cstr = true};
 	const struct rate_opname on = {.hash = ref->op_hash, .len = ref->op_len};
-	struct key_rate kr;
+	const struct key_rate *kr = &ref->kr;
+	struct key_rate again;
 
-	memcpy(&kr, ref->kr, sizeof kr);
-	if (cfg_seq & 1 || kr.seq != cfg_seq) /* not what the caller's copy of cfg was read under */
-		key_rate_of(cfg, cfg_seq, &kr);
-	return key_decide(p, h, ref->idx, key, op, &on, &kr, &e, entity, cost, now_ns, info);
+	if (cfg_seq & 1 || kr->seq != cfg_seq) { /* not what the caller's copy of cfg was read under */
+		key_rate_of(cfg, cfg_seq, &again);
+		kr = &again;
+	}
+	return key_decide(p, h, ref->idx, key, op, &on, kr, &e, entity, cost, now_ns, info);
 }
 
 int rate_check_key_idx(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
@@ -756,30 +730,33 @@ static inline __attribute__((always_inline)) int key_of(prot_t *p, const char *k
 	return key_lookup(p, *h, key, on, kr);
 }
 
-int prot_rate_check_key_bin(prot_t *p, const char *key, const void *entity, size_t entity_len,
-                            uint64_t cost, struct prot_rate_info *info)
+/* A decision of key KEY on entity e (tel_entity: for telemetry). */
+static inline __attribute__((always_inline)) int key_check(prot_t *p, const char *key,
+                                                           const struct rate_ent *e,
+                                                           const char *tel_entity, uint64_t cost,
+                                                           struct prot_rate_info *info)
 {
-	const struct rate_ent e = {.bytes = entity, .len = entity_len};
 	struct rate_opname on = {0};
 	struct prot_shm_header *h;
 	struct key_rate kr;
 	int idx = key_of(p, key, true, &h, &on, &kr);
 
 	return idx < 0 ? idx
-	               : key_decide(p, h, (uint32_t)idx, key, NULL, &on, &kr, &e, NULL, cost, 0, info);
+	               : key_decide(p, h, (uint32_t)idx, key, NULL, &on, &kr, e, tel_entity, cost, 0, info);
+}
+
+int prot_rate_check_key_bin(prot_t *p, const char *key, const void *entity, size_t entity_len,
+                            uint64_t cost, struct prot_rate_info *info)
+{
+	const struct rate_ent e = {.bytes = entity, .len = entity_len};
+	return key_check(p, key, &e, NULL, cost, info);
 }
 
 int prot_rate_check_key(prot_t *p, const char *key, const char *entity, uint64_t cost,
                         struct prot_rate_info *info)
 {
 	const struct rate_ent e = {.bytes = entity, .cstr = true};
-	struct rate_opname on = {0};
-	struct prot_shm_header *h;
-	struct key_rate kr;
-	int idx = key_of(p, key, true, &h, &on, &kr);
-
-	return idx < 0 ? idx
-	               : key_decide(p, h, (uint32_t)idx, key, NULL, &on, &kr, &e, entity, cost, 0, info);
+	return key_check(p, key, &e, entity, cost, info);
 }
 
 int prot_rate_execute_bin(prot_t *p, const char *operation, const void *entity, size_t entity_len,

@@ -150,13 +150,9 @@ static inline bool memo_get(struct resolve_memo *m, const struct prot_shm_header
 static void memo_put(struct resolve_memo *m, const struct prot_shm_header *h, int reg,
                      const char *name, size_t len, struct slot_ref ref)
 {
-	uint32_t s = atomic_load_explicit(&m->seq, memory_order_relaxed);
-	/* relaxed CAS + release fence: the odd seq is visible before any word changes; a thread that
-	 * loses the CAS simply does not memoise */
-	if ((s & 1) || !atomic_compare_exchange_strong_explicit(&m->seq, &s, s + 1, memory_order_relaxed,
-	                                                        memory_order_relaxed))
+	uint32_t s;
+	if (!memo_write_begin(&m->seq, &s)) /* busy, or another thread writes it: do not memoise */
 		return;
-	atomic_thread_fence(memory_order_release);
 	ST(m->h, h);
 	ST(m->reg, (uint32_t)reg);
 	for (size_t k = 0; k <= len; k++) /* len <= PROT_NAME_MAX: the NUL fits */
@@ -164,8 +160,7 @@ static void memo_put(struct resolve_memo *m, const struct prot_shm_header *h, in
 	ST(m->idx, ref.idx);
 	ST(m->state, ref.state);
 	ST(m->word, &((struct prot_named *)seg_entry(h, reg, ref.idx))->state); /* idx < the count */
-	/* release: the words above happen before a reader acquires this even seq */
-	atomic_store_explicit(&m->seq, s + 2, memory_order_release);
+	memo_write_end(&m->seq, s);
 }
 
 void resolve_forget(prot_t *p)
