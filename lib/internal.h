@@ -612,13 +612,6 @@ PROT_HIDDEN int rate_key_cfg(struct prot_shm_header *h, uint32_t idx, struct pro
 /* A key's rate fields as decision parameters (lib/rate_algo.h), derived once. */
 struct rate_params;
 PROT_HIDDEN void rate_params_of_key(const struct prot_key_cfg *cfg, struct rate_params *rp);
-/* A decision for key idx on the key's cfg already read by the caller (the facade reads it once per
- * call): its limits, rate_on_full policy, counters and rate_clock. op names the buckets (NULL: the
- * key's name); now_ns is a CLOCK_MONOTONIC reading the caller has, used unless the key's clock is
- * coarse (0: read the key's clock here). */
-PROT_HIDDEN int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
-                               const char *op, const struct prot_key_cfg *cfg, const char *entity,
-                               uint64_t cost, uint64_t now_ns, struct prot_rate_info *info);
 /* A key as the facade resolves it once per call (lib/ratelimit.c): its slot through the rate
  * memo of its name, the name's hash, and its decision parameters with the cfg seqlock word they
  * were derived under (kr.seq). 0 and *out, or seg_find's error. */
@@ -629,8 +622,11 @@ struct rate_key_ref {
 };
 PROT_HIDDEN int rate_key_resolve(prot_t *p, struct prot_shm_header *h, const char *key,
                                  struct rate_key_ref *out);
-/* rate_check_cfg for a resolved key whose cfg the caller read under seqlock word cfg_seq: ref's
- * parameters serve when they were derived under that word, else cfg is converted again. */
+/* A decision for a resolved key on its cfg already read by the caller under seqlock word cfg_seq
+ * (the facade reads it once per call): its limits, rate_on_full policy, counters and rate_clock;
+ * ref's parameters serve when they were derived under that word, else cfg is converted again. op
+ * names the buckets (NULL: the key's name); now_ns is a CLOCK_MONOTONIC reading the caller has,
+ * used when the key decides on that clock (0: read the key's clock here). */
 PROT_HIDDEN int rate_check_ref(prot_t *p, struct prot_shm_header *h, const struct rate_key_ref *ref,
                                const char *key, const char *op, const struct prot_key_cfg *cfg,
                                uint32_t cfg_seq, const char *entity, uint64_t cost, uint64_t now_ns,

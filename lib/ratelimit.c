@@ -1,5 +1,5 @@
 /* ratelimit.c — the rate limiter's entry points: the public prot_rate_* functions, the hidden forms
- * the facade (rate_key_resolve, rate_check_ref, rate_check_cfg), protctl and the tests call; how
+ * the facade (rate_key_resolve, rate_check_ref), protctl and the tests call; how
  * a decision names its bucket (rate_id_make: (operation, entity) encoded into the words a bucket
  * stores and compares, plus the hash that places it, which a decision computes only when the
  * bucket memo, lib/rate_memo.h, does not know the bucket) and the per-handle name memo (struct
@@ -605,7 +605,8 @@ key_decide(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key, 
 	return rate_run(h, p, &id, &kr->rp, cost, rate_clock_now(kr->clock, now_ns), &pol, info);
 }
 
-int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
+/* A decision for key idx on its cfg as the caller read it (rate_check_key_idx). */
+static int rate_check_cfg(prot_t *p, struct prot_shm_header *h, uint32_t idx, const char *key,
                    const char *op, const struct prot_key_cfg *cfg, const char *entity,
                    uint64_t cost, uint64_t now_ns, struct prot_rate_info *info)
 {
